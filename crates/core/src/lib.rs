@@ -1,0 +1,27 @@
+//! Tally's pure core: the event model, validation, queue-message packing and SQL text.
+//!
+//! # Brief overview
+//!
+//! - [`RawEvent`] is what a client sends; [`validate`] turns it into an [`Event`] (or a
+//!   [`Rejection`] a person can act on), given the current time and an id source.
+//! - [`queue::pack`] packs validated events into queue messages within the Queue limits.
+//! - [`sql`] holds every SQL statement Tally runs; values are always bound parameters.
+//!
+//! This crate never touches the clock, the network, storage or randomness: `now`, ids and
+//! salts are arguments, so every rule is deterministic and testable natively and on wasm32.
+
+pub mod api_error;
+pub mod event;
+pub mod jobs;
+pub mod json;
+pub mod queue;
+pub mod sql;
+pub mod time;
+pub mod validate;
+
+mod error;
+
+pub use api_error::ApiError;
+pub use error::Error;
+pub use event::{Event, RawEvent};
+pub use validate::{Accepted, Rejection, Settings, Warning, validate};

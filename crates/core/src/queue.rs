@@ -1,0 +1,115 @@
+//! The `events` queue message: a versioned JSON envelope packing many events.
+//!
+//! Cloudflare Queues allow 128 KB per message, so [`pack`] splits a request's events
+//! into as few messages as fit under [`MAX_MESSAGE_BYTES`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Event};
+
+/// The envelope format this build writes and reads.
+pub const VERSION: u64 = 1;
+/// Budget for one message body: under the 128 KB limit, with room for the runtime's framing.
+pub const MAX_MESSAGE_BYTES: usize = 120_000;
+
+/// One queue message body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub v: u64,
+    pub events: Vec<Event>,
+}
+
+/// Packs events into JSON message bodies of at most `max_bytes` each, keeping their order.
+///
+/// An event larger than `max_bytes` on its own still gets a message of its own;
+/// validation caps every field so this does not happen with real budgets.
+pub fn pack(events: &[Event], max_bytes: usize) -> Vec<String> {
+    let head = format!(r#"{{"v":{VERSION},"events":["#);
+    crate::json::chunks(events, max_bytes, &head, "]}")
+}
+
+/// Decodes one message body.
+///
+/// # Errors
+///
+/// [`Error::MalformedMessage`] for bodies that are not a message, and
+/// [`Error::UnsupportedVersion`] for envelopes from a newer format.
+pub fn unpack(body: &str) -> Result<Message, Error> {
+    let message: Message =
+        serde_json::from_str(body).map_err(|e| Error::MalformedMessage(e.to_string()))?;
+    if message.v != VERSION {
+        return Err(Error::UnsupportedVersion(message.v));
+    }
+    Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(i: usize, pad: usize) -> Event {
+        Event {
+            event_id: format!("00000000-0000-4000-8000-{i:012}"),
+            project: "demo".into(),
+            name: "x".repeat(pad.max(1)),
+            timestamp: 1,
+            received_at: 2,
+            method: None,
+            route: None,
+            status: Some(200),
+            duration_ms: None,
+            error_class: None,
+            error_message: None,
+            instance: None,
+            user: None,
+            session: None,
+            version: None,
+            colo: None,
+            country: None,
+            source: None,
+            medium: None,
+            campaign: None,
+            item: None,
+            variant: None,
+            bytes: None,
+            metadata: None,
+        }
+    }
+
+    #[test]
+    fn round_trips_and_respects_budget() {
+        let events: Vec<Event> = (0..500).map(|i| event(i, 100)).collect();
+        let bodies = pack(&events, 10_000);
+        assert!(
+            bodies.len() > 1,
+            "500 events of ~200 bytes need several messages"
+        );
+        let mut back = Vec::new();
+        for body in &bodies {
+            assert!(body.len() <= 10_000, "body of {} bytes", body.len());
+            back.extend(unpack(body).unwrap().events);
+        }
+        assert_eq!(back, events);
+    }
+
+    #[test]
+    fn empty_input_packs_nothing() {
+        assert!(pack(&[], MAX_MESSAGE_BYTES).is_empty());
+    }
+
+    #[test]
+    fn oversized_event_gets_its_own_message() {
+        let events = vec![event(0, 10), event(1, 500), event(2, 10)];
+        let bodies = pack(&events, 300);
+        assert_eq!(bodies.len(), 3);
+    }
+
+    #[test]
+    fn rejects_bad_bodies() {
+        assert!(matches!(unpack("nope"), Err(Error::MalformedMessage(_))));
+        assert!(matches!(
+            unpack(r#"{"v":2,"events":[]}"#),
+            Err(Error::UnsupportedVersion(2))
+        ));
+    }
+}

@@ -1,0 +1,395 @@
+//! Validation: a raw client event becomes a normalized [`Event`] or a [`Rejection`].
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::event::{Event, RawEvent};
+use crate::time::{DAY_MS, json_kind, parse_timestamp};
+
+/// Longest event name, in characters.
+pub const MAX_NAME_CHARS: usize = 120;
+/// Longest metadata object, in bytes of compact JSON.
+pub const MAX_METADATA_BYTES: usize = 4096;
+/// Longest value of a short dimension (method, version, source, ...), in characters.
+pub const MAX_DIMENSION_CHARS: usize = 256;
+/// Longest route, in characters.
+pub const MAX_ROUTE_CHARS: usize = 512;
+/// Longest error message, in characters.
+pub const MAX_ERROR_MESSAGE_CHARS: usize = 2048;
+
+/// The per-project settings validation depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Raw events older than this many days are rejected (and later purged).
+    pub retention_days: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { retention_days: 90 }
+    }
+}
+
+/// Something validation changed about an accepted event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum Warning {
+    /// The timestamp was in the future and was set to the server time.
+    ClampedTimestamp { original: i64 },
+    /// The metadata was larger than allowed and was replaced by a marker with its size.
+    TruncatedMetadata { original_bytes: usize },
+}
+
+/// An accepted event and what validation changed about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accepted {
+    pub event: Event,
+    pub warnings: Vec<Warning>,
+}
+
+/// Why an event was rejected: a stable code, the field at fault and a message to act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    pub code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'static str>,
+    pub message: String,
+}
+
+impl Rejection {
+    fn field(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code: "invalid_field",
+            field: Some(field),
+            message: message.into(),
+        }
+    }
+}
+
+/// Whether `slug` is a valid project slug: `[a-z0-9-]{1,64}`.
+pub fn is_valid_slug(slug: &str) -> bool {
+    (1..=64).contains(&slug.len())
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Validates and normalizes one raw event.
+///
+/// `now_ms` is the server time; `fresh_id` is called only when the event has no id.
+///
+/// # Errors
+///
+/// Returns a [`Rejection`] naming the first field that breaks a rule.
+pub fn validate(
+    raw: RawEvent,
+    now_ms: i64,
+    settings: Settings,
+    fresh_id: &mut dyn FnMut() -> String,
+) -> Result<Accepted, Rejection> {
+    let mut warnings = Vec::new();
+
+    let project = raw
+        .project
+        .ok_or_else(|| Rejection::field("project", "project is required"))?;
+    if !is_valid_slug(&project) {
+        return Err(Rejection::field(
+            "project",
+            format!("project {project:?} is not a slug of 1 to 64 characters a-z, 0-9 and -"),
+        ));
+    }
+
+    let event_id = match raw.event_id {
+        Some(id) => uuid::Uuid::try_parse(&id)
+            .map(|u| u.hyphenated().to_string())
+            .map_err(|_| {
+                Rejection::field(
+                    "event_id",
+                    format!("event_id {id:?} is not a UUID; omit it to have one generated"),
+                )
+            })?,
+        None => fresh_id(),
+    };
+
+    let name = raw.name.map(|n| n.trim().to_owned()).unwrap_or_default();
+    if name.is_empty() {
+        return Err(Rejection::field("name", "name is required"));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(Rejection::field(
+            "name",
+            format!("name is longer than {MAX_NAME_CHARS} characters"),
+        ));
+    }
+
+    let mut timestamp = match &raw.timestamp {
+        None | Some(Value::Null) => now_ms,
+        Some(value) => parse_timestamp(value).map_err(|m| Rejection::field("timestamp", m))?,
+    };
+    if timestamp > now_ms {
+        warnings.push(Warning::ClampedTimestamp {
+            original: timestamp,
+        });
+        timestamp = now_ms;
+    }
+    let oldest = now_ms - i64::from(settings.retention_days) * DAY_MS;
+    if timestamp < oldest {
+        return Err(Rejection::field(
+            "timestamp",
+            format!(
+                "timestamp is older than the project's retention of {} days",
+                settings.retention_days
+            ),
+        ));
+    }
+
+    let status = match raw.status {
+        None => None,
+        Some(s @ 100..=599) => Some(s as u16),
+        Some(s) => {
+            return Err(Rejection::field(
+                "status",
+                format!("status {s} is not an HTTP status in 100..=599"),
+            ));
+        }
+    };
+    let duration_ms = match raw.duration_ms {
+        Some(d) if !d.is_finite() || d < 0.0 => {
+            return Err(Rejection::field(
+                "duration_ms",
+                "duration_ms must be a finite number >= 0",
+            ));
+        }
+        d => d,
+    };
+    let bytes = match raw.bytes {
+        Some(b) if b < 0 => return Err(Rejection::field("bytes", "bytes must be >= 0")),
+        b => b.map(|b| b as u64),
+    };
+
+    let metadata = match raw.metadata {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(map)) => {
+            let size = serde_json::to_string(&map).map(|s| s.len()).unwrap_or(0);
+            if size > MAX_METADATA_BYTES {
+                warnings.push(Warning::TruncatedMetadata {
+                    original_bytes: size,
+                });
+                let mut marker = serde_json::Map::new();
+                marker.insert("_truncated".into(), Value::Bool(true));
+                marker.insert("_original_bytes".into(), Value::from(size));
+                Some(marker)
+            } else {
+                Some(map)
+            }
+        }
+        Some(other) => {
+            return Err(Rejection::field(
+                "metadata",
+                format!("metadata must be a JSON object, not {}", json_kind(&other)),
+            ));
+        }
+    };
+
+    let dim = |field: &'static str, value: Option<String>, max: usize| capped(field, value, max);
+    let event = Event {
+        event_id,
+        project,
+        name,
+        timestamp,
+        received_at: now_ms,
+        method: dim("method", raw.method.map(|m| m.to_ascii_uppercase()), 16)?,
+        route: dim("route", raw.route.map(normalize_route), MAX_ROUTE_CHARS)?,
+        status,
+        duration_ms,
+        error_class: dim("error_class", raw.error_class, MAX_DIMENSION_CHARS)?,
+        error_message: dim("error_message", raw.error_message, MAX_ERROR_MESSAGE_CHARS)?,
+        instance: dim("instance", raw.instance, MAX_DIMENSION_CHARS)?,
+        user: dim("user", raw.user, MAX_DIMENSION_CHARS)?,
+        session: dim("session", raw.session, MAX_DIMENSION_CHARS)?,
+        version: dim("version", raw.version, 64)?,
+        colo: dim("colo", raw.colo, 16)?,
+        country: dim("country", raw.country.map(|c| c.to_ascii_uppercase()), 2)?,
+        source: dim("source", raw.source, MAX_DIMENSION_CHARS)?,
+        medium: dim("medium", raw.medium, MAX_DIMENSION_CHARS)?,
+        campaign: dim("campaign", raw.campaign, MAX_DIMENSION_CHARS)?,
+        item: dim("item", raw.item, MAX_DIMENSION_CHARS)?,
+        variant: dim("variant", raw.variant, MAX_DIMENSION_CHARS)?,
+        bytes,
+        metadata,
+    };
+    Ok(Accepted { event, warnings })
+}
+
+/// Drops empty strings and rejects values longer than `max` characters.
+fn capped(
+    field: &'static str,
+    value: Option<String>,
+    max: usize,
+) -> Result<Option<String>, Rejection> {
+    match value {
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) if v.chars().count() > max => Err(Rejection::field(
+            field,
+            format!("{field} is longer than {max} characters"),
+        )),
+        v => Ok(v),
+    }
+}
+
+/// Strips the query string and fragment from a route: `/posts/:id?x=1` → `/posts/:id`.
+pub fn normalize_route(route: String) -> String {
+    match route.find(['?', '#']) {
+        Some(cut) => route[..cut].to_owned(),
+        None => route,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: i64 = 1_737_210_600_000;
+
+    fn run(raw: Value) -> Result<Accepted, Rejection> {
+        let raw: RawEvent = serde_json::from_value(raw).expect("raw event parses");
+        validate(raw, NOW, Settings::default(), &mut || {
+            "00000000-0000-4000-8000-000000000000".to_owned()
+        })
+    }
+
+    fn rejected(raw: Value, field: &str, fragment: &str) {
+        let r = run(raw.clone()).expect_err("should be rejected");
+        assert_eq!(r.field, Some(field), "{raw}");
+        assert!(
+            r.message.contains(fragment),
+            "{:?} lacks {fragment:?}",
+            r.message
+        );
+    }
+
+    #[test]
+    fn minimal_event_gets_defaults() {
+        let a = run(json!({"project": "demo", "name": "request"})).unwrap();
+        assert_eq!(a.event.timestamp, NOW);
+        assert_eq!(a.event.received_at, NOW);
+        assert_eq!(a.event.event_id, "00000000-0000-4000-8000-000000000000");
+        assert!(a.warnings.is_empty());
+    }
+
+    #[test]
+    fn event_id_is_normalized() {
+        let a = run(json!({"project": "p", "name": "n",
+            "event_id": "6F9619FF8B86D011B42D00C04FC964FF"}))
+        .unwrap();
+        assert_eq!(a.event.event_id, "6f9619ff-8b86-d011-b42d-00c04fc964ff");
+        rejected(
+            json!({"project": "p", "name": "n", "event_id": "x"}),
+            "event_id",
+            "not a UUID",
+        );
+    }
+
+    #[test]
+    fn rules() {
+        rejected(json!({"name": "n"}), "project", "required");
+        rejected(json!({"project": "Demo", "name": "n"}), "project", "slug");
+        rejected(json!({"project": "p"}), "name", "required");
+        rejected(json!({"project": "p", "name": "  "}), "name", "required");
+        rejected(
+            json!({"project": "p", "name": "x".repeat(121)}),
+            "name",
+            "120",
+        );
+        rejected(
+            json!({"project": "p", "name": "n", "status": 99}),
+            "status",
+            "100..=599",
+        );
+        rejected(
+            json!({"project": "p", "name": "n", "status": 600}),
+            "status",
+            "100..=599",
+        );
+        rejected(
+            json!({"project": "p", "name": "n", "duration_ms": -1.0}),
+            "duration_ms",
+            ">= 0",
+        );
+        rejected(
+            json!({"project": "p", "name": "n", "bytes": -1}),
+            "bytes",
+            ">= 0",
+        );
+        rejected(
+            json!({"project": "p", "name": "n", "metadata": [1]}),
+            "metadata",
+            "not an array",
+        );
+        rejected(
+            json!({"project": "p", "name": "n", "timestamp": NOW - 91 * DAY_MS}),
+            "timestamp",
+            "retention of 90 days",
+        );
+        rejected(
+            json!({"project": "p", "name": "n", "country": "USA"}),
+            "country",
+            "2",
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let err = serde_json::from_value::<RawEvent>(json!({"name": "n", "nmae": 1}))
+            .expect_err("unknown field");
+        assert!(err.to_string().contains("unknown field `nmae`"), "{err}");
+    }
+
+    #[test]
+    fn future_timestamp_is_clamped_with_warning() {
+        let a = run(json!({"project": "p", "name": "n", "timestamp": NOW + 5_000})).unwrap();
+        assert_eq!(a.event.timestamp, NOW);
+        assert_eq!(
+            a.warnings,
+            vec![Warning::ClampedTimestamp {
+                original: NOW + 5_000
+            }]
+        );
+    }
+
+    #[test]
+    fn large_metadata_is_truncated_with_warning() {
+        let a = run(json!({"project": "p", "name": "n",
+            "metadata": {"blob": "x".repeat(5000)}}))
+        .unwrap();
+        let meta = a.event.metadata.unwrap();
+        assert_eq!(meta["_truncated"], json!(true));
+        assert_eq!(meta["_original_bytes"], json!(5011));
+        assert_eq!(
+            a.warnings,
+            vec![Warning::TruncatedMetadata {
+                original_bytes: 5011
+            }]
+        );
+    }
+
+    #[test]
+    fn normalizes_dimensions() {
+        let a = run(json!({"project": "p", "name": "request", "method": "get",
+            "route": "/posts/:id?page=2", "country": "de", "version": ""}))
+        .unwrap();
+        assert_eq!(a.event.method.as_deref(), Some("GET"));
+        assert_eq!(a.event.route.as_deref(), Some("/posts/:id"));
+        assert_eq!(a.event.country.as_deref(), Some("DE"));
+        assert_eq!(a.event.version, None);
+    }
+
+    #[test]
+    fn is_error() {
+        let a = run(json!({"project": "p", "name": "request", "status": 503})).unwrap();
+        assert!(a.event.is_error());
+        let b = run(json!({"project": "p", "name": "request", "status": 404})).unwrap();
+        assert!(!b.event.is_error());
+    }
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: real HTTP against the three workers running under local workerd.
+//!
+//! `cargo xtask test` starts the stack on free ports and passes the URLs in
+//! `TALLY_INGEST_URL`, `TALLY_QUERY_URL` and `TALLY_AGGREGATOR_URL`. Every test uses its
+//! own project slug, so tests run in parallel against one stack.
+
+mod pipeline;
+mod support;
+mod validation;

@@ -1,0 +1,148 @@
+//! Helpers shared by the end-to-end tests: the stack's URLs, an HTTP client, polling.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+/// The base URL of one worker of the running stack.
+pub fn url(worker: &str) -> String {
+    let var = format!("TALLY_{}_URL", worker.to_uppercase());
+    std::env::var(&var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run the end-to-end tests with `cargo xtask test`")
+    })
+}
+
+/// A name unique to this test run, e.g. for a project slug.
+pub fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}-{:x}-{}",
+        nanos & 0xffff_ffff_ffff,
+        std::process::id()
+    )
+}
+
+/// A UUID that is unique to `run` and `i`.
+pub fn event_id(run: u32, i: u32) -> String {
+    format!("{run:08x}-0000-4000-8000-{i:012x}")
+}
+
+/// A random-enough 32-bit run id for event ids.
+pub fn run_id() -> u32 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    nanos ^ std::process::id().rotate_left(16)
+}
+
+/// An HTTP answer: status and body (parsed as JSON when it is JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub json: Value,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(20)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn answer(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
+    let mut response = response.expect("the worker answers over HTTP");
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
+        .collect();
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .read_to_string()
+        .expect("the body is readable text");
+    let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Answer {
+        status,
+        headers,
+        json,
+    }
+}
+
+/// `GET` a URL.
+pub fn get(url: &str) -> Answer {
+    answer(agent().get(url).call())
+}
+
+/// `POST` a body with a content type.
+pub fn post(url: &str, content_type: &str, body: &str) -> Answer {
+    answer(
+        agent()
+            .post(url)
+            .header("content-type", content_type)
+            .send(body),
+    )
+}
+
+/// `POST` JSON events to ingest.
+pub fn send_events(events: &Value) -> Answer {
+    post(
+        &format!("{}/v1/events", url("ingest")),
+        "application/json",
+        &events.to_string(),
+    )
+}
+
+/// The project's overview from the query worker.
+pub fn overview(project: &str) -> Answer {
+    get(&format!("{}/v1/projects/{project}/overview", url("query")))
+}
+
+/// Polls `probe` every 200 ms until it returns `Some`, or panics after `limit` with the
+/// last thing it saw, described by `what`.
+pub fn eventually<T>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        match probe() {
+            Ok(value) => return value,
+            Err(last) if Instant::now() > deadline => {
+                panic!("{what}: not reached within {limit:?}; last seen: {last}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// Waits until the overview of `project` counts exactly `n` events.
+pub fn wait_for_count(project: &str, n: u64) {
+    eventually(
+        &format!("overview of {project} counts {n} events"),
+        Duration::from_secs(30),
+        || {
+            let a = overview(project);
+            match a.json["events"].as_u64() {
+                Some(count) if a.status == 200 && count == n => Ok(()),
+                _ => Err(format!("{} {}", a.status, a.json)),
+            }
+        },
+    );
+}

@@ -1,0 +1,16 @@
+//! Tally's aggregator worker: the only writer of events to D1. It consumes the `events`
+//! queue ([`consumer`]) and runs the cron jobs ([`cron`]).
+
+mod consumer;
+mod cron;
+
+use worker::{Context, Env, Request, Response, Result, event};
+
+/// The D1 database binding (see `wrangler/aggregator.toml`).
+pub const DB: &str = "DB";
+
+/// Answers liveness probes; the aggregator serves no other HTTP.
+#[event(fetch)]
+async fn fetch(_req: Request, _env: Env, _ctx: Context) -> Result<Response> {
+    Response::from_json(&serde_json::json!({"worker": "aggregator", "status": "ok"}))
+}

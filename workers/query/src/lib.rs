@@ -1,0 +1,49 @@
+//! Tally's query worker: the REST API. It reads D1 and is the only worker that knows the
+//! JSON shapes of read responses.
+
+mod error;
+mod overview;
+
+use tally_core::ApiError;
+use tally_storage::JobLog;
+use tally_storage::d1::D1Store;
+use worker::{Context, Env, Method, Request, Response, Result, event};
+
+/// The D1 database binding (see `wrangler/query.toml`).
+pub const DB: &str = "DB";
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    route(req, &env).await.or_else(error::respond)
+}
+
+async fn route(req: Request, env: &Env) -> std::result::Result<Response, ApiError> {
+    let path = req.path();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (req.method(), segments.as_slice()) {
+        (Method::Get, ["v1", "projects", project, "overview"]) => {
+            overview::get(&req, env, project).await
+        }
+        (Method::Get, ["v1", "health"] | [""]) => health(env).await,
+        (_, ["v1", "projects", _, "overview"] | ["v1", "health"]) => {
+            Err(ApiError::method_not_allowed("GET"))
+        }
+        _ => Err(ApiError::not_found(format!("no endpoint at {path}"))),
+    }
+}
+
+/// `GET /v1/health`: the worker answers, D1 is readable, and when each cron job last ran.
+async fn health(env: &Env) -> std::result::Result<Response, ApiError> {
+    let store = store(env)?;
+    let jobs = store.latest_job_runs().await.map_err(error::internal)?;
+    Response::from_json(&serde_json::json!({
+        "worker": "query",
+        "status": "ok",
+        "jobs": jobs,
+    }))
+    .map_err(error::internal)
+}
+
+fn store(env: &Env) -> std::result::Result<D1Store, ApiError> {
+    env.d1(DB).map(D1Store::new).map_err(error::internal)
+}

@@ -1,0 +1,74 @@
+//! Tally's one entry point for project chores (`cargo xtask <task>`), in the style of
+//! matklad's cargo-xtask: no shell scripts, every step printed, every failure explained.
+
+mod bundle;
+mod deploy;
+mod dev;
+mod proc;
+mod stack;
+mod test;
+mod tidy;
+mod tools;
+
+use anyhow::{Result, bail};
+
+const HELP: &str = "\
+cargo xtask <task>
+
+Tasks:
+  dev                 build and run the whole stack on 127.0.0.1 (Ctrl-C stops it)
+  test                lint, unit tests, wasm checks and builds, end-to-end tests
+  build               build the three workers' wasm bundles and print their sizes
+  deploy --dry-run    package the three workers for deployment, offline
+  setup               install the pinned toolchain into .tools/ and node_modules/
+";
+
+fn main() {
+    if let Err(error) = run() {
+        eprintln!("\nxtask: error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    proc::install_interrupt_handler()?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (task, rest) = match args.split_first() {
+        Some((task, rest)) => (task.as_str(), rest),
+        None => {
+            print!("{HELP}");
+            return Ok(());
+        }
+    };
+    match task {
+        "dev" => dev::run(rest),
+        "test" => test::run(rest),
+        "build" => {
+            no_args(task, rest)?;
+            tools::ensure()?;
+            bundle::build_all().map(drop)
+        }
+        "deploy" => deploy::run(rest),
+        "setup" => {
+            no_args(task, rest)?;
+            tools::ensure()
+        }
+        "help" | "-h" | "--help" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => bail!("unknown task {other:?}\n\n{HELP}"),
+    }
+}
+
+fn no_args(task: &str, rest: &[String]) -> Result<()> {
+    if let Some(arg) = rest.first() {
+        bail!("`cargo xtask {task}` takes no argument {arg:?}");
+    }
+    Ok(())
+}
+
+/// Prints a step header, so every task says what it is doing.
+pub fn step(what: &str) {
+    println!("\n==> {what}");
+}

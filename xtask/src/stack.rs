@@ -1,0 +1,260 @@
+//! The local stack: three `wrangler dev` processes (real workerd) on 127.0.0.1 sharing
+//! one state directory (D1, KV, Queues) and one dev registry (so the queue crosses
+//! processes). The consumer starts first; each worker must answer before the next starts.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::bundle::{WORKERS, rel};
+use crate::proc::{self, Background};
+use crate::step;
+use crate::tools::{self, root};
+
+/// The HTTP and inspector ports of the three workers.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub aggregator: u16,
+    pub ingest: u16,
+    pub query: u16,
+    /// The first of three consecutive-by-index inspector ports.
+    pub inspectors: [u16; 3],
+}
+
+impl Ports {
+    /// Fixed ports for `cargo xtask dev`: ingest `base`, query `base + 1`, aggregator
+    /// `base + 2`; inspectors from `base + 100`.
+    pub fn fixed(base: u16) -> Self {
+        Self {
+            ingest: base,
+            query: base + 1,
+            aggregator: base + 2,
+            inspectors: [base + 100, base + 101, base + 102],
+        }
+    }
+
+    /// Six ports the OS reports free right now, for tests.
+    pub fn free() -> Result<Self> {
+        let listeners = (0..6)
+            .map(|_| TcpListener::bind("127.0.0.1:0"))
+            .collect::<std::io::Result<Vec<_>>>()
+            .context("could not find free ports on 127.0.0.1")?;
+        let p: Vec<u16> = listeners
+            .iter()
+            .map(|l| l.local_addr().map(|a| a.port()))
+            .collect::<std::io::Result<_>>()?;
+        Ok(Self {
+            aggregator: p[0],
+            ingest: p[1],
+            query: p[2],
+            inspectors: [p[3], p[4], p[5]],
+        })
+    }
+
+    fn of(&self, worker: &str) -> u16 {
+        match worker {
+            "aggregator" => self.aggregator,
+            "ingest" => self.ingest,
+            _ => self.query,
+        }
+    }
+}
+
+/// How to run the stack.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Holds `state/` (D1, KV, Queues), `registry/` and `logs/`.
+    pub dir: PathBuf,
+    pub ports: Ports,
+    /// Also print each worker's output to the terminal, prefixed with its name.
+    pub echo: bool,
+}
+
+/// A running stack; dropping it stops all three workers and everything they started.
+#[derive(Debug)]
+pub struct Stack {
+    pub config: Config,
+    children: Vec<Background>,
+}
+
+impl Stack {
+    /// Applies the migrations and starts the workers, consumer first.
+    pub fn start(config: Config) -> Result<Self> {
+        for worker in WORKERS {
+            tools::require(
+                &crate::bundle::crate_dir(worker).join("build/index.js"),
+                "run `cargo xtask build` first",
+            )?;
+        }
+        std::fs::create_dir_all(config.dir.join("logs"))?;
+        step(&format!(
+            "Applying D1 migrations to the local state in {}",
+            rel(&config.dir.join("state"))
+        ));
+        let mut migrate = wrangler(&config);
+        migrate
+            .args(["d1", "migrations", "apply", "tally", "--local"])
+            .args(["-c", "wrangler/aggregator.toml", "--persist-to"])
+            .arg(config.dir.join("state"))
+            .stdin(Stdio::null());
+        proc::run(
+            &mut migrate,
+            "check the SQL in migrations/; delete the state directory to start afresh",
+        )?;
+
+        let mut stack = Self {
+            config,
+            children: Vec::new(),
+        };
+        for (i, worker) in WORKERS.into_iter().enumerate() {
+            stack.start_worker(worker, i)?;
+        }
+        Ok(stack)
+    }
+
+    fn start_worker(&mut self, worker: &str, index: usize) -> Result<()> {
+        let port = self.config.ports.of(worker);
+        step(&format!("Starting {worker} on http://127.0.0.1:{port}"));
+        let mut cmd = wrangler(&self.config);
+        cmd.args(["dev", "-c", &format!("wrangler/{worker}.toml")])
+            .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "--inspector-port",
+                &self.config.ports.inspectors[index].to_string(),
+            ])
+            .arg("--persist-to")
+            .arg(self.config.dir.join("state"))
+            .arg("--show-interactive-dev-session=false")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if worker == "aggregator" {
+            // Cron never fires by itself locally; this serves /cdn-cgi/handler/scheduled.
+            cmd.arg("--test-scheduled");
+        }
+        let mut child = Background::spawn(worker, &mut cmd)?;
+        let log = self.log_path(worker);
+        let file = Arc::new(Mutex::new(
+            File::create(&log).with_context(|| format!("creating {}", log.display()))?,
+        ));
+        let (out, err) = child.take_output();
+        for stream in [out, err].into_iter().flatten() {
+            copy_lines(stream, worker, Arc::clone(&file), self.config.echo);
+        }
+        let url = format!("http://127.0.0.1:{port}/");
+        let started = Instant::now();
+        let result = wait_until_answers(&url, &mut child, Duration::from_secs(90));
+        self.children.push(child);
+        match result {
+            Ok(()) => {
+                println!(
+                    "{worker} answers at {url} ({:.1} s)",
+                    started.elapsed().as_secs_f64()
+                );
+                Ok(())
+            }
+            Err(e) => bail!(
+                "{e}\n--- last lines of {} ---\n{}\n  hint: a port may be in use, or the build is stale (cargo xtask build)",
+                rel(&log),
+                tail(&log, 30)
+            ),
+        }
+    }
+
+    /// The base URL of a worker.
+    pub fn url(&self, worker: &str) -> String {
+        format!("http://127.0.0.1:{}", self.config.ports.of(worker))
+    }
+
+    /// The log file of a worker.
+    pub fn log_path(&self, worker: &str) -> PathBuf {
+        self.config.dir.join("logs").join(format!("{worker}.log"))
+    }
+
+    /// The first worker that has exited, if any, with its status.
+    pub fn exited(&mut self) -> Option<(String, std::process::ExitStatus)> {
+        self.children
+            .iter_mut()
+            .find_map(|c| c.exited().map(|s| (c.name.clone(), s)))
+    }
+
+    /// Stops the workers, producers first.
+    pub fn stop(&mut self) {
+        while let Some(mut child) = self.children.pop() {
+            child.stop();
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// wrangler, run from the repository root (config paths are relative to it), with its
+/// dev registry and logs kept inside the stack's directory.
+fn wrangler(config: &Config) -> Command {
+    let mut cmd = tools::tool("wrangler");
+    cmd.current_dir(root())
+        .env("WRANGLER_REGISTRY_PATH", config.dir.join("registry"))
+        .env("WRANGLER_LOG_PATH", config.dir.join("logs"))
+        .env("FORCE_COLOR", "0");
+    cmd
+}
+
+/// Copies a child's output line by line into its log, and to the terminal if asked.
+fn copy_lines(stream: Box<dyn Read + Send>, worker: &str, log: Arc<Mutex<File>>, echo: bool) {
+    let prefix = format!("[{worker}] ");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(mut file) = log.lock() {
+                let _ = writeln!(file, "{line}");
+            }
+            if echo {
+                println!("{prefix}{line}");
+            }
+        }
+    });
+}
+
+/// Polls `url` until any HTTP answer comes back, the child exits, or `limit` passes.
+fn wait_until_answers(url: &str, child: &mut Background, limit: Duration) -> Result<()> {
+    let agent = agent(Duration::from_secs(2));
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.exited() {
+            bail!("{} exited before answering ({status})", child.name);
+        }
+        if agent.get(url).call().is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{} did not answer at {url} within {limit:?}", child.name);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// An HTTP client that treats every status as an answer, not an error.
+pub fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// The last `n` lines of a file.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

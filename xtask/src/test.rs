@@ -1,0 +1,189 @@
+//! `cargo xtask test`: every check, from formatting to end-to-end tests against the
+//! three workers under local workerd. It stops the stack whatever happens and ends
+//! with one summary line of every test run.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+use crate::stack::{Config, Ports, Stack, tail};
+use crate::tools::{self, cargo, root};
+use crate::{bundle, proc, step};
+
+/// Passed and failed counts summed over every test binary run.
+#[derive(Debug, Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    if let Some(arg) = args.first() {
+        bail!("`cargo xtask test` takes no argument {arg:?}");
+    }
+    let mut tally = Tally::default();
+    let outcome = all_checks(&mut tally);
+    println!();
+    if let Err(e) = &outcome {
+        eprintln!("xtask: error: {e:#}");
+    }
+    // The closing line: the sum of every test runner summary above.
+    println!("test: {} passed, {} failed", tally.passed, tally.failed);
+    if outcome.is_err() || tally.failed > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn all_checks(tally: &mut Tally) -> Result<()> {
+    tools::ensure()?;
+
+    step("Formatting (cargo fmt --check)");
+    proc::run(
+        cargo().args(["fmt", "--all", "--", "--check"]),
+        "run `cargo fmt --all` and commit the result",
+    )?;
+
+    step("Lints (cargo clippy, warnings are errors)");
+    proc::run(
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+        "fix the lints above",
+    )?;
+
+    step("Native unit tests");
+    run_tests(
+        cargo().args(["test", "--workspace", "--exclude", "tally-e2e"]),
+        tally,
+    )?;
+
+    step("wasm32 check of core and storage (no native-only code in them)");
+    proc::run(
+        cargo().args([
+            "check",
+            "-p",
+            "tally-core",
+            "--target",
+            "wasm32-unknown-unknown",
+        ]),
+        "tally-core must compile to wasm32: no IO, clock or native-only dependency",
+    )?;
+    proc::run(
+        cargo().args([
+            "check",
+            "-p",
+            "tally-storage",
+            "--no-default-features",
+            "--features",
+            "d1",
+            "--target",
+            "wasm32-unknown-unknown",
+        ]),
+        "tally-storage's D1 side must compile to wasm32",
+    )?;
+
+    bundle::build_all()?;
+
+    step("Compiling the end-to-end tests");
+    proc::run(
+        cargo().args(["test", "-p", "tally-e2e", "--no-run"]),
+        "fix the compile errors in e2e/",
+    )?;
+
+    let dir = root().join("target/e2e");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    let mut stack = Stack::start(Config {
+        dir: dir.clone(),
+        ports: Ports::free()?,
+        echo: false,
+    })
+    .context("the local stack for the end-to-end tests did not start")?;
+
+    step("End-to-end tests against the local stack");
+    let mut e2e = cargo();
+    e2e.args(["test", "-p", "tally-e2e"])
+        .env("TALLY_INGEST_URL", stack.url("ingest"))
+        .env("TALLY_QUERY_URL", stack.url("query"))
+        .env("TALLY_AGGREGATOR_URL", stack.url("aggregator"));
+    let result = run_tests(&mut e2e, tally);
+    let crashed = stack.exited();
+    stack.stop();
+    if result.is_err() || crashed.is_some() {
+        for worker in bundle::WORKERS {
+            let log = stack.log_path(worker);
+            eprintln!(
+                "--- last lines of {} ---\n{}",
+                bundle::rel(&log),
+                tail(&log, 20)
+            );
+        }
+    }
+    if let Some((worker, status)) = crashed {
+        bail!("{worker} exited during the end-to-end tests ({status})");
+    }
+    result
+}
+
+/// Runs a `cargo test` command, echoing its output and adding its summaries to `tally`.
+fn run_tests(cmd: &mut Command, tally: &mut Tally) -> Result<()> {
+    println!("$ {}", proc::show(cmd));
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start `{}`", proc::show(cmd)))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some((passed, failed)) = parse_summary(&line) {
+            tally.passed += passed;
+            tally.failed += failed;
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", proc::show(cmd));
+    }
+    Ok(())
+}
+
+/// Reads `test result: ok. 17 passed; 0 failed; ...` into (17, 0).
+fn parse_summary(line: &str) -> Option<(u64, u64)> {
+    let rest = line.strip_prefix("test result: ")?;
+    let count = |word: &str| {
+        rest.split(';').find_map(|part| {
+            let mut tokens = part.split_whitespace().rev();
+            let (w, n) = (tokens.next()?, tokens.next()?);
+            if w == word { n.parse().ok() } else { None }
+        })
+    };
+    Some((count("passed")?, count("failed")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_summary;
+
+    #[test]
+    fn reads_cargo_test_summaries() {
+        let check = |line, expected| assert_eq!(parse_summary(line), expected, "{line}");
+        check(
+            "test result: ok. 17 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s",
+            Some((17, 0)),
+        );
+        check(
+            "test result: FAILED. 16 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out",
+            Some((16, 1)),
+        );
+        check("running 17 tests", None);
+    }
+}

@@ -1,0 +1,82 @@
+//! Project rules, checked as tests (in the manner of rust-analyzer's `tidy.rs`).
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::tools::root;
+    use tally_core::jobs::Job;
+
+    fn read(path: &str) -> String {
+        std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy();
+            if path.is_dir() && name != "build" && name != "target" {
+                rust_files(&path, out);
+            } else if name.ends_with(".rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn every_source_file_starts_with_a_doc_line() {
+        let mut files = Vec::new();
+        for dir in ["crates", "workers", "xtask", "e2e"] {
+            rust_files(&root().join(dir), &mut files);
+        }
+        assert!(files.len() > 10, "found only {} files", files.len());
+        let missing: Vec<String> = files
+            .iter()
+            .filter(|f| !std::fs::read_to_string(f).unwrap().starts_with("//!"))
+            .map(|f| f.display().to_string())
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "files without a leading `//!` line: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn aggregator_crons_are_the_core_jobs() {
+        let toml = read("wrangler/aggregator.toml");
+        let line = toml
+            .lines()
+            .find(|l| l.trim_start().starts_with("crons"))
+            .expect("aggregator.toml has [triggers] crons");
+        let listed: Vec<&str> = line.split('"').skip(1).step_by(2).collect();
+        let jobs: Vec<&str> = Job::ALL.iter().map(|j| j.cron()).collect();
+        assert_eq!(
+            listed, jobs,
+            "wrangler/aggregator.toml crons vs tally_core::jobs"
+        );
+    }
+
+    #[test]
+    fn binding_constants_match_the_wrangler_configs() {
+        for worker in crate::bundle::WORKERS {
+            let source = read(&format!("workers/{worker}/src/lib.rs"));
+            let config = read(&format!("wrangler/{worker}.toml"));
+            let bindings: Vec<&str> = source
+                .lines()
+                .filter_map(|l| l.strip_prefix("pub const "))
+                .filter(|l| l.contains(": &str = \""))
+                .filter_map(|l| l.split('"').nth(1))
+                .collect();
+            assert!(
+                !bindings.is_empty(),
+                "{worker} declares no binding constants"
+            );
+            for binding in bindings {
+                assert!(
+                    config.contains(&format!("binding = \"{binding}\"")),
+                    "workers/{worker} uses binding {binding:?}, which wrangler/{worker}.toml lacks"
+                );
+            }
+        }
+    }
+}

