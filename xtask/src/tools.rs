@@ -72,6 +72,7 @@ pub fn tool(program: &str) -> Command {
 pub fn ensure() -> Result<()> {
     step("Checking the toolchain (installs only what is missing)");
     ensure_wasm_target()?;
+    ensure_components()?;
     ensure_cargo_tool("worker-build", "worker-build", WORKER_BUILD_VERSION, true)?;
     let bindgen = wasm_bindgen_version()?;
     // wasm-bindgen-cli cannot be installed --locked: a locked dependency of it is gone
@@ -94,6 +95,26 @@ fn ensure_wasm_target() -> Result<()> {
     }
     proc::run(
         Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]),
+        "check that rustup can reach its distribution server",
+    )
+}
+
+/// rustfmt and clippy, which `cargo xtask test` runs.
+fn ensure_components() -> Result<()> {
+    let installed =
+        proc::output(Command::new("rustup").args(["component", "list", "--installed"]))?;
+    let missing: Vec<&str> = ["rustfmt", "clippy"]
+        .into_iter()
+        .filter(|c| !installed.lines().any(|l| l.starts_with(&format!("{c}-"))))
+        .collect();
+    if missing.is_empty() {
+        println!("rustfmt, clippy: present");
+        return Ok(());
+    }
+    proc::run(
+        Command::new("rustup")
+            .args(["component", "add"])
+            .args(&missing),
         "check that rustup can reach its distribution server",
     )
 }
