@@ -1,7 +1,7 @@
 //! `cargo xtask deploy --dry-run`: package every worker as `wrangler deploy` would,
 //! offline, and print the upload sizes.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::bundle::{self, WORKERS};
 use crate::tools::{self, root};
@@ -23,9 +23,18 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     tools::ensure()?;
     bundle::build_all()?;
+    package_all()
+}
+
+/// Packages every built worker with `wrangler deploy --dry-run` into `target/deploy/`.
+pub fn package_all() -> Result<()> {
     for worker in WORKERS {
         step(&format!("Packaging {worker} (wrangler deploy --dry-run)"));
         let outdir = root().join("target/deploy").join(worker);
+        if outdir.exists() {
+            std::fs::remove_dir_all(&outdir)
+                .with_context(|| format!("clearing {}", outdir.display()))?;
+        }
         let out = proc::output(
             tools::tool("wrangler")
                 .args([

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::stack::{Config, Ports, Stack};
 use crate::tools::root;
-use crate::{bundle, step, tools};
+use crate::{bundle, proc, step, tools};
 
 /// The first port of the dev stack, unless `TALLY_DEV_PORT` says otherwise.
 const DEFAULT_PORT: u16 = 8787;
@@ -54,6 +54,10 @@ Send a first event and read it back:
 
     loop {
         std::thread::sleep(Duration::from_millis(500));
+        if proc::interrupted() {
+            // The interrupt handler stops the workers and exits with 130.
+            continue;
+        }
         if let Some((worker, status)) = stack.exited() {
             stack.stop();
             bail!("{worker} stopped unexpectedly ({status}); see .tally/dev/logs/{worker}.log");

@@ -3,6 +3,7 @@
 
 use std::process::{Child, Command, ExitStatus};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -10,9 +11,18 @@ use anyhow::{Context, Result, bail};
 /// Process groups of running background children; stopped on Ctrl-C or termination.
 static GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 
+/// Set once Ctrl-C (or SIGTERM) arrived; the handler is then stopping everything.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether xtask is being interrupted: children exiting now is expected, not a failure.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
 /// Stops every background child when xtask is interrupted, then exits.
 pub fn install_interrupt_handler() -> Result<()> {
     ctrlc::set_handler(|| {
+        INTERRUPTED.store(true, Ordering::SeqCst);
         eprintln!("\nxtask: interrupted; stopping background processes");
         let groups = std::mem::take(&mut *GROUPS.lock().unwrap_or_else(|e| e.into_inner()));
         stop_groups(&groups);

@@ -90,6 +90,7 @@ fn all_checks(tally: &mut Tally) -> Result<()> {
     )?;
 
     bundle::build_all()?;
+    crate::deploy::package_all()?;
 
     step("Compiling the end-to-end tests");
     proc::run(
