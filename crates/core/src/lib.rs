@@ -12,12 +12,15 @@
 
 pub mod api_error;
 pub mod event;
+pub mod hll;
 pub mod jobs;
 pub mod json;
 pub mod queue;
+pub mod sketch;
 pub mod sql;
 pub mod time;
 pub mod validate;
+pub mod varint;
 
 mod error;
 

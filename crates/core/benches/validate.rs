@@ -1,0 +1,8 @@
+//! Benchmarks of validate (criterion); run with `cargo bench -p tally-core --bench validate`.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+
+fn benches(_c: &mut Criterion) {}
+
+criterion_group!(all, benches);
+criterion_main!(all);

@@ -1,0 +1,1 @@
+//! The HyperLogLog distinct counter (precision 12, sparse and dense forms). Being built.

@@ -1,0 +1,1 @@
+//! The mergeable quantile sketch (DDSketch-style, 1% relative error). Being built.
