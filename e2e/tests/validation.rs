@@ -113,6 +113,20 @@ fn the_query_api_rejects_bad_input_clearly() {
         400,
         "invalid_range",
     );
+    assert_error(
+        &get(&format!(
+            "{query}/v1/projects/demo/overview?from=2025-01-10&to=2025-01-01"
+        )),
+        400,
+        "invalid_range",
+    );
+    assert_error(
+        &get(&format!(
+            "{query}/v1/projects/demo/overview?days=7&from=2025-01-01"
+        )),
+        400,
+        "invalid_range",
+    );
     assert_error(&get(&format!("{query}/v2/whatever")), 404, "not_found");
     let ok = get(&format!("{query}/v1/projects/demo/overview?days=7"));
     assert_eq!(ok.status, 200, "{}", ok.json);

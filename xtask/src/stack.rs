@@ -134,6 +134,10 @@ impl Stack {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if worker == "ingest" {
+            cmd.arg("--var")
+                .arg(format!("ID_SECRET:{}", local_secret(&self.config.dir)?));
+        }
         if worker == "aggregator" {
             // Cron never fires by itself locally; this serves /cdn-cgi/handler/scheduled.
             cmd.arg("--test-scheduled");
@@ -207,6 +211,22 @@ fn wrangler(config: &Config) -> Command {
         .env("WRANGLER_LOG_PATH", config.dir.join("logs"))
         .env("FORCE_COLOR", "0");
     cmd
+}
+
+/// The stack's identifier-hashing secret: random, made once per state directory, so
+/// hashes stay stable across restarts of `cargo xtask dev`.
+fn local_secret(dir: &Path) -> Result<String> {
+    let path = dir.join("id_secret");
+    if let Ok(secret) = std::fs::read_to_string(&path) {
+        return Ok(secret.trim().to_owned());
+    }
+    let mut bytes = [0u8; 32];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom for the local ID_SECRET")?;
+    let secret = tally_core::hash::hex(&bytes);
+    std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    Ok(secret)
 }
 
 /// Copies a child's output line by line into its log, and to the terminal if asked.

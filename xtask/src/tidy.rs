@@ -71,9 +71,15 @@ mod tests {
                 !bindings.is_empty(),
                 "{worker} declares no binding constants"
             );
+            let secrets = config
+                .lines()
+                .find_map(|l| l.strip_prefix("# Secrets:"))
+                .unwrap_or_default();
             for binding in bindings {
+                let declared = config.contains(&format!("binding = \"{binding}\""))
+                    || secrets.split([' ', ',', '(']).any(|s| s == binding);
                 assert!(
-                    config.contains(&format!("binding = \"{binding}\"")),
+                    declared,
                     "workers/{worker} uses binding {binding:?}, which wrangler/{worker}.toml lacks"
                 );
             }

@@ -12,10 +12,12 @@
 
 pub mod api_error;
 pub mod event;
+pub mod hash;
 pub mod hll;
 pub mod jobs;
 pub mod json;
 pub mod queue;
+pub mod range;
 pub mod sketch;
 pub mod sql;
 pub mod time;
@@ -27,4 +29,4 @@ mod error;
 pub use api_error::ApiError;
 pub use error::Error;
 pub use event::{Event, RawEvent};
-pub use validate::{Accepted, Rejection, Settings, Warning, validate};
+pub use validate::{Accepted, Context, Rejection, Settings, Warning, validate};

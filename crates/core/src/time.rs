@@ -1,10 +1,120 @@
 //! Time parsing for event timestamps. All times are UTC epoch milliseconds.
 
-use chrono::DateTime;
+use chrono::{DateTime, Datelike, NaiveDate};
 use serde_json::Value;
 
+/// Milliseconds in one hour.
+pub const HOUR_MS: i64 = 3_600_000;
 /// Milliseconds in one day.
 pub const DAY_MS: i64 = 86_400_000;
+/// Milliseconds in one week.
+pub const WEEK_MS: i64 = 7 * DAY_MS;
+
+/// A UTC time bucket size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Interval {
+    Hour,
+    Day,
+    /// ISO 8601 weeks, starting on Monday.
+    Week,
+    /// Weeks starting on Sunday, as the seed track API groups them.
+    SundayWeek,
+    Month,
+}
+
+impl Interval {
+    /// Parses `hour`, `day`, `week`, `sunday_week` or `month`.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "hour" => Self::Hour,
+            "day" => Self::Day,
+            "week" => Self::Week,
+            "sunday_week" => Self::SundayWeek,
+            "month" => Self::Month,
+            _ => return None,
+        })
+    }
+
+    /// The start of the bucket holding `ms`.
+    pub fn floor(self, ms: i64) -> i64 {
+        let day = ms.div_euclid(DAY_MS) * DAY_MS;
+        // 1970-01-01 was a Thursday: day 0 is weekday 3 counting from Monday.
+        let days = ms.div_euclid(DAY_MS);
+        match self {
+            Self::Hour => ms.div_euclid(HOUR_MS) * HOUR_MS,
+            Self::Day => day,
+            Self::Week => day - (days + 3).rem_euclid(7) * DAY_MS,
+            Self::SundayWeek => day - (days + 4).rem_euclid(7) * DAY_MS,
+            Self::Month => {
+                let date = date_of(ms);
+                month_start(date.year(), date.month())
+            }
+        }
+    }
+
+    /// The start of the bucket after the one that starts at `start`.
+    pub fn next(self, start: i64) -> i64 {
+        match self {
+            Self::Hour => start + HOUR_MS,
+            Self::Day => start + DAY_MS,
+            Self::Week | Self::SundayWeek => start + WEEK_MS,
+            Self::Month => {
+                let date = date_of(start);
+                if date.month() == 12 {
+                    month_start(date.year() + 1, 1)
+                } else {
+                    month_start(date.year(), date.month() + 1)
+                }
+            }
+        }
+    }
+
+    /// The starts of every bucket that overlaps `[from, to)`.
+    pub fn buckets(self, from: i64, to: i64) -> impl Iterator<Item = i64> {
+        let first = (from < to).then(|| self.floor(from));
+        std::iter::successors(first, move |&b| Some(self.next(b))).take_while(move |&b| b < to)
+    }
+
+    /// The label of the bucket starting at `start`: RFC 3339 for hours, the start
+    /// date (`YYYY-MM-DD`) for days, weeks and months.
+    pub fn label(self, start: i64) -> String {
+        match self {
+            Self::Hour => DateTime::from_timestamp_millis(start)
+                .map(|t| t.format("%Y-%m-%dT%H:00:00Z").to_string())
+                .unwrap_or_default(),
+            _ => date_of(start).format("%Y-%m-%d").to_string(),
+        }
+    }
+}
+
+/// The UTC calendar date of `ms` (clamped to chrono's range).
+pub fn date_of(ms: i64) -> NaiveDate {
+    DateTime::from_timestamp_millis(ms)
+        .unwrap_or(if ms < 0 {
+            DateTime::<chrono::Utc>::MIN_UTC
+        } else {
+            DateTime::<chrono::Utc>::MAX_UTC
+        })
+        .date_naive()
+}
+
+/// Epoch milliseconds of the first instant of a month.
+fn month_start(year: i32, month: u32) -> i64 {
+    NaiveDate::from_ymd_opt(year, month, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map_or(0, |t| t.and_utc().timestamp_millis())
+}
+
+/// Epoch milliseconds of the start of a `YYYY-MM-DD` date, if it is one.
+pub fn parse_date(text: &str) -> Option<i64> {
+    if text.len() != 10 {
+        return None;
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_millis())
+}
 
 /// Parses an event timestamp: RFC 3339 text, or a non-negative integer of epoch milliseconds.
 ///
@@ -78,6 +188,92 @@ mod tests {
         check(json!(-5), Err("non-negative integer"));
         check(json!(1.5), Err("non-negative integer"));
         check(json!(true), Err("not a boolean"));
+    }
+
+    fn at(text: &str) -> i64 {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .timestamp_millis()
+    }
+
+    #[test]
+    fn bucket_floors() {
+        // 2025-01-18 is a Saturday.
+        let t = at("2025-01-18T14:30:15.5Z");
+        let check = |interval: Interval, expected: &str| {
+            assert_eq!(interval.floor(t), at(expected), "{interval:?}");
+            assert_eq!(
+                interval.floor(at(expected)),
+                at(expected),
+                "floor is idempotent"
+            );
+        };
+        check(Interval::Hour, "2025-01-18T14:00:00Z");
+        check(Interval::Day, "2025-01-18T00:00:00Z");
+        check(Interval::Week, "2025-01-13T00:00:00Z");
+        check(Interval::SundayWeek, "2025-01-12T00:00:00Z");
+        check(Interval::Month, "2025-01-01T00:00:00Z");
+        // A Sunday starts its own Sunday week but belongs to the ISO week before.
+        let sunday = at("2025-01-19T08:00:00Z");
+        assert_eq!(
+            Interval::SundayWeek.floor(sunday),
+            at("2025-01-19T00:00:00Z")
+        );
+        assert_eq!(Interval::Week.floor(sunday), at("2025-01-13T00:00:00Z"));
+        // Before the epoch.
+        assert_eq!(Interval::Day.floor(-1), -DAY_MS);
+        assert_eq!(Interval::Week.floor(0), at("1969-12-29T00:00:00Z"));
+    }
+
+    #[test]
+    fn months_have_their_lengths() {
+        let starts: Vec<String> = Interval::Month
+            .buckets(at("2023-11-15T00:00:00Z"), at("2024-03-01T00:00:00Z"))
+            .map(|b| Interval::Month.label(b))
+            .collect();
+        assert_eq!(
+            starts,
+            ["2023-11-01", "2023-12-01", "2024-01-01", "2024-02-01"]
+        );
+        let feb = at("2024-02-01T00:00:00Z");
+        assert_eq!(
+            Interval::Month.next(feb) - feb,
+            29 * DAY_MS,
+            "2024 is a leap year"
+        );
+    }
+
+    #[test]
+    fn buckets_cover_a_range() {
+        let from = at("2025-01-18T22:30:00Z");
+        let to = at("2025-01-19T01:00:00Z");
+        let hours: Vec<String> = Interval::Hour
+            .buckets(from, to)
+            .map(|b| Interval::Hour.label(b))
+            .collect();
+        assert_eq!(
+            hours,
+            [
+                "2025-01-18T22:00:00Z",
+                "2025-01-18T23:00:00Z",
+                "2025-01-19T00:00:00Z"
+            ]
+        );
+        assert_eq!(
+            Interval::Day.buckets(to, to).count(),
+            0,
+            "an empty range has no buckets"
+        );
+        assert_eq!(Interval::parse("sunday_week"), Some(Interval::SundayWeek));
+        assert_eq!(Interval::parse("fortnight"), None);
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(parse_date("2025-01-18"), Some(at("2025-01-18T00:00:00Z")));
+        assert_eq!(parse_date("2025-02-30"), None);
+        assert_eq!(parse_date("2025-1-8"), None);
+        assert_eq!(parse_date("2025-01-18T00:00:00Z"), None);
     }
 
     #[test]

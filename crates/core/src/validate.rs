@@ -1,7 +1,7 @@
 //! Validation: a raw client event becomes a normalized [`Event`] or a [`Rejection`].
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::event::{Event, RawEvent};
 use crate::time::{DAY_MS, json_kind, parse_timestamp};
@@ -74,19 +74,31 @@ pub fn is_valid_slug(slug: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
+/// What validation needs from outside: the time, the project's settings and the
+/// secret under which raw identifiers are hashed.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// Server time, epoch milliseconds.
+    pub now_ms: i64,
+    pub settings: Settings,
+    /// Secret for [`crate::hash::identifier`]; raw instance, user and session ids are
+    /// replaced by their hashes under it.
+    pub id_secret: &'a [u8],
+}
+
 /// Validates and normalizes one raw event.
 ///
-/// `now_ms` is the server time; `fresh_id` is called only when the event has no id.
+/// `fresh_id` is called only when the event has no id.
 ///
 /// # Errors
 ///
 /// Returns a [`Rejection`] naming the first field that breaks a rule.
 pub fn validate(
     raw: RawEvent,
-    now_ms: i64,
-    settings: Settings,
+    ctx: &Context<'_>,
     fresh_id: &mut dyn FnMut() -> String,
 ) -> Result<Accepted, Rejection> {
+    let (now_ms, settings) = (ctx.now_ms, ctx.settings);
     let mut warnings = Vec::new();
 
     let project = raw
@@ -170,18 +182,11 @@ pub fn validate(
     let metadata = match raw.metadata {
         None | Some(Value::Null) => None,
         Some(Value::Object(map)) => {
-            let size = serde_json::to_string(&map).map(|s| s.len()).unwrap_or(0);
-            if size > MAX_METADATA_BYTES {
-                warnings.push(Warning::TruncatedMetadata {
-                    original_bytes: size,
-                });
-                let mut marker = serde_json::Map::new();
-                marker.insert("_truncated".into(), Value::Bool(true));
-                marker.insert("_original_bytes".into(), Value::from(size));
-                Some(marker)
-            } else {
-                Some(map)
+            let (kept, original_bytes) = truncate_metadata(map);
+            if let Some(original_bytes) = original_bytes {
+                warnings.push(Warning::TruncatedMetadata { original_bytes });
             }
+            Some(kept)
         }
         Some(other) => {
             return Err(Rejection::field(
@@ -192,6 +197,11 @@ pub fn validate(
     };
 
     let dim = |field: &'static str, value: Option<String>, max: usize| capped(field, value, max);
+    let hashed =
+        |raw: Option<String>| raw.map(|id| crate::hash::identifier(ctx.id_secret, &project, &id));
+    let instance = hashed(dim("instance", raw.instance, MAX_DIMENSION_CHARS)?);
+    let user = hashed(dim("user", raw.user, MAX_DIMENSION_CHARS)?);
+    let session = hashed(dim("session", raw.session, MAX_DIMENSION_CHARS)?);
     let event = Event {
         event_id,
         project,
@@ -204,9 +214,9 @@ pub fn validate(
         duration_ms,
         error_class: dim("error_class", raw.error_class, MAX_DIMENSION_CHARS)?,
         error_message: dim("error_message", raw.error_message, MAX_ERROR_MESSAGE_CHARS)?,
-        instance: dim("instance", raw.instance, MAX_DIMENSION_CHARS)?,
-        user: dim("user", raw.user, MAX_DIMENSION_CHARS)?,
-        session: dim("session", raw.session, MAX_DIMENSION_CHARS)?,
+        instance,
+        user,
+        session,
         version: dim("version", raw.version, 64)?,
         colo: dim("colo", raw.colo, 16)?,
         country: dim("country", raw.country.map(|c| c.to_ascii_uppercase()), 2)?,
@@ -219,6 +229,35 @@ pub fn validate(
         metadata,
     };
     Ok(Accepted { event, warnings })
+}
+
+/// Keeps metadata within [`MAX_METADATA_BYTES`] of compact JSON. A larger object keeps
+/// its members in order while they fit, plus `"_truncated": true` and
+/// `"_original_bytes": N`; the second value returned is then the original size.
+fn truncate_metadata(map: Map<String, Value>) -> (Map<String, Value>, Option<usize>) {
+    let size = compact_len(&Value::Object(map.clone()));
+    if size <= MAX_METADATA_BYTES {
+        return (map, None);
+    }
+    // Room for the marker members: `,"_truncated":true,"_original_bytes":NNNNNNN`.
+    let budget = MAX_METADATA_BYTES - 48;
+    let mut kept = Map::new();
+    let mut used = 2; // The braces.
+    for (key, value) in map {
+        let member = compact_len(&Value::String(key.clone())) + 1 + compact_len(&value);
+        let comma = usize::from(!kept.is_empty());
+        if used + comma + member <= budget {
+            used += comma + member;
+            kept.insert(key, value);
+        }
+    }
+    kept.insert("_truncated".into(), Value::Bool(true));
+    kept.insert("_original_bytes".into(), Value::from(size));
+    (kept, Some(size))
+}
+
+fn compact_len(value: &Value) -> usize {
+    serde_json::to_vec(value).map_or(0, |v| v.len())
 }
 
 /// Drops empty strings and rejects values longer than `max` characters.
@@ -254,7 +293,12 @@ mod tests {
 
     fn run(raw: Value) -> Result<Accepted, Rejection> {
         let raw: RawEvent = serde_json::from_value(raw).expect("raw event parses");
-        validate(raw, NOW, Settings::default(), &mut || {
+        let ctx = Context {
+            now_ms: NOW,
+            settings: Settings::default(),
+            id_secret: b"test-secret",
+        };
+        validate(raw, &ctx, &mut || {
             "00000000-0000-4000-8000-000000000000".to_owned()
         })
     }
@@ -359,18 +403,73 @@ mod tests {
     }
 
     #[test]
-    fn large_metadata_is_truncated_with_warning() {
-        let a = run(json!({"project": "p", "name": "n",
-            "metadata": {"blob": "x".repeat(5000)}}))
+    fn large_metadata_keeps_what_fits_and_records_the_original_size() {
+        let a = run(json!({"project": "p", "name": "n", "metadata": {
+            "song": "s1", "blob": "x".repeat(5000), "device": "ios"}}))
         .unwrap();
         let meta = a.event.metadata.unwrap();
+        assert_eq!(meta["song"], json!("s1"));
+        assert_eq!(
+            meta["device"],
+            json!("ios"),
+            "members after a too-large one still fit"
+        );
+        assert!(meta.get("blob").is_none());
         assert_eq!(meta["_truncated"], json!(true));
-        assert_eq!(meta["_original_bytes"], json!(5011));
+        let original = r#"{"song":"s1","blob":""#.len() + 5000 + r#"","device":"ios"}"#.len();
+        assert_eq!(meta["_original_bytes"], json!(original));
         assert_eq!(
             a.warnings,
             vec![Warning::TruncatedMetadata {
-                original_bytes: 5011
+                original_bytes: original
             }]
+        );
+    }
+
+    #[test]
+    fn truncated_metadata_always_fits() {
+        let mut big = serde_json::Map::new();
+        for i in 0..400 {
+            big.insert(format!("key-{i:03}"), json!("v".repeat(i % 37)));
+        }
+        let a = run(json!({"project": "p", "name": "n", "metadata": big})).unwrap();
+        let meta = a.event.metadata.unwrap();
+        let size = serde_json::to_string(&meta).unwrap().len();
+        assert!(size <= MAX_METADATA_BYTES, "{size}");
+        assert!(
+            meta.len() > 50,
+            "keeps as many members as fit, kept {}",
+            meta.len()
+        );
+        let exact = json!({"project": "p", "name": "n", "metadata": {"a": "x".repeat(4088)}});
+        assert!(
+            run(exact).unwrap().warnings.is_empty(),
+            "4096 bytes exactly is allowed"
+        );
+    }
+
+    #[test]
+    fn raw_identifiers_are_replaced_by_their_hashes() {
+        let a = run(json!({"project": "p", "name": "n",
+            "user": "alice@example.com", "instance": "site-1", "session": "s-9"}))
+        .unwrap();
+        let e = a.event;
+        assert_eq!(
+            e.user.as_deref(),
+            Some(crate::hash::identifier(b"test-secret", "p", "alice@example.com").as_str())
+        );
+        assert_eq!(
+            e.instance,
+            Some(crate::hash::identifier(b"test-secret", "p", "site-1"))
+        );
+        assert_eq!(
+            e.session,
+            Some(crate::hash::identifier(b"test-secret", "p", "s-9"))
+        );
+        let stored = serde_json::to_string(&e).unwrap();
+        assert!(
+            !stored.contains("alice") && !stored.contains("site-1"),
+            "{stored}"
         );
     }
 

@@ -149,7 +149,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tally_core::{RawEvent, Settings, validate};
+    use tally_core::{Context, RawEvent, Settings, validate};
 
     const NOW: i64 = 1_737_210_600_000;
 
@@ -160,9 +160,12 @@ mod tests {
             "metadata": {"k": id}, "duration_ms": 12.5, "bytes": 2048,
         }))
         .unwrap();
-        validate(raw, NOW, Settings::default(), &mut || unreachable!())
-            .unwrap()
-            .event
+        let ctx = Context {
+            now_ms: NOW,
+            settings: Settings::default(),
+            id_secret: b"secret",
+        };
+        validate(raw, &ctx, &mut || unreachable!()).unwrap().event
     }
 
     #[test]

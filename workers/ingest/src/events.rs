@@ -4,12 +4,12 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use tally_core::{ApiError, RawEvent, Rejection, Settings, Warning, queue, validate};
+use tally_core::{ApiError, Context, RawEvent, Rejection, Settings, Warning, queue, validate};
 use wasm_bindgen::JsValue;
 use worker::{Date, Env, QueueContentType, RawMessageBuilder, Request, Response};
 
-use crate::EVENTS_QUEUE;
 use crate::error::internal;
+use crate::{EVENTS_QUEUE, ID_SECRET};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -62,7 +62,20 @@ pub async fn post(mut req: Request, env: &Env) -> Result<Response, ApiError> {
     }
     let raw_events = parse_batch(&body)?;
 
-    let now = Date::now().as_millis() as i64;
+    let secret = env.secret(ID_SECRET).map_err(|_| {
+        worker::console_error!("the {ID_SECRET} secret is not set");
+        ApiError::new(
+            503,
+            "misconfigured",
+            "ingest is missing its ID_SECRET secret; the operator must set it",
+        )
+    })?;
+    let secret = secret.to_string();
+    let ctx = Context {
+        now_ms: Date::now().as_millis() as i64,
+        settings: Settings::default(),
+        id_secret: secret.as_bytes(),
+    };
     let mut fresh_id = fresh_uuid;
     let mut accepted = Vec::with_capacity(raw_events.len());
     let mut outcomes = Vec::with_capacity(raw_events.len());
@@ -73,7 +86,7 @@ pub async fn post(mut req: Request, env: &Env) -> Result<Response, ApiError> {
                 field: None,
                 message: e.to_string(),
             })
-            .and_then(|raw| validate(raw, now, Settings::default(), &mut fresh_id));
+            .and_then(|raw| validate(raw, &ctx, &mut fresh_id));
         match checked {
             Ok(ok) => {
                 outcomes.push(Outcome::Accepted {

@@ -10,6 +10,8 @@ use tally_core::ApiError;
 
 /// The `events` queue producer binding (see `wrangler/ingest.toml`).
 pub const EVENTS_QUEUE: &str = "EVENTS";
+/// The secret under which raw instance, user and session ids are hashed.
+pub const ID_SECRET: &str = "ID_SECRET";
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
