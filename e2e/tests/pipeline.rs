@@ -92,6 +92,41 @@ fn events_without_an_id_get_one_and_are_counted() {
 }
 
 #[test]
+fn raw_identifiers_never_reach_d1() {
+    let project = unique("privacy");
+    let run = run_id();
+    let raw_user = format!("alice-{run}@example.com");
+    let raw_instance = format!("site-{run}.example");
+    let answer = send_events(&json!([{"event_id": event_id(run, 1), "project": project,
+        "name": "play", "user": raw_user, "instance": raw_instance, "session": "sess-1"}]));
+    assert_eq!(answer.status, 202, "{}", answer.json);
+    wait_for_count(&project, 1);
+    let (user, instance, session): (String, String, String) = with_d1(|db| {
+        db.query_row(
+            "SELECT user, instance, session FROM events WHERE project = ?1",
+            [&project],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+    });
+    for (stored, raw) in [(&user, &raw_user), (&instance, &raw_instance)] {
+        assert_eq!(stored.len(), 64, "a SHA-256 hex hash, not {stored:?}");
+        assert!(!stored.contains(raw.as_str()));
+    }
+    assert_eq!(session.len(), 64);
+    let leaked: i64 = with_d1(|db| {
+        db.query_row(
+            "SELECT COUNT(*) FROM events WHERE project = ?1 AND (instr(COALESCE(metadata, ''), ?2) > 0 \
+             OR user = ?2 OR instance = ?3)",
+            rusqlite::params![project, raw_user, raw_instance],
+            |r| r.get(0),
+        )
+        .unwrap()
+    });
+    assert_eq!(leaked, 0);
+}
+
+#[test]
 fn projects_do_not_see_each_other() {
     let (a, b) = (unique("tenant-a"), unique("tenant-b"));
     let run = run_id();

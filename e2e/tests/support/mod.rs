@@ -146,3 +146,24 @@ pub fn wait_for_count(project: &str, n: u64) {
         },
     );
 }
+
+/// Runs `f` on the local D1 database file of the running stack (read-only), for checks
+/// that no API exposes, such as what exactly is stored.
+pub fn with_d1<T>(f: impl FnOnce(&rusqlite::Connection) -> T) -> T {
+    let state = std::path::PathBuf::from(std::env::var("TALLY_STATE_DIR").unwrap_or_else(|_| {
+        panic!("TALLY_STATE_DIR is not set: run the end-to-end tests with `cargo xtask test`")
+    }));
+    let d1 = state.join("v3/d1/miniflare-D1DatabaseObject");
+    let file = std::fs::read_dir(&d1)
+        .unwrap_or_else(|e| panic!("{}: {e}", d1.display()))
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.extension().is_some_and(|x| x == "sqlite")
+                && p.file_stem().is_some_and(|s| s != "metadata")
+        })
+        .expect("the local D1 database file exists");
+    let conn =
+        rusqlite::Connection::open_with_flags(&file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("the local D1 file opens");
+    f(&conn)
+}
