@@ -79,10 +79,11 @@ impl Interval {
     /// date (`YYYY-MM-DD`) for days, weeks and months.
     pub fn label(self, start: i64) -> String {
         match self {
-            Self::Hour => DateTime::from_timestamp_millis(start)
-                .map(|t| t.format("%Y-%m-%dT%H:00:00Z").to_string())
-                .unwrap_or_default(),
-            _ => date_of(start).format("%Y-%m-%d").to_string(),
+            Self::Hour => {
+                let hour = start.div_euclid(HOUR_MS).rem_euclid(24);
+                format!("{}T{hour:02}:00:00Z", date_label(date_of(start)))
+            }
+            _ => date_label(date_of(start)),
         }
     }
 }
@@ -105,13 +106,25 @@ fn month_start(year: i32, month: u32) -> i64 {
         .map_or(0, |t| t.and_utc().timestamp_millis())
 }
 
+/// A date as `YYYY-MM-DD`. Written by hand, as is [`parse_date`]: chrono's
+/// strftime-style formatter and parser would add kilobytes to every wasm bundle.
+pub fn date_label(date: NaiveDate) -> String {
+    format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day())
+}
+
 /// Epoch milliseconds of the start of a `YYYY-MM-DD` date, if it is one.
 pub fn parse_date(text: &str) -> Option<i64> {
-    if text.len() != 10 {
+    let b = text.as_bytes();
+    let digits = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .ok()
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    NaiveDate::from_ymd_opt(year as i32, month, day)
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| t.and_utc().timestamp_millis())
 }
@@ -274,6 +287,9 @@ mod tests {
         assert_eq!(parse_date("2025-02-30"), None);
         assert_eq!(parse_date("2025-1-8"), None);
         assert_eq!(parse_date("2025-01-18T00:00:00Z"), None);
+        assert_eq!(parse_date("2025-0a-18"), None);
+        assert_eq!(parse_date("2025/01/18"), None);
+        assert_eq!(parse_date("0000-01-01"), Some(-62_167_219_200_000));
     }
 
     #[test]
