@@ -2,9 +2,14 @@
 //!
 //! # Brief overview
 //!
-//! - [`RawEvent`] is what a client sends; [`validate`] turns it into an [`Event`] (or a
+//! - [`RawEvent`] is what a client sends; [`validate()`] turns it into an [`Event`] (or a
 //!   [`Rejection`] a person can act on), given the current time and an id source.
 //! - [`queue::pack`] packs validated events into queue messages within the Queue limits.
+//! - [`sketch::Sketch`] (quantiles within 1%) and [`hll::Hll`] (distinct counts within
+//!   2%) are the mergeable summaries every rollup row keeps; both encode to compact,
+//!   versioned, canonical bytes.
+//! - [`hash`] turns raw identifiers into hashes; [`time`] and [`range`] give UTC buckets
+//!   and query ranges.
 //! - [`sql`] holds every SQL statement Tally runs; values are always bound parameters.
 //!
 //! This crate never touches the clock, the network, storage or randomness: `now`, ids and
