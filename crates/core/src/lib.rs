@@ -23,6 +23,7 @@ pub mod jobs;
 pub mod json;
 pub mod queue;
 pub mod range;
+pub mod rollup;
 pub mod sketch;
 pub mod sql;
 pub mod time;

@@ -241,6 +241,11 @@ impl Sketch {
         (self.count > 0).then_some(self.max)
     }
 
+    /// The sum of all values, each rounded to whole microseconds (saturating).
+    pub fn sum_micros(&self) -> u64 {
+        self.sum_micros
+    }
+
     /// The mean of the values counted, each rounded to a whole microsecond.
     ///
     /// The sum saturates at `u64::MAX` microseconds (about 584,000 years), which real
