@@ -96,6 +96,50 @@ impl Dimension {
     }
 }
 
+/// The period a rollup row covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Period {
+    Hour,
+    Day,
+    Month,
+}
+
+impl Period {
+    /// The period's name in the `rollups` table.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Hour => "hour",
+            Self::Day => "day",
+            Self::Month => "month",
+        }
+    }
+
+    /// The period with this name.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Hour, Self::Day, Self::Month]
+            .into_iter()
+            .find(|p| p.name() == name)
+    }
+
+    /// The time buckets of this period.
+    pub const fn interval(self) -> Interval {
+        match self {
+            Self::Hour => Interval::Hour,
+            Self::Day => Interval::Day,
+            Self::Month => Interval::Month,
+        }
+    }
+
+    /// The period this one is rolled from: days from hours, months from days.
+    pub const fn source(self) -> Option<Period> {
+        match self {
+            Self::Hour => None,
+            Self::Day => Some(Self::Hour),
+            Self::Month => Some(Self::Day),
+        }
+    }
+}
+
 /// The key of one rollup row.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Key {

@@ -1,33 +1,160 @@
 //! Every SQL statement Tally runs, as text with numbered bound parameters.
 //!
 //! Values are never formatted into SQL. D1 allows at most 100 bound parameters per
-//! statement, so bulk writes pass one JSON array as a single parameter and expand it
-//! with `json_each`, which SQLite and D1 both provide.
+//! statement, so bulk statements take one JSON array as a single parameter and expand
+//! it with `json_each`, which SQLite and D1 both provide. BLOBs cross the boundary as
+//! hex text (`unhex(?)` in, `hex(column)` out): D1 and its local emulation have
+//! disagreed on how BLOB parameters are passed, and text means the same everywhere.
 
-/// Inserts a JSON array of [`crate::Event`]s (`?1`), ignoring any whose
-/// `(project, event_id)` is already stored: the exact dedup of the pipeline.
+/// Inserts a JSON array of [`crate::Event`]s (`?1`) into `raw_events`, converting ids
+/// and hashes to BLOBs and durations to microseconds. A plain `INSERT`: an event that is
+/// already stored fails the statement, and with it the whole transaction, because the
+/// caller has just checked that these events are new (see [`EXISTING_EVENTS`]).
 pub const INSERT_EVENTS: &str = "\
-INSERT OR IGNORE INTO events (
-    project, event_id, name, timestamp, received_at, method, route, status, duration_ms,
-    error_class, error_message, instance, user, session, version, colo, country,
-    source, medium, campaign, item, variant, bytes, metadata)
+INSERT INTO raw_events (
+    project, event_id, timestamp, name, method, route, status, duration_us, error_class,
+    error_message, instance, user, session, version, colo, country, source, medium,
+    campaign, item, variant, bytes, metadata)
 SELECT
-    e.value ->> '$.project', e.value ->> '$.event_id', e.value ->> '$.name',
-    e.value ->> '$.timestamp', e.value ->> '$.received_at', e.value ->> '$.method',
-    e.value ->> '$.route', e.value ->> '$.status', e.value ->> '$.duration_ms',
-    e.value ->> '$.error_class', e.value ->> '$.error_message', e.value ->> '$.instance',
-    e.value ->> '$.user', e.value ->> '$.session', e.value ->> '$.version',
+    e.value ->> '$.project', unhex(replace(e.value ->> '$.event_id', '-', '')),
+    e.value ->> '$.timestamp', e.value ->> '$.name', e.value ->> '$.method',
+    e.value ->> '$.route', e.value ->> '$.status',
+    CAST(round((e.value ->> '$.duration_ms') * 1000) AS INTEGER),
+    e.value ->> '$.error_class', e.value ->> '$.error_message',
+    unhex(substr(e.value ->> '$.instance', 1, 16)), unhex(substr(e.value ->> '$.user', 1, 16)),
+    unhex(substr(e.value ->> '$.session', 1, 16)), e.value ->> '$.version',
     e.value ->> '$.colo', e.value ->> '$.country', e.value ->> '$.source',
     e.value ->> '$.medium', e.value ->> '$.campaign', e.value ->> '$.item',
     e.value ->> '$.variant', e.value ->> '$.bytes', e.value -> '$.metadata'
 FROM json_each(?1) AS e";
 
-/// Counts a project's (`?1`) events and errors with `?2 <= timestamp < ?3`.
+/// Of a JSON array of `[project, event_id]` pairs (`?1`), the pairs already stored.
+pub const EXISTING_EVENTS: &str = "\
+SELECT e.value ->> '$[0]' AS project, e.value ->> '$[1]' AS event_id
+FROM json_each(?1) AS e
+WHERE EXISTS (
+    SELECT 1 FROM raw_events AS r
+    WHERE r.project = e.value ->> '$[0]'
+      AND r.event_id = unhex(replace(e.value ->> '$[1]', '-', '')))";
+
+/// Counts a project's (`?1`) raw events and errors with `?2 <= timestamp < ?3`.
 pub const COUNT_EVENTS: &str = "\
 SELECT COUNT(*) AS events,
        COALESCE(SUM(status >= 500 OR error_class IS NOT NULL), 0) AS errors
-FROM events
+FROM raw_events
 WHERE project = ?1 AND timestamp >= ?2 AND timestamp < ?3";
+
+/// Raw events of a project (`?1`) with `?2 <= timestamp < ?3`, as [`crate::Event`]
+/// fields (ids and hashes back as lowercase hex), ordered for keyset paging after
+/// `(timestamp, event_id) > (?4, ?5)`, at most `?6` rows.
+pub const EVENTS_BETWEEN: &str = "\
+SELECT project, lower(hex(event_id)) AS event_id, timestamp, name, method, route, status,
+       duration_us, error_class, error_message, lower(hex(instance)) AS instance,
+       lower(hex(user)) AS user, lower(hex(session)) AS session, version, colo, country,
+       source, medium, campaign, item, variant, bytes, metadata
+FROM raw_events
+WHERE project = ?1 AND timestamp >= ?2 AND timestamp < ?3
+  AND (timestamp, event_id) > (?4, unhex(?5))
+ORDER BY timestamp, event_id
+LIMIT ?6";
+
+/// Records a project the first time it is seen (no write when it exists).
+pub const ENSURE_PROJECT: &str = "\
+INSERT INTO projects (slug, created_at) VALUES (?1, ?2) ON CONFLICT (slug) DO NOTHING";
+
+/// Every project and its retention.
+pub const PROJECTS: &str = "SELECT slug, retention_days FROM projects ORDER BY slug";
+
+/// Stored rollup rows for a JSON array of `[project, period, start, dimension, value]`
+/// keys (`?1`).
+pub const ROLLUPS_BY_KEY: &str = "\
+SELECT r.project, r.period, r.start, r.dimension, r.value, r.count, r.errors, r.bytes,
+       hex(r.durations) AS durations, hex(r.users) AS users, hex(r.instances) AS instances,
+       r.version
+FROM json_each(?1) AS k
+JOIN rollups AS r
+  ON r.project = k.value ->> '$[0]' AND r.period = k.value ->> '$[1]'
+ AND r.start = k.value ->> '$[2]' AND r.dimension = k.value ->> '$[3]'
+ AND r.value = k.value ->> '$[4]'";
+
+/// Every rollup row of a project (`?1`) and period (`?2`) with `?3 <= start < ?4`.
+pub const ROLLUPS_BETWEEN: &str = "\
+SELECT project, period, start, dimension, value, count, errors, bytes,
+       hex(durations) AS durations, hex(users) AS users, hex(instances) AS instances, version
+FROM rollups
+WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4";
+
+/// Rows of one dimension (`?5`) of a project (`?1`) and period (`?2`) with
+/// `?3 <= start < ?4`.
+pub const ROLLUPS_OF_DIMENSION: &str = "\
+SELECT project, period, start, dimension, value, count, errors, bytes,
+       hex(durations) AS durations, hex(users) AS users, hex(instances) AS instances, version
+FROM rollups
+WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4 AND dimension = ?5";
+
+/// Adds a rollup row that the writer read as absent; fails if it exists by now.
+pub const INSERT_ROLLUP: &str = "\
+INSERT INTO rollups (project, period, start, dimension, value, count, errors, bytes,
+                     duration_sum_us, durations, users, instances, version)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, unhex(?10), unhex(?11), unhex(?12), 1)";
+
+/// Replaces a rollup row the writer read at version `?13 - 1`; the optimistic-lock
+/// trigger aborts the transaction if another writer changed it meanwhile.
+pub const UPDATE_ROLLUP: &str = "\
+UPDATE rollups
+SET count = ?6, errors = ?7, bytes = ?8, duration_sum_us = ?9, durations = unhex(?10),
+    users = unhex(?11), instances = unhex(?12), version = ?13
+WHERE project = ?1 AND period = ?2 AND start = ?3 AND dimension = ?4 AND value = ?5";
+
+/// Writes a rollup row computed from its sources, whatever is stored: used by the jobs
+/// that roll days and months. It still bumps the version, so a consumer that read the
+/// old row cannot overwrite this one.
+pub const PUT_ROLLUP: &str = "\
+INSERT INTO rollups (project, period, start, dimension, value, count, errors, bytes,
+                     duration_sum_us, durations, users, instances, version)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, unhex(?10), unhex(?11), unhex(?12), 1)
+ON CONFLICT (project, period, start, dimension, value) DO UPDATE SET
+    count = excluded.count, errors = excluded.errors, bytes = excluded.bytes,
+    duration_sum_us = excluded.duration_sum_us, durations = excluded.durations,
+    users = excluded.users, instances = excluded.instances, version = version + 1";
+
+/// Deletes the rows of a project (`?1`), period (`?2`) and start (`?3`) that a fresh
+/// roll did not produce: the keys to keep are a JSON array of `[dimension, value]` (`?4`).
+pub const DELETE_STALE_ROLLUPS: &str = "\
+DELETE FROM rollups
+WHERE project = ?1 AND period = ?2 AND start = ?3
+  AND NOT EXISTS (
+    SELECT 1 FROM json_each(?4) AS k
+    WHERE k.value ->> '$[0]' = rollups.dimension AND k.value ->> '$[1]' = rollups.value)";
+
+/// Marks a day or month (`?2`) of a project (`?1`) starting at `?3` as needing a roll.
+pub const MARK_DIRTY: &str = "\
+INSERT INTO dirty_periods (project, period, start, generation) VALUES (?1, ?2, ?3, 1)
+ON CONFLICT (project, period, start) DO UPDATE SET generation = generation + 1";
+
+/// Up to `?2` dirty periods of kind `?1`, oldest first.
+pub const DIRTY_PERIODS: &str = "\
+SELECT project, period, start, generation FROM dirty_periods
+WHERE period = ?1 ORDER BY start LIMIT ?2";
+
+/// Clears a dirty mark, unless it changed (`generation` is no longer `?4`).
+pub const CLEAR_DIRTY: &str = "\
+DELETE FROM dirty_periods
+WHERE project = ?1 AND period = ?2 AND start = ?3 AND generation = ?4";
+
+/// Deletes up to `?3` raw events of a project (`?1`) older than `?2`.
+pub const PURGE_RAW_EVENTS: &str = "\
+DELETE FROM raw_events
+WHERE project = ?1 AND event_id IN (
+    SELECT event_id FROM raw_events WHERE project = ?1 AND timestamp < ?2 LIMIT ?3)";
+
+/// Sets a meta value.
+pub const PUT_META: &str = "\
+INSERT INTO meta (key, value, updated_at) VALUES (?1, ?2, ?3)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at";
+
+/// Every meta value.
+pub const ALL_META: &str = "SELECT key, value, updated_at FROM meta ORDER BY key";
 
 /// Records one cron job run.
 pub const INSERT_JOB_RUN: &str = "\

@@ -12,6 +12,8 @@ pub const MAX_NAME_CHARS: usize = 120;
 pub const MAX_METADATA_BYTES: usize = 4096;
 /// Longest value of a short dimension (method, version, source, ...), in characters.
 pub const MAX_DIMENSION_CHARS: usize = 256;
+/// Longest duration; whole microseconds of it stay exact in an f64 and in D1.
+pub const MAX_DURATION_MS: f64 = 1e12;
 /// Longest route, in characters.
 pub const MAX_ROUTE_CHARS: usize = 512;
 /// Longest error message, in characters.
@@ -166,13 +168,15 @@ pub fn validate(
         }
     };
     let duration_ms = match raw.duration_ms {
-        Some(d) if !d.is_finite() || d < 0.0 => {
+        Some(d) if !d.is_finite() || !(0.0..=MAX_DURATION_MS).contains(&d) => {
             return Err(Rejection::field(
                 "duration_ms",
-                "duration_ms must be a finite number >= 0",
+                "duration_ms must be a finite number from 0 to 1e12 (about 31 years)",
             ));
         }
-        d => d,
+        // Whole microseconds: raw rows store durations as integer microseconds, so a
+        // rollup rebuilt from them sees exactly the value the live rollup saw.
+        d => d.map(|d| (d * 1000.0).round() / 1000.0),
     };
     let bytes = match raw.bytes {
         Some(b) if b < 0 => return Err(Rejection::field("bytes", "bytes must be >= 0")),
@@ -359,7 +363,12 @@ mod tests {
         rejected(
             json!({"project": "p", "name": "n", "duration_ms": -1.0}),
             "duration_ms",
-            ">= 0",
+            "from 0 to 1e12",
+        );
+        rejected(
+            json!({"project": "p", "name": "n", "duration_ms": 2e12}),
+            "duration_ms",
+            "from 0 to 1e12",
         );
         rejected(
             json!({"project": "p", "name": "n", "bytes": -1}),
@@ -482,6 +491,18 @@ mod tests {
         assert_eq!(a.event.route.as_deref(), Some("/posts/:id"));
         assert_eq!(a.event.country.as_deref(), Some("DE"));
         assert_eq!(a.event.version, None);
+    }
+
+    #[test]
+    fn durations_are_whole_microseconds() {
+        let a = run(json!({"project": "p", "name": "n", "duration_ms": 12.345_678})).unwrap();
+        assert_eq!(a.event.duration_ms, Some(12.346));
+        let us = (a.event.duration_ms.unwrap() * 1000.0).round() as i64;
+        assert_eq!(
+            us as f64 / 1000.0,
+            a.event.duration_ms.unwrap(),
+            "round-trips via µs"
+        );
     }
 
     #[test]

@@ -1,10 +1,19 @@
 //! The stores over Cloudflare D1, for the workers.
 
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tally_core::rollup::{Dimension, Key, Period, Rollup};
 use tally_core::{Event, sql};
 use wasm_bindgen::JsValue;
-use worker::D1Database;
+use worker::{D1Database, D1PreparedStatement};
 
-use crate::{Counts, Error, EventReader, EventSink, JobLog, JobRun, event_chunks};
+use crate::rows::{self, DirtyRow, RawRow, RollupParams, RollupRow};
+use crate::{
+    Counts, Dirty, Error, EventStore, JobLog, JobRun, ProjectSettings, RollupStore, Versioned,
+    Write, Writer, event_chunks,
+};
 
 /// Tally's D1 database.
 pub struct D1Store {
@@ -18,7 +27,18 @@ impl std::fmt::Debug for D1Store {
 }
 
 fn db(e: worker::Error) -> Error {
-    Error::Database(e.to_string())
+    Error::from_database(e.to_string())
+}
+
+/// Text as a bound value.
+fn text(s: &str) -> JsValue {
+    JsValue::from_str(s)
+}
+
+/// An integer as a bound value: D1 takes numbers as f64, exact up to 2^53, which every
+/// Tally integer (milliseconds, counts, versions) stays below.
+fn int(n: i64) -> JsValue {
+    JsValue::from_f64(n as f64)
 }
 
 impl D1Store {
@@ -26,87 +46,309 @@ impl D1Store {
     pub fn new(db: D1Database) -> Self {
         Self { db }
     }
+
+    fn statement(&self, sql: &str, values: &[JsValue]) -> Result<D1PreparedStatement, Error> {
+        self.db.prepare(sql).bind(values).map_err(db)
+    }
+
+    async fn all<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        values: &[JsValue],
+    ) -> Result<Vec<T>, Error> {
+        let result = self.statement(sql, values)?.all().await.map_err(db)?;
+        result.results().map_err(|e| Error::Decode(e.to_string()))
+    }
+
+    /// The statements of one write, in order.
+    fn statements(&self, write: &Write<'_>) -> Result<Vec<D1PreparedStatement>, Error> {
+        let rollup = |sql: &str, p: &RollupParams<'_>, version: Option<i64>| {
+            let mut values = vec![
+                text(p.project),
+                text(p.period),
+                int(p.start),
+                text(p.dimension),
+                text(p.value),
+                int(p.count),
+                int(p.errors),
+                int(p.bytes),
+                int(p.duration_sum_us),
+                text(&p.durations),
+                text(&p.users),
+                text(&p.instances),
+            ];
+            values.extend(version.map(int));
+            self.statement(sql, &values)
+        };
+        Ok(match write {
+            Write::InsertEvents(events) => event_chunks(events)
+                .iter()
+                .map(|chunk| self.statement(sql::INSERT_EVENTS, &[text(chunk)]))
+                .collect::<Result<_, _>>()?,
+            Write::EnsureProject { slug, now_ms } => {
+                vec![self.statement(sql::ENSURE_PROJECT, &[text(slug), int(*now_ms)])?]
+            }
+            Write::InsertRollup { period, key, row } => {
+                vec![rollup(
+                    sql::INSERT_ROLLUP,
+                    &RollupParams::new(*period, key, row),
+                    None,
+                )?]
+            }
+            Write::UpdateRollup {
+                period,
+                key,
+                row,
+                read_version,
+            } => vec![rollup(
+                sql::UPDATE_ROLLUP,
+                &RollupParams::new(*period, key, row),
+                Some(read_version + 1),
+            )?],
+            Write::PutRollup { period, key, row } => {
+                vec![rollup(
+                    sql::PUT_ROLLUP,
+                    &RollupParams::new(*period, key, row),
+                    None,
+                )?]
+            }
+            Write::DeleteStaleRollups {
+                project,
+                period,
+                start,
+                keep,
+            } => vec![self.statement(
+                sql::DELETE_STALE_ROLLUPS,
+                &[
+                    text(project),
+                    text(period.name()),
+                    int(*start),
+                    text(&rows::keep_json(keep)),
+                ],
+            )?],
+            Write::MarkDirty {
+                project,
+                period,
+                start,
+            } => vec![self.statement(
+                sql::MARK_DIRTY,
+                &[text(project), text(period.name()), int(*start)],
+            )?],
+            Write::ClearDirty(d) => vec![self.statement(
+                sql::CLEAR_DIRTY,
+                &[
+                    text(&d.project),
+                    text(d.period.name()),
+                    int(d.start),
+                    int(d.generation),
+                ],
+            )?],
+            Write::PurgeRaw {
+                project,
+                before_ms,
+                limit,
+            } => vec![self.statement(
+                sql::PURGE_RAW_EVENTS,
+                &[text(project), int(*before_ms), int(i64::from(*limit))],
+            )?],
+            Write::PutMeta { key, value, now_ms } => {
+                vec![self.statement(sql::PUT_META, &[text(key), text(value), int(*now_ms)])?]
+            }
+        })
+    }
 }
 
-impl EventSink for D1Store {
-    async fn insert_events(&self, events: &[Event]) -> Result<u64, Error> {
-        let statements = event_chunks(events)
-            .into_iter()
-            .map(|chunk| {
-                self.db
-                    .prepare(sql::INSERT_EVENTS)
-                    .bind(&[JsValue::from_str(&chunk)])
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(db)?;
-        if statements.is_empty() {
-            return Ok(0);
-        }
-        // One `batch` is one transaction: all chunks land, or none.
-        let results = self.db.batch(statements).await.map_err(db)?;
-        let mut inserted = 0u64;
-        for result in results {
-            if let Some(error) = result.error() {
-                return Err(Error::Database(error));
+impl Writer for D1Store {
+    async fn commit(&self, writes: &[Write<'_>]) -> Result<Vec<u64>, Error> {
+        let mut statements = Vec::new();
+        let mut owners = Vec::new();
+        for (i, write) in writes.iter().enumerate() {
+            for statement in self.statements(write)? {
+                statements.push(statement);
+                owners.push(i);
             }
-            inserted += result
+        }
+        let mut changed = vec![0u64; writes.len()];
+        if statements.is_empty() {
+            return Ok(changed);
+        }
+        // One `batch` is one transaction: every statement lands, or none.
+        let results = self.db.batch(statements).await.map_err(db)?;
+        for (result, owner) in results.iter().zip(owners) {
+            if let Some(error) = result.error() {
+                return Err(Error::from_database(error));
+            }
+            changed[owner] += result
                 .meta()
                 .map_err(db)?
                 .and_then(|m| m.changes)
                 .unwrap_or(0) as u64;
         }
-        Ok(inserted)
+        Ok(changed)
     }
 }
 
-impl EventReader for D1Store {
+#[derive(Deserialize)]
+struct IdPair {
+    project: String,
+    event_id: String,
+}
+
+#[derive(Deserialize)]
+struct ProjectRow {
+    slug: String,
+    retention_days: u32,
+}
+
+#[derive(Deserialize)]
+struct MetaRow {
+    key: String,
+    value: String,
+    updated_at: i64,
+}
+
+impl EventStore for D1Store {
+    async fn existing_events(
+        &self,
+        ids: &[(&str, &str)],
+    ) -> Result<HashSet<(String, String)>, Error> {
+        let found: Vec<IdPair> = self
+            .all(sql::EXISTING_EVENTS, &[text(&rows::ids_json(ids))])
+            .await?;
+        Ok(found.into_iter().map(|p| (p.project, p.event_id)).collect())
+    }
+
     async fn count_events(&self, project: &str, from_ms: i64, to_ms: i64) -> Result<Counts, Error> {
-        // Millisecond times exceed i32, so they are bound as f64 (exact below 2^53).
-        let statement = self
-            .db
-            .prepare(sql::COUNT_EVENTS)
-            .bind(&[
-                JsValue::from_str(project),
-                JsValue::from_f64(from_ms as f64),
-                JsValue::from_f64(to_ms as f64),
-            ])
+        let counts = self
+            .statement(
+                sql::COUNT_EVENTS,
+                &[text(project), int(from_ms), int(to_ms)],
+            )?
+            .first::<Counts>(None)
+            .await
             .map_err(db)?;
-        let counts: Option<Counts> = statement.first(None).await.map_err(db)?;
         Ok(counts.unwrap_or_default())
     }
+
+    async fn events_between(
+        &self,
+        project: &str,
+        from_ms: i64,
+        to_ms: i64,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<Event>, Error> {
+        // Before any real row: a time below every event and the empty id.
+        let (after_ts, after_id) = after.unwrap_or((-1, ""));
+        let raw: Vec<RawRow> = self
+            .all(
+                sql::EVENTS_BETWEEN,
+                &[
+                    text(project),
+                    int(from_ms),
+                    int(to_ms),
+                    int(after_ts),
+                    text(after_id),
+                    int(i64::from(limit)),
+                ],
+            )
+            .await?;
+        raw.into_iter().map(RawRow::into_event).collect()
+    }
+
+    async fn projects(&self) -> Result<Vec<ProjectSettings>, Error> {
+        let rows: Vec<ProjectRow> = self.all(sql::PROJECTS, &[]).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ProjectSettings {
+                slug: r.slug,
+                retention_days: r.retention_days,
+            })
+            .collect())
+    }
+}
+
+impl RollupStore for D1Store {
+    async fn rollups_by_key(
+        &self,
+        period: Period,
+        keys: &[&Key],
+    ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error> {
+        let rows: Vec<RollupRow> = self
+            .all(sql::ROLLUPS_BY_KEY, &[text(&rows::keys_json(period, keys))])
+            .await?;
+        versioned(rows)
+    }
+
+    async fn rollups_between(
+        &self,
+        project: &str,
+        period: Period,
+        from_ms: i64,
+        to_ms: i64,
+        dimension: Option<Dimension>,
+    ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error> {
+        let mut values = vec![text(project), text(period.name()), int(from_ms), int(to_ms)];
+        let sql = match dimension {
+            None => sql::ROLLUPS_BETWEEN,
+            Some(d) => {
+                values.push(text(d.name()));
+                sql::ROLLUPS_OF_DIMENSION
+            }
+        };
+        versioned(self.all(sql, &values).await?)
+    }
+
+    async fn dirty_periods(&self, period: Period, limit: u32) -> Result<Vec<Dirty>, Error> {
+        let rows: Vec<DirtyRow> = self
+            .all(
+                sql::DIRTY_PERIODS,
+                &[text(period.name()), int(i64::from(limit))],
+            )
+            .await?;
+        rows.into_iter().map(DirtyRow::decode).collect()
+    }
+}
+
+fn versioned(rows: Vec<RollupRow>) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error> {
+    rows.into_iter()
+        .map(|row| {
+            let (_, key, value, version) = row.decode()?;
+            Ok((key, Versioned { value, version }))
+        })
+        .collect()
 }
 
 impl JobLog for D1Store {
     async fn record_job_run(&self, run: &JobRun) -> Result<(), Error> {
-        let detail = run
-            .detail
-            .as_deref()
-            .map_or(JsValue::NULL, JsValue::from_str);
-        self.db
-            .prepare(sql::INSERT_JOB_RUN)
-            .bind(&[
-                JsValue::from_str(&run.job),
-                JsValue::from_str(&run.cron),
-                JsValue::from_f64(run.scheduled_at as f64),
-                JsValue::from_f64(run.started_at as f64),
-                JsValue::from_f64(run.finished_at as f64),
-                JsValue::from_str(&run.outcome),
+        let detail = run.detail.as_deref().map_or(JsValue::NULL, text);
+        self.statement(
+            sql::INSERT_JOB_RUN,
+            &[
+                text(&run.job),
+                text(&run.cron),
+                int(run.scheduled_at),
+                int(run.started_at),
+                int(run.finished_at),
+                text(&run.outcome),
                 detail,
-            ])
-            .map_err(db)?
-            .run()
-            .await
-            .map_err(db)?;
+            ],
+        )?
+        .run()
+        .await
+        .map_err(db)?;
         Ok(())
     }
 
     async fn latest_job_runs(&self) -> Result<Vec<JobRun>, Error> {
-        let result = self
-            .db
-            .prepare(sql::LATEST_JOB_RUNS)
-            .all()
-            .await
-            .map_err(db)?;
-        result.results().map_err(|e| Error::Decode(e.to_string()))
+        self.all(sql::LATEST_JOB_RUNS, &[]).await
+    }
+
+    async fn meta(&self) -> Result<Vec<(String, String, i64)>, Error> {
+        let rows: Vec<MetaRow> = self.all(sql::ALL_META, &[]).await?;
+        Ok(rows
+            .into_iter()
+            .map(|m| (m.key, m.value, m.updated_at))
+            .collect())
     }
 }

@@ -1,33 +1,49 @@
-//! The stores Tally's workers need, as narrow async traits, with two implementations.
+//! The stores Tally's workers need, as narrow async traits, with two implementations,
+//! and the pipeline logic written once over those traits.
 //!
 //! # Brief overview
 //!
-//! - [`EventSink`] stores validated events exactly once; [`EventReader`] counts them;
-//!   [`JobLog`] records and reports cron job runs.
-//! - [`d1::D1Store`] (feature `d1`) implements them over Cloudflare D1 for the workers.
-//! - [`sqlite::SqliteStore`] (feature `sqlite`) implements them over SQLite, applying the
-//!   same [`MIGRATIONS`], so pipeline logic is tested natively against a real database.
+//! - [`EventStore`] reads raw events; [`RollupStore`] reads rollup rows and dirty
+//!   periods; [`Writer::commit`] applies a list of [`Write`]s in one transaction;
+//!   [`JobLog`] records cron runs.
+//! - [`pipeline`] is the aggregator's logic over those traits: exactly-once storage of
+//!   events with incremental hourly rollups, rolling days and months, rebuilding a
+//!   period from raw events, retention.
+//! - [`d1::D1Store`] (feature `d1`) implements the traits over Cloudflare D1 for the
+//!   workers; [`sqlite::SqliteStore`] (feature `sqlite`) over SQLite, applying the same
+//!   [`MIGRATIONS`], so the pipeline is tested natively against a real database.
 //!
 //! The traits use `async fn` without `Send` bounds: Workers run on one thread.
 
 #[cfg(feature = "d1")]
 pub mod d1;
+pub mod pipeline;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 mod error;
+mod rows;
 
 pub use error::Error;
 
+use std::collections::{BTreeMap, HashSet};
+
 use serde::{Deserialize, Serialize};
 use tally_core::Event;
+use tally_core::rollup::{Dimension, Key, Period, Rollup};
 
 /// The D1 migrations, in order, as `(file name, SQL)`. A test checks this list against
 /// the `migrations/` directory, so a new file cannot be forgotten here.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_init.sql",
-    include_str!("../../../migrations/0001_init.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_init.sql",
+        include_str!("../../../migrations/0001_init.sql"),
+    ),
+    (
+        "0002_rollups.sql",
+        include_str!("../../../migrations/0002_rollups.sql"),
+    ),
+];
 
 /// Largest JSON array of events bound as one parameter; D1 caps a value at 2 MB.
 pub const MAX_INSERT_JSON_BYTES: usize = 512 * 1024;
@@ -52,30 +68,180 @@ pub struct JobRun {
     pub detail: Option<String>,
 }
 
-/// Where validated events are stored.
+/// A stored value and the version it was read at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: i64,
+}
+
+/// A day or month that needs rolling, and the generation of its mark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dirty {
+    pub project: String,
+    pub period: Period,
+    pub start: i64,
+    pub generation: i64,
+}
+
+/// A project and its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectSettings {
+    pub slug: String,
+    pub retention_days: u32,
+}
+
+/// One change in a [`Writer::commit`] transaction.
+#[derive(Debug, Clone)]
+pub enum Write<'a> {
+    /// Inserts events read as new; any of them stored meanwhile fails the transaction.
+    InsertEvents(&'a [Event]),
+    /// Records a project the first time it is seen.
+    EnsureProject { slug: &'a str, now_ms: i64 },
+    /// Adds a rollup row read as absent; fails the transaction if it exists by now.
+    InsertRollup {
+        period: Period,
+        key: &'a Key,
+        row: &'a Rollup,
+    },
+    /// Replaces a rollup row read at `read_version`; fails the transaction if another
+    /// writer changed it meanwhile.
+    UpdateRollup {
+        period: Period,
+        key: &'a Key,
+        row: &'a Rollup,
+        read_version: i64,
+    },
+    /// Writes a rollup row computed from its sources, whatever is stored.
+    PutRollup {
+        period: Period,
+        key: &'a Key,
+        row: &'a Rollup,
+    },
+    /// Deletes the rows of one project, period and start that are not in `keep`.
+    DeleteStaleRollups {
+        project: &'a str,
+        period: Period,
+        start: i64,
+        keep: Vec<(Dimension, &'a str)>,
+    },
+    /// Marks a day or month as needing a roll.
+    MarkDirty {
+        project: &'a str,
+        period: Period,
+        start: i64,
+    },
+    /// Clears a dirty mark unless it changed since it was read.
+    ClearDirty(&'a Dirty),
+    /// Deletes up to `limit` raw events of a project older than `before_ms`.
+    PurgeRaw {
+        project: &'a str,
+        before_ms: i64,
+        limit: u32,
+    },
+    /// Sets a meta value.
+    PutMeta {
+        key: &'a str,
+        value: String,
+        now_ms: i64,
+    },
+}
+
+/// Applies writes atomically.
 #[allow(async_fn_in_trait)] // Workers are single-threaded: no `Send` bound wanted.
-pub trait EventSink {
-    /// Stores `events` in one transaction, ignoring any `(project, event_id)` already
-    /// stored, and returns how many rows were new.
+pub trait Writer {
+    /// Applies every write in one transaction and returns the rows each one changed.
     ///
     /// # Errors
     ///
-    /// [`Error::Database`] when the write fails; then nothing of this call is stored.
-    async fn insert_events(&self, events: &[Event]) -> Result<u64, Error>;
+    /// [`Error::Conflict`] when a guard tripped (an event or rollup row changed since it
+    /// was read): nothing was applied and the caller may read again and retry.
+    /// [`Error::Database`] for any other failure; nothing was applied either.
+    async fn commit(&self, writes: &[Write<'_>]) -> Result<Vec<u64>, Error>;
 }
 
-/// Reads over stored events.
+/// Reads over raw events.
 #[allow(async_fn_in_trait)]
-pub trait EventReader {
+pub trait EventStore {
+    /// Of the given `(project, event_id)` pairs, those already stored.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the read fails.
+    async fn existing_events(
+        &self,
+        ids: &[(&str, &str)],
+    ) -> Result<HashSet<(String, String)>, Error>;
+
     /// Counts the events and errors of `project` with `from_ms <= timestamp < to_ms`.
     ///
     /// # Errors
     ///
     /// [`Error::Database`] when the read fails.
     async fn count_events(&self, project: &str, from_ms: i64, to_ms: i64) -> Result<Counts, Error>;
+
+    /// Up to `limit` events of `project` in `[from_ms, to_ms)` ordered by time and id,
+    /// after the `(timestamp, event_id)` cursor when given. Ids come back as 32 hex
+    /// digits, identifier hashes as the stored 16.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] or [`Error::Decode`].
+    async fn events_between(
+        &self,
+        project: &str,
+        from_ms: i64,
+        to_ms: i64,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<Event>, Error>;
+
+    /// Every project and its retention.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the read fails.
+    async fn projects(&self) -> Result<Vec<ProjectSettings>, Error>;
 }
 
-/// The record of cron job runs.
+/// Reads over rollups.
+#[allow(async_fn_in_trait)]
+pub trait RollupStore {
+    /// The stored rows among `keys` of `period`, with their versions.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] or [`Error::Decode`].
+    async fn rollups_by_key(
+        &self,
+        period: Period,
+        keys: &[&Key],
+    ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error>;
+
+    /// The rows of `project` and `period` with `from_ms <= start < to_ms`, of one
+    /// dimension or all.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] or [`Error::Decode`].
+    async fn rollups_between(
+        &self,
+        project: &str,
+        period: Period,
+        from_ms: i64,
+        to_ms: i64,
+        dimension: Option<Dimension>,
+    ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error>;
+
+    /// Up to `limit` dirty periods of kind `period`, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the read fails.
+    async fn dirty_periods(&self, period: Period, limit: u32) -> Result<Vec<Dirty>, Error>;
+}
+
+/// The record of cron job runs and meta values.
 #[allow(async_fn_in_trait)]
 pub trait JobLog {
     /// Records one run.
@@ -91,6 +257,13 @@ pub trait JobLog {
     ///
     /// [`Error::Database`] when the read fails.
     async fn latest_job_runs(&self) -> Result<Vec<JobRun>, Error>;
+
+    /// Every meta value as `(key, value, updated_at)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the read fails.
+    async fn meta(&self) -> Result<Vec<(String, String, i64)>, Error>;
 }
 
 /// Serializes events into JSON arrays of at most [`MAX_INSERT_JSON_BYTES`] each (one

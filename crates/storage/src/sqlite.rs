@@ -1,21 +1,30 @@
 //! The stores over SQLite (rusqlite), applying the same migrations as D1.
 //!
-//! Used by native tests so that pipeline logic runs against a real SQL engine. The
-//! futures it returns complete immediately; [`block_on`] drives them.
+//! Used by native tests so that pipeline logic runs against a real SQL engine, with
+//! failure injection: [`SqliteStore::fail_commit_at`] makes a later commit fail midway.
+//! The futures it returns complete immediately; [`block_on`] drives them.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, Row, Transaction, params};
+use tally_core::rollup::{Dimension, Key, Period, Rollup};
 use tally_core::{Event, sql};
 
-use crate::{Counts, Error, EventReader, EventSink, JobLog, JobRun, MIGRATIONS, event_chunks};
+use crate::rows::{self, DirtyRow, RawRow, RollupParams, RollupRow};
+use crate::{
+    Counts, Dirty, Error, EventStore, JobLog, JobRun, MIGRATIONS, ProjectSettings, RollupStore,
+    Versioned, Write, Writer, event_chunks,
+};
 
 /// A SQLite database with Tally's schema.
 pub struct SqliteStore {
     conn: RefCell<Connection>,
+    /// When set, the next commit fails after applying this many of its writes.
+    fail_at: Cell<Option<usize>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -25,7 +34,7 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 fn db(e: rusqlite::Error) -> Error {
-    Error::Database(e.to_string())
+    Error::from_database(e.to_string())
 }
 
 impl SqliteStore {
@@ -54,39 +63,295 @@ impl SqliteStore {
         }
         Ok(Self {
             conn: RefCell::new(conn),
+            fail_at: Cell::new(None),
         })
+    }
+
+    /// Makes the next commit fail after applying `writes` of its writes (so the
+    /// transaction must roll back what it applied).
+    pub fn fail_commit_at(&self, writes: usize) {
+        self.fail_at.set(Some(writes));
     }
 
     /// Runs `f` with the connection, for tests that inspect rows directly.
     pub fn with_connection<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
         f(&self.conn.borrow())
     }
-}
 
-impl EventSink for SqliteStore {
-    async fn insert_events(&self, events: &[Event]) -> Result<u64, Error> {
-        let mut conn = self.conn.borrow_mut();
-        let tx = conn.transaction().map_err(db)?;
-        let mut inserted = 0u64;
-        for chunk in event_chunks(events) {
-            inserted += tx.execute(sql::INSERT_EVENTS, [chunk]).map_err(db)? as u64;
-        }
-        tx.commit().map_err(db)?;
-        Ok(inserted)
+    fn query<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, Error> {
+        let conn = self.conn.borrow();
+        let mut stmt = conn.prepare_cached(sql).map_err(db)?;
+        let rows = stmt.query_map(params, map).map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)
     }
 }
 
-impl EventReader for SqliteStore {
+fn rollup_row(r: &Row<'_>) -> rusqlite::Result<RollupRow> {
+    Ok(RollupRow {
+        project: r.get(0)?,
+        period: r.get(1)?,
+        start: r.get(2)?,
+        dimension: r.get(3)?,
+        value: r.get(4)?,
+        count: r.get::<_, i64>(5)? as u64,
+        errors: r.get::<_, i64>(6)? as u64,
+        bytes: r.get::<_, i64>(7)? as u64,
+        durations: r.get(8)?,
+        users: r.get(9)?,
+        instances: r.get(10)?,
+        version: r.get(11)?,
+    })
+}
+
+fn apply(tx: &Transaction<'_>, write: &Write<'_>) -> rusqlite::Result<u64> {
+    let rollup = |sql: &str, p: &RollupParams<'_>, version: Option<i64>| {
+        let mut stmt = tx.prepare_cached(sql)?;
+        let base = params![
+            p.project,
+            p.period,
+            p.start,
+            p.dimension,
+            p.value,
+            p.count,
+            p.errors,
+            p.bytes,
+            p.duration_sum_us,
+            p.durations,
+            p.users,
+            p.instances
+        ];
+        match version {
+            None => stmt.execute(base),
+            Some(v) => {
+                let mut all: Vec<&dyn rusqlite::ToSql> = base.to_vec();
+                all.push(&v);
+                stmt.execute(all.as_slice())
+            }
+        }
+    };
+    let changed = match write {
+        Write::InsertEvents(events) => {
+            let mut n = 0;
+            for chunk in event_chunks(events) {
+                n += tx.prepare_cached(sql::INSERT_EVENTS)?.execute([chunk])?;
+            }
+            n
+        }
+        Write::EnsureProject { slug, now_ms } => tx
+            .prepare_cached(sql::ENSURE_PROJECT)?
+            .execute(params![slug, now_ms])?,
+        Write::InsertRollup { period, key, row } => rollup(
+            sql::INSERT_ROLLUP,
+            &RollupParams::new(*period, key, row),
+            None,
+        )?,
+        Write::UpdateRollup {
+            period,
+            key,
+            row,
+            read_version,
+        } => rollup(
+            sql::UPDATE_ROLLUP,
+            &RollupParams::new(*period, key, row),
+            Some(read_version + 1),
+        )?,
+        Write::PutRollup { period, key, row } => {
+            rollup(sql::PUT_ROLLUP, &RollupParams::new(*period, key, row), None)?
+        }
+        Write::DeleteStaleRollups {
+            project,
+            period,
+            start,
+            keep,
+        } => tx
+            .prepare_cached(sql::DELETE_STALE_ROLLUPS)?
+            .execute(params![
+                project,
+                period.name(),
+                start,
+                rows::keep_json(keep)
+            ])?,
+        Write::MarkDirty {
+            project,
+            period,
+            start,
+        } => tx
+            .prepare_cached(sql::MARK_DIRTY)?
+            .execute(params![project, period.name(), start])?,
+        Write::ClearDirty(d) => tx.prepare_cached(sql::CLEAR_DIRTY)?.execute(params![
+            d.project,
+            d.period.name(),
+            d.start,
+            d.generation
+        ])?,
+        Write::PurgeRaw {
+            project,
+            before_ms,
+            limit,
+        } => tx
+            .prepare_cached(sql::PURGE_RAW_EVENTS)?
+            .execute(params![project, before_ms, limit])?,
+        Write::PutMeta { key, value, now_ms } => tx
+            .prepare_cached(sql::PUT_META)?
+            .execute(params![key, value, now_ms])?,
+    };
+    Ok(changed as u64)
+}
+
+impl Writer for SqliteStore {
+    async fn commit(&self, writes: &[Write<'_>]) -> Result<Vec<u64>, Error> {
+        let fail_at = self.fail_at.take();
+        let mut conn = self.conn.borrow_mut();
+        let tx = conn.transaction().map_err(db)?;
+        let mut changed = Vec::with_capacity(writes.len());
+        for (i, write) in writes.iter().enumerate() {
+            if fail_at == Some(i) {
+                // Dropping the transaction rolls back what was applied.
+                return Err(Error::Database(format!("injected failure at write {i}")));
+            }
+            changed.push(apply(&tx, write).map_err(db)?);
+        }
+        tx.commit().map_err(db)?;
+        Ok(changed)
+    }
+}
+
+impl EventStore for SqliteStore {
+    async fn existing_events(
+        &self,
+        ids: &[(&str, &str)],
+    ) -> Result<HashSet<(String, String)>, Error> {
+        let found = self.query(sql::EXISTING_EVENTS, [rows::ids_json(ids)], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        Ok(found.into_iter().collect())
+    }
+
     async fn count_events(&self, project: &str, from_ms: i64, to_ms: i64) -> Result<Counts, Error> {
-        self.conn
-            .borrow()
-            .query_row(sql::COUNT_EVENTS, params![project, from_ms, to_ms], |row| {
-                Ok(Counts {
-                    events: row.get::<_, i64>(0)? as u64,
-                    errors: row.get::<_, i64>(1)? as u64,
-                })
+        let counts = self.query(sql::COUNT_EVENTS, params![project, from_ms, to_ms], |r| {
+            Ok(Counts {
+                events: r.get::<_, i64>(0)? as u64,
+                errors: r.get::<_, i64>(1)? as u64,
             })
-            .map_err(db)
+        })?;
+        Ok(counts.into_iter().next().unwrap_or_default())
+    }
+
+    async fn events_between(
+        &self,
+        project: &str,
+        from_ms: i64,
+        to_ms: i64,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<Event>, Error> {
+        let (after_ts, after_id) = after.unwrap_or((i64::MIN, ""));
+        let raw = self.query(
+            sql::EVENTS_BETWEEN,
+            params![project, from_ms, to_ms, after_ts, after_id, limit],
+            |r| {
+                Ok(RawRow {
+                    project: r.get(0)?,
+                    event_id: r.get(1)?,
+                    timestamp: r.get(2)?,
+                    name: r.get(3)?,
+                    method: r.get(4)?,
+                    route: r.get(5)?,
+                    status: r.get(6)?,
+                    duration_us: r.get(7)?,
+                    error_class: r.get(8)?,
+                    error_message: r.get(9)?,
+                    instance: r.get(10)?,
+                    user: r.get(11)?,
+                    session: r.get(12)?,
+                    version: r.get(13)?,
+                    colo: r.get(14)?,
+                    country: r.get(15)?,
+                    source: r.get(16)?,
+                    medium: r.get(17)?,
+                    campaign: r.get(18)?,
+                    item: r.get(19)?,
+                    variant: r.get(20)?,
+                    bytes: r.get::<_, Option<i64>>(21)?.map(|b| b as u64),
+                    metadata: r.get(22)?,
+                })
+            },
+        )?;
+        raw.into_iter().map(RawRow::into_event).collect()
+    }
+
+    async fn projects(&self) -> Result<Vec<ProjectSettings>, Error> {
+        self.query(sql::PROJECTS, [], |r| {
+            Ok(ProjectSettings {
+                slug: r.get(0)?,
+                retention_days: r.get(1)?,
+            })
+        })
+    }
+}
+
+impl RollupStore for SqliteStore {
+    async fn rollups_by_key(
+        &self,
+        period: Period,
+        keys: &[&Key],
+    ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error> {
+        let rows = self.query(
+            sql::ROLLUPS_BY_KEY,
+            [rows::keys_json(period, keys)],
+            rollup_row,
+        )?;
+        rows.into_iter()
+            .map(|row| {
+                let (_, key, value, version) = row.decode()?;
+                Ok((key, Versioned { value, version }))
+            })
+            .collect()
+    }
+
+    async fn rollups_between(
+        &self,
+        project: &str,
+        period: Period,
+        from_ms: i64,
+        to_ms: i64,
+        dimension: Option<Dimension>,
+    ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error> {
+        let rows = match dimension {
+            None => self.query(
+                sql::ROLLUPS_BETWEEN,
+                params![project, period.name(), from_ms, to_ms],
+                rollup_row,
+            )?,
+            Some(d) => self.query(
+                sql::ROLLUPS_OF_DIMENSION,
+                params![project, period.name(), from_ms, to_ms, d.name()],
+                rollup_row,
+            )?,
+        };
+        rows.into_iter()
+            .map(|row| {
+                row.decode()
+                    .map(|(_, key, value, version)| (key, Versioned { value, version }))
+            })
+            .collect()
+    }
+
+    async fn dirty_periods(&self, period: Period, limit: u32) -> Result<Vec<Dirty>, Error> {
+        let rows = self.query(sql::DIRTY_PERIODS, params![period.name(), limit], |r| {
+            Ok(DirtyRow {
+                project: r.get(0)?,
+                period: r.get(1)?,
+                start: r.get(2)?,
+                generation: r.get(3)?,
+            })
+        })?;
+        rows.into_iter().map(DirtyRow::decode).collect()
     }
 }
 
@@ -111,22 +376,21 @@ impl JobLog for SqliteStore {
     }
 
     async fn latest_job_runs(&self) -> Result<Vec<JobRun>, Error> {
-        let conn = self.conn.borrow();
-        let mut stmt = conn.prepare(sql::LATEST_JOB_RUNS).map_err(db)?;
-        let rows = stmt
-            .query_map([], |row| {
-                Ok(JobRun {
-                    job: row.get(0)?,
-                    cron: row.get(1)?,
-                    scheduled_at: row.get(2)?,
-                    started_at: row.get(3)?,
-                    finished_at: row.get(4)?,
-                    outcome: row.get(5)?,
-                    detail: row.get(6)?,
-                })
+        self.query(sql::LATEST_JOB_RUNS, [], |row| {
+            Ok(JobRun {
+                job: row.get(0)?,
+                cron: row.get(1)?,
+                scheduled_at: row.get(2)?,
+                started_at: row.get(3)?,
+                finished_at: row.get(4)?,
+                outcome: row.get(5)?,
+                detail: row.get(6)?,
             })
-            .map_err(db)?;
-        rows.collect::<Result<_, _>>().map_err(db)
+        })
+    }
+
+    async fn meta(&self) -> Result<Vec<(String, String, i64)>, Error> {
+        self.query(sql::ALL_META, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
     }
 }
 
@@ -149,24 +413,6 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tally_core::{Context, RawEvent, Settings, validate};
-
-    const NOW: i64 = 1_737_210_600_000;
-
-    fn event(id: u32, name: &str, status: Option<i64>) -> Event {
-        let raw: RawEvent = serde_json::from_value(serde_json::json!({
-            "event_id": format!("00000000-0000-4000-8000-{id:012}"),
-            "project": "demo", "name": name, "status": status,
-            "metadata": {"k": id}, "duration_ms": 12.5, "bytes": 2048,
-        }))
-        .unwrap();
-        let ctx = Context {
-            now_ms: NOW,
-            settings: Settings::default(),
-            id_secret: b"secret",
-        };
-        validate(raw, &ctx, &mut || unreachable!()).unwrap().event
-    }
 
     #[test]
     fn migrations_match_the_directory_and_are_numbered_without_gaps() {
@@ -189,71 +435,6 @@ mod tests {
                 i + 1
             );
         }
-    }
-
-    #[test]
-    fn insert_dedups_and_round_trips_every_column() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        let batch: Vec<Event> = (0..250)
-            .map(|i| event(i, "request", Some(if i % 10 == 0 { 503 } else { 200 })))
-            .collect();
-        assert_eq!(block_on(store.insert_events(&batch)).unwrap(), 250);
-        assert_eq!(block_on(store.insert_events(&batch)).unwrap(), 0);
-        let mut overlapping = batch[200..].to_vec();
-        overlapping.push(event(999, "install", None));
-        assert_eq!(block_on(store.insert_events(&overlapping)).unwrap(), 1);
-
-        let counts = block_on(store.count_events("demo", 0, NOW + 1)).unwrap();
-        assert_eq!(
-            counts,
-            Counts {
-                events: 251,
-                errors: 25
-            }
-        );
-        let none = block_on(store.count_events("other", 0, NOW + 1)).unwrap();
-        assert_eq!(none, Counts::default());
-        let before = block_on(store.count_events("demo", 0, NOW)).unwrap();
-        assert_eq!(before.events, 0, "the range end is exclusive");
-
-        let (status, duration, bytes, metadata): (i64, f64, i64, String) = store
-            .with_connection(|c| {
-                c.query_row(
-                    "SELECT status, duration_ms, bytes, metadata FROM events WHERE event_id = ?1",
-                    ["00000000-0000-4000-8000-000000000010"],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-            })
-            .unwrap();
-        assert_eq!((status, duration, bytes), (503, 12.5, 2048));
-        assert_eq!(metadata, r#"{"k":10}"#);
-    }
-
-    #[test]
-    fn a_failing_chunk_rolls_back_the_whole_call() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        // A trigger that fails on one specific event makes the write fail midway.
-        store.with_connection(|c| {
-            c.execute_batch(
-                "CREATE TRIGGER fail_on_boom BEFORE INSERT ON events
-                 WHEN NEW.name = 'boom' BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
-            )
-            .unwrap();
-        });
-        let mut batch: Vec<Event> = (0..5000).map(|i| event(i, "request", None)).collect();
-        batch.push(event(5000, "boom", None));
-        assert!(
-            event_chunks(&batch).len() > 1,
-            "the failure must hit a later chunk"
-        );
-        let err = block_on(store.insert_events(&batch)).unwrap_err();
-        assert!(err.to_string().contains("injected failure"), "{err}");
-        assert_eq!(
-            block_on(store.count_events("demo", 0, NOW + 1))
-                .unwrap()
-                .events,
-            0
-        );
     }
 
     #[test]
@@ -280,5 +461,39 @@ mod tests {
             latest,
             vec![run("alerts", 3, "ok"), run("rollup", 2, "error")]
         );
+    }
+
+    #[test]
+    fn the_optimistic_lock_rejects_a_stale_update() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let key = Key {
+            project: "p".into(),
+            start: 0,
+            dimension: Dimension::All,
+            value: String::new(),
+        };
+        let row = Rollup {
+            count: 1,
+            ..Rollup::default()
+        };
+        let insert = Write::InsertRollup {
+            period: Period::Hour,
+            key: &key,
+            row: &row,
+        };
+        block_on(store.commit(std::slice::from_ref(&insert))).unwrap();
+        let err = block_on(store.commit(&[insert])).unwrap_err();
+        assert!(matches!(err, Error::Conflict(_)), "{err}");
+        let update = |read_version| Write::UpdateRollup {
+            period: Period::Hour,
+            key: &key,
+            row: &row,
+            read_version,
+        };
+        block_on(store.commit(&[update(1)])).unwrap();
+        let stale = block_on(store.commit(&[update(1)])).unwrap_err();
+        assert!(matches!(stale, Error::Conflict(_)), "{stale}");
+        let stored = block_on(store.rollups_by_key(Period::Hour, &[&key])).unwrap();
+        assert_eq!(stored[&key].version, 2);
     }
 }

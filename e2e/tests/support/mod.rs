@@ -150,6 +150,15 @@ pub fn wait_for_count(project: &str, n: u64) {
 /// Runs `f` on the local D1 database file of the running stack (read-only), for checks
 /// that no API exposes, such as what exactly is stored.
 pub fn with_d1<T>(f: impl FnOnce(&rusqlite::Connection) -> T) -> T {
+    open_d1(rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY, f)
+}
+
+/// Like [`with_d1`], writable: for settings that no API changes yet.
+pub fn with_d1_writable<T>(f: impl FnOnce(&rusqlite::Connection) -> T) -> T {
+    open_d1(rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE, f)
+}
+
+fn open_d1<T>(flags: rusqlite::OpenFlags, f: impl FnOnce(&rusqlite::Connection) -> T) -> T {
     let state = std::path::PathBuf::from(std::env::var("TALLY_STATE_DIR").unwrap_or_else(|_| {
         panic!("TALLY_STATE_DIR is not set: run the end-to-end tests with `cargo xtask test`")
     }));
@@ -163,7 +172,8 @@ pub fn with_d1<T>(f: impl FnOnce(&rusqlite::Connection) -> T) -> T {
         })
         .expect("the local D1 database file exists");
     let conn =
-        rusqlite::Connection::open_with_flags(&file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("the local D1 file opens");
+        rusqlite::Connection::open_with_flags(&file, flags).expect("the local D1 file opens");
+    conn.busy_timeout(Duration::from_secs(10))
+        .expect("a busy timeout");
     f(&conn)
 }

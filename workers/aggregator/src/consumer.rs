@@ -1,15 +1,22 @@
-//! The `events` queue consumer: stores each message's events in D1 exactly once.
+//! The `events` queue consumer: stores events exactly once and keeps the hourly rollups
+//! current, through [`tally_storage::pipeline::store_events`].
 //!
-//! Every message is acknowledged only after its events are committed. A failed write
-//! retries the message (the queue's `max_retries`, then the dead-letter queue); the
-//! insert ignores events already stored, so redelivery never double-counts.
+//! Messages are acknowledged only after their events are committed. A failed commit
+//! retries them (the queue's `max_retries`, then the dead-letter queue); a message that
+//! cannot be decoded is retried alone, so it reaches the dead-letter queue without
+//! holding up the others. Redelivery never double-counts: the pipeline skips events
+//! already stored.
 
+use tally_core::Event;
 use tally_core::queue;
-use tally_storage::EventSink;
 use tally_storage::d1::D1Store;
-use worker::{Context, Env, MessageBatch, MessageExt, Result, event};
+use tally_storage::pipeline;
+use worker::{Context, Date, Env, MessageBatch, MessageExt, RawMessage, Result, event};
 
 use crate::DB;
+
+/// Most events handed to the pipeline at once; larger batches are split.
+const MAX_EVENTS_PER_COMMIT: usize = 10_000;
 
 #[event(queue)]
 async fn consume(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<()> {
@@ -21,37 +28,54 @@ async fn consume(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result
             return Ok(());
         }
     };
+    let mut group: Vec<RawMessage> = Vec::new();
+    let mut events: Vec<Event> = Vec::new();
     for message in batch.raw_iter() {
-        let Some(body) = message.body().as_string() else {
-            worker::console_error!(
-                "message {} is not text; retrying towards the DLQ",
-                message.id()
-            );
-            message.retry();
-            continue;
-        };
-        let events = match queue::unpack(&body) {
-            Ok(m) => m.events,
+        let decoded = message
+            .body()
+            .as_string()
+            .ok_or_else(|| "the body is not text".to_owned())
+            .and_then(|body| queue::unpack(&body).map_err(|e| e.to_string()));
+        match decoded {
+            Ok(m) => {
+                if !events.is_empty() && events.len() + m.events.len() > MAX_EVENTS_PER_COMMIT {
+                    commit(&store, &mut group, &mut events).await;
+                }
+                events.extend(m.events);
+                group.push(message);
+            }
             Err(e) => {
                 worker::console_error!("message {}: {e}; retrying towards the DLQ", message.id());
-                message.retry();
-                continue;
-            }
-        };
-        match store.insert_events(&events).await {
-            Ok(inserted) => {
-                worker::console_log!(
-                    "message {}: {} events, {inserted} new",
-                    message.id(),
-                    events.len()
-                );
-                message.ack();
-            }
-            Err(e) => {
-                worker::console_error!("message {}: {e}; will retry", message.id());
                 message.retry();
             }
         }
     }
+    commit(&store, &mut group, &mut events).await;
     Ok(())
+}
+
+/// Stores one group's events, then acks (or, on failure, retries) its messages.
+async fn commit(store: &D1Store, group: &mut Vec<RawMessage>, events: &mut Vec<Event>) {
+    if group.is_empty() {
+        return;
+    }
+    let now = Date::now().as_millis() as i64;
+    match pipeline::store_events(store, events, now).await {
+        Ok(stored) => {
+            worker::console_log!(
+                "stored {} of {} events ({} rollup rows, {} attempts)",
+                stored.new,
+                stored.received,
+                stored.rollup_rows,
+                stored.attempts
+            );
+            group.iter().for_each(|m| m.ack());
+        }
+        Err(e) => {
+            worker::console_error!("storing {} events failed: {e}; will retry", events.len());
+            group.iter().for_each(|m| m.retry());
+        }
+    }
+    group.clear();
+    events.clear();
 }

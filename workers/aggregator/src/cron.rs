@@ -1,11 +1,25 @@
-//! The cron entry point: dispatches to the job for the trigger and records the run.
+//! The cron entry point: runs the job for the trigger and records the run.
+//!
+//! - every minute: roll the days whose hours changed, so day rows are a minute fresh;
+//! - hourly: roll days and then months;
+//! - daily: purge raw events past retention (bounded), then roll months.
+//!
+//! Every job is safe to run twice and to interrupt (see [`tally_storage::pipeline`]).
 
 use tally_core::jobs::Job;
+use tally_core::rollup::Period;
 use tally_storage::d1::D1Store;
-use tally_storage::{JobLog, JobRun};
+use tally_storage::{JobLog, JobRun, pipeline};
 use worker::{Date, Env, ScheduleContext, ScheduledEvent, event};
 
 use crate::DB;
+
+/// Dirty days rolled per minutely run.
+const DAYS_PER_MINUTE: u32 = 100;
+/// Dirty periods rolled per hourly run.
+const PERIODS_PER_HOUR: u32 = 2000;
+/// Raw events purged per project per daily run.
+const PURGE_CHUNK: u32 = 20_000;
 
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
@@ -19,11 +33,18 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         }
     };
     let (job, outcome) = match Job::for_cron(&cron) {
-        Some(job) => (job.name(), run(job).await),
+        Some(job) => (job.name(), run(job, &store).await),
         None => (
             "unknown",
             Err(format!("no job is scheduled for cron {cron:?}")),
         ),
+    };
+    let (outcome, detail) = match outcome {
+        Ok(detail) => ("ok", detail),
+        Err(e) => {
+            worker::console_error!("cron job {job} failed: {e}");
+            ("error", e)
+        }
     };
     let run = JobRun {
         job: job.to_owned(),
@@ -31,19 +52,44 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         scheduled_at: event.schedule() as i64,
         started_at,
         finished_at: now(),
-        outcome: if outcome.is_ok() { "ok" } else { "error" }.to_owned(),
-        detail: outcome.err(),
+        outcome: outcome.to_owned(),
+        detail: Some(detail),
     };
     if let Err(e) = store.record_job_run(&run).await {
         worker::console_error!("cron {cron:?}: could not record the run: {e}");
     }
 }
 
-/// Runs one job. Rollups, retention and alerts join here as they are built; today every
-/// job only records that it ran, which is what operators check to see the cron is alive.
-async fn run(job: Job) -> Result<(), String> {
-    worker::console_log!("cron job {} ran", job.name());
-    Ok(())
+/// Runs one job and says what it did.
+async fn run(job: Job, store: &D1Store) -> Result<String, String> {
+    let at = now();
+    let text = |e: tally_storage::Error| e.to_string();
+    Ok(match job {
+        Job::Minutely => {
+            let days = pipeline::roll_dirty(store, Period::Day, DAYS_PER_MINUTE, at)
+                .await
+                .map_err(text)?;
+            format!("rolled {days} days")
+        }
+        Job::Hourly => {
+            let days = pipeline::roll_dirty(store, Period::Day, PERIODS_PER_HOUR, at)
+                .await
+                .map_err(text)?;
+            let months = pipeline::roll_dirty(store, Period::Month, PERIODS_PER_HOUR, at)
+                .await
+                .map_err(text)?;
+            format!("rolled {days} days, {months} months")
+        }
+        Job::Daily => {
+            let purged = pipeline::purge_expired(store, at, PURGE_CHUNK)
+                .await
+                .map_err(text)?;
+            let months = pipeline::roll_dirty(store, Period::Month, PERIODS_PER_HOUR, at)
+                .await
+                .map_err(text)?;
+            format!("purged {purged} raw events, rolled {months} months")
+        }
+    })
 }
 
 fn now() -> i64 {

@@ -2,9 +2,11 @@
 
 use tally_core::ApiError;
 use tally_core::range::{self, Limits, Query};
+use tally_core::rollup::{Dimension, Rollup};
+use tally_core::time::Interval;
 use tally_core::time::format_ms;
 use tally_core::validate::is_valid_slug;
-use tally_storage::EventReader;
+use tally_storage::pipeline;
 use worker::{Date, Env, Request, Response};
 
 use crate::error::internal;
@@ -32,27 +34,46 @@ pub async fn get(req: &Request, env: &Env, project: &str) -> Result<Response, Ap
     let range = range::resolve(query, now, Limits::default())
         .map_err(|m| ApiError::bad_request("invalid_range", m))?;
     let (from, to) = (range.from_ms, range.to_ms);
-    let counts = crate::store(env)?
-        .count_events(project, from, to)
+    // Whole hours: the range starts at the hour that holds `from`.
+    let from = Interval::Hour.floor(from);
+    let store = crate::store(env)?;
+    let rows = pipeline::merged_hours(&store, project, from, to, Some(Dimension::All))
         .await
         .map_err(internal)?;
-    let error_rate = if counts.events == 0 {
-        0.0
-    } else {
-        counts.errors as f64 / counts.events as f64
-    };
-    let mut response = Response::from_json(&serde_json::json!({
-        "project": project,
-        "from": format_ms(from),
-        "to": format_ms(to),
-        "events": counts.events,
-        "errors": counts.errors,
-        "error_rate": error_rate,
-    }))
-    .map_err(internal)?;
+    let all = rows.into_values().next().unwrap_or_default();
+    let mut response = Response::from_json(&body(project, from, to, &all)).map_err(internal)?;
     response
         .headers_mut()
         .set("cache-control", "private, max-age=60")
         .map_err(internal)?;
     Ok(response)
+}
+
+/// The overview's JSON: counts exact, percentiles from the merged sketch, uniques from
+/// the merged HyperLogLogs.
+fn body(project: &str, from: i64, to: i64, all: &Rollup) -> serde_json::Value {
+    let error_rate = if all.count == 0 {
+        0.0
+    } else {
+        all.errors as f64 / all.count as f64
+    };
+    let q = |q: f64| all.durations.quantile(q);
+    serde_json::json!({
+        "project": project,
+        "from": format_ms(from),
+        "to": format_ms(to),
+        "events": all.count,
+        "errors": all.errors,
+        "error_rate": error_rate,
+        "bytes": all.bytes,
+        "duration_ms": {
+            "count": all.durations.count(),
+            "mean": all.durations.mean(),
+            "p50": q(0.5),
+            "p95": q(0.95),
+            "p99": q(0.99),
+        },
+        "unique_users": all.users.count(),
+        "unique_instances": all.instances.count(),
+    })
 }

@@ -1,0 +1,403 @@
+//! The aggregator's logic, written once over the storage traits: exactly-once storage
+//! of events with incremental hourly rollups, rolling days and months, rebuilding hours
+//! from raw events, and retention.
+//!
+//! Exactly once, under redelivery and concurrency: a batch reads which of its events
+//! are stored and the rollup rows they touch, computes the new rows, and commits raw
+//! events and rows in one transaction whose guards (a plain `INSERT` of the events, the
+//! rows' optimistic-lock versions) fail if anything read has changed. A failed guard
+//! rolls everything back and the batch is read and applied again.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use tally_core::Event;
+use tally_core::rollup::{self, Key, Period, Rollup};
+use tally_core::time::{DAY_MS, Interval};
+
+use crate::{Dirty, Error, EventStore, RollupStore, Versioned, Write, Writer};
+
+/// Most keys passed to one read.
+const READ_CHUNK: usize = 2000;
+
+/// How often a batch is read and applied again after losing a race.
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// What [`store_events`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stored {
+    /// Events in the batch.
+    pub received: usize,
+    /// Events stored now; the rest were stored before or repeated in the batch.
+    pub new: usize,
+    /// Hourly rollup rows written.
+    pub rollup_rows: usize,
+    /// Attempts it took (more than one after a lost race).
+    pub attempts: u32,
+}
+
+/// Stores events exactly once and folds the new ones into their hourly rollup rows,
+/// marking their days dirty for [`roll_dirty`].
+///
+/// # Errors
+///
+/// The store's error when a read or the commit fails (nothing was applied then), or
+/// [`Error::Conflict`] after [`MAX_ATTEMPTS`] lost races.
+pub async fn store_events<S>(store: &S, events: &[Event], now_ms: i64) -> Result<Stored, Error>
+where
+    S: EventStore + RollupStore + Writer,
+{
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match try_store(store, events, now_ms).await {
+            Err(Error::Conflict(_)) if attempts < MAX_ATTEMPTS => continue,
+            result => return result.map(|stored| Stored { attempts, ..stored }),
+        }
+    }
+}
+
+async fn try_store<S>(store: &S, events: &[Event], now_ms: i64) -> Result<Stored, Error>
+where
+    S: EventStore + RollupStore + Writer,
+{
+    let mut seen = HashSet::new();
+    let unique: Vec<&Event> = events
+        .iter()
+        .filter(|e| seen.insert((e.project.as_str(), e.event_id.as_str())))
+        .collect();
+    let ids: Vec<(&str, &str)> = unique
+        .iter()
+        .map(|e| (e.project.as_str(), e.event_id.as_str()))
+        .collect();
+    // Reads take their keys as one JSON parameter; keep each well under D1's 2 MB.
+    let mut existing = HashSet::new();
+    for chunk in ids.chunks(READ_CHUNK) {
+        existing.extend(store.existing_events(chunk).await?);
+    }
+    let new: Vec<Event> = unique
+        .into_iter()
+        .filter(|e| !existing.contains(&(e.project.clone(), e.event_id.clone())))
+        .cloned()
+        .collect();
+    let mut stored = Stored {
+        received: events.len(),
+        new: new.len(),
+        ..Stored::default()
+    };
+    if new.is_empty() {
+        return Ok(stored);
+    }
+
+    let deltas = rollup::roll(&new, Interval::Hour);
+    let keys: Vec<&Key> = deltas.keys().collect();
+    let mut current = BTreeMap::new();
+    for chunk in keys.chunks(READ_CHUNK) {
+        current.extend(store.rollups_by_key(Period::Hour, chunk).await?);
+    }
+    let merged: Vec<(&Key, Rollup, Option<i64>)> = deltas
+        .iter()
+        .map(|(key, delta)| match current.get(key) {
+            Some(Versioned { value, version }) => {
+                let mut row = value.clone();
+                row.merge(delta);
+                (key, row, Some(*version))
+            }
+            None => (key, delta.clone(), None),
+        })
+        .collect();
+
+    let projects: BTreeSet<&str> = new.iter().map(|e| e.project.as_str()).collect();
+    let days: BTreeSet<(&str, i64)> = new
+        .iter()
+        .map(|e| (e.project.as_str(), Interval::Day.floor(e.timestamp)))
+        .collect();
+    let oldest_received = new.iter().map(|e| e.received_at).min().unwrap_or(now_ms);
+
+    let mut writes = vec![Write::InsertEvents(&new)];
+    writes.extend(
+        projects
+            .iter()
+            .map(|slug| Write::EnsureProject { slug, now_ms }),
+    );
+    writes.extend(merged.iter().map(|(key, row, version)| match version {
+        Some(read_version) => Write::UpdateRollup {
+            period: Period::Hour,
+            key,
+            row,
+            read_version: *read_version,
+        },
+        None => Write::InsertRollup {
+            period: Period::Hour,
+            key,
+            row,
+        },
+    }));
+    writes.extend(days.iter().map(|(project, start)| Write::MarkDirty {
+        project,
+        period: Period::Day,
+        start: *start,
+    }));
+    writes.push(Write::PutMeta {
+        key: "consumer.last_batch",
+        value: serde_json::json!({
+            "at": now_ms,
+            "received": stored.received,
+            "new": stored.new,
+            "lag_ms": now_ms - oldest_received,
+        })
+        .to_string(),
+        now_ms,
+    });
+    store.commit(&writes).await?;
+    stored.rollup_rows = merged.len();
+    Ok(stored)
+}
+
+/// Rolls up to `limit` dirty periods of `period` (days from hours, months from days)
+/// and returns how many it rolled. A rolled day marks its month dirty.
+///
+/// Safe to run twice and to interrupt: each period is one transaction, and its dirty
+/// mark is cleared only if no new change arrived while it was rolled.
+///
+/// # Errors
+///
+/// The store's error; periods already rolled stay rolled.
+pub async fn roll_dirty<S>(
+    store: &S,
+    period: Period,
+    limit: u32,
+    now_ms: i64,
+) -> Result<usize, Error>
+where
+    S: RollupStore + Writer,
+{
+    let Some(source) = period.source() else {
+        return Ok(0);
+    };
+    let dirty = store.dirty_periods(period, limit).await?;
+    for mark in &dirty {
+        roll_one(store, mark, source).await?;
+    }
+    let pending = store.dirty_periods(period, 1).await?.len();
+    store
+        .commit(&[Write::PutMeta {
+            key: if period == Period::Day { "roll.day" } else { "roll.month" },
+            value: serde_json::json!({"at": now_ms, "rolled": dirty.len(), "more_pending": pending > 0})
+                .to_string(),
+            now_ms,
+        }])
+        .await?;
+    Ok(dirty.len())
+}
+
+async fn roll_one<S>(store: &S, mark: &Dirty, source: Period) -> Result<(), Error>
+where
+    S: RollupStore + Writer,
+{
+    let interval = mark.period.interval();
+    let end = interval.next(mark.start);
+    let sources = store
+        .rollups_between(&mark.project, source, mark.start, end, None)
+        .await?;
+    let rolled = rollup::coarsen(sources.iter().map(|(k, v)| (k, &v.value)), interval);
+    let keep: Vec<_> = rolled
+        .keys()
+        .map(|k| (k.dimension, k.value.as_str()))
+        .collect();
+    let mut writes: Vec<Write<'_>> = rolled
+        .iter()
+        .map(|(key, row)| Write::PutRollup {
+            period: mark.period,
+            key,
+            row,
+        })
+        .collect();
+    writes.push(Write::DeleteStaleRollups {
+        project: &mark.project,
+        period: mark.period,
+        start: mark.start,
+        keep,
+    });
+    writes.push(Write::ClearDirty(mark));
+    if mark.period == Period::Day {
+        writes.push(Write::MarkDirty {
+            project: &mark.project,
+            period: Period::Month,
+            start: Interval::Month.floor(mark.start),
+        });
+    }
+    store.commit(&writes).await.map(drop)
+}
+
+/// Rebuilds the hourly rows of `project` for the hours in `[from_ms, to_ms)` from raw
+/// events, and marks their days dirty. The result equals what the live pipeline built.
+/// Rows are written under their read versions, so a concurrent consumer write makes the
+/// rebuild retry rather than be lost. Returns the rows written.
+///
+/// # Errors
+///
+/// The store's error, or [`Error::Conflict`] after [`MAX_ATTEMPTS`] lost races.
+pub async fn rebuild_hours<S>(
+    store: &S,
+    project: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<usize, Error>
+where
+    S: EventStore + RollupStore + Writer,
+{
+    let (from, to) = (
+        Interval::Hour.floor(from_ms),
+        Interval::Hour.floor(to_ms - 1) + 3_600_000,
+    );
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match try_rebuild(store, project, from, to).await {
+            Err(Error::Conflict(_)) if attempts < MAX_ATTEMPTS => continue,
+            result => return result,
+        }
+    }
+}
+
+async fn try_rebuild<S>(store: &S, project: &str, from: i64, to: i64) -> Result<usize, Error>
+where
+    S: EventStore + RollupStore + Writer,
+{
+    // Versions first: a consumer write after this read trips the guard below.
+    let current = store
+        .rollups_between(project, Period::Hour, from, to, None)
+        .await?;
+    let events = all_events_between(store, project, from, to).await?;
+    let rebuilt = rollup::roll(&events, Interval::Hour);
+    let empty = Rollup::default();
+    let mut writes = Vec::new();
+    for (key, row) in &rebuilt {
+        writes.push(match current.get(key) {
+            Some(v) => Write::UpdateRollup {
+                period: Period::Hour,
+                key,
+                row,
+                read_version: v.version,
+            },
+            None => Write::InsertRollup {
+                period: Period::Hour,
+                key,
+                row,
+            },
+        });
+    }
+    // Rows with no raw events behind them any more (such as hours past retention)
+    // become empty rather than vanish, under the same guard.
+    for (key, v) in current.iter().filter(|(k, _)| !rebuilt.contains_key(*k)) {
+        writes.push(Write::UpdateRollup {
+            period: Period::Hour,
+            key,
+            row: &empty,
+            read_version: v.version,
+        });
+    }
+    let days: BTreeSet<i64> = rebuilt
+        .keys()
+        .map(|k| Interval::Day.floor(k.start))
+        .collect();
+    writes.extend(days.into_iter().map(|start| Write::MarkDirty {
+        project,
+        period: Period::Day,
+        start,
+    }));
+    let rows = rebuilt.len();
+    store.commit(&writes).await?;
+    Ok(rows)
+}
+
+/// Every raw event of `project` in `[from_ms, to_ms)`, read in pages.
+///
+/// # Errors
+///
+/// The store's error.
+pub async fn all_events_between<S: EventStore>(
+    store: &S,
+    project: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<Event>, Error> {
+    const PAGE: u32 = 5000;
+    let mut events: Vec<Event> = Vec::new();
+    loop {
+        let after = events.last().map(|e| (e.timestamp, e.event_id.clone()));
+        let page = store
+            .events_between(
+                project,
+                from_ms,
+                to_ms,
+                after.as_ref().map(|(t, id)| (*t, id.as_str())),
+                PAGE,
+            )
+            .await?;
+        let done = page.len() < PAGE as usize;
+        events.extend(page);
+        if done {
+            return Ok(events);
+        }
+    }
+}
+
+/// Deletes raw events past each project's retention, at most `chunk` per project per
+/// call, and returns how many it deleted. Rollups stay. Safe to run twice and to
+/// interrupt: each chunk is its own transaction.
+///
+/// # Errors
+///
+/// The store's error; chunks already deleted stay deleted.
+pub async fn purge_expired<S>(store: &S, now_ms: i64, chunk: u32) -> Result<u64, Error>
+where
+    S: EventStore + Writer,
+{
+    let mut deleted = 0;
+    for project in store.projects().await? {
+        let before_ms = now_ms - i64::from(project.retention_days) * DAY_MS;
+        let changed = store
+            .commit(&[Write::PurgeRaw {
+                project: &project.slug,
+                before_ms,
+                limit: chunk,
+            }])
+            .await?;
+        deleted += changed.iter().sum::<u64>();
+    }
+    store
+        .commit(&[Write::PutMeta {
+            key: "retention",
+            value: serde_json::json!({"at": now_ms, "deleted": deleted}).to_string(),
+            now_ms,
+        }])
+        .await?;
+    Ok(deleted)
+}
+
+/// Hourly rows of a project in a range merged per (dimension, value): what a query over
+/// that range sees.
+///
+/// # Errors
+///
+/// The store's error.
+pub async fn merged_hours<S: RollupStore>(
+    store: &S,
+    project: &str,
+    from_ms: i64,
+    to_ms: i64,
+    dimension: Option<rollup::Dimension>,
+) -> Result<BTreeMap<(rollup::Dimension, String), Rollup>, Error> {
+    let rows = store
+        .rollups_between(project, Period::Hour, from_ms, to_ms, dimension)
+        .await?;
+    let mut merged: BTreeMap<(rollup::Dimension, String), Rollup> = BTreeMap::new();
+    for (key, row) in rows {
+        merged
+            .entry((key.dimension, key.value))
+            .or_default()
+            .merge(&row.value);
+    }
+    Ok(merged)
+}

@@ -1,0 +1,228 @@
+//! Conversions between stored rows and core types, shared by both implementations.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tally_core::Event;
+use tally_core::hash::hex;
+use tally_core::hll::Hll;
+use tally_core::rollup::{Dimension, Key, Period, Rollup};
+use tally_core::sketch::Sketch;
+
+use crate::{Dirty, Error};
+
+/// A `rollups` row as stored.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RollupRow {
+    pub project: String,
+    pub period: String,
+    pub start: i64,
+    pub dimension: String,
+    pub value: String,
+    pub count: u64,
+    pub errors: u64,
+    pub bytes: u64,
+    /// Hex, as `hex(durations)` returns it.
+    pub durations: String,
+    pub users: String,
+    pub instances: String,
+    pub version: i64,
+}
+
+/// Decodes hex text (either case) into bytes.
+pub(crate) fn unhex(text: &str) -> Result<Vec<u8>, Error> {
+    let digit = |c: u8| char::from(c).to_digit(16).map(|d| d as u8);
+    let bytes = text.as_bytes();
+    if !bytes.len().is_multiple_of(2) {
+        return Err(Error::Decode("odd-length hex".into()));
+    }
+    bytes
+        .chunks(2)
+        .map(|pair| match (digit(pair[0]), digit(pair[1])) {
+            (Some(h), Some(l)) => Ok(h << 4 | l),
+            _ => Err(Error::Decode("invalid hex".into())),
+        })
+        .collect()
+}
+
+impl RollupRow {
+    /// The row's key, period, measures and version.
+    pub fn decode(self) -> Result<(Period, Key, Rollup, i64), Error> {
+        let bad = |what: &str| Error::Decode(format!("rollup row with {what}"));
+        let period = Period::parse(&self.period).ok_or_else(|| bad("an unknown period"))?;
+        let dimension =
+            Dimension::parse(&self.dimension).ok_or_else(|| bad("an unknown dimension"))?;
+        let rollup = Rollup {
+            count: self.count,
+            errors: self.errors,
+            bytes: self.bytes,
+            durations: Sketch::decode(&unhex(&self.durations)?)
+                .map_err(|e| Error::Decode(e.to_string()))?,
+            users: Hll::decode(&unhex(&self.users)?).map_err(|e| Error::Decode(e.to_string()))?,
+            instances: Hll::decode(&unhex(&self.instances)?)
+                .map_err(|e| Error::Decode(e.to_string()))?,
+        };
+        let key = Key {
+            project: self.project,
+            start: self.start,
+            dimension,
+            value: self.value,
+        };
+        Ok((period, key, rollup, self.version))
+    }
+}
+
+/// The bound values of a rollup write, in statement order (`?1` to `?12`).
+#[derive(Debug)]
+pub(crate) struct RollupParams<'a> {
+    pub project: &'a str,
+    pub period: &'static str,
+    pub start: i64,
+    pub dimension: &'static str,
+    pub value: &'a str,
+    pub count: i64,
+    pub errors: i64,
+    pub bytes: i64,
+    pub duration_sum_us: i64,
+    /// The summaries' encodings as hex, for `unhex(?)`.
+    pub durations: String,
+    pub users: String,
+    pub instances: String,
+}
+
+impl<'a> RollupParams<'a> {
+    pub fn new(period: Period, key: &'a Key, row: &Rollup) -> Self {
+        // Counts fit i64 (and f64 exactly) long before they could overflow in practice.
+        Self {
+            project: &key.project,
+            period: period.name(),
+            start: key.start,
+            dimension: key.dimension.name(),
+            value: &key.value,
+            count: row.count as i64,
+            errors: row.errors as i64,
+            bytes: row.bytes.min(i64::MAX as u64) as i64,
+            duration_sum_us: row.durations.sum_micros().min(i64::MAX as u64) as i64,
+            durations: hex(&row.durations.encode()),
+            users: hex(&row.users.encode()),
+            instances: hex(&row.instances.encode()),
+        }
+    }
+}
+
+/// `[[project, period, start, dimension, value], ...]` for `ROLLUPS_BY_KEY`.
+pub(crate) fn keys_json(period: Period, keys: &[&Key]) -> String {
+    let list: Vec<Value> = keys
+        .iter()
+        .map(|k| {
+            json!([
+                k.project,
+                period.name(),
+                k.start,
+                k.dimension.name(),
+                k.value
+            ])
+        })
+        .collect();
+    Value::Array(list).to_string()
+}
+
+/// `[[project, event_id], ...]` for `EXISTING_EVENTS`.
+pub(crate) fn ids_json(ids: &[(&str, &str)]) -> String {
+    let list: Vec<Value> = ids.iter().map(|(p, id)| json!([p, id])).collect();
+    Value::Array(list).to_string()
+}
+
+/// `[[dimension, value], ...]` for `DELETE_STALE_ROLLUPS`.
+pub(crate) fn keep_json(keep: &[(Dimension, &str)]) -> String {
+    let list: Vec<Value> = keep.iter().map(|(d, v)| json!([d.name(), v])).collect();
+    Value::Array(list).to_string()
+}
+
+/// A `raw_events` row as `EVENTS_BETWEEN` returns it.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawRow {
+    pub project: String,
+    pub event_id: String,
+    pub timestamp: i64,
+    pub name: String,
+    pub method: Option<String>,
+    pub route: Option<String>,
+    pub status: Option<u16>,
+    pub duration_us: Option<i64>,
+    pub error_class: Option<String>,
+    pub error_message: Option<String>,
+    pub instance: Option<String>,
+    pub user: Option<String>,
+    pub session: Option<String>,
+    pub version: Option<String>,
+    pub colo: Option<String>,
+    pub country: Option<String>,
+    pub source: Option<String>,
+    pub medium: Option<String>,
+    pub campaign: Option<String>,
+    pub item: Option<String>,
+    pub variant: Option<String>,
+    pub bytes: Option<u64>,
+    pub metadata: Option<String>,
+}
+
+impl RawRow {
+    pub fn into_event(self) -> Result<Event, Error> {
+        let metadata = match self.metadata {
+            None => None,
+            Some(text) => match serde_json::from_str(&text) {
+                Ok(Value::Object(map)) => Some(map),
+                _ => return Err(Error::Decode("raw event metadata is not an object".into())),
+            },
+        };
+        // `hex()` of an absent BLOB is the empty string.
+        let id = |v: Option<String>| v.filter(|s| !s.is_empty());
+        Ok(Event {
+            event_id: self.event_id,
+            project: self.project,
+            name: self.name,
+            timestamp: self.timestamp,
+            received_at: self.timestamp,
+            method: self.method,
+            route: self.route,
+            status: self.status,
+            duration_ms: self.duration_us.map(|us| us as f64 / 1000.0),
+            error_class: self.error_class,
+            error_message: self.error_message,
+            instance: id(self.instance),
+            user: id(self.user),
+            session: id(self.session),
+            version: self.version,
+            colo: self.colo,
+            country: self.country,
+            source: self.source,
+            medium: self.medium,
+            campaign: self.campaign,
+            item: self.item,
+            variant: self.variant,
+            bytes: self.bytes,
+            metadata,
+        })
+    }
+}
+
+/// A `dirty_periods` row.
+#[derive(Debug, Deserialize)]
+pub(crate) struct DirtyRow {
+    pub project: String,
+    pub period: String,
+    pub start: i64,
+    pub generation: i64,
+}
+
+impl DirtyRow {
+    pub fn decode(self) -> Result<Dirty, Error> {
+        Ok(Dirty {
+            period: Period::parse(&self.period)
+                .ok_or_else(|| Error::Decode(format!("dirty period {:?}", self.period)))?,
+            project: self.project,
+            start: self.start,
+            generation: self.generation,
+        })
+    }
+}

@@ -1,0 +1,398 @@
+//! The aggregator pipeline against real SQLite: exactly-once storage, rollups equal to
+//! exact recomputation, rolls, rebuilds, failures, races and retention.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use tally_core::rollup::{self, Dimension, Key, Period, Rollup};
+use tally_core::time::{DAY_MS, HOUR_MS, Interval};
+use tally_core::{Context, Event, RawEvent, Settings, validate};
+use tally_storage::pipeline::{self, Stored};
+use tally_storage::sqlite::{SqliteStore, block_on};
+use tally_storage::{
+    Counts, Dirty, Error, EventStore, ProjectSettings, RollupStore, Versioned, Write, Writer,
+};
+
+/// 2025-01-10T00:00:00Z.
+const DAY0: i64 = 1_736_467_200_000;
+const NOW: i64 = DAY0 + 3 * DAY_MS;
+
+/// splitmix64: a small deterministic generator for workloads.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn event(i: u64, rng: &mut Rng) -> Event {
+    let project = ["alpha", "beta", "gamma"][rng.below(3) as usize];
+    let status = match rng.below(100) {
+        0..=4 => 503,
+        5..=14 => 404,
+        _ => 200,
+    };
+    // Lognormal latencies around 40 ms, with a slow tail on one route.
+    let route = rng.below(20);
+    let normal = (-2.0 * rng.unit().max(1e-12).ln()).sqrt()
+        * (2.0 * std::f64::consts::PI * rng.unit()).cos();
+    let duration = (3.7 + 0.8 * normal).exp() * if route == 7 { 10.0 } else { 1.0 };
+    let name = ["request", "click", "install"][rng.below(3) as usize];
+    let country = ["DE", "US", "FR", "JP"][rng.below(4) as usize];
+    let raw: RawEvent = serde_json::from_value(serde_json::json!({
+        "event_id": format!("{:08x}-0000-4000-8000-{i:012x}", rng.next() as u32),
+        "project": project,
+        "name": name,
+        "timestamp": DAY0 + rng.below(3 * DAY_MS as u64) as i64,
+        "route": format!("/api/r{route}/:id"),
+        "status": status,
+        "duration_ms": duration,
+        "user": format!("user-{}", rng.below(2000)),
+        "instance": format!("site-{}", rng.below(150)),
+        "bytes": rng.below(100_000),
+        "country": country,
+        "version": format!("1.{}", rng.below(4)),
+    }))
+    .unwrap();
+    let ctx = Context {
+        now_ms: NOW,
+        settings: Settings::default(),
+        id_secret: b"secret",
+    };
+    validate(raw, &ctx, &mut || unreachable!()).unwrap().event
+}
+
+/// The unique events, then the delivery: shuffled, with 5% duplicates, and a slice of
+/// late events (early timestamps) held back to the end.
+fn workload(n: u64, seed: u64) -> (Vec<Event>, Vec<Event>) {
+    let mut rng = Rng(seed);
+    let unique: Vec<Event> = (0..n).map(|i| event(i, &mut rng)).collect();
+    let mut delivery = unique.clone();
+    for _ in 0..n / 20 {
+        delivery.push(unique[rng.below(n) as usize].clone());
+    }
+    for i in (1..delivery.len()).rev() {
+        delivery.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    // Late events: everything from the first six hours arrives last.
+    let (late, on_time): (Vec<Event>, Vec<Event>) = delivery
+        .into_iter()
+        .partition(|e| e.timestamp < DAY0 + 6 * HOUR_MS);
+    (unique, on_time.into_iter().chain(late).collect())
+}
+
+fn deliver(store: &SqliteStore, delivery: &[Event], seed: u64) -> Stored {
+    let mut rng = Rng(seed);
+    let mut total = Stored::default();
+    let mut rest = delivery;
+    while !rest.is_empty() {
+        let n = (1 + rng.below(500) as usize).min(rest.len());
+        let (batch, tail) = rest.split_at(n);
+        let stored = block_on(pipeline::store_events(store, batch, NOW)).unwrap();
+        total.received += stored.received;
+        total.new += stored.new;
+        rest = tail;
+    }
+    total
+}
+
+fn hour_rows(store: &SqliteStore, project: &str) -> BTreeMap<Key, Rollup> {
+    block_on(store.rollups_between(project, Period::Hour, 0, i64::MAX, None))
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, v.value))
+        .collect()
+}
+
+fn rows(store: &SqliteStore, project: &str, period: Period) -> BTreeMap<Key, Rollup> {
+    block_on(store.rollups_between(project, period, 0, i64::MAX, None))
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, v.value))
+        .collect()
+}
+
+fn exact_quantile(sorted: &[f64], q: f64) -> f64 {
+    sorted[(q * (sorted.len() - 1) as f64).floor() as usize]
+}
+
+#[test]
+fn a_large_disordered_workload_gives_exact_rollups() {
+    let (unique, delivery) = workload(100_000, 7);
+    assert!(delivery.len() >= 105_000, "5% duplicates");
+    let store = SqliteStore::open_in_memory().unwrap();
+    let stored = deliver(&store, &delivery, 11);
+    assert_eq!(stored.received, delivery.len());
+    assert_eq!(stored.new, unique.len(), "every event stored once");
+
+    assert_eq!(
+        block_on(pipeline::roll_dirty(&store, Period::Day, 1000, NOW)).unwrap(),
+        9
+    );
+    assert_eq!(
+        block_on(pipeline::roll_dirty(&store, Period::Month, 1000, NOW)).unwrap(),
+        3
+    );
+
+    for project in ["alpha", "beta", "gamma"] {
+        let events: Vec<&Event> = unique.iter().filter(|e| e.project == project).collect();
+        let counts = block_on(store.count_events(project, 0, i64::MAX)).unwrap();
+        assert_eq!(counts.events, events.len() as u64);
+
+        // Hourly rows equal an exact recomputation from the unique events, byte for byte.
+        let exact_hours = rollup::roll(events.iter().copied(), Interval::Hour);
+        assert_eq!(hour_rows(&store, project), exact_hours, "{project} hours");
+
+        // Days and months rolled from hours equal rolls from the raw events.
+        let days = rows(&store, project, Period::Day);
+        assert_eq!(
+            days,
+            rollup::roll(events.iter().copied(), Interval::Day),
+            "{project} days"
+        );
+        let months = rows(&store, project, Period::Month);
+        assert_eq!(
+            months,
+            rollup::roll(events.iter().copied(), Interval::Month)
+        );
+
+        // Per day: counts exact, percentiles within 1%, uniques within 2%.
+        for day in 0..3 {
+            let start = DAY0 + day * DAY_MS;
+            let of_day: Vec<&&Event> = events
+                .iter()
+                .filter(|e| Interval::Day.floor(e.timestamp) == start)
+                .collect();
+            let row = &days[&Key {
+                project: project.into(),
+                start,
+                dimension: Dimension::All,
+                value: String::new(),
+            }];
+            assert_eq!(row.count, of_day.len() as u64);
+            assert_eq!(
+                row.errors,
+                of_day.iter().filter(|e| e.is_error()).count() as u64
+            );
+            let mut durations: Vec<f64> = of_day.iter().filter_map(|e| e.duration_ms).collect();
+            durations.sort_by(f64::total_cmp);
+            for q in [0.5, 0.95, 0.99] {
+                let (got, want) = (
+                    row.durations.quantile(q).unwrap(),
+                    exact_quantile(&durations, q),
+                );
+                assert!(
+                    (got - want).abs() <= 0.01 * want,
+                    "{project} day {day} p{q}: {got} vs {want}"
+                );
+            }
+            let users: HashSet<&str> = of_day.iter().filter_map(|e| e.user.as_deref()).collect();
+            let estimate = row.users.count() as f64;
+            let error = (estimate - users.len() as f64).abs() / users.len() as f64;
+            assert!(
+                error <= 0.02,
+                "{project} day {day} users {estimate} vs {}",
+                users.len()
+            );
+        }
+
+        // Rebuilding the hours from raw events gives identical rows.
+        block_on(pipeline::rebuild_hours(
+            &store,
+            project,
+            DAY0,
+            DAY0 + 3 * DAY_MS,
+        ))
+        .unwrap();
+        assert_eq!(hour_rows(&store, project), exact_hours, "{project} rebuilt");
+    }
+
+    // Redelivering everything changes nothing.
+    let again = deliver(&store, &delivery[..20_000], 13);
+    assert_eq!(again.new, 0);
+    assert_eq!(
+        block_on(store.count_events("alpha", 0, i64::MAX))
+            .unwrap()
+            .events
+            + block_on(store.count_events("beta", 0, i64::MAX))
+                .unwrap()
+                .events
+            + block_on(store.count_events("gamma", 0, i64::MAX))
+                .unwrap()
+                .events,
+        unique.len() as u64
+    );
+}
+
+#[test]
+fn a_failing_commit_loses_and_duplicates_nothing() {
+    let (unique, _) = workload(2_000, 3);
+    let store = SqliteStore::open_in_memory().unwrap();
+    for fail_at in [0, 1, 7, 40] {
+        store.fail_commit_at(fail_at);
+        let err = block_on(pipeline::store_events(&store, &unique, NOW)).unwrap_err();
+        assert!(err.to_string().contains("injected failure"), "{err}");
+        let total: u64 = ["alpha", "beta", "gamma"]
+            .iter()
+            .map(|p| block_on(store.count_events(p, 0, i64::MAX)).unwrap().events)
+            .sum();
+        assert_eq!(
+            total, 0,
+            "a failed commit stores nothing (failure at write {fail_at})"
+        );
+        assert!(hour_rows(&store, "alpha").is_empty());
+    }
+    let stored = block_on(pipeline::store_events(&store, &unique, NOW)).unwrap();
+    assert_eq!(stored.new, unique.len());
+    let redelivered = block_on(pipeline::store_events(&store, &unique, NOW)).unwrap();
+    assert_eq!(redelivered.new, 0);
+    let alpha: Vec<&Event> = unique.iter().filter(|e| e.project == "alpha").collect();
+    assert_eq!(
+        hour_rows(&store, "alpha"),
+        rollup::roll(alpha, Interval::Hour)
+    );
+}
+
+/// A store that lets another batch commit between a batch's reads and its commit.
+struct Racing<'a> {
+    inner: &'a SqliteStore,
+    interloper: RefCell<Option<Vec<Event>>>,
+}
+
+impl EventStore for Racing<'_> {
+    async fn existing_events(
+        &self,
+        ids: &[(&str, &str)],
+    ) -> Result<HashSet<(String, String)>, Error> {
+        self.inner.existing_events(ids).await
+    }
+    async fn count_events(&self, p: &str, f: i64, t: i64) -> Result<Counts, Error> {
+        self.inner.count_events(p, f, t).await
+    }
+    async fn events_between(
+        &self,
+        p: &str,
+        f: i64,
+        t: i64,
+        a: Option<(i64, &str)>,
+        l: u32,
+    ) -> Result<Vec<Event>, Error> {
+        self.inner.events_between(p, f, t, a, l).await
+    }
+    async fn projects(&self) -> Result<Vec<ProjectSettings>, Error> {
+        self.inner.projects().await
+    }
+}
+
+impl RollupStore for Racing<'_> {
+    async fn rollups_by_key(
+        &self,
+        period: Period,
+        keys: &[&Key],
+    ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error> {
+        self.inner.rollups_by_key(period, keys).await
+    }
+    async fn rollups_between(
+        &self,
+        p: &str,
+        period: Period,
+        f: i64,
+        t: i64,
+        d: Option<Dimension>,
+    ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error> {
+        self.inner.rollups_between(p, period, f, t, d).await
+    }
+    async fn dirty_periods(&self, period: Period, limit: u32) -> Result<Vec<Dirty>, Error> {
+        self.inner.dirty_periods(period, limit).await
+    }
+}
+
+impl Writer for Racing<'_> {
+    async fn commit(&self, writes: &[Write<'_>]) -> Result<Vec<u64>, Error> {
+        let interloper = self.interloper.borrow_mut().take();
+        if let Some(events) = interloper {
+            block_on(pipeline::store_events(self.inner, &events, NOW)).unwrap();
+        }
+        self.inner.commit(writes).await
+    }
+}
+
+#[test]
+fn a_lost_race_is_retried_and_counts_stay_exact() {
+    let (unique, _) = workload(3_000, 5);
+    let (first, second) = unique.split_at(1_500);
+    // The interloper shares some events with the first batch and all its rollup rows.
+    let mut interloper = second.to_vec();
+    interloper.extend_from_slice(&first[..100]);
+    let store = SqliteStore::open_in_memory().unwrap();
+    let racing = Racing {
+        inner: &store,
+        interloper: RefCell::new(Some(interloper)),
+    };
+    let stored = block_on(pipeline::store_events(&racing, first, NOW)).unwrap();
+    assert_eq!(stored.attempts, 2, "the first commit lost the race");
+    assert_eq!(
+        stored.new, 1_400,
+        "100 events were stored by the interloper"
+    );
+    for project in ["alpha", "beta", "gamma"] {
+        let all: Vec<&Event> = unique.iter().filter(|e| e.project == project).collect();
+        assert_eq!(
+            hour_rows(&store, project),
+            rollup::roll(all, Interval::Hour),
+            "{project}"
+        );
+    }
+}
+
+#[test]
+fn retention_purges_raw_events_in_chunks_and_keeps_rollups() {
+    let (unique, _) = workload(3_000, 9);
+    let store = SqliteStore::open_in_memory().unwrap();
+    block_on(pipeline::store_events(&store, &unique, NOW)).unwrap();
+    let before = hour_rows(&store, "alpha");
+    let alpha = block_on(store.count_events("alpha", 0, i64::MAX))
+        .unwrap()
+        .events;
+    // 92 days after DAY0, the first two days are past the default 90-day retention.
+    let later = DAY0 + 92 * DAY_MS;
+    let expired: u64 = unique
+        .iter()
+        .filter(|e| e.timestamp < later - 90 * DAY_MS)
+        .count() as u64;
+    let mut deleted = 0;
+    let mut runs = 0;
+    loop {
+        let n = block_on(pipeline::purge_expired(&store, later, 250)).unwrap();
+        runs += 1;
+        if n == 0 {
+            break;
+        }
+        assert!(n <= 3 * 250, "bounded chunks");
+        deleted += n;
+    }
+    assert_eq!(deleted, expired);
+    assert!(runs > 2, "it took several bounded runs");
+    let remaining = block_on(store.count_events("alpha", 0, later - 90 * DAY_MS)).unwrap();
+    assert_eq!(remaining.events, 0);
+    assert!(
+        block_on(store.count_events("alpha", 0, i64::MAX))
+            .unwrap()
+            .events
+            < alpha
+    );
+    assert_eq!(hour_rows(&store, "alpha"), before, "rollups stay");
+    let hours: BTreeSet<i64> = before.keys().map(|k| k.start).collect();
+    assert_eq!(hours.len(), 72);
+}
