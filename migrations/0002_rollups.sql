@@ -88,5 +88,17 @@ CREATE TABLE meta (
 CREATE TABLE projects (
     slug           TEXT    PRIMARY KEY,
     retention_days INTEGER NOT NULL DEFAULT 90 CHECK (retention_days BETWEEN 1 AND 3660),
+    session_start  TEXT    NOT NULL DEFAULT 'play',  -- event names that open and close
+    session_stop   TEXT    NOT NULL DEFAULT 'stop',  -- a session
     created_at     INTEGER NOT NULL
 );
+
+-- The start and stop events of sessions, and nothing else, so pairing reads only them.
+CREATE TABLE session_events (
+    project   TEXT    NOT NULL,
+    timestamp INTEGER NOT NULL,
+    event_id  BLOB    NOT NULL,
+    user      BLOB    NOT NULL,
+    is_start  INTEGER NOT NULL,
+    PRIMARY KEY (project, timestamp, event_id)
+) WITHOUT ROWID;

@@ -278,3 +278,32 @@ fn now_ms() -> i64 {
         .as_millis() as i64
         - 1000
 }
+
+#[test]
+fn session_marks_are_kept_for_pairing() {
+    let project = unique("music");
+    let run = run_id();
+    let t = now_ms() - 600_000;
+    let answer = send_events(&json!([
+        {"event_id": event_id(run, 1), "project": project, "name": "play", "user": "u1", "timestamp": t},
+        {"event_id": event_id(run, 2), "project": project, "name": "stop", "user": "u1", "timestamp": t + 180_000},
+        {"event_id": event_id(run, 3), "project": project, "name": "pause", "user": "u1", "timestamp": t + 1},
+        {"event_id": event_id(run, 4), "project": project, "name": "play", "timestamp": t + 2},
+    ]));
+    assert_eq!(answer.status, 202, "{}", answer.json);
+    wait_for_count(&project, 4);
+    let marks: Vec<(i64, i64)> = with_d1(|db| {
+        let mut stmt = db
+            .prepare("SELECT timestamp, is_start FROM session_events WHERE project = ?1 ORDER BY timestamp")
+            .unwrap();
+        stmt.query_map([&project], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    });
+    assert_eq!(
+        marks,
+        vec![(t, 1), (t + 180_000, 0)],
+        "only play/stop with a user"
+    );
+}

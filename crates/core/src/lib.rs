@@ -24,6 +24,7 @@ pub mod json;
 pub mod queue;
 pub mod range;
 pub mod rollup;
+pub mod sessions;
 pub mod sketch;
 pub mod sql;
 pub mod time;

@@ -28,6 +28,30 @@ SELECT
     e.value ->> '$.variant', e.value ->> '$.bytes', e.value -> '$.metadata'
 FROM json_each(?1) AS e";
 
+/// Copies the session start and stop events among a JSON array of new
+/// [`crate::Event`]s (`?1`) into `session_events`, by each project's session names.
+/// Events without a user cannot be paired and are left out.
+pub const INSERT_SESSION_EVENTS: &str = "\
+INSERT INTO session_events (project, timestamp, event_id, user, is_start)
+SELECT p.slug, e.value ->> '$.timestamp', unhex(replace(e.value ->> '$.event_id', '-', '')),
+       unhex(substr(e.value ->> '$.user', 1, 16)), (e.value ->> '$.name') = p.session_start
+FROM json_each(?1) AS e
+JOIN projects AS p ON p.slug = e.value ->> '$.project'
+WHERE e.value ->> '$.user' IS NOT NULL
+  AND (e.value ->> '$.name') IN (p.session_start, p.session_stop)";
+
+/// Session marks of a project (`?1`) with `?2 <= timestamp < ?3`.
+pub const SESSION_MARKS: &str = "\
+SELECT lower(hex(user)) AS user, timestamp, lower(hex(event_id)) AS event_id, is_start
+FROM session_events
+WHERE project = ?1 AND timestamp >= ?2 AND timestamp < ?3";
+
+/// Deletes up to `?3` session marks of a project (`?1`) older than `?2`.
+pub const PURGE_SESSION_EVENTS: &str = "\
+DELETE FROM session_events
+WHERE project = ?1 AND timestamp < ?2 AND event_id IN (
+    SELECT event_id FROM session_events WHERE project = ?1 AND timestamp < ?2 LIMIT ?3)";
+
 /// Of a JSON array of `[project, event_id]` pairs (`?1`), the pairs already stored.
 pub const EXISTING_EVENTS: &str = "\
 SELECT e.value ->> '$[0]' AS project, e.value ->> '$[1]' AS event_id

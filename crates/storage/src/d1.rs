@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tally_core::rollup::{Dimension, Key, Period, Rollup};
+use tally_core::sessions::Mark;
 use tally_core::{Event, sql};
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement};
@@ -88,6 +89,10 @@ impl D1Store {
             Write::EnsureProject { slug, now_ms } => {
                 vec![self.statement(sql::ENSURE_PROJECT, &[text(slug), int(*now_ms)])?]
             }
+            Write::InsertSessionEvents(events) => event_chunks(events)
+                .iter()
+                .map(|chunk| self.statement(sql::INSERT_SESSION_EVENTS, &[text(chunk)]))
+                .collect::<Result<_, _>>()?,
             Write::InsertRollup { period, key, row } => {
                 vec![rollup(
                     sql::INSERT_ROLLUP,
@@ -147,10 +152,13 @@ impl D1Store {
                 project,
                 before_ms,
                 limit,
-            } => vec![self.statement(
-                sql::PURGE_RAW_EVENTS,
-                &[text(project), int(*before_ms), int(i64::from(*limit))],
-            )?],
+            } => {
+                let values = [text(project), int(*before_ms), int(i64::from(*limit))];
+                vec![
+                    self.statement(sql::PURGE_RAW_EVENTS, &values)?,
+                    self.statement(sql::PURGE_SESSION_EVENTS, &values)?,
+                ]
+            }
             Write::PutMeta { key, value, now_ms } => {
                 vec![self.statement(sql::PUT_META, &[text(key), text(value), int(*now_ms)])?]
             }
@@ -254,6 +262,36 @@ impl EventStore for D1Store {
             )
             .await?;
         raw.into_iter().map(RawRow::into_event).collect()
+    }
+
+    async fn session_marks(
+        &self,
+        project: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<Mark>, Error> {
+        #[derive(Deserialize)]
+        struct MarkRow {
+            user: String,
+            timestamp: i64,
+            event_id: String,
+            is_start: i64,
+        }
+        let rows: Vec<MarkRow> = self
+            .all(
+                sql::SESSION_MARKS,
+                &[text(project), int(from_ms), int(to_ms)],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Mark {
+                user: r.user,
+                timestamp: r.timestamp,
+                event_id: r.event_id,
+                is_start: r.is_start != 0,
+            })
+            .collect())
     }
 
     async fn projects(&self) -> Result<Vec<ProjectSettings>, Error> {

@@ -31,6 +31,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::{Deserialize, Serialize};
 use tally_core::Event;
 use tally_core::rollup::{Dimension, Key, Period, Rollup};
+use tally_core::sessions::Mark;
 
 /// The D1 migrations, in order, as `(file name, SQL)`. A test checks this list against
 /// the `migrations/` directory, so a new file cannot be forgotten here.
@@ -98,6 +99,8 @@ pub enum Write<'a> {
     InsertEvents(&'a [Event]),
     /// Records a project the first time it is seen.
     EnsureProject { slug: &'a str, now_ms: i64 },
+    /// Copies the session start/stop events among new events into `session_events`.
+    InsertSessionEvents(&'a [Event]),
     /// Adds a rollup row read as absent; fails the transaction if it exists by now.
     InsertRollup {
         period: Period,
@@ -133,7 +136,8 @@ pub enum Write<'a> {
     },
     /// Clears a dirty mark unless it changed since it was read.
     ClearDirty(&'a Dirty),
-    /// Deletes up to `limit` raw events of a project older than `before_ms`.
+    /// Deletes up to `limit` raw events and up to `limit` session marks of a project
+    /// older than `before_ms`.
     PurgeRaw {
         project: &'a str,
         before_ms: i64,
@@ -202,6 +206,19 @@ pub trait EventStore {
     ///
     /// [`Error::Database`] when the read fails.
     async fn projects(&self) -> Result<Vec<ProjectSettings>, Error>;
+
+    /// The session start/stop marks of `project` with `from_ms <= timestamp < to_ms`,
+    /// users as the stored 16 hex digits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the read fails.
+    async fn session_marks(
+        &self,
+        project: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<Mark>, Error>;
 }
 
 /// Reads over rollups.

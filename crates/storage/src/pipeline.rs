@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use tally_core::Event;
 use tally_core::rollup::{self, Key, Period, Rollup};
+use tally_core::sessions;
 use tally_core::time::{DAY_MS, Interval};
 
 use crate::{Dirty, Error, EventStore, RollupStore, Versioned, Write, Writer};
@@ -119,6 +120,7 @@ where
             .iter()
             .map(|slug| Write::EnsureProject { slug, now_ms }),
     );
+    writes.push(Write::InsertSessionEvents(&new));
     writes.extend(merged.iter().map(|(key, row, version)| match version {
         Some(read_version) => Write::UpdateRollup {
             period: Period::Hour,
@@ -374,6 +376,35 @@ where
         }])
         .await?;
     Ok(deleted)
+}
+
+/// The longest a session may last and still be paired; marks this far past a range are
+/// read so that sessions starting in it can close.
+pub const MAX_SESSION_MS: i64 = DAY_MS;
+
+/// Sessions of `project` that start in `[from_ms, to_ms)`, per `interval` bucket.
+///
+/// # Errors
+///
+/// The store's error.
+pub async fn session_stats<S: EventStore>(
+    store: &S,
+    project: &str,
+    from_ms: i64,
+    to_ms: i64,
+    interval: Interval,
+) -> Result<BTreeMap<i64, sessions::Stats>, Error> {
+    // Marks before the range cannot change how starts inside it pair: a stop closes the
+    // most recent open start, and every start inside the range is more recent.
+    let marks = store
+        .session_marks(project, from_ms, to_ms.saturating_add(MAX_SESSION_MS))
+        .await?;
+    Ok(sessions::stats(
+        &sessions::pair(marks),
+        interval,
+        from_ms,
+        to_ms,
+    ))
 }
 
 /// Hourly rows of a project in a range merged per (dimension, value): what a query over

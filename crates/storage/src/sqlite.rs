@@ -12,6 +12,7 @@ use std::task::{Context, Poll, Waker};
 
 use rusqlite::{Connection, Row, Transaction, params};
 use tally_core::rollup::{Dimension, Key, Period, Rollup};
+use tally_core::sessions::Mark;
 use tally_core::{Event, sql};
 
 use crate::rows::{self, DirtyRow, RawRow, RollupParams, RollupRow};
@@ -145,6 +146,15 @@ fn apply(tx: &Transaction<'_>, write: &Write<'_>) -> rusqlite::Result<u64> {
         Write::EnsureProject { slug, now_ms } => tx
             .prepare_cached(sql::ENSURE_PROJECT)?
             .execute(params![slug, now_ms])?,
+        Write::InsertSessionEvents(events) => {
+            let mut n = 0;
+            for chunk in event_chunks(events) {
+                n += tx
+                    .prepare_cached(sql::INSERT_SESSION_EVENTS)?
+                    .execute([chunk])?;
+            }
+            n
+        }
         Write::InsertRollup { period, key, row } => rollup(
             sql::INSERT_ROLLUP,
             &RollupParams::new(*period, key, row),
@@ -193,9 +203,12 @@ fn apply(tx: &Transaction<'_>, write: &Write<'_>) -> rusqlite::Result<u64> {
             project,
             before_ms,
             limit,
-        } => tx
-            .prepare_cached(sql::PURGE_RAW_EVENTS)?
-            .execute(params![project, before_ms, limit])?,
+        } => {
+            tx.prepare_cached(sql::PURGE_RAW_EVENTS)?
+                .execute(params![project, before_ms, limit])?
+                + tx.prepare_cached(sql::PURGE_SESSION_EVENTS)?
+                    .execute(params![project, before_ms, limit])?
+        }
         Write::PutMeta { key, value, now_ms } => tx
             .prepare_cached(sql::PUT_META)?
             .execute(params![key, value, now_ms])?,
@@ -283,6 +296,22 @@ impl EventStore for SqliteStore {
             },
         )?;
         raw.into_iter().map(RawRow::into_event).collect()
+    }
+
+    async fn session_marks(
+        &self,
+        project: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<Mark>, Error> {
+        self.query(sql::SESSION_MARKS, params![project, from_ms, to_ms], |r| {
+            Ok(Mark {
+                user: r.get(0)?,
+                timestamp: r.get(1)?,
+                event_id: r.get(2)?,
+                is_start: r.get(3)?,
+            })
+        })
     }
 
     async fn projects(&self) -> Result<Vec<ProjectSettings>, Error> {

@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use tally_core::rollup::{self, Dimension, Key, Period, Rollup};
+use tally_core::sessions::{self, Mark};
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
 use tally_core::{Context, Event, RawEvent, Settings, validate};
 use tally_storage::pipeline::{self, Stored};
@@ -293,6 +294,9 @@ impl EventStore for Racing<'_> {
     async fn projects(&self) -> Result<Vec<ProjectSettings>, Error> {
         self.inner.projects().await
     }
+    async fn session_marks(&self, p: &str, f: i64, t: i64) -> Result<Vec<Mark>, Error> {
+        self.inner.session_marks(p, f, t).await
+    }
 }
 
 impl RollupStore for Racing<'_> {
@@ -395,4 +399,109 @@ fn retention_purges_raw_events_in_chunks_and_keeps_rollups() {
     assert_eq!(hour_rows(&store, "alpha"), before, "rollups stay");
     let hours: BTreeSet<i64> = before.keys().map(|k| k.start).collect();
     assert_eq!(hours.len(), 72);
+}
+
+fn named(i: u64, project: &str, name: &str, user: Option<&str>, timestamp: i64) -> Event {
+    let raw: RawEvent = serde_json::from_value(serde_json::json!({
+        "event_id": format!("00000000-0000-4000-8000-{i:012x}"),
+        "project": project, "name": name, "user": user, "timestamp": timestamp,
+    }))
+    .unwrap();
+    let ctx = Context {
+        now_ms: NOW,
+        settings: Settings::default(),
+        id_secret: b"secret",
+    };
+    validate(raw, &ctx, &mut || unreachable!()).unwrap().event
+}
+
+#[test]
+fn sessions_pair_from_stored_marks_whatever_the_arrival_order() {
+    let mut rng = Rng(21);
+    let mut events = Vec::new();
+    let mut i = 0;
+    let mut next = |name: &str, user: Option<&str>, t: i64| {
+        i += 1;
+        named(i, "music", name, user, t)
+    };
+    // 50 users, each with plays and stops minutes apart, some unmatched, plus noise.
+    for u in 0..50 {
+        let user = format!("user-{u}");
+        let mut t = DAY0 + u * 60_000;
+        for _ in 0..4 {
+            events.push(next("play", Some(&user), t));
+            t += 60_000 + (rng.below(600) as i64) * 1000;
+            if rng.below(5) > 0 {
+                events.push(next("stop", Some(&user), t));
+            }
+            t += 30_000;
+        }
+        events.push(next("pause", Some(&user), t));
+    }
+    events.push(next("stop", None, DAY0));
+    let mut delivery = events.clone();
+    delivery.extend_from_slice(&events[..40]);
+    for k in (1..delivery.len()).rev() {
+        delivery.swap(k, rng.below(k as u64 + 1) as usize);
+    }
+    let store = SqliteStore::open_in_memory().unwrap();
+    deliver(&store, &delivery, 3);
+
+    let expected = {
+        let marks: Vec<Mark> = events
+            .iter()
+            .filter(|e| e.user.is_some() && (e.name == "play" || e.name == "stop"))
+            .map(|e| Mark {
+                user: e.user.clone().unwrap()[..16].to_owned(),
+                timestamp: e.timestamp,
+                event_id: e.event_id.replace('-', ""),
+                is_start: e.name == "play",
+            })
+            .collect();
+        assert!(marks.len() > 300);
+        sessions::stats(&sessions::pair(marks), Interval::Day, DAY0, DAY0 + DAY_MS)
+    };
+    let got = block_on(pipeline::session_stats(
+        &store,
+        "music",
+        DAY0,
+        DAY0 + DAY_MS,
+        Interval::Day,
+    ))
+    .unwrap();
+    assert_eq!(got, expected);
+    let day = got[&DAY0];
+    assert!(day.sessions >= 120 && day.sessions < 200, "{day:?}");
+
+    // Custom names: a project whose sessions open with `open` and close with `close`.
+    store.with_connection(|c| {
+        c.execute(
+            "INSERT INTO projects (slug, session_start, session_stop, created_at)
+             VALUES ('custom', 'open', 'close', 0)",
+            [],
+        )
+        .unwrap();
+    });
+    let custom = vec![
+        named(9001, "custom", "open", Some("u"), DAY0 + 1000),
+        named(9002, "custom", "close", Some("u"), DAY0 + 61_000),
+        named(9003, "custom", "play", Some("u"), DAY0 + 70_000),
+        named(9004, "custom", "stop", Some("u"), DAY0 + 80_000),
+    ];
+    block_on(pipeline::store_events(&store, &custom, NOW)).unwrap();
+    let got = block_on(pipeline::session_stats(
+        &store,
+        "custom",
+        DAY0,
+        DAY0 + DAY_MS,
+        Interval::Day,
+    ))
+    .unwrap();
+    assert_eq!(
+        got[&DAY0],
+        sessions::Stats {
+            sessions: 1,
+            total_ms: 60_000
+        }
+    );
 }
