@@ -1,6 +1,7 @@
 //! Tally's one entry point for project chores (`cargo xtask <task>`), in the style of
 //! matklad's cargo-xtask: no shell scripts, every step printed, every failure explained.
 
+mod bench;
 mod bundle;
 mod deploy;
 mod dev;
@@ -20,6 +21,7 @@ Tasks:
   test                lint, unit tests, wasm checks and builds, end-to-end tests
   build               build the three workers' wasm bundles and print their sizes
   deploy --dry-run    package the three workers for deployment, offline
+  bench               measure the pipeline and storage; writes bench/results.json
   setup               install the pinned toolchain into .tools/ and node_modules/
 ";
 
@@ -49,6 +51,7 @@ fn run() -> Result<()> {
             bundle::build_all().map(drop)
         }
         "deploy" => deploy::run(rest),
+        "bench" => bench::run(rest),
         "setup" => {
             no_args(task, rest)?;
             tools::ensure()

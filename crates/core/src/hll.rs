@@ -571,23 +571,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// splitmix64: a bijective mixer over a Weyl sequence, so the hashes of one seed are
-    /// distinct for the first 2^64 draws.
-    struct SplitMix(u64);
-
-    impl SplitMix {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-    }
+    use crate::testing::SplitMix64 as SplitMix;
 
     fn hashes(seed: u64, n: usize) -> Vec<u64> {
         let mut rng = SplitMix(seed);
-        (0..n).map(|_| rng.next()).collect()
+        (0..n).map(|_| rng.next_u64()).collect()
     }
 
     fn hll_of(hashes: &[u64]) -> Hll {
@@ -646,7 +634,7 @@ mod tests {
             let mut inserted = 0;
             for (checkpoint, sum) in checkpoints.iter().zip(&mut sums) {
                 while inserted < *checkpoint {
-                    hll.insert_hash(rng.next());
+                    hll.insert_hash(rng.next_u64());
                     inserted += 1;
                 }
                 let error = (hll.count() as f64 - inserted as f64) / inserted as f64;
@@ -715,7 +703,7 @@ mod tests {
                 if n <= 100 {
                     assert_eq!(count, n, "seed {seed}");
                 }
-                hll.insert_hash(rng.next());
+                hll.insert_hash(rng.next_u64());
             }
         }
     }
@@ -811,7 +799,7 @@ mod tests {
             while hll.is_sparse() {
                 let before = hll.encode();
                 assert!(before.len() <= DENSE_ENCODED_LEN);
-                let hash = rng.next();
+                let hash = rng.next_u64();
                 inserted.push(hash);
                 hll.insert_hash(hash);
                 if let Repr::Sparse { encoded_len, .. } = &hll.repr {

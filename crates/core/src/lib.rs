@@ -27,6 +27,8 @@ pub mod rollup;
 pub mod sessions;
 pub mod sketch;
 pub mod sql;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod testing;
 pub mod time;
 pub mod validate;
 pub mod varint;

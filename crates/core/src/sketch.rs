@@ -493,42 +493,8 @@ mod tests {
     /// The accuracy bound with room for floating-point rounding at bucket boundaries.
     const TOLERANCE: f64 = RELATIVE_ACCURACY * (1.0 + 1e-9);
 
-    /// A small deterministic PRNG (splitmix64) so that samples follow from a seed.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-
-        /// A uniform value in [0, 1).
-        fn unit(&mut self) -> f64 {
-            (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-        }
-
-        /// A uniform value in (0, 1].
-        fn unit_open(&mut self) -> f64 {
-            1.0 - self.unit()
-        }
-
-        /// A standard normal value (Box-Muller).
-        fn normal(&mut self) -> f64 {
-            let (u1, u2) = (self.unit_open(), self.unit());
-            (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-        }
-
-        fn lognormal(&mut self, median: f64, sigma: f64) -> f64 {
-            median * (sigma * self.normal()).exp()
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next_u64() % n as u64) as usize
-        }
-    }
+    /// The shared seeded generator, so that samples follow from a seed.
+    use crate::testing::SplitMix64 as Rng;
 
     /// The sample distributions, uniform to adversarial.
     const DISTRIBUTIONS: [&str; 12] = [
@@ -568,13 +534,13 @@ mod tests {
                 }
                 "pareto" => 1.0 / rng.unit_open().powf(1.0 / 1.1),
                 "all-equal" | "single" => constant,
-                "with-zeros" => match rng.below(4) {
+                "with-zeros" => match rng.index(4) {
                     0 => 0.0,
                     1 => -rng.unit(),
                     _ => rng.lognormal(0.5, 1.5),
                 },
                 "sub-millisecond" => rng.lognormal(0.01, 3.0),
-                "extremes" => match rng.below(10) {
+                "extremes" => match rng.index(10) {
                     0 => f64::NAN,
                     1 => f64::INFINITY,
                     2 => f64::NEG_INFINITY,
@@ -587,15 +553,15 @@ mod tests {
                     _ => rng.lognormal(50.0, 1.0),
                 },
                 "bucket-boundaries" => {
-                    let k = MIN_KEY + rng.below(MAX_BUCKETS) as i32;
+                    let k = MIN_KEY + rng.index(MAX_BUCKETS) as i32;
                     let x = (f64::from(k) * LN_GAMMA).exp();
-                    match rng.below(3) {
+                    match rng.index(3) {
                         0 => x,
                         1 => f64::from_bits(x.to_bits() + 1),
                         _ => f64::from_bits(x.to_bits() - 1),
                     }
                 }
-                "small-integers" => rng.below(10) as f64,
+                "small-integers" => rng.index(10) as f64,
                 "wide-lognormal" => rng.lognormal(50.0, 4.0),
                 other => unreachable!("unknown distribution {other}"),
             })
@@ -722,7 +688,7 @@ mod tests {
             let mut shuffled: Vec<&Sketch> = sketches.iter().collect();
             let mut rng = Rng(shuffle_seed);
             for i in (1..shuffled.len()).rev() {
-                shuffled.swap(i, rng.below(i + 1));
+                shuffled.swap(i, rng.index(i + 1));
             }
             prop_assert_eq!(&fold(&mut shuffled.into_iter()), &forward);
 

@@ -70,14 +70,15 @@ WHERE project = ?1 AND timestamp >= ?2 AND timestamp < ?3";
 
 /// Raw events of a project (`?1`) with `?2 <= timestamp < ?3`, as [`crate::Event`]
 /// fields (ids and hashes back as lowercase hex), ordered for keyset paging after
-/// `(timestamp, event_id) > (?4, ?5)`, at most `?6` rows.
+/// `(timestamp, event_id) > (?4, ?5)`, at most `?6` rows. The cursor's time is also the
+/// index range's lower bound, so each page starts where the last one ended.
 pub const EVENTS_BETWEEN: &str = "\
 SELECT project, lower(hex(event_id)) AS event_id, timestamp, name, method, route, status,
        duration_us, error_class, error_message, lower(hex(instance)) AS instance,
        lower(hex(user)) AS user, lower(hex(session)) AS session, version, colo, country,
        source, medium, campaign, item, variant, bytes, metadata
 FROM raw_events
-WHERE project = ?1 AND timestamp >= ?2 AND timestamp < ?3
+WHERE project = ?1 AND timestamp >= max(?2, ?4) AND timestamp < ?3
   AND (timestamp, event_id) > (?4, unhex(?5))
 ORDER BY timestamp, event_id
 LIMIT ?6";

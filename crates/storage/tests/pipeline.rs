@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use tally_core::rollup::{self, Dimension, Key, Period, Rollup};
 use tally_core::sessions::{self, Mark};
+use tally_core::testing::SplitMix64 as Rng;
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
 use tally_core::{Context, Event, RawEvent, Settings, validate};
 use tally_storage::pipeline::{self, Stored};
@@ -18,22 +19,11 @@ use tally_storage::{
 const DAY0: i64 = 1_736_467_200_000;
 const NOW: i64 = DAY0 + 3 * DAY_MS;
 
-/// splitmix64: a small deterministic generator for workloads.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+fn ctx() -> Context<'static> {
+    Context {
+        now_ms: NOW,
+        settings: Settings::default(),
+        id_secret: b"secret",
     }
 }
 
@@ -52,7 +42,7 @@ fn event(i: u64, rng: &mut Rng) -> Event {
     let name = ["request", "click", "install"][rng.below(3) as usize];
     let country = ["DE", "US", "FR", "JP"][rng.below(4) as usize];
     let raw: RawEvent = serde_json::from_value(serde_json::json!({
-        "event_id": format!("{:08x}-0000-4000-8000-{i:012x}", rng.next() as u32),
+        "event_id": format!("{:08x}-0000-4000-8000-{i:012x}", rng.next_u64() as u32),
         "project": project,
         "name": name,
         "timestamp": DAY0 + rng.below(3 * DAY_MS as u64) as i64,
@@ -66,12 +56,7 @@ fn event(i: u64, rng: &mut Rng) -> Event {
         "version": format!("1.{}", rng.below(4)),
     }))
     .unwrap();
-    let ctx = Context {
-        now_ms: NOW,
-        settings: Settings::default(),
-        id_secret: b"secret",
-    };
-    validate(raw, &ctx, &mut || unreachable!()).unwrap().event
+    validate(raw, &ctx(), &mut || unreachable!()).unwrap().event
 }
 
 /// The unique events, then the delivery: shuffled, with 5% duplicates, and a slice of
@@ -407,12 +392,7 @@ fn named(i: u64, project: &str, name: &str, user: Option<&str>, timestamp: i64) 
         "project": project, "name": name, "user": user, "timestamp": timestamp,
     }))
     .unwrap();
-    let ctx = Context {
-        now_ms: NOW,
-        settings: Settings::default(),
-        id_secret: b"secret",
-    };
-    validate(raw, &ctx, &mut || unreachable!()).unwrap().event
+    validate(raw, &ctx(), &mut || unreachable!()).unwrap().event
 }
 
 #[test]
