@@ -102,3 +102,13 @@ CREATE TABLE session_events (
     is_start  INTEGER NOT NULL,
     PRIMARY KEY (project, timestamp, event_id)
 ) WITHOUT ROWID;
+
+-- Messages that exhausted their retries on the `events` queue, kept for inspection and
+-- replay instead of expiring in the dead-letter queue.
+CREATE TABLE dead_letters (
+    message_id  TEXT    PRIMARY KEY,
+    queue       TEXT    NOT NULL,
+    body        TEXT    NOT NULL,
+    sent_at     INTEGER NOT NULL,  -- when the message was first sent
+    received_at INTEGER NOT NULL
+);

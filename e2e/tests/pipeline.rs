@@ -160,6 +160,8 @@ fn a_cron_trigger_runs_and_records_its_run() {
         },
     );
     assert_eq!(run["cron"], "* * * * *");
+    let health = get(&format!("{}/v1/health", url("query")));
+    assert_eq!(health.json["dead_letters"], 0, "{}", health.json);
     assert_eq!(run["outcome"], "ok", "{run}");
     assert!(
         run["finished_at"].as_i64() >= run["started_at"].as_i64(),

@@ -77,6 +77,7 @@ mod tests {
                 .unwrap_or_default();
             for binding in bindings {
                 let declared = config.contains(&format!("binding = \"{binding}\""))
+                    || config.contains(&format!("queue = \"{binding}\""))
                     || secrets.split([' ', ',', '(']).any(|s| s == binding);
                 assert!(
                     declared,

@@ -181,6 +181,14 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.up
 /// Every meta value.
 pub const ALL_META: &str = "SELECT key, value, updated_at FROM meta ORDER BY key";
 
+/// Keeps a dead-lettered message; a redelivered one is kept once.
+pub const INSERT_DEAD_LETTER: &str = "\
+INSERT INTO dead_letters (message_id, queue, body, sent_at, received_at)
+VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (message_id) DO NOTHING";
+
+/// How many dead-lettered messages are kept.
+pub const COUNT_DEAD_LETTERS: &str = "SELECT COUNT(*) AS n FROM dead_letters";
+
 /// Records one cron job run.
 pub const INSERT_JOB_RUN: &str = "\
 INSERT INTO job_runs (job, cron, scheduled_at, started_at, finished_at, outcome, detail)

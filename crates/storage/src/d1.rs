@@ -159,6 +159,22 @@ impl D1Store {
                     self.statement(sql::PURGE_SESSION_EVENTS, &values)?,
                 ]
             }
+            Write::DeadLetter {
+                message_id,
+                queue,
+                body,
+                sent_at_ms,
+                now_ms,
+            } => vec![self.statement(
+                sql::INSERT_DEAD_LETTER,
+                &[
+                    text(message_id),
+                    text(queue),
+                    text(body),
+                    int(*sent_at_ms),
+                    int(*now_ms),
+                ],
+            )?],
             Write::PutMeta { key, value, now_ms } => {
                 vec![self.statement(sql::PUT_META, &[text(key), text(value), int(*now_ms)])?]
             }
@@ -380,6 +396,15 @@ impl JobLog for D1Store {
 
     async fn latest_job_runs(&self) -> Result<Vec<JobRun>, Error> {
         self.all(sql::LATEST_JOB_RUNS, &[]).await
+    }
+
+    async fn dead_letters(&self) -> Result<u64, Error> {
+        #[derive(Deserialize)]
+        struct Count {
+            n: u64,
+        }
+        let rows: Vec<Count> = self.all(sql::COUNT_DEAD_LETTERS, &[]).await?;
+        Ok(rows.first().map_or(0, |c| c.n))
     }
 
     async fn meta(&self) -> Result<Vec<(String, String, i64)>, Error> {

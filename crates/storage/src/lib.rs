@@ -143,6 +143,14 @@ pub enum Write<'a> {
         before_ms: i64,
         limit: u32,
     },
+    /// Keeps a message that exhausted its retries.
+    DeadLetter {
+        message_id: &'a str,
+        queue: &'a str,
+        body: &'a str,
+        sent_at_ms: i64,
+        now_ms: i64,
+    },
     /// Sets a meta value.
     PutMeta {
         key: &'a str,
@@ -281,6 +289,13 @@ pub trait JobLog {
     ///
     /// [`Error::Database`] when the read fails.
     async fn meta(&self) -> Result<Vec<(String, String, i64)>, Error>;
+
+    /// How many dead-lettered messages are kept.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the read fails.
+    async fn dead_letters(&self) -> Result<u64, Error>;
 }
 
 /// Serializes events into JSON arrays of at most [`MAX_INSERT_JSON_BYTES`] each (one

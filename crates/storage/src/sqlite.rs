@@ -209,6 +209,15 @@ fn apply(tx: &Transaction<'_>, write: &Write<'_>) -> rusqlite::Result<u64> {
                 + tx.prepare_cached(sql::PURGE_SESSION_EVENTS)?
                     .execute(params![project, before_ms, limit])?
         }
+        Write::DeadLetter {
+            message_id,
+            queue,
+            body,
+            sent_at_ms,
+            now_ms,
+        } => tx
+            .prepare_cached(sql::INSERT_DEAD_LETTER)?
+            .execute(params![message_id, queue, body, sent_at_ms, now_ms])?,
         Write::PutMeta { key, value, now_ms } => tx
             .prepare_cached(sql::PUT_META)?
             .execute(params![key, value, now_ms])?,
@@ -418,6 +427,11 @@ impl JobLog for SqliteStore {
         })
     }
 
+    async fn dead_letters(&self) -> Result<u64, Error> {
+        let n = self.query(sql::COUNT_DEAD_LETTERS, [], |r| r.get::<_, i64>(0))?;
+        Ok(n.first().copied().unwrap_or(0) as u64)
+    }
+
     async fn meta(&self) -> Result<Vec<(String, String, i64)>, Error> {
         self.query(sql::ALL_META, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
     }
@@ -490,6 +504,21 @@ mod tests {
             latest,
             vec![run("alerts", 3, "ok"), run("rollup", 2, "error")]
         );
+    }
+
+    #[test]
+    fn dead_letters_are_kept_once() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let letter = Write::DeadLetter {
+            message_id: "m-1",
+            queue: "tally-events-dlq",
+            body: r#"{"v":1,"events":[]}"#,
+            sent_at_ms: 5,
+            now_ms: 9,
+        };
+        block_on(store.commit(std::slice::from_ref(&letter))).unwrap();
+        block_on(store.commit(&[letter])).unwrap();
+        assert_eq!(block_on(store.dead_letters()).unwrap(), 1);
     }
 
     #[test]

@@ -5,15 +5,16 @@
 //! retries them (the queue's `max_retries`, then the dead-letter queue); a message that
 //! cannot be decoded is retried alone, so it reaches the dead-letter queue without
 //! holding up the others. Redelivery never double-counts: the pipeline skips events
-//! already stored.
+//! already stored. Messages that reach the dead-letter queue are consumed too, into the
+//! `dead_letters` table, so they are never lost when the queue's retention ends.
 
 use tally_core::Event;
 use tally_core::queue;
 use tally_storage::d1::D1Store;
-use tally_storage::pipeline;
+use tally_storage::{Write, Writer, pipeline};
 use worker::{Context, Date, Env, MessageBatch, MessageExt, RawMessage, Result, event};
 
-use crate::DB;
+use crate::{DB, EVENTS_DLQ};
 
 /// Most events handed to the pipeline at once; larger batches are split.
 const MAX_EVENTS_PER_COMMIT: usize = 10_000;
@@ -28,6 +29,10 @@ async fn consume(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result
             return Ok(());
         }
     };
+    if batch.queue() == EVENTS_DLQ {
+        keep_dead_letters(&store, &batch).await;
+        return Ok(());
+    }
     let mut group: Vec<RawMessage> = Vec::new();
     let mut events: Vec<Event> = Vec::new();
     for message in batch.raw_iter() {
@@ -52,6 +57,37 @@ async fn consume(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result
     }
     commit(&store, &mut group, &mut events).await;
     Ok(())
+}
+
+/// Keeps messages that exhausted their retries in `dead_letters`, where they outlive the
+/// queue's own retention and can be inspected and replayed.
+async fn keep_dead_letters(store: &D1Store, batch: &MessageBatch<String>) {
+    let now = Date::now().as_millis() as i64;
+    for message in batch.raw_iter() {
+        let id = message.id();
+        let body = message
+            .body()
+            .as_string()
+            .unwrap_or_else(|| format!("{:?}", message.body()));
+        let sent_at_ms = message.timestamp().as_millis() as i64;
+        let write = Write::DeadLetter {
+            message_id: &id,
+            queue: EVENTS_DLQ,
+            body: &body,
+            sent_at_ms,
+            now_ms: now,
+        };
+        match store.commit(&[write]).await {
+            Ok(_) => {
+                worker::console_error!("dead letter {id} kept in D1 ({} bytes)", body.len());
+                message.ack();
+            }
+            Err(e) => {
+                worker::console_error!("dead letter {id} could not be kept: {e}; will retry");
+                message.retry();
+            }
+        }
+    }
 }
 
 /// Stores one group's events, then acks (or, on failure, retries) its messages.

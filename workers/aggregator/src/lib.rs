@@ -8,6 +8,8 @@ use worker::{Context, Env, Request, Response, Result, event};
 
 /// The D1 database binding (see `wrangler/aggregator.toml`).
 pub const DB: &str = "DB";
+/// The dead-letter queue of `tally-events`, which this worker also consumes.
+pub const EVENTS_DLQ: &str = "tally-events-dlq";
 
 /// Answers liveness probes; the aggregator serves no other HTTP.
 #[event(fetch)]

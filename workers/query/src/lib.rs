@@ -36,10 +36,12 @@ async fn route(req: Request, env: &Env) -> std::result::Result<Response, ApiErro
 async fn health(env: &Env) -> std::result::Result<Response, ApiError> {
     let store = store(env)?;
     let jobs = store.latest_job_runs().await.map_err(error::internal)?;
+    let dead_letters = store.dead_letters().await.map_err(error::internal)?;
     Response::from_json(&serde_json::json!({
         "worker": "query",
         "status": "ok",
         "jobs": jobs,
+        "dead_letters": dead_letters,
     }))
     .map_err(error::internal)
 }
