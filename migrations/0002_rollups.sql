@@ -1,10 +1,23 @@
 -- Compact raw events, rollups with mergeable summaries, and the aggregator's bookkeeping.
 
+-- Projects and their settings. Raw rows refer to a project by its integer id (one or
+-- two bytes, not the slug twice per event). Keys and tokens come with ingest.
+CREATE TABLE projects (
+    id             INTEGER PRIMARY KEY,
+    slug           TEXT    NOT NULL UNIQUE,
+    retention_days INTEGER NOT NULL DEFAULT 90 CHECK (retention_days BETWEEN 1 AND 3660),
+    session_start  TEXT    NOT NULL DEFAULT 'play',  -- event names that open and close
+    session_stop   TEXT    NOT NULL DEFAULT 'stop',  -- a session
+    created_at     INTEGER NOT NULL
+);
+
+INSERT INTO projects (slug, created_at) SELECT DISTINCT project, 0 FROM events;
+
 -- Raw events, compact: ids and identifier hashes as BLOBs, durations in whole
 -- microseconds. WITHOUT ROWID makes the primary key the table itself, so an insert
 -- writes the row and one index entry (the time index): two rows written per event.
 CREATE TABLE raw_events (
-    project       TEXT    NOT NULL,
+    project_id    INTEGER NOT NULL,  -- projects.id
     event_id      BLOB    NOT NULL,  -- the UUID's 16 bytes
     timestamp     INTEGER NOT NULL,  -- epoch milliseconds
     name          TEXT    NOT NULL,
@@ -27,13 +40,13 @@ CREATE TABLE raw_events (
     variant       TEXT,
     bytes         INTEGER,
     metadata      TEXT,
-    PRIMARY KEY (project, event_id)
+    PRIMARY KEY (project_id, event_id)
 ) WITHOUT ROWID;
 
-CREATE INDEX raw_events_by_time ON raw_events (project, timestamp);
+CREATE INDEX raw_events_by_time ON raw_events (project_id, timestamp);
 
 INSERT INTO raw_events
-SELECT project, unhex(replace(event_id, '-', '')), timestamp, name, method, route, status,
+SELECT (SELECT id FROM projects WHERE slug = project), unhex(replace(event_id, '-', '')), timestamp, name, method, route, status,
        CAST(round(duration_ms * 1000) AS INTEGER), error_class, error_message,
        unhex(substr(instance, 1, 16)), unhex(substr(user, 1, 16)), unhex(substr(session, 1, 16)),
        version, colo, country, source, medium, campaign, item, variant, bytes, metadata
@@ -84,23 +97,14 @@ CREATE TABLE meta (
     updated_at INTEGER NOT NULL
 );
 
--- Projects and their settings. More columns and tables (keys, tokens) come with ingest.
-CREATE TABLE projects (
-    slug           TEXT    PRIMARY KEY,
-    retention_days INTEGER NOT NULL DEFAULT 90 CHECK (retention_days BETWEEN 1 AND 3660),
-    session_start  TEXT    NOT NULL DEFAULT 'play',  -- event names that open and close
-    session_stop   TEXT    NOT NULL DEFAULT 'stop',  -- a session
-    created_at     INTEGER NOT NULL
-);
-
 -- The start and stop events of sessions, and nothing else, so pairing reads only them.
 CREATE TABLE session_events (
-    project   TEXT    NOT NULL,
+    project_id INTEGER NOT NULL,
     timestamp INTEGER NOT NULL,
     event_id  BLOB    NOT NULL,
     user      BLOB    NOT NULL,
     is_start  INTEGER NOT NULL,
-    PRIMARY KEY (project, timestamp, event_id)
+    PRIMARY KEY (project_id, timestamp, event_id)
 ) WITHOUT ROWID;
 
 -- Messages that exhausted their retries on the `events` queue, kept for inspection and

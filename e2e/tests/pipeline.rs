@@ -103,7 +103,7 @@ fn raw_identifiers_never_reach_d1() {
     wait_for_count(&project, 1);
     let (user, instance, session): (String, String, String) = with_d1(|db| {
         db.query_row(
-            "SELECT hex(user), hex(instance), hex(session) FROM raw_events WHERE project = ?1",
+            "SELECT hex(user), hex(instance), hex(session) FROM raw_events WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)",
             [&project],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
@@ -118,7 +118,7 @@ fn raw_identifiers_never_reach_d1() {
     }
     let leaked: i64 = with_d1(|db| {
         db.query_row(
-            "SELECT COUNT(*) FROM raw_events WHERE project = ?1 AND (
+            "SELECT COUNT(*) FROM raw_events WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND (
                  instr(COALESCE(metadata, ''), ?2) > 0 OR instr(CAST(user AS TEXT), ?2) > 0
                  OR instr(CAST(instance AS TEXT), ?3) > 0)",
             rusqlite::params![project, raw_user, raw_instance],
@@ -233,7 +233,7 @@ fn retention_purges_raw_events_and_keeps_rollups() {
     let raw = |project: &str| -> i64 {
         with_d1(|db| {
             db.query_row(
-                "SELECT COUNT(*) FROM raw_events WHERE project = ?1",
+                "SELECT COUNT(*) FROM raw_events WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)",
                 [project],
                 |r| r.get(0),
             )
@@ -296,7 +296,7 @@ fn session_marks_are_kept_for_pairing() {
     wait_for_count(&project, 4);
     let marks: Vec<(i64, i64)> = with_d1(|db| {
         let mut stmt = db
-            .prepare("SELECT timestamp, is_start FROM session_events WHERE project = ?1 ORDER BY timestamp")
+            .prepare("SELECT timestamp, is_start FROM session_events WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) ORDER BY timestamp")
             .unwrap();
         stmt.query_map([&project], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()

@@ -9,14 +9,15 @@
 /// Inserts a JSON array of [`crate::Event`]s (`?1`) into `raw_events`, converting ids
 /// and hashes to BLOBs and durations to microseconds. A plain `INSERT`: an event that is
 /// already stored fails the statement, and with it the whole transaction, because the
-/// caller has just checked that these events are new (see [`EXISTING_EVENTS`]).
+/// caller has just checked that these events are new (see [`EXISTING_EVENTS`]). So does
+/// an event of a project not in `projects` (its id is NULL): never a silent drop.
 pub const INSERT_EVENTS: &str = "\
 INSERT INTO raw_events (
-    project, event_id, timestamp, name, method, route, status, duration_us, error_class,
+    project_id, event_id, timestamp, name, method, route, status, duration_us, error_class,
     error_message, instance, user, session, version, colo, country, source, medium,
     campaign, item, variant, bytes, metadata)
 SELECT
-    e.value ->> '$.project', unhex(replace(e.value ->> '$.event_id', '-', '')),
+    p.id, unhex(replace(e.value ->> '$.event_id', '-', '')),
     e.value ->> '$.timestamp', e.value ->> '$.name', e.value ->> '$.method',
     e.value ->> '$.route', e.value ->> '$.status',
     CAST(round((e.value ->> '$.duration_ms') * 1000) AS INTEGER),
@@ -26,14 +27,15 @@ SELECT
     e.value ->> '$.colo', e.value ->> '$.country', e.value ->> '$.source',
     e.value ->> '$.medium', e.value ->> '$.campaign', e.value ->> '$.item',
     e.value ->> '$.variant', e.value ->> '$.bytes', e.value -> '$.metadata'
-FROM json_each(?1) AS e";
+FROM json_each(?1) AS e
+LEFT JOIN projects AS p ON p.slug = e.value ->> '$.project'";
 
 /// Copies the session start and stop events among a JSON array of new
 /// [`crate::Event`]s (`?1`) into `session_events`, by each project's session names.
 /// Events without a user cannot be paired and are left out.
 pub const INSERT_SESSION_EVENTS: &str = "\
-INSERT INTO session_events (project, timestamp, event_id, user, is_start)
-SELECT p.slug, e.value ->> '$.timestamp', unhex(replace(e.value ->> '$.event_id', '-', '')),
+INSERT INTO session_events (project_id, timestamp, event_id, user, is_start)
+SELECT p.id, e.value ->> '$.timestamp', unhex(replace(e.value ->> '$.event_id', '-', '')),
        unhex(substr(e.value ->> '$.user', 1, 16)), (e.value ->> '$.name') = p.session_start
 FROM json_each(?1) AS e
 JOIN projects AS p ON p.slug = e.value ->> '$.project'
@@ -44,21 +46,25 @@ WHERE e.value ->> '$.user' IS NOT NULL
 pub const SESSION_MARKS: &str = "\
 SELECT lower(hex(user)) AS user, timestamp, lower(hex(event_id)) AS event_id, is_start
 FROM session_events
-WHERE project = ?1 AND timestamp >= ?2 AND timestamp < ?3";
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
+  AND timestamp >= ?2 AND timestamp < ?3";
 
 /// Deletes up to `?3` session marks of a project (`?1`) older than `?2`.
 pub const PURGE_SESSION_EVENTS: &str = "\
 DELETE FROM session_events
-WHERE project = ?1 AND timestamp < ?2 AND event_id IN (
-    SELECT event_id FROM session_events WHERE project = ?1 AND timestamp < ?2 LIMIT ?3)";
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND timestamp < ?2
+  AND event_id IN (
+    SELECT event_id FROM session_events
+    WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND timestamp < ?2
+    LIMIT ?3)";
 
 /// Of a JSON array of `[project, event_id]` pairs (`?1`), the pairs already stored.
 pub const EXISTING_EVENTS: &str = "\
 SELECT e.value ->> '$[0]' AS project, e.value ->> '$[1]' AS event_id
 FROM json_each(?1) AS e
 WHERE EXISTS (
-    SELECT 1 FROM raw_events AS r
-    WHERE r.project = e.value ->> '$[0]'
+    SELECT 1 FROM raw_events AS r JOIN projects AS p ON p.id = r.project_id
+    WHERE p.slug = e.value ->> '$[0]'
       AND r.event_id = unhex(replace(e.value ->> '$[1]', '-', '')))";
 
 /// Counts a project's (`?1`) raw events and errors with `?2 <= timestamp < ?3`.
@@ -66,19 +72,21 @@ pub const COUNT_EVENTS: &str = "\
 SELECT COUNT(*) AS events,
        COALESCE(SUM(status >= 500 OR error_class IS NOT NULL), 0) AS errors
 FROM raw_events
-WHERE project = ?1 AND timestamp >= ?2 AND timestamp < ?3";
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
+  AND timestamp >= ?2 AND timestamp < ?3";
 
 /// Raw events of a project (`?1`) with `?2 <= timestamp < ?3`, as [`crate::Event`]
 /// fields (ids and hashes back as lowercase hex), ordered for keyset paging after
 /// `(timestamp, event_id) > (?4, ?5)`, at most `?6` rows. The cursor's time is also the
 /// index range's lower bound, so each page starts where the last one ended.
 pub const EVENTS_BETWEEN: &str = "\
-SELECT project, lower(hex(event_id)) AS event_id, timestamp, name, method, route, status,
+SELECT ?1 AS project, lower(hex(event_id)) AS event_id, timestamp, name, method, route, status,
        duration_us, error_class, error_message, lower(hex(instance)) AS instance,
        lower(hex(user)) AS user, lower(hex(session)) AS session, version, colo, country,
        source, medium, campaign, item, variant, bytes, metadata
 FROM raw_events
-WHERE project = ?1 AND timestamp >= max(?2, ?4) AND timestamp < ?3
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
+  AND timestamp >= max(?2, ?4) AND timestamp < ?3
   AND (timestamp, event_id) > (?4, unhex(?5))
 ORDER BY timestamp, event_id
 LIMIT ?6";
@@ -170,8 +178,10 @@ WHERE project = ?1 AND period = ?2 AND start = ?3 AND generation = ?4";
 /// Deletes up to `?3` raw events of a project (`?1`) older than `?2`.
 pub const PURGE_RAW_EVENTS: &str = "\
 DELETE FROM raw_events
-WHERE project = ?1 AND event_id IN (
-    SELECT event_id FROM raw_events WHERE project = ?1 AND timestamp < ?2 LIMIT ?3)";
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND event_id IN (
+    SELECT event_id FROM raw_events
+    WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND timestamp < ?2
+    LIMIT ?3)";
 
 /// Sets a meta value.
 pub const PUT_META: &str = "\

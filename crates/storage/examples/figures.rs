@@ -116,7 +116,7 @@ fn main() {
     let start = Instant::now();
     let mut durations: Vec<i64> = store.with_connection(|c| {
         let mut stmt = c
-            .prepare("SELECT duration_us FROM raw_events WHERE project = ?1 AND timestamp >= ?2 AND timestamp < ?3")
+            .prepare("SELECT duration_us FROM raw_events WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND timestamp >= ?2 AND timestamp < ?3")
             .unwrap();
         stmt.query_map(rusqlite_params(DAY0), |r| r.get(0)).unwrap().map(Result::unwrap).collect()
     });

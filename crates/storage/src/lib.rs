@@ -95,7 +95,8 @@ pub struct ProjectSettings {
 /// One change in a [`Writer::commit`] transaction.
 #[derive(Debug, Clone)]
 pub enum Write<'a> {
-    /// Inserts events read as new; any of them stored meanwhile fails the transaction.
+    /// Inserts events read as new; any of them stored meanwhile fails the transaction,
+    /// and so does one whose project is not recorded (see [`Write::EnsureProject`]).
     InsertEvents(&'a [Event]),
     /// Records a project the first time it is seen.
     EnsureProject { slug: &'a str, now_ms: i64 },

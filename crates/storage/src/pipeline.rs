@@ -114,12 +114,12 @@ where
         .collect();
     let oldest_received = new.iter().map(|e| e.received_at).min().unwrap_or(now_ms);
 
-    let mut writes = vec![Write::InsertEvents(&new)];
-    writes.extend(
-        projects
-            .iter()
-            .map(|slug| Write::EnsureProject { slug, now_ms }),
-    );
+    // Projects first: raw rows refer to them by id.
+    let mut writes: Vec<Write<'_>> = projects
+        .iter()
+        .map(|slug| Write::EnsureProject { slug, now_ms })
+        .collect();
+    writes.push(Write::InsertEvents(&new));
     writes.push(Write::InsertSessionEvents(&new));
     writes.extend(merged.iter().map(|(key, row, version)| match version {
         Some(read_version) => Write::UpdateRollup {
