@@ -82,7 +82,7 @@ fn all_checks(tally: &mut Tally) -> Result<()> {
             "tally-storage",
             "--no-default-features",
             "--features",
-            "d1",
+            "cloudflare",
             "--target",
             "wasm32-unknown-unknown",
         ]),

@@ -9,14 +9,20 @@
 //! - [`pipeline`] is the aggregator's logic over those traits: exactly-once storage of
 //!   events with incremental hourly rollups, rolling days and months, rebuilding a
 //!   period from raw events, retention.
-//! - [`d1::D1Store`] (feature `d1`) implements the traits over Cloudflare D1 for the
-//!   workers; [`sqlite::SqliteStore`] (feature `sqlite`) over SQLite, applying the same
-//!   [`MIGRATIONS`], so the pipeline is tested natively against a real database.
+//! - [`Cache`] and [`EventQueue`] are the KV cache and the `events` queue.
+//! - [`d1::D1Store`], [`cloudflare::KvCache`] and [`cloudflare::CfQueue`] (feature
+//!   `cloudflare`) implement the traits over D1, KV and Queues for the workers;
+//!   [`sqlite::SqliteStore`] (feature `sqlite`) over SQLite, applying the same
+//!   [`MIGRATIONS`], so the pipeline is tested natively against a real database; and
+//!   [`memory`] holds in-memory cache and queue doubles with failure injection.
 //!
 //! The traits use `async fn` without `Send` bounds: Workers run on one thread.
 
-#[cfg(feature = "d1")]
+#[cfg(feature = "cloudflare")]
+pub mod cloudflare;
+#[cfg(feature = "cloudflare")]
 pub mod d1;
+pub mod memory;
 pub mod pipeline;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
@@ -297,6 +303,47 @@ pub trait JobLog {
     ///
     /// [`Error::Database`] when the read fails.
     async fn dead_letters(&self) -> Result<u64, Error>;
+}
+
+/// KV's shortest expiry, in seconds: a shorter TTL is raised to it.
+pub const MIN_CACHE_TTL_S: u32 = 60;
+
+/// A short-lived cache of derived values: key lookups, heavy responses. Never the
+/// source of truth (KV is eventually consistent and its writes are rate-limited).
+#[allow(async_fn_in_trait)]
+pub trait Cache {
+    /// The value under `key`, if present and not expired.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the read fails.
+    async fn get(&self, key: &str) -> Result<Option<String>, Error>;
+
+    /// Stores `value` under `key` for `ttl_s` seconds (at least [`MIN_CACHE_TTL_S`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the write fails.
+    async fn put(&self, key: &str, value: &str, ttl_s: u32) -> Result<(), Error>;
+
+    /// Removes `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the delete fails.
+    async fn delete(&self, key: &str) -> Result<(), Error>;
+}
+
+/// Where ingest sends packed event messages (`tally_core::queue`).
+#[allow(async_fn_in_trait)]
+pub trait EventQueue {
+    /// Sends message bodies in order.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when a send fails; earlier bodies may have been sent, which
+    /// is safe because the consumer stores every event exactly once.
+    async fn send(&self, bodies: &[String]) -> Result<(), Error>;
 }
 
 /// Serializes events into JSON arrays of at most [`MAX_INSERT_JSON_BYTES`] each (one

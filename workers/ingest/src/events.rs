@@ -5,8 +5,9 @@
 use serde::Serialize;
 use serde_json::Value;
 use tally_core::{ApiError, Context, RawEvent, Rejection, Settings, Warning, queue, validate};
-use wasm_bindgen::JsValue;
-use worker::{Date, Env, QueueContentType, RawMessageBuilder, Request, Response};
+use tally_storage::EventQueue;
+use tally_storage::cloudflare::CfQueue;
+use worker::{Date, Env, Request, Response};
 
 use crate::error::internal;
 use crate::{EVENTS_QUEUE, ID_SECRET};
@@ -115,20 +116,17 @@ pub async fn post(mut req: Request, env: &Env) -> Result<Response, ApiError> {
         ));
     }
 
-    let queue = env.queue(EVENTS_QUEUE).map_err(internal)?;
-    for body in queue::pack(&accepted, queue::MAX_MESSAGE_BYTES) {
-        let message = RawMessageBuilder::new(JsValue::from_str(&body))
-            .build_with_content_type(QueueContentType::Text);
-        if let Err(e) = queue.send_raw(message).await {
-            // Nothing is reported as accepted unless it is on the queue. A retry of the
-            // whole request is safe: the aggregator drops events it already stored.
-            worker::console_error!("queue send failed: {e}");
-            return Err(ApiError::new(
-                503,
-                "queue_unavailable",
-                "events could not be queued; retry the same request",
-            ));
-        }
+    let queue = CfQueue::new(env.queue(EVENTS_QUEUE).map_err(internal)?);
+    let bodies = queue::pack(&accepted, queue::MAX_MESSAGE_BYTES);
+    if let Err(e) = queue.send(&bodies).await {
+        // Nothing is reported as accepted unless it is on the queue. A retry of the
+        // whole request is safe: the aggregator drops events it already stored.
+        worker::console_error!("queue send failed: {e}");
+        return Err(ApiError::new(
+            503,
+            "queue_unavailable",
+            "events could not be queued; retry the same request",
+        ));
     }
 
     let body = serde_json::json!({
