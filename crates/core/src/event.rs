@@ -88,6 +88,36 @@ pub struct Event {
 }
 
 impl Event {
+    /// An event with only its required fields; every optional field is empty.
+    pub fn new(event_id: &str, project: &str, name: &str, timestamp: i64) -> Self {
+        Self {
+            event_id: event_id.to_owned(),
+            project: project.to_owned(),
+            name: name.to_owned(),
+            timestamp,
+            received_at: timestamp,
+            method: None,
+            route: None,
+            status: None,
+            duration_ms: None,
+            error_class: None,
+            error_message: None,
+            instance: None,
+            user: None,
+            session: None,
+            version: None,
+            colo: None,
+            country: None,
+            source: None,
+            medium: None,
+            campaign: None,
+            item: None,
+            variant: None,
+            bytes: None,
+            metadata: None,
+        }
+    }
+
     /// Whether the event counts as an error: a 5xx status or a named error class.
     pub fn is_error(&self) -> bool {
         self.status.is_some_and(|s| s >= 500) || self.error_class.is_some()

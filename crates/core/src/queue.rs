@@ -48,32 +48,15 @@ mod tests {
     use super::*;
 
     fn event(i: usize, pad: usize) -> Event {
-        Event {
-            event_id: format!("00000000-0000-4000-8000-{i:012}"),
-            project: "demo".into(),
-            name: "x".repeat(pad.max(1)),
-            timestamp: 1,
-            received_at: 2,
-            method: None,
-            route: None,
-            status: Some(200),
-            duration_ms: None,
-            error_class: None,
-            error_message: None,
-            instance: None,
-            user: None,
-            session: None,
-            version: None,
-            colo: None,
-            country: None,
-            source: None,
-            medium: None,
-            campaign: None,
-            item: None,
-            variant: None,
-            bytes: None,
-            metadata: None,
-        }
+        let mut event = Event::new(
+            &format!("00000000-0000-4000-8000-{i:012}"),
+            "demo",
+            &"x".repeat(pad.max(1)),
+            1,
+        );
+        event.received_at = 2;
+        event.status = Some(200);
+        event
     }
 
     #[test]

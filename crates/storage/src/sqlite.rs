@@ -509,32 +509,7 @@ mod tests {
     #[test]
     fn an_event_of_an_unrecorded_project_fails_loudly() {
         let store = SqliteStore::open_in_memory().unwrap();
-        let event = Event {
-            event_id: "00000000-0000-4000-8000-000000000001".into(),
-            project: "nobody".into(),
-            name: "n".into(),
-            timestamp: 1,
-            received_at: 1,
-            method: None,
-            route: None,
-            status: None,
-            duration_ms: None,
-            error_class: None,
-            error_message: None,
-            instance: None,
-            user: None,
-            session: None,
-            version: None,
-            colo: None,
-            country: None,
-            source: None,
-            medium: None,
-            campaign: None,
-            item: None,
-            variant: None,
-            bytes: None,
-            metadata: None,
-        };
+        let event = Event::new("00000000-0000-4000-8000-000000000001", "nobody", "n", 1);
         let events = [event];
         let err = block_on(store.commit(&[Write::InsertEvents(&events)])).unwrap_err();
         assert!(err.to_string().contains("NOT NULL"), "{err}");
