@@ -262,8 +262,7 @@ impl EventStore for D1Store {
         after: Option<(i64, &str)>,
         limit: u32,
     ) -> Result<Vec<Event>, Error> {
-        // Before any real row: a time below every event and the empty id.
-        let (after_ts, after_id) = after.unwrap_or((-1, ""));
+        let (after_ts, after_id) = after.unwrap_or(crate::BEFORE_ALL);
         let raw: Vec<RawRow> = self
             .all(
                 sql::EVENTS_BETWEEN,

@@ -52,6 +52,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The `events_between` cursor before every row: no event time is negative, and the
+/// empty id sorts first.
+pub(crate) const BEFORE_ALL: (i64, &str) = (-1, "");
+
 /// Largest JSON array of events bound as one parameter; D1 caps a value at 2 MB.
 pub const MAX_INSERT_JSON_BYTES: usize = 512 * 1024;
 

@@ -182,6 +182,7 @@ impl RawRow {
             project: self.project,
             name: self.name,
             timestamp: self.timestamp,
+            // Raw rows do not keep the arrival time; the event time stands in for it.
             received_at: self.timestamp,
             method: self.method,
             route: self.route,

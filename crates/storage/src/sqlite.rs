@@ -272,7 +272,7 @@ impl EventStore for SqliteStore {
         after: Option<(i64, &str)>,
         limit: u32,
     ) -> Result<Vec<Event>, Error> {
-        let (after_ts, after_id) = after.unwrap_or((i64::MIN, ""));
+        let (after_ts, after_id) = after.unwrap_or(crate::BEFORE_ALL);
         let raw = self.query(
             sql::EVENTS_BETWEEN,
             params![project, from_ms, to_ms, after_ts, after_id, limit],
