@@ -135,8 +135,15 @@ impl Stack {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if worker == "ingest" {
-            cmd.arg("--var")
-                .arg(format!("ID_SECRET:{}", local_secret(&self.config.dir)?));
+            cmd.arg("--var").arg(format!(
+                "ID_SECRET:{}",
+                local_secret(&self.config.dir, "id_secret")?
+            ));
+        }
+        if worker == "query" {
+            // Guards the admin API (projects, write keys, read tokens).
+            let token = local_secret(&self.config.dir, ADMIN_TOKEN_FILE)?;
+            cmd.arg("--var").arg(format!("ADMIN_TOKEN:{token}"));
         }
         if worker == "aggregator" {
             // Cron never fires by itself locally; this serves /cdn-cgi/handler/scheduled.
@@ -176,6 +183,11 @@ impl Stack {
         format!("http://127.0.0.1:{}", self.config.ports.of(worker))
     }
 
+    /// The token the query worker's admin API expects, made when the stack started.
+    pub fn admin_token(&self) -> Result<String> {
+        admin_token(&self.config.dir)
+    }
+
     /// The log file of a worker.
     pub fn log_path(&self, worker: &str) -> PathBuf {
         self.config.dir.join("logs").join(format!("{worker}.log"))
@@ -213,17 +225,33 @@ fn wrangler(config: &Config) -> Command {
     cmd
 }
 
-/// The stack's identifier-hashing secret: random, made once per state directory, so
-/// hashes stay stable across restarts of `cargo xtask dev`.
-fn local_secret(dir: &Path) -> Result<String> {
-    let path = dir.join("id_secret");
+/// The file in a stack's directory that holds the query worker's `ADMIN_TOKEN`.
+pub const ADMIN_TOKEN_FILE: &str = "admin_token";
+
+/// The admin token of the stack in `dir`, as it was made when that stack first started.
+///
+/// # Errors
+///
+/// When no stack has started in `dir` yet, so there is no token file.
+pub fn admin_token(dir: &Path) -> Result<String> {
+    let path = dir.join(ADMIN_TOKEN_FILE);
+    let token = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading the admin token in {}", path.display()))?;
+    Ok(token.trim().to_owned())
+}
+
+/// A secret of the stack kept in `dir/file`: random, made once per stack directory, so
+/// it stays the same across restarts of `cargo xtask dev` (identifier hashes stay
+/// stable, and tokens handed out keep working).
+fn local_secret(dir: &Path, file: &str) -> Result<String> {
+    let path = dir.join(file);
     if let Ok(secret) = std::fs::read_to_string(&path) {
         return Ok(secret.trim().to_owned());
     }
     let mut bytes = [0u8; 32];
     File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("reading /dev/urandom for the local ID_SECRET")?;
+        .with_context(|| format!("reading /dev/urandom for the local {file}"))?;
     let secret = tally_core::hash::hex(&bytes);
     std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
     Ok(secret)

@@ -115,6 +115,7 @@ fn all_checks(tally: &mut Tally) -> Result<()> {
         .env("TALLY_INGEST_URL", stack.url("ingest"))
         .env("TALLY_QUERY_URL", stack.url("query"))
         .env("TALLY_AGGREGATOR_URL", stack.url("aggregator"))
+        .env("TALLY_ADMIN_TOKEN", stack.admin_token()?)
         .env("TALLY_STATE_DIR", dir.join("state"));
     let result = run_tests(&mut e2e, tally);
     let crashed = stack.exited();
