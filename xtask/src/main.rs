@@ -1,11 +1,13 @@
 //! Tally's one entry point for project chores (`cargo xtask <task>`), in the style of
 //! matklad's cargo-xtask: no shell scripts, every step printed, every failure explained.
 
+mod admin;
 mod bench;
 mod bundle;
 mod deploy;
 mod dev;
 mod proc;
+mod project;
 mod stack;
 mod test;
 mod tidy;
@@ -21,6 +23,8 @@ Tasks:
   test                lint, unit tests, wasm checks and builds, end-to-end tests
   build               build the three workers' wasm bundles and print their sizes
   deploy --dry-run    package the three workers for deployment, offline
+  project             create and change projects, hand out and revoke write keys and
+                      read tokens (`cargo xtask project --help`)
   bench               measure the pipeline and storage; writes bench/results.json
   setup               install the pinned toolchain into .tools/ and node_modules/
 ";
@@ -51,6 +55,7 @@ fn run() -> Result<()> {
             bundle::build_all().map(drop)
         }
         "deploy" => deploy::run(rest),
+        "project" => project::run(rest),
         "bench" => bench::run(rest),
         "setup" => {
             no_args(task, rest)?;

@@ -1,0 +1,629 @@
+//! A small typed client for the query worker's admin API (projects, write keys and read
+//! tokens), used by `cargo xtask project`, `cargo xtask dev` and `cargo xtask bench`.
+//!
+//! Every call sends `Authorization: Bearer <admin token>`; an error answer becomes an
+//! [`ApiError`] that quotes the API's code and message.
+
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Map, Value, json};
+
+use crate::stack::agent;
+
+/// How long one admin call may take.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The rate-limit tiers a project can have.
+pub const RATE_LIMITS: [&str; 4] = ["strict", "standard", "high", "off"];
+
+/// The code of the 409 answer to creating a project whose slug is taken.
+pub const PROJECT_EXISTS: &str = "project_exists";
+
+/// An error answer of the admin API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The request, as `METHOD /path`.
+    pub request: String,
+    pub status: u16,
+    /// The API's error code; empty when the body was not the API's JSON error.
+    pub code: String,
+    pub message: String,
+}
+
+impl ApiError {
+    /// Reads an error answer; a body that is not the API's JSON error is quoted as is.
+    pub fn from_body(request: &str, status: u16, body: &str) -> Self {
+        let parsed: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        let error = &parsed["error"];
+        let (code, message) = match error["code"].as_str() {
+            Some(code) => (
+                code.to_owned(),
+                error["message"].as_str().unwrap_or_default().to_owned(),
+            ),
+            None => (String::new(), snippet(body)),
+        };
+        Self {
+            request: request.to_owned(),
+            status,
+            code,
+            message,
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.code.is_empty() {
+            write!(
+                f,
+                "{} answered {} (not the API's JSON error): {}",
+                self.request, self.status, self.message
+            )?;
+        } else {
+            write!(
+                f,
+                "{} answered {} {}: {}",
+                self.request, self.status, self.code, self.message
+            )?;
+        }
+        if matches!(self.status, 401 | 403) {
+            write!(
+                f,
+                "\n  hint: the admin token was refused; it must be the query worker's \
+                 ADMIN_TOKEN (TALLY_ADMIN_TOKEN, or .tally/dev/admin_token for the dev stack)"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// Whether `error` is an answer of the admin API with this code.
+pub fn has_code(error: &anyhow::Error, code: &str) -> bool {
+    error
+        .downcast_ref::<ApiError>()
+        .is_some_and(|e| e.code == code)
+}
+
+/// A project's settings. `None` leaves a setting as it is (on creation: at its default).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub retention_days: Option<u32>,
+    pub allowed_origins: Option<Vec<String>>,
+    pub rate_limit: Option<String>,
+}
+
+impl Settings {
+    /// Whether no setting is given.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The settings given, as members of a JSON body.
+    fn to_json(&self) -> Map<String, Value> {
+        let mut body = Map::new();
+        if let Some(days) = self.retention_days {
+            body.insert("retention_days".into(), json!(days));
+        }
+        if let Some(origins) = &self.allowed_origins {
+            body.insert("allowed_origins".into(), json!(origins));
+        }
+        if let Some(tier) = &self.rate_limit {
+            body.insert("rate_limit".into(), json!(tier));
+        }
+        body
+    }
+}
+
+/// A project as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    pub slug: String,
+    pub retention_days: u64,
+    pub allowed_origins: Vec<String>,
+    pub rate_limit: String,
+    pub created_at: String,
+}
+
+impl Project {
+    /// Reads a project object of the API.
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let what = "project";
+        let origins = v["allowed_origins"]
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .map(|o| o.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .with_context(|| {
+                format!("the admin API sent a project whose `allowed_origins` is not a list of strings: {v}")
+            })?;
+        Ok(Self {
+            slug: string(v, what, "slug")?,
+            retention_days: v["retention_days"].as_u64().with_context(|| {
+                format!("the admin API sent a project without a whole `retention_days`: {v}")
+            })?,
+            allowed_origins: origins,
+            rate_limit: string(v, what, "rate_limit")?,
+            created_at: string(v, what, "created_at")?,
+        })
+    }
+}
+
+/// What a key gives access to: writing events (a write key) or reading them (a read token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Write,
+    Read,
+}
+
+impl KeyKind {
+    /// The name the API uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Write => "write",
+            Self::Read => "read",
+        }
+    }
+
+    /// The name people use.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Write => "write key",
+            Self::Read => "read token",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "write" => Some(Self::Write),
+            "read" => Some(Self::Read),
+            _ => None,
+        }
+    }
+}
+
+/// A write key or read token as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    pub id: u64,
+    pub kind: KeyKind,
+    pub name: Option<String>,
+    /// The first characters of the secret, to recognise it by (`tw_ab12cd`).
+    pub prefix: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+    /// The whole secret: only in the answer that created the key.
+    pub secret: Option<String>,
+}
+
+impl Key {
+    /// Reads a key object of the API.
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let what = "key";
+        let kind = string(v, what, "kind")?;
+        Ok(Self {
+            id: v["id"]
+                .as_u64()
+                .with_context(|| format!("the admin API sent a key without a whole `id`: {v}"))?,
+            kind: KeyKind::parse(&kind).with_context(|| {
+                format!("the admin API sent a key of unknown kind {kind:?}: {v}")
+            })?,
+            name: optional_string(v, what, "name")?,
+            prefix: string(v, what, "prefix")?,
+            created_at: string(v, what, "created_at")?,
+            revoked_at: optional_string(v, what, "revoked_at")?,
+            secret: optional_string(v, what, "secret")?,
+        })
+    }
+
+    /// The secret of a key just created.
+    pub fn secret(&self) -> Result<&str> {
+        self.secret.as_deref().with_context(|| {
+            format!(
+                "the admin API did not return the secret of the new {} {}",
+                self.kind.label(),
+                self.id
+            )
+        })
+    }
+}
+
+/// A client of one query worker's admin API.
+#[derive(Debug)]
+pub struct Admin {
+    base: String,
+    token: String,
+    http: ureq::Agent,
+}
+
+impl Admin {
+    /// A client of the query worker at `base` (such as `http://127.0.0.1:8788`).
+    pub fn new(base: &str, token: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            http: agent(TIMEOUT),
+        }
+    }
+
+    /// Every project.
+    pub fn projects(&self) -> Result<Vec<Project>> {
+        let body = self.call(Method::Get, "/v1/admin/projects", None)?;
+        list(&body, "projects")?
+            .iter()
+            .map(Project::from_json)
+            .collect()
+    }
+
+    /// Creates a project; fails with the code [`PROJECT_EXISTS`] if the slug is taken.
+    pub fn create_project(&self, slug: &str, settings: &Settings) -> Result<Project> {
+        let mut body = settings.to_json();
+        body.insert("slug".into(), json!(slug));
+        let answer = self.call(
+            Method::Post,
+            "/v1/admin/projects",
+            Some(Value::Object(body)),
+        )?;
+        Project::from_json(member(&answer, "project")?)
+    }
+
+    /// One project.
+    pub fn project(&self, slug: &str) -> Result<Project> {
+        let answer = self.call(Method::Get, &project_path(slug), None)?;
+        Project::from_json(member(&answer, "project")?)
+    }
+
+    /// Changes the settings given, and answers the project as it now is.
+    pub fn update_project(&self, slug: &str, settings: &Settings) -> Result<Project> {
+        let answer = self.call(
+            Method::Patch,
+            &project_path(slug),
+            Some(Value::Object(settings.to_json())),
+        )?;
+        Project::from_json(member(&answer, "project")?)
+    }
+
+    /// Creates a write key or read token; the answer holds its secret, this once.
+    pub fn create_key(&self, slug: &str, kind: KeyKind, name: Option<&str>) -> Result<Key> {
+        let mut body = json!({"kind": kind.as_str()});
+        if let Some(name) = name {
+            body["name"] = json!(name);
+        }
+        let path = format!("{}/keys", project_path(slug));
+        let answer = self.call(Method::Post, &path, Some(body))?;
+        Key::from_json(member(&answer, "key")?)
+    }
+
+    /// A project's keys and tokens, revoked ones included, without their secrets.
+    pub fn keys(&self, slug: &str) -> Result<Vec<Key>> {
+        let path = format!("{}/keys", project_path(slug));
+        let answer = self.call(Method::Get, &path, None)?;
+        list(&answer, "keys")?.iter().map(Key::from_json).collect()
+    }
+
+    /// Revokes a key or token, and answers it with `revoked_at` set.
+    pub fn revoke_key(&self, slug: &str, id: u64) -> Result<Key> {
+        let path = format!("{}/keys/{id}", project_path(slug));
+        let answer = self.call(Method::Delete, &path, None)?;
+        Key::from_json(member(&answer, "key")?)
+    }
+
+    /// Sends one request and reads its JSON answer, or its error.
+    fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let auth = format!("Bearer {}", self.token);
+        let request = format!("{} {path}", method.as_str());
+        let sent = match method {
+            Method::Get => self.http.get(&url).header("authorization", &auth).call(),
+            Method::Delete => self.http.delete(&url).header("authorization", &auth).call(),
+            Method::Post | Method::Patch => {
+                let builder = if method == Method::Post {
+                    self.http.post(&url)
+                } else {
+                    self.http.patch(&url)
+                };
+                builder
+                    .header("authorization", &auth)
+                    .header("content-type", "application/json")
+                    .send(body.unwrap_or_else(|| json!({})).to_string())
+            }
+        };
+        let mut response = sent.map_err(|e| {
+            anyhow!(
+                "could not reach the admin API at {} ({request}): {e}\n  hint: start the \
+                 local stack with `cargo xtask dev`, or give the query worker's URL with --url",
+                self.base
+            )
+        })?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .with_context(|| format!("reading the answer to {request}"))?;
+        if !(200..300).contains(&status) {
+            return Err(ApiError::from_body(&request, status, &text).into());
+        }
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{request} answered {status} with a body that is not JSON: {}",
+                snippet(&text)
+            )
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Post,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Post => "POST",
+            Self::Patch => "PATCH",
+            Self::Delete => "DELETE",
+        }
+    }
+}
+
+/// The path of one project.
+fn project_path(slug: &str) -> String {
+    format!("/v1/admin/projects/{}", segment(slug))
+}
+
+/// A path segment with every byte outside RFC 3986's unreserved set percent-encoded.
+fn segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The member `name` of an answer.
+fn member<'a>(answer: &'a Value, name: &str) -> Result<&'a Value> {
+    match answer.get(name) {
+        Some(v) if v.is_object() => Ok(v),
+        _ => bail!("the admin API's answer has no `{name}` object: {answer}"),
+    }
+}
+
+/// The array member `name` of an answer.
+fn list<'a>(answer: &'a Value, name: &str) -> Result<&'a Vec<Value>> {
+    answer[name]
+        .as_array()
+        .with_context(|| format!("the admin API's answer has no `{name}` list: {answer}"))
+}
+
+/// A required string member of an object of the API.
+fn string(v: &Value, what: &str, field: &str) -> Result<String> {
+    v[field]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("the admin API sent a {what} without a string `{field}`: {v}"))
+}
+
+/// A string member that may be null or absent.
+fn optional_string(v: &Value, what: &str, field: &str) -> Result<Option<String>> {
+    match &v[field] {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        other => bail!("the admin API sent a {what} whose `{field}` is {other}, not a string"),
+    }
+}
+
+/// The start of a body, on one line, for error messages.
+fn snippet(body: &str) -> String {
+    let line = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None if line.is_empty() => "(empty body)".into(),
+        None => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_answers_quote_the_code_and_message() {
+        let e = ApiError::from_body(
+            "POST /v1/admin/projects",
+            409,
+            r#"{"error":{"code":"project_exists","message":"project demo exists"}}"#,
+        );
+        assert_eq!(e.code, "project_exists");
+        assert_eq!(
+            e.to_string(),
+            "POST /v1/admin/projects answered 409 project_exists: project demo exists"
+        );
+        let error = anyhow::Error::from(e).context("creating demo");
+        assert!(has_code(&error, PROJECT_EXISTS));
+        assert!(!has_code(&error, "unknown_project"));
+        assert!(!has_code(&anyhow!("other"), PROJECT_EXISTS));
+    }
+
+    #[test]
+    fn refused_tokens_get_a_hint_and_other_bodies_are_quoted() {
+        let e = ApiError::from_body(
+            "GET /v1/admin/projects",
+            401,
+            r#"{"error":{"code":"unauthorized","message":"bad token"}}"#,
+        );
+        assert!(e.to_string().contains("hint: the admin token was refused"));
+        let e = ApiError::from_body("GET /v1/admin/projects", 502, "<html>\n bad gateway</html>");
+        assert_eq!(e.code, "");
+        assert_eq!(
+            e.to_string(),
+            "GET /v1/admin/projects answered 502 (not the API's JSON error): <html> bad gateway</html>"
+        );
+        assert_eq!(snippet(""), "(empty body)");
+        assert_eq!(snippet(&"x".repeat(300)).chars().count(), 201);
+    }
+
+    #[test]
+    fn reads_projects_and_keys() {
+        let p = Project::from_json(&json!({"slug": "demo", "retention_days": 90,
+            "allowed_origins": ["*"], "rate_limit": "standard",
+            "created_at": "2025-01-02T03:04:05Z"}))
+        .unwrap();
+        assert_eq!(p.slug, "demo");
+        assert_eq!(p.retention_days, 90);
+        assert_eq!(p.allowed_origins, ["*"]);
+        let missing = Project::from_json(&json!({"slug": "demo"})).unwrap_err();
+        assert!(missing.to_string().contains("allowed_origins"), "{missing}");
+
+        let k = Key::from_json(&json!({"id": 3, "kind": "read", "name": null,
+            "prefix": "tr_ab12cd", "created_at": "2025-01-02T03:04:05Z",
+            "revoked_at": null, "secret": "tr_ab12cdef"}))
+        .unwrap();
+        assert_eq!((k.id, k.kind, k.name.as_deref()), (3, KeyKind::Read, None));
+        assert_eq!(k.secret().unwrap(), "tr_ab12cdef");
+        let listed = Key { secret: None, ..k };
+        assert!(listed.secret().is_err());
+        assert!(Key::from_json(&json!({"id": 1, "kind": "admin"})).is_err());
+    }
+
+    #[test]
+    fn settings_send_only_what_is_given() {
+        assert!(Settings::default().is_empty());
+        assert_eq!(Value::Object(Settings::default().to_json()), json!({}));
+        let s = Settings {
+            retention_days: Some(30),
+            allowed_origins: Some(vec![]),
+            rate_limit: None,
+        };
+        assert_eq!(
+            Value::Object(s.to_json()),
+            json!({"retention_days": 30, "allowed_origins": []})
+        );
+    }
+
+    #[test]
+    fn slugs_are_escaped_in_paths() {
+        assert_eq!(project_path("demo-1"), "/v1/admin/projects/demo-1");
+        assert_eq!(segment("a b/c"), "a%20b%2Fc");
+    }
+
+    /// Answers one request on a fresh local port with `status` and `body`; the thread
+    /// returns the request as received.
+    fn serve_once(status: u16, body: &'static str) -> (String, std::thread::JoinHandle<String>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut request = String::new();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap();
+                }
+                request.push_str(&line);
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut content = vec![0; length];
+            reader.read_exact(&mut content).unwrap();
+            request.push_str(&String::from_utf8(content).unwrap());
+            let answer = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            reader.get_mut().write_all(answer.as_bytes()).unwrap();
+            request
+        });
+        (base, server)
+    }
+
+    #[test]
+    fn creates_a_project_with_the_token_and_the_settings_given() {
+        let (base, server) = serve_once(
+            201,
+            r#"{"project":{"slug":"demo","retention_days":90,"allowed_origins":["*"],
+                "rate_limit":"off","created_at":"2025-01-02T03:04:05Z"}}"#,
+        );
+        let settings = Settings {
+            rate_limit: Some("off".into()),
+            ..Settings::default()
+        };
+        let project = Admin::new(&base, "sesame")
+            .create_project("demo", &settings)
+            .unwrap();
+        assert_eq!(project.rate_limit, "off");
+        let request = server.join().unwrap().to_lowercase();
+        assert!(
+            request.starts_with("post /v1/admin/projects http/1.1\r\n"),
+            "{request}"
+        );
+        assert!(
+            request.contains("authorization: bearer sesame\r\n"),
+            "{request}"
+        );
+        assert!(
+            request.contains("content-type: application/json\r\n"),
+            "{request}"
+        );
+        let body = request.rsplit("\r\n").next().unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(body).unwrap(),
+            json!({"slug": "demo", "rate_limit": "off"})
+        );
+    }
+
+    #[test]
+    fn error_answers_become_api_errors() {
+        let (base, server) = serve_once(
+            404,
+            r#"{"error":{"code":"unknown_project","message":"no project nope"}}"#,
+        );
+        let error = Admin::new(&base, "t").revoke_key("nope", 7).unwrap_err();
+        assert!(has_code(&error, "unknown_project"));
+        assert_eq!(
+            error.to_string(),
+            "DELETE /v1/admin/projects/nope/keys/7 answered 404 unknown_project: no project nope"
+        );
+        assert!(
+            server
+                .join()
+                .unwrap()
+                .starts_with("DELETE /v1/admin/projects/nope/keys/7 ")
+        );
+    }
+
+    #[test]
+    fn unreachable_servers_say_how_to_start_one() {
+        // A port that was free a moment ago: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let admin = Admin::new(&format!("http://127.0.0.1:{port}/"), "t");
+        let error = format!("{:#}", admin.projects().unwrap_err());
+        let expected = format!(
+            "could not reach the admin API at http://127.0.0.1:{port} (GET /v1/admin/projects)"
+        );
+        assert!(error.starts_with(&expected), "{error}");
+    }
+}

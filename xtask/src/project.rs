@@ -1,0 +1,740 @@
+//! `cargo xtask project`: create, show and change projects, and hand out, list and revoke
+//! their write keys and read tokens, through the query worker's admin API.
+
+use anyhow::{Context, Result, bail};
+
+use crate::admin::{Admin, Key, KeyKind, Project, RATE_LIMITS, Settings};
+use crate::stack::{self, Ports};
+use crate::tools::root;
+
+const USAGE: &str = "\
+cargo xtask project <command> [--url URL]
+
+Commands:
+  list                       every project
+  create <slug> [--retention-days N] [--origin URL]... [--rate-limit TIER]
+                             a new project
+  show <slug>                a project's settings
+  set <slug> [--retention-days N] [--origin URL]... [--no-origins] [--rate-limit TIER]
+                             change a project's settings; --origin replaces the allowed
+                             origins, --no-origins empties them
+  key <slug> [--read] [--name NAME]
+                             a new write key (a read token with --read); its secret is
+                             shown this once
+  keys <slug>                a project's write keys and read tokens (never their secrets)
+  revoke <slug> <key-id>     revoke a write key or read token for good
+
+TIER is strict, standard, high or off.
+
+--url URL is the query worker's address: by default $TALLY_QUERY_URL, else the dev
+stack's (http://127.0.0.1:8788, or TALLY_DEV_PORT + 1). The admin token is
+$TALLY_ADMIN_TOKEN, else the dev stack's, in .tally/dev/admin_token.
+";
+
+/// The options `cargo xtask project` knows, and whether each takes a value.
+const OPTIONS: [(&str, bool); 7] = [
+    ("--url", true),
+    ("--retention-days", true),
+    ("--origin", true),
+    ("--no-origins", false),
+    ("--rate-limit", true),
+    ("--read", false),
+    ("--name", true),
+];
+
+/// One `cargo xtask project` command.
+#[derive(Debug, PartialEq, Eq)]
+enum Command {
+    Help,
+    List,
+    Create {
+        slug: String,
+        settings: Settings,
+    },
+    Show {
+        slug: String,
+    },
+    Set {
+        slug: String,
+        settings: Settings,
+    },
+    Key {
+        slug: String,
+        kind: KeyKind,
+        name: Option<String>,
+    },
+    Keys {
+        slug: String,
+    },
+    Revoke {
+        slug: String,
+        id: u64,
+    },
+}
+
+/// A command and the `--url` it was given, if any.
+#[derive(Debug, PartialEq, Eq)]
+struct Invocation {
+    url: Option<String>,
+    command: Command,
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let invocation = parse(args)?;
+    if invocation.command == Command::Help {
+        print!("{USAGE}");
+        return Ok(());
+    }
+    let url = match invocation.url {
+        Some(url) => url,
+        None => default_url(non_empty_env("TALLY_QUERY_URL"))?,
+    };
+    let token = match non_empty_env("TALLY_ADMIN_TOKEN") {
+        Some(token) => token,
+        None => dev_token()?,
+    };
+    let admin = Admin::new(&url, &token);
+    print!("{}", execute(&admin, invocation.command)?);
+    Ok(())
+}
+
+/// Runs a command and returns what to print.
+fn execute(admin: &Admin, command: Command) -> Result<String> {
+    Ok(match command {
+        Command::Help => USAGE.to_owned(),
+        Command::List => projects_table(&admin.projects()?),
+        Command::Create { slug, settings } => {
+            let project = admin.create_project(&slug, &settings)?;
+            format!(
+                "Created project {slug}.\n\n{}\nNext: `cargo xtask project key {slug}` makes a write key to send events with.\n",
+                project_details(&project)
+            )
+        }
+        Command::Show { slug } => project_details(&admin.project(&slug)?),
+        Command::Set { slug, settings } => {
+            let project = admin.update_project(&slug, &settings)?;
+            format!("Updated project {slug}.\n\n{}", project_details(&project))
+        }
+        Command::Key { slug, kind, name } => {
+            let key = admin.create_key(&slug, kind, name.as_deref())?;
+            new_key(&slug, &key)?
+        }
+        Command::Keys { slug } => keys_table(&slug, &admin.keys(&slug)?),
+        Command::Revoke { slug, id } => {
+            let key = admin.revoke_key(&slug, id)?;
+            format!(
+                "Revoked {} {} ({}…) of project {slug}{}.\n",
+                key.kind.label(),
+                key.id,
+                key.prefix,
+                key.revoked_at
+                    .map(|at| format!(" at {at}"))
+                    .unwrap_or_default()
+            )
+        }
+    })
+}
+
+/// Reads the arguments after `cargo xtask project`.
+fn parse(args: &[String]) -> Result<Invocation> {
+    let mut positional = Vec::new();
+    let mut options: Vec<(&'static str, Option<String>)> = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == "-h" || arg == "--help" || (positional.is_empty() && arg == "help") {
+            return Ok(Invocation {
+                url: None,
+                command: Command::Help,
+            });
+        }
+        if !arg.starts_with('-') || arg == "-" {
+            positional.push(arg.clone());
+            continue;
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) => (name, Some(value.to_owned())),
+            None => (arg.as_str(), None),
+        };
+        let Some(&(name, takes_value)) = OPTIONS.iter().find(|(known, _)| *known == name) else {
+            bail!("unknown option {name:?}; see `cargo xtask project --help`");
+        };
+        let value = match (takes_value, inline) {
+            (true, Some(value)) => Some(value),
+            (true, None) => Some(
+                args.next()
+                    .with_context(|| format!("{name} needs a value"))?
+                    .clone(),
+            ),
+            (false, None) => None,
+            (false, Some(_)) => bail!("{name} takes no value"),
+        };
+        options.push((name, value));
+    }
+
+    let Some((command, rest)) = positional.split_first() else {
+        return Ok(Invocation {
+            url: None,
+            command: Command::Help,
+        });
+    };
+    let opts = Options {
+        command,
+        given: options,
+    };
+    let url = opts.single("--url")?;
+    let command = match command.as_str() {
+        "list" => {
+            opts.allow(&[])?;
+            operands(command, rest, &[])?;
+            Command::List
+        }
+        "create" => {
+            opts.allow(&["--retention-days", "--origin", "--rate-limit"])?;
+            let [slug] = operands(command, rest, &["<slug>"])?;
+            Command::Create {
+                slug,
+                settings: opts.settings()?,
+            }
+        }
+        "show" => {
+            opts.allow(&[])?;
+            let [slug] = operands(command, rest, &["<slug>"])?;
+            Command::Show { slug }
+        }
+        "set" => {
+            opts.allow(&[
+                "--retention-days",
+                "--origin",
+                "--no-origins",
+                "--rate-limit",
+            ])?;
+            let [slug] = operands(command, rest, &["<slug>"])?;
+            let settings = opts.settings()?;
+            if settings.is_empty() {
+                bail!(
+                    "`cargo xtask project set {slug}` changes nothing: give --retention-days, \
+                     --origin, --no-origins or --rate-limit"
+                );
+            }
+            Command::Set { slug, settings }
+        }
+        "key" => {
+            opts.allow(&["--read", "--name"])?;
+            let [slug] = operands(command, rest, &["<slug>"])?;
+            let kind = if opts.has("--read") {
+                KeyKind::Read
+            } else {
+                KeyKind::Write
+            };
+            Command::Key {
+                slug,
+                kind,
+                name: opts.single("--name")?,
+            }
+        }
+        "keys" => {
+            opts.allow(&[])?;
+            let [slug] = operands(command, rest, &["<slug>"])?;
+            Command::Keys { slug }
+        }
+        "revoke" => {
+            opts.allow(&[])?;
+            let [slug, id] = operands(command, rest, &["<slug>", "<key-id>"])?;
+            let id = id.parse().with_context(|| {
+                format!(
+                    "the key id must be a number, as `cargo xtask project keys {slug}` lists, not {id:?}"
+                )
+            })?;
+            Command::Revoke { slug, id }
+        }
+        other => bail!("unknown command {other:?}\n\n{USAGE}"),
+    };
+    Ok(Invocation { url, command })
+}
+
+/// Exactly the operands `names` of `command`, or an error naming what is missing or extra.
+fn operands<const N: usize>(
+    command: &str,
+    given: &[String],
+    names: &[&str; N],
+) -> Result<[String; N]> {
+    let usage = format!("cargo xtask project {command} {}", names.join(" "));
+    if given.len() < N {
+        bail!(
+            "`{}` is missing {}",
+            usage.trim_end(),
+            names[given.len()..].join(" ")
+        );
+    }
+    if given.len() > N {
+        bail!("`{}` takes no argument {:?}", usage.trim_end(), given[N]);
+    }
+    Ok(std::array::from_fn(|i| given[i].clone()))
+}
+
+/// The options given to one command.
+struct Options<'a> {
+    command: &'a str,
+    given: Vec<(&'static str, Option<String>)>,
+}
+
+impl Options<'_> {
+    /// Fails on the first option `--url` and `allowed` do not include.
+    fn allow(&self, allowed: &[&str]) -> Result<()> {
+        if let Some((name, _)) = self
+            .given
+            .iter()
+            .find(|(name, _)| *name != "--url" && !allowed.contains(name))
+        {
+            bail!(
+                "`cargo xtask project {}` does not take {name}; see `cargo xtask project --help`",
+                self.command
+            );
+        }
+        Ok(())
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.given.iter().any(|(n, _)| *n == name)
+    }
+
+    /// Every value of a repeatable option.
+    fn all(&self, name: &str) -> Vec<String> {
+        self.given
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .filter_map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// The value of an option given at most once.
+    fn single(&self, name: &str) -> Result<Option<String>> {
+        let mut values = self.all(name);
+        if values.len() > 1 {
+            bail!("{name} is given {} times; give it once", values.len());
+        }
+        Ok(values.pop())
+    }
+
+    /// The project settings among the options.
+    fn settings(&self) -> Result<Settings> {
+        let retention_days = match self.single("--retention-days")? {
+            Some(days) => Some(days.parse().ok().filter(|d| *d > 0).with_context(|| {
+                format!("--retention-days wants a whole number of days, not {days:?}")
+            })?),
+            None => None,
+        };
+        let origins = self.all("--origin");
+        let allowed_origins = match (origins.is_empty(), self.has("--no-origins")) {
+            (false, true) => bail!("--origin and --no-origins contradict each other"),
+            (false, false) => Some(origins),
+            (true, true) => Some(Vec::new()),
+            (true, false) => None,
+        };
+        let rate_limit = self.single("--rate-limit")?;
+        if let Some(tier) = &rate_limit
+            && !RATE_LIMITS.contains(&tier.as_str())
+        {
+            bail!(
+                "--rate-limit wants one of {}, not {tier:?}",
+                RATE_LIMITS.join(", ")
+            );
+        }
+        Ok(Settings {
+            retention_days,
+            allowed_origins,
+            rate_limit,
+        })
+    }
+}
+
+/// The query worker's URL when no --url is given: `env_url` ($TALLY_QUERY_URL), else the
+/// dev stack's.
+fn default_url(env_url: Option<String>) -> Result<String> {
+    match env_url {
+        Some(url) => Ok(url),
+        None => Ok(format!(
+            "http://127.0.0.1:{}",
+            Ports::fixed(crate::dev::base_port()?).query
+        )),
+    }
+}
+
+/// The dev stack's admin token, or what to do when there is none.
+fn dev_token() -> Result<String> {
+    let dir = root().join(".tally/dev");
+    stack::admin_token(&dir).map_err(|_| {
+        anyhow::anyhow!(
+            "no admin token: TALLY_ADMIN_TOKEN is not set and .tally/dev/admin_token does not exist\n  \
+             hint: start the local stack with `cargo xtask dev` (it makes the token), or for a \
+             deployed Tally set TALLY_ADMIN_TOKEN and pass --url (or set TALLY_QUERY_URL)"
+        )
+    })
+}
+
+fn non_empty_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Left-aligned columns two spaces apart, with a header row.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn origins(project: &Project) -> String {
+    if project.allowed_origins.is_empty() {
+        "(none)".into()
+    } else {
+        project.allowed_origins.join(", ")
+    }
+}
+
+fn projects_table(projects: &[Project]) -> String {
+    if projects.is_empty() {
+        return "No projects yet; `cargo xtask project create <slug>` makes one.\n".into();
+    }
+    let rows: Vec<Vec<String>> = projects
+        .iter()
+        .map(|p| {
+            vec![
+                p.slug.clone(),
+                format!("{} days", p.retention_days),
+                p.rate_limit.clone(),
+                origins(p),
+                p.created_at.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "SLUG",
+            "RETENTION",
+            "RATE LIMIT",
+            "ALLOWED ORIGINS",
+            "CREATED",
+        ],
+        &rows,
+    )
+}
+
+fn project_details(p: &Project) -> String {
+    format!(
+        "project          {}\nretention        {} days\nrate limit       {}\nallowed origins  {}\ncreated          {}\n",
+        p.slug,
+        p.retention_days,
+        p.rate_limit,
+        origins(p),
+        p.created_at
+    )
+}
+
+fn keys_table(slug: &str, keys: &[Key]) -> String {
+    if keys.is_empty() {
+        return format!(
+            "Project {slug} has no keys yet; `cargo xtask project key {slug}` makes a write key.\n"
+        );
+    }
+    let rows: Vec<Vec<String>> = keys
+        .iter()
+        .map(|k| {
+            vec![
+                k.id.to_string(),
+                k.kind.label().to_owned(),
+                k.name.clone().unwrap_or_else(|| "-".into()),
+                format!("{}…", k.prefix),
+                k.created_at.clone(),
+                match &k.revoked_at {
+                    Some(at) => format!("revoked {at}"),
+                    None => "active".into(),
+                },
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "KIND", "NAME", "PREFIX", "CREATED", "STATUS"],
+        &rows,
+    )
+}
+
+/// A key just created, with its secret and the warning that it is shown only now.
+fn new_key(slug: &str, key: &Key) -> Result<String> {
+    let named = key
+        .name
+        .as_ref()
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
+    let usage = match key.kind {
+        KeyKind::Write => "send events with it: POST /v1/events with `authorization: Bearer <key>`",
+        KeyKind::Read => &format!(
+            "read with it: GET /v1/projects/{slug}/overview with `authorization: Bearer <token>`"
+        ),
+    };
+    Ok(format!(
+        "Created {} {}{named} for project {slug}:\n\n    {}\n\n\
+         Copy it now: it will not be shown again. To {usage}.\n\
+         `cargo xtask project revoke {slug} {}` revokes it.\n",
+        key.kind.label(),
+        key.id,
+        key.secret()?,
+        key.id,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    fn parsed(line: &str) -> Invocation {
+        parse(&args(line)).unwrap_or_else(|e| panic!("{line}: {e:#}"))
+    }
+
+    fn error(line: &str) -> String {
+        format!("{:#}", parse(&args(line)).unwrap_err())
+    }
+
+    #[test]
+    fn no_command_or_help_prints_usage() {
+        for line in [
+            "",
+            "--help",
+            "-h",
+            "help",
+            "create demo --help",
+            "--url http://x",
+        ] {
+            assert_eq!(parsed(line).command, Command::Help, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn reads_every_command() {
+        assert_eq!(
+            parsed("list"),
+            Invocation {
+                url: None,
+                command: Command::List
+            }
+        );
+        assert_eq!(
+            parsed(
+                "--url http://q:1 create demo --retention-days 30 --origin https://a.example --origin=https://b.example --rate-limit off"
+            ),
+            Invocation {
+                url: Some("http://q:1".into()),
+                command: Command::Create {
+                    slug: "demo".into(),
+                    settings: Settings {
+                        retention_days: Some(30),
+                        allowed_origins: Some(vec![
+                            "https://a.example".into(),
+                            "https://b.example".into()
+                        ]),
+                        rate_limit: Some("off".into()),
+                    },
+                },
+            }
+        );
+        assert_eq!(
+            parsed("create demo").command,
+            Command::Create {
+                slug: "demo".into(),
+                settings: Settings::default()
+            }
+        );
+        assert_eq!(
+            parsed("show demo --url=http://q").command,
+            Command::Show {
+                slug: "demo".into()
+            }
+        );
+        assert_eq!(
+            parsed("set demo --no-origins").command,
+            Command::Set {
+                slug: "demo".into(),
+                settings: Settings {
+                    allowed_origins: Some(vec![]),
+                    ..Settings::default()
+                },
+            }
+        );
+        assert_eq!(
+            parsed("key demo").command,
+            Command::Key {
+                slug: "demo".into(),
+                kind: KeyKind::Write,
+                name: None
+            }
+        );
+        assert_eq!(
+            parsed("key demo --read --name dashboard").command,
+            Command::Key {
+                slug: "demo".into(),
+                kind: KeyKind::Read,
+                name: Some("dashboard".into())
+            }
+        );
+        assert_eq!(
+            parsed("keys demo").command,
+            Command::Keys {
+                slug: "demo".into()
+            }
+        );
+        assert_eq!(
+            parsed("revoke demo 12").command,
+            Command::Revoke {
+                slug: "demo".into(),
+                id: 12
+            }
+        );
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let check = |line: &str, expected: &str| {
+            let e = error(line);
+            assert!(
+                e.contains(expected),
+                "{line:?} gave {e:?}, not {expected:?}"
+            );
+        };
+        check("frobnicate", "unknown command \"frobnicate\"");
+        check("list --verbose", "unknown option \"--verbose\"");
+        check("list -v", "unknown option \"-v\"");
+        check(
+            "list --read",
+            "`cargo xtask project list` does not take --read",
+        );
+        check("create demo --no-origins", "does not take --no-origins");
+        check(
+            "create",
+            "`cargo xtask project create <slug>` is missing <slug>",
+        );
+        check("show a b", "takes no argument \"b\"");
+        check("revoke demo", "is missing <key-id>");
+        check("revoke demo tw_ab12", "the key id must be a number");
+        check(
+            "create demo --rate-limit fast",
+            "--rate-limit wants one of strict, standard, high, off",
+        );
+        check(
+            "create demo --retention-days 0",
+            "--retention-days wants a whole number",
+        );
+        check(
+            "create demo --retention-days",
+            "--retention-days needs a value",
+        );
+        check("set demo", "changes nothing");
+        check("set demo --origin x --no-origins", "contradict");
+        check("key demo --read=yes", "--read takes no value");
+        check("list --url a --url b", "--url is given 2 times");
+    }
+
+    #[test]
+    fn the_default_url_is_the_environment_s() {
+        assert_eq!(
+            default_url(Some("https://q.example".into())).unwrap(),
+            "https://q.example"
+        );
+    }
+
+    fn project(slug: &str, origins: &[&str]) -> Project {
+        Project {
+            slug: slug.into(),
+            retention_days: 90,
+            allowed_origins: origins.iter().map(|o| (*o).to_owned()).collect(),
+            rate_limit: "standard".into(),
+            created_at: "2025-01-02T03:04:05Z".into(),
+        }
+    }
+
+    fn key(id: u64, kind: KeyKind, revoked: bool) -> Key {
+        Key {
+            id,
+            kind,
+            name: (id == 1).then(|| "ci".into()),
+            prefix: "tw_ab12cd".into(),
+            created_at: "2025-01-02T03:04:05Z".into(),
+            revoked_at: revoked.then(|| "2025-02-01T00:00:00Z".into()),
+            secret: None,
+        }
+    }
+
+    #[test]
+    fn lists_projects_as_a_table() {
+        assert_eq!(
+            projects_table(&[project("demo", &["*"]), project("shop-web", &[])]),
+            "\
+SLUG      RETENTION  RATE LIMIT  ALLOWED ORIGINS  CREATED
+demo      90 days    standard    *                2025-01-02T03:04:05Z
+shop-web  90 days    standard    (none)           2025-01-02T03:04:05Z
+"
+        );
+        assert!(projects_table(&[]).starts_with("No projects yet"));
+        assert_eq!(
+            project_details(&project(
+                "demo",
+                &["https://a.example", "https://b.example"]
+            )),
+            "\
+project          demo
+retention        90 days
+rate limit       standard
+allowed origins  https://a.example, https://b.example
+created          2025-01-02T03:04:05Z
+"
+        );
+    }
+
+    #[test]
+    fn lists_keys_as_a_table() {
+        assert_eq!(
+            keys_table(
+                "demo",
+                &[key(1, KeyKind::Write, false), key(2, KeyKind::Read, true)]
+            ),
+            "\
+ID  KIND        NAME  PREFIX      CREATED               STATUS
+1   write key   ci    tw_ab12cd…  2025-01-02T03:04:05Z  active
+2   read token  -     tw_ab12cd…  2025-01-02T03:04:05Z  revoked 2025-02-01T00:00:00Z
+"
+        );
+        assert!(keys_table("demo", &[]).contains("`cargo xtask project key demo`"));
+    }
+
+    #[test]
+    fn shows_a_new_secret_once_with_a_warning() {
+        let created = Key {
+            secret: Some("tw_ab12cdef".into()),
+            ..key(1, KeyKind::Write, false)
+        };
+        let text = new_key("demo", &created).unwrap();
+        assert!(
+            text.starts_with("Created write key 1 (ci) for project demo:\n\n    tw_ab12cdef\n\n"),
+            "{text}"
+        );
+        assert!(text.contains("it will not be shown again"), "{text}");
+        assert!(new_key("demo", &key(1, KeyKind::Write, false)).is_err());
+    }
+}
