@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use crate::admin::{Admin, KeyKind, Settings};
 use crate::stack::{Config, Ports, Stack, agent};
 use crate::tools::{self, cargo, root};
 use crate::{bundle, proc, step};
@@ -65,7 +66,8 @@ pub fn run(args: &[String]) -> Result<()> {
     step(&format!(
         "Pipeline through local workerd ({PIPELINE_EVENTS} events, {BATCH} per request)"
     ));
-    let pipeline = measure_pipeline(&stack.url("ingest"), &stack.url("query"))?;
+    let admin = Admin::new(&stack.url("query"), &stack.admin_token()?);
+    let pipeline = measure_pipeline(&admin, &stack.url("ingest"), &stack.url("query"))?;
     stack.stop();
 
     let machine = machine();
@@ -84,30 +86,47 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Sends events in batches and waits until the query API counts them all.
-fn measure_pipeline(ingest: &str, query: &str) -> Result<Value> {
+/// Makes a project without rate limits, sends events in batches with its write key and
+/// waits until the query API counts them all.
+fn measure_pipeline(admin: &Admin, ingest: &str, query: &str) -> Result<Value> {
     let http = agent(Duration::from_secs(30));
     let project = "bench";
+    let off = Settings {
+        rate_limit: Some("off".into()),
+        ..Settings::default()
+    };
+    admin
+        .create_project(project, &off)
+        .context("creating the bench project")?;
+    let write = admin.create_key(project, KeyKind::Write, Some("cargo xtask bench"))?;
+    let write = format!("Bearer {}", write.secret()?);
+    let read = admin.create_key(project, KeyKind::Read, Some("cargo xtask bench"))?;
+    let read = format!("Bearer {}", read.secret()?);
     let start = Instant::now();
     let mut request_ms = Vec::new();
     for b in 0..PIPELINE_EVENTS / BATCH {
         let events: Vec<Value> = (0..BATCH)
             .map(|i| {
                 let n = b * BATCH + i;
-                json!({"event_id": format!("00000000-0000-4000-8000-{n:012x}"), "project": project,
+                json!({"event_id": format!("00000000-0000-4000-8000-{n:012x}"),
                     "name": "request", "route": format!("/r/{}", n % 40),
                     "status": if n.is_multiple_of(50) { 500 } else { 200 },
                     "duration_ms": (n % 500) as f64 + 0.5, "instance": format!("i{}", n % 300)})
             })
             .collect();
         let sent = Instant::now();
-        let response = http
+        let mut response = http
             .post(&format!("{ingest}/v1/events"))
+            .header("authorization", &write)
             .header("content-type", "application/json")
             .send(Value::Array(events).to_string())
             .context("posting a batch to ingest")?;
         if response.status().as_u16() != 202 {
-            bail!("ingest answered {} to a bench batch", response.status());
+            bail!(
+                "ingest answered {} to a bench batch: {}",
+                response.status(),
+                response.body_mut().read_to_string().unwrap_or_default()
+            );
         }
         request_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
     }
@@ -117,7 +136,15 @@ fn measure_pipeline(ingest: &str, query: &str) -> Result<Value> {
     loop {
         let mut response = http
             .get(&format!("{query}/v1/projects/{project}/overview?days=1"))
+            .header("authorization", &read)
             .call()?;
+        if response.status().as_u16() != 200 {
+            bail!(
+                "query answered {} to the bench's overview: {}",
+                response.status(),
+                response.body_mut().read_to_string().unwrap_or_default()
+            );
+        }
         let body: Value = response.body_mut().read_json()?;
         if body["events"].as_u64() == Some(PIPELINE_EVENTS) {
             break;
