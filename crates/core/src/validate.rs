@@ -281,10 +281,18 @@ fn capped(
 }
 
 /// Strips the query string and fragment from a route: `/posts/:id?x=1` → `/posts/:id`.
+///
+/// A fragment that is itself a path (`#/settings`, `#!/settings`) is kept, without its
+/// own query string: single-page apps with hash routing route on it, and the
+/// Plausible-compatible endpoint sends such routes as `/#/settings`.
 pub fn normalize_route(route: String) -> String {
-    match route.find(['?', '#']) {
-        Some(cut) => route[..cut].to_owned(),
-        None => route,
+    let (before, fragment) = route.split_once('#').unwrap_or((&route, ""));
+    let path = before.split('?').next().unwrap_or_default();
+    let fragment = fragment.split('?').next().unwrap_or_default();
+    if fragment.starts_with('/') || fragment.starts_with("!/") {
+        format!("{path}#{fragment}")
+    } else {
+        path.to_owned()
     }
 }
 
@@ -491,6 +499,22 @@ mod tests {
         assert_eq!(a.event.route.as_deref(), Some("/posts/:id"));
         assert_eq!(a.event.country.as_deref(), Some("DE"));
         assert_eq!(a.event.version, None);
+    }
+
+    #[test]
+    fn routes_lose_query_and_fragment_but_keep_hash_routes() {
+        let check = |route: &str, expected: &str| {
+            assert_eq!(normalize_route(route.to_owned()), expected, "{route}");
+        };
+        check("/posts/:id", "/posts/:id");
+        check("/posts/:id?page=2", "/posts/:id");
+        check("/docs#install", "/docs");
+        check("/docs?x=1#install", "/docs");
+        check("/#/settings", "/#/settings");
+        check("/app#!/users/7", "/app#!/users/7");
+        check("/app?token=t#/users/7?tab=2", "/app#/users/7");
+        check("/#", "/");
+        check("?q=1", "");
     }
 
     #[test]
