@@ -11,6 +11,8 @@
 //! - [`hash`] turns raw identifiers into hashes; [`time`] and [`range`] give UTC buckets
 //!   and query ranges.
 //! - [`sql`] holds every SQL statement Tally runs; values are always bound parameters.
+//! - [`plausible::parse`] reads a Plausible Events API request as a [`RawEvent`];
+//!   [`plausible::is_bot`] tells crawlers and scripts from people by user agent.
 //!
 //! This crate never touches the clock, the network, storage or randomness: `now`, ids and
 //! salts are arguments, so every rule is deterministic and testable natively and on wasm32.
@@ -21,6 +23,7 @@ pub mod hash;
 pub mod hll;
 pub mod jobs;
 pub mod json;
+pub mod plausible;
 pub mod queue;
 pub mod range;
 pub mod rollup;
