@@ -24,17 +24,18 @@ fn batch(project: &str, run: u32, n: u32) -> Vec<Value> {
 
 #[test]
 fn a_batch_is_counted_exactly_and_a_resent_batch_changes_nothing() {
-    let project = unique("exact");
+    let p = Project::new("exact");
+    let project = p.slug.clone();
     let run = run_id();
     let events = batch(&project, run, 250);
 
-    let first = send_events(&Value::Array(events.clone()));
+    let first = send_events(&p, &Value::Array(events.clone()));
     assert_eq!(first.status, 202, "{}", first.json);
     assert_eq!(first.json["accepted"], 250);
     assert_eq!(first.json["rejected"], 0);
     assert_eq!(first.json["results"][7]["event_id"], event_id(run, 7));
-    wait_for_count(&project, 250);
-    let o = overview(&project);
+    wait_for_count(&p, 250);
+    let o = overview(&p);
     assert_eq!(o.json["errors"], 25, "{}", o.json);
 
     // The same 250 events again, in one request with one new marker event: the request
@@ -42,19 +43,19 @@ fn a_batch_is_counted_exactly_and_a_resent_batch_changes_nothing() {
     // resent events have been processed too, and must have been ignored.
     let mut again = events.clone();
     again.push(json!({"event_id": event_id(run, 9999), "project": project, "name": "marker"}));
-    let second = send_events(&Value::Array(again));
+    let second = send_events(&p, &Value::Array(again));
     assert_eq!(second.status, 202, "{}", second.json);
     assert_eq!(second.json["accepted"], 251);
-    wait_for_count(&project, 251);
+    wait_for_count(&p, 251);
 
     // And the same batch once more, as a separate request, then a second marker.
-    assert_eq!(send_events(&Value::Array(events)).status, 202);
+    assert_eq!(send_events(&p, &Value::Array(events)).status, 202);
     let marker = json!([{"event_id": event_id(run, 10_000), "project": project, "name": "marker"}]);
-    assert_eq!(send_events(&marker).status, 202);
-    wait_for_count(&project, 252);
+    assert_eq!(send_events(&p, &marker).status, 202);
+    wait_for_count(&p, 252);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
-        overview(&project).json["events"],
+        overview(&p).json["events"],
         252,
         "duplicates must never be counted"
     );
@@ -62,23 +63,28 @@ fn a_batch_is_counted_exactly_and_a_resent_batch_changes_nothing() {
 
 #[test]
 fn duplicates_within_one_request_are_stored_once() {
-    let project = unique("dup");
+    let p = Project::new("dup");
+    let project = p.slug.clone();
     let run = run_id();
     let one = json!({"event_id": event_id(run, 1), "project": project, "name": "install"});
-    let answer = send_events(&json!([one, one, one]));
+    let answer = send_events(&p, &json!([one, one, one]));
     assert_eq!(answer.status, 202, "{}", answer.json);
     let marker = json!([{"event_id": event_id(run, 2), "project": project, "name": "marker"}]);
-    send_events(&marker);
-    wait_for_count(&project, 2);
+    send_events(&p, &marker);
+    wait_for_count(&p, 2);
 }
 
 #[test]
 fn events_without_an_id_get_one_and_are_counted() {
-    let project = unique("noid");
-    let answer = send_events(&json!({"events": [
-        {"project": project, "name": "click"},
-        {"project": project, "name": "click"},
-    ]}));
+    let p = Project::new("noid");
+    let project = p.slug.clone();
+    let answer = send_events(
+        &p,
+        &json!({"events": [
+            {"project": project, "name": "click"},
+            {"project": project, "name": "click"},
+        ]}),
+    );
     assert_eq!(answer.status, 202, "{}", answer.json);
     let ids: Vec<&str> = answer.json["results"]
         .as_array()
@@ -88,19 +94,23 @@ fn events_without_an_id_get_one_and_are_counted() {
         .collect();
     assert_eq!(ids.len(), 2);
     assert_ne!(ids[0], ids[1], "generated ids are distinct");
-    wait_for_count(&project, 2);
+    wait_for_count(&p, 2);
 }
 
 #[test]
 fn raw_identifiers_never_reach_d1() {
-    let project = unique("privacy");
+    let p = Project::new("privacy");
+    let project = p.slug.clone();
     let run = run_id();
     let raw_user = format!("alice-{run}@example.com");
     let raw_instance = format!("site-{run}.example");
-    let answer = send_events(&json!([{"event_id": event_id(run, 1), "project": project,
-        "name": "play", "user": raw_user, "instance": raw_instance, "session": "sess-1"}]));
+    let answer = send_events(
+        &p,
+        &json!([{"event_id": event_id(run, 1), "project": project,
+        "name": "play", "user": raw_user, "instance": raw_instance, "session": "sess-1"}]),
+    );
     assert_eq!(answer.status, 202, "{}", answer.json);
-    wait_for_count(&project, 1);
+    wait_for_count(&p, 1);
     let (user, instance, session): (String, String, String) = with_d1(|db| {
         db.query_row(
             "SELECT hex(user), hex(instance), hex(session) FROM raw_events WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)",
@@ -131,13 +141,20 @@ fn raw_identifiers_never_reach_d1() {
 
 #[test]
 fn projects_do_not_see_each_other() {
-    let (a, b) = (unique("tenant-a"), unique("tenant-b"));
+    let (a, b) = (Project::new("tenant-a"), Project::new("tenant-b"));
     let run = run_id();
-    send_events(&Value::Array(batch(&a, run, 3)));
+    send_events(&a, &Value::Array(batch(&a.slug, run, 3)));
     // Same event ids in another project are different events.
-    send_events(&Value::Array(batch(&b, run, 5)));
+    send_events(&b, &Value::Array(batch(&b.slug, run, 5)));
     wait_for_count(&a, 3);
     wait_for_count(&b, 5);
+    // A key of one project cannot write into another.
+    let crossed = send_events(&a, &Value::Array(batch(&b.slug, run + 1, 1)));
+    assert_eq!(crossed.status, 400, "{}", crossed.json);
+    assert_eq!(
+        crossed.json["results"][0]["error"]["code"],
+        "project_mismatch"
+    );
 }
 
 #[test]
@@ -171,7 +188,8 @@ fn a_cron_trigger_runs_and_records_its_run() {
 
 #[test]
 fn rollups_carry_percentiles_and_uniques_and_days_roll_from_hours() {
-    let project = unique("rollup");
+    let p = Project::new("rollup");
+    let project = p.slug.clone();
     let run = run_id();
     // 200 requests: durations 1..=200 ms, 20 users, 5 instances, every tenth a 500.
     let events: Vec<Value> = (0..200)
@@ -182,9 +200,9 @@ fn rollups_carry_percentiles_and_uniques_and_days_roll_from_hours() {
                 "instance": format!("i{}", i % 5), "bytes": 100})
         })
         .collect();
-    assert_eq!(send_events(&Value::Array(events.clone())).status, 202);
-    wait_for_count(&project, 200);
-    let o = overview(&project).json;
+    assert_eq!(send_events(&p, &Value::Array(events.clone())).status, 202);
+    wait_for_count(&p, 200);
+    let o = overview(&p).json;
     assert_eq!(o["errors"], 20, "{o}");
     assert_eq!(o["bytes"], 20_000);
     assert_eq!(o["unique_users"], 20);
@@ -219,7 +237,8 @@ fn rollups_carry_percentiles_and_uniques_and_days_roll_from_hours() {
 
 #[test]
 fn retention_purges_raw_events_and_keeps_rollups() {
-    let project = unique("retain");
+    let p = Project::new("retain");
+    let project = p.slug.clone();
     let run = run_id();
     let three_days_ago = now_ms() - 3 * 86_400_000;
     let events: Vec<Value> = (0..30)
@@ -228,8 +247,8 @@ fn retention_purges_raw_events_and_keeps_rollups() {
             "timestamp": three_days_ago, "bytes": 1000})
         })
         .collect();
-    assert_eq!(send_events(&Value::Array(events)).status, 202);
-    wait_for_count(&project, 30);
+    assert_eq!(send_events(&p, &Value::Array(events)).status, 202);
+    wait_for_count(&p, 30);
     let raw = |project: &str| -> i64 {
         with_d1(|db| {
             db.query_row(
@@ -241,15 +260,13 @@ fn retention_purges_raw_events_and_keeps_rollups() {
         })
     };
     assert_eq!(raw(&project), 30);
-    // No admin API sets retention yet: set this project's to two days in D1 directly.
-    let updated = with_d1_writable(|db| {
-        db.execute(
-            "UPDATE projects SET retention_days = 2 WHERE slug = ?1",
-            [&project],
-        )
-        .unwrap()
-    });
-    assert_eq!(updated, 1, "the consumer registered the project");
+    let updated = admin(
+        "PATCH",
+        &format!("/projects/{project}"),
+        Some(&json!({"retention_days": 2})),
+    );
+    assert_eq!(updated.status, 200, "{}", updated.json);
+    assert_eq!(updated.json["project"]["retention_days"], 2);
 
     let trigger = get(&format!(
         "{}/cdn-cgi/handler/scheduled?cron=15+3+*+*+*",
@@ -265,7 +282,7 @@ fn retention_purges_raw_events_and_keeps_rollups() {
         },
     );
     // The rollups stay: the overview still counts every event.
-    let o = overview(&project).json;
+    let o = overview(&p).json;
     assert_eq!(
         (o["events"].as_u64(), o["bytes"].as_u64()),
         (Some(30), Some(30_000)),
@@ -283,17 +300,21 @@ fn now_ms() -> i64 {
 
 #[test]
 fn session_marks_are_kept_for_pairing() {
-    let project = unique("music");
+    let p = Project::new("music");
+    let project = p.slug.clone();
     let run = run_id();
     let t = now_ms() - 600_000;
-    let answer = send_events(&json!([
-        {"event_id": event_id(run, 1), "project": project, "name": "play", "user": "u1", "timestamp": t},
-        {"event_id": event_id(run, 2), "project": project, "name": "stop", "user": "u1", "timestamp": t + 180_000},
-        {"event_id": event_id(run, 3), "project": project, "name": "pause", "user": "u1", "timestamp": t + 1},
-        {"event_id": event_id(run, 4), "project": project, "name": "play", "timestamp": t + 2},
-    ]));
+    let answer = send_events(
+        &p,
+        &json!([
+            {"event_id": event_id(run, 1), "project": project, "name": "play", "user": "u1", "timestamp": t},
+            {"event_id": event_id(run, 2), "project": project, "name": "stop", "user": "u1", "timestamp": t + 180_000},
+            {"event_id": event_id(run, 3), "project": project, "name": "pause", "user": "u1", "timestamp": t + 1},
+            {"event_id": event_id(run, 4), "project": project, "name": "play", "timestamp": t + 2},
+        ]),
+    );
     assert_eq!(answer.status, 202, "{}", answer.json);
-    wait_for_count(&project, 4);
+    wait_for_count(&p, 4);
     let marks: Vec<(i64, i64)> = with_d1(|db| {
         let mut stmt = db
             .prepare("SELECT timestamp, is_start FROM session_events WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) ORDER BY timestamp")

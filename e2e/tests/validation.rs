@@ -1,6 +1,6 @@
 //! Bad input gets a clear JSON error with the right status, and stores nothing.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::*;
 
@@ -15,53 +15,19 @@ fn assert_error(answer: &Answer, status: u16, code: &str) {
 }
 
 #[test]
-fn malformed_requests_get_distinct_errors() {
-    let ingest = format!("{}/v1/events", url("ingest"));
-    assert_error(
-        &post(&ingest, "text/plain", "[]"),
-        415,
-        "unsupported_media_type",
-    );
-    assert_error(
-        &post(&ingest, "application/json", "[{"),
-        400,
-        "malformed_json",
-    );
-    assert_error(&post(&ingest, "application/json", "[]"), 400, "empty_batch");
-    assert_error(
-        &post(&ingest, "application/json", "{\"e\":1}"),
-        400,
-        "invalid_batch",
-    );
-    let many = Value::Array(
-        (0..1001)
-            .map(|_| json!({"project": "p", "name": "n"}))
-            .collect(),
-    );
-    assert_error(&send_events(&many), 413, "too_many_events");
-    let huge = format!(
-        "[{{\"project\":\"p\",\"name\":\"{}\"}}]",
-        "x".repeat(1_100_000)
-    );
-    assert_error(
-        &post(&ingest, "application/json", &huge),
-        413,
-        "body_too_large",
-    );
-    assert_error(&get(&ingest), 405, "method_not_allowed");
-    assert_error(&get(&format!("{}/nope", url("ingest"))), 404, "not_found");
-}
-
-#[test]
 fn a_mixed_batch_stores_only_the_good_events() {
-    let project = unique("mixed");
-    let answer = send_events(&json!([
-        {"project": project, "name": "ok"},
-        {"project": project, "name": "bad", "status": 42},
-        {"project": project, "nmae": "typo"},
-        {"project": project, "name": "ok", "timestamp": "yesterday"},
-        {"project": project, "name": "future", "timestamp": "2999-01-01T00:00:00Z"},
-    ]));
+    let p = Project::new("mixed");
+    let project = &p.slug;
+    let answer = send_events(
+        &p,
+        &json!([
+            {"project": project, "name": "ok"},
+            {"project": project, "name": "bad", "status": 42},
+            {"project": project, "nmae": "typo"},
+            {"project": project, "name": "ok", "timestamp": "yesterday"},
+            {"project": project, "name": "future", "timestamp": "2999-01-01T00:00:00Z"},
+        ]),
+    );
     assert_eq!(answer.status, 202, "{}", answer.json);
     assert_eq!(answer.json["accepted"], 2);
     assert_eq!(answer.json["rejected"], 3);
@@ -81,54 +47,155 @@ fn a_mixed_batch_stores_only_the_good_events() {
         results[4]["warnings"][0]["code"], "clamped_timestamp",
         "{results}"
     );
-    wait_for_count(&project, 2);
+    wait_for_count(&p, 2);
 }
 
 #[test]
 fn a_batch_with_no_valid_event_is_refused_and_stores_nothing() {
-    let project = unique("allbad");
-    let answer = send_events(&json!([{"project": project}, {"project": project, "name": ""}]));
+    let p = Project::new("allbad");
+    let project = &p.slug;
+    let answer = send_events(
+        &p,
+        &json!([{"project": project}, {"project": project, "name": ""}]),
+    );
     assert_error(&answer, 400, "no_valid_events");
     assert_eq!(answer.json["rejected"], 2);
     // A marker proves the queue moved on; the refused events never arrive.
-    send_events(&json!([{"project": project, "name": "marker"}]));
-    wait_for_count(&project, 1);
+    send_events(&p, &json!([{"project": project, "name": "marker"}]));
+    wait_for_count(&p, 1);
 }
 
 #[test]
 fn the_query_api_rejects_bad_input_clearly() {
+    let p = Project::new("query-input");
     let query = url("query");
+    let read = |path: &str| {
+        request(
+            "GET",
+            &format!("{query}{path}"),
+            &[("authorization", &p.read_auth())],
+            None,
+        )
+    };
+    let base = format!("/v1/projects/{}/overview", p.slug);
     assert_error(
-        &get(&format!("{query}/v1/projects/Bad_Slug/overview")),
+        &read("/v1/projects/Bad_Slug/overview"),
+        403,
+        "wrong_project",
+    );
+    for bad in [
+        "?days=0",
+        "?days=x",
+        "?from=2025-01-10&to=2025-01-01",
+        "?days=7&from=2025-01-01",
+    ] {
+        assert_error(&read(&format!("{base}{bad}")), 400, "invalid_range");
+    }
+    assert_error(&get(&format!("{query}/v2/whatever")), 404, "not_found");
+    let ok = read(&format!("{base}?days=7"));
+    assert_eq!(ok.status, 200, "{}", ok.json);
+    assert_eq!(ok.header("cache-control"), Some("private, max-age=60"));
+}
+
+#[test]
+fn reading_takes_a_read_token_of_that_project() {
+    let (a, b) = (Project::new("reader-a"), Project::new("reader-b"));
+    let path = |p: &Project| format!("{}/v1/projects/{}/overview", url("query"), p.slug);
+    let with = |p: &Project, auth: &str| request("GET", &path(p), &[("authorization", auth)], None);
+    assert_error(&get(&path(&a)), 401, "missing_token");
+    assert_error(&with(&a, &b.read_auth()), 403, "wrong_project");
+    assert_error(&with(&a, &a.write_auth()), 401, "wrong_key_kind");
+    assert_error(
+        &with(&a, &format!("Bearer tr_{}", "1".repeat(40))),
+        401,
+        "invalid_token",
+    );
+    assert_error(&with(&a, "Bearer not-a-token"), 401, "invalid_token");
+    assert_eq!(with(&a, &a.read_auth()).status, 200);
+    assert_eq!(with(&a, &format!("Bearer {}", admin_token())).status, 200);
+    // The admin API takes only the admin token.
+    let listed = request(
+        "GET",
+        &format!("{}/v1/admin/projects", url("query")),
+        &[("authorization", &a.read_auth())],
+        None,
+    );
+    assert_error(&listed, 401, "invalid_admin_token");
+}
+
+#[test]
+fn the_admin_api_manages_projects_and_keys() {
+    let slug = unique("admin");
+    let made = admin(
+        "POST",
+        "/projects",
+        Some(
+            &json!({"slug": slug, "retention_days": 30, "allowed_origins": ["https://a.example/"]}),
+        ),
+    );
+    assert_eq!(made.status, 201, "{}", made.json);
+    assert_eq!(
+        made.json["project"]["allowed_origins"],
+        json!(["https://a.example"])
+    );
+    assert_eq!(made.json["project"]["rate_limit"], "standard");
+    assert_error(
+        &admin("POST", "/projects", Some(&json!({"slug": slug}))),
+        409,
+        "project_exists",
+    );
+    assert_error(
+        &admin("POST", "/projects", Some(&json!({"slug": "No Way"}))),
         400,
         "invalid_project",
     );
     assert_error(
-        &get(&format!("{query}/v1/projects/demo/overview?days=0")),
+        &admin(
+            "PATCH",
+            &format!("/projects/{slug}"),
+            Some(&json!({"rate_limit": "fast"})),
+        ),
         400,
-        "invalid_range",
+        "invalid_project",
     );
     assert_error(
-        &get(&format!("{query}/v1/projects/demo/overview?days=x")),
-        400,
-        "invalid_range",
+        &admin("GET", "/projects/no-such-project-here", None),
+        404,
+        "unknown_project",
     );
+    let key = admin(
+        "POST",
+        &format!("/projects/{slug}/keys"),
+        Some(&json!({"kind": "read", "name": "ci"})),
+    );
+    assert_eq!(key.status, 201, "{}", key.json);
+    let secret = key.json["key"]["secret"].as_str().unwrap();
+    assert!(secret.starts_with(key.json["key"]["prefix"].as_str().unwrap()));
+    let listed = admin("GET", &format!("/projects/{slug}/keys"), None);
+    assert_eq!(listed.json["keys"][0]["name"], "ci");
+    assert!(
+        listed.json["keys"][0].get("secret").is_none(),
+        "a secret is shown once"
+    );
+    assert!(!listed.json.to_string().contains(secret));
     assert_error(
-        &get(&format!(
-            "{query}/v1/projects/demo/overview?from=2025-01-10&to=2025-01-01"
-        )),
-        400,
-        "invalid_range",
+        &admin("DELETE", &format!("/projects/{slug}/keys/999999"), None),
+        404,
+        "not_found",
     );
-    assert_error(
-        &get(&format!(
-            "{query}/v1/projects/demo/overview?days=7&from=2025-01-01"
-        )),
-        400,
-        "invalid_range",
+    let all = admin("GET", "/projects", None);
+    assert!(
+        all.json["projects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["slug"] == slug)
     );
-    assert_error(&get(&format!("{query}/v2/whatever")), 404, "not_found");
-    let ok = get(&format!("{query}/v1/projects/demo/overview?days=7"));
-    assert_eq!(ok.status, 200, "{}", ok.json);
-    assert_eq!(ok.header("cache-control"), Some("private, max-age=60"));
+    let unauthorized = request(
+        "GET",
+        &format!("{}/v1/admin/projects", url("query")),
+        &[],
+        None,
+    );
+    assert_error(&unauthorized, 401, "invalid_admin_token");
 }

@@ -57,6 +57,29 @@ mod tests {
     }
 
     #[test]
+    fn rate_limit_tiers_have_their_bindings() {
+        use tally_core::project::RateLimit;
+        let toml = read("wrangler/ingest.toml");
+        for tier in RateLimit::ALL {
+            let (Some(binding), Some(limit)) = (tier.binding(), tier.requests()) else {
+                continue;
+            };
+            let at = toml
+                .find(&format!("name = \"{binding}\""))
+                .unwrap_or_else(|| panic!("wrangler/ingest.toml lacks ratelimit {binding}"));
+            let simple = toml[at..]
+                .lines()
+                .find(|l| l.starts_with("simple"))
+                .unwrap_or_default();
+            let expected = format!(
+                "simple = {{ limit = {limit}, period = {} }}",
+                RateLimit::PERIOD_S
+            );
+            assert_eq!(simple, expected, "{binding}");
+        }
+    }
+
+    #[test]
     fn binding_constants_match_the_wrangler_configs() {
         for worker in crate::bundle::WORKERS {
             let source = read(&format!("workers/{worker}/src/lib.rs"));

@@ -55,6 +55,7 @@ fn ingest_path(body: &[u8], ctx: &Context<'_>) -> usize {
 
 fn benches(c: &mut Criterion) {
     let ctx = Context {
+        project: "aikit-seo",
         now_ms: NOW,
         settings: Settings::default(),
         id_secret: b"bench-secret-of-32-bytes-length!",

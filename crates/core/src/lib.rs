@@ -24,6 +24,7 @@ pub mod hll;
 pub mod jobs;
 pub mod json;
 pub mod plausible;
+pub mod project;
 pub mod queue;
 pub mod range;
 pub mod rollup;

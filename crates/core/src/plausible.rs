@@ -713,9 +713,9 @@ mod tests {
 
     #[test]
     fn hash_routes_survive_validation() {
-        let mut raw = ok(with(page("https://example.com/#/settings"), "h", json!(1))).raw;
-        raw.project = Some("example".into());
+        let raw = ok(with(page("https://example.com/#/settings"), "h", json!(1))).raw;
         let ctx = crate::Context {
+            project: "example",
             now_ms: 1_737_210_600_000,
             settings: crate::Settings::default(),
             id_secret: b"s",

@@ -17,6 +17,31 @@ pub const MAX_MESSAGE_BYTES: usize = 120_000;
 pub struct Message {
     pub v: u64,
     pub events: Vec<Event>,
+    /// Requests answered but not stored, to be counted (absent in most messages).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<Dropped>,
+}
+
+/// A request ingest answered but did not store as an event (a known bot), so that it
+/// is counted exactly once: the id makes a redelivered record harmless.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dropped {
+    pub event_id: String,
+    pub project: String,
+    /// Epoch milliseconds.
+    pub timestamp: i64,
+    /// Why it was dropped: `bot`.
+    pub reason: String,
+}
+
+/// The message body recording one dropped request.
+pub fn pack_dropped(dropped: Dropped) -> String {
+    let message = Message {
+        v: VERSION,
+        events: Vec::new(),
+        dropped: vec![dropped],
+    };
+    serde_json::to_string(&message).expect("a message serializes")
 }
 
 /// Packs events into JSON message bodies of at most `max_bytes` each, keeping their order.
@@ -85,6 +110,25 @@ mod tests {
         let events = vec![event(0, 10), event(1, 500), event(2, 10)];
         let bodies = pack(&events, 300);
         assert_eq!(bodies.len(), 3);
+    }
+
+    #[test]
+    fn dropped_records_round_trip_beside_no_events() {
+        let d = Dropped {
+            event_id: "00000000-0000-4000-8000-000000000001".into(),
+            project: "site".into(),
+            timestamp: 5,
+            reason: "bot".into(),
+        };
+        let m = unpack(&pack_dropped(d.clone())).unwrap();
+        assert!(m.events.is_empty());
+        assert_eq!(m.dropped, vec![d]);
+        assert!(
+            unpack(&pack(&[event(0, 1)], MAX_MESSAGE_BYTES)[0])
+                .unwrap()
+                .dropped
+                .is_empty()
+        );
     }
 
     #[test]

@@ -248,6 +248,7 @@ mod tests {
         raw["event_id"] = json!(format!("00000000-0000-4000-8000-{i:012}"));
         let raw: RawEvent = serde_json::from_value(raw).unwrap();
         let ctx = Context {
+            project: "demo",
             now_ms: DAY0 + 40 * DAY_MS,
             settings: Settings::default(),
             id_secret: b"s",

@@ -210,3 +210,72 @@ SELECT job, cron, scheduled_at, started_at, finished_at, outcome, detail
 FROM job_runs AS r
 WHERE id = (SELECT MAX(id) FROM job_runs WHERE job = r.job)
 ORDER BY job";
+
+/// One project by slug (`?1`).
+pub const PROJECT_BY_SLUG: &str = "\
+SELECT slug, retention_days, allowed_origins, rate_limit, created_at FROM projects WHERE slug = ?1";
+
+/// Every project, by slug.
+pub const ALL_PROJECTS: &str = "\
+SELECT slug, retention_days, allowed_origins, rate_limit, created_at FROM projects ORDER BY slug";
+
+/// Creates a project (`?1` slug, `?2` retention, `?3` origins JSON, `?4` tier, `?5`
+/// created); changes no row when the slug exists.
+pub const CREATE_PROJECT: &str = "\
+INSERT INTO projects (slug, retention_days, allowed_origins, rate_limit, created_at)
+VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (slug) DO NOTHING";
+
+/// Sets a project's (`?1`) settings.
+pub const UPDATE_PROJECT: &str = "\
+UPDATE projects SET retention_days = ?2, allowed_origins = ?3, rate_limit = ?4 WHERE slug = ?1";
+
+/// Stores a key of a project (`?1`): kind `?2`, hash `?3` (hex), prefix `?4`, name `?5`,
+/// created `?6`. Returns its id; no row when the project does not exist.
+pub const CREATE_KEY: &str = "\
+INSERT INTO api_keys (project_id, kind, hash, prefix, name, created_at)
+SELECT id, ?2, unhex(?3), ?4, ?5, ?6 FROM projects WHERE slug = ?1
+RETURNING id";
+
+/// The keys of a project (`?1`), oldest first.
+pub const KEYS_OF_PROJECT: &str = "\
+SELECT k.id, p.slug AS project, k.kind, k.name, k.prefix, k.created_at, k.revoked_at
+FROM api_keys AS k JOIN projects AS p ON p.id = k.project_id
+WHERE p.slug = ?1 ORDER BY k.id";
+
+/// Revokes key `?2` of project `?1` at `?3`; an earlier revocation stands.
+pub const REVOKE_KEY: &str = "\
+UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?3)
+WHERE id = ?2 AND project_id = (SELECT id FROM projects WHERE slug = ?1)";
+
+/// A key by the hash of its text (`?1`, hex) with its project's settings.
+pub const KEY_BY_HASH: &str = "\
+SELECT k.id, p.slug AS project, k.kind, k.name, k.prefix, k.created_at, k.revoked_at,
+       p.retention_days, p.allowed_origins, p.rate_limit, p.created_at AS project_created_at
+FROM api_keys AS k JOIN projects AS p ON p.id = k.project_id
+WHERE k.hash = unhex(?1)";
+
+/// Records dropped requests from a JSON array of [`crate::queue::Dropped`] (`?1`);
+/// one seen before (a redelivered message) is ignored.
+pub const INSERT_DROPPED: &str = "\
+INSERT INTO dropped_events (project_id, event_id, timestamp, reason)
+SELECT p.id, unhex(replace(e.value ->> '$.event_id', '-', '')), e.value ->> '$.timestamp',
+       e.value ->> '$.reason'
+FROM json_each(?1) AS e
+JOIN projects AS p ON p.slug = e.value ->> '$.project'
+WHERE true
+ON CONFLICT (project_id, event_id) DO NOTHING";
+
+/// Dropped requests of a project (`?1`) with `?2 <= timestamp < ?3`, by reason.
+pub const COUNT_DROPPED: &str = "\
+SELECT reason, COUNT(*) AS n FROM dropped_events
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
+  AND timestamp >= ?2 AND timestamp < ?3
+GROUP BY reason ORDER BY reason";
+
+/// Deletes up to `?3` dropped-request records of a project (`?1`) older than `?2`.
+pub const PURGE_DROPPED: &str = "\
+DELETE FROM dropped_events
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND event_id IN (
+    SELECT event_id FROM dropped_events
+    WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND timestamp < ?2
+    LIMIT ?3)";

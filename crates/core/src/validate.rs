@@ -80,6 +80,8 @@ pub fn is_valid_slug(slug: &str) -> bool {
 /// secret under which raw identifiers are hashed.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
+    /// The project the request's key belongs to. An event may name it, but no other.
+    pub project: &'a str,
     /// Server time, epoch milliseconds.
     pub now_ms: i64,
     pub settings: Settings,
@@ -103,15 +105,20 @@ pub fn validate(
     let (now_ms, settings) = (ctx.now_ms, ctx.settings);
     let mut warnings = Vec::new();
 
-    let project = raw
-        .project
-        .ok_or_else(|| Rejection::field("project", "project is required"))?;
-    if !is_valid_slug(&project) {
-        return Err(Rejection::field(
-            "project",
-            format!("project {project:?} is not a slug of 1 to 64 characters a-z, 0-9 and -"),
-        ));
+    if let Some(named) = raw.project
+        && named != ctx.project
+    {
+        return Err(Rejection {
+            code: "project_mismatch",
+            field: Some("project"),
+            message: format!(
+                "this write key belongs to project {:?}, not {named:?}; omit project or use \
+                 that project's key",
+                ctx.project
+            ),
+        });
     }
+    let project = ctx.project.to_owned();
 
     let event_id = match raw.event_id {
         Some(id) => uuid::Uuid::try_parse(&id)
@@ -183,7 +190,21 @@ pub fn validate(
         b => b.map(|b| b as u64),
     };
 
-    let metadata = match raw.metadata {
+    // A clamped timestamp is recorded with the event, not only answered (DESIGN §4),
+    // before the size cap so the record counts against it.
+    let mut raw_metadata = raw.metadata;
+    if let Some(Warning::ClampedTimestamp { original }) = warnings.first() {
+        match &mut raw_metadata {
+            None | Some(Value::Null) => {
+                raw_metadata = Some(serde_json::json!({ "_clamped_timestamp": original }));
+            }
+            Some(Value::Object(map)) => {
+                map.insert("_clamped_timestamp".into(), Value::from(*original));
+            }
+            Some(_) => {} // Rejected below.
+        }
+    }
+    let metadata = match raw_metadata {
         None | Some(Value::Null) => None,
         Some(Value::Object(map)) => {
             let (kept, original_bytes) = truncate_metadata(map);
@@ -306,6 +327,7 @@ mod tests {
     fn run(raw: Value) -> Result<Accepted, Rejection> {
         let raw: RawEvent = serde_json::from_value(raw).expect("raw event parses");
         let ctx = Context {
+            project: "p",
             now_ms: NOW,
             settings: Settings::default(),
             id_secret: b"test-secret",
@@ -327,7 +349,8 @@ mod tests {
 
     #[test]
     fn minimal_event_gets_defaults() {
-        let a = run(json!({"project": "demo", "name": "request"})).unwrap();
+        let a = run(json!({"name": "request"})).unwrap();
+        assert_eq!(a.event.project, "p");
         assert_eq!(a.event.timestamp, NOW);
         assert_eq!(a.event.received_at, NOW);
         assert_eq!(a.event.event_id, "00000000-0000-4000-8000-000000000000");
@@ -349,8 +372,17 @@ mod tests {
 
     #[test]
     fn rules() {
-        rejected(json!({"name": "n"}), "project", "required");
-        rejected(json!({"project": "Demo", "name": "n"}), "project", "slug");
+        rejected(
+            json!({"project": "other", "name": "n"}),
+            "project",
+            "belongs to project \"p\"",
+        );
+        assert_eq!(
+            run(json!({"project": "other", "name": "n"}))
+                .unwrap_err()
+                .code,
+            "project_mismatch"
+        );
         rejected(json!({"project": "p"}), "name", "required");
         rejected(json!({"project": "p", "name": "  "}), "name", "required");
         rejected(
@@ -416,6 +448,20 @@ mod tests {
             vec![Warning::ClampedTimestamp {
                 original: NOW + 5_000
             }]
+        );
+        // The fact is recorded with the event too, as the track API documents.
+        assert_eq!(
+            a.event.metadata,
+            json!({"_clamped_timestamp": NOW + 5_000})
+                .as_object()
+                .cloned()
+        );
+        let b = run(json!({"name": "n", "timestamp": NOW + 1, "metadata": {"a": 1}})).unwrap();
+        assert_eq!(
+            b.event.metadata,
+            json!({"a": 1, "_clamped_timestamp": NOW + 1})
+                .as_object()
+                .cloned()
         );
     }
 

@@ -18,6 +18,7 @@ const DAY0: i64 = 1_736_467_200_000;
 fn events(n: u64) -> Vec<Event> {
     let mut rng = tally_core::testing::SplitMix64(1);
     let ctx = Context {
+        project: "aikit-seo",
         now_ms: DAY0 + DAY_MS,
         settings: Settings::default(),
         id_secret: b"figures",

@@ -10,10 +10,14 @@ use tally_core::{Event, sql};
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement};
 
-use crate::rows::{self, DirtyRow, RawRow, RollupParams, RollupRow};
+use tally_core::project::{ApiKey, KeyKind, NewKey, Project};
+
+use crate::rows::{
+    self, DirtyRow, GrantRow, KeyRow, ProjectRow, RawRow, RollupParams, RollupRow, origins_json,
+};
 use crate::{
-    Counts, Dirty, Error, EventStore, JobLog, JobRun, ProjectSettings, RollupStore, Versioned,
-    Write, Writer, event_chunks,
+    AdminStore, Counts, Dirty, Error, EventStore, JobLog, JobRun, MAX_INSERT_JSON_BYTES,
+    ProjectSettings, RollupStore, Versioned, Write, Writer, event_chunks,
 };
 
 /// Tally's D1 database.
@@ -61,6 +65,13 @@ impl D1Store {
         result.results().map_err(|e| Error::Decode(e.to_string()))
     }
 
+    /// Runs one statement and returns the rows it changed.
+    async fn changes(&self, sql: &str, values: &[JsValue]) -> Result<u64, Error> {
+        let result = self.statement(sql, values)?.run().await.map_err(db)?;
+        let meta = result.meta().map_err(db)?;
+        Ok(meta.and_then(|m| m.changes).unwrap_or(0) as u64)
+    }
+
     /// The statements of one write, in order.
     fn statements(&self, write: &Write<'_>) -> Result<Vec<D1PreparedStatement>, Error> {
         let rollup = |sql: &str, p: &RollupParams<'_>, version: Option<i64>| {
@@ -88,6 +99,12 @@ impl D1Store {
                 .collect::<Result<_, _>>()?,
             Write::EnsureProject { slug, now_ms } => {
                 vec![self.statement(sql::ENSURE_PROJECT, &[text(slug), int(*now_ms)])?]
+            }
+            Write::InsertDropped(dropped) => {
+                tally_core::json::chunks(dropped, MAX_INSERT_JSON_BYTES, "[", "]")
+                    .iter()
+                    .map(|chunk| self.statement(sql::INSERT_DROPPED, &[text(chunk)]))
+                    .collect::<Result<_, _>>()?
             }
             Write::InsertSessionEvents(events) => event_chunks(events)
                 .iter()
@@ -157,6 +174,7 @@ impl D1Store {
                 vec![
                     self.statement(sql::PURGE_RAW_EVENTS, &values)?,
                     self.statement(sql::PURGE_SESSION_EVENTS, &values)?,
+                    self.statement(sql::PURGE_DROPPED, &values)?,
                 ]
             }
             Write::DeadLetter {
@@ -219,7 +237,7 @@ struct IdPair {
 }
 
 #[derive(Deserialize)]
-struct ProjectRow {
+struct SettingsRow {
     slug: String,
     retention_days: u32,
 }
@@ -309,8 +327,28 @@ impl EventStore for D1Store {
             .collect())
     }
 
+    async fn dropped_counts(
+        &self,
+        project: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<BTreeMap<String, u64>, Error> {
+        #[derive(Deserialize)]
+        struct Row {
+            reason: String,
+            n: u64,
+        }
+        let rows: Vec<Row> = self
+            .all(
+                sql::COUNT_DROPPED,
+                &[text(project), int(from_ms), int(to_ms)],
+            )
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.reason, r.n)).collect())
+    }
+
     async fn projects(&self) -> Result<Vec<ProjectSettings>, Error> {
-        let rows: Vec<ProjectRow> = self.all(sql::PROJECTS, &[]).await?;
+        let rows: Vec<SettingsRow> = self.all(sql::PROJECTS, &[]).await?;
         Ok(rows
             .into_iter()
             .map(|r| ProjectSettings {
@@ -318,6 +356,97 @@ impl EventStore for D1Store {
                 retention_days: r.retention_days,
             })
             .collect())
+    }
+}
+
+/// A nullable text value.
+fn opt_text(s: Option<&str>) -> JsValue {
+    s.map_or(JsValue::NULL, text)
+}
+
+impl AdminStore for D1Store {
+    async fn project(&self, slug: &str) -> Result<Option<Project>, Error> {
+        let rows: Vec<ProjectRow> = self.all(sql::PROJECT_BY_SLUG, &[text(slug)]).await?;
+        rows.into_iter().next().map(ProjectRow::decode).transpose()
+    }
+
+    async fn all_projects(&self) -> Result<Vec<Project>, Error> {
+        let rows: Vec<ProjectRow> = self.all(sql::ALL_PROJECTS, &[]).await?;
+        rows.into_iter().map(ProjectRow::decode).collect()
+    }
+
+    async fn create_project(&self, p: &Project) -> Result<bool, Error> {
+        let values = [
+            text(&p.slug),
+            int(i64::from(p.retention_days)),
+            text(&origins_json(p)),
+            text(p.rate_limit.as_str()),
+            int(p.created_at),
+        ];
+        Ok(self.changes(sql::CREATE_PROJECT, &values).await? == 1)
+    }
+
+    async fn update_project(&self, p: &Project) -> Result<bool, Error> {
+        let values = [
+            text(&p.slug),
+            int(i64::from(p.retention_days)),
+            text(&origins_json(p)),
+            text(p.rate_limit.as_str()),
+        ];
+        Ok(self.changes(sql::UPDATE_PROJECT, &values).await? == 1)
+    }
+
+    async fn create_key(
+        &self,
+        project: &str,
+        kind: KeyKind,
+        key: &NewKey,
+        name: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Option<ApiKey>, Error> {
+        #[derive(Deserialize)]
+        struct Id {
+            id: i64,
+        }
+        let values = [
+            text(project),
+            text(kind.as_str()),
+            text(&key.hash),
+            text(&key.prefix),
+            opt_text(name),
+            int(now_ms),
+        ];
+        let ids: Vec<Id> = self.all(sql::CREATE_KEY, &values).await?;
+        Ok(ids.first().map(|row| ApiKey {
+            id: row.id,
+            project: project.to_owned(),
+            kind,
+            name: name.map(str::to_owned),
+            prefix: key.prefix.clone(),
+            created_at: now_ms,
+            revoked_at: None,
+        }))
+    }
+
+    async fn keys(&self, project: &str) -> Result<Vec<ApiKey>, Error> {
+        let rows: Vec<KeyRow> = self.all(sql::KEYS_OF_PROJECT, &[text(project)]).await?;
+        rows.into_iter().map(KeyRow::decode).collect()
+    }
+
+    async fn revoke_key(
+        &self,
+        project: &str,
+        id: i64,
+        now_ms: i64,
+    ) -> Result<Option<ApiKey>, Error> {
+        self.changes(sql::REVOKE_KEY, &[text(project), int(id), int(now_ms)])
+            .await?;
+        Ok(self.keys(project).await?.into_iter().find(|k| k.id == id))
+    }
+
+    async fn key_by_hash(&self, hash: &str) -> Result<Option<(ApiKey, Project)>, Error> {
+        let rows: Vec<GrantRow> = self.all(sql::KEY_BY_HASH, &[text(hash)]).await?;
+        rows.into_iter().next().map(GrantRow::decode).transpose()
     }
 }
 

@@ -36,6 +36,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use tally_core::Event;
+use tally_core::project::{ApiKey, KeyKind, NewKey, Project};
+use tally_core::queue::Dropped;
 use tally_core::rollup::{Dimension, Key, Period, Rollup};
 use tally_core::sessions::Mark;
 
@@ -49,6 +51,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0002_rollups.sql",
         include_str!("../../../migrations/0002_rollups.sql"),
+    ),
+    (
+        "0003_keys.sql",
+        include_str!("../../../migrations/0003_keys.sql"),
     ),
 ];
 
@@ -112,6 +118,8 @@ pub enum Write<'a> {
     EnsureProject { slug: &'a str, now_ms: i64 },
     /// Copies the session start/stop events among new events into `session_events`.
     InsertSessionEvents(&'a [Event]),
+    /// Records dropped requests; ones already recorded are ignored.
+    InsertDropped(&'a [Dropped]),
     /// Adds a rollup row read as absent; fails the transaction if it exists by now.
     InsertRollup {
         period: Period,
@@ -147,8 +155,8 @@ pub enum Write<'a> {
     },
     /// Clears a dirty mark unless it changed since it was read.
     ClearDirty(&'a Dirty),
-    /// Deletes up to `limit` raw events and up to `limit` session marks of a project
-    /// older than `before_ms`.
+    /// Deletes up to `limit` raw events, up to `limit` session marks and up to `limit`
+    /// dropped-request records of a project older than `before_ms`.
     PurgeRaw {
         project: &'a str,
         before_ms: i64,
@@ -238,6 +246,93 @@ pub trait EventStore {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<Mark>, Error>;
+
+    /// How many requests of `project` with `from_ms <= timestamp < to_ms` were dropped,
+    /// by reason.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the read fails.
+    async fn dropped_counts(
+        &self,
+        project: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<BTreeMap<String, u64>, Error>;
+}
+
+/// Projects and their keys: what the admin API changes and what ingest and the query
+/// API look keys up in.
+#[allow(async_fn_in_trait)]
+pub trait AdminStore {
+    /// One project.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] or [`Error::Decode`].
+    async fn project(&self, slug: &str) -> Result<Option<Project>, Error>;
+
+    /// Every project, by slug.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] or [`Error::Decode`].
+    async fn all_projects(&self) -> Result<Vec<Project>, Error>;
+
+    /// Creates a project; `false` when its slug is taken.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the write fails.
+    async fn create_project(&self, project: &Project) -> Result<bool, Error>;
+
+    /// Stores a project's settings; `false` when it does not exist.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the write fails.
+    async fn update_project(&self, project: &Project) -> Result<bool, Error>;
+
+    /// Stores a new key of `project`; `None` when the project does not exist.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the write fails.
+    async fn create_key(
+        &self,
+        project: &str,
+        kind: KeyKind,
+        key: &NewKey,
+        name: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Option<ApiKey>, Error>;
+
+    /// The keys of a project, oldest first, revoked ones included.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] or [`Error::Decode`].
+    async fn keys(&self, project: &str) -> Result<Vec<ApiKey>, Error>;
+
+    /// Revokes key `id` of `project` (an earlier revocation stands); `None` when the
+    /// project has no such key.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] or [`Error::Decode`].
+    async fn revoke_key(
+        &self,
+        project: &str,
+        id: i64,
+        now_ms: i64,
+    ) -> Result<Option<ApiKey>, Error>;
+
+    /// The key whose text hashes to `hash` (64 hex digits), with its project.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] or [`Error::Decode`].
+    async fn key_by_hash(&self, hash: &str) -> Result<Option<(ApiKey, Project)>, Error>;
 }
 
 /// Reads over rollups.

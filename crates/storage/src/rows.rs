@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 use tally_core::Event;
 use tally_core::hash::hex;
 use tally_core::hll::Hll;
+use tally_core::project::{ApiKey, KeyKind, Project, RateLimit};
 use tally_core::rollup::{Dimension, Key, Period, Rollup};
 use tally_core::sketch::Sketch;
 
@@ -225,5 +226,106 @@ impl DirtyRow {
             start: self.start,
             generation: self.generation,
         })
+    }
+}
+
+/// A `projects` row as the admin statements read it.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ProjectRow {
+    pub slug: String,
+    pub retention_days: u32,
+    /// A JSON array of origin patterns.
+    pub allowed_origins: String,
+    pub rate_limit: String,
+    pub created_at: i64,
+}
+
+impl ProjectRow {
+    pub fn decode(self) -> Result<Project, Error> {
+        let allowed_origins = serde_json::from_str(&self.allowed_origins)
+            .map_err(|e| Error::Decode(format!("allowed_origins of {}: {e}", self.slug)))?;
+        let rate_limit = RateLimit::parse(&self.rate_limit).ok_or_else(|| {
+            Error::Decode(format!("rate_limit {:?} of {}", self.rate_limit, self.slug))
+        })?;
+        Ok(Project {
+            slug: self.slug,
+            retention_days: self.retention_days,
+            allowed_origins,
+            rate_limit,
+            created_at: self.created_at,
+        })
+    }
+}
+
+/// The JSON text stored for a project's allowed origins.
+pub(crate) fn origins_json(project: &Project) -> String {
+    serde_json::to_string(&project.allowed_origins).expect("strings serialize")
+}
+
+/// An `api_keys` row joined with its project's slug.
+#[derive(Debug, Deserialize)]
+pub(crate) struct KeyRow {
+    pub id: i64,
+    pub project: String,
+    pub kind: String,
+    pub name: Option<String>,
+    pub prefix: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl KeyRow {
+    pub fn decode(self) -> Result<ApiKey, Error> {
+        let kind = KeyKind::parse(&self.kind)
+            .ok_or_else(|| Error::Decode(format!("key kind {:?}", self.kind)))?;
+        Ok(ApiKey {
+            id: self.id,
+            project: self.project,
+            kind,
+            name: self.name,
+            prefix: self.prefix,
+            created_at: self.created_at,
+            revoked_at: self.revoked_at,
+        })
+    }
+}
+
+/// A key looked up by hash, with its project's settings.
+#[derive(Debug, Deserialize)]
+pub(crate) struct GrantRow {
+    pub id: i64,
+    pub project: String,
+    pub kind: String,
+    pub name: Option<String>,
+    pub prefix: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+    pub retention_days: u32,
+    pub allowed_origins: String,
+    pub rate_limit: String,
+    pub project_created_at: i64,
+}
+
+impl GrantRow {
+    pub fn decode(self) -> Result<(ApiKey, Project), Error> {
+        let project = ProjectRow {
+            slug: self.project.clone(),
+            retention_days: self.retention_days,
+            allowed_origins: self.allowed_origins,
+            rate_limit: self.rate_limit,
+            created_at: self.project_created_at,
+        }
+        .decode()?;
+        let key = KeyRow {
+            id: self.id,
+            project: self.project,
+            kind: self.kind,
+            name: self.name,
+            prefix: self.prefix,
+            created_at: self.created_at,
+            revoked_at: self.revoked_at,
+        }
+        .decode()?;
+        Ok((key, project))
     }
 }

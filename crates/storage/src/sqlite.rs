@@ -15,10 +15,14 @@ use tally_core::rollup::{Dimension, Key, Period, Rollup};
 use tally_core::sessions::Mark;
 use tally_core::{Event, sql};
 
-use crate::rows::{self, DirtyRow, RawRow, RollupParams, RollupRow};
+use tally_core::project::{ApiKey, KeyKind, NewKey, Project};
+
+use crate::rows::{
+    self, DirtyRow, GrantRow, KeyRow, ProjectRow, RawRow, RollupParams, RollupRow, origins_json,
+};
 use crate::{
-    Counts, Dirty, Error, EventStore, JobLog, JobRun, MIGRATIONS, ProjectSettings, RollupStore,
-    Versioned, Write, Writer, event_chunks,
+    AdminStore, Counts, Dirty, Error, EventStore, JobLog, JobRun, MAX_INSERT_JSON_BYTES,
+    MIGRATIONS, ProjectSettings, RollupStore, Versioned, Write, Writer, event_chunks,
 };
 
 /// A SQLite database with Tally's schema.
@@ -146,6 +150,13 @@ fn apply(tx: &Transaction<'_>, write: &Write<'_>) -> rusqlite::Result<u64> {
         Write::EnsureProject { slug, now_ms } => tx
             .prepare_cached(sql::ENSURE_PROJECT)?
             .execute(params![slug, now_ms])?,
+        Write::InsertDropped(dropped) => {
+            let mut n = 0;
+            for chunk in tally_core::json::chunks(dropped, MAX_INSERT_JSON_BYTES, "[", "]") {
+                n += tx.prepare_cached(sql::INSERT_DROPPED)?.execute([chunk])?;
+            }
+            n
+        }
         Write::InsertSessionEvents(events) => {
             let mut n = 0;
             for chunk in event_chunks(events) {
@@ -207,6 +218,8 @@ fn apply(tx: &Transaction<'_>, write: &Write<'_>) -> rusqlite::Result<u64> {
             tx.prepare_cached(sql::PURGE_RAW_EVENTS)?
                 .execute(params![project, before_ms, limit])?
                 + tx.prepare_cached(sql::PURGE_SESSION_EVENTS)?
+                    .execute(params![project, before_ms, limit])?
+                + tx.prepare_cached(sql::PURGE_DROPPED)?
                     .execute(params![project, before_ms, limit])?
         }
         Write::DeadLetter {
@@ -330,6 +343,150 @@ impl EventStore for SqliteStore {
                 retention_days: r.get(1)?,
             })
         })
+    }
+
+    async fn dropped_counts(
+        &self,
+        project: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<BTreeMap<String, u64>, Error> {
+        let rows = self.query(sql::COUNT_DROPPED, params![project, from_ms, to_ms], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        })?;
+        Ok(rows.into_iter().collect())
+    }
+}
+
+fn project_row(r: &Row<'_>) -> rusqlite::Result<ProjectRow> {
+    Ok(ProjectRow {
+        slug: r.get(0)?,
+        retention_days: r.get(1)?,
+        allowed_origins: r.get(2)?,
+        rate_limit: r.get(3)?,
+        created_at: r.get(4)?,
+    })
+}
+
+fn key_row(r: &Row<'_>) -> rusqlite::Result<KeyRow> {
+    Ok(KeyRow {
+        id: r.get(0)?,
+        project: r.get(1)?,
+        kind: r.get(2)?,
+        name: r.get(3)?,
+        prefix: r.get(4)?,
+        created_at: r.get(5)?,
+        revoked_at: r.get(6)?,
+    })
+}
+
+impl AdminStore for SqliteStore {
+    async fn project(&self, slug: &str) -> Result<Option<Project>, Error> {
+        let rows = self.query(sql::PROJECT_BY_SLUG, [slug], project_row)?;
+        rows.into_iter().next().map(ProjectRow::decode).transpose()
+    }
+
+    async fn all_projects(&self) -> Result<Vec<Project>, Error> {
+        let rows = self.query(sql::ALL_PROJECTS, [], project_row)?;
+        rows.into_iter().map(ProjectRow::decode).collect()
+    }
+
+    async fn create_project(&self, project: &Project) -> Result<bool, Error> {
+        let p = project;
+        let n = self
+            .conn
+            .borrow()
+            .execute(
+                sql::CREATE_PROJECT,
+                params![
+                    p.slug,
+                    p.retention_days,
+                    origins_json(p),
+                    p.rate_limit.as_str(),
+                    p.created_at
+                ],
+            )
+            .map_err(db)?;
+        Ok(n == 1)
+    }
+
+    async fn update_project(&self, project: &Project) -> Result<bool, Error> {
+        let p = project;
+        let n = self
+            .conn
+            .borrow()
+            .execute(
+                sql::UPDATE_PROJECT,
+                params![
+                    p.slug,
+                    p.retention_days,
+                    origins_json(p),
+                    p.rate_limit.as_str()
+                ],
+            )
+            .map_err(db)?;
+        Ok(n == 1)
+    }
+
+    async fn create_key(
+        &self,
+        project: &str,
+        kind: KeyKind,
+        key: &NewKey,
+        name: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Option<ApiKey>, Error> {
+        let ids = self.query(
+            sql::CREATE_KEY,
+            params![project, kind.as_str(), key.hash, key.prefix, name, now_ms],
+            |r| r.get::<_, i64>(0),
+        )?;
+        Ok(ids.first().map(|&id| ApiKey {
+            id,
+            project: project.to_owned(),
+            kind,
+            name: name.map(str::to_owned),
+            prefix: key.prefix.clone(),
+            created_at: now_ms,
+            revoked_at: None,
+        }))
+    }
+
+    async fn keys(&self, project: &str) -> Result<Vec<ApiKey>, Error> {
+        let rows = self.query(sql::KEYS_OF_PROJECT, [project], key_row)?;
+        rows.into_iter().map(KeyRow::decode).collect()
+    }
+
+    async fn revoke_key(
+        &self,
+        project: &str,
+        id: i64,
+        now_ms: i64,
+    ) -> Result<Option<ApiKey>, Error> {
+        self.conn
+            .borrow()
+            .execute(sql::REVOKE_KEY, params![project, id, now_ms])
+            .map_err(db)?;
+        Ok(self.keys(project).await?.into_iter().find(|k| k.id == id))
+    }
+
+    async fn key_by_hash(&self, hash: &str) -> Result<Option<(ApiKey, Project)>, Error> {
+        let rows = self.query(sql::KEY_BY_HASH, [hash], |r| {
+            Ok(GrantRow {
+                id: r.get(0)?,
+                project: r.get(1)?,
+                kind: r.get(2)?,
+                name: r.get(3)?,
+                prefix: r.get(4)?,
+                created_at: r.get(5)?,
+                revoked_at: r.get(6)?,
+                retention_days: r.get(7)?,
+                allowed_origins: r.get(8)?,
+                rate_limit: r.get(9)?,
+                project_created_at: r.get(10)?,
+            })
+        })?;
+        rows.into_iter().next().map(GrantRow::decode).transpose()
     }
 }
 
@@ -456,6 +613,113 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tally_core::project::{ProjectInput, RateLimit, key_hash, new_key};
+    use tally_core::queue::Dropped;
+
+    fn project(slug: &str) -> Project {
+        ProjectInput {
+            slug: Some(slug.into()),
+            allowed_origins: Some(vec!["https://a.example".into()]),
+            ..ProjectInput::default()
+        }
+        .create(7)
+        .unwrap()
+    }
+
+    #[test]
+    fn projects_are_created_once_and_updated_in_place() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let p = project("site");
+        assert!(block_on(store.create_project(&p)).unwrap());
+        assert!(
+            !block_on(store.create_project(&p)).unwrap(),
+            "the slug is taken"
+        );
+        assert_eq!(block_on(store.project("site")).unwrap(), Some(p.clone()));
+        let changed = Project {
+            rate_limit: RateLimit::Off,
+            retention_days: 30,
+            allowed_origins: vec!["*".into()],
+            ..p
+        };
+        assert!(block_on(store.update_project(&changed)).unwrap());
+        assert!(!block_on(store.update_project(&project("nope"))).unwrap());
+        assert_eq!(block_on(store.all_projects()).unwrap(), vec![changed]);
+        assert_eq!(block_on(store.project("nope")).unwrap(), None);
+    }
+
+    #[test]
+    fn keys_are_found_by_hash_and_revoked_only_within_their_project() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        for slug in ["one", "two"] {
+            assert!(block_on(store.create_project(&project(slug))).unwrap());
+        }
+        let k = new_key(KeyKind::Write, &[7; 20]);
+        let made = block_on(store.create_key("one", KeyKind::Write, &k, Some("site"), 9))
+            .unwrap()
+            .unwrap();
+        assert_eq!(made.prefix, k.prefix);
+        let missing = new_key(KeyKind::Read, &[8; 20]);
+        assert_eq!(
+            block_on(store.create_key("ghost", KeyKind::Read, &missing, None, 9)).unwrap(),
+            None
+        );
+        let (key, p) = block_on(store.key_by_hash(&key_hash(&k.secret)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (key.id, key.kind, p.slug.as_str()),
+            (made.id, KeyKind::Write, "one")
+        );
+        assert_eq!(p.allowed_origins, ["https://a.example"]);
+        assert_eq!(
+            block_on(store.key_by_hash(&key_hash("tw_other"))).unwrap(),
+            None
+        );
+
+        assert_eq!(
+            block_on(store.revoke_key("two", made.id, 10)).unwrap(),
+            None
+        );
+        let revoked = block_on(store.revoke_key("one", made.id, 11))
+            .unwrap()
+            .unwrap();
+        assert_eq!(revoked.revoked_at, Some(11));
+        let again = block_on(store.revoke_key("one", made.id, 12))
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.revoked_at, Some(11), "the first revocation stands");
+        let (key, _) = block_on(store.key_by_hash(&k.hash)).unwrap().unwrap();
+        assert_eq!(key.revoked_at, Some(11));
+        assert_eq!(block_on(store.keys("one")).unwrap(), vec![again]);
+        assert!(block_on(store.keys("two")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn dropped_requests_count_once_and_are_purged_with_raw_events() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        block_on(store.create_project(&project("site"))).unwrap();
+        let dropped: Vec<Dropped> = (0..3)
+            .map(|i| Dropped {
+                event_id: format!("00000000-0000-4000-8000-00000000000{i}"),
+                project: "site".into(),
+                timestamp: 100 * i,
+                reason: "bot".into(),
+            })
+            .collect();
+        block_on(store.commit(&[Write::InsertDropped(&dropped)])).unwrap();
+        block_on(store.commit(&[Write::InsertDropped(&dropped[1..])])).unwrap();
+        let counts = block_on(store.dropped_counts("site", 0, 1000)).unwrap();
+        assert_eq!(counts, BTreeMap::from([("bot".to_owned(), 3)]));
+        let purge = Write::PurgeRaw {
+            project: "site",
+            before_ms: 150,
+            limit: 10,
+        };
+        block_on(store.commit(&[purge])).unwrap();
+        let counts = block_on(store.dropped_counts("site", 0, 1000)).unwrap();
+        assert_eq!(counts, BTreeMap::from([("bot".to_owned(), 1)]));
+    }
 
     #[test]
     fn migrations_match_the_directory_and_are_numbered_without_gaps() {

@@ -19,8 +19,9 @@ use tally_storage::{
 const DAY0: i64 = 1_736_467_200_000;
 const NOW: i64 = DAY0 + 3 * DAY_MS;
 
-fn ctx() -> Context<'static> {
+fn ctx(project: &str) -> Context<'_> {
     Context {
+        project,
         now_ms: NOW,
         settings: Settings::default(),
         id_secret: b"secret",
@@ -56,7 +57,9 @@ fn event(i: u64, rng: &mut Rng) -> Event {
         "version": format!("1.{}", rng.below(4)),
     }))
     .unwrap();
-    validate(raw, &ctx(), &mut || unreachable!()).unwrap().event
+    validate(raw, &ctx(project), &mut || unreachable!())
+        .unwrap()
+        .event
 }
 
 /// The unique events, then the delivery: shuffled, with 5% duplicates, and a slice of
@@ -282,6 +285,14 @@ impl EventStore for Racing<'_> {
     async fn session_marks(&self, p: &str, f: i64, t: i64) -> Result<Vec<Mark>, Error> {
         self.inner.session_marks(p, f, t).await
     }
+    async fn dropped_counts(
+        &self,
+        p: &str,
+        f: i64,
+        t: i64,
+    ) -> Result<BTreeMap<String, u64>, Error> {
+        self.inner.dropped_counts(p, f, t).await
+    }
 }
 
 impl RollupStore for Racing<'_> {
@@ -392,7 +403,9 @@ fn named(i: u64, project: &str, name: &str, user: Option<&str>, timestamp: i64) 
         "project": project, "name": name, "user": user, "timestamp": timestamp,
     }))
     .unwrap();
-    validate(raw, &ctx(), &mut || unreachable!()).unwrap().event
+    validate(raw, &ctx(project), &mut || unreachable!())
+        .unwrap()
+        .event
 }
 
 #[test]

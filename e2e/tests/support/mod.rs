@@ -86,31 +86,112 @@ fn answer(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> An
 
 /// `GET` a URL.
 pub fn get(url: &str) -> Answer {
-    answer(agent().get(url).call())
+    request("GET", url, &[], None)
 }
 
-/// `POST` a body with a content type.
-pub fn post(url: &str, content_type: &str, body: &str) -> Answer {
-    answer(
-        agent()
-            .post(url)
-            .header("content-type", content_type)
-            .send(body),
+/// Any request, with headers and an optional body.
+pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Answer {
+    let mut builder = ureq::http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let agent = agent();
+    let response = match body {
+        Some(body) => agent.run(builder.body(body.to_owned()).expect("a valid request")),
+        None => agent.run(builder.body(()).expect("a valid request")),
+    };
+    answer(response)
+}
+
+/// The admin token of the running stack.
+pub fn admin_token() -> String {
+    std::env::var("TALLY_ADMIN_TOKEN").unwrap_or_else(|_| {
+        panic!("TALLY_ADMIN_TOKEN is not set: run the end-to-end tests with `cargo xtask test`")
+    })
+}
+
+/// A call to the admin API.
+pub fn admin(method: &str, path: &str, body: Option<&Value>) -> Answer {
+    let auth = format!("Bearer {}", admin_token());
+    let text = body.map(Value::to_string);
+    request(
+        method,
+        &format!("{}/v1/admin{path}", url("query")),
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        text.as_deref(),
     )
 }
 
-/// `POST` JSON events to ingest.
-pub fn send_events(events: &Value) -> Answer {
-    post(
+/// A project made for one test through the admin API, with a write key and a read token.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub slug: String,
+    pub write_key: String,
+    pub read_token: String,
+}
+
+impl Project {
+    /// A new project with a unique slug and no rate limit.
+    pub fn new(prefix: &str) -> Self {
+        Self::with(prefix, &serde_json::json!({"rate_limit": "off"}))
+    }
+
+    /// A new project with a unique slug and the given settings.
+    pub fn with(prefix: &str, settings: &Value) -> Self {
+        let slug = unique(prefix);
+        let mut body = settings.clone();
+        body["slug"] = Value::String(slug.clone());
+        let made = admin("POST", "/projects", Some(&body));
+        assert_eq!(made.status, 201, "creating {slug}: {}", made.json);
+        let key = |kind: &str| {
+            let a = admin(
+                "POST",
+                &format!("/projects/{slug}/keys"),
+                Some(&serde_json::json!({ "kind": kind })),
+            );
+            assert_eq!(a.status, 201, "creating a {kind} key: {}", a.json);
+            a.json["key"]["secret"].as_str().unwrap().to_owned()
+        };
+        Self {
+            write_key: key("write"),
+            read_token: key("read"),
+            slug,
+        }
+    }
+
+    pub fn write_auth(&self) -> String {
+        format!("Bearer {}", self.write_key)
+    }
+
+    pub fn read_auth(&self) -> String {
+        format!("Bearer {}", self.read_token)
+    }
+}
+
+/// `POST` JSON events to ingest with the project's write key.
+pub fn send_events(project: &Project, events: &Value) -> Answer {
+    request(
+        "POST",
         &format!("{}/v1/events", url("ingest")),
-        "application/json",
-        &events.to_string(),
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &project.write_auth()),
+        ],
+        Some(&events.to_string()),
     )
 }
 
-/// The project's overview from the query worker.
-pub fn overview(project: &str) -> Answer {
-    get(&format!("{}/v1/projects/{project}/overview", url("query")))
+/// The project's overview from the query worker, read with its read token.
+pub fn overview(project: &Project) -> Answer {
+    request(
+        "GET",
+        &format!("{}/v1/projects/{}/overview", url("query"), project.slug),
+        &[("authorization", &project.read_auth())],
+        None,
+    )
 }
 
 /// Polls `probe` every 200 ms until it returns `Some`, or panics after `limit` with the
@@ -133,9 +214,9 @@ pub fn eventually<T>(
 }
 
 /// Waits until the overview of `project` counts exactly `n` events.
-pub fn wait_for_count(project: &str, n: u64) {
+pub fn wait_for_count(project: &Project, n: u64) {
     eventually(
-        &format!("overview of {project} counts {n} events"),
+        &format!("overview of {} counts {n} events", project.slug),
         Duration::from_secs(30),
         || {
             let a = overview(project);
@@ -151,11 +232,6 @@ pub fn wait_for_count(project: &str, n: u64) {
 /// that no API exposes, such as what exactly is stored.
 pub fn with_d1<T>(f: impl FnOnce(&rusqlite::Connection) -> T) -> T {
     open_d1(rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY, f)
-}
-
-/// Like [`with_d1`], writable: for settings that no API changes yet.
-pub fn with_d1_writable<T>(f: impl FnOnce(&rusqlite::Connection) -> T) -> T {
-    open_d1(rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE, f)
 }
 
 fn open_d1<T>(flags: rusqlite::OpenFlags, f: impl FnOnce(&rusqlite::Connection) -> T) -> T {

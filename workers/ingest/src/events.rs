@@ -1,19 +1,17 @@
-//! `POST /v1/events`: a JSON array of events, or `{"events": [...]}`, validated one by one.
+//! `POST /v1/events`: a JSON array of events, `{"events": [...]}`, or NDJSON (one event
+//! per line), validated one by one.
 //!
 //! Good events in a mixed batch are accepted; the answer lists every event's outcome.
 
 use serde::Serialize;
 use serde_json::Value;
-use tally_core::{ApiError, Context, RawEvent, Rejection, Settings, Warning, queue, validate};
-use tally_storage::EventQueue;
-use tally_storage::cloudflare::CfQueue;
-use worker::{Date, Env, Request, Response};
+use tally_core::{ApiError, Rejection, Warning};
+use worker::{Env, Request, Response, Url};
 
+use crate::auth;
 use crate::error::internal;
-use crate::{EVENTS_QUEUE, ID_SECRET};
+use crate::intake::{self, Intake};
 
-/// Largest accepted request body.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Most events in one request.
 pub const MAX_EVENTS: usize = 1000;
 
@@ -33,62 +31,37 @@ enum Outcome {
     },
 }
 
-pub async fn post(mut req: Request, env: &Env) -> Result<Response, ApiError> {
-    let content_type = req
-        .headers()
-        .get("content-type")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    if !content_type.trim_start().starts_with("application/json") {
-        return Err(ApiError::new(
-            415,
-            "unsupported_media_type",
-            "send events as JSON with Content-Type: application/json",
-        ));
-    }
-    if let Some(length) = req.headers().get("content-length").ok().flatten()
-        && length.parse::<usize>().is_ok_and(|n| n > MAX_BODY_BYTES)
-    {
-        return Err(too_large());
-    }
-    let body = req.bytes().await.map_err(|e| {
-        ApiError::bad_request(
-            "unreadable_body",
-            format!("could not read the request body: {e}"),
-        )
-    })?;
-    if body.len() > MAX_BODY_BYTES {
-        return Err(too_large());
-    }
-    let raw_events = parse_batch(&body)?;
+/// How the body lists its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Ndjson,
+}
 
-    let secret = env.secret(ID_SECRET).map_err(|_| {
-        worker::console_error!("the {ID_SECRET} secret is not set");
-        ApiError::new(
-            503,
-            "misconfigured",
-            "ingest is missing its ID_SECRET secret; the operator must set it",
-        )
-    })?;
-    let secret = secret.to_string();
-    let ctx = Context {
-        now_ms: Date::now().as_millis() as i64,
-        settings: Settings::default(),
-        id_secret: secret.as_bytes(),
+pub async fn post(mut req: Request, env: &Env, url: &Url) -> Result<Response, ApiError> {
+    let format = match intake::media_type(&req).as_str() {
+        // text/plain is what `navigator.sendBeacon` sends for a string body.
+        "application/json" | "text/plain" => Format::Json,
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => Format::Ndjson,
+        other => {
+            return Err(intake::unsupported(
+                other,
+                "application/json (an array or {\"events\": [...]}) or application/x-ndjson",
+            ));
+        }
     };
-    let mut fresh_id = fresh_uuid;
-    let mut accepted = Vec::with_capacity(raw_events.len());
-    let mut outcomes = Vec::with_capacity(raw_events.len());
-    for (index, value) in raw_events.into_iter().enumerate() {
-        let checked = serde_json::from_value::<RawEvent>(value)
-            .map_err(|e| Rejection {
-                code: "invalid_event",
-                field: None,
-                message: e.to_string(),
-            })
-            .and_then(|raw| validate(raw, &ctx, &mut fresh_id));
-        match checked {
+    let grant = auth::admit(&req, env, url).await?;
+    let body = intake::read_body(&mut req).await?;
+    let items = match format {
+        Format::Json => parse_json(&body)?,
+        Format::Ndjson => parse_ndjson(&body)?,
+    };
+    let intake = Intake::new(&req, env, &grant)?;
+
+    let mut accepted = Vec::with_capacity(items.len());
+    let mut outcomes = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        match item.and_then(|value| intake.check_value(value)) {
             Ok(ok) => {
                 outcomes.push(Outcome::Accepted {
                     index,
@@ -115,19 +88,7 @@ pub async fn post(mut req: Request, env: &Env) -> Result<Response, ApiError> {
             serde_json::to_value(&outcomes).map_err(internal)?,
         ));
     }
-
-    let queue = CfQueue::new(env.queue(EVENTS_QUEUE).map_err(internal)?);
-    let bodies = queue::pack(&accepted, queue::MAX_MESSAGE_BYTES);
-    if let Err(e) = queue.send(&bodies).await {
-        // Nothing is reported as accepted unless it is on the queue. A retry of the
-        // whole request is safe: the aggregator drops events it already stored.
-        worker::console_error!("queue send failed: {e}");
-        return Err(ApiError::new(
-            503,
-            "queue_unavailable",
-            "events could not be queued; retry the same request",
-        ));
-    }
+    intake::enqueue_events(env, &accepted).await?;
 
     let body = serde_json::json!({
         "accepted": accepted_count,
@@ -139,16 +100,10 @@ pub async fn post(mut req: Request, env: &Env) -> Result<Response, ApiError> {
         .with_status(202))
 }
 
-fn too_large() -> ApiError {
-    ApiError::new(
-        413,
-        "body_too_large",
-        format!("request body exceeds {MAX_BODY_BYTES} bytes; split the batch"),
-    )
-}
+type Item = Result<Value, Rejection>;
 
 /// Reads a JSON array of events or an object `{"events": [...]}`.
-fn parse_batch(body: &[u8]) -> Result<Vec<Value>, ApiError> {
+fn parse_json(body: &[u8]) -> Result<Vec<Item>, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(
             "malformed_json",
@@ -159,46 +114,57 @@ fn parse_batch(body: &[u8]) -> Result<Vec<Value>, ApiError> {
         Value::Array(events) => events,
         Value::Object(mut map) => match map.remove("events") {
             Some(Value::Array(events)) => events,
-            _ => {
-                return Err(ApiError::bad_request(
-                    "invalid_batch",
-                    "send a JSON array of events or an object {\"events\": [...]}",
-                ));
-            }
+            _ => return Err(invalid_batch()),
         },
-        _ => {
-            return Err(ApiError::new(
-                400,
-                "invalid_batch",
-                "send a JSON array of events or an object {\"events\": [...]}",
-            ));
-        }
+        _ => return Err(invalid_batch()),
     };
-    if events.is_empty() {
+    bounded(events.into_iter().map(Ok).collect())
+}
+
+/// Reads one JSON event per line; blank lines are skipped, and a line that is not JSON
+/// is rejected alone, like any other bad event.
+fn parse_ndjson(body: &[u8]) -> Result<Vec<Item>, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        ApiError::bad_request("malformed_json", format!("NDJSON body is not UTF-8: {e}"))
+    })?;
+    let items = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            serde_json::from_str::<Value>(line).map_err(|e| Rejection {
+                code: "malformed_json",
+                field: None,
+                message: format!("this line is not valid JSON: {e}"),
+            })
+        })
+        .collect();
+    bounded(items)
+}
+
+fn invalid_batch() -> ApiError {
+    ApiError::bad_request(
+        "invalid_batch",
+        "send a JSON array of events or an object {\"events\": [...]}",
+    )
+}
+
+fn bounded(items: Vec<Item>) -> Result<Vec<Item>, ApiError> {
+    if items.is_empty() {
         return Err(ApiError::bad_request(
             "empty_batch",
             "the batch holds no events",
         ));
     }
-    if events.len() > MAX_EVENTS {
+    if items.len() > MAX_EVENTS {
         return Err(ApiError::new(
             413,
             "too_many_events",
             format!(
                 "{} events in one request; send at most {MAX_EVENTS}",
-                events.len()
+                items.len()
             ),
         ));
     }
-    Ok(events)
-}
-
-/// A random (version 4) UUID from the platform's CSPRNG.
-fn fresh_uuid() -> String {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("the Workers runtime provides crypto.getRandomValues");
-    uuid::Builder::from_random_bytes(bytes)
-        .into_uuid()
-        .hyphenated()
-        .to_string()
+    Ok(items)
 }

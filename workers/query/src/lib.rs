@@ -1,6 +1,8 @@
 //! Tally's query worker: the REST API. It reads D1 and is the only worker that knows the
 //! JSON shapes of read responses.
 
+mod admin;
+mod auth;
 mod error;
 mod overview;
 
@@ -11,6 +13,8 @@ use worker::{Context, Env, Method, Request, Response, Result, event};
 
 /// The D1 database binding (see `wrangler/query.toml`).
 pub const DB: &str = "DB";
+/// The secret that guards the admin API.
+pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
@@ -22,7 +26,12 @@ async fn route(req: Request, env: &Env) -> std::result::Result<Response, ApiErro
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (req.method(), segments.as_slice()) {
         (Method::Get, ["v1", "projects", project, "overview"]) => {
+            auth::require_read(&req, env, project).await?;
             overview::get(&req, env, project).await
+        }
+        (_, ["v1", "admin", rest @ ..]) => {
+            let rest: Vec<&str> = rest.to_vec();
+            admin::route(req, env, &rest).await
         }
         (Method::Get, ["v1", "health"] | [""]) => health(env).await,
         (_, ["v1", "projects", _, "overview"] | ["v1", "health"]) => {

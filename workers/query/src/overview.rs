@@ -6,7 +6,7 @@ use tally_core::rollup::{Dimension, Rollup};
 use tally_core::time::Interval;
 use tally_core::time::format_ms;
 use tally_core::validate::is_valid_slug;
-use tally_storage::pipeline;
+use tally_storage::{EventStore, pipeline};
 use worker::{Date, Env, Request, Response};
 
 use crate::error::internal;
@@ -41,7 +41,13 @@ pub async fn get(req: &Request, env: &Env, project: &str) -> Result<Response, Ap
         .await
         .map_err(internal)?;
     let all = rows.into_values().next().unwrap_or_default();
-    let mut response = Response::from_json(&body(project, from, to, &all)).map_err(internal)?;
+    let dropped = store
+        .dropped_counts(project, from, to)
+        .await
+        .map_err(internal)?;
+    let mut body = body(project, from, to, &all);
+    body["dropped"] = serde_json::json!({ "bot": dropped.get("bot").copied().unwrap_or(0) });
+    let mut response = Response::from_json(&body).map_err(internal)?;
     response
         .headers_mut()
         .set("cache-control", "private, max-age=60")

@@ -9,6 +9,7 @@ use tally_core::{Context, RawEvent, Settings, queue, validate};
 
 fuzz_target!(|data: &[u8]| {
     let ctx = Context {
+        project: "fuzz",
         now_ms: 1_737_210_600_000,
         settings: Settings::default(),
         id_secret: b"fuzz",

@@ -1,0 +1,176 @@
+//! What every ingest endpoint shares: reading a bounded body, validating raw events
+//! for the admitted project, and sending accepted events to the `events` queue.
+
+use serde_json::Value;
+use tally_core::queue;
+use tally_core::{Accepted, ApiError, Context, Event, RawEvent, Rejection, Settings, validate};
+use tally_storage::EventQueue;
+use tally_storage::cloudflare::CfQueue;
+use worker::{Date, Env, Request};
+
+use crate::auth::Grant;
+use crate::error::internal;
+use crate::{EVENTS_QUEUE, ID_SECRET};
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The body's media type, lowercased, without parameters.
+pub fn media_type(req: &Request) -> String {
+    let header = req.headers().get("content-type").ok().flatten();
+    let header = header.unwrap_or_default();
+    let essence = header.split(';').next().unwrap_or_default();
+    essence.trim().to_ascii_lowercase()
+}
+
+/// A 415 naming what the endpoint takes.
+pub fn unsupported(media_type: &str, takes: &str) -> ApiError {
+    let sent = if media_type.is_empty() {
+        "no Content-Type".to_owned()
+    } else {
+        format!("Content-Type {media_type}")
+    };
+    ApiError::new(
+        415,
+        "unsupported_media_type",
+        format!("this endpoint takes {takes}, not {sent}"),
+    )
+}
+
+/// The whole body, refusing more than [`MAX_BODY_BYTES`] (by `Content-Length` when
+/// given, before reading).
+pub async fn read_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
+    if let Some(length) = req.headers().get("content-length").ok().flatten()
+        && length.parse::<usize>().is_ok_and(|n| n > MAX_BODY_BYTES)
+    {
+        return Err(too_large());
+    }
+    let body = req.bytes().await.map_err(|e| {
+        ApiError::bad_request(
+            "unreadable_body",
+            format!("could not read the request body: {e}"),
+        )
+    })?;
+    if body.len() > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    Ok(body)
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        413,
+        "body_too_large",
+        format!("request body exceeds {MAX_BODY_BYTES} bytes (1 MiB); split the batch"),
+    )
+}
+
+/// Validation for one admitted request: the project, the time, the hashing secret and
+/// the request's Cloudflare location (the default `colo` and `country`).
+pub struct Intake {
+    pub project: String,
+    settings: Settings,
+    now_ms: i64,
+    secret: String,
+    colo: Option<String>,
+    country: Option<String>,
+}
+
+impl Intake {
+    /// # Errors
+    ///
+    /// 503 when the `ID_SECRET` secret is missing.
+    pub fn new(req: &Request, env: &Env, grant: &Grant) -> Result<Self, ApiError> {
+        let secret = env.secret(ID_SECRET).map_err(|_| {
+            worker::console_error!("the {ID_SECRET} secret is not set");
+            ApiError::new(
+                503,
+                "misconfigured",
+                "ingest is missing its ID_SECRET secret; the operator must set it",
+            )
+        })?;
+        let cf = req.cf();
+        Ok(Self {
+            project: grant.project.slug.clone(),
+            settings: Settings {
+                retention_days: grant.project.retention_days,
+            },
+            now_ms: Date::now().as_millis() as i64,
+            secret: secret.to_string(),
+            colo: cf.map(|cf| cf.colo()).filter(|c| !c.is_empty()),
+            country: cf
+                .and_then(|cf| cf.country())
+                .filter(|c| c.len() == 2 && c != "XX" && c != "T1"),
+        })
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.now_ms
+    }
+
+    /// Validates one raw event given as JSON.
+    pub fn check_value(&self, value: Value) -> Result<Accepted, Rejection> {
+        let raw = serde_json::from_value::<RawEvent>(value).map_err(|e| Rejection {
+            code: "invalid_event",
+            field: None,
+            message: e.to_string(),
+        })?;
+        self.check(raw)
+    }
+
+    /// Validates one raw event, filling `colo` and `country` from the request when the
+    /// event has none.
+    pub fn check(&self, mut raw: RawEvent) -> Result<Accepted, Rejection> {
+        if raw.colo.is_none() {
+            raw.colo.clone_from(&self.colo);
+        }
+        if raw.country.is_none() {
+            raw.country.clone_from(&self.country);
+        }
+        let ctx = Context {
+            project: &self.project,
+            now_ms: self.now_ms,
+            settings: self.settings,
+            id_secret: self.secret.as_bytes(),
+        };
+        validate(raw, &ctx, &mut fresh_uuid)
+    }
+}
+
+/// Sends accepted events to the `events` queue, packed into as few messages as fit.
+///
+/// # Errors
+///
+/// 503 when the queue refuses them: nothing is reported accepted unless it is queued.
+pub async fn enqueue(env: &Env, bodies: &[String]) -> Result<(), ApiError> {
+    let queue = CfQueue::new(env.queue(EVENTS_QUEUE).map_err(internal)?);
+    queue.send(bodies).await.map_err(|e| {
+        // A retry of the whole request is safe: the aggregator drops events it already
+        // stored.
+        worker::console_error!("queue send failed: {e}");
+        ApiError::new(
+            503,
+            "queue_unavailable",
+            "events could not be queued; retry the same request",
+        )
+    })
+}
+
+/// Packs and sends events.
+///
+/// # Errors
+///
+/// As [`enqueue`].
+pub async fn enqueue_events(env: &Env, events: &[Event]) -> Result<(), ApiError> {
+    enqueue(env, &queue::pack(events, queue::MAX_MESSAGE_BYTES)).await
+}
+
+/// A random (version 4) UUID from the platform's CSPRNG.
+pub fn fresh_uuid() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the Workers runtime provides crypto.getRandomValues");
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
+}

@@ -1,0 +1,78 @@
+//! Read access: a project's read token (or the admin token) on every data request.
+
+use tally_core::ApiError;
+use tally_core::project::{KeyKind, is_key_shaped, key_hash};
+use tally_storage::AdminStore;
+use worker::{Env, Request};
+
+use crate::admin::is_admin;
+use crate::error::internal;
+use crate::store;
+
+/// The bearer token of a request, if any.
+pub fn bearer(req: &Request) -> Option<String> {
+    let value = req.headers().get("authorization").ok().flatten()?;
+    let value = value.trim();
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?;
+    Some(token.trim().to_owned())
+}
+
+/// Allows the request to read `project`'s data: a read token of that project, or the
+/// admin token.
+///
+/// # Errors
+///
+/// 401 without a valid, unrevoked read token; 403 for another project's token.
+pub async fn require_read(req: &Request, env: &Env, project: &str) -> Result<(), ApiError> {
+    let token = bearer(req).ok_or_else(|| {
+        ApiError::new(
+            401,
+            "missing_token",
+            format!("send a read token of project {project:?} as `Authorization: Bearer tr_...`"),
+        )
+    })?;
+    if is_key_shaped(KeyKind::Write, &token) {
+        return Err(ApiError::new(
+            401,
+            "wrong_key_kind",
+            "this is a write key (tw_...); reading takes a read token (tr_...)",
+        ));
+    }
+    if !is_key_shaped(KeyKind::Read, &token) {
+        return if is_admin(req, env)? {
+            Ok(())
+        } else {
+            Err(invalid_token())
+        };
+    }
+    let found = store(env)?
+        .key_by_hash(&key_hash(&token))
+        .await
+        .map_err(internal)?;
+    match found {
+        Some((key, _)) if key.kind != KeyKind::Read => Err(invalid_token()),
+        Some((key, _)) if key.revoked_at.is_some() => Err(ApiError::new(
+            401,
+            "revoked_token",
+            format!("read token {} was revoked; create a new one", key.prefix),
+        )),
+        Some((key, _)) if key.project != project => Err(ApiError::new(
+            403,
+            "wrong_project",
+            format!("this read token belongs to another project, not {project:?}"),
+        )),
+        Some(_) => Ok(()),
+        None => Err(invalid_token()),
+    }
+}
+
+fn invalid_token() -> ApiError {
+    ApiError::new(
+        401,
+        "invalid_token",
+        "the read token is not one Tally issued; create one with \
+         cargo xtask project key <project> --read",
+    )
+}
