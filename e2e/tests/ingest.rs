@@ -301,7 +301,7 @@ fn bad_requests_get_distinct_errors_and_store_nothing() {
             &[key, JSON],
             &json!({"name": "pageview", "domain": p.slug}).to_string(),
             400,
-            "invalid_event",
+            "missing_field",
         ),
         bad(
             "plausible: malformed",

@@ -212,26 +212,26 @@ fn rollups_carry_percentiles_and_uniques_and_days_roll_from_hours() {
     assert_eq!(o["duration_ms"]["count"], 200);
 
     // The minutely cron rolls the day from its hours.
-    let trigger = get(&format!(
-        "{}/cdn-cgi/handler/scheduled?cron=*+*+*+*+*",
-        url("aggregator")
-    ));
-    assert!(trigger.status < 300);
-    let day = eventually("the day row is rolled", Duration::from_secs(15), || {
-        let (count, errors, rows): (Option<i64>, Option<i64>, i64) = with_d1(|db| {
-            db.query_row(
-                "SELECT SUM(count), SUM(errors), COUNT(*) FROM rollups
+    let day = after_cron(
+        "* * * * *",
+        "the day row is rolled",
+        Duration::from_secs(30),
+        || {
+            let (count, errors, rows): (Option<i64>, Option<i64>, i64) = with_d1(|db| {
+                db.query_row(
+                    "SELECT SUM(count), SUM(errors), COUNT(*) FROM rollups
                  WHERE project = ?1 AND period = 'day' AND dimension = 'route'",
-                [&project],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .unwrap()
-        });
-        match (count, errors) {
-            (Some(c), Some(e)) => Ok((c, e, rows)),
-            _ => Err("no day rows yet".to_owned()),
-        }
-    });
+                    [&project],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .unwrap()
+            });
+            match (count, errors) {
+                (Some(c), Some(e)) => Ok((c, e, rows)),
+                _ => Err("no day rows yet".to_owned()),
+            }
+        },
+    );
     assert_eq!(day, (200, 20, 4), "four routes, every event once");
 }
 
@@ -268,14 +268,10 @@ fn retention_purges_raw_events_and_keeps_rollups() {
     assert_eq!(updated.status, 200, "{}", updated.json);
     assert_eq!(updated.json["project"]["retention_days"], 2);
 
-    let trigger = get(&format!(
-        "{}/cdn-cgi/handler/scheduled?cron=15+3+*+*+*",
-        url("aggregator")
-    ));
-    assert!(trigger.status < 300);
-    eventually(
+    after_cron(
+        "15 3 * * *",
         "raw events past retention are purged",
-        Duration::from_secs(15),
+        Duration::from_secs(30),
         || match raw(&project) {
             0 => Ok(()),
             n => Err(format!("{n} raw events left")),

@@ -1,6 +1,7 @@
 //! The stores over Cloudflare D1, for the workers.
 
 use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -29,6 +30,34 @@ impl std::fmt::Debug for D1Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("D1Store").finish_non_exhaustive()
     }
+}
+
+/// Attempts at a statement the database reports busy.
+const BUSY_ATTEMPTS: u32 = 6;
+
+/// Runs a D1 call again while the database reports itself busy: such a call applied
+/// nothing, so repeating it is safe. Hosted D1 serializes writes and rarely says so; the
+/// local emulation, with one SQLite file shared by three worker processes, often does.
+async fn busy_retry<T, F, Fut>(mut op: F) -> worker::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = worker::Result<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Err(e) if attempt < BUSY_ATTEMPTS && is_busy(&e) => {
+                worker::Delay::from(Duration::from_millis(10 << attempt)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_busy(e: &worker::Error) -> bool {
+    let text = e.to_string();
+    text.contains("SQLITE_BUSY") || text.contains("database is locked")
 }
 
 fn db(e: worker::Error) -> Error {
@@ -61,13 +90,15 @@ impl D1Store {
         sql: &str,
         values: &[JsValue],
     ) -> Result<Vec<T>, Error> {
-        let result = self.statement(sql, values)?.all().await.map_err(db)?;
+        let statement = self.statement(sql, values)?;
+        let result = busy_retry(|| statement.all()).await.map_err(db)?;
         result.results().map_err(|e| Error::Decode(e.to_string()))
     }
 
     /// Runs one statement and returns the rows it changed.
     async fn changes(&self, sql: &str, values: &[JsValue]) -> Result<u64, Error> {
-        let result = self.statement(sql, values)?.run().await.map_err(db)?;
+        let statement = self.statement(sql, values)?;
+        let result = busy_retry(|| statement.run()).await.map_err(db)?;
         let meta = result.meta().map_err(db)?;
         Ok(meta.and_then(|m| m.changes).unwrap_or(0) as u64)
     }
@@ -215,7 +246,9 @@ impl Writer for D1Store {
             return Ok(changed);
         }
         // One `batch` is one transaction: every statement lands, or none.
-        let results = self.db.batch(statements).await.map_err(db)?;
+        let results = busy_retry(|| self.db.batch(statements.clone()))
+            .await
+            .map_err(db)?;
         for (result, owner) in results.iter().zip(owners) {
             if let Some(error) = result.error() {
                 return Err(Error::from_database(error));
@@ -261,12 +294,11 @@ impl EventStore for D1Store {
     }
 
     async fn count_events(&self, project: &str, from_ms: i64, to_ms: i64) -> Result<Counts, Error> {
-        let counts = self
-            .statement(
-                sql::COUNT_EVENTS,
-                &[text(project), int(from_ms), int(to_ms)],
-            )?
-            .first::<Counts>(None)
+        let statement = self.statement(
+            sql::COUNT_EVENTS,
+            &[text(project), int(from_ms), int(to_ms)],
+        )?;
+        let counts = busy_retry(|| statement.first::<Counts>(None))
             .await
             .map_err(db)?;
         Ok(counts.unwrap_or_default())
@@ -504,7 +536,7 @@ fn versioned(rows: Vec<RollupRow>) -> Result<BTreeMap<Key, Versioned<Rollup>>, E
 impl JobLog for D1Store {
     async fn record_job_run(&self, run: &JobRun) -> Result<(), Error> {
         let detail = run.detail.as_deref().map_or(JsValue::NULL, text);
-        self.statement(
+        self.changes(
             sql::INSERT_JOB_RUN,
             &[
                 text(&run.job),
@@ -515,10 +547,8 @@ impl JobLog for D1Store {
                 text(&run.outcome),
                 detail,
             ],
-        )?
-        .run()
-        .await
-        .map_err(db)?;
+        )
+        .await?;
         Ok(())
     }
 

@@ -213,6 +213,31 @@ pub fn eventually<T>(
     }
 }
 
+/// Fires the aggregator's cron `cron` (e.g. `* * * * *`) and polls `probe` until it
+/// holds, firing again every 3 s, as the real schedule would run it again. (Locally the
+/// workers are separate processes on one SQLite file, so a job can meet a busy database
+/// while other tests write; D1 itself serializes writes.)
+pub fn after_cron<T>(
+    cron: &str,
+    what: &str,
+    limit: Duration,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> T {
+    let mut fired = Instant::now() - Duration::from_secs(60);
+    eventually(what, limit, || {
+        if fired.elapsed() >= Duration::from_secs(3) {
+            let trigger = get(&format!(
+                "{}/cdn-cgi/handler/scheduled?cron={}",
+                url("aggregator"),
+                cron.replace(' ', "+")
+            ));
+            assert!(trigger.status < 300, "{} {}", trigger.status, trigger.json);
+            fired = Instant::now();
+        }
+        probe()
+    })
+}
+
 /// Waits until the overview of `project` counts exactly `n` events.
 pub fn wait_for_count(project: &Project, n: u64) {
     eventually(

@@ -9,7 +9,7 @@
 //! `dead_letters` table, so they are never lost when the queue's retention ends.
 
 use tally_core::Event;
-use tally_core::queue;
+use tally_core::queue::{self, Dropped};
 use tally_storage::d1::D1Store;
 use tally_storage::{Write, Writer, pipeline};
 use worker::{Context, Date, Env, MessageBatch, MessageExt, RawMessage, Result, event};
@@ -35,6 +35,7 @@ async fn consume(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result
     }
     let mut group: Vec<RawMessage> = Vec::new();
     let mut events: Vec<Event> = Vec::new();
+    let mut dropped: Vec<Dropped> = Vec::new();
     for message in batch.raw_iter() {
         let decoded = message
             .body()
@@ -44,9 +45,10 @@ async fn consume(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result
         match decoded {
             Ok(m) => {
                 if !events.is_empty() && events.len() + m.events.len() > MAX_EVENTS_PER_COMMIT {
-                    commit(&store, &mut group, &mut events).await;
+                    commit(&store, &mut group, &mut events, &mut dropped).await;
                 }
                 events.extend(m.events);
+                dropped.extend(m.dropped);
                 group.push(message);
             }
             Err(e) => {
@@ -55,7 +57,7 @@ async fn consume(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result
             }
         }
     }
-    commit(&store, &mut group, &mut events).await;
+    commit(&store, &mut group, &mut events, &mut dropped).await;
     Ok(())
 }
 
@@ -90,13 +92,33 @@ async fn keep_dead_letters(store: &D1Store, batch: &MessageBatch<String>) {
     }
 }
 
-/// Stores one group's events, then acks (or, on failure, retries) its messages.
-async fn commit(store: &D1Store, group: &mut Vec<RawMessage>, events: &mut Vec<Event>) {
+/// Stores one group's events and dropped-request records, then acks (or, on failure,
+/// retries) its messages.
+async fn commit(
+    store: &D1Store,
+    group: &mut Vec<RawMessage>,
+    events: &mut Vec<Event>,
+    dropped: &mut Vec<Dropped>,
+) {
     if group.is_empty() {
         return;
     }
     let now = Date::now().as_millis() as i64;
-    match pipeline::store_events(store, events, now).await {
+    let counted = if dropped.is_empty() {
+        Ok(())
+    } else {
+        // Idempotent by id: a redelivered record counts once.
+        store
+            .commit(&[Write::InsertDropped(dropped)])
+            .await
+            .map(drop)
+    };
+    let stored = match counted {
+        Ok(()) => pipeline::store_events(store, events, now).await,
+        Err(e) => Err(e),
+    };
+    dropped.clear();
+    match stored {
         Ok(stored) => {
             worker::console_log!(
                 "stored {} of {} events ({} rollup rows, {} attempts)",
