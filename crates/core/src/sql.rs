@@ -170,6 +170,11 @@ pub const DIRTY_PERIODS: &str = "\
 SELECT project, period, start, generation FROM dirty_periods
 WHERE period = ?1 ORDER BY start LIMIT ?2";
 
+/// The dirty starts of a project (`?1`) and period (`?2`) with `?3 <= start < ?4`.
+pub const DIRTY_STARTS: &str = "\
+SELECT start FROM dirty_periods
+WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4";
+
 /// Clears a dirty mark, unless it changed (`generation` is no longer `?4`).
 pub const CLEAR_DIRTY: &str = "\
 DELETE FROM dirty_periods

@@ -9,8 +9,8 @@ use std::time::Instant;
 use tally_core::rollup::{Dimension, Period};
 use tally_core::time::{DAY_MS, HOUR_MS};
 use tally_core::{Context, Event, RawEvent, Settings, validate};
-use tally_storage::pipeline;
 use tally_storage::sqlite::{SqliteStore, block_on};
+use tally_storage::{pipeline, read};
 
 /// 2025-01-10T00:00:00Z: one day of events, in the order a consumer would see them.
 const DAY0: i64 = 1_736_467_200_000;
@@ -103,7 +103,7 @@ fn main() {
 
     // The overview of the day: from rollups (24 hourly rows merged), and as a raw scan.
     let start = Instant::now();
-    let merged = block_on(pipeline::merged_hours(
+    let merged = block_on(read::merged(
         &store,
         "aikit-seo",
         DAY0,

@@ -1,6 +1,6 @@
 //! The stores over Cloudflare D1, for the workers.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -511,6 +511,22 @@ impl RollupStore for D1Store {
             }
         };
         versioned(self.all(sql, &values).await?)
+    }
+
+    async fn dirty_starts(
+        &self,
+        project: &str,
+        period: Period,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<BTreeSet<i64>, Error> {
+        #[derive(Deserialize)]
+        struct Start {
+            start: i64,
+        }
+        let values = [text(project), text(period.name()), int(from_ms), int(to_ms)];
+        let rows: Vec<Start> = self.all(sql::DIRTY_STARTS, &values).await?;
+        Ok(rows.into_iter().map(|r| r.start).collect())
     }
 
     async fn dirty_periods(&self, period: Period, limit: u32) -> Result<Vec<Dirty>, Error> {

@@ -24,6 +24,7 @@ pub mod cloudflare;
 pub mod d1;
 pub mod memory;
 pub mod pipeline;
+pub mod read;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
@@ -32,7 +33,7 @@ mod rows;
 
 pub use error::Error;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 use tally_core::Event;
@@ -363,6 +364,20 @@ pub trait RollupStore {
         to_ms: i64,
         dimension: Option<Dimension>,
     ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error>;
+
+    /// The starts of `project`'s periods of kind `period` with `from_ms <= start <
+    /// to_ms` that are marked dirty (their rows lag behind their hours).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the read fails.
+    async fn dirty_starts(
+        &self,
+        project: &str,
+        period: Period,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<BTreeSet<i64>, Error>;
 
     /// Up to `limit` dirty periods of kind `period`, oldest first.
     ///

@@ -406,29 +406,3 @@ pub async fn session_stats<S: EventStore>(
         to_ms,
     ))
 }
-
-/// Hourly rows of a project in a range merged per (dimension, value): what a query over
-/// that range sees.
-///
-/// # Errors
-///
-/// The store's error.
-pub async fn merged_hours<S: RollupStore>(
-    store: &S,
-    project: &str,
-    from_ms: i64,
-    to_ms: i64,
-    dimension: Option<rollup::Dimension>,
-) -> Result<BTreeMap<(rollup::Dimension, String), Rollup>, Error> {
-    let rows = store
-        .rollups_between(project, Period::Hour, from_ms, to_ms, dimension)
-        .await?;
-    let mut merged: BTreeMap<(rollup::Dimension, String), Rollup> = BTreeMap::new();
-    for (key, row) in rows {
-        merged
-            .entry((key.dimension, key.value))
-            .or_default()
-            .merge(&row.value);
-    }
-    Ok(merged)
-}

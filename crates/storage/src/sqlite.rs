@@ -5,7 +5,7 @@
 //! The futures it returns complete immediately; [`block_on`] drives them.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
@@ -535,6 +535,21 @@ impl RollupStore for SqliteStore {
                     .map(|(_, key, value, version)| (key, Versioned { value, version }))
             })
             .collect()
+    }
+
+    async fn dirty_starts(
+        &self,
+        project: &str,
+        period: Period,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<BTreeSet<i64>, Error> {
+        let starts = self.query(
+            sql::DIRTY_STARTS,
+            params![project, period.name(), from_ms, to_ms],
+            |r| r.get::<_, i64>(0),
+        )?;
+        Ok(starts.into_iter().collect())
     }
 
     async fn dirty_periods(&self, period: Period, limit: u32) -> Result<Vec<Dirty>, Error> {

@@ -10,6 +10,7 @@ use tally_core::testing::SplitMix64 as Rng;
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
 use tally_core::{Context, Event, RawEvent, Settings, validate};
 use tally_storage::pipeline::{self, Stored};
+use tally_storage::read;
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{
     Counts, Dirty, Error, EventStore, ProjectSettings, RollupStore, Versioned, Write, Writer,
@@ -296,6 +297,15 @@ impl EventStore for Racing<'_> {
 }
 
 impl RollupStore for Racing<'_> {
+    async fn dirty_starts(
+        &self,
+        p: &str,
+        period: Period,
+        f: i64,
+        t: i64,
+    ) -> Result<BTreeSet<i64>, Error> {
+        self.inner.dirty_starts(p, period, f, t).await
+    }
     async fn rollups_by_key(
         &self,
         period: Period,
@@ -497,4 +507,86 @@ fn sessions_pair_from_stored_marks_whatever_the_arrival_order() {
             total_ms: 60_000
         }
     );
+}
+
+#[test]
+fn reads_over_any_range_equal_merging_the_hours() {
+    let (unique, _) = workload(6_000, 13);
+    let store = SqliteStore::open_in_memory().unwrap();
+    block_on(pipeline::store_events(&store, &unique, NOW)).unwrap();
+    block_on(pipeline::roll_dirty(&store, Period::Day, 1000, NOW)).unwrap();
+    // One more event makes the middle day dirty: its day row now lags its hours.
+    let late = named(
+        999_999,
+        "alpha",
+        "request",
+        None,
+        DAY0 + DAY_MS + 5 * HOUR_MS + 7,
+    );
+    block_on(pipeline::store_events(&store, &[late], NOW)).unwrap();
+    let dirty = block_on(store.dirty_starts("alpha", Period::Day, 0, i64::MAX)).unwrap();
+    assert_eq!(dirty, BTreeSet::from([DAY0 + DAY_MS]));
+
+    let hours = hour_rows(&store, "alpha");
+    let from_hours = |from: i64, to: i64| {
+        let mut m: read::Merged = BTreeMap::new();
+        for (k, r) in hours
+            .range(..)
+            .filter(|(k, _)| k.start >= from && k.start < to)
+        {
+            m.entry((k.dimension, k.value.clone()))
+                .or_default()
+                .merge(r);
+        }
+        m
+    };
+    let h = HOUR_MS;
+    for (from, to) in [
+        (DAY0, DAY0 + 3 * DAY_MS),
+        (DAY0 + 5 * h + 17, DAY0 + 2 * DAY_MS + 3 * h + 1),
+        (DAY0 + DAY_MS, DAY0 + 2 * DAY_MS),
+        (DAY0 + 2 * DAY_MS, DAY0 + 3 * DAY_MS),
+        (DAY0 + 3 * h, DAY0 + 9 * h),
+        (DAY0 - DAY_MS, DAY0 + 10 * DAY_MS),
+    ] {
+        let from_rows = block_on(read::merged(&store, "alpha", from, to, None)).unwrap();
+        let expected = from_hours(Interval::Hour.floor(from), (to + h - 1) / h * h);
+        assert_eq!(from_rows, expected, "[{from}, {to})");
+    }
+    let covering = block_on(read::covering_rows(
+        &store,
+        "alpha",
+        DAY0,
+        DAY0 + 3 * DAY_MS,
+        None,
+        false,
+    ))
+    .unwrap();
+    let days = covering
+        .iter()
+        .filter(|(p, _, _)| *p == Period::Day)
+        .count();
+    assert!(days > 0, "clean whole days are read from day rows");
+    assert!(
+        covering
+            .iter()
+            .all(|(p, k, _)| *p == Period::Hour || k.start != DAY0 + DAY_MS),
+        "the dirty day is read from its hours"
+    );
+
+    let series = block_on(read::series(
+        &store,
+        "alpha",
+        DAY0,
+        DAY0 + 3 * DAY_MS,
+        Interval::Day,
+        Some(Dimension::All),
+    ))
+    .unwrap();
+    assert_eq!(series.len(), 3);
+    for (start, merged) in &series {
+        let mut expected = from_hours(*start, start + DAY_MS);
+        expected.retain(|(d, _), _| *d == Dimension::All);
+        assert_eq!(merged, &expected, "day {start}");
+    }
 }

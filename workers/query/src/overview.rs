@@ -6,7 +6,7 @@ use tally_core::rollup::{Dimension, Rollup};
 use tally_core::time::Interval;
 use tally_core::time::format_ms;
 use tally_core::validate::is_valid_slug;
-use tally_storage::{EventStore, pipeline};
+use tally_storage::{EventStore, read};
 use worker::{Date, Env, Request, Response};
 
 use crate::error::internal;
@@ -37,7 +37,7 @@ pub async fn get(req: &Request, env: &Env, project: &str) -> Result<Response, Ap
     // Whole hours: the range starts at the hour that holds `from`.
     let from = Interval::Hour.floor(from);
     let store = crate::store(env)?;
-    let rows = pipeline::merged_hours(&store, project, from, to, Some(Dimension::All))
+    let rows = read::merged(&store, project, from, to, Some(Dimension::All))
         .await
         .map_err(internal)?;
     let all = rows.into_values().next().unwrap_or_default();
