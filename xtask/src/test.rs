@@ -19,11 +19,19 @@ struct Tally {
 }
 
 pub fn run(args: &[String]) -> Result<()> {
-    if let Some(arg) = args.first() {
-        bail!("`cargo xtask test` takes no argument {arg:?}");
-    }
+    // `cargo xtask test e2e [FILTER]`: only the end-to-end tests (whose names contain
+    // FILTER), for quick iteration; CI runs everything.
+    let e2e_only = match args {
+        [] => None,
+        [e2e] if e2e == "e2e" => Some(None),
+        [e2e, filter] if e2e == "e2e" => Some(Some(filter.clone())),
+        _ => bail!("usage: `cargo xtask test` (everything) or `cargo xtask test e2e [FILTER]`"),
+    };
     let mut tally = Tally::default();
-    let outcome = all_checks(&mut tally);
+    let outcome = match e2e_only {
+        None => all_checks(&mut tally),
+        Some(filter) => tools::ensure().and_then(|()| end_to_end(&mut tally, filter.as_deref())),
+    };
     println!();
     if let Err(e) = &outcome {
         eprintln!("xtask: error: {e:#}");
@@ -91,7 +99,13 @@ fn all_checks(tally: &mut Tally) -> Result<()> {
 
     bundle::build_all()?;
     crate::deploy::package_all()?;
+    end_to_end(tally, None)
+}
 
+/// Builds the bundles, starts a fresh stack on free ports and runs the end-to-end tests
+/// (those whose names contain `filter`, if given) against it.
+fn end_to_end(tally: &mut Tally, filter: Option<&str>) -> Result<()> {
+    bundle::build_all()?; // Up to date already when called from `all_checks`.
     step("Compiling the end-to-end tests");
     proc::run(
         cargo().args(["test", "-p", "tally-e2e", "--no-run"]),
@@ -111,8 +125,11 @@ fn all_checks(tally: &mut Tally) -> Result<()> {
 
     step("End-to-end tests against the local stack");
     let mut e2e = cargo();
-    e2e.args(["test", "-p", "tally-e2e"])
-        .env("TALLY_INGEST_URL", stack.url("ingest"))
+    e2e.args(["test", "-p", "tally-e2e"]);
+    if let Some(filter) = filter {
+        e2e.args(["--", filter]);
+    }
+    e2e.env("TALLY_INGEST_URL", stack.url("ingest"))
         .env("TALLY_QUERY_URL", stack.url("query"))
         .env("TALLY_AGGREGATOR_URL", stack.url("aggregator"))
         .env("TALLY_ADMIN_TOKEN", stack.admin_token()?)
