@@ -6,6 +6,7 @@ mod bench;
 mod bundle;
 mod deploy;
 mod dev;
+mod load;
 mod proc;
 mod project;
 mod stack;
