@@ -107,11 +107,16 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Adds the machine and the number of runs to a figure.
+/// Adds the machine, the number of runs and the load average just after measuring to a
+/// figure: other work on the machine (a build in another checkout) lowers the figures.
 fn describe(figure: &mut Value, machine: &Value) {
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<f64>().ok());
     if let Value::Object(map) = figure {
         map.insert("machine".into(), machine.clone());
         map.insert("runs".into(), json!(RUNS));
+        map.insert("load_average_1m_after".into(), json!(load));
     }
 }
 
@@ -358,8 +363,13 @@ fn rate(v: &Value) -> String {
 /// The line under each heading: where and how often the figure was measured.
 fn provenance(figure: &Value) -> String {
     let m = &figure["machine"];
+    let load = figure["load_average_1m_after"]
+        .as_f64()
+        .map_or(String::new(), |l| {
+            format!("; load average {l:.1} just after")
+        });
     format!(
-        "Machine: nproc {}, {}; {} run.\n\n",
+        "Machine: nproc {}, {}; {} run{load}.\n\n",
         m["nproc"],
         m["cpu"].as_str().unwrap_or("?"),
         figure["runs"]
