@@ -360,6 +360,15 @@ fn rate(v: &Value) -> String {
     out
 }
 
+/// A positive number with two significant digits (`0.00022`, `0.016`, `1.3`).
+fn significant(x: f64) -> String {
+    if !x.is_finite() || x <= 0.0 {
+        return format!("{x}");
+    }
+    let decimals = (1 - x.log10().floor() as i32).max(0) as usize;
+    format!("{x:.decimals$}")
+}
+
 /// The line under each heading: where and how often the figure was measured.
 fn provenance(figure: &Value) -> String {
     let m = &figure["machine"];
@@ -421,7 +430,7 @@ fn ingest_markdown(ingest: &Value, native: &Value) -> String {
             rate(&b["native_events_per_s"]),
             b["ratio_to_native"]
                 .as_f64()
-                .map_or("?".into(), |x| format!("{x:.3}")),
+                .map_or("?".into(), significant),
         );
     }
     let measured: Vec<&Value> = ingest["batches"]
@@ -501,4 +510,26 @@ fn storage_markdown(s: &Value) -> String {
         ms(&s["overview_of_a_day_ms"]["rollups"]),
         ms(&s["overview_of_a_day_ms"]["raw_scan"]),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_ratios_keep_two_significant_digits() {
+        assert_eq!(significant(0.000_219), "0.00022");
+        assert_eq!(significant(0.015_7), "0.016");
+        assert_eq!(significant(1.34), "1.3");
+        assert_eq!(significant(25.0), "25");
+        assert_eq!(significant(0.0), "0");
+    }
+
+    #[test]
+    fn rates_are_grouped_by_thousands() {
+        assert_eq!(rate(&json!(292_277.4)), "292 277");
+        assert_eq!(rate(&json!(64.2)), "64");
+        assert_eq!(rate(&json!(1000.0)), "1 000");
+        assert_eq!(rate(&Value::Null), "?");
+    }
 }
