@@ -17,8 +17,9 @@ use crate::rows::{
     self, DirtyRow, GrantRow, KeyRow, ProjectRow, RawRow, RollupParams, RollupRow, origins_json,
 };
 use crate::{
-    AdminStore, Counts, Dirty, Error, EventStore, JobLog, JobRun, MAX_INSERT_JSON_BYTES,
-    ProjectSettings, RollupStore, Versioned, Write, Writer, event_chunks,
+    AdminStore, Counts, DayCount, Dirty, Error, EventStore, FilteredReads, JobLog, JobRun,
+    MAX_INSERT_JSON_BYTES, ProjectSettings, RollupStore, ValueMatch, Versioned, Write, Writer,
+    event_chunks,
 };
 
 /// Tally's D1 database.
@@ -586,6 +587,85 @@ impl JobLog for D1Store {
         Ok(rows
             .into_iter()
             .map(|m| (m.key, m.value, m.updated_at))
+            .collect())
+    }
+}
+
+#[derive(Deserialize)]
+struct MarkRow {
+    user: String,
+    timestamp: i64,
+    event_id: String,
+    is_start: i64,
+}
+
+impl FilteredReads for D1Store {
+    async fn rollups_matching(
+        &self,
+        project: &str,
+        period: Period,
+        from_ms: i64,
+        to_ms: i64,
+        dimension: Dimension,
+        value: ValueMatch<'_>,
+    ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error> {
+        let (sql, value) = match value {
+            ValueMatch::Exact(v) => (sql::ROLLUPS_OF_VALUE, v),
+            ValueMatch::Prefix(v) => (sql::ROLLUPS_OF_VALUE_PREFIX, v),
+        };
+        let values = [
+            text(project),
+            text(period.name()),
+            int(from_ms),
+            int(to_ms),
+            text(dimension.name()),
+            text(value),
+        ];
+        versioned(self.all(sql, &values).await?)
+    }
+
+    async fn user_event_counts(
+        &self,
+        project: &str,
+        user_hash: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<DayCount>, Error> {
+        #[derive(Deserialize)]
+        struct Row {
+            day: i64,
+            name: String,
+            n: u64,
+        }
+        let values = [text(project), int(from_ms), int(to_ms), text(user_hash)];
+        let rows: Vec<Row> = self.all(sql::USER_EVENT_COUNTS, &values).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| DayCount {
+                day: r.day,
+                name: r.name,
+                count: r.n,
+            })
+            .collect())
+    }
+
+    async fn user_session_marks(
+        &self,
+        project: &str,
+        user_hash: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<Mark>, Error> {
+        let values = [text(project), int(from_ms), int(to_ms), text(user_hash)];
+        let rows: Vec<MarkRow> = self.all(sql::SESSION_MARKS_OF_USER, &values).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Mark {
+                user: r.user,
+                timestamp: r.timestamp,
+                event_id: r.event_id,
+                is_start: r.is_start != 0,
+            })
             .collect())
     }
 }
