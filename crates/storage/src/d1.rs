@@ -336,28 +336,13 @@ impl EventStore for D1Store {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<Mark>, Error> {
-        #[derive(Deserialize)]
-        struct MarkRow {
-            user: String,
-            timestamp: i64,
-            event_id: String,
-            is_start: i64,
-        }
         let rows: Vec<MarkRow> = self
             .all(
                 sql::SESSION_MARKS,
                 &[text(project), int(from_ms), int(to_ms)],
             )
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| Mark {
-                user: r.user,
-                timestamp: r.timestamp,
-                event_id: r.event_id,
-                is_start: r.is_start != 0,
-            })
-            .collect())
+        Ok(rows.into_iter().map(MarkRow::into_mark).collect())
     }
 
     async fn dropped_counts(
@@ -591,12 +576,25 @@ impl JobLog for D1Store {
     }
 }
 
+/// A session mark as D1 returns it; one type for every read of marks, so the wasm
+/// bundle holds one decoder.
 #[derive(Deserialize)]
 struct MarkRow {
     user: String,
     timestamp: i64,
     event_id: String,
     is_start: i64,
+}
+
+impl MarkRow {
+    fn into_mark(self) -> Mark {
+        Mark {
+            user: self.user,
+            timestamp: self.timestamp,
+            event_id: self.event_id,
+            is_start: self.is_start != 0,
+        }
+    }
 }
 
 impl FilteredReads for D1Store {
@@ -658,14 +656,6 @@ impl FilteredReads for D1Store {
     ) -> Result<Vec<Mark>, Error> {
         let values = [text(project), int(from_ms), int(to_ms), text(user_hash)];
         let rows: Vec<MarkRow> = self.all(sql::SESSION_MARKS_OF_USER, &values).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| Mark {
-                user: r.user,
-                timestamp: r.timestamp,
-                event_id: r.event_id,
-                is_start: r.is_start != 0,
-            })
-            .collect())
+        Ok(rows.into_iter().map(MarkRow::into_mark).collect())
     }
 }
