@@ -134,7 +134,9 @@ impl Stack {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if worker == "ingest" {
+        if worker == "ingest" || worker == "query" {
+            // Ingest hashes user ids with it; the query worker hashes a `user_id` filter
+            // the same way, so both get the same secret.
             cmd.arg("--var").arg(format!(
                 "ID_SECRET:{}",
                 local_secret(&self.config.dir, "id_secret")?

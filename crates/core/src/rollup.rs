@@ -31,11 +31,15 @@ pub enum Dimension {
     Campaign,
     Item,
     Variant,
+    /// An item and one of its variants, as a [`pair`] value: the variants of one item.
+    ItemVariant,
+    /// An item and a country it was served to, as a [`pair`] value.
+    ItemCountry,
 }
 
 impl Dimension {
     /// Every dimension, in a fixed order.
-    pub const ALL: [Dimension; 13] = [
+    pub const ALL: [Dimension; 15] = [
         Self::All,
         Self::Name,
         Self::Route,
@@ -49,6 +53,8 @@ impl Dimension {
         Self::Campaign,
         Self::Item,
         Self::Variant,
+        Self::ItemVariant,
+        Self::ItemCountry,
     ];
 
     /// The dimension's name in the API and in the `rollups` table.
@@ -67,6 +73,8 @@ impl Dimension {
             Self::Campaign => "campaign",
             Self::Item => "item",
             Self::Variant => "variant",
+            Self::ItemVariant => "item_variant",
+            Self::ItemCountry => "item_country",
         }
     }
 
@@ -92,8 +100,33 @@ impl Dimension {
             Self::Campaign => text(&event.campaign),
             Self::Item => text(&event.item),
             Self::Variant => text(&event.variant),
+            Self::ItemVariant => Some(pair(event.item.as_deref()?, event.variant.as_deref()?)),
+            Self::ItemCountry => Some(pair(event.item.as_deref()?, event.country.as_deref()?)),
         }
     }
+}
+
+/// The value of a cross dimension: both values as a compact JSON array,
+/// `["img-1","w1024"]`. It is unambiguous whatever characters the values hold, and the
+/// rows of one first value share the prefix [`pair_prefix`] returns.
+pub fn pair(first: &str, second: &str) -> String {
+    format!("{}{}]", pair_prefix(first), quoted(second))
+}
+
+/// The text every [`pair`] value with this first value starts with, and no other.
+pub fn pair_prefix(first: &str) -> String {
+    format!("[{},", quoted(first))
+}
+
+/// The second value of a [`pair`] value, if it is one.
+pub fn pair_second(value: &str) -> Option<String> {
+    serde_json::from_str::<(String, String)>(value)
+        .ok()
+        .map(|(_, second)| second)
+}
+
+fn quoted(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
 }
 
 /// The period a rollup row covers.
@@ -304,6 +337,38 @@ mod tests {
         for d in Dimension::ALL {
             assert_eq!(Dimension::parse(d.name()), Some(d));
         }
+        let served = event(
+            2,
+            json!({"name": "serve", "item": "cat \"1\".jpg", "variant": "w1024", "country": "fr"}),
+        );
+        let pairs: Vec<(&str, String)> = [Dimension::ItemVariant, Dimension::ItemCountry]
+            .into_iter()
+            .filter_map(|d| d.value_of(&served).map(|v| (d.name(), v)))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("item_variant", r#"["cat \"1\".jpg","w1024"]"#.to_owned()),
+                ("item_country", r#"["cat \"1\".jpg","FR"]"#.to_owned()),
+            ]
+        );
+        assert_eq!(Dimension::ItemVariant.value_of(&e), None, "no item");
+    }
+
+    #[test]
+    fn pair_values_are_unambiguous() {
+        let check = |first: &str, second: &str| {
+            let value = pair(first, second);
+            assert!(value.starts_with(&pair_prefix(first)), "{value}");
+            assert_eq!(pair_second(&value).as_deref(), Some(second), "{value}");
+        };
+        for (a, b) in [("img-1", "w1024"), ("a,b", "c\"]"), ("", "x"), ("ü", "")] {
+            check(a, b);
+        }
+        // One item's prefix matches no other item's values, even one it starts.
+        assert!(!pair("img-10", "thumb").starts_with(&pair_prefix("img-1")));
+        assert!(!pair("img-1\",", "x").starts_with(&pair_prefix("img-1")));
+        assert_eq!(pair_second("img-1"), None);
     }
 
     #[test]

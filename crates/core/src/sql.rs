@@ -49,6 +49,25 @@ FROM session_events
 WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
   AND timestamp >= ?2 AND timestamp < ?3";
 
+/// The session marks of one user of a project (`?1`) with `?2 <= timestamp < ?3`; `?4`
+/// is the user's identifier hash in hex, of which rows keep the first 8 bytes.
+pub const SESSION_MARKS_OF_USER: &str = "\
+SELECT lower(hex(user)) AS user, timestamp, lower(hex(event_id)) AS event_id, is_start
+FROM session_events
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
+  AND timestamp >= ?2 AND timestamp < ?3 AND user = unhex(substr(?4, 1, 16))";
+
+/// Counts the raw events of one user of a project (`?1`) with `?2 <= timestamp < ?3`,
+/// per UTC day (its start) and name; `?4` is the user's identifier hash in hex, of which
+/// rows keep the first 8 bytes.
+pub const USER_EVENT_COUNTS: &str = "\
+SELECT (timestamp / 86400000) * 86400000 AS day, name, COUNT(*) AS n
+FROM raw_events
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
+  AND timestamp >= ?2 AND timestamp < ?3 AND user = unhex(substr(?4, 1, 16))
+GROUP BY day, name
+ORDER BY day, name";
+
 /// Deletes up to `?3` session marks of a project (`?1`) older than `?2`.
 pub const PURGE_SESSION_EVENTS: &str = "\
 DELETE FROM session_events
@@ -124,6 +143,25 @@ SELECT project, period, start, dimension, value, count, errors, bytes,
        hex(durations) AS durations, hex(users) AS users, hex(instances) AS instances, version
 FROM rollups
 WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4 AND dimension = ?5";
+
+/// Rows of one dimension (`?5`) and value (`?6`) of a project (`?1`) and period (`?2`)
+/// with `?3 <= start < ?4`.
+pub const ROLLUPS_OF_VALUE: &str = "\
+SELECT project, period, start, dimension, value, count, errors, bytes,
+       hex(durations) AS durations, hex(users) AS users, hex(instances) AS instances, version
+FROM rollups
+WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4 AND dimension = ?5
+  AND value = ?6";
+
+/// Rows of one dimension (`?5`) whose value starts with `?6` (the values of a cross
+/// dimension that share their first value) of a project (`?1`) and period (`?2`) with
+/// `?3 <= start < ?4`.
+pub const ROLLUPS_OF_VALUE_PREFIX: &str = "\
+SELECT project, period, start, dimension, value, count, errors, bytes,
+       hex(durations) AS durations, hex(users) AS users, hex(instances) AS instances, version
+FROM rollups
+WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4 AND dimension = ?5
+  AND substr(value, 1, length(?6)) = ?6";
 
 /// Adds a rollup row that the writer read as absent; fails if it exists by now.
 pub const INSERT_ROLLUP: &str = "\

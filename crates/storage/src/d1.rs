@@ -17,8 +17,9 @@ use crate::rows::{
     self, DirtyRow, GrantRow, KeyRow, ProjectRow, RawRow, RollupParams, RollupRow, origins_json,
 };
 use crate::{
-    AdminStore, Counts, Dirty, Error, EventStore, JobLog, JobRun, MAX_INSERT_JSON_BYTES,
-    ProjectSettings, RollupStore, Versioned, Write, Writer, event_chunks,
+    AdminStore, Counts, DayCount, Dirty, Error, EventStore, FilteredReads, JobLog, JobRun,
+    MAX_INSERT_JSON_BYTES, ProjectSettings, RollupStore, ValueMatch, Versioned, Write, Writer,
+    event_chunks,
 };
 
 /// Tally's D1 database.
@@ -335,28 +336,13 @@ impl EventStore for D1Store {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<Mark>, Error> {
-        #[derive(Deserialize)]
-        struct MarkRow {
-            user: String,
-            timestamp: i64,
-            event_id: String,
-            is_start: i64,
-        }
         let rows: Vec<MarkRow> = self
             .all(
                 sql::SESSION_MARKS,
                 &[text(project), int(from_ms), int(to_ms)],
             )
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| Mark {
-                user: r.user,
-                timestamp: r.timestamp,
-                event_id: r.event_id,
-                is_start: r.is_start != 0,
-            })
-            .collect())
+        Ok(rows.into_iter().map(MarkRow::into_mark).collect())
     }
 
     async fn dropped_counts(
@@ -587,5 +573,89 @@ impl JobLog for D1Store {
             .into_iter()
             .map(|m| (m.key, m.value, m.updated_at))
             .collect())
+    }
+}
+
+/// A session mark as D1 returns it; one type for every read of marks, so the wasm
+/// bundle holds one decoder.
+#[derive(Deserialize)]
+struct MarkRow {
+    user: String,
+    timestamp: i64,
+    event_id: String,
+    is_start: i64,
+}
+
+impl MarkRow {
+    fn into_mark(self) -> Mark {
+        Mark {
+            user: self.user,
+            timestamp: self.timestamp,
+            event_id: self.event_id,
+            is_start: self.is_start != 0,
+        }
+    }
+}
+
+impl FilteredReads for D1Store {
+    async fn rollups_matching(
+        &self,
+        project: &str,
+        period: Period,
+        from_ms: i64,
+        to_ms: i64,
+        dimension: Dimension,
+        value: ValueMatch<'_>,
+    ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error> {
+        let (sql, value) = match value {
+            ValueMatch::Exact(v) => (sql::ROLLUPS_OF_VALUE, v),
+            ValueMatch::Prefix(v) => (sql::ROLLUPS_OF_VALUE_PREFIX, v),
+        };
+        let values = [
+            text(project),
+            text(period.name()),
+            int(from_ms),
+            int(to_ms),
+            text(dimension.name()),
+            text(value),
+        ];
+        versioned(self.all(sql, &values).await?)
+    }
+
+    async fn user_event_counts(
+        &self,
+        project: &str,
+        user_hash: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<DayCount>, Error> {
+        #[derive(Deserialize)]
+        struct Row {
+            day: i64,
+            name: String,
+            n: u64,
+        }
+        let values = [text(project), int(from_ms), int(to_ms), text(user_hash)];
+        let rows: Vec<Row> = self.all(sql::USER_EVENT_COUNTS, &values).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| DayCount {
+                day: r.day,
+                name: r.name,
+                count: r.n,
+            })
+            .collect())
+    }
+
+    async fn user_session_marks(
+        &self,
+        project: &str,
+        user_hash: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<Mark>, Error> {
+        let values = [text(project), int(from_ms), int(to_ms), text(user_hash)];
+        let rows: Vec<MarkRow> = self.all(sql::SESSION_MARKS_OF_USER, &values).await?;
+        Ok(rows.into_iter().map(MarkRow::into_mark).collect())
     }
 }

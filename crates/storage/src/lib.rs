@@ -387,6 +387,79 @@ pub trait RollupStore {
     async fn dirty_periods(&self, period: Period, limit: u32) -> Result<Vec<Dirty>, Error>;
 }
 
+/// Which values of one dimension a [`FilteredReads::rollups_matching`] read takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueMatch<'a> {
+    /// This value only.
+    Exact(&'a str),
+    /// Every value that starts with this text: the values of a cross dimension that
+    /// share their first value ([`tally_core::rollup::pair_prefix`]).
+    Prefix(&'a str),
+}
+
+/// How many events of one name a user sent on one UTC day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayCount {
+    /// Start of the day, epoch milliseconds.
+    pub day: i64,
+    pub name: String,
+    pub count: u64,
+}
+
+/// Reads narrowed to some values of a dimension or to one user: the query API's
+/// per-item and per-user answers. Separate from [`RollupStore`] and [`EventStore`] so
+/// that stores which answer only the pipeline need not implement them.
+#[allow(async_fn_in_trait)]
+pub trait FilteredReads {
+    /// The rows of `project`, `period` and `dimension` with `from_ms <= start < to_ms`
+    /// whose value `value` matches.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] or [`Error::Decode`].
+    async fn rollups_matching(
+        &self,
+        project: &str,
+        period: Period,
+        from_ms: i64,
+        to_ms: i64,
+        dimension: Dimension,
+        value: ValueMatch<'_>,
+    ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error>;
+
+    /// The raw events of one user of `project` with `from_ms <= timestamp < to_ms`,
+    /// counted per UTC day and name, ordered by day and name. `user_hash` is the user's
+    /// identifier hash as [`tally_core::hash::identifier`] returns it. Reads every raw
+    /// event of the project in the range (rollups are not per user), so the range is
+    /// bounded by the project's retention.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the read fails.
+    async fn user_event_counts(
+        &self,
+        project: &str,
+        user_hash: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<DayCount>, Error>;
+
+    /// The session start/stop marks of one user (`user_hash` as in
+    /// [`FilteredReads::user_event_counts`]) of `project` with `from_ms <= timestamp <
+    /// to_ms`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the read fails.
+    async fn user_session_marks(
+        &self,
+        project: &str,
+        user_hash: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<Mark>, Error>;
+}
+
 /// The record of cron job runs and meta values.
 #[allow(async_fn_in_trait)]
 pub trait JobLog {

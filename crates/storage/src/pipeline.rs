@@ -15,7 +15,7 @@ use tally_core::rollup::{self, Key, Period, Rollup};
 use tally_core::sessions;
 use tally_core::time::{DAY_MS, Interval};
 
-use crate::{Dirty, Error, EventStore, RollupStore, Versioned, Write, Writer};
+use crate::{Dirty, Error, EventStore, FilteredReads, RollupStore, Versioned, Write, Writer};
 
 /// Most keys passed to one read.
 const READ_CHUNK: usize = 2000;
@@ -398,6 +398,37 @@ pub async fn session_stats<S: EventStore>(
     // most recent open start, and every start inside the range is more recent.
     let marks = store
         .session_marks(project, from_ms, to_ms.saturating_add(MAX_SESSION_MS))
+        .await?;
+    Ok(sessions::stats(
+        &sessions::pair(marks),
+        interval,
+        from_ms,
+        to_ms,
+    ))
+}
+
+/// [`session_stats`] of one user (`user_hash` as in
+/// [`FilteredReads::user_session_marks`]).
+///
+/// # Errors
+///
+/// The store's error.
+pub async fn user_session_stats<S: FilteredReads>(
+    store: &S,
+    project: &str,
+    user_hash: &str,
+    from_ms: i64,
+    to_ms: i64,
+    interval: Interval,
+) -> Result<BTreeMap<i64, sessions::Stats>, Error> {
+    // As in `session_stats`: marks before the range cannot change how its starts pair.
+    let marks = store
+        .user_session_marks(
+            project,
+            user_hash,
+            from_ms,
+            to_ms.saturating_add(MAX_SESSION_MS),
+        )
         .await?;
     Ok(sessions::stats(
         &sessions::pair(marks),

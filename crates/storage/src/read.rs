@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use tally_core::rollup::{Dimension, Key, Period, Rollup};
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
 
-use crate::{Error, RollupStore};
+use crate::{Error, FilteredReads, RollupStore, ValueMatch, Versioned};
 
 /// Rows merged per dimension and value.
 pub type Merged = BTreeMap<(Dimension, String), Rollup>;
@@ -32,6 +32,43 @@ pub async fn covering_rows<S: RollupStore>(
     dimension: Option<Dimension>,
     finest_only: bool,
 ) -> Result<Vec<(Period, Key, Rollup)>, Error> {
+    let fetch = |period, a, b| store.rollups_between(project, period, a, b, dimension);
+    cover(store, project, from_ms, to_ms, finest_only, fetch).await
+}
+
+/// [`covering_rows`] of the values of `dimension` that `value` matches.
+///
+/// # Errors
+///
+/// The store's error.
+pub async fn covering_rows_matching<S: RollupStore + FilteredReads>(
+    store: &S,
+    project: &str,
+    from_ms: i64,
+    to_ms: i64,
+    dimension: Dimension,
+    value: ValueMatch<'_>,
+    finest_only: bool,
+) -> Result<Vec<(Period, Key, Rollup)>, Error> {
+    let fetch = |period, a, b| store.rollups_matching(project, period, a, b, dimension, value);
+    cover(store, project, from_ms, to_ms, finest_only, fetch).await
+}
+
+/// The covering of `[from_ms, to_ms)`, reading each period's rows with `fetch(period,
+/// from, to)`.
+async fn cover<S, F, Fut>(
+    store: &S,
+    project: &str,
+    from_ms: i64,
+    to_ms: i64,
+    finest_only: bool,
+    fetch: F,
+) -> Result<Vec<(Period, Key, Rollup)>, Error>
+where
+    S: RollupStore,
+    F: Fn(Period, i64, i64) -> Fut,
+    Fut: Future<Output = Result<BTreeMap<Key, Versioned<Rollup>>, Error>>,
+{
     let from = Interval::Hour.floor(from_ms);
     let to = ceil(to_ms, HOUR_MS);
     let mut out = Vec::new();
@@ -49,9 +86,7 @@ pub async fn covering_rows<S: RollupStore>(
         let dirty = store
             .dirty_starts(project, Period::Day, first_day, last_day)
             .await?;
-        let days = store
-            .rollups_between(project, Period::Day, first_day, last_day, dimension)
-            .await?;
+        let days = fetch(Period::Day, first_day, last_day).await?;
         for (key, row) in days {
             if !dirty.contains(&key.start) {
                 out.push((Period::Day, key, row.value));
@@ -73,9 +108,7 @@ pub async fn covering_rows<S: RollupStore>(
     }
     for (a, b) in hour_ranges {
         if a < b {
-            let hours = store
-                .rollups_between(project, Period::Hour, a, b, dimension)
-                .await?;
+            let hours = fetch(Period::Hour, a, b).await?;
             out.extend(hours.into_iter().map(|(k, r)| (Period::Hour, k, r.value)));
         }
     }
@@ -140,6 +173,44 @@ pub async fn series<S: RollupStore>(
 ) -> Result<BTreeMap<i64, Merged>, Error> {
     let hourly = interval == Interval::Hour;
     let rows = covering_rows(store, project, from_ms, to_ms, dimension, hourly).await?;
+    Ok(buckets(&rows, interval))
+}
+
+/// [`merged`] of the values of `dimension` that `value` matches.
+///
+/// # Errors
+///
+/// The store's error.
+pub async fn merged_matching<S: RollupStore + FilteredReads>(
+    store: &S,
+    project: &str,
+    from_ms: i64,
+    to_ms: i64,
+    dimension: Dimension,
+    value: ValueMatch<'_>,
+) -> Result<Merged, Error> {
+    let rows =
+        covering_rows_matching(store, project, from_ms, to_ms, dimension, value, false).await?;
+    Ok(merge(&rows))
+}
+
+/// [`series`] of the values of `dimension` that `value` matches.
+///
+/// # Errors
+///
+/// The store's error.
+pub async fn series_matching<S: RollupStore + FilteredReads>(
+    store: &S,
+    project: &str,
+    from_ms: i64,
+    to_ms: i64,
+    interval: Interval,
+    dimension: Dimension,
+    value: ValueMatch<'_>,
+) -> Result<BTreeMap<i64, Merged>, Error> {
+    let hourly = interval == Interval::Hour;
+    let rows =
+        covering_rows_matching(store, project, from_ms, to_ms, dimension, value, hourly).await?;
     Ok(buckets(&rows, interval))
 }
 

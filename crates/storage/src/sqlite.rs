@@ -21,8 +21,9 @@ use crate::rows::{
     self, DirtyRow, GrantRow, KeyRow, ProjectRow, RawRow, RollupParams, RollupRow, origins_json,
 };
 use crate::{
-    AdminStore, Counts, Dirty, Error, EventStore, JobLog, JobRun, MAX_INSERT_JSON_BYTES,
-    MIGRATIONS, ProjectSettings, RollupStore, Versioned, Write, Writer, event_chunks,
+    AdminStore, Counts, DayCount, Dirty, Error, EventStore, FilteredReads, JobLog, JobRun,
+    MAX_INSERT_JSON_BYTES, MIGRATIONS, ProjectSettings, RollupStore, ValueMatch, Versioned, Write,
+    Writer, event_chunks,
 };
 
 /// A SQLite database with Tally's schema.
@@ -606,6 +607,82 @@ impl JobLog for SqliteStore {
 
     async fn meta(&self) -> Result<Vec<(String, String, i64)>, Error> {
         self.query(sql::ALL_META, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    }
+}
+
+impl FilteredReads for SqliteStore {
+    async fn rollups_matching(
+        &self,
+        project: &str,
+        period: Period,
+        from_ms: i64,
+        to_ms: i64,
+        dimension: Dimension,
+        value: ValueMatch<'_>,
+    ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error> {
+        let (sql, value) = match value {
+            ValueMatch::Exact(v) => (sql::ROLLUPS_OF_VALUE, v),
+            ValueMatch::Prefix(v) => (sql::ROLLUPS_OF_VALUE_PREFIX, v),
+        };
+        let rows = self.query(
+            sql,
+            params![
+                project,
+                period.name(),
+                from_ms,
+                to_ms,
+                dimension.name(),
+                value
+            ],
+            rollup_row,
+        )?;
+        rows.into_iter()
+            .map(|row| {
+                row.decode()
+                    .map(|(_, key, value, version)| (key, Versioned { value, version }))
+            })
+            .collect()
+    }
+
+    async fn user_event_counts(
+        &self,
+        project: &str,
+        user_hash: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<DayCount>, Error> {
+        self.query(
+            sql::USER_EVENT_COUNTS,
+            params![project, from_ms, to_ms, user_hash],
+            |r| {
+                Ok(DayCount {
+                    day: r.get(0)?,
+                    name: r.get(1)?,
+                    count: r.get::<_, i64>(2)? as u64,
+                })
+            },
+        )
+    }
+
+    async fn user_session_marks(
+        &self,
+        project: &str,
+        user_hash: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<Mark>, Error> {
+        self.query(
+            sql::SESSION_MARKS_OF_USER,
+            params![project, from_ms, to_ms, user_hash],
+            |r| {
+                Ok(Mark {
+                    user: r.get(0)?,
+                    timestamp: r.get(1)?,
+                    event_id: r.get(2)?,
+                    is_start: r.get(3)?,
+                })
+            },
+        )
     }
 }
 

@@ -2,6 +2,7 @@
 //! JSON shapes of read responses.
 
 mod admin;
+mod aliases;
 mod auth;
 mod error;
 mod overview;
@@ -15,6 +16,8 @@ use worker::{Context, Env, Method, Request, Response, Result, event};
 pub const DB: &str = "DB";
 /// The secret that guards the admin API.
 pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
+/// The secret ingest hashes user ids with, to filter by a raw `user_id`.
+pub const ID_SECRET: &str = "ID_SECRET";
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
@@ -29,6 +32,19 @@ async fn route(req: Request, env: &Env) -> std::result::Result<Response, ApiErro
             auth::require_read(&req, env, project).await?;
             overview::get(&req, env, project).await
         }
+        (_, ["api", "plugins", p, "analytics", "overview"]) => {
+            aliases::plugin::overview(&req, env, p).await
+        }
+        (_, ["api", "plugins", p, "analytics", "timeseries"]) => {
+            aliases::plugin::timeseries(&req, env, p).await
+        }
+        (_, ["api", "plugins", p, "analytics", "endpoints"]) => {
+            aliases::plugin::endpoints(&req, env, p).await
+        }
+        (_, ["v1", "analytics", "overview"]) => aliases::cdn::overview(&req, env).await,
+        (_, ["v1", "analytics", "images", id]) => aliases::cdn::image(&req, env, id).await,
+        (_, ["metrics"]) => aliases::track::metrics(&req, env).await,
+        (_, ["sessions"]) => aliases::track::sessions(&req, env).await,
         (_, ["v1", "admin", rest @ ..]) => {
             let rest: Vec<&str> = rest.to_vec();
             admin::route(req, env, &rest).await
