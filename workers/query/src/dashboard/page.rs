@@ -27,24 +27,24 @@ button,input{font:inherit}\
 button{border:1px solid #cbd5e1;background:#fff;border-radius:6px;padding:4px 10px;cursor:pointer}\
 button.on{background:var(--blue);border-color:var(--blue);color:#fff}\
 input{border:1px solid #cbd5e1;border-radius:6px;padding:3px 8px;background:#fff}\
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(140px,1fr));gap:10px;margin-bottom:16px}\
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(124px,1fr));gap:10px;margin-bottom:16px}\
 .card{background:#fff;border:1px solid var(--line);border-radius:8px;padding:10px 12px}\
 .card .k{color:var(--muted);font-size:12px}\
 .card .v{font-size:22px;font-weight:600;font-variant-numeric:tabular-nums;white-space:nowrap}\
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,380px),1fr));gap:16px;margin-bottom:16px}\
 .panel{background:#fff;border:1px solid var(--line);border-radius:8px;padding:12px 14px;min-width:0}\
-.wide{margin-bottom:16px}\
 h2{font-size:15px;margin:0 0 8px}h3{font-size:13px;margin:14px 0 4px;color:var(--muted)}\
 .note{color:var(--muted);font-size:12px;margin:6px 0}\
-.scroll{overflow-x:auto}.chart{width:100%;min-width:520px;height:auto;display:block}\
-.chart .axis{font-size:11px;fill:var(--muted)}.chart .label{font-size:11px;fill:var(--fg)}\
+.scroll{overflow-x:auto}.chart{width:100%;min-width:440px;height:auto;display:block}\
+.end{direction:rtl}.end>*{direction:ltr}\
+.chart .axis{font-size:12px;fill:var(--muted)}.chart .label{font-size:12px;fill:var(--fg)}\
 .bar{fill:var(--blue)}.bar-over{fill:var(--red)}.line{fill:none;stroke:var(--blue);stroke-width:2}.dot{fill:var(--blue)}\
 .legend{font-size:12px;color:var(--muted)}.legend i{display:inline-block;width:10px;height:10px;border-radius:2px;margin:0 4px 0 8px}\
 table{width:100%;border-collapse:collapse;font-variant-numeric:tabular-nums}\
 th,td{padding:4px 6px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}\
 th:first-child,td:first-child{text-align:left;white-space:normal;overflow-wrap:anywhere}\
 th{font-size:12px;color:var(--muted);font-weight:500}\
-td s{display:block;height:4px;background:#bfdbfe;border-radius:2px;margin-top:2px;text-decoration:none}\
+td.b{background:linear-gradient(#bfdbfe,#bfdbfe) no-repeat 0 100%/var(--w) 4px;padding-bottom:7px}\
 .empty{color:var(--muted)}\
 .error{background:#fef2f2;border:1px solid #fecaca;color:#991b1b;padding:8px 12px;border-radius:8px;margin-bottom:16px}\
 .login{max-width:420px;margin:10vh auto;background:#fff;border:1px solid var(--line);border-radius:10px;padding:24px}\
@@ -132,7 +132,6 @@ pub fn dashboard(page: &Page<'_>) -> String {
         );
         cards(&mut out, report);
         charts(&mut out, report);
-        heatmap(&mut out, report);
         errors(&mut out, report);
         installs(&mut out, report);
         marketing(&mut out, page, report);
@@ -238,7 +237,7 @@ fn date_time(ms: i64) -> String {
 fn cards(out: &mut String, report: &Report) {
     let t = &report.totals;
     let cards = [
-        ("requests", "Requests", int(t.requests)),
+        ("events", "Events", int(t.requests)),
         ("errors", "Errors", int(t.errors)),
         ("error-rate", "Error rate", percent(t.errors, t.requests)),
         ("p50", "Latency p50", millis(t.p50)),
@@ -302,24 +301,32 @@ fn charts(out: &mut String, report: &Report) {
     let sizes: Vec<u64> = report.series.iter().map(|p| p.bytes).collect();
     let p95: Vec<Option<f64>> = report.series.iter().map(|p| p.p95).collect();
     let count = |v: f64| compact(v as u64);
+    let ms = |v: f64| {
+        if v == 0.0 {
+            "0".to_owned()
+        } else {
+            millis(Some(v))
+        }
+    };
+    let size = |v: f64| bytes(v as u64);
+    // Time charts scroll on a phone, starting at their right end: the newest data.
     let _ = write!(
         out,
-        r#"<section class="panel wide" id="timeseries"><h2>Requests per {per}</h2><div class="legend"><i style="background:#2563eb"></i>requests<i style="background:#dc2626"></i>errors</div><div class="scroll">{}</div></section>"#,
+        r#"<div class="grid"><section class="panel" id="timeseries"><h2>Events per {per}</h2><div class="legend"><i style="background:#2563eb"></i>events<i style="background:#dc2626"></i>errors</div><div class="scroll end">{}</div></section><section class="panel" id="latency"><h2>Latency p95 per {per}</h2><div class="scroll end">{}</div></section></div><div class="grid">"#,
         svg::bars(
-            &format!("Requests and errors per {per}"),
+            &format!("Events and errors per {per}"),
             &buckets,
             &requests,
             Some(("errors", &errors)),
-            "requests",
+            "events",
             &count
-        )
+        ),
+        svg::line(&format!("Latency p95 per {per}"), &buckets, &p95, &ms),
     );
-    let ms = |v: f64| millis(Some(v));
-    let size = |v: f64| bytes(v as u64);
+    heatmap(out, report);
     let _ = write!(
         out,
-        r#"<div class="grid"><section class="panel" id="latency"><h2>Latency p95 per {per}</h2><div class="scroll">{}</div></section><section class="panel" id="bandwidth-series"><h2>Bandwidth per {per}</h2><div class="scroll">{}</div></section></div>"#,
-        svg::line(&format!("Latency p95 per {per}"), &buckets, &p95, &ms),
+        r#"<section class="panel" id="bandwidth-series"><h2>Bandwidth per {per}</h2><div class="scroll end">{}</div></section></div>"#,
         svg::bars(
             &format!("Bytes served per {per}"),
             &buckets,
@@ -333,20 +340,18 @@ fn charts(out: &mut String, report: &Report) {
 
 fn heatmap(out: &mut String, report: &Report) {
     let map = &report.heatmap;
-    out.push_str(
-        r#"<section class="panel wide" id="heatmap"><h2>Endpoints by hour of day (UTC)</h2>"#,
-    );
+    out.push_str(r#"<section class="panel" id="heatmap"><h2>Endpoints by hour of day (UTC)</h2>"#);
     if map.rows.is_empty() {
-        out.push_str(r#"<p class="empty">No requests with a route in this range.</p>"#);
+        out.push_str(r#"<p class="empty">No events with a route in this range.</p>"#);
     } else {
         let _ = write!(
             out,
             r#"<div class="scroll">{}</div>"#,
             svg::heatmap(
-                "Requests per route and hour of day",
+                "Events per route and hour of day",
                 &map.rows,
                 map.max(),
-                "requests"
+                "events"
             )
         );
         if map.other_routes > 0 {
@@ -379,7 +384,10 @@ fn table(
         let _ = write!(out, r#"<p class="empty" id="{id}">{}</p>"#, escape(empty));
         return;
     }
-    let _ = write!(out, r#"<table id="{id}"><thead><tr><th></th>"#);
+    let _ = write!(
+        out,
+        r#"<div class="scroll"><table id="{id}"><thead><tr><th></th>"#
+    );
     for (name, _) in columns {
         let _ = write!(out, "<th>{}</th>", escape(name));
     }
@@ -389,7 +397,7 @@ fn table(
         let width = (bar_of(row) as f64 * 100.0 / max as f64).round() as u64;
         let _ = write!(
             out,
-            r#"<tr><td>{}<s style="width:{width}%"></s></td>"#,
+            r#"<tr><td class="b" style="--w:{width}%">{}</td>"#,
             escape(if row.value.is_empty() {
                 "(none)"
             } else {
@@ -401,7 +409,7 @@ fn table(
         }
         out.push_str("</tr>");
     }
-    out.push_str("</tbody></table>");
+    out.push_str("</tbody></table></div>");
 }
 
 fn requests(r: &Row) -> String {
@@ -441,7 +449,7 @@ fn errors(out: &mut String, report: &Report) {
         &report.failing_routes,
         &[
             ("Errors", &errors_of),
-            ("Requests", &requests),
+            ("Events", &requests),
             ("Error rate", &rate),
         ],
         &|r| r.errors,
@@ -453,9 +461,9 @@ fn errors(out: &mut String, report: &Report) {
         "status-classes",
         "Responses",
         &report.statuses,
-        &[("Requests", &requests), ("Share", &of_all)],
+        &[("Events", &requests), ("Share", &of_all)],
         &count_of,
-        "No requests with a status in this range.",
+        "No events with a status in this range.",
     );
     out.push_str("</section></div>");
 }
@@ -470,7 +478,7 @@ fn installs(out: &mut String, report: &Report) {
         "By version",
         &report.versions,
         &[
-            ("Requests", &requests),
+            ("Events", &requests),
             ("Instances", &instances),
             ("Errors", &errors_of),
         ],
@@ -483,7 +491,7 @@ fn installs(out: &mut String, report: &Report) {
         "colo-table",
         "Cloudflare colos",
         &report.colos,
-        &[("Requests", &requests), ("Instances", &instances)],
+        &[("Events", &requests), ("Instances", &instances)],
         &count_of,
         "No colos in this range.",
     );
@@ -492,7 +500,7 @@ fn installs(out: &mut String, report: &Report) {
         "country-table",
         "Countries",
         &report.countries,
-        &[("Requests", &requests), ("Users", &users)],
+        &[("Events", &requests), ("Users", &users)],
         &count_of,
         "No countries in this range.",
     );
@@ -552,14 +560,14 @@ fn marketing(out: &mut String, page: &Page<'_>, report: &Report) {
         out.push_str(r#"<p class="empty" id="funnel-steps">Name the steps (event names, comma-separated) to compare them.</p>"#);
     } else {
         let first = report.steps[0].count;
-        out.push_str(r#"<table id="funnel-steps"><thead><tr><th>Step</th><th>Events</th><th>Of step 1</th><th>Users</th></tr></thead><tbody>"#);
+        out.push_str(r#"<div class="scroll"><table id="funnel-steps"><thead><tr><th>Step</th><th>Events</th><th>Of step 1</th><th>Users</th></tr></thead><tbody>"#);
         for (i, step) in report.steps.iter().enumerate() {
             let width = (step.count.min(first) * 100)
                 .checked_div(first)
                 .unwrap_or(0);
             let _ = write!(
                 out,
-                r#"<tr><td>{}. {}<s style="width:{width}%"></s></td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+                r#"<tr><td class="b" style="--w:{width}%">{}. {}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
                 i + 1,
                 escape(&step.name),
                 int(step.count),
@@ -567,7 +575,7 @@ fn marketing(out: &mut String, page: &Page<'_>, report: &Report) {
                 int(step.users)
             );
         }
-        out.push_str("</tbody></table>");
+        out.push_str("</tbody></table></div>");
     }
     table(
         out,
@@ -724,7 +732,9 @@ mod tests {
         assert!(html.contains(r#"name="days" value="7" class="on""#));
         assert!(html.contains(r#"<input type="hidden" name="steps" value="visit,signup">"#));
         assert!(
-            html.contains("<td>2. signup<s style=\"width:25%\"></s></td><td>25</td><td>25.0%</td>")
+            html.contains(
+                r#"<td class="b" style="--w:25%">2. signup</td><td>25</td><td>25.0%</td>"#
+            )
         );
         assert!(html.contains("not per-user conversion"));
         assert!(html.contains("action=\"/dashboard/demo/logout\""));

@@ -7,7 +7,9 @@ use std::fmt::Write;
 
 use super::html::{Fixed, escape, truncate};
 
-const WIDTH: f64 = 720.0;
+/// Every chart is drawn 600 units wide, about the width it is shown at in a half-width
+/// panel, so its 12-unit text reads as 11–12 px.
+const WIDTH: f64 = 600.0;
 const HEIGHT: f64 = 200.0;
 const LEFT: f64 = 56.0;
 const RIGHT: f64 = 8.0;
@@ -216,7 +218,7 @@ fn heat(count: u64, max: u64) -> String {
 
 /// Rows of 24 cells, one per UTC hour of day.
 pub fn heatmap(aria: &str, rows: &[(String, [u64; 24])], max: u64, unit: &str) -> String {
-    const LABEL_W: f64 = 176.0;
+    const LABEL_W: f64 = 150.0;
     const CELL_H: f64 = 20.0;
     let cell_w = (WIDTH - LABEL_W - RIGHT) / 24.0;
     let height = rows.len() as f64 * CELL_H + 22.0;
@@ -230,7 +232,7 @@ pub fn heatmap(aria: &str, rows: &[(String, [u64; 24])], max: u64, unit: &str) -
             Fixed(LABEL_W - 8.0, 0),
             Fixed(y + 14.0, 1),
             escape(route),
-            escape(&truncate(route, 26))
+            escape(&truncate(route, 20))
         );
         for (h, &count) in hours.iter().enumerate() {
             let x = LABEL_W + h as f64 * cell_w;
