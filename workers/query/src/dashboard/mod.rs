@@ -58,6 +58,8 @@ impl Entry {
 pub const DEFAULT_DAYS: &str = "7";
 /// Longest range the dashboard shows, in days.
 pub const MAX_DAYS: i64 = 366;
+/// Most days the heatmap covers: it reads hour rows, 24 per day and route.
+pub const HEATMAP_DAYS: i64 = 28;
 
 /// Routes the dashboard's paths; `rest` is what follows the project. Failures are shown
 /// as a small HTML page, not JSON.
@@ -201,10 +203,11 @@ async fn get(req: &Request, env: &Env, slug: &str, entry: Entry) -> Result<Respo
     let series = read::series(&store, slug, from, to, interval, Some(Dimension::All))
         .await
         .map_err(internal)?;
+    let heatmap_from = from.max(Interval::Hour.floor(to - HEATMAP_DAYS * DAY_MS));
     let route_hours = read::series(
         &store,
         slug,
-        from,
+        heatmap_from,
         to,
         Interval::Hour,
         Some(Dimension::Route),
@@ -219,6 +222,7 @@ async fn get(req: &Request, env: &Env, slug: &str, entry: Entry) -> Result<Respo
         series: &series,
         interval,
         route_hours: &route_hours,
+        heatmap_from,
         steps: &step_names,
     });
     page.from = from;

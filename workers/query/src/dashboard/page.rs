@@ -354,6 +354,14 @@ fn heatmap(out: &mut String, report: &Report) {
                 "events"
             )
         );
+        if let Some(since) = map.since {
+            let _ = write!(
+                out,
+                r#"<p class="note">Over the last {} days of the range, from {}.</p>"#,
+                super::HEATMAP_DAYS,
+                escape(&date_time(since))
+            );
+        }
         if map.other_routes > 0 {
             let _ = write!(
                 out,
@@ -682,6 +690,7 @@ mod tests {
             series: &BTreeMap::new(),
             interval: Interval::Day,
             route_hours: &hours,
+            heatmap_from: day,
             steps,
         })
     }

@@ -26,8 +26,10 @@ pub struct Inputs<'a> {
     /// The `all` dimension per bucket of `interval`.
     pub series: &'a BTreeMap<i64, Merged>,
     pub interval: Interval,
-    /// The `route` dimension per hour.
+    /// The `route` dimension per hour, from `heatmap_from` (hour rows are many: a long
+    /// range's heatmap covers only its end).
     pub route_hours: &'a BTreeMap<i64, Merged>,
+    pub heatmap_from: i64,
     /// Event names chosen as funnel steps, in order.
     pub steps: &'a [String],
 }
@@ -73,6 +75,8 @@ pub struct Heatmap {
     pub rows: Vec<(String, [u64; 24])>,
     /// How many less busy routes are left out.
     pub other_routes: usize,
+    /// When the heatmap starts later than the range, where it starts.
+    pub since: Option<i64>,
 }
 
 impl Heatmap {
@@ -176,7 +180,10 @@ impl Report {
             totals,
             interval: inputs.interval,
             series: series(inputs),
-            heatmap: heatmap(inputs.route_hours),
+            heatmap: Heatmap {
+                since: (inputs.heatmap_from > inputs.from).then_some(inputs.heatmap_from),
+                ..heatmap(inputs.route_hours)
+            },
             error_classes: by_count(Dimension::ErrorClass),
             failing_routes: top(failing_routes, errors, TOP),
             // In value order (`2xx`, `4xx`, ...), as merged rows come.
@@ -287,7 +294,11 @@ fn heatmap(route_hours: &BTreeMap<i64, Merged>) -> Heatmap {
             (r.value, hours)
         })
         .collect();
-    Heatmap { rows, other_routes }
+    Heatmap {
+        rows,
+        other_routes,
+        since: None,
+    }
 }
 
 #[cfg(test)]
@@ -354,9 +365,11 @@ mod tests {
             series: &series,
             interval: interval_for(day, day + 3 * DAY_MS),
             route_hours: &route_hours,
+            heatmap_from: day,
             steps: &steps,
         });
         assert_eq!(report.totals.requests, 10);
+        assert_eq!(report.heatmap.since, None);
         assert_eq!(report.totals.errors, 3);
         assert_eq!(report.totals.bytes, 5000);
         let p50 = report.totals.p50.unwrap();
@@ -385,6 +398,24 @@ mod tests {
             .map(|s| (s.name.as_str(), s.count))
             .collect();
         assert_eq!(steps, [("visit", 8), ("signup", 2), ("purchase", 0)]);
+    }
+
+    #[test]
+    fn a_heatmap_shorter_than_the_range_says_where_it_starts() {
+        let empty = BTreeMap::new();
+        let report = Report::new(&Inputs {
+            from: 0,
+            to: 60 * DAY_MS,
+            merged: &Merged::new(),
+            series: &empty,
+            interval: Interval::Day,
+            route_hours: &empty,
+            heatmap_from: 32 * DAY_MS,
+            steps: &[],
+        });
+        assert_eq!(report.heatmap.since, Some(32 * DAY_MS));
+        assert_eq!(report.series.len(), 60);
+        assert_eq!(report.totals, Totals::default());
     }
 
     #[test]
