@@ -5,6 +5,7 @@
 //! own project slug, so tests run in parallel against one stack.
 
 mod aliases;
+mod dashboard;
 mod ingest;
 mod pipeline;
 mod support;

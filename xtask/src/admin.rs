@@ -94,6 +94,7 @@ pub struct Settings {
     pub retention_days: Option<u32>,
     pub allowed_origins: Option<Vec<String>>,
     pub rate_limit: Option<String>,
+    pub public_dashboard: Option<bool>,
 }
 
 impl Settings {
@@ -114,6 +115,9 @@ impl Settings {
         if let Some(tier) = &self.rate_limit {
             body.insert("rate_limit".into(), json!(tier));
         }
+        if let Some(public) = self.public_dashboard {
+            body.insert("public_dashboard".into(), json!(public));
+        }
         body
     }
 }
@@ -125,6 +129,8 @@ pub struct Project {
     pub retention_days: u64,
     pub allowed_origins: Vec<String>,
     pub rate_limit: String,
+    /// Whether the dashboard is open to anyone (false from servers that predate it).
+    pub public_dashboard: bool,
     pub created_at: String,
 }
 
@@ -149,9 +155,17 @@ impl Project {
             })?,
             allowed_origins: origins,
             rate_limit: string(v, what, "rate_limit")?,
+            public_dashboard: v["public_dashboard"].as_bool().unwrap_or(false),
             created_at: string(v, what, "created_at")?,
         })
     }
+}
+
+/// A share link of a project's dashboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    pub url: String,
+    pub expires_at: String,
 }
 
 /// What a key gives access to: writing events (a write key) or reading them (a read token).
@@ -311,6 +325,17 @@ impl Admin {
         let path = format!("{}/keys/{id}", project_path(slug));
         let answer = self.call(Method::Delete, &path, None)?;
         Key::from_json(member(&answer, "key")?)
+    }
+
+    /// A link that shows the project's dashboard to anyone who has it, for `days` days.
+    pub fn share(&self, slug: &str, days: u32) -> Result<Share> {
+        let path = format!("{}/share", project_path(slug));
+        let answer = self.call(Method::Post, &path, Some(json!({"expires_in_days": days})))?;
+        let share = member(&answer, "share")?;
+        Ok(Share {
+            url: string(share, "share link", "url")?,
+            expires_at: string(share, "share link", "expires_at")?,
+        })
     }
 
     /// Sends one request and reads its JSON answer, or its error.
@@ -484,6 +509,12 @@ mod tests {
         assert_eq!(p.slug, "demo");
         assert_eq!(p.retention_days, 90);
         assert_eq!(p.allowed_origins, ["*"]);
+        assert!(!p.public_dashboard, "absent means private");
+        let public = Project::from_json(&json!({"slug": "demo", "retention_days": 90,
+            "allowed_origins": [], "rate_limit": "off", "public_dashboard": true,
+            "created_at": "2025-01-02T03:04:05Z"}))
+        .unwrap();
+        assert!(public.public_dashboard);
         let missing = Project::from_json(&json!({"slug": "demo"})).unwrap_err();
         assert!(missing.to_string().contains("allowed_origins"), "{missing}");
 
@@ -506,10 +537,11 @@ mod tests {
             retention_days: Some(30),
             allowed_origins: Some(vec![]),
             rate_limit: None,
+            public_dashboard: Some(false),
         };
         assert_eq!(
             Value::Object(s.to_json()),
-            json!({"retention_days": 30, "allowed_origins": []})
+            json!({"retention_days": 30, "allowed_origins": [], "public_dashboard": false})
         );
     }
 

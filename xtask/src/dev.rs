@@ -74,6 +74,8 @@ Send a first event and read it back:
        -d '[{{\"name\":\"request\",\"route\":\"/hello\",\"status\":200,\"duration_ms\":12}}]'
   curl -H 'authorization: Bearer {read}' {query}/v1/projects/{DEMO}/overview
 
+Its dashboard (sign in with the read token): {query}/dashboard/{DEMO}
+
 More projects, write keys and read tokens: cargo xtask project --help"
     );
 

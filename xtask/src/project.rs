@@ -12,12 +12,17 @@ cargo xtask project <command> [--url URL]
 
 Commands:
   list                       every project
-  create <slug> [--retention-days N] [--origin URL]... [--rate-limit TIER]
+  create <slug> [--retention-days N] [--origin URL]... [--rate-limit TIER] [--public]
                              a new project
   show <slug>                a project's settings
   set <slug> [--retention-days N] [--origin URL]... [--no-origins] [--rate-limit TIER]
+             [--public | --private]
                              change a project's settings; --origin replaces the allowed
-                             origins, --no-origins empties them
+                             origins, --no-origins empties them; --public opens the
+                             dashboard to anyone, --private (the default) asks for a
+                             read token or a share link
+  share <slug> [--days N]    a link that shows the dashboard to anyone who has it, for N
+                             days (default 30, at most 366)
   key <slug> [--read] [--name NAME]
                              a new write key (a read token with --read); its secret is
                              shown this once
@@ -32,14 +37,17 @@ $TALLY_ADMIN_TOKEN, else the dev stack's, in .tally/dev/admin_token.
 ";
 
 /// The options `cargo xtask project` knows, and whether each takes a value.
-const OPTIONS: [(&str, bool); 7] = [
+const OPTIONS: [(&str, bool); 10] = [
     ("--url", true),
     ("--retention-days", true),
     ("--origin", true),
     ("--no-origins", false),
     ("--rate-limit", true),
+    ("--public", false),
+    ("--private", false),
     ("--read", false),
     ("--name", true),
+    ("--days", true),
 ];
 
 /// One `cargo xtask project` command.
@@ -69,6 +77,10 @@ enum Command {
     Revoke {
         slug: String,
         id: u64,
+    },
+    Share {
+        slug: String,
+        days: u32,
     },
 }
 
@@ -132,6 +144,15 @@ fn execute(admin: &Admin, command: Command) -> Result<String> {
                     .unwrap_or_default()
             )
         }
+        Command::Share { slug, days } => {
+            let share = admin.share(&slug, days)?;
+            format!(
+                "Anyone with this link can view the dashboard of {slug} until {}:\n\n    {}\n\n\
+                 Links cannot be revoked one by one; changing the query worker's ADMIN_TOKEN \
+                 revokes them all.\n",
+                share.expires_at, share.url
+            )
+        }
     })
 }
 
@@ -189,7 +210,7 @@ fn parse(args: &[String]) -> Result<Invocation> {
             Command::List
         }
         "create" => {
-            opts.allow(&["--retention-days", "--origin", "--rate-limit"])?;
+            opts.allow(&["--retention-days", "--origin", "--rate-limit", "--public"])?;
             let [slug] = operands(command, rest, &["<slug>"])?;
             Command::Create {
                 slug,
@@ -207,13 +228,15 @@ fn parse(args: &[String]) -> Result<Invocation> {
                 "--origin",
                 "--no-origins",
                 "--rate-limit",
+                "--public",
+                "--private",
             ])?;
             let [slug] = operands(command, rest, &["<slug>"])?;
             let settings = opts.settings()?;
             if settings.is_empty() {
                 bail!(
                     "`cargo xtask project set {slug}` changes nothing: give --retention-days, \
-                     --origin, --no-origins or --rate-limit"
+                     --origin, --no-origins, --rate-limit, --public or --private"
                 );
             }
             Command::Set { slug, settings }
@@ -246,6 +269,21 @@ fn parse(args: &[String]) -> Result<Invocation> {
                 )
             })?;
             Command::Revoke { slug, id }
+        }
+        "share" => {
+            opts.allow(&["--days"])?;
+            let [slug] = operands(command, rest, &["<slug>"])?;
+            let days = match opts.single("--days")? {
+                Some(days) => days
+                    .parse()
+                    .ok()
+                    .filter(|d| (1..=366).contains(d))
+                    .with_context(|| {
+                        format!("--days wants a whole number from 1 to 366, not {days:?}")
+                    })?,
+                None => 30,
+            };
+            Command::Share { slug, days }
         }
         other => bail!("unknown command {other:?}\n\n{USAGE}"),
     };
@@ -340,10 +378,17 @@ impl Options<'_> {
                 RATE_LIMITS.join(", ")
             );
         }
+        let public_dashboard = match (self.has("--public"), self.has("--private")) {
+            (true, true) => bail!("--public and --private contradict each other"),
+            (true, false) => Some(true),
+            (false, true) => Some(false),
+            (false, false) => None,
+        };
         Ok(Settings {
             retention_days,
             allowed_origins,
             rate_limit,
+            public_dashboard,
         })
     }
 }
@@ -417,6 +462,7 @@ fn projects_table(projects: &[Project]) -> String {
                 p.slug.clone(),
                 format!("{} days", p.retention_days),
                 p.rate_limit.clone(),
+                dashboard(p).to_owned(),
                 origins(p),
                 p.created_at.clone(),
             ]
@@ -427,6 +473,7 @@ fn projects_table(projects: &[Project]) -> String {
             "SLUG",
             "RETENTION",
             "RATE LIMIT",
+            "DASHBOARD",
             "ALLOWED ORIGINS",
             "CREATED",
         ],
@@ -434,12 +481,21 @@ fn projects_table(projects: &[Project]) -> String {
     )
 }
 
+fn dashboard(project: &Project) -> &'static str {
+    if project.public_dashboard {
+        "public"
+    } else {
+        "private"
+    }
+}
+
 fn project_details(p: &Project) -> String {
     format!(
-        "project          {}\nretention        {} days\nrate limit       {}\nallowed origins  {}\ncreated          {}\n",
+        "project          {}\nretention        {} days\nrate limit       {}\ndashboard        {}\nallowed origins  {}\ncreated          {}\n",
         p.slug,
         p.retention_days,
         p.rate_limit,
+        dashboard(p),
         origins(p),
         p.created_at
     )
@@ -538,7 +594,7 @@ mod tests {
         );
         assert_eq!(
             parsed(
-                "--url http://q:1 create demo --retention-days 30 --origin https://a.example --origin=https://b.example --rate-limit off"
+                "--url http://q:1 create demo --retention-days 30 --origin https://a.example --origin=https://b.example --rate-limit off --public"
             ),
             Invocation {
                 url: Some("http://q:1".into()),
@@ -551,6 +607,7 @@ mod tests {
                             "https://b.example".into()
                         ]),
                         rate_limit: Some("off".into()),
+                        public_dashboard: Some(true),
                     },
                 },
             }
@@ -607,6 +664,40 @@ mod tests {
                 id: 12
             }
         );
+        assert_eq!(
+            parsed("set demo --public").command,
+            Command::Set {
+                slug: "demo".into(),
+                settings: Settings {
+                    public_dashboard: Some(true),
+                    ..Settings::default()
+                },
+            }
+        );
+        assert_eq!(
+            parsed("set demo --private").command,
+            Command::Set {
+                slug: "demo".into(),
+                settings: Settings {
+                    public_dashboard: Some(false),
+                    ..Settings::default()
+                },
+            }
+        );
+        assert_eq!(
+            parsed("share demo").command,
+            Command::Share {
+                slug: "demo".into(),
+                days: 30
+            }
+        );
+        assert_eq!(
+            parsed("share demo --days 7").command,
+            Command::Share {
+                slug: "demo".into(),
+                days: 7
+            }
+        );
     }
 
     #[test]
@@ -647,6 +738,17 @@ mod tests {
         );
         check("set demo", "changes nothing");
         check("set demo --origin x --no-origins", "contradict");
+        check("set demo --public --private", "contradict");
+        check("create demo --private", "does not take --private");
+        check(
+            "share demo --days 0",
+            "--days wants a whole number from 1 to 366",
+        );
+        check(
+            "share demo --days 400",
+            "--days wants a whole number from 1 to 366",
+        );
+        check("share demo --public", "does not take --public");
         check("key demo --read=yes", "--read takes no value");
         check("list --url a --url b", "--url is given 2 times");
     }
@@ -665,6 +767,7 @@ mod tests {
             retention_days: 90,
             allowed_origins: origins.iter().map(|o| (*o).to_owned()).collect(),
             rate_limit: "standard".into(),
+            public_dashboard: false,
             created_at: "2025-01-02T03:04:05Z".into(),
         }
     }
@@ -684,11 +787,17 @@ mod tests {
     #[test]
     fn lists_projects_as_a_table() {
         assert_eq!(
-            projects_table(&[project("demo", &["*"]), project("shop-web", &[])]),
+            projects_table(&[
+                Project {
+                    public_dashboard: true,
+                    ..project("demo", &["*"])
+                },
+                project("shop-web", &[])
+            ]),
             "\
-SLUG      RETENTION  RATE LIMIT  ALLOWED ORIGINS  CREATED
-demo      90 days    standard    *                2025-01-02T03:04:05Z
-shop-web  90 days    standard    (none)           2025-01-02T03:04:05Z
+SLUG      RETENTION  RATE LIMIT  DASHBOARD  ALLOWED ORIGINS  CREATED
+demo      90 days    standard    public     *                2025-01-02T03:04:05Z
+shop-web  90 days    standard    private    (none)           2025-01-02T03:04:05Z
 "
         );
         assert!(projects_table(&[]).starts_with("No projects yet"));
@@ -701,6 +810,7 @@ shop-web  90 days    standard    (none)           2025-01-02T03:04:05Z
 project          demo
 retention        90 days
 rate limit       standard
+dashboard        private
 allowed origins  https://a.example, https://b.example
 created          2025-01-02T03:04:05Z
 "

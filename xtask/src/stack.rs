@@ -39,22 +39,36 @@ impl Ports {
         }
     }
 
-    /// Six ports the OS reports free right now, for tests.
+    /// Six ports free right now, for tests. They are taken from below Linux's ephemeral
+    /// range (32768 and up), where the OS never hands out a port on its own: a port it
+    /// reported free there could be given to another socket (workerd's, another
+    /// stack's) before the worker binds it. The start is spread by time and process id.
     pub fn free() -> Result<Self> {
-        let listeners = (0..6)
-            .map(|_| TcpListener::bind("127.0.0.1:0"))
-            .collect::<std::io::Result<Vec<_>>>()
-            .context("could not find free ports on 127.0.0.1")?;
-        let p: Vec<u16> = listeners
-            .iter()
-            .map(|l| l.local_addr().map(|a| a.port()))
-            .collect::<std::io::Result<_>>()?;
-        Ok(Self {
-            aggregator: p[0],
-            ingest: p[1],
-            query: p[2],
-            inspectors: [p[3], p[4], p[5]],
-        })
+        const FIRST: u32 = 20_000;
+        const SPAN: u32 = 12_000;
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+            ^ std::process::id().rotate_left(13);
+        let mut p = Vec::with_capacity(6);
+        for i in 0..SPAN {
+            let port = (FIRST + (seed.wrapping_add(i.wrapping_mul(7))) % SPAN) as u16;
+            if !p.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                p.push(port);
+                if p.len() == 6 {
+                    return Ok(Self {
+                        aggregator: p[0],
+                        ingest: p[1],
+                        query: p[2],
+                        inspectors: [p[3], p[4], p[5]],
+                    });
+                }
+            }
+        }
+        bail!(
+            "could not find six free ports on 127.0.0.1 between {FIRST} and {}",
+            FIRST + SPAN
+        )
     }
 
     fn of(&self, worker: &str) -> u16 {

@@ -30,7 +30,9 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut tally = Tally::default();
     let outcome = match e2e_only {
         None => all_checks(&mut tally),
-        Some(filter) => tools::ensure().and_then(|()| end_to_end(&mut tally, filter.as_deref())),
+        Some(filter) => tools::ensure()
+            .and_then(|()| tools::ensure_browser())
+            .and_then(|()| end_to_end(&mut tally, filter.as_deref())),
     };
     println!();
     if let Err(e) = &outcome {
@@ -46,6 +48,7 @@ pub fn run(args: &[String]) -> Result<()> {
 
 fn all_checks(tally: &mut Tally) -> Result<()> {
     tools::ensure()?;
+    tools::ensure_browser()?;
 
     step("Formatting (cargo fmt --check)");
     proc::run(
@@ -133,8 +136,12 @@ fn end_to_end(tally: &mut Tally, filter: Option<&str>) -> Result<()> {
         .env("TALLY_QUERY_URL", stack.url("query"))
         .env("TALLY_AGGREGATOR_URL", stack.url("aggregator"))
         .env("TALLY_ADMIN_TOKEN", stack.admin_token()?)
+        .env("TALLY_CHROMIUM", tools::CHROMIUM)
+        .env("TALLY_CHROMEDRIVER", tools::CHROMEDRIVER)
+        .env("TALLY_ARTIFACTS_DIR", dir.join("artifacts"))
         .env("TALLY_STATE_DIR", dir.join("state"));
     let result = run_tests(&mut e2e, tally);
+    list_artifacts(&dir.join("artifacts"));
     let crashed = stack.exited();
     stack.stop();
     if result.is_err() || crashed.is_some() {
@@ -151,6 +158,21 @@ fn end_to_end(tally: &mut Tally, filter: Option<&str>) -> Result<()> {
         bail!("{worker} exited during the end-to-end tests ({status})");
     }
     result
+}
+
+/// Prints the files the end-to-end tests left in `dir` (screenshots of the dashboard).
+fn list_artifacts(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    if !files.is_empty() {
+        println!("Test artifacts:");
+        for file in files {
+            println!("  {}", bundle::rel(&file));
+        }
+    }
 }
 
 /// Runs a `cargo test` command, echoing its output and adding its summaries to `tally`.

@@ -183,6 +183,59 @@ fn ensure_npm_packages() -> Result<()> {
     Ok(())
 }
 
+/// Debian's Chromium, which the dashboard's end-to-end test drives headless.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+/// Debian's ChromeDriver, the WebDriver server for [`CHROMIUM`].
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Installs Debian's `chromium` and `chromium-driver` with apt-get when either is
+/// missing (as root; CI runs as root). The end-to-end tests need them.
+pub fn ensure_browser() -> Result<()> {
+    let present = |path: &str| Path::new(path).exists();
+    if present(CHROMIUM) && present(CHROMEDRIVER) {
+        println!("chromium, chromedriver: present");
+        return Ok(());
+    }
+    let hint = "as root on Debian or Ubuntu: `apt-get update && apt-get install -y chromium \
+                chromium-driver` (the dashboard's end-to-end test drives them)";
+    if !present("/usr/bin/apt-get") {
+        bail!(
+            "{CHROMIUM} or {CHROMEDRIVER} is missing and there is no apt-get here\n  hint: install Chromium and ChromeDriver at those paths, {hint}"
+        );
+    }
+    if !is_root() {
+        bail!(
+            "{CHROMIUM} or {CHROMEDRIVER} is missing, and installing them needs root\n  hint: {hint}"
+        );
+    }
+    println!(
+        "installing Debian's chromium and chromium-driver for the browser test (apt-get, once)"
+    );
+    let apt = |args: &[&str]| {
+        let mut cmd = Command::new("apt-get");
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    };
+    proc::run(
+        &mut apt(&["update"]),
+        "apt-get could not read its package lists; check the network and /etc/apt/sources.list",
+    )?;
+    proc::run(
+        &mut apt(&["install", "-y", "chromium", "chromium-driver"]),
+        hint,
+    )?;
+    for path in [CHROMIUM, CHROMEDRIVER] {
+        require(Path::new(path), hint)?;
+    }
+    Ok(())
+}
+
+/// Whether this process runs as root: `/proc/self` belongs to the effective user.
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
 /// Checks that a path exists, with a hint when it does not.
 pub fn require(path: &Path, hint: &str) -> Result<()> {
     if !path.exists() {

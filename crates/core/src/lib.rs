@@ -13,6 +13,7 @@
 //! - [`sql`] holds every SQL statement Tally runs; values are always bound parameters.
 //! - [`plausible::parse`] reads a Plausible Events API request as a [`RawEvent`];
 //!   [`plausible::is_bot`] tells crawlers and scripts from people by user agent.
+//! - [`share`] signs and checks dashboard share links (HMAC-SHA256 over project and expiry).
 //!
 //! This crate never touches the clock, the network, storage or randomness: `now`, ids and
 //! salts are arguments, so every rule is deterministic and testable natively and on wasm32.
@@ -29,6 +30,7 @@ pub mod queue;
 pub mod range;
 pub mod rollup;
 pub mod sessions;
+pub mod share;
 pub mod sketch;
 pub mod sql;
 #[cfg(any(test, feature = "test-utils"))]

@@ -88,6 +88,8 @@ pub struct Project {
     /// and are not subject to this list.
     pub allowed_origins: Vec<String>,
     pub rate_limit: RateLimit,
+    /// Whether anyone may view the project's dashboard without a token.
+    pub public_dashboard: bool,
     /// Epoch milliseconds.
     pub created_at: i64,
 }
@@ -100,6 +102,7 @@ impl Project {
             "retention_days": self.retention_days,
             "allowed_origins": self.allowed_origins,
             "rate_limit": self.rate_limit.as_str(),
+            "public_dashboard": self.public_dashboard,
             "created_at": crate::time::format_ms(self.created_at),
         })
     }
@@ -120,6 +123,7 @@ pub struct ProjectInput {
     pub retention_days: Option<u32>,
     pub allowed_origins: Option<Vec<String>>,
     pub rate_limit: Option<String>,
+    pub public_dashboard: Option<bool>,
 }
 
 impl ProjectInput {
@@ -137,7 +141,7 @@ impl ProjectInput {
                 "invalid_project",
                 format!(
                     "project settings must be a JSON object with slug, retention_days, \
-                     allowed_origins and rate_limit: {e}"
+                     allowed_origins, rate_limit and public_dashboard: {e}"
                 ),
             )
         })
@@ -166,6 +170,7 @@ impl ProjectInput {
             retention_days: 90,
             allowed_origins: Vec::new(),
             rate_limit: RateLimit::default(),
+            public_dashboard: false,
             created_at: now_ms,
         };
         self.apply(base)
@@ -231,6 +236,9 @@ impl ProjectInput {
                     format!("rate_limit {tier:?} must be one of strict, standard, high, off"),
                 )
             })?;
+        }
+        if let Some(public) = self.public_dashboard {
+            project.public_dashboard = public;
         }
         Ok(project)
     }
@@ -516,6 +524,15 @@ mod tests {
         assert_eq!(q.rate_limit, RateLimit::Off);
         assert_eq!(q.allowed_origins, p.allowed_origins);
         assert_eq!(q.retention_days, 90);
+        assert!(!q.public_dashboard, "dashboards are private by default");
+        let r = ProjectInput::parse(br#"{"public_dashboard":true}"#)
+            .unwrap()
+            .apply(q.clone())
+            .unwrap();
+        assert!(r.public_dashboard);
+        assert_eq!(r.to_json()["public_dashboard"], true);
+        assert_eq!(r.rate_limit, RateLimit::Off);
+        assert!(ProjectInput::parse(br#"{"public_dashboard":"yes"}"#).is_err());
         let e = ProjectInput::parse(br#"{"slug":"other"}"#)
             .unwrap()
             .apply(p)

@@ -256,21 +256,26 @@ ORDER BY job";
 
 /// One project by slug (`?1`).
 pub const PROJECT_BY_SLUG: &str = "\
-SELECT slug, retention_days, allowed_origins, rate_limit, created_at FROM projects WHERE slug = ?1";
+SELECT slug, retention_days, allowed_origins, rate_limit, public_dashboard, created_at
+FROM projects WHERE slug = ?1";
 
 /// Every project, by slug.
 pub const ALL_PROJECTS: &str = "\
-SELECT slug, retention_days, allowed_origins, rate_limit, created_at FROM projects ORDER BY slug";
+SELECT slug, retention_days, allowed_origins, rate_limit, public_dashboard, created_at
+FROM projects ORDER BY slug";
 
 /// Creates a project (`?1` slug, `?2` retention, `?3` origins JSON, `?4` tier, `?5`
-/// created); changes no row when the slug exists.
+/// created, `?6` public dashboard as 0 or 1); changes no row when the slug exists.
 pub const CREATE_PROJECT: &str = "\
-INSERT INTO projects (slug, retention_days, allowed_origins, rate_limit, created_at)
-VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (slug) DO NOTHING";
+INSERT INTO projects (slug, retention_days, allowed_origins, rate_limit, created_at,
+                      public_dashboard)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (slug) DO NOTHING";
 
 /// Sets a project's (`?1`) settings.
 pub const UPDATE_PROJECT: &str = "\
-UPDATE projects SET retention_days = ?2, allowed_origins = ?3, rate_limit = ?4 WHERE slug = ?1";
+UPDATE projects
+SET retention_days = ?2, allowed_origins = ?3, rate_limit = ?4, public_dashboard = ?5
+WHERE slug = ?1";
 
 /// Stores a key of a project (`?1`): kind `?2`, hash `?3` (hex), prefix `?4`, name `?5`,
 /// created `?6`. Returns its id; no row when the project does not exist.
@@ -293,7 +298,8 @@ WHERE id = ?2 AND project_id = (SELECT id FROM projects WHERE slug = ?1)";
 /// A key by the hash of its text (`?1`, hex) with its project's settings.
 pub const KEY_BY_HASH: &str = "\
 SELECT k.id, p.slug AS project, k.kind, k.name, k.prefix, k.created_at, k.revoked_at,
-       p.retention_days, p.allowed_origins, p.rate_limit, p.created_at AS project_created_at
+       p.retention_days, p.allowed_origins, p.rate_limit, p.public_dashboard,
+       p.created_at AS project_created_at
 FROM api_keys AS k JOIN projects AS p ON p.id = k.project_id
 WHERE k.hash = unhex(?1)";
 

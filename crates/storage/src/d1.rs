@@ -400,6 +400,7 @@ impl AdminStore for D1Store {
             text(&origins_json(p)),
             text(p.rate_limit.as_str()),
             int(p.created_at),
+            int(i64::from(p.public_dashboard)),
         ];
         Ok(self.changes(sql::CREATE_PROJECT, &values).await? == 1)
     }
@@ -410,6 +411,7 @@ impl AdminStore for D1Store {
             int(i64::from(p.retention_days)),
             text(&origins_json(p)),
             text(p.rate_limit.as_str()),
+            int(i64::from(p.public_dashboard)),
         ];
         Ok(self.changes(sql::UPDATE_PROJECT, &values).await? == 1)
     }

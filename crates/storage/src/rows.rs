@@ -237,6 +237,8 @@ pub(crate) struct ProjectRow {
     /// A JSON array of origin patterns.
     pub allowed_origins: String,
     pub rate_limit: String,
+    /// 0 or 1.
+    pub public_dashboard: i64,
     pub created_at: i64,
 }
 
@@ -252,6 +254,7 @@ impl ProjectRow {
             retention_days: self.retention_days,
             allowed_origins,
             rate_limit,
+            public_dashboard: self.public_dashboard != 0,
             created_at: self.created_at,
         })
     }
@@ -303,6 +306,7 @@ pub(crate) struct GrantRow {
     pub retention_days: u32,
     pub allowed_origins: String,
     pub rate_limit: String,
+    pub public_dashboard: i64,
     pub project_created_at: i64,
 }
 
@@ -313,6 +317,7 @@ impl GrantRow {
             retention_days: self.retention_days,
             allowed_origins: self.allowed_origins,
             rate_limit: self.rate_limit,
+            public_dashboard: self.public_dashboard,
             created_at: self.project_created_at,
         }
         .decode()?;

@@ -365,7 +365,8 @@ fn project_row(r: &Row<'_>) -> rusqlite::Result<ProjectRow> {
         retention_days: r.get(1)?,
         allowed_origins: r.get(2)?,
         rate_limit: r.get(3)?,
-        created_at: r.get(4)?,
+        public_dashboard: r.get(4)?,
+        created_at: r.get(5)?,
     })
 }
 
@@ -404,7 +405,8 @@ impl AdminStore for SqliteStore {
                     p.retention_days,
                     origins_json(p),
                     p.rate_limit.as_str(),
-                    p.created_at
+                    p.created_at,
+                    p.public_dashboard
                 ],
             )
             .map_err(db)?;
@@ -422,7 +424,8 @@ impl AdminStore for SqliteStore {
                     p.slug,
                     p.retention_days,
                     origins_json(p),
-                    p.rate_limit.as_str()
+                    p.rate_limit.as_str(),
+                    p.public_dashboard
                 ],
             )
             .map_err(db)?;
@@ -484,7 +487,8 @@ impl AdminStore for SqliteStore {
                 retention_days: r.get(7)?,
                 allowed_origins: r.get(8)?,
                 rate_limit: r.get(9)?,
-                project_created_at: r.get(10)?,
+                public_dashboard: r.get(10)?,
+                project_created_at: r.get(11)?,
             })
         })?;
         rows.into_iter().next().map(GrantRow::decode).transpose()
@@ -732,6 +736,7 @@ mod tests {
             rate_limit: RateLimit::Off,
             retention_days: 30,
             allowed_origins: vec!["*".into()],
+            public_dashboard: true,
             ..p
         };
         assert!(block_on(store.update_project(&changed)).unwrap());
@@ -764,6 +769,7 @@ mod tests {
             (made.id, KeyKind::Write, "one")
         );
         assert_eq!(p.allowed_origins, ["https://a.example"]);
+        assert_eq!(Some(p), block_on(store.project("one")).unwrap());
         assert_eq!(
             block_on(store.key_by_hash(&key_hash("tw_other"))).unwrap(),
             None
@@ -827,11 +833,11 @@ mod tests {
             files, listed,
             "MIGRATIONS must list every file in migrations/"
         );
-        for (i, name) in listed.iter().enumerate() {
+        let numbers = (1..).filter(|n| !crate::RESERVED_MIGRATIONS.contains(n));
+        for (name, n) in listed.iter().zip(numbers) {
             assert!(
-                name.starts_with(&format!("{:04}_", i + 1)),
-                "{name} should be numbered {:04}",
-                i + 1
+                name.starts_with(&format!("{n:04}_")),
+                "{name} should be numbered {n:04}"
             );
         }
     }

@@ -4,6 +4,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+pub mod browser;
+
 /// The base URL of one worker of the running stack.
 pub fn url(worker: &str) -> String {
     let var = format!("TALLY_{}_URL", worker.to_uppercase());

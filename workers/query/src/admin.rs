@@ -20,6 +20,7 @@ use crate::{ADMIN_TOKEN, store};
 /// Routes `/v1/admin/...`; `rest` is the path after `admin`.
 pub async fn route(mut req: Request, env: &Env, rest: &[&str]) -> Result<Response, ApiError> {
     require_admin(&req, env)?;
+    let url = req.url().map_err(internal)?;
     let store = store(env)?;
     let now = Date::now().as_millis() as i64;
     let method = req.method();
@@ -88,12 +89,17 @@ pub async fn route(mut req: Request, env: &Env, rest: &[&str]) -> Result<Respons
                 .ok_or_else(no_key)?;
             json_response(200, &json!({ "key": key.to_json() }))
         }
+        (Method::Post, ["projects", slug, "share"]) => {
+            existing(&store, slug).await?;
+            crate::dashboard::mint_share(&url, env, slug, &body, now)
+        }
         (_, ["projects"]) => Err(ApiError::method_not_allowed("GET or POST")),
         (_, ["projects", _]) => Err(ApiError::method_not_allowed("GET or PATCH")),
         (_, ["projects", _, "keys"]) => Err(ApiError::method_not_allowed("GET or POST")),
         (_, ["projects", _, "keys", _]) => Err(ApiError::method_not_allowed("DELETE")),
+        (_, ["projects", _, "share"]) => Err(ApiError::method_not_allowed("POST")),
         _ => Err(ApiError::not_found(
-            "admin endpoints: /v1/admin/projects[/{slug}[/keys[/{id}]]]",
+            "admin endpoints: /v1/admin/projects[/{slug}[/keys[/{id}] | /share]]",
         )),
     }
 }

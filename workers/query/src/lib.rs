@@ -4,6 +4,8 @@
 mod admin;
 mod aliases;
 mod auth;
+mod badge;
+mod dashboard;
 mod error;
 mod overview;
 
@@ -48,6 +50,16 @@ async fn route(req: Request, env: &Env) -> std::result::Result<Response, ApiErro
         (_, ["v1", "admin", rest @ ..]) => {
             let rest: Vec<&str> = rest.to_vec();
             admin::route(req, env, &rest).await
+        }
+        (_, ["dashboard", project, rest @ ..]) => {
+            let rest: Vec<&str> = rest.to_vec();
+            dashboard::route(req, env, project, &rest, dashboard::Entry::Dashboard).await
+        }
+        (_, ["admin", "plugins", slug, "analytics"]) => {
+            dashboard::route(req, env, slug, &[], dashboard::Entry::Admin).await
+        }
+        (Method::Get | Method::Head, ["badge", project, file]) => {
+            badge::get(&req, env, project, file).await
         }
         (Method::Get, ["v1", "health"] | [""]) => health(env).await,
         (_, ["v1", "projects", _, "overview"] | ["v1", "health"]) => {

@@ -1,0 +1,334 @@
+//! A small WebDriver client: headless Debian Chromium driven through chromedriver's
+//! HTTP API with ureq, for the tests that use the dashboard as a person would. Only
+//! the test talks JavaScript to the browser (WebDriver's own commands); the pages
+//! under test have none.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// WebDriver's key for an element reference.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// One headless Chromium session; dropping it ends the session and chromedriver.
+#[derive(Debug)]
+pub struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    profile: PathBuf,
+    http: ureq::Agent,
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+/// Where screenshots and logs go: `TALLY_ARTIFACTS_DIR` (set by `cargo xtask test`), or
+/// `target/e2e/artifacts`. Created if missing.
+pub fn artifacts_dir() -> PathBuf {
+    let dir = std::env::var_os("TALLY_ARTIFACTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/e2e/artifacts"));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    dir
+}
+
+impl Browser {
+    /// Starts chromedriver on a free port and a headless Chromium session with a fresh
+    /// profile, 1280 × 900.
+    pub fn start() -> Self {
+        let chromium = env_or("TALLY_CHROMIUM", "/usr/bin/chromium");
+        let chromedriver = env_or("TALLY_CHROMEDRIVER", "/usr/bin/chromedriver");
+        for path in [&chromium, &chromedriver] {
+            assert!(
+                Path::new(path).exists(),
+                "{path} is missing: `cargo xtask test` installs Debian's chromium and chromium-driver"
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let log = std::fs::File::create(artifacts_dir().join("chromedriver.log"))
+            .expect("the chromedriver log");
+        let driver = Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("a second handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {chromedriver}: {e}"));
+        let profile = std::env::temp_dir().join(super::unique("tally-chromium"));
+        std::fs::create_dir_all(&profile).expect("a profile directory");
+        let http: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(60)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut browser = Self {
+            driver,
+            base: format!("http://127.0.0.1:{port}"),
+            session: String::new(),
+            profile,
+            http,
+        };
+        browser.wait_until_ready();
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            &format!("--user-data-dir={}", browser.profile.display()),
+            "--window-size=1280,900",
+        ];
+        let created = browser.call(
+            "POST",
+            "/session",
+            Some(json!({"capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {"binary": chromium, "args": args},
+            }}})),
+        );
+        browser.session = created["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {created}"))
+            .to_owned();
+        browser
+    }
+
+    fn wait_until_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ready = self
+                .http
+                .get(format!("{}/status", self.base))
+                .call()
+                .ok()
+                .and_then(|mut r| r.body_mut().read_json::<Value>().ok())
+                .is_some_and(|v| v["value"]["ready"] == true);
+            if ready {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not become ready within 20 s; see chromedriver.log in {}",
+                artifacts_dir().display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A WebDriver command; answers its `value`, panicking on a WebDriver error.
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.base);
+        let request = ureq::http::Request::builder().method(method).uri(&url);
+        let sent = match body {
+            Some(body) => self.http.run(
+                request
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .expect("a request"),
+            ),
+            None => self.http.run(request.body(()).expect("a request")),
+        };
+        let mut response = sent.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = response.status().as_u16();
+        let body: Value = response
+            .body_mut()
+            .read_json()
+            .unwrap_or_else(|e| panic!("{method} {path}: a body that is not JSON: {e}"));
+        assert!(status < 300, "{method} {path} answered {status}: {body}");
+        body["value"].clone()
+    }
+
+    fn session_path(&self, rest: &str) -> String {
+        format!("/session/{}{rest}", self.session)
+    }
+
+    /// Loads a URL and waits for the page.
+    pub fn goto(&self, url: &str) {
+        self.call(
+            "POST",
+            &self.session_path("/url"),
+            Some(json!({ "url": url })),
+        );
+    }
+
+    /// The current URL.
+    pub fn url(&self) -> String {
+        self.call("GET", &self.session_path("/url"), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// The page's HTML as the browser holds it.
+    pub fn source(&self) -> String {
+        self.call("GET", &self.session_path("/source"), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// The element a CSS selector finds first.
+    pub fn find(&self, css: &str) -> String {
+        let found = self.call(
+            "POST",
+            &self.session_path("/element"),
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        found[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css:?}: {found}"))
+            .to_owned()
+    }
+
+    /// How many elements a CSS selector finds.
+    pub fn count(&self, css: &str) -> usize {
+        self.call(
+            "POST",
+            &self.session_path("/elements"),
+            Some(json!({"using": "css selector", "value": css})),
+        )
+        .as_array()
+        .map_or(0, Vec::len)
+    }
+
+    /// The rendered text of the element a CSS selector finds.
+    pub fn text(&self, css: &str) -> String {
+        let id = self.find(css);
+        self.call(
+            "GET",
+            &self.session_path(&format!("/element/{id}/text")),
+            None,
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+    }
+
+    /// Clicks an element (and waits for a navigation it starts).
+    pub fn click(&self, css: &str) {
+        let id = self.find(css);
+        self.call(
+            "POST",
+            &self.session_path(&format!("/element/{id}/click")),
+            Some(json!({})),
+        );
+    }
+
+    /// Types text into a field.
+    pub fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css);
+        self.call(
+            "POST",
+            &self.session_path(&format!("/element/{id}/clear")),
+            Some(json!({})),
+        );
+        self.call(
+            "POST",
+            &self.session_path(&format!("/element/{id}/value")),
+            Some(json!({ "text": text })),
+        );
+    }
+
+    /// Runs a script in the page (the test's, not the page's) and answers its result.
+    pub fn script(&self, script: &str, args: Value) -> Value {
+        self.call(
+            "POST",
+            &self.session_path("/execute/sync"),
+            Some(json!({"script": script, "args": args})),
+        )
+    }
+
+    /// A Chrome DevTools command, through chromedriver.
+    fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.call(
+            "POST",
+            &self.session_path("/goog/cdp/execute"),
+            Some(json!({"cmd": cmd, "params": params})),
+        )
+    }
+
+    /// Makes the page a phone's: `width` × `height` CSS pixels, touch, mobile viewport.
+    pub fn emulate_phone(&self, width: u32, height: u32) {
+        self.cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 2, "mobile": true}),
+        );
+    }
+
+    /// Saves a PNG of the whole page (beyond the window) and answers its path.
+    pub fn screenshot(&self, name: &str) -> PathBuf {
+        let size = self.script(
+            "const e = document.documentElement; return [e.scrollWidth, e.scrollHeight];",
+            json!([]),
+        );
+        let (width, height) = (
+            size[0].as_f64().unwrap_or(1280.0),
+            size[1].as_f64().unwrap_or(900.0),
+        );
+        let shot = self.cdp(
+            "Page.captureScreenshot",
+            json!({"format": "png", "captureBeyondViewport": true,
+                   "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}}),
+        );
+        let data = shot["data"].as_str().expect("screenshot data");
+        let path = artifacts_dir().join(name);
+        std::fs::write(&path, base64(data)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        println!("screenshot: {}", path.display());
+        path
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = self
+                .http
+                .delete(format!("{}/session/{}", self.base, self.session))
+                .call();
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// Decodes standard base64 (with or without padding).
+pub fn base64(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut bits, mut n) = (0u32, 0);
+    for v in text.bytes().filter_map(value) {
+        bits = bits << 6 | u32::from(v);
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn base64_decodes() {
+    assert_eq!(base64("aGVsbG8="), b"hello");
+    assert_eq!(base64("aGVsbG8h"), b"hello!");
+    assert_eq!(base64("iVBORw0KGgo"), b"\x89PNG\r\n\x1a\n");
+}

@@ -1,0 +1,792 @@
+//! The dashboard's HTML: one self-contained page (inline CSS and SVG, no scripts, no
+//! external assets) with a range picker made of GET forms, so it works with JavaScript
+//! off; and the login page. Every value is escaped with [`escape`].
+
+use std::fmt::Write;
+
+use tally_core::time::{Interval, date_label, date_of};
+
+use super::html::{bytes, compact, escape, int, millis, percent};
+use super::report::{Report, Row};
+use super::svg::{self, Bucket};
+
+/// The page's stylesheet: a responsive grid that is one column on a phone.
+const CSS: &str = "\
+:root{--fg:#0f172a;--muted:#64748b;--line:#e2e8f0;--bg:#f8fafc;--blue:#2563eb;--red:#dc2626}\
+*{box-sizing:border-box}\
+body{margin:0;font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:var(--fg);background:var(--bg)}\
+header{background:#0f172a;color:#fff;padding:12px 20px;display:flex;flex-wrap:wrap;gap:4px 16px;align-items:baseline;justify-content:space-between}\
+header h1{font-size:18px;margin:0}header h1 span{color:#94a3b8;font-weight:400}\
+header .meta{color:#cbd5e1;font-size:13px;display:flex;gap:8px;align-items:center;flex-wrap:wrap}\
+header form{display:inline}header button{background:none;border:1px solid #475569;color:#e2e8f0;padding:2px 8px}\
+main{max-width:1240px;margin:0 auto;padding:16px}\
+.picker{display:flex;flex-wrap:wrap;gap:8px 20px;align-items:center;margin-bottom:14px}\
+.picker form{display:flex;flex-wrap:wrap;gap:6px;align-items:center}\
+#range{font-weight:600;margin-bottom:10px}\
+button,input{font:inherit}\
+button{border:1px solid #cbd5e1;background:#fff;border-radius:6px;padding:4px 10px;cursor:pointer}\
+button.on{background:var(--blue);border-color:var(--blue);color:#fff}\
+input{border:1px solid #cbd5e1;border-radius:6px;padding:3px 8px;background:#fff}\
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(124px,1fr));gap:10px;margin-bottom:16px}\
+.card{background:#fff;border:1px solid var(--line);border-radius:8px;padding:10px 12px}\
+.card .k{color:var(--muted);font-size:12px}\
+.card .v{font-size:22px;font-weight:600;font-variant-numeric:tabular-nums;white-space:nowrap}\
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,380px),1fr));gap:16px;margin-bottom:16px}\
+.panel{background:#fff;border:1px solid var(--line);border-radius:8px;padding:12px 14px;min-width:0}\
+h2{font-size:15px;margin:0 0 8px}h3{font-size:13px;margin:14px 0 4px;color:var(--muted)}\
+.note{color:var(--muted);font-size:12px;margin:6px 0}\
+.scroll{overflow-x:auto}.chart{width:100%;min-width:440px;height:auto;display:block}\
+.end{direction:rtl}.end>*{direction:ltr}\
+.chart .axis{font-size:12px;fill:var(--muted)}.chart .label{font-size:12px;fill:var(--fg)}\
+.bar{fill:var(--blue)}.bar-over{fill:var(--red)}.line{fill:none;stroke:var(--blue);stroke-width:2}.dot{fill:var(--blue)}\
+.legend{font-size:12px;color:var(--muted)}.legend i{display:inline-block;width:10px;height:10px;border-radius:2px;margin:0 4px 0 8px}\
+table{width:100%;border-collapse:collapse;font-variant-numeric:tabular-nums}\
+th,td{padding:4px 6px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}\
+th:first-child,td:first-child{text-align:left;white-space:normal;overflow-wrap:anywhere}\
+th{font-size:12px;color:var(--muted);font-weight:500}\
+td.b{background:linear-gradient(#bfdbfe,#bfdbfe) no-repeat 0 100%/var(--w) 4px;padding-bottom:7px}\
+.empty{color:var(--muted)}\
+.error{background:#fef2f2;border:1px solid #fecaca;color:#991b1b;padding:8px 12px;border-radius:8px;margin-bottom:16px}\
+.login{max-width:420px;margin:10vh auto;background:#fff;border:1px solid var(--line);border-radius:10px;padding:24px}\
+.login input{width:100%;margin:6px 0 12px;padding:6px 8px}\
+footer{color:var(--muted);font-size:12px;padding:0 16px 24px;max-width:1240px;margin:0 auto}\
+@media (max-width:600px){header{padding:10px 12px}main{padding:10px}.card .v{font-size:18px}}";
+
+/// How the viewer got in, shown in the header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// A read token from the login form, kept in a cookie: offers signing out.
+    Cookie,
+    /// A read token or the admin token in `Authorization`.
+    Header,
+    /// A share link, with its token and expiry (epoch seconds).
+    Share { token: String, expires_s: i64 },
+    /// The project's dashboard is public.
+    Public,
+}
+
+/// The range as the picker shows it: `days`, or `from`/`to` as given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Picked {
+    pub days: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// Everything one page shows.
+#[derive(Debug)]
+pub struct Page<'a> {
+    pub project: &'a str,
+    /// The page's own path, which the GET forms submit to.
+    pub path: &'a str,
+    pub access: &'a Access,
+    pub picked: &'a Picked,
+    /// The resolved range, `[from, to)`.
+    pub from: i64,
+    pub to: i64,
+    /// `?steps=` as given.
+    pub steps: &'a str,
+    /// The data; `None` with `error` when the range was refused.
+    pub report: Option<&'a Report>,
+    pub error: Option<&'a str>,
+}
+
+fn head(out: &mut String, title: &str) {
+    let _ = write!(
+        out,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <meta name=\"referrer\" content=\"no-referrer\">\
+         <title>{}</title><style>{CSS}</style></head><body>",
+        escape(title)
+    );
+}
+
+fn hidden(out: &mut String, name: &str, value: &str) {
+    let _ = write!(
+        out,
+        r#"<input type="hidden" name="{name}" value="{}">"#,
+        escape(value)
+    );
+}
+
+/// The dashboard page.
+pub fn dashboard(page: &Page<'_>) -> String {
+    let mut out = String::with_capacity(64 * 1024);
+    head(&mut out, &format!("{} · Tally", page.project));
+    header(&mut out, page);
+    out.push_str("<main>");
+    picker(&mut out, page);
+    if let Some(error) = page.error {
+        let _ = write!(
+            out,
+            r#"<p class="error" id="range-error">{}</p>"#,
+            escape(error)
+        );
+    }
+    if let Some(report) = page.report {
+        let _ = write!(
+            out,
+            r#"<p id="range">{}</p>"#,
+            escape(&range_text(page.picked, page.from, page.to))
+        );
+        cards(&mut out, report);
+        charts(&mut out, report);
+        errors(&mut out, report);
+        installs(&mut out, report);
+        marketing(&mut out, page, report);
+        bandwidth(&mut out, report);
+    }
+    out.push_str(
+        "</main><footer>From Tally's hourly and daily rollups. Counts are exact; \
+         percentiles are within 1% and unique counts within 2% (merged sketches and \
+         HyperLogLogs). All times are UTC.</footer></body></html>",
+    );
+    out
+}
+
+fn header(out: &mut String, page: &Page<'_>) {
+    let _ = write!(
+        out,
+        r#"<header><h1>{} <span>· Tally</span></h1><div class="meta">"#,
+        escape(page.project)
+    );
+    match page.access {
+        Access::Cookie => {
+            let _ = write!(
+                out,
+                r#"<span>Signed in with a read token</span><form method="post" action="/dashboard/{}/logout"><button type="submit">Sign out</button></form>"#,
+                escape(page.project)
+            );
+        }
+        Access::Header => out.push_str("<span>Token from the request</span>"),
+        Access::Share { expires_s, .. } => {
+            let _ = write!(
+                out,
+                "<span>Shared link, valid until {} UTC</span>",
+                escape(&date_time(expires_s * 1000))
+            );
+        }
+        Access::Public => out.push_str("<span>Public dashboard</span>"),
+    }
+    out.push_str("</div></header>");
+}
+
+/// The hidden fields every form carries: the share token, and what the other forms set.
+fn carry(out: &mut String, page: &Page<'_>, range: bool, steps: bool) {
+    if let Access::Share { token, .. } = page.access {
+        hidden(out, "share", token);
+    }
+    if range {
+        let p = page.picked;
+        for (name, value) in [("days", &p.days), ("from", &p.from), ("to", &p.to)] {
+            if let Some(value) = value {
+                hidden(out, name, value);
+            }
+        }
+    }
+    if steps && !page.steps.is_empty() {
+        hidden(out, "steps", page.steps);
+    }
+}
+
+fn picker(out: &mut String, page: &Page<'_>) {
+    let action = escape(page.path);
+    let _ = write!(
+        out,
+        r#"<div class="picker"><form method="get" action="{action}" id="days">"#
+    );
+    carry(out, page, false, true);
+    for days in ["7", "30", "90"] {
+        let on = page.picked.days.as_deref() == Some(days);
+        let _ = write!(
+            out,
+            r#"<button type="submit" name="days" value="{days}"{}>{days} days</button>"#,
+            if on { r#" class="on""# } else { "" }
+        );
+    }
+    let _ = write!(
+        out,
+        r#"</form><form method="get" action="{action}" id="custom"><label>From <input type="date" name="from" value="{}" required></label><label>to <input type="date" name="to" value="{}" required></label>"#,
+        escape(page.picked.from.as_deref().unwrap_or_default()),
+        escape(page.picked.to.as_deref().unwrap_or_default())
+    );
+    carry(out, page, false, true);
+    out.push_str(r#"<button type="submit">Apply</button></form></div>"#);
+}
+
+fn range_text(picked: &Picked, from: i64, to: i64) -> String {
+    let span = format!(
+        "{} – {} UTC",
+        date_label(date_of(from)),
+        date_label(date_of(to - 1))
+    );
+    match &picked.days {
+        Some(days) if days == "1" => format!("Today ({span})"),
+        Some(days) => format!("Last {days} days ({span})"),
+        None => span,
+    }
+}
+
+fn date_time(ms: i64) -> String {
+    let hour = ms.div_euclid(3_600_000).rem_euclid(24);
+    let minute = ms.div_euclid(60_000).rem_euclid(60);
+    format!("{} {hour:02}:{minute:02}", date_label(date_of(ms)))
+}
+
+fn cards(out: &mut String, report: &Report) {
+    let t = &report.totals;
+    let cards = [
+        ("events", "Events", int(t.requests)),
+        ("errors", "Errors", int(t.errors)),
+        ("error-rate", "Error rate", percent(t.errors, t.requests)),
+        ("p50", "Latency p50", millis(t.p50)),
+        ("p95", "Latency p95", millis(t.p95)),
+        ("p99", "Latency p99", millis(t.p99)),
+        ("instances", "Unique instances", int(t.instances)),
+        ("users", "Unique users", int(t.users)),
+        ("bandwidth", "Bandwidth", bytes(t.bytes)),
+    ];
+    out.push_str(r#"<div class="cards">"#);
+    for (id, label, value) in cards {
+        let _ = write!(
+            out,
+            r#"<div class="card" id="{id}"><div class="k">{label}</div><div class="v">{}</div></div>"#,
+            escape(&value)
+        );
+    }
+    out.push_str("</div>");
+}
+
+fn buckets(report: &Report) -> Vec<Bucket> {
+    report
+        .series
+        .iter()
+        .map(|p| {
+            let date = date_label(date_of(p.start));
+            match report.interval {
+                Interval::Hour => {
+                    let hour = p.start.div_euclid(3_600_000).rem_euclid(24);
+                    Bucket {
+                        short: if hour == 0 {
+                            date[5..].to_owned()
+                        } else {
+                            format!("{hour:02}:00")
+                        },
+                        long: format!("{date} {hour:02}:00 UTC"),
+                    }
+                }
+                Interval::Day => Bucket {
+                    short: date[5..].to_owned(),
+                    long: date,
+                },
+                _ => Bucket {
+                    short: date[5..].to_owned(),
+                    long: format!("week of {date}"),
+                },
+            }
+        })
+        .collect()
+}
+
+fn charts(out: &mut String, report: &Report) {
+    let buckets = buckets(report);
+    let per = match report.interval {
+        Interval::Hour => "hour",
+        Interval::Day => "day",
+        _ => "week",
+    };
+    let requests: Vec<u64> = report.series.iter().map(|p| p.requests).collect();
+    let errors: Vec<u64> = report.series.iter().map(|p| p.errors).collect();
+    let sizes: Vec<u64> = report.series.iter().map(|p| p.bytes).collect();
+    let p95: Vec<Option<f64>> = report.series.iter().map(|p| p.p95).collect();
+    let count = |v: f64| compact(v as u64);
+    let ms = |v: f64| {
+        if v == 0.0 {
+            "0".to_owned()
+        } else {
+            millis(Some(v))
+        }
+    };
+    let size = |v: f64| bytes(v as u64);
+    // Time charts scroll on a phone, starting at their right end: the newest data.
+    let _ = write!(
+        out,
+        r#"<div class="grid"><section class="panel" id="timeseries"><h2>Events per {per}</h2><div class="legend"><i style="background:#2563eb"></i>events<i style="background:#dc2626"></i>errors</div><div class="scroll end">{}</div></section><section class="panel" id="latency"><h2>Latency p95 per {per}</h2><div class="scroll end">{}</div></section></div><div class="grid">"#,
+        svg::bars(
+            &format!("Events and errors per {per}"),
+            &buckets,
+            &requests,
+            Some(("errors", &errors)),
+            "events",
+            &count
+        ),
+        svg::line(&format!("Latency p95 per {per}"), &buckets, &p95, &ms),
+    );
+    heatmap(out, report);
+    let _ = write!(
+        out,
+        r#"<section class="panel" id="bandwidth-series"><h2>Bandwidth per {per}</h2><div class="scroll end">{}</div></section></div>"#,
+        svg::bars(
+            &format!("Bytes served per {per}"),
+            &buckets,
+            &sizes,
+            None,
+            "",
+            &size
+        )
+    );
+}
+
+fn heatmap(out: &mut String, report: &Report) {
+    let map = &report.heatmap;
+    out.push_str(r#"<section class="panel" id="heatmap"><h2>Endpoints by hour of day (UTC)</h2>"#);
+    if map.rows.is_empty() {
+        out.push_str(r#"<p class="empty">No events with a route in this range.</p>"#);
+    } else {
+        let _ = write!(
+            out,
+            r#"<div class="scroll">{}</div>"#,
+            svg::heatmap(
+                "Events per route and hour of day",
+                &map.rows,
+                map.max(),
+                "events"
+            )
+        );
+        if let Some(since) = map.since {
+            let _ = write!(
+                out,
+                r#"<p class="note">Over the last {} days of the range, from {}.</p>"#,
+                super::HEATMAP_DAYS,
+                escape(&date_time(since))
+            );
+        }
+        if map.other_routes > 0 {
+            let _ = write!(
+                out,
+                r#"<p class="note">The {} busiest routes; {} more are not shown.</p>"#,
+                map.rows.len(),
+                map.other_routes
+            );
+        }
+    }
+    out.push_str("</section>");
+}
+
+/// A column of a breakdown table.
+type Column<'a> = (&'a str, &'a dyn Fn(&Row) -> String);
+
+/// A table of rows, the first column the value with a bar of its share of `bar_of`.
+fn table(
+    out: &mut String,
+    id: &str,
+    title: &str,
+    rows: &[Row],
+    columns: &[Column<'_>],
+    bar_of: &dyn Fn(&Row) -> u64,
+    empty: &str,
+) {
+    let _ = write!(out, r#"<h3>{}</h3>"#, escape(title));
+    if rows.is_empty() {
+        let _ = write!(out, r#"<p class="empty" id="{id}">{}</p>"#, escape(empty));
+        return;
+    }
+    let _ = write!(
+        out,
+        r#"<div class="scroll"><table id="{id}"><thead><tr><th></th>"#
+    );
+    for (name, _) in columns {
+        let _ = write!(out, "<th>{}</th>", escape(name));
+    }
+    out.push_str("</tr></thead><tbody>");
+    let max = rows.iter().map(bar_of).max().unwrap_or(0).max(1);
+    for row in rows {
+        let width = (bar_of(row) as f64 * 100.0 / max as f64).round() as u64;
+        let _ = write!(
+            out,
+            r#"<tr><td class="b" style="--w:{width}%">{}</td>"#,
+            escape(if row.value.is_empty() {
+                "(none)"
+            } else {
+                &row.value
+            })
+        );
+        for (_, cell) in columns {
+            let _ = write!(out, "<td>{}</td>", escape(&cell(row)));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table></div>");
+}
+
+fn requests(r: &Row) -> String {
+    int(r.count)
+}
+
+fn errors_of(r: &Row) -> String {
+    int(r.errors)
+}
+
+fn count_of(r: &Row) -> u64 {
+    r.count
+}
+
+fn errors(out: &mut String, report: &Report) {
+    let total = report.totals.errors;
+    let share = move |r: &Row| percent(r.count, total);
+    let rate = |r: &Row| percent(r.errors, r.count);
+    let all = report.totals.requests;
+    let of_all = move |r: &Row| percent(r.count, all);
+    out.push_str(
+        r#"<div class="grid"><section class="panel" id="error-explorer"><h2>Error explorer</h2>"#,
+    );
+    table(
+        out,
+        "error-classes",
+        "Error classes",
+        &report.error_classes,
+        &[("Errors", &requests), ("Share of errors", &share)],
+        &count_of,
+        "No error classes in this range.",
+    );
+    table(
+        out,
+        "failing-routes",
+        "Failing endpoints",
+        &report.failing_routes,
+        &[
+            ("Errors", &errors_of),
+            ("Events", &requests),
+            ("Error rate", &rate),
+        ],
+        &|r| r.errors,
+        "No endpoint failed in this range.",
+    );
+    out.push_str(r#"</section><section class="panel" id="statuses"><h2>Status classes</h2>"#);
+    table(
+        out,
+        "status-classes",
+        "Responses",
+        &report.statuses,
+        &[("Events", &requests), ("Share", &of_all)],
+        &count_of,
+        "No events with a status in this range.",
+    );
+    out.push_str("</section></div>");
+}
+
+fn installs(out: &mut String, report: &Report) {
+    let instances = |r: &Row| int(r.instances);
+    let users = |r: &Row| int(r.users);
+    out.push_str(r#"<div class="grid"><section class="panel" id="versions"><h2>Versions</h2>"#);
+    table(
+        out,
+        "version-table",
+        "By version",
+        &report.versions,
+        &[
+            ("Events", &requests),
+            ("Instances", &instances),
+            ("Errors", &errors_of),
+        ],
+        &count_of,
+        "No versions reported in this range.",
+    );
+    out.push_str(r#"</section><section class="panel" id="geography"><h2>Where</h2>"#);
+    table(
+        out,
+        "colo-table",
+        "Cloudflare colos",
+        &report.colos,
+        &[("Events", &requests), ("Instances", &instances)],
+        &count_of,
+        "No colos in this range.",
+    );
+    table(
+        out,
+        "country-table",
+        "Countries",
+        &report.countries,
+        &[("Events", &requests), ("Users", &users)],
+        &count_of,
+        "No countries in this range.",
+    );
+    out.push_str("</section></div>");
+}
+
+fn marketing(out: &mut String, page: &Page<'_>, report: &Report) {
+    let users = |r: &Row| int(r.users);
+    out.push_str(
+        r#"<div class="grid"><section class="panel" id="sources"><h2>Sources and campaigns</h2>"#,
+    );
+    for (id, title, rows, empty) in [
+        (
+            "source-table",
+            "Sources",
+            &report.sources,
+            "No sources in this range.",
+        ),
+        (
+            "medium-table",
+            "Media",
+            &report.mediums,
+            "No media in this range.",
+        ),
+        (
+            "campaign-table",
+            "Campaigns",
+            &report.campaigns,
+            "No campaigns in this range.",
+        ),
+    ] {
+        table(
+            out,
+            id,
+            title,
+            rows,
+            &[("Events", &requests), ("Users", &users)],
+            &count_of,
+            empty,
+        );
+    }
+    out.push_str(
+        r#"</section><section class="panel" id="funnel"><h2>Funnel: events per step</h2>"#,
+    );
+    let _ = write!(
+        out,
+        r#"<form method="get" action="{}" class="picker"><label>Steps <input type="text" name="steps" value="{}" placeholder="visit,signup,purchase" size="28"></label>"#,
+        escape(page.path),
+        escape(page.steps)
+    );
+    carry(out, page, true, false);
+    out.push_str(r#"<button type="submit">Show</button></form>"#);
+    out.push_str(
+        r#"<p class="note">Counts of events of each name over the range, in the order given. These are event counts, not per-user conversion: a user may be counted at a step without having done the steps before it.</p>"#,
+    );
+    if report.steps.is_empty() {
+        out.push_str(r#"<p class="empty" id="funnel-steps">Name the steps (event names, comma-separated) to compare them.</p>"#);
+    } else {
+        let first = report.steps[0].count;
+        out.push_str(r#"<div class="scroll"><table id="funnel-steps"><thead><tr><th>Step</th><th>Events</th><th>Of step 1</th><th>Users</th></tr></thead><tbody>"#);
+        for (i, step) in report.steps.iter().enumerate() {
+            let width = (step.count.min(first) * 100)
+                .checked_div(first)
+                .unwrap_or(0);
+            let _ = write!(
+                out,
+                r#"<tr><td class="b" style="--w:{width}%">{}. {}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+                i + 1,
+                escape(&step.name),
+                int(step.count),
+                escape(&percent(step.count, first)),
+                int(step.users)
+            );
+        }
+        out.push_str("</tbody></table></div>");
+    }
+    table(
+        out,
+        "name-table",
+        "Event names",
+        &report.names,
+        &[("Events", &requests), ("Users", &users)],
+        &count_of,
+        "No events in this range.",
+    );
+    out.push_str("</section></div>");
+}
+
+fn bandwidth(out: &mut String, report: &Report) {
+    let size = |r: &Row| bytes(r.bytes);
+    let by_bytes = |r: &Row| r.bytes;
+    out.push_str(
+        r#"<div class="grid"><section class="panel" id="items"><h2>Top items by bandwidth</h2>"#,
+    );
+    table(
+        out,
+        "item-table",
+        "Items",
+        &report.items,
+        &[("Bandwidth", &size), ("Requests", &requests)],
+        &by_bytes,
+        "No items in this range.",
+    );
+    out.push_str(r#"</section><section class="panel" id="variants"><h2>Variants</h2>"#);
+    table(
+        out,
+        "variant-table",
+        "By bandwidth",
+        &report.variants,
+        &[("Bandwidth", &size), ("Requests", &requests)],
+        &by_bytes,
+        "No variants in this range.",
+    );
+    out.push_str("</section></div>");
+}
+
+/// The login page of a project's dashboard: a read token, posted to
+/// `/dashboard/{project}/login`. `next` says which page to return to.
+pub fn login(project: &str, next: &str, message: Option<&str>) -> String {
+    let mut out = String::new();
+    head(&mut out, &format!("{project} · Tally · sign in"));
+    let _ = write!(
+        out,
+        r#"<main><form class="login" method="post" action="/dashboard/{p}/login"><h1>{p}</h1><p>This dashboard needs a read token of the project (<code>tr_…</code>), or a share link.</p>"#,
+        p = escape(project)
+    );
+    if let Some(message) = message {
+        let _ = write!(
+            out,
+            r#"<p class="error" id="login-error">{}</p>"#,
+            escape(message)
+        );
+    }
+    out.push_str(
+        r#"<label for="token">Read token</label><input id="token" name="token" type="password" autocomplete="current-password" required>"#,
+    );
+    hidden(&mut out, "next", next);
+    out.push_str(r#"<button type="submit">Sign in</button><p class="note">The token is kept in a cookie on this browser only; sign out to remove it.</p></form></main></body></html>"#);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::dashboard::report::{Inputs, parse_steps};
+    use tally_core::rollup::{Dimension, Rollup};
+    use tally_core::time::{DAY_MS, parse_date};
+    use tally_storage::read::Merged;
+
+    const EVIL: &str = r#"<script>alert("x")</script>"#;
+
+    fn report(steps: &[String]) -> Report {
+        let row = |count, errors, bytes| Rollup {
+            count,
+            errors,
+            bytes,
+            ..Rollup::default()
+        };
+        let merged: Merged = [
+            ((Dimension::All, String::new()), row(1234, 56, 3 << 20)),
+            ((Dimension::Route, EVIL.to_owned()), row(1234, 56, 0)),
+            ((Dimension::ErrorClass, EVIL.to_owned()), row(56, 56, 0)),
+            ((Dimension::Name, "visit".to_owned()), row(100, 0, 0)),
+            ((Dimension::Name, "signup".to_owned()), row(25, 0, 0)),
+        ]
+        .into_iter()
+        .collect();
+        let day = parse_date("2025-01-18").unwrap();
+        let hours = BTreeMap::from([(
+            day,
+            Merged::from([((Dimension::Route, EVIL.to_owned()), row(1234, 56, 0))]),
+        )]);
+        Report::new(&Inputs {
+            from: day - 6 * DAY_MS,
+            to: day + DAY_MS,
+            merged: &merged,
+            series: &BTreeMap::new(),
+            interval: Interval::Day,
+            route_hours: &hours,
+            heatmap_from: day,
+            steps,
+        })
+    }
+
+    fn page<'a>(
+        report: &'a Report,
+        access: &'a Access,
+        picked: &'a Picked,
+        steps: &'a str,
+    ) -> String {
+        let day = parse_date("2025-01-18").unwrap();
+        dashboard(&Page {
+            project: "demo",
+            path: "/dashboard/demo",
+            access,
+            picked,
+            from: day - 6 * DAY_MS,
+            to: day + DAY_MS,
+            steps,
+            report: Some(report),
+            error: None,
+        })
+    }
+
+    #[test]
+    fn the_page_shows_the_numbers_and_escapes_every_value() {
+        let steps = parse_steps("visit,signup");
+        let report = report(&steps);
+        let picked = Picked {
+            days: Some("7".into()),
+            ..Picked::default()
+        };
+        let html = page(&report, &Access::Cookie, &picked, "visit,signup");
+        assert!(html.starts_with("<!doctype html>"));
+        assert!(html.contains(r#"<meta name="viewport""#));
+        assert!(
+            !html.contains("<script"),
+            "no script, and the value is escaped"
+        );
+        assert!(html.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"));
+        for external in [" src=", "<link", "<img", "@import", "url("] {
+            assert!(!html.contains(external), "no external assets: {external}");
+        }
+        assert!(html.contains(r#"<div class="v">1,234</div>"#));
+        assert!(html.contains(r#"<div class="v">4.5%</div>"#), "56 of 1,234");
+        assert!(html.contains(r#"<div class="v">3 MiB</div>"#));
+        assert!(html.contains("Last 7 days (2025-01-12 – 2025-01-18 UTC)"));
+        assert!(html.contains(r#"name="days" value="7" class="on""#));
+        assert!(html.contains(r#"<input type="hidden" name="steps" value="visit,signup">"#));
+        assert!(
+            html.contains(
+                r#"<td class="b" style="--w:25%">2. signup</td><td>25</td><td>25.0%</td>"#
+            )
+        );
+        assert!(html.contains("not per-user conversion"));
+        assert!(html.contains("action=\"/dashboard/demo/logout\""));
+        assert_eq!(
+            html.matches("<svg").count(),
+            4,
+            "three charts and the heatmap"
+        );
+    }
+
+    #[test]
+    fn a_shared_page_carries_its_token_in_every_form() {
+        let report = report(&[]);
+        let access = Access::Share {
+            token: "123.abc\"".into(),
+            expires_s: 1_737_244_800,
+        };
+        let picked = Picked {
+            from: Some("2025-01-12".into()),
+            to: Some("2025-01-18".into()),
+            ..Picked::default()
+        };
+        let html = page(&report, &access, &picked, "");
+        let forms = html.matches("<form").count();
+        assert_eq!(forms, 3);
+        assert_eq!(
+            html.matches(r#"<input type="hidden" name="share" value="123.abc&quot;">"#)
+                .count(),
+            forms
+        );
+        assert!(html.contains("valid until 2025-01-19 00:00 UTC"));
+        assert!(html.contains(r#"<input type="hidden" name="from" value="2025-01-12">"#));
+        assert!(html.contains(r#"name="to" value="2025-01-18" required"#));
+        assert!(!html.contains("logout"));
+        assert!(html.contains("Name the steps"));
+    }
+
+    #[test]
+    fn the_login_page_posts_the_token() {
+        let html = login("demo", "admin", Some(EVIL));
+        assert!(html.contains(r#"action="/dashboard/demo/login""#));
+        assert!(html.contains(r#"name="token" type="password""#));
+        assert!(html.contains(r#"<input type="hidden" name="next" value="admin">"#));
+        assert!(!html.contains("<script"));
+    }
+}

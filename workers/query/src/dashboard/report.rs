@@ -1,0 +1,452 @@
+//! What the dashboard shows, computed from merged rollups: headline numbers, series,
+//! the endpoint × hour-of-day heatmap, breakdowns and the step counts. Pure, so every
+//! number on the page is tested natively.
+
+use std::collections::BTreeMap;
+
+use tally_core::rollup::{Dimension, Rollup};
+use tally_core::time::{DAY_MS, HOUR_MS, Interval};
+use tally_storage::read::Merged;
+
+/// Rows shown per breakdown table.
+pub const TOP: usize = 10;
+/// Routes shown in the heatmap.
+pub const HEATMAP_ROUTES: usize = 12;
+/// Most funnel steps a page takes.
+pub const MAX_STEPS: usize = 8;
+
+/// The rollups a report is made from.
+#[derive(Debug)]
+pub struct Inputs<'a> {
+    /// `[from, to)`, epoch milliseconds.
+    pub from: i64,
+    pub to: i64,
+    /// Every dimension merged over the range.
+    pub merged: &'a Merged,
+    /// The `all` dimension per bucket of `interval`.
+    pub series: &'a BTreeMap<i64, Merged>,
+    pub interval: Interval,
+    /// The `route` dimension per hour, from `heatmap_from` (hour rows are many: a long
+    /// range's heatmap covers only its end).
+    pub route_hours: &'a BTreeMap<i64, Merged>,
+    pub heatmap_from: i64,
+    /// Event names chosen as funnel steps, in order.
+    pub steps: &'a [String],
+}
+
+/// The headline numbers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Totals {
+    pub requests: u64,
+    pub errors: u64,
+    pub bytes: u64,
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+    pub users: u64,
+    pub instances: u64,
+}
+
+/// One bucket of the time series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub start: i64,
+    pub requests: u64,
+    pub errors: u64,
+    pub bytes: u64,
+    pub p95: Option<f64>,
+}
+
+/// One value of a breakdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub value: String,
+    pub count: u64,
+    pub errors: u64,
+    pub bytes: u64,
+    pub users: u64,
+    pub instances: u64,
+}
+
+/// Requests per route and UTC hour of day.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Heatmap {
+    /// The busiest routes, busiest first, each with its count per hour of day.
+    pub rows: Vec<(String, [u64; 24])>,
+    /// How many less busy routes are left out.
+    pub other_routes: usize,
+    /// When the heatmap starts later than the range, where it starts.
+    pub since: Option<i64>,
+}
+
+impl Heatmap {
+    /// The largest cell.
+    pub fn max(&self) -> u64 {
+        self.rows
+            .iter()
+            .flat_map(|(_, hours)| hours.iter().copied())
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// One funnel step: how many events of that name, and the distinct users among them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub name: String,
+    pub count: u64,
+    pub users: u64,
+}
+
+/// Everything the page shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub totals: Totals,
+    pub interval: Interval,
+    pub series: Vec<Point>,
+    pub heatmap: Heatmap,
+    pub error_classes: Vec<Row>,
+    /// Routes with errors, most errors first.
+    pub failing_routes: Vec<Row>,
+    pub statuses: Vec<Row>,
+    pub versions: Vec<Row>,
+    pub colos: Vec<Row>,
+    pub countries: Vec<Row>,
+    pub sources: Vec<Row>,
+    pub mediums: Vec<Row>,
+    pub campaigns: Vec<Row>,
+    pub names: Vec<Row>,
+    pub steps: Vec<Step>,
+    /// Items by bytes served.
+    pub items: Vec<Row>,
+    pub variants: Vec<Row>,
+}
+
+/// The bucket size for a range: hours up to two days, days up to 120, weeks beyond.
+pub fn interval_for(from: i64, to: i64) -> Interval {
+    match to - from {
+        span if span <= 2 * DAY_MS => Interval::Hour,
+        span if span <= 120 * DAY_MS => Interval::Day,
+        _ => Interval::Week,
+    }
+}
+
+/// Reads `?steps=a,b,c`: trimmed, non-empty, at most [`MAX_STEPS`].
+pub fn parse_steps(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .take(MAX_STEPS)
+        .map(str::to_owned)
+        .collect()
+}
+
+impl Report {
+    pub fn new(inputs: &Inputs<'_>) -> Self {
+        let all = inputs
+            .merged
+            .get(&(Dimension::All, String::new()))
+            .cloned()
+            .unwrap_or_default();
+        let totals = Totals {
+            requests: all.count,
+            errors: all.errors,
+            bytes: all.bytes,
+            p50: all.durations.quantile(0.5),
+            p95: all.durations.quantile(0.95),
+            p99: all.durations.quantile(0.99),
+            users: all.users.count(),
+            instances: all.instances.count(),
+        };
+        let rows = |d| rows_of(inputs.merged, d);
+        let by_count = |d| top(rows(d), count, TOP);
+        let failing_routes: Vec<Row> = rows(Dimension::Route)
+            .into_iter()
+            .filter(|r| r.errors > 0)
+            .collect();
+        let steps = inputs
+            .steps
+            .iter()
+            .map(|name| {
+                let row = inputs.merged.get(&(Dimension::Name, name.clone()));
+                Step {
+                    name: name.clone(),
+                    count: row.map_or(0, |r| r.count),
+                    users: row.map_or(0, |r| r.users.count()),
+                }
+            })
+            .collect();
+        Self {
+            totals,
+            interval: inputs.interval,
+            series: series(inputs),
+            heatmap: Heatmap {
+                since: (inputs.heatmap_from > inputs.from).then_some(inputs.heatmap_from),
+                ..heatmap(inputs.route_hours)
+            },
+            error_classes: by_count(Dimension::ErrorClass),
+            failing_routes: top(failing_routes, errors, TOP),
+            // In value order (`2xx`, `4xx`, ...), as merged rows come.
+            statuses: rows(Dimension::Status),
+            versions: by_count(Dimension::Version),
+            colos: by_count(Dimension::Colo),
+            countries: by_count(Dimension::Country),
+            sources: by_count(Dimension::Source),
+            mediums: by_count(Dimension::Medium),
+            campaigns: by_count(Dimension::Campaign),
+            names: by_count(Dimension::Name),
+            steps,
+            items: top(rows(Dimension::Item), bytes, TOP),
+            variants: top(rows(Dimension::Variant), bytes, TOP),
+        }
+    }
+}
+
+fn row(value: &str, r: &Rollup) -> Row {
+    Row {
+        value: value.to_owned(),
+        count: r.count,
+        errors: r.errors,
+        bytes: r.bytes,
+        users: r.users.count(),
+        instances: r.instances.count(),
+    }
+}
+
+fn rows_of(merged: &Merged, dimension: Dimension) -> Vec<Row> {
+    merged
+        .range((dimension, String::new())..)
+        .take_while(|((d, _), _)| *d == dimension)
+        .map(|((_, value), r)| row(value, r))
+        .collect()
+}
+
+fn count(r: &Row) -> u64 {
+    r.count
+}
+
+fn errors(r: &Row) -> u64 {
+    r.errors
+}
+
+fn bytes(r: &Row) -> u64 {
+    r.bytes
+}
+
+/// The first `n` rows by `key`, then by count, then by value. The key is a function
+/// pointer, not a generic: each sort instantiated costs the worker kilobytes.
+fn top(mut rows: Vec<Row>, key: fn(&Row) -> u64, n: usize) -> Vec<Row> {
+    rows.sort_unstable_by(|a, b| {
+        key(b)
+            .cmp(&key(a))
+            .then(b.count.cmp(&a.count))
+            .then(a.value.cmp(&b.value))
+    });
+    rows.truncate(n);
+    rows
+}
+
+/// Every bucket of the range, empty ones as zeros.
+fn series(inputs: &Inputs<'_>) -> Vec<Point> {
+    let key = (Dimension::All, String::new());
+    inputs
+        .interval
+        .buckets(inputs.from, inputs.to)
+        .map(|start| {
+            let r = inputs.series.get(&start).and_then(|m| m.get(&key));
+            Point {
+                start,
+                requests: r.map_or(0, |r| r.count),
+                errors: r.map_or(0, |r| r.errors),
+                bytes: r.map_or(0, |r| r.bytes),
+                p95: r.and_then(|r| r.durations.quantile(0.95)),
+            }
+        })
+        .collect()
+}
+
+fn heatmap(route_hours: &BTreeMap<i64, Merged>) -> Heatmap {
+    let mut by_route: BTreeMap<&str, [u64; 24]> = BTreeMap::new();
+    for (start, merged) in route_hours {
+        let hour = (start.rem_euclid(DAY_MS) / HOUR_MS) as usize;
+        for ((dimension, route), r) in merged {
+            if *dimension == Dimension::Route {
+                by_route.entry(route).or_insert([0; 24])[hour] += r.count;
+            }
+        }
+    }
+    let totals: Vec<Row> = by_route
+        .iter()
+        .map(|(route, hours)| Row {
+            value: (*route).to_owned(),
+            count: hours.iter().sum(),
+            errors: 0,
+            bytes: 0,
+            users: 0,
+            instances: 0,
+        })
+        .collect();
+    let other_routes = totals.len().saturating_sub(HEATMAP_ROUTES);
+    let rows = top(totals, count, HEATMAP_ROUTES)
+        .into_iter()
+        .map(|r| {
+            let hours = by_route[r.value.as_str()];
+            (r.value, hours)
+        })
+        .collect();
+    Heatmap {
+        rows,
+        other_routes,
+        since: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tally_core::time::parse_date;
+
+    fn rollup(count: u64, errors: u64, bytes: u64, durations: &[f64]) -> Rollup {
+        let mut r = Rollup {
+            count,
+            errors,
+            bytes,
+            ..Rollup::default()
+        };
+        for &d in durations {
+            r.durations.insert(d);
+        }
+        r
+    }
+
+    fn entry(d: Dimension, value: &str, r: Rollup) -> ((Dimension, String), Rollup) {
+        ((d, value.to_owned()), r)
+    }
+
+    #[test]
+    fn a_report_of_merged_rows() {
+        let day = parse_date("2025-01-18").unwrap();
+        let merged: Merged = [
+            entry(Dimension::All, "", rollup(10, 3, 5000, &[10.0, 20.0, 30.0])),
+            entry(Dimension::Route, "/a", rollup(6, 0, 0, &[])),
+            entry(Dimension::Route, "/b", rollup(4, 3, 0, &[])),
+            entry(Dimension::Status, "5xx", rollup(3, 3, 0, &[])),
+            entry(Dimension::Status, "2xx", rollup(7, 0, 0, &[])),
+            entry(Dimension::ErrorClass, "Timeout", rollup(1, 1, 0, &[])),
+            entry(Dimension::ErrorClass, "TypeError", rollup(2, 2, 0, &[])),
+            entry(Dimension::Name, "visit", rollup(8, 0, 0, &[])),
+            entry(Dimension::Name, "signup", rollup(2, 0, 0, &[])),
+            entry(Dimension::Item, "small.png", rollup(5, 0, 100, &[])),
+            entry(Dimension::Item, "big.png", rollup(1, 0, 4900, &[])),
+        ]
+        .into_iter()
+        .collect();
+        let hour = |h: i64, route: &str, n: u64| {
+            (
+                day + h * HOUR_MS,
+                Merged::from([entry(Dimension::Route, route, rollup(n, 0, 0, &[]))]),
+            )
+        };
+        let route_hours: BTreeMap<i64, Merged> =
+            [hour(9, "/a", 2), hour(33, "/a", 4), hour(14, "/b", 4)]
+                .into_iter()
+                .collect();
+        let series: BTreeMap<i64, Merged> = [(
+            day + DAY_MS,
+            Merged::from([entry(Dimension::All, "", rollup(10, 3, 5000, &[10.0]))]),
+        )]
+        .into_iter()
+        .collect();
+        let steps = parse_steps(" visit, ,signup,purchase");
+        let report = Report::new(&Inputs {
+            from: day,
+            to: day + 3 * DAY_MS,
+            merged: &merged,
+            series: &series,
+            interval: interval_for(day, day + 3 * DAY_MS),
+            route_hours: &route_hours,
+            heatmap_from: day,
+            steps: &steps,
+        });
+        assert_eq!(report.totals.requests, 10);
+        assert_eq!(report.heatmap.since, None);
+        assert_eq!(report.totals.errors, 3);
+        assert_eq!(report.totals.bytes, 5000);
+        let p50 = report.totals.p50.unwrap();
+        assert!((p50 - 20.0).abs() <= 0.2, "{p50}");
+        // Three days, day buckets, the empty ones as zeros.
+        assert_eq!(report.interval, Interval::Day);
+        let counts: Vec<u64> = report.series.iter().map(|p| p.requests).collect();
+        assert_eq!(counts, [0, 10, 0]);
+        assert_eq!(report.series[0].p95, None);
+        // Hour 33 is 09:00 of the next day: it joins hour 9.
+        assert_eq!(report.heatmap.rows.len(), 2);
+        assert_eq!(report.heatmap.rows[0].0, "/a");
+        assert_eq!(report.heatmap.rows[0].1[9], 6);
+        assert_eq!(report.heatmap.rows[1].1[14], 4);
+        assert_eq!(report.heatmap.max(), 6);
+        let values = |rows: &[Row]| rows.iter().map(|r| r.value.clone()).collect::<Vec<_>>();
+        assert_eq!(values(&report.error_classes), ["TypeError", "Timeout"]);
+        assert_eq!(values(&report.failing_routes), ["/b"]);
+        assert_eq!(values(&report.statuses), ["2xx", "5xx"]);
+        assert_eq!(values(&report.names), ["visit", "signup"]);
+        assert_eq!(values(&report.items), ["big.png", "small.png"], "by bytes");
+        assert!(report.versions.is_empty());
+        let steps: Vec<(&str, u64)> = report
+            .steps
+            .iter()
+            .map(|s| (s.name.as_str(), s.count))
+            .collect();
+        assert_eq!(steps, [("visit", 8), ("signup", 2), ("purchase", 0)]);
+    }
+
+    #[test]
+    fn a_heatmap_shorter_than_the_range_says_where_it_starts() {
+        let empty = BTreeMap::new();
+        let report = Report::new(&Inputs {
+            from: 0,
+            to: 60 * DAY_MS,
+            merged: &Merged::new(),
+            series: &empty,
+            interval: Interval::Day,
+            route_hours: &empty,
+            heatmap_from: 32 * DAY_MS,
+            steps: &[],
+        });
+        assert_eq!(report.heatmap.since, Some(32 * DAY_MS));
+        assert_eq!(report.series.len(), 60);
+        assert_eq!(report.totals, Totals::default());
+    }
+
+    #[test]
+    fn intervals_and_steps() {
+        assert_eq!(interval_for(0, 2 * DAY_MS), Interval::Hour);
+        assert_eq!(interval_for(0, 7 * DAY_MS), Interval::Day);
+        assert_eq!(interval_for(0, 90 * DAY_MS), Interval::Day);
+        assert_eq!(interval_for(0, 200 * DAY_MS), Interval::Week);
+        assert_eq!(parse_steps(""), Vec::<String>::new());
+        assert_eq!(parse_steps("a,b,c,d,e,f,g,h,i,j").len(), MAX_STEPS);
+    }
+
+    #[test]
+    fn the_heatmap_keeps_the_busiest_routes() {
+        let routes: BTreeMap<i64, Merged> = [(
+            0,
+            (0..20u64)
+                .map(|i| {
+                    entry(
+                        Dimension::Route,
+                        &format!("/r{i:02}"),
+                        rollup(i + 1, 0, 0, &[]),
+                    )
+                })
+                .collect(),
+        )]
+        .into_iter()
+        .collect();
+        let map = heatmap(&routes);
+        assert_eq!(map.rows.len(), HEATMAP_ROUTES);
+        assert_eq!(map.rows[0].0, "/r19");
+        assert_eq!(map.other_routes, 20 - HEATMAP_ROUTES);
+    }
+}
