@@ -31,11 +31,15 @@ pub enum Dimension {
     Campaign,
     Item,
     Variant,
+    /// Errors by class and route together, for the routes each error class happened
+    /// on: the value is [`error_route_value`] of the two. Only events with an error
+    /// class have one.
+    ErrorRoute,
 }
 
 impl Dimension {
     /// Every dimension, in a fixed order.
-    pub const ALL: [Dimension; 13] = [
+    pub const ALL: [Dimension; 14] = [
         Self::All,
         Self::Name,
         Self::Route,
@@ -49,6 +53,7 @@ impl Dimension {
         Self::Campaign,
         Self::Item,
         Self::Variant,
+        Self::ErrorRoute,
     ];
 
     /// The dimension's name in the API and in the `rollups` table.
@@ -67,6 +72,7 @@ impl Dimension {
             Self::Campaign => "campaign",
             Self::Item => "item",
             Self::Variant => "variant",
+            Self::ErrorRoute => "error_route",
         }
     }
 
@@ -92,8 +98,24 @@ impl Dimension {
             Self::Campaign => text(&event.campaign),
             Self::Item => text(&event.item),
             Self::Variant => text(&event.variant),
+            Self::ErrorRoute => event
+                .error_class
+                .as_deref()
+                .map(|class| error_route_value(class, event.route.as_deref())),
         }
     }
+}
+
+/// The [`Dimension::ErrorRoute`] value of an error class and a route: the JSON array
+/// `[class, route]` (`route` null when the event has none). JSON, not a separator
+/// character, because classes and routes may hold any character.
+pub fn error_route_value(class: &str, route: Option<&str>) -> String {
+    serde_json::json!([class, route]).to_string()
+}
+
+/// The error class and route of a [`Dimension::ErrorRoute`] value, if it is one.
+pub fn parse_error_route(value: &str) -> Option<(String, Option<String>)> {
+    serde_json::from_str(value).ok()
 }
 
 /// The period a rollup row covers.
@@ -304,6 +326,41 @@ mod tests {
         for d in Dimension::ALL {
             assert_eq!(Dimension::parse(d.name()), Some(d));
         }
+    }
+
+    #[test]
+    fn error_route_pairs_class_and_route_unambiguously() {
+        let check = |raw: serde_json::Value, expected: Option<(&str, Option<&str>)>| {
+            let e = event(2, raw);
+            let value = Dimension::ErrorRoute.value_of(&e);
+            let parsed = value.as_deref().map(|v| parse_error_route(v).unwrap());
+            let expected = expected.map(|(c, r)| (c.to_owned(), r.map(str::to_owned)));
+            assert_eq!(parsed, expected, "{value:?}");
+        };
+        check(
+            json!({"name": "request", "error_class": "TypeError", "route": "/a"}),
+            Some(("TypeError", Some("/a"))),
+        );
+        check(
+            json!({"name": "request", "error_class": "Timeout"}),
+            Some(("Timeout", None)),
+        );
+        // Separator-like and quoting characters survive the round trip.
+        check(
+            json!({"name": "r", "error_class": "A\u{1f}\"B", "route": "/x\u{1f},]"}),
+            Some(("A\u{1f}\"B", Some("/x\u{1f},]"))),
+        );
+        // A 5xx without a class is an error, but has no class to pair.
+        check(
+            json!({"name": "request", "status": 503, "route": "/a"}),
+            None,
+        );
+        assert_eq!(
+            error_route_value("E", Some("/r")),
+            r#"["E","/r"]"#,
+            "the stored form"
+        );
+        assert_eq!(parse_error_route("not json"), None);
     }
 
     #[test]
