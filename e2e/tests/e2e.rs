@@ -6,5 +6,6 @@
 
 mod ingest;
 mod pipeline;
+mod query;
 mod support;
 mod validation;

@@ -2,9 +2,19 @@
 //! JSON shapes of read responses.
 
 mod admin;
+mod api;
 mod auth;
+mod breakdown;
 mod error;
+mod errors;
+mod export;
+mod funnels;
+mod installs;
+mod measures;
+mod metrics;
 mod overview;
+mod sessions;
+mod timeseries;
 
 use tally_core::ApiError;
 use tally_storage::JobLog;
@@ -13,6 +23,8 @@ use worker::{Context, Env, Method, Request, Response, Result, event};
 
 /// The D1 database binding (see `wrangler/query.toml`).
 pub const DB: &str = "DB";
+/// The KV namespace binding that caches heavy answers.
+pub const CACHE: &str = "CACHE";
 /// The secret that guards the admin API.
 pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 
@@ -29,6 +41,54 @@ async fn route(req: Request, env: &Env) -> std::result::Result<Response, ApiErro
             auth::require_read(&req, env, project).await?;
             overview::get(&req, env, project).await
         }
+        (Method::Get, ["v1", "projects", project, "timeseries"]) => {
+            auth::require_read(&req, env, project).await?;
+            timeseries::get(&req, env, project).await
+        }
+        (Method::Get, ["v1", "projects", project, "breakdown", dimension]) => {
+            auth::require_read(&req, env, project).await?;
+            breakdown::get(&req, env, project, dimension).await
+        }
+        (Method::Get, ["v1", "projects", project, "errors"]) => {
+            auth::require_read(&req, env, project).await?;
+            errors::get(&req, env, project).await
+        }
+        (Method::Get, ["v1", "projects", project, "installs"]) => {
+            auth::require_read(&req, env, project).await?;
+            installs::get(&req, env, project).await
+        }
+        (Method::Get, ["v1", "projects", project, "metrics"]) => {
+            auth::require_read(&req, env, project).await?;
+            metrics::get(&req, env, project).await
+        }
+        (Method::Get, ["v1", "projects", project, "sessions"]) => {
+            auth::require_read(&req, env, project).await?;
+            sessions::get(&req, env, project).await
+        }
+        (Method::Get, ["v1", "projects", project, "funnels"]) => {
+            auth::require_read(&req, env, project).await?;
+            funnels::get(&req, env, project).await
+        }
+        (Method::Get, ["v1", "projects", project, "export"]) => {
+            auth::require_read(&req, env, project).await?;
+            export::get(&req, env, project).await
+        }
+        (
+            _,
+            [
+                "v1",
+                "projects",
+                _,
+                "timeseries" | "errors" | "installs" | "metrics",
+            ]
+            | [
+                "v1",
+                "projects",
+                _,
+                "sessions" | "funnels" | "export" | "breakdown",
+                ..,
+            ],
+        ) => Err(ApiError::method_not_allowed("GET")),
         (_, ["v1", "admin", rest @ ..]) => {
             let rest: Vec<&str> = rest.to_vec();
             admin::route(req, env, &rest).await
