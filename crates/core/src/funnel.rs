@@ -52,7 +52,7 @@ pub fn count(hits: Vec<Hit>, steps: &[String], window_ms: i64) -> Vec<u64> {
         }
     }
     for mut hits in by_user.into_values() {
-        hits.sort();
+        hits.sort_unstable();
         // `started[k]`: the latest step-0 time of a chain that has reached step `k`.
         let mut started: Vec<Option<i64>> = vec![None; steps.len()];
         for (t, _, _, indices) in &hits {

@@ -128,7 +128,7 @@ pub type Values = Vec<(String, Rollup)>;
 /// are left out.
 pub fn split(mut rows: Values, limit: usize) -> (Values, Option<(usize, Rollup)>) {
     rows.retain(|(_, r)| r.count > 0);
-    rows.sort_by(|(va, a), (vb, b)| b.count.cmp(&a.count).then_with(|| va.cmp(vb)));
+    rows.sort_unstable_by(|(va, a), (vb, b)| b.count.cmp(&a.count).then_with(|| va.cmp(vb)));
     let rest = rows.split_off(limit.min(rows.len()));
     let other = (!rest.is_empty()).then(|| {
         let mut merged = Rollup::default();

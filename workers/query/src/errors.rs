@@ -60,14 +60,14 @@ pub async fn get(req: &Request, env: &Env, project: &str) -> Result<Response, Ap
         .filter(|(_, r)| r.count > 0)
         .map(|((_, class), r)| (class.as_str(), r.count))
         .collect();
-    counted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    counted.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     let classified: u64 = counted.iter().map(|(_, n)| n).sum();
     let list: Vec<Value> = counted
         .iter()
         .take(limit)
         .map(|&(class, count)| {
             let mut on = routes.remove(class).unwrap_or_default();
-            on.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            on.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
             let other_routes: u64 = on.iter().skip(ROUTES_PER_CLASS).map(|(_, n)| n).sum();
             on.truncate(ROUTES_PER_CLASS);
             let (first, last) = seen.get(class).copied().unzip();

@@ -51,7 +51,7 @@ pub async fn get(req: &Request, env: &Env, project: &str) -> Result<Response, Ap
             .filter(|(_, r)| r.count > 0)
             .map(|((_, value), r)| (value, r.instances.count(), r.count))
             .collect();
-        list.sort_by(|a, b| (b.1, b.2).cmp(&(a.1, a.2)).then_with(|| a.0.cmp(&b.0)));
+        list.sort_unstable_by(|a, b| (b.1, b.2).cmp(&(a.1, a.2)).then_with(|| a.0.cmp(&b.0)));
         Ok(list
             .into_iter()
             .take(limit)
