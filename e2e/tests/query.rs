@@ -834,4 +834,13 @@ fn answers_carry_cache_headers_and_etags() {
     let unknown = read(&p.slug, token, "breakdown/colour");
     assert_eq!(unknown.status, 404);
     assert_eq!(unknown.json["error"]["code"], "unknown_dimension");
+    let no_dimension = read(&p.slug, token, "breakdown");
+    assert_eq!(no_dimension.status, 404, "{}", no_dimension.json);
+    let auth = p.read_auth();
+    for path in ["timeseries", "breakdown/route", "export"] {
+        let url = format!("{}/v1/projects/{}/{path}", url("query"), p.slug);
+        let post = request("POST", &url, &[("authorization", &auth)], Some("{}"));
+        assert_eq!(post.status, 405, "{path}: {}", post.json);
+        assert_eq!(post.json["error"]["code"], "method_not_allowed");
+    }
 }

@@ -811,6 +811,25 @@ mod tests {
     }
 
     #[test]
+    fn one_dimension_is_read_through_its_index() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let plan: Vec<String> = store.with_connection(|c| {
+            let mut stmt = c
+                .prepare(&format!("EXPLAIN QUERY PLAN {}", sql::ROLLUPS_OF_DIMENSION))
+                .unwrap();
+            stmt.query_map(params!["p", "day", 0, 1, "route"], |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        });
+        assert_eq!(
+            plan,
+            ["SEARCH rollups USING INDEX rollups_by_dimension \
+              (project=? AND period=? AND dimension=? AND start>? AND start<?)"]
+        );
+    }
+
+    #[test]
     fn job_runs_report_the_latest_per_job() {
         let store = SqliteStore::open_in_memory().unwrap();
         let run = |job: &str, at: i64, outcome: &str| JobRun {

@@ -28,6 +28,17 @@ pub const CACHE: &str = "CACHE";
 /// The secret that guards the admin API.
 pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 
+/// The read endpoints under `/v1/projects/{p}/` besides `overview` and `breakdown/{d}`.
+const READ_ENDPOINTS: [&str; 7] = [
+    "timeseries",
+    "errors",
+    "installs",
+    "metrics",
+    "sessions",
+    "funnels",
+    "export",
+];
+
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     route(req, &env).await.or_else(error::respond)
@@ -73,22 +84,10 @@ async fn route(req: Request, env: &Env) -> std::result::Result<Response, ApiErro
             auth::require_read(&req, env, project).await?;
             export::get(&req, env, project).await
         }
-        (
-            _,
-            [
-                "v1",
-                "projects",
-                _,
-                "timeseries" | "errors" | "installs" | "metrics",
-            ]
-            | [
-                "v1",
-                "projects",
-                _,
-                "sessions" | "funnels" | "export" | "breakdown",
-                ..,
-            ],
-        ) => Err(ApiError::method_not_allowed("GET")),
+        (_, ["v1", "projects", _, "breakdown", _]) => Err(ApiError::method_not_allowed("GET")),
+        (_, ["v1", "projects", _, endpoint]) if READ_ENDPOINTS.contains(endpoint) => {
+            Err(ApiError::method_not_allowed("GET"))
+        }
         (_, ["v1", "admin", rest @ ..]) => {
             let rest: Vec<&str> = rest.to_vec();
             admin::route(req, env, &rest).await

@@ -1,6 +1,7 @@
 //! `GET /v1/projects/{p}/timeseries?interval=hour|day|week|month&metric=a,b`: measures
 //! per time bucket, every bucket of the range present (zero-filled; percentiles null
-//! where a bucket has no durations). `week` is the ISO week, from Monday. Without
+//! where a bucket has no durations); the first and last buckets hold only the part
+//! inside the range. `week` is the ISO week, from Monday. Without
 //! `metric`, every metric but the `requests` alias; with it, the named ones (see
 //! [`Metric`]).
 
