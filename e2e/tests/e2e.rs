@@ -8,5 +8,6 @@ mod aliases;
 mod dashboard;
 mod ingest;
 mod pipeline;
+mod query;
 mod support;
 mod validation;

@@ -10,6 +10,7 @@
 //!   versioned, canonical bytes.
 //! - [`hash`] turns raw identifiers into hashes; [`time`] and [`range`] give UTC buckets
 //!   and query ranges.
+//! - [`funnel::count`] counts the users who went through ordered steps within a window.
 //! - [`sql`] holds every SQL statement Tally runs; values are always bound parameters.
 //! - [`plausible::parse`] reads a Plausible Events API request as a [`RawEvent`];
 //!   [`plausible::is_bot`] tells crawlers and scripts from people by user agent.
@@ -20,6 +21,7 @@
 
 pub mod api_error;
 pub mod event;
+pub mod funnel;
 pub mod hash;
 pub mod hll;
 pub mod jobs;

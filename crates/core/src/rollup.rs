@@ -35,11 +35,15 @@ pub enum Dimension {
     ItemVariant,
     /// An item and a country it was served to, as a [`pair`] value.
     ItemCountry,
+    /// Errors by class and route together, for the routes each error class happened
+    /// on: the value is [`error_route_value`] of the two. Only events with an error
+    /// class have one.
+    ErrorRoute,
 }
 
 impl Dimension {
     /// Every dimension, in a fixed order.
-    pub const ALL: [Dimension; 15] = [
+    pub const ALL: [Dimension; 16] = [
         Self::All,
         Self::Name,
         Self::Route,
@@ -55,6 +59,7 @@ impl Dimension {
         Self::Variant,
         Self::ItemVariant,
         Self::ItemCountry,
+        Self::ErrorRoute,
     ];
 
     /// The dimension's name in the API and in the `rollups` table.
@@ -75,6 +80,7 @@ impl Dimension {
             Self::Variant => "variant",
             Self::ItemVariant => "item_variant",
             Self::ItemCountry => "item_country",
+            Self::ErrorRoute => "error_route",
         }
     }
 
@@ -102,6 +108,10 @@ impl Dimension {
             Self::Variant => text(&event.variant),
             Self::ItemVariant => Some(pair(event.item.as_deref()?, event.variant.as_deref()?)),
             Self::ItemCountry => Some(pair(event.item.as_deref()?, event.country.as_deref()?)),
+            Self::ErrorRoute => event
+                .error_class
+                .as_deref()
+                .map(|class| error_route_value(class, event.route.as_deref())),
         }
     }
 }
@@ -127,6 +137,18 @@ pub fn pair_second(value: &str) -> Option<String> {
 
 fn quoted(text: &str) -> String {
     serde_json::Value::from(text).to_string()
+}
+
+/// The [`Dimension::ErrorRoute`] value of an error class and a route: the JSON array
+/// `[class, route]` (`route` null when the event has none). JSON, not a separator
+/// character, because classes and routes may hold any character.
+pub fn error_route_value(class: &str, route: Option<&str>) -> String {
+    serde_json::json!([class, route]).to_string()
+}
+
+/// The error class and route of a [`Dimension::ErrorRoute`] value, if it is one.
+pub fn parse_error_route(value: &str) -> Option<(String, Option<String>)> {
+    serde_json::from_str(value).ok()
 }
 
 /// The period a rollup row covers.
@@ -369,6 +391,41 @@ mod tests {
         assert!(!pair("img-10", "thumb").starts_with(&pair_prefix("img-1")));
         assert!(!pair("img-1\",", "x").starts_with(&pair_prefix("img-1")));
         assert_eq!(pair_second("img-1"), None);
+    }
+
+    #[test]
+    fn error_route_pairs_class_and_route_unambiguously() {
+        let check = |raw: serde_json::Value, expected: Option<(&str, Option<&str>)>| {
+            let e = event(2, raw);
+            let value = Dimension::ErrorRoute.value_of(&e);
+            let parsed = value.as_deref().map(|v| parse_error_route(v).unwrap());
+            let expected = expected.map(|(c, r)| (c.to_owned(), r.map(str::to_owned)));
+            assert_eq!(parsed, expected, "{value:?}");
+        };
+        check(
+            json!({"name": "request", "error_class": "TypeError", "route": "/a"}),
+            Some(("TypeError", Some("/a"))),
+        );
+        check(
+            json!({"name": "request", "error_class": "Timeout"}),
+            Some(("Timeout", None)),
+        );
+        // Separator-like and quoting characters survive the round trip.
+        check(
+            json!({"name": "r", "error_class": "A\u{1f}\"B", "route": "/x\u{1f},]"}),
+            Some(("A\u{1f}\"B", Some("/x\u{1f},]"))),
+        );
+        // A 5xx without a class is an error, but has no class to pair.
+        check(
+            json!({"name": "request", "status": 503, "route": "/a"}),
+            None,
+        );
+        assert_eq!(
+            error_route_value("E", Some("/r")),
+            r#"["E","/r"]"#,
+            "the stored form"
+        );
+        assert_eq!(parse_error_route("not json"), None);
     }
 
     #[test]

@@ -137,11 +137,13 @@ FROM rollups
 WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4";
 
 /// Rows of one dimension (`?5`) of a project (`?1`) and period (`?2`) with
-/// `?3 <= start < ?4`.
+/// `?3 <= start < ?4`. Named to use `rollups_by_dimension`: without statistics SQLite
+/// prefers the primary key (no lookup back into the table), which reads every
+/// dimension's rows of the range to keep one's.
 pub const ROLLUPS_OF_DIMENSION: &str = "\
 SELECT project, period, start, dimension, value, count, errors, bytes,
        hex(durations) AS durations, hex(users) AS users, hex(instances) AS instances, version
-FROM rollups
+FROM rollups INDEXED BY rollups_by_dimension
 WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4 AND dimension = ?5";
 
 /// Rows of one dimension (`?5`) and value (`?6`) of a project (`?1`) and period (`?2`)
@@ -328,3 +330,48 @@ WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND event_id IN (
     SELECT event_id FROM dropped_events
     WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND timestamp < ?2
     LIMIT ?3)";
+
+/// Keeps the latest message of each error class among a JSON array of new
+/// [`crate::Event`]s (`?1`): a stored message is replaced only by one with a later event
+/// time, or at the same time by the greater text, so the outcome does not depend on the
+/// order or the number of times events are applied.
+pub const KEEP_ERROR_MESSAGES: &str = "\
+INSERT INTO error_messages (project_id, error_class, timestamp, message)
+SELECT p.id, e.value ->> '$.error_class', e.value ->> '$.timestamp',
+       e.value ->> '$.error_message'
+FROM json_each(?1) AS e
+JOIN projects AS p ON p.slug = e.value ->> '$.project'
+WHERE e.value ->> '$.error_class' IS NOT NULL AND e.value ->> '$.error_message' IS NOT NULL
+ON CONFLICT (project_id, error_class) DO UPDATE SET
+    timestamp = excluded.timestamp, message = excluded.message
+WHERE excluded.timestamp > error_messages.timestamp
+   OR (excluded.timestamp = error_messages.timestamp
+       AND excluded.message > error_messages.message)";
+
+/// The last message of every error class of a project (`?1`).
+pub const ERROR_MESSAGES: &str = "\
+SELECT error_class, timestamp, message FROM error_messages
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
+ORDER BY error_class";
+
+/// Deletes up to `?3` last messages of a project (`?1`) older than `?2`.
+pub const PURGE_ERROR_MESSAGES: &str = "\
+DELETE FROM error_messages
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND error_class IN (
+    SELECT error_class FROM error_messages
+    WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND timestamp < ?2
+    LIMIT ?3)";
+
+/// Raw events of a project (`?1`) with `?2 <= timestamp < ?3` that have a user and whose
+/// name is in the JSON array `?6`, as [`crate::funnel::Hit`] fields, ordered for keyset
+/// paging after `(timestamp, event_id) > (?4, ?5)`, at most `?7` rows.
+pub const FUNNEL_HITS: &str = "\
+SELECT lower(hex(user)) AS user, timestamp, lower(hex(event_id)) AS event_id, name
+FROM raw_events
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
+  AND timestamp >= max(?2, ?4) AND timestamp < ?3
+  AND (timestamp, event_id) > (?4, unhex(?5))
+  AND user IS NOT NULL
+  AND name IN (SELECT value FROM json_each(?6))
+ORDER BY timestamp, event_id
+LIMIT ?7";

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use tally_core::funnel::Hit;
 use tally_core::rollup::{Dimension, Key, Period, Rollup};
 use tally_core::sessions::Mark;
 use tally_core::{Event, sql};
@@ -17,9 +18,9 @@ use crate::rows::{
     self, DirtyRow, GrantRow, KeyRow, ProjectRow, RawRow, RollupParams, RollupRow, origins_json,
 };
 use crate::{
-    AdminStore, Counts, DayCount, Dirty, Error, EventStore, FilteredReads, JobLog, JobRun,
-    MAX_INSERT_JSON_BYTES, ProjectSettings, RollupStore, ValueMatch, Versioned, Write, Writer,
-    event_chunks,
+    AdminStore, Counts, DayCount, Dirty, Error, ErrorMessage, EventStore, FilteredReads, JobLog,
+    JobRun, MAX_INSERT_JSON_BYTES, ProjectSettings, QueryStore, RollupStore, ValueMatch, Versioned,
+    Write, Writer, event_chunks,
 };
 
 /// Tally's D1 database.
@@ -142,6 +143,10 @@ impl D1Store {
                 .iter()
                 .map(|chunk| self.statement(sql::INSERT_SESSION_EVENTS, &[text(chunk)]))
                 .collect::<Result<_, _>>()?,
+            Write::KeepErrorMessages(events) => event_chunks(events)
+                .iter()
+                .map(|chunk| self.statement(sql::KEEP_ERROR_MESSAGES, &[text(chunk)]))
+                .collect::<Result<_, _>>()?,
             Write::InsertRollup { period, key, row } => {
                 vec![rollup(
                     sql::INSERT_ROLLUP,
@@ -207,6 +212,7 @@ impl D1Store {
                     self.statement(sql::PURGE_RAW_EVENTS, &values)?,
                     self.statement(sql::PURGE_SESSION_EVENTS, &values)?,
                     self.statement(sql::PURGE_DROPPED, &values)?,
+                    self.statement(sql::PURGE_ERROR_MESSAGES, &values)?,
                 ]
             }
             Write::DeadLetter {
@@ -372,6 +378,71 @@ impl EventStore for D1Store {
             .map(|r| ProjectSettings {
                 slug: r.slug,
                 retention_days: r.retention_days,
+            })
+            .collect())
+    }
+}
+
+impl QueryStore for D1Store {
+    async fn error_messages(&self, project: &str) -> Result<BTreeMap<String, ErrorMessage>, Error> {
+        #[derive(Deserialize)]
+        struct Row {
+            error_class: String,
+            timestamp: i64,
+            message: String,
+        }
+        let rows: Vec<Row> = self.all(sql::ERROR_MESSAGES, &[text(project)]).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let message = ErrorMessage {
+                    timestamp: r.timestamp,
+                    message: r.message,
+                };
+                (r.error_class, message)
+            })
+            .collect())
+    }
+
+    async fn funnel_hits(
+        &self,
+        project: &str,
+        from_ms: i64,
+        to_ms: i64,
+        names: &[String],
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<Hit>, Error> {
+        #[derive(Deserialize)]
+        struct Row {
+            user: String,
+            timestamp: i64,
+            event_id: String,
+            name: String,
+        }
+        let (after_ts, after_id) = after.unwrap_or(crate::BEFORE_ALL);
+        let names = serde_json::to_string(names).map_err(|e| Error::Decode(e.to_string()))?;
+        let rows: Vec<Row> = self
+            .all(
+                sql::FUNNEL_HITS,
+                &[
+                    text(project),
+                    int(from_ms),
+                    int(to_ms),
+                    int(after_ts),
+                    text(after_id),
+                    text(&names),
+                    int(i64::from(limit)),
+                ],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Hit {
+                user: r.user,
+                timestamp: r.timestamp,
+                event_id: r.event_id,
+                name: r.name,
             })
             .collect())
     }

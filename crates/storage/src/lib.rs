@@ -9,6 +9,8 @@
 //! - [`pipeline`] is the aggregator's logic over those traits: exactly-once storage of
 //!   events with incremental hourly rollups, rolling days and months, rebuilding a
 //!   period from raw events, retention.
+//! - [`QueryStore`] holds the query API's other reads: the last message of each error
+//!   class and the raw events of funnels.
 //! - [`Cache`] and [`EventQueue`] are the KV cache and the `events` queue.
 //! - [`d1::D1Store`], [`cloudflare::KvCache`] and [`cloudflare::CfQueue`] (feature
 //!   `cloudflare`) implement the traits over D1, KV and Queues for the workers;
@@ -37,6 +39,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 use tally_core::Event;
+use tally_core::funnel::Hit;
 use tally_core::project::{ApiKey, KeyKind, NewKey, Project};
 use tally_core::queue::Dropped;
 use tally_core::rollup::{Dimension, Key, Period, Rollup};
@@ -57,16 +60,15 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0003_keys.sql",
         include_str!("../../../migrations/0003_keys.sql"),
     ),
-    // 0004 is reserved for a change made in parallel; the numbers are reconciled when
-    // both are merged (see `RESERVED_MIGRATIONS`).
+    (
+        "0004_query.sql",
+        include_str!("../../../migrations/0004_query.sql"),
+    ),
     (
         "0005_dashboard.sql",
         include_str!("../../../migrations/0005_dashboard.sql"),
     ),
 ];
-
-/// Migration numbers taken by changes not merged yet, which [`MIGRATIONS`] skips.
-pub const RESERVED_MIGRATIONS: &[u32] = &[4];
 
 /// The `events_between` cursor before every row: no event time is negative, and the
 /// empty id sorts first.
@@ -128,6 +130,9 @@ pub enum Write<'a> {
     EnsureProject { slug: &'a str, now_ms: i64 },
     /// Copies the session start/stop events among new events into `session_events`.
     InsertSessionEvents(&'a [Event]),
+    /// Keeps the latest message of each error class among events (ones with an error
+    /// class and a message); an older message than the stored one changes nothing.
+    KeepErrorMessages(&'a [Event]),
     /// Records dropped requests; ones already recorded are ignored.
     InsertDropped(&'a [Dropped]),
     /// Adds a rollup row read as absent; fails the transaction if it exists by now.
@@ -165,8 +170,9 @@ pub enum Write<'a> {
     },
     /// Clears a dirty mark unless it changed since it was read.
     ClearDirty(&'a Dirty),
-    /// Deletes up to `limit` raw events, up to `limit` session marks and up to `limit`
-    /// dropped-request records of a project older than `before_ms`.
+    /// Deletes up to `limit` raw events, up to `limit` session marks, up to `limit`
+    /// dropped-request records and up to `limit` last error messages of a project older
+    /// than `before_ms`.
     PurgeRaw {
         project: &'a str,
         before_ms: i64,
@@ -467,6 +473,42 @@ pub trait FilteredReads {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<Mark>, Error>;
+}
+
+/// The last message of an error class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorMessage {
+    /// The event time of the message, epoch milliseconds.
+    pub timestamp: i64,
+    pub message: String,
+}
+
+/// The query API's reads beyond rollups and raw-event pages.
+#[allow(async_fn_in_trait)]
+pub trait QueryStore {
+    /// The last message of every error class of `project` (within retention), by class.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the read fails.
+    async fn error_messages(&self, project: &str) -> Result<BTreeMap<String, ErrorMessage>, Error>;
+
+    /// Up to `limit` raw events of `project` in `[from_ms, to_ms)` that have a user and
+    /// one of `names`, ordered by time and id, after the `(timestamp, event_id)` cursor
+    /// when given; users and ids as stored hex.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the read fails.
+    async fn funnel_hits(
+        &self,
+        project: &str,
+        from_ms: i64,
+        to_ms: i64,
+        names: &[String],
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<Hit>, Error>;
 }
 
 /// The record of cron job runs and meta values.

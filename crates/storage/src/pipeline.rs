@@ -121,6 +121,14 @@ where
         .collect();
     writes.push(Write::InsertEvents(&new));
     writes.push(Write::InsertSessionEvents(&new));
+    let with_messages: Vec<Event> = new
+        .iter()
+        .filter(|e| e.error_class.is_some() && e.error_message.is_some())
+        .cloned()
+        .collect();
+    if !with_messages.is_empty() {
+        writes.push(Write::KeepErrorMessages(&with_messages));
+    }
     writes.extend(merged.iter().map(|(key, row, version)| match version {
         Some(read_version) => Write::UpdateRollup {
             period: Period::Hour,

@@ -7,12 +7,13 @@
 //! days whose day row still lags behind their hours. So a 90-day range reads about 90
 //! rows per value, not 2,160, and every answer equals merging the hours.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use tally_core::funnel::Hit;
 use tally_core::rollup::{Dimension, Key, Period, Rollup};
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
 
-use crate::{Error, FilteredReads, RollupStore, ValueMatch, Versioned};
+use crate::{Error, FilteredReads, QueryStore, RollupStore, ValueMatch, Versioned};
 
 /// Rows merged per dimension and value.
 pub type Merged = BTreeMap<(Dimension, String), Rollup>;
@@ -212,6 +213,116 @@ pub async fn series_matching<S: RollupStore + FilteredReads>(
     let rows =
         covering_rows_matching(store, project, from_ms, to_ms, dimension, value, hourly).await?;
     Ok(buckets(&rows, interval))
+}
+
+/// For each value of `dimension` with events in `[from_ms, to_ms)` (whole hours), the
+/// starts of the first and the last hour that have any.
+///
+/// Reads the covering rows, then, where a value's first or last row is a whole day,
+/// that day's hour rows of the dimension: one more read per such day, not the range's
+/// every hour.
+///
+/// # Errors
+///
+/// The store's error.
+pub async fn first_last_hours<S: RollupStore>(
+    store: &S,
+    project: &str,
+    from_ms: i64,
+    to_ms: i64,
+    dimension: Dimension,
+) -> Result<BTreeMap<String, (i64, i64)>, Error> {
+    let rows = covering_rows(store, project, from_ms, to_ms, Some(dimension), false).await?;
+    // Per value: the earliest and the latest row, as (start, is a day row).
+    type Edge = (i64, bool);
+    let mut spans: BTreeMap<String, (Edge, Edge)> = BTreeMap::new();
+    for (period, key, _) in rows.iter().filter(|(_, _, r)| r.count > 0) {
+        let here = (key.start, *period == Period::Day);
+        let span = spans.entry(key.value.clone()).or_insert((here, here));
+        span.0 = span.0.min(here);
+        span.1 = span.1.max(here);
+    }
+    let days: BTreeSet<i64> = spans
+        .values()
+        .flat_map(|(first, last)| [*first, *last])
+        .filter(|(_, is_day)| *is_day)
+        .map(|(start, _)| start)
+        .collect();
+    // Per (day, value): the first and last hour with events.
+    let mut hours: BTreeMap<(i64, &str), (i64, i64)> = BTreeMap::new();
+    let mut day_hours = Vec::new();
+    for day in days {
+        let rows = store
+            .rollups_between(project, Period::Hour, day, day + DAY_MS, Some(dimension))
+            .await?;
+        day_hours.push((day, rows));
+    }
+    for (day, rows) in &day_hours {
+        for (key, _) in rows.iter().filter(|(_, r)| r.value.count > 0) {
+            let span = hours
+                .entry((*day, key.value.as_str()))
+                .or_insert((key.start, key.start));
+            span.0 = span.0.min(key.start);
+            span.1 = span.1.max(key.start);
+        }
+    }
+    Ok(spans
+        .into_iter()
+        .map(|(value, ((first, first_is_day), (last, last_is_day)))| {
+            let first = if first_is_day {
+                hours.get(&(first, value.as_str())).map_or(first, |s| s.0)
+            } else {
+                first
+            };
+            let last = if last_is_day {
+                hours
+                    .get(&(last, value.as_str()))
+                    .map_or(last + DAY_MS - HOUR_MS, |s| s.1)
+            } else {
+                last
+            };
+            (value, (first, last))
+        })
+        .collect())
+}
+
+/// The funnel hits of `project` in `[from_ms, to_ms)` for event names `names`, read in
+/// pages, at most `max + 1` of them: more than `max` tells the caller the range holds
+/// more than it wants to hold in memory.
+///
+/// # Errors
+///
+/// The store's error.
+pub async fn funnel_hits<S: QueryStore>(
+    store: &S,
+    project: &str,
+    from_ms: i64,
+    to_ms: i64,
+    names: &[String],
+    max: usize,
+) -> Result<Vec<Hit>, Error> {
+    const PAGE: u32 = 5000;
+    let mut hits: Vec<Hit> = Vec::new();
+    while hits.len() <= max {
+        let after = hits.last().map(|h| (h.timestamp, h.event_id.clone()));
+        let page = store
+            .funnel_hits(
+                project,
+                from_ms,
+                to_ms,
+                names,
+                after.as_ref().map(|(t, id)| (*t, id.as_str())),
+                PAGE,
+            )
+            .await?;
+        let done = page.len() < PAGE as usize;
+        hits.extend(page);
+        if done {
+            break;
+        }
+    }
+    hits.truncate(max + 1);
+    Ok(hits)
 }
 
 fn ceil(ms: i64, unit: i64) -> i64 {

@@ -11,6 +11,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use rusqlite::{Connection, Row, Transaction, params};
+use tally_core::funnel::Hit;
 use tally_core::rollup::{Dimension, Key, Period, Rollup};
 use tally_core::sessions::Mark;
 use tally_core::{Event, sql};
@@ -21,9 +22,9 @@ use crate::rows::{
     self, DirtyRow, GrantRow, KeyRow, ProjectRow, RawRow, RollupParams, RollupRow, origins_json,
 };
 use crate::{
-    AdminStore, Counts, DayCount, Dirty, Error, EventStore, FilteredReads, JobLog, JobRun,
-    MAX_INSERT_JSON_BYTES, MIGRATIONS, ProjectSettings, RollupStore, ValueMatch, Versioned, Write,
-    Writer, event_chunks,
+    AdminStore, Counts, DayCount, Dirty, Error, ErrorMessage, EventStore, FilteredReads, JobLog,
+    JobRun, MAX_INSERT_JSON_BYTES, MIGRATIONS, ProjectSettings, QueryStore, RollupStore,
+    ValueMatch, Versioned, Write, Writer, event_chunks,
 };
 
 /// A SQLite database with Tally's schema.
@@ -167,6 +168,15 @@ fn apply(tx: &Transaction<'_>, write: &Write<'_>) -> rusqlite::Result<u64> {
             }
             n
         }
+        Write::KeepErrorMessages(events) => {
+            let mut n = 0;
+            for chunk in event_chunks(events) {
+                n += tx
+                    .prepare_cached(sql::KEEP_ERROR_MESSAGES)?
+                    .execute([chunk])?;
+            }
+            n
+        }
         Write::InsertRollup { period, key, row } => rollup(
             sql::INSERT_ROLLUP,
             &RollupParams::new(*period, key, row),
@@ -221,6 +231,8 @@ fn apply(tx: &Transaction<'_>, write: &Write<'_>) -> rusqlite::Result<u64> {
                 + tx.prepare_cached(sql::PURGE_SESSION_EVENTS)?
                     .execute(params![project, before_ms, limit])?
                 + tx.prepare_cached(sql::PURGE_DROPPED)?
+                    .execute(params![project, before_ms, limit])?
+                + tx.prepare_cached(sql::PURGE_ERROR_MESSAGES)?
                     .execute(params![project, before_ms, limit])?
         }
         Write::DeadLetter {
@@ -356,6 +368,44 @@ impl EventStore for SqliteStore {
             Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
         })?;
         Ok(rows.into_iter().collect())
+    }
+}
+
+impl QueryStore for SqliteStore {
+    async fn error_messages(&self, project: &str) -> Result<BTreeMap<String, ErrorMessage>, Error> {
+        let rows = self.query(sql::ERROR_MESSAGES, [project], |r| {
+            let message = ErrorMessage {
+                timestamp: r.get(1)?,
+                message: r.get(2)?,
+            };
+            Ok((r.get::<_, String>(0)?, message))
+        })?;
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn funnel_hits(
+        &self,
+        project: &str,
+        from_ms: i64,
+        to_ms: i64,
+        names: &[String],
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<Hit>, Error> {
+        let (after_ts, after_id) = after.unwrap_or(crate::BEFORE_ALL);
+        let names = serde_json::to_string(names).map_err(|e| Error::Decode(e.to_string()))?;
+        self.query(
+            sql::FUNNEL_HITS,
+            params![project, from_ms, to_ms, after_ts, after_id, names, limit],
+            |r| {
+                Ok(Hit {
+                    user: r.get(0)?,
+                    timestamp: r.get(1)?,
+                    event_id: r.get(2)?,
+                    name: r.get(3)?,
+                })
+            },
+        )
     }
 }
 
@@ -833,13 +883,32 @@ mod tests {
             files, listed,
             "MIGRATIONS must list every file in migrations/"
         );
-        let numbers = (1..).filter(|n| !crate::RESERVED_MIGRATIONS.contains(n));
+        let numbers = 1..;
         for (name, n) in listed.iter().zip(numbers) {
             assert!(
                 name.starts_with(&format!("{n:04}_")),
                 "{name} should be numbered {n:04}"
             );
         }
+    }
+
+    #[test]
+    fn one_dimension_is_read_through_its_index() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let plan: Vec<String> = store.with_connection(|c| {
+            let mut stmt = c
+                .prepare(&format!("EXPLAIN QUERY PLAN {}", sql::ROLLUPS_OF_DIMENSION))
+                .unwrap();
+            stmt.query_map(params!["p", "day", 0, 1, "route"], |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        });
+        assert_eq!(
+            plan,
+            ["SEARCH rollups USING INDEX rollups_by_dimension \
+              (project=? AND period=? AND dimension=? AND start>? AND start<?)"]
+        );
     }
 
     #[test]

@@ -3,11 +3,21 @@
 
 mod admin;
 mod aliases;
+mod api;
 mod auth;
 mod badge;
+mod breakdown;
 mod dashboard;
 mod error;
+mod errors;
+mod export;
+mod funnels;
+mod installs;
+mod measures;
+mod metrics;
 mod overview;
+mod sessions;
+mod timeseries;
 
 use tally_core::ApiError;
 use tally_storage::JobLog;
@@ -16,10 +26,23 @@ use worker::{Context, Env, Method, Request, Response, Result, event};
 
 /// The D1 database binding (see `wrangler/query.toml`).
 pub const DB: &str = "DB";
+/// The KV namespace binding that caches heavy answers.
+pub const CACHE: &str = "CACHE";
 /// The secret that guards the admin API.
 pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 /// The secret ingest hashes user ids with, to filter by a raw `user_id`.
 pub const ID_SECRET: &str = "ID_SECRET";
+
+/// The read endpoints under `/v1/projects/{p}/` besides `overview` and `breakdown/{d}`.
+const READ_ENDPOINTS: [&str; 7] = [
+    "timeseries",
+    "errors",
+    "installs",
+    "metrics",
+    "sessions",
+    "funnels",
+    "export",
+];
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
@@ -47,6 +70,42 @@ async fn route(req: Request, env: &Env) -> std::result::Result<Response, ApiErro
         (_, ["v1", "analytics", "images", id]) => aliases::cdn::image(&req, env, id).await,
         (_, ["metrics"]) => aliases::track::metrics(&req, env).await,
         (_, ["sessions"]) => aliases::track::sessions(&req, env).await,
+        (Method::Get, ["v1", "projects", project, "timeseries"]) => {
+            auth::require_read(&req, env, project).await?;
+            timeseries::get(&req, env, project).await
+        }
+        (Method::Get, ["v1", "projects", project, "breakdown", dimension]) => {
+            auth::require_read(&req, env, project).await?;
+            breakdown::get(&req, env, project, dimension).await
+        }
+        (Method::Get, ["v1", "projects", project, "errors"]) => {
+            auth::require_read(&req, env, project).await?;
+            errors::get(&req, env, project).await
+        }
+        (Method::Get, ["v1", "projects", project, "installs"]) => {
+            auth::require_read(&req, env, project).await?;
+            installs::get(&req, env, project).await
+        }
+        (Method::Get, ["v1", "projects", project, "metrics"]) => {
+            auth::require_read(&req, env, project).await?;
+            metrics::get(&req, env, project).await
+        }
+        (Method::Get, ["v1", "projects", project, "sessions"]) => {
+            auth::require_read(&req, env, project).await?;
+            sessions::get(&req, env, project).await
+        }
+        (Method::Get, ["v1", "projects", project, "funnels"]) => {
+            auth::require_read(&req, env, project).await?;
+            funnels::get(&req, env, project).await
+        }
+        (Method::Get, ["v1", "projects", project, "export"]) => {
+            auth::require_read(&req, env, project).await?;
+            export::get(&req, env, project).await
+        }
+        (_, ["v1", "projects", _, "breakdown", _]) => Err(ApiError::method_not_allowed("GET")),
+        (_, ["v1", "projects", _, endpoint]) if READ_ENDPOINTS.contains(endpoint) => {
+            Err(ApiError::method_not_allowed("GET"))
+        }
         (_, ["v1", "admin", rest @ ..]) => {
             let rest: Vec<&str> = rest.to_vec();
             admin::route(req, env, &rest).await

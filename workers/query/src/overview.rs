@@ -1,41 +1,18 @@
 //! `GET /v1/projects/{p}/overview`: headline numbers for a project over a range.
 
 use tally_core::ApiError;
-use tally_core::range::{self, Limits, Query};
 use tally_core::rollup::{Dimension, Rollup};
-use tally_core::time::Interval;
 use tally_core::time::format_ms;
-use tally_core::validate::is_valid_slug;
 use tally_storage::{EventStore, read};
-use worker::{Date, Env, Request, Response};
+use worker::{Env, Request, Response};
 
+use crate::api::{self, Params};
 use crate::error::internal;
 
 pub async fn get(req: &Request, env: &Env, project: &str) -> Result<Response, ApiError> {
-    if !is_valid_slug(project) {
-        return Err(ApiError::bad_request(
-            "invalid_project",
-            format!("{project:?} is not a project slug ([a-z0-9-]{{1,64}})"),
-        ));
-    }
-    let url = req.url().map_err(internal)?;
-    let param = |name: &str| {
-        url.query_pairs()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-    };
-    let (from, to, days) = (param("from"), param("to"), param("days"));
-    let query = Query {
-        from: from.as_deref(),
-        to: to.as_deref(),
-        days: days.as_deref(),
-    };
-    let now = Date::now().as_millis() as i64;
-    let range = range::resolve(query, now, Limits::default())
-        .map_err(|m| ApiError::bad_request("invalid_range", m))?;
+    api::check_project(project)?;
+    let range = Params::of(req)?.range(api::now_ms())?;
     let (from, to) = (range.from_ms, range.to_ms);
-    // Whole hours: the range starts at the hour that holds `from`.
-    let from = Interval::Hour.floor(from);
     let store = crate::store(env)?;
     let rows = read::merged(&store, project, from, to, Some(Dimension::All))
         .await
@@ -47,12 +24,7 @@ pub async fn get(req: &Request, env: &Env, project: &str) -> Result<Response, Ap
         .map_err(internal)?;
     let mut body = body(project, from, to, &all);
     body["dropped"] = serde_json::json!({ "bot": dropped.get("bot").copied().unwrap_or(0) });
-    let mut response = Response::from_json(&body).map_err(internal)?;
-    response
-        .headers_mut()
-        .set("cache-control", "private, max-age=60")
-        .map_err(internal)?;
-    Ok(response)
+    api::json(req, body.to_string(), 60)
 }
 
 /// The overview's JSON: counts exact, percentiles from the merged sketch, uniques from

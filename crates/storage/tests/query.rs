@@ -1,0 +1,267 @@
+//! The reads behind the query API against real SQLite: error classes with their routes
+//! and last messages, first and last hours, funnel hits.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::json;
+use tally_core::funnel::{self, Hit};
+use tally_core::rollup::{Dimension, Period, parse_error_route};
+use tally_core::testing::SplitMix64 as Rng;
+use tally_core::time::{DAY_MS, HOUR_MS, Interval};
+use tally_core::{Context, Event, RawEvent, Settings, validate};
+use tally_storage::sqlite::{SqliteStore, block_on};
+use tally_storage::{ErrorMessage, QueryStore, RollupStore, Write, Writer, pipeline, read};
+
+/// 2025-01-10T00:00:00Z.
+const DAY0: i64 = 1_736_467_200_000;
+const NOW: i64 = DAY0 + 4 * DAY_MS;
+
+fn event(i: u64, raw: serde_json::Value) -> Event {
+    let mut raw = raw;
+    raw["event_id"] = json!(format!("00000000-0000-4000-8000-{i:012x}"));
+    raw["project"] = json!("site");
+    let raw: RawEvent = serde_json::from_value(raw).unwrap();
+    let ctx = Context {
+        project: "site",
+        now_ms: NOW,
+        settings: Settings::default(),
+        id_secret: b"secret",
+    };
+    validate(raw, &ctx, &mut || unreachable!()).unwrap().event
+}
+
+/// Errors of three classes over three days on four routes (some without a route), with
+/// messages, mixed with successful requests.
+fn workload(n: u64, seed: u64) -> Vec<Event> {
+    let mut rng = Rng(seed);
+    (0..n)
+        .map(|i| {
+            let t = DAY0 + rng.below(3 * DAY_MS as u64) as i64;
+            let mut raw = json!({"name": "request", "timestamp": t, "status": 200});
+            if rng.below(3) == 0 {
+                let class = ["TypeError", "Timeout", "DbError"][rng.below(3) as usize];
+                raw["error_class"] = json!(class);
+                raw["error_message"] = json!(format!("{class} #{i}"));
+                raw["status"] = json!(500);
+            }
+            if rng.below(5) > 0 {
+                raw["route"] = json!(format!("/r{}", rng.below(4)));
+            }
+            event(i, raw)
+        })
+        .collect()
+}
+
+fn store_in_batches(store: &SqliteStore, events: &[Event], batch: usize) {
+    for chunk in events.chunks(batch) {
+        block_on(pipeline::store_events(store, chunk, NOW)).unwrap();
+    }
+}
+
+#[test]
+fn error_routes_and_last_messages_are_exact_whatever_the_delivery() {
+    let events = workload(3_000, 1);
+    let store = SqliteStore::open_in_memory().unwrap();
+    // Reversed, in uneven batches, and then half of it again.
+    let mut delivery = events.clone();
+    delivery.reverse();
+    store_in_batches(&store, &delivery, 137);
+    store_in_batches(&store, &events[..1_500], 401);
+
+    let merged = block_on(read::merged(
+        &store,
+        "site",
+        DAY0,
+        DAY0 + 3 * DAY_MS,
+        Some(Dimension::ErrorRoute),
+    ))
+    .unwrap();
+    let got: BTreeMap<(String, Option<String>), u64> = merged
+        .iter()
+        .map(|((_, value), row)| (parse_error_route(value).unwrap(), row.count))
+        .collect();
+    let mut expected: BTreeMap<(String, Option<String>), u64> = BTreeMap::new();
+    for e in &events {
+        if let Some(class) = &e.error_class {
+            *expected
+                .entry((class.clone(), e.route.clone()))
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(got, expected);
+    assert!(expected.keys().any(|(_, route)| route.is_none()));
+
+    let mut latest: BTreeMap<String, ErrorMessage> = BTreeMap::new();
+    for e in &events {
+        let (Some(class), Some(message)) = (&e.error_class, &e.error_message) else {
+            continue;
+        };
+        let candidate = ErrorMessage {
+            timestamp: e.timestamp,
+            message: message.clone(),
+        };
+        let slot = latest.entry(class.clone()).or_insert(candidate.clone());
+        if (candidate.timestamp, &candidate.message) > (slot.timestamp, &slot.message) {
+            *slot = candidate;
+        }
+    }
+    assert_eq!(latest.len(), 3);
+    assert_eq!(block_on(store.error_messages("site")).unwrap(), latest);
+    assert!(block_on(store.error_messages("other")).unwrap().is_empty());
+}
+
+#[test]
+fn the_last_message_breaks_ties_by_text_and_is_purged_with_raw_events() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let t = DAY0 + 5 * HOUR_MS;
+    let e = |i, message: &str, at| {
+        event(
+            i,
+            json!({"name": "request", "error_class": "E", "error_message": message, "timestamp": at}),
+        )
+    };
+    // Same instant: the greater text wins in either order.
+    block_on(pipeline::store_events(&store, &[e(1, "b", t)], NOW)).unwrap();
+    block_on(pipeline::store_events(&store, &[e(2, "a", t)], NOW)).unwrap();
+    let kept = |store: &SqliteStore| block_on(store.error_messages("site")).unwrap();
+    let at = |timestamp, message: &str| ErrorMessage {
+        timestamp,
+        message: message.into(),
+    };
+    assert_eq!(kept(&store)["E"], at(t, "b"));
+    // An older message changes nothing; a newer one replaces it.
+    block_on(pipeline::store_events(&store, &[e(3, "old", t - 1)], NOW)).unwrap();
+    assert_eq!(kept(&store)["E"], at(t, "b"));
+    block_on(pipeline::store_events(&store, &[e(4, "new", t + 1)], NOW)).unwrap();
+    assert_eq!(kept(&store)["E"], at(t + 1, "new"));
+    // An error without a message leaves it too.
+    let silent = event(
+        5,
+        json!({"name": "request", "error_class": "E", "timestamp": t + 9}),
+    );
+    block_on(pipeline::store_events(&store, &[silent], NOW)).unwrap();
+    assert_eq!(kept(&store)["E"], at(t + 1, "new"));
+
+    let purge = |before_ms| {
+        block_on(store.commit(&[Write::PurgeRaw {
+            project: "site",
+            before_ms,
+            limit: 100,
+        }]))
+        .unwrap()
+    };
+    purge(t + 1);
+    assert_eq!(kept(&store).len(), 1, "not yet past retention");
+    purge(t + 2);
+    assert!(kept(&store).is_empty(), "purged with the raw events");
+}
+
+#[test]
+fn first_and_last_hours_equal_scanning_the_hours() {
+    let events = workload(2_000, 2);
+    let store = SqliteStore::open_in_memory().unwrap();
+    store_in_batches(&store, &events, 500);
+    block_on(pipeline::roll_dirty(&store, Period::Day, 100, NOW)).unwrap();
+    // One late event makes the first day dirty again.
+    let late = event(
+        99_999,
+        json!({"name": "request", "error_class": "Late", "timestamp": DAY0 + 7 * HOUR_MS + 5}),
+    );
+    block_on(pipeline::store_events(
+        &store,
+        std::slice::from_ref(&late),
+        NOW,
+    ))
+    .unwrap();
+
+    let mut all = events.clone();
+    all.push(late);
+    for (from, to) in [
+        (DAY0, DAY0 + 3 * DAY_MS),
+        (DAY0 + 5 * HOUR_MS + 3, DAY0 + 2 * DAY_MS + 7 * HOUR_MS),
+        (DAY0 + DAY_MS, DAY0 + 2 * DAY_MS),
+        (DAY0 - DAY_MS, DAY0 + 9 * DAY_MS),
+    ] {
+        let (lo, hi) = (
+            Interval::Hour.floor(from),
+            (to + HOUR_MS - 1) / HOUR_MS * HOUR_MS,
+        );
+        let mut expected: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        for e in all.iter().filter(|e| (lo..hi).contains(&e.timestamp)) {
+            if let Some(class) = &e.error_class {
+                let hour = Interval::Hour.floor(e.timestamp);
+                let span = expected.entry(class.clone()).or_insert((hour, hour));
+                span.0 = span.0.min(hour);
+                span.1 = span.1.max(hour);
+            }
+        }
+        let got = block_on(read::first_last_hours(
+            &store,
+            "site",
+            from,
+            to,
+            Dimension::ErrorClass,
+        ))
+        .unwrap();
+        assert_eq!(got, expected, "[{from}, {to})");
+    }
+    let day_rows = block_on(store.rollups_between("site", Period::Day, 0, i64::MAX, None)).unwrap();
+    assert!(!day_rows.is_empty(), "clean days were read from day rows");
+}
+
+#[test]
+fn funnel_hits_page_through_users_and_names_only() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let mut rng = Rng(3);
+    let names = ["open", "click", "buy", "pause"];
+    let events: Vec<Event> = (0..12_000)
+        .map(|i| {
+            let mut raw = json!({
+                "name": names[rng.below(4) as usize],
+                // Many share a millisecond, so the cursor must order by id too.
+                "timestamp": DAY0 + rng.below(2_000) as i64 * 1000,
+            });
+            if rng.below(10) > 0 {
+                raw["user"] = json!(format!("u{}", rng.below(300)));
+            }
+            event(i, raw)
+        })
+        .collect();
+    store_in_batches(&store, &events, 3_000);
+    let steps: Vec<String> = ["open", "click", "buy"].map(String::from).to_vec();
+    let (from, to) = (DAY0 + 100_000, DAY0 + 1_900_000);
+
+    let hits = block_on(read::funnel_hits(&store, "site", from, to, &steps, 100_000)).unwrap();
+    let expected: BTreeSet<String> = events
+        .iter()
+        .filter(|e| e.user.is_some() && steps.contains(&e.name))
+        .filter(|e| (from..to).contains(&e.timestamp))
+        .map(|e| e.event_id.replace('-', ""))
+        .collect();
+    assert!(expected.len() > 5_000, "more than one page");
+    let ids: Vec<String> = hits.iter().map(|h| h.event_id.clone()).collect();
+    assert_eq!(ids.len(), expected.len(), "no hit twice, none missed");
+    assert_eq!(ids.iter().cloned().collect::<BTreeSet<_>>(), expected);
+
+    // The funnel over stored hits equals the funnel over the events themselves.
+    let direct: Vec<Hit> = events
+        .iter()
+        .filter(|e| (from..to).contains(&e.timestamp))
+        .filter_map(|e| {
+            Some(Hit {
+                user: e.user.clone()?[..16].to_owned(),
+                timestamp: e.timestamp,
+                event_id: e.event_id.replace('-', ""),
+                name: e.name.clone(),
+            })
+        })
+        .collect();
+    let window = 10 * 60_000;
+    let counts = funnel::count(hits, &steps, window);
+    assert_eq!(counts, funnel::count(direct, &steps, window));
+    assert!(counts[0] > counts[2] && counts[2] > 0, "{counts:?}");
+
+    // A cap: one more than it is read, and no more.
+    let capped = block_on(read::funnel_hits(&store, "site", from, to, &steps, 6_000)).unwrap();
+    assert_eq!(capped.len(), 6_001);
+}

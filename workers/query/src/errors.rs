@@ -1,0 +1,103 @@
+//! `GET /v1/projects/{p}/errors?limit=N`: errors grouped by error class, most frequent
+//! first (at most `limit`, default 50): each class's count, share of all errors, the
+//! first and last hour it was seen in the range (hour starts, from the rollups), its
+//! last message (the newest kept, with its exact time; it may lie after the range) and
+//! the routes it happened on with their counts (`null` for events without a route).
+//! Errors without a class (5xx statuses) are counted as `unclassified`.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+use tally_core::ApiError;
+use tally_core::rollup::{Dimension, parse_error_route};
+use tally_core::time::format_ms;
+use tally_storage::{QueryStore, read};
+use worker::{Env, Request, Response};
+
+use crate::api::{self, Params};
+use crate::error::internal;
+use crate::measures::ratio;
+
+/// Seconds a client may reuse an answer.
+const MAX_AGE_S: u32 = 60;
+
+/// Routes listed per class; the rest are summed in `other_routes`.
+const ROUTES_PER_CLASS: usize = 20;
+
+pub async fn get(req: &Request, env: &Env, project: &str) -> Result<Response, ApiError> {
+    api::check_project(project)?;
+    let params = Params::of(req)?;
+    let range = params.range(api::now_ms())?;
+    let limit = params.limit(50, 1000)?;
+    let (from, to) = (range.from_ms, range.to_ms);
+    let store = crate::store(env)?;
+    let merged = |dimension| read::merged(&store, project, from, to, Some(dimension));
+    let all = merged(Dimension::All)
+        .await
+        .map_err(internal)?
+        .into_values()
+        .next()
+        .unwrap_or_default();
+    let classes = merged(Dimension::ErrorClass).await.map_err(internal)?;
+    let pairs = merged(Dimension::ErrorRoute).await.map_err(internal)?;
+    let seen = read::first_last_hours(&store, project, from, to, Dimension::ErrorClass)
+        .await
+        .map_err(internal)?;
+    let messages = store.error_messages(project).await.map_err(internal)?;
+
+    let mut routes: BTreeMap<String, Vec<(Option<String>, u64)>> = BTreeMap::new();
+    for ((_, value), row) in &pairs {
+        match parse_error_route(value) {
+            Some((class, route)) if row.count > 0 => {
+                routes.entry(class).or_default().push((route, row.count));
+            }
+            Some(_) => {}
+            None => worker::console_error!("unreadable error_route value {value:?}"),
+        }
+    }
+    let mut counted: Vec<(&str, u64)> = classes
+        .iter()
+        .filter(|(_, r)| r.count > 0)
+        .map(|((_, class), r)| (class.as_str(), r.count))
+        .collect();
+    counted.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let classified: u64 = counted.iter().map(|(_, n)| n).sum();
+    let list: Vec<Value> = counted
+        .iter()
+        .take(limit)
+        .map(|&(class, count)| {
+            let mut on = routes.remove(class).unwrap_or_default();
+            on.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            let other_routes: u64 = on.iter().skip(ROUTES_PER_CLASS).map(|(_, n)| n).sum();
+            on.truncate(ROUTES_PER_CLASS);
+            let (first, last) = seen.get(class).copied().unzip();
+            json!({
+                "error_class": class,
+                "count": count,
+                "share": ratio(count, all.errors),
+                "first_seen": first.map(format_ms),
+                "last_seen": last.map(format_ms),
+                "last_message": messages.get(class).map(|m| json!({
+                    "message": m.message,
+                    "at": format_ms(m.timestamp),
+                })),
+                "routes": on
+                    .iter()
+                    .map(|(route, n)| json!({"route": route, "count": n}))
+                    .collect::<Vec<_>>(),
+                "other_routes": other_routes,
+            })
+        })
+        .collect();
+    let mut body = json!({
+        "project": project,
+        "errors": all.errors,
+        "unclassified": all.errors.saturating_sub(classified),
+        "error_classes": counted.len(),
+        "classes": list,
+    });
+    for (k, v) in api::range_json(range) {
+        body[k] = v;
+    }
+    api::json(req, body.to_string(), MAX_AGE_S)
+}

@@ -1,0 +1,139 @@
+//! `GET /v1/projects/{p}/funnels?steps=a,b,c&window=1d`: how many users went through
+//! the steps (event names, 2 to 10, in order) within the window of their first step
+//! (`30m`, `12h`, `7d`; default `1d`), per step, with the conversion from the first
+//! step and from the step before.
+//!
+//! Funnels need each user's events in order, which rollups do not keep, so this reads
+//! raw events, and is bounded twice: by raw retention (the range starts no earlier than
+//! the project's retention allows; `from` says where it started) and by
+//! [`MAX_HITS`] matching events held in memory (more answers 400 `range_too_large`;
+//! ask for a shorter range). Only events with a `user` count; all steps must fall in
+//! the range.
+
+use serde_json::{Value, json};
+use tally_core::ApiError;
+use tally_core::funnel::{self, MAX_STEPS, MIN_STEPS};
+use tally_core::validate::MAX_NAME_CHARS;
+use tally_storage::read;
+use worker::{Env, Request, Response};
+
+use crate::api::{self, Params};
+use crate::error::internal;
+use crate::measures::ratio;
+
+/// Seconds a client may reuse an answer.
+const MAX_AGE_S: u32 = 300;
+
+/// Most raw events of the steps one funnel reads (about 10 MB of memory at most).
+pub const MAX_HITS: usize = 100_000;
+
+pub async fn get(req: &Request, env: &Env, project: &str) -> Result<Response, ApiError> {
+    api::check_project(project)?;
+    let params = Params::of(req)?;
+    let now = api::now_ms();
+    let asked = params.range(now)?;
+    let steps = steps(params.get("steps"))?;
+    let window_text = params.get("window").unwrap_or("1d");
+    let window_ms = funnel::parse_window(window_text)
+        .map_err(|m| ApiError::bad_request("invalid_window", m))?;
+    let settings = api::project(env, project).await?;
+    let range = api::within_retention(asked, settings.retention_days, now)
+        .ok_or_else(|| api::past_retention(settings.retention_days))?;
+    let store = crate::store(env)?;
+    let hits = read::funnel_hits(
+        &store,
+        project,
+        range.from_ms,
+        range.to_ms,
+        &steps,
+        MAX_HITS,
+    )
+    .await
+    .map_err(internal)?;
+    if hits.len() > MAX_HITS {
+        return Err(ApiError::bad_request(
+            "range_too_large",
+            format!(
+                "the range holds more than {MAX_HITS} events of these steps, more than a \
+                 funnel reads at once; ask for a shorter range"
+            ),
+        ));
+    }
+    let counts = funnel::count(hits, &steps, window_ms);
+    let first = counts.first().copied().unwrap_or(0);
+    let list: Vec<Value> = steps
+        .iter()
+        .zip(&counts)
+        .enumerate()
+        .map(|(i, (name, &users))| {
+            let previous = if i == 0 { users } else { counts[i - 1] };
+            json!({
+                "name": name,
+                "users": users,
+                "conversion": ratio(users, first),
+                "from_previous": ratio(users, previous),
+            })
+        })
+        .collect();
+    let mut body = json!({
+        "project": project,
+        "window": window_text,
+        "window_ms": window_ms,
+        "retention_days": settings.retention_days,
+        "steps": list,
+    });
+    for (k, v) in api::range_json(range) {
+        body[k] = v;
+    }
+    api::json(req, body.to_string(), MAX_AGE_S)
+}
+
+/// The `steps` parameter: comma-separated event names.
+///
+/// # Errors
+///
+/// 400 `invalid_steps` saying what is wrong.
+pub fn steps(param: Option<&str>) -> Result<Vec<String>, ApiError> {
+    let bad = |m: String| ApiError::bad_request("invalid_steps", m);
+    let text = param
+        .ok_or_else(|| bad("name the funnel's steps in order: steps=open,click,purchase".into()))?;
+    let steps: Vec<String> = text.split(',').map(|s| s.trim().to_owned()).collect();
+    if !(MIN_STEPS..=MAX_STEPS).contains(&steps.len()) {
+        return Err(bad(format!(
+            "a funnel has {MIN_STEPS} to {MAX_STEPS} steps, not {}",
+            steps.len()
+        )));
+    }
+    if let Some(step) = steps
+        .iter()
+        .find(|s| s.is_empty() || s.chars().count() > MAX_NAME_CHARS)
+    {
+        return Err(bad(format!(
+            "step {step:?} is not an event name (1 to {MAX_NAME_CHARS} characters)"
+        )));
+    }
+    Ok(steps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_lists() {
+        assert_eq!(
+            steps(Some("open, click,buy")).unwrap(),
+            ["open", "click", "buy"]
+        );
+        for (bad, fragment) in [
+            (None, "name the funnel's steps"),
+            (Some("open"), "2 to 10 steps, not 1"),
+            (Some("a,b,c,d,e,f,g,h,i,j,k"), "not 11"),
+            (Some("open,,buy"), "step \"\" is not"),
+        ] {
+            let err = steps(bad).unwrap_err();
+            assert_eq!(err.code, "invalid_steps");
+            assert!(err.message.contains(fragment), "{}", err.message);
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! `GET /v1/projects/{p}/metrics?interval=day|week|month`: event counts per event name
+//! per period, from the `name` rollups. Every period of the range is present and lists
+//! every name seen in the range (zero where it had none); `totals` sums each name.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+use tally_core::ApiError;
+use tally_core::rollup::Dimension;
+use tally_core::time::{Interval, format_ms};
+use tally_storage::read;
+use worker::{Env, Request, Response};
+
+use crate::api::{self, Params};
+use crate::error::internal;
+
+/// Seconds a client may reuse an answer.
+const MAX_AGE_S: u32 = 300;
+
+pub async fn get(req: &Request, env: &Env, project: &str) -> Result<Response, ApiError> {
+    api::check_project(project)?;
+    let params = Params::of(req)?;
+    let range = params.range(api::now_ms())?;
+    let interval = params.interval(
+        &[Interval::Day, Interval::Week, Interval::Month],
+        Interval::Day,
+    )?;
+    let (from, to) = (range.from_ms, range.to_ms);
+    let store = crate::store(env)?;
+    let series = read::series(&store, project, from, to, interval, Some(Dimension::Name))
+        .await
+        .map_err(internal)?;
+    let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
+    for merged in series.values() {
+        for ((_, name), row) in merged.iter().filter(|(_, r)| r.count > 0) {
+            *totals.entry(name.as_str()).or_default() += row.count;
+        }
+    }
+    let data: Vec<Value> = interval
+        .buckets(from, to)
+        .map(|start| {
+            let counts: Map<String, Value> = totals
+                .keys()
+                .map(|name| {
+                    let n = series
+                        .get(&start)
+                        .and_then(|m| m.get(&(Dimension::Name, (*name).to_owned())))
+                        .map_or(0, |r| r.count);
+                    ((*name).to_owned(), n.into())
+                })
+                .collect();
+            json!({"start": format_ms(start), "counts": counts})
+        })
+        .collect();
+    let mut body = json!({
+        "project": project,
+        "interval": api::interval_name(interval),
+        "names": totals.keys().collect::<Vec<_>>(),
+        "totals": totals,
+        "data": data,
+    });
+    for (k, v) in api::range_json(range) {
+        body[k] = v;
+    }
+    api::json(req, body.to_string(), MAX_AGE_S)
+}
