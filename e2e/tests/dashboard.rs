@@ -162,6 +162,7 @@ fn the_dashboard_in_a_browser_shows_the_workload_and_its_range_picker_works() {
     );
     browser.type_into("input[name=token]", &p.read_token);
     browser.click("form.login button[type=submit]");
+    browser.wait_for("#events .v");
 
     // Signed in: the headline numbers of the workload.
     assert!(
@@ -201,13 +202,14 @@ fn the_dashboard_in_a_browser_shows_the_workload_and_its_range_picker_works() {
 
     // The range picker: 30 days, by a GET form.
     browser.click("button[name=days][value='30']");
-    assert!(browser.url().contains("days=30"), "{}", browser.url());
+    browser.wait_for_url("days=30");
     assert!(browser.text("#range").starts_with("Last 30 days"));
     assert_eq!(card("events"), "60");
 
     // Funnel steps, keeping the range.
     browser.type_into("input[name=steps]", "visit,signup,purchase");
     browser.click("#funnel button[type=submit]");
+    browser.wait_for_url("steps=visit");
     assert!(browser.url().contains("days=30"), "{}", browser.url());
     let funnel = browser.text("#funnel-steps");
     for row in [
@@ -225,11 +227,7 @@ fn the_dashboard_in_a_browser_shows_the_workload_and_its_range_picker_works() {
         json!([]),
     );
     browser.click("#custom button[type=submit]");
-    assert!(
-        browser.url().contains("from=2020-01-01"),
-        "{}",
-        browser.url()
-    );
+    browser.wait_for_url("from=2020-01-01");
     assert_eq!(browser.text("#range"), "2020-01-01 – 2020-01-07 UTC");
     assert_eq!(card("events"), "0");
 
@@ -257,6 +255,7 @@ fn the_dashboard_in_a_browser_shows_the_workload_and_its_range_picker_works() {
 
     // Signing out forgets the token.
     browser.click("header button[type=submit]");
+    browser.wait_for("input[name=token]");
     assert_eq!(browser.count("input[name=token]"), 1);
 }
 

@@ -170,6 +170,38 @@ impl Browser {
             .to_owned()
     }
 
+    /// Waits until the current URL contains `fragment` (a click on a form's button
+    /// starts a navigation that may still be under way when the click returns), then
+    /// until the new page has loaded.
+    pub fn wait_for_url(&self, fragment: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let url = self.url();
+            let loaded = self.script("return document.readyState", json!([])) == "complete";
+            if url.contains(fragment) && loaded {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the browser did not reach a URL with {fragment:?}; it is at {url}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the page has an element matching `css` (after a click that navigates).
+    pub fn wait_for(&self, css: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while self.count(css) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {css:?} appeared; the browser is at {}",
+                self.url()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// The page's HTML as the browser holds it.
     pub fn source(&self) -> String {
         self.call("GET", &self.session_path("/source"), None)
