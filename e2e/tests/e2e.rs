@@ -7,6 +7,7 @@
 mod aliases;
 mod dashboard;
 mod ingest;
+mod openapi;
 mod pipeline;
 mod query;
 mod support;

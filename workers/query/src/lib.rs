@@ -15,6 +15,7 @@ mod funnels;
 mod installs;
 mod measures;
 mod metrics;
+mod openapi;
 mod overview;
 mod sessions;
 mod timeseries;
@@ -121,6 +122,7 @@ async fn route(req: Request, env: &Env) -> std::result::Result<Response, ApiErro
             badge::get(&req, env, project, file).await
         }
         (Method::Get, ["v1", "health"] | [""]) => health(env).await,
+        (Method::Get, ["openapi.json"]) => openapi::get(),
         (_, ["v1", "projects", _, "overview"] | ["v1", "health"]) => {
             Err(ApiError::method_not_allowed("GET"))
         }

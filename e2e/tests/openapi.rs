@@ -1,0 +1,514 @@
+//! `/openapi.json` against the running stack: the document is served, and the real
+//! answers of every JSON endpoint (read API, the seeds' aliases, the admin API, health
+//! and ingest, successes and errors) match the schema it documents for their status.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const MINUTE: i64 = 60_000;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// The OpenAPI document and where each answer is checked against it.
+struct Spec {
+    doc: Value,
+    checked: usize,
+}
+
+impl Spec {
+    fn fetch() -> Self {
+        let a = get(&format!("{}/openapi.json", url("query")));
+        assert_eq!(a.status, 200, "{}", a.json);
+        assert_eq!(a.header("content-type"), Some("application/json"));
+        assert_eq!(a.header("cache-control"), Some("public, max-age=3600"));
+        assert_eq!(a.json["openapi"], "3.1.0", "{}", a.json);
+        Self {
+            doc: a.json,
+            checked: 0,
+        }
+    }
+
+    /// Follows a `$ref` into the document.
+    fn resolve<'a>(&'a self, value: &'a Value) -> &'a Value {
+        match value["$ref"].as_str() {
+            Some(r) => self
+                .doc
+                .pointer(r.strip_prefix('#').unwrap())
+                .unwrap_or_else(|| panic!("{r} does not resolve")),
+            None => value,
+        }
+    }
+
+    /// Checks that `answer` to `method path` (the documented path template) has a
+    /// documented status and media type, and, for JSON, a body valid against the schema
+    /// documented for them.
+    fn check(&mut self, method: &str, path: &str, answer: &Answer) {
+        if let Err(problem) = self.problems(method, path, answer) {
+            panic!(
+                "{method} {path} → {}: {problem}\nbody: {}",
+                answer.status, answer.json
+            );
+        }
+        self.checked += 1;
+    }
+
+    /// What does not match the document in `answer`, if anything.
+    fn problems(&self, method: &str, path: &str, answer: &Answer) -> Result<(), String> {
+        let operation = &self.doc["paths"][path][method.to_lowercase()];
+        if !operation.is_object() {
+            return Err("not documented".into());
+        }
+        let responses = &operation["responses"];
+        let response = responses
+            .get(answer.status.to_string())
+            .or_else(|| responses.get("default"))
+            .ok_or("status not documented")?;
+        let response = self.resolve(response);
+        let media = answer
+            .header("content-type")
+            .map(|c| c.split(';').next().unwrap().trim().to_owned());
+        let Some(media) = media else {
+            return match response.get("content") {
+                Some(_) => Err("documented with a body, answered without".into()),
+                None => Ok(()),
+            };
+        };
+        let schema = &response["content"][&media]["schema"];
+        if !schema.is_object() {
+            return Err(format!("media type {media} not documented"));
+        }
+        if media != "application/json" {
+            return Ok(());
+        }
+        // One document whose `components` hold every schema a `$ref` names.
+        let wrapped = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "allOf": [schema],
+            "components": self.doc["components"],
+        });
+        let validator = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .should_validate_formats(true)
+            .build(&wrapped)
+            .map_err(|e| format!("the schema does not compile: {e}"))?;
+        let errors: Vec<String> = validator
+            .iter_errors(&answer.json)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("not the documented schema:\n{}", errors.join("\n")))
+        }
+    }
+}
+
+/// An answer as the stack would give it.
+fn answer(status: u16, body: Value) -> Answer {
+    Answer {
+        status,
+        headers: vec![("content-type".into(), "application/json".into())],
+        json: body,
+    }
+}
+
+#[test]
+fn the_checks_catch_drift_from_the_document() {
+    // The document as committed: this test needs no stack.
+    let spec = Spec {
+        doc: serde_json::from_str(include_str!("../../workers/query/openapi.json")).unwrap(),
+        checked: 0,
+    };
+    let health = json!({"worker": "query", "status": "ok", "jobs": [], "dead_letters": 0});
+    assert_eq!(
+        spec.problems("GET", "/v1/health", &answer(200, health.clone())),
+        Ok(())
+    );
+    let mut extra = health.clone();
+    extra["uptime"] = 1.into();
+    let mut missing = health.clone();
+    missing.as_object_mut().unwrap().remove("jobs");
+    let mut job = health.clone();
+    job["jobs"] = json!([{"job": "roll", "cron": "* * * * *", "scheduled_at": 1, "started_at": 1,
+        "finished_at": 2, "outcome": "maybe", "detail": null}]);
+    for (what, body) in [
+        ("an extra member", extra),
+        ("a missing member", missing),
+        ("a bad enum value", job),
+    ] {
+        let got = spec.problems("GET", "/v1/health", &answer(200, body));
+        assert!(got.is_err(), "{what} passes");
+    }
+    let error = json!({"error": {"code": "not_found", "message": "no"}});
+    assert_eq!(
+        spec.problems("GET", "/v1/health", &answer(404, error.clone())),
+        Err("status not documented".into())
+    );
+    assert_eq!(
+        spec.problems("GET", "/metrics", &answer(400, error))
+            .map_err(|e| e.contains("not the documented schema")),
+        Err(true),
+        "the track seed errors in its own shape"
+    );
+    let track = json!({"status": "error", "message": "Invalid date format. Use YYYY-MM-DD", "code": "invalid_query"});
+    assert_eq!(
+        spec.problems("GET", "/metrics", &answer(400, track)),
+        Ok(())
+    );
+    let bad_error = json!({"error": {"code": "x", "message": "y", "hint": "z"}});
+    assert!(
+        spec.problems(
+            "GET",
+            "/v1/projects/{project}/overview",
+            &answer(401, bad_error)
+        )
+        .is_err()
+    );
+    let mut html = answer(200, Value::String("<p>".into()));
+    html.headers = vec![("content-type".into(), "text/html".into())];
+    assert!(
+        spec.problems("GET", "/v1/health", &html).is_err(),
+        "an undocumented media type"
+    );
+    assert_eq!(
+        spec.problems("GET", "/nowhere", &html),
+        Err("not documented".into())
+    );
+}
+
+#[test]
+fn real_answers_match_the_openapi_document() {
+    let mut spec = Spec::fetch();
+    let p = Project::new("openapi");
+    let now = now_ms();
+    let mut events = Vec::new();
+    for (i, (route, status, class)) in [
+        ("/a", 200, None),
+        ("/a", 200, None),
+        ("/b", 500, Some("Timeout")),
+        ("/c", 404, Some("NotFound")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let i = i as i64;
+        let mut e = json!({
+            "name": if i % 2 == 0 { "open" } else { "click" },
+            "timestamp": now - (30 - i) * MINUTE,
+            "route": route,
+            "method": "GET",
+            "status": status,
+            "duration_ms": 10.0 * (i + 1) as f64,
+            "instance": format!("site-{}", i % 2),
+            "user": "u1",
+            "version": "1.2.0",
+            "country": "DE",
+            "item": "img-1",
+            "variant": "thumb",
+            "bytes": 1000,
+        });
+        if let Some(class) = class {
+            e["error_class"] = class.into();
+            e["error_message"] = "it broke".into();
+        }
+        events.push(e);
+    }
+    events.push(json!({"name": "play", "user": "u2", "timestamp": now - 20 * MINUTE}));
+    events.push(json!({"name": "stop", "user": "u2", "timestamp": now - 10 * MINUTE}));
+    let sent = send_events(&p, &Value::Array(events));
+    assert_eq!(sent.status, 202, "{}", sent.json);
+    spec.check("POST", "/v1/events", &sent);
+    wait_for_count(&p, 6);
+
+    let query = url("query");
+    let auth = p.read_auth();
+    let read = |path: &str, auth: Option<&str>| {
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+        request("GET", &format!("{query}{path}"), &headers, None)
+    };
+    let s = &p.slug;
+    let today = {
+        let a = read(&format!("/v1/projects/{s}/overview?days=1"), Some(&auth));
+        a.json["from"].as_str().unwrap()[..10].to_owned()
+    };
+    let pp = "/v1/projects/{project}";
+    let reads: Vec<(&str, String, u16)> = vec![
+        ("/overview", "/overview?days=1".into(), 200),
+        (
+            "/timeseries",
+            "/timeseries?days=1&interval=hour".into(),
+            200,
+        ),
+        (
+            "/timeseries",
+            "/timeseries?days=2&metric=p50,requests".into(),
+            200,
+        ),
+        ("/timeseries", "/timeseries?interval=fortnight".into(), 400),
+        (
+            "/breakdown/{dimension}",
+            "/breakdown/route?days=1&limit=1".into(),
+            200,
+        ),
+        (
+            "/breakdown/{dimension}",
+            "/breakdown/error_class?days=1".into(),
+            200,
+        ),
+        ("/breakdown/{dimension}", "/breakdown/nope".into(), 404),
+        ("/errors", "/errors?days=1".into(), 200),
+        ("/installs", "/installs?days=1&interval=week".into(), 200),
+        ("/metrics", "/metrics?days=1".into(), 200),
+        ("/sessions", "/sessions?days=1".into(), 200),
+        ("/funnels", "/funnels?days=1&steps=open,click".into(), 200),
+        ("/funnels", "/funnels?days=1".into(), 400),
+        ("/export", "/export?days=1".into(), 200),
+        ("/export", "/export?days=1&format=csv".into(), 200),
+    ];
+    for (template, path, status) in reads {
+        let a = read(&format!("/v1/projects/{s}{path}"), Some(&auth));
+        assert_eq!(a.status, status, "{path}: {}", a.json);
+        spec.check("GET", &format!("{pp}{template}"), &a);
+    }
+    // The measures the workload must show, so the checks above saw real numbers.
+    let a = read(
+        &format!("/v1/projects/{s}/breakdown/route?days=1&limit=1"),
+        Some(&auth),
+    );
+    assert_eq!(a.json["other"]["values"], 2, "{}", a.json);
+    let a = read(&format!("/v1/projects/{s}/errors?days=1"), Some(&auth));
+    assert_eq!(a.json["classes"].as_array().unwrap().len(), 2, "{}", a.json);
+
+    let a = read(&format!("/v1/projects/{s}/overview"), None);
+    assert_eq!(a.status, 401);
+    spec.check("GET", &format!("{pp}/overview"), &a);
+    let a = read(&format!("/v1/projects/{s}/overview"), Some(&p.write_auth()));
+    assert_eq!(a.status, 401);
+    spec.check("GET", &format!("{pp}/overview"), &a);
+    let other = Project::new("openapi-other");
+    let a = read(
+        &format!("/v1/projects/{s}/overview"),
+        Some(&other.read_auth()),
+    );
+    assert_eq!(a.status, 403);
+    spec.check("GET", &format!("{pp}/overview"), &a);
+    let a = request(
+        "POST",
+        &format!("{query}/v1/projects/{s}/overview"),
+        &[("authorization", &auth)],
+        Some("{}"),
+    );
+    assert_eq!(a.status, 405);
+    spec.check("GET", &format!("{pp}/overview"), &a);
+
+    // The seeds' aliases.
+    let base = "/api/plugins/{slug}/analytics";
+    for (name, query_string) in [
+        ("overview", "?days=1"),
+        ("timeseries", "?days=1"),
+        ("timeseries", "?days=1&interval=bogus"),
+        ("endpoints", ""),
+    ] {
+        let a = read(
+            &format!("/api/plugins/{s}/analytics/{name}{query_string}"),
+            Some(&auth),
+        );
+        spec.check("GET", &format!("{base}/{name}"), &a);
+    }
+    for (template, path, status) in [
+        (
+            "/v1/analytics/overview",
+            "/v1/analytics/overview?days=1".to_owned(),
+            200,
+        ),
+        (
+            "/v1/analytics/overview",
+            "/v1/analytics/overview?days=91".to_owned(),
+            400,
+        ),
+        (
+            "/v1/analytics/images/{id}",
+            "/v1/analytics/images/img-1?days=1".to_owned(),
+            200,
+        ),
+        (
+            "/metrics",
+            format!("/metrics?start_date={today}&end_date={today}"),
+            200,
+        ),
+        ("/metrics", "/metrics?start_date=2025-01-01".to_owned(), 400),
+        (
+            "/sessions",
+            format!("/sessions?start_date={today}&end_date={today}&group_by=week"),
+            200,
+        ),
+    ] {
+        let a = read(&path, Some(&auth));
+        assert_eq!(a.status, status, "{path}: {}", a.json);
+        spec.check("GET", template, &a);
+    }
+    let a = read(
+        "/v1/analytics/images/img-1",
+        Some(&format!("Bearer {}", admin_token())),
+    );
+    assert_eq!(a.status, 401);
+    spec.check("GET", "/v1/analytics/images/{id}", &a);
+    let a = read("/sessions", None);
+    assert_eq!(a.status, 401);
+    spec.check("GET", "/sessions", &a);
+    let a = read("/v1/analytics/images/img-1?days=1", Some(&auth));
+    assert_eq!(a.json["requests"], 4, "{}", a.json);
+
+    // The admin API.
+    let admin_checks: Vec<(&str, String, Option<Value>, &str, u16)> = vec![
+        ("GET", "/projects".into(), None, "/v1/admin/projects", 200),
+        (
+            "POST",
+            "/projects".into(),
+            Some(json!({"slug": s})),
+            "/v1/admin/projects",
+            409,
+        ),
+        (
+            "GET",
+            format!("/projects/{s}"),
+            None,
+            "/v1/admin/projects/{project}",
+            200,
+        ),
+        (
+            "PATCH",
+            format!("/projects/{s}"),
+            Some(json!({"public_dashboard": false})),
+            "/v1/admin/projects/{project}",
+            200,
+        ),
+        (
+            "GET",
+            "/projects/no-such-project".into(),
+            None,
+            "/v1/admin/projects/{project}",
+            404,
+        ),
+        (
+            "GET",
+            format!("/projects/{s}/keys"),
+            None,
+            "/v1/admin/projects/{project}/keys",
+            200,
+        ),
+        (
+            "POST",
+            format!("/projects/{s}/keys"),
+            Some(json!({"kind": "read", "name": "spare"})),
+            "/v1/admin/projects/{project}/keys",
+            201,
+        ),
+        (
+            "POST",
+            format!("/projects/{s}/keys"),
+            Some(json!({"kind": "admin"})),
+            "/v1/admin/projects/{project}/keys",
+            400,
+        ),
+        (
+            "POST",
+            format!("/projects/{s}/share"),
+            Some(json!({"expires_in_days": 1})),
+            "/v1/admin/projects/{project}/share",
+            201,
+        ),
+    ];
+    let mut spare = None;
+    for (method, path, body, template, status) in admin_checks {
+        let a = admin(method, &path, body.as_ref());
+        assert_eq!(a.status, status, "{method} {path}: {}", a.json);
+        spec.check(method, template, &a);
+        if a.status == 201 && a.json["key"]["id"].is_i64() {
+            spare = a.json["key"]["id"].as_i64();
+        }
+    }
+    let a = admin(
+        "DELETE",
+        &format!("/projects/{s}/keys/{}", spare.unwrap()),
+        None,
+    );
+    assert_eq!(a.status, 200, "{}", a.json);
+    spec.check("DELETE", "/v1/admin/projects/{project}/keys/{id}", &a);
+    let a = request("GET", &format!("{query}/v1/admin/projects"), &[], None);
+    assert_eq!(a.status, 401);
+    spec.check("GET", "/v1/admin/projects", &a);
+
+    // Health, and what the query worker answers as HTML and SVG.
+    for path in ["/v1/health", "/"] {
+        let a = read(path, None);
+        assert_eq!(a.status, 200, "{}", a.json);
+        spec.check("GET", path, &a);
+    }
+    let a = read(&format!("/badge/{s}/installs.svg"), None);
+    assert_eq!(a.status, 200);
+    spec.check("GET", "/badge/{project}/{file}", &a);
+    let a = read(&format!("/dashboard/{s}"), None);
+    spec.check("GET", "/dashboard/{project}", &a);
+
+    // Ingest: errors of /v1/events, the track seed's shapes, Plausible's answer.
+    let ingest = url("ingest");
+    let write = p.write_auth();
+    let post = |path: &str, body: &str| {
+        request(
+            "POST",
+            &format!("{ingest}{path}"),
+            &[
+                ("content-type", "application/json"),
+                ("authorization", &write),
+            ],
+            Some(body),
+        )
+    };
+    for (body, status) in [
+        (json!([{"name": ""}, {"status": "x"}]).to_string(), 400),
+        ("{".to_owned(), 400),
+        ("[]".to_owned(), 400),
+    ] {
+        let a = post("/v1/events", &body);
+        assert_eq!(a.status, status, "{body}: {}", a.json);
+        spec.check("POST", "/v1/events", &a);
+    }
+    let a = request(
+        "POST",
+        &format!("{ingest}/v1/events"),
+        &[("content-type", "application/json")],
+        Some("[]"),
+    );
+    assert_eq!(a.status, 401);
+    spec.check("POST", "/v1/events", &a);
+    for (body, status) in [
+        (json!({"event": "play", "user_id": "u3"}), 200),
+        (json!({"user_id": "u3"}), 400),
+    ] {
+        let a = post("/track", &body.to_string());
+        assert_eq!(a.status, status, "{body}: {}", a.json);
+        spec.check("POST", "/track", &a);
+    }
+    let a = post(
+        "/api/event",
+        &json!({"name": "pageview", "url": "https://example.com/", "domain": s}).to_string(),
+    );
+    assert_eq!(a.status, 202, "{}", a.json);
+    spec.check("POST", "/api/event", &a);
+    let a = post("/api/event", "{");
+    assert_eq!(a.status, 400, "{}", a.json);
+    spec.check("POST", "/api/event", &a);
+    let a = get(&format!("{ingest}/healthz"));
+    spec.check("GET", "/healthz", &a);
+
+    assert!(spec.checked >= 50, "{} answers checked", spec.checked);
+}
