@@ -19,18 +19,27 @@ pub fn bearer(req: &Request) -> Option<String> {
     Some(token.trim().to_owned())
 }
 
-/// Allows the request to read `project`'s data: a read token of that project, or the
-/// admin token.
+/// Who a request's bearer token says it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reader {
+    /// The admin token: may read every project.
+    Admin,
+    /// A valid, unrevoked read token of this project.
+    Project(String),
+}
+
+/// Checks the request's bearer token: a read token (looked up by its hash on every
+/// request, so a revocation applies at once) or the admin token.
 ///
 /// # Errors
 ///
-/// 401 without a valid, unrevoked read token; 403 for another project's token.
-pub async fn require_read(req: &Request, env: &Env, project: &str) -> Result<(), ApiError> {
+/// 401 without a token, with a write key, or with a token that is unknown or revoked.
+pub async fn reader(req: &Request, env: &Env) -> Result<Reader, ApiError> {
     let token = bearer(req).ok_or_else(|| {
         ApiError::new(
             401,
             "missing_token",
-            format!("send a read token of project {project:?} as `Authorization: Bearer tr_...`"),
+            "send a read token of the project as `Authorization: Bearer tr_...`",
         )
     })?;
     if is_key_shaped(KeyKind::Write, &token) {
@@ -42,7 +51,7 @@ pub async fn require_read(req: &Request, env: &Env, project: &str) -> Result<(),
     }
     if !is_key_shaped(KeyKind::Read, &token) {
         return if is_admin(req, env)? {
-            Ok(())
+            Ok(Reader::Admin)
         } else {
             Err(invalid_token())
         };
@@ -58,13 +67,26 @@ pub async fn require_read(req: &Request, env: &Env, project: &str) -> Result<(),
             "revoked_token",
             format!("read token {} was revoked; create a new one", key.prefix),
         )),
-        Some((key, _)) if key.project != project => Err(ApiError::new(
+        Some((key, _)) => Ok(Reader::Project(key.project)),
+        None => Err(invalid_token()),
+    }
+}
+
+/// Allows the request to read `project`'s data: a read token of that project, or the
+/// admin token.
+///
+/// # Errors
+///
+/// As [`reader`]; 403 for another project's token.
+pub async fn require_read(req: &Request, env: &Env, project: &str) -> Result<(), ApiError> {
+    match reader(req, env).await? {
+        Reader::Admin => Ok(()),
+        Reader::Project(p) if p == project => Ok(()),
+        Reader::Project(_) => Err(ApiError::new(
             403,
             "wrong_project",
             format!("this read token belongs to another project, not {project:?}"),
         )),
-        Some(_) => Ok(()),
-        None => Err(invalid_token()),
     }
 }
 

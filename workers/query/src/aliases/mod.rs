@@ -12,12 +12,9 @@ pub mod track;
 
 use serde_json::Value;
 use tally_core::ApiError;
-use tally_core::project::{KeyKind, is_key_shaped, key_hash};
-use tally_storage::AdminStore;
 use worker::{Env, Request, Response};
 
-use crate::admin::is_admin;
-use crate::auth::bearer;
+use crate::auth::{Reader, reader};
 use crate::error::internal;
 
 /// The project of the read token a request carries, for the seeds' paths that name no
@@ -28,55 +25,15 @@ use crate::error::internal;
 /// 401 without a valid, unrevoked read token (the admin token names no project, so it is
 /// refused here too).
 pub async fn token_project(req: &Request, env: &Env) -> Result<String, ApiError> {
-    let token = bearer(req).ok_or_else(|| {
-        ApiError::new(
+    match reader(req, env).await? {
+        Reader::Project(project) => Ok(project),
+        Reader::Admin => Err(ApiError::new(
             401,
-            "missing_token",
-            "send a read token as `Authorization: Bearer tr_...`; this path reads its project",
-        )
-    })?;
-    if is_key_shaped(KeyKind::Write, &token) {
-        return Err(ApiError::new(
-            401,
-            "wrong_key_kind",
-            "this is a write key (tw_...); reading takes a read token (tr_...)",
-        ));
-    }
-    if !is_key_shaped(KeyKind::Read, &token) {
-        return Err(if is_admin(req, env)? {
-            ApiError::new(
-                401,
-                "read_token_required",
-                "this path reads the project of a read token, and the admin token names \
-                 none; send a read token (tr_...) of the project",
-            )
-        } else {
-            invalid_token()
-        });
-    }
-    let found = crate::store(env)?
-        .key_by_hash(&key_hash(&token))
-        .await
-        .map_err(internal)?;
-    match found {
-        Some((key, _)) if key.kind != KeyKind::Read => Err(invalid_token()),
-        Some((key, _)) if key.revoked_at.is_some() => Err(ApiError::new(
-            401,
-            "revoked_token",
-            format!("read token {} was revoked; create a new one", key.prefix),
+            "read_token_required",
+            "this path reads the project of a read token, and the admin token names \
+             none; send a read token (tr_...) of the project",
         )),
-        Some((key, _)) => Ok(key.project),
-        None => Err(invalid_token()),
     }
-}
-
-fn invalid_token() -> ApiError {
-    ApiError::new(
-        401,
-        "invalid_token",
-        "the read token is not one Tally issued; create one with \
-         cargo xtask project key <project> --read",
-    )
 }
 
 /// The query parameters of a request; the first of repeated names counts.
