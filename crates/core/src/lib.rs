@@ -14,11 +14,13 @@
 //! - [`sql`] holds every SQL statement Tally runs; values are always bound parameters.
 //! - [`plausible::parse`] reads a Plausible Events API request as a [`RawEvent`];
 //!   [`plausible::is_bot`] tells crawlers and scripts from people by user agent.
+//! - [`alerts`] evaluates alert rules from minute rollups and signs their webhooks.
 //! - [`share`] signs and checks dashboard share links (HMAC-SHA256 over project and expiry).
 //!
 //! This crate never touches the clock, the network, storage or randomness: `now`, ids and
 //! salts are arguments, so every rule is deterministic and testable natively and on wasm32.
 
+pub mod alerts;
 pub mod api_error;
 pub mod event;
 pub mod funnel;

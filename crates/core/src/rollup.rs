@@ -39,6 +39,13 @@ pub enum Dimension {
     /// on: the value is [`error_route_value`] of the two. Only events with an error
     /// class have one.
     ErrorRoute,
+    /// An event name and a route, as a [`pair`] value. This and the three below exist
+    /// only in minute rows ([`Dimension::MINUTE`]): alert rules count one event name
+    /// within a route, campaign, source or medium.
+    NameRoute,
+    NameCampaign,
+    NameSource,
+    NameMedium,
 }
 
 impl Dimension {
@@ -62,6 +69,21 @@ impl Dimension {
         Self::ErrorRoute,
     ];
 
+    /// The dimensions of minute rows ([`Period::Minute`]): what alert rules read. Users
+    /// and instances are not kept in them.
+    pub const MINUTE: [Dimension; 10] = [
+        Self::All,
+        Self::Name,
+        Self::Route,
+        Self::Campaign,
+        Self::Source,
+        Self::Medium,
+        Self::NameRoute,
+        Self::NameCampaign,
+        Self::NameSource,
+        Self::NameMedium,
+    ];
+
     /// The dimension's name in the API and in the `rollups` table.
     pub const fn name(self) -> &'static str {
         match self {
@@ -81,12 +103,19 @@ impl Dimension {
             Self::ItemVariant => "item_variant",
             Self::ItemCountry => "item_country",
             Self::ErrorRoute => "error_route",
+            Self::NameRoute => "name_route",
+            Self::NameCampaign => "name_campaign",
+            Self::NameSource => "name_source",
+            Self::NameMedium => "name_medium",
         }
     }
 
     /// The dimension with this name.
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|d| d.name() == name)
+        Self::ALL
+            .into_iter()
+            .chain(Self::MINUTE)
+            .find(|d| d.name() == name)
     }
 
     /// The event's value in this dimension, if it has one.
@@ -112,6 +141,10 @@ impl Dimension {
                 .error_class
                 .as_deref()
                 .map(|class| error_route_value(class, event.route.as_deref())),
+            Self::NameRoute => Some(pair(&event.name, event.route.as_deref()?)),
+            Self::NameCampaign => Some(pair(&event.name, event.campaign.as_deref()?)),
+            Self::NameSource => Some(pair(&event.name, event.source.as_deref()?)),
+            Self::NameMedium => Some(pair(&event.name, event.medium.as_deref()?)),
         }
     }
 }
@@ -154,6 +187,8 @@ pub fn parse_error_route(value: &str) -> Option<(String, Option<String>)> {
 /// The period a rollup row covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Period {
+    /// Minute rows, kept about a day, for alert rules ([`Dimension::MINUTE`]).
+    Minute,
     Hour,
     Day,
     Month,
@@ -163,6 +198,7 @@ impl Period {
     /// The period's name in the `rollups` table.
     pub const fn name(self) -> &'static str {
         match self {
+            Self::Minute => "minute",
             Self::Hour => "hour",
             Self::Day => "day",
             Self::Month => "month",
@@ -171,7 +207,7 @@ impl Period {
 
     /// The period with this name.
     pub fn parse(name: &str) -> Option<Self> {
-        [Self::Hour, Self::Day, Self::Month]
+        [Self::Minute, Self::Hour, Self::Day, Self::Month]
             .into_iter()
             .find(|p| p.name() == name)
     }
@@ -179,6 +215,7 @@ impl Period {
     /// The time buckets of this period.
     pub const fn interval(self) -> Interval {
         match self {
+            Self::Minute => Interval::Minute,
             Self::Hour => Interval::Hour,
             Self::Day => Interval::Day,
             Self::Month => Interval::Month,
@@ -188,7 +225,7 @@ impl Period {
     /// The period this one is rolled from: days from hours, months from days.
     pub const fn source(self) -> Option<Period> {
         match self {
-            Self::Hour => None,
+            Self::Minute | Self::Hour => None,
             Self::Day => Some(Self::Hour),
             Self::Month => Some(Self::Day),
         }
@@ -252,10 +289,29 @@ pub fn roll<'a>(
     events: impl IntoIterator<Item = &'a Event>,
     interval: Interval,
 ) -> BTreeMap<Key, Rollup> {
+    roll_by(events, interval, &Dimension::ALL)
+}
+
+/// Rolls events up into minute rows ([`Period::Minute`]): the [`Dimension::MINUTE`]
+/// dimensions, without users and instances.
+pub fn roll_minutes<'a>(events: impl IntoIterator<Item = &'a Event>) -> BTreeMap<Key, Rollup> {
+    let mut rows = roll_by(events, Interval::Minute, &Dimension::MINUTE);
+    for row in rows.values_mut() {
+        row.users = Hll::default();
+        row.instances = Hll::default();
+    }
+    rows
+}
+
+fn roll_by<'a>(
+    events: impl IntoIterator<Item = &'a Event>,
+    interval: Interval,
+    dimensions: &[Dimension],
+) -> BTreeMap<Key, Rollup> {
     let mut rows: BTreeMap<Key, Rollup> = BTreeMap::new();
     for event in events {
         let start = interval.floor(event.timestamp);
-        for dimension in Dimension::ALL {
+        for &dimension in dimensions {
             if let Some(value) = dimension.value_of(event) {
                 let key = Key {
                     project: event.project.clone(),

@@ -375,3 +375,136 @@ WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
   AND name IN (SELECT value FROM json_each(?6))
 ORDER BY timestamp, event_id
 LIMIT ?7";
+
+/// The minute rows of one dimension value of a project (`?1`, `?2`, `?3`) with
+/// `?4 <= start < ?5`: what an alert rule reads, through an index of minute rows only.
+pub const MINUTE_ROWS_OF_VALUE: &str = "\
+SELECT project, period, start, dimension, value, count, errors, bytes,
+       hex(durations) AS durations, hex(users) AS users, hex(instances) AS instances, version
+FROM rollups INDEXED BY rollups_minutes
+WHERE project = ?1 AND period = 'minute' AND dimension = ?2 AND value = ?3
+  AND start >= ?4 AND start < ?5";
+
+/// Deletes a project's (`?1`) minute rows older than `?2`.
+pub const PURGE_MINUTE_ROLLUPS: &str = "\
+DELETE FROM rollups WHERE project = ?1 AND period = 'minute' AND start < ?2";
+
+/// The columns an alert rule is read with.
+macro_rules! alert_rule_columns {
+    () => {
+        "SELECT id, project, definition, secret, enabled, created_at, updated_at, state,
+                state_since, last_fired_at, last_value, last_volume, evaluated_at
+         FROM alert_rules "
+    };
+}
+
+/// The rules of a project (`?1`), oldest first.
+pub const ALERT_RULES_OF_PROJECT: &str = concat!(
+    alert_rule_columns!(),
+    "WHERE project = ?1 ORDER BY created_at, id"
+);
+
+/// Every enabled rule, for the minutely evaluation.
+pub const ENABLED_ALERT_RULES: &str = concat!(
+    alert_rule_columns!(),
+    "WHERE enabled = 1 ORDER BY project, id"
+);
+
+/// Adds a rule (`?1` id, `?2` project, `?3` definition, `?4` secret, `?5` enabled,
+/// `?6` now) unless the project has `?7` rules already.
+pub const INSERT_ALERT_RULE: &str = "\
+INSERT INTO alert_rules (id, project, definition, secret, enabled, created_at, updated_at)
+SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?6
+WHERE (SELECT COUNT(*) FROM alert_rules WHERE project = ?2) < ?7";
+
+/// Changes a rule's definition, secret and switch (`?3`..`?6`, `?6` now).
+pub const UPDATE_ALERT_RULE: &str = "\
+UPDATE alert_rules SET definition = ?3, secret = ?4, enabled = ?5, updated_at = ?6
+WHERE id = ?1 AND project = ?2";
+
+/// Deletes a rule; its history stays.
+pub const DELETE_ALERT_RULE: &str = "DELETE FROM alert_rules WHERE id = ?1 AND project = ?2";
+
+/// Moves a rule (`?1`) from state `?2` entered at `?3` to state `?4` at `?5`, recording
+/// the value (`?6`) and volume (`?7`); a rule another evaluation moved meanwhile is not
+/// changed. Firing also records the time it fired.
+pub const ALERT_TRANSITION: &str = "\
+UPDATE alert_rules
+SET state = ?4, state_since = ?5, last_value = ?6, last_volume = ?7, evaluated_at = ?5,
+    last_fired_at = CASE WHEN ?4 = 'firing' THEN ?5 ELSE last_fired_at END
+WHERE id = ?1 AND state = ?2 AND state_since = ?3";
+
+/// Records an evaluation that changed no state: value `?2`, volume `?3`, at `?4`.
+pub const ALERT_EVALUATED: &str = "\
+UPDATE alert_rules SET last_value = ?2, last_volume = ?3, evaluated_at = ?4 WHERE id = ?1";
+
+/// Records a firing or resolution (`?1`..`?9`), only if the rule's transition to it
+/// (state `?10` since `?5`) was written: so a rule moved by a concurrent evaluation gets
+/// no second alert.
+pub const INSERT_ALERT: &str = "\
+INSERT INTO alerts (id, rule_id, project, kind, at, value, volume, payload, delivery)
+SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9
+WHERE EXISTS (SELECT 1 FROM alert_rules WHERE id = ?2 AND state = ?10 AND state_since = ?5)
+ON CONFLICT (id) DO NOTHING";
+
+/// The columns an alert is read with, its rule's name joined.
+macro_rules! alert_columns {
+    () => {
+        "SELECT a.id, a.rule_id, a.project, a.kind, a.at, a.value, a.volume, a.payload,
+                a.queued_at, a.delivery, a.attempts, a.delivered_at, a.campaign_paused,
+                r.definition ->> '$.name' AS rule_name
+         FROM alerts AS a LEFT JOIN alert_rules AS r ON r.id = a.rule_id "
+    };
+}
+
+/// The latest `?3` alerts of a project (`?1`) at or after `?2`, newest first.
+pub const ALERTS_OF_PROJECT: &str = concat!(
+    alert_columns!(),
+    "WHERE a.project = ?1 AND a.at >= ?2 ORDER BY a.at DESC, a.id LIMIT ?3"
+);
+
+/// One alert by id.
+pub const ALERT_BY_ID: &str = concat!(alert_columns!(), "WHERE a.id = ?1");
+
+/// The delivery attempts of the alerts in a JSON array of ids (`?1`).
+pub const ALERT_ATTEMPTS: &str = "\
+SELECT alert_id, attempt, at, status, error, duration_ms FROM alert_attempts
+WHERE alert_id IN (SELECT value FROM json_each(?1)) ORDER BY alert_id, attempt";
+
+/// Up to `?2` alerts recorded before `?1` that were never handed to the queue.
+pub const UNQUEUED_ALERTS: &str = "\
+SELECT id FROM alerts WHERE queued_at IS NULL AND at < ?1 ORDER BY at LIMIT ?2";
+
+/// Notes that an alert was handed to the queue.
+pub const ALERT_QUEUED: &str = "UPDATE alerts SET queued_at = ?2 WHERE id = ?1";
+
+/// Records delivery attempt `?2` of alert `?1` (at `?3`, status `?4`, error `?5`,
+/// `?6` ms); the same attempt recorded twice is kept once.
+pub const INSERT_ALERT_ATTEMPT: &str = "\
+INSERT INTO alert_attempts (alert_id, attempt, at, status, error, duration_ms)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING";
+
+/// Sets an alert's delivery (`?2`), attempts (at least `?3`) and delivery time (`?4`),
+/// unless it is already delivered.
+pub const ALERT_DELIVERY: &str = "\
+UPDATE alerts SET delivery = ?2, attempts = max(attempts, ?3),
+    delivered_at = coalesce(delivered_at, ?4)
+WHERE id = ?1 AND delivery <> 'delivered'";
+
+/// Sets a campaign's status (`?3`, with reason `?4`, alert `?5`, at `?6`); setting what
+/// is already set, for the same alert, changes nothing (queue redelivery).
+pub const SET_CAMPAIGN: &str = "\
+INSERT INTO campaigns (project, campaign, status, reason, alert_id, updated_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+ON CONFLICT (project, campaign) DO UPDATE SET
+    status = excluded.status, reason = excluded.reason, alert_id = excluded.alert_id,
+    updated_at = excluded.updated_at
+WHERE NOT (campaigns.status = excluded.status AND campaigns.alert_id IS excluded.alert_id)";
+
+/// Notes the campaign an alert paused.
+pub const ALERT_PAUSED_CAMPAIGN: &str = "UPDATE alerts SET campaign_paused = ?2 WHERE id = ?1";
+
+/// The campaigns of a project whose status was ever set.
+pub const CAMPAIGNS_OF_PROJECT: &str = "\
+SELECT campaign, status, reason, alert_id, updated_at FROM campaigns
+WHERE project = ?1 ORDER BY campaign";

@@ -14,6 +14,10 @@ use worker::{D1Database, D1PreparedStatement};
 
 use tally_core::project::{ApiKey, KeyKind, NewKey, Project};
 
+use crate::alerts::{
+    self, AlertRecord, AlertRow, AlertStore, AttemptRow, Bound, CampaignState, IdRow, RuleEntry,
+    RuleRow,
+};
 use crate::rows::{
     self, DirtyRow, GrantRow, KeyRow, ProjectRow, RawRow, RollupParams, RollupRow, origins_json,
 };
@@ -75,6 +79,19 @@ fn text(s: &str) -> JsValue {
 /// Tally integer (milliseconds, counts, versions) stays below.
 fn int(n: i64) -> JsValue {
     JsValue::from_f64(n as f64)
+}
+
+/// Parameters as bound values.
+fn bound(values: Vec<Bound>) -> Vec<JsValue> {
+    values
+        .into_iter()
+        .map(|v| match v {
+            Bound::Null => JsValue::NULL,
+            Bound::Int(n) => int(n),
+            Bound::Real(x) => JsValue::from_f64(x),
+            Bound::Text(t) => JsValue::from_str(&t),
+        })
+        .collect()
 }
 
 impl D1Store {
@@ -234,6 +251,11 @@ impl D1Store {
             Write::PutMeta { key, value, now_ms } => {
                 vec![self.statement(sql::PUT_META, &[text(key), text(value), int(*now_ms)])?]
             }
+            Write::Alert(write) => write
+                .statements()
+                .into_iter()
+                .map(|(sql, values)| self.statement(sql, &bound(values)))
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -730,5 +752,68 @@ impl FilteredReads for D1Store {
         let values = [text(project), int(from_ms), int(to_ms), text(user_hash)];
         let rows: Vec<MarkRow> = self.all(sql::SESSION_MARKS_OF_USER, &values).await?;
         Ok(rows.into_iter().map(MarkRow::into_mark).collect())
+    }
+}
+
+impl AlertStore for D1Store {
+    async fn alert_rules(&self, project: Option<&str>) -> Result<Vec<RuleEntry>, Error> {
+        let rows: Vec<RuleRow> = match project {
+            Some(p) => self.all(sql::ALERT_RULES_OF_PROJECT, &[text(p)]).await?,
+            None => self.all(sql::ENABLED_ALERT_RULES, &[]).await?,
+        };
+        rows.into_iter().map(RuleRow::decode).collect()
+    }
+
+    async fn minute_rows(
+        &self,
+        project: &str,
+        sources: &[(Dimension, String)],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<BTreeMap<(Dimension, String), Rollup>, Error> {
+        let mut rows = Vec::new();
+        for (dimension, value) in sources {
+            let values = [
+                text(project),
+                text(dimension.name()),
+                text(value),
+                int(from_ms),
+                int(to_ms),
+            ];
+            rows.extend(
+                self.all::<RollupRow>(sql::MINUTE_ROWS_OF_VALUE, &values)
+                    .await?,
+            );
+        }
+        alerts::merge_minutes(rows)
+    }
+
+    async fn alerts(
+        &self,
+        project: &str,
+        from_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<AlertRecord>, Error> {
+        let values = [text(project), int(from_ms), int(i64::from(limit))];
+        let rows: Vec<AlertRow> = self.all(sql::ALERTS_OF_PROJECT, &values).await?;
+        let records: Vec<AlertRecord> = rows.into_iter().map(AlertRecord::from).collect();
+        let ids = alerts::ids_json(&records);
+        let attempts: Vec<AttemptRow> = self.all(sql::ALERT_ATTEMPTS, &[text(&ids)]).await?;
+        Ok(alerts::with_attempts(records, attempts))
+    }
+
+    async fn alert(&self, id: &str) -> Result<Option<AlertRecord>, Error> {
+        let rows: Vec<AlertRow> = self.all(sql::ALERT_BY_ID, &[text(id)]).await?;
+        Ok(rows.into_iter().next().map(AlertRecord::from))
+    }
+
+    async fn unqueued_alerts(&self, before_ms: i64, limit: u32) -> Result<Vec<String>, Error> {
+        let values = [int(before_ms), int(i64::from(limit))];
+        let rows: Vec<IdRow> = self.all(sql::UNQUEUED_ALERTS, &values).await?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
+    async fn campaigns(&self, project: &str) -> Result<Vec<CampaignState>, Error> {
+        self.all(sql::CAMPAIGNS_OF_PROJECT, &[text(project)]).await
     }
 }

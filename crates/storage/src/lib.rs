@@ -20,6 +20,7 @@
 //!
 //! The traits use `async fn` without `Send` bounds: Workers run on one thread.
 
+pub mod alerts;
 #[cfg(feature = "cloudflare")]
 pub mod cloudflare;
 #[cfg(feature = "cloudflare")]
@@ -67,6 +68,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0005_dashboard.sql",
         include_str!("../../../migrations/0005_dashboard.sql"),
+    ),
+    (
+        "0006_alerts.sql",
+        include_str!("../../../migrations/0006_alerts.sql"),
     ),
 ];
 
@@ -186,6 +191,8 @@ pub enum Write<'a> {
         sent_at_ms: i64,
         now_ms: i64,
     },
+    /// A change of alert rules, alerts or campaigns.
+    Alert(alerts::AlertWrite<'a>),
     /// Sets a meta value.
     PutMeta {
         key: &'a str,

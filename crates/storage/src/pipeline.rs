@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use tally_core::Event;
+use tally_core::alerts::MINUTE_ROWS_KEPT_MS;
 use tally_core::rollup::{self, Key, Period, Rollup};
 use tally_core::sessions;
 use tally_core::time::{DAY_MS, Interval};
@@ -30,7 +31,7 @@ pub struct Stored {
     pub received: usize,
     /// Events stored now; the rest were stored before or repeated in the batch.
     pub new: usize,
-    /// Hourly rollup rows written.
+    /// Rollup rows written: hour rows, and minute rows for alert rules.
     pub rollup_rows: usize,
     /// Attempts it took (more than one after a lost race).
     pub attempts: u32,
@@ -89,23 +90,31 @@ where
         return Ok(stored);
     }
 
-    let deltas = rollup::roll(&new, Interval::Hour);
-    let keys: Vec<&Key> = deltas.keys().collect();
-    let mut current = BTreeMap::new();
-    for chunk in keys.chunks(READ_CHUNK) {
-        current.extend(store.rollups_by_key(Period::Hour, chunk).await?);
-    }
-    let merged: Vec<(&Key, Rollup, Option<i64>)> = deltas
+    // Hour rows for every event; minute rows, which alert rules read, for events recent
+    // enough to fall in a rule's window before the rows are purged.
+    let recent = new
         .iter()
-        .map(|(key, delta)| match current.get(key) {
+        .filter(|e| e.timestamp >= now_ms - MINUTE_ROWS_KEPT_MS);
+    let deltas = [
+        (Period::Hour, rollup::roll(&new, Interval::Hour)),
+        (Period::Minute, rollup::roll_minutes(recent)),
+    ];
+    let mut merged: Vec<(Period, &Key, Rollup, Option<i64>)> = Vec::new();
+    for (period, deltas) in &deltas {
+        let keys: Vec<&Key> = deltas.keys().collect();
+        let mut current = BTreeMap::new();
+        for chunk in keys.chunks(READ_CHUNK) {
+            current.extend(store.rollups_by_key(*period, chunk).await?);
+        }
+        merged.extend(deltas.iter().map(|(key, delta)| match current.get(key) {
             Some(Versioned { value, version }) => {
                 let mut row = value.clone();
                 row.merge(delta);
-                (key, row, Some(*version))
+                (*period, key, row, Some(*version))
             }
-            None => (key, delta.clone(), None),
-        })
-        .collect();
+            None => (*period, key, delta.clone(), None),
+        }));
+    }
 
     let projects: BTreeSet<&str> = new.iter().map(|e| e.project.as_str()).collect();
     let days: BTreeSet<(&str, i64)> = new
@@ -129,19 +138,23 @@ where
     if !with_messages.is_empty() {
         writes.push(Write::KeepErrorMessages(&with_messages));
     }
-    writes.extend(merged.iter().map(|(key, row, version)| match version {
-        Some(read_version) => Write::UpdateRollup {
-            period: Period::Hour,
-            key,
-            row,
-            read_version: *read_version,
-        },
-        None => Write::InsertRollup {
-            period: Period::Hour,
-            key,
-            row,
-        },
-    }));
+    writes.extend(
+        merged
+            .iter()
+            .map(|(period, key, row, version)| match version {
+                Some(read_version) => Write::UpdateRollup {
+                    period: *period,
+                    key,
+                    row,
+                    read_version: *read_version,
+                },
+                None => Write::InsertRollup {
+                    period: *period,
+                    key,
+                    row,
+                },
+            }),
+    );
     writes.extend(days.iter().map(|(project, start)| Write::MarkDirty {
         project,
         period: Period::Day,

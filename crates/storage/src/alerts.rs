@@ -1,0 +1,859 @@
+//! Storage of alert rules, their state, alert history, delivery attempts and campaign
+//! states: the trait both implementations provide, the writes alerting commits, and
+//! the rows they read, shared so the two implementations bind and decode alike.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use tally_core::alerts::{
+    Alert, MINUTE_ROWS_KEPT_MS, Observation, Rule, State, Status, StoredRule, Transition, step,
+};
+use tally_core::rollup::{Dimension, Rollup};
+use tally_core::sql;
+use tally_core::time::{Interval, MINUTE_MS};
+
+use crate::rows::RollupRow;
+use crate::{Error, EventStore, Write, Writer};
+
+/// A rule with what its evaluations remember.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleEntry {
+    pub rule: Rule,
+    pub status: Status,
+    /// The value and volume of the last evaluation, and when it ran.
+    pub last: Option<(Option<f64>, u64, i64)>,
+}
+
+/// One delivery attempt of an alert's webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub attempt: u32,
+    pub at: i64,
+    /// The receiver's HTTP status; `None` when no answer came.
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+}
+
+/// A recorded firing or resolution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRecord {
+    pub id: String,
+    pub rule_id: String,
+    /// The rule's name, if the rule still exists.
+    pub rule_name: Option<String>,
+    pub project: String,
+    /// `fired` or `resolved`.
+    pub kind: String,
+    pub at: i64,
+    pub value: Option<f64>,
+    pub volume: u64,
+    /// The exact webhook body.
+    pub payload: String,
+    pub queued_at: Option<i64>,
+    /// `none`, `pending`, `delivered` or `failed`.
+    pub delivery: String,
+    pub attempts: u32,
+    pub delivered_at: Option<i64>,
+    pub campaign_paused: Option<String>,
+    /// Filled by [`AlertStore::alerts`]; empty from [`AlertStore::alert`].
+    pub attempt_log: Vec<Attempt>,
+}
+
+/// A campaign whose status was set.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CampaignState {
+    pub campaign: String,
+    /// `active` or `paused`.
+    pub status: String,
+    pub reason: Option<String>,
+    pub alert_id: Option<String>,
+    pub updated_at: i64,
+}
+
+/// The delivery state of an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The rule has no webhook.
+    None,
+    Pending,
+    Delivered,
+    /// Retries exhausted; the message went to the dead-letter queue.
+    Failed,
+}
+
+impl Delivery {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// A change alerting makes, committed with [`crate::Writer::commit`] as
+/// [`crate::Write::Alert`].
+#[derive(Debug, Clone)]
+pub enum AlertWrite<'a> {
+    /// Adds a rule unless its project has `max_rules` already (0 rows changed then).
+    InsertRule {
+        rule: &'a Rule,
+        max_rules: usize,
+    },
+    /// Changes a rule's definition, secret and switch.
+    UpdateRule {
+        rule: &'a Rule,
+    },
+    DeleteRule {
+        project: &'a str,
+        id: &'a str,
+    },
+    /// Moves a rule from the status it was read in to `to`; changes nothing if another
+    /// evaluation moved it meanwhile.
+    Transition {
+        rule_id: &'a str,
+        from: Status,
+        to: State,
+        now_ms: i64,
+        observation: Observation,
+    },
+    /// Records an alert, only if the transition to `state` at `alert.at_ms` was written.
+    InsertAlert {
+        alert: &'a Alert,
+        payload: &'a str,
+        delivery: Delivery,
+        state: State,
+    },
+    /// Records an evaluation that changed no state.
+    Evaluated {
+        rule_id: &'a str,
+        now_ms: i64,
+        observation: Observation,
+    },
+    /// Notes that an alert was handed to the queue.
+    Queued {
+        alert_id: &'a str,
+        now_ms: i64,
+    },
+    /// Records a delivery attempt and the delivery state after it.
+    Attempted {
+        alert_id: &'a str,
+        attempt: &'a Attempt,
+        delivery: Delivery,
+    },
+    /// Sets the delivery state without an attempt (retries exhausted).
+    Delivery {
+        alert_id: &'a str,
+        delivery: Delivery,
+    },
+    /// Sets a campaign's status; `alert_id` when an alert paused it.
+    SetCampaign {
+        project: &'a str,
+        campaign: &'a str,
+        paused: bool,
+        reason: Option<&'a str>,
+        alert_id: Option<&'a str>,
+        now_ms: i64,
+    },
+    /// Deletes a project's minute rollup rows older than `before_ms`.
+    PurgeMinutes {
+        project: &'a str,
+        before_ms: i64,
+    },
+}
+
+/// A value bound to a statement parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bound {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+impl From<&str> for Bound {
+    fn from(s: &str) -> Self {
+        Self::Text(s.to_owned())
+    }
+}
+
+impl From<i64> for Bound {
+    fn from(n: i64) -> Self {
+        Self::Int(n)
+    }
+}
+
+impl<T: Into<Bound>> From<Option<T>> for Bound {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Self::Null, Into::into)
+    }
+}
+
+fn real(v: Option<f64>) -> Bound {
+    v.filter(|v| v.is_finite()).map_or(Bound::Null, Bound::Real)
+}
+
+fn int(n: impl TryInto<i64>) -> Bound {
+    Bound::Int(n.try_into().unwrap_or(i64::MAX))
+}
+
+impl AlertWrite<'_> {
+    /// The statements of this write, in order, with their parameters.
+    pub fn statements(&self) -> Vec<(&'static str, Vec<Bound>)> {
+        match self {
+            Self::InsertRule { rule, max_rules } => vec![(
+                sql::INSERT_ALERT_RULE,
+                vec![
+                    rule.id.as_str().into(),
+                    rule.project.as_str().into(),
+                    rule.definition().as_str().into(),
+                    rule.webhook.as_ref().map(|w| w.secret.as_str()).into(),
+                    int(i64::from(rule.enabled)),
+                    rule.updated_at.into(),
+                    int(*max_rules),
+                ],
+            )],
+            Self::UpdateRule { rule } => vec![(
+                sql::UPDATE_ALERT_RULE,
+                vec![
+                    rule.id.as_str().into(),
+                    rule.project.as_str().into(),
+                    rule.definition().as_str().into(),
+                    rule.webhook.as_ref().map(|w| w.secret.as_str()).into(),
+                    int(i64::from(rule.enabled)),
+                    rule.updated_at.into(),
+                ],
+            )],
+            Self::DeleteRule { project, id } => {
+                vec![(
+                    sql::DELETE_ALERT_RULE,
+                    vec![(*id).into(), (*project).into()],
+                )]
+            }
+            Self::Transition {
+                rule_id,
+                from,
+                to,
+                now_ms,
+                observation,
+            } => vec![(
+                sql::ALERT_TRANSITION,
+                vec![
+                    (*rule_id).into(),
+                    from.state.name().into(),
+                    from.since_ms.into(),
+                    to.name().into(),
+                    (*now_ms).into(),
+                    real(observation.value),
+                    int(observation.volume),
+                ],
+            )],
+            Self::InsertAlert {
+                alert,
+                payload,
+                delivery,
+                state,
+            } => vec![(
+                sql::INSERT_ALERT,
+                vec![
+                    alert.id.as_str().into(),
+                    alert.rule_id.as_str().into(),
+                    alert.project.as_str().into(),
+                    alert.kind_name().into(),
+                    alert.at_ms.into(),
+                    real(alert.value),
+                    int(alert.volume),
+                    (*payload).into(),
+                    delivery.name().into(),
+                    state.name().into(),
+                ],
+            )],
+            Self::Evaluated {
+                rule_id,
+                now_ms,
+                observation,
+            } => vec![(
+                sql::ALERT_EVALUATED,
+                vec![
+                    (*rule_id).into(),
+                    real(observation.value),
+                    int(observation.volume),
+                    (*now_ms).into(),
+                ],
+            )],
+            Self::Queued { alert_id, now_ms } => {
+                vec![(
+                    sql::ALERT_QUEUED,
+                    vec![(*alert_id).into(), (*now_ms).into()],
+                )]
+            }
+            Self::Attempted {
+                alert_id,
+                attempt,
+                delivery,
+            } => vec![
+                (
+                    sql::INSERT_ALERT_ATTEMPT,
+                    vec![
+                        (*alert_id).into(),
+                        int(attempt.attempt),
+                        attempt.at.into(),
+                        attempt.status.map(i64::from).into(),
+                        attempt.error.as_deref().into(),
+                        attempt.duration_ms.into(),
+                    ],
+                ),
+                (
+                    sql::ALERT_DELIVERY,
+                    vec![
+                        (*alert_id).into(),
+                        delivery.name().into(),
+                        int(attempt.attempt),
+                        Some(attempt.at)
+                            .filter(|_| *delivery == Delivery::Delivered)
+                            .into(),
+                    ],
+                ),
+            ],
+            Self::Delivery { alert_id, delivery } => vec![(
+                sql::ALERT_DELIVERY,
+                vec![
+                    (*alert_id).into(),
+                    delivery.name().into(),
+                    int(0),
+                    Bound::Null,
+                ],
+            )],
+            Self::SetCampaign {
+                project,
+                campaign,
+                paused,
+                reason,
+                alert_id,
+                now_ms,
+            } => {
+                let mut statements = vec![(
+                    sql::SET_CAMPAIGN,
+                    vec![
+                        (*project).into(),
+                        (*campaign).into(),
+                        (if *paused { "paused" } else { "active" }).into(),
+                        (*reason).into(),
+                        (*alert_id).into(),
+                        (*now_ms).into(),
+                    ],
+                )];
+                if let (Some(alert), true) = (alert_id, paused) {
+                    statements.push((
+                        sql::ALERT_PAUSED_CAMPAIGN,
+                        vec![(*alert).into(), (*campaign).into()],
+                    ));
+                }
+                statements
+            }
+            Self::PurgeMinutes { project, before_ms } => vec![(
+                sql::PURGE_MINUTE_ROLLUPS,
+                vec![(*project).into(), (*before_ms).into()],
+            )],
+        }
+    }
+}
+
+/// Reads of alerting data.
+#[allow(async_fn_in_trait)]
+pub trait AlertStore {
+    /// The rules of `project`, oldest first, or with `None` every enabled rule.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`], or [`Error::Decode`] for a stored rule that does not parse.
+    async fn alert_rules(&self, project: Option<&str>) -> Result<Vec<RuleEntry>, Error>;
+
+    /// The merged minute rows of each `(dimension, value)` of `project` with
+    /// `from_ms <= start < to_ms`; a value without rows is absent.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] or [`Error::Decode`].
+    async fn minute_rows(
+        &self,
+        project: &str,
+        sources: &[(Dimension, String)],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<BTreeMap<(Dimension, String), Rollup>, Error>;
+
+    /// The latest `limit` alerts of `project` since `from_ms`, newest first, with their
+    /// delivery attempts.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] or [`Error::Decode`].
+    async fn alerts(
+        &self,
+        project: &str,
+        from_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<AlertRecord>, Error>;
+
+    /// One alert, without its attempts.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] or [`Error::Decode`].
+    async fn alert(&self, id: &str) -> Result<Option<AlertRecord>, Error>;
+
+    /// Up to `limit` alerts recorded before `before_ms` that were never queued.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`].
+    async fn unqueued_alerts(&self, before_ms: i64, limit: u32) -> Result<Vec<String>, Error>;
+
+    /// The campaigns of `project` whose status was set.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`].
+    async fn campaigns(&self, project: &str) -> Result<Vec<CampaignState>, Error>;
+}
+
+/// An `alert_rules` row.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RuleRow {
+    id: String,
+    project: String,
+    definition: String,
+    secret: Option<String>,
+    enabled: i64,
+    created_at: i64,
+    updated_at: i64,
+    state: String,
+    state_since: i64,
+    last_fired_at: Option<i64>,
+    last_value: Option<f64>,
+    last_volume: Option<i64>,
+    evaluated_at: Option<i64>,
+}
+
+impl RuleRow {
+    pub(crate) fn decode(self) -> Result<RuleEntry, Error> {
+        let bad = |what: String| Error::Decode(format!("alert rule {}: {what}", self.id));
+        let state =
+            State::parse(&self.state).ok_or_else(|| bad(format!("state {:?}", self.state)))?;
+        let status = Status {
+            state,
+            since_ms: self.state_since,
+            last_fired_ms: self.last_fired_at,
+        };
+        let last = self.evaluated_at.map(|at| {
+            (
+                self.last_value,
+                self.last_volume.unwrap_or(0).max(0) as u64,
+                at,
+            )
+        });
+        let rule = Rule::from_stored(StoredRule {
+            id: self.id.clone(),
+            project: self.project,
+            definition: self.definition,
+            secret: self.secret,
+            enabled: self.enabled != 0,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+        .map_err(bad)?;
+        Ok(RuleEntry { rule, status, last })
+    }
+}
+
+/// An `alerts` row with its rule's name.
+#[derive(Debug, Deserialize)]
+pub(crate) struct AlertRow {
+    id: String,
+    rule_id: String,
+    rule_name: Option<String>,
+    project: String,
+    kind: String,
+    at: i64,
+    value: Option<f64>,
+    volume: i64,
+    payload: String,
+    queued_at: Option<i64>,
+    delivery: String,
+    attempts: i64,
+    delivered_at: Option<i64>,
+    campaign_paused: Option<String>,
+}
+
+impl From<AlertRow> for AlertRecord {
+    fn from(r: AlertRow) -> Self {
+        AlertRecord {
+            id: r.id,
+            rule_id: r.rule_id,
+            rule_name: r.rule_name,
+            project: r.project,
+            kind: r.kind,
+            at: r.at,
+            value: r.value,
+            volume: r.volume.max(0) as u64,
+            payload: r.payload,
+            queued_at: r.queued_at,
+            delivery: r.delivery,
+            attempts: r.attempts.max(0) as u32,
+            delivered_at: r.delivered_at,
+            campaign_paused: r.campaign_paused,
+            attempt_log: Vec::new(),
+        }
+    }
+}
+
+/// An `alert_attempts` row.
+#[derive(Debug, Deserialize)]
+pub(crate) struct AttemptRow {
+    alert_id: String,
+    attempt: u32,
+    at: i64,
+    status: Option<u16>,
+    error: Option<String>,
+    duration_ms: i64,
+}
+
+/// A row with just an id.
+#[derive(Debug, Deserialize)]
+pub(crate) struct IdRow {
+    pub id: String,
+}
+
+/// Attaches attempts to their alerts.
+pub(crate) fn with_attempts(
+    mut alerts: Vec<AlertRecord>,
+    attempts: Vec<AttemptRow>,
+) -> Vec<AlertRecord> {
+    let mut by_alert: BTreeMap<String, Vec<Attempt>> = BTreeMap::new();
+    for row in attempts {
+        by_alert.entry(row.alert_id).or_default().push(Attempt {
+            attempt: row.attempt,
+            at: row.at,
+            status: row.status,
+            error: row.error,
+            duration_ms: row.duration_ms,
+        });
+    }
+    for alert in &mut alerts {
+        alert.attempt_log = by_alert.remove(&alert.id).unwrap_or_default();
+    }
+    alerts
+}
+
+/// The JSON array of alert ids [`sql::ALERT_ATTEMPTS`] takes.
+pub(crate) fn ids_json(alerts: &[AlertRecord]) -> String {
+    serde_json::Value::from(alerts.iter().map(|a| a.id.as_str()).collect::<Vec<_>>()).to_string()
+}
+
+/// Merges minute rows into one row per (dimension, value).
+pub(crate) fn merge_minutes(
+    rows: Vec<RollupRow>,
+) -> Result<BTreeMap<(Dimension, String), Rollup>, Error> {
+    let mut merged: BTreeMap<(Dimension, String), Rollup> = BTreeMap::new();
+    for row in rows {
+        let (_, key, rollup, _) = row.decode()?;
+        merged
+            .entry((key.dimension, key.value))
+            .or_default()
+            .merge(&rollup);
+    }
+    Ok(merged)
+}
+
+/// What [`Transition`] an alert's kind is.
+pub fn transition_of(kind: &str) -> Transition {
+    if kind == "resolved" {
+        Transition::Resolve
+    } else {
+        Transition::Fire
+    }
+}
+
+/// What one evaluation of every enabled rule did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Evaluation {
+    pub rules: usize,
+    pub fired: usize,
+    pub resolved: usize,
+    /// Breached within their cooldown.
+    pub suppressed: usize,
+    /// Alerts to hand to the `alerts` queue: the new ones, and older ones that were
+    /// recorded but never queued (a run that stopped between the two).
+    pub to_queue: Vec<String>,
+}
+
+/// How long a recorded alert may stay unqueued before a later run queues it.
+pub const REQUEUE_AFTER_MS: i64 = 60_000;
+
+/// Evaluates every enabled rule at `now_ms` from minute rollups, records each state
+/// change with its alert (at most one per change, however many runs overlap) and the
+/// latest value of the others, and says which alerts to queue.
+///
+/// # Errors
+///
+/// The store's error; transitions committed before it stay committed.
+pub async fn evaluate<S: AlertStore + Writer>(store: &S, now_ms: i64) -> Result<Evaluation, Error> {
+    let rules = store.alert_rules(None).await?;
+    let mut run = Evaluation {
+        rules: rules.len(),
+        ..Evaluation::default()
+    };
+    let window_end = Interval::Minute.floor(now_ms) + MINUTE_MS;
+    let mut evaluated = Vec::new();
+    for RuleEntry { rule, status, .. } in &rules {
+        let rows = store
+            .minute_rows(
+                &rule.project,
+                &rule.sources(),
+                rule.window_start(now_ms),
+                window_end,
+            )
+            .await?;
+        let observation = rule.observe(&rows);
+        let transition = step(rule, status, observation, now_ms);
+        let to = match transition {
+            Transition::Fire => State::Firing,
+            Transition::Resolve => State::Ok,
+            Transition::Suppressed | Transition::Stay => {
+                run.suppressed += usize::from(transition == Transition::Suppressed);
+                evaluated.push((rule.id.as_str(), observation));
+                continue;
+            }
+        };
+        let alert = Alert::new(rule, transition, observation, now_ms);
+        let payload = alert.payload(rule);
+        let delivery = if rule.webhook.is_some() {
+            Delivery::Pending
+        } else {
+            Delivery::None
+        };
+        let changed = store
+            .commit(&[
+                Write::Alert(AlertWrite::Transition {
+                    rule_id: &rule.id,
+                    from: *status,
+                    to,
+                    now_ms,
+                    observation,
+                }),
+                Write::Alert(AlertWrite::InsertAlert {
+                    alert: &alert,
+                    payload: &payload,
+                    delivery,
+                    state: to,
+                }),
+            ])
+            .await?;
+        if changed.get(1) == Some(&1) {
+            match transition {
+                Transition::Fire => run.fired += 1,
+                _ => run.resolved += 1,
+            }
+            run.to_queue.push(alert.id);
+        }
+    }
+    if !evaluated.is_empty() {
+        let writes: Vec<Write<'_>> = evaluated
+            .iter()
+            .map(|(rule_id, observation)| {
+                Write::Alert(AlertWrite::Evaluated {
+                    rule_id,
+                    now_ms,
+                    observation: *observation,
+                })
+            })
+            .collect();
+        store.commit(&writes).await?;
+    }
+    for id in store
+        .unqueued_alerts(now_ms - REQUEUE_AFTER_MS, 100)
+        .await?
+    {
+        if !run.to_queue.contains(&id) {
+            run.to_queue.push(id);
+        }
+    }
+    Ok(run)
+}
+
+/// Deletes minute rows past [`MINUTE_ROWS_KEPT_MS`] for every project; returns how many.
+///
+/// # Errors
+///
+/// The store's error.
+pub async fn purge_minutes<S: EventStore + Writer>(store: &S, now_ms: i64) -> Result<u64, Error> {
+    let projects = store.projects().await?;
+    let before_ms = now_ms - MINUTE_ROWS_KEPT_MS;
+    let writes: Vec<Write<'_>> = projects
+        .iter()
+        .map(|p| {
+            Write::Alert(AlertWrite::PurgeMinutes {
+                project: &p.slug,
+                before_ms,
+            })
+        })
+        .collect();
+    if writes.is_empty() {
+        return Ok(0);
+    }
+    Ok(store.commit(&writes).await?.iter().sum())
+}
+
+/// A webhook delivery to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivering {
+    pub url: String,
+    pub body: String,
+    /// The `Tally-Signature` header.
+    pub signature: String,
+    /// The alert id, sent as `Tally-Alert-Id` for the receiver to drop duplicates.
+    pub alert_id: String,
+    pub attempt: u32,
+}
+
+/// What came of one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// The receiver's status, if it answered.
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+}
+
+/// What the queue should do with an alert message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Done with: delivered, nothing to deliver, or delivered before.
+    Done,
+    /// The delivery failed; try again after this many seconds.
+    Retry { delay_s: u32 },
+    /// No such alert.
+    Unknown,
+}
+
+/// Handles one message of the `alerts` queue at `now_ms`: pauses the campaign a firing
+/// names, then delivers the webhook once, signed with the rule's secret. Safe under
+/// redelivery: a campaign already paused by this alert is left alone, and a delivered
+/// alert is not sent again.
+///
+/// # Errors
+///
+/// The store's error (the message should be retried).
+pub async fn handle_alert<S, F, Fut>(
+    store: &S,
+    alert_id: &str,
+    now_ms: i64,
+    send: F,
+) -> Result<Handled, Error>
+where
+    S: AlertStore + Writer,
+    F: FnOnce(Delivering) -> Fut,
+    Fut: Future<Output = Sent>,
+{
+    let Some(alert) = store.alert(alert_id).await? else {
+        return Ok(Handled::Unknown);
+    };
+    let payload: serde_json::Value = serde_json::from_str(&alert.payload)
+        .map_err(|e| Error::Decode(format!("alert {alert_id} payload: {e}")))?;
+    if let Some(campaign) = payload["campaign_paused"].as_str() {
+        if alert.campaign_paused.is_none() {
+            let reason = format!(
+                "alert rule {:?} fired",
+                alert.rule_name.as_deref().unwrap_or(&alert.rule_id)
+            );
+            store
+                .commit(&[Write::Alert(AlertWrite::SetCampaign {
+                    project: &alert.project,
+                    campaign,
+                    paused: true,
+                    reason: Some(&reason),
+                    alert_id: Some(alert_id),
+                    now_ms,
+                })])
+                .await?;
+        }
+    }
+    if alert.delivery != Delivery::Pending.name() {
+        return Ok(Handled::Done);
+    }
+    let rules = store.alert_rules(Some(&alert.project)).await?;
+    let webhook = rules
+        .into_iter()
+        .find(|r| r.rule.id == alert.rule_id)
+        .and_then(|r| r.rule.webhook);
+    let Some(webhook) = webhook else {
+        // The rule or its webhook was removed since: nothing to deliver to.
+        store
+            .commit(&[Write::Alert(AlertWrite::Delivery {
+                alert_id,
+                delivery: Delivery::None,
+            })])
+            .await?;
+        return Ok(Handled::Done);
+    };
+    let attempt = alert.attempts + 1;
+    let sent = send(Delivering {
+        signature: tally_core::alerts::sign(
+            &webhook.secret,
+            now_ms.div_euclid(1000),
+            &alert.payload,
+        ),
+        url: webhook.url,
+        body: alert.payload.clone(),
+        alert_id: alert_id.to_owned(),
+        attempt,
+    })
+    .await;
+    let ok = sent.status.is_some_and(|s| (200..300).contains(&s));
+    let record = Attempt {
+        attempt,
+        at: now_ms,
+        status: sent.status,
+        error: sent
+            .error
+            .or_else(|| (!ok).then(|| format!("HTTP {}", sent.status.unwrap_or_default()))),
+        duration_ms: sent.duration_ms,
+    };
+    let delivery = if ok {
+        Delivery::Delivered
+    } else {
+        Delivery::Pending
+    };
+    store
+        .commit(&[Write::Alert(AlertWrite::Attempted {
+            alert_id,
+            attempt: &record,
+            delivery,
+        })])
+        .await?;
+    Ok(if ok {
+        Handled::Done
+    } else {
+        Handled::Retry {
+            delay_s: tally_core::alerts::retry_delay_s(attempt),
+        }
+    })
+}
+
+/// Marks an alert whose message exhausted its retries as failed.
+///
+/// # Errors
+///
+/// The store's error.
+pub async fn give_up<S: Writer>(store: &S, alert_id: &str) -> Result<(), Error> {
+    store
+        .commit(&[Write::Alert(AlertWrite::Delivery {
+            alert_id,
+            delivery: Delivery::Failed,
+        })])
+        .await
+        .map(drop)
+}
