@@ -763,23 +763,23 @@ where
     };
     let payload: serde_json::Value = serde_json::from_str(&alert.payload)
         .map_err(|e| Error::Decode(format!("alert {alert_id} payload: {e}")))?;
-    if let Some(campaign) = payload["campaign_paused"].as_str() {
-        if alert.campaign_paused.is_none() {
-            let reason = format!(
-                "alert rule {:?} fired",
-                alert.rule_name.as_deref().unwrap_or(&alert.rule_id)
-            );
-            store
-                .commit(&[Write::Alert(AlertWrite::SetCampaign {
-                    project: &alert.project,
-                    campaign,
-                    paused: true,
-                    reason: Some(&reason),
-                    alert_id: Some(alert_id),
-                    now_ms,
-                })])
-                .await?;
-        }
+    if let Some(campaign) = payload["campaign_paused"].as_str()
+        && alert.campaign_paused.is_none()
+    {
+        let reason = format!(
+            "alert rule {:?} fired",
+            alert.rule_name.as_deref().unwrap_or(&alert.rule_id)
+        );
+        store
+            .commit(&[Write::Alert(AlertWrite::SetCampaign {
+                project: &alert.project,
+                campaign,
+                paused: true,
+                reason: Some(&reason),
+                alert_id: Some(alert_id),
+                now_ms,
+            })])
+            .await?;
     }
     if alert.delivery != Delivery::Pending.name() {
         return Ok(Handled::Done);

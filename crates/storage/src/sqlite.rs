@@ -99,7 +99,7 @@ impl SqliteStore {
         use rusqlite::types::ValueRef;
         let conn = self.conn.borrow();
         let mut stmt = conn.prepare_cached(sql).map_err(db)?;
-        let names: Vec<String> = stmt.column_names().into_iter().map(str::to_owned).collect();
+        let names: Vec<String> = stmt.column_names().map(str::to_owned).collect();
         let mut rows = stmt.query(rusqlite::params_from_iter(values)).map_err(db)?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(db)? {
@@ -801,6 +801,86 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     }
 }
 
+impl rusqlite::ToSql for Bound {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+        Ok(match self {
+            Bound::Null => ToSqlOutput::Owned(Value::Null),
+            Bound::Int(n) => ToSqlOutput::Owned(Value::Integer(*n)),
+            Bound::Real(x) => ToSqlOutput::Owned(Value::Real(*x)),
+            Bound::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+        })
+    }
+}
+
+impl AlertStore for SqliteStore {
+    async fn alert_rules(&self, project: Option<&str>) -> Result<Vec<RuleEntry>, Error> {
+        let rows: Vec<RuleRow> = match project {
+            Some(p) => self.json_rows(sql::ALERT_RULES_OF_PROJECT, vec![p.into()])?,
+            None => self.json_rows(sql::ENABLED_ALERT_RULES, vec![])?,
+        };
+        rows.into_iter().map(RuleRow::decode).collect()
+    }
+
+    async fn minute_rows(
+        &self,
+        project: &str,
+        sources: &[(Dimension, String)],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<BTreeMap<(Dimension, String), Rollup>, Error> {
+        let mut rows = Vec::new();
+        for (dimension, value) in sources {
+            rows.extend(self.json_rows::<rows::RollupRow>(
+                sql::MINUTE_ROWS_OF_VALUE,
+                vec![
+                    project.into(),
+                    dimension.name().into(),
+                    value.as_str().into(),
+                    from_ms.into(),
+                    to_ms.into(),
+                ],
+            )?);
+        }
+        alerts::merge_minutes(rows)
+    }
+
+    async fn alerts(
+        &self,
+        project: &str,
+        from_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<AlertRecord>, Error> {
+        let rows: Vec<AlertRow> = self.json_rows(
+            sql::ALERTS_OF_PROJECT,
+            vec![project.into(), from_ms.into(), i64::from(limit).into()],
+        )?;
+        let records: Vec<AlertRecord> = rows.into_iter().map(AlertRecord::from).collect();
+        let attempts: Vec<AttemptRow> = self.json_rows(
+            sql::ALERT_ATTEMPTS,
+            vec![alerts::ids_json(&records).as_str().into()],
+        )?;
+        Ok(alerts::with_attempts(records, attempts))
+    }
+
+    async fn alert(&self, id: &str) -> Result<Option<AlertRecord>, Error> {
+        let rows: Vec<AlertRow> = self.json_rows(sql::ALERT_BY_ID, vec![id.into()])?;
+        Ok(rows.into_iter().next().map(AlertRecord::from))
+    }
+
+    async fn unqueued_alerts(&self, before_ms: i64, limit: u32) -> Result<Vec<String>, Error> {
+        let rows: Vec<IdRow> = self.json_rows(
+            sql::UNQUEUED_ALERTS,
+            vec![before_ms.into(), i64::from(limit).into()],
+        )?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
+    async fn campaigns(&self, project: &str) -> Result<Vec<CampaignState>, Error> {
+        self.json_rows(sql::CAMPAIGNS_OF_PROJECT, vec![project.into()])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1044,85 +1124,5 @@ mod tests {
         assert!(matches!(stale, Error::Conflict(_)), "{stale}");
         let stored = block_on(store.rollups_by_key(Period::Hour, &[&key])).unwrap();
         assert_eq!(stored[&key].version, 2);
-    }
-}
-
-impl rusqlite::ToSql for Bound {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        use rusqlite::types::{ToSqlOutput, Value, ValueRef};
-        Ok(match self {
-            Bound::Null => ToSqlOutput::Owned(Value::Null),
-            Bound::Int(n) => ToSqlOutput::Owned(Value::Integer(*n)),
-            Bound::Real(x) => ToSqlOutput::Owned(Value::Real(*x)),
-            Bound::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
-        })
-    }
-}
-
-impl AlertStore for SqliteStore {
-    async fn alert_rules(&self, project: Option<&str>) -> Result<Vec<RuleEntry>, Error> {
-        let rows: Vec<RuleRow> = match project {
-            Some(p) => self.json_rows(sql::ALERT_RULES_OF_PROJECT, vec![p.into()])?,
-            None => self.json_rows(sql::ENABLED_ALERT_RULES, vec![])?,
-        };
-        rows.into_iter().map(RuleRow::decode).collect()
-    }
-
-    async fn minute_rows(
-        &self,
-        project: &str,
-        sources: &[(Dimension, String)],
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<BTreeMap<(Dimension, String), Rollup>, Error> {
-        let mut rows = Vec::new();
-        for (dimension, value) in sources {
-            rows.extend(self.json_rows::<rows::RollupRow>(
-                sql::MINUTE_ROWS_OF_VALUE,
-                vec![
-                    project.into(),
-                    dimension.name().into(),
-                    value.as_str().into(),
-                    from_ms.into(),
-                    to_ms.into(),
-                ],
-            )?);
-        }
-        alerts::merge_minutes(rows)
-    }
-
-    async fn alerts(
-        &self,
-        project: &str,
-        from_ms: i64,
-        limit: u32,
-    ) -> Result<Vec<AlertRecord>, Error> {
-        let rows: Vec<AlertRow> = self.json_rows(
-            sql::ALERTS_OF_PROJECT,
-            vec![project.into(), from_ms.into(), i64::from(limit).into()],
-        )?;
-        let records: Vec<AlertRecord> = rows.into_iter().map(AlertRecord::from).collect();
-        let attempts: Vec<AttemptRow> = self.json_rows(
-            sql::ALERT_ATTEMPTS,
-            vec![alerts::ids_json(&records).as_str().into()],
-        )?;
-        Ok(alerts::with_attempts(records, attempts))
-    }
-
-    async fn alert(&self, id: &str) -> Result<Option<AlertRecord>, Error> {
-        let rows: Vec<AlertRow> = self.json_rows(sql::ALERT_BY_ID, vec![id.into()])?;
-        Ok(rows.into_iter().next().map(AlertRecord::from))
-    }
-
-    async fn unqueued_alerts(&self, before_ms: i64, limit: u32) -> Result<Vec<String>, Error> {
-        let rows: Vec<IdRow> = self.json_rows(
-            sql::UNQUEUED_ALERTS,
-            vec![before_ms.into(), i64::from(limit).into()],
-        )?;
-        Ok(rows.into_iter().map(|r| r.id).collect())
-    }
-
-    async fn campaigns(&self, project: &str) -> Result<Vec<CampaignState>, Error> {
-        self.json_rows(sql::CAMPAIGNS_OF_PROJECT, vec![project.into()])
     }
 }
