@@ -457,10 +457,11 @@ macro_rules! alert_columns {
     };
 }
 
-/// The latest `?3` alerts of a project (`?1`) at or after `?2`, newest first.
+/// The latest `?3` alerts of a project (`?1`) at or after `?2` and before `?4`, newest
+/// first.
 pub const ALERTS_OF_PROJECT: &str = concat!(
     alert_columns!(),
-    "WHERE a.project = ?1 AND a.at >= ?2 ORDER BY a.at DESC, a.id LIMIT ?3"
+    "WHERE a.project = ?1 AND a.at >= ?2 AND a.at < ?4 ORDER BY a.at DESC, a.id LIMIT ?3"
 );
 
 /// One alert by id.

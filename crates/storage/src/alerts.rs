@@ -385,8 +385,8 @@ pub trait AlertStore {
         to_ms: i64,
     ) -> Result<BTreeMap<(Dimension, String), Rollup>, Error>;
 
-    /// The latest `limit` alerts of `project` since `from_ms`, newest first, with their
-    /// delivery attempts.
+    /// The latest `limit` alerts of `project` with `from_ms <= at < to_ms`, newest
+    /// first, with their delivery attempts.
     ///
     /// # Errors
     ///
@@ -395,6 +395,7 @@ pub trait AlertStore {
         &self,
         project: &str,
         from_ms: i64,
+        to_ms: i64,
         limit: u32,
     ) -> Result<Vec<AlertRecord>, Error>;
 

@@ -792,9 +792,15 @@ impl AlertStore for D1Store {
         &self,
         project: &str,
         from_ms: i64,
+        to_ms: i64,
         limit: u32,
     ) -> Result<Vec<AlertRecord>, Error> {
-        let values = [text(project), int(from_ms), int(i64::from(limit))];
+        let values = [
+            text(project),
+            int(from_ms),
+            int(i64::from(limit)),
+            int(to_ms),
+        ];
         let rows: Vec<AlertRow> = self.all(sql::ALERTS_OF_PROJECT, &values).await?;
         let records: Vec<AlertRecord> = rows.into_iter().map(AlertRecord::from).collect();
         let ids = alerts::ids_json(&records);

@@ -849,11 +849,17 @@ impl AlertStore for SqliteStore {
         &self,
         project: &str,
         from_ms: i64,
+        to_ms: i64,
         limit: u32,
     ) -> Result<Vec<AlertRecord>, Error> {
         let rows: Vec<AlertRow> = self.json_rows(
             sql::ALERTS_OF_PROJECT,
-            vec![project.into(), from_ms.into(), i64::from(limit).into()],
+            vec![
+                project.into(),
+                from_ms.into(),
+                i64::from(limit).into(),
+                to_ms.into(),
+            ],
         )?;
         let records: Vec<AlertRecord> = rows.into_iter().map(AlertRecord::from).collect();
         let attempts: Vec<AttemptRow> = self.json_rows(

@@ -154,7 +154,7 @@ fn a_click_through_drop_fires_once_and_resolves_on_recovery() {
     assert_eq!((run.rules, run.fired, run.resolved), (1, 1, 0));
     assert_eq!(run.to_queue.len(), 1);
     assert_eq!(state(&store, &rule), State::Firing);
-    let history = block_on(store.alerts("shop", 0, 10)).unwrap();
+    let history = block_on(store.alerts("shop", 0, i64::MAX, 10)).unwrap();
     assert_eq!(history.len(), 1);
     let fired = &history[0];
     assert_eq!((fired.kind.as_str(), fired.volume), ("fired", 300));
@@ -188,10 +188,16 @@ fn a_click_through_drop_fires_once_and_resolves_on_recovery() {
     let resolved = block_on(evaluate(&store, later + 1000)).unwrap();
     assert_eq!((resolved.fired, resolved.resolved), (0, 1));
     assert_eq!(state(&store, &rule), State::Ok);
-    let history = block_on(store.alerts("shop", 0, 10)).unwrap();
+    let history = block_on(store.alerts("shop", 0, i64::MAX, 10)).unwrap();
     assert_eq!(
         history.iter().map(|a| a.kind.as_str()).collect::<Vec<_>>(),
         ["resolved", "fired"]
+    );
+    // A range that ends before the resolution holds only the firing.
+    let before = block_on(store.alerts("shop", 0, later, 10)).unwrap();
+    assert_eq!(
+        before.iter().map(|a| a.kind.as_str()).collect::<Vec<_>>(),
+        ["fired"]
     );
 }
 
@@ -256,7 +262,7 @@ fn within_the_cooldown_a_new_breach_is_suppressed() {
     ))
     .unwrap();
     assert_eq!(block_on(evaluate(&store, t3)).unwrap().fired, 1);
-    let fired = block_on(store.alerts("shop", 0, 10)).unwrap();
+    let fired = block_on(store.alerts("shop", 0, i64::MAX, 10)).unwrap();
     assert_eq!(fired.iter().filter(|a| a.kind == "fired").count(), 2);
 }
 
@@ -381,7 +387,9 @@ fn delivery_pauses_the_campaign_once_signs_and_is_not_repeated() {
         block_on(store.campaigns("shop")).unwrap()[0].updated_at,
         paused_at
     );
-    let record = block_on(store.alerts("shop", 0, 10)).unwrap().remove(0);
+    let record = block_on(store.alerts("shop", 0, i64::MAX, 10))
+        .unwrap()
+        .remove(0);
     assert_eq!(
         (record.delivery.as_str(), record.attempts),
         ("delivered", 1)
@@ -421,7 +429,9 @@ fn failed_deliveries_are_retried_with_backoff_and_recorded() {
             .all(|d| d.body == got[0].body && d.alert_id == id)
     );
     assert_ne!(got[0].signature, got[2].signature);
-    let record = block_on(store.alerts("shop", 0, 10)).unwrap().remove(0);
+    let record = block_on(store.alerts("shop", 0, i64::MAX, 10))
+        .unwrap()
+        .remove(0);
     assert_eq!(record.delivery, "delivered");
     let log: Vec<(Option<u16>, Option<&str>)> = record
         .attempt_log
@@ -449,7 +459,9 @@ fn a_message_that_exhausts_its_retries_marks_the_alert_failed() {
         Handled::Retry { delay_s: 10 }
     );
     block_on(give_up(&store, &id)).unwrap();
-    let record = block_on(store.alerts("shop", 0, 10)).unwrap().remove(0);
+    let record = block_on(store.alerts("shop", 0, i64::MAX, 10))
+        .unwrap()
+        .remove(0);
     assert_eq!((record.delivery.as_str(), record.attempts), ("failed", 1));
     // A late redelivery after giving up sends nothing.
     assert_eq!(receiver.handle(&store, &id, T0 + 1000), Handled::Done);
@@ -476,7 +488,7 @@ fn a_rule_without_webhook_still_pauses_and_delivers_nothing() {
         "paused"
     );
     assert_eq!(
-        block_on(store.alerts("shop", 0, 1)).unwrap()[0].delivery,
+        block_on(store.alerts("shop", 0, i64::MAX, 1)).unwrap()[0].delivery,
         "none"
     );
 }
