@@ -1,5 +1,6 @@
 //! The admin API (`/v1/admin/...`, guarded by the `ADMIN_TOKEN` secret): create and
-//! configure projects, create, list and revoke their write keys and read tokens.
+//! configure projects, create, list and revoke their write keys and read tokens; their
+//! alert rules ([`crate::alerts`]) and campaign states ([`crate::campaigns`]).
 //!
 //! A key's secret appears once, in the answer that creates it; only its SHA-256 is
 //! stored. Ingest caches key lookups for at most 30 s, so a revocation or a settings
@@ -16,6 +17,7 @@ use worker::{Date, Env, Method, Request, Response};
 use crate::auth::bearer;
 use crate::error::internal;
 use crate::{ADMIN_TOKEN, store};
+use crate::{alerts, campaigns};
 
 /// Routes `/v1/admin/...`; `rest` is the path after `admin`.
 pub async fn route(mut req: Request, env: &Env, rest: &[&str]) -> Result<Response, ApiError> {
@@ -25,7 +27,7 @@ pub async fn route(mut req: Request, env: &Env, rest: &[&str]) -> Result<Respons
     let now = Date::now().as_millis() as i64;
     let method = req.method();
     let body = match method {
-        Method::Post | Method::Patch => req.bytes().await.map_err(|e| {
+        Method::Post | Method::Patch | Method::Put => req.bytes().await.map_err(|e| {
             ApiError::bad_request("unreadable_body", format!("could not read the body: {e}"))
         })?,
         _ => Vec::new(),
@@ -93,13 +95,35 @@ pub async fn route(mut req: Request, env: &Env, rest: &[&str]) -> Result<Respons
             existing(&store, slug).await?;
             crate::dashboard::mint_share(&url, env, slug, &body, now)
         }
+        (Method::Get, ["projects", slug, "alert-rules"]) => alerts::list_rules(&store, slug).await,
+        (Method::Post, ["projects", slug, "alert-rules"]) => {
+            alerts::create_rule(&store, slug, &body, now).await
+        }
+        (Method::Get, ["projects", slug, "alert-rules", id]) => {
+            alerts::get_rule(&store, slug, id).await
+        }
+        (Method::Patch, ["projects", slug, "alert-rules", id]) => {
+            alerts::update_rule(&store, slug, id, &body, now).await
+        }
+        (Method::Delete, ["projects", slug, "alert-rules", id]) => {
+            alerts::delete_rule(&store, slug, id).await
+        }
+        (Method::Put, ["projects", slug, "campaigns", campaign]) => {
+            campaigns::set(&store, slug, campaign, &body, now).await
+        }
         (_, ["projects"]) => Err(ApiError::method_not_allowed("GET or POST")),
         (_, ["projects", _]) => Err(ApiError::method_not_allowed("GET or PATCH")),
         (_, ["projects", _, "keys"]) => Err(ApiError::method_not_allowed("GET or POST")),
         (_, ["projects", _, "keys", _]) => Err(ApiError::method_not_allowed("DELETE")),
         (_, ["projects", _, "share"]) => Err(ApiError::method_not_allowed("POST")),
+        (_, ["projects", _, "alert-rules"]) => Err(ApiError::method_not_allowed("GET or POST")),
+        (_, ["projects", _, "alert-rules", _]) => {
+            Err(ApiError::method_not_allowed("GET, PATCH or DELETE"))
+        }
+        (_, ["projects", _, "campaigns", _]) => Err(ApiError::method_not_allowed("PUT")),
         _ => Err(ApiError::not_found(
-            "admin endpoints: /v1/admin/projects[/{slug}[/keys[/{id}] | /share]]",
+            "admin endpoints: /v1/admin/projects[/{slug}[/keys[/{id}] | /share | \
+             /alert-rules[/{id}] | /campaigns/{campaign}]]",
         )),
     }
 }
@@ -137,7 +161,10 @@ fn require_admin(req: &Request, env: &Env) -> Result<(), ApiError> {
     }
 }
 
-async fn existing(store: &D1Store, slug: &str) -> Result<tally_core::project::Project, ApiError> {
+pub async fn existing(
+    store: &D1Store,
+    slug: &str,
+) -> Result<tally_core::project::Project, ApiError> {
     store
         .project(slug)
         .await
@@ -153,7 +180,7 @@ fn unknown_project(slug: &str) -> ApiError {
     )
 }
 
-fn json_response(status: u16, body: &Value) -> Result<Response, ApiError> {
+pub fn json_response(status: u16, body: &Value) -> Result<Response, ApiError> {
     Ok(Response::from_json(body)
         .map_err(internal)?
         .with_status(status))

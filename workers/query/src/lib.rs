@@ -2,11 +2,13 @@
 //! JSON shapes of read responses.
 
 mod admin;
+mod alerts;
 mod aliases;
 mod api;
 mod auth;
 mod badge;
 mod breakdown;
+mod campaigns;
 mod dashboard;
 mod error;
 mod errors;
@@ -34,8 +36,9 @@ pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 /// The secret ingest hashes user ids with, to filter by a raw `user_id`.
 pub const ID_SECRET: &str = "ID_SECRET";
 
-/// The read endpoints under `/v1/projects/{p}/` besides `overview` and `breakdown/{d}`.
-const READ_ENDPOINTS: [&str; 7] = [
+/// The read endpoints under `/v1/projects/{p}/` besides `overview`, `breakdown/{d}`,
+/// `alerts/rules` and `campaigns/{c}`.
+const READ_ENDPOINTS: [&str; 9] = [
     "timeseries",
     "errors",
     "installs",
@@ -43,6 +46,8 @@ const READ_ENDPOINTS: [&str; 7] = [
     "sessions",
     "funnels",
     "export",
+    "alerts",
+    "campaigns",
 ];
 
 #[event(fetch)]
@@ -103,7 +108,27 @@ async fn route(req: Request, env: &Env) -> std::result::Result<Response, ApiErro
             auth::require_read(&req, env, project).await?;
             export::get(&req, env, project).await
         }
-        (_, ["v1", "projects", _, "breakdown", _]) => Err(ApiError::method_not_allowed("GET")),
+        (Method::Get, ["v1", "projects", project, "alerts"]) => {
+            auth::require_read(&req, env, project).await?;
+            alerts::history(&req, env, project).await
+        }
+        (Method::Get, ["v1", "projects", project, "alerts", "rules"]) => {
+            auth::require_read(&req, env, project).await?;
+            alerts::rules(&req, env, project).await
+        }
+        (Method::Get, ["v1", "projects", project, "campaigns"]) => {
+            auth::require_read(&req, env, project).await?;
+            campaigns::list(&req, env, project).await
+        }
+        (Method::Get, ["v1", "projects", project, "campaigns", campaign]) => {
+            auth::require_read(&req, env, project).await?;
+            campaigns::get(&req, env, project, campaign).await
+        }
+        (
+            _,
+            ["v1", "projects", _, "breakdown" | "campaigns", _]
+            | ["v1", "projects", _, "alerts", "rules"],
+        ) => Err(ApiError::method_not_allowed("GET")),
         (_, ["v1", "projects", _, endpoint]) if READ_ENDPOINTS.contains(endpoint) => {
             Err(ApiError::method_not_allowed("GET"))
         }

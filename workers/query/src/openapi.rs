@@ -150,7 +150,7 @@ mod tests {
         assert_eq!(doc["openapi"], "3.1.0");
         let paths = doc["paths"].as_object().unwrap();
         for (path, item) in paths {
-            let operations: Vec<&str> = ["get", "post", "patch", "delete"]
+            let operations: Vec<&str> = ["get", "post", "put", "patch", "delete"]
                 .into_iter()
                 .filter(|m| item.get(*m).is_some())
                 .collect();
