@@ -4,10 +4,12 @@
 //!
 //! The page reads rollups through `tally_storage::read` (clean day rows plus hour rows;
 //! percentiles and uniques from merged sketches and HyperLogLogs), computes a
-//! [`report::Report`] and renders it as HTML with inline CSS and SVG ([`page`]). No
+//! [`report::Report`] and renders it as HTML with inline CSS and SVG ([`page`]), with the
+//! project's alert rules, recent alerts and paused campaigns ([`alerts`]). No
 //! JavaScript: the range picker and the funnel steps are GET forms.
 
 pub mod access;
+pub mod alerts;
 pub mod html;
 pub mod page;
 pub mod report;
@@ -21,11 +23,13 @@ use tally_core::rollup::Dimension;
 use tally_core::share::{self, MAX_LIFETIME_S};
 use tally_core::time::{DAY_MS, Interval, format_ms};
 use tally_core::validate::is_valid_slug;
+use tally_storage::alerts::AlertStore;
 use tally_storage::{AdminStore, read};
 use worker::{Date, Env, Method, Request, Response, Url};
 
 use self::access::Denied;
-use self::page::{Page, Picked};
+use self::alerts::Alerts;
+use self::page::{Access, Page, Picked};
 use self::report::{Inputs, Report};
 use crate::error::internal;
 
@@ -186,6 +190,7 @@ async fn get(req: &Request, env: &Env, slug: &str, entry: Entry) -> Result<Respo
         steps: &steps,
         report: None,
         error: None,
+        alerts: None,
     };
     let range = match range::resolve(query, now, limits) {
         Ok(range) => range,
@@ -225,9 +230,24 @@ async fn get(req: &Request, env: &Env, slug: &str, entry: Entry) -> Result<Respo
         heatmap_from,
         steps: &step_names,
     });
+    // Alerts are operations, not analytics: shown to holders of a token or a share link,
+    // not to every visitor of a public dashboard.
+    let alerts = if access == Access::Public {
+        None
+    } else {
+        Some(Alerts {
+            rules: store.alert_rules(Some(slug)).await.map_err(internal)?,
+            history: store
+                .alerts(slug, from, to, alerts::HISTORY)
+                .await
+                .map_err(internal)?,
+            campaigns: store.campaigns(slug).await.map_err(internal)?,
+        })
+    };
     page.from = from;
     page.to = to;
     page.report = Some(&report);
+    page.alerts = alerts.as_ref();
     html_response(&page::dashboard(&page), 200)
 }
 

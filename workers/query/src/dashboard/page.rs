@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use tally_core::time::{Interval, date_label, date_of};
 
+use super::alerts::{self, Alerts};
 use super::html::{bytes, compact, escape, int, millis, percent};
 use super::report::{Report, Row};
 use super::svg::{self, Bucket};
@@ -45,7 +46,7 @@ th,td{padding:4px 6px;border-bottom:1px solid var(--line);text-align:right;white
 th:first-child,td:first-child{text-align:left;white-space:normal;overflow-wrap:anywhere}\
 th{font-size:12px;color:var(--muted);font-weight:500}\
 td.b{background:linear-gradient(#bfdbfe,#bfdbfe) no-repeat 0 100%/var(--w) 4px;padding-bottom:7px}\
-.empty{color:var(--muted)}\
+.empty{color:var(--muted)}.firing{color:var(--red);font-weight:600}\
 .error{background:#fef2f2;border:1px solid #fecaca;color:#991b1b;padding:8px 12px;border-radius:8px;margin-bottom:16px}\
 .login{max-width:420px;margin:10vh auto;background:#fff;border:1px solid var(--line);border-radius:10px;padding:24px}\
 .login input{width:100%;margin:6px 0 12px;padding:6px 8px}\
@@ -89,6 +90,9 @@ pub struct Page<'a> {
     /// The data; `None` with `error` when the range was refused.
     pub report: Option<&'a Report>,
     pub error: Option<&'a str>,
+    /// The alerts section; `None` when the viewer may not see it (a public dashboard's
+    /// anonymous visitor) or the range was refused.
+    pub alerts: Option<&'a Alerts>,
 }
 
 fn head(out: &mut String, title: &str) {
@@ -131,6 +135,9 @@ pub fn dashboard(page: &Page<'_>) -> String {
             escape(&range_text(page.picked, page.from, page.to))
         );
         cards(&mut out, report);
+        if let Some(a) = page.alerts {
+            alerts::section(&mut out, a);
+        }
         charts(&mut out, report);
         errors(&mut out, report);
         installs(&mut out, report);
@@ -228,7 +235,8 @@ fn range_text(picked: &Picked, from: i64, to: i64) -> String {
     }
 }
 
-fn date_time(ms: i64) -> String {
+/// `YYYY-MM-DD HH:MM` of an instant, in UTC.
+pub fn date_time(ms: i64) -> String {
     let hour = ms.div_euclid(3_600_000).rem_euclid(24);
     let minute = ms.div_euclid(60_000).rem_euclid(60);
     format!("{} {hour:02}:{minute:02}", date_label(date_of(ms)))
@@ -712,6 +720,7 @@ mod tests {
             steps,
             report: Some(report),
             error: None,
+            alerts: None,
         })
     }
 
@@ -752,6 +761,31 @@ mod tests {
             4,
             "three charts and the heatmap"
         );
+    }
+
+    #[test]
+    fn the_alerts_section_shows_only_when_given() {
+        let report = report(&[]);
+        let picked = Picked::default();
+        let without = page(&report, &Access::Public, &picked, "");
+        assert!(!without.contains(r#"id="alerts""#));
+        let day = parse_date("2025-01-18").unwrap();
+        let given = Alerts::default();
+        let with = dashboard(&Page {
+            project: "demo",
+            path: "/dashboard/demo",
+            access: &Access::Cookie,
+            picked: &picked,
+            from: day - 6 * DAY_MS,
+            to: day + DAY_MS,
+            steps: "",
+            report: Some(&report),
+            error: None,
+            alerts: Some(&given),
+        });
+        let at = |id: &str| with.find(id).unwrap_or_else(|| panic!("{id}"));
+        assert!(at(r#"id="events""#) < at(r#"id="alerts""#));
+        assert!(at(r#"id="alert-rules""#) < at(r#"id="timeseries""#));
     }
 
     #[test]
