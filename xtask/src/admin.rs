@@ -1,5 +1,7 @@
 //! A small typed client for the query worker's admin API (projects, write keys and read
-//! tokens), used by `cargo xtask project`, `cargo xtask dev` and `cargo xtask bench`.
+//! tokens, alert rules and campaign states) and the read API's alert history and
+//! campaigns (the admin token reads every project), used by `cargo xtask project`,
+//! `alert`, `campaign`, `dev` and `bench`.
 //!
 //! Every call sends `Authorization: Bearer <admin token>`; an error answer becomes an
 //! [`ApiError`] that quotes the API's code and message.
@@ -247,6 +249,160 @@ impl Key {
     }
 }
 
+/// An alert rule as the API shows it: the fields `cargo xtask alert` prints, and the
+/// whole JSON object for `show`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRule {
+    pub id: String,
+    pub name: String,
+    pub enabled: bool,
+    /// `ok` or `firing`.
+    pub state: String,
+    pub state_since: Option<String>,
+    pub last_value: Option<f64>,
+    pub evaluated_at: Option<String>,
+    /// The webhook secret: only in the answers that create or replace it.
+    pub secret: Option<String>,
+    pub json: Value,
+}
+
+impl AlertRule {
+    /// Reads a rule object of the API.
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let what = "alert rule";
+        Ok(Self {
+            id: string(v, what, "id")?,
+            name: string(v, what, "name")?,
+            enabled: v["enabled"].as_bool().with_context(|| {
+                format!("the admin API sent an alert rule without a boolean `enabled`: {v}")
+            })?,
+            state: string(v, what, "state")?,
+            state_since: optional_string(v, what, "state_since")?,
+            last_value: v["last_value"].as_f64(),
+            evaluated_at: optional_string(v, what, "evaluated_at")?,
+            secret: optional_string(&v["webhook"], what, "secret")?,
+            json: v.clone(),
+        })
+    }
+
+    /// What the rule watches, in one line: `ratio click/open < 0.01 over 15 min,
+    /// campaign=spring`.
+    pub fn condition(&self) -> String {
+        let v = &self.json;
+        let metric = &v["metric"];
+        let kind = metric["type"].as_str().unwrap_or("?");
+        let measured = match (kind, metric["name"].as_str()) {
+            ("ratio", _) => format!(
+                "ratio {}/{}",
+                metric["numerator"].as_str().unwrap_or("?"),
+                metric["denominator"].as_str().unwrap_or("?")
+            ),
+            ("count", Some(name)) => format!("count {name}"),
+            (kind, _) => kind.to_owned(),
+        };
+        let mut text = format!(
+            "{measured} {} {} over {} min",
+            v["comparator"].as_str().unwrap_or("?"),
+            v["threshold"],
+            v["window_minutes"]
+        );
+        if let (Some(d), Some(value)) = (
+            v["filter"]["dimension"].as_str(),
+            v["filter"]["value"].as_str(),
+        ) {
+            text.push_str(&format!(", {d}={value}"));
+        }
+        text
+    }
+}
+
+/// One attempt to deliver an alert's webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub at: String,
+    pub status: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// A firing or resolution of the alert history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertEvent {
+    pub id: String,
+    pub rule: String,
+    /// `fired` or `resolved`.
+    pub kind: String,
+    pub at: String,
+    pub value: Option<f64>,
+    pub volume: u64,
+    /// `none`, `pending`, `delivered` or `failed`.
+    pub delivery: String,
+    pub attempts: Vec<Attempt>,
+    pub campaign_paused: Option<String>,
+}
+
+impl AlertEvent {
+    /// Reads an alert object of the read API.
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let what = "alert";
+        let attempts = list(v, "attempts")?
+            .iter()
+            .map(|a| {
+                Ok(Attempt {
+                    at: string(a, "delivery attempt", "at")?,
+                    status: a["status"].as_u64(),
+                    error: optional_string(a, "delivery attempt", "error")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let rule = match optional_string(v, what, "rule_name")? {
+            Some(name) => name,
+            None => format!("{} (deleted)", string(v, what, "rule_id")?),
+        };
+        Ok(Self {
+            id: string(v, what, "id")?,
+            rule,
+            kind: string(v, what, "kind")?,
+            at: string(v, what, "at")?,
+            value: v["value"].as_f64(),
+            volume: v["volume"].as_u64().unwrap_or(0),
+            delivery: string(v, what, "delivery")?,
+            attempts,
+            campaign_paused: optional_string(v, what, "campaign_paused")?,
+        })
+    }
+}
+
+/// A campaign and whether it may be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Campaign {
+    pub campaign: String,
+    pub paused: bool,
+    pub reason: Option<String>,
+    pub alert_id: Option<String>,
+    pub updated_at: Option<String>,
+    pub events_30d: u64,
+}
+
+impl Campaign {
+    /// Reads a campaign object of the API.
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let what = "campaign";
+        let status = string(v, what, "status")?;
+        Ok(Self {
+            campaign: string(v, what, "campaign")?,
+            paused: match status.as_str() {
+                "paused" => true,
+                "active" => false,
+                other => bail!("the API sent a campaign whose status is {other:?}: {v}"),
+            },
+            reason: optional_string(v, what, "reason")?,
+            alert_id: optional_string(v, what, "alert_id")?,
+            updated_at: optional_string(v, what, "updated_at")?,
+            events_30d: v["events_30d"].as_u64().unwrap_or(0),
+        })
+    }
+}
+
 /// A client of one query worker's admin API.
 #[derive(Debug)]
 pub struct Admin {
@@ -338,6 +494,91 @@ impl Admin {
         })
     }
 
+    /// A project's alert rules with their state, oldest first, without secrets.
+    pub fn alert_rules(&self, slug: &str) -> Result<Vec<AlertRule>> {
+        let answer = self.call(Method::Get, &rules_path(slug), None)?;
+        list(&answer, "rules")?
+            .iter()
+            .map(AlertRule::from_json)
+            .collect()
+    }
+
+    /// Creates a rule from its JSON; the answer holds its webhook secret, this once.
+    pub fn create_alert_rule(&self, slug: &str, rule: &Value) -> Result<AlertRule> {
+        let answer = self.call(Method::Post, &rules_path(slug), Some(rule.clone()))?;
+        AlertRule::from_json(member(&answer, "rule")?)
+    }
+
+    /// One rule.
+    pub fn alert_rule(&self, slug: &str, id: &str) -> Result<AlertRule> {
+        let path = format!("{}/{}", rules_path(slug), segment(id));
+        let answer = self.call(Method::Get, &path, None)?;
+        AlertRule::from_json(member(&answer, "rule")?)
+    }
+
+    /// Changes the fields of `change`; the answer holds the webhook secret if it changed.
+    pub fn update_alert_rule(&self, slug: &str, id: &str, change: &Value) -> Result<AlertRule> {
+        let path = format!("{}/{}", rules_path(slug), segment(id));
+        let answer = self.call(Method::Patch, &path, Some(change.clone()))?;
+        AlertRule::from_json(member(&answer, "rule")?)
+    }
+
+    /// Deletes a rule and answers it as it was.
+    pub fn delete_alert_rule(&self, slug: &str, id: &str) -> Result<AlertRule> {
+        let path = format!("{}/{}", rules_path(slug), segment(id));
+        let answer = self.call(Method::Delete, &path, None)?;
+        AlertRule::from_json(member(&answer, "rule")?)
+    }
+
+    /// The alert history of the last `days` days, newest first, at most `limit`.
+    pub fn alerts(&self, slug: &str, days: u32, limit: u32) -> Result<Vec<AlertEvent>> {
+        let path = format!(
+            "/v1/projects/{}/alerts?days={days}&limit={limit}",
+            segment(slug)
+        );
+        let answer = self.call(Method::Get, &path, None)?;
+        list(&answer, "alerts")?
+            .iter()
+            .map(AlertEvent::from_json)
+            .collect()
+    }
+
+    /// The campaigns seen in the last 30 days or whose state was ever set.
+    pub fn campaigns(&self, slug: &str) -> Result<Vec<Campaign>> {
+        let path = format!("/v1/projects/{}/campaigns", segment(slug));
+        let answer = self.call(Method::Get, &path, None)?;
+        list(&answer, "campaigns")?
+            .iter()
+            .map(Campaign::from_json)
+            .collect()
+    }
+
+    /// One campaign.
+    pub fn campaign(&self, slug: &str, campaign: &str) -> Result<Campaign> {
+        let path = format!(
+            "/v1/projects/{}/campaigns/{}",
+            segment(slug),
+            segment(campaign)
+        );
+        Campaign::from_json(&self.call(Method::Get, &path, None)?)
+    }
+
+    /// Pauses or resumes a campaign by hand, and answers it as it now is.
+    pub fn set_campaign(
+        &self,
+        slug: &str,
+        campaign: &str,
+        paused: bool,
+        reason: Option<&str>,
+    ) -> Result<Campaign> {
+        let path = format!("{}/campaigns/{}", project_path(slug), segment(campaign));
+        let mut body = json!({"status": if paused { "paused" } else { "active" }});
+        if let Some(reason) = reason {
+            body["reason"] = json!(reason);
+        }
+        Campaign::from_json(&self.call(Method::Put, &path, Some(body))?)
+    }
+
     /// Sends one request and reads its JSON answer, or its error.
     fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
         let url = format!("{}{path}", self.base);
@@ -346,11 +587,11 @@ impl Admin {
         let sent = match method {
             Method::Get => self.http.get(&url).header("authorization", &auth).call(),
             Method::Delete => self.http.delete(&url).header("authorization", &auth).call(),
-            Method::Post | Method::Patch => {
-                let builder = if method == Method::Post {
-                    self.http.post(&url)
-                } else {
-                    self.http.patch(&url)
+            Method::Post | Method::Patch | Method::Put => {
+                let builder = match method {
+                    Method::Post => self.http.post(&url),
+                    Method::Put => self.http.put(&url),
+                    _ => self.http.patch(&url),
                 };
                 builder
                     .header("authorization", &auth)
@@ -386,6 +627,7 @@ impl Admin {
 enum Method {
     Get,
     Post,
+    Put,
     Patch,
     Delete,
 }
@@ -395,6 +637,7 @@ impl Method {
         match self {
             Self::Get => "GET",
             Self::Post => "POST",
+            Self::Put => "PUT",
             Self::Patch => "PATCH",
             Self::Delete => "DELETE",
         }
@@ -404,6 +647,11 @@ impl Method {
 /// The path of one project.
 fn project_path(slug: &str) -> String {
     format!("/v1/admin/projects/{}", segment(slug))
+}
+
+/// The path of a project's alert rules.
+fn rules_path(slug: &str) -> String {
+    format!("{}/alert-rules", project_path(slug))
 }
 
 /// A path segment with every byte outside RFC 3986's unreserved set percent-encoded.

@@ -2,8 +2,11 @@
 //! matklad's cargo-xtask: no shell scripts, every step printed, every failure explained.
 
 mod admin;
+mod alert;
 mod bench;
 mod bundle;
+mod campaign;
+mod cli;
 mod deploy;
 mod dev;
 mod load;
@@ -26,6 +29,10 @@ Tasks:
   deploy --dry-run    package the three workers for deployment, offline
   project             create and change projects, hand out and revoke write keys and
                       read tokens (`cargo xtask project --help`)
+  alert               a project's alert rules (create, change, rotate the webhook
+                      secret, delete) and alert history (`cargo xtask alert --help`)
+  campaign            campaigns and their state; pause or resume one by hand
+                      (`cargo xtask campaign --help`)
   bench               measure the pipeline and storage; writes bench/results.json
   setup               install the pinned toolchain into .tools/ and node_modules/
 ";
@@ -57,6 +64,8 @@ fn run() -> Result<()> {
         }
         "deploy" => deploy::run(rest),
         "project" => project::run(rest),
+        "alert" => alert::run(rest),
+        "campaign" => campaign::run(rest),
         "bench" => bench::run(rest),
         "setup" => {
             no_args(task, rest)?;

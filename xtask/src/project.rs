@@ -4,8 +4,9 @@
 use anyhow::{Context, Result, bail};
 
 use crate::admin::{Admin, Key, KeyKind, Project, RATE_LIMITS, Settings};
-use crate::stack::{self, Ports};
-use crate::tools::root;
+use crate::cli::{self, Options, table};
+
+const TASK: &str = "project";
 
 const USAGE: &str = "\
 cargo xtask project <command> [--url URL]
@@ -31,9 +32,6 @@ Commands:
 
 TIER is strict, standard, high or off.
 
---url URL is the query worker's address: by default $TALLY_QUERY_URL, else the dev
-stack's (http://127.0.0.1:8788, or TALLY_DEV_PORT + 1). The admin token is
-$TALLY_ADMIN_TOKEN, else the dev stack's, in .tally/dev/admin_token.
 ";
 
 /// The options `cargo xtask project` knows, and whether each takes a value.
@@ -94,18 +92,10 @@ struct Invocation {
 pub fn run(args: &[String]) -> Result<()> {
     let invocation = parse(args)?;
     if invocation.command == Command::Help {
-        print!("{USAGE}");
+        print!("{USAGE}{}", cli::URL_HELP);
         return Ok(());
     }
-    let url = match invocation.url {
-        Some(url) => url,
-        None => default_url(non_empty_env("TALLY_QUERY_URL"))?,
-    };
-    let token = match non_empty_env("TALLY_ADMIN_TOKEN") {
-        Some(token) => token,
-        None => dev_token()?,
-    };
-    let admin = Admin::new(&url, &token);
+    let admin = cli::connect(invocation.url)?;
     print!("{}", execute(&admin, invocation.command)?);
     Ok(())
 }
@@ -158,68 +148,36 @@ fn execute(admin: &Admin, command: Command) -> Result<String> {
 
 /// Reads the arguments after `cargo xtask project`.
 fn parse(args: &[String]) -> Result<Invocation> {
-    let mut positional = Vec::new();
-    let mut options: Vec<(&'static str, Option<String>)> = Vec::new();
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        if arg == "-h" || arg == "--help" || (positional.is_empty() && arg == "help") {
-            return Ok(Invocation {
-                url: None,
-                command: Command::Help,
-            });
-        }
-        if !arg.starts_with('-') || arg == "-" {
-            positional.push(arg.clone());
-            continue;
-        }
-        let (name, inline) = match arg.split_once('=') {
-            Some((name, value)) => (name, Some(value.to_owned())),
-            None => (arg.as_str(), None),
-        };
-        let Some(&(name, takes_value)) = OPTIONS.iter().find(|(known, _)| *known == name) else {
-            bail!("unknown option {name:?}; see `cargo xtask project --help`");
-        };
-        let value = match (takes_value, inline) {
-            (true, Some(value)) => Some(value),
-            (true, None) => Some(
-                args.next()
-                    .with_context(|| format!("{name} needs a value"))?
-                    .clone(),
-            ),
-            (false, None) => None,
-            (false, Some(_)) => bail!("{name} takes no value"),
-        };
-        options.push((name, value));
-    }
-
-    let Some((command, rest)) = positional.split_first() else {
+    let line = cli::scan(TASK, args, &OPTIONS)?;
+    let Some((command, rest)) = line.operands.split_first().filter(|_| !line.help) else {
         return Ok(Invocation {
             url: None,
             command: Command::Help,
         });
     };
     let opts = Options {
+        task: TASK,
         command,
-        given: options,
+        given: &line.options,
     };
     let url = opts.single("--url")?;
     let command = match command.as_str() {
         "list" => {
             opts.allow(&[])?;
-            operands(command, rest, &[])?;
+            cli::operands(TASK, command, rest, &[])?;
             Command::List
         }
         "create" => {
             opts.allow(&["--retention-days", "--origin", "--rate-limit", "--public"])?;
-            let [slug] = operands(command, rest, &["<slug>"])?;
+            let [slug] = cli::operands(TASK, command, rest, &["<slug>"])?;
             Command::Create {
                 slug,
-                settings: opts.settings()?,
+                settings: settings(&opts)?,
             }
         }
         "show" => {
             opts.allow(&[])?;
-            let [slug] = operands(command, rest, &["<slug>"])?;
+            let [slug] = cli::operands(TASK, command, rest, &["<slug>"])?;
             Command::Show { slug }
         }
         "set" => {
@@ -231,8 +189,8 @@ fn parse(args: &[String]) -> Result<Invocation> {
                 "--public",
                 "--private",
             ])?;
-            let [slug] = operands(command, rest, &["<slug>"])?;
-            let settings = opts.settings()?;
+            let [slug] = cli::operands(TASK, command, rest, &["<slug>"])?;
+            let settings = settings(&opts)?;
             if settings.is_empty() {
                 bail!(
                     "`cargo xtask project set {slug}` changes nothing: give --retention-days, \
@@ -243,7 +201,7 @@ fn parse(args: &[String]) -> Result<Invocation> {
         }
         "key" => {
             opts.allow(&["--read", "--name"])?;
-            let [slug] = operands(command, rest, &["<slug>"])?;
+            let [slug] = cli::operands(TASK, command, rest, &["<slug>"])?;
             let kind = if opts.has("--read") {
                 KeyKind::Read
             } else {
@@ -257,12 +215,12 @@ fn parse(args: &[String]) -> Result<Invocation> {
         }
         "keys" => {
             opts.allow(&[])?;
-            let [slug] = operands(command, rest, &["<slug>"])?;
+            let [slug] = cli::operands(TASK, command, rest, &["<slug>"])?;
             Command::Keys { slug }
         }
         "revoke" => {
             opts.allow(&[])?;
-            let [slug, id] = operands(command, rest, &["<slug>", "<key-id>"])?;
+            let [slug, id] = cli::operands(TASK, command, rest, &["<slug>", "<key-id>"])?;
             let id = id.parse().with_context(|| {
                 format!(
                     "the key id must be a number, as `cargo xtask project keys {slug}` lists, not {id:?}"
@@ -272,7 +230,7 @@ fn parse(args: &[String]) -> Result<Invocation> {
         }
         "share" => {
             opts.allow(&["--days"])?;
-            let [slug] = operands(command, rest, &["<slug>"])?;
+            let [slug] = cli::operands(TASK, command, rest, &["<slug>"])?;
             let days = match opts.single("--days")? {
                 Some(days) => days
                     .parse()
@@ -290,157 +248,42 @@ fn parse(args: &[String]) -> Result<Invocation> {
     Ok(Invocation { url, command })
 }
 
-/// Exactly the operands `names` of `command`, or an error naming what is missing or extra.
-fn operands<const N: usize>(
-    command: &str,
-    given: &[String],
-    names: &[&str; N],
-) -> Result<[String; N]> {
-    let usage = format!("cargo xtask project {command} {}", names.join(" "));
-    if given.len() < N {
+/// The project settings among the options.
+fn settings(opts: &Options<'_>) -> Result<Settings> {
+    let retention_days = match opts.single("--retention-days")? {
+        Some(days) => Some(days.parse().ok().filter(|d| *d > 0).with_context(|| {
+            format!("--retention-days wants a whole number of days, not {days:?}")
+        })?),
+        None => None,
+    };
+    let origins = opts.all("--origin");
+    let allowed_origins = match (origins.is_empty(), opts.has("--no-origins")) {
+        (false, true) => bail!("--origin and --no-origins contradict each other"),
+        (false, false) => Some(origins),
+        (true, true) => Some(Vec::new()),
+        (true, false) => None,
+    };
+    let rate_limit = opts.single("--rate-limit")?;
+    if let Some(tier) = &rate_limit
+        && !RATE_LIMITS.contains(&tier.as_str())
+    {
         bail!(
-            "`{}` is missing {}",
-            usage.trim_end(),
-            names[given.len()..].join(" ")
+            "--rate-limit wants one of {}, not {tier:?}",
+            RATE_LIMITS.join(", ")
         );
     }
-    if given.len() > N {
-        bail!("`{}` takes no argument {:?}", usage.trim_end(), given[N]);
-    }
-    Ok(std::array::from_fn(|i| given[i].clone()))
-}
-
-/// The options given to one command.
-struct Options<'a> {
-    command: &'a str,
-    given: Vec<(&'static str, Option<String>)>,
-}
-
-impl Options<'_> {
-    /// Fails on the first option `--url` and `allowed` do not include.
-    fn allow(&self, allowed: &[&str]) -> Result<()> {
-        if let Some((name, _)) = self
-            .given
-            .iter()
-            .find(|(name, _)| *name != "--url" && !allowed.contains(name))
-        {
-            bail!(
-                "`cargo xtask project {}` does not take {name}; see `cargo xtask project --help`",
-                self.command
-            );
-        }
-        Ok(())
-    }
-
-    fn has(&self, name: &str) -> bool {
-        self.given.iter().any(|(n, _)| *n == name)
-    }
-
-    /// Every value of a repeatable option.
-    fn all(&self, name: &str) -> Vec<String> {
-        self.given
-            .iter()
-            .filter(|(n, _)| *n == name)
-            .filter_map(|(_, v)| v.clone())
-            .collect()
-    }
-
-    /// The value of an option given at most once.
-    fn single(&self, name: &str) -> Result<Option<String>> {
-        let mut values = self.all(name);
-        if values.len() > 1 {
-            bail!("{name} is given {} times; give it once", values.len());
-        }
-        Ok(values.pop())
-    }
-
-    /// The project settings among the options.
-    fn settings(&self) -> Result<Settings> {
-        let retention_days = match self.single("--retention-days")? {
-            Some(days) => Some(days.parse().ok().filter(|d| *d > 0).with_context(|| {
-                format!("--retention-days wants a whole number of days, not {days:?}")
-            })?),
-            None => None,
-        };
-        let origins = self.all("--origin");
-        let allowed_origins = match (origins.is_empty(), self.has("--no-origins")) {
-            (false, true) => bail!("--origin and --no-origins contradict each other"),
-            (false, false) => Some(origins),
-            (true, true) => Some(Vec::new()),
-            (true, false) => None,
-        };
-        let rate_limit = self.single("--rate-limit")?;
-        if let Some(tier) = &rate_limit
-            && !RATE_LIMITS.contains(&tier.as_str())
-        {
-            bail!(
-                "--rate-limit wants one of {}, not {tier:?}",
-                RATE_LIMITS.join(", ")
-            );
-        }
-        let public_dashboard = match (self.has("--public"), self.has("--private")) {
-            (true, true) => bail!("--public and --private contradict each other"),
-            (true, false) => Some(true),
-            (false, true) => Some(false),
-            (false, false) => None,
-        };
-        Ok(Settings {
-            retention_days,
-            allowed_origins,
-            rate_limit,
-            public_dashboard,
-        })
-    }
-}
-
-/// The query worker's URL when no --url is given: `env_url` ($TALLY_QUERY_URL), else the
-/// dev stack's.
-fn default_url(env_url: Option<String>) -> Result<String> {
-    match env_url {
-        Some(url) => Ok(url),
-        None => Ok(format!(
-            "http://127.0.0.1:{}",
-            Ports::fixed(crate::dev::base_port()?).query
-        )),
-    }
-}
-
-/// The dev stack's admin token, or what to do when there is none.
-fn dev_token() -> Result<String> {
-    let dir = root().join(".tally/dev");
-    stack::admin_token(&dir).map_err(|_| {
-        anyhow::anyhow!(
-            "no admin token: TALLY_ADMIN_TOKEN is not set and .tally/dev/admin_token does not exist\n  \
-             hint: start the local stack with `cargo xtask dev` (it makes the token), or for a \
-             deployed Tally set TALLY_ADMIN_TOKEN and pass --url (or set TALLY_QUERY_URL)"
-        )
+    let public_dashboard = match (opts.has("--public"), opts.has("--private")) {
+        (true, true) => bail!("--public and --private contradict each other"),
+        (true, false) => Some(true),
+        (false, true) => Some(false),
+        (false, false) => None,
+    };
+    Ok(Settings {
+        retention_days,
+        allowed_origins,
+        rate_limit,
+        public_dashboard,
     })
-}
-
-fn non_empty_env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-/// Left-aligned columns two spaces apart, with a header row.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(rows) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 fn origins(project: &Project) -> String {
@@ -751,14 +594,6 @@ mod tests {
         check("share demo --public", "does not take --public");
         check("key demo --read=yes", "--read takes no value");
         check("list --url a --url b", "--url is given 2 times");
-    }
-
-    #[test]
-    fn the_default_url_is_the_environment_s() {
-        assert_eq!(
-            default_url(Some("https://q.example".into())).unwrap(),
-            "https://q.example"
-        );
     }
 
     fn project(slug: &str, origins: &[&str]) -> Project {
