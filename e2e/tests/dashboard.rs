@@ -150,6 +150,22 @@ fn seeded(prefix: &str) -> Project {
 fn the_dashboard_in_a_browser_shows_the_workload_and_its_range_picker_works() {
     let p = seeded("dash");
     let query = url("query");
+    // An alert rule that never has the volume to fire, and a campaign paused by hand.
+    let rule = json!({"name": "upload errors", "metric": {"type": "error_rate"},
+        "filter": {"dimension": "route", "value": "/api/upload"}, "comparator": ">",
+        "threshold": 0.5, "window_minutes": 5, "min_volume": 100_000});
+    let made = admin(
+        "POST",
+        &format!("/projects/{}/alert-rules", p.slug),
+        Some(&rule),
+    );
+    assert_eq!(made.status, 201, "{}", made.json);
+    let paused = admin(
+        "PUT",
+        &format!("/projects/{}/campaigns/spring-sale", p.slug),
+        Some(&json!({"status": "paused", "reason": "budget spent"})),
+    );
+    assert_eq!(paused.status, 200, "{}", paused.json);
     let browser = Browser::start();
 
     // Without a token: the login form.
@@ -198,6 +214,21 @@ fn the_dashboard_in_a_browser_shows_the_workload_and_its_range_picker_works() {
     );
     assert_eq!(browser.count("#heatmap svg text.label"), 3);
     assert_eq!(browser.count("svg"), 4, "three charts and the heatmap");
+    // The alerts section: no alert yet, the rule and its state, the paused campaign.
+    assert_eq!(
+        browser.text("#alert-history"),
+        "No alert fired in this range."
+    );
+    let rules = browser.text("#rule-states");
+    assert!(
+        rules.contains("upload errors error rate > 50.00% over 5 min, route /api/upload ok"),
+        "{rules}"
+    );
+    let campaigns = browser.text("#paused-campaigns");
+    assert!(
+        campaigns.contains("spring-sale") && campaigns.contains("budget spent"),
+        "{campaigns}"
+    );
     let wide = browser.screenshot("dashboard-1280.png");
 
     // The range picker: 30 days, by a GET form.
@@ -342,6 +373,10 @@ fn a_public_dashboard_needs_no_token_and_a_private_one_does() {
         assert_eq!(open.status, 200, "{path}: {}", open.body);
         assert!(open.body.contains("Public dashboard"), "{path}");
         assert!(open.body.contains(r#"<div class="card" id="events">"#));
+        assert!(
+            !open.body.contains(r#"id="alerts""#),
+            "alerts are not for anonymous visitors"
+        );
         assert!(
             open.body.contains(&format!(r#"action="{path}""#)),
             "forms return to {path}"

@@ -272,6 +272,12 @@ fn real_answers_match_the_openapi_document() {
         ("/funnels", "/funnels?days=1".into(), 400),
         ("/export", "/export?days=1".into(), 200),
         ("/export", "/export?days=1&format=csv".into(), 200),
+        ("/alerts", "/alerts?days=1&limit=5".into(), 200),
+        ("/alerts", "/alerts?limit=0".into(), 400),
+        ("/alerts/rules", "/alerts/rules".into(), 200),
+        ("/campaigns", "/campaigns".into(), 200),
+        ("/campaigns/{campaign}", "/campaigns/spring".into(), 200),
+        ("/campaigns/{campaign}", "/campaigns/%ff".into(), 400),
     ];
     for (template, path, status) in reads {
         let a = read(&format!("/v1/projects/{s}{path}"), Some(&auth));
@@ -446,6 +452,85 @@ fn real_answers_match_the_openapi_document() {
     let a = request("GET", &format!("{query}/v1/admin/projects"), &[], None);
     assert_eq!(a.status, 401);
     spec.check("GET", "/v1/admin/projects", &a);
+
+    // Alert rules and campaigns in the admin API.
+    let rules = format!("/projects/{s}/alert-rules");
+    let rule = json!({
+        "name": "spring click-through",
+        "metric": {"type": "ratio", "numerator": "click", "denominator": "open"},
+        "filter": {"dimension": "campaign", "value": "spring"},
+        "comparator": "<", "threshold": 0.01, "window_minutes": 15, "min_volume": 100,
+        "webhook": {"url": "https://hooks.example/tally"}, "pause_campaign": true,
+    });
+    let template = "/v1/admin/projects/{project}/alert-rules";
+    let a = admin("POST", &rules, Some(&rule));
+    assert_eq!(a.status, 201, "{}", a.json);
+    spec.check("POST", template, &a);
+    let id = a.json["rule"]["id"].as_str().unwrap().to_owned();
+    let a = admin(
+        "POST",
+        &rules,
+        Some(
+            &json!({"name": "count", "metric": {"type": "count"}, "comparator": "<",
+            "threshold": 1, "window_minutes": 5, "filter": {"dimension": "route", "value": "/a"}}),
+        ),
+    );
+    assert_eq!(a.status, 201, "{}", a.json);
+    spec.check("POST", template, &a);
+    let a = admin("POST", &rules, Some(&json!({"name": "x"})));
+    assert_eq!(a.status, 400, "{}", a.json);
+    spec.check("POST", template, &a);
+    let a = admin("GET", &rules, None);
+    assert_eq!(a.status, 200, "{}", a.json);
+    spec.check("GET", template, &a);
+    let one = format!("{rules}/{id}");
+    let template = "/v1/admin/projects/{project}/alert-rules/{id}";
+    for (method, body, status) in [
+        ("GET", None, 200),
+        (
+            "PATCH",
+            Some(json!({"rotate_secret": true, "min_volume": 10})),
+            200,
+        ),
+        ("PATCH", Some(json!({"window_minutes": 1})), 400),
+    ] {
+        let a = admin(method, &one, body.as_ref());
+        assert_eq!(a.status, status, "{method}: {}", a.json);
+        spec.check(method, template, &a);
+    }
+    let a = admin("GET", &format!("{rules}/ar_0000000000000000"), None);
+    assert_eq!(a.status, 404, "{}", a.json);
+    spec.check("GET", template, &a);
+    let template = "/v1/admin/projects/{project}/campaigns/{campaign}";
+    for (body, status) in [
+        (json!({"status": "paused", "reason": "by hand"}), 200),
+        (json!({"status": "gone"}), 400),
+    ] {
+        let a = admin(
+            "PUT",
+            &format!("/projects/{s}/campaigns/spring"),
+            Some(&body),
+        );
+        assert_eq!(a.status, status, "{body}: {}", a.json);
+        spec.check("PUT", template, &a);
+    }
+    for path in ["/alerts/rules", "/campaigns", "/campaigns/spring"] {
+        let a = read(&format!("/v1/projects/{s}{path}"), Some(&auth));
+        assert_eq!(a.status, 200, "{path}: {}", a.json);
+        let template = if path == "/campaigns/spring" {
+            "/campaigns/{campaign}"
+        } else {
+            path
+        };
+        spec.check("GET", &format!("{pp}{template}"), &a);
+    }
+    let a = admin("DELETE", &one, None);
+    assert_eq!(a.status, 200, "{}", a.json);
+    spec.check(
+        "DELETE",
+        "/v1/admin/projects/{project}/alert-rules/{id}",
+        &a,
+    );
 
     // Health, and what the query worker answers as HTML and SVG.
     for path in ["/v1/health", "/"] {
