@@ -4,6 +4,9 @@
 mod admin;
 mod bench;
 mod bundle;
+#[cfg(test)]
+mod cf_stand_in;
+mod cloudflare;
 mod deploy;
 mod dev;
 mod load;
@@ -13,6 +16,7 @@ mod stack;
 mod test;
 mod tidy;
 mod tools;
+mod wrangler_config;
 
 use anyhow::{Result, bail};
 
