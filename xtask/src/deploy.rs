@@ -138,7 +138,7 @@ pub fn run(args: &[String]) -> Result<()> {
     tools::ensure()?;
     bundle::build_all()?;
     let plan = prepare(&api, &inputs, &mut random_secret)?;
-    execute(&plan, &api, &inputs.root)
+    execute(&plan, &api, &inputs.root, None)
 }
 
 /// The secret values given in the environment (`TALLY_ID_SECRET`, `TALLY_ADMIN_TOKEN`)
@@ -595,8 +595,9 @@ fn report(outcome: Outcome, outcomes: &mut Vec<Outcome>) {
     outcomes.push(outcome);
 }
 
-/// Writes the configs and runs the plan's wrangler commands, in order.
-pub fn execute(plan: &Plan, api: &Api, root: &Path) -> Result<()> {
+/// Writes the configs and runs the plan's wrangler commands, in order. Wrangler's
+/// output goes to the terminal, or is appended to `log` if given (tests give one).
+pub fn execute(plan: &Plan, api: &Api, root: &Path, log: Option<&Path>) -> Result<()> {
     step(&format!("Writing the {} configs", plan.env.as_str()));
     for (path, text) in &plan.configs {
         if let Some(dir) = path.parent() {
@@ -615,6 +616,14 @@ pub fn execute(plan: &Plan, api: &Api, root: &Path) -> Result<()> {
             .env(cloudflare::TOKEN_VAR, api.token());
         if api.base() != cloudflare::DEFAULT_BASE_URL {
             cmd.env(cloudflare::BASE_URL_VAR, api.base());
+        }
+        if let Some(log) = log {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .with_context(|| format!("opening {}", log.display()))?;
+            cmd.stdout(file.try_clone()?).stderr(file);
         }
         let result = match s {
             Step::Migrate { database, .. } => {

@@ -559,6 +559,7 @@ id = "00000000000000000000000000000ca1"
     pub const INGEST: &str = r#"
 name = "tally-ingest"
 main = "../workers/ingest/build/index.js"
+compatibility_date = "2025-10-01"
 
 [[queues.producers]]
 binding = "EVENTS"
@@ -582,6 +583,7 @@ simple = { limit = 10, period = 10 }
     pub const QUERY: &str = r#"
 name = "tally-query"
 main = "../workers/query/build/index.js"
+compatibility_date = "2025-10-01"
 
 [[d1_databases]]
 binding = "DB"

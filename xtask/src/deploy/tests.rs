@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
-use crate::cf_stand_in::{StandIn, State};
+use crate::cf_stand_in::{Script, StandIn, State};
 use crate::wrangler_config::fixtures::{AGGREGATOR, INGEST, QUERY};
 
 const TOKEN: &str = "test-token";
@@ -32,6 +32,33 @@ impl Repo {
             std::fs::write(dir.join(format!("wrangler/{worker}.toml")), text).unwrap();
         }
         Self(dir)
+    }
+
+    /// Adds what wrangler reads besides the configs: a tiny JavaScript Worker as each
+    /// bundle, and two migrations.
+    fn with_bundles_and_migrations(self) -> Self {
+        for worker in ALL {
+            let build = self.0.join(format!("workers/{worker}/build"));
+            std::fs::create_dir_all(&build).unwrap();
+            std::fs::write(
+                build.join("index.js"),
+                "export default {\n  async fetch() { return new Response(\"ok\"); },\n  \
+                 async queue(batch) { batch.ackAll(); },\n  async scheduled() {},\n};\n",
+            )
+            .unwrap();
+        }
+        std::fs::create_dir_all(self.0.join("migrations")).unwrap();
+        std::fs::write(
+            self.0.join("migrations/0001_a.sql"),
+            "CREATE TABLE a (x);\n",
+        )
+        .unwrap();
+        std::fs::write(
+            self.0.join("migrations/0002_b.sql"),
+            "CREATE TABLE b (y);\n",
+        )
+        .unwrap();
+        self
     }
 
     fn inputs(&self, env: Env, workers: &[&'static str]) -> Inputs {
@@ -70,9 +97,9 @@ fn pretend_deployed(stand_in: &StandIn, plan: &Plan) {
     let mut state = stand_in.state();
     for s in &plan.steps {
         if let Step::Deploy { worker, script, .. } = s {
-            let secrets = state.scripts.entry(script.clone()).or_default();
+            let secrets = &mut state.scripts.entry(script.clone()).or_default().secrets;
             if let Some(uploaded) = plan.secrets.upload.get(worker) {
-                secrets.extend(uploaded.keys().map(|k| (*k).to_owned()));
+                secrets.extend(uploaded.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
             }
         }
     }
@@ -147,7 +174,7 @@ fn nothing_exists_so_everything_is_created_and_the_ids_reach_the_configs() {
     let state = stand_in.state().clone();
     let a = format!("POST /accounts/{ACCOUNT}");
     assert_eq!(
-        state.posts(),
+        state.creations(),
         [
             format!(r#"{a}/d1/database {{"name":"tally"}}"#),
             format!(r#"{a}/storage/kv/namespaces {{"title":"tally-cache"}}"#),
@@ -218,11 +245,11 @@ fn everything_exists_so_nothing_is_created_and_the_ids_are_the_existing_ones() {
     .map(|q| (format!("id-{q}"), (*q).to_owned()))
     .collect();
     state.scripts = BTreeMap::from([
-        ("tally-aggregator".into(), BTreeSet::new()),
-        ("tally-ingest".into(), BTreeSet::from(["ID_SECRET".into()])),
+        ("tally-aggregator".into(), Script::default()),
+        ("tally-ingest".into(), Script::with_secrets(&["ID_SECRET"])),
         (
             "tally-query".into(),
-            BTreeSet::from(["ID_SECRET".into(), "ADMIN_TOKEN".into()]),
+            Script::with_secrets(&["ID_SECRET", "ADMIN_TOKEN"]),
         ),
     ]);
     let stand_in = StandIn::start(state);
@@ -233,9 +260,9 @@ fn everything_exists_so_nothing_is_created_and_the_ids_are_the_existing_ones() {
     let first = plan(&stand_in, &inputs).unwrap();
 
     assert!(
-        stand_in.state().posts().is_empty(),
+        stand_in.state().creations().is_empty(),
         "{:?}",
-        stand_in.state().posts()
+        stand_in.state().creations()
     );
     assert!(
         first.resources.iter().all(|o| !o.created),
@@ -280,7 +307,7 @@ fn everything_exists_so_nothing_is_created_and_the_ids_are_the_existing_ones() {
     );
 
     let again = plan(&stand_in, &inputs).unwrap();
-    assert!(stand_in.state().posts().is_empty());
+    assert!(stand_in.state().creations().is_empty());
     assert_eq!(again.resources, first.resources);
     assert_eq!(again.configs, first.configs);
     assert_eq!(again.steps, first.steps);
@@ -293,10 +320,10 @@ fn a_rerun_after_a_first_deploy_creates_and_uploads_nothing() {
     let inputs = repo.inputs(Env::Production, &ALL);
     let first = plan(&stand_in, &inputs).unwrap();
     pretend_deployed(&stand_in, &first);
-    let posts = stand_in.state().posts().len();
+    let posts = stand_in.state().creations().len();
 
     let second = plan(&stand_in, &inputs).unwrap();
-    assert_eq!(stand_in.state().posts().len(), posts, "nothing created");
+    assert_eq!(stand_in.state().creations().len(), posts, "nothing created");
     assert!(second.resources.iter().all(|o| !o.created));
     let ids = |p: &Plan| p.resources.iter().map(|o| o.id.clone()).collect::<Vec<_>>();
     assert_eq!(ids(&second), ids(&first));
@@ -327,7 +354,7 @@ fn a_queue_exists_but_the_database_does_not_so_only_the_missing_are_created() {
             ("queue", "tally-events-dlq", true),
         ]
     );
-    let posts = stand_in.state().posts();
+    let posts = stand_in.state().creations();
     assert_eq!(posts.len(), 5, "{posts:?}");
     assert!(
         !posts.iter().any(|p| p.contains(r#""tally-events""#)),
@@ -364,7 +391,7 @@ fn a_bad_token_is_a_clear_error_and_creates_nothing() {
         "{text}"
     );
     assert!(text.contains("Workers Scripts: Edit, D1: Edit"), "{text}");
-    assert!(stand_in.state().posts().is_empty());
+    assert!(stand_in.state().creations().is_empty());
 
     // With the account given, the first call is a secrets list: refused the same way.
     let inputs = Inputs {
@@ -378,7 +405,7 @@ fn a_bad_token_is_a_clear_error_and_creates_nothing() {
         )),
         "{e}"
     );
-    assert!(stand_in.state().posts().is_empty());
+    assert!(stand_in.state().creations().is_empty());
 }
 
 #[test]
@@ -398,7 +425,7 @@ fn several_accounts_need_the_account_id() {
         "{text}"
     );
     assert!(text.contains("set CLOUDFLARE_ACCOUNT_ID"), "{text}");
-    assert!(stand_in.state().posts().is_empty());
+    assert!(stand_in.state().creations().is_empty());
 }
 
 #[test]
@@ -458,7 +485,7 @@ fn one_worker_alone_needs_its_shared_secret_given() {
     );
     assert!(text.contains("TALLY_ID_SECRET"), "{text}");
     assert!(
-        stand_in.state().posts().is_empty(),
+        stand_in.state().creations().is_empty(),
         "secrets are settled before creating"
     );
 
@@ -705,4 +732,170 @@ fn the_secrets_table_matches_the_configs_comments() {
             "wrangler/{worker}.toml's `# Secrets:` line vs SECRETS"
         );
     }
+}
+
+/// The whole command, wrangler included: `execute` runs the pinned wrangler's `d1
+/// migrations apply --remote` and `deploy` against the stand-in (through
+/// `CLOUDFLARE_API_BASE_URL`), which keeps what they upload.
+#[test]
+fn wrangler_migrates_and_deploys_through_the_stand_in_and_a_rerun_changes_nothing() {
+    assert!(
+        root().join("node_modules/.bin/wrangler").exists(),
+        "this test drives the pinned wrangler: run `cargo xtask setup` first"
+    );
+    let repo = Repo::new().with_bundles_and_migrations();
+    let stand_in = StandIn::start(State::new(TOKEN, ACCOUNT));
+    let api = Api::new(&stand_in.url, TOKEN);
+    let inputs = repo.inputs(Env::Production, &ALL);
+    let log = repo.0.join("wrangler.log");
+    let run = |plan: &Plan| {
+        let result = execute(plan, &api, &repo.0, Some(&log));
+        if result.is_err() {
+            println!(
+                "--- wrangler's output ---\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        result
+    };
+    let first = prepare(&api, &inputs, &mut counter()).unwrap();
+    run(&first).unwrap();
+
+    let state = stand_in.state().clone();
+    let (uuid, kv) = (state.databases[0].0.clone(), state.kv[0].0.clone());
+    assert_eq!(state.migrations[&uuid], ["0001_a.sql", "0002_b.sql"]);
+    let script = |name: &str| {
+        state
+            .scripts
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} not deployed"))
+    };
+    for name in ["tally-aggregator", "tally-ingest", "tally-query"] {
+        let s = script(name);
+        assert_eq!(s.binding("DB").unwrap()["id"], uuid.as_str(), "{name}");
+        assert_eq!(
+            s.binding("CACHE").unwrap()["namespace_id"],
+            kv.as_str(),
+            "{name}"
+        );
+        assert_eq!(s.uploads, 1, "{name}");
+    }
+    assert_eq!(script("tally-aggregator").crons, ["* * * * *"]);
+    assert!(script("tally-aggregator").secrets.is_empty());
+    let ingest = script("tally-ingest");
+    assert_eq!(
+        ingest.binding("EVENTS").unwrap()["queue_name"],
+        "tally-events"
+    );
+    assert_eq!(
+        ingest.binding("RATE_LIMIT_STRICT").unwrap()["namespace_id"],
+        "1001"
+    );
+    let values = |s: &Script| {
+        s.secrets
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<Vec<_>>()
+    };
+    let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    assert_eq!(values(ingest), [pair("ID_SECRET", "secret-1")]);
+    assert_eq!(
+        values(script("tally-query")),
+        [
+            pair("ADMIN_TOKEN", "secret-2"),
+            pair("ID_SECRET", "secret-1")
+        ]
+    );
+    let events = state
+        .queues
+        .iter()
+        .find(|(_, n)| n == "tally-events")
+        .unwrap();
+    let consumers: Vec<_> = state
+        .consumers
+        .iter()
+        .filter(|c| c.queue_id == events.0)
+        .collect();
+    assert_eq!(consumers.len(), 1, "{consumers:?}");
+    assert_eq!(consumers[0].script, "tally-aggregator");
+    assert_eq!(
+        consumers[0].dead_letter_queue.as_deref(),
+        Some("tally-events-dlq")
+    );
+    let out = inputs.out_dir();
+    assert!(out.join("query.toml").exists());
+    assert!(
+        !out.join("query.secrets.json").exists(),
+        "secrets files are removed"
+    );
+
+    // A re-run: nothing created, no secret uploaded, no migration applied again.
+    let second = prepare(&api, &inputs, &mut counter()).unwrap();
+    assert!(second.secrets.upload.is_empty(), "{:?}", second.secrets);
+    run(&second).unwrap();
+    let again = stand_in.state().clone();
+    assert_eq!(again.creations(), state.creations());
+    assert_eq!(again.migrations, state.migrations);
+    assert_eq!(
+        again.consumers.len(),
+        state.consumers.len(),
+        "updated, not added"
+    );
+    for (name, s) in &again.scripts {
+        assert_eq!(s.uploads, 2, "{name}: one new version");
+        assert_eq!(
+            s.secrets, state.scripts[name].secrets,
+            "{name}: secrets kept"
+        );
+    }
+    let uploaded = |name: &str| {
+        let requests = &again.requests[state.requests.len()..];
+        requests
+            .iter()
+            .filter(|r| r.contains(&format!("/workers/scripts/{name}")))
+            .count()
+    };
+    assert!(
+        uploaded("tally-query") > 0,
+        "the re-run deployed query again"
+    );
+
+    // A worker whose required secret went missing is not deployed without it.
+    stand_in
+        .state()
+        .scripts
+        .get_mut("tally-query")
+        .unwrap()
+        .secrets
+        .remove("ADMIN_TOKEN");
+    let query_only = Plan {
+        steps: second
+            .steps
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s,
+                    Step::Deploy {
+                        worker: "query",
+                        ..
+                    }
+                )
+            })
+            .cloned()
+            .collect(),
+        ..second
+    };
+    std::fs::write(&log, "").unwrap();
+    let e = execute(&query_only, &api, &repo.0, Some(&log)).unwrap_err();
+    assert!(e.to_string().contains("wrangler deploy"), "{e:#}");
+    let output = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        output.contains("The following required secrets have not been set: ADMIN_TOKEN"),
+        "{output}"
+    );
+    assert_eq!(
+        stand_in.state().scripts["tally-query"].uploads,
+        2,
+        "refused"
+    );
 }
