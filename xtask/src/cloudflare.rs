@@ -27,6 +27,10 @@ pub const ACCOUNT_VAR: &str = "CLOUDFLARE_ACCOUNT_ID";
 /// Cloudflare's error code for "this Worker does not exist".
 const SCRIPT_NOT_FOUND: i64 = 10007;
 
+/// Error codes about the token itself: malformed (6003, 6111), invalid (9106, 9109),
+/// or without the permission asked for (10000).
+const AUTH_CODES: [i64; 5] = [6003, 6111, 9106, 9109, 10000];
+
 /// How long one API call may take.
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -55,20 +59,18 @@ impl CfError {
     /// Reads an error answer; a body that is not Cloudflare's envelope is quoted as is.
     pub fn from_body(request: &str, status: u16, body: &str) -> Self {
         let parsed: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-        let errors: Vec<(i64, String)> = parsed["errors"]
-            .as_array()
-            .map(|errors| {
-                errors
-                    .iter()
-                    .map(|e| {
-                        (
-                            e["code"].as_i64().unwrap_or_default(),
-                            e["message"].as_str().unwrap_or_default().to_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        // Each error, then the errors of its `error_chain` (which say what was wrong
+        // with a token, for one).
+        let mut errors = Vec::new();
+        let mut pending: Vec<&Value> = parsed["errors"].as_array().into_iter().flatten().collect();
+        pending.reverse();
+        while let Some(e) = pending.pop() {
+            errors.push((
+                e["code"].as_i64().unwrap_or_default(),
+                e["message"].as_str().unwrap_or_default().to_owned(),
+            ));
+            pending.extend(e["error_chain"].as_array().into_iter().flatten().rev());
+        }
         Self {
             request: request.to_owned(),
             status,
@@ -101,7 +103,9 @@ impl fmt::Display for CfError {
             let sep = if i == 0 { "" } else { "; " };
             write!(f, "{sep}{message} (code {code})")?;
         }
-        if matches!(self.status, 401 | 403) {
+        if matches!(self.status, 401 | 403)
+            || self.errors.iter().any(|(c, _)| AUTH_CODES.contains(c))
+        {
             write!(f, "\n  hint: {TOKEN_HINT}")?;
         }
         Ok(())
@@ -412,6 +416,17 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "Cloudflare answered 400 to POST /accounts/a/d1/database: exists (code 7502); two (code 1)"
+        );
+        let e = CfError::from_body(
+            "GET /accounts",
+            400,
+            r#"{"success":false,"errors":[{"code":6003,"message":"Invalid request headers","error_chain":[{"code":6111,"message":"Invalid format for Authorization header"}]}],"messages":[],"result":null}"#,
+        );
+        assert!(
+            e.to_string().starts_with(
+                "Cloudflare answered 400 to GET /accounts: Invalid request headers (code 6003); Invalid format for Authorization header (code 6111)\n  hint: CLOUDFLARE_API_TOKEN"
+            ),
+            "{e}"
         );
         let e = CfError::from_body("GET /accounts", 502, "<html>bad gateway</html>");
         assert_eq!(
