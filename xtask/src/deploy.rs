@@ -7,7 +7,13 @@
 //! queue the wrangler configs name, and plans the rest: the generated configs with real
 //! ids, the migrations and the deploys in order, consumers first. [`execute`] carries
 //! the plan out with the pinned wrangler. Tests run `prepare` against a stand-in of the
-//! API and assert the plan.
+//! API and assert the plan, and run `execute` too, wrangler and all, against the same
+//! stand-in.
+//!
+//! A dry run writes the configs with the repository's placeholder ids to
+//! `target/deploy/dry-run/<env>/` and packages each worker there
+//! (`wrangler deploy --dry-run --outdir`), so the generated configs are checked by
+//! wrangler offline on every `cargo xtask test`.
 //!
 //! Secrets reach a worker inside its deploy (`wrangler deploy --secrets-file`, which
 //! adds to the secrets a worker has and deletes none), so no deployed version lacks
@@ -751,8 +757,14 @@ fn package(env: Env, workers: &[&'static str]) -> Result<()> {
         .iter()
         .map(|w| WorkerConfig::read(root(), w))
         .collect::<Result<Vec<_>>>()?;
-    let needs = wrangler_config::needs(&configs)?;
+    wrangler_config::needs(&configs)?;
     wrangler_config::check_order(&configs)?;
+    let selected: Vec<WorkerConfig> = configs
+        .iter()
+        .filter(|c| workers.contains(&c.worker))
+        .cloned()
+        .collect();
+    let needs = wrangler_config::needs(&selected)?;
     step(&format!(
         "What a real deploy to {} finds or creates",
         env.as_str()
@@ -773,7 +785,7 @@ fn package(env: Env, workers: &[&'static str]) -> Result<()> {
     let dir = root().join("target/deploy/dry-run").join(env.as_str());
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut sizes = Vec::new();
-    for config in configs.iter().filter(|c| workers.contains(&c.worker)) {
+    for config in &selected {
         let worker = config.worker;
         step(&format!("Packaging {worker} (wrangler deploy --dry-run)"));
         let path = dir.join(format!("{worker}.toml"));
