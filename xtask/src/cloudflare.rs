@@ -263,8 +263,11 @@ impl Api {
             segment(account),
             segment(script)
         );
-        let secrets = match self.list(&path, &[]) {
-            Ok(secrets) => secrets,
+        // A single-page list, asked for as wrangler does: without paging parameters.
+        let secrets = match self.call("GET", &path, &[], None) {
+            Ok(answer) => answer.result.as_array().cloned().with_context(|| {
+                format!("Cloudflare answered GET {path} with a `result` that is not a list")
+            })?,
             Err(e)
                 if e.downcast_ref::<CfError>()
                     .is_some_and(|e| e.status == 404 && e.has_code(SCRIPT_NOT_FOUND)) =>

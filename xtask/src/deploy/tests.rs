@@ -460,7 +460,7 @@ fn staging_has_its_own_names_and_resources() {
     let requests = stand_in.state().requests.clone();
     assert!(
         requests.contains(&format!(
-            "GET /accounts/{ACCOUNT}/workers/scripts/tally-query-staging/secrets?page=1"
+            "GET /accounts/{ACCOUNT}/workers/scripts/tally-query-staging/secrets"
         )),
         "{requests:?}"
     );
