@@ -4,6 +4,9 @@
 mod admin;
 mod bench;
 mod bundle;
+#[cfg(test)]
+mod cf_stand_in;
+mod cloudflare;
 mod deploy;
 mod dev;
 mod load;
@@ -13,6 +16,7 @@ mod stack;
 mod test;
 mod tidy;
 mod tools;
+mod wrangler_config;
 
 use anyhow::{Result, bail};
 
@@ -23,7 +27,10 @@ Tasks:
   dev                 build and run the whole stack on 127.0.0.1 (Ctrl-C stops it)
   test                lint, unit tests, wasm checks and builds, end-to-end tests
   build               build the three workers' wasm bundles and print their sizes
-  deploy --dry-run    package the three workers for deployment, offline
+  deploy              deploy to Cloudflare: find or create D1, KV and queues, apply
+                      migrations, set secrets, deploy consumers first
+                      [--env staging|production] [--only WORKER] [--dry-run];
+                      --dry-run packages the workers offline and prints their sizes
   project             create and change projects, hand out and revoke write keys and
                       read tokens (`cargo xtask project --help`)
   bench               measure the pipeline and storage; writes bench/results.json
