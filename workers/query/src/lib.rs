@@ -50,7 +50,7 @@ const READ_ENDPOINTS: [&str; 7] = [
 /// The header that says how many rows D1 read for the answer, summed over every D1 call
 /// the request made (auth included) until the answer's headers were sent; a streamed
 /// export's later pages are not in it.
-pub const ROWS_READ_HEADER: &str = "x-tally-rows-read";
+const ROWS_READ_HEADER: &str = "x-tally-rows-read";
 
 /// The environment of one request: the worker's bindings (it dereferences to
 /// [`worker::Env`]) and the meter every D1 store made for this request adds to. Each
