@@ -15,6 +15,8 @@
 //! - [`plausible::parse`] reads a Plausible Events API request as a [`RawEvent`];
 //!   [`plausible::is_bot`] tells crawlers and scripts from people by user agent.
 //! - [`share`] signs and checks dashboard share links (HMAC-SHA256 over project and expiry).
+//! - `testing` and `workload` (feature `test-utils`) generate reproducible data for other
+//!   crates' tests and benchmarks from a seed they are given.
 //!
 //! This crate never touches the clock, the network, storage or randomness: `now`, ids and
 //! salts are arguments, so every rule is deterministic and testable natively and on wasm32.
@@ -40,6 +42,8 @@ pub mod testing;
 pub mod time;
 pub mod validate;
 pub mod varint;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod workload;
 
 mod error;
 
