@@ -1,7 +1,8 @@
 //! A realistic mixed workload for benchmarks and tests (feature `test-utils`): API
 //! requests with routes, statuses, errors and latencies; page views with sources and
-//! campaigns; image deliveries with variants; installs; funnel steps; play/stop
-//! sessions; all from many users, instances, versions, colos and countries.
+//! campaigns; image deliveries with variants; installs; funnel steps and play/stop
+//! sessions (each user's within a day); all from many users, instances, versions, colos
+//! and countries.
 //!
 //! Deterministic: the same [`Workload`] yields the same events, byte for byte. Events
 //! come hour by hour, oldest first (in random order within an hour), spread over
@@ -229,12 +230,12 @@ impl<'a> Workload<'a> {
                     _ => 3,
                 };
                 e.name = Some(FUNNEL[step].into());
-                e.user = Some(format!("user-{}", user % 4_000));
+                e.user = Some(self.daily_user("f", at, 0.06, rng));
             }
             // Play/stop sessions.
             940..=979 => {
                 e.name = Some(SESSION[usize::from(rng.below(2) == 1)].into());
-                e.user = Some(format!("user-{}", user % 3_000));
+                e.user = Some(self.daily_user("s", at, 0.04, rng));
                 e.version = pick(rng, &VERSIONS);
             }
             // Installs and heartbeats of instances.
@@ -246,6 +247,17 @@ impl<'a> Workload<'a> {
             }
         }
         e
+    }
+}
+
+impl Workload<'_> {
+    /// A user of one UTC day who sends about four of the events that make up `share`
+    /// of all events, so that funnel steps and session marks of one user fall within a
+    /// day of each other, in random order, as a person's would.
+    fn daily_user(&self, kind: &str, at: i64, share: f64, rng: &mut SplitMix64) -> String {
+        let per_day = self.events as f64 * share / f64::from(self.days.max(1));
+        let users = (per_day / 4.0).max(1.0) as u64;
+        format!("user-{kind}{}-{}", at.div_euclid(DAY_MS), rng.below(users))
     }
 }
 
@@ -336,6 +348,37 @@ mod tests {
             events
                 .iter()
                 .all(|e| e.country.is_some() && e.colo.is_some())
+        );
+        // Users go through the funnel and hold sessions, as people do.
+        let hits: Vec<crate::funnel::Hit> = events
+            .iter()
+            .filter(|e| FUNNEL.contains(&e.name.as_str()))
+            .map(|e| crate::funnel::Hit {
+                user: e.user.clone().unwrap(),
+                timestamp: e.timestamp,
+                event_id: e.event_id.clone(),
+                name: e.name.clone(),
+            })
+            .collect();
+        let steps: Vec<String> = FUNNEL.iter().map(|s| (*s).to_owned()).collect();
+        let through = crate::funnel::count(hits, &steps, DAY_MS);
+        assert!(through[0] > 100 && through[3] > 0, "{through:?}");
+        assert!(through.windows(2).all(|p| p[0] > p[1]), "{through:?}");
+        let marks: Vec<crate::sessions::Mark> = events
+            .iter()
+            .filter(|e| SESSION.contains(&e.name.as_str()))
+            .map(|e| crate::sessions::Mark {
+                user: e.user.clone().unwrap(),
+                timestamp: e.timestamp,
+                event_id: e.event_id.clone(),
+                is_start: e.name == SESSION[0],
+            })
+            .collect();
+        let marks_sent = marks.len();
+        let sessions = crate::sessions::pair(marks).len();
+        assert!(
+            sessions * 4 > marks_sent,
+            "{sessions} of {marks_sent} marks"
         );
         // Identifiers are hashed, never stored raw.
         assert!(
