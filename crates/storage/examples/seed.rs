@@ -6,8 +6,10 @@
 //!
 //! The workers must be stopped while it runs (the file is written directly).
 //!
-//! `cargo run --release -p tally-storage --example seed -- <d1.sqlite> <project>
-//! <events> <days> <now_ms> <id_secret> <out.json>`
+//! `TALLY_ID_SECRET=<secret> cargo run --release -p tally-storage --example seed --
+//! <d1.sqlite> <project> <events> <days> <now_ms> <out.json>`, with the stack's
+//! `ID_SECRET` (identifiers are hashed with it, as ingest does) in the environment
+//! rather than on the command line.
 
 use std::time::Instant;
 
@@ -22,9 +24,11 @@ const SEED: u64 = 0x7a11_5eed;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [path, project, events, days, now_ms, id_secret, out] = args.as_slice() else {
+    let (Ok(id_secret), [path, project, events, days, now_ms, out]) =
+        (std::env::var("TALLY_ID_SECRET"), args.as_slice())
+    else {
         eprintln!(
-            "usage: seed <d1.sqlite> <project> <events> <days> <now_ms> <id_secret> <out.json>"
+            "usage: TALLY_ID_SECRET=<secret> seed <d1.sqlite> <project> <events> <days> <now_ms> <out.json>"
         );
         std::process::exit(2);
     };

@@ -234,9 +234,9 @@ fn seed(dir: &Path, events: u64) -> Result<Value> {
                 events.to_string(),
                 DAYS.to_string(),
                 now_ms().to_string(),
-                stack::id_secret(dir)?,
             ])
-            .arg(&report),
+            .arg(&report)
+            .env("TALLY_ID_SECRET", stack::id_secret(dir)?),
         "the seed program failed; see its output above",
     )?;
     let mut figure: Value = serde_json::from_slice(&std::fs::read(&report)?)?;
@@ -383,6 +383,14 @@ fn measure_endpoint(
         example = path;
     }
     let mut figure = summary(&samples);
+    if let Some(expected) = endpoint.kv.name()
+        && figure["kv_answers"][expected].as_u64() != Some(RUNS as u64)
+    {
+        bail!(
+            "{example}: expected all {RUNS} answers to be KV {expected}s (x-tally-cache), got {}",
+            figure["kv_answers"]
+        );
+    }
     figure["endpoint"] = json!(endpoint.name);
     figure["kv"] = json!(endpoint.kv.name());
     figure["path"] = json!(example);
