@@ -33,7 +33,8 @@ Tasks:
                       --dry-run packages the workers offline and prints their sizes
   project             create and change projects, hand out and revoke write keys and
                       read tokens (`cargo xtask project --help`)
-  bench               measure the pipeline and storage; writes bench/results.json
+  bench [query]       measure ingest, the pipeline, storage and queries (or only
+                      queries); writes bench/results.json and bench/RESULTS.md
   setup               install the pinned toolchain into .tools/ and node_modules/
 ";
 
