@@ -119,6 +119,7 @@ pub fn whole_hours(range: Range) -> Range {
 /// The API name of an interval (`week` is the ISO week, from Monday).
 pub fn interval_name(interval: Interval) -> &'static str {
     match interval {
+        Interval::Minute => "minute",
         Interval::Hour => "hour",
         Interval::Day => "day",
         Interval::Week => "week",
