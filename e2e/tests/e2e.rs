@@ -4,6 +4,7 @@
 //! `TALLY_INGEST_URL`, `TALLY_QUERY_URL` and `TALLY_AGGREGATOR_URL`. Every test uses its
 //! own project slug, so tests run in parallel against one stack.
 
+mod alerts;
 mod alerts_api;
 mod aliases;
 mod dashboard;

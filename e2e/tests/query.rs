@@ -763,6 +763,58 @@ fn reads_need_a_token_of_the_project_and_stay_within_it() {
     assert_eq!(short["data"].as_array().unwrap().len(), 2);
 }
 
+/// The rows D1 read for an answer, from its `x-tally-rows-read` header.
+fn rows_read(answer: &Answer, what: &str) -> u64 {
+    let header = answer
+        .header("x-tally-rows-read")
+        .unwrap_or_else(|| panic!("{what}: no x-tally-rows-read header"));
+    header
+        .parse()
+        .unwrap_or_else(|_| panic!("{what}: x-tally-rows-read is {header:?}"))
+}
+
+#[test]
+fn answers_say_how_many_rows_d1_read() {
+    let p = Project::new("qrows");
+    let run = run_id();
+    seed(
+        &p,
+        &[json!({"event_id": event_id(run, 1), "name": "request", "duration_ms": 5.0})],
+    );
+    let token = Some(p.read_token.as_str());
+    for path in [
+        "overview",
+        "timeseries?days=30",
+        "breakdown/name?days=30",
+        "errors",
+        "installs",
+        "metrics",
+        "sessions",
+        "funnels?steps=request,request",
+        "export",
+    ] {
+        let answer = read(&p.slug, token, path);
+        assert_eq!(answer.status, 200, "{path}: {}", answer.json);
+        assert!(rows_read(&answer, path) > 0, "{path}: {:?}", answer.headers);
+    }
+    // The header counts the whole request: a KV hit still looks the token up.
+    let hit = eventually(
+        "a repeated long query is answered from KV",
+        Duration::from_secs(10),
+        || {
+            let again = read(&p.slug, token, "timeseries?days=30");
+            match again.header("x-tally-cache") {
+                Some("hit") => Ok(again),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    );
+    assert!(rows_read(&hit, "a KV hit") > 0);
+    // An answer that touches no D1 says so.
+    let spec = get(&format!("{}/openapi.json", url("query")));
+    assert_eq!(rows_read(&spec, "openapi.json"), 0);
+}
+
 #[test]
 fn answers_carry_cache_headers_and_etags() {
     let p = Project::new("qcache");

@@ -6,7 +6,10 @@
 //! baseline of the same per-event work (`crates/core/examples/ingest_baseline.rs`); and
 //! the pipeline (events/s from ingest to visible in the query API). Natively it
 //! measures storage (`crates/storage/examples/figures.rs`: bytes and rows written per
-//! event, rolling and rebuilding a day, rollups against a raw scan).
+//! event, rolling and rebuilding a day, rollups against a raw scan). Last, query latency
+//! and rows read per endpoint at 100K and 1M raw events seeded into local D1
+//! (`query.rs`); `cargo xtask bench query [EVENTS...]` measures only that and keeps the
+//! other figures of `bench/results.json`.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -19,6 +22,8 @@ use crate::admin::{Admin, KeyKind, Settings};
 use crate::stack::{Config, Ports, Stack, agent};
 use crate::tools::{self, cargo, root};
 use crate::{bundle, load, proc, step};
+
+mod query;
 
 /// Events sent through the local stack.
 const PIPELINE_EVENTS: u64 = 50_000;
@@ -34,15 +39,35 @@ const RUNS: u64 = 1;
 /// Events loaded natively for the storage figures.
 const STORAGE_EVENTS: &str = "1000000";
 
+const USAGE: &str = "usage: `cargo xtask bench` (everything) or \
+                     `cargo xtask bench query [EVENTS...]` (query latency only, at 100000 and \
+                     1000000 raw events unless given)";
+
 pub fn run(args: &[String]) -> Result<()> {
-    if let Some(arg) = args.first() {
-        bail!("`cargo xtask bench` takes no argument {arg:?}");
-    }
+    let only_query = match args {
+        [] => None,
+        [query, volumes @ ..] if query == "query" => Some(volumes_of(volumes)?),
+        _ => bail!("{USAGE}"),
+    };
     tools::ensure()?;
     bundle::build_all()?;
     let out = root().join("bench");
     std::fs::create_dir_all(&out)?;
     let machine = machine();
+    if let Some(volumes) = only_query {
+        let query = query::measure(&volumes, &machine)?;
+        // Keep the other figures of the last full run.
+        let mut results: Value = std::fs::read(out.join("results.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .filter(Value::is_object)
+            .unwrap_or_else(|| json!({}));
+        results["query"] = query;
+        if results.get("machine").is_none() {
+            results["machine"] = machine;
+        }
+        return write(&out, &results);
+    }
 
     step(&format!(
         "Storage figures, natively on SQLite ({STORAGE_EVENTS} events)"
@@ -90,20 +115,43 @@ pub fn run(args: &[String]) -> Result<()> {
     describe(&mut ingest, &machine);
     stack.stop();
 
+    let query = query::measure(&query::VOLUMES, &machine)?;
     let results = json!({
         "machine": machine,
         "ingest": ingest,
         "native": native,
         "pipeline": pipeline,
         "storage": storage,
+        "query": query,
     });
+    write(&out, &results)
+}
+
+/// The volumes of `cargo xtask bench query EVENTS...`, [`query::VOLUMES`] when none.
+fn volumes_of(args: &[String]) -> Result<Vec<u64>> {
+    if args.is_empty() {
+        return Ok(query::VOLUMES.to_vec());
+    }
+    args.iter()
+        .map(|a| {
+            a.replace('_', "")
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .with_context(|| format!("{a:?} is not a number of events\n{USAGE}"))
+        })
+        .collect()
+}
+
+/// Writes `bench/results.json` and `bench/RESULTS.md`, and prints the latter.
+fn write(out: &std::path::Path, results: &Value) -> Result<()> {
     std::fs::write(
         out.join("results.json"),
-        serde_json::to_string_pretty(&results)? + "\n",
+        serde_json::to_string_pretty(results)? + "\n",
     )?;
-    std::fs::write(out.join("RESULTS.md"), markdown(&results))?;
+    std::fs::write(out.join("RESULTS.md"), markdown(results))?;
     step("Results (bench/results.json, bench/RESULTS.md)");
-    print!("{}", markdown(&results));
+    print!("{}", markdown(results));
     Ok(())
 }
 
@@ -391,9 +439,20 @@ fn markdown(r: &Value) -> String {
         "Everything runs on one machine ({}).\n\n",
         r["machine"]["note"].as_str().unwrap_or("")
     );
-    md += &ingest_markdown(&r["ingest"], &r["native"]);
-    md += &pipeline_markdown(&r["pipeline"]);
-    md += &storage_markdown(&r["storage"]);
+    // Sections not measured yet (after a first `cargo xtask bench query`) are left out.
+    if r.get("ingest").is_some() {
+        md += &ingest_markdown(&r["ingest"], &r["native"]);
+    }
+    if r.get("pipeline").is_some() {
+        md += &pipeline_markdown(&r["pipeline"]);
+    }
+    if r.get("storage").is_some() {
+        md += &storage_markdown(&r["storage"]);
+    }
+    if r.get("query").is_some() {
+        md += "\n";
+        md += &query::markdown(&r["query"]);
+    }
     md
 }
 
@@ -523,6 +582,24 @@ mod tests {
         assert_eq!(significant(1.34), "1.3");
         assert_eq!(significant(25.0), "25");
         assert_eq!(significant(0.0), "0");
+    }
+
+    #[test]
+    fn query_volumes_default_and_parse() {
+        assert_eq!(volumes_of(&[]).unwrap(), query::VOLUMES);
+        let args = ["100_000".to_owned(), "5000".to_owned()];
+        assert_eq!(volumes_of(&args).unwrap(), [100_000, 5000]);
+        assert!(volumes_of(&["lots".to_owned()]).is_err());
+        assert!(volumes_of(&["0".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn sections_not_measured_are_left_out() {
+        let md = markdown(&json!({"machine": {"note": "loopback"}}));
+        assert_eq!(
+            md,
+            "# Tally benchmark results\n\nEverything runs on one machine (loopback).\n\n"
+        );
     }
 
     #[test]

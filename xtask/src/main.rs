@@ -6,7 +6,10 @@ mod alert;
 mod bench;
 mod bundle;
 mod campaign;
+#[cfg(test)]
+mod cf_stand_in;
 mod cli;
+mod cloudflare;
 mod deploy;
 mod dev;
 mod load;
@@ -16,6 +19,7 @@ mod stack;
 mod test;
 mod tidy;
 mod tools;
+mod wrangler_config;
 
 use anyhow::{Result, bail};
 
@@ -26,14 +30,18 @@ Tasks:
   dev                 build and run the whole stack on 127.0.0.1 (Ctrl-C stops it)
   test                lint, unit tests, wasm checks and builds, end-to-end tests
   build               build the three workers' wasm bundles and print their sizes
-  deploy --dry-run    package the three workers for deployment, offline
+  deploy              deploy to Cloudflare: find or create D1, KV and queues, apply
+                      migrations, set secrets, deploy consumers first
+                      [--env staging|production] [--only WORKER] [--dry-run];
+                      --dry-run packages the workers offline and prints their sizes
   project             create and change projects, hand out and revoke write keys and
                       read tokens (`cargo xtask project --help`)
   alert               a project's alert rules (create, change, rotate the webhook
                       secret, delete) and alert history (`cargo xtask alert --help`)
   campaign            campaigns and their state; pause or resume one by hand
                       (`cargo xtask campaign --help`)
-  bench               measure the pipeline and storage; writes bench/results.json
+  bench [query]       measure ingest, the pipeline, storage and queries (or only
+                      queries); writes bench/results.json and bench/RESULTS.md
   setup               install the pinned toolchain into .tools/ and node_modules/
 ";
 

@@ -153,7 +153,7 @@ impl Stack {
             // the same way, so both get the same secret.
             cmd.arg("--var").arg(format!(
                 "ID_SECRET:{}",
-                local_secret(&self.config.dir, "id_secret")?
+                local_secret(&self.config.dir, ID_SECRET_FILE)?
             ));
         }
         if worker == "query" {
@@ -254,6 +254,22 @@ pub fn admin_token(dir: &Path) -> Result<String> {
     let token = std::fs::read_to_string(&path)
         .with_context(|| format!("reading the admin token in {}", path.display()))?;
     Ok(token.trim().to_owned())
+}
+
+/// The file in a stack's directory that holds the `ID_SECRET` of ingest and query.
+pub const ID_SECRET_FILE: &str = "id_secret";
+
+/// The `ID_SECRET` of the stack in `dir` (ingest hashes identifiers with it), as it was
+/// made when that stack first started.
+///
+/// # Errors
+///
+/// When no stack has started in `dir` yet.
+pub fn id_secret(dir: &Path) -> Result<String> {
+    let path = dir.join(ID_SECRET_FILE);
+    let secret = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading the identifier secret in {}", path.display()))?;
+    Ok(secret.trim().to_owned())
 }
 
 /// A secret of the stack kept in `dir/file`: random, made once per stack directory, so

@@ -16,6 +16,8 @@
 //!   [`plausible::is_bot`] tells crawlers and scripts from people by user agent.
 //! - [`alerts`] evaluates alert rules from minute rollups and signs their webhooks.
 //! - [`share`] signs and checks dashboard share links (HMAC-SHA256 over project and expiry).
+//! - `testing` and `workload` (feature `test-utils`) generate reproducible data for other
+//!   crates' tests and benchmarks from a seed they are given.
 //!
 //! This crate never touches the clock, the network, storage or randomness: `now`, ids and
 //! salts are arguments, so every rule is deterministic and testable natively and on wasm32.
@@ -42,6 +44,8 @@ pub mod testing;
 pub mod time;
 pub mod validate;
 pub mod varint;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod workload;
 
 mod error;
 

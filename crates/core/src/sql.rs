@@ -236,6 +236,10 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.up
 /// Every meta value.
 pub const ALL_META: &str = "SELECT key, value, updated_at FROM meta ORDER BY key";
 
+/// The migrations wrangler recorded as applied to a D1 database (its own table), for
+/// tools that open a local D1 file directly.
+pub const D1_MIGRATIONS_APPLIED: &str = "SELECT name FROM d1_migrations ORDER BY id";
+
 /// Keeps a dead-lettered message; a redelivered one is kept once.
 pub const INSERT_DEAD_LETTER: &str = "\
 INSERT INTO dead_letters (message_id, queue, body, sent_at, received_at)

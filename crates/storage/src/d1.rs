@@ -1,6 +1,12 @@
 //! The stores over Cloudflare D1, for the workers.
+//!
+//! Every D1 call's result carries what D1 counted (`meta.rows_read`, `rows_written`);
+//! a [`D1Store`] adds them up in its [`Meter`], which stores made for one request can
+//! share, so a worker can say what a whole request cost.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::rc::Rc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -10,7 +16,7 @@ use tally_core::rollup::{Dimension, Key, Period, Rollup};
 use tally_core::sessions::Mark;
 use tally_core::{Event, sql};
 use wasm_bindgen::JsValue;
-use worker::{D1Database, D1PreparedStatement};
+use worker::{D1Database, D1PreparedStatement, D1Result};
 
 use tally_core::project::{ApiKey, KeyKind, NewKey, Project};
 
@@ -30,11 +36,54 @@ use crate::{
 /// Tally's D1 database.
 pub struct D1Store {
     db: D1Database,
+    meter: Meter,
+}
+
+/// What D1 reported for a set of calls: the rows it read and wrote (as D1 bills them,
+/// index entries included) and how many calls answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Rows {
+    pub read: u64,
+    pub written: u64,
+    /// D1 calls counted: one per statement run alone, one per statement of a batch.
+    pub calls: u64,
+}
+
+/// The running sum of [`Rows`] over every D1 call of the stores that share it. Clones
+/// share one sum (Workers are single-threaded, so a `Cell` suffices); give each request
+/// its own meter, since one isolate serves concurrent requests.
+#[derive(Debug, Clone, Default)]
+pub struct Meter(Rc<Cell<Rows>>);
+
+impl Meter {
+    /// A meter at zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The sum so far.
+    pub fn rows(&self) -> Rows {
+        self.0.get()
+    }
+
+    /// Adds what one D1 result reported; a result without `meta` adds a call only.
+    fn add(&self, result: &D1Result) {
+        let meta = result.meta().ok().flatten();
+        let mut rows = self.0.get();
+        rows.calls += 1;
+        if let Some(meta) = meta {
+            rows.read += meta.rows_read.unwrap_or(0) as u64;
+            rows.written += meta.rows_written.unwrap_or(0) as u64;
+        }
+        self.0.set(rows);
+    }
 }
 
 impl std::fmt::Debug for D1Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("D1Store").finish_non_exhaustive()
+        f.debug_struct("D1Store")
+            .field("meter", &self.meter.rows())
+            .finish_non_exhaustive()
     }
 }
 
@@ -95,9 +144,20 @@ fn bound(values: Vec<Bound>) -> Vec<JsValue> {
 }
 
 impl D1Store {
-    /// Wraps a D1 binding.
+    /// Wraps a D1 binding, with a meter of its own.
     pub fn new(db: D1Database) -> Self {
-        Self { db }
+        Self::metered(db, Meter::new())
+    }
+
+    /// Wraps a D1 binding, adding what its calls read and write to `meter`.
+    pub fn metered(db: D1Database, meter: Meter) -> Self {
+        Self { db, meter }
+    }
+
+    /// What this store's calls (and those of every store sharing its meter) read and
+    /// wrote so far.
+    pub fn rows(&self) -> Rows {
+        self.meter.rows()
     }
 
     fn statement(&self, sql: &str, values: &[JsValue]) -> Result<D1PreparedStatement, Error> {
@@ -111,6 +171,7 @@ impl D1Store {
     ) -> Result<Vec<T>, Error> {
         let statement = self.statement(sql, values)?;
         let result = busy_retry(|| statement.all()).await.map_err(db)?;
+        self.meter.add(&result);
         result.results().map_err(|e| Error::Decode(e.to_string()))
     }
 
@@ -118,6 +179,7 @@ impl D1Store {
     async fn changes(&self, sql: &str, values: &[JsValue]) -> Result<u64, Error> {
         let statement = self.statement(sql, values)?;
         let result = busy_retry(|| statement.run()).await.map_err(db)?;
+        self.meter.add(&result);
         let meta = result.meta().map_err(db)?;
         Ok(meta.and_then(|m| m.changes).unwrap_or(0) as u64)
     }
@@ -278,6 +340,7 @@ impl Writer for D1Store {
         let results = busy_retry(|| self.db.batch(statements.clone()))
             .await
             .map_err(db)?;
+        results.iter().for_each(|r| self.meter.add(r));
         for (result, owner) in results.iter().zip(owners) {
             if let Some(error) = result.error() {
                 return Err(Error::from_database(error));
@@ -323,14 +386,14 @@ impl EventStore for D1Store {
     }
 
     async fn count_events(&self, project: &str, from_ms: i64, to_ms: i64) -> Result<Counts, Error> {
-        let statement = self.statement(
-            sql::COUNT_EVENTS,
-            &[text(project), int(from_ms), int(to_ms)],
-        )?;
-        let counts = busy_retry(|| statement.first::<Counts>(None))
-            .await
-            .map_err(db)?;
-        Ok(counts.unwrap_or_default())
+        // `all`, not `first`: only a whole result carries the rows D1 read.
+        let counts: Vec<Counts> = self
+            .all(
+                sql::COUNT_EVENTS,
+                &[text(project), int(from_ms), int(to_ms)],
+            )
+            .await?;
+        Ok(counts.into_iter().next().unwrap_or_default())
     }
 
     async fn events_between(

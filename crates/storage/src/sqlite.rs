@@ -67,6 +67,37 @@ impl SqliteStore {
         Self::migrate(Connection::open(path).map_err(db)?)
     }
 
+    /// Opens the SQLite file of a local D1 database (the `--local` state of `wrangler
+    /// dev`), whose schema wrangler applied: checks that every one of [`MIGRATIONS`] is
+    /// recorded in its `d1_migrations` table and applies nothing. Nothing else may write
+    /// the file meanwhile: stop the workers first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the file does not exist or cannot be opened, or when a
+    /// migration has not been applied to it.
+    pub fn open_local_d1(path: &std::path::Path) -> Result<Self, Error> {
+        let flags =
+            rusqlite::OpenFlags::default().difference(rusqlite::OpenFlags::SQLITE_OPEN_CREATE);
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| Error::Database(format!("opening {}: {e}", path.display())))?;
+        let applied: HashSet<String> = {
+            let mut stmt = conn.prepare(sql::D1_MIGRATIONS_APPLIED).map_err(db)?;
+            let names = stmt.query_map([], |r| r.get(0)).map_err(db)?;
+            names.collect::<Result<_, _>>().map_err(db)?
+        };
+        if let Some((missing, _)) = MIGRATIONS.iter().find(|(name, _)| !applied.contains(*name)) {
+            return Err(Error::Database(format!(
+                "{} lacks migration {missing}; apply the migrations with wrangler first",
+                path.display()
+            )));
+        }
+        Ok(Self {
+            conn: RefCell::new(conn),
+            fail_at: Cell::new(None),
+        })
+    }
+
     fn migrate(conn: Connection) -> Result<Self, Error> {
         for (name, sql) in MIGRATIONS {
             conn.execute_batch(sql)
@@ -901,6 +932,40 @@ mod tests {
         }
         .create(7)
         .unwrap()
+    }
+
+    #[test]
+    fn local_d1_files_open_only_with_every_migration_applied() {
+        let dir = std::env::temp_dir().join(format!("tally-local-d1-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db.sqlite");
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            SqliteStore::open_local_d1(&path).is_err(),
+            "no file, no database"
+        );
+        assert!(!path.exists(), "and none is made");
+        SqliteStore::open(&path).unwrap().with_connection(|c| {
+            c.execute_batch(
+                "CREATE TABLE d1_migrations (id INTEGER PRIMARY KEY, name TEXT UNIQUE)",
+            )
+            .unwrap();
+            for (name, _) in &MIGRATIONS[..MIGRATIONS.len() - 1] {
+                c.execute("INSERT INTO d1_migrations (name) VALUES (?1)", [name])
+                    .unwrap();
+            }
+        });
+        let error = SqliteStore::open_local_d1(&path).unwrap_err().to_string();
+        let last = MIGRATIONS[MIGRATIONS.len() - 1].0;
+        assert!(error.contains(last), "{error}");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute("INSERT INTO d1_migrations (name) VALUES (?1)", [last])
+            .unwrap();
+        let store = SqliteStore::open_local_d1(&path).unwrap();
+        assert!(block_on(store.create_project(&project("site"))).unwrap());
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //! holding up the others. Redelivery never double-counts: the pipeline skips events
 //! already stored. Messages that reach the dead-letter queue are consumed too, into the
 //! `dead_letters` table, so they are never lost when the queue's retention ends.
+//!
+//! The same handler receives the `alerts` queue and its dead-letter queue, and passes
+//! them to [`crate::alerting`].
 
 use tally_core::Event;
 use tally_core::queue::{self, Dropped};
@@ -14,7 +17,7 @@ use tally_storage::d1::D1Store;
 use tally_storage::{Write, Writer, pipeline};
 use worker::{Context, Date, Env, MessageBatch, MessageExt, RawMessage, Result, event};
 
-use crate::{DB, EVENTS_DLQ};
+use crate::{ALERTS_QUEUE, DB, EVENTS_DLQ, alerting};
 
 /// Most events handed to the pipeline at once; larger batches are split.
 const MAX_EVENTS_PER_COMMIT: usize = 10_000;
@@ -30,7 +33,11 @@ async fn consume(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result
         }
     };
     if batch.queue() == EVENTS_DLQ {
-        keep_dead_letters(&store, &batch).await;
+        keep_dead_letters(&store, &batch, EVENTS_DLQ).await;
+        return Ok(());
+    }
+    if batch.queue() == ALERTS_QUEUE || batch.queue() == alerting::ALERTS_DLQ {
+        alerting::consume(&store, &batch).await;
         return Ok(());
     }
     let mut group: Vec<RawMessage> = Vec::new();
@@ -63,7 +70,7 @@ async fn consume(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result
 
 /// Keeps messages that exhausted their retries in `dead_letters`, where they outlive the
 /// queue's own retention and can be inspected and replayed.
-async fn keep_dead_letters(store: &D1Store, batch: &MessageBatch<String>) {
+pub async fn keep_dead_letters(store: &D1Store, batch: &MessageBatch<String>, queue: &str) {
     let now = Date::now().as_millis() as i64;
     for message in batch.raw_iter() {
         let id = message.id();
@@ -74,7 +81,7 @@ async fn keep_dead_letters(store: &D1Store, batch: &MessageBatch<String>) {
         let sent_at_ms = message.timestamp().as_millis() as i64;
         let write = Write::DeadLetter {
             message_id: &id,
-            queue: EVENTS_DLQ,
+            queue,
             body: &body,
             sent_at_ms,
             now_ms: now,

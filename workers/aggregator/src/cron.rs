@@ -1,7 +1,8 @@
 //! The cron entry point: runs the job for the trigger and records the run.
 //!
-//! - every minute: roll the days whose hours changed, so day rows are a minute fresh;
-//! - hourly: roll days and then months;
+//! - every minute: evaluate alert rules and queue their changes, then roll the days
+//!   whose hours changed, so day rows are a minute fresh;
+//! - hourly: roll days and then months, and purge minute rows older than a day;
 //! - daily: purge raw events past retention (bounded), then roll months.
 //!
 //! Every job is safe to run twice and to interrupt (see [`tally_storage::pipeline`]).
@@ -9,10 +10,10 @@
 use tally_core::jobs::Job;
 use tally_core::rollup::Period;
 use tally_storage::d1::D1Store;
-use tally_storage::{JobLog, JobRun, pipeline};
+use tally_storage::{JobLog, JobRun, alerts, pipeline};
 use worker::{Date, Env, ScheduleContext, ScheduledEvent, event};
 
-use crate::DB;
+use crate::{DB, alerting};
 
 /// Dirty days rolled per minutely run.
 const DAYS_PER_MINUTE: u32 = 100;
@@ -33,7 +34,7 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         }
     };
     let (job, outcome) = match Job::for_cron(&cron) {
-        Some(job) => (job.name(), run(job, &store).await),
+        Some(job) => (job.name(), run(job, &store, &env).await),
         None => (
             "unknown",
             Err(format!("no job is scheduled for cron {cron:?}")),
@@ -61,15 +62,18 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
 }
 
 /// Runs one job and says what it did.
-async fn run(job: Job, store: &D1Store) -> Result<String, String> {
+async fn run(job: Job, store: &D1Store, env: &Env) -> Result<String, String> {
     let at = now();
     let text = |e: tally_storage::Error| e.to_string();
     Ok(match job {
         Job::Minutely => {
+            // Alerts first: they read minute rows, which the consumer keeps current, and
+            // must not wait behind a long roll.
+            let alerts = alerting::evaluate(store, env, at).await;
             let days = pipeline::roll_dirty(store, Period::Day, DAYS_PER_MINUTE, at)
                 .await
                 .map_err(text)?;
-            format!("rolled {days} days")
+            format!("{}; rolled {days} days", alerts?)
         }
         Job::Hourly => {
             let days = pipeline::roll_dirty(store, Period::Day, PERIODS_PER_HOUR, at)
@@ -78,7 +82,8 @@ async fn run(job: Job, store: &D1Store) -> Result<String, String> {
             let months = pipeline::roll_dirty(store, Period::Month, PERIODS_PER_HOUR, at)
                 .await
                 .map_err(text)?;
-            format!("rolled {days} days, {months} months")
+            let minutes = alerts::purge_minutes(store, at).await.map_err(text)?;
+            format!("rolled {days} days, {months} months; purged {minutes} minute rows")
         }
         Job::Daily => {
             let purged = pipeline::purge_expired(store, at, PURGE_CHUNK)

@@ -1,6 +1,7 @@
 //! Tally's aggregator worker: the only writer of events to D1. It consumes the `events`
-//! queue ([`consumer`]) and runs the cron jobs ([`cron`]).
+//! queue ([`consumer`]), runs the cron jobs ([`cron`]) and acts on alerts ([`alerting`]).
 
+mod alerting;
 mod consumer;
 mod cron;
 
@@ -10,6 +11,8 @@ use worker::{Context, Env, Request, Response, Result, event};
 pub const DB: &str = "DB";
 /// The dead-letter queue of `tally-events`, which this worker also consumes.
 pub const EVENTS_DLQ: &str = "tally-events-dlq";
+/// The queue of alerts to act on, which this worker produces and consumes.
+pub const ALERTS_QUEUE: &str = "tally-alerts";
 
 /// Answers liveness probes; the aggregator serves no other HTTP.
 #[event(fetch)]

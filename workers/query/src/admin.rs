@@ -12,7 +12,9 @@ use tally_core::ApiError;
 use tally_core::project::{KEY_BYTES, ProjectInput, new_key, parse_key_request};
 use tally_storage::AdminStore;
 use tally_storage::d1::D1Store;
-use worker::{Date, Env, Method, Request, Response};
+use worker::{Date, Method, Request, Response};
+
+use crate::RequestEnv;
 
 use crate::auth::bearer;
 use crate::error::internal;
@@ -20,7 +22,11 @@ use crate::{ADMIN_TOKEN, store};
 use crate::{alerts, campaigns};
 
 /// Routes `/v1/admin/...`; `rest` is the path after `admin`.
-pub async fn route(mut req: Request, env: &Env, rest: &[&str]) -> Result<Response, ApiError> {
+pub async fn route(
+    mut req: Request,
+    env: &RequestEnv,
+    rest: &[&str],
+) -> Result<Response, ApiError> {
     require_admin(&req, env)?;
     let url = req.url().map_err(internal)?;
     let store = store(env)?;
@@ -130,7 +136,7 @@ pub async fn route(mut req: Request, env: &Env, rest: &[&str]) -> Result<Respons
 
 /// Whether the request carries the admin token. Compares digests, so the time taken
 /// says nothing about how much of a guess was right.
-pub fn is_admin(req: &Request, env: &Env) -> Result<bool, ApiError> {
+pub fn is_admin(req: &Request, env: &RequestEnv) -> Result<bool, ApiError> {
     let Ok(expected) = env.secret(ADMIN_TOKEN) else {
         return Ok(false);
     };
@@ -141,7 +147,7 @@ pub fn is_admin(req: &Request, env: &Env) -> Result<bool, ApiError> {
         }))
 }
 
-fn require_admin(req: &Request, env: &Env) -> Result<(), ApiError> {
+fn require_admin(req: &Request, env: &RequestEnv) -> Result<(), ApiError> {
     if env.secret(ADMIN_TOKEN).is_err() {
         worker::console_error!("the {ADMIN_TOKEN} secret is not set");
         return Err(ApiError::new(

@@ -16,8 +16,9 @@ use tally_core::time::format_ms;
 use tally_storage::alerts::{AlertRecord, AlertStore, AlertWrite, RuleEntry};
 use tally_storage::d1::D1Store;
 use tally_storage::{Write, Writer};
-use worker::{Env, Request, Response};
+use worker::{Request, Response};
 
+use crate::RequestEnv;
 use crate::admin::{existing, json_response};
 use crate::api::{self, Params};
 use crate::error::internal;
@@ -234,7 +235,7 @@ pub async fn delete_rule(store: &D1Store, slug: &str, id: &str) -> Result<Respon
 
 /// `GET /v1/projects/{p}/alerts/rules`: the project's rules with their state, without
 /// webhook secrets.
-pub async fn rules(req: &Request, env: &Env, project: &str) -> Result<Response, ApiError> {
+pub async fn rules(req: &Request, env: &RequestEnv, project: &str) -> Result<Response, ApiError> {
     api::check_project(project)?;
     let store = crate::store(env)?;
     let mut body = rule_list(&entries(&store, project).await?);
@@ -244,7 +245,7 @@ pub async fn rules(req: &Request, env: &Env, project: &str) -> Result<Response, 
 
 /// `GET /v1/projects/{p}/alerts?days=N|from&to&limit=N`: firings and resolutions in the
 /// range, newest first (at most `limit`, default 50), with every delivery attempt.
-pub async fn history(req: &Request, env: &Env, project: &str) -> Result<Response, ApiError> {
+pub async fn history(req: &Request, env: &RequestEnv, project: &str) -> Result<Response, ApiError> {
     api::check_project(project)?;
     let params = Params::of(req)?;
     let range = params.range(api::now_ms())?;

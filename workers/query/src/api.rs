@@ -15,7 +15,9 @@ use tally_core::time::{DAY_MS, HOUR_MS, Interval, format_ms};
 use tally_core::validate::is_valid_slug;
 use tally_storage::cloudflare::KvCache;
 use tally_storage::{AdminStore, Cache};
-use worker::{Date, Env, Request, Response};
+use worker::{Date, Request, Response};
+
+use crate::RequestEnv;
 
 use crate::error::internal;
 
@@ -152,7 +154,7 @@ pub fn check_project(project: &str) -> Result<(), ApiError> {
 /// # Errors
 ///
 /// 404 `unknown_project` when there is no such project.
-pub async fn project(env: &Env, slug: &str) -> Result<Project, ApiError> {
+pub async fn project(env: &RequestEnv, slug: &str) -> Result<Project, ApiError> {
     crate::store(env)?
         .project(slug)
         .await
@@ -269,7 +271,7 @@ pub enum Kv {
 ///
 /// `compute`'s error.
 pub async fn cached<F>(
-    env: &Env,
+    env: &RequestEnv,
     project: &str,
     query: &str,
     heavy: bool,

@@ -3,7 +3,9 @@
 use tally_core::ApiError;
 use tally_core::project::{KeyKind, is_key_shaped, key_hash};
 use tally_storage::AdminStore;
-use worker::{Env, Request};
+use worker::Request;
+
+use crate::RequestEnv;
 
 use crate::admin::is_admin;
 use crate::error::internal;
@@ -34,7 +36,7 @@ pub enum Reader {
 /// # Errors
 ///
 /// 401 without a token, with a write key, or with a token that is unknown or revoked.
-pub async fn reader(req: &Request, env: &Env) -> Result<Reader, ApiError> {
+pub async fn reader(req: &Request, env: &RequestEnv) -> Result<Reader, ApiError> {
     let token = bearer(req).ok_or_else(|| {
         ApiError::new(
             401,
@@ -78,7 +80,7 @@ pub async fn reader(req: &Request, env: &Env) -> Result<Reader, ApiError> {
 /// # Errors
 ///
 /// As [`reader`]; 403 for another project's token.
-pub async fn require_read(req: &Request, env: &Env, project: &str) -> Result<(), ApiError> {
+pub async fn require_read(req: &Request, env: &RequestEnv, project: &str) -> Result<(), ApiError> {
     match reader(req, env).await? {
         Reader::Admin => Ok(()),
         Reader::Project(p) if p == project => Ok(()),

@@ -12,7 +12,9 @@ use tally_core::rollup::Dimension;
 use tally_core::time::{DAY_MS, Interval};
 use tally_core::validate::is_valid_slug;
 use tally_storage::{AdminStore, read};
-use worker::{Date, Env, Request, Response};
+use worker::{Date, Request, Response};
+
+use crate::RequestEnv;
 
 use crate::dashboard::html::{compact, escape, millis};
 use crate::error::internal;
@@ -40,7 +42,7 @@ pub struct Badge {
 
 pub async fn get(
     req: &Request,
-    env: &Env,
+    env: &RequestEnv,
     project: &str,
     file: &str,
 ) -> Result<Response, ApiError> {

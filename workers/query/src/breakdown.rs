@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 use tally_core::ApiError;
 use tally_core::rollup::{Dimension, Rollup};
 use tally_storage::read;
-use worker::{Env, Request, Response};
+use worker::{Request, Response};
+
+use crate::RequestEnv;
 
 use crate::api::{self, Params};
 use crate::error::internal;
@@ -58,7 +60,7 @@ pub fn dimension(name: &str) -> Result<Dimension, ApiError> {
 
 pub async fn get(
     req: &Request,
-    env: &Env,
+    env: &RequestEnv,
     project: &str,
     dimension_name: &str,
 ) -> Result<Response, ApiError> {

@@ -19,8 +19,9 @@ use tally_core::validate::MAX_DIMENSION_CHARS;
 use tally_storage::alerts::{AlertStore, AlertWrite, CampaignState};
 use tally_storage::d1::D1Store;
 use tally_storage::{ValueMatch, Write, Writer, read};
-use worker::{Env, Request, Response};
+use worker::{Request, Response};
 
+use crate::RequestEnv;
 use crate::admin::{existing, json_response};
 use crate::alerts::time;
 use crate::aliases::decode_segment;
@@ -161,7 +162,7 @@ fn no_store(req: &Request, body: &Value) -> Result<Response, ApiError> {
 }
 
 /// `GET /v1/projects/{p}/campaigns`.
-pub async fn list(req: &Request, env: &Env, project: &str) -> Result<Response, ApiError> {
+pub async fn list(req: &Request, env: &RequestEnv, project: &str) -> Result<Response, ApiError> {
     api::check_project(project)?;
     let store = crate::store(env)?;
     let range = last_days(api::now_ms());
@@ -186,7 +187,7 @@ pub async fn list(req: &Request, env: &Env, project: &str) -> Result<Response, A
 /// `GET /v1/projects/{p}/campaigns/{campaign}`.
 pub async fn get(
     req: &Request,
-    env: &Env,
+    env: &RequestEnv,
     project: &str,
     segment: &str,
 ) -> Result<Response, ApiError> {

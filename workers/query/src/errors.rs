@@ -12,7 +12,9 @@ use tally_core::ApiError;
 use tally_core::rollup::{Dimension, parse_error_route};
 use tally_core::time::format_ms;
 use tally_storage::{QueryStore, read};
-use worker::{Env, Request, Response};
+use worker::{Request, Response};
+
+use crate::RequestEnv;
 
 use crate::api::{self, Params};
 use crate::error::internal;
@@ -24,7 +26,7 @@ const MAX_AGE_S: u32 = 60;
 /// Routes listed per class; the rest are summed in `other_routes`.
 const ROUTES_PER_CLASS: usize = 20;
 
-pub async fn get(req: &Request, env: &Env, project: &str) -> Result<Response, ApiError> {
+pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Response, ApiError> {
     api::check_project(project)?;
     let params = Params::of(req)?;
     let range = params.range(api::now_ms())?;

@@ -23,7 +23,9 @@ use tally_core::time::format_ms;
 use tally_core::{ApiError, Event};
 use tally_storage::EventStore;
 use tally_storage::d1::D1Store;
-use worker::{Env, Request, Response};
+use worker::{Request, Response};
+
+use crate::RequestEnv;
 
 use crate::api::{self, Params};
 use crate::error::internal;
@@ -77,7 +79,7 @@ struct Pages {
     done: bool,
 }
 
-pub async fn get(req: &Request, env: &Env, project: &str) -> Result<Response, ApiError> {
+pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Response, ApiError> {
     api::check_project(project)?;
     let params = Params::of(req)?;
     let now = api::now_ms();

@@ -15,7 +15,9 @@ use tally_core::ApiError;
 use tally_core::funnel::{self, MAX_STEPS, MIN_STEPS};
 use tally_core::validate::MAX_NAME_CHARS;
 use tally_storage::read;
-use worker::{Env, Request, Response};
+use worker::{Request, Response};
+
+use crate::RequestEnv;
 
 use crate::api::{self, Params};
 use crate::error::internal;
@@ -27,7 +29,7 @@ const MAX_AGE_S: u32 = 300;
 /// Most raw events of the steps one funnel reads (about 10 MB of memory at most).
 pub const MAX_HITS: usize = 100_000;
 
-pub async fn get(req: &Request, env: &Env, project: &str) -> Result<Response, ApiError> {
+pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Response, ApiError> {
     api::check_project(project)?;
     let params = Params::of(req)?;
     let now = api::now_ms();

@@ -22,9 +22,11 @@ mod overview;
 mod sessions;
 mod timeseries;
 
+use std::ops::Deref;
+
 use tally_core::ApiError;
 use tally_storage::JobLog;
-use tally_storage::d1::D1Store;
+use tally_storage::d1::{D1Store, Meter};
 use worker::{Context, Env, Method, Request, Response, Result, event};
 
 /// The D1 database binding (see `wrangler/query.toml`).
@@ -50,12 +52,43 @@ const READ_ENDPOINTS: [&str; 9] = [
     "campaigns",
 ];
 
-#[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    route(req, &env).await.or_else(error::respond)
+/// The header that says how many rows D1 read for the answer, summed over every D1 call
+/// the request made (auth included) until the answer's headers were sent; a streamed
+/// export's later pages are not in it.
+const ROWS_READ_HEADER: &str = "x-tally-rows-read";
+
+/// The environment of one request: the worker's bindings (it dereferences to
+/// [`worker::Env`]) and the meter every D1 store made for this request adds to. Each
+/// request has its own, since one isolate serves several requests at once.
+pub struct RequestEnv {
+    env: Env,
+    meter: Meter,
 }
 
-async fn route(req: Request, env: &Env) -> std::result::Result<Response, ApiError> {
+impl Deref for RequestEnv {
+    type Target = Env;
+
+    fn deref(&self) -> &Env {
+        &self.env
+    }
+}
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    let env = RequestEnv {
+        env,
+        meter: Meter::new(),
+    };
+    let mut response = route(req, &env).await.or_else(error::respond)?;
+    let read = env.meter.rows().read.to_string();
+    if let Err(e) = response.headers_mut().set(ROWS_READ_HEADER, &read) {
+        // The answer stands without its measurement.
+        worker::console_error!("could not set {ROWS_READ_HEADER}: {e}");
+    }
+    Ok(response)
+}
+
+async fn route(req: Request, env: &RequestEnv) -> std::result::Result<Response, ApiError> {
     let path = req.path();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (req.method(), segments.as_slice()) {
@@ -156,7 +189,7 @@ async fn route(req: Request, env: &Env) -> std::result::Result<Response, ApiErro
 }
 
 /// `GET /v1/health`: the worker answers, D1 is readable, and when each cron job last ran.
-async fn health(env: &Env) -> std::result::Result<Response, ApiError> {
+async fn health(env: &RequestEnv) -> std::result::Result<Response, ApiError> {
     let store = store(env)?;
     let jobs = store.latest_job_runs().await.map_err(error::internal)?;
     let dead_letters = store.dead_letters().await.map_err(error::internal)?;
@@ -169,6 +202,10 @@ async fn health(env: &Env) -> std::result::Result<Response, ApiError> {
     .map_err(error::internal)
 }
 
-fn store(env: &Env) -> std::result::Result<D1Store, ApiError> {
-    env.d1(DB).map(D1Store::new).map_err(error::internal)
+/// The D1 store for a request; what it reads counts towards the request's
+/// [`ROWS_READ_HEADER`].
+fn store(env: &RequestEnv) -> std::result::Result<D1Store, ApiError> {
+    env.d1(DB)
+        .map(|db| D1Store::metered(db, env.meter.clone()))
+        .map_err(error::internal)
 }

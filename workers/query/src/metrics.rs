@@ -9,7 +9,9 @@ use tally_core::ApiError;
 use tally_core::rollup::Dimension;
 use tally_core::time::{Interval, format_ms};
 use tally_storage::read;
-use worker::{Env, Request, Response};
+use worker::{Request, Response};
+
+use crate::RequestEnv;
 
 use crate::api::{self, Params};
 use crate::error::internal;
@@ -17,7 +19,7 @@ use crate::error::internal;
 /// Seconds a client may reuse an answer.
 const MAX_AGE_S: u32 = 300;
 
-pub async fn get(req: &Request, env: &Env, project: &str) -> Result<Response, ApiError> {
+pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Response, ApiError> {
     api::check_project(project)?;
     let params = Params::of(req)?;
     let range = params.range(api::now_ms())?;

@@ -4,12 +4,14 @@ use tally_core::ApiError;
 use tally_core::rollup::{Dimension, Rollup};
 use tally_core::time::format_ms;
 use tally_storage::{EventStore, read};
-use worker::{Env, Request, Response};
+use worker::{Request, Response};
+
+use crate::RequestEnv;
 
 use crate::api::{self, Params};
 use crate::error::internal;
 
-pub async fn get(req: &Request, env: &Env, project: &str) -> Result<Response, ApiError> {
+pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Response, ApiError> {
     api::check_project(project)?;
     let range = Params::of(req)?.range(api::now_ms())?;
     let (from, to) = (range.from_ms, range.to_ms);

@@ -14,7 +14,9 @@ use tally_core::rollup::{Dimension, Rollup, pair_prefix, pair_second};
 use tally_core::time::{DAY_MS, Interval, date_label, date_of, parse_date};
 use tally_storage::ValueMatch;
 use tally_storage::read::{self, Merged};
-use worker::{Date, Env, Method, Request, Response};
+use worker::{Date, Method, Request, Response};
+
+use crate::RequestEnv;
 
 use super::{Params, decode_segment, json, token_project};
 use crate::error::internal;
@@ -28,7 +30,7 @@ const TOP_IMAGES: usize = 10;
 
 /// `GET /v1/analytics/overview`: total requests and bandwidth, the top images, and the
 /// breakdowns by country, variant and status class.
-pub async fn overview(req: &Request, env: &Env) -> Result<Response, ApiError> {
+pub async fn overview(req: &Request, env: &RequestEnv) -> Result<Response, ApiError> {
     let (project, window) = admit(req, env).await?;
     let store = crate::store(env)?;
     let (from, to) = (window.from_ms, window.to_ms);
@@ -60,7 +62,7 @@ pub async fn overview(req: &Request, env: &Env) -> Result<Response, ApiError> {
 
 /// `GET /v1/analytics/images/{id}`: one image's requests and bandwidth, by variant, by
 /// country, and per day (every day of the range, zeros included).
-pub async fn image(req: &Request, env: &Env, raw_id: &str) -> Result<Response, ApiError> {
+pub async fn image(req: &Request, env: &RequestEnv, raw_id: &str) -> Result<Response, ApiError> {
     let (project, window) = admit(req, env).await?;
     let id = decode_segment(raw_id)
         .filter(|id| !id.is_empty())
@@ -127,7 +129,7 @@ pub async fn image(req: &Request, env: &Env, raw_id: &str) -> Result<Response, A
 }
 
 /// Checks the method and the read token, and reads the range.
-async fn admit(req: &Request, env: &Env) -> Result<(String, Window), ApiError> {
+async fn admit(req: &Request, env: &RequestEnv) -> Result<(String, Window), ApiError> {
     if req.method() != Method::Get {
         return Err(ApiError::method_not_allowed("GET"));
     }

@@ -12,7 +12,9 @@ pub mod track;
 
 use serde_json::Value;
 use tally_core::ApiError;
-use worker::{Env, Request, Response};
+use worker::{Request, Response};
+
+use crate::RequestEnv;
 
 use crate::auth::{Reader, reader};
 use crate::error::internal;
@@ -24,7 +26,7 @@ use crate::error::internal;
 ///
 /// 401 without a valid, unrevoked read token (the admin token names no project, so it is
 /// refused here too).
-pub async fn token_project(req: &Request, env: &Env) -> Result<String, ApiError> {
+pub async fn token_project(req: &Request, env: &RequestEnv) -> Result<String, ApiError> {
     match reader(req, env).await? {
         Reader::Project(project) => Ok(project),
         Reader::Admin => Err(ApiError::new(

@@ -15,7 +15,9 @@ use tally_core::range::{self, Limits, Query, Range};
 use tally_core::rollup::{Dimension, Rollup};
 use tally_core::time::{Interval, format_ms};
 use tally_storage::read::{self, Merged};
-use worker::{Date, Env, Method, Request, Response};
+use worker::{Date, Method, Request, Response};
+
+use crate::RequestEnv;
 
 use super::{Params, json};
 use crate::auth::require_read;
@@ -30,7 +32,7 @@ const ENDPOINT_HOURS: usize = 24;
 /// `avg_latency`, `peak_instances` as the seed, plus `error_rate`, `p50_latency`,
 /// `p95_latency`, `p99_latency` and `unique_instances`. Range `days` or `from`/`to`
 /// (default 30 days).
-pub async fn overview(req: &Request, env: &Env, slug: &str) -> Result<Response, ApiError> {
+pub async fn overview(req: &Request, env: &RequestEnv, slug: &str) -> Result<Response, ApiError> {
     let range = admit(req, env, slug, 30).await?;
     let hours = hourly(env, slug, range, Dimension::All).await?;
     let mut total = Rollup::default();
@@ -68,7 +70,7 @@ pub async fn overview(req: &Request, env: &Env, slug: &str) -> Result<Response, 
 /// `request_count`, `error_count`, `avg_duration_ms`, `unique_instances`) plus the
 /// bucket's start as `time` and its percentiles, for buckets with requests, oldest
 /// first. `interval=hour` (default), `day`, `week` (ISO, from Monday) or `month`.
-pub async fn timeseries(req: &Request, env: &Env, slug: &str) -> Result<Response, ApiError> {
+pub async fn timeseries(req: &Request, env: &RequestEnv, slug: &str) -> Result<Response, ApiError> {
     let range = admit(req, env, slug, 30).await?;
     let params = Params::of(req)?;
     let text = params.non_empty("interval").unwrap_or("hour");
@@ -112,7 +114,7 @@ pub async fn timeseries(req: &Request, env: &Env, slug: &str) -> Result<Response
 /// `GET /api/plugins/{slug}/analytics/endpoints`: the seed's rows (`hour`,
 /// `endpoint_breakdown`: requests per route) for the latest 24 hours with requests in
 /// the range (default the last 24 hours), newest first.
-pub async fn endpoints(req: &Request, env: &Env, slug: &str) -> Result<Response, ApiError> {
+pub async fn endpoints(req: &Request, env: &RequestEnv, slug: &str) -> Result<Response, ApiError> {
     let range = admit(req, env, slug, 1).await?;
     let hours = hourly(env, slug, range, Dimension::Route).await?;
     let rows: Vec<Value> = hours
@@ -138,7 +140,12 @@ pub async fn endpoints(req: &Request, env: &Env, slug: &str) -> Result<Response,
 
 /// Checks the method, the read token and the range (`default_days` when none is given),
 /// which starts at the hour that holds its start.
-async fn admit(req: &Request, env: &Env, slug: &str, default_days: i64) -> Result<Range, ApiError> {
+async fn admit(
+    req: &Request,
+    env: &RequestEnv,
+    slug: &str,
+    default_days: i64,
+) -> Result<Range, ApiError> {
     if req.method() != Method::Get {
         return Err(ApiError::method_not_allowed("GET"));
     }
@@ -164,7 +171,7 @@ async fn admit(req: &Request, env: &Env, slug: &str, default_days: i64) -> Resul
 
 /// The hourly rows of one dimension over the range.
 async fn hourly(
-    env: &Env,
+    env: &RequestEnv,
     slug: &str,
     range: Range,
     dimension: Dimension,

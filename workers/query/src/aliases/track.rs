@@ -19,7 +19,9 @@ use tally_core::range::EARLIEST_MS;
 use tally_core::rollup::Dimension;
 use tally_core::time::{DAY_MS, Interval, parse_date};
 use tally_storage::{FilteredReads, pipeline, read};
-use worker::{Env, Method, Request, Response};
+use worker::{Method, Request, Response};
+
+use crate::RequestEnv;
 
 use super::{Params, seconds, token_project};
 use crate::ID_SECRET;
@@ -30,20 +32,20 @@ const MAX_DAYS: i64 = 3660;
 
 /// `GET /metrics`: `[{"date", "<event name>": count, ...}]` for periods with events,
 /// oldest first.
-pub async fn metrics(req: &Request, env: &Env) -> Result<Response, ApiError> {
+pub async fn metrics(req: &Request, env: &RequestEnv) -> Result<Response, ApiError> {
     answer(metrics_data(req, env).await, "Failed to fetch metrics")
 }
 
 /// `GET /sessions`: `[{"date", "totalDuration", "sessionCount", "averageDuration"}]`
 /// (durations in seconds) for periods in which closed sessions started, oldest first.
-pub async fn sessions(req: &Request, env: &Env) -> Result<Response, ApiError> {
+pub async fn sessions(req: &Request, env: &RequestEnv) -> Result<Response, ApiError> {
     answer(
         sessions_data(req, env).await,
         "Failed to fetch session metrics",
     )
 }
 
-async fn metrics_data(req: &Request, env: &Env) -> Result<Vec<Value>, ApiError> {
+async fn metrics_data(req: &Request, env: &RequestEnv) -> Result<Vec<Value>, ApiError> {
     let q = TrackQuery::read(req, env).await?;
     let store = crate::store(env)?;
     let mut counts: BTreeMap<i64, BTreeMap<String, u64>> = BTreeMap::new();
@@ -94,7 +96,7 @@ async fn metrics_data(req: &Request, env: &Env) -> Result<Vec<Value>, ApiError> 
         .collect())
 }
 
-async fn sessions_data(req: &Request, env: &Env) -> Result<Vec<Value>, ApiError> {
+async fn sessions_data(req: &Request, env: &RequestEnv) -> Result<Vec<Value>, ApiError> {
     let q = TrackQuery::read(req, env).await?;
     let store = crate::store(env)?;
     let stats = match q.user_hash(env)? {
@@ -149,7 +151,7 @@ struct TrackQuery {
 }
 
 impl TrackQuery {
-    async fn read(req: &Request, env: &Env) -> Result<Self, ApiError> {
+    async fn read(req: &Request, env: &RequestEnv) -> Result<Self, ApiError> {
         if req.method() != Method::Get {
             return Err(ApiError::method_not_allowed("GET"));
         }
@@ -171,7 +173,7 @@ impl TrackQuery {
     }
 
     /// The keyed hash of `user_id`, as ingest stored it, if one was given.
-    fn user_hash(&self, env: &Env) -> Result<Option<String>, ApiError> {
+    fn user_hash(&self, env: &RequestEnv) -> Result<Option<String>, ApiError> {
         let Some(user) = &self.user_id else {
             return Ok(None);
         };

@@ -9,7 +9,9 @@ use tally_core::project::{KeyKind, Project, is_key_shaped, key_hash};
 use tally_core::share::{self, Refusal};
 use tally_storage::AdminStore;
 use tally_storage::d1::D1Store;
-use worker::{Env, Request};
+use worker::Request;
+
+use crate::RequestEnv;
 
 use super::page::Access;
 use crate::ADMIN_TOKEN;
@@ -94,7 +96,7 @@ pub fn clear_cookie(project: &str, secure: bool) -> String {
 
 /// The key share links are signed with: the `ADMIN_TOKEN` secret, so that changing it
 /// revokes every link. `None` when it is not set (links are then refused).
-pub fn share_secret(env: &Env) -> Option<Vec<u8>> {
+pub fn share_secret(env: &RequestEnv) -> Option<Vec<u8>> {
     let secret = env.secret(ADMIN_TOKEN).ok()?.to_string();
     (!secret.is_empty()).then(|| secret.into_bytes())
 }
@@ -149,7 +151,7 @@ pub async fn check_read_token(
 /// When D1 fails.
 pub async fn decide(
     req: &Request,
-    env: &Env,
+    env: &RequestEnv,
     store: &D1Store,
     project: Option<&Project>,
     slug: &str,

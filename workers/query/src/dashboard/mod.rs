@@ -25,7 +25,9 @@ use tally_core::time::{DAY_MS, Interval, format_ms};
 use tally_core::validate::is_valid_slug;
 use tally_storage::alerts::AlertStore;
 use tally_storage::{AdminStore, read};
-use worker::{Date, Env, Method, Request, Response, Url};
+use worker::{Date, Method, Request, Response, Url};
+
+use crate::RequestEnv;
 
 use self::access::Denied;
 use self::alerts::Alerts;
@@ -69,7 +71,7 @@ pub const HEATMAP_DAYS: i64 = 28;
 /// as a small HTML page, not JSON.
 pub async fn route(
     req: Request,
-    env: &Env,
+    env: &RequestEnv,
     project: &str,
     rest: &[&str],
     entry: Entry,
@@ -140,7 +142,12 @@ fn param(url: &Url, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-async fn get(req: &Request, env: &Env, slug: &str, entry: Entry) -> Result<Response, ApiError> {
+async fn get(
+    req: &Request,
+    env: &RequestEnv,
+    slug: &str,
+    entry: Entry,
+) -> Result<Response, ApiError> {
     let url = req.url().map_err(internal)?;
     let now = Date::now().as_millis() as i64;
     let store = crate::store(env)?;
@@ -264,7 +271,7 @@ fn login_page(slug: &str, entry: Entry, denied: &Denied) -> Result<Response, Api
 
 /// `POST /dashboard/{p}/login` with a form of `token` and `next`: a read token of the
 /// project sets the cookie and returns to the page; anything else shows the form again.
-async fn login(mut req: Request, env: &Env, slug: &str) -> Result<Response, ApiError> {
+async fn login(mut req: Request, env: &RequestEnv, slug: &str) -> Result<Response, ApiError> {
     let url = req.url().map_err(internal)?;
     let body = req.bytes().await.map_err(|e| {
         ApiError::bad_request("unreadable_body", format!("could not read the form: {e}"))
@@ -313,7 +320,7 @@ fn logout(req: &Request, slug: &str) -> Result<Response, ApiError> {
 /// 400 for a bad body, 503 when no signing secret is set.
 pub fn mint_share(
     url: &Url,
-    env: &Env,
+    env: &RequestEnv,
     slug: &str,
     body: &[u8],
     now_ms: i64,

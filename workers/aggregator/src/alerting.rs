@@ -1,0 +1,169 @@
+//! Alerts: the minutely evaluation that hands state changes to the `alerts` queue, and
+//! that queue's consumer, which pauses campaigns and delivers signed webhooks.
+//!
+//! The logic lives in [`tally_storage::alerts`]; this module supplies the clock, the
+//! queue and the HTTP client. A failed delivery is retried with the queue's own delay
+//! (10 s doubling to 10 minutes); after `max_retries` (wrangler/aggregator.toml) the
+//! message reaches `tally-alerts-dlq`, whose consumer marks the alert failed and keeps
+//! the message in `dead_letters`.
+
+use std::time::Duration;
+
+use futures_util::future::{Either, select};
+use tally_storage::EventQueue;
+use tally_storage::alerts::{self, Delivering, Handled, Sent};
+use tally_storage::cloudflare::CfQueue;
+use tally_storage::d1::D1Store;
+use worker::{
+    AbortController, Date, Delay, Env, Fetch, Headers, MessageBatch, MessageExt, Method,
+    QueueRetryOptionsBuilder, Request, RequestInit,
+};
+
+use crate::consumer::keep_dead_letters;
+
+/// The alerts queue binding (see `wrangler/aggregator.toml`).
+pub const ALERTS: &str = "ALERTS";
+/// The dead-letter queue of `tally-alerts`, which this worker also consumes.
+pub const ALERTS_DLQ: &str = "tally-alerts-dlq";
+/// How long a receiver gets to answer.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn now() -> i64 {
+    Date::now().as_millis() as i64
+}
+
+/// A queue message: the id of the alert to act on. The alert itself is in D1.
+fn message(alert_id: &str) -> String {
+    serde_json::json!({ "alert": alert_id }).to_string()
+}
+
+fn alert_id(body: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()?
+        .get("alert")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Evaluates every rule, queues the alerts of state changes and notes them queued.
+///
+/// # Errors
+///
+/// A message saying what failed; an alert recorded but not queued is queued by a later
+/// run.
+pub async fn evaluate(store: &D1Store, env: &Env, at: i64) -> Result<String, String> {
+    let run = alerts::evaluate(store, at)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut queued = 0;
+    if !run.to_queue.is_empty() {
+        let queue = CfQueue::new(env.queue(ALERTS).map_err(|e| e.to_string())?);
+        let bodies: Vec<String> = run.to_queue.iter().map(|id| message(id)).collect();
+        queue.send(&bodies).await.map_err(|e| e.to_string())?;
+        let writes: Vec<tally_storage::Write<'_>> = run
+            .to_queue
+            .iter()
+            .map(|id| {
+                tally_storage::Write::Alert(alerts::AlertWrite::Queued {
+                    alert_id: id,
+                    now_ms: now(),
+                })
+            })
+            .collect();
+        tally_storage::Writer::commit(store, &writes)
+            .await
+            .map_err(|e| e.to_string())?;
+        queued = run.to_queue.len();
+    }
+    Ok(format!(
+        "evaluated {} alert rules: {} fired, {} resolved, {} suppressed, {queued} queued",
+        run.rules, run.fired, run.resolved, run.suppressed
+    ))
+}
+
+/// Consumes a batch of the `alerts` queue or of its dead-letter queue.
+pub async fn consume(store: &D1Store, batch: &MessageBatch<String>) {
+    if batch.queue() == ALERTS_DLQ {
+        for message in batch.raw_iter() {
+            if let Some(id) = message.body().as_string().as_deref().and_then(alert_id)
+                && let Err(e) = alerts::give_up(store, &id).await
+            {
+                worker::console_error!("alert {id}: could not mark it failed: {e}");
+            }
+        }
+        keep_dead_letters(store, batch, ALERTS_DLQ).await;
+        return;
+    }
+    for message in batch.raw_iter() {
+        let Some(id) = message.body().as_string().as_deref().and_then(alert_id) else {
+            worker::console_error!("alert message {} is not an alert; dropped", message.id());
+            message.ack();
+            continue;
+        };
+        match alerts::handle_alert(store, &id, now(), deliver).await {
+            Ok(Handled::Done) => message.ack(),
+            Ok(Handled::Unknown) => {
+                worker::console_error!("alert {id} is not recorded; dropped");
+                message.ack();
+            }
+            Ok(Handled::Retry { delay_s }) => {
+                worker::console_log!("alert {id}: delivery failed, retrying in {delay_s} s");
+                let options = QueueRetryOptionsBuilder::new()
+                    .with_delay_seconds(delay_s)
+                    .build();
+                message.retry_with_options(&options);
+            }
+            Err(e) => {
+                worker::console_error!("alert {id}: {e}; retrying");
+                message.retry();
+            }
+        }
+    }
+}
+
+/// Posts one signed webhook and reports the answer.
+async fn deliver(d: Delivering) -> Sent {
+    let started = now();
+    let outcome = post(&d).await;
+    let duration_ms = now() - started;
+    match outcome {
+        Ok(status) => Sent {
+            status: Some(status),
+            error: None,
+            duration_ms,
+        },
+        Err(error) => Sent {
+            status: None,
+            error: Some(error),
+            duration_ms,
+        },
+    }
+}
+
+async fn post(d: &Delivering) -> Result<u16, String> {
+    let headers = Headers::new();
+    let set = |name: &str, value: &str| headers.set(name, value).map_err(|e| e.to_string());
+    set("content-type", "application/json")?;
+    set("user-agent", "Tally-Alerts/1")?;
+    set(tally_core::alerts::SIGNATURE_HEADER, &d.signature)?;
+    set("tally-alert-id", &d.alert_id)?;
+    set("tally-delivery-attempt", &d.attempt.to_string())?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(d.body.clone().into()));
+    let request = Request::new_with_init(&d.url, &init).map_err(|e| e.to_string())?;
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let fetch = Fetch::Request(request);
+    let send = Box::pin(fetch.send_with_signal(&signal));
+    let timeout = Box::pin(Delay::from(WEBHOOK_TIMEOUT));
+    match select(send, timeout).await {
+        Either::Left((Ok(response), _)) => Ok(response.status_code()),
+        Either::Left((Err(e), _)) => Err(e.to_string()),
+        Either::Right(((), _)) => {
+            controller.abort();
+            Err(format!("no answer within {} s", WEBHOOK_TIMEOUT.as_secs()))
+        }
+    }
+}
