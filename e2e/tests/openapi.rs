@@ -2,7 +2,7 @@
 //! answers of every JSON endpoint (read API, the seeds' aliases, the admin API, health
 //! and ingest, successes and errors) match the schema it documents for their status.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
@@ -472,7 +472,8 @@ fn real_answers_match_the_openapi_document() {
         &rules,
         Some(
             &json!({"name": "count", "metric": {"type": "count"}, "comparator": "<",
-            "threshold": 1, "window_minutes": 5, "filter": {"dimension": "route", "value": "/a"}}),
+            "threshold": 1, "window_minutes": 5, "filter": {"dimension": "route", "value": "/a"},
+            "enabled": false}),
         ),
     );
     assert_eq!(a.status, 201, "{}", a.json);
@@ -514,6 +515,35 @@ fn real_answers_match_the_openapi_document() {
         assert_eq!(a.status, status, "{body}: {}", a.json);
         spec.check("PUT", template, &a);
     }
+    // A rule that fires at its first evaluation (no `never` event in 5 minutes), without
+    // a webhook: the history and the rule's state then hold real values to check.
+    let a = admin(
+        "POST",
+        &rules,
+        Some(
+            &json!({"name": "never", "metric": {"type": "count", "name": "never"},
+            "comparator": "<", "threshold": 1, "window_minutes": 5}),
+        ),
+    );
+    assert_eq!(a.status, 201, "{}", a.json);
+    let history = after_cron(
+        "* * * * *",
+        "the rule fired",
+        Duration::from_secs(30),
+        || {
+            let a = read(&format!("/v1/projects/{s}/alerts?days=1"), Some(&auth));
+            match a.json["alerts"].as_array() {
+                Some(alerts) if !alerts.is_empty() => Ok(a),
+                _ => Err(a.json.to_string()),
+            }
+        },
+    );
+    assert_eq!(
+        history.json["alerts"][0]["kind"], "fired",
+        "{}",
+        history.json
+    );
+    spec.check("GET", &format!("{pp}/alerts"), &history);
     for path in ["/alerts/rules", "/campaigns", "/campaigns/spring"] {
         let a = read(&format!("/v1/projects/{s}{path}"), Some(&auth));
         assert_eq!(a.status, 200, "{path}: {}", a.json);
