@@ -79,6 +79,15 @@ fn rules_are_created_listed_changed_and_deleted_and_the_secret_is_shown_once() {
     assert_eq!(public.header("cache-control"), Some("private, max-age=10"));
     assert_eq!(public.json["rules"][0]["id"], id.as_str());
     assert_eq!(public.json["rules"][0]["name"], "spring click-through");
+    // The admin sees where the webhook goes; a read token only its host.
+    assert_eq!(
+        listed.json["rules"][0]["webhook"]["url"],
+        "https://hooks.example/tally"
+    );
+    assert_eq!(
+        public.json["rules"][0]["webhook"]["url"],
+        "https://hooks.example/…"
+    );
     for shown in [&listed.json, &one.json, &public.json] {
         let text = shown.to_string();
         assert!(!text.contains(&secret), "{text}");

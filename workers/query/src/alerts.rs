@@ -111,6 +111,15 @@ async fn entry(store: &D1Store, slug: &str, id: &str) -> Result<RuleEntry, ApiEr
         .ok_or_else(|| unknown_rule(slug, id))
 }
 
+/// A URL cut to its scheme and host, with `/…` for any path: `https://hooks.example/…`.
+fn origin_only(url: &str) -> String {
+    let host_start = url.find("://").map_or(0, |i| i + 3);
+    match url[host_start..].find(['/', '?', '#']) {
+        Some(end) => format!("{}/…", &url[..host_start + end]),
+        None => url.to_owned(),
+    }
+}
+
 fn rule_list(entries: &[RuleEntry]) -> Value {
     let rules: Vec<Value> = entries.iter().map(|e| rule_json(e, false)).collect();
     json!({ "rules": rules })
@@ -239,6 +248,15 @@ pub async fn rules(req: &Request, env: &RequestEnv, project: &str) -> Result<Res
     api::check_project(project)?;
     let store = crate::store(env)?;
     let mut body = rule_list(&entries(&store, project).await?);
+    // A webhook URL often holds a credential of its own (a chat service's hook), so a
+    // read token sees only where it points.
+    if let Some(rules) = body["rules"].as_array_mut() {
+        for rule in rules {
+            if let Some(url) = rule["webhook"]["url"].as_str() {
+                rule["webhook"]["url"] = origin_only(url).into();
+            }
+        }
+    }
     body["project"] = project.into();
     api::json(req, body.to_string(), MAX_AGE_S)
 }
@@ -265,6 +283,22 @@ pub async fn history(req: &Request, env: &RequestEnv, project: &str) -> Result<R
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn read_tokens_see_only_where_a_webhook_points() {
+        assert_eq!(
+            origin_only("https://hooks.slack.com/services/T0/B0/secret"),
+            "https://hooks.slack.com/…"
+        );
+        assert_eq!(
+            origin_only("http://127.0.0.1:8080?token=x"),
+            "http://127.0.0.1:8080/…"
+        );
+        assert_eq!(
+            origin_only("https://hooks.example"),
+            "https://hooks.example"
+        );
+    }
+
     use tally_core::alerts::{State, Status};
     use tally_storage::alerts::Attempt;
 
