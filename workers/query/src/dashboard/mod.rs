@@ -209,9 +209,18 @@ async fn get(
     // Whole hours: the range starts at the hour that holds `from`.
     let (from, to) = (Interval::Hour.floor(range.from_ms), range.to_ms);
     let interval = report::interval_for(from, to);
-    let merged = read::merged(&store, slug, from, to, None)
+    // One read per dimension the page shows, side by side: reading every dimension at
+    // once would also load the cross dimensions (`item_country`, `item_variant`,
+    // `error_route`), most of the rows of a busy project and none of them shown.
+    let reads = report::DIMENSIONS
+        .iter()
+        .map(|d| read::merged(&store, slug, from, to, Some(*d)));
+    let merged: read::Merged = futures_util::future::try_join_all(reads)
         .await
-        .map_err(internal)?;
+        .map_err(internal)?
+        .into_iter()
+        .flatten()
+        .collect();
     let series = read::series(&store, slug, from, to, interval, Some(Dimension::All))
         .await
         .map_err(internal)?;

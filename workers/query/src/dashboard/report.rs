@@ -10,6 +10,22 @@ use tally_storage::read::Merged;
 
 /// Rows shown per breakdown table.
 pub const TOP: usize = 10;
+/// The dimensions the page shows, the only ones it reads.
+pub const DIMENSIONS: [Dimension; 13] = [
+    Dimension::All,
+    Dimension::Name,
+    Dimension::Route,
+    Dimension::Status,
+    Dimension::ErrorClass,
+    Dimension::Version,
+    Dimension::Colo,
+    Dimension::Country,
+    Dimension::Source,
+    Dimension::Medium,
+    Dimension::Campaign,
+    Dimension::Item,
+    Dimension::Variant,
+];
 /// Routes shown in the heatmap.
 pub const HEATMAP_ROUTES: usize = 12;
 /// Most funnel steps a page takes.
@@ -321,6 +337,42 @@ mod tests {
 
     fn entry(d: Dimension, value: &str, r: Rollup) -> ((Dimension, String), Rollup) {
         ((d, value.to_owned()), r)
+    }
+
+    #[test]
+    fn the_report_reads_only_the_dimensions_it_names() {
+        let day = parse_date("2025-01-18").unwrap();
+        let every: Merged = Dimension::ALL
+            .iter()
+            .enumerate()
+            .flat_map(|(i, d)| {
+                let n = i as u64 + 1;
+                [
+                    entry(*d, "a", rollup(n, 1, 10 * n, &[n as f64])),
+                    entry(*d, "b", rollup(2 * n, 0, n, &[])),
+                ]
+            })
+            .collect();
+        let shown: Merged = every
+            .iter()
+            .filter(|((d, _), _)| DIMENSIONS.contains(d))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        assert!(shown.len() < every.len());
+        let steps = parse_steps("a,b");
+        let report = |merged: &Merged| {
+            Report::new(&Inputs {
+                from: day,
+                to: day + DAY_MS,
+                merged,
+                series: &BTreeMap::new(),
+                interval: Interval::Hour,
+                route_hours: &BTreeMap::new(),
+                heatmap_from: day,
+                steps: &steps,
+            })
+        };
+        assert_eq!(report(&shown), report(&every));
     }
 
     #[test]
