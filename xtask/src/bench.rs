@@ -50,10 +50,14 @@ pub fn run(args: &[String]) -> Result<()> {
         _ => bail!("{USAGE}"),
     };
     tools::ensure()?;
-    bundle::build_all()?;
+    let sizes = bundle::build_all()?;
     let out = root().join("bench");
     std::fs::create_dir_all(&out)?;
     let machine = machine();
+    let bundles: Vec<Value> = sizes
+        .iter()
+        .map(|s| json!({"worker": s.worker, "raw_bytes": s.raw, "gzip_bytes": s.gzip}))
+        .collect();
     if let Some(volumes) = only_query {
         let query = query::measure(&volumes, &machine)?;
         // Keep the other figures of the last full run.
@@ -63,6 +67,7 @@ pub fn run(args: &[String]) -> Result<()> {
             .filter(Value::is_object)
             .unwrap_or_else(|| json!({}));
         results["query"] = query;
+        results["bundles"] = bundles.into();
         if results.get("machine").is_none() {
             results["machine"] = machine;
         }
@@ -123,6 +128,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "pipeline": pipeline,
         "storage": storage,
         "query": query,
+        "bundles": bundles,
     });
     write(&out, &results)
 }
@@ -453,6 +459,32 @@ fn markdown(r: &Value) -> String {
         md += "\n";
         md += &query::markdown(&r["query"]);
     }
+    if let Some(bundles) = r["bundles"].as_array() {
+        md += &bundles_markdown(bundles);
+    }
+    md
+}
+
+fn bundles_markdown(bundles: &[Value]) -> String {
+    let mut md = String::from(
+        "\n## Bundles\n\nEach worker's upload (`index.js` and `index_bg.wasm`, release \
+         build, wasm-opt `-Oz`), built with the figures above; Workers' limit is 3 MiB gzip \
+         on the free plan and 10 MiB on paid plans.\n\n\
+         | worker | raw KiB | gzip KiB |\n|---|---:|---:|\n",
+    );
+    for b in bundles {
+        let kib = |key: &str| {
+            b[key]
+                .as_f64()
+                .map_or("—".to_owned(), |n| format!("{:.1}", n / 1024.0))
+        };
+        md += &format!(
+            "| {} | {} | {} |\n",
+            b["worker"].as_str().unwrap_or("?"),
+            kib("raw_bytes"),
+            kib("gzip_bytes")
+        );
+    }
     md
 }
 
@@ -596,6 +628,11 @@ mod tests {
     #[test]
     fn sections_not_measured_are_left_out() {
         let md = markdown(&json!({"machine": {"note": "loopback"}}));
+        assert!(!md.contains("## Bundles"));
+        let with = markdown(&json!({"machine": {"note": "x"}, "bundles": [
+            {"worker": "ingest", "raw_bytes": 566_886, "gzip_bytes": 219_955}
+        ]}));
+        assert!(with.contains("| ingest | 553.6 | 214.8 |"), "{with}");
         assert_eq!(
             md,
             "# Tally benchmark results\n\nEverything runs on one machine (loopback).\n\n"
