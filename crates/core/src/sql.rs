@@ -366,6 +366,17 @@ WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND error_class IN 
     WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND timestamp < ?2
     LIMIT ?3)";
 
+/// Deletes the delivery attempts of up to `?3` alerts of a project (`?1`) older than
+/// `?2`: the alerts [`PURGE_ALERTS`] deletes next, in the same order.
+pub const PURGE_ALERT_ATTEMPTS: &str = "\
+DELETE FROM alert_attempts WHERE alert_id IN (
+    SELECT id FROM alerts WHERE project = ?1 AND at < ?2 ORDER BY at, id LIMIT ?3)";
+
+/// Deletes up to `?3` alerts of a project (`?1`) older than `?2`.
+pub const PURGE_ALERTS: &str = "\
+DELETE FROM alerts WHERE id IN (
+    SELECT id FROM alerts WHERE project = ?1 AND at < ?2 ORDER BY at, id LIMIT ?3)";
+
 /// Raw events of a project (`?1`) with `?2 <= timestamp < ?3` that have a user and whose
 /// name is in the JSON array `?6`, as [`crate::funnel::Hit`] fields, ordered for keyset
 /// paging after `(timestamp, event_id) > (?4, ?5)`, at most `?7` rows.

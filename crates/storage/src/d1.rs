@@ -292,6 +292,8 @@ impl D1Store {
                     self.statement(sql::PURGE_SESSION_EVENTS, &values)?,
                     self.statement(sql::PURGE_DROPPED, &values)?,
                     self.statement(sql::PURGE_ERROR_MESSAGES, &values)?,
+                    self.statement(sql::PURGE_ALERT_ATTEMPTS, &values)?,
+                    self.statement(sql::PURGE_ALERTS, &values)?,
                 ]
             }
             Write::DeadLetter {

@@ -176,8 +176,8 @@ pub enum Write<'a> {
     /// Clears a dirty mark unless it changed since it was read.
     ClearDirty(&'a Dirty),
     /// Deletes up to `limit` raw events, up to `limit` session marks, up to `limit`
-    /// dropped-request records and up to `limit` last error messages of a project older
-    /// than `before_ms`.
+    /// dropped-request records, up to `limit` last error messages and up to `limit`
+    /// alerts (with their delivery attempts) of a project older than `before_ms`.
     PurgeRaw {
         project: &'a str,
         before_ms: i64,

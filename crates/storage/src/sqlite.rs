@@ -301,6 +301,10 @@ fn apply(tx: &Transaction<'_>, write: &Write<'_>) -> rusqlite::Result<u64> {
                     .execute(params![project, before_ms, limit])?
                 + tx.prepare_cached(sql::PURGE_ERROR_MESSAGES)?
                     .execute(params![project, before_ms, limit])?
+                + tx.prepare_cached(sql::PURGE_ALERT_ATTEMPTS)?
+                    .execute(params![project, before_ms, limit])?
+                + tx.prepare_cached(sql::PURGE_ALERTS)?
+                    .execute(params![project, before_ms, limit])?
         }
         Write::DeadLetter {
             message_id,

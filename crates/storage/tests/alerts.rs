@@ -543,3 +543,39 @@ fn a_project_has_at_most_the_rule_limit() {
     assert_eq!(insert(&a), [1]);
     assert_eq!(insert(&b), [0]);
 }
+
+#[test]
+fn alerts_and_their_attempts_leave_with_the_raw_events_past_retention() {
+    let store = store(&mail(0, T0, "spring", 300, 1), T0);
+    ctr_rule(&store);
+    let id = block_on(evaluate(&store, T0)).unwrap().to_queue.remove(0);
+    let receiver = Receiver::new(&[Some(500), Some(200)]);
+    receiver.handle(&store, &id, T0);
+    receiver.handle(&store, &id, T0 + 10_000);
+    let count = |table: &str| {
+        store.with_connection(|c| {
+            c.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap()
+        })
+    };
+    assert_eq!((count("alerts"), count("alert_attempts")), (1, 2));
+    // 89 days later the default retention of 90 days keeps them.
+    block_on(pipeline::purge_expired(
+        &store,
+        T0 + 89 * 24 * HOUR_MS,
+        1000,
+    ))
+    .unwrap();
+    assert_eq!((count("alerts"), count("alert_attempts")), (1, 2));
+    block_on(pipeline::purge_expired(
+        &store,
+        T0 + 91 * 24 * HOUR_MS,
+        1000,
+    ))
+    .unwrap();
+    assert_eq!((count("alerts"), count("alert_attempts")), (0, 0));
+    // The rule stays.
+    assert_eq!(block_on(store.alert_rules(Some("shop"))).unwrap().len(), 1);
+}

@@ -92,7 +92,9 @@ async fn run(job: Job, store: &D1Store, env: &Env) -> Result<String, String> {
             let months = pipeline::roll_dirty(store, Period::Month, PERIODS_PER_HOUR, at)
                 .await
                 .map_err(text)?;
-            format!("purged {purged} raw events, rolled {months} months")
+            format!(
+                "purged {purged} expired rows (raw events, marks, alerts), rolled {months} months"
+            )
         }
     })
 }
