@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use tally_core::alerts::{
     Alert, MINUTE_ROWS_KEPT_MS, Observation, Rule, State, Status, StoredRule, Transition, step,
 };
@@ -419,6 +420,97 @@ pub trait AlertStore {
     ///
     /// [`Error::Database`].
     async fn campaigns(&self, project: &str) -> Result<Vec<CampaignState>, Error>;
+}
+
+/// A store that runs Tally's SQL text with bound values and decodes the rows: D1 and
+/// SQLite both are, so [`AlertStore`] is written once, over this.
+#[allow(async_fn_in_trait)]
+pub trait Rows {
+    /// The rows of `sql` with `values` bound, each decoded from its columns by name.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] or [`Error::Decode`].
+    async fn rows<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        values: Vec<Bound>,
+    ) -> Result<Vec<T>, Error>;
+}
+
+impl<S: Rows> AlertStore for S {
+    async fn alert_rules(&self, project: Option<&str>) -> Result<Vec<RuleEntry>, Error> {
+        let rows: Vec<RuleRow> = match project {
+            Some(p) => {
+                self.rows(sql::ALERT_RULES_OF_PROJECT, vec![p.into()])
+                    .await?
+            }
+            None => self.rows(sql::ENABLED_ALERT_RULES, vec![]).await?,
+        };
+        rows.into_iter().map(RuleRow::decode).collect()
+    }
+
+    async fn minute_rows(
+        &self,
+        project: &str,
+        sources: &[(Dimension, String)],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<BTreeMap<(Dimension, String), Rollup>, Error> {
+        let mut rows = Vec::new();
+        for (dimension, value) in sources {
+            let values = vec![
+                project.into(),
+                dimension.name().into(),
+                value.as_str().into(),
+                from_ms.into(),
+                to_ms.into(),
+            ];
+            rows.extend(
+                self.rows::<RollupRow>(sql::MINUTE_ROWS_OF_VALUE, values)
+                    .await?,
+            );
+        }
+        merge_minutes(rows)
+    }
+
+    async fn alerts(
+        &self,
+        project: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<AlertRecord>, Error> {
+        let values = vec![
+            project.into(),
+            from_ms.into(),
+            i64::from(limit).into(),
+            to_ms.into(),
+        ];
+        let rows: Vec<AlertRow> = self.rows(sql::ALERTS_OF_PROJECT, values).await?;
+        let records: Vec<AlertRecord> = rows.into_iter().map(AlertRecord::from).collect();
+        let ids = ids_json(&records);
+        let attempts: Vec<AttemptRow> = self
+            .rows(sql::ALERT_ATTEMPTS, vec![ids.as_str().into()])
+            .await?;
+        Ok(with_attempts(records, attempts))
+    }
+
+    async fn alert(&self, id: &str) -> Result<Option<AlertRecord>, Error> {
+        let rows: Vec<AlertRow> = self.rows(sql::ALERT_BY_ID, vec![id.into()]).await?;
+        Ok(rows.into_iter().next().map(AlertRecord::from))
+    }
+
+    async fn unqueued_alerts(&self, before_ms: i64, limit: u32) -> Result<Vec<String>, Error> {
+        let values = vec![before_ms.into(), i64::from(limit).into()];
+        let rows: Vec<IdRow> = self.rows(sql::UNQUEUED_ALERTS, values).await?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
+    async fn campaigns(&self, project: &str) -> Result<Vec<CampaignState>, Error> {
+        self.rows(sql::CAMPAIGNS_OF_PROJECT, vec![project.into()])
+            .await
+    }
 }
 
 /// An `alert_rules` row.

@@ -20,10 +20,7 @@ use worker::{D1Database, D1PreparedStatement, D1Result};
 
 use tally_core::project::{ApiKey, KeyKind, NewKey, Project};
 
-use crate::alerts::{
-    self, AlertRecord, AlertRow, AlertStore, AttemptRow, Bound, CampaignState, IdRow, RuleEntry,
-    RuleRow,
-};
+use crate::alerts::{self, Bound};
 use crate::rows::{
     self, DirtyRow, GrantRow, KeyRow, ProjectRow, RawRow, RollupParams, RollupRow, origins_json,
 };
@@ -820,71 +817,12 @@ impl FilteredReads for D1Store {
     }
 }
 
-impl AlertStore for D1Store {
-    async fn alert_rules(&self, project: Option<&str>) -> Result<Vec<RuleEntry>, Error> {
-        let rows: Vec<RuleRow> = match project {
-            Some(p) => self.all(sql::ALERT_RULES_OF_PROJECT, &[text(p)]).await?,
-            None => self.all(sql::ENABLED_ALERT_RULES, &[]).await?,
-        };
-        rows.into_iter().map(RuleRow::decode).collect()
-    }
-
-    async fn minute_rows(
+impl alerts::Rows for D1Store {
+    async fn rows<T: DeserializeOwned>(
         &self,
-        project: &str,
-        sources: &[(Dimension, String)],
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<BTreeMap<(Dimension, String), Rollup>, Error> {
-        let mut rows = Vec::new();
-        for (dimension, value) in sources {
-            let values = [
-                text(project),
-                text(dimension.name()),
-                text(value),
-                int(from_ms),
-                int(to_ms),
-            ];
-            rows.extend(
-                self.all::<RollupRow>(sql::MINUTE_ROWS_OF_VALUE, &values)
-                    .await?,
-            );
-        }
-        alerts::merge_minutes(rows)
-    }
-
-    async fn alerts(
-        &self,
-        project: &str,
-        from_ms: i64,
-        to_ms: i64,
-        limit: u32,
-    ) -> Result<Vec<AlertRecord>, Error> {
-        let values = [
-            text(project),
-            int(from_ms),
-            int(i64::from(limit)),
-            int(to_ms),
-        ];
-        let rows: Vec<AlertRow> = self.all(sql::ALERTS_OF_PROJECT, &values).await?;
-        let records: Vec<AlertRecord> = rows.into_iter().map(AlertRecord::from).collect();
-        let ids = alerts::ids_json(&records);
-        let attempts: Vec<AttemptRow> = self.all(sql::ALERT_ATTEMPTS, &[text(&ids)]).await?;
-        Ok(alerts::with_attempts(records, attempts))
-    }
-
-    async fn alert(&self, id: &str) -> Result<Option<AlertRecord>, Error> {
-        let rows: Vec<AlertRow> = self.all(sql::ALERT_BY_ID, &[text(id)]).await?;
-        Ok(rows.into_iter().next().map(AlertRecord::from))
-    }
-
-    async fn unqueued_alerts(&self, before_ms: i64, limit: u32) -> Result<Vec<String>, Error> {
-        let values = [int(before_ms), int(i64::from(limit))];
-        let rows: Vec<IdRow> = self.all(sql::UNQUEUED_ALERTS, &values).await?;
-        Ok(rows.into_iter().map(|r| r.id).collect())
-    }
-
-    async fn campaigns(&self, project: &str) -> Result<Vec<CampaignState>, Error> {
-        self.all(sql::CAMPAIGNS_OF_PROJECT, &[text(project)]).await
+        sql: &str,
+        values: Vec<Bound>,
+    ) -> Result<Vec<T>, Error> {
+        self.all(sql, &bound(values)).await
     }
 }

@@ -18,10 +18,7 @@ use tally_core::{Event, sql};
 
 use tally_core::project::{ApiKey, KeyKind, NewKey, Project};
 
-use crate::alerts::{
-    self, AlertRecord, AlertRow, AlertStore, AttemptRow, Bound, CampaignState, IdRow, RuleEntry,
-    RuleRow,
-};
+use crate::alerts::{self, Bound};
 use crate::rows::{
     self, DirtyRow, GrantRow, KeyRow, ProjectRow, RawRow, RollupParams, RollupRow, origins_json,
 };
@@ -848,77 +845,13 @@ impl rusqlite::ToSql for Bound {
     }
 }
 
-impl AlertStore for SqliteStore {
-    async fn alert_rules(&self, project: Option<&str>) -> Result<Vec<RuleEntry>, Error> {
-        let rows: Vec<RuleRow> = match project {
-            Some(p) => self.json_rows(sql::ALERT_RULES_OF_PROJECT, vec![p.into()])?,
-            None => self.json_rows(sql::ENABLED_ALERT_RULES, vec![])?,
-        };
-        rows.into_iter().map(RuleRow::decode).collect()
-    }
-
-    async fn minute_rows(
+impl alerts::Rows for SqliteStore {
+    async fn rows<T: serde::de::DeserializeOwned>(
         &self,
-        project: &str,
-        sources: &[(Dimension, String)],
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<BTreeMap<(Dimension, String), Rollup>, Error> {
-        let mut rows = Vec::new();
-        for (dimension, value) in sources {
-            rows.extend(self.json_rows::<rows::RollupRow>(
-                sql::MINUTE_ROWS_OF_VALUE,
-                vec![
-                    project.into(),
-                    dimension.name().into(),
-                    value.as_str().into(),
-                    from_ms.into(),
-                    to_ms.into(),
-                ],
-            )?);
-        }
-        alerts::merge_minutes(rows)
-    }
-
-    async fn alerts(
-        &self,
-        project: &str,
-        from_ms: i64,
-        to_ms: i64,
-        limit: u32,
-    ) -> Result<Vec<AlertRecord>, Error> {
-        let rows: Vec<AlertRow> = self.json_rows(
-            sql::ALERTS_OF_PROJECT,
-            vec![
-                project.into(),
-                from_ms.into(),
-                i64::from(limit).into(),
-                to_ms.into(),
-            ],
-        )?;
-        let records: Vec<AlertRecord> = rows.into_iter().map(AlertRecord::from).collect();
-        let attempts: Vec<AttemptRow> = self.json_rows(
-            sql::ALERT_ATTEMPTS,
-            vec![alerts::ids_json(&records).as_str().into()],
-        )?;
-        Ok(alerts::with_attempts(records, attempts))
-    }
-
-    async fn alert(&self, id: &str) -> Result<Option<AlertRecord>, Error> {
-        let rows: Vec<AlertRow> = self.json_rows(sql::ALERT_BY_ID, vec![id.into()])?;
-        Ok(rows.into_iter().next().map(AlertRecord::from))
-    }
-
-    async fn unqueued_alerts(&self, before_ms: i64, limit: u32) -> Result<Vec<String>, Error> {
-        let rows: Vec<IdRow> = self.json_rows(
-            sql::UNQUEUED_ALERTS,
-            vec![before_ms.into(), i64::from(limit).into()],
-        )?;
-        Ok(rows.into_iter().map(|r| r.id).collect())
-    }
-
-    async fn campaigns(&self, project: &str) -> Result<Vec<CampaignState>, Error> {
-        self.json_rows(sql::CAMPAIGNS_OF_PROJECT, vec![project.into()])
+        sql: &str,
+        values: Vec<Bound>,
+    ) -> Result<Vec<T>, Error> {
+        self.json_rows(sql, values)
     }
 }
 
