@@ -199,3 +199,82 @@ fn the_admin_api_manages_projects_and_keys() {
     );
     assert_error(&unauthorized, 401, "invalid_admin_token");
 }
+
+/// The read API's answer to `path` under the project's `/v1/projects/{p}/`.
+fn read_path(p: &Project, path: &str) -> Answer {
+    request(
+        "GET",
+        &format!("{}/v1/projects/{}/{path}", url("query"), p.slug),
+        &[("authorization", &p.read_auth())],
+        None,
+    )
+}
+
+#[test]
+fn the_largest_accepted_values_round_trip_through_d1_and_the_next_are_refused() {
+    // D1 binds numbers as f64 and refuses to decode an integer past 2^53: one event
+    // with `"bytes": 9007199254740993`, or ten at the longest duration (their summed
+    // microseconds), made every later read of its rows fail.
+    let p = Project::new("largest");
+    let max_bytes: u64 = 1 << 40;
+    for bad in [
+        json!({"name": "huge", "bytes": max_bytes + 1}),
+        json!({"name": "huge", "bytes": 9_007_199_254_740_993_u64}),
+        json!({"name": "slow", "duration_ms": 1.000_000_000_001e12}),
+    ] {
+        let answer = send_events(&p, &json!([bad]));
+        assert_error(&answer, 400, "no_valid_events");
+        let error = &answer.json["results"][0]["error"];
+        assert_eq!(error["code"], "invalid_field", "{}", answer.json);
+        let field = bad.as_object().unwrap().keys().next().unwrap();
+        assert_eq!(error["field"], field.as_str(), "{}", answer.json);
+    }
+    // 8,193 events of 2^40 bytes each pass 2^53 in all; their rows saturate there.
+    let run = run_id();
+    let total = 8_193;
+    for batch in 0..(total as u32).div_ceil(1_000) {
+        let events: Vec<_> = (batch * 1_000..((batch + 1) * 1_000).min(total as u32))
+            .map(|i| {
+                json!({"event_id": event_id(run, i), "name": "serve", "route": "/big",
+                       "bytes": max_bytes, "duration_ms": 1e12})
+            })
+            .collect();
+        let answer = send_events(&p, &json!(events));
+        assert_eq!(answer.status, 202, "{}", answer.json);
+        assert_eq!(answer.json["rejected"], 0, "{}", answer.json);
+    }
+    wait_for_count(&p, total);
+    let overview = overview(&p);
+    assert_eq!(overview.status, 200, "{}", overview.json);
+    assert_eq!(
+        overview.json["bytes"],
+        (1_u64 << 53) - 1,
+        "{}",
+        overview.json
+    );
+    assert_eq!(
+        overview.json["duration_ms"]["mean"], 1e12,
+        "{}",
+        overview.json
+    );
+    assert_eq!(
+        overview.json["duration_ms"]["count"], total,
+        "{}",
+        overview.json
+    );
+    for path in [
+        "timeseries?interval=hour",
+        "breakdown/route",
+        "export?format=ndjson",
+    ] {
+        let answer = read_path(&p, path);
+        assert_eq!(answer.status, 200, "{path}: {}", answer.json);
+    }
+    let routes = read_path(&p, "breakdown/route");
+    assert_eq!(
+        routes.json["values"][0]["bytes"],
+        (1_u64 << 53) - 1,
+        "{}",
+        routes.json
+    );
+}

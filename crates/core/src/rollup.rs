@@ -232,6 +232,16 @@ impl Period {
     }
 }
 
+/// The largest integer a rollup row stores: 2^53 − 1. D1 binds numbers as f64 and
+/// refuses to decode an integer past it, so every stored sum saturates here (for bytes,
+/// about 9 PB in one row) instead of making the row unreadable.
+pub const MAX_STORED_INTEGER: u64 = (1 << 53) - 1;
+
+/// `a + b`, saturating at [`MAX_STORED_INTEGER`].
+pub fn stored_sum(a: u64, b: u64) -> u64 {
+    a.saturating_add(b).min(MAX_STORED_INTEGER)
+}
+
 /// The key of one rollup row.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Key {
@@ -245,6 +255,7 @@ pub struct Key {
 /// One rollup row's measures. Every field merges exactly.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rollup {
+    /// Counts and sums saturate at [`MAX_STORED_INTEGER`].
     pub count: u64,
     pub errors: u64,
     pub bytes: u64,
@@ -259,9 +270,9 @@ pub struct Rollup {
 impl Rollup {
     /// Adds one event.
     pub fn add(&mut self, event: &Event) {
-        self.count += 1;
-        self.errors += u64::from(event.is_error());
-        self.bytes = self.bytes.saturating_add(event.bytes.unwrap_or(0));
+        self.count = stored_sum(self.count, 1);
+        self.errors = stored_sum(self.errors, u64::from(event.is_error()));
+        self.bytes = stored_sum(self.bytes, event.bytes.unwrap_or(0));
         if let Some(d) = event.duration_ms {
             self.durations.insert(d);
         }
@@ -275,9 +286,9 @@ impl Rollup {
 
     /// Merges another row of the same key (or of sub-periods of it) into this one.
     pub fn merge(&mut self, other: &Rollup) {
-        self.count += other.count;
-        self.errors += other.errors;
-        self.bytes = self.bytes.saturating_add(other.bytes);
+        self.count = stored_sum(self.count, other.count);
+        self.errors = stored_sum(self.errors, other.errors);
+        self.bytes = stored_sum(self.bytes, other.bytes);
         self.durations.merge(&other.durations);
         self.users.merge(&other.users);
         self.instances.merge(&other.instances);
@@ -482,6 +493,24 @@ mod tests {
             "the stored form"
         );
         assert_eq!(parse_error_route("not json"), None);
+    }
+
+    #[test]
+    fn bytes_saturate_at_the_largest_stored_integer() {
+        let max = crate::validate::MAX_BYTES;
+        let mut row = Rollup::default();
+        for i in 0..8_193 {
+            row.add(&event(i, serde_json::json!({"name": "n", "bytes": max})));
+        }
+        // 8,191 events of 2^40 fit; the next two saturate instead of passing 2^53.
+        assert_eq!(row.bytes, MAX_STORED_INTEGER);
+        assert_eq!(row.count, 8_193);
+        let mut merged = row.clone();
+        merged.merge(&row);
+        assert_eq!(merged.bytes, MAX_STORED_INTEGER);
+        assert_eq!(merged.count, 16_386);
+        assert_eq!(stored_sum(MAX_STORED_INTEGER, u64::MAX), MAX_STORED_INTEGER);
+        assert_eq!(stored_sum(2, 3), 5);
     }
 
     #[test]

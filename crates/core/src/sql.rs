@@ -253,12 +253,36 @@ pub const INSERT_JOB_RUN: &str = "\
 INSERT INTO job_runs (job, cron, scheduled_at, started_at, finished_at, outcome, detail)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
-/// The latest run of every job.
+/// The latest run of every job. One scan of `job_runs_by_job_time` finds the latest id
+/// of each job; a correlated `MAX(id)` per row was quadratic (123 s at 30 days of runs),
+/// and `/v1/health` is public.
 pub const LATEST_JOB_RUNS: &str = "\
 SELECT job, cron, scheduled_at, started_at, finished_at, outcome, detail
-FROM job_runs AS r
-WHERE id = (SELECT MAX(id) FROM job_runs WHERE job = r.job)
+FROM job_runs
+WHERE id IN (SELECT MAX(id) FROM job_runs GROUP BY job)
 ORDER BY job";
+
+/// Deletes up to `?2` job runs that started before `?1`, oldest first, keeping the
+/// latest run of every job whatever its age.
+pub const PURGE_JOB_RUNS: &str = "\
+DELETE FROM job_runs WHERE id IN (
+    SELECT id FROM job_runs
+    WHERE started_at < ?1 AND id NOT IN (SELECT MAX(id) FROM job_runs GROUP BY job)
+    ORDER BY id LIMIT ?2)";
+
+/// Of every project, its slug, retention and the time of its oldest raw event (null
+/// without events): one index lookup per project, to find which are behind.
+pub const OLDEST_RAW_EVENTS: &str = "\
+SELECT p.slug AS project, p.retention_days,
+       (SELECT MIN(e.timestamp) FROM raw_events AS e WHERE e.project_id = p.id) AS oldest
+FROM projects AS p ORDER BY p.slug";
+
+/// How many raw events of project `?1` are older than `?2`, counting at most `?3`.
+pub const COUNT_EXPIRED_RAW_EVENTS: &str = "\
+SELECT COUNT(*) AS n FROM (
+    SELECT 1 FROM raw_events
+    WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND timestamp < ?2
+    LIMIT ?3)";
 
 /// One project by slug (`?1`).
 pub const PROJECT_BY_SLUG: &str = "\

@@ -14,6 +14,9 @@ pub const MAX_METADATA_BYTES: usize = 4096;
 pub const MAX_DIMENSION_CHARS: usize = 256;
 /// Longest duration; whole microseconds of it stay exact in an f64 and in D1.
 pub const MAX_DURATION_MS: f64 = 1e12;
+/// Largest `bytes` of one event: 2^40 (1 TiB). Sums of 8,191 such events still fit
+/// the integers D1 stores exactly ([`crate::rollup::MAX_STORED_INTEGER`]).
+pub const MAX_BYTES: u64 = 1 << 40;
 /// Longest route, in characters.
 pub const MAX_ROUTE_CHARS: usize = 512;
 /// Longest error message, in characters.
@@ -185,9 +188,15 @@ pub fn validate(
         // rollup rebuilt from them sees exactly the value the live rollup saw.
         d => d.map(|d| (d * 1000.0).round() / 1000.0),
     };
-    let bytes = match raw.bytes {
-        Some(b) if b < 0 => return Err(Rejection::field("bytes", "bytes must be >= 0")),
-        b => b.map(|b| b as u64),
+    let bytes = match raw.bytes.map(u64::try_from) {
+        Some(Ok(b)) if b <= MAX_BYTES => Some(b),
+        None => None,
+        Some(_) => {
+            return Err(Rejection::field(
+                "bytes",
+                "bytes must be an integer from 0 to 1099511627776 (2^40, 1 TiB)",
+            ));
+        }
     };
 
     // A clamped timestamp is recorded with the event, not only answered (DESIGN §4),
@@ -358,6 +367,18 @@ mod tests {
     }
 
     #[test]
+    fn largest_bytes_and_duration_are_accepted() {
+        let a =
+            run(json!({"name": "n", "bytes": MAX_BYTES, "duration_ms": MAX_DURATION_MS})).unwrap();
+        assert_eq!(a.event.bytes, Some(1 << 40));
+        assert_eq!(a.event.duration_ms, Some(1e12));
+        assert_eq!(
+            run(json!({"name": "n", "bytes": 0})).unwrap().event.bytes,
+            Some(0)
+        );
+    }
+
+    #[test]
     fn event_id_is_normalized() {
         let a = run(json!({"project": "p", "name": "n",
             "event_id": "6F9619FF8B86D011B42D00C04FC964FF"}))
@@ -413,8 +434,16 @@ mod tests {
         rejected(
             json!({"project": "p", "name": "n", "bytes": -1}),
             "bytes",
-            ">= 0",
+            "from 0 to 1099511627776",
         );
+        // Past 2^53 an integer poisoned every later read of its rows in D1.
+        for bytes in [MAX_BYTES + 1, 9_007_199_254_740_993, i64::MAX as u64] {
+            rejected(
+                json!({"project": "p", "name": "n", "bytes": bytes}),
+                "bytes",
+                "from 0 to 1099511627776",
+            );
+        }
         rejected(
             json!({"project": "p", "name": "n", "metadata": [1]}),
             "metadata",

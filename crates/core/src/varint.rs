@@ -1,10 +1,17 @@
 //! LEB128 variable-length integers for the compact binary encodings of sketches.
 //!
-//! Decoding is strict: a truncated value, one longer than ten bytes or one that
-//! overflows 64 bits is an error, never a panic.
+//! Decoding is strict: a truncated value, one longer than ten bytes (nineteen for a
+//! wide value) or one that overflows 64 bits (128 for a wide value) is an error, never
+//! a panic. A wide value below 2^64 has exactly the bytes of the same narrow value, so a
+//! field can be widened without changing any encoding already stored.
 
 /// Appends `value` as unsigned LEB128.
-pub fn put(out: &mut Vec<u8>, mut value: u64) {
+pub fn put(out: &mut Vec<u8>, value: u64) {
+    put_wide(out, u128::from(value));
+}
+
+/// Appends a 128-bit `value` as unsigned LEB128.
+pub fn put_wide(out: &mut Vec<u8>, mut value: u128) {
     loop {
         let byte = (value & 0x7f) as u8;
         value >>= 7;
@@ -48,18 +55,36 @@ impl<'a> Reader<'a> {
     ///
     /// [`ReadError::Truncated`] or [`ReadError::Overflow`].
     pub fn get(&mut self) -> Result<u64, ReadError> {
-        let mut value = 0u64;
-        for shift in (0..70).step_by(7) {
+        self.get_bits(64)
+            .map(|v| u64::try_from(v).expect("at most 64 bits were read"))
+    }
+
+    /// Reads one unsigned LEB128 value of up to 128 bits.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadError::Truncated`] or [`ReadError::Overflow`] (past 128 bits).
+    pub fn get_wide(&mut self) -> Result<u128, ReadError> {
+        self.get_bits(128)
+    }
+
+    /// Reads one unsigned LEB128 value that must fit in `bits` bits (64 or 128).
+    fn get_bits(&mut self, bits: u32) -> Result<u128, ReadError> {
+        let mut value = 0u128;
+        let mut shift = 0;
+        while shift < bits {
             let byte = *self.bytes.get(self.pos).ok_or(ReadError::Truncated)?;
             self.pos += 1;
-            let bits = u64::from(byte & 0x7f);
-            if shift == 63 && bits > 1 {
+            let chunk = u128::from(byte & 0x7f);
+            // The last group may carry only the bits that are left.
+            if bits - shift < 7 && chunk >> (bits - shift) != 0 {
                 return Err(ReadError::Overflow);
             }
-            value |= bits << shift;
+            value |= chunk << shift;
             if byte & 0x80 == 0 {
                 return Ok(value);
             }
+            shift += 7;
         }
         Err(ReadError::Overflow)
     }
@@ -122,6 +147,23 @@ mod tests {
         }
 
         #[test]
+        fn wide_values_round_trip_and_narrow_ones_keep_their_bytes(
+            wide in proptest::collection::vec(any::<u128>(), 0..50),
+            narrow in any::<u64>(),
+        ) {
+            let mut buf = Vec::new();
+            for v in &wide { put_wide(&mut buf, *v); }
+            let mut r = Reader::new(&buf);
+            for v in &wide { prop_assert_eq!(r.get_wide().unwrap(), *v); }
+            prop_assert_eq!(r.remaining(), 0);
+            let (mut as_narrow, mut as_wide) = (Vec::new(), Vec::new());
+            put(&mut as_narrow, narrow);
+            put_wide(&mut as_wide, u128::from(narrow));
+            prop_assert_eq!(&as_narrow, &as_wide);
+            prop_assert_eq!(Reader::new(&as_narrow).get_wide().unwrap(), u128::from(narrow));
+        }
+
+        #[test]
         fn never_panics_on_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
             let mut r = Reader::new(&bytes);
             while r.remaining() > 0 {
@@ -145,5 +187,14 @@ mod tests {
         let max = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
         assert_eq!(Reader::new(&max).get(), Ok(u64::MAX));
         assert_eq!(Reader::new(&[1, 2]).take(3), Err(ReadError::Truncated));
+        let mut wide_max = vec![0xff; 18];
+        wide_max.push(0x03);
+        assert_eq!(Reader::new(&wide_max).get_wide(), Ok(u128::MAX));
+        wide_max[18] = 0x04;
+        assert_eq!(Reader::new(&wide_max).get_wide(), Err(ReadError::Overflow));
+        // A value past 64 bits is a wide value only.
+        let mut past_64 = Vec::new();
+        put_wide(&mut past_64, u128::from(u64::MAX) + 1);
+        assert_eq!(Reader::new(&past_64).get(), Err(ReadError::Overflow));
     }
 }

@@ -293,6 +293,10 @@ impl D1Store {
                     self.statement(sql::PURGE_ALERTS, &values)?,
                 ]
             }
+            Write::PurgeJobRuns { before_ms, limit } => vec![self.statement(
+                sql::PURGE_JOB_RUNS,
+                &[int(*before_ms), int(i64::from(*limit))],
+            )?],
             Write::DeadLetter {
                 message_id,
                 queue,

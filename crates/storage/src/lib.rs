@@ -178,11 +178,17 @@ pub enum Write<'a> {
     /// Deletes up to `limit` raw events, up to `limit` session marks, up to `limit`
     /// dropped-request records, up to `limit` last error messages and up to `limit`
     /// alerts (with their delivery attempts) of a project older than `before_ms`.
+    ///
+    /// It runs [`PURGE_RAW_STATEMENTS`] statements, which count against D1's queries per
+    /// invocation.
     PurgeRaw {
         project: &'a str,
         before_ms: i64,
         limit: u32,
     },
+    /// Deletes up to `limit` job runs started before `before_ms`, keeping each job's
+    /// latest run.
+    PurgeJobRuns { before_ms: i64, limit: u32 },
     /// Keeps a message that exhausted its retries.
     DeadLetter {
         message_id: &'a str,
@@ -200,6 +206,10 @@ pub enum Write<'a> {
         now_ms: i64,
     },
 }
+
+/// The statements one [`Write::PurgeRaw`] runs: raw events, session marks, dropped
+/// records, error messages, alert attempts and alerts.
+pub const PURGE_RAW_STATEMENTS: u32 = 6;
 
 /// Applies writes atomically.
 #[allow(async_fn_in_trait)] // Workers are single-threaded: no `Send` bound wanted.

@@ -16,7 +16,13 @@ use tally_core::rollup::{self, Key, Period, Rollup};
 use tally_core::sessions;
 use tally_core::time::{DAY_MS, Interval};
 
-use crate::{Dirty, Error, EventStore, FilteredReads, RollupStore, Versioned, Write, Writer};
+use tally_core::sql;
+
+use crate::alerts::Rows;
+use crate::{
+    Dirty, Error, EventStore, FilteredReads, JobLog, PURGE_RAW_STATEMENTS, RollupStore, Versioned,
+    Write, Writer,
+};
 
 /// Most keys passed to one read.
 const READ_CHUNK: usize = 2000;
@@ -439,37 +445,172 @@ pub async fn all_events_between<S: EventStore>(
     }
 }
 
-/// Deletes raw events past each project's retention, at most `chunk` per project per
-/// call, and returns how many it deleted. Rollups stay. Safe to run twice and to
-/// interrupt: each chunk is its own transaction.
+/// How much one [`purge_expired`] run may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PurgeBudget {
+    /// Rows one statement deletes at most: each stays short, because D1 has one writer
+    /// and the consumer's commits wait behind it (and a query may take 30 s at most).
+    pub chunk: u32,
+    /// Statements the run may execute, of D1's 1,000 queries per invocation; what the
+    /// cron job does besides purging must fit in the rest.
+    pub statements: u32,
+}
+
+/// The budget of each hourly run: 300 statements, up to 500,000 raw events an hour,
+/// 12 million a day, so a project's daily volume past that is the only way to fall
+/// behind (and `/v1/health` shows it).
+pub const HOURLY_PURGE: PurgeBudget = PurgeBudget {
+    chunk: 10_000,
+    statements: 300,
+};
+
+/// Job runs are kept this long (each job's latest run is kept whatever its age).
+pub const JOB_RUNS_KEPT_MS: i64 = 14 * DAY_MS;
+
+/// Expired raw events counted per project behind, at most: the count is for people, and
+/// rows read cost money.
+const BACKLOG_COUNT_CAP: i64 = 100_000;
+
+/// What one [`purge_expired`] run did, and what it left.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Purged {
+    /// Rows deleted: raw events, session marks, dropped records, error messages, alerts
+    /// and their attempts.
+    pub deleted: u64,
+    /// Old job runs deleted.
+    pub job_runs: u64,
+    /// Statements executed.
+    pub statements: u32,
+    /// Projects with raw events past their retention when the run ended.
+    pub backlog: Vec<Backlog>,
+}
+
+/// A project still holding raw events past its retention.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Backlog {
+    pub project: String,
+    /// The oldest raw event's time, epoch milliseconds.
+    pub oldest_expired_ms: i64,
+    /// Expired raw events left, counted up to 100,000 (`rows_left_capped` then).
+    pub rows_left: u64,
+    pub rows_left_capped: bool,
+}
+
+/// The meta key of the last run's [`Purged`] and where the next run starts.
+pub const RETENTION_META: &str = "retention";
+
+/// Deletes everything past each project's retention in chunks of `budget.chunk` rows
+/// (each chunk its own transaction), until nothing expired remains or the budget is
+/// spent; the next run resumes with the project this one stopped at, so every project
+/// is reached however many there are. Rollups stay. Records what it did, and which
+/// projects are still behind, in meta [`RETENTION_META`]. Safe to run twice and to
+/// interrupt.
 ///
 /// # Errors
 ///
 /// The store's error; chunks already deleted stay deleted.
-pub async fn purge_expired<S>(store: &S, now_ms: i64, chunk: u32) -> Result<u64, Error>
+pub async fn purge_expired<S>(store: &S, now_ms: i64, budget: PurgeBudget) -> Result<Purged, Error>
 where
-    S: EventStore + Writer,
+    S: EventStore + JobLog + Writer + Rows,
 {
-    let mut deleted = 0;
-    for project in store.projects().await? {
+    let chunk = u64::from(budget.chunk);
+    let mut purged = Purged::default();
+    let projects = store.projects().await?;
+    let resume_at = store
+        .meta()
+        .await?
+        .into_iter()
+        .find(|(key, _, _)| key == RETENTION_META)
+        .and_then(|(_, value, _)| serde_json::from_str::<serde_json::Value>(&value).ok())
+        .and_then(|v| v["next"].as_str().map(str::to_owned));
+    let first = resume_at
+        .and_then(|slug| projects.iter().position(|p| p.slug >= slug))
+        .unwrap_or(0);
+    let mut next = None;
+    'projects: for project in projects[first..].iter().chain(&projects[..first]) {
         let before_ms = now_ms - i64::from(project.retention_days) * DAY_MS;
+        loop {
+            if purged.statements + PURGE_RAW_STATEMENTS > budget.statements {
+                next = Some(project.slug.clone());
+                break 'projects;
+            }
+            let changed = store
+                .commit(&[Write::PurgeRaw {
+                    project: &project.slug,
+                    before_ms,
+                    limit: budget.chunk,
+                }])
+                .await?;
+            purged.statements += PURGE_RAW_STATEMENTS;
+            let deleted: u64 = changed.iter().sum();
+            purged.deleted += deleted;
+            // Each statement deletes at most `chunk` rows: fewer in all means every
+            // table of this project is done.
+            if deleted < chunk {
+                break;
+            }
+        }
+    }
+    if purged.statements < budget.statements {
         let changed = store
-            .commit(&[Write::PurgeRaw {
-                project: &project.slug,
-                before_ms,
-                limit: chunk,
+            .commit(&[Write::PurgeJobRuns {
+                before_ms: now_ms - JOB_RUNS_KEPT_MS,
+                limit: budget.chunk,
             }])
             .await?;
-        deleted += changed.iter().sum::<u64>();
+        purged.statements += 1;
+        purged.job_runs = changed.iter().sum();
     }
+    purged.backlog = backlog(store, now_ms).await?;
     store
         .commit(&[Write::PutMeta {
-            key: "retention",
-            value: serde_json::json!({"at": now_ms, "deleted": deleted}).to_string(),
+            key: RETENTION_META,
+            value: serde_json::json!({"at": now_ms, "next": next, "last": purged}).to_string(),
             now_ms,
         }])
         .await?;
-    Ok(deleted)
+    Ok(purged)
+}
+
+/// The projects holding raw events past their retention at `now_ms`: one statement,
+/// plus one bounded count for each project behind.
+async fn backlog<S: Rows>(store: &S, now_ms: i64) -> Result<Vec<Backlog>, Error> {
+    #[derive(serde::Deserialize)]
+    struct Oldest {
+        project: String,
+        retention_days: i64,
+        oldest: Option<i64>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Count {
+        n: i64,
+    }
+    let mut behind = Vec::new();
+    for row in store.rows::<Oldest>(sql::OLDEST_RAW_EVENTS, vec![]).await? {
+        let before_ms = now_ms - row.retention_days * DAY_MS;
+        let Some(oldest) = row.oldest.filter(|&t| t < before_ms) else {
+            continue;
+        };
+        let counted = store
+            .rows::<Count>(
+                sql::COUNT_EXPIRED_RAW_EVENTS,
+                vec![
+                    row.project.as_str().into(),
+                    before_ms.into(),
+                    BACKLOG_COUNT_CAP.into(),
+                ],
+            )
+            .await?
+            .first()
+            .map_or(0, |c| c.n);
+        behind.push(Backlog {
+            project: row.project,
+            oldest_expired_ms: oldest,
+            rows_left: counted as u64,
+            rows_left_capped: counted >= BACKLOG_COUNT_CAP,
+        });
+    }
+    Ok(behind)
 }
 
 /// The longest a session may last and still be paired; marks this far past a range are

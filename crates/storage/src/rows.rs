@@ -6,7 +6,7 @@ use tally_core::Event;
 use tally_core::hash::hex;
 use tally_core::hll::Hll;
 use tally_core::project::{ApiKey, KeyKind, Project, RateLimit};
-use tally_core::rollup::{Dimension, Key, Period, Rollup};
+use tally_core::rollup::{Dimension, Key, MAX_STORED_INTEGER, Period, Rollup};
 use tally_core::sketch::Sketch;
 
 use crate::{Dirty, Error};
@@ -101,8 +101,13 @@ impl<'a> RollupParams<'a> {
             value: &key.value,
             count: row.count as i64,
             errors: row.errors as i64,
-            bytes: row.bytes.min(i64::MAX as u64) as i64,
-            duration_sum_us: row.durations.sum_micros().min(i64::MAX as u64) as i64,
+            bytes: row.bytes.min(MAX_STORED_INTEGER) as i64,
+            // The exact sum lives in the sketch; the column keeps it while it fits an
+            // f64 exactly, so D1 can always decode the row.
+            duration_sum_us: row
+                .durations
+                .sum_micros()
+                .min(u128::from(MAX_STORED_INTEGER)) as i64,
             durations: hex(&row.durations.encode()),
             users: hex(&row.users.encode()),
             instances: hex(&row.instances.encode()),

@@ -565,14 +565,14 @@ fn alerts_and_their_attempts_leave_with_the_raw_events_past_retention() {
     block_on(pipeline::purge_expired(
         &store,
         T0 + 89 * 24 * HOUR_MS,
-        1000,
+        pipeline::HOURLY_PURGE,
     ))
     .unwrap();
     assert_eq!((count("alerts"), count("alert_attempts")), (1, 2));
     block_on(pipeline::purge_expired(
         &store,
         T0 + 91 * 24 * HOUR_MS,
-        1000,
+        pipeline::HOURLY_PURGE,
     ))
     .unwrap();
     assert_eq!((count("alerts"), count("alert_attempts")), (0, 0));

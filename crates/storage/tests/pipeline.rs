@@ -9,11 +9,12 @@ use tally_core::sessions::{self, Mark};
 use tally_core::testing::SplitMix64 as Rng;
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
 use tally_core::{Context, Event, RawEvent, Settings, validate};
-use tally_storage::pipeline::{self, Stored};
+use tally_storage::pipeline::{self, PurgeBudget, Stored};
 use tally_storage::read;
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{
-    Counts, Dirty, Error, EventStore, ProjectSettings, RollupStore, Versioned, Write, Writer,
+    Counts, Dirty, Error, EventStore, PURGE_RAW_STATEMENTS, ProjectSettings, RollupStore,
+    Versioned, Write, Writer,
 };
 
 /// 2025-01-10T00:00:00Z.
@@ -383,14 +384,20 @@ fn retention_purges_raw_events_in_chunks_and_keeps_rollups() {
         .count() as u64;
     let mut deleted = 0;
     let mut runs = 0;
+    // Three chunks of 250 rows a run (and the job-runs statement).
+    let budget = PurgeBudget {
+        chunk: 250,
+        statements: 3 * PURGE_RAW_STATEMENTS + 1,
+    };
     loop {
-        let n = block_on(pipeline::purge_expired(&store, later, 250)).unwrap();
+        let purged = block_on(pipeline::purge_expired(&store, later, budget)).unwrap();
         runs += 1;
-        if n == 0 {
+        assert!(purged.statements <= budget.statements, "within the budget");
+        if purged.deleted == 0 {
+            assert!(purged.backlog.is_empty(), "{purged:?}");
             break;
         }
-        assert!(n <= 3 * 250, "bounded chunks");
-        deleted += n;
+        deleted += purged.deleted;
     }
     assert_eq!(deleted, expired);
     assert!(runs > 2, "it took several bounded runs");
@@ -685,4 +692,149 @@ fn a_backfill_writes_what_the_consumer_and_cron_write() {
     let again = block_on(pipeline::backfill(&loaded, w.iter(), 500, NOW)).unwrap();
     assert_eq!((again.received, again.new), (6_000, 0));
     assert!(dump(&loaded) == a);
+}
+
+/// Inserts `n` bare raw events of `project` (which must exist), one a millisecond from
+/// `from_ms`, with a session mark each: volume seeded in SQL, as the pipeline would
+/// take minutes to store it.
+fn seed_raw(store: &SqliteStore, project: &str, n: u32, from_ms: i64) {
+    store.with_connection(|c| {
+        let seeded = c
+            .execute(
+                "WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i + 1 < ?2)
+                 INSERT INTO raw_events (project_id, event_id, timestamp, name)
+                 SELECT (SELECT id FROM projects WHERE slug = ?1),
+                        unhex(printf('%032x', ?4 + i)), ?3 + i, 'request'
+                 FROM seq",
+                rusqlite::params![project, n, from_ms, i64::from(n) * 1_000_000_000],
+            )
+            .unwrap();
+        assert_eq!(seeded, n as usize);
+        c.execute(
+            "INSERT INTO session_events (project_id, event_id, timestamp, user, is_start)
+             SELECT project_id, event_id, timestamp, unhex('00'), 1 FROM raw_events
+             WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND timestamp < ?2",
+            rusqlite::params![project, from_ms + i64::from(n)],
+        )
+        .unwrap();
+    });
+}
+
+fn raw_count(store: &SqliteStore, project: &str, before_ms: i64) -> i64 {
+    store.with_connection(|c| {
+        c.query_row(
+            "SELECT COUNT(*) FROM raw_events
+             WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND timestamp < ?2",
+            rusqlite::params![project, before_ms],
+            |r| r.get(0),
+        )
+        .unwrap()
+    })
+}
+
+#[test]
+fn retention_removes_150_thousand_expired_events_within_one_day_of_runs() {
+    // The daily purge used to delete at most 20,000 raw events per project: a project
+    // with 100K events a day fell 80K further behind every day.
+    let store = SqliteStore::open_in_memory().unwrap();
+    let (unique, _) = workload(600, 4);
+    block_on(pipeline::store_events(&store, &unique, NOW)).unwrap();
+    let later = DAY0 + 91 * DAY_MS;
+    // The last run's cutoff: the workload's third day is still within retention then.
+    let cutoff = later + DAY_MS - 90 * DAY_MS;
+    seed_raw(&store, "alpha", 150_000, DAY0 - 30 * DAY_MS);
+    let kept = raw_count(&store, "beta", i64::MAX) - raw_count(&store, "beta", cutoff);
+    assert!(kept > 0);
+
+    let mut deleted = 0;
+    let mut last = None;
+    // One day of scheduled runs: 24 hourly ones and the daily one, each within its budget.
+    for hour in 0..=24 {
+        let purged = block_on(pipeline::purge_expired(
+            &store,
+            later + hour * HOUR_MS,
+            pipeline::HOURLY_PURGE,
+        ))
+        .unwrap();
+        assert!(purged.statements <= pipeline::HOURLY_PURGE.statements);
+        deleted += purged.deleted;
+        last = Some(purged);
+    }
+    for project in ["alpha", "beta", "gamma"] {
+        assert_eq!(raw_count(&store, project, cutoff), 0, "{project}");
+    }
+    assert!(
+        deleted >= 2 * 150_000,
+        "raw events and their marks: {deleted}"
+    );
+    assert_eq!(last.unwrap().backlog, []);
+    assert_eq!(
+        raw_count(&store, "beta", i64::MAX),
+        kept,
+        "unexpired events stay"
+    );
+}
+
+#[test]
+fn a_purge_out_of_budget_resumes_where_it_stopped_and_reports_the_backlog() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let (unique, _) = workload(300, 5);
+    block_on(pipeline::store_events(&store, &unique, NOW)).unwrap();
+    let later = DAY0 + 120 * DAY_MS;
+    for (i, project) in ["alpha", "beta", "gamma"].into_iter().enumerate() {
+        seed_raw(
+            &store,
+            project,
+            1_000,
+            DAY0 - 30 * DAY_MS + i as i64 * 10_000,
+        );
+    }
+    // Four chunks of 100 rows a run: every project needs several runs.
+    let budget = PurgeBudget {
+        chunk: 100,
+        statements: 4 * PURGE_RAW_STATEMENTS + 1,
+    };
+    let first = block_on(pipeline::purge_expired(&store, later, budget)).unwrap();
+    assert_eq!(
+        first.statements, budget.statements,
+        "four chunks and the job runs"
+    );
+    let behind: Vec<(&str, u64)> = first
+        .backlog
+        .iter()
+        .map(|b| (b.project.as_str(), b.rows_left))
+        .collect();
+    let of = |project: &str| 1_000 + unique.iter().filter(|e| e.project == project).count() as u64;
+    // Alpha lost four chunks of 100 raw events; the others were not reached.
+    assert_eq!(
+        behind,
+        [
+            ("alpha", of("alpha") - 400),
+            ("beta", of("beta")),
+            ("gamma", of("gamma"))
+        ]
+    );
+    assert_eq!(first.backlog[0].oldest_expired_ms, DAY0 - 30 * DAY_MS + 400);
+    assert_eq!(
+        first.backlog[2].oldest_expired_ms,
+        DAY0 - 30 * DAY_MS + 20_000
+    );
+    let mut runs = 1;
+    loop {
+        let purged = block_on(pipeline::purge_expired(&store, later, budget)).unwrap();
+        runs += 1;
+        if purged.backlog.is_empty() {
+            break;
+        }
+        assert!(runs < 40, "the purge never caught up: {purged:?}");
+    }
+    for project in ["alpha", "beta", "gamma"] {
+        assert_eq!(
+            raw_count(&store, project, later - 90 * DAY_MS),
+            0,
+            "{project}"
+        );
+    }
+    // Every project was reached although no run could visit them all.
+    assert!(runs > 3, "{runs}");
 }

@@ -2,8 +2,10 @@
 //!
 //! - every minute: evaluate alert rules and queue their changes, then roll the days
 //!   whose hours changed, so day rows are a minute fresh;
-//! - hourly: roll days and then months, and purge minute rows older than a day;
-//! - daily: purge raw events past retention (bounded), then roll months.
+//! - hourly: roll days and then months, purge minute rows older than a day, and purge
+//!   everything past retention within [`pipeline::HOURLY_PURGE`] (resuming where the
+//!   last run stopped, so retention keeps up with any volume that budget allows);
+//! - daily: the same purge, then roll months.
 //!
 //! Every job is safe to run twice and to interrupt (see [`tally_storage::pipeline`]).
 
@@ -19,8 +21,6 @@ use crate::{DB, alerting};
 const DAYS_PER_MINUTE: u32 = 100;
 /// Dirty periods rolled per hourly run.
 const PERIODS_PER_HOUR: u32 = 2000;
-/// Raw events purged per project per daily run.
-const PURGE_CHUNK: u32 = 20_000;
 
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
@@ -83,20 +83,36 @@ async fn run(job: Job, store: &D1Store, env: &Env) -> Result<String, String> {
                 .await
                 .map_err(text)?;
             let minutes = alerts::purge_minutes(store, at).await.map_err(text)?;
-            format!("rolled {days} days, {months} months; purged {minutes} minute rows")
+            let purged = pipeline::purge_expired(store, at, pipeline::HOURLY_PURGE)
+                .await
+                .map_err(text)?;
+            format!(
+                "rolled {days} days, {months} months; purged {minutes} minute rows; {}",
+                purge_summary(&purged)
+            )
         }
         Job::Daily => {
-            let purged = pipeline::purge_expired(store, at, PURGE_CHUNK)
+            let purged = pipeline::purge_expired(store, at, pipeline::HOURLY_PURGE)
                 .await
                 .map_err(text)?;
             let months = pipeline::roll_dirty(store, Period::Month, PERIODS_PER_HOUR, at)
                 .await
                 .map_err(text)?;
-            format!(
-                "purged {purged} expired rows (raw events, marks, alerts), rolled {months} months"
-            )
+            format!("{}; rolled {months} months", purge_summary(&purged))
         }
     })
+}
+
+/// One line of what a purge did, for `job_runs`.
+fn purge_summary(purged: &pipeline::Purged) -> String {
+    format!(
+        "purged {} expired rows (raw events, marks, alerts) and {} job runs in {} statements; \
+         {} projects behind",
+        purged.deleted,
+        purged.job_runs,
+        purged.statements,
+        purged.backlog.len()
+    )
 }
 
 fn now() -> i64 {

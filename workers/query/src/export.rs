@@ -221,11 +221,24 @@ pub fn csv_row(fields: &Map<String, Value>) -> String {
         .iter()
         .map(|column| match fields.get(*column) {
             None | Some(Value::Null) => String::new(),
-            Some(Value::String(s)) => csv_cell(s),
+            Some(Value::String(s)) => csv_text_cell(s),
             Some(other) => csv_cell(&other.to_string()),
         })
         .collect();
     cells.join(",")
+}
+
+/// A cell of text a client sent (routes, messages, names): [`csv_cell`], but text that
+/// a spreadsheet would run as a formula (it starts with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return) gets a leading `'`, as OWASP advises, so an `error_message` of
+/// `=HYPERLINK(...)` sent with a public write key stays text in the owner's spreadsheet.
+/// Numbers are never text here, so a negative number keeps its sign.
+pub fn csv_text_cell(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        csv_cell(&format!("'{text}"))
+    } else {
+        csv_cell(text)
+    }
 }
 
 /// A CSV cell (RFC 4180): quoted when it holds a comma, a quote or a line break.
@@ -281,5 +294,30 @@ mod tests {
             21 + 1 + 1,
             "two commas quoted"
         );
+    }
+
+    #[test]
+    fn text_a_spreadsheet_would_run_is_kept_as_text() {
+        for (sent, cell) in [
+            (
+                "=HYPERLINK(\"https://evil.example\",\"x\")",
+                "\"'=HYPERLINK(\"\"https://evil.example\"\",\"\"x\"\")\"",
+            ),
+            ("+1+1", "'+1+1"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1", "'\t=1"),
+            ("\r=1", "\"'\r=1\""),
+            ("/a=b", "/a=b"),
+            ("plain", "plain"),
+        ] {
+            assert_eq!(csv_text_cell(sent), cell, "{sent:?}");
+        }
+        let mut e = Event::new("0123456789abcdef0123456789abcdef", "site", "n", 0);
+        e.error_message = Some("=1+1".into());
+        e.status = Some(500);
+        let row = csv_row(&fields(&e));
+        assert!(row.contains(",'=1+1,"), "{row}");
+        assert!(row.contains(",500,"), "{row}");
     }
 }
