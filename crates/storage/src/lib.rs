@@ -25,6 +25,7 @@ pub mod alerts;
 pub mod cloudflare;
 #[cfg(feature = "cloudflare")]
 pub mod d1;
+pub mod exec;
 pub mod memory;
 pub mod pipeline;
 pub mod read;
@@ -33,6 +34,7 @@ pub mod sqlite;
 
 mod error;
 mod rows;
+mod sql_store;
 
 pub use error::Error;
 
@@ -119,7 +121,7 @@ pub struct Dirty {
 }
 
 /// A project and its settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ProjectSettings {
     pub slug: String,
     pub retention_days: u32,
@@ -420,11 +422,12 @@ pub enum ValueMatch<'a> {
 }
 
 /// How many events of one name a user sent on one UTC day.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct DayCount {
     /// Start of the day, epoch milliseconds.
     pub day: i64,
     pub name: String,
+    #[serde(rename = "n")]
     pub count: u64,
 }
 
