@@ -12,10 +12,13 @@
 //! - [`QueryStore`] holds the query API's other reads: the last message of each error
 //!   class and the raw events of funnels.
 //! - [`Cache`] and [`EventQueue`] are the KV cache and the `events` queue.
-//! - [`d1::D1Store`], [`cloudflare::KvCache`] and [`cloudflare::CfQueue`] (feature
-//!   `cloudflare`) implement the traits over D1, KV and Queues for the workers;
-//!   [`sqlite::SqliteStore`] (feature `sqlite`) over SQLite, applying the same
-//!   [`MIGRATIONS`], so the pipeline is tested natively against a real database; and
+//! - [`exec::Executor`] is the seam under every SQL-backed trait: run a statement with
+//!   bound values and decode its rows by column name, run a batch atomically. Each
+//!   trait (and [`alerts::AlertStore`]) is implemented once over it, for any executor.
+//! - [`d1::D1Store`] (feature `cloudflare`) and [`sqlite::SqliteStore`] (feature
+//!   `sqlite`, applying the same [`MIGRATIONS`], so the pipeline is tested natively
+//!   against a real database) are the two executors; [`cloudflare::KvCache`] and
+//!   [`cloudflare::CfQueue`] implement the cache and queue over KV and Queues, and
 //!   [`memory`] holds in-memory cache and queue doubles with failure injection.
 //!
 //! The traits use `async fn` without `Send` bounds: Workers run on one thread.
