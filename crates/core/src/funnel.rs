@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use crate::time::DAY_MS;
 
 /// One raw event that names a funnel step, of a user (the stored identifier hash).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct Hit {
     pub user: String,
     /// Epoch milliseconds.

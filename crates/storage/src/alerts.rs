@@ -1,11 +1,10 @@
 //! Storage of alert rules, their state, alert history, delivery attempts and campaign
-//! states: the trait both implementations provide, the writes alerting commits, and
-//! the rows they read, shared so the two implementations bind and decode alike.
+//! states: the reads ([`AlertStore`], written once over [`Executor`]), the writes
+//! alerting commits and the rows they read; and alerting itself over those traits.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use tally_core::alerts::{
     Alert, MINUTE_ROWS_KEPT_MS, Observation, Rule, State, Status, StoredRule, Transition, step,
 };
@@ -13,6 +12,7 @@ use tally_core::rollup::{Dimension, Rollup};
 use tally_core::sql;
 use tally_core::time::{Interval, MINUTE_MS};
 
+use crate::exec::{Bound, Executor, Statement, int, real};
 use crate::rows::RollupRow;
 use crate::{Error, EventStore, Write, Writer};
 
@@ -36,8 +36,8 @@ pub struct Attempt {
     pub duration_ms: i64,
 }
 
-/// A recorded firing or resolution.
-#[derive(Debug, Clone, PartialEq)]
+/// A recorded firing or resolution, decoded straight from its `alerts` row.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct AlertRecord {
     pub id: String,
     pub rule_id: String,
@@ -58,6 +58,7 @@ pub struct AlertRecord {
     pub delivered_at: Option<i64>,
     pub campaign_paused: Option<String>,
     /// Filled by [`AlertStore::alerts`]; empty from [`AlertStore::alert`].
+    #[serde(skip)]
     pub attempt_log: Vec<Attempt>,
 }
 
@@ -165,46 +166,11 @@ pub enum AlertWrite<'a> {
     },
 }
 
-/// A value bound to a statement parameter.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Bound {
-    Null,
-    Int(i64),
-    Real(f64),
-    Text(String),
-}
-
-impl From<&str> for Bound {
-    fn from(s: &str) -> Self {
-        Self::Text(s.to_owned())
-    }
-}
-
-impl From<i64> for Bound {
-    fn from(n: i64) -> Self {
-        Self::Int(n)
-    }
-}
-
-impl<T: Into<Bound>> From<Option<T>> for Bound {
-    fn from(v: Option<T>) -> Self {
-        v.map_or(Self::Null, Into::into)
-    }
-}
-
-fn real(v: Option<f64>) -> Bound {
-    v.filter(|v| v.is_finite()).map_or(Bound::Null, Bound::Real)
-}
-
-fn int(n: impl TryInto<i64>) -> Bound {
-    Bound::Int(n.try_into().unwrap_or(i64::MAX))
-}
-
 impl AlertWrite<'_> {
     /// The statements of this write, in order, with their parameters.
-    pub fn statements(&self) -> Vec<(&'static str, Vec<Bound>)> {
+    pub fn statements(&self) -> Vec<Statement> {
         match self {
-            Self::InsertRule { rule, max_rules } => vec![(
+            Self::InsertRule { rule, max_rules } => vec![Statement::new(
                 sql::INSERT_ALERT_RULE,
                 vec![
                     rule.id.as_str().into(),
@@ -216,7 +182,7 @@ impl AlertWrite<'_> {
                     int(*max_rules),
                 ],
             )],
-            Self::UpdateRule { rule } => vec![(
+            Self::UpdateRule { rule } => vec![Statement::new(
                 sql::UPDATE_ALERT_RULE,
                 vec![
                     rule.id.as_str().into(),
@@ -228,7 +194,7 @@ impl AlertWrite<'_> {
                 ],
             )],
             Self::DeleteRule { project, id } => {
-                vec![(
+                vec![Statement::new(
                     sql::DELETE_ALERT_RULE,
                     vec![(*id).into(), (*project).into()],
                 )]
@@ -239,7 +205,7 @@ impl AlertWrite<'_> {
                 to,
                 now_ms,
                 observation,
-            } => vec![(
+            } => vec![Statement::new(
                 sql::ALERT_TRANSITION,
                 vec![
                     (*rule_id).into(),
@@ -256,7 +222,7 @@ impl AlertWrite<'_> {
                 payload,
                 delivery,
                 state,
-            } => vec![(
+            } => vec![Statement::new(
                 sql::INSERT_ALERT,
                 vec![
                     alert.id.as_str().into(),
@@ -275,7 +241,7 @@ impl AlertWrite<'_> {
                 rule_id,
                 now_ms,
                 observation,
-            } => vec![(
+            } => vec![Statement::new(
                 sql::ALERT_EVALUATED,
                 vec![
                     (*rule_id).into(),
@@ -285,7 +251,7 @@ impl AlertWrite<'_> {
                 ],
             )],
             Self::Queued { alert_id, now_ms } => {
-                vec![(
+                vec![Statement::new(
                     sql::ALERT_QUEUED,
                     vec![(*alert_id).into(), (*now_ms).into()],
                 )]
@@ -295,7 +261,7 @@ impl AlertWrite<'_> {
                 attempt,
                 delivery,
             } => vec![
-                (
+                Statement::new(
                     sql::INSERT_ALERT_ATTEMPT,
                     vec![
                         (*alert_id).into(),
@@ -306,7 +272,7 @@ impl AlertWrite<'_> {
                         attempt.duration_ms.into(),
                     ],
                 ),
-                (
+                Statement::new(
                     sql::ALERT_DELIVERY,
                     vec![
                         (*alert_id).into(),
@@ -318,7 +284,7 @@ impl AlertWrite<'_> {
                     ],
                 ),
             ],
-            Self::Delivery { alert_id, delivery } => vec![(
+            Self::Delivery { alert_id, delivery } => vec![Statement::new(
                 sql::ALERT_DELIVERY,
                 vec![
                     (*alert_id).into(),
@@ -335,7 +301,7 @@ impl AlertWrite<'_> {
                 alert_id,
                 now_ms,
             } => {
-                let mut statements = vec![(
+                let mut statements = vec![Statement::new(
                     sql::SET_CAMPAIGN,
                     vec![
                         (*project).into(),
@@ -347,14 +313,14 @@ impl AlertWrite<'_> {
                     ],
                 )];
                 if let (Some(alert), true) = (alert_id, paused) {
-                    statements.push((
+                    statements.push(Statement::new(
                         sql::ALERT_PAUSED_CAMPAIGN,
                         vec![(*alert).into(), (*campaign).into()],
                     ));
                 }
                 statements
             }
-            Self::PurgeMinutes { project, before_ms } => vec![(
+            Self::PurgeMinutes { project, before_ms } => vec![Statement::new(
                 sql::PURGE_MINUTE_ROLLUPS,
                 vec![(*project).into(), (*before_ms).into()],
             )],
@@ -422,30 +388,14 @@ pub trait AlertStore {
     async fn campaigns(&self, project: &str) -> Result<Vec<CampaignState>, Error>;
 }
 
-/// A store that runs Tally's SQL text with bound values and decodes the rows: D1 and
-/// SQLite both are, so [`AlertStore`] is written once, over this.
-#[allow(async_fn_in_trait)]
-pub trait Rows {
-    /// The rows of `sql` with `values` bound, each decoded from its columns by name.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Database`] or [`Error::Decode`].
-    async fn rows<T: DeserializeOwned>(
-        &self,
-        sql: &str,
-        values: Vec<Bound>,
-    ) -> Result<Vec<T>, Error>;
-}
-
-impl<S: Rows> AlertStore for S {
+impl<S: Executor> AlertStore for S {
     async fn alert_rules(&self, project: Option<&str>) -> Result<Vec<RuleEntry>, Error> {
         let rows: Vec<RuleRow> = match project {
             Some(p) => {
-                self.rows(sql::ALERT_RULES_OF_PROJECT, vec![p.into()])
+                self.query(sql::ALERT_RULES_OF_PROJECT, vec![p.into()])
                     .await?
             }
-            None => self.rows(sql::ENABLED_ALERT_RULES, vec![]).await?,
+            None => self.query(sql::ENABLED_ALERT_RULES, vec![]).await?,
         };
         rows.into_iter().map(RuleRow::decode).collect()
     }
@@ -467,7 +417,7 @@ impl<S: Rows> AlertStore for S {
                 to_ms.into(),
             ];
             rows.extend(
-                self.rows::<RollupRow>(sql::MINUTE_ROWS_OF_VALUE, values)
+                self.query::<RollupRow>(sql::MINUTE_ROWS_OF_VALUE, values)
                     .await?,
             );
         }
@@ -487,28 +437,27 @@ impl<S: Rows> AlertStore for S {
             i64::from(limit).into(),
             to_ms.into(),
         ];
-        let rows: Vec<AlertRow> = self.rows(sql::ALERTS_OF_PROJECT, values).await?;
-        let records: Vec<AlertRecord> = rows.into_iter().map(AlertRecord::from).collect();
+        let records: Vec<AlertRecord> = self.query(sql::ALERTS_OF_PROJECT, values).await?;
         let ids = ids_json(&records);
         let attempts: Vec<AttemptRow> = self
-            .rows(sql::ALERT_ATTEMPTS, vec![ids.as_str().into()])
+            .query(sql::ALERT_ATTEMPTS, vec![ids.as_str().into()])
             .await?;
         Ok(with_attempts(records, attempts))
     }
 
     async fn alert(&self, id: &str) -> Result<Option<AlertRecord>, Error> {
-        let rows: Vec<AlertRow> = self.rows(sql::ALERT_BY_ID, vec![id.into()]).await?;
-        Ok(rows.into_iter().next().map(AlertRecord::from))
+        let rows: Vec<AlertRecord> = self.query(sql::ALERT_BY_ID, vec![id.into()]).await?;
+        Ok(rows.into_iter().next())
     }
 
     async fn unqueued_alerts(&self, before_ms: i64, limit: u32) -> Result<Vec<String>, Error> {
         let values = vec![before_ms.into(), i64::from(limit).into()];
-        let rows: Vec<IdRow> = self.rows(sql::UNQUEUED_ALERTS, values).await?;
+        let rows: Vec<IdRow> = self.query(sql::UNQUEUED_ALERTS, values).await?;
         Ok(rows.into_iter().map(|r| r.id).collect())
     }
 
     async fn campaigns(&self, project: &str) -> Result<Vec<CampaignState>, Error> {
-        self.rows(sql::CAMPAIGNS_OF_PROJECT, vec![project.into()])
+        self.query(sql::CAMPAIGNS_OF_PROJECT, vec![project.into()])
             .await
     }
 }
@@ -559,47 +508,6 @@ impl RuleRow {
         })
         .map_err(bad)?;
         Ok(RuleEntry { rule, status, last })
-    }
-}
-
-/// An `alerts` row with its rule's name.
-#[derive(Debug, Deserialize)]
-pub(crate) struct AlertRow {
-    id: String,
-    rule_id: String,
-    rule_name: Option<String>,
-    project: String,
-    kind: String,
-    at: i64,
-    value: Option<f64>,
-    volume: i64,
-    payload: String,
-    queued_at: Option<i64>,
-    delivery: String,
-    attempts: i64,
-    delivered_at: Option<i64>,
-    campaign_paused: Option<String>,
-}
-
-impl From<AlertRow> for AlertRecord {
-    fn from(r: AlertRow) -> Self {
-        AlertRecord {
-            id: r.id,
-            rule_id: r.rule_id,
-            rule_name: r.rule_name,
-            project: r.project,
-            kind: r.kind,
-            at: r.at,
-            value: r.value,
-            volume: r.volume.max(0) as u64,
-            payload: r.payload,
-            queued_at: r.queued_at,
-            delivery: r.delivery,
-            attempts: r.attempts.max(0) as u32,
-            delivered_at: r.delivered_at,
-            campaign_paused: r.campaign_paused,
-            attempt_log: Vec::new(),
-        }
     }
 }
 

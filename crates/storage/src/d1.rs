@@ -1,34 +1,21 @@
-//! The stores over Cloudflare D1, for the workers.
+//! The stores over Cloudflare D1, for the workers: an [`Executor`], so every domain
+//! trait is D1's through `crate::sql_store`. This file holds only what is D1's own:
+//! binding values (numbers as f64), retrying while the database is busy, and metering.
 //!
 //! Every D1 call's result carries what D1 counted (`meta.rows_read`, `rows_written`);
 //! a [`D1Store`] adds them up in its [`Meter`], which stores made for one request can
 //! share, so a worker can say what a whole request cost.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use tally_core::funnel::Hit;
-use tally_core::rollup::{Dimension, Key, Period, Rollup};
-use tally_core::sessions::Mark;
-use tally_core::{Event, sql};
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement, D1Result};
 
-use tally_core::project::{ApiKey, KeyKind, NewKey, Project};
-
-use crate::alerts::{self, Bound};
-use crate::rows::{
-    self, DirtyRow, GrantRow, KeyRow, ProjectRow, RawRow, RollupParams, RollupRow, origins_json,
-};
-use crate::{
-    AdminStore, Counts, DayCount, Dirty, Error, ErrorMessage, EventStore, FilteredReads, JobLog,
-    JobRun, MAX_INSERT_JSON_BYTES, ProjectSettings, QueryStore, RollupStore, ValueMatch, Versioned,
-    Write, Writer, event_chunks,
-};
+use crate::Error;
+use crate::exec::{Bound, Executor, Statement};
 
 /// Tally's D1 database.
 pub struct D1Store {
@@ -116,18 +103,13 @@ fn db(e: worker::Error) -> Error {
     Error::from_database(e.to_string())
 }
 
-/// Text as a bound value.
-fn text(s: &str) -> JsValue {
-    JsValue::from_str(s)
-}
-
 /// An integer as a bound value: D1 takes numbers as f64, exact up to 2^53, which every
 /// Tally integer (milliseconds, counts, versions) stays below.
 fn int(n: i64) -> JsValue {
     JsValue::from_f64(n as f64)
 }
 
-/// Parameters as bound values.
+/// Parameters as D1 binds them.
 fn bound(values: Vec<Bound>) -> Vec<JsValue> {
     values
         .into_iter()
@@ -157,14 +139,16 @@ impl D1Store {
         self.meter.rows()
     }
 
-    fn statement(&self, sql: &str, values: &[JsValue]) -> Result<D1PreparedStatement, Error> {
-        self.db.prepare(sql).bind(values).map_err(db)
+    fn statement(&self, sql: &str, values: Vec<Bound>) -> Result<D1PreparedStatement, Error> {
+        self.db.prepare(sql).bind(&bound(values)).map_err(db)
     }
+}
 
-    async fn all<T: DeserializeOwned>(
+impl Executor for D1Store {
+    async fn query<T: DeserializeOwned>(
         &self,
         sql: &str,
-        values: &[JsValue],
+        values: Vec<Bound>,
     ) -> Result<Vec<T>, Error> {
         let statement = self.statement(sql, values)?;
         let result = busy_retry(|| statement.all()).await.map_err(db)?;
@@ -172,170 +156,16 @@ impl D1Store {
         result.results().map_err(|e| Error::Decode(e.to_string()))
     }
 
-    /// Runs one statement and returns the rows it changed.
-    async fn changes(&self, sql: &str, values: &[JsValue]) -> Result<u64, Error> {
-        let statement = self.statement(sql, values)?;
-        let result = busy_retry(|| statement.run()).await.map_err(db)?;
-        self.meter.add(&result);
-        let meta = result.meta().map_err(db)?;
-        Ok(meta.and_then(|m| m.changes).unwrap_or(0) as u64)
-    }
-
-    /// The statements of one write, in order.
-    fn statements(&self, write: &Write<'_>) -> Result<Vec<D1PreparedStatement>, Error> {
-        let rollup = |sql: &str, p: &RollupParams<'_>, version: Option<i64>| {
-            let mut values = vec![
-                text(p.project),
-                text(p.period),
-                int(p.start),
-                text(p.dimension),
-                text(p.value),
-                int(p.count),
-                int(p.errors),
-                int(p.bytes),
-                int(p.duration_sum_us),
-                text(&p.durations),
-                text(&p.users),
-                text(&p.instances),
-            ];
-            values.extend(version.map(int));
-            self.statement(sql, &values)
-        };
-        Ok(match write {
-            Write::InsertEvents(events) => event_chunks(events)
-                .iter()
-                .map(|chunk| self.statement(sql::INSERT_EVENTS, &[text(chunk)]))
-                .collect::<Result<_, _>>()?,
-            Write::EnsureProject { slug, now_ms } => {
-                vec![self.statement(sql::ENSURE_PROJECT, &[text(slug), int(*now_ms)])?]
-            }
-            Write::InsertDropped(dropped) => {
-                tally_core::json::chunks(dropped, MAX_INSERT_JSON_BYTES, "[", "]")
-                    .iter()
-                    .map(|chunk| self.statement(sql::INSERT_DROPPED, &[text(chunk)]))
-                    .collect::<Result<_, _>>()?
-            }
-            Write::InsertSessionEvents(events) => event_chunks(events)
-                .iter()
-                .map(|chunk| self.statement(sql::INSERT_SESSION_EVENTS, &[text(chunk)]))
-                .collect::<Result<_, _>>()?,
-            Write::KeepErrorMessages(events) => event_chunks(events)
-                .iter()
-                .map(|chunk| self.statement(sql::KEEP_ERROR_MESSAGES, &[text(chunk)]))
-                .collect::<Result<_, _>>()?,
-            Write::InsertRollup { period, key, row } => {
-                vec![rollup(
-                    sql::INSERT_ROLLUP,
-                    &RollupParams::new(*period, key, row),
-                    None,
-                )?]
-            }
-            Write::UpdateRollup {
-                period,
-                key,
-                row,
-                read_version,
-            } => vec![rollup(
-                sql::UPDATE_ROLLUP,
-                &RollupParams::new(*period, key, row),
-                Some(read_version + 1),
-            )?],
-            Write::PutRollup { period, key, row } => {
-                vec![rollup(
-                    sql::PUT_ROLLUP,
-                    &RollupParams::new(*period, key, row),
-                    None,
-                )?]
-            }
-            Write::DeleteStaleRollups {
-                project,
-                period,
-                start,
-                keep,
-            } => vec![self.statement(
-                sql::DELETE_STALE_ROLLUPS,
-                &[
-                    text(project),
-                    text(period.name()),
-                    int(*start),
-                    text(&rows::keep_json(keep)),
-                ],
-            )?],
-            Write::MarkDirty {
-                project,
-                period,
-                start,
-            } => vec![self.statement(
-                sql::MARK_DIRTY,
-                &[text(project), text(period.name()), int(*start)],
-            )?],
-            Write::ClearDirty(d) => vec![self.statement(
-                sql::CLEAR_DIRTY,
-                &[
-                    text(&d.project),
-                    text(d.period.name()),
-                    int(d.start),
-                    int(d.generation),
-                ],
-            )?],
-            Write::PurgeRaw {
-                project,
-                before_ms,
-                limit,
-            } => {
-                let values = [text(project), int(*before_ms), int(i64::from(*limit))];
-                vec![
-                    self.statement(sql::PURGE_RAW_EVENTS, &values)?,
-                    self.statement(sql::PURGE_SESSION_EVENTS, &values)?,
-                    self.statement(sql::PURGE_DROPPED, &values)?,
-                    self.statement(sql::PURGE_ERROR_MESSAGES, &values)?,
-                    self.statement(sql::PURGE_ALERT_ATTEMPTS, &values)?,
-                    self.statement(sql::PURGE_ALERTS, &values)?,
-                ]
-            }
-            Write::PurgeJobRuns { before_ms, limit } => vec![self.statement(
-                sql::PURGE_JOB_RUNS,
-                &[int(*before_ms), int(i64::from(*limit))],
-            )?],
-            Write::DeadLetter {
-                message_id,
-                queue,
-                body,
-                sent_at_ms,
-                now_ms,
-            } => vec![self.statement(
-                sql::INSERT_DEAD_LETTER,
-                &[
-                    text(message_id),
-                    text(queue),
-                    text(body),
-                    int(*sent_at_ms),
-                    int(*now_ms),
-                ],
-            )?],
-            Write::PutMeta { key, value, now_ms } => {
-                vec![self.statement(sql::PUT_META, &[text(key), text(value), int(*now_ms)])?]
-            }
-            Write::Alert(write) => write
-                .statements()
-                .into_iter()
-                .map(|(sql, values)| self.statement(sql, &bound(values)))
-                .collect::<Result<_, _>>()?,
-        })
-    }
-}
-
-impl Writer for D1Store {
-    async fn commit(&self, writes: &[Write<'_>]) -> Result<Vec<u64>, Error> {
+    async fn batch(&self, groups: Vec<Vec<Statement>>) -> Result<Vec<u64>, Error> {
+        let mut changed = vec![0u64; groups.len()];
         let mut statements = Vec::new();
         let mut owners = Vec::new();
-        for (i, write) in writes.iter().enumerate() {
-            for statement in self.statements(write)? {
-                statements.push(statement);
+        for (i, group) in groups.into_iter().enumerate() {
+            for Statement { sql, values } in group {
+                statements.push(self.statement(sql, values)?);
                 owners.push(i);
             }
         }
-        let mut changed = vec![0u64; writes.len()];
         if statements.is_empty() {
             return Ok(changed);
         }
@@ -355,478 +185,5 @@ impl Writer for D1Store {
                 .unwrap_or(0) as u64;
         }
         Ok(changed)
-    }
-}
-
-#[derive(Deserialize)]
-struct IdPair {
-    project: String,
-    event_id: String,
-}
-
-#[derive(Deserialize)]
-struct SettingsRow {
-    slug: String,
-    retention_days: u32,
-}
-
-#[derive(Deserialize)]
-struct MetaRow {
-    key: String,
-    value: String,
-    updated_at: i64,
-}
-
-impl EventStore for D1Store {
-    async fn existing_events(
-        &self,
-        ids: &[(&str, &str)],
-    ) -> Result<HashSet<(String, String)>, Error> {
-        let found: Vec<IdPair> = self
-            .all(sql::EXISTING_EVENTS, &[text(&rows::ids_json(ids))])
-            .await?;
-        Ok(found.into_iter().map(|p| (p.project, p.event_id)).collect())
-    }
-
-    async fn count_events(&self, project: &str, from_ms: i64, to_ms: i64) -> Result<Counts, Error> {
-        // `all`, not `first`: only a whole result carries the rows D1 read.
-        let counts: Vec<Counts> = self
-            .all(
-                sql::COUNT_EVENTS,
-                &[text(project), int(from_ms), int(to_ms)],
-            )
-            .await?;
-        Ok(counts.into_iter().next().unwrap_or_default())
-    }
-
-    async fn events_between(
-        &self,
-        project: &str,
-        from_ms: i64,
-        to_ms: i64,
-        after: Option<(i64, &str)>,
-        limit: u32,
-    ) -> Result<Vec<Event>, Error> {
-        let (after_ts, after_id) = after.unwrap_or(crate::BEFORE_ALL);
-        let raw: Vec<RawRow> = self
-            .all(
-                sql::EVENTS_BETWEEN,
-                &[
-                    text(project),
-                    int(from_ms),
-                    int(to_ms),
-                    int(after_ts),
-                    text(after_id),
-                    int(i64::from(limit)),
-                ],
-            )
-            .await?;
-        raw.into_iter().map(RawRow::into_event).collect()
-    }
-
-    async fn session_marks(
-        &self,
-        project: &str,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<Mark>, Error> {
-        let rows: Vec<MarkRow> = self
-            .all(
-                sql::SESSION_MARKS,
-                &[text(project), int(from_ms), int(to_ms)],
-            )
-            .await?;
-        Ok(rows.into_iter().map(MarkRow::into_mark).collect())
-    }
-
-    async fn dropped_counts(
-        &self,
-        project: &str,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<BTreeMap<String, u64>, Error> {
-        #[derive(Deserialize)]
-        struct Row {
-            reason: String,
-            n: u64,
-        }
-        let rows: Vec<Row> = self
-            .all(
-                sql::COUNT_DROPPED,
-                &[text(project), int(from_ms), int(to_ms)],
-            )
-            .await?;
-        Ok(rows.into_iter().map(|r| (r.reason, r.n)).collect())
-    }
-
-    async fn projects(&self) -> Result<Vec<ProjectSettings>, Error> {
-        let rows: Vec<SettingsRow> = self.all(sql::PROJECTS, &[]).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| ProjectSettings {
-                slug: r.slug,
-                retention_days: r.retention_days,
-            })
-            .collect())
-    }
-}
-
-impl QueryStore for D1Store {
-    async fn error_messages(&self, project: &str) -> Result<BTreeMap<String, ErrorMessage>, Error> {
-        #[derive(Deserialize)]
-        struct Row {
-            error_class: String,
-            timestamp: i64,
-            message: String,
-        }
-        let rows: Vec<Row> = self.all(sql::ERROR_MESSAGES, &[text(project)]).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                let message = ErrorMessage {
-                    timestamp: r.timestamp,
-                    message: r.message,
-                };
-                (r.error_class, message)
-            })
-            .collect())
-    }
-
-    async fn funnel_hits(
-        &self,
-        project: &str,
-        from_ms: i64,
-        to_ms: i64,
-        names: &[String],
-        after: Option<(i64, &str)>,
-        limit: u32,
-    ) -> Result<Vec<Hit>, Error> {
-        #[derive(Deserialize)]
-        struct Row {
-            user: String,
-            timestamp: i64,
-            event_id: String,
-            name: String,
-        }
-        let (after_ts, after_id) = after.unwrap_or(crate::BEFORE_ALL);
-        let names = serde_json::to_string(names).map_err(|e| Error::Decode(e.to_string()))?;
-        let rows: Vec<Row> = self
-            .all(
-                sql::FUNNEL_HITS,
-                &[
-                    text(project),
-                    int(from_ms),
-                    int(to_ms),
-                    int(after_ts),
-                    text(after_id),
-                    text(&names),
-                    int(i64::from(limit)),
-                ],
-            )
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| Hit {
-                user: r.user,
-                timestamp: r.timestamp,
-                event_id: r.event_id,
-                name: r.name,
-            })
-            .collect())
-    }
-}
-
-/// A nullable text value.
-fn opt_text(s: Option<&str>) -> JsValue {
-    s.map_or(JsValue::NULL, text)
-}
-
-impl AdminStore for D1Store {
-    async fn project(&self, slug: &str) -> Result<Option<Project>, Error> {
-        let rows: Vec<ProjectRow> = self.all(sql::PROJECT_BY_SLUG, &[text(slug)]).await?;
-        rows.into_iter().next().map(ProjectRow::decode).transpose()
-    }
-
-    async fn all_projects(&self) -> Result<Vec<Project>, Error> {
-        let rows: Vec<ProjectRow> = self.all(sql::ALL_PROJECTS, &[]).await?;
-        rows.into_iter().map(ProjectRow::decode).collect()
-    }
-
-    async fn create_project(&self, p: &Project) -> Result<bool, Error> {
-        let values = [
-            text(&p.slug),
-            int(i64::from(p.retention_days)),
-            text(&origins_json(p)),
-            text(p.rate_limit.as_str()),
-            int(p.created_at),
-            int(i64::from(p.public_dashboard)),
-        ];
-        Ok(self.changes(sql::CREATE_PROJECT, &values).await? == 1)
-    }
-
-    async fn update_project(&self, p: &Project) -> Result<bool, Error> {
-        let values = [
-            text(&p.slug),
-            int(i64::from(p.retention_days)),
-            text(&origins_json(p)),
-            text(p.rate_limit.as_str()),
-            int(i64::from(p.public_dashboard)),
-        ];
-        Ok(self.changes(sql::UPDATE_PROJECT, &values).await? == 1)
-    }
-
-    async fn create_key(
-        &self,
-        project: &str,
-        kind: KeyKind,
-        key: &NewKey,
-        name: Option<&str>,
-        now_ms: i64,
-    ) -> Result<Option<ApiKey>, Error> {
-        #[derive(Deserialize)]
-        struct Id {
-            id: i64,
-        }
-        let values = [
-            text(project),
-            text(kind.as_str()),
-            text(&key.hash),
-            text(&key.prefix),
-            opt_text(name),
-            int(now_ms),
-        ];
-        let ids: Vec<Id> = self.all(sql::CREATE_KEY, &values).await?;
-        Ok(ids.first().map(|row| ApiKey {
-            id: row.id,
-            project: project.to_owned(),
-            kind,
-            name: name.map(str::to_owned),
-            prefix: key.prefix.clone(),
-            created_at: now_ms,
-            revoked_at: None,
-        }))
-    }
-
-    async fn keys(&self, project: &str) -> Result<Vec<ApiKey>, Error> {
-        let rows: Vec<KeyRow> = self.all(sql::KEYS_OF_PROJECT, &[text(project)]).await?;
-        rows.into_iter().map(KeyRow::decode).collect()
-    }
-
-    async fn revoke_key(
-        &self,
-        project: &str,
-        id: i64,
-        now_ms: i64,
-    ) -> Result<Option<ApiKey>, Error> {
-        self.changes(sql::REVOKE_KEY, &[text(project), int(id), int(now_ms)])
-            .await?;
-        Ok(self.keys(project).await?.into_iter().find(|k| k.id == id))
-    }
-
-    async fn key_by_hash(&self, hash: &str) -> Result<Option<(ApiKey, Project)>, Error> {
-        let rows: Vec<GrantRow> = self.all(sql::KEY_BY_HASH, &[text(hash)]).await?;
-        rows.into_iter().next().map(GrantRow::decode).transpose()
-    }
-}
-
-impl RollupStore for D1Store {
-    async fn rollups_by_key(
-        &self,
-        period: Period,
-        keys: &[&Key],
-    ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error> {
-        let rows: Vec<RollupRow> = self
-            .all(sql::ROLLUPS_BY_KEY, &[text(&rows::keys_json(period, keys))])
-            .await?;
-        versioned(rows)
-    }
-
-    async fn rollups_between(
-        &self,
-        project: &str,
-        period: Period,
-        from_ms: i64,
-        to_ms: i64,
-        dimension: Option<Dimension>,
-    ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error> {
-        let mut values = vec![text(project), text(period.name()), int(from_ms), int(to_ms)];
-        let sql = match dimension {
-            None => sql::ROLLUPS_BETWEEN,
-            Some(d) => {
-                values.push(text(d.name()));
-                sql::ROLLUPS_OF_DIMENSION
-            }
-        };
-        versioned(self.all(sql, &values).await?)
-    }
-
-    async fn dirty_starts(
-        &self,
-        project: &str,
-        period: Period,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<BTreeSet<i64>, Error> {
-        #[derive(Deserialize)]
-        struct Start {
-            start: i64,
-        }
-        let values = [text(project), text(period.name()), int(from_ms), int(to_ms)];
-        let rows: Vec<Start> = self.all(sql::DIRTY_STARTS, &values).await?;
-        Ok(rows.into_iter().map(|r| r.start).collect())
-    }
-
-    async fn dirty_periods(&self, period: Period, limit: u32) -> Result<Vec<Dirty>, Error> {
-        let rows: Vec<DirtyRow> = self
-            .all(
-                sql::DIRTY_PERIODS,
-                &[text(period.name()), int(i64::from(limit))],
-            )
-            .await?;
-        rows.into_iter().map(DirtyRow::decode).collect()
-    }
-}
-
-fn versioned(rows: Vec<RollupRow>) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error> {
-    rows.into_iter()
-        .map(|row| {
-            let (_, key, value, version) = row.decode()?;
-            Ok((key, Versioned { value, version }))
-        })
-        .collect()
-}
-
-impl JobLog for D1Store {
-    async fn record_job_run(&self, run: &JobRun) -> Result<(), Error> {
-        let detail = run.detail.as_deref().map_or(JsValue::NULL, text);
-        self.changes(
-            sql::INSERT_JOB_RUN,
-            &[
-                text(&run.job),
-                text(&run.cron),
-                int(run.scheduled_at),
-                int(run.started_at),
-                int(run.finished_at),
-                text(&run.outcome),
-                detail,
-            ],
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn latest_job_runs(&self) -> Result<Vec<JobRun>, Error> {
-        self.all(sql::LATEST_JOB_RUNS, &[]).await
-    }
-
-    async fn dead_letters(&self) -> Result<u64, Error> {
-        #[derive(Deserialize)]
-        struct Count {
-            n: u64,
-        }
-        let rows: Vec<Count> = self.all(sql::COUNT_DEAD_LETTERS, &[]).await?;
-        Ok(rows.first().map_or(0, |c| c.n))
-    }
-
-    async fn meta(&self) -> Result<Vec<(String, String, i64)>, Error> {
-        let rows: Vec<MetaRow> = self.all(sql::ALL_META, &[]).await?;
-        Ok(rows
-            .into_iter()
-            .map(|m| (m.key, m.value, m.updated_at))
-            .collect())
-    }
-}
-
-/// A session mark as D1 returns it; one type for every read of marks, so the wasm
-/// bundle holds one decoder.
-#[derive(Deserialize)]
-struct MarkRow {
-    user: String,
-    timestamp: i64,
-    event_id: String,
-    is_start: i64,
-}
-
-impl MarkRow {
-    fn into_mark(self) -> Mark {
-        Mark {
-            user: self.user,
-            timestamp: self.timestamp,
-            event_id: self.event_id,
-            is_start: self.is_start != 0,
-        }
-    }
-}
-
-impl FilteredReads for D1Store {
-    async fn rollups_matching(
-        &self,
-        project: &str,
-        period: Period,
-        from_ms: i64,
-        to_ms: i64,
-        dimension: Dimension,
-        value: ValueMatch<'_>,
-    ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error> {
-        let (sql, value) = match value {
-            ValueMatch::Exact(v) => (sql::ROLLUPS_OF_VALUE, v),
-            ValueMatch::Prefix(v) => (sql::ROLLUPS_OF_VALUE_PREFIX, v),
-        };
-        let values = [
-            text(project),
-            text(period.name()),
-            int(from_ms),
-            int(to_ms),
-            text(dimension.name()),
-            text(value),
-        ];
-        versioned(self.all(sql, &values).await?)
-    }
-
-    async fn user_event_counts(
-        &self,
-        project: &str,
-        user_hash: &str,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<DayCount>, Error> {
-        #[derive(Deserialize)]
-        struct Row {
-            day: i64,
-            name: String,
-            n: u64,
-        }
-        let values = [text(project), int(from_ms), int(to_ms), text(user_hash)];
-        let rows: Vec<Row> = self.all(sql::USER_EVENT_COUNTS, &values).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| DayCount {
-                day: r.day,
-                name: r.name,
-                count: r.n,
-            })
-            .collect())
-    }
-
-    async fn user_session_marks(
-        &self,
-        project: &str,
-        user_hash: &str,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<Mark>, Error> {
-        let values = [text(project), int(from_ms), int(to_ms), text(user_hash)];
-        let rows: Vec<MarkRow> = self.all(sql::SESSION_MARKS_OF_USER, &values).await?;
-        Ok(rows.into_iter().map(MarkRow::into_mark).collect())
-    }
-}
-
-impl alerts::Rows for D1Store {
-    async fn rows<T: DeserializeOwned>(
-        &self,
-        sql: &str,
-        values: Vec<Bound>,
-    ) -> Result<Vec<T>, Error> {
-        self.all(sql, &bound(values)).await
     }
 }

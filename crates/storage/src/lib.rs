@@ -12,10 +12,13 @@
 //! - [`QueryStore`] holds the query API's other reads: the last message of each error
 //!   class and the raw events of funnels.
 //! - [`Cache`] and [`EventQueue`] are the KV cache and the `events` queue.
-//! - [`d1::D1Store`], [`cloudflare::KvCache`] and [`cloudflare::CfQueue`] (feature
-//!   `cloudflare`) implement the traits over D1, KV and Queues for the workers;
-//!   [`sqlite::SqliteStore`] (feature `sqlite`) over SQLite, applying the same
-//!   [`MIGRATIONS`], so the pipeline is tested natively against a real database; and
+//! - [`exec::Executor`] is the seam under every SQL-backed trait: run a statement with
+//!   bound values and decode its rows by column name, run a batch atomically. Each
+//!   trait (and [`alerts::AlertStore`]) is implemented once over it, for any executor.
+//! - [`d1::D1Store`] (feature `cloudflare`) and [`sqlite::SqliteStore`] (feature
+//!   `sqlite`, applying the same [`MIGRATIONS`], so the pipeline is tested natively
+//!   against a real database) are the two executors; [`cloudflare::KvCache`] and
+//!   [`cloudflare::CfQueue`] implement the cache and queue over KV and Queues, and
 //!   [`memory`] holds in-memory cache and queue doubles with failure injection.
 //!
 //! The traits use `async fn` without `Send` bounds: Workers run on one thread.
@@ -25,6 +28,7 @@ pub mod alerts;
 pub mod cloudflare;
 #[cfg(feature = "cloudflare")]
 pub mod d1;
+pub mod exec;
 pub mod memory;
 pub mod pipeline;
 pub mod read;
@@ -33,6 +37,7 @@ pub mod sqlite;
 
 mod error;
 mod rows;
+mod sql_store;
 
 pub use error::Error;
 
@@ -119,7 +124,7 @@ pub struct Dirty {
 }
 
 /// A project and its settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ProjectSettings {
     pub slug: String,
     pub retention_days: u32,
@@ -430,11 +435,12 @@ pub enum ValueMatch<'a> {
 }
 
 /// How many events of one name a user sent on one UTC day.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct DayCount {
     /// Start of the day, epoch milliseconds.
     pub day: i64,
     pub name: String,
+    #[serde(rename = "n")]
     pub count: u64,
 }
 

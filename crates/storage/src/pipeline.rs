@@ -18,7 +18,7 @@ use tally_core::time::{DAY_MS, Interval};
 
 use tally_core::sql;
 
-use crate::alerts::Rows;
+use crate::exec::Executor;
 use crate::{
     Dirty, Error, EventStore, FilteredReads, JobLog, PURGE_RAW_STATEMENTS, RollupStore, Versioned,
     Write, Writer,
@@ -511,7 +511,7 @@ pub const RETENTION_META: &str = "retention";
 /// The store's error; chunks already deleted stay deleted.
 pub async fn purge_expired<S>(store: &S, now_ms: i64, budget: PurgeBudget) -> Result<Purged, Error>
 where
-    S: EventStore + JobLog + Writer + Rows,
+    S: EventStore + JobLog + Writer + Executor,
 {
     let chunk = u64::from(budget.chunk);
     let mut purged = Purged::default();
@@ -574,7 +574,7 @@ where
 
 /// The projects holding raw events past their retention at `now_ms`: one statement,
 /// plus one bounded count for each project behind.
-async fn backlog<S: Rows>(store: &S, now_ms: i64) -> Result<Vec<Backlog>, Error> {
+async fn backlog<S: Executor>(store: &S, now_ms: i64) -> Result<Vec<Backlog>, Error> {
     #[derive(serde::Deserialize)]
     struct Oldest {
         project: String,
@@ -586,13 +586,16 @@ async fn backlog<S: Rows>(store: &S, now_ms: i64) -> Result<Vec<Backlog>, Error>
         n: i64,
     }
     let mut behind = Vec::new();
-    for row in store.rows::<Oldest>(sql::OLDEST_RAW_EVENTS, vec![]).await? {
+    for row in store
+        .query::<Oldest>(sql::OLDEST_RAW_EVENTS, vec![])
+        .await?
+    {
         let before_ms = now_ms - row.retention_days * DAY_MS;
         let Some(oldest) = row.oldest.filter(|&t| t < before_ms) else {
             continue;
         };
         let counted = store
-            .rows::<Count>(
+            .query::<Count>(
                 sql::COUNT_EXPIRED_RAW_EVENTS,
                 vec![
                     row.project.as_str().into(),

@@ -9,6 +9,7 @@ use tally_core::project::{ApiKey, KeyKind, Project, RateLimit};
 use tally_core::rollup::{Dimension, Key, MAX_STORED_INTEGER, Period, Rollup};
 use tally_core::sketch::Sketch;
 
+use crate::exec::{Bound, int};
 use crate::{Dirty, Error};
 
 /// A `rollups` row as stored.
@@ -72,47 +73,29 @@ impl RollupRow {
     }
 }
 
-/// The bound values of a rollup write, in statement order (`?1` to `?12`).
-#[derive(Debug)]
-pub(crate) struct RollupParams<'a> {
-    pub project: &'a str,
-    pub period: &'static str,
-    pub start: i64,
-    pub dimension: &'static str,
-    pub value: &'a str,
-    pub count: i64,
-    pub errors: i64,
-    pub bytes: i64,
-    pub duration_sum_us: i64,
-    /// The summaries' encodings as hex, for `unhex(?)`.
-    pub durations: String,
-    pub users: String,
-    pub instances: String,
-}
-
-impl<'a> RollupParams<'a> {
-    pub fn new(period: Period, key: &'a Key, row: &Rollup) -> Self {
-        // Counts fit i64 (and f64 exactly) long before they could overflow in practice.
-        Self {
-            project: &key.project,
-            period: period.name(),
-            start: key.start,
-            dimension: key.dimension.name(),
-            value: &key.value,
-            count: row.count as i64,
-            errors: row.errors as i64,
-            bytes: row.bytes.min(MAX_STORED_INTEGER) as i64,
-            // The exact sum lives in the sketch; the column keeps it while it fits an
-            // f64 exactly, so D1 can always decode the row.
-            duration_sum_us: row
-                .durations
-                .sum_micros()
-                .min(u128::from(MAX_STORED_INTEGER)) as i64,
-            durations: hex(&row.durations.encode()),
-            users: hex(&row.users.encode()),
-            instances: hex(&row.instances.encode()),
-        }
-    }
+/// The bound values of a rollup write, in statement order (`?1` to `?12`): the
+/// summaries' encodings as hex, for `unhex(?)`. Counts fit i64 (and f64 exactly) long
+/// before they could overflow in practice.
+pub(crate) fn rollup_values(period: Period, key: &Key, row: &Rollup) -> Vec<Bound> {
+    vec![
+        key.project.as_str().into(),
+        period.name().into(),
+        key.start.into(),
+        key.dimension.name().into(),
+        key.value.as_str().into(),
+        int(row.count),
+        int(row.errors),
+        int(row.bytes.min(MAX_STORED_INTEGER)),
+        // The exact sum lives in the sketch; the column keeps it while it fits an f64
+        // exactly, so D1 can always decode the row.
+        int(row
+            .durations
+            .sum_micros()
+            .min(u128::from(MAX_STORED_INTEGER))),
+        hex(&row.durations.encode()).into(),
+        hex(&row.users.encode()).into(),
+        hex(&row.instances.encode()).into(),
+    ]
 }
 
 /// `[[project, period, start, dimension, value], ...]` for `ROLLUPS_BY_KEY`.

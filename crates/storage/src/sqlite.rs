@@ -1,32 +1,25 @@
-//! The stores over SQLite (rusqlite), applying the same migrations as D1.
+//! The stores over SQLite (rusqlite), applying the same migrations as D1: an
+//! [`Executor`], so every domain trait is SQLite's through `crate::sql_store`. This file
+//! holds only what is SQLite's own: opening and migrating, the transaction, and failure
+//! injection ([`SqliteStore::fail_commit_at`] makes a later commit fail midway).
 //!
-//! Used by native tests so that pipeline logic runs against a real SQL engine, with
-//! failure injection: [`SqliteStore::fail_commit_at`] makes a later commit fail midway.
-//! The futures it returns complete immediately; [`block_on`] drives them.
+//! Used by native tests so that pipeline logic runs against a real SQL engine. The
+//! futures it returns complete immediately; [`block_on`] drives them.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use rusqlite::{Connection, Row, Transaction, params};
-use tally_core::funnel::Hit;
-use tally_core::rollup::{Dimension, Key, Period, Rollup};
-use tally_core::sessions::Mark;
-use tally_core::{Event, sql};
+use rusqlite::Connection;
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+use serde::de::DeserializeOwned;
+use serde::de::value::MapDeserializer;
+use tally_core::sql;
 
-use tally_core::project::{ApiKey, KeyKind, NewKey, Project};
-
-use crate::alerts::{self, Bound};
-use crate::rows::{
-    self, DirtyRow, GrantRow, KeyRow, ProjectRow, RawRow, RollupParams, RollupRow, origins_json,
-};
-use crate::{
-    AdminStore, Counts, DayCount, Dirty, Error, ErrorMessage, EventStore, FilteredReads, JobLog,
-    JobRun, MAX_INSERT_JSON_BYTES, MIGRATIONS, ProjectSettings, QueryStore, RollupStore,
-    ValueMatch, Versioned, Write, Writer, event_chunks,
-};
+use crate::exec::{Bound, Executor, Statement};
+use crate::{Error, MIGRATIONS};
 
 /// A SQLite database with Tally's schema.
 pub struct SqliteStore {
@@ -106,8 +99,9 @@ impl SqliteStore {
         })
     }
 
-    /// Makes the next commit fail after applying `writes` of its writes (so the
-    /// transaction must roll back what it applied).
+    /// Makes the next commit (or other write: every write is an [`Executor::batch`])
+    /// fail after applying `writes` of its writes, so the transaction must roll back
+    /// what it applied.
     pub fn fail_commit_at(&self, writes: usize) {
         self.fail_at.set(Some(writes));
     }
@@ -116,707 +110,62 @@ impl SqliteStore {
     pub fn with_connection<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
         f(&self.conn.borrow())
     }
+}
 
-    /// Runs a query and decodes each row, as a JSON object of its columns, into `T`:
-    /// the row types D1 decodes serve here too.
-    fn json_rows<T: serde::de::DeserializeOwned>(
+impl Executor for SqliteStore {
+    /// Decodes each row as a map of its columns by name, as D1 does, so one row type
+    /// serves both.
+    async fn query<T: DeserializeOwned>(
         &self,
         sql: &str,
         values: Vec<Bound>,
     ) -> Result<Vec<T>, Error> {
-        use rusqlite::types::ValueRef;
         let conn = self.conn.borrow();
         let mut stmt = conn.prepare_cached(sql).map_err(db)?;
         let names: Vec<String> = stmt.column_names().map(str::to_owned).collect();
         let mut rows = stmt.query(rusqlite::params_from_iter(values)).map_err(db)?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(db)? {
-            let mut object = serde_json::Map::new();
-            for (i, name) in names.iter().enumerate() {
-                let value = match row.get_ref(i).map_err(db)? {
+            let mut columns = Vec::with_capacity(names.len());
+            for i in 0..names.len() {
+                columns.push(match row.get_ref(i).map_err(db)? {
                     ValueRef::Null => serde_json::Value::Null,
                     ValueRef::Integer(n) => n.into(),
                     ValueRef::Real(x) => x.into(),
                     ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned().into(),
                     ValueRef::Blob(b) => tally_core::hash::hex(b).into(),
-                };
-                object.insert(name.clone(), value);
+                });
             }
+            let object = MapDeserializer::new(names.iter().map(String::as_str).zip(columns));
             out.push(
-                serde_json::from_value(object.into()).map_err(|e| Error::Decode(e.to_string()))?,
+                T::deserialize(object)
+                    .map_err(|e: serde_json::Error| Error::Decode(e.to_string()))?,
             );
         }
         Ok(out)
     }
 
-    fn query<T>(
-        &self,
-        sql: &str,
-        params: impl rusqlite::Params,
-        map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
-    ) -> Result<Vec<T>, Error> {
-        let conn = self.conn.borrow();
-        let mut stmt = conn.prepare_cached(sql).map_err(db)?;
-        let rows = stmt.query_map(params, map).map_err(db)?;
-        rows.collect::<Result<_, _>>().map_err(db)
-    }
-}
-
-fn rollup_row(r: &Row<'_>) -> rusqlite::Result<RollupRow> {
-    Ok(RollupRow {
-        project: r.get(0)?,
-        period: r.get(1)?,
-        start: r.get(2)?,
-        dimension: r.get(3)?,
-        value: r.get(4)?,
-        count: r.get::<_, i64>(5)? as u64,
-        errors: r.get::<_, i64>(6)? as u64,
-        bytes: r.get::<_, i64>(7)? as u64,
-        durations: r.get(8)?,
-        users: r.get(9)?,
-        instances: r.get(10)?,
-        version: r.get(11)?,
-    })
-}
-
-fn apply(tx: &Transaction<'_>, write: &Write<'_>) -> rusqlite::Result<u64> {
-    let rollup = |sql: &str, p: &RollupParams<'_>, version: Option<i64>| {
-        let mut stmt = tx.prepare_cached(sql)?;
-        let base = params![
-            p.project,
-            p.period,
-            p.start,
-            p.dimension,
-            p.value,
-            p.count,
-            p.errors,
-            p.bytes,
-            p.duration_sum_us,
-            p.durations,
-            p.users,
-            p.instances
-        ];
-        match version {
-            None => stmt.execute(base),
-            Some(v) => {
-                let mut all: Vec<&dyn rusqlite::ToSql> = base.to_vec();
-                all.push(&v);
-                stmt.execute(all.as_slice())
-            }
-        }
-    };
-    let changed = match write {
-        Write::InsertEvents(events) => {
-            let mut n = 0;
-            for chunk in event_chunks(events) {
-                n += tx.prepare_cached(sql::INSERT_EVENTS)?.execute([chunk])?;
-            }
-            n
-        }
-        Write::EnsureProject { slug, now_ms } => tx
-            .prepare_cached(sql::ENSURE_PROJECT)?
-            .execute(params![slug, now_ms])?,
-        Write::InsertDropped(dropped) => {
-            let mut n = 0;
-            for chunk in tally_core::json::chunks(dropped, MAX_INSERT_JSON_BYTES, "[", "]") {
-                n += tx.prepare_cached(sql::INSERT_DROPPED)?.execute([chunk])?;
-            }
-            n
-        }
-        Write::InsertSessionEvents(events) => {
-            let mut n = 0;
-            for chunk in event_chunks(events) {
-                n += tx
-                    .prepare_cached(sql::INSERT_SESSION_EVENTS)?
-                    .execute([chunk])?;
-            }
-            n
-        }
-        Write::KeepErrorMessages(events) => {
-            let mut n = 0;
-            for chunk in event_chunks(events) {
-                n += tx
-                    .prepare_cached(sql::KEEP_ERROR_MESSAGES)?
-                    .execute([chunk])?;
-            }
-            n
-        }
-        Write::InsertRollup { period, key, row } => rollup(
-            sql::INSERT_ROLLUP,
-            &RollupParams::new(*period, key, row),
-            None,
-        )?,
-        Write::UpdateRollup {
-            period,
-            key,
-            row,
-            read_version,
-        } => rollup(
-            sql::UPDATE_ROLLUP,
-            &RollupParams::new(*period, key, row),
-            Some(read_version + 1),
-        )?,
-        Write::PutRollup { period, key, row } => {
-            rollup(sql::PUT_ROLLUP, &RollupParams::new(*period, key, row), None)?
-        }
-        Write::DeleteStaleRollups {
-            project,
-            period,
-            start,
-            keep,
-        } => tx
-            .prepare_cached(sql::DELETE_STALE_ROLLUPS)?
-            .execute(params![
-                project,
-                period.name(),
-                start,
-                rows::keep_json(keep)
-            ])?,
-        Write::MarkDirty {
-            project,
-            period,
-            start,
-        } => tx
-            .prepare_cached(sql::MARK_DIRTY)?
-            .execute(params![project, period.name(), start])?,
-        Write::ClearDirty(d) => tx.prepare_cached(sql::CLEAR_DIRTY)?.execute(params![
-            d.project,
-            d.period.name(),
-            d.start,
-            d.generation
-        ])?,
-        Write::PurgeRaw {
-            project,
-            before_ms,
-            limit,
-        } => {
-            tx.prepare_cached(sql::PURGE_RAW_EVENTS)?
-                .execute(params![project, before_ms, limit])?
-                + tx.prepare_cached(sql::PURGE_SESSION_EVENTS)?
-                    .execute(params![project, before_ms, limit])?
-                + tx.prepare_cached(sql::PURGE_DROPPED)?
-                    .execute(params![project, before_ms, limit])?
-                + tx.prepare_cached(sql::PURGE_ERROR_MESSAGES)?
-                    .execute(params![project, before_ms, limit])?
-                + tx.prepare_cached(sql::PURGE_ALERT_ATTEMPTS)?
-                    .execute(params![project, before_ms, limit])?
-                + tx.prepare_cached(sql::PURGE_ALERTS)?
-                    .execute(params![project, before_ms, limit])?
-        }
-        Write::PurgeJobRuns { before_ms, limit } => tx
-            .prepare_cached(sql::PURGE_JOB_RUNS)?
-            .execute(params![before_ms, limit])?,
-        Write::DeadLetter {
-            message_id,
-            queue,
-            body,
-            sent_at_ms,
-            now_ms,
-        } => tx
-            .prepare_cached(sql::INSERT_DEAD_LETTER)?
-            .execute(params![message_id, queue, body, sent_at_ms, now_ms])?,
-        Write::PutMeta { key, value, now_ms } => tx
-            .prepare_cached(sql::PUT_META)?
-            .execute(params![key, value, now_ms])?,
-        Write::Alert(write) => {
-            let mut n = 0;
-            for (sql, values) in write.statements() {
-                n += tx
-                    .prepare_cached(sql)?
-                    .execute(rusqlite::params_from_iter(values))?;
-            }
-            n
-        }
-    };
-    Ok(changed as u64)
-}
-
-impl Writer for SqliteStore {
-    async fn commit(&self, writes: &[Write<'_>]) -> Result<Vec<u64>, Error> {
+    async fn batch(&self, groups: Vec<Vec<Statement>>) -> Result<Vec<u64>, Error> {
         let fail_at = self.fail_at.take();
         let mut conn = self.conn.borrow_mut();
         let tx = conn.transaction().map_err(db)?;
-        let mut changed = Vec::with_capacity(writes.len());
-        for (i, write) in writes.iter().enumerate() {
+        let mut changed = Vec::with_capacity(groups.len());
+        for (i, group) in groups.into_iter().enumerate() {
             if fail_at == Some(i) {
                 // Dropping the transaction rolls back what was applied.
                 return Err(Error::Database(format!("injected failure at write {i}")));
             }
-            changed.push(apply(&tx, write).map_err(db)?);
+            let mut n = 0;
+            for Statement { sql, values } in group {
+                let mut stmt = tx.prepare_cached(sql).map_err(db)?;
+                n += stmt
+                    .execute(rusqlite::params_from_iter(values))
+                    .map_err(db)? as u64;
+            }
+            changed.push(n);
         }
         tx.commit().map_err(db)?;
         Ok(changed)
-    }
-}
-
-impl EventStore for SqliteStore {
-    async fn existing_events(
-        &self,
-        ids: &[(&str, &str)],
-    ) -> Result<HashSet<(String, String)>, Error> {
-        let found = self.query(sql::EXISTING_EVENTS, [rows::ids_json(ids)], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-        Ok(found.into_iter().collect())
-    }
-
-    async fn count_events(&self, project: &str, from_ms: i64, to_ms: i64) -> Result<Counts, Error> {
-        let counts = self.query(sql::COUNT_EVENTS, params![project, from_ms, to_ms], |r| {
-            Ok(Counts {
-                events: r.get::<_, i64>(0)? as u64,
-                errors: r.get::<_, i64>(1)? as u64,
-            })
-        })?;
-        Ok(counts.into_iter().next().unwrap_or_default())
-    }
-
-    async fn events_between(
-        &self,
-        project: &str,
-        from_ms: i64,
-        to_ms: i64,
-        after: Option<(i64, &str)>,
-        limit: u32,
-    ) -> Result<Vec<Event>, Error> {
-        let (after_ts, after_id) = after.unwrap_or(crate::BEFORE_ALL);
-        let raw = self.query(
-            sql::EVENTS_BETWEEN,
-            params![project, from_ms, to_ms, after_ts, after_id, limit],
-            |r| {
-                Ok(RawRow {
-                    project: r.get(0)?,
-                    event_id: r.get(1)?,
-                    timestamp: r.get(2)?,
-                    name: r.get(3)?,
-                    method: r.get(4)?,
-                    route: r.get(5)?,
-                    status: r.get(6)?,
-                    duration_us: r.get(7)?,
-                    error_class: r.get(8)?,
-                    error_message: r.get(9)?,
-                    instance: r.get(10)?,
-                    user: r.get(11)?,
-                    session: r.get(12)?,
-                    version: r.get(13)?,
-                    colo: r.get(14)?,
-                    country: r.get(15)?,
-                    source: r.get(16)?,
-                    medium: r.get(17)?,
-                    campaign: r.get(18)?,
-                    item: r.get(19)?,
-                    variant: r.get(20)?,
-                    bytes: r.get::<_, Option<i64>>(21)?.map(|b| b as u64),
-                    metadata: r.get(22)?,
-                })
-            },
-        )?;
-        raw.into_iter().map(RawRow::into_event).collect()
-    }
-
-    async fn session_marks(
-        &self,
-        project: &str,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<Mark>, Error> {
-        self.query(sql::SESSION_MARKS, params![project, from_ms, to_ms], |r| {
-            Ok(Mark {
-                user: r.get(0)?,
-                timestamp: r.get(1)?,
-                event_id: r.get(2)?,
-                is_start: r.get(3)?,
-            })
-        })
-    }
-
-    async fn projects(&self) -> Result<Vec<ProjectSettings>, Error> {
-        self.query(sql::PROJECTS, [], |r| {
-            Ok(ProjectSettings {
-                slug: r.get(0)?,
-                retention_days: r.get(1)?,
-            })
-        })
-    }
-
-    async fn dropped_counts(
-        &self,
-        project: &str,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<BTreeMap<String, u64>, Error> {
-        let rows = self.query(sql::COUNT_DROPPED, params![project, from_ms, to_ms], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-        })?;
-        Ok(rows.into_iter().collect())
-    }
-}
-
-impl QueryStore for SqliteStore {
-    async fn error_messages(&self, project: &str) -> Result<BTreeMap<String, ErrorMessage>, Error> {
-        let rows = self.query(sql::ERROR_MESSAGES, [project], |r| {
-            let message = ErrorMessage {
-                timestamp: r.get(1)?,
-                message: r.get(2)?,
-            };
-            Ok((r.get::<_, String>(0)?, message))
-        })?;
-        Ok(rows.into_iter().collect())
-    }
-
-    async fn funnel_hits(
-        &self,
-        project: &str,
-        from_ms: i64,
-        to_ms: i64,
-        names: &[String],
-        after: Option<(i64, &str)>,
-        limit: u32,
-    ) -> Result<Vec<Hit>, Error> {
-        let (after_ts, after_id) = after.unwrap_or(crate::BEFORE_ALL);
-        let names = serde_json::to_string(names).map_err(|e| Error::Decode(e.to_string()))?;
-        self.query(
-            sql::FUNNEL_HITS,
-            params![project, from_ms, to_ms, after_ts, after_id, names, limit],
-            |r| {
-                Ok(Hit {
-                    user: r.get(0)?,
-                    timestamp: r.get(1)?,
-                    event_id: r.get(2)?,
-                    name: r.get(3)?,
-                })
-            },
-        )
-    }
-}
-
-fn project_row(r: &Row<'_>) -> rusqlite::Result<ProjectRow> {
-    Ok(ProjectRow {
-        slug: r.get(0)?,
-        retention_days: r.get(1)?,
-        allowed_origins: r.get(2)?,
-        rate_limit: r.get(3)?,
-        public_dashboard: r.get(4)?,
-        created_at: r.get(5)?,
-    })
-}
-
-fn key_row(r: &Row<'_>) -> rusqlite::Result<KeyRow> {
-    Ok(KeyRow {
-        id: r.get(0)?,
-        project: r.get(1)?,
-        kind: r.get(2)?,
-        name: r.get(3)?,
-        prefix: r.get(4)?,
-        created_at: r.get(5)?,
-        revoked_at: r.get(6)?,
-    })
-}
-
-impl AdminStore for SqliteStore {
-    async fn project(&self, slug: &str) -> Result<Option<Project>, Error> {
-        let rows = self.query(sql::PROJECT_BY_SLUG, [slug], project_row)?;
-        rows.into_iter().next().map(ProjectRow::decode).transpose()
-    }
-
-    async fn all_projects(&self) -> Result<Vec<Project>, Error> {
-        let rows = self.query(sql::ALL_PROJECTS, [], project_row)?;
-        rows.into_iter().map(ProjectRow::decode).collect()
-    }
-
-    async fn create_project(&self, project: &Project) -> Result<bool, Error> {
-        let p = project;
-        let n = self
-            .conn
-            .borrow()
-            .execute(
-                sql::CREATE_PROJECT,
-                params![
-                    p.slug,
-                    p.retention_days,
-                    origins_json(p),
-                    p.rate_limit.as_str(),
-                    p.created_at,
-                    p.public_dashboard
-                ],
-            )
-            .map_err(db)?;
-        Ok(n == 1)
-    }
-
-    async fn update_project(&self, project: &Project) -> Result<bool, Error> {
-        let p = project;
-        let n = self
-            .conn
-            .borrow()
-            .execute(
-                sql::UPDATE_PROJECT,
-                params![
-                    p.slug,
-                    p.retention_days,
-                    origins_json(p),
-                    p.rate_limit.as_str(),
-                    p.public_dashboard
-                ],
-            )
-            .map_err(db)?;
-        Ok(n == 1)
-    }
-
-    async fn create_key(
-        &self,
-        project: &str,
-        kind: KeyKind,
-        key: &NewKey,
-        name: Option<&str>,
-        now_ms: i64,
-    ) -> Result<Option<ApiKey>, Error> {
-        let ids = self.query(
-            sql::CREATE_KEY,
-            params![project, kind.as_str(), key.hash, key.prefix, name, now_ms],
-            |r| r.get::<_, i64>(0),
-        )?;
-        Ok(ids.first().map(|&id| ApiKey {
-            id,
-            project: project.to_owned(),
-            kind,
-            name: name.map(str::to_owned),
-            prefix: key.prefix.clone(),
-            created_at: now_ms,
-            revoked_at: None,
-        }))
-    }
-
-    async fn keys(&self, project: &str) -> Result<Vec<ApiKey>, Error> {
-        let rows = self.query(sql::KEYS_OF_PROJECT, [project], key_row)?;
-        rows.into_iter().map(KeyRow::decode).collect()
-    }
-
-    async fn revoke_key(
-        &self,
-        project: &str,
-        id: i64,
-        now_ms: i64,
-    ) -> Result<Option<ApiKey>, Error> {
-        self.conn
-            .borrow()
-            .execute(sql::REVOKE_KEY, params![project, id, now_ms])
-            .map_err(db)?;
-        Ok(self.keys(project).await?.into_iter().find(|k| k.id == id))
-    }
-
-    async fn key_by_hash(&self, hash: &str) -> Result<Option<(ApiKey, Project)>, Error> {
-        let rows = self.query(sql::KEY_BY_HASH, [hash], |r| {
-            Ok(GrantRow {
-                id: r.get(0)?,
-                project: r.get(1)?,
-                kind: r.get(2)?,
-                name: r.get(3)?,
-                prefix: r.get(4)?,
-                created_at: r.get(5)?,
-                revoked_at: r.get(6)?,
-                retention_days: r.get(7)?,
-                allowed_origins: r.get(8)?,
-                rate_limit: r.get(9)?,
-                public_dashboard: r.get(10)?,
-                project_created_at: r.get(11)?,
-            })
-        })?;
-        rows.into_iter().next().map(GrantRow::decode).transpose()
-    }
-}
-
-impl RollupStore for SqliteStore {
-    async fn rollups_by_key(
-        &self,
-        period: Period,
-        keys: &[&Key],
-    ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error> {
-        let rows = self.query(
-            sql::ROLLUPS_BY_KEY,
-            [rows::keys_json(period, keys)],
-            rollup_row,
-        )?;
-        rows.into_iter()
-            .map(|row| {
-                let (_, key, value, version) = row.decode()?;
-                Ok((key, Versioned { value, version }))
-            })
-            .collect()
-    }
-
-    async fn rollups_between(
-        &self,
-        project: &str,
-        period: Period,
-        from_ms: i64,
-        to_ms: i64,
-        dimension: Option<Dimension>,
-    ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error> {
-        let rows = match dimension {
-            None => self.query(
-                sql::ROLLUPS_BETWEEN,
-                params![project, period.name(), from_ms, to_ms],
-                rollup_row,
-            )?,
-            Some(d) => self.query(
-                sql::ROLLUPS_OF_DIMENSION,
-                params![project, period.name(), from_ms, to_ms, d.name()],
-                rollup_row,
-            )?,
-        };
-        rows.into_iter()
-            .map(|row| {
-                row.decode()
-                    .map(|(_, key, value, version)| (key, Versioned { value, version }))
-            })
-            .collect()
-    }
-
-    async fn dirty_starts(
-        &self,
-        project: &str,
-        period: Period,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<BTreeSet<i64>, Error> {
-        let starts = self.query(
-            sql::DIRTY_STARTS,
-            params![project, period.name(), from_ms, to_ms],
-            |r| r.get::<_, i64>(0),
-        )?;
-        Ok(starts.into_iter().collect())
-    }
-
-    async fn dirty_periods(&self, period: Period, limit: u32) -> Result<Vec<Dirty>, Error> {
-        let rows = self.query(sql::DIRTY_PERIODS, params![period.name(), limit], |r| {
-            Ok(DirtyRow {
-                project: r.get(0)?,
-                period: r.get(1)?,
-                start: r.get(2)?,
-                generation: r.get(3)?,
-            })
-        })?;
-        rows.into_iter().map(DirtyRow::decode).collect()
-    }
-}
-
-impl JobLog for SqliteStore {
-    async fn record_job_run(&self, run: &JobRun) -> Result<(), Error> {
-        self.conn
-            .borrow()
-            .execute(
-                sql::INSERT_JOB_RUN,
-                params![
-                    run.job,
-                    run.cron,
-                    run.scheduled_at,
-                    run.started_at,
-                    run.finished_at,
-                    run.outcome,
-                    run.detail
-                ],
-            )
-            .map(drop)
-            .map_err(db)
-    }
-
-    async fn latest_job_runs(&self) -> Result<Vec<JobRun>, Error> {
-        self.query(sql::LATEST_JOB_RUNS, [], |row| {
-            Ok(JobRun {
-                job: row.get(0)?,
-                cron: row.get(1)?,
-                scheduled_at: row.get(2)?,
-                started_at: row.get(3)?,
-                finished_at: row.get(4)?,
-                outcome: row.get(5)?,
-                detail: row.get(6)?,
-            })
-        })
-    }
-
-    async fn dead_letters(&self) -> Result<u64, Error> {
-        let n = self.query(sql::COUNT_DEAD_LETTERS, [], |r| r.get::<_, i64>(0))?;
-        Ok(n.first().copied().unwrap_or(0) as u64)
-    }
-
-    async fn meta(&self) -> Result<Vec<(String, String, i64)>, Error> {
-        self.query(sql::ALL_META, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-    }
-}
-
-impl FilteredReads for SqliteStore {
-    async fn rollups_matching(
-        &self,
-        project: &str,
-        period: Period,
-        from_ms: i64,
-        to_ms: i64,
-        dimension: Dimension,
-        value: ValueMatch<'_>,
-    ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error> {
-        let (sql, value) = match value {
-            ValueMatch::Exact(v) => (sql::ROLLUPS_OF_VALUE, v),
-            ValueMatch::Prefix(v) => (sql::ROLLUPS_OF_VALUE_PREFIX, v),
-        };
-        let rows = self.query(
-            sql,
-            params![
-                project,
-                period.name(),
-                from_ms,
-                to_ms,
-                dimension.name(),
-                value
-            ],
-            rollup_row,
-        )?;
-        rows.into_iter()
-            .map(|row| {
-                row.decode()
-                    .map(|(_, key, value, version)| (key, Versioned { value, version }))
-            })
-            .collect()
-    }
-
-    async fn user_event_counts(
-        &self,
-        project: &str,
-        user_hash: &str,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<DayCount>, Error> {
-        self.query(
-            sql::USER_EVENT_COUNTS,
-            params![project, from_ms, to_ms, user_hash],
-            |r| {
-                Ok(DayCount {
-                    day: r.get(0)?,
-                    name: r.get(1)?,
-                    count: r.get::<_, i64>(2)? as u64,
-                })
-            },
-        )
-    }
-
-    async fn user_session_marks(
-        &self,
-        project: &str,
-        user_hash: &str,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<Mark>, Error> {
-        self.query(
-            sql::SESSION_MARKS_OF_USER,
-            params![project, from_ms, to_ms, user_hash],
-            |r| {
-                Ok(Mark {
-                    user: r.get(0)?,
-                    timestamp: r.get(1)?,
-                    event_id: r.get(2)?,
-                    is_start: r.get(3)?,
-                })
-            },
-        )
     }
 }
 
@@ -837,8 +186,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 }
 
 impl rusqlite::ToSql for Bound {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(match self {
             Bound::Null => ToSqlOutput::Owned(Value::Null),
             Bound::Int(n) => ToSqlOutput::Owned(Value::Integer(*n)),
@@ -848,21 +196,17 @@ impl rusqlite::ToSql for Bound {
     }
 }
 
-impl alerts::Rows for SqliteStore {
-    async fn rows<T: serde::de::DeserializeOwned>(
-        &self,
-        sql: &str,
-        values: Vec<Bound>,
-    ) -> Result<Vec<T>, Error> {
-        self.json_rows(sql, values)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{AdminStore, EventStore, JobLog, JobRun, RollupStore, Write, Writer};
+    use rusqlite::params;
+    use std::collections::BTreeMap;
+    use tally_core::Event;
+    use tally_core::project::{KeyKind, Project};
     use tally_core::project::{ProjectInput, RateLimit, key_hash, new_key};
     use tally_core::queue::Dropped;
+    use tally_core::rollup::{Dimension, Key, Period, Rollup};
 
     fn project(slug: &str) -> Project {
         ProjectInput {

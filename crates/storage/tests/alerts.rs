@@ -48,8 +48,13 @@ fn mail(first_id: u64, at: i64, campaign: &str, opens: u64, clicks: u64) -> Vec<
 
 fn store(events: &[Event], now: i64) -> SqliteStore {
     let store = SqliteStore::open_in_memory().unwrap();
-    block_on(pipeline::store_events(&store, events, now)).unwrap();
+    deliver(&store, events, now);
     store
+}
+
+/// Stores `events` as the consumer would at `now`.
+fn deliver(store: &SqliteStore, events: &[Event], now: i64) {
+    block_on(pipeline::store_events(store, events, now)).unwrap();
 }
 
 fn add_rule(store: &SqliteStore, body: Value, seed: u8) -> Rule {
@@ -142,12 +147,7 @@ fn a_click_through_drop_fires_once_and_resolves_on_recovery() {
     let store = store(&events, T0);
     let rule = ctr_rule(&store);
     // Another campaign doing fine is not this rule's business.
-    block_on(pipeline::store_events(
-        &store,
-        &mail(1000, T0, "autumn", 300, 60),
-        T0,
-    ))
-    .unwrap();
+    deliver(&store, &mail(1000, T0, "autumn", 300, 60), T0);
 
     let now = T0 + 30_000;
     let run = block_on(evaluate(&store, now)).unwrap();
@@ -184,7 +184,7 @@ fn a_click_through_drop_fires_once_and_resolves_on_recovery() {
     // Clicks recover: 20 more in the window make 22 / 300 = 7.3%.
     let later = T0 + 5 * MINUTE_MS;
     let recovery: Vec<Event> = mail(2000, later, "spring", 0, 20);
-    block_on(pipeline::store_events(&store, &recovery, later)).unwrap();
+    deliver(&store, &recovery, later);
     let resolved = block_on(evaluate(&store, later + 1000)).unwrap();
     assert_eq!((resolved.fired, resolved.resolved), (0, 1));
     assert_eq!(state(&store, &rule), State::Ok);
@@ -210,21 +210,11 @@ fn the_window_forgets_old_minutes_and_thin_traffic_decides_nothing() {
     assert_eq!(run.fired, 0);
     // 150 opens without a click are under the minimum volume of 200.
     let thin = T0 + 21 * MINUTE_MS;
-    block_on(pipeline::store_events(
-        &store,
-        &mail(500, thin, "spring", 150, 0),
-        thin,
-    ))
-    .unwrap();
+    deliver(&store, &mail(500, thin, "spring", 150, 0), thin);
     assert_eq!(block_on(evaluate(&store, thin)).unwrap().fired, 0);
     assert_eq!(state(&store, &rule), State::Ok);
     // 60 more make 210: it fires.
-    block_on(pipeline::store_events(
-        &store,
-        &mail(900, thin, "spring", 60, 0),
-        thin,
-    ))
-    .unwrap();
+    deliver(&store, &mail(900, thin, "spring", 60, 0), thin);
     assert_eq!(block_on(evaluate(&store, thin + 1)).unwrap().fired, 1);
 }
 
@@ -235,32 +225,17 @@ fn within_the_cooldown_a_new_breach_is_suppressed() {
     assert_eq!(block_on(evaluate(&store, T0)).unwrap().fired, 1);
     // Recovery resolves it ...
     let t1 = T0 + 2 * MINUTE_MS;
-    block_on(pipeline::store_events(
-        &store,
-        &mail(1000, t1, "spring", 0, 50),
-        t1,
-    ))
-    .unwrap();
+    deliver(&store, &mail(1000, t1, "spring", 0, 50), t1);
     assert_eq!(block_on(evaluate(&store, t1)).unwrap().resolved, 1);
     // ... and a new breach 30 minutes after the firing is suppressed.
     let t2 = T0 + 30 * MINUTE_MS;
-    block_on(pipeline::store_events(
-        &store,
-        &mail(2000, t2, "spring", 300, 0),
-        t2,
-    ))
-    .unwrap();
+    deliver(&store, &mail(2000, t2, "spring", 300, 0), t2);
     let run = block_on(evaluate(&store, t2)).unwrap();
     assert_eq!((run.fired, run.suppressed), (0, 1));
     assert_eq!(state(&store, &rule), State::Ok);
     // After the cooldown, still breached, it fires again.
     let t3 = T0 + 61 * MINUTE_MS;
-    block_on(pipeline::store_events(
-        &store,
-        &mail(3000, t3, "spring", 300, 0),
-        t3,
-    ))
-    .unwrap();
+    deliver(&store, &mail(3000, t3, "spring", 300, 0), t3);
     assert_eq!(block_on(evaluate(&store, t3)).unwrap().fired, 1);
     let fired = block_on(store.alerts("shop", 0, i64::MAX, 10)).unwrap();
     assert_eq!(fired.iter().filter(|a| a.kind == "fired").count(), 2);
@@ -502,7 +477,7 @@ fn old_minute_rows_are_purged_and_late_events_make_none() {
         T0 - 48 * HOUR_MS,
         json!({"name": "open", "campaign": "spring"}),
     );
-    block_on(pipeline::store_events(&store, &[late], T0)).unwrap();
+    deliver(&store, &[late], T0);
     let minutes = |store: &SqliteStore| {
         store.with_connection(|c| {
             c.query_row(

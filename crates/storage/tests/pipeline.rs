@@ -2,6 +2,8 @@
 //! exact recomputation, rolls, rebuilds, failures, races and retention.
 
 use std::cell::RefCell;
+
+use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use tally_core::rollup::{self, Dimension, Key, Period, Rollup};
@@ -9,13 +11,11 @@ use tally_core::sessions::{self, Mark};
 use tally_core::testing::SplitMix64 as Rng;
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
 use tally_core::{Context, Event, RawEvent, Settings, validate};
+use tally_storage::exec::{Bound, Executor, Statement};
 use tally_storage::pipeline::{self, PurgeBudget, Stored};
 use tally_storage::read;
 use tally_storage::sqlite::{SqliteStore, block_on};
-use tally_storage::{
-    Counts, Dirty, Error, EventStore, PURGE_RAW_STATEMENTS, ProjectSettings, RollupStore,
-    Versioned, Write, Writer,
-};
+use tally_storage::{Error, EventStore, PURGE_RAW_STATEMENTS, RollupStore};
 
 /// 2025-01-10T00:00:00Z.
 const DAY0: i64 = 1_736_467_200_000;
@@ -261,81 +261,22 @@ struct Racing<'a> {
     interloper: RefCell<Option<Vec<Event>>>,
 }
 
-impl EventStore for Racing<'_> {
-    async fn existing_events(
+/// Only the executor is wrapped: every store trait comes with it.
+impl Executor for Racing<'_> {
+    async fn query<T: DeserializeOwned>(
         &self,
-        ids: &[(&str, &str)],
-    ) -> Result<HashSet<(String, String)>, Error> {
-        self.inner.existing_events(ids).await
+        sql: &str,
+        values: Vec<Bound>,
+    ) -> Result<Vec<T>, Error> {
+        self.inner.query(sql, values).await
     }
-    async fn count_events(&self, p: &str, f: i64, t: i64) -> Result<Counts, Error> {
-        self.inner.count_events(p, f, t).await
-    }
-    async fn events_between(
-        &self,
-        p: &str,
-        f: i64,
-        t: i64,
-        a: Option<(i64, &str)>,
-        l: u32,
-    ) -> Result<Vec<Event>, Error> {
-        self.inner.events_between(p, f, t, a, l).await
-    }
-    async fn projects(&self) -> Result<Vec<ProjectSettings>, Error> {
-        self.inner.projects().await
-    }
-    async fn session_marks(&self, p: &str, f: i64, t: i64) -> Result<Vec<Mark>, Error> {
-        self.inner.session_marks(p, f, t).await
-    }
-    async fn dropped_counts(
-        &self,
-        p: &str,
-        f: i64,
-        t: i64,
-    ) -> Result<BTreeMap<String, u64>, Error> {
-        self.inner.dropped_counts(p, f, t).await
-    }
-}
 
-impl RollupStore for Racing<'_> {
-    async fn dirty_starts(
-        &self,
-        p: &str,
-        period: Period,
-        f: i64,
-        t: i64,
-    ) -> Result<BTreeSet<i64>, Error> {
-        self.inner.dirty_starts(p, period, f, t).await
-    }
-    async fn rollups_by_key(
-        &self,
-        period: Period,
-        keys: &[&Key],
-    ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error> {
-        self.inner.rollups_by_key(period, keys).await
-    }
-    async fn rollups_between(
-        &self,
-        p: &str,
-        period: Period,
-        f: i64,
-        t: i64,
-        d: Option<Dimension>,
-    ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error> {
-        self.inner.rollups_between(p, period, f, t, d).await
-    }
-    async fn dirty_periods(&self, period: Period, limit: u32) -> Result<Vec<Dirty>, Error> {
-        self.inner.dirty_periods(period, limit).await
-    }
-}
-
-impl Writer for Racing<'_> {
-    async fn commit(&self, writes: &[Write<'_>]) -> Result<Vec<u64>, Error> {
+    async fn batch(&self, groups: Vec<Vec<Statement>>) -> Result<Vec<u64>, Error> {
         let interloper = self.interloper.borrow_mut().take();
         if let Some(events) = interloper {
             block_on(pipeline::store_events(self.inner, &events, NOW)).unwrap();
         }
-        self.inner.commit(writes).await
+        self.inner.batch(groups).await
     }
 }
 

@@ -1,0 +1,110 @@
+//! The executor seam: the two things a SQL database must do for Tally, and the values
+//! it binds. Every domain trait ([`crate::EventStore`], [`crate::Writer`],
+//! [`crate::alerts::AlertStore`], ...) is written once over [`Executor`]
+//! (`crate::sql_store`), so a new store is a new executor: D1 and SQLite are two, and a
+//! shard router would be a third that picks the database of each statement.
+
+use serde::de::DeserializeOwned;
+
+use crate::Error;
+
+/// A value bound to a statement parameter. Integers stay below 2^53, so D1, which binds
+/// numbers as f64, takes them exactly; BLOBs cross as hex text (`unhex(?)`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bound {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+impl From<&str> for Bound {
+    fn from(s: &str) -> Self {
+        Self::Text(s.to_owned())
+    }
+}
+
+impl From<String> for Bound {
+    fn from(s: String) -> Self {
+        Self::Text(s)
+    }
+}
+
+impl From<i64> for Bound {
+    fn from(n: i64) -> Self {
+        Self::Int(n)
+    }
+}
+
+impl From<u32> for Bound {
+    fn from(n: u32) -> Self {
+        Self::Int(n.into())
+    }
+}
+
+impl From<bool> for Bound {
+    fn from(b: bool) -> Self {
+        Self::Int(b.into())
+    }
+}
+
+impl<T: Into<Bound>> From<Option<T>> for Bound {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Self::Null, Into::into)
+    }
+}
+
+/// A count or sum as a bound integer, saturating at
+/// [`MAX_STORED_INTEGER`](tally_core::rollup::MAX_STORED_INTEGER): D1 binds numbers as
+/// f64 and refuses to decode a larger integer, which would make its row unreadable.
+pub(crate) fn int(n: impl TryInto<i64>) -> Bound {
+    const MAX: i64 = tally_core::rollup::MAX_STORED_INTEGER as i64;
+    Bound::Int(n.try_into().map_or(MAX, |n: i64| n.min(MAX)))
+}
+
+/// A measured value as a bound real; NaN and infinities are stored as NULL.
+pub(crate) fn real(v: Option<f64>) -> Bound {
+    v.filter(|v| v.is_finite()).map_or(Bound::Null, Bound::Real)
+}
+
+/// One statement of Tally's SQL text (`tally_core::sql`) with its values, `?1` first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    pub sql: &'static str,
+    pub values: Vec<Bound>,
+}
+
+impl Statement {
+    pub fn new(sql: &'static str, values: Vec<Bound>) -> Self {
+        Self { sql, values }
+    }
+}
+
+/// A database that runs Tally's SQL text with bound values. Implementations own only
+/// what is particular to their database: how values bind, how rows come back, how a
+/// batch is made atomic, retries and metering.
+#[allow(async_fn_in_trait)] // Workers are single-threaded: no `Send` bound wanted.
+pub trait Executor {
+    /// The rows of `sql` with `values` bound, each decoded from its columns by name
+    /// (BLOB columns are read through `hex(col)` in the SQL, so they arrive as text).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the statement fails, [`Error::Decode`] when a row does
+    /// not fit `T`.
+    async fn query<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        values: Vec<Bound>,
+    ) -> Result<Vec<T>, Error>;
+
+    /// Runs every statement of every group in order, in one transaction, and returns
+    /// the rows each group changed. A group is the statements of one
+    /// [`crate::Write`]; an empty group changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Conflict`] when a constraint or guard tripped, [`Error::Database`] for
+    /// any other failure; either way nothing was applied.
+    async fn batch(&self, groups: Vec<Vec<Statement>>) -> Result<Vec<u64>, Error>;
+}
