@@ -460,14 +460,19 @@ fn track_answers_in_the_seed_shape_and_returns_its_warnings() {
 #[test]
 fn plausible_events_count_visitors_and_drop_bots() {
     let p = Project::new("plausible");
+    // Each request also forges a different `X-Forwarded-For`, which must not make
+    // another visitor: the address is Cloudflare's `CF-Connecting-IP` only.
+    let forged = AtomicU64::new(1);
     let send = |body: Value, ua: &str, ip: &str| {
+        let forwarded = format!("192.0.2.{}", forged.fetch_add(1, Ordering::Relaxed));
         request(
             "POST",
             &format!("{}/api/event?key={}", url("ingest"), p.write_key),
             &[
                 ("content-type", "text/plain"),
                 ("user-agent", ua),
-                ("x-forwarded-for", ip),
+                ("cf-connecting-ip", ip),
+                ("x-forwarded-for", &forwarded),
             ],
             Some(&body.to_string()),
         )
@@ -749,4 +754,59 @@ fn under_load_every_accepted_event_is_stored_exactly_once() {
         .unwrap()
     });
     assert_eq!(stored as u64, n, "raw rows equal accepted events");
+}
+
+#[test]
+fn random_keys_are_limited_per_client_address_before_they_reach_d1() {
+    // Every random well-formed `tw_…` used to cost a D1 query of the database all
+    // tenants share. Addresses here are only header values, from a documentation range.
+    let p = Project::new("lookups");
+    let run = run_id();
+    let address = format!("198.51.100.{}", run % 250 + 1);
+    let other = format!("198.51.100.{}", (run + 1) % 250 + 1);
+    let send = |key: &str, from: &str| {
+        request(
+            "POST",
+            &format!("{}/v1/events", url("ingest")),
+            &[
+                JSON,
+                ("authorization", &format!("Bearer {key}")),
+                ("cf-connecting-ip", from),
+            ],
+            Some(r#"[{"name": "lookup"}]"#),
+        )
+    };
+    let random_key = |i: u32| format!("tw_{run:08x}{i:032x}");
+    // The project's key is looked up once and then served from the isolate's cache.
+    assert_eq!(send(&p.write_key, &address).status, 202);
+    let mut unknown = 0;
+    // The limiter counts in fixed windows: a flood that spans two may pass 600.
+    let limited = (0..700).find_map(|i| {
+        let a = send(&random_key(i), &address);
+        match a.status {
+            401 => {
+                assert_eq!(a.json["error"]["code"], "invalid_key", "{}", a.json);
+                unknown += 1;
+                None
+            }
+            429 => Some(a),
+            s => panic!("unexpected {s}: {}", a.json),
+        }
+    });
+    let limited = limited.expect("300 lookups per 10 s per address, then 429");
+    assert_eq!(
+        limited.json["error"]["code"], "rate_limited",
+        "{}",
+        limited.json
+    );
+    assert_eq!(limited.header("retry-after"), Some("10"));
+    assert!(
+        (1..=300).contains(&unknown),
+        "{unknown} lookups before the limit"
+    );
+    // The limit is the address's: a known key from it, and new keys from elsewhere,
+    // still get their answers.
+    assert_eq!(send(&p.write_key, &address).status, 202);
+    assert_eq!(send(&random_key(1_000), &other).status, 401);
+    wait_for_count(&p, 2);
 }

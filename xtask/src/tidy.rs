@@ -80,6 +80,21 @@ mod tests {
     }
 
     #[test]
+    fn no_worker_keeps_invocation_logs() {
+        // Invocation logs hold each request's IP headers, user agent and URL (with
+        // `?key=` and `?share=`): privacy as promised means none are kept.
+        for worker in crate::bundle::WORKERS {
+            let config: toml::Table = read(&format!("wrangler/{worker}.toml")).parse().unwrap();
+            let logs = &config["observability"]["logs"];
+            assert_eq!(
+                logs.get("invocation_logs").and_then(toml::Value::as_bool),
+                Some(false),
+                "wrangler/{worker}.toml must set [observability.logs] invocation_logs = false"
+            );
+        }
+    }
+
+    #[test]
     fn binding_constants_match_the_wrangler_configs() {
         for worker in crate::bundle::WORKERS {
             let source = read(&format!("workers/{worker}/src/lib.rs"));
@@ -101,6 +116,7 @@ mod tests {
             for binding in bindings {
                 let declared = config.contains(&format!("binding = \"{binding}\""))
                     || config.contains(&format!("queue = \"{binding}\""))
+                    || config.contains(&format!("name = \"{binding}\""))
                     || secrets.split([' ', ',', '(']).any(|s| s == binding);
                 assert!(
                     declared,

@@ -1,23 +1,32 @@
 //! Admission: the write key (with a short-lived in-isolate cache), the browser origin
 //! and the project's rate limit, checked before any body is parsed.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
+use std::cell::{Cell, RefCell};
 
 use tally_core::ApiError;
 use tally_core::project::{ApiKey, KeyKind, Project, RateLimit, is_key_shaped, key_hash};
-use tally_storage::AdminStore;
+use tally_storage::cloudflare::KvCache;
 use tally_storage::d1::D1Store;
+use tally_storage::{AdminStore, Cache};
 use worker::{Date, Env, Request, Url};
 
-use crate::DB;
 use crate::error::internal;
+use crate::key_cache::KeyCache;
+use crate::{CACHE, DB, LOOKUP_LIMIT};
 
 /// How long a key lookup is reused: a revoked key stops working, and changed project
 /// settings apply, within this time (DESIGN §3 asks for a minute).
 pub const KEY_CACHE_MS: i64 = 30_000;
-/// Most lookups one isolate remembers; the cache is emptied when it is full.
+/// How long "no such key" is reused: long enough that a client repeating a wrong key
+/// costs one D1 query per few seconds, short enough not to matter otherwise.
+pub const UNKNOWN_KEY_CACHE_MS: i64 = 5_000;
+/// Most lookups one isolate remembers (least recently used go first).
 const KEY_CACHE_ENTRIES: usize = 10_000;
+/// The KV key under which ingest reports rate-limit bindings it found missing, for the
+/// admin view of `/v1/health`.
+pub const MISSING_BINDINGS_KEY: &str = "health:ingest:missing-bindings";
+/// How often one isolate reports a missing binding, at most.
+const MISSING_REPORT_MS: i64 = 60_000;
 
 /// What a request may do once admitted.
 #[derive(Debug, Clone)]
@@ -28,9 +37,11 @@ pub struct Grant {
 type Lookup = Option<(ApiKey, Project)>;
 
 thread_local! {
-    /// Key hash → (lookup, when it was made). Workers run one request at a time per
-    /// isolate thread, so a thread-local cache needs no locking.
-    static KEYS: RefCell<HashMap<String, (Lookup, i64)>> = RefCell::new(HashMap::new());
+    /// Key hash → lookup. Workers run one request at a time per isolate thread, so a
+    /// thread-local cache needs no locking.
+    static KEYS: RefCell<KeyCache<Lookup>> = RefCell::new(KeyCache::new(KEY_CACHE_ENTRIES));
+    /// When this isolate last reported a missing binding.
+    static REPORTED_MISSING: Cell<i64> = const { Cell::new(i64::MIN) };
 }
 
 /// The write key of a request: `Authorization: Bearer <key>`, or a `key` query
@@ -76,7 +87,7 @@ pub async fn admit_origin(req: &Request, env: &Env, url: &Url) -> Result<Project
             "send your project's write key as `Authorization: Bearer tw_...` (or as ?key=tw_...)",
         )
     })?;
-    let project = project_of(&key, env).await?;
+    let project = project_of(&key, req, env).await?;
     if let Some(origin) = req.headers().get("origin").ok().flatten()
         && !project.allows_origin(&origin)
     {
@@ -94,7 +105,7 @@ pub async fn admit_origin(req: &Request, env: &Env, url: &Url) -> Result<Project
 }
 
 /// The project a write key belongs to.
-async fn project_of(key: &str, env: &Env) -> Result<Project, ApiError> {
+async fn project_of(key: &str, req: &Request, env: &Env) -> Result<Project, ApiError> {
     if is_key_shaped(KeyKind::Read, key) {
         return Err(ApiError::new(
             401,
@@ -107,23 +118,24 @@ async fn project_of(key: &str, env: &Env) -> Result<Project, ApiError> {
     }
     let hash = key_hash(key);
     let now = Date::now().as_millis() as i64;
-    let cached = KEYS.with(|keys| {
-        keys.borrow()
-            .get(&hash)
-            .filter(|(_, at)| now - at < KEY_CACHE_MS)
-            .map(|(lookup, _)| lookup.clone())
-    });
+    let cached = KEYS.with(|keys| keys.borrow_mut().get(&hash, now));
     let lookup = match cached {
         Some(lookup) => lookup,
         None => {
+            // Every lookup that misses the cache costs a query of the database all
+            // tenants share: limit them per client address before making one, so random
+            // well-formed keys cannot load D1.
+            limit_lookups(req, env, now).await?;
             let store = D1Store::new(env.d1(DB).map_err(internal)?);
             let lookup = store.key_by_hash(&hash).await.map_err(internal)?;
+            let ttl = if lookup.is_some() {
+                KEY_CACHE_MS
+            } else {
+                UNKNOWN_KEY_CACHE_MS
+            };
             KEYS.with(|keys| {
-                let mut keys = keys.borrow_mut();
-                if keys.len() >= KEY_CACHE_ENTRIES {
-                    keys.clear();
-                }
-                keys.insert(hash, (lookup.clone(), now));
+                keys.borrow_mut()
+                    .insert(hash, lookup.clone(), now, now + ttl)
             });
             lookup
         }
@@ -152,19 +164,69 @@ fn invalid_key() -> ApiError {
     )
 }
 
+/// Limits key lookups that reach D1 per client address ([`LOOKUP_LIMIT`]).
+///
+/// # Errors
+///
+/// 429 when this address made too many lookups of unknown keys.
+async fn limit_lookups(req: &Request, env: &Env, now: i64) -> Result<(), ApiError> {
+    let Some(limiter) = limiter(env, LOOKUP_LIMIT, now).await else {
+        return Ok(());
+    };
+    let client = client_address(req).unwrap_or_else(|| "unknown".into());
+    let outcome = limiter.limit(client).await.map_err(internal)?;
+    if outcome.success {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        429,
+        "rate_limited",
+        format!(
+            "too many requests with keys Tally does not know from this client in {} s; \
+             check the write key, and retry after the Retry-After seconds",
+            RateLimit::PERIOD_S
+        ),
+    )
+    .with("retry_after", RateLimit::PERIOD_S.into()))
+}
+
+/// The rate limiter bound as `binding`. A missing one lets requests through (refusing
+/// all traffic over a configuration slip would lose events), but not silently: it is
+/// logged and reported in KV for the admin view of `/v1/health`.
+async fn limiter(env: &Env, binding: &str, now: i64) -> Option<worker::RateLimiter> {
+    match env.rate_limiter(binding) {
+        Ok(limiter) => Some(limiter),
+        Err(e) => {
+            worker::console_error!("rate-limit binding {binding} missing: {e}");
+            if now - REPORTED_MISSING.get() >= MISSING_REPORT_MS {
+                REPORTED_MISSING.set(now);
+                report_missing(env, binding, now).await;
+            }
+            None
+        }
+    }
+}
+
+/// Records in KV that `binding` is missing (for an hour, renewed while it stays so).
+async fn report_missing(env: &Env, binding: &str, now: i64) {
+    let Ok(kv) = env.kv(CACHE).map(KvCache::new) else {
+        return;
+    };
+    let report = serde_json::json!({"bindings": [binding], "at": now}).to_string();
+    if let Err(e) = kv.put(MISSING_BINDINGS_KEY, &report, 3_600).await {
+        worker::console_error!("could not report the missing binding {binding}: {e}");
+    }
+}
+
 /// Applies the project's rate-limit tier to this client, keyed by project and client
-/// address. A missing binding lets the request through (and logs): refusing all
-/// traffic over a configuration slip would lose events.
+/// address.
 async fn rate_limit(req: &Request, env: &Env, project: &Project) -> Result<(), ApiError> {
     let Some(binding) = project.rate_limit.binding() else {
         return Ok(());
     };
-    let limiter = match env.rate_limiter(binding) {
-        Ok(limiter) => limiter,
-        Err(e) => {
-            worker::console_error!("rate-limit binding {binding} missing: {e}");
-            return Ok(());
-        }
+    let now = Date::now().as_millis() as i64;
+    let Some(limiter) = limiter(env, binding, now).await else {
+        return Ok(());
     };
     let client = client_address(req).unwrap_or_else(|| "unknown".into());
     let outcome = limiter

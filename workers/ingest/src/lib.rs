@@ -7,6 +7,7 @@ mod cors;
 mod error;
 mod events;
 mod intake;
+mod key_cache;
 mod plausible;
 mod track;
 
@@ -20,8 +21,10 @@ pub const EVENTS_QUEUE: &str = "EVENTS";
 pub const ID_SECRET: &str = "ID_SECRET";
 /// The D1 binding, read for write keys and project settings.
 pub const DB: &str = "DB";
-/// The KV binding, for the daily visitor-id salt.
+/// The KV binding, for the daily visitor-id salt and for reporting missing bindings.
 pub const CACHE: &str = "CACHE";
+/// The rate-limiting binding for key lookups that reach D1, per client address.
+pub const LOOKUP_LIMIT: &str = "RATE_LIMIT_LOOKUP";
 
 /// The endpoints that take events.
 const EVENT_PATHS: [&str; 3] = ["/v1/events", "/track", "/api/event"];
