@@ -755,6 +755,13 @@ impl FilterInput {
 
 /// A webhook URL must be absolute http(s) with a host.
 fn check_url(text: &str) -> Result<(), ApiError> {
+    if text.contains('\\') {
+        // URL parsers disagree about backslashes (WHATWG reads them as `/`), so one URL
+        // could name two hosts: refuse it rather than guess.
+        return Err(invalid(format!(
+            "webhook url {text:?} contains a backslash; write it with forward slashes"
+        )));
+    }
     let url = url::Url::parse(text)
         .map_err(|e| invalid(format!("webhook url {text:?} is not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
@@ -762,7 +769,45 @@ fn check_url(text: &str) -> Result<(), ApiError> {
             "webhook url {text:?} must be an http or https URL"
         )));
     }
+    if !deliverable(&url) {
+        return Err(invalid(format!(
+            "webhook url {text:?} uses plain http to a host that is not loopback: a delivery \
+             carries a signed body, so it goes over https (plain http only to 127.0.0.1, \
+             localhost or [::1], for a local receiver)"
+        )));
+    }
     Ok(())
+}
+
+/// Whether a webhook may be delivered to `url`: https, or plain http to a loopback
+/// address (a receiver on the machine that runs a local stack).
+pub fn deliverable(url: &url::Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => match url.host() {
+            Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+/// What a read token may see of a webhook URL: its scheme, host and port, never its
+/// credentials, path or query (chat services keep a secret in the path). A URL that
+/// does not parse shows as `"(hidden)"`.
+pub fn webhook_origin(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(url) if url.host_str().is_some() => {
+            let mut shown = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
+            if let Some(port) = url.port() {
+                shown.push_str(&format!(":{port}"));
+            }
+            shown
+        }
+        _ => "(hidden)".to_owned(),
+    }
 }
 
 /// One firing or resolution, as recorded and as sent.
@@ -1156,6 +1201,14 @@ mod tests {
             ),
             (json!({"pause_campaign": true}), "filter's campaign"),
             (json!({"webhook": {"url": "ftp://x"}}), "http or https"),
+            (
+                json!({"webhook": {"url": "http://hooks.example/tally"}}),
+                "plain http",
+            ),
+            (
+                json!({"webhook": {"url": "https://evil.example\\@hooks.example/"}}),
+                "backslash",
+            ),
             (json!({"webhook": {"url": "not a url"}}), "is not a URL"),
             (json!({"cooldown_minutes": 20_000}), "cooldown_minutes"),
             (json!({"name": " "}), "name must be"),
@@ -1300,5 +1353,40 @@ mod tests {
     fn retries_back_off_to_ten_minutes() {
         let delays: Vec<u32> = (1..=9).map(retry_delay_s).collect();
         assert_eq!(delays, [10, 20, 40, 80, 160, 320, 600, 600, 600]);
+    }
+
+    #[test]
+    fn a_webhook_shows_only_its_scheme_host_and_port() {
+        for (url, shown) in [
+            (
+                "https://user:pass@hooks.example/secret/path?token=1",
+                "https://hooks.example",
+            ),
+            ("https://hooks.example:8443/x", "https://hooks.example:8443"),
+            ("http://127.0.0.1:9/hook", "http://127.0.0.1:9"),
+            (
+                "https://evil.example\\@good.example/",
+                "https://evil.example",
+            ),
+            ("not a url", "(hidden)"),
+        ] {
+            assert_eq!(webhook_origin(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn webhooks_go_over_https_or_to_loopback() {
+        for (url, ok) in [
+            ("https://hooks.example/x", true),
+            ("http://127.0.0.1:9/hook", true),
+            ("http://127.3.4.5/hook", true),
+            ("http://localhost:8080/", true),
+            ("http://[::1]:9/", true),
+            ("http://hooks.example/x", false),
+            ("http://10.0.0.1/x", false),
+            ("ftp://127.0.0.1/", false),
+        ] {
+            assert_eq!(deliverable(&url::Url::parse(url).unwrap()), ok, "{url}");
+        }
     }
 }
