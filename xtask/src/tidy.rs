@@ -98,9 +98,12 @@ mod tests {
                 .lines()
                 .find_map(|l| l.strip_prefix("# Secrets:"))
                 .unwrap_or_default();
+            let table: toml::Table = config.parse().unwrap();
+            let vars = table.get("vars").and_then(toml::Value::as_table);
             for binding in bindings {
                 let declared = config.contains(&format!("binding = \"{binding}\""))
                     || config.contains(&format!("queue = \"{binding}\""))
+                    || vars.is_some_and(|v| v.contains_key(binding))
                     || secrets.split([' ', ',', '(']).any(|s| s == binding);
                 assert!(
                     declared,
