@@ -8,10 +8,10 @@ use tally_core::ApiError;
 use tally_core::project::{ApiKey, KeyKind, Project, RateLimit, is_key_shaped, key_hash};
 use tally_storage::AdminStore;
 use tally_storage::d1::D1Store;
-use worker::{Date, Env, Request, Url};
+use worker::{Env, Request, Url};
 
-use crate::DB;
 use crate::error::internal;
+use crate::{DB, now_ms};
 
 /// How long a key lookup is reused: a revoked key stops working, and changed project
 /// settings apply, within this time (DESIGN §3 asks for a minute).
@@ -106,7 +106,7 @@ async fn project_of(key: &str, env: &Env) -> Result<Project, ApiError> {
         return Err(invalid_key());
     }
     let hash = key_hash(key);
-    let now = Date::now().as_millis() as i64;
+    let now = now_ms();
     let cached = KEYS.with(|keys| {
         keys.borrow()
             .get(&hash)

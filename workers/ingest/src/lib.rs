@@ -10,7 +10,7 @@ mod intake;
 mod plausible;
 mod track;
 
-use worker::{Context, Env, Method, Request, Response, Result, event};
+use worker::{Context, Date, Env, Method, Request, Response, Result, event};
 
 use tally_core::ApiError;
 
@@ -22,6 +22,11 @@ pub const ID_SECRET: &str = "ID_SECRET";
 pub const DB: &str = "DB";
 /// The KV binding, for the daily visitor-id salt.
 pub const CACHE: &str = "CACHE";
+
+/// Milliseconds since the Unix epoch: the worker's one reading of the clock.
+pub fn now_ms() -> i64 {
+    Date::now().as_millis() as i64
+}
 
 /// The endpoints that take events.
 const EVENT_PATHS: [&str; 3] = ["/v1/events", "/track", "/api/event"];
