@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use crate::admin::{self, Admin, Key, KeyKind, Settings};
 use crate::stack::{Config, Ports, Stack};
 use crate::tools::root;
+use crate::wrangler_config::Env;
 use crate::{bundle, proc, step, tools};
 
 /// The first port of the dev stack, unless `TALLY_DEV_PORT` says otherwise.
@@ -43,6 +44,7 @@ pub fn run(args: &[String]) -> Result<()> {
         dir: dir.clone(),
         ports: Ports::fixed(base),
         echo: true,
+        env: Env::Production,
     })
     .context("the local stack did not start")?;
 
