@@ -896,22 +896,20 @@ mod tests {
     }
 
     #[test]
-    fn a_consumed_queue_without_its_var_is_refused() {
-        let without = AGGREGATOR.replace("ALERTS_DLQ = \"tally-alerts-dlq\"\n", "");
-        let e = needs(&[config("aggregator", &without)])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("consumes queue tally-alerts-dlq, which 0 of its [vars] name"),
-            "{e}"
+    fn a_consumed_queue_named_by_no_var_or_two_is_refused() {
+        let check = |text: &str, expected: &str| {
+            let e = needs(&[config("aggregator", text)])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(expected), "{e}");
+        };
+        check(
+            &AGGREGATOR.replace("ALERTS_DLQ = \"tally-alerts-dlq\"\n", ""),
+            "consumes queue tally-alerts-dlq, which 0 of its [vars] name",
         );
-        let twice = AGGREGATOR.replace("GREETING = ", "AGAIN = \"tally-events\"\nGREETING = ");
-        let e = needs(&[config("aggregator", &twice)])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("which 2 of its [vars] name (AGAIN, EVENTS_QUEUE)"),
-            "{e}"
+        check(
+            &AGGREGATOR.replace("GREETING = ", "AGAIN = \"tally-events\"\nGREETING = "),
+            "consumes queue tally-events, which 2 of its [vars] name (AGAIN, EVENTS_QUEUE)",
         );
     }
 
