@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::admin::{Admin, KeyKind, Settings};
+use crate::admin::{Admin, KeyKind, RateLimit, Settings};
 use crate::stack::{Config, Ports, Stack, agent};
 use crate::tools::{self, cargo, root};
 use crate::wrangler_config::Env;
@@ -226,7 +226,7 @@ struct BenchProject {
 impl BenchProject {
     fn create(admin: &Admin, query: &str) -> Result<Self> {
         let off = Settings {
-            rate_limit: Some("off".into()),
+            rate_limit: Some(RateLimit::Off),
             ..Settings::default()
         };
         admin
