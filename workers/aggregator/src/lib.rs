@@ -92,8 +92,10 @@ async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<(
     let queue = match QueueNames::from_env(&env) {
         Ok(names) => names.queue_of(&name).ok_or_else(|| {
             format!(
-                "queue {name:?} is none of the configured {names:?}; check [vars] in \
-                 the deployed wrangler config"
+                "queue {name} is none of {EVENTS_QUEUE}={}, {EVENTS_DLQ}={}, \
+                 {ALERTS_QUEUE}={}, {ALERTS_DLQ}={}; check [vars] in the deployed \
+                 wrangler config",
+                names.events, names.events_dlq, names.alerts, names.alerts_dlq
             )
         }),
         Err(e) => Err(format!("{e}; the deployed wrangler config lacks [vars]")),
