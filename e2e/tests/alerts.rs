@@ -226,3 +226,36 @@ fn a_receiver_that_fails_is_retried_until_it_answers() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(receiver.received().len(), 2, "nothing after the success");
 }
+
+#[test]
+fn a_redirect_is_never_followed_with_the_signed_body() {
+    // Following a redirect forwarded the signed body to wherever it pointed.
+    let project = Project::new("alert-redirect");
+    let receiver = Receiver::start(&[307]);
+    ctr_rule(&project, &receiver);
+    mail(&project, 200, 0);
+    run_minutely_cron();
+
+    let got = wait_for_requests(&receiver, 2, Duration::from_secs(60));
+    let seen: Vec<(&str, u16)> = got.iter().map(|r| (r.path.as_str(), r.status)).collect();
+    assert_eq!(
+        seen,
+        [("/hook", 307), ("/hook", 200)],
+        "the redirect was not followed"
+    );
+    let history = eventually("the attempts are recorded", Duration::from_secs(20), || {
+        let h = read(&project, "alerts");
+        if h["alerts"][0]["delivery"] == "delivered" {
+            Ok(h)
+        } else {
+            Err(h.to_string())
+        }
+    });
+    let statuses: Vec<u64> = history["alerts"][0]["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [307, 200]);
+}

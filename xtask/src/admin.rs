@@ -17,8 +17,8 @@ use crate::stack::agent;
 /// How long one admin call may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The rate-limit tiers a project can have.
-pub const RATE_LIMITS: [&str; 4] = ["strict", "standard", "high", "off"];
+// Core's types, as the API speaks them: `as_str` and `parse` are its names.
+pub use tally_core::project::{KeyKind, RateLimit};
 
 /// The code of the 409 answer to creating a project whose slug is taken.
 pub const PROJECT_EXISTS: &str = "project_exists";
@@ -95,7 +95,7 @@ pub fn has_code(error: &anyhow::Error, code: &str) -> bool {
 pub struct Settings {
     pub retention_days: Option<u32>,
     pub allowed_origins: Option<Vec<String>>,
-    pub rate_limit: Option<String>,
+    pub rate_limit: Option<RateLimit>,
     pub public_dashboard: Option<bool>,
 }
 
@@ -114,8 +114,8 @@ impl Settings {
         if let Some(origins) = &self.allowed_origins {
             body.insert("allowed_origins".into(), json!(origins));
         }
-        if let Some(tier) = &self.rate_limit {
-            body.insert("rate_limit".into(), json!(tier));
+        if let Some(tier) = self.rate_limit {
+            body.insert("rate_limit".into(), json!(tier.as_str()));
         }
         if let Some(public) = self.public_dashboard {
             body.insert("public_dashboard".into(), json!(public));
@@ -130,7 +130,7 @@ pub struct Project {
     pub slug: String,
     pub retention_days: u64,
     pub allowed_origins: Vec<String>,
-    pub rate_limit: String,
+    pub rate_limit: RateLimit,
     /// Whether the dashboard is open to anyone (false from servers that predate it).
     pub public_dashboard: bool,
     pub created_at: String,
@@ -156,7 +156,12 @@ impl Project {
                 format!("the admin API sent a project without a whole `retention_days`: {v}")
             })?,
             allowed_origins: origins,
-            rate_limit: string(v, what, "rate_limit")?,
+            rate_limit: {
+                let tier = string(v, what, "rate_limit")?;
+                RateLimit::parse(&tier).with_context(|| {
+                    format!("the admin API sent a project of unknown rate limit {tier:?}: {v}")
+                })?
+            },
             public_dashboard: v["public_dashboard"].as_bool().unwrap_or(false),
             created_at: string(v, what, "created_at")?,
         })
@@ -170,36 +175,11 @@ pub struct Share {
     pub expires_at: String,
 }
 
-/// What a key gives access to: writing events (a write key) or reading them (a read token).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyKind {
-    Write,
-    Read,
-}
-
-impl KeyKind {
-    /// The name the API uses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Write => "write",
-            Self::Read => "read",
-        }
-    }
-
-    /// The name people use.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Write => "write key",
-            Self::Read => "read token",
-        }
-    }
-
-    fn parse(name: &str) -> Option<Self> {
-        match name {
-            "write" => Some(Self::Write),
-            "read" => Some(Self::Read),
-            _ => None,
-        }
+/// What people call a key of this kind.
+pub fn key_label(kind: KeyKind) -> &'static str {
+    match kind {
+        KeyKind::Write => "write key",
+        KeyKind::Read => "read token",
     }
 }
 
@@ -242,7 +222,7 @@ impl Key {
         self.secret.as_deref().with_context(|| {
             format!(
                 "the admin API did not return the secret of the new {} {}",
-                self.kind.label(),
+                key_label(self.kind),
                 self.id
             )
         })
@@ -845,13 +825,13 @@ mod tests {
                 "rate_limit":"off","created_at":"2025-01-02T03:04:05Z"}}"#,
         );
         let settings = Settings {
-            rate_limit: Some("off".into()),
+            rate_limit: Some(RateLimit::Off),
             ..Settings::default()
         };
         let project = Admin::new(&base, "sesame")
             .create_project("demo", &settings)
             .unwrap();
-        assert_eq!(project.rate_limit, "off");
+        assert_eq!(project.rate_limit, RateLimit::Off);
         let request = server.join().unwrap().to_lowercase();
         assert!(
             request.starts_with("post /v1/admin/projects http/1.1\r\n"),

@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::admin::{Admin, KeyKind, Settings};
+use crate::admin::{Admin, KeyKind, RateLimit, Settings};
 use crate::stack::{Config, Ports, Stack, agent};
 use crate::tools::{self, cargo, root};
+use crate::wrangler_config::Env;
 use crate::{bundle, load, proc, step};
 
 mod query;
@@ -108,6 +109,7 @@ pub fn run(args: &[String]) -> Result<()> {
         dir,
         ports: Ports::free()?,
         echo: false,
+        env: Env::Production,
     })?;
     let admin = Admin::new(&stack.url("query"), &stack.admin_token()?);
     let bench = BenchProject::create(&admin, &stack.url("query"))?;
@@ -224,7 +226,7 @@ struct BenchProject {
 impl BenchProject {
     fn create(admin: &Admin, query: &str) -> Result<Self> {
         let off = Settings {
-            rate_limit: Some("off".into()),
+            rate_limit: Some(RateLimit::Off),
             ..Settings::default()
         };
         admin

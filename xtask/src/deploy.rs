@@ -749,22 +749,41 @@ pub fn package_all() -> Result<()> {
     package(Env::Production, &WORKERS)
 }
 
-/// Packages `workers` for `env` offline: generated configs (with the repository's
-/// placeholder ids, as nothing is looked up) and `wrangler deploy --dry-run --outdir`,
-/// printing each worker's upload and gzip size.
-fn package(env: Env, workers: &[&'static str]) -> Result<()> {
+/// Every worker's config as a deploy to `env` writes it into `dir`, but with the
+/// repository's placeholder ids, as nothing is looked up: for dry runs and for the local
+/// stack, which so runs the names and vars a deploy gives. The configs are checked as a
+/// deploy checks them first.
+///
+/// # Errors
+///
+/// When a config cannot be read, or the configs are inconsistent.
+pub fn placeholder_configs(env: Env, dir: &Path) -> Result<Vec<(WorkerConfig, String)>> {
     let configs = WORKERS
         .iter()
         .map(|w| WorkerConfig::read(root(), w))
         .collect::<Result<Vec<_>>>()?;
     wrangler_config::needs(&configs)?;
     wrangler_config::check_order(&configs)?;
-    let selected: Vec<WorkerConfig> = configs
-        .iter()
-        .filter(|c| workers.contains(&c.worker))
-        .cloned()
+    let ids = Ids::placeholders(&configs)?;
+    configs
+        .into_iter()
+        .map(|config| {
+            let text = config.generate(env, &ids, &required_secrets(config.worker), dir)?;
+            Ok((config, text))
+        })
+        .collect()
+}
+
+/// Packages `workers` for `env` offline: generated configs (see [`placeholder_configs`])
+/// and `wrangler deploy --dry-run --outdir`, printing each worker's upload and gzip size.
+fn package(env: Env, workers: &[&'static str]) -> Result<()> {
+    let dir = root().join("target/deploy/dry-run").join(env.as_str());
+    let selected: Vec<(WorkerConfig, String)> = placeholder_configs(env, &dir)?
+        .into_iter()
+        .filter(|(c, _)| workers.contains(&c.worker))
         .collect();
-    let needs = wrangler_config::needs(&selected)?;
+    let selected_configs: Vec<WorkerConfig> = selected.iter().map(|(c, _)| c.clone()).collect();
+    let needs = wrangler_config::needs(&selected_configs)?;
     step(&format!(
         "What a real deploy to {} finds or creates",
         env.as_str()
@@ -781,17 +800,14 @@ fn package(env: Env, workers: &[&'static str]) -> Result<()> {
     for queue in &needs.queues {
         println!("queue         {}", env.name(queue));
     }
-    let ids = Ids::placeholders(&configs)?;
-    let dir = root().join("target/deploy/dry-run").join(env.as_str());
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut sizes = Vec::new();
-    for config in &selected {
+    for (config, text) in &selected {
         let worker = config.worker;
         step(&format!("Packaging {worker} (wrangler deploy --dry-run)"));
         let path = dir.join(format!("{worker}.toml"));
         let text = format!(
-            "# A dry run's: the ids are the repository's placeholders, as nothing is looked up.\n{}",
-            config.generate(env, &ids, &required_secrets(worker), &dir)?
+            "# A dry run's: the ids are the repository's placeholders, as nothing is looked up.\n{text}"
         );
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         let outdir = dir.join(worker);

@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::admin::{self, Admin, Key, KeyKind, Settings};
+use crate::admin::{self, Admin, Key, KeyKind, RateLimit, Settings, key_label};
 use crate::stack::{Config, Ports, Stack};
 use crate::tools::root;
+use crate::wrangler_config::Env;
 use crate::{bundle, proc, step, tools};
 
 /// The first port of the dev stack, unless `TALLY_DEV_PORT` says otherwise.
@@ -43,6 +44,7 @@ pub fn run(args: &[String]) -> Result<()> {
         dir: dir.clone(),
         ports: Ports::fixed(base),
         echo: true,
+        env: Env::Production,
     })
     .context("the local stack did not start")?;
 
@@ -115,7 +117,7 @@ fn demo_keys(admin: &Admin, file: &Path) -> Result<DemoKeys> {
     ));
     let settings = Settings {
         allowed_origins: Some(vec!["*".into()]),
-        rate_limit: Some("standard".into()),
+        rate_limit: Some(RateLimit::Standard),
         ..Settings::default()
     };
     match admin.create_project(DEMO, &settings) {
@@ -135,11 +137,11 @@ fn demo_keys(admin: &Admin, file: &Path) -> Result<DemoKeys> {
         if let Some(saved) = saved_key(&saved[kind.as_str()])
             && is_live(&saved, kind, &live)
         {
-            println!("{} {}: present", kind.label(), saved.id);
+            println!("{} {}: present", key_label(kind), saved.id);
             return Ok(saved);
         }
         let key = admin.create_key(DEMO, kind, Some("cargo xtask dev"))?;
-        println!("created {} {}", kind.label(), key.id);
+        println!("created {} {}", key_label(kind), key.id);
         changed = true;
         Ok(Saved {
             id: key.id,

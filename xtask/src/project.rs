@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 
-use crate::admin::{Admin, Key, KeyKind, Project, RATE_LIMITS, Settings};
+use crate::admin::{Admin, Key, KeyKind, Project, RateLimit, Settings, key_label};
 use crate::cli::{self, Options, table};
 
 const TASK: &str = "project";
@@ -126,7 +126,7 @@ fn execute(admin: &Admin, command: Command) -> Result<String> {
             let key = admin.revoke_key(&slug, id)?;
             format!(
                 "Revoked {} {} ({}…) of project {slug}{}.\n",
-                key.kind.label(),
+                key_label(key.kind),
                 key.id,
                 key.prefix,
                 key.revoked_at
@@ -263,15 +263,16 @@ fn settings(opts: &Options<'_>) -> Result<Settings> {
         (true, true) => Some(Vec::new()),
         (true, false) => None,
     };
-    let rate_limit = opts.single("--rate-limit")?;
-    if let Some(tier) = &rate_limit
-        && !RATE_LIMITS.contains(&tier.as_str())
-    {
-        bail!(
-            "--rate-limit wants one of {}, not {tier:?}",
-            RATE_LIMITS.join(", ")
-        );
-    }
+    let rate_limit = match opts.single("--rate-limit")? {
+        Some(tier) => Some(RateLimit::parse(&tier).with_context(|| {
+            let tiers: Vec<&str> = RateLimit::ALL.iter().map(|t| t.as_str()).collect();
+            format!(
+                "--rate-limit wants one of {}, not {tier:?}",
+                tiers.join(", ")
+            )
+        })?),
+        None => None,
+    };
     let public_dashboard = match (opts.has("--public"), opts.has("--private")) {
         (true, true) => bail!("--public and --private contradict each other"),
         (true, false) => Some(true),
@@ -304,7 +305,7 @@ fn projects_table(projects: &[Project]) -> String {
             vec![
                 p.slug.clone(),
                 format!("{} days", p.retention_days),
-                p.rate_limit.clone(),
+                p.rate_limit.as_str().to_owned(),
                 dashboard(p).to_owned(),
                 origins(p),
                 p.created_at.clone(),
@@ -337,7 +338,7 @@ fn project_details(p: &Project) -> String {
         "project          {}\nretention        {} days\nrate limit       {}\ndashboard        {}\nallowed origins  {}\ncreated          {}\n",
         p.slug,
         p.retention_days,
-        p.rate_limit,
+        p.rate_limit.as_str(),
         dashboard(p),
         origins(p),
         p.created_at
@@ -355,7 +356,7 @@ fn keys_table(slug: &str, keys: &[Key]) -> String {
         .map(|k| {
             vec![
                 k.id.to_string(),
-                k.kind.label().to_owned(),
+                key_label(k.kind).to_owned(),
                 k.name.clone().unwrap_or_else(|| "-".into()),
                 format!("{}…", k.prefix),
                 k.created_at.clone(),
@@ -389,7 +390,7 @@ fn new_key(slug: &str, key: &Key) -> Result<String> {
         "Created {} {}{named} for project {slug}:\n\n    {}\n\n\
          Copy it now: it will not be shown again. To {usage}.\n\
          `cargo xtask project revoke {slug} {}` revokes it.\n",
-        key.kind.label(),
+        key_label(key.kind),
         key.id,
         key.secret()?,
         key.id,
@@ -449,7 +450,7 @@ mod tests {
                             "https://a.example".into(),
                             "https://b.example".into()
                         ]),
-                        rate_limit: Some("off".into()),
+                        rate_limit: Some(RateLimit::Off),
                         public_dashboard: Some(true),
                     },
                 },
@@ -601,7 +602,7 @@ mod tests {
             slug: slug.into(),
             retention_days: 90,
             allowed_origins: origins.iter().map(|o| (*o).to_owned()).collect(),
-            rate_limit: "standard".into(),
+            rate_limit: RateLimit::Standard,
             public_dashboard: false,
             created_at: "2025-01-02T03:04:05Z".into(),
         }

@@ -1,6 +1,12 @@
 //! The local stack: three `wrangler dev` processes (real workerd) on 127.0.0.1 sharing
 //! one state directory (D1, KV, Queues) and one dev registry (so the queue crosses
 //! processes). The consumer starts first; each worker must answer before the next starts.
+//!
+//! The workers run from the configs `cargo xtask deploy` writes for an environment (with
+//! the repository's placeholder ids), not from `wrangler/*.toml` directly: the stack
+//! runs the names and vars a deploy gives. `cargo xtask dev` runs production's names,
+//! the end-to-end tests staging's (every name suffixed `-staging`), so a name the
+//! workers hard-code instead of reading from their config fails those tests.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -14,8 +20,9 @@ use anyhow::{Context, Result, bail};
 
 use crate::bundle::{WORKERS, rel};
 use crate::proc::{self, Background};
-use crate::step;
 use crate::tools::{self, root};
+use crate::wrangler_config::Env;
+use crate::{deploy, step};
 
 /// The HTTP and inspector ports of the three workers.
 #[derive(Debug, Clone, Copy)]
@@ -88,6 +95,9 @@ pub struct Config {
     pub ports: Ports,
     /// Also print each worker's output to the terminal, prefixed with its name.
     pub echo: bool,
+    /// Whose names the workers run under: their configs are the ones a deploy to this
+    /// environment writes, kept in `dir/wrangler/`.
+    pub env: Env,
 }
 
 /// A running stack; dropping it stops all three workers and everything they started.
@@ -107,14 +117,35 @@ impl Stack {
             )?;
         }
         std::fs::create_dir_all(config.dir.join("logs"))?;
+        let configs_dir = config.dir.join("wrangler");
+        step(&format!(
+            "Writing {}'s configs into {}",
+            config.env.as_str(),
+            rel(&configs_dir)
+        ));
+        std::fs::create_dir_all(&configs_dir)
+            .with_context(|| format!("creating {}", configs_dir.display()))?;
+        let mut database = None;
+        for (worker_config, text) in deploy::placeholder_configs(config.env, &configs_dir)? {
+            let path = configs_dir.join(format!("{}.toml", worker_config.worker));
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            if worker_config.worker == "aggregator" {
+                database = worker_config.d1()?.into_iter().next();
+            }
+        }
+        let database = database.context("wrangler/aggregator.toml binds no D1 database")?;
         step(&format!(
             "Applying D1 migrations to the local state in {}",
             rel(&config.dir.join("state"))
         ));
         let mut migrate = wrangler(&config);
         migrate
-            .args(["d1", "migrations", "apply", "tally", "--local"])
-            .args(["-c", "wrangler/aggregator.toml", "--persist-to"])
+            .args(["d1", "migrations", "apply"])
+            .arg(config.env.name(&database.database_name))
+            .arg("--local")
+            .arg("-c")
+            .arg(config_path(&config, "aggregator"))
+            .arg("--persist-to")
             .arg(config.dir.join("state"))
             .stdin(Stdio::null());
         proc::run(
@@ -136,7 +167,8 @@ impl Stack {
         let port = self.config.ports.of(worker);
         step(&format!("Starting {worker} on http://127.0.0.1:{port}"));
         let mut cmd = wrangler(&self.config);
-        cmd.args(["dev", "-c", &format!("wrangler/{worker}.toml")])
+        cmd.args(["dev", "-c"])
+            .arg(config_path(&self.config, worker))
             .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
             .args([
                 "--inspector-port",
@@ -228,6 +260,11 @@ impl Drop for Stack {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The generated config a worker of the stack runs from.
+fn config_path(config: &Config, worker: &str) -> PathBuf {
+    config.dir.join("wrangler").join(format!("{worker}.toml"))
 }
 
 /// wrangler, run from the repository root (config paths are relative to it), with its

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::stack::{Config, Ports, Stack, tail};
 use crate::tools::{self, cargo, root};
+use crate::wrangler_config::Env;
 use crate::{bundle, proc, step};
 
 /// Passed and failed counts summed over every test binary run.
@@ -123,6 +124,9 @@ fn end_to_end(tally: &mut Tally, filter: Option<&str>) -> Result<()> {
         dir: dir.clone(),
         ports: Ports::free()?,
         echo: false,
+        // Staging's names: every queue, database and worker named as `cargo xtask deploy
+        // --env staging` names them, so the tests show staging works end to end.
+        env: Env::Staging,
     })
     .context("the local stack for the end-to-end tests did not start")?;
 

@@ -79,6 +79,39 @@ mod tests {
         }
     }
 
+    /// A worker reads the wall clock in one function, so every time it uses is that
+    /// function's (and a test double or a clippy rule has one place to look).
+    #[test]
+    fn workers_read_the_clock_in_one_function() {
+        // The query worker joins this list once its clock is in one place too.
+        for worker in ["aggregator", "ingest"] {
+            let mut files = Vec::new();
+            rust_files(&root().join("workers").join(worker).join("src"), &mut files);
+            let reads: Vec<String> = files
+                .iter()
+                .flat_map(|f| {
+                    let text = std::fs::read_to_string(f).unwrap();
+                    let name = f.strip_prefix(root()).unwrap().display().to_string();
+                    text.lines()
+                        .enumerate()
+                        .filter(|(_, l)| {
+                            ["Date::now", "Date::new", "SystemTime", "Instant::now"]
+                                .iter()
+                                .any(|clock| l.contains(clock))
+                        })
+                        .map(|(i, _)| format!("{name}:{}", i + 1))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let lib = format!("workers/{worker}/src/lib.rs:");
+            assert!(
+                reads.len() == 1 && reads[0].starts_with(&lib),
+                "workers/{worker} reads the clock at {reads:?}; only `now_ms` in lib.rs may"
+            );
+            assert!(read(&lib[..lib.len() - 1]).contains("pub fn now_ms() -> i64 {"));
+        }
+    }
+
     #[test]
     fn no_worker_keeps_invocation_logs() {
         // Invocation logs hold each request's IP headers, user agent and URL (with
@@ -113,9 +146,12 @@ mod tests {
                 .lines()
                 .find_map(|l| l.strip_prefix("# Secrets:"))
                 .unwrap_or_default();
+            let table: toml::Table = config.parse().unwrap();
+            let vars = table.get("vars").and_then(toml::Value::as_table);
             for binding in bindings {
                 let declared = config.contains(&format!("binding = \"{binding}\""))
                     || config.contains(&format!("queue = \"{binding}\""))
+                    || vars.is_some_and(|v| v.contains_key(binding))
                     || config.contains(&format!("name = \"{binding}\""))
                     || secrets.split([' ', ',', '(']).any(|s| s == binding);
                 assert!(

@@ -5,7 +5,10 @@
 //! from where they are written.
 //!
 //! Names: production keeps every name of `wrangler/*.toml`; staging appends `-staging`
-//! to each (workers, the D1 database, queues, KV namespace titles). A KV namespace has
+//! to each (workers, the D1 database, queues, KV namespace titles). A worker learns the
+//! names of the queues it consumes from `[vars]` (a batch says only its queue's name):
+//! every var whose value is one of the config's queues is renamed with the queues, by
+//! the same function, so the names a worker compares with are the names it is sent. A KV namespace has
 //! no name in a config, so its title is `tally-` and its binding in lower case
 //! (`CACHE` → `tally-cache`). Rate-limit namespaces are numbers shared by the whole
 //! account: staging uses production's plus [`STAGING_RATELIMIT_OFFSET`].
@@ -212,6 +215,44 @@ impl WorkerConfig {
         Ok((queues, dead_letters))
     }
 
+    /// The `[vars]` of the config whose values are strings, by name.
+    pub fn vars(&self) -> Result<BTreeMap<String, String>> {
+        match self.table.get("vars") {
+            None => Ok(BTreeMap::new()),
+            Some(Value::Table(vars)) => Ok(vars
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()),
+            Some(_) => bail!("{}: `vars` must be a table", self.path.display()),
+        }
+    }
+
+    /// Checks that each queue the worker consumes is named by exactly one var: the
+    /// worker tells its queues apart by comparing a batch's queue name with those vars,
+    /// so a consumed queue without one would be a batch it cannot place.
+    pub fn check_queue_vars(&self) -> Result<()> {
+        let vars = self.vars()?;
+        for queue in self.consumes()?.0 {
+            let naming: Vec<&str> = vars
+                .iter()
+                .filter(|(_, value)| **value == queue)
+                .map(|(name, _)| name.as_str())
+                .collect();
+            if naming.len() != 1 {
+                bail!(
+                    "{} consumes queue {queue}, which {} of its [vars] name ({}), not exactly \
+                     one; the worker tells its queues apart by those vars\n  hint: give the \
+                     queue one var, such as EVENTS_QUEUE = \"{queue}\", and read it in the \
+                     worker",
+                    self.path.display(),
+                    naming.len(),
+                    naming.join(", ")
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Every queue the worker names, as producer, consumer or dead-letter queue.
     pub fn queues(&self) -> Result<BTreeSet<String>> {
         let (consumed, dead_letters) = self.consumes()?;
@@ -287,6 +328,14 @@ impl WorkerConfig {
             })?;
             kv.insert("id".into(), Value::String(id.clone()));
         }
+        // Queues and the vars that name them are renamed by this one function, so the
+        // names a worker dispatches by are the names of the queues it is sent.
+        let queue_names = self.queues()?;
+        let rename_queue = |value: &mut Value| {
+            if let Some(name) = value.as_str().filter(|n| queue_names.contains(*n)) {
+                *value = Value::String(env.name(name));
+            }
+        };
         if let Some(Value::Table(queues)) = t.get_mut("queues") {
             for (kind, members) in [
                 ("producers", &["queue"][..]),
@@ -294,13 +343,15 @@ impl WorkerConfig {
             ] {
                 for q in array_tables(queues, kind) {
                     for member in members {
-                        if let Some(name) = q.get(*member).and_then(Value::as_str) {
-                            let renamed = env.name(name);
-                            q.insert((*member).into(), Value::String(renamed));
+                        if let Some(value) = q.get_mut(*member) {
+                            rename_queue(value);
                         }
                     }
                 }
             }
+        }
+        if let Some(Value::Table(vars)) = t.get_mut("vars") {
+            vars.iter_mut().for_each(|(_, value)| rename_queue(value));
         }
         for limit in array_tables(&mut t, "ratelimits") {
             let id: u64 = self
@@ -438,6 +489,7 @@ pub fn needs(configs: &[WorkerConfig]) -> Result<Needs> {
             needs.kv.insert(kv.binding);
         }
         needs.queues.extend(config.queues()?);
+        config.check_queue_vars()?;
         ratelimits.extend(config.ratelimit_namespaces()?);
     }
     for id in &ratelimits {
@@ -544,6 +596,13 @@ dead_letter_queue = "tally-alerts-dlq"
 
 [[queues.consumers]]
 queue = "tally-alerts-dlq"
+
+[vars]
+EVENTS_QUEUE = "tally-events"
+EVENTS_DLQ = "tally-events-dlq"
+ALERTS_QUEUE = "tally-alerts"
+ALERTS_DLQ = "tally-alerts-dlq"
+GREETING = "tally-events is not renamed here"
 
 [[d1_databases]]
 binding = "DB"
@@ -795,6 +854,84 @@ mod tests {
         assert_eq!(t["secrets"]["required"][0].as_str(), Some("ID_SECRET"));
         let t = generated("ingest", INGEST, Env::Production, &[]);
         assert_eq!(t["ratelimits"][0]["namespace_id"].as_str(), Some("1001"));
+    }
+
+    /// The names of the queues a generated config's consumers are sent, and the values
+    /// of its vars that name one of them.
+    fn consumed_and_named(t: &Table) -> (BTreeSet<String>, BTreeSet<String>) {
+        let consumed: BTreeSet<String> = t["queues"]["consumers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["queue"].as_str().unwrap().to_owned())
+            .collect();
+        let named = t
+            .get("vars")
+            .and_then(Value::as_table)
+            .into_iter()
+            .flat_map(Table::values)
+            .filter_map(Value::as_str)
+            .filter(|v| consumed.contains(*v))
+            .map(str::to_owned)
+            .collect();
+        (consumed, named)
+    }
+
+    #[test]
+    fn queue_vars_are_renamed_with_the_queues() {
+        let t = generated("aggregator", AGGREGATOR, Env::Staging, &[]);
+        let vars = t["vars"].as_table().unwrap();
+        let var = |name: &str| vars[name].as_str().unwrap();
+        assert_eq!(var("EVENTS_QUEUE"), "tally-events-staging");
+        assert_eq!(var("EVENTS_DLQ"), "tally-events-dlq-staging");
+        assert_eq!(var("ALERTS_QUEUE"), "tally-alerts-staging");
+        assert_eq!(var("ALERTS_DLQ"), "tally-alerts-dlq-staging");
+        // A var that is not exactly a queue's name keeps its value.
+        assert_eq!(var("GREETING"), "tally-events is not renamed here");
+        let (consumed, named) = consumed_and_named(&t);
+        assert_eq!(named, consumed);
+
+        let t = generated("aggregator", AGGREGATOR, Env::Production, &[]);
+        assert_eq!(t["vars"]["ALERTS_QUEUE"].as_str(), Some("tally-alerts"));
+    }
+
+    #[test]
+    fn a_consumed_queue_named_by_no_var_or_two_is_refused() {
+        let check = |text: &str, expected: &str| {
+            let e = needs(&[config("aggregator", text)])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(expected), "{e}");
+        };
+        check(
+            &AGGREGATOR.replace("ALERTS_DLQ = \"tally-alerts-dlq\"\n", ""),
+            "consumes queue tally-alerts-dlq, which 0 of its [vars] name",
+        );
+        check(
+            &AGGREGATOR.replace("GREETING = ", "AGAIN = \"tally-events\"\nGREETING = "),
+            "consumes queue tally-events, which 2 of its [vars] name (AGAIN, EVENTS_QUEUE)",
+        );
+    }
+
+    /// The repository's aggregator, as deployed to each environment: every queue its
+    /// consumers are sent is named by its vars, so its dispatch knows every batch.
+    #[test]
+    fn the_generated_configs_vars_name_every_consumed_queue() {
+        let aggregator = WorkerConfig::read(crate::tools::root(), "aggregator").unwrap();
+        let ids = Ids::placeholders(std::slice::from_ref(&aggregator)).unwrap();
+        for env in [Env::Staging, Env::Production] {
+            let out = crate::tools::root()
+                .join("target/deploy")
+                .join(env.as_str());
+            let t: Table = aggregator
+                .generate(env, &ids, &[], &out)
+                .unwrap()
+                .parse()
+                .unwrap();
+            let (consumed, named) = consumed_and_named(&t);
+            assert_eq!(consumed.len(), 4, "{consumed:?}");
+            assert_eq!(named, consumed, "{}", env.as_str());
+        }
     }
 
     #[test]

@@ -43,7 +43,8 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Starts a receiver that answers the first requests with `statuses`, then 200.
+    /// Starts a receiver that answers the first requests with `statuses` (a 3xx with
+    /// `location: /elsewhere`), then 200.
     pub fn start(statuses: &[u16]) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
@@ -109,8 +110,14 @@ fn serve(stream: TcpStream, shared: &Mutex<Shared>) {
         status
     };
     let mut stream = stream;
+    // A scripted redirect points elsewhere on this receiver, so following it shows.
+    let location = if (300..400).contains(&status) {
+        "location: /elsewhere\r\n"
+    } else {
+        ""
+    };
     let answer = format!(
-        "HTTP/1.1 {status} Scripted\r\ncontent-length: 2\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nok"
+        "HTTP/1.1 {status} Scripted\r\n{location}content-length: 2\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nok"
     );
     let _ = stream.write_all(answer.as_bytes());
 }

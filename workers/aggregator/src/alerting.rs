@@ -4,8 +4,8 @@
 //! The logic lives in [`tally_storage::alerts`]; this module supplies the clock, the
 //! queue and the HTTP client. A failed delivery is retried with the queue's own delay
 //! (10 s doubling to 10 minutes); after `max_retries` (wrangler/aggregator.toml) the
-//! message reaches `tally-alerts-dlq`, whose consumer marks the alert failed and keeps
-//! the message in `dead_letters`.
+//! message reaches the dead-letter queue, whose batches [`give_up`] marks failed before
+//! [`crate::dead_letters`] keeps them.
 
 use std::time::Duration;
 
@@ -15,22 +15,14 @@ use tally_storage::alerts::{self, Delivering, Handled, Sent};
 use tally_storage::cloudflare::CfQueue;
 use tally_storage::d1::D1Store;
 use worker::{
-    AbortController, Date, Delay, Env, Fetch, Headers, MessageBatch, MessageExt, Method,
-    QueueRetryOptionsBuilder, Request, RequestInit,
+    AbortController, Delay, Env, Fetch, Headers, MessageBatch, MessageExt, Method,
+    QueueRetryOptionsBuilder, Request, RequestInit, RequestRedirect,
 };
 
-use crate::consumer::keep_dead_letters;
+use crate::{ALERTS, now_ms};
 
-/// The alerts queue binding (see `wrangler/aggregator.toml`).
-pub const ALERTS: &str = "ALERTS";
-/// The dead-letter queue of `tally-alerts`, which this worker also consumes.
-pub const ALERTS_DLQ: &str = "tally-alerts-dlq";
 /// How long a receiver gets to answer.
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn now() -> i64 {
-    Date::now().as_millis() as i64
-}
 
 /// A queue message: the id of the alert to act on. The alert itself is in D1.
 fn message(alert_id: &str) -> String {
@@ -66,7 +58,7 @@ pub async fn evaluate(store: &D1Store, env: &Env, at: i64) -> Result<String, Str
             .map(|id| {
                 tally_storage::Write::Alert(alerts::AlertWrite::Queued {
                     alert_id: id,
-                    now_ms: now(),
+                    now_ms: now_ms(),
                 })
             })
             .collect();
@@ -81,26 +73,27 @@ pub async fn evaluate(store: &D1Store, env: &Env, at: i64) -> Result<String, Str
     ))
 }
 
-/// Consumes a batch of the `alerts` queue or of its dead-letter queue.
-pub async fn consume(store: &D1Store, batch: &MessageBatch<String>) {
-    if batch.queue() == ALERTS_DLQ {
-        for message in batch.raw_iter() {
-            if let Some(id) = message.body().as_string().as_deref().and_then(alert_id)
-                && let Err(e) = alerts::give_up(store, &id).await
-            {
-                worker::console_error!("alert {id}: could not mark it failed: {e}");
-            }
+/// Marks the alerts of a batch of the dead-letter queue failed: their delivery
+/// exhausted its retries. The messages themselves are kept by [`crate::dead_letters`].
+pub async fn give_up(store: &D1Store, batch: &MessageBatch<String>) {
+    for message in batch.raw_iter() {
+        if let Some(id) = message.body().as_string().as_deref().and_then(alert_id)
+            && let Err(e) = alerts::give_up(store, &id).await
+        {
+            worker::console_error!("alert {id}: could not mark it failed: {e}");
         }
-        keep_dead_letters(store, batch, ALERTS_DLQ).await;
-        return;
     }
+}
+
+/// Consumes a batch of the `alerts` queue: pauses campaigns and delivers webhooks.
+pub async fn consume(store: &D1Store, batch: &MessageBatch<String>) {
     for message in batch.raw_iter() {
         let Some(id) = message.body().as_string().as_deref().and_then(alert_id) else {
             worker::console_error!("alert message {} is not an alert; dropped", message.id());
             message.ack();
             continue;
         };
-        match alerts::handle_alert(store, &id, now(), deliver).await {
+        match alerts::handle_alert(store, &id, now_ms(), deliver).await {
             Ok(Handled::Done) => message.ack(),
             Ok(Handled::Unknown) => {
                 worker::console_error!("alert {id} is not recorded; dropped");
@@ -123,9 +116,9 @@ pub async fn consume(store: &D1Store, batch: &MessageBatch<String>) {
 
 /// Posts one signed webhook and reports the answer.
 async fn deliver(d: Delivering) -> Sent {
-    let started = now();
+    let started = now_ms();
     let outcome = post(&d).await;
-    let duration_ms = now() - started;
+    let duration_ms = now_ms() - started;
     match outcome {
         Ok(status) => Sent {
             status: Some(status),
@@ -141,6 +134,16 @@ async fn deliver(d: Delivering) -> Sent {
 }
 
 async fn post(d: &Delivering) -> Result<u16, String> {
+    // Checked again at delivery: a rule stored before https was required must not send
+    // its signed body in the clear.
+    let url = worker::Url::parse(&d.url).map_err(|e| format!("webhook url: {e}"))?;
+    if !tally_core::alerts::deliverable(&url) {
+        return Err(
+            "not delivered: the webhook url is plain http to a host that is not loopback; \
+             change it to https"
+                .into(),
+        );
+    }
     let headers = Headers::new();
     let set = |name: &str, value: &str| headers.set(name, value).map_err(|e| e.to_string());
     set("content-type", "application/json")?;
@@ -149,8 +152,11 @@ async fn post(d: &Delivering) -> Result<u16, String> {
     set("tally-alert-id", &d.alert_id)?;
     set("tally-delivery-attempt", &d.attempt.to_string())?;
     let mut init = RequestInit::new();
+    // A redirect is answered as it is, never followed: following it would send the
+    // signed body to wherever the receiver (or whoever took its host) points.
     init.with_method(Method::Post)
         .with_headers(headers)
+        .with_redirect(RequestRedirect::Manual)
         .with_body(Some(d.body.clone().into()));
     let request = Request::new_with_init(&d.url, &init).map_err(|e| e.to_string())?;
     let controller = AbortController::default();

@@ -13,9 +13,9 @@ use tally_core::jobs::Job;
 use tally_core::rollup::Period;
 use tally_storage::d1::D1Store;
 use tally_storage::{JobLog, JobRun, alerts, pipeline};
-use worker::{Date, Env, ScheduleContext, ScheduledEvent, event};
+use worker::{Env, ScheduleContext, ScheduledEvent, event};
 
-use crate::{DB, alerting};
+use crate::{DB, alerting, now_ms};
 
 /// Dirty days rolled per minutely run.
 const DAYS_PER_MINUTE: u32 = 100;
@@ -25,7 +25,7 @@ const PERIODS_PER_HOUR: u32 = 2000;
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let cron = event.cron();
-    let started_at = now();
+    let started_at = now_ms();
     let store = match env.d1(DB) {
         Ok(db) => D1Store::new(db),
         Err(e) => {
@@ -52,7 +52,7 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         cron: cron.clone(),
         scheduled_at: event.schedule() as i64,
         started_at,
-        finished_at: now(),
+        finished_at: now_ms(),
         outcome: outcome.to_owned(),
         detail: Some(detail),
     };
@@ -63,7 +63,7 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
 
 /// Runs one job and says what it did.
 async fn run(job: Job, store: &D1Store, env: &Env) -> Result<String, String> {
-    let at = now();
+    let at = now_ms();
     let text = |e: tally_storage::Error| e.to_string();
     Ok(match job {
         Job::Minutely => {
@@ -113,8 +113,4 @@ fn purge_summary(purged: &pipeline::Purged) -> String {
         purged.statements,
         purged.backlog.len()
     )
-}
-
-fn now() -> i64 {
-    Date::now().as_millis() as i64
 }

@@ -1,21 +1,189 @@
 //! Tally's aggregator worker: the only writer of events to D1. It consumes the `events`
-//! queue ([`consumer`]), runs the cron jobs ([`cron`]) and acts on alerts ([`alerting`]).
+//! queue ([`consumer`]), keeps dead letters ([`dead_letters`]), runs the cron jobs
+//! ([`cron`]) and acts on alerts ([`alerting`]).
+//!
+//! This module owns what the worker takes from its environment: every binding and var
+//! name, the clock, and the queue dispatch. A batch says only the name of its queue, and
+//! names differ per environment (`cargo xtask deploy --env staging` appends `-staging`),
+//! so the dispatch compares it with the names in `[vars]`, which deploy renames together
+//! with the queues.
 
 mod alerting;
 mod consumer;
 mod cron;
+mod dead_letters;
 
-use worker::{Context, Env, Request, Response, Result, event};
+use tally_storage::d1::D1Store;
+use worker::{Context, Date, Env, MessageBatch, Request, Response, Result, event};
 
 /// The D1 database binding (see `wrangler/aggregator.toml`).
 pub const DB: &str = "DB";
-/// The dead-letter queue of `tally-events`, which this worker also consumes.
-pub const EVENTS_DLQ: &str = "tally-events-dlq";
-/// The queue of alerts to act on, which this worker produces and consumes.
-pub const ALERTS_QUEUE: &str = "tally-alerts";
+/// The alerts queue producer binding: the minutely cron sends alerts to act on.
+pub const ALERTS: &str = "ALERTS";
+/// The var naming the `events` queue, which ingest fills.
+pub const EVENTS_QUEUE: &str = "EVENTS_QUEUE";
+/// The var naming the dead-letter queue of `events`.
+pub const EVENTS_DLQ: &str = "EVENTS_DLQ";
+/// The var naming the `alerts` queue, which this worker produces and consumes.
+pub const ALERTS_QUEUE: &str = "ALERTS_QUEUE";
+/// The var naming the dead-letter queue of `alerts`.
+pub const ALERTS_DLQ: &str = "ALERTS_DLQ";
+
+/// Milliseconds since the Unix epoch: the worker's one reading of the clock.
+pub fn now_ms() -> i64 {
+    Date::now().as_millis() as i64
+}
+
+/// The queues this worker consumes, each with its own handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Queue {
+    Events,
+    EventDeadLetters,
+    Alerts,
+    AlertDeadLetters,
+}
+
+/// The names the consumed queues have in this deployment, from `[vars]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct QueueNames {
+    events: String,
+    events_dlq: String,
+    alerts: String,
+    alerts_dlq: String,
+}
+
+impl QueueNames {
+    /// Reads the names from the worker's vars.
+    fn from_env(env: &Env) -> std::result::Result<Self, String> {
+        let var = |name: &str| {
+            env.var(name)
+                .map(|v| v.to_string())
+                .map_err(|e| format!("no var {name} ({e})"))
+        };
+        Ok(Self {
+            events: var(EVENTS_QUEUE)?,
+            events_dlq: var(EVENTS_DLQ)?,
+            alerts: var(ALERTS_QUEUE)?,
+            alerts_dlq: var(ALERTS_DLQ)?,
+        })
+    }
+
+    /// Which queue a batch of queue `name` came from; `None` for a name none of the vars
+    /// give, which must not be guessed at.
+    fn queue_of(&self, name: &str) -> Option<Queue> {
+        [
+            (&self.events, Queue::Events),
+            (&self.events_dlq, Queue::EventDeadLetters),
+            (&self.alerts, Queue::Alerts),
+            (&self.alerts_dlq, Queue::AlertDeadLetters),
+        ]
+        .into_iter()
+        .find_map(|(configured, queue)| (configured == name).then_some(queue))
+    }
+}
+
+/// Every queue's batches: passed to the queue's handler by name. A batch that cannot be
+/// placed (a var missing, a queue no var names) or whose store is missing is logged as
+/// an error and retried, so it reaches a dead-letter queue rather than the wrong
+/// handler.
+#[event(queue)]
+async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<()> {
+    let name = batch.queue();
+    let queue = match QueueNames::from_env(&env) {
+        Ok(names) => names.queue_of(&name).ok_or_else(|| {
+            format!(
+                "queue {name} is none of {EVENTS_QUEUE}={}, {EVENTS_DLQ}={}, \
+                 {ALERTS_QUEUE}={}, {ALERTS_DLQ}={}; check [vars] in the deployed \
+                 wrangler config",
+                names.events, names.events_dlq, names.alerts, names.alerts_dlq
+            )
+        }),
+        Err(e) => Err(format!("{e}; the deployed wrangler config lacks [vars]")),
+    };
+    let queue = match queue {
+        Ok(queue) => queue,
+        Err(e) => {
+            worker::console_error!(
+                "ERROR: a batch of {} messages cannot be dispatched: {e}; retrying it",
+                batch.raw_iter().count()
+            );
+            batch.retry_all();
+            return Ok(());
+        }
+    };
+    let store = match env.d1(DB) {
+        Ok(db) => D1Store::new(db),
+        Err(e) => {
+            worker::console_error!("no D1 binding {DB}: {e}; retrying the batch of {name}");
+            batch.retry_all();
+            return Ok(());
+        }
+    };
+    match queue {
+        Queue::Events => consumer::consume(&store, &batch).await,
+        Queue::EventDeadLetters => dead_letters::keep(&store, &batch).await,
+        Queue::Alerts => alerting::consume(&store, &batch).await,
+        Queue::AlertDeadLetters => {
+            alerting::give_up(&store, &batch).await;
+            dead_letters::keep(&store, &batch).await;
+        }
+    }
+    Ok(())
+}
 
 /// Answers liveness probes; the aggregator serves no other HTTP.
 #[event(fetch)]
 async fn fetch(_req: Request, _env: Env, _ctx: Context) -> Result<Response> {
     Response::from_json(&serde_json::json!({"worker": "aggregator", "status": "ok"}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Queue, QueueNames};
+
+    fn names(suffix: &str) -> QueueNames {
+        QueueNames {
+            events: format!("tally-events{suffix}"),
+            events_dlq: format!("tally-events-dlq{suffix}"),
+            alerts: format!("tally-alerts{suffix}"),
+            alerts_dlq: format!("tally-alerts-dlq{suffix}"),
+        }
+    }
+
+    #[test]
+    fn batches_go_to_the_handler_their_configured_queue_names() {
+        for suffix in ["", "-staging"] {
+            let names = names(suffix);
+            let check = |queue: &str, expected: Option<Queue>| {
+                assert_eq!(names.queue_of(queue), expected, "{queue}");
+            };
+            check(&format!("tally-events{suffix}"), Some(Queue::Events));
+            check(
+                &format!("tally-events-dlq{suffix}"),
+                Some(Queue::EventDeadLetters),
+            );
+            check(&format!("tally-alerts{suffix}"), Some(Queue::Alerts));
+            check(
+                &format!("tally-alerts-dlq{suffix}"),
+                Some(Queue::AlertDeadLetters),
+            );
+        }
+    }
+
+    #[test]
+    fn a_queue_no_var_names_is_placed_nowhere() {
+        let staging = names("-staging");
+        // Production's names reaching a staging worker are a misconfiguration, not
+        // events.
+        for queue in [
+            "tally-events",
+            "tally-alerts",
+            "tally-alerts-dlq",
+            "",
+            "other",
+        ] {
+            assert_eq!(staging.queue_of(queue), None, "{queue}");
+        }
+        assert_eq!(names("").queue_of("tally-alerts-staging"), None);
+    }
 }

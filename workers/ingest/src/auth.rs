@@ -8,11 +8,11 @@ use tally_core::project::{ApiKey, KeyKind, Project, RateLimit, is_key_shaped, ke
 use tally_storage::cloudflare::KvCache;
 use tally_storage::d1::D1Store;
 use tally_storage::{AdminStore, Cache};
-use worker::{Date, Env, Request, Url};
+use worker::{Env, Request, Url};
 
 use crate::error::internal;
 use crate::key_cache::KeyCache;
-use crate::{CACHE, DB, LOOKUP_LIMIT};
+use crate::{CACHE, DB, LOOKUP_LIMIT, now_ms};
 
 /// How long a key lookup is reused: a revoked key stops working, and changed project
 /// settings apply, within this time (DESIGN §3 asks for a minute).
@@ -117,7 +117,7 @@ async fn project_of(key: &str, req: &Request, env: &Env) -> Result<Project, ApiE
         return Err(invalid_key());
     }
     let hash = key_hash(key);
-    let now = Date::now().as_millis() as i64;
+    let now = now_ms();
     let cached = KEYS.with(|keys| keys.borrow_mut().get(&hash, now));
     let lookup = match cached {
         Some(lookup) => lookup,
@@ -224,7 +224,7 @@ async fn rate_limit(req: &Request, env: &Env, project: &Project) -> Result<(), A
     let Some(binding) = project.rate_limit.binding() else {
         return Ok(());
     };
-    let now = Date::now().as_millis() as i64;
+    let now = now_ms();
     let Some(limiter) = limiter(env, binding, now).await else {
         return Ok(());
     };

@@ -6,11 +6,11 @@ use tally_core::queue;
 use tally_core::{Accepted, ApiError, Context, Event, RawEvent, Rejection, Settings, validate};
 use tally_storage::EventQueue;
 use tally_storage::cloudflare::CfQueue;
-use worker::{Date, Env, Request};
+use worker::{Env, Request};
 
 use crate::auth::Grant;
 use crate::error::internal;
-use crate::{EVENTS_QUEUE, ID_SECRET};
+use crate::{EVENTS_QUEUE, ID_SECRET, now_ms};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -95,7 +95,7 @@ impl Intake {
             settings: Settings {
                 retention_days: grant.project.retention_days,
             },
-            now_ms: Date::now().as_millis() as i64,
+            now_ms: now_ms(),
             secret: secret.to_string(),
             colo: cf.map(|cf| cf.colo()).filter(|c| !c.is_empty()),
             country: cf

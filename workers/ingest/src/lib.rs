@@ -11,7 +11,7 @@ mod key_cache;
 mod plausible;
 mod track;
 
-use worker::{Context, Env, Method, Request, Response, Result, event};
+use worker::{Context, Date, Env, Method, Request, Response, Result, event};
 
 use tally_core::ApiError;
 
@@ -25,6 +25,11 @@ pub const DB: &str = "DB";
 pub const CACHE: &str = "CACHE";
 /// The rate-limiting binding for key lookups that reach D1, per client address.
 pub const LOOKUP_LIMIT: &str = "RATE_LIMIT_LOOKUP";
+
+/// Milliseconds since the Unix epoch: the worker's one reading of the clock.
+pub fn now_ms() -> i64 {
+    Date::now().as_millis() as i64
+}
 
 /// The endpoints that take events.
 const EVENT_PATHS: [&str; 3] = ["/v1/events", "/track", "/api/event"];

@@ -24,6 +24,7 @@ use crate::bundle::rel;
 use crate::load::percentile;
 use crate::stack::{self, Config, Ports, Stack, agent};
 use crate::tools::{cargo, root};
+use crate::wrangler_config::Env;
 use crate::{proc, step};
 
 /// The volumes of raw events measured, in order; ratios are the last over the first.
@@ -159,6 +160,7 @@ fn measure_volume(events: u64) -> Result<Value> {
             dir: dir.to_owned(),
             ports: Ports::free()?,
             echo: false,
+            env: Env::Production,
         })
     };
     step(&format!(
