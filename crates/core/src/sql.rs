@@ -241,9 +241,24 @@ pub const ALL_META: &str = "SELECT key, value, updated_at FROM meta ORDER BY key
 pub const D1_MIGRATIONS_APPLIED: &str = "SELECT name FROM d1_migrations ORDER BY id";
 
 /// Keeps a dead-lettered message; a redelivered one is kept once.
+/// Its project is read from the body (see `migrations/0007_dead_letter_projects.sql`).
 pub const INSERT_DEAD_LETTER: &str = "\
-INSERT INTO dead_letters (message_id, queue, body, sent_at, received_at)
-VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (message_id) DO NOTHING";
+INSERT INTO dead_letters (message_id, queue, body, sent_at, received_at, project)
+VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN json_valid(?3) THEN COALESCE(
+    ?3 ->> '$.events[0].project',
+    ?3 ->> '$.dropped[0].project',
+    (SELECT a.project FROM alerts AS a WHERE a.id = ?3 ->> '$.alert')) END)
+ON CONFLICT (message_id) DO NOTHING";
+
+/// Deletes up to `?3` dead letters of project `?1` received before `?2`.
+pub const PURGE_DEAD_LETTERS: &str = "\
+DELETE FROM dead_letters WHERE message_id IN (
+    SELECT message_id FROM dead_letters WHERE project = ?1 AND received_at < ?2 LIMIT ?3)";
+
+/// Deletes up to `?2` dead letters that name no project, received before `?1`.
+pub const PURGE_ORPHAN_DEAD_LETTERS: &str = "\
+DELETE FROM dead_letters WHERE message_id IN (
+    SELECT message_id FROM dead_letters WHERE project IS NULL AND received_at < ?1 LIMIT ?2)";
 
 /// How many dead-lettered messages are kept.
 pub const COUNT_DEAD_LETTERS: &str = "SELECT COUNT(*) AS n FROM dead_letters";

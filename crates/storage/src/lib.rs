@@ -78,6 +78,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0006_alerts.sql",
         include_str!("../../../migrations/0006_alerts.sql"),
     ),
+    (
+        "0007_dead_letter_projects.sql",
+        include_str!("../../../migrations/0007_dead_letter_projects.sql"),
+    ),
 ];
 
 /// The `events_between` cursor before every row: no event time is negative, and the
@@ -192,8 +196,13 @@ pub enum Write<'a> {
         limit: u32,
     },
     /// Deletes up to `limit` job runs started before `before_ms`, keeping each job's
-    /// latest run.
-    PurgeJobRuns { before_ms: i64, limit: u32 },
+    /// latest run, and up to `limit` dead letters that name no project received before
+    /// `orphans_before_ms`.
+    PurgeJobRuns {
+        before_ms: i64,
+        orphans_before_ms: i64,
+        limit: u32,
+    },
     /// Keeps a message that exhausted its retries.
     DeadLetter {
         message_id: &'a str,
@@ -213,8 +222,8 @@ pub enum Write<'a> {
 }
 
 /// The statements one [`Write::PurgeRaw`] runs: raw events, session marks, dropped
-/// records, error messages, alert attempts and alerts.
-pub const PURGE_RAW_STATEMENTS: u32 = 6;
+/// records, error messages, alert attempts, alerts and dead letters.
+pub const PURGE_RAW_STATEMENTS: u32 = 7;
 
 /// Applies writes atomically.
 #[allow(async_fn_in_trait)] // Workers are single-threaded: no `Send` bound wanted.

@@ -466,6 +466,8 @@ pub const HOURLY_PURGE: PurgeBudget = PurgeBudget {
 
 /// Job runs are kept this long (each job's latest run is kept whatever its age).
 pub const JOB_RUNS_KEPT_MS: i64 = 14 * DAY_MS;
+/// Dead letters whose body names no project are kept this long: the default retention.
+pub const ORPHAN_DEAD_LETTERS_KEPT_MS: i64 = 90 * DAY_MS;
 
 /// Expired raw events counted per project behind, at most: the count is for people, and
 /// rows read cost money.
@@ -477,7 +479,7 @@ pub struct Purged {
     /// Rows deleted: raw events, session marks, dropped records, error messages, alerts
     /// and their attempts.
     pub deleted: u64,
-    /// Old job runs deleted.
+    /// Old job runs, and dead letters that name no project, deleted.
     pub job_runs: u64,
     /// Statements executed.
     pub statements: u32,
@@ -551,14 +553,15 @@ where
             }
         }
     }
-    if purged.statements < budget.statements {
+    if purged.statements + 2 <= budget.statements {
         let changed = store
             .commit(&[Write::PurgeJobRuns {
                 before_ms: now_ms - JOB_RUNS_KEPT_MS,
+                orphans_before_ms: now_ms - ORPHAN_DEAD_LETTERS_KEPT_MS,
                 limit: budget.chunk,
             }])
             .await?;
-        purged.statements += 1;
+        purged.statements += 2;
         purged.job_runs = changed.iter().sum();
     }
     purged.backlog = backlog(store, now_ms).await?;

@@ -106,6 +106,7 @@ impl Write<'_> {
                 sql::PURGE_ERROR_MESSAGES,
                 sql::PURGE_ALERT_ATTEMPTS,
                 sql::PURGE_ALERTS,
+                sql::PURGE_DEAD_LETTERS,
             ]
             .into_iter()
             .map(|sql| {
@@ -113,10 +114,20 @@ impl Write<'_> {
                 Statement::new(sql, values)
             })
             .collect(),
-            Self::PurgeJobRuns { before_ms, limit } => one(
-                sql::PURGE_JOB_RUNS,
-                vec![(*before_ms).into(), (*limit).into()],
-            ),
+            Self::PurgeJobRuns {
+                before_ms,
+                orphans_before_ms,
+                limit,
+            } => vec![
+                Statement::new(
+                    sql::PURGE_JOB_RUNS,
+                    vec![(*before_ms).into(), (*limit).into()],
+                ),
+                Statement::new(
+                    sql::PURGE_ORPHAN_DEAD_LETTERS,
+                    vec![(*orphans_before_ms).into(), (*limit).into()],
+                ),
+            ],
             Self::DeadLetter {
                 message_id,
                 queue,

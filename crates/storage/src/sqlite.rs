@@ -464,6 +464,7 @@ mod tests {
         loop {
             let changed = block_on(store.commit(&[Write::PurgeJobRuns {
                 before_ms: cutoff,
+                orphans_before_ms: 0,
                 limit: 5_000,
             }]))
             .unwrap();

@@ -15,7 +15,7 @@ use tally_storage::exec::{Bound, Executor, Statement};
 use tally_storage::pipeline::{self, PurgeBudget, Stored};
 use tally_storage::read;
 use tally_storage::sqlite::{SqliteStore, block_on};
-use tally_storage::{Error, EventStore, PURGE_RAW_STATEMENTS, RollupStore};
+use tally_storage::{Error, EventStore, PURGE_RAW_STATEMENTS, RollupStore, Write, Writer};
 
 /// 2025-01-10T00:00:00Z.
 const DAY0: i64 = 1_736_467_200_000;
@@ -328,7 +328,7 @@ fn retention_purges_raw_events_in_chunks_and_keeps_rollups() {
     // Three chunks of 250 rows a run (and the job-runs statement).
     let budget = PurgeBudget {
         chunk: 250,
-        statements: 3 * PURGE_RAW_STATEMENTS + 1,
+        statements: 3 * PURGE_RAW_STATEMENTS + 2,
     };
     loop {
         let purged = block_on(pipeline::purge_expired(&store, later, budget)).unwrap();
@@ -733,7 +733,7 @@ fn a_purge_out_of_budget_resumes_where_it_stopped_and_reports_the_backlog() {
     // Four chunks of 100 rows a run: every project needs several runs.
     let budget = PurgeBudget {
         chunk: 100,
-        statements: 4 * PURGE_RAW_STATEMENTS + 1,
+        statements: 4 * PURGE_RAW_STATEMENTS + 2,
     };
     let first = block_on(pipeline::purge_expired(&store, later, budget)).unwrap();
     assert_eq!(
@@ -778,4 +778,88 @@ fn a_purge_out_of_budget_resumes_where_it_stopped_and_reports_the_backlog() {
     }
     // Every project was reached although no run could visit them all.
     assert!(runs > 3, "{runs}");
+}
+
+#[test]
+fn dead_letters_are_purged_with_their_projects_retention() {
+    // Dead letters keep whole event bodies and were never purged.
+    let store = SqliteStore::open_in_memory().unwrap();
+    let (unique, _) = workload(300, 6);
+    block_on(pipeline::store_events(&store, &unique, NOW)).unwrap();
+    let alpha: Vec<Event> = unique
+        .iter()
+        .filter(|e| e.project == "alpha")
+        .take(2)
+        .cloned()
+        .collect();
+    let events_body = tally_core::queue::pack(&alpha, 100_000).remove(0);
+    let dropped_body = tally_core::queue::pack_dropped(tally_core::queue::Dropped {
+        event_id: "00000000-0000-4000-8000-000000000001".into(),
+        project: "beta".into(),
+        timestamp: NOW,
+        reason: "bot".into(),
+    });
+    let letters = [
+        ("m-events", events_body.as_str()),
+        ("m-dropped", dropped_body.as_str()),
+        ("m-garbage", "not json"),
+    ];
+    for (id, body) in letters {
+        block_on(store.commit(&[Write::DeadLetter {
+            message_id: id,
+            queue: "tally-events-dlq",
+            body,
+            sent_at_ms: NOW,
+            now_ms: NOW,
+        }]))
+        .unwrap();
+    }
+    let kept = || -> Vec<(String, Option<String>)> {
+        store.with_connection(|c| {
+            let mut stmt = c
+                .prepare("SELECT message_id, project FROM dead_letters ORDER BY message_id")
+                .unwrap();
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        })
+    };
+    assert_eq!(
+        kept(),
+        [
+            ("m-dropped".to_owned(), Some("beta".to_owned())),
+            ("m-events".to_owned(), Some("alpha".to_owned())),
+            ("m-garbage".to_owned(), None),
+        ]
+    );
+    // Alpha keeps 7 days, beta the default 90.
+    store.with_connection(|c| {
+        c.execute(
+            "UPDATE projects SET retention_days = 7 WHERE slug = 'alpha'",
+            [],
+        )
+        .unwrap()
+    });
+    block_on(pipeline::purge_expired(
+        &store,
+        NOW + 8 * DAY_MS,
+        pipeline::HOURLY_PURGE,
+    ))
+    .unwrap();
+    let ids = |kept: Vec<(String, Option<String>)>| {
+        kept.into_iter().map(|(id, _)| id).collect::<Vec<_>>()
+    };
+    assert_eq!(ids(kept()), ["m-dropped", "m-garbage"]);
+    block_on(pipeline::purge_expired(
+        &store,
+        NOW + 91 * DAY_MS,
+        pipeline::HOURLY_PURGE,
+    ))
+    .unwrap();
+    assert_eq!(
+        ids(kept()),
+        Vec::<String>::new(),
+        "orphans go after 90 days"
+    );
 }
