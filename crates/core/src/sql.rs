@@ -563,3 +563,77 @@ pub const ALERT_PAUSED_CAMPAIGN: &str = "UPDATE alerts SET campaign_paused = ?2 
 pub const CAMPAIGNS_OF_PROJECT: &str = "\
 SELECT campaign, status, reason, alert_id, updated_at FROM campaigns
 WHERE project = ?1 ORDER BY campaign";
+
+/// Records a request (id `?1`) to erase the user with identifier hash `?3` from project
+/// `?2`, at `?4`; nothing when the project does not exist.
+pub const INSERT_ERASURE: &str = "\
+INSERT INTO erasures (id, project_id, user, requested_at)
+SELECT ?1, id, ?3, ?4 FROM projects WHERE slug = ?2";
+
+/// An erasure request of project `?1` by id (`?2`).
+pub const ERASURE: &str = "\
+SELECT e.id, p.slug AS project, e.user, e.requested_at, e.raw_deleted, e.marks_deleted,
+       e.done_at
+FROM erasures AS e JOIN projects AS p ON p.id = e.project_id
+WHERE p.slug = ?1 AND e.id = ?2";
+
+/// The oldest `?1` erasure requests not yet done, with where each stands.
+pub const PENDING_ERASURES: &str = "\
+SELECT e.id, p.slug AS project, e.user, e.marks_done, hex(e.cursor) AS cursor
+FROM erasures AS e JOIN projects AS p ON p.id = e.project_id
+WHERE e.done_at IS NULL ORDER BY e.requested_at, e.id LIMIT ?1";
+
+/// The last of the next `?3` raw event ids of project `?1` after id `?2` (hex), and how
+/// many there are: one window of the primary key, so each erasure step reads a bounded
+/// number of rows whatever the project's size.
+pub const RAW_EVENT_WINDOW: &str = "\
+SELECT hex(max(event_id)) AS last, count(*) AS n FROM (
+    SELECT event_id FROM raw_events
+    WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND event_id > unhex(?2)
+    ORDER BY event_id LIMIT ?3)";
+
+/// Deletes the raw events of project `?1` with `?2 < event_id <= ?3` (hex) whose user is
+/// the identifier hash `?4`.
+pub const ERASE_RAW_WINDOW: &str = "\
+DELETE FROM raw_events
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
+  AND event_id > unhex(?2) AND event_id <= unhex(?3) AND user = unhex(substr(?4, 1, 16))";
+
+/// Deletes up to `?3` session marks of project `?1` whose user is the identifier hash `?2`.
+pub const ERASE_SESSION_MARKS: &str = "\
+DELETE FROM session_events
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
+  AND (timestamp, event_id) IN (
+    SELECT timestamp, event_id FROM session_events
+    WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
+      AND user = unhex(substr(?2, 1, 16))
+    LIMIT ?3)";
+
+/// Deletes the dead letters of project `?1` whose body holds the identifier hash `?2`.
+pub const ERASE_DEAD_LETTERS: &str = "\
+DELETE FROM dead_letters WHERE project = ?1 AND instr(body, ?2) > 0";
+
+/// Before a raw window's deletion, in its transaction: moves request `?1` (of project
+/// `?2`, user hash `?5`) to cursor `?3` (hex) from `?4` and counts the raw events it
+/// will delete, so the count and the cursor are committed with the deletion.
+pub const ERASURE_RAW_STEP: &str = "\
+UPDATE erasures SET cursor = unhex(?3), raw_deleted = raw_deleted + (
+    SELECT count(*) FROM raw_events
+    WHERE project_id = (SELECT id FROM projects WHERE slug = ?2)
+      AND event_id > unhex(?4) AND event_id <= unhex(?3) AND user = unhex(substr(?5, 1, 16)))
+WHERE id = ?1";
+
+/// Before a chunk of session marks is deleted, in its transaction: counts the marks of
+/// request `?1` (project `?2`, user hash `?3`) that a chunk of `?4` deletes, and notes
+/// that the marks are done when the chunk is not full.
+pub const ERASURE_MARKS_STEP: &str = "\
+UPDATE erasures SET marks_deleted = marks_deleted + c.n, marks_done = c.n < ?4
+FROM (SELECT count(*) AS n FROM (
+    SELECT 1 FROM session_events
+    WHERE project_id = (SELECT id FROM projects WHERE slug = ?2)
+      AND user = unhex(substr(?3, 1, 16))
+    LIMIT ?4)) AS c
+WHERE id = ?1";
+
+/// Marks request `?1` done at `?2`.
+pub const ERASURE_DONE: &str = "UPDATE erasures SET done_at = ?2 WHERE id = ?1";

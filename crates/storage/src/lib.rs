@@ -28,6 +28,7 @@ pub mod alerts;
 pub mod cloudflare;
 #[cfg(feature = "cloudflare")]
 pub mod d1;
+pub mod erasure;
 pub mod exec;
 pub mod memory;
 pub mod pipeline;
@@ -81,6 +82,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0007_dead_letter_projects.sql",
         include_str!("../../../migrations/0007_dead_letter_projects.sql"),
+    ),
+    (
+        "0008_erasures.sql",
+        include_str!("../../../migrations/0008_erasures.sql"),
     ),
 ];
 

@@ -4,7 +4,8 @@
 //!   whose hours changed, so day rows are a minute fresh;
 //! - hourly: roll days and then months, purge minute rows older than a day, and purge
 //!   everything past retention within [`pipeline::HOURLY_PURGE`] (resuming where the
-//!   last run stopped, so retention keeps up with any volume that budget allows);
+//!   last run stopped, so retention keeps up with any volume that budget allows), and
+//!   work on requests to erase a person's data within [`erasure::HOURLY_ERASE`];
 //! - daily: the same purge, then roll months.
 //!
 //! Every job is safe to run twice and to interrupt (see [`tally_storage::pipeline`]).
@@ -12,7 +13,7 @@
 use tally_core::jobs::Job;
 use tally_core::rollup::Period;
 use tally_storage::d1::D1Store;
-use tally_storage::{JobLog, JobRun, alerts, pipeline};
+use tally_storage::{JobLog, JobRun, alerts, erasure, pipeline};
 use worker::{Env, ScheduleContext, ScheduledEvent, event};
 
 use crate::{DB, alerting, now_ms};
@@ -86,9 +87,17 @@ async fn run(job: Job, store: &D1Store, env: &Env) -> Result<String, String> {
             let purged = pipeline::purge_expired(store, at, pipeline::HOURLY_PURGE)
                 .await
                 .map_err(text)?;
+            let erased = erasure::run(store, at, erasure::HOURLY_ERASE)
+                .await
+                .map_err(text)?;
             format!(
-                "rolled {days} days, {months} months; purged {minutes} minute rows; {}",
-                purge_summary(&purged)
+                "rolled {days} days, {months} months; purged {minutes} minute rows; {}; \
+                 erased {} raw events and {} marks, {} erasures finished, {} pending",
+                purge_summary(&purged),
+                erased.raw_deleted,
+                erased.marks_deleted,
+                erased.finished,
+                erased.pending
             )
         }
         Job::Daily => {

@@ -1,0 +1,232 @@
+//! Erasing one person's data (GDPR Art. 17): a request is recorded at once, and the
+//! aggregator's hourly cron deletes that user's raw events, session marks and dead
+//! letters in bounded steps, resuming where the last run stopped.
+//!
+//! Raw events have no index by user (a third row per event would be written for every
+//! event to serve a rare request), so the erasure walks the project's primary key in
+//! windows of [`EraseBudget::window`] ids: each step reads at most that many rows and
+//! commits its deletions together with the request's new cursor, so a step that is cut
+//! off is simply taken again and the counts stay exact.
+//!
+//! What is erased is what was stored before the request; rollups keep only counts,
+//! sums, quantile sketches and HyperLogLog registers, from which no one can be picked
+//! out, so they stay (README: "Erasing a person's data").
+
+use serde::{Deserialize, Serialize};
+use tally_core::sql;
+
+use crate::Error;
+use crate::exec::{Bound, Executor, Statement};
+
+/// What one cron run may spend on erasures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EraseBudget {
+    /// Raw event ids one step scans at most (one D1 query stays far below 30 s).
+    pub window: u32,
+    /// Session marks one statement deletes at most.
+    pub chunk: u32,
+    /// Statements the run may execute, of D1's 1,000 queries per invocation.
+    pub statements: u32,
+}
+
+/// The hourly cron's budget: 200 statements scan up to 100 windows, 2M raw events.
+pub const HOURLY_ERASE: EraseBudget = EraseBudget {
+    window: 20_000,
+    chunk: 10_000,
+    statements: 200,
+};
+
+/// Requests one cron run looks at; more wait for the next run.
+const REQUESTS_PER_RUN: u32 = 20;
+
+/// An erasure request as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Erasure {
+    pub id: String,
+    pub project: String,
+    /// The identifier hash of the user, as ingest computes it.
+    pub user: String,
+    pub requested_at: i64,
+    pub raw_deleted: u64,
+    pub marks_deleted: u64,
+    /// When nothing of the person was left; `None` while the erasure runs.
+    pub done_at: Option<i64>,
+}
+
+/// What one run erased.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Erased {
+    /// Requests finished in this run.
+    pub finished: u32,
+    /// Requests still running after it.
+    pub pending: u32,
+    pub raw_deleted: u64,
+    pub marks_deleted: u64,
+    pub statements: u32,
+}
+
+#[derive(Deserialize)]
+struct Pending {
+    id: String,
+    project: String,
+    user: String,
+    marks_done: i64,
+    cursor: String,
+}
+
+#[derive(Deserialize)]
+struct Window {
+    last: Option<String>,
+    n: i64,
+}
+
+/// Records a request, with id `id`, to erase the user whose identifier hash is
+/// `user_hash` from `project`. Returns whether the project exists.
+///
+/// # Errors
+///
+/// The store's error; [`Error::Conflict`] when the id is taken.
+pub async fn request<S: Executor>(
+    store: &S,
+    project: &str,
+    id: &str,
+    user_hash: &str,
+    now_ms: i64,
+) -> Result<bool, Error> {
+    let changed = store
+        .batch(vec![vec![Statement::new(
+            sql::INSERT_ERASURE,
+            vec![id.into(), project.into(), user_hash.into(), now_ms.into()],
+        )]])
+        .await?;
+    Ok(changed.iter().sum::<u64>() > 0)
+}
+
+/// The request `id` of `project`, if there is one.
+///
+/// # Errors
+///
+/// The store's error.
+pub async fn get<S: Executor>(
+    store: &S,
+    project: &str,
+    id: &str,
+) -> Result<Option<Erasure>, Error> {
+    let rows = store
+        .query::<Erasure>(sql::ERASURE, vec![project.into(), id.into()])
+        .await?;
+    Ok(rows.into_iter().next())
+}
+
+/// Works through pending erasure requests, oldest first, within `budget`: for each,
+/// first its session marks and dead letters, then its raw events a window at a time.
+/// Every step commits its deletions with the request's counts and cursor in one
+/// transaction, so an interrupted run loses nothing and counts nothing twice.
+///
+/// # Errors
+///
+/// The store's error; steps already committed stay committed and are not repeated.
+pub async fn run<S: Executor>(
+    store: &S,
+    now_ms: i64,
+    budget: EraseBudget,
+) -> Result<Erased, Error> {
+    // The most statements one step takes: a window query and a batch of two.
+    const STEP: u32 = 3;
+    let mut erased = Erased::default();
+    let pending = store
+        .query::<Pending>(sql::PENDING_ERASURES, vec![REQUESTS_PER_RUN.into()])
+        .await?;
+    erased.statements += 1;
+    erased.pending = u32::try_from(pending.len()).unwrap_or(u32::MAX);
+    'requests: for request in pending {
+        let id: Bound = request.id.as_str().into();
+        let project: Bound = request.project.as_str().into();
+        let user: Bound = request.user.as_str().into();
+        let mut marks_done = request.marks_done != 0;
+        let mut cursor = request.cursor;
+        while erased.statements + STEP <= budget.statements {
+            if !marks_done {
+                let changed = store
+                    .batch(vec![
+                        vec![Statement::new(
+                            sql::ERASURE_MARKS_STEP,
+                            vec![
+                                id.clone(),
+                                project.clone(),
+                                user.clone(),
+                                budget.chunk.into(),
+                            ],
+                        )],
+                        vec![Statement::new(
+                            sql::ERASE_SESSION_MARKS,
+                            vec![project.clone(), user.clone(), budget.chunk.into()],
+                        )],
+                        vec![Statement::new(
+                            sql::ERASE_DEAD_LETTERS,
+                            vec![project.clone(), user.clone()],
+                        )],
+                    ])
+                    .await?;
+                erased.statements += 3;
+                let marks = changed.get(1).copied().unwrap_or(0);
+                erased.marks_deleted += marks;
+                marks_done = marks < u64::from(budget.chunk);
+                continue;
+            }
+            let window = store
+                .query::<Window>(
+                    sql::RAW_EVENT_WINDOW,
+                    vec![
+                        project.clone(),
+                        cursor.as_str().into(),
+                        budget.window.into(),
+                    ],
+                )
+                .await?
+                .into_iter()
+                .next();
+            erased.statements += 1;
+            let Some(last) = window.filter(|w| w.n > 0).and_then(|w| w.last) else {
+                store
+                    .batch(vec![vec![Statement::new(
+                        sql::ERASURE_DONE,
+                        vec![id.clone(), now_ms.into()],
+                    )]])
+                    .await?;
+                erased.statements += 1;
+                erased.finished += 1;
+                erased.pending -= 1;
+                continue 'requests;
+            };
+            let changed = store
+                .batch(vec![
+                    vec![Statement::new(
+                        sql::ERASURE_RAW_STEP,
+                        vec![
+                            id.clone(),
+                            project.clone(),
+                            last.as_str().into(),
+                            cursor.as_str().into(),
+                            user.clone(),
+                        ],
+                    )],
+                    vec![Statement::new(
+                        sql::ERASE_RAW_WINDOW,
+                        vec![
+                            project.clone(),
+                            cursor.as_str().into(),
+                            last.as_str().into(),
+                            user.clone(),
+                        ],
+                    )],
+                ])
+                .await?;
+            erased.statements += 2;
+            erased.raw_deleted += changed.get(1).copied().unwrap_or(0);
+            cursor = last;
+        }
+        break;
+    }
+    Ok(erased)
+}

@@ -1,0 +1,297 @@
+//! Erasing one person's data against real SQLite: at volume, within each run's budget,
+//! exactly (counts equal what was there), touching no one else, and safe to interrupt.
+
+use tally_core::hash;
+use tally_core::time::DAY_MS;
+use tally_core::{Context, RawEvent, Settings, validate};
+use tally_storage::erasure::{self, EraseBudget};
+use tally_storage::pipeline;
+use tally_storage::sqlite::{SqliteStore, block_on};
+use tally_storage::{Write, Writer};
+
+/// 2025-01-10T00:00:00Z.
+const NOW: i64 = 1_736_467_200_000;
+const SECRET: &[u8] = b"secret";
+
+fn user_hash(project: &str, user: &str) -> String {
+    hash::identifier(SECRET, project, user)
+}
+
+/// Stores one event of `user` in `project` through the pipeline, which creates the
+/// project as the consumer would.
+fn store_one(store: &SqliteStore, project: &str, user: &str, i: u64) {
+    let raw: RawEvent = serde_json::from_value(serde_json::json!({
+        "event_id": format!("ffffffff-0000-4000-8000-{i:012x}"),
+        "project": project, "name": "request", "user": user, "timestamp": NOW - 1000,
+    }))
+    .unwrap();
+    let ctx = Context {
+        project,
+        now_ms: NOW,
+        settings: Settings::default(),
+        id_secret: SECRET,
+    };
+    let event = validate(raw, &ctx, &mut || unreachable!()).unwrap().event;
+    block_on(pipeline::store_events(store, &[event], NOW)).unwrap();
+}
+
+/// Seeds `n` raw events of `project` in SQL, the i-th by `users[i % len]`, each with a
+/// session mark: volume the pipeline would take minutes to store.
+fn seed(store: &SqliteStore, project: &str, n: u32, users: &[String]) {
+    store.with_connection(|c| {
+        let users = serde_json::to_string(users).unwrap();
+        c.execute(
+            "WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i + 1 < ?2)
+             INSERT INTO raw_events (project_id, event_id, timestamp, name, user)
+             SELECT (SELECT id FROM projects WHERE slug = ?1),
+                    unhex(printf('%016x%016x', (i * 2654435761) % 4294967296, i)),
+                    ?3 - i, 'request',
+                    unhex(substr(?4 ->> ('$[' || (i % json_array_length(?4)) || ']'), 1, 16))
+             FROM seq",
+            rusqlite::params![project, n, NOW - DAY_MS, users],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO session_events (project_id, event_id, timestamp, user, is_start)
+             SELECT project_id, event_id, timestamp, user, 1 FROM raw_events
+             WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND user IS NOT NULL",
+            rusqlite::params![project],
+        )
+        .unwrap();
+    });
+}
+
+/// Raw events and session marks of `project` whose user is `user_hash`.
+fn held(store: &SqliteStore, project: &str, user_hash: &str) -> (u64, u64) {
+    store.with_connection(|c| {
+        let count = |table: &str| -> u64 {
+            c.query_row(
+                &format!(
+                    "SELECT count(*) FROM {table} WHERE project_id =
+                     (SELECT id FROM projects WHERE slug = ?1) AND user = unhex(substr(?2, 1, 16))"
+                ),
+                rusqlite::params![project, user_hash],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap() as u64
+        };
+        (count("raw_events"), count("session_events"))
+    })
+}
+
+fn totals(store: &SqliteStore) -> (u64, u64) {
+    store.with_connection(|c| {
+        let count = |table: &str| -> u64 {
+            c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap() as u64
+        };
+        (count("raw_events"), count("session_events"))
+    })
+}
+
+fn dead_letter(store: &SqliteStore, message_id: &str, project: &str, user_hash: &str) {
+    let body = serde_json::json!({"events": [{"project": project, "user": user_hash}]}).to_string();
+    block_on(store.commit(&[Write::DeadLetter {
+        message_id,
+        queue: "tally-events-dlq",
+        body: &body,
+        sent_at_ms: NOW,
+        now_ms: NOW,
+    }]))
+    .unwrap();
+}
+
+fn dead_letters(store: &SqliteStore) -> Vec<String> {
+    store.with_connection(|c| {
+        let mut stmt = c
+            .prepare("SELECT message_id FROM dead_letters ORDER BY message_id")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    })
+}
+
+#[test]
+fn a_persons_data_is_erased_at_volume_within_budget_and_no_one_elses() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    for (i, project) in ["alpha", "beta"].into_iter().enumerate() {
+        store_one(&store, project, "ann", i as u64);
+    }
+    let ann = user_hash("alpha", "ann");
+    let others: Vec<String> = ["bob", "cy", "dee"]
+        .iter()
+        .map(|u| user_hash("alpha", u))
+        .collect();
+    let mut users = others.clone();
+    users.push(ann.clone());
+    seed(&store, "alpha", 120_000, &users);
+    dead_letter(&store, "m-ann", "alpha", &ann);
+    dead_letter(&store, "m-bob", "alpha", &others[0]);
+
+    let (ann_raw, ann_marks) = held(&store, "alpha", &ann);
+    assert_eq!((ann_raw, ann_marks), (30_001, 30_001));
+    let others_before: Vec<_> = others.iter().map(|u| held(&store, "alpha", u)).collect();
+    let beta_ann = user_hash("beta", "ann");
+    assert_eq!(held(&store, "beta", &beta_ann), (1, 0));
+    let (raw_before, marks_before) = totals(&store);
+
+    let id = "0123456789abcdef0123456789abcdef";
+    assert!(block_on(erasure::request(&store, "alpha", id, &ann, NOW)).unwrap());
+    assert!(
+        !block_on(erasure::request(
+            &store,
+            "nowhere",
+            "f".repeat(32).as_str(),
+            &ann,
+            NOW
+        ))
+        .unwrap(),
+        "no request for a project that does not exist"
+    );
+    let pending = block_on(erasure::get(&store, "alpha", id))
+        .unwrap()
+        .unwrap();
+    assert_eq!((pending.done_at, pending.raw_deleted), (None, 0));
+
+    // A small budget, so the erasure spans runs and resumes where each stopped.
+    let budget = EraseBudget {
+        window: 5_000,
+        chunk: 7_000,
+        statements: 40,
+    };
+    let mut runs = 0;
+    let (mut raw, mut marks) = (0, 0);
+    loop {
+        runs += 1;
+        let erased = block_on(erasure::run(&store, NOW + runs * 3_600_000, budget)).unwrap();
+        assert!(erased.statements <= budget.statements, "{erased:?}");
+        raw += erased.raw_deleted;
+        marks += erased.marks_deleted;
+        if erased.pending == 0 {
+            break;
+        }
+        assert!(runs < 50, "the erasure never finishes");
+    }
+    assert!(runs > 2, "spanned {runs} runs");
+
+    assert_eq!(held(&store, "alpha", &ann), (0, 0));
+    assert_eq!((raw, marks), (ann_raw, ann_marks));
+    let done = block_on(erasure::get(&store, "alpha", id))
+        .unwrap()
+        .unwrap();
+    assert_eq!((done.raw_deleted, done.marks_deleted), (ann_raw, ann_marks));
+    assert_eq!(done.done_at, Some(NOW + runs * 3_600_000));
+    assert_eq!(done.user, ann);
+    assert_eq!(
+        totals(&store),
+        (raw_before - ann_raw, marks_before - ann_marks),
+        "nothing else was deleted"
+    );
+    let others_after: Vec<_> = others.iter().map(|u| held(&store, "alpha", u)).collect();
+    assert_eq!(others_after, others_before);
+    assert_eq!(
+        held(&store, "beta", &beta_ann),
+        (1, 0),
+        "the same id elsewhere is another person"
+    );
+    assert_eq!(dead_letters(&store), ["m-bob"]);
+
+    // A finished request is not worked on again.
+    let idle = block_on(erasure::run(&store, NOW + DAY_MS, budget)).unwrap();
+    assert_eq!((idle.pending, idle.raw_deleted, idle.statements), (0, 0, 1));
+}
+
+#[test]
+fn an_interrupted_erasure_step_is_taken_again_and_counts_once() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    store_one(&store, "alpha", "ann", 0);
+    let ann = user_hash("alpha", "ann");
+    seed(
+        &store,
+        "alpha",
+        20_000,
+        &[ann.clone(), user_hash("alpha", "bob")],
+    );
+    let (ann_raw, ann_marks) = held(&store, "alpha", &ann);
+    let id = "00000000000000000000000000000001";
+    assert!(block_on(erasure::request(&store, "alpha", id, &ann, NOW)).unwrap());
+    let budget = EraseBudget {
+        window: 3_000,
+        chunk: 4_000,
+        statements: 1_000,
+    };
+    // Fail the second statement group of a few batches: the step's counts were already
+    // run, so a step that is not atomic would count its rows twice.
+    for _ in 0..4 {
+        store.fail_commit_at(1);
+        assert!(block_on(erasure::run(&store, NOW, budget)).is_err());
+        let runs_on = block_on(erasure::run(
+            &store,
+            NOW,
+            EraseBudget {
+                statements: 4,
+                ..budget
+            },
+        ))
+        .unwrap();
+        assert!(runs_on.statements <= 4);
+    }
+    let last = block_on(erasure::run(&store, NOW, budget)).unwrap();
+    assert_eq!(last.pending, 0);
+    let done = block_on(erasure::get(&store, "alpha", id))
+        .unwrap()
+        .unwrap();
+    assert_eq!((done.raw_deleted, done.marks_deleted), (ann_raw, ann_marks));
+    assert_eq!(held(&store, "alpha", &ann), (0, 0));
+}
+
+#[test]
+fn each_erasure_step_reads_one_window_of_the_primary_key() {
+    // Raw events have no index by user: a step that scanned the whole project would
+    // grow with it, on the database every tenant shares.
+    let store = SqliteStore::open_in_memory().unwrap();
+    let plan = |statement: &str| -> Vec<String> {
+        store.with_connection(|c| {
+            let mut stmt = c
+                .prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
+                .unwrap();
+            let nulls = vec![rusqlite::types::Null; stmt.parameter_count()];
+            stmt.query_map(rusqlite::params_from_iter(nulls), |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        })
+    };
+    // The window query ends at its LIMIT in key order (no sort); the deletion and its
+    // count read only the window's range of the key.
+    for (statement, search) in [
+        (
+            tally_core::sql::RAW_EVENT_WINDOW,
+            "(project_id=? AND event_id>?)",
+        ),
+        (
+            tally_core::sql::ERASE_RAW_WINDOW,
+            "(project_id=? AND event_id>? AND event_id<?)",
+        ),
+        (
+            tally_core::sql::ERASURE_RAW_STEP,
+            "(project_id=? AND event_id>? AND event_id<?)",
+        ),
+    ] {
+        let steps = plan(statement);
+        let raw_reads: Vec<&String> = steps.iter().filter(|s| s.contains("raw_events")).collect();
+        assert_eq!(
+            raw_reads,
+            [&format!("SEARCH raw_events USING PRIMARY KEY {search}")],
+            "{statement}"
+        );
+        assert!(
+            !steps.iter().any(|s| s.contains("TEMP B-TREE")),
+            "{steps:?}"
+        );
+    }
+}
