@@ -232,6 +232,119 @@ impl Period {
     }
 }
 
+/// The value under which a dimension's values past its bound are counted together.
+/// Validation turns an empty dimension value into none, and cross-dimension values are
+/// JSON arrays, so no real value of a bounded dimension is empty.
+pub const FOLDED_VALUE: &str = "";
+
+impl Period {
+    /// How many distinct values of one dimension a project keeps in one row each per
+    /// period; the rest are counted in one [`FOLDED_VALUE`] row, so counts stay exact
+    /// while one request with a thousand unique routes, items and campaigns cannot add
+    /// tens of thousands of rows (README: "Limits"). Hours and minutes keep the values
+    /// that came first; days and months, rolled from them, keep those with most events.
+    pub const fn max_values(self) -> usize {
+        match self {
+            Self::Minute => 100,
+            Self::Hour => 1_000,
+            Self::Day | Self::Month => 5_000,
+        }
+    }
+}
+
+impl Dimension {
+    /// Whether the dimension's values are bounded per period: all but [`Dimension::All`],
+    /// whose one value is empty.
+    pub const fn is_bounded(self) -> bool {
+        !matches!(self, Self::All)
+    }
+}
+
+/// A project's values of one dimension in one period: what [`Period::max_values`]
+/// bounds.
+pub type ValueGroup = (String, i64, Dimension);
+
+/// The group of a key.
+pub fn group_of(key: &Key) -> ValueGroup {
+    (key.project.clone(), key.start, key.dimension)
+}
+
+/// Bounds the rows a batch adds: of the keys that are not `stored` yet, each group
+/// keeps as many as `stored_values` (values already stored in the group, the folded one
+/// not counted) leaves room for under `max`, those with most events first (ties by
+/// value); the deltas of the rest merge into the group's [`FOLDED_VALUE`] key.
+pub fn bound_new_values(
+    deltas: BTreeMap<Key, Rollup>,
+    stored: impl Fn(&Key) -> bool,
+    stored_values: &BTreeMap<ValueGroup, usize>,
+    max: usize,
+) -> BTreeMap<Key, Rollup> {
+    let mut kept = BTreeMap::new();
+    let mut new: BTreeMap<ValueGroup, Vec<(Key, Rollup)>> = BTreeMap::new();
+    for (key, delta) in deltas {
+        if !key.dimension.is_bounded() || key.value == FOLDED_VALUE || stored(&key) {
+            kept.insert(key, delta);
+        } else {
+            new.entry(group_of(&key)).or_default().push((key, delta));
+        }
+    }
+    for (group, mut rows) in new {
+        let room = max.saturating_sub(stored_values.get(&group).copied().unwrap_or(0));
+        fold_past(&mut kept, group, &mut rows, room);
+    }
+    kept
+}
+
+/// Bounds whole periods (a rolled day or month): each group keeps its `max` values with
+/// most events (ties by value), and the rest, with any folded row, merge into its
+/// [`FOLDED_VALUE`] row.
+pub fn bound_values(rows: BTreeMap<Key, Rollup>, max: usize) -> BTreeMap<Key, Rollup> {
+    let mut kept = BTreeMap::new();
+    let mut groups: BTreeMap<ValueGroup, Vec<(Key, Rollup)>> = BTreeMap::new();
+    for (key, row) in rows {
+        if key.dimension.is_bounded() {
+            groups.entry(group_of(&key)).or_default().push((key, row));
+        } else {
+            kept.insert(key, row);
+        }
+    }
+    for (group, mut rows) in groups {
+        fold_past(&mut kept, group, &mut rows, max);
+    }
+    kept
+}
+
+/// Moves the `room` rows of `rows` with most events into `kept` and merges the rest
+/// (a folded row among them included) into the group's folded row there.
+fn fold_past(
+    kept: &mut BTreeMap<Key, Rollup>,
+    (project, start, dimension): ValueGroup,
+    rows: &mut Vec<(Key, Rollup)>,
+    room: usize,
+) {
+    let folded_key = Key {
+        project,
+        start,
+        dimension,
+        value: FOLDED_VALUE.to_owned(),
+    };
+    let mut folded = rows
+        .iter()
+        .position(|(k, _)| k.value == FOLDED_VALUE)
+        .map(|i| rows.swap_remove(i).1);
+    rows.sort_unstable_by(|(ka, a), (kb, b)| b.count.cmp(&a.count).then_with(|| ka.cmp(kb)));
+    for (i, (key, row)) in rows.drain(..).enumerate() {
+        if i < room {
+            kept.insert(key, row);
+        } else {
+            folded.get_or_insert_with(Rollup::default).merge(&row);
+        }
+    }
+    if let Some(row) = folded {
+        kept.entry(folded_key).or_default().merge(&row);
+    }
+}
+
 /// The largest integer a rollup row stores: 2^53 − 1. D1 binds numbers as f64 and
 /// refuses to decode an integer past it, so every stored sum saturates here (for bytes,
 /// about 9 PB in one row) instead of making the row unreadable.
@@ -575,5 +688,97 @@ mod tests {
             }
         }
         assert_eq!(merged, whole);
+    }
+
+    /// Rows of one hour: `routes` distinct routes, route `i` with `i + 1` events.
+    fn route_rows(routes: u64) -> BTreeMap<Key, Rollup> {
+        let mut events = Vec::new();
+        for r in 0..routes {
+            for j in 0..=r {
+                events.push(event(
+                    r * 1000 + j,
+                    json!({"name": "request", "timestamp": DAY0 + 1000, "route": format!("/r{r:02}")}),
+                ));
+            }
+        }
+        roll_by(&events, Interval::Hour, &[Dimension::All, Dimension::Route])
+    }
+
+    fn counts(rows: &BTreeMap<Key, Rollup>, dimension: Dimension) -> Vec<(String, u64)> {
+        rows.iter()
+            .filter(|(k, _)| k.dimension == dimension)
+            .map(|(k, r)| (k.value.clone(), r.count))
+            .collect()
+    }
+
+    #[test]
+    fn new_values_past_the_bound_are_folded_and_counts_stay_exact() {
+        let deltas = route_rows(6);
+        let total: u64 = counts(&deltas, Dimension::Route)
+            .iter()
+            .map(|(_, n)| n)
+            .sum();
+        let group = ("demo".to_owned(), DAY0, Dimension::Route);
+        // Two values stored already, /r00 among them: it stays, and two of the five new
+        // values have room, those with most events.
+        let stored = |k: &Key| k.value == "/r00";
+        let stored_values = BTreeMap::from([(group.clone(), 2)]);
+        let bounded = bound_new_values(deltas.clone(), stored, &stored_values, 4);
+        assert_eq!(
+            counts(&bounded, Dimension::Route),
+            [
+                (FOLDED_VALUE.to_owned(), 2 + 3 + 4),
+                ("/r00".into(), 1),
+                ("/r04".into(), 5),
+                ("/r05".into(), 6),
+            ]
+        );
+        let bounded_total: u64 = counts(&bounded, Dimension::Route)
+            .iter()
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(bounded_total, total);
+        assert_eq!(
+            counts(&bounded, Dimension::All),
+            [(String::new(), total)],
+            "unbounded"
+        );
+        // Room for all: nothing changes.
+        let roomy = bound_new_values(deltas.clone(), |_| false, &BTreeMap::new(), 6);
+        assert_eq!(roomy, deltas);
+        // A full group folds every new value, and a folded row stored already takes them.
+        let full = BTreeMap::from([(group, 4)]);
+        let folded = bound_new_values(deltas, |_| false, &full, 4);
+        assert_eq!(
+            counts(&folded, Dimension::Route),
+            [(FOLDED_VALUE.to_owned(), total)]
+        );
+    }
+
+    #[test]
+    fn rolled_periods_keep_their_values_with_most_events() {
+        let mut hours = route_rows(5);
+        let folded_before = Key {
+            project: "demo".into(),
+            start: DAY0,
+            dimension: Dimension::Route,
+            value: FOLDED_VALUE.into(),
+        };
+        let row = Rollup {
+            count: 100,
+            ..Rollup::default()
+        };
+        hours.insert(folded_before, row);
+        let day = coarsen(hours.iter(), Interval::Day);
+        let bounded = bound_values(day, 2);
+        assert_eq!(
+            counts(&bounded, Dimension::Route),
+            [
+                (FOLDED_VALUE.to_owned(), 100 + 1 + 2 + 3),
+                ("/r03".into(), 4),
+                ("/r04".into(), 5),
+            ]
+        );
+        assert_eq!(counts(&bounded, Dimension::All), [(String::new(), 15)]);
     }
 }

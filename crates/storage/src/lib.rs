@@ -49,7 +49,7 @@ use tally_core::Event;
 use tally_core::funnel::Hit;
 use tally_core::project::{ApiKey, KeyKind, NewKey, Project};
 use tally_core::queue::Dropped;
-use tally_core::rollup::{Dimension, Key, Period, Rollup};
+use tally_core::rollup::{Dimension, Key, Period, Rollup, ValueGroup};
 use tally_core::sessions::Mark;
 
 /// The D1 migrations, in order, as `(file name, SQL)`. A test checks this list against
@@ -400,6 +400,18 @@ pub trait RollupStore {
         period: Period,
         keys: &[&Key],
     ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error>;
+
+    /// How many values each group of `period` holds already (the folded value not
+    /// counted); groups without rows are left out.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] or [`Error::Decode`].
+    async fn stored_values(
+        &self,
+        period: Period,
+        groups: &[&ValueGroup],
+    ) -> Result<BTreeMap<ValueGroup, usize>, Error>;
 
     /// The rows of `project` and `period` with `from_ms <= start < to_ms`, of one
     /// dimension or all.

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use tally_core::Event;
 use tally_core::alerts::MINUTE_ROWS_KEPT_MS;
-use tally_core::rollup::{self, Key, Period, Rollup};
+use tally_core::rollup::{self, Key, Period, Rollup, ValueGroup};
 use tally_core::sessions;
 use tally_core::time::{DAY_MS, Interval};
 
@@ -102,16 +102,11 @@ where
         .iter()
         .filter(|e| e.timestamp >= now_ms - MINUTE_ROWS_KEPT_MS);
     let deltas = [
-        (Period::Hour, rollup::roll(&new, Interval::Hour)),
-        (Period::Minute, rollup::roll_minutes(recent)),
+        bounded(store, Period::Hour, rollup::roll(&new, Interval::Hour)).await?,
+        bounded(store, Period::Minute, rollup::roll_minutes(recent)).await?,
     ];
     let mut merged: Vec<(Period, &Key, Rollup, Option<i64>)> = Vec::new();
-    for (period, deltas) in &deltas {
-        let keys: Vec<&Key> = deltas.keys().collect();
-        let mut current = BTreeMap::new();
-        for chunk in keys.chunks(READ_CHUNK) {
-            current.extend(store.rollups_by_key(*period, chunk).await?);
-        }
+    for (period, deltas, current) in &deltas {
         merged.extend(deltas.iter().map(|(key, delta)| match current.get(key) {
             Some(Versioned { value, version }) => {
                 let mut row = value.clone();
@@ -180,6 +175,56 @@ where
     store.commit(&writes).await?;
     stored.rollup_rows = merged.len();
     Ok(stored)
+}
+
+/// The rows of `period` a batch's `deltas` touch once bounded — each project keeps at
+/// most [`Period::max_values`] values of a dimension per period, new values past it
+/// fold into [`rollup::FOLDED_VALUE`] — with the stored rows among them.
+async fn bounded<S: RollupStore>(
+    store: &S,
+    period: Period,
+    deltas: BTreeMap<Key, Rollup>,
+) -> Result<
+    (
+        Period,
+        BTreeMap<Key, Rollup>,
+        BTreeMap<Key, Versioned<Rollup>>,
+    ),
+    Error,
+> {
+    let keys: Vec<&Key> = deltas.keys().collect();
+    let mut current = BTreeMap::new();
+    for chunk in keys.chunks(READ_CHUNK) {
+        current.extend(store.rollups_by_key(period, chunk).await?);
+    }
+    let groups: BTreeSet<ValueGroup> = deltas
+        .keys()
+        .filter(|k| {
+            k.dimension.is_bounded() && k.value != rollup::FOLDED_VALUE && !current.contains_key(*k)
+        })
+        .map(rollup::group_of)
+        .collect();
+    let groups: Vec<&ValueGroup> = groups.iter().collect();
+    let mut stored_values = BTreeMap::new();
+    for chunk in groups.chunks(READ_CHUNK) {
+        stored_values.extend(store.stored_values(period, chunk).await?);
+    }
+    let deltas = rollup::bound_new_values(
+        deltas,
+        |k| current.contains_key(k),
+        &stored_values,
+        period.max_values(),
+    );
+    // Folded rows the batch made: they may be stored already.
+    let folded: Vec<&Key> = deltas
+        .keys()
+        .filter(|k| k.value == rollup::FOLDED_VALUE && k.dimension.is_bounded())
+        .filter(|k| !current.contains_key(*k))
+        .collect();
+    for chunk in folded.chunks(READ_CHUNK) {
+        current.extend(store.rollups_by_key(period, chunk).await?);
+    }
+    Ok((period, deltas, current))
 }
 
 /// What [`backfill`] did.
@@ -301,7 +346,10 @@ where
     let sources = store
         .rollups_between(&mark.project, source, mark.start, end, None)
         .await?;
-    let rolled = rollup::coarsen(sources.iter().map(|(k, v)| (k, &v.value)), interval);
+    let rolled = rollup::bound_values(
+        rollup::coarsen(sources.iter().map(|(k, v)| (k, &v.value)), interval),
+        mark.period.max_values(),
+    );
     let keep: Vec<_> = rolled
         .keys()
         .map(|k| (k.dimension, k.value.as_str()))
@@ -332,7 +380,8 @@ where
 }
 
 /// Rebuilds the hourly rows of `project` for the hours in `[from_ms, to_ms)` from raw
-/// events, and marks their days dirty. The result equals what the live pipeline built.
+/// events, and marks their days dirty. The result equals what the live pipeline built,
+/// except in an hour with more values of a dimension than [`Period::max_values`].
 /// Rows are written under their read versions, so a concurrent consumer write makes the
 /// rebuild retry rather than be lost. Returns the rows written.
 ///
@@ -371,7 +420,12 @@ where
         .rollups_between(project, Period::Hour, from, to, None)
         .await?;
     let events = all_events_between(store, project, from, to).await?;
-    let rebuilt = rollup::roll(&events, Interval::Hour);
+    // Bounded as the consumer bounds hours, but by events rather than arrival: where
+    // an hour had more values than its bound, the rebuild keeps those with most events.
+    let rebuilt = rollup::bound_values(
+        rollup::roll(&events, Interval::Hour),
+        Period::Hour.max_values(),
+    );
     let empty = Rollup::default();
     let mut writes = Vec::new();
     for (key, row) in &rebuilt {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use serde::Deserialize;
 use tally_core::funnel::Hit;
 use tally_core::project::{ApiKey, KeyKind, NewKey, Project};
-use tally_core::rollup::{Dimension, Key, Period, Rollup};
+use tally_core::rollup::{Dimension, Key, Period, Rollup, ValueGroup};
 use tally_core::sessions::Mark;
 use tally_core::{Event, sql};
 
@@ -443,6 +443,42 @@ impl<S: Executor> RollupStore for S {
     ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error> {
         let values = vec![rows::keys_json(period, keys).into()];
         versioned(self.query(sql::ROLLUPS_BY_KEY, values).await?)
+    }
+
+    async fn stored_values(
+        &self,
+        period: Period,
+        groups: &[&ValueGroup],
+    ) -> Result<BTreeMap<ValueGroup, usize>, Error> {
+        #[derive(serde::Deserialize)]
+        struct Stored {
+            project: String,
+            start: i64,
+            dimension: String,
+            n: i64,
+        }
+        let json: Vec<(&str, i64, &str)> = groups
+            .iter()
+            .map(|(project, start, dimension)| (project.as_str(), *start, dimension.name()))
+            .collect();
+        let values = vec![
+            serde_json::to_string(&json)
+                .map_err(|e| Error::Decode(e.to_string()))?
+                .into(),
+            period.name().into(),
+        ];
+        let mut counts = BTreeMap::new();
+        for row in self.query::<Stored>(sql::STORED_VALUES, values).await? {
+            let dimension = Dimension::parse(&row.dimension)
+                .ok_or_else(|| Error::Decode(format!("unknown dimension {:?}", row.dimension)))?;
+            if row.n > 0 {
+                counts.insert(
+                    (row.project, row.start, dimension),
+                    usize::try_from(row.n).unwrap_or(usize::MAX),
+                );
+            }
+        }
+        Ok(counts)
     }
 
     async fn rollups_between(
