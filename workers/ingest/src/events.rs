@@ -5,7 +5,8 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use tally_core::{ApiError, Rejection, Warning};
+use tally_core::{ApiError, Event, Rejection, Warning};
+use tally_storage::EventQueue;
 use worker::{Env, Request, Response, Url};
 
 use crate::auth;
@@ -74,9 +75,8 @@ pub async fn post(mut req: Request, env: &Env, url: &Url) -> Result<Response, Ap
         }
     }
 
-    let accepted_count = accepted.len();
-    let rejected_count = outcomes.len() - accepted_count;
     if accepted.is_empty() {
+        let rejected_count = outcomes.len();
         return Err(ApiError::bad_request(
             "no_valid_events",
             "every event was rejected; see results",
@@ -88,16 +88,41 @@ pub async fn post(mut req: Request, env: &Env, url: &Url) -> Result<Response, Ap
             serde_json::to_value(&outcomes).map_err(internal)?,
         ));
     }
-    intake::enqueue_events(env, &accepted).await?;
-
-    let body = serde_json::json!({
-        "accepted": accepted_count,
-        "rejected": rejected_count,
-        "results": outcomes,
-    });
+    let queue = intake::events_queue(env)?;
+    let body = queue_and_answer(&queue, outcomes, &accepted).await?;
     Ok(Response::from_json(&body)
         .map_err(internal)?
         .with_status(202))
+}
+
+/// Sends the accepted events and gives the 202 body listing every event's outcome.
+///
+/// # Errors
+///
+/// 503 `queue_unavailable` when the queue refused them.
+async fn queue_and_answer(
+    queue: &impl EventQueue,
+    outcomes: Vec<Outcome>,
+    accepted: &[Event],
+) -> Result<Value, ApiError> {
+    let rejected = outcomes.len() - accepted.len();
+    if let Err(e) = intake::send_events(queue, accepted).await {
+        log_send_failure(&e.cause);
+        return Err(intake::queue_unavailable());
+    }
+    Ok(serde_json::json!({
+        "accepted": accepted.len(),
+        "rejected": rejected,
+        "results": outcomes,
+    }))
+}
+
+/// Logs what the queue said (natively, where there is no console, to stderr).
+fn log_send_failure(cause: &str) {
+    #[cfg(target_arch = "wasm32")]
+    worker::console_error!("queue send failed: {cause}");
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("queue send failed: {cause}");
 }
 
 type Item = Result<Value, Rejection>;

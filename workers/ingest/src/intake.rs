@@ -137,32 +137,79 @@ impl Intake {
     }
 }
 
-/// Sends accepted events to the `events` queue, packed into as few messages as fit.
+/// The `events` queue.
 ///
 /// # Errors
 ///
-/// 503 when the queue refuses them: nothing is reported accepted unless it is queued.
-pub async fn enqueue(env: &Env, bodies: &[String]) -> Result<(), ApiError> {
-    let queue = CfQueue::new(env.queue(EVENTS_QUEUE).map_err(internal)?);
-    queue.send(bodies).await.map_err(|e| {
-        // A retry of the whole request is safe: the aggregator drops events it already
-        // stored.
+/// 500 when the binding is missing.
+pub fn events_queue(env: &Env) -> Result<CfQueue, ApiError> {
+    Ok(CfQueue::new(env.queue(EVENTS_QUEUE).map_err(internal)?))
+}
+
+/// The answer when the queue took none of a request's events.
+pub fn queue_unavailable() -> ApiError {
+    ApiError::new(
+        503,
+        "queue_unavailable",
+        "events could not be queued; nothing was queued, so send the request again",
+    )
+}
+
+/// Sends one message body (a request that carries one event or record).
+///
+/// # Errors
+///
+/// 503 when the queue refuses it: nothing is reported accepted unless it is queued.
+pub async fn enqueue(env: &Env, body: String) -> Result<(), ApiError> {
+    events_queue(env)?.send(&[body]).await.map_err(|e| {
         worker::console_error!("queue send failed: {e}");
-        ApiError::new(
-            503,
-            "queue_unavailable",
-            "events could not be queued; retry the same request",
-        )
+        queue_unavailable()
     })
 }
 
-/// Packs and sends events.
+/// Packs and sends one event.
 ///
 /// # Errors
 ///
 /// As [`enqueue`].
-pub async fn enqueue_events(env: &Env, events: &[Event]) -> Result<(), ApiError> {
-    enqueue(env, &queue::pack(events, queue::MAX_MESSAGE_BYTES)).await
+pub async fn enqueue_event(env: &Env, event: &Event) -> Result<(), ApiError> {
+    send_events(&events_queue(env)?, std::slice::from_ref(event))
+        .await
+        .map_err(|e| {
+            worker::console_error!("queue send failed: {}", e.cause);
+            queue_unavailable()
+        })
+}
+
+/// Events that did not all reach the queue: the first `queued` did (messages keep the
+/// events' order), the rest are not known to be there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotQueued {
+    pub queued: usize,
+    /// What the queue said, for the log.
+    pub cause: String,
+}
+
+/// Packs events into as few messages as fit and sends them in order.
+///
+/// # Errors
+///
+/// [`NotQueued`] when the queue refused a message, with how many events went before it.
+pub async fn send_events(queue: &impl EventQueue, events: &[Event]) -> Result<(), NotQueued> {
+    let bodies = queue::pack(events, queue::MAX_MESSAGE_BYTES);
+    queue.send(&bodies).await.map_err(|e| {
+        // Which events the sent messages carried, read back from them (only when a send
+        // failed). A body that does not read back counts as not queued: the client is
+        // told to send its events again, with their ids.
+        let queued = bodies[..e.sent]
+            .iter()
+            .map(|body| queue::unpack(body).map_or(0, |m| m.events.len()))
+            .sum();
+        NotQueued {
+            queued,
+            cause: e.to_string(),
+        }
+    })
 }
 
 /// A random (version 4) UUID from the platform's CSPRNG.

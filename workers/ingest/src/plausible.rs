@@ -69,7 +69,7 @@ pub async fn post(mut req: Request, env: &Env, url: &Url) -> Result<Response, Ap
             timestamp: intake.now_ms(),
             reason: "bot".into(),
         };
-        intake::enqueue(env, &[queue::pack_dropped(dropped)]).await?;
+        intake::enqueue(env, queue::pack_dropped(dropped)).await?;
         return accepted(Some("bot"));
     }
 
@@ -88,7 +88,7 @@ pub async fn post(mut req: Request, env: &Env, url: &Url) -> Result<Response, Ap
         ApiError::bad_request(r.code, r.message)
             .with("field", r.field.map_or(serde_json::Value::Null, Into::into))
     })?;
-    intake::enqueue_events(env, std::slice::from_ref(&event.event)).await?;
+    intake::enqueue_event(env, &event.event).await?;
     accepted(None)
 }
 

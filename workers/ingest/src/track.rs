@@ -54,7 +54,7 @@ pub async fn post(mut req: Request, env: &Env, url: &Url) -> Result<Response, Ap
             .replace("user is", "user_id is");
         ApiError::bad_request(r.code, message)
     })?;
-    intake::enqueue_events(env, std::slice::from_ref(&accepted.event)).await?;
+    intake::enqueue_event(env, &accepted.event).await?;
     let mut body = json!({"status": "success", "message": "Event logged."});
     if !accepted.warnings.is_empty() {
         body["warnings"] = serde_json::to_value(&accepted.warnings).map_err(internal)?;
