@@ -58,18 +58,19 @@ pub async fn post(mut req: Request, env: &Env, url: &Url) -> Result<Response, Ap
             ));
         }
     };
+    let key = intake::idempotency_key(&req)?;
     let grant = auth::admit(&req, env, url).await?;
     let body = intake::read_body(&mut req).await?;
     let items = match format {
         Format::Json => parse_json(&body)?,
         Format::Ndjson => parse_ndjson(&body)?,
     };
-    let intake = Intake::new(&req, env, &grant)?;
+    let intake = Intake::new(&req, env, &grant, key)?;
 
     let mut accepted = Vec::with_capacity(items.len());
     let mut outcomes = Vec::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
-        match item.and_then(|value| intake.check_value(value)) {
+        match item.and_then(|value| intake.check_value(value, index)) {
             Ok(ok) => {
                 outcomes.push(Outcome::Accepted {
                     index,
