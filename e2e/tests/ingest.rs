@@ -644,11 +644,9 @@ fn cors_preflights_are_answered_and_origins_enforced_per_project() {
         a.header("access-control-allow-origin"),
         Some("https://www.shop.example")
     );
-    assert!(
-        a.header("access-control-allow-headers")
-            .unwrap()
-            .contains("authorization")
-    );
+    let allowed = a.header("access-control-allow-headers").unwrap();
+    assert!(allowed.contains("authorization"), "{allowed}");
+    assert!(allowed.contains("idempotency-key"), "{allowed}");
     assert!(
         a.header("access-control-allow-methods")
             .unwrap()
@@ -698,6 +696,143 @@ fn ndjson_batches_are_accepted_line_by_line() {
     );
     assert_eq!(a.json["results"][2]["error"]["code"], "malformed_json");
     wait_for_count(&p, 2);
+}
+
+/// A key for one request, unique to this run.
+fn idempotency_key(tag: &str) -> String {
+    unique(&format!("retry-{tag}"))
+}
+
+/// `POST` to ingest's `path` with the write key, JSON and an `Idempotency-Key`.
+fn send_keyed(p: &Project, path: &str, key: &str, body: &Value) -> Answer {
+    request(
+        "POST",
+        &format!("{}{path}", url("ingest")),
+        &[
+            JSON,
+            ("authorization", &p.write_auth()),
+            ("idempotency-key", key),
+            ("user-agent", BROWSER),
+        ],
+        Some(&body.to_string()),
+    )
+}
+
+/// The event ids an accepted batch was given.
+fn ids(a: &Answer) -> Vec<String> {
+    assert_eq!(a.status, 202, "{}", a.json);
+    a.json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["status"], "accepted", "{r}");
+            r["event_id"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// Clients of the track API and Plausible never send an `event_id`, and others may not:
+/// with an `Idempotency-Key` a request sent again is counted once, on every endpoint.
+#[test]
+fn an_idempotency_key_makes_a_resent_id_less_request_count_once() {
+    let p = Project::new("idem");
+    let batch = Value::Array(
+        (0..5)
+            .map(|i| json!({"name": "request", "route": "/retry", "status": 200, "duration_ms": i}))
+            .collect(),
+    );
+    let key = idempotency_key("a");
+    let first = ids(&send_keyed(&p, "/v1/events", &key, &batch));
+    let again = ids(&send_keyed(&p, "/v1/events", &key, &batch));
+    assert_eq!(first, again, "the same key gives the same ids");
+    // The key in quotes, as the IETF draft writes it, is the same key.
+    let quoted = ids(&send_keyed(&p, "/v1/events", &format!("\"{key}\""), &batch));
+    assert_eq!(first, quoted);
+    let mut unique_ids = first.clone();
+    unique_ids.sort();
+    unique_ids.dedup();
+    assert_eq!(unique_ids.len(), 5, "each event of the batch its own id");
+
+    let track = json!({"event": "play", "user_id": "user123"});
+    let track_key = idempotency_key("track");
+    for _ in 0..2 {
+        let a = send_keyed(&p, "/track", &track_key, &track);
+        assert_eq!(a.status, 200, "{}", a.json);
+    }
+    let page = json!({"name": "pageview", "url": PAGE, "domain": p.slug});
+    let page_key = idempotency_key("page");
+    for _ in 0..2 {
+        let a = send_keyed(&p, "/api/event", &page_key, &page);
+        assert_eq!(a.status, 202, "{}", a.json);
+    }
+
+    // One batch, one track event and one pageview, however often each was sent.
+    wait_for_count(&p, 7);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(overview(&p).json["events"], 7);
+
+    // Another key is another request: its events are counted too.
+    let other = ids(&send_keyed(&p, "/v1/events", &idempotency_key("b"), &batch));
+    assert!(other.iter().all(|id| !first.contains(id)), "{other:?}");
+    wait_for_count(&p, 12);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(overview(&p).json["events"], 12);
+    let stored: i64 = with_d1(|db| {
+        db.query_row(
+            "SELECT COUNT(*) FROM raw_events WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)",
+            [&p.slug],
+            |r| r.get(0),
+        )
+        .unwrap()
+    });
+    assert_eq!(stored, 12);
+}
+
+#[test]
+fn a_bad_idempotency_key_is_a_400_and_stores_nothing() {
+    let p = Project::new("idem-bad");
+    let batch = json!([{"name": "request"}]);
+    let track = json!({"event": "play", "user_id": "user123"});
+    let page = json!({"name": "pageview", "url": PAGE, "domain": p.slug});
+    let doubled = format!("{0}, {0}", idempotency_key("twice"));
+    let long = "k".repeat(256);
+    for key in [
+        "too-short",
+        long.as_str(),
+        "a key with spaces in it",
+        &doubled,
+    ] {
+        for (path, body) in [
+            ("/v1/events", &batch),
+            ("/track", &track),
+            ("/api/event", &page),
+        ] {
+            let a = send_keyed(&p, path, key, body);
+            assert_eq!(a.status, 400, "{path} {key:?}: {}", a.json);
+            let (code, message) = if path == "/track" {
+                assert_eq!(a.json["status"], "error", "{}", a.json);
+                (&a.json["code"], &a.json["message"])
+            } else {
+                (&a.json["error"]["code"], &a.json["error"]["message"])
+            };
+            assert_eq!(
+                code, "invalid_idempotency_key",
+                "{path} {key:?}: {}",
+                a.json
+            );
+            assert!(
+                message.as_str().unwrap().contains("Idempotency-Key"),
+                "{}",
+                a.json
+            );
+        }
+    }
+    // A marker proves the queue moved past every refused request: nothing else arrives.
+    assert_eq!(send_events(&p, &json!([{"name": "marker"}])).status, 202);
+    wait_for_count(&p, 1);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(overview(&p).json["events"], 1);
 }
 
 /// Load on loopback: several connections send batches of 100 for a bounded time; every

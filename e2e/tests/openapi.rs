@@ -611,6 +611,20 @@ fn real_answers_match_the_openapi_document() {
     );
     assert_eq!(a.status, 401);
     spec.check("POST", "/v1/events", &a);
+    for (key, status) in [("openapi-check-key-0001", 202), ("short", 400)] {
+        let a = request(
+            "POST",
+            &format!("{ingest}/v1/events"),
+            &[
+                ("content-type", "application/json"),
+                ("authorization", &write),
+                ("idempotency-key", key),
+            ],
+            Some(r#"[{"name": "keyed"}]"#),
+        );
+        assert_eq!(a.status, status, "{key}: {}", a.json);
+        spec.check("POST", "/v1/events", &a);
+    }
     for (body, status) in [
         (json!({"event": "play", "user_id": "u3"}), 200),
         (json!({"user_id": "u3"}), 400),

@@ -8,6 +8,7 @@
 //! - [`sketch::Sketch`] (quantiles within 1%) and [`hll::Hll`] (distinct counts within
 //!   2%) are the mergeable summaries every rollup row keeps; both encode to compact,
 //!   versioned, canonical bytes.
+//! - [`idempotency`] checks `Idempotency-Key` headers and derives event ids from them.
 //! - [`hash`] turns raw identifiers into hashes; [`time`] and [`range`] give UTC buckets
 //!   and query ranges.
 //! - [`funnel::count`] counts the users who went through ordered steps within a window.
@@ -28,6 +29,7 @@ pub mod event;
 pub mod funnel;
 pub mod hash;
 pub mod hll;
+pub mod idempotency;
 pub mod jobs;
 pub mod json;
 pub mod plausible;

@@ -4,7 +4,7 @@ use wasm_bindgen::JsValue;
 use worker::kv::KvStore;
 use worker::{Queue, QueueContentType, RawMessageBuilder, SendMessage};
 
-use crate::{Cache, Error, EventQueue, MIN_CACHE_TTL_S};
+use crate::{Cache, Error, EventQueue, MIN_CACHE_TTL_S, SendError};
 
 /// Cloudflare's limits on one `sendBatch`: 100 messages and 256 KB in all.
 const MAX_BATCH_MESSAGES: usize = 100;
@@ -70,14 +70,21 @@ impl CfQueue {
 }
 
 impl EventQueue for CfQueue {
-    async fn send(&self, bodies: &[String]) -> Result<(), Error> {
+    async fn send(&self, bodies: &[String]) -> Result<(), SendError> {
         let mut batch: Vec<SendMessage<JsValue>> = Vec::new();
         let mut bytes = 0;
+        // Bodies in batches the queue took.
+        let mut sent = 0;
+        let failed = |sent, error| SendError { sent, error };
         for body in bodies {
             if !batch.is_empty()
                 && (batch.len() == MAX_BATCH_MESSAGES || bytes + body.len() > MAX_BATCH_BYTES)
             {
-                self.flush(std::mem::take(&mut batch)).await?;
+                let n = batch.len();
+                self.flush(std::mem::take(&mut batch))
+                    .await
+                    .map_err(|e| failed(sent, e))?;
+                sent += n;
                 bytes = 0;
             }
             bytes += body.len();
@@ -87,7 +94,7 @@ impl EventQueue for CfQueue {
             );
         }
         if !batch.is_empty() {
-            self.flush(batch).await?;
+            self.flush(batch).await.map_err(|e| failed(sent, e))?;
         }
         Ok(())
     }

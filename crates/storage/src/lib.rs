@@ -628,9 +628,21 @@ pub trait EventQueue {
     ///
     /// # Errors
     ///
-    /// [`Error::Database`] when a send fails; earlier bodies may have been sent, which
-    /// is safe because the consumer stores every event exactly once.
-    async fn send(&self, bodies: &[String]) -> Result<(), Error>;
+    /// [`SendError`] when a send fails: it says how many bodies (the first ones) were
+    /// sent before it. Resending those is harmless only for events whose ids the client
+    /// will send again (its own `event_id`s or an `Idempotency-Key`); so ingest tells
+    /// the client which events were queued.
+    async fn send(&self, bodies: &[String]) -> Result<(), SendError>;
+}
+
+/// A send to an [`EventQueue`] that failed after its first `sent` bodies were sent; the
+/// rest are not known to be on the queue.
+#[derive(Debug, thiserror::Error)]
+#[error("{error} ({sent} messages sent before it)")]
+pub struct SendError {
+    pub sent: usize,
+    #[source]
+    pub error: Error,
 }
 
 /// Serializes events into JSON arrays of at most [`MAX_INSERT_JSON_BYTES`] each (one

@@ -4,7 +4,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-use crate::{Cache, Error, EventQueue, MIN_CACHE_TTL_S};
+use crate::{Cache, Error, EventQueue, MIN_CACHE_TTL_S, SendError};
 
 /// A cache whose clock the test sets.
 #[derive(Debug, Default)]
@@ -60,10 +60,13 @@ impl MemoryQueue {
 }
 
 impl EventQueue for MemoryQueue {
-    async fn send(&self, bodies: &[String]) -> Result<(), Error> {
-        for body in bodies {
+    async fn send(&self, bodies: &[String]) -> Result<(), SendError> {
+        for (sent, body) in bodies.iter().enumerate() {
             if self.fail_after.get() == Some(self.sent.borrow().len()) {
-                return Err(Error::Database("injected queue failure".into()));
+                return Err(SendError {
+                    sent,
+                    error: Error::Database("injected queue failure".into()),
+                });
             }
             self.sent.borrow_mut().push(body.clone());
         }
@@ -99,7 +102,9 @@ mod tests {
         let queue = MemoryQueue::default();
         queue.fail_after(2);
         let bodies: Vec<String> = (0..3).map(|i| i.to_string()).collect();
-        assert!(block_on(queue.send(&bodies)).is_err());
+        let error = block_on(queue.send(&bodies)).unwrap_err();
+        assert_eq!(error.sent, 2, "{error}");
         assert_eq!(*queue.sent.borrow(), ["0", "1"]);
+        assert_eq!(block_on(queue.send(&bodies)).unwrap_err().sent, 0);
     }
 }

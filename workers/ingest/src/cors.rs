@@ -26,7 +26,7 @@ pub async fn preflight(req: &Request, env: &Env, url: &Url) -> Result<Response, 
         ("access-control-allow-methods", "POST, OPTIONS"),
         (
             "access-control-allow-headers",
-            "authorization, content-type",
+            "authorization, content-type, idempotency-key",
         ),
         ("access-control-max-age", &MAX_AGE_S.to_string()),
     ] {

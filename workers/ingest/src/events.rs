@@ -5,7 +5,8 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use tally_core::{ApiError, Rejection, Warning};
+use tally_core::{ApiError, Event, Rejection, Warning};
+use tally_storage::EventQueue;
 use worker::{Env, Request, Response, Url};
 
 use crate::auth;
@@ -29,6 +30,13 @@ enum Outcome {
         index: usize,
         error: Rejection,
     },
+    /// Valid, but the queue did not take it (`error.code` is `queue_unavailable`): send
+    /// it again, with this `event_id` so that it is counted once even if it did arrive.
+    NotQueued {
+        index: usize,
+        event_id: String,
+        error: Rejection,
+    },
 }
 
 /// How the body lists its events.
@@ -50,18 +58,19 @@ pub async fn post(mut req: Request, env: &Env, url: &Url) -> Result<Response, Ap
             ));
         }
     };
+    let key = intake::idempotency_key(&req)?;
     let grant = auth::admit(&req, env, url).await?;
     let body = intake::read_body(&mut req).await?;
     let items = match format {
         Format::Json => parse_json(&body)?,
         Format::Ndjson => parse_ndjson(&body)?,
     };
-    let intake = Intake::new(&req, env, &grant)?;
+    let intake = Intake::new(&req, env, &grant, key)?;
 
     let mut accepted = Vec::with_capacity(items.len());
     let mut outcomes = Vec::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
-        match item.and_then(|value| intake.check_value(value)) {
+        match item.and_then(|value| intake.check_value(value, index)) {
             Ok(ok) => {
                 outcomes.push(Outcome::Accepted {
                     index,
@@ -74,9 +83,8 @@ pub async fn post(mut req: Request, env: &Env, url: &Url) -> Result<Response, Ap
         }
     }
 
-    let accepted_count = accepted.len();
-    let rejected_count = outcomes.len() - accepted_count;
     if accepted.is_empty() {
+        let rejected_count = outcomes.len();
         return Err(ApiError::bad_request(
             "no_valid_events",
             "every event was rejected; see results",
@@ -88,16 +96,84 @@ pub async fn post(mut req: Request, env: &Env, url: &Url) -> Result<Response, Ap
             serde_json::to_value(&outcomes).map_err(internal)?,
         ));
     }
-    intake::enqueue_events(env, &accepted).await?;
-
-    let body = serde_json::json!({
-        "accepted": accepted_count,
-        "rejected": rejected_count,
-        "results": outcomes,
-    });
+    let queue = intake::events_queue(env)?;
+    let body = queue_and_answer(&queue, outcomes, &accepted).await?;
     Ok(Response::from_json(&body)
         .map_err(internal)?
         .with_status(202))
+}
+
+/// Sends the accepted events and gives the 202 body listing every event's outcome.
+///
+/// When the queue refuses a message part-way, the events before it are queued and the
+/// rest are not: the answer is still 202, with `not_queued` counting the rest and their
+/// results marked `not_queued` (with their ids), so that a client resends only those.
+/// Answering 503 instead would invite a retry of the whole request, which counts the
+/// queued events twice unless their ids are sent again.
+///
+/// # Errors
+///
+/// 503 `queue_unavailable` when the queue took none of them, with every event's outcome:
+/// the whole request may be sent again.
+async fn queue_and_answer(
+    queue: &impl EventQueue,
+    mut outcomes: Vec<Outcome>,
+    accepted: &[Event],
+) -> Result<Value, ApiError> {
+    let rejected = outcomes.len() - accepted.len();
+    let Err(failed) = intake::send_events(queue, accepted).await else {
+        return Ok(serde_json::json!({
+            "accepted": accepted.len(),
+            "rejected": rejected,
+            "results": outcomes,
+        }));
+    };
+    log_send_failure(&failed.cause);
+    let queued = failed.queued;
+    // Accepted outcomes are in the order of `accepted`, which is the order of the queue.
+    for outcome in outcomes
+        .iter_mut()
+        .filter(|o| matches!(o, Outcome::Accepted { .. }))
+        .skip(queued)
+    {
+        if let Outcome::Accepted {
+            index, event_id, ..
+        } = outcome
+        {
+            *outcome = Outcome::NotQueued {
+                index: *index,
+                event_id: std::mem::take(event_id),
+                error: Rejection {
+                    code: "queue_unavailable",
+                    field: None,
+                    message: "not queued; send this event again with this event_id".into(),
+                },
+            };
+        }
+    }
+    let not_queued = accepted.len() - queued;
+    let results = serde_json::to_value(&outcomes).map_err(internal)?;
+    if queued == 0 {
+        return Err(intake::queue_unavailable()
+            .with("accepted", 0.into())
+            .with("rejected", rejected.into())
+            .with("not_queued", not_queued.into())
+            .with("results", results));
+    }
+    Ok(serde_json::json!({
+        "accepted": queued,
+        "rejected": rejected,
+        "not_queued": not_queued,
+        "results": results,
+    }))
+}
+
+/// Logs what the queue said (natively, where there is no console, to stderr).
+fn log_send_failure(cause: &str) {
+    #[cfg(target_arch = "wasm32")]
+    worker::console_error!("queue send failed: {cause}");
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("queue send failed: {cause}");
 }
 
 type Item = Result<Value, Rejection>;
@@ -167,4 +243,121 @@ fn bounded(items: Vec<Item>) -> Result<Vec<Item>, ApiError> {
         ));
     }
     Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    use serde_json::json;
+    use tally_core::queue;
+    use tally_storage::memory::MemoryQueue;
+
+    use super::*;
+
+    /// Runs a future that never waits (the memory queue does no IO).
+    fn block_on<F: Future>(future: F) -> F::Output {
+        match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(out) => out,
+            Poll::Pending => panic!("the future waited"),
+        }
+    }
+
+    /// A batch of a rejected event (index 0) and `n` accepted ones (indexes 1..=n), long
+    /// enough to need several queue messages.
+    fn batch(n: usize) -> (Vec<Outcome>, Vec<Event>) {
+        let events: Vec<Event> = (0..n)
+            .map(|i| {
+                let id = format!("00000000-0000-4000-8000-{i:012}");
+                Event::new(&id, "demo", &"n".repeat(120), 1_000)
+            })
+            .collect();
+        let mut outcomes = vec![Outcome::Rejected {
+            index: 0,
+            error: Rejection {
+                code: "invalid_field",
+                field: Some("name"),
+                message: "name is required".into(),
+            },
+        }];
+        outcomes.extend(events.iter().enumerate().map(|(i, e)| Outcome::Accepted {
+            index: i + 1,
+            event_id: e.event_id.clone(),
+            warnings: Vec::new(),
+        }));
+        (outcomes, events)
+    }
+
+    #[test]
+    fn a_partly_queued_batch_says_which_events_were_queued() {
+        let (outcomes, events) = batch(1000);
+        let bodies = queue::pack(&events, queue::MAX_MESSAGE_BYTES);
+        assert!(bodies.len() >= 2, "{} messages", bodies.len());
+        let first = queue::unpack(&bodies[0]).unwrap().events.len();
+
+        // The queue takes the first message and refuses the second.
+        let queue = MemoryQueue::default();
+        queue.fail_after(1);
+        let body = block_on(queue_and_answer(&queue, outcomes, &events))
+            .expect("some events were queued: not a 503, which invites a retry of them all");
+        assert_eq!(queue.sent.borrow().len(), 1);
+        assert_eq!(body["accepted"], first, "only queued events are accepted");
+        assert_eq!(body["rejected"], 1);
+        assert_eq!(body["not_queued"], 1000 - first);
+        let results = body["results"].as_array().unwrap();
+        assert_eq!(results.len(), 1001);
+        assert_eq!(results[0]["status"], "rejected");
+        for (i, result) in results.iter().enumerate().skip(1) {
+            assert_eq!(result["index"], i);
+            assert_eq!(result["event_id"], events[i - 1].event_id, "{result}");
+            if i <= first {
+                assert_eq!(result["status"], "accepted", "{result}");
+            } else {
+                assert_eq!(result["status"], "not_queued", "{result}");
+                assert_eq!(result["error"]["code"], "queue_unavailable", "{result}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_the_queue_refused_whole_is_a_503_listing_every_event() {
+        let (outcomes, events) = batch(3);
+        let queue = MemoryQueue::default();
+        queue.fail_after(0);
+        let error = block_on(queue_and_answer(&queue, outcomes, &events)).unwrap_err();
+        assert_eq!((error.status, error.code), (503, "queue_unavailable"));
+        let body = error.body();
+        assert_eq!(body["accepted"], 0);
+        assert_eq!(body["rejected"], 1);
+        assert_eq!(body["not_queued"], 3);
+        let statuses: Vec<&Value> = body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| &r["status"])
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                &json!("rejected"),
+                &json!("not_queued"),
+                &json!("not_queued"),
+                &json!("not_queued")
+            ]
+        );
+        assert_eq!(body["results"][1]["event_id"], events[0].event_id);
+    }
+
+    #[test]
+    fn a_queued_batch_is_answered_as_before() {
+        let (outcomes, events) = batch(3);
+        let queue = MemoryQueue::default();
+        let body = block_on(queue_and_answer(&queue, outcomes, &events)).unwrap();
+        assert_eq!(queue.sent.borrow().len(), 1);
+        assert_eq!(body["accepted"], 3);
+        assert_eq!(body["rejected"], 1);
+        assert!(body.get("not_queued").is_none(), "{body}");
+        assert_eq!(body["results"][3]["status"], "accepted");
+    }
 }

@@ -2,8 +2,8 @@
 //! for the admitted project, and sending accepted events to the `events` queue.
 
 use serde_json::Value;
-use tally_core::queue;
 use tally_core::{Accepted, ApiError, Context, Event, RawEvent, Rejection, Settings, validate};
+use tally_core::{idempotency, queue};
 use tally_storage::EventQueue;
 use tally_storage::cloudflare::CfQueue;
 use worker::{Env, Request};
@@ -65,8 +65,22 @@ fn too_large() -> ApiError {
     )
 }
 
-/// Validation for one admitted request: the project, the time, the hashing secret and
-/// the request's Cloudflare location (the default `colo` and `country`).
+/// The request's `Idempotency-Key`, checked (`tally_core::idempotency::check_key`).
+///
+/// # Errors
+///
+/// 400 `invalid_idempotency_key` for a value that is not a key (two headers arrive
+/// joined by `, ` and are refused too).
+pub fn idempotency_key(req: &Request) -> Result<Option<String>, ApiError> {
+    let header = req.headers().get(idempotency::HEADER).ok().flatten();
+    header
+        .map(|value| idempotency::check_key(&value).map(str::to_owned))
+        .transpose()
+}
+
+/// Validation for one admitted request: the project, the time, the hashing secret, the
+/// request's Cloudflare location (the default `colo` and `country`) and its idempotency
+/// key, if any.
 pub struct Intake {
     pub project: String,
     settings: Settings,
@@ -74,13 +88,21 @@ pub struct Intake {
     secret: String,
     colo: Option<String>,
     country: Option<String>,
+    key: Option<String>,
 }
 
 impl Intake {
+    /// `key` is the request's `Idempotency-Key` ([`idempotency_key`]).
+    ///
     /// # Errors
     ///
     /// 503 when the `ID_SECRET` secret is missing.
-    pub fn new(req: &Request, env: &Env, grant: &Grant) -> Result<Self, ApiError> {
+    pub fn new(
+        req: &Request,
+        env: &Env,
+        grant: &Grant,
+        key: Option<String>,
+    ) -> Result<Self, ApiError> {
         let secret = env.secret(ID_SECRET).map_err(|_| {
             worker::console_error!("the {ID_SECRET} secret is not set");
             ApiError::new(
@@ -101,6 +123,7 @@ impl Intake {
             country: cf
                 .and_then(|cf| cf.country())
                 .filter(|c| c.len() == 2 && c != "XX" && c != "T1"),
+            key,
         })
     }
 
@@ -108,19 +131,29 @@ impl Intake {
         self.now_ms
     }
 
-    /// Validates one raw event given as JSON.
-    pub fn check_value(&self, value: Value) -> Result<Accepted, Rejection> {
+    /// The id of the request's event at `index` when it brings none: derived from the
+    /// idempotency key, so that the same request sent again gets the same ids, or else
+    /// random.
+    pub fn event_id(&self, index: usize) -> String {
+        match &self.key {
+            Some(key) => idempotency::event_id(&self.project, key, index),
+            None => fresh_uuid(),
+        }
+    }
+
+    /// Validates the raw event at `index` of the request, given as JSON.
+    pub fn check_value(&self, value: Value, index: usize) -> Result<Accepted, Rejection> {
         let raw = serde_json::from_value::<RawEvent>(value).map_err(|e| Rejection {
             code: "invalid_event",
             field: None,
             message: e.to_string(),
         })?;
-        self.check(raw)
+        self.check(raw, index)
     }
 
-    /// Validates one raw event, filling `colo` and `country` from the request when the
-    /// event has none.
-    pub fn check(&self, mut raw: RawEvent) -> Result<Accepted, Rejection> {
+    /// Validates the raw event at `index` of the request, filling `colo` and `country`
+    /// from the request when the event has none.
+    pub fn check(&self, mut raw: RawEvent, index: usize) -> Result<Accepted, Rejection> {
         if raw.colo.is_none() {
             raw.colo.clone_from(&self.colo);
         }
@@ -133,36 +166,83 @@ impl Intake {
             settings: self.settings,
             id_secret: self.secret.as_bytes(),
         };
-        validate(raw, &ctx, &mut fresh_uuid)
+        validate(raw, &ctx, &mut || self.event_id(index))
     }
 }
 
-/// Sends accepted events to the `events` queue, packed into as few messages as fit.
+/// The `events` queue.
 ///
 /// # Errors
 ///
-/// 503 when the queue refuses them: nothing is reported accepted unless it is queued.
-pub async fn enqueue(env: &Env, bodies: &[String]) -> Result<(), ApiError> {
-    let queue = CfQueue::new(env.queue(EVENTS_QUEUE).map_err(internal)?);
-    queue.send(bodies).await.map_err(|e| {
-        // A retry of the whole request is safe: the aggregator drops events it already
-        // stored.
+/// 500 when the binding is missing.
+pub fn events_queue(env: &Env) -> Result<CfQueue, ApiError> {
+    Ok(CfQueue::new(env.queue(EVENTS_QUEUE).map_err(internal)?))
+}
+
+/// The answer when the queue took none of a request's events.
+pub fn queue_unavailable() -> ApiError {
+    ApiError::new(
+        503,
+        "queue_unavailable",
+        "events could not be queued; nothing was queued, so send the request again",
+    )
+}
+
+/// Sends one message body (a request that carries one event or record).
+///
+/// # Errors
+///
+/// 503 when the queue refuses it: nothing is reported accepted unless it is queued.
+pub async fn enqueue(env: &Env, body: String) -> Result<(), ApiError> {
+    events_queue(env)?.send(&[body]).await.map_err(|e| {
         worker::console_error!("queue send failed: {e}");
-        ApiError::new(
-            503,
-            "queue_unavailable",
-            "events could not be queued; retry the same request",
-        )
+        queue_unavailable()
     })
 }
 
-/// Packs and sends events.
+/// Packs and sends one event.
 ///
 /// # Errors
 ///
 /// As [`enqueue`].
-pub async fn enqueue_events(env: &Env, events: &[Event]) -> Result<(), ApiError> {
-    enqueue(env, &queue::pack(events, queue::MAX_MESSAGE_BYTES)).await
+pub async fn enqueue_event(env: &Env, event: &Event) -> Result<(), ApiError> {
+    send_events(&events_queue(env)?, std::slice::from_ref(event))
+        .await
+        .map_err(|e| {
+            worker::console_error!("queue send failed: {}", e.cause);
+            queue_unavailable()
+        })
+}
+
+/// Events that did not all reach the queue: the first `queued` did (messages keep the
+/// events' order), the rest are not known to be there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotQueued {
+    pub queued: usize,
+    /// What the queue said, for the log.
+    pub cause: String,
+}
+
+/// Packs events into as few messages as fit and sends them in order.
+///
+/// # Errors
+///
+/// [`NotQueued`] when the queue refused a message, with how many events went before it.
+pub async fn send_events(queue: &impl EventQueue, events: &[Event]) -> Result<(), NotQueued> {
+    let bodies = queue::pack(events, queue::MAX_MESSAGE_BYTES);
+    queue.send(&bodies).await.map_err(|e| {
+        // Which events the sent messages carried, read back from them (only when a send
+        // failed). A body that does not read back counts as not queued: the client is
+        // told to send its events again, with their ids.
+        let queued = bodies[..e.sent]
+            .iter()
+            .map(|body| queue::unpack(body).map_or(0, |m| m.events.len()))
+            .sum();
+        NotQueued {
+            queued,
+            cause: e.to_string(),
+        }
+    })
 }
 
 /// A random (version 4) UUID from the platform's CSPRNG.

@@ -19,7 +19,7 @@ use worker::{Env, Request, Response, Url};
 
 use crate::auth::{self, client_address};
 use crate::error::internal;
-use crate::intake::{self, Intake, fresh_uuid};
+use crate::intake::{self, Intake};
 use crate::{CACHE, DB};
 
 /// How long an isolate reuses the day's salt before reading KV again, so isolates that
@@ -45,6 +45,7 @@ pub async fn post(mut req: Request, env: &Env, url: &Url) -> Result<Response, Ap
             "application/json or text/plain",
         ));
     }
+    let key = intake::idempotency_key(&req)?;
     let grant = auth::admit(&req, env, url).await?;
     let body = intake::read_body(&mut req).await?;
     let page = plausible::parse(&body)?;
@@ -54,7 +55,7 @@ pub async fn post(mut req: Request, env: &Env, url: &Url) -> Result<Response, Ap
         // not a pageview or a goal, so not an event to count.
         return accepted(Some(ENGAGEMENT));
     }
-    let intake = Intake::new(&req, env, &grant)?;
+    let intake = Intake::new(&req, env, &grant, key)?;
 
     let user_agent = req
         .headers()
@@ -64,12 +65,12 @@ pub async fn post(mut req: Request, env: &Env, url: &Url) -> Result<Response, Ap
         .unwrap_or_default();
     if plausible::is_bot(&user_agent) {
         let dropped = Dropped {
-            event_id: fresh_uuid(),
+            event_id: intake.event_id(0),
             project: intake.project.clone(),
             timestamp: intake.now_ms(),
             reason: "bot".into(),
         };
-        intake::enqueue(env, &[queue::pack_dropped(dropped)]).await?;
+        intake::enqueue(env, queue::pack_dropped(dropped)).await?;
         return accepted(Some("bot"));
     }
 
@@ -84,11 +85,11 @@ pub async fn post(mut req: Request, env: &Env, url: &Url) -> Result<Response, Ap
         &ip,
         &user_agent,
     ));
-    let event = intake.check(raw).map_err(|r| {
+    let event = intake.check(raw, 0).map_err(|r| {
         ApiError::bad_request(r.code, r.message)
             .with("field", r.field.map_or(serde_json::Value::Null, Into::into))
     })?;
-    intake::enqueue_events(env, std::slice::from_ref(&event.event)).await?;
+    intake::enqueue_event(env, &event.event).await?;
     accepted(None)
 }
 

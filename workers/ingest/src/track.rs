@@ -28,6 +28,7 @@ pub async fn post(mut req: Request, env: &Env, url: &Url) -> Result<Response, Ap
     if media_type != "application/json" {
         return Err(intake::unsupported(&media_type, "application/json"));
     }
+    let key = intake::idempotency_key(&req)?;
     let grant = auth::admit(&req, env, url).await?;
     let body = intake::read_body(&mut req).await?;
     let track: Track = serde_json::from_slice(&body).map_err(|e| {
@@ -45,8 +46,8 @@ pub async fn post(mut req: Request, env: &Env, url: &Url) -> Result<Response, Ap
         metadata: track.metadata,
         ..RawEvent::default()
     };
-    let intake = Intake::new(&req, env, &grant)?;
-    let accepted = intake.check(raw).map_err(|r| {
+    let intake = Intake::new(&req, env, &grant, key)?;
+    let accepted = intake.check(raw, 0).map_err(|r| {
         // The seed's field names, not Tally's.
         let message = r
             .message
@@ -54,7 +55,7 @@ pub async fn post(mut req: Request, env: &Env, url: &Url) -> Result<Response, Ap
             .replace("user is", "user_id is");
         ApiError::bad_request(r.code, message)
     })?;
-    intake::enqueue_events(env, std::slice::from_ref(&accepted.event)).await?;
+    intake::enqueue_event(env, &accepted.event).await?;
     let mut body = json!({"status": "success", "message": "Event logged."});
     if !accepted.warnings.is_empty() {
         body["warnings"] = serde_json::to_value(&accepted.warnings).map_err(internal)?;
