@@ -506,7 +506,7 @@ impl RuleRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
-        .map_err(bad)?;
+        .map_err(|e| bad(e.to_string()))?;
         Ok(RuleEntry { rule, status, last })
     }
 }
