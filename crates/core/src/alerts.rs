@@ -202,6 +202,36 @@ impl State {
     }
 }
 
+/// A campaign's state as sending systems read it: `active` unless an alert rule or a
+/// person paused it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CampaignStatus {
+    #[default]
+    Active,
+    Paused,
+}
+
+impl CampaignStatus {
+    pub fn of(paused: bool) -> Self {
+        if paused { Self::Paused } else { Self::Active }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Paused => "paused",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "active" => Some(Self::Active),
+            "paused" => Some(Self::Paused),
+            _ => None,
+        }
+    }
+}
+
 /// What is remembered of a rule between evaluations.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Status {
@@ -1241,6 +1271,16 @@ mod tests {
             .unwrap_err();
         assert!(missing.to_string().contains("\"metric\""), "{missing}");
         assert!(parse_input(br#"{"nope": 1}"#).is_err());
+    }
+
+    #[test]
+    fn campaign_statuses_read_back() {
+        for status in [CampaignStatus::Active, CampaignStatus::Paused] {
+            assert_eq!(CampaignStatus::parse(status.name()), Some(status));
+        }
+        assert_eq!(CampaignStatus::of(true), CampaignStatus::Paused);
+        assert_eq!(CampaignStatus::of(false), CampaignStatus::default());
+        assert_eq!(CampaignStatus::parse("stopped"), None);
     }
 
     #[test]
