@@ -9,7 +9,7 @@ mod tests {
     use std::path::Path;
 
     use super::lex::{self, Token};
-    use crate::tools::root;
+    use crate::stack::tools::root;
     use tally_core::jobs::Job;
 
     fn read(path: &str) -> String {
@@ -121,7 +121,7 @@ mod tests {
     fn no_worker_keeps_invocation_logs() {
         // Invocation logs hold each request's IP headers, user agent and URL (with
         // `?key=` and `?share=`): privacy as promised means none are kept.
-        for worker in crate::bundle::WORKERS {
+        for worker in crate::stack::bundle::WORKERS {
             let config: toml::Table = read(&format!("wrangler/{worker}.toml")).parse().unwrap();
             let logs = &config["observability"]["logs"];
             assert_eq!(
@@ -257,7 +257,7 @@ mod tests {
     #[test]
     fn binding_names_match_the_wrangler_configs() {
         let mut violations = Vec::new();
-        for worker in crate::bundle::WORKERS {
+        for worker in crate::stack::bundle::WORKERS {
             let source = read(&format!("workers/{worker}/src/lib.rs"));
             let config = read(&format!("wrangler/{worker}.toml"));
             let mut bindings: Vec<String> = source
