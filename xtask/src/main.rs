@@ -2,26 +2,15 @@
 //! matklad's cargo-xtask: no shell scripts, every step printed, every failure explained.
 
 mod admin;
-mod alert;
 mod bench;
-mod bundle;
-mod campaign;
-#[cfg(test)]
-mod cf_stand_in;
-mod cli;
-mod cloudflare;
 mod deploy;
-mod dev;
-mod load;
-mod proc;
-mod project;
 mod stack;
 mod test;
 mod tidy;
-mod tools;
-mod wrangler_config;
 
 use anyhow::{Result, bail};
+
+use stack::{bundle, proc, tools};
 
 const HELP: &str = "\
 cargo xtask <task>
@@ -63,7 +52,7 @@ fn run() -> Result<()> {
         }
     };
     match task {
-        "dev" => dev::run(rest),
+        "dev" => stack::dev::run(rest),
         "test" => test::run(rest),
         "build" => {
             no_args(task, rest)?;
@@ -71,9 +60,9 @@ fn run() -> Result<()> {
             bundle::build_all().map(drop)
         }
         "deploy" => deploy::run(rest),
-        "project" => project::run(rest),
-        "alert" => alert::run(rest),
-        "campaign" => campaign::run(rest),
+        "project" => admin::project::run(rest),
+        "alert" => admin::alert::run(rest),
+        "campaign" => admin::campaign::run(rest),
         "bench" => bench::run(rest),
         "setup" => {
             no_args(task, rest)?;

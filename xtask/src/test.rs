@@ -7,10 +7,11 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
+use crate::deploy::wrangler_config::Env;
+use crate::stack::tools::{self, cargo, root};
 use crate::stack::{Config, Ports, Stack, tail};
-use crate::tools::{self, cargo, root};
-use crate::wrangler_config::Env;
-use crate::{bundle, proc, step};
+use crate::stack::{bundle, proc};
+use crate::step;
 
 /// Passed and failed counts summed over every test binary run.
 #[derive(Debug, Default)]

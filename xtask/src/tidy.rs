@@ -1,10 +1,15 @@
-//! Project rules, checked as tests (in the manner of rust-analyzer's `tidy.rs`).
+//! Project rules, checked as tests (in the manner of rust-analyzer's `tidy.rs`). Rules
+//! about code read its tokens ([`lex`]), not its lines.
+
+#[cfg(test)]
+mod lex;
 
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
-    use crate::tools::root;
+    use super::lex::{self, Token};
+    use crate::stack::tools::root;
     use tally_core::jobs::Job;
 
     fn read(path: &str) -> String {
@@ -116,7 +121,7 @@ mod tests {
     fn no_worker_keeps_invocation_logs() {
         // Invocation logs hold each request's IP headers, user agent and URL (with
         // `?key=` and `?share=`): privacy as promised means none are kept.
-        for worker in crate::bundle::WORKERS {
+        for worker in crate::stack::bundle::WORKERS {
             let config: toml::Table = read(&format!("wrangler/{worker}.toml")).parse().unwrap();
             let logs = &config["observability"]["logs"];
             assert_eq!(
@@ -127,21 +132,151 @@ mod tests {
         }
     }
 
+    /// The tokens of every `.rs` file under `dir` (relative to the root), by path.
+    fn sources(dir: &str) -> Vec<(String, Vec<Token>)> {
+        let mut files = Vec::new();
+        rust_files(&root().join(dir), &mut files);
+        files.sort();
+        files
+            .iter()
+            .map(|f| {
+                let name = f.strip_prefix(root()).unwrap().display().to_string();
+                (name, lex::tokens(&std::fs::read_to_string(f).unwrap()))
+            })
+            .collect()
+    }
+
+    /// Fails with every violation found, one per line.
+    fn assert_none(violations: &[String], rule: &str) {
+        let mut violations = violations.to_vec();
+        violations.dedup();
+        assert!(
+            violations.is_empty(),
+            "{rule}:\n  {}",
+            violations.join("\n  ")
+        );
+    }
+
+    /// The binding names a worker looks up (`env.d1(DB)`, `env.secret("X")`, ...) in
+    /// any of its files, each a string literal or a `const` declared in one of them.
+    /// Lookups by a computed name are listed in `COMPUTED` with where their names are
+    /// checked.
+    /// Returns the names and the lookups it could not resolve.
+    fn binding_lookups(worker: &str) -> (Vec<String>, Vec<String>) {
+        const LOOKUPS: [&str; 14] = [
+            "d1",
+            "kv",
+            "queue",
+            "var",
+            "secret",
+            "rate_limiter",
+            "durable_object",
+            "service",
+            "bucket",
+            "assets",
+            "hyperdrive",
+            "analytics_engine",
+            "object_var",
+            "ai",
+        ];
+        const COMPUTED: [(&str, &str, &str); 2] = [
+            (
+                "ingest",
+                "rate_limiter(binding)",
+                "a tier's binding: rate_limit_tiers_have_their_bindings",
+            ),
+            (
+                "aggregator",
+                "var(name)",
+                "QueueNames::from_env's closure, called with lib.rs's consts",
+            ),
+        ];
+        let files = sources(&format!("workers/{worker}/src"));
+        let mut consts = std::collections::BTreeMap::new();
+        for (_, tokens) in &files {
+            // `const NAME: &str = "value";` (or `&'static str`).
+            for (i, t) in tokens.iter().enumerate() {
+                let Some(name) = tokens.get(i + 1).and_then(Token::ident) else {
+                    continue;
+                };
+                let Some(eq) = tokens[i..].iter().take(8).position(|t| t.is_punct('=')) else {
+                    continue;
+                };
+                let is_str = tokens[i..i + eq].iter().any(|t| t.is_ident("str"));
+                if t.is_ident("const")
+                    && is_str
+                    && let Some(value) = tokens.get(i + eq + 1).and_then(Token::str)
+                {
+                    consts.insert(name.to_owned(), value.to_owned());
+                }
+            }
+        }
+        let (mut names, mut unresolved) = (Vec::new(), Vec::new());
+        for (file, tokens) in &files {
+            for i in 0..tokens.len().saturating_sub(3) {
+                let Some(method) = tokens[i + 1].ident() else {
+                    continue;
+                };
+                if !tokens[i].is_punct('.')
+                    || !LOOKUPS.contains(&method)
+                    || !tokens[i + 2].is_punct('(')
+                {
+                    continue;
+                }
+                let args = &tokens[i + 3..lex::close(tokens, i + 2) - 1];
+                let line = tokens[i].line;
+                match args {
+                    [] => {} // `batch.queue()`: a batch's queue name, not a lookup.
+                    [t] if t.str().is_some() => names.push(t.str().unwrap().to_owned()),
+                    [.., last] if last.ident().is_some_and(|n| consts.contains_key(n)) => {
+                        names.push(consts[last.ident().unwrap()].clone());
+                    }
+                    _ => {
+                        let text: String = args
+                            .iter()
+                            .map(|t| match &t.kind {
+                                lex::Kind::Ident(i) => i.clone(),
+                                lex::Kind::Punct(c) => c.to_string(),
+                                _ => "…".into(),
+                            })
+                            .collect();
+                        let call = format!("{method}({text})");
+                        if !COMPUTED.iter().any(|&(w, c, _)| w == worker && c == call) {
+                            unresolved.push(format!("{file}:{line}: .{call}"));
+                        }
+                    }
+                }
+            }
+        }
+        (names, unresolved)
+    }
+
+    /// Every binding a worker looks up, in any of its files, and every binding constant
+    /// of its `lib.rs`, is declared in its wrangler config (as a binding, a queue, a var,
+    /// a rate limit or a secret).
     #[test]
-    fn binding_constants_match_the_wrangler_configs() {
-        for worker in crate::bundle::WORKERS {
+    fn binding_names_match_the_wrangler_configs() {
+        let mut violations = Vec::new();
+        for worker in crate::stack::bundle::WORKERS {
             let source = read(&format!("workers/{worker}/src/lib.rs"));
             let config = read(&format!("wrangler/{worker}.toml"));
-            let bindings: Vec<&str> = source
+            let mut bindings: Vec<String> = source
                 .lines()
                 .filter_map(|l| l.strip_prefix("pub const "))
                 .filter(|l| l.contains(": &str = \""))
                 .filter_map(|l| l.split('"').nth(1))
+                .map(str::to_owned)
                 .collect();
-            assert!(
-                !bindings.is_empty(),
-                "{worker} declares no binding constants"
+            let (names, unresolved) = binding_lookups(worker);
+            assert!(!names.is_empty(), "workers/{worker} looks up no binding");
+            bindings.extend(names);
+            violations.extend(
+                unresolved.into_iter().map(|u| {
+                    format!("{u}: name the binding with a string or a const of the worker")
+                }),
             );
+            bindings.sort();
+            bindings.dedup();
             let secrets = config
                 .lines()
                 .find_map(|l| l.strip_prefix("# Secrets:"))
@@ -151,14 +286,241 @@ mod tests {
             for binding in bindings {
                 let declared = config.contains(&format!("binding = \"{binding}\""))
                     || config.contains(&format!("queue = \"{binding}\""))
-                    || vars.is_some_and(|v| v.contains_key(binding))
+                    || vars.is_some_and(|v| v.contains_key(&binding))
                     || config.contains(&format!("name = \"{binding}\""))
                     || secrets.split([' ', ',', '(']).any(|s| s == binding);
-                assert!(
-                    declared,
-                    "workers/{worker} uses binding {binding:?}, which wrangler/{worker}.toml lacks"
-                );
+                if !declared {
+                    violations.push(format!(
+                        "workers/{worker} uses binding {binding:?}, which wrangler/{worker}.toml lacks"
+                    ));
+                }
             }
         }
+        assert_none(&violations, "bindings the configs lack");
+    }
+
+    /// What of `tally_storage` ingest may name: the D1 store for reading keys, the KV
+    /// cache and the events queue. Not `Writer`/`Write`, `JobLog`, `exec` (raw
+    /// statements), `pipeline` or `alerts`.
+    const INGEST_STORAGE: [&str; 7] = [
+        "AdminStore",
+        "Cache",
+        "EventQueue",
+        "Error",
+        "cloudflare::CfQueue",
+        "cloudflare::KvCache",
+        "d1::D1Store",
+    ];
+    /// `AdminStore`'s methods, read or write: a new one must be sorted into one list.
+    const ADMIN_READS: [&str; 4] = ["project", "all_projects", "keys", "key_by_hash"];
+    const ADMIN_WRITES: [&str; 4] = [
+        "create_project",
+        "update_project",
+        "create_key",
+        "revoke_key",
+    ];
+    /// Methods of the D1 binding itself (`worker::D1Database`): ingest hands the
+    /// binding to `D1Store` and runs no statement of its own.
+    const D1_METHODS: [&str; 4] = ["prepare", "exec", "batch", "dump"];
+
+    /// Architecture invariant: ingest never writes D1. It names only read paths of
+    /// storage, calls no writing method of `AdminStore`, no method of the D1 binding and
+    /// no SQL of core's.
+    #[test]
+    fn ingest_uses_no_write_path_of_storage() {
+        // Keep the lists above in step with the trait.
+        let storage = lex::tokens(&read("crates/storage/src/lib.rs"));
+        let at = storage
+            .windows(2)
+            .position(|w| w[0].is_ident("trait") && w[1].is_ident("AdminStore"))
+            .expect("storage declares AdminStore");
+        let body = at + storage[at..].iter().position(|t| t.is_punct('{')).unwrap();
+        let mut methods: Vec<&str> = storage[body..lex::close(&storage, body)]
+            .windows(2)
+            .filter(|w| w[0].is_ident("fn"))
+            .filter_map(|w| w[1].ident())
+            .collect();
+        methods.sort_unstable();
+        let mut known: Vec<&str> = ADMIN_READS.iter().chain(&ADMIN_WRITES).copied().collect();
+        known.sort_unstable();
+        assert_eq!(
+            methods, known,
+            "sort AdminStore's methods into ADMIN_READS and ADMIN_WRITES"
+        );
+
+        let mut violations = Vec::new();
+        for (file, tokens) in sources("workers/ingest/src") {
+            for (path, line) in lex::paths_under(&tokens, "tally_storage") {
+                let allowed = INGEST_STORAGE
+                    .iter()
+                    .find(|&&item| path == item || path.starts_with(&format!("{item}::")));
+                let method = allowed.and_then(|item| path.get(item.len() + 2..));
+                if allowed.is_none() || method.is_some_and(|m| ADMIN_WRITES.contains(&m)) {
+                    violations.push(format!("{file}:{line}: tally_storage::{path}"));
+                }
+            }
+            for (path, line) in lex::paths_under(&tokens, "tally_core") {
+                if path == "sql" || path.starts_with("sql::") {
+                    violations.push(format!("{file}:{line}: tally_core::{path}"));
+                }
+            }
+            for w in tokens.windows(3) {
+                let Some(method) = w[1].ident() else { continue };
+                let called = w[0].is_punct('.') && w[2].is_punct('(');
+                if called && (ADMIN_WRITES.contains(&method) || D1_METHODS.contains(&method)) {
+                    violations.push(format!("{file}:{}: .{method}(…)", w[0].line));
+                }
+            }
+        }
+        assert_none(
+            &violations,
+            "ingest must not write D1 (it reads keys and settings only)",
+        );
+    }
+
+    /// Words that make a string SQL.
+    const SQL_WORDS: [&str; 11] = [
+        "SELECT", "INSERT", "UPDATE", "DELETE", "WHERE", "VALUES", "PRAGMA", "CREATE", "DROP",
+        "EXPLAIN", "JOIN",
+    ];
+    fn is_sql(text: &str) -> bool {
+        text.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .any(|word| SQL_WORDS.contains(&word))
+    }
+    /// What builds a string at run time.
+    const STRING_BUILDERS: [&str; 9] = [
+        "format",
+        "format_args",
+        "write",
+        "writeln",
+        "push_str",
+        "join",
+        "replace",
+        "to_string",
+        "leak",
+    ];
+
+    /// Architecture invariant: every SQL value is a bound parameter; nothing is formatted
+    /// into SQL. Outside tests, SQL text is written only in `tally_core::sql`, as
+    /// constants (joined by `concat!` at compile time, never at run time); no
+    /// `format!`, `write!` or `push_str` in core or storage takes SQL or a `sql::` const;
+    /// and `Executor::query` takes `&'static str`, as `Statement` does, so a string
+    /// built at run time cannot reach an executor.
+    #[test]
+    fn sql_is_never_built_from_strings() {
+        let mut violations = Vec::new();
+        for (file, tokens) in sources("crates/core/src")
+            .into_iter()
+            .chain(sources("crates/storage/src"))
+        {
+            let tokens = lex::without_tests(&tokens);
+            let sql_module = file == "crates/core/src/sql.rs";
+            for (i, t) in tokens.iter().enumerate() {
+                if let Some(text) = t.str()
+                    && is_sql(text)
+                    && !sql_module
+                {
+                    violations.push(format!(
+                        "{file}:{}: SQL outside tally_core::sql: {text:?}",
+                        t.line
+                    ));
+                }
+                let Some(name) = t.ident() else { continue };
+                if !STRING_BUILDERS.contains(&name) {
+                    continue;
+                }
+                if sql_module {
+                    violations.push(format!(
+                        "{file}:{}: `{name}` in the SQL module, which holds constants only",
+                        t.line
+                    ));
+                    continue;
+                }
+                // A macro's or a call's arguments.
+                let open = i + 1 + usize::from(tokens.get(i + 1).is_some_and(|t| t.is_punct('!')));
+                if !tokens.get(open).is_some_and(|t| t.is_punct('(')) {
+                    continue;
+                }
+                let args = &tokens[open..lex::close(&tokens, open)];
+                let names_sql = args
+                    .windows(3)
+                    .any(|w| w[0].is_ident("sql") && w[1].is_punct(':') && w[2].is_punct(':'));
+                if names_sql || args.iter().any(|a| a.str().is_some_and(is_sql)) {
+                    violations.push(format!("{file}:{}: `{name}` builds SQL", t.line));
+                }
+            }
+        }
+        let exec = read("crates/storage/src/exec.rs");
+        assert!(
+            exec.contains(
+                "sql: &'static str,\n        values: Vec<Bound>,\n    ) -> Result<Vec<T>, Error>;"
+            ),
+            "Executor::query takes its SQL as &'static str"
+        );
+        assert_none(&violations, "SQL built from strings");
+    }
+
+    /// Core returns its own error enum (`tally_core::Error`), never a string: the edges
+    /// decide how an error is answered, and a caller can match on what went wrong.
+    /// (Tests may expect `Result<_, &str>` fragments.)
+    #[test]
+    fn core_returns_its_own_errors() {
+        let mut violations = Vec::new();
+        for (file, tokens) in sources("crates/core/src") {
+            let tokens = lex::without_tests(&tokens);
+            for (i, t) in tokens.iter().enumerate() {
+                if !t.is_ident("Result") || !tokens.get(i + 1).is_some_and(|t| t.is_punct('<')) {
+                    continue;
+                }
+                let args = &tokens[i + 2..lex::close(&tokens, i + 1) - 1];
+                let mut depth = 0i32;
+                let comma = args.iter().position(|a| {
+                    match a.kind {
+                        lex::Kind::Punct('<' | '(' | '[') => depth += 1,
+                        lex::Kind::Punct('>' | ')' | ']') => depth -= 1,
+                        _ => {}
+                    }
+                    depth == 0 && a.is_punct(',')
+                });
+                let Some(comma) = comma else { continue };
+                let error: Vec<&str> = args[comma + 1..].iter().filter_map(Token::ident).collect();
+                let text = matches!(
+                    error.as_slice(),
+                    ["String" | "str"] | [.., "string", "String"]
+                ) || error.contains(&"Cow") && error.contains(&"str");
+                if text {
+                    violations.push(format!("{file}:{}: a string as an error", t.line));
+                }
+            }
+        }
+        assert_none(&violations, "core errors must be tally_core::Error");
+    }
+
+    /// Core builds no HTTP error values: `ApiError` appears only in its own module
+    /// (which maps core's errors to answers, for the workers' edges) and its re-export.
+    #[test]
+    fn core_builds_no_http_errors() {
+        let mut violations = Vec::new();
+        for (file, tokens) in sources("crates/core/src") {
+            if file == "crates/core/src/api_error.rs" {
+                continue;
+            }
+            let tokens = lex::without_tests(&tokens);
+            for t in &tokens {
+                if t.is_ident("ApiError") && file != "crates/core/src/lib.rs" {
+                    violations.push(format!("{file}:{}: ApiError", t.line));
+                }
+            }
+            if file == "crates/core/src/lib.rs" {
+                let uses = tokens.iter().filter(|t| t.is_ident("ApiError")).count();
+                if uses > 1 {
+                    violations.push(format!("{file}: ApiError beyond its re-export"));
+                }
+            }
+        }
+        assert_none(
+            &violations,
+            "core returns tally_core::Error; ApiError is the edges' (From<Error> maps)",
+        );
     }
 }

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api_error::ApiError;
+use crate::Error;
 use crate::hash::hex;
 use crate::rollup::{Dimension, Rollup, pair};
 use crate::share::hmac_sha256;
@@ -202,6 +202,36 @@ impl State {
     }
 }
 
+/// A campaign's state as sending systems read it: `active` unless an alert rule or a
+/// person paused it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CampaignStatus {
+    #[default]
+    Active,
+    Paused,
+}
+
+impl CampaignStatus {
+    pub fn of(paused: bool) -> Self {
+        if paused { Self::Paused } else { Self::Active }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Paused => "paused",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "active" => Some(Self::Active),
+            "paused" => Some(Self::Paused),
+            _ => None,
+        }
+    }
+}
+
 /// What is remembered of a rule between evaluations.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Status {
@@ -363,10 +393,10 @@ impl Rule {
     ///
     /// # Errors
     ///
-    /// A message when the definition does not parse.
-    pub fn from_stored(stored: StoredRule) -> Result<Self, String> {
-        let input: RuleInput =
-            serde_json::from_str(&stored.definition).map_err(|e| e.to_string())?;
+    /// [`Error::StoredRule`] when the definition does not parse.
+    pub fn from_stored(stored: StoredRule) -> Result<Self, Error> {
+        let input: RuleInput = serde_json::from_str(&stored.definition)
+            .map_err(|e| Error::StoredRule(e.to_string()))?;
         let mut rule = Rule {
             id: stored.id,
             project: stored.project,
@@ -386,7 +416,7 @@ impl Rule {
         };
         input
             .apply(&mut rule, stored.secret.as_deref())
-            .map_err(|e| e.message)?;
+            .map_err(|e| Error::StoredRule(e.to_string()))?;
         Ok(rule)
     }
 }
@@ -483,8 +513,8 @@ struct WebhookInput {
     secret: Option<String>,
 }
 
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::bad_request("invalid_rule", message)
+fn invalid(message: impl Into<String>) -> Error {
+    Error::invalid("invalid_rule", message)
 }
 
 /// A webhook secret from random bytes.
@@ -501,8 +531,8 @@ pub fn new_id(random: &[u8; ID_BYTES]) -> String {
 ///
 /// # Errors
 ///
-/// A 400 `invalid_rule` naming what is wrong.
-pub fn parse_input(body: &[u8]) -> Result<RuleInput, ApiError> {
+/// An [`Error::Invalid`] of kind `invalid_rule` naming what is wrong.
+pub fn parse_input(body: &[u8]) -> Result<RuleInput, Error> {
     serde_json::from_slice(body).map_err(|e| {
         invalid(format!(
             "the body must be a JSON rule (see /openapi.json, AlertRuleInput): {e}"
@@ -526,8 +556,8 @@ impl RuleInput {
     ///
     /// # Errors
     ///
-    /// A 400 `invalid_rule` when a required field is missing or a value is out of range.
-    pub fn create(self, project: &str, fresh: &Fresh, now_ms: i64) -> Result<Rule, ApiError> {
+    /// An [`Error::Invalid`] of kind `invalid_rule` when a required field is missing or a value is out of range.
+    pub fn create(self, project: &str, fresh: &Fresh, now_ms: i64) -> Result<Rule, Error> {
         for (present, field) in [
             (self.name.is_some(), "name"),
             (self.metric.is_some(), "metric"),
@@ -570,9 +600,9 @@ impl RuleInput {
     ///
     /// # Errors
     ///
-    /// A 400 `invalid_rule` when a value is out of range or the rule contradicts
+    /// An [`Error::Invalid`] of kind `invalid_rule` when a value is out of range or the rule contradicts
     /// itself (a ratio of an event to itself, pausing with no campaign to pause).
-    pub fn apply(self, rule: &mut Rule, secret: Option<&str>) -> Result<(), ApiError> {
+    pub fn apply(self, rule: &mut Rule, secret: Option<&str>) -> Result<(), Error> {
         if let Some(name) = self.name {
             let name = name.trim();
             if name.is_empty() || name.chars().count() > 100 {
@@ -673,7 +703,7 @@ impl RuleInput {
 }
 
 impl MetricInput {
-    fn parse(self) -> Result<Metric, ApiError> {
+    fn parse(self) -> Result<Metric, Error> {
         let name = |field: &str, value: Option<String>| {
             value
                 .map(|v| v.trim().to_owned())
@@ -734,7 +764,7 @@ impl MetricInput {
 }
 
 impl FilterInput {
-    fn parse(self) -> Result<Filter, ApiError> {
+    fn parse(self) -> Result<Filter, Error> {
         let dimension = Dimension::parse(&self.dimension)
             .filter(|d| FILTERS.iter().any(|(f, _)| f == d))
             .ok_or_else(|| {
@@ -754,7 +784,7 @@ impl FilterInput {
 }
 
 /// A webhook URL must be absolute http(s) with a host.
-fn check_url(text: &str) -> Result<(), ApiError> {
+fn check_url(text: &str) -> Result<(), Error> {
     if text.contains('\\') {
         // URL parsers disagree about backslashes (WHATWG reads them as `/`), so one URL
         // could name two hosts: refuse it rather than guess.
@@ -1226,24 +1256,31 @@ mod tests {
             let error = parse_input(body.to_string().as_bytes())
                 .and_then(|input| input.create("p", &fresh(), NOW))
                 .unwrap_err();
-            assert_eq!(error.status, 400);
-            assert_eq!(error.code, "invalid_rule");
-            assert!(
-                error.message.contains(message),
-                "{patch}: {}",
-                error.message
-            );
+            let Error::Invalid {
+                code, field: None, ..
+            } = &error
+            else {
+                panic!("{patch}: {error:?}");
+            };
+            assert_eq!(*code, "invalid_rule");
+            assert!(error.to_string().contains(message), "{patch}: {error}");
         }
         let missing = parse_input(br#"{"name": "x"}"#)
             .unwrap()
             .create("p", &fresh(), NOW)
             .unwrap_err();
-        assert!(
-            missing.message.contains("\"metric\""),
-            "{}",
-            missing.message
-        );
+        assert!(missing.to_string().contains("\"metric\""), "{missing}");
         assert!(parse_input(br#"{"nope": 1}"#).is_err());
+    }
+
+    #[test]
+    fn campaign_statuses_read_back() {
+        for status in [CampaignStatus::Active, CampaignStatus::Paused] {
+            assert_eq!(CampaignStatus::parse(status.name()), Some(status));
+        }
+        assert_eq!(CampaignStatus::of(true), CampaignStatus::Paused);
+        assert_eq!(CampaignStatus::of(false), CampaignStatus::default());
+        assert_eq!(CampaignStatus::parse("stopped"), None);
     }
 
     #[test]

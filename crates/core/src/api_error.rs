@@ -1,9 +1,14 @@
 //! The error answer every Tally endpoint gives: a status and
 //! `{"error": {"code": "...", "message": "..."}}` saying what to fix.
 //!
-//! This is plain data; each worker turns it into an HTTP response at its edge.
+//! This is plain data; each worker turns it into an HTTP response at its edge. It is the
+//! edges' type: core's own functions return [`Error`], and `From<Error>` below is the
+//! one mapping of core's errors to answers. (It lives here until the workers' edges
+//! hold it; nothing else in core builds one, which `xtask/src/tidy.rs` checks.)
 
 use serde_json::{Map, Value, json};
+
+use crate::Error;
 
 /// An error answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,8 +37,8 @@ impl ApiError {
         self
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(400, code, message)
+    pub fn bad_request(code: &'static str, message: impl std::fmt::Display) -> Self {
+        Self::new(400, code, message.to_string())
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -65,6 +70,43 @@ impl ApiError {
     }
 }
 
+/// The answer to a core error: 400 for input a person can fix, with the error's code
+/// (and the field at fault); a generic 500 for stored data core cannot read, which is
+/// nobody's input (the caller logs it first, as it does every internal error).
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::Invalid {
+                code,
+                message,
+                field,
+            } => {
+                let answer = Self::bad_request(code, message);
+                match field {
+                    Some(field) => answer.with("field", Value::from(field)),
+                    None => answer,
+                }
+            }
+            Error::RangeBothForms
+            | Error::RangeDays { .. }
+            | Error::RangeEnd { .. }
+            | Error::RangeEmpty
+            | Error::RangeTooEarly
+            | Error::RangeTooLong { .. }
+            | Error::RangeInFuture => Self::bad_request("invalid_range", error),
+            Error::Window(_) => Self::bad_request("invalid_window", error),
+            Error::TimestampText(_) | Error::TimestampNumber(_) | Error::TimestampType(_) => {
+                Self::bad_request("invalid_field", error).with("field", json!("timestamp"))
+            }
+            Error::MalformedMessage(_)
+            | Error::UnsupportedVersion(_)
+            | Error::InvalidSketch(_)
+            | Error::InvalidHll(_)
+            | Error::StoredRule(_) => Self::internal(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +122,39 @@ mod tests {
         assert_eq!(
             ApiError::internal().body()["error"]["message"],
             "internal error; please retry"
+        );
+    }
+
+    #[test]
+    fn core_errors_answer_as_before() {
+        let check = |error: Error, status: u16, body: Value| {
+            let answer = ApiError::from(error);
+            assert_eq!((answer.status, answer.body()), (status, body));
+        };
+        check(
+            Error::invalid("invalid_key", "name is too long").at("name"),
+            400,
+            json!({"error": {"code": "invalid_key", "message": "name is too long"}, "field": "name"}),
+        );
+        check(
+            Error::invalid("invalid_project", "a project's slug cannot change"),
+            400,
+            json!({"error": {"code": "invalid_project", "message": "a project's slug cannot change"}}),
+        );
+        check(
+            Error::RangeTooLong { max_days: 90 },
+            400,
+            json!({"error": {"code": "invalid_range", "message": "the range is longer than 90 days; ask for less"}}),
+        );
+        check(
+            Error::Window("1w".into()),
+            400,
+            json!({"error": {"code": "invalid_window", "message": "window \"1w\" is not a duration such as 30m, 12h or 7d (s, m, h or d; at most 90d)"}}),
+        );
+        check(
+            Error::InvalidHll("truncated"),
+            500,
+            json!({"error": {"code": "internal", "message": "internal error; please retry"}}),
         );
     }
 }

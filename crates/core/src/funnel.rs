@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::Error;
 use crate::time::DAY_MS;
 
 /// One raw event that names a funnel step, of a user (the stored identifier hash).
@@ -80,13 +81,9 @@ pub fn count(hits: Vec<Hit>, steps: &[String], window_ms: i64) -> Vec<u64> {
 ///
 /// # Errors
 ///
-/// A message a person can act on.
-pub fn parse_window(text: &str) -> Result<i64, String> {
-    let bad = || {
-        format!(
-            "window {text:?} is not a duration such as 30m, 12h or 7d (s, m, h or d; at most 90d)"
-        )
-    };
+/// [`Error::Window`], a message a person can act on.
+pub fn parse_window(text: &str) -> Result<i64, Error> {
+    let bad = || Error::Window(text.to_owned());
     let unit = text.chars().last().ok_or_else(bad)?;
     let digits = &text[..text.len() - unit.len_utf8()];
     let unit_ms = match unit {
@@ -218,7 +215,7 @@ mod tests {
             "99999999999999999d",
             "1é",
         ] {
-            let err = parse_window(bad).expect_err(bad);
+            let err = parse_window(bad).expect_err(bad).to_string();
             assert!(err.contains("not a duration"), "{err}");
         }
     }

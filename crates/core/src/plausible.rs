@@ -12,7 +12,7 @@
 use serde_json::{Map, Number, Value};
 use url::Url;
 
-use crate::api_error::ApiError;
+use crate::Error;
 use crate::event::RawEvent;
 use crate::time::json_kind;
 
@@ -62,18 +62,18 @@ impl Field {
             .find_map(|name| body.remove(*name).filter(|v| !v.is_null()))
     }
 
-    /// A 400 `missing_field` answer naming this field.
-    fn missing(&self, hint: &str) -> ApiError {
-        ApiError::bad_request(
+    /// A `missing_field` error naming this field.
+    fn missing(&self, hint: &str) -> Error {
+        Error::invalid(
             "missing_field",
             format!("{} is required; {hint}", self.label()),
         )
-        .with("field", Value::from(self.name()))
+        .at(self.name())
     }
 
-    /// A 400 `invalid_event` answer naming this field: `{label} must be {expected}, not ...`.
-    fn invalid(&self, expected: &str, got: &Value) -> ApiError {
-        ApiError::bad_request(
+    /// An `invalid_event` error naming this field: `{label} must be {expected}, not ...`.
+    fn invalid(&self, expected: &str, got: &Value) -> Error {
+        Error::invalid(
             "invalid_event",
             format!(
                 "{} must be {expected}, not {}",
@@ -81,11 +81,11 @@ impl Field {
                 json_kind(got)
             ),
         )
-        .with("field", Value::from(self.name()))
+        .at(self.name())
     }
 
     /// A string value, or an `invalid_event` answer for any other JSON type.
-    fn string(&self, value: Value) -> Result<String, ApiError> {
+    fn string(&self, value: Value) -> Result<String, Error> {
         match value {
             Value::String(s) => Ok(s),
             other => Err(self.invalid("a string", &other)),
@@ -100,13 +100,13 @@ const EXAMPLE: &str =
 ///
 /// # Errors
 ///
-/// A 400 [`ApiError`] saying what to fix: `malformed_json` when the body is not JSON,
+/// An [`Error::Invalid`] saying what to fix: `malformed_json` when the body is not JSON,
 /// `missing_field` when `name`, `url` or `domain` is absent or empty, `invalid_event`
 /// for a body that is not an object or a field of the wrong type. Field errors carry a
-/// `"field"` member with the field's long name.
-pub fn parse(body: &[u8]) -> Result<PageEvent, ApiError> {
+/// `field` with the field's long name.
+pub fn parse(body: &[u8]) -> Result<PageEvent, Error> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(
+        Error::invalid(
             "malformed_json",
             format!("request body is not valid JSON: {e}"),
         )
@@ -114,7 +114,7 @@ pub fn parse(body: &[u8]) -> Result<PageEvent, ApiError> {
     let mut body = match value {
         Value::Object(map) => map,
         other => {
-            return Err(ApiError::bad_request(
+            return Err(Error::invalid(
                 "invalid_event",
                 format!(
                     "the request body must be a JSON object such as {EXAMPLE}, not {}",
@@ -243,9 +243,9 @@ pub fn parse(body: &[u8]) -> Result<PageEvent, ApiError> {
 /// Parses the page URL: absolute, with a host. Besides http(s), Plausible's docs tell
 /// mobile apps to send made-up URLs such as `app://localhost/login`, so any scheme with
 /// a host is accepted; `data:`, `javascript:` and `mailto:` URLs have none.
-fn page_url(text: &str) -> Result<Url, ApiError> {
+fn page_url(text: &str) -> Result<Url, Error> {
     let invalid = |why: String| {
-        ApiError::bad_request(
+        Error::invalid(
             "invalid_event",
             format!(
                 "{} must be the page's absolute URL, such as https://example.com/blog \
@@ -253,7 +253,7 @@ fn page_url(text: &str) -> Result<Url, ApiError> {
                 URL.label()
             ),
         )
-        .with("field", Value::from(URL.name()))
+        .at(URL.name())
     };
     let url = Url::parse(text).map_err(|e| match e {
         url::ParseError::RelativeUrlWithoutBase => invalid("this one has no scheme".into()),
@@ -316,7 +316,7 @@ fn object_or_json_string(value: Value) -> Result<Map<String, Value>, Value> {
 }
 
 /// Custom properties.
-fn props(value: Value) -> Result<Map<String, Value>, ApiError> {
+fn props(value: Value) -> Result<Map<String, Value>, Error> {
     object_or_json_string(value).map_err(|value| {
         PROPS.invalid(
             r#"a JSON object or a string holding one, such as {"plan": "pro"}"#,
@@ -327,16 +327,16 @@ fn props(value: Value) -> Result<Map<String, Value>, ApiError> {
 
 /// Revenue as `{"currency": "EUR", "amount": 12.5}`: the currency an ISO 4217 code
 /// (uppercased), the amount a number or a string holding one (kept as that number).
-fn revenue(value: Value) -> Result<Value, ApiError> {
+fn revenue(value: Value) -> Result<Value, Error> {
     let invalid = || {
-        ApiError::bad_request(
+        Error::invalid(
             "invalid_event",
             format!(
                 r#"{} must be an object such as {{"currency": "EUR", "amount": 12.5}} (or a string holding one): currency a 3-letter ISO 4217 code, amount a number or a string holding one"#,
                 REVENUE.label()
             ),
         )
-        .with("field", Value::from(REVENUE.name()))
+        .at(REVENUE.name())
     };
     let map = object_or_json_string(value).map_err(|_| invalid())?;
     let currency = match map.get("currency") {
@@ -445,7 +445,7 @@ mod tests {
     use serde_json::json;
 
     fn ok(body: Value) -> PageEvent {
-        parse(body.to_string().as_bytes()).unwrap_or_else(|e| panic!("{body}: {:?}", e.body()))
+        parse(body.to_string().as_bytes()).unwrap_or_else(|e| panic!("{body}: {e:?}"))
     }
 
     fn page(url: &str) -> Value {
@@ -465,26 +465,20 @@ mod tests {
     /// message along with `fragment`.
     fn rejected(body: &[u8], code: &str, field: Option<&str>, fragment: &str) {
         let e = parse(body).expect_err("should be rejected");
-        assert_eq!(e.status, 400);
-        assert_eq!(e.code, code, "{}", e.message);
-        assert_eq!(
-            e.extra.get("field").and_then(Value::as_str),
-            field,
-            "{}",
-            e.message
-        );
+        let Error::Invalid {
+            code: got,
+            message,
+            field: at,
+        } = e
+        else {
+            panic!("{e:?} is not an input error");
+        };
+        assert_eq!(got, code, "{message}");
+        assert_eq!(at, field, "{message}");
         if let Some(field) = field {
-            assert!(
-                e.message.starts_with(field),
-                "{:?} names {field}",
-                e.message
-            );
+            assert!(message.starts_with(field), "{message:?} names {field}");
         }
-        assert!(
-            e.message.contains(fragment),
-            "{:?} lacks {fragment:?}",
-            e.message
-        );
+        assert!(message.contains(fragment), "{message:?} lacks {fragment:?}");
     }
 
     fn rejected_json(body: Value, code: &str, field: &str, fragment: &str) {

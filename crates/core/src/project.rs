@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::ApiError;
+use crate::Error;
 use crate::hash::hex;
 use crate::validate::is_valid_slug;
 
@@ -131,13 +131,13 @@ impl ProjectInput {
     ///
     /// # Errors
     ///
-    /// A 400 [`ApiError`] naming what is wrong.
-    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
+    /// An [`Error::Invalid`] naming what is wrong.
+    pub fn parse(body: &[u8]) -> Result<Self, Error> {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self::default());
         }
         serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(
+            Error::invalid(
                 "invalid_project",
                 format!(
                     "project settings must be a JSON object with slug, retention_days, \
@@ -151,16 +151,16 @@ impl ProjectInput {
     ///
     /// # Errors
     ///
-    /// A 400 [`ApiError`] naming the setting at fault.
-    pub fn create(self, now_ms: i64) -> Result<Project, ApiError> {
+    /// An [`Error::Invalid`] naming the setting at fault.
+    pub fn create(self, now_ms: i64) -> Result<Project, Error> {
         let slug = self.slug.clone().ok_or_else(|| {
-            ApiError::bad_request(
+            Error::invalid(
                 "invalid_project",
                 "slug is required, e.g. {\"slug\": \"my-site\"}",
             )
         })?;
         if !is_valid_slug(&slug) {
-            return Err(ApiError::bad_request(
+            return Err(Error::invalid(
                 "invalid_project",
                 format!("slug {slug:?} must be 1 to 64 characters of a-z, 0-9 and -"),
             ));
@@ -181,19 +181,19 @@ impl ProjectInput {
     ///
     /// # Errors
     ///
-    /// A 400 [`ApiError`] naming the setting at fault.
-    pub fn apply(self, mut project: Project) -> Result<Project, ApiError> {
+    /// An [`Error::Invalid`] naming the setting at fault.
+    pub fn apply(self, mut project: Project) -> Result<Project, Error> {
         if let Some(slug) = &self.slug
             && *slug != project.slug
         {
-            return Err(ApiError::bad_request(
+            return Err(Error::invalid(
                 "invalid_project",
                 "a project's slug cannot change",
             ));
         }
         if let Some(days) = self.retention_days {
             if !RETENTION_DAYS.contains(&days) {
-                return Err(ApiError::bad_request(
+                return Err(Error::invalid(
                     "invalid_project",
                     format!(
                         "retention_days must be from {} to {}",
@@ -206,7 +206,7 @@ impl ProjectInput {
         }
         if let Some(origins) = self.allowed_origins {
             if origins.len() > MAX_ORIGINS {
-                return Err(ApiError::bad_request(
+                return Err(Error::invalid(
                     "invalid_project",
                     format!("allow at most {MAX_ORIGINS} origins"),
                 ));
@@ -214,7 +214,7 @@ impl ProjectInput {
             let mut normalized = Vec::with_capacity(origins.len());
             for origin in origins {
                 let o = normalize_origin(&origin).ok_or_else(|| {
-                    ApiError::bad_request(
+                    Error::invalid(
                         "invalid_project",
                         format!(
                             "allowed origin {origin:?} must be \"*\" or a scheme and host \
@@ -231,7 +231,7 @@ impl ProjectInput {
         }
         if let Some(tier) = self.rate_limit {
             project.rate_limit = RateLimit::parse(&tier).ok_or_else(|| {
-                ApiError::bad_request(
+                Error::invalid(
                     "invalid_project",
                     format!("rate_limit {tier:?} must be one of strict, standard, high, off"),
                 )
@@ -382,8 +382,8 @@ pub fn is_key_shaped(kind: KeyKind, text: &str) -> bool {
 ///
 /// # Errors
 ///
-/// A 400 [`ApiError`] naming what is wrong.
-pub fn parse_key_request(body: &[u8]) -> Result<(KeyKind, Option<String>), ApiError> {
+/// An [`Error::Invalid`] naming what is wrong.
+pub fn parse_key_request(body: &[u8]) -> Result<(KeyKind, Option<String>), Error> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Input {
@@ -397,7 +397,7 @@ pub fn parse_key_request(body: &[u8]) -> Result<(KeyKind, Option<String>), ApiEr
         }
     } else {
         serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(
+            Error::invalid(
                 "invalid_key",
                 format!("send {{\"kind\": \"write\" or \"read\", \"name\": \"...\"}}: {e}"),
             )
@@ -406,7 +406,7 @@ pub fn parse_key_request(body: &[u8]) -> Result<(KeyKind, Option<String>), ApiEr
     let kind = match input.kind.as_deref() {
         None => KeyKind::Write,
         Some(k) => KeyKind::parse(k).ok_or_else(|| {
-            ApiError::bad_request(
+            Error::invalid(
                 "invalid_key",
                 format!("kind {k:?} must be \"write\" or \"read\""),
             )
@@ -420,7 +420,7 @@ pub fn parse_key_request(body: &[u8]) -> Result<(KeyKind, Option<String>), ApiEr
         .as_ref()
         .is_some_and(|n| n.chars().count() > MAX_KEY_NAME_CHARS)
     {
-        return Err(ApiError::bad_request(
+        return Err(Error::invalid(
             "invalid_key",
             format!("name is longer than {MAX_KEY_NAME_CHARS} characters"),
         ));
@@ -487,31 +487,31 @@ mod tests {
             }
             .create(0)
             .unwrap_err();
-            assert!(e.message.contains("allowed origin"), "{bad}: {}", e.message);
+            assert!(e.to_string().contains("allowed origin"), "{bad}: {}", e);
         }
         let e = ProjectInput::parse(br#"{"slug":"x","retention_days":0}"#)
             .unwrap()
             .create(0)
             .unwrap_err();
-        assert!(e.message.contains("retention_days"), "{}", e.message);
+        assert!(e.to_string().contains("retention_days"), "{}", e);
         let e = ProjectInput::parse(br#"{"slug":"x","rate_limit":"fast"}"#)
             .unwrap()
             .create(0)
             .unwrap_err();
         assert!(
-            e.message.contains("strict, standard, high, off"),
+            e.to_string().contains("strict, standard, high, off"),
             "{}",
-            e.message
+            e.to_string()
         );
         let e = ProjectInput::parse(br#"{"slug":"Bad Slug"}"#)
             .unwrap()
             .create(0)
             .unwrap_err();
-        assert!(e.message.contains("a-z, 0-9"), "{}", e.message);
+        assert!(e.to_string().contains("a-z, 0-9"), "{}", e);
         let e = ProjectInput::parse(br#"{"slug":"x","colour":"red"}"#).unwrap_err();
-        assert!(e.message.contains("colour"), "{}", e.message);
+        assert!(e.to_string().contains("colour"), "{}", e);
         let e = ProjectInput::parse(b"{}").unwrap().create(0).unwrap_err();
-        assert!(e.message.contains("slug is required"), "{}", e.message);
+        assert!(e.to_string().contains("slug is required"), "{}", e);
     }
 
     #[test]
@@ -537,7 +537,7 @@ mod tests {
             .unwrap()
             .apply(p)
             .unwrap_err();
-        assert!(e.message.contains("cannot change"));
+        assert!(e.to_string().contains("cannot change"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Query ranges: `from`/`to` (a date or RFC 3339) or `days`, all in UTC, checked for
 //! sense before any storage is read.
 
+use crate::Error;
 use crate::time::{DAY_MS, Interval, parse_date};
 
 /// A half-open time range `[from_ms, to_ms)` in epoch milliseconds.
@@ -49,24 +50,23 @@ pub struct Query<'a> {
 ///
 /// # Errors
 ///
-/// A message a person can act on: a bad format, `days` with `from`/`to`, an inverted
-/// or empty range, one longer than `max_days`, or one outside 2000-01-01 .. tomorrow.
-pub fn resolve(query: Query<'_>, now_ms: i64, limits: Limits) -> Result<Range, String> {
+/// An [`Error`] a person can act on (`Error::Range*`): a bad format, `days` with
+/// `from`/`to`, an inverted or empty range, one longer than `max_days`, or one outside
+/// 2000-01-01 .. tomorrow.
+pub fn resolve(query: Query<'_>, now_ms: i64, limits: Limits) -> Result<Range, Error> {
     let now_end = now_ms + 1;
     let range = match (query.days, query.from, query.to) {
         (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
-            return Err("use either days or from/to, not both".into());
+            return Err(Error::RangeBothForms);
         }
         (Some(days), None, None) => {
             let n = days
                 .parse::<i64>()
                 .ok()
                 .filter(|n| (1..=limits.max_days).contains(n))
-                .ok_or_else(|| {
-                    format!(
-                        "days must be a whole number from 1 to {}, not {days:?}",
-                        limits.max_days
-                    )
+                .ok_or_else(|| Error::RangeDays {
+                    days: days.to_owned(),
+                    max_days: limits.max_days,
                 })?;
             Range {
                 from_ms: Interval::Day.floor(now_ms) - (n - 1) * DAY_MS,
@@ -86,31 +86,33 @@ pub fn resolve(query: Query<'_>, now_ms: i64, limits: Limits) -> Result<Range, S
         }
     };
     if range.from_ms >= range.to_ms {
-        return Err("from must be before to".into());
+        return Err(Error::RangeEmpty);
     }
     if range.from_ms < EARLIEST_MS {
-        return Err("from must not be before 2000-01-01".into());
+        return Err(Error::RangeTooEarly);
     }
     if range.to_ms - range.from_ms > limits.max_days * DAY_MS {
-        return Err(format!(
-            "the range is longer than {} days; ask for less",
-            limits.max_days
-        ));
+        return Err(Error::RangeTooLong {
+            max_days: limits.max_days,
+        });
     }
     if range.to_ms > now_ms + 2 * DAY_MS {
-        return Err("to must not be more than a day in the future".into());
+        return Err(Error::RangeInFuture);
     }
     Ok(range)
 }
 
 /// Parses one end of a range; a date `to` ends after that whole day.
-fn instant(text: &str, name: &str, is_end: bool) -> Result<i64, String> {
+fn instant(text: &str, end: &'static str, is_end: bool) -> Result<i64, Error> {
     if let Some(day) = parse_date(text) {
         return Ok(if is_end { day + DAY_MS } else { day });
     }
     chrono::DateTime::parse_from_rfc3339(text)
         .map(|t| t.timestamp_millis())
-        .map_err(|_| format!("{name} {text:?} is neither a date (YYYY-MM-DD) nor RFC 3339 time"))
+        .map_err(|_| Error::RangeEnd {
+            end,
+            text: text.to_owned(),
+        })
 }
 
 #[cfg(test)]
@@ -138,7 +140,7 @@ mod tests {
                 "{from:?} {to:?} {days:?}"
             ),
             Err(fragment) => {
-                let err = got.expect_err("should be rejected");
+                let err = got.expect_err("should be rejected").to_string();
                 assert!(err.contains(fragment), "{err:?} lacks {fragment:?}");
             }
         }

@@ -3,6 +3,8 @@
 use chrono::{DateTime, Datelike, NaiveDate};
 use serde_json::Value;
 
+use crate::Error;
+
 /// Milliseconds in one minute.
 pub const MINUTE_MS: i64 = 60_000;
 /// Milliseconds in one hour.
@@ -140,22 +142,17 @@ pub fn parse_date(text: &str) -> Option<i64> {
 ///
 /// # Errors
 ///
-/// Returns a message a person can act on when the value is neither form.
-pub fn parse_timestamp(value: &Value) -> Result<i64, String> {
+/// An [`Error`] a person can act on (`Error::Timestamp*`) when the value is neither form.
+pub fn parse_timestamp(value: &Value) -> Result<i64, Error> {
     match value {
         Value::String(text) => DateTime::parse_from_rfc3339(text)
             .map(|t| t.timestamp_millis())
-            .map_err(|_| format!("timestamp {text:?} is not RFC 3339 (e.g. 2025-01-18T14:30:00Z)")),
+            .map_err(|_| Error::TimestampText(text.clone())),
         Value::Number(n) => match n.as_i64() {
             Some(ms) if ms >= 0 => Ok(ms),
-            _ => Err(format!(
-                "timestamp {n} is not a non-negative integer of epoch milliseconds"
-            )),
+            _ => Err(Error::TimestampNumber(n.clone())),
         },
-        other => Err(format!(
-            "timestamp must be RFC 3339 text or epoch milliseconds, not {}",
-            json_kind(other)
-        )),
+        other => Err(Error::timestamp_type(other)),
     }
 }
 
@@ -188,7 +185,7 @@ mod tests {
         match expected {
             Ok(ms) => assert_eq!(got, Ok(ms), "input {input}"),
             Err(fragment) => {
-                let err = got.expect_err("should be rejected");
+                let err = got.expect_err("should be rejected").to_string();
                 assert!(
                     err.contains(fragment),
                     "{err:?} should contain {fragment:?}"

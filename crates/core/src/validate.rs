@@ -148,7 +148,9 @@ pub fn validate(
 
     let mut timestamp = match &raw.timestamp {
         None | Some(Value::Null) => now_ms,
-        Some(value) => parse_timestamp(value).map_err(|m| Rejection::field("timestamp", m))?,
+        Some(value) => {
+            parse_timestamp(value).map_err(|e| Rejection::field("timestamp", e.to_string()))?
+        }
     };
     if timestamp > now_ms {
         warnings.push(Warning::ClampedTimestamp {

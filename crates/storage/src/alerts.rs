@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use tally_core::alerts::{
-    Alert, MINUTE_ROWS_KEPT_MS, Observation, Rule, State, Status, StoredRule, Transition, step,
+    Alert, CampaignStatus, MINUTE_ROWS_KEPT_MS, Observation, Rule, State, Status, StoredRule,
+    Transition, step,
 };
 use tally_core::rollup::{Dimension, Rollup};
 use tally_core::sql;
@@ -306,7 +307,7 @@ impl AlertWrite<'_> {
                     vec![
                         (*project).into(),
                         (*campaign).into(),
-                        (if *paused { "paused" } else { "active" }).into(),
+                        CampaignStatus::of(*paused).name().into(),
                         (*reason).into(),
                         (*alert_id).into(),
                         (*now_ms).into(),
@@ -506,7 +507,7 @@ impl RuleRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
-        .map_err(bad)?;
+        .map_err(|e| bad(e.to_string()))?;
         Ok(RuleEntry { rule, status, last })
     }
 }

@@ -147,7 +147,7 @@ impl D1Store {
 impl Executor for D1Store {
     async fn query<T: DeserializeOwned>(
         &self,
-        sql: &str,
+        sql: &'static str,
         values: Vec<Bound>,
     ) -> Result<Vec<T>, Error> {
         let statement = self.statement(sql, values)?;

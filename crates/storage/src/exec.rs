@@ -87,6 +87,8 @@ impl Statement {
 pub trait Executor {
     /// The rows of `sql` with `values` bound, each decoded from its columns by name
     /// (BLOB columns are read through `hex(col)` in the SQL, so they arrive as text).
+    /// `sql` is a constant of `tally_core::sql`, never text built at run time (hence
+    /// `'static`, as in [`Statement`]).
     ///
     /// # Errors
     ///
@@ -94,7 +96,7 @@ pub trait Executor {
     /// not fit `T`.
     async fn query<T: DeserializeOwned>(
         &self,
-        sql: &str,
+        sql: &'static str,
         values: Vec<Bound>,
     ) -> Result<Vec<T>, Error>;
 

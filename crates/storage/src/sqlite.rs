@@ -117,7 +117,7 @@ impl Executor for SqliteStore {
     /// serves both.
     async fn query<T: DeserializeOwned>(
         &self,
-        sql: &str,
+        sql: &'static str,
         values: Vec<Bound>,
     ) -> Result<Vec<T>, Error> {
         let conn = self.conn.borrow();

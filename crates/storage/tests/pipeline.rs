@@ -265,7 +265,7 @@ struct Racing<'a> {
 impl Executor for Racing<'_> {
     async fn query<T: DeserializeOwned>(
         &self,
-        sql: &str,
+        sql: &'static str,
         values: Vec<Bound>,
     ) -> Result<Vec<T>, Error> {
         self.inner.query(sql, values).await

@@ -30,6 +30,10 @@ pub const ALERTS_QUEUE: &str = "ALERTS_QUEUE";
 pub const ALERTS_DLQ: &str = "ALERTS_DLQ";
 
 /// Milliseconds since the Unix epoch: the worker's one reading of the clock.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the worker's one clock read (workers/clippy.toml)"
+)]
 pub fn now_ms() -> i64 {
     Date::now().as_millis() as i64
 }

@@ -27,6 +27,10 @@ pub const CACHE: &str = "CACHE";
 pub const LOOKUP_LIMIT: &str = "RATE_LIMIT_LOOKUP";
 
 /// Milliseconds since the Unix epoch: the worker's one reading of the clock.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the worker's one clock read (workers/clippy.toml)"
+)]
 pub fn now_ms() -> i64 {
     Date::now().as_millis() as i64
 }

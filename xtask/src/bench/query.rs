@@ -19,13 +19,14 @@ use serde_json::{Value, json};
 use tally_core::time::{DAY_MS, HOUR_MS, Interval, date_label, date_of, format_ms};
 use tally_core::workload::FUNNEL;
 
-use crate::admin::{Admin, KeyKind, Settings};
-use crate::bundle::rel;
-use crate::load::percentile;
+use crate::admin::client::{Admin, KeyKind, Settings};
+use crate::bench::load::percentile;
+use crate::deploy::wrangler_config::Env;
+use crate::stack::bundle::rel;
+use crate::stack::proc;
+use crate::stack::tools::{cargo, root};
 use crate::stack::{self, Config, Ports, Stack, agent};
-use crate::tools::{cargo, root};
-use crate::wrangler_config::Env;
-use crate::{proc, step};
+use crate::step;
 
 /// The volumes of raw events measured, in order; ratios are the last over the first.
 pub const VOLUMES: [u64; 2] = [100_000, 1_000_000];

@@ -5,8 +5,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
-use crate::cf_stand_in::{Script, StandIn, State};
-use crate::wrangler_config::fixtures::{AGGREGATOR, INGEST, QUERY};
+use crate::deploy::cf_stand_in::{Script, StandIn, State};
+use crate::deploy::wrangler_config::fixtures::{AGGREGATOR, INGEST, QUERY};
 
 const TOKEN: &str = "test-token";
 const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";

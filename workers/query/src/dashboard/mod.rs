@@ -201,7 +201,8 @@ async fn get(
     };
     let range = match range::resolve(query, now, limits) {
         Ok(range) => range,
-        Err(message) => {
+        Err(error) => {
+            let message = error.to_string();
             page.error = Some(&message);
             return html_response(&page::dashboard(&page), 400);
         }

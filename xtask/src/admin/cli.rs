@@ -1,13 +1,45 @@
-//! Command lines of the tasks that call the admin API (`cargo xtask project`, `alert`,
-//! `campaign`): operands and `--option value` / `--option=value` pairs read against a
-//! task's table of options, the checks every command makes of them, the query worker to
-//! talk to (`--url`, the admin token), and the plain tables they print.
+//! What the tasks that call the admin API (`cargo xtask project`, `alert`, `campaign`)
+//! share: [`run`], which parses, connects, executes and prints; operands and
+//! `--option value` / `--option=value` pairs read against a task's table of options, the
+//! checks every command makes of them, the query worker to talk to (`--url`, the admin
+//! token), and the plain [`table`]s they print.
 
 use anyhow::{Context, Result, bail};
 
-use crate::admin::Admin;
+use crate::admin::client::Admin;
+use crate::stack::tools::root;
 use crate::stack::{self, Ports};
-use crate::tools::root;
+
+/// A parsed command of an admin task; one of them asks for the usage.
+pub trait Command {
+    fn is_help(&self) -> bool;
+}
+
+/// A parsed command line: the `--url` given, if any, and the command.
+pub type Parsed<C> = Result<(Option<String>, C)>;
+
+/// Runs one admin task: `parse` reads its arguments into the `--url` given (if any)
+/// and a command; help prints `usage` (and what `--url` means) without connecting;
+/// any other command is executed against the query worker and what it returns printed.
+///
+/// # Errors
+///
+/// A bad command line, no admin token, or the API's error answer.
+pub fn run<C: Command>(
+    args: &[String],
+    usage: &str,
+    parse: fn(&[String]) -> Parsed<C>,
+    execute: fn(&Admin, C) -> Result<String>,
+) -> Result<()> {
+    let (url, command) = parse(args)?;
+    if command.is_help() {
+        print!("{usage}{URL_HELP}");
+        return Ok(());
+    }
+    let admin = connect(url)?;
+    print!("{}", execute(&admin, command)?);
+    Ok(())
+}
 
 /// A task's command line, split: operands in order and options as given.
 #[derive(Debug, PartialEq, Eq)]
@@ -196,7 +228,7 @@ fn default_url(env_url: Option<String>) -> Result<String> {
         Some(url) => Ok(url),
         None => Ok(format!(
             "http://127.0.0.1:{}",
-            Ports::fixed(crate::dev::base_port()?).query
+            Ports::fixed(crate::stack::dev::base_port()?).query
         )),
     }
 }

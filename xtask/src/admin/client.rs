@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Map, Value, json};
+use tally_core::alerts::{CampaignStatus, State};
 
 use crate::stack::agent;
 
@@ -236,8 +237,7 @@ pub struct AlertRule {
     pub id: String,
     pub name: String,
     pub enabled: bool,
-    /// `ok` or `firing`.
-    pub state: String,
+    pub state: State,
     pub state_since: Option<String>,
     pub last_value: Option<f64>,
     pub evaluated_at: Option<String>,
@@ -256,7 +256,12 @@ impl AlertRule {
             enabled: v["enabled"].as_bool().with_context(|| {
                 format!("the admin API sent an alert rule without a boolean `enabled`: {v}")
             })?,
-            state: string(v, what, "state")?,
+            state: {
+                let state = string(v, what, "state")?;
+                State::parse(&state).with_context(|| {
+                    format!("the admin API sent an alert rule whose state is {state:?}: {v}")
+                })?
+            },
             state_since: optional_string(v, what, "state_since")?,
             last_value: v["last_value"].as_f64(),
             evaluated_at: optional_string(v, what, "evaluated_at")?,
@@ -370,10 +375,9 @@ impl Campaign {
         let status = string(v, what, "status")?;
         Ok(Self {
             campaign: string(v, what, "campaign")?,
-            paused: match status.as_str() {
-                "paused" => true,
-                "active" => false,
-                other => bail!("the API sent a campaign whose status is {other:?}: {v}"),
+            paused: match CampaignStatus::parse(&status) {
+                Some(status) => status == CampaignStatus::Paused,
+                None => bail!("the API sent a campaign whose status is {status:?}: {v}"),
             },
             reason: optional_string(v, what, "reason")?,
             alert_id: optional_string(v, what, "alert_id")?,
@@ -552,7 +556,7 @@ impl Admin {
         reason: Option<&str>,
     ) -> Result<Campaign> {
         let path = format!("{}/campaigns/{}", project_path(slug), segment(campaign));
-        let mut body = json!({"status": if paused { "paused" } else { "active" }});
+        let mut body = json!({"status": CampaignStatus::of(paused).name()});
         if let Some(reason) = reason {
             body["reason"] = json!(reason);
         }

@@ -156,7 +156,7 @@ impl WorkerConfig {
             if present {
                 bail!(
                     "{} has `{key}`, which cargo xtask deploy cannot provision or name per \
-                     environment yet\n  hint: teach xtask/src/wrangler_config.rs about it",
+                     environment yet\n  hint: teach xtask/src/deploy/wrangler_config.rs about it",
                     self.path.display()
                 );
             }
@@ -917,10 +917,10 @@ mod tests {
     /// consumers are sent is named by its vars, so its dispatch knows every batch.
     #[test]
     fn the_generated_configs_vars_name_every_consumed_queue() {
-        let aggregator = WorkerConfig::read(crate::tools::root(), "aggregator").unwrap();
+        let aggregator = WorkerConfig::read(crate::stack::tools::root(), "aggregator").unwrap();
         let ids = Ids::placeholders(std::slice::from_ref(&aggregator)).unwrap();
         for env in [Env::Staging, Env::Production] {
-            let out = crate::tools::root()
+            let out = crate::stack::tools::root()
                 .join("target/deploy")
                 .join(env.as_str());
             let t: Table = aggregator
@@ -955,9 +955,9 @@ mod tests {
 
     #[test]
     fn the_repository_configs_deploy_cleanly() {
-        let configs: Vec<WorkerConfig> = crate::bundle::WORKERS
+        let configs: Vec<WorkerConfig> = crate::stack::bundle::WORKERS
             .iter()
-            .map(|w| WorkerConfig::read(crate::tools::root(), w).unwrap())
+            .map(|w| WorkerConfig::read(crate::stack::tools::root(), w).unwrap())
             .collect();
         let needs = needs(&configs).unwrap();
         assert!(needs.databases.contains("tally"), "{needs:?}");

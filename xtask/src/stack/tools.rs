@@ -10,7 +10,8 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{proc, step};
+use crate::stack::proc;
+use crate::step;
 
 /// The worker-build release matching the `worker` crate pinned in Cargo.toml.
 pub const WORKER_BUILD_VERSION: &str = "0.8.7";

@@ -5,9 +5,10 @@
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value, json};
+use tally_core::alerts::{Comparator, State};
 
-use crate::admin::{Admin, AlertEvent, AlertRule};
-use crate::cli::{self, Options, table};
+use crate::admin::cli::{self, Options, table};
+use crate::admin::client::{Admin, AlertEvent, AlertRule};
 
 const TASK: &str = "alert";
 
@@ -132,15 +133,14 @@ enum Command {
     },
 }
 
-pub fn run(args: &[String]) -> Result<()> {
-    let (url, command) = parse(args)?;
-    if command == Command::Help {
-        print!("{USAGE}{}", cli::URL_HELP);
-        return Ok(());
+impl cli::Command for Command {
+    fn is_help(&self) -> bool {
+        *self == Command::Help
     }
-    let admin = cli::connect(url)?;
-    print!("{}", execute(&admin, command)?);
-    Ok(())
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    cli::run(args, USAGE, parse, execute)
 }
 
 /// Runs a command and returns what to print.
@@ -370,15 +370,20 @@ fn rule_body(opts: &Options<'_>) -> Result<Value> {
 
 /// A comparator from its sign or its name.
 fn comparator(text: &str) -> Result<&'static str> {
-    Ok(match text {
-        "<" | "lt" | "below" => "<",
-        "<=" | "le" | "at-most" => "<=",
-        ">" | "gt" | "above" => ">",
-        ">=" | "ge" | "at-least" => ">=",
-        other => bail!(
-            "--comparator wants <, <=, >, >= (or below, at-most, above, at-least), not {other:?}"
-        ),
-    })
+    let sign = match text {
+        "lt" | "below" => "<",
+        "le" | "at-most" => "<=",
+        "gt" | "above" => ">",
+        "ge" | "at-least" => ">=",
+        sign => sign,
+    };
+    Comparator::parse(sign)
+        .map(Comparator::name)
+        .with_context(|| {
+            format!(
+                "--comparator wants <, <=, >, >= (or below, at-most, above, at-least), not {text:?}"
+            )
+        })
 }
 
 /// The warning that goes with a secret the API just showed; empty without one.
@@ -405,10 +410,10 @@ fn rules_table(slug: &str, rules: &[AlertRule]) -> String {
     let rows: Vec<Vec<String>> = rules
         .iter()
         .map(|r| {
-            let state = match (r.enabled, r.state.as_str(), &r.state_since) {
+            let state = match (r.enabled, r.state, &r.state_since) {
                 (false, _, _) => "disabled".to_owned(),
-                (true, "firing", Some(since)) => format!("FIRING since {since}"),
-                (true, state, _) => state.to_owned(),
+                (true, State::Firing, Some(since)) => format!("FIRING since {since}"),
+                (true, state, _) => state.name().to_owned(),
             };
             let last = match (&r.evaluated_at, r.last_value) {
                 (None, _) => "-".to_owned(),

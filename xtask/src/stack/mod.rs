@@ -7,6 +7,15 @@
 //! runs the names and vars a deploy gives. `cargo xtask dev` runs production's names,
 //! the end-to-end tests staging's (every name suffixed `-staging`), so a name the
 //! workers hard-code instead of reading from their config fails those tests.
+//!
+//! Beside the processes (this module): the pinned toolchain ([`tools`]), the wasm
+//! bundles ([`bundle`]), child processes and their groups ([`proc`]) and `cargo xtask
+//! dev` ([`dev`]), which runs a stack for a person.
+
+pub mod bundle;
+pub mod dev;
+pub mod proc;
+pub mod tools;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -18,11 +27,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::bundle::{WORKERS, rel};
-use crate::proc::{self, Background};
-use crate::tools::{self, root};
-use crate::wrangler_config::Env;
+use crate::deploy::wrangler_config::Env;
+use crate::stack::bundle::{WORKERS, rel};
 use crate::{deploy, step};
+use proc::Background;
+use tools::root;
 
 /// The HTTP and inspector ports of the three workers.
 #[derive(Debug, Clone, Copy)]
@@ -112,7 +121,7 @@ impl Stack {
     pub fn start(config: Config) -> Result<Self> {
         for worker in WORKERS {
             tools::require(
-                &crate::bundle::crate_dir(worker).join("build/index.js"),
+                &crate::stack::bundle::crate_dir(worker).join("build/index.js"),
                 "run `cargo xtask build` first",
             )?;
         }

@@ -6,8 +6,9 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 
-use crate::tools::{self, root};
-use crate::{proc, step};
+use crate::stack::proc;
+use crate::stack::tools::{self, root};
+use crate::step;
 
 /// The three workers, in the order they start: the queue consumer first.
 pub const WORKERS: [&str; 3] = ["aggregator", "ingest", "query"];

@@ -18,12 +18,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::admin::{Admin, KeyKind, RateLimit, Settings};
+use crate::admin::client::{Admin, KeyKind, RateLimit, Settings};
+use crate::deploy::wrangler_config::Env;
+use crate::stack::tools::{self, cargo, root};
 use crate::stack::{Config, Ports, Stack, agent};
-use crate::tools::{self, cargo, root};
-use crate::wrangler_config::Env;
-use crate::{bundle, load, proc, step};
+use crate::stack::{bundle, proc};
+use crate::step;
 
+mod load;
 mod query;
 
 /// Events sent through the local stack.

@@ -4,8 +4,8 @@
 
 use anyhow::{Result, bail};
 
-use crate::admin::{Admin, Campaign};
-use crate::cli::{self, Options, table};
+use crate::admin::cli::{self, Options, table};
+use crate::admin::client::{Admin, Campaign};
 
 const TASK: &str = "campaign";
 
@@ -47,15 +47,14 @@ enum Command {
     },
 }
 
-pub fn run(args: &[String]) -> Result<()> {
-    let (url, command) = parse(args)?;
-    if command == Command::Help {
-        print!("{USAGE}{}", cli::URL_HELP);
-        return Ok(());
+impl cli::Command for Command {
+    fn is_help(&self) -> bool {
+        *self == Command::Help
     }
-    let admin = cli::connect(url)?;
-    print!("{}", execute(&admin, command)?);
-    Ok(())
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    cli::run(args, USAGE, parse, execute)
 }
 
 fn execute(admin: &Admin, command: Command) -> Result<String> {

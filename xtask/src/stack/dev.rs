@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::admin::{self, Admin, Key, KeyKind, RateLimit, Settings, key_label};
+use crate::admin::client::{self, Admin, Key, KeyKind, RateLimit, Settings, key_label};
+use crate::deploy::wrangler_config::Env;
+use crate::stack::tools::root;
 use crate::stack::{Config, Ports, Stack};
-use crate::tools::root;
-use crate::wrangler_config::Env;
-use crate::{bundle, proc, step, tools};
+use crate::stack::{bundle, proc, tools};
+use crate::step;
 
 /// The first port of the dev stack, unless `TALLY_DEV_PORT` says otherwise.
 const DEFAULT_PORT: u16 = 8787;
@@ -122,7 +123,7 @@ fn demo_keys(admin: &Admin, file: &Path) -> Result<DemoKeys> {
     };
     match admin.create_project(DEMO, &settings) {
         Ok(_) => println!("created project {DEMO}"),
-        Err(e) if admin::has_code(&e, admin::PROJECT_EXISTS) => {
+        Err(e) if client::has_code(&e, client::PROJECT_EXISTS) => {
             println!("project {DEMO}: present");
         }
         Err(e) => return Err(e),

@@ -19,6 +19,15 @@
 //! adds to the secrets a worker has and deletes none), so no deployed version lacks
 //! them; the generated configs list them under `[secrets] required`, so wrangler refuses
 //! to deploy a worker whose secret is neither uploaded nor already there.
+//!
+//! Beside it: the client of Cloudflare's API ([`cloudflare`]), the wrangler configs read
+//! as data and written per environment ([`wrangler_config`]) and, for tests, an
+//! in-process stand-in of the API (`cf_stand_in`).
+
+#[cfg(test)]
+mod cf_stand_in;
+pub mod cloudflare;
+pub mod wrangler_config;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -27,11 +36,12 @@ use std::process::Stdio;
 
 use anyhow::{Context, Result, bail};
 
-use crate::bundle::{self, WORKERS};
-use crate::cloudflare::{self, Api};
-use crate::tools::{self, root};
-use crate::wrangler_config::{self, Env, Ids, Needs, WorkerConfig, kv_title};
-use crate::{proc, step};
+use crate::stack::bundle::{self, WORKERS};
+use crate::stack::proc;
+use crate::stack::tools::{self, root};
+use crate::step;
+use cloudflare::Api;
+use wrangler_config::{Env, Ids, Needs, WorkerConfig, kv_title};
 
 const USAGE: &str = "usage: cargo xtask deploy [--env staging|production] \
                      [--only ingest|aggregator|query] [--dry-run]";

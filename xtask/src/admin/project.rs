@@ -3,8 +3,8 @@
 
 use anyhow::{Context, Result, bail};
 
-use crate::admin::{Admin, Key, KeyKind, Project, RateLimit, Settings, key_label};
-use crate::cli::{self, Options, table};
+use crate::admin::cli::{self, Options, table};
+use crate::admin::client::{Admin, Key, KeyKind, Project, RateLimit, Settings, key_label};
 
 const TASK: &str = "project";
 
@@ -89,15 +89,19 @@ struct Invocation {
     command: Command,
 }
 
-pub fn run(args: &[String]) -> Result<()> {
-    let invocation = parse(args)?;
-    if invocation.command == Command::Help {
-        print!("{USAGE}{}", cli::URL_HELP);
-        return Ok(());
+impl cli::Command for Command {
+    fn is_help(&self) -> bool {
+        *self == Command::Help
     }
-    let admin = cli::connect(invocation.url)?;
-    print!("{}", execute(&admin, invocation.command)?);
-    Ok(())
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    cli::run(
+        args,
+        USAGE,
+        |args| parse(args).map(|i| (i.url, i.command)),
+        execute,
+    )
 }
 
 /// Runs a command and returns what to print.
