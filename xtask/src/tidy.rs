@@ -302,7 +302,7 @@ mod tests {
     /// What of `tally_storage` ingest may name: the D1 store for reading keys, the KV
     /// cache and the events queue. Not `Writer`/`Write`, `JobLog`, `exec` (raw
     /// statements), `pipeline` or `alerts`.
-    const INGEST_STORAGE: [&str; 7] = [
+    const INGEST_STORAGE: [&str; 8] = [
         "AdminStore",
         "Cache",
         "EventQueue",
@@ -310,6 +310,8 @@ mod tests {
         "cloudflare::CfQueue",
         "cloudflare::KvCache",
         "d1::D1Store",
+        // The in-memory queue double of ingest's native tests: it writes nowhere.
+        "memory::MemoryQueue",
     ];
     /// `AdminStore`'s methods, read or write: a new one must be sorted into one list.
     const ADMIN_READS: [&str; 4] = ["project", "all_projects", "keys", "key_by_hash"];

@@ -10,7 +10,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::ApiError;
+use crate::Error;
 
 /// The request header.
 pub const HEADER: &str = "Idempotency-Key";
@@ -30,14 +30,15 @@ const DOMAIN: &[u8] = b"tally idempotency key v1";
 ///
 /// # Errors
 ///
-/// 400 `invalid_idempotency_key`, saying what is wrong, for any other value.
-pub fn check_key(header: &str) -> Result<&str, ApiError> {
+/// [`Error::Invalid`] `invalid_idempotency_key` (a 400 at the edge), saying what is
+/// wrong, for any other value.
+pub fn check_key(header: &str) -> Result<&str, Error> {
     let key = header
         .strip_prefix('"')
         .and_then(|k| k.strip_suffix('"'))
         .unwrap_or(header);
     let invalid = |what: String| {
-        ApiError::bad_request(
+        Error::invalid(
             "invalid_idempotency_key",
             format!(
                 "the {HEADER} header {what}; send {MIN_LEN} to {MAX_LEN} characters of \
@@ -125,10 +126,9 @@ mod tests {
     fn check(header: &str, expected: Result<&str, &str>) {
         match (check_key(header), expected) {
             (Ok(key), Ok(want)) => assert_eq!(key, want, "{header:?}"),
-            (Err(e), Err(want)) => {
-                assert_eq!(e.status, 400, "{header:?}");
-                assert_eq!(e.code, "invalid_idempotency_key", "{header:?}");
-                assert!(e.message.contains(want), "{header:?}: {}", e.message);
+            (Err(Error::Invalid { code, message, .. }), Err(want)) => {
+                assert_eq!(code, "invalid_idempotency_key", "{header:?}");
+                assert!(message.contains(want), "{header:?}: {message}");
             }
             (got, want) => panic!("{header:?}: {got:?}, expected {want:?}"),
         }

@@ -76,6 +76,7 @@ pub fn idempotency_key(req: &Request) -> Result<Option<String>, ApiError> {
     header
         .map(|value| idempotency::check_key(&value).map(str::to_owned))
         .transpose()
+        .map_err(ApiError::from)
 }
 
 /// Validation for one admitted request: the project, the time, the hashing secret, the
