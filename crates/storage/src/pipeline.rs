@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use tally_core::Event;
 use tally_core::alerts::MINUTE_ROWS_KEPT_MS;
+use tally_core::queue::{Dropped, Message};
 use tally_core::rollup::{self, Key, Period, Rollup};
 use tally_core::sessions;
 use tally_core::time::{DAY_MS, Interval};
@@ -180,6 +181,84 @@ where
     store.commit(&writes).await?;
     stored.rollup_rows = merged.len();
     Ok(stored)
+}
+
+/// Most events handed to [`store_events`] at once by [`store_messages`]; messages are
+/// grouped up to it.
+pub const MAX_EVENTS_PER_COMMIT: usize = 10_000;
+
+/// What [`store_messages`] did.
+#[derive(Debug, Default)]
+pub struct Consumed {
+    /// One per message, in order: stored (now or before), or the error that kept it out.
+    pub outcomes: Vec<Result<(), Error>>,
+    /// The sums of the [`store_events`] calls that committed.
+    pub stored: Stored,
+    /// [`store_events`] calls made.
+    pub calls: usize,
+}
+
+/// Stores the events and dropped-request records of a batch of queue messages: in
+/// groups of at most [`MAX_EVENTS_PER_COMMIT`] events, each group one [`store_events`]
+/// call; a group's messages share its outcome.
+pub async fn store_messages<S>(store: &S, messages: &[Message], now_ms: i64) -> Consumed
+where
+    S: EventStore + RollupStore + Writer,
+{
+    let mut consumed = Consumed::default();
+    let mut group: Vec<&Message> = Vec::new();
+    let mut events = 0;
+    for message in messages {
+        if !group.is_empty() && events + message.events.len() > MAX_EVENTS_PER_COMMIT {
+            store_group(store, &group, now_ms, &mut consumed).await;
+            group.clear();
+            events = 0;
+        }
+        events += message.events.len();
+        group.push(message);
+    }
+    if !group.is_empty() {
+        store_group(store, &group, now_ms, &mut consumed).await;
+    }
+    consumed
+}
+
+/// Stores one group of messages in one [`store_events`] call.
+async fn store_group<S>(store: &S, group: &[&Message], now_ms: i64, consumed: &mut Consumed)
+where
+    S: EventStore + RollupStore + Writer,
+{
+    consumed.calls += 1;
+    let dropped: Vec<Dropped> = group.iter().flat_map(|m| m.dropped.clone()).collect();
+    let events: Vec<Event> = group.iter().flat_map(|m| m.events.clone()).collect();
+    let counted = if dropped.is_empty() {
+        Ok(())
+    } else {
+        // Idempotent by id: a redelivered record counts once.
+        store
+            .commit(&[Write::InsertDropped(&dropped)])
+            .await
+            .map(drop)
+    };
+    let result = match counted {
+        Ok(()) => store_events(store, &events, now_ms).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(stored) => {
+            consumed.stored.received += stored.received;
+            consumed.stored.new += stored.new;
+            consumed.stored.rollup_rows += stored.rollup_rows;
+            consumed.stored.attempts = consumed.stored.attempts.max(stored.attempts);
+            consumed.outcomes.extend(group.iter().map(|_| Ok(())));
+        }
+        Err(e) => {
+            let text = e.to_string();
+            consumed
+                .outcomes
+                .extend(group.iter().map(|_| Err(Error::Database(text.clone()))));
+        }
+    }
 }
 
 /// What [`backfill`] did.
