@@ -187,6 +187,13 @@ where
 /// grouped up to it.
 pub const MAX_EVENTS_PER_COMMIT: usize = 10_000;
 
+/// Most [`store_events`] calls [`store_messages`] makes to split failed groups, per
+/// batch: one bad message among a full batch (100 messages, `max_batch_size`) is found
+/// in 14 (two per halving), so this leaves room for a second. Each call is a few D1
+/// queries (reads and one commit); a batch whose failures need more retries the
+/// messages not yet told apart, which meet again in a later batch.
+pub const MAX_SPLIT_CALLS: usize = 20;
+
 /// What [`store_messages`] did.
 #[derive(Debug, Default)]
 pub struct Consumed {
@@ -194,71 +201,93 @@ pub struct Consumed {
     pub outcomes: Vec<Result<(), Error>>,
     /// The sums of the [`store_events`] calls that committed.
     pub stored: Stored,
-    /// [`store_events`] calls made.
+    /// [`store_events`] calls made, splits included.
     pub calls: usize,
 }
 
 /// Stores the events and dropped-request records of a batch of queue messages: in
 /// groups of at most [`MAX_EVENTS_PER_COMMIT`] events, each group one [`store_events`]
-/// call; a group's messages share its outcome.
+/// call. A group that fails is split in halves, and halves that fail again in halves,
+/// so that one bad message (say, one whose events touch a row that cannot be read)
+/// fails alone and every other is stored: within [`MAX_SPLIT_CALLS`], after which the
+/// messages of a failed part all fail with it.
+///
+/// Exactly once still: a failed call applied nothing, and [`store_events`] skips events
+/// stored before, so a message stored in one part and sent again counts once.
 pub async fn store_messages<S>(store: &S, messages: &[Message], now_ms: i64) -> Consumed
 where
     S: EventStore + RollupStore + Writer,
 {
     let mut consumed = Consumed::default();
-    let mut group: Vec<&Message> = Vec::new();
+    let mut outcomes: Vec<Option<Result<(), Error>>> = messages.iter().map(|_| None).collect();
+    // Parts still to store, as ranges of `messages`, the next one last.
+    let mut parts: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut start = 0;
     let mut events = 0;
-    for message in messages {
-        if !group.is_empty() && events + message.events.len() > MAX_EVENTS_PER_COMMIT {
-            store_group(store, &group, now_ms, &mut consumed).await;
-            group.clear();
-            events = 0;
+    for (i, message) in messages.iter().enumerate() {
+        if i > start && events + message.events.len() > MAX_EVENTS_PER_COMMIT {
+            parts.push(start..i);
+            (start, events) = (i, 0);
         }
         events += message.events.len();
-        group.push(message);
     }
-    if !group.is_empty() {
-        store_group(store, &group, now_ms, &mut consumed).await;
+    if start < messages.len() {
+        parts.push(start..messages.len());
     }
+    parts.reverse();
+    let mut split_calls = 0;
+    while let Some(part) = parts.pop() {
+        consumed.calls += 1;
+        match store_part(store, &messages[part.clone()], now_ms).await {
+            Ok(stored) => {
+                consumed.stored.received += stored.received;
+                consumed.stored.new += stored.new;
+                consumed.stored.rollup_rows += stored.rollup_rows;
+                consumed.stored.attempts = consumed.stored.attempts.max(stored.attempts);
+                outcomes[part].iter_mut().for_each(|o| *o = Some(Ok(())));
+            }
+            Err(_) if part.len() > 1 && split_calls + 2 <= MAX_SPLIT_CALLS => {
+                split_calls += 2;
+                let middle = part.start + part.len() / 2;
+                parts.push(middle..part.end);
+                parts.push(part.start..middle);
+            }
+            Err(e) => {
+                for o in &mut outcomes[part] {
+                    *o = Some(Err(same(&e)));
+                }
+            }
+        }
+    }
+    consumed.outcomes = outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Err(Error::Database("not stored".into()))))
+        .collect();
     consumed
 }
 
-/// Stores one group of messages in one [`store_events`] call.
-async fn store_group<S>(store: &S, group: &[&Message], now_ms: i64, consumed: &mut Consumed)
+/// The same error again, for each message of a part that failed.
+fn same(e: &Error) -> Error {
+    match e {
+        Error::Conflict(m) => Error::Conflict(m.clone()),
+        Error::Database(m) => Error::Database(m.clone()),
+        Error::Decode(m) => Error::Decode(m.clone()),
+    }
+}
+
+/// Stores one part of a batch: its dropped-request records, then its events in one
+/// [`store_events`] call.
+async fn store_part<S>(store: &S, part: &[Message], now_ms: i64) -> Result<Stored, Error>
 where
     S: EventStore + RollupStore + Writer,
 {
-    consumed.calls += 1;
-    let dropped: Vec<Dropped> = group.iter().flat_map(|m| m.dropped.clone()).collect();
-    let events: Vec<Event> = group.iter().flat_map(|m| m.events.clone()).collect();
-    let counted = if dropped.is_empty() {
-        Ok(())
-    } else {
+    let dropped: Vec<Dropped> = part.iter().flat_map(|m| m.dropped.clone()).collect();
+    if !dropped.is_empty() {
         // Idempotent by id: a redelivered record counts once.
-        store
-            .commit(&[Write::InsertDropped(&dropped)])
-            .await
-            .map(drop)
-    };
-    let result = match counted {
-        Ok(()) => store_events(store, &events, now_ms).await,
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(stored) => {
-            consumed.stored.received += stored.received;
-            consumed.stored.new += stored.new;
-            consumed.stored.rollup_rows += stored.rollup_rows;
-            consumed.stored.attempts = consumed.stored.attempts.max(stored.attempts);
-            consumed.outcomes.extend(group.iter().map(|_| Ok(())));
-        }
-        Err(e) => {
-            let text = e.to_string();
-            consumed
-                .outcomes
-                .extend(group.iter().map(|_| Err(Error::Database(text.clone()))));
-        }
+        store.commit(&[Write::InsertDropped(&dropped)]).await?;
     }
+    let events: Vec<Event> = part.iter().flat_map(|m| m.events.clone()).collect();
+    store_events(store, &events, now_ms).await
 }
 
 /// What [`backfill`] did.

@@ -1,11 +1,12 @@
 //! The `events` queue consumer: stores events exactly once and keeps the hourly rollups
 //! current, through [`tally_storage::pipeline::store_messages`].
 //!
-//! Messages are acknowledged only after their events are committed. A failed commit
-//! retries them (the queue's `max_retries`, then the dead-letter queue, whose messages
-//! [`crate::dead_letters`] keeps); a message that cannot be decoded is retried alone, so
-//! it reaches the dead-letter queue without holding up the others. Redelivery never
-//! double-counts: the pipeline skips events already stored.
+//! Messages are acknowledged only after their events are committed. A group whose commit
+//! fails is split until the message that fails is alone (within
+//! [`pipeline::MAX_SPLIT_CALLS`]): the others are stored and acked, and it is retried
+//! (the queue's `max_retries`, then the dead-letter queue, whose messages
+//! [`crate::dead_letters`] keeps); a message that cannot be decoded is retried alone
+//! too. Redelivery never double-counts: the pipeline skips events already stored.
 
 use tally_core::queue::{self, Message};
 use tally_storage::d1::D1Store;
