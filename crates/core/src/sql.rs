@@ -205,10 +205,24 @@ pub const MARK_DIRTY: &str = "\
 INSERT INTO dirty_periods (project, period, start, generation) VALUES (?1, ?2, ?3, 1)
 ON CONFLICT (project, period, start) DO UPDATE SET generation = generation + 1";
 
-/// Up to `?2` dirty periods of kind `?1`, oldest first.
+/// Up to `?2` dirty periods of kind `?1`, oldest first, those that never failed to roll
+/// first; those that failed after `?3` are left out.
 pub const DIRTY_PERIODS: &str = "\
 SELECT project, period, start, generation FROM dirty_periods
-WHERE period = ?1 ORDER BY start LIMIT ?2";
+WHERE period = ?1 AND (failed_at IS NULL OR failed_at <= ?3)
+ORDER BY failed_at IS NOT NULL, start LIMIT ?2";
+
+/// Notes that rolling a dirty period (`?1`, `?2`, `?3`) failed at `?4` with error `?5`.
+pub const DIRTY_FAILED: &str = "\
+UPDATE dirty_periods SET failed_at = ?4, error = ?5
+WHERE project = ?1 AND period = ?2 AND start = ?3";
+
+/// Of the dirty periods of kind `?1`: how many may be rolled now (never failed, or
+/// failed at or before `?2`), and how many failed last time they were tried.
+pub const DIRTY_COUNTS: &str = "\
+SELECT COALESCE(SUM(failed_at IS NULL OR failed_at <= ?2), 0) AS ready,
+       COALESCE(SUM(failed_at IS NOT NULL), 0) AS failing
+FROM dirty_periods WHERE period = ?1";
 
 /// The dirty starts of a project (`?1`) and period (`?2`) with `?3 <= start < ?4`.
 pub const DIRTY_STARTS: &str = "\

@@ -325,7 +325,7 @@ pub async fn backfill<S, I>(
     now_ms: i64,
 ) -> Result<Backfilled, Error>
 where
-    S: EventStore + RollupStore + Writer,
+    S: EventStore + RollupStore + Writer + Executor,
     I: IntoIterator<Item = Event>,
 {
     let mut done = Backfilled::default();
@@ -353,9 +353,19 @@ where
         (Period::Month, &mut done.months_rolled),
     ] {
         loop {
-            let n = roll_dirty(store, period, BACKFILL_ROLL_LIMIT, now_ms).await?;
-            *rolled += n;
-            if n == 0 {
+            let run = roll_dirty(store, period, BACKFILL_ROLL_LIMIT, now_ms).await?;
+            if let Some(failure) = run.failures.first() {
+                return Err(Error::Database(format!(
+                    "{} {}s could not be rolled, the first of {} from {}: {}",
+                    run.failed,
+                    period.name(),
+                    failure.project,
+                    failure.start,
+                    failure.error
+                )));
+            }
+            *rolled += run.rolled;
+            if run.rolled == 0 {
                 break;
             }
         }
@@ -363,41 +373,131 @@ where
     Ok(done)
 }
 
+/// How long a dirty period that failed to roll waits before it is tried again. Marks
+/// that never failed go first anyway, so a period that can never be rolled holds up no
+/// other; this keeps it from costing a D1 read every minute.
+pub const ROLL_RETRY_MS: i64 = 10 * 60_000;
+
+/// Failures [`Rolled`] lists; past it only the count grows.
+const FAILURES_LISTED: usize = 20;
+
+/// What one [`roll_dirty`] run did, as recorded in meta `roll.day` or `roll.month`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Rolled {
+    pub at: i64,
+    /// Periods rolled.
+    pub rolled: usize,
+    /// Whether periods that may be rolled now are left (beyond the run's limit).
+    pub more_pending: bool,
+    /// Periods this run could not roll (the first [`FAILURES_LISTED`] are listed).
+    pub failed: usize,
+    pub failures: Vec<RollFailure>,
+    /// Marks whose last roll failed, this run's and earlier ones' still waiting.
+    pub failing: u64,
+}
+
+/// A period that could not be rolled, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RollFailure {
+    pub project: String,
+    pub start: i64,
+    pub error: String,
+}
+
 /// Rolls up to `limit` dirty periods of `period` (days from hours, months from days)
-/// and returns how many it rolled. A rolled day marks its month dirty.
+/// and says how many it rolled. A rolled day marks its month dirty.
+///
+/// A period that cannot be rolled (a row it reads does not decode, a commit fails) is
+/// skipped and noted on its mark, and the run goes on: it is tried again after
+/// [`ROLL_RETRY_MS`], after the marks that never failed. The run is recorded in meta
+/// (`roll.day`, `roll.month`) with its failures.
 ///
 /// Safe to run twice and to interrupt: each period is one transaction, and its dirty
 /// mark is cleared only if no new change arrived while it was rolled.
 ///
 /// # Errors
 ///
-/// The store's error; periods already rolled stay rolled.
+/// The store's error when the marks cannot be read or the run not recorded; periods
+/// already rolled stay rolled.
 pub async fn roll_dirty<S>(
     store: &S,
     period: Period,
     limit: u32,
     now_ms: i64,
-) -> Result<usize, Error>
+) -> Result<Rolled, Error>
 where
-    S: RollupStore + Writer,
+    S: RollupStore + Writer + Executor,
 {
-    let Some(source) = period.source() else {
-        return Ok(0);
-    };
-    let dirty = store.dirty_periods(period, limit).await?;
-    for mark in &dirty {
-        roll_one(store, mark, source).await?;
+    #[derive(serde::Deserialize)]
+    struct Counts {
+        ready: i64,
+        failing: i64,
     }
-    let pending = store.dirty_periods(period, 1).await?.len();
+    let mut run = Rolled {
+        at: now_ms,
+        ..Rolled::default()
+    };
+    let Some(source) = period.source() else {
+        return Ok(run);
+    };
+    let retry_before = now_ms - ROLL_RETRY_MS;
+    let dirty = store.dirty_periods(period, limit, retry_before).await?;
+    let mut failed: Vec<(&Dirty, String)> = Vec::new();
+    for mark in &dirty {
+        match roll_one(store, mark, source).await {
+            Ok(()) => run.rolled += 1,
+            Err(e) => failed.push((mark, e.to_string())),
+        }
+    }
+    run.failed = failed.len();
+    run.failures = failed
+        .iter()
+        .take(FAILURES_LISTED)
+        .map(|(mark, error)| RollFailure {
+            project: mark.project.clone(),
+            start: mark.start,
+            error: error.clone(),
+        })
+        .collect();
+    let writes: Vec<Write<'_>> = failed
+        .iter()
+        .map(|(mark, error)| Write::RollFailed {
+            mark,
+            error,
+            now_ms,
+        })
+        .collect();
+    if !writes.is_empty() {
+        store.commit(&writes).await?;
+    }
+    let counts: Vec<Counts> = store
+        .query(
+            sql::DIRTY_COUNTS,
+            vec![period.name().into(), retry_before.into()],
+        )
+        .await?;
+    if let Some(c) = counts.first() {
+        run.more_pending = c.ready > 0;
+        run.failing = c.failing.max(0) as u64;
+    }
+    let value = serde_json::to_string(&run).expect("a run serializes");
     store
         .commit(&[Write::PutMeta {
-            key: if period == Period::Day { "roll.day" } else { "roll.month" },
-            value: serde_json::json!({"at": now_ms, "rolled": dirty.len(), "more_pending": pending > 0})
-                .to_string(),
+            key: roll_meta(period),
+            value,
             now_ms,
         }])
         .await?;
-    Ok(dirty.len())
+    Ok(run)
+}
+
+/// The meta key of [`roll_dirty`]'s last run of `period`.
+pub fn roll_meta(period: Period) -> &'static str {
+    if period == Period::Day {
+        "roll.day"
+    } else {
+        "roll.month"
+    }
 }
 
 async fn roll_one<S>(store: &S, mark: &Dirty, source: Period) -> Result<(), Error>

@@ -5,7 +5,7 @@
 use std::cell::Cell;
 
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::json;
 use tally_core::alerts::{self, Fresh, Rule, State};
 use tally_core::rollup::Period;
 use tally_core::time::{DAY_MS, HOUR_MS, MINUTE_MS};
@@ -212,7 +212,6 @@ fn days_of(project: &str, first: u64, days: i64) -> Vec<Event> {
 }
 
 #[test]
-#[ignore = "fixed in the next commit"]
 fn a_day_that_cannot_be_rolled_holds_up_no_other() {
     let store = SqliteStore::open_in_memory().unwrap();
     // "aaa"'s hour rows are poisoned; its days are the oldest marks, so read first.
@@ -229,14 +228,52 @@ fn a_day_that_cannot_be_rolled_holds_up_no_other() {
         .unwrap();
     }
 
-    let rolled = block_on(pipeline::roll_dirty(&store, Period::Day, 100, T0)).unwrap();
-    assert_eq!(rolled, 6);
+    let run = block_on(pipeline::roll_dirty(&store, Period::Day, 100, T0)).unwrap();
+    assert_eq!((run.rolled, run.failed, run.failing), (6, 3, 3));
+    assert!(!run.more_pending);
+    assert!(
+        run.failures
+            .iter()
+            .all(|f| f.project == "aaa" && f.error.contains("sketch")),
+        "{:?}",
+        run.failures
+    );
     let days = |project: &str| {
         block_on(store.rollups_between(project, Period::Day, 0, i64::MAX, None))
             .unwrap()
             .len()
     };
     assert!(days("bbb") > 0 && days("ccc") > 0);
+    // The run is recorded, failures and all, where /v1/health reads it.
+    let meta = block_on(tally_storage::JobLog::meta(&store)).unwrap();
+    let (_, recorded, _) = meta.iter().find(|(k, _, _)| k == "roll.day").unwrap();
+    let recorded: pipeline::Rolled = serde_json::from_str(recorded).unwrap();
+    assert_eq!(recorded, run);
+
+    // The next minute does not try them again; the others' new days roll.
+    block_on(pipeline::store_events(
+        &store,
+        &events("bbb", 5000, 2, T0),
+        T0,
+    ))
+    .unwrap();
+    let next = block_on(pipeline::roll_dirty(&store, Period::Day, 100, T0 + 60_000)).unwrap();
+    assert_eq!((next.rolled, next.failed, next.failing), (1, 0, 3));
+
+    // Later they are tried again, but after every mark that never failed: even a
+    // window of one mark is never taken by them while good marks wait.
+    let later = T0 + pipeline::ROLL_RETRY_MS + 60_000;
+    block_on(pipeline::store_events(
+        &store,
+        &events("ccc", 6000, 2, T0),
+        T0,
+    ))
+    .unwrap();
+    let one = block_on(pipeline::roll_dirty(&store, Period::Day, 1, later)).unwrap();
+    assert_eq!((one.rolled, one.failed), (1, 0));
+    assert!(one.more_pending, "the failed marks may be tried now");
+    let retried = block_on(pipeline::roll_dirty(&store, Period::Day, 100, later)).unwrap();
+    assert_eq!((retried.rolled, retried.failed, retried.failing), (0, 3, 3));
 }
 
 /// A queue message of `events`.
