@@ -491,6 +491,53 @@ where
     Ok(run)
 }
 
+/// What the last alert evaluation and rolls left, as recorded in meta: for `/v1/health`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Progress {
+    /// The last evaluation of the alert rules (deferred and failed rules).
+    pub alerts: Option<crate::alerts::Evaluation>,
+    /// The last rolls of days and of months (periods that failed to roll).
+    pub roll_day: Option<Rolled>,
+    pub roll_month: Option<Rolled>,
+}
+
+impl Progress {
+    /// Reads the runs from `meta` (as [`crate::JobLog::meta`] lists it); a value that
+    /// does not parse counts as absent.
+    pub fn from_meta(meta: &[(String, String, i64)]) -> Self {
+        fn find<T: serde::de::DeserializeOwned>(
+            meta: &[(String, String, i64)],
+            key: &str,
+        ) -> Option<T> {
+            meta.iter()
+                .find(|(k, _, _)| k == key)
+                .and_then(|(_, value, _)| serde_json::from_str(value).ok())
+        }
+        Self {
+            alerts: find(meta, crate::alerts::ALERTS_META),
+            roll_day: find(meta, roll_meta(Period::Day)),
+            roll_month: find(meta, roll_meta(Period::Month)),
+        }
+    }
+
+    /// The counts only, without what names a project or a rule or says why something
+    /// failed: for whoever is not the operator.
+    #[must_use]
+    pub fn counts_only(mut self) -> Self {
+        if let Some(alerts) = &mut self.alerts {
+            alerts.failures.clear();
+            alerts.next = None;
+        }
+        for roll in [&mut self.roll_day, &mut self.roll_month]
+            .into_iter()
+            .flatten()
+        {
+            roll.failures.clear();
+        }
+        self
+    }
+}
+
 /// The meta key of [`roll_dirty`]'s last run of `period`.
 pub fn roll_meta(period: Period) -> &'static str {
     if period == Period::Day {
