@@ -970,16 +970,16 @@ async fn read_sources<S: Executor>(
                 for (source, _) in &read {
                     out.insert((*source).clone(), Ok(Vec::new()));
                 }
+                let by_name: BTreeMap<(&str, &str), &(Dimension, String)> = read
+                    .iter()
+                    .map(|(s, _)| ((s.0.name(), s.1.as_str()), *s))
+                    .collect();
                 for row in rows {
                     let key = (row.dimension.clone(), row.value.clone());
-                    let decoded = row.decode();
-                    let Some(source) = read
-                        .iter()
-                        .map(|(s, _)| *s)
-                        .find(|(d, v)| d.name() == key.0 && *v == key.1)
-                    else {
+                    let Some(&source) = by_name.get(&(key.0.as_str(), key.1.as_str())) else {
                         continue;
                     };
+                    let decoded = row.decode();
                     match (out.get_mut(source), decoded) {
                         (Some(Ok(rows)), Ok((_, key, rollup, _))) => rows.push((key.start, rollup)),
                         (Some(slot), Err(e)) => {
