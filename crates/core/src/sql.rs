@@ -218,10 +218,24 @@ pub const MARK_DIRTY: &str = "\
 INSERT INTO dirty_periods (project, period, start, generation) VALUES (?1, ?2, ?3, 1)
 ON CONFLICT (project, period, start) DO UPDATE SET generation = generation + 1";
 
-/// Up to `?2` dirty periods of kind `?1`, oldest first.
+/// Up to `?2` dirty periods of kind `?1`, oldest first, those that never failed to roll
+/// first; those that failed after `?3` are left out.
 pub const DIRTY_PERIODS: &str = "\
 SELECT project, period, start, generation FROM dirty_periods
-WHERE period = ?1 ORDER BY start LIMIT ?2";
+WHERE period = ?1 AND (failed_at IS NULL OR failed_at <= ?3)
+ORDER BY failed_at IS NOT NULL, start LIMIT ?2";
+
+/// Notes that rolling a dirty period (`?1`, `?2`, `?3`) failed at `?4` with error `?5`.
+pub const DIRTY_FAILED: &str = "\
+UPDATE dirty_periods SET failed_at = ?4, error = ?5
+WHERE project = ?1 AND period = ?2 AND start = ?3";
+
+/// Of the dirty periods of kind `?1`: how many may be rolled now (never failed, or
+/// failed at or before `?2`), and how many failed last time they were tried.
+pub const DIRTY_COUNTS: &str = "\
+SELECT COALESCE(SUM(failed_at IS NULL OR failed_at <= ?2), 0) AS ready,
+       COALESCE(SUM(failed_at IS NOT NULL), 0) AS failing
+FROM dirty_periods WHERE period = ?1";
 
 /// The dirty starts of a project (`?1`) and period (`?2`) with `?3 <= start < ?4`.
 pub const DIRTY_STARTS: &str = "\
@@ -452,6 +466,18 @@ FROM rollups INDEXED BY rollups_minutes
 WHERE project = ?1 AND period = 'minute' AND dimension = ?2 AND value = ?3
   AND start >= ?4 AND start < ?5";
 
+/// The minute rows of a project (`?1`) for a JSON array (`?2`) of sources, each
+/// `[dimension, value, from]`, with `from <= start < ?3`: what one evaluation reads for
+/// every rule of the project, one index search per source.
+pub const MINUTE_ROWS_OF_SOURCES: &str = "\
+SELECT r.project, r.period, r.start, r.dimension, r.value, r.count, r.errors, r.bytes,
+       hex(r.durations) AS durations, hex(r.users) AS users, hex(r.instances) AS instances,
+       r.version
+FROM json_each(?2) AS s CROSS JOIN rollups AS r INDEXED BY rollups_minutes
+WHERE r.project = ?1 AND r.period = 'minute'
+  AND r.dimension = s.value ->> '$[0]' AND r.value = s.value ->> '$[1]'
+  AND r.start >= s.value ->> '$[2]' AND r.start < ?3";
+
 /// Deletes a project's (`?1`) minute rows older than `?2`.
 pub const PURGE_MINUTE_ROLLUPS: &str = "\
 DELETE FROM rollups WHERE project = ?1 AND period = 'minute' AND start < ?2";
@@ -460,7 +486,7 @@ DELETE FROM rollups WHERE project = ?1 AND period = 'minute' AND start < ?2";
 macro_rules! alert_rule_columns {
     () => {
         "SELECT id, project, definition, secret, enabled, created_at, updated_at, state,
-                state_since, last_fired_at, last_value, last_volume, evaluated_at
+                state_since, last_fired_at, last_value, last_volume, evaluated_at, last_error
          FROM alert_rules "
     };
 }
@@ -498,12 +524,23 @@ pub const DELETE_ALERT_RULE: &str = "DELETE FROM alert_rules WHERE id = ?1 AND p
 pub const ALERT_TRANSITION: &str = "\
 UPDATE alert_rules
 SET state = ?4, state_since = ?5, last_value = ?6, last_volume = ?7, evaluated_at = ?5,
-    last_fired_at = CASE WHEN ?4 = 'firing' THEN ?5 ELSE last_fired_at END
+    last_fired_at = CASE WHEN ?4 = 'firing' THEN ?5 ELSE last_fired_at END,
+    last_error = NULL
 WHERE id = ?1 AND state = ?2 AND state_since = ?3";
 
-/// Records an evaluation that changed no state: value `?2`, volume `?3`, at `?4`.
-pub const ALERT_EVALUATED: &str = "\
-UPDATE alert_rules SET last_value = ?2, last_volume = ?3, evaluated_at = ?4 WHERE id = ?1";
+/// Records evaluations that changed no state, at `?2`: a JSON array (`?1`) of
+/// `[rule id, value, volume, error]`. An evaluation that failed keeps the last value
+/// and volume and records its error; one that succeeded clears it.
+pub const ALERTS_EVALUATED: &str = "\
+UPDATE alert_rules
+SET last_value = CASE WHEN e.value ->> '$[3]' IS NULL THEN e.value ->> '$[1]'
+                      ELSE last_value END,
+    last_volume = CASE WHEN e.value ->> '$[3]' IS NULL THEN e.value ->> '$[2]'
+                       ELSE last_volume END,
+    evaluated_at = ?2,
+    last_error = e.value ->> '$[3]'
+FROM json_each(?1) AS e
+WHERE alert_rules.id = e.value ->> '$[0]'";
 
 /// Records a firing or resolution (`?1`..`?9`), only if the rule's transition to it
 /// (state `?10` since `?5`) was written: so a rule moved by a concurrent evaluation gets
@@ -543,8 +580,9 @@ WHERE alert_id IN (SELECT value FROM json_each(?1)) ORDER BY alert_id, attempt";
 pub const UNQUEUED_ALERTS: &str = "\
 SELECT id FROM alerts WHERE queued_at IS NULL AND at < ?1 ORDER BY at LIMIT ?2";
 
-/// Notes that an alert was handed to the queue.
-pub const ALERT_QUEUED: &str = "UPDATE alerts SET queued_at = ?2 WHERE id = ?1";
+/// Notes that the alerts of a JSON array of ids (`?1`) were queued at `?2`.
+pub const ALERTS_QUEUED: &str = "\
+UPDATE alerts SET queued_at = ?2 WHERE id IN (SELECT value FROM json_each(?1))";
 
 /// Records delivery attempt `?2` of alert `?1` (at `?3`, status `?4`, error `?5`,
 /// `?6` ms); the same attempt recorded twice is kept once.

@@ -15,7 +15,7 @@ use tally_core::time::{Interval, MINUTE_MS};
 
 use crate::exec::{Bound, Executor, Statement, int, real};
 use crate::rows::RollupRow;
-use crate::{Error, EventStore, Write, Writer};
+use crate::{Error, EventStore, JobLog, Write, Writer};
 
 /// A rule with what its evaluations remember.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +24,9 @@ pub struct RuleEntry {
     pub status: Status,
     /// The value and volume of the last evaluation, and when it ran.
     pub last: Option<(Option<f64>, u64, i64)>,
+    /// Why the last evaluation failed, if it did (then `last` holds the value of the
+    /// last one that succeeded, and when the failed one ran).
+    pub error: Option<String>,
 }
 
 /// One delivery attempt of an alert's webhook.
@@ -129,15 +132,16 @@ pub enum AlertWrite<'a> {
         delivery: Delivery,
         state: State,
     },
-    /// Records an evaluation that changed no state.
+    /// Records evaluations that changed no state, and those that failed, in one
+    /// statement per [`RECORD_CHUNK`] rules.
     Evaluated {
-        rule_id: &'a str,
+        records: &'a [Evaluated],
         now_ms: i64,
-        observation: Observation,
     },
-    /// Notes that an alert was handed to the queue.
+    /// Notes that alerts were handed to the queue, in one statement per
+    /// [`RECORD_CHUNK`] alerts.
     Queued {
-        alert_id: &'a str,
+        alert_ids: &'a [String],
         now_ms: i64,
     },
     /// Records a delivery attempt and the delivery state after it.
@@ -238,25 +242,42 @@ impl AlertWrite<'_> {
                     state.name().into(),
                 ],
             )],
-            Self::Evaluated {
-                rule_id,
-                now_ms,
-                observation,
-            } => vec![Statement::new(
-                sql::ALERT_EVALUATED,
-                vec![
-                    (*rule_id).into(),
-                    real(observation.value),
-                    int(observation.volume),
-                    (*now_ms).into(),
-                ],
-            )],
-            Self::Queued { alert_id, now_ms } => {
-                vec![Statement::new(
-                    sql::ALERT_QUEUED,
-                    vec![(*alert_id).into(), (*now_ms).into()],
-                )]
-            }
+            Self::Evaluated { records, now_ms } => records
+                .chunks(RECORD_CHUNK)
+                .map(|chunk| {
+                    let json: Vec<serde_json::Value> = chunk
+                        .iter()
+                        .map(|r| match &r.outcome {
+                            Ok(o) => serde_json::json!([
+                                r.rule_id,
+                                o.value.filter(|v| v.is_finite()),
+                                o.volume.min(tally_core::rollup::MAX_STORED_INTEGER),
+                                null
+                            ]),
+                            Err(error) => serde_json::json!([r.rule_id, null, null, error]),
+                        })
+                        .collect();
+                    Statement::new(
+                        sql::ALERTS_EVALUATED,
+                        vec![
+                            serde_json::Value::from(json).to_string().into(),
+                            (*now_ms).into(),
+                        ],
+                    )
+                })
+                .collect(),
+            Self::Queued { alert_ids, now_ms } => alert_ids
+                .chunks(RECORD_CHUNK)
+                .map(|chunk| {
+                    Statement::new(
+                        sql::ALERTS_QUEUED,
+                        vec![
+                            serde_json::Value::from(chunk).to_string().into(),
+                            (*now_ms).into(),
+                        ],
+                    )
+                })
+                .collect(),
             Self::Attempted {
                 alert_id,
                 attempt,
@@ -479,6 +500,7 @@ pub(crate) struct RuleRow {
     last_value: Option<f64>,
     last_volume: Option<i64>,
     evaluated_at: Option<i64>,
+    last_error: Option<String>,
 }
 
 impl RuleRow {
@@ -508,7 +530,12 @@ impl RuleRow {
             updated_at: self.updated_at,
         })
         .map_err(|e| bad(e.to_string()))?;
-        Ok(RuleEntry { rule, status, last })
+        Ok(RuleEntry {
+            rule,
+            status,
+            last,
+            error: self.last_error,
+        })
     }
 }
 
@@ -579,66 +606,224 @@ pub fn transition_of(kind: &str) -> Transition {
     }
 }
 
-/// What one evaluation of every enabled rule did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// D1 queries one evaluation of the rules may make (statements read or written), of
+/// the 1,000 each Worker invocation may make: the minutely cron's rolls and its own
+/// bookkeeping need the rest. Reads are one per project (more only for a project whose
+/// rules read more than [`READ_SOURCE_MINUTES`]), so 1,000 rules in 10 projects take
+/// about 20; rules past the budget are deferred to the next run, which starts with them.
+pub const ALERT_QUERY_BUDGET: u32 = 300;
+
+/// Rules (or alerts) one recording statement covers: its JSON stays well within D1's
+/// 100 KB statement and 2 MB value limits.
+pub const RECORD_CHUNK: usize = 200;
+
+/// Source-minutes (a source's rows over its longest window) one read covers at most, so
+/// that no single read returns more rows than this: 13 day-long sources, or 200 sources
+/// of 100 minutes.
+pub const READ_SOURCE_MINUTES: i64 = 20_000;
+
+/// Failures an [`Evaluation`] lists; past it only the count grows.
+const FAILURES_LISTED: usize = 20;
+
+/// The meta key of the last evaluation's [`Evaluation`] and where the next one starts.
+pub const ALERTS_META: &str = "alerts";
+
+/// What one evaluation of the enabled rules did; recorded in meta [`ALERTS_META`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Evaluation {
+    pub at: i64,
+    /// Enabled rules.
     pub rules: usize,
+    /// Rules evaluated this run, failed ones included.
+    pub evaluated: usize,
     pub fired: usize,
     pub resolved: usize,
     /// Breached within their cooldown.
     pub suppressed: usize,
+    /// Rules whose evaluation failed (a row or the rule itself could not be read, a
+    /// write failed); each has its error recorded with its state.
+    pub failed: usize,
+    /// The first failures, with their errors.
+    pub failures: Vec<RuleFailure>,
+    /// Rules left for the next run: the query budget ran out before them.
+    pub deferred: usize,
+    /// D1 queries made, and the budget they were made within.
+    pub queries: u32,
+    pub budget: u32,
+    /// The project the next run starts with, if this one deferred rules.
+    pub next: Option<String>,
     /// Alerts to hand to the `alerts` queue: the new ones, and older ones that were
     /// recorded but never queued (a run that stopped between the two).
+    #[serde(skip)]
     pub to_queue: Vec<String>,
+}
+
+/// A rule whose evaluation failed, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RuleFailure {
+    pub project: String,
+    pub rule: String,
+    pub error: String,
+}
+
+/// An evaluation to record: its observation, or why it failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluated {
+    pub rule_id: String,
+    pub outcome: Result<Observation, String>,
 }
 
 /// How long a recorded alert may stay unqueued before a later run queues it.
 pub const REQUEUE_AFTER_MS: i64 = 60_000;
 
-/// Evaluates every enabled rule at `now_ms` from minute rollups, records each state
-/// change with its alert (at most one per change, however many runs overlap) and the
-/// latest value of the others, and says which alerts to queue.
+/// Evaluates every enabled rule at `now_ms` within [`ALERT_QUERY_BUDGET`]; see
+/// [`evaluate_within`].
 ///
 /// # Errors
 ///
-/// The store's error; transitions committed before it stay committed.
-pub async fn evaluate<S: AlertStore + Writer>(store: &S, now_ms: i64) -> Result<Evaluation, Error> {
-    let rules = store.alert_rules(None).await?;
+/// As [`evaluate_within`].
+pub async fn evaluate<S: Executor>(store: &S, now_ms: i64) -> Result<Evaluation, Error> {
+    evaluate_within(store, now_ms, ALERT_QUERY_BUDGET).await
+}
+
+/// D1 queries counted against an evaluation's budget.
+struct Budget {
+    limit: u32,
+    spent: u32,
+}
+
+impl Budget {
+    /// Whether `n` more queries fit, keeping `reserve` for the run's last writes.
+    fn fits(&self, n: u32, reserve: u32) -> bool {
+        self.spent + n + reserve <= self.limit
+    }
+}
+
+/// A source of one project's rules and the start of the longest window reading it.
+type Sources = BTreeMap<(Dimension, String), i64>;
+
+/// Evaluates the enabled rules at `now_ms` from minute rollups, making at most `budget`
+/// D1 queries: the minute rows of each project are read at once for all its rules
+/// (each source over its longest window), a state change commits with its alert (at
+/// most one per change, however many runs overlap), and the evaluations that changed
+/// nothing are recorded together. Says which alerts to queue.
+///
+/// Each rule stands alone: one that cannot be read, whose rows cannot be read, or whose
+/// transition cannot be written gets its error recorded (`RuleEntry::error`) and the
+/// others go on. Projects are taken in order from where the last run stopped; when the
+/// budget runs out, the rest are deferred to the next run, which starts with them. The
+/// run is recorded in meta [`ALERTS_META`].
+///
+/// # Errors
+///
+/// The store's error when the rules cannot be listed or the run not recorded;
+/// transitions committed before it stay committed.
+pub async fn evaluate_within<S: Executor>(
+    store: &S,
+    now_ms: i64,
+    budget: u32,
+) -> Result<Evaluation, Error> {
+    let mut budget = Budget {
+        limit: budget,
+        spent: 2,
+    };
+    let rows: Vec<RuleRow> = store.query(sql::ENABLED_ALERT_RULES, vec![]).await?;
+    let resume_at = store
+        .meta()
+        .await?
+        .into_iter()
+        .find(|(key, _, _)| key == ALERTS_META)
+        .and_then(|(_, value, _)| serde_json::from_str::<Evaluation>(&value).ok())
+        .and_then(|last| last.next);
     let mut run = Evaluation {
-        rules: rules.len(),
+        at: now_ms,
+        rules: rows.len(),
+        budget: budget.limit,
         ..Evaluation::default()
     };
+    let mut records: Vec<Evaluated> = Vec::new();
+
+    // Rules by project, in the order the projects are taken this run.
+    let mut projects: Vec<(String, Vec<RuleEntry>)> = Vec::new();
+    for row in rows {
+        let (id, project) = (row.id.clone(), row.project.clone());
+        match row.decode() {
+            Ok(entry) => match projects.last_mut() {
+                Some((p, entries)) if *p == project => entries.push(entry),
+                _ => projects.push((project, vec![entry])),
+            },
+            Err(e) => fail(&mut run, &mut records, &project, &id, e.to_string()),
+        }
+    }
+    let first = resume_at
+        .and_then(|slug| projects.iter().position(|(p, _)| *p >= slug))
+        .unwrap_or(0);
+    projects.rotate_left(first);
+    // Kept for the end: the unqueued alerts' read, the records (one statement per chunk
+    // of rules) and the run's meta.
+    let reserve = u32::try_from(run.rules.div_ceil(RECORD_CHUNK)).unwrap_or(u32::MAX) + 2;
     let window_end = Interval::Minute.floor(now_ms) + MINUTE_MS;
-    let mut evaluated = Vec::new();
-    for RuleEntry { rule, status, .. } in &rules {
-        let rows = store
-            .minute_rows(
-                &rule.project,
-                &rule.sources(),
-                rule.window_start(now_ms),
-                window_end,
-            )
-            .await?;
-        let observation = rule.observe(&rows);
-        let transition = step(rule, status, observation, now_ms);
-        let to = match transition {
-            Transition::Fire => State::Firing,
-            Transition::Resolve => State::Ok,
-            Transition::Suppressed | Transition::Stay => {
-                run.suppressed += usize::from(transition == Transition::Suppressed);
-                evaluated.push((rule.id.as_str(), observation));
+
+    for (index, (project, entries)) in projects.iter().enumerate() {
+        let mut sources = Sources::new();
+        for entry in entries {
+            let from = entry.rule.window_start(now_ms);
+            for source in entry.rule.sources() {
+                let earliest = sources.entry(source).or_insert(from);
+                *earliest = (*earliest).min(from);
+            }
+        }
+        let reads = read_chunks(&sources, window_end);
+        if !budget.fits(reads.len() as u32, reserve) {
+            run.next.get_or_insert_with(|| project.clone());
+            run.deferred += projects[index..]
+                .iter()
+                .map(|(_, e)| e.len())
+                .sum::<usize>();
+            break;
+        }
+        let rows = read_sources(store, project, &reads, window_end, &mut budget, reserve).await;
+        let windows = windows(entries, now_ms, rows);
+        for RuleEntry { rule, status, .. } in entries {
+            let mut merged = BTreeMap::new();
+            let start = rule.window_start(now_ms);
+            let mut failed = None;
+            for source in rule.sources() {
+                match windows.get(&(source.clone(), start)) {
+                    Some(Ok(row)) => {
+                        merged.insert(source, row.clone());
+                    }
+                    Some(Err(e)) => failed = Some(e.clone()),
+                    None => {}
+                }
+            }
+            if let Some(error) = failed {
+                fail(&mut run, &mut records, project, &rule.id, error);
                 continue;
             }
-        };
-        let alert = Alert::new(rule, transition, observation, now_ms);
-        let payload = alert.payload(rule);
-        let delivery = if rule.webhook.is_some() {
-            Delivery::Pending
-        } else {
-            Delivery::None
-        };
-        let changed = store
-            .commit(&[
+            let observation = rule.observe(&merged);
+            let transition = step(rule, status, observation, now_ms);
+            let to = match transition {
+                Transition::Fire => State::Firing,
+                Transition::Resolve => State::Ok,
+                Transition::Suppressed | Transition::Stay => {
+                    run.suppressed += usize::from(transition == Transition::Suppressed);
+                    run.evaluated += 1;
+                    records.push(Evaluated {
+                        rule_id: rule.id.clone(),
+                        outcome: Ok(observation),
+                    });
+                    continue;
+                }
+            };
+            let alert = Alert::new(rule, transition, observation, now_ms);
+            let payload = alert.payload(rule);
+            let delivery = if rule.webhook.is_some() {
+                Delivery::Pending
+            } else {
+                Delivery::None
+            };
+            let writes = [
                 Write::Alert(AlertWrite::Transition {
                     rule_id: &rule.id,
                     from: *status,
@@ -652,29 +837,32 @@ pub async fn evaluate<S: AlertStore + Writer>(store: &S, now_ms: i64) -> Result<
                     delivery,
                     state: to,
                 }),
-            ])
-            .await?;
-        if changed.get(1) == Some(&1) {
-            match transition {
-                Transition::Fire => run.fired += 1,
-                _ => run.resolved += 1,
+            ];
+            if !budget.fits(2, reserve) {
+                // Decided but not written: the next run, starting here, decides again.
+                run.deferred += 1;
+                run.next.get_or_insert_with(|| project.clone());
+                continue;
             }
-            run.to_queue.push(alert.id);
+            budget.spent += 2;
+            run.evaluated += 1;
+            match store.commit(&writes).await {
+                Ok(changed) if changed.get(1) == Some(&1) => {
+                    match transition {
+                        Transition::Fire => run.fired += 1,
+                        _ => run.resolved += 1,
+                    }
+                    run.to_queue.push(alert.id);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    run.evaluated -= 1;
+                    fail(&mut run, &mut records, project, &rule.id, e.to_string());
+                }
+            }
         }
     }
-    if !evaluated.is_empty() {
-        let writes: Vec<Write<'_>> = evaluated
-            .iter()
-            .map(|(rule_id, observation)| {
-                Write::Alert(AlertWrite::Evaluated {
-                    rule_id,
-                    now_ms,
-                    observation: *observation,
-                })
-            })
-            .collect();
-        store.commit(&writes).await?;
-    }
+
     for id in store
         .unqueued_alerts(now_ms - REQUEUE_AFTER_MS, 100)
         .await?
@@ -683,7 +871,178 @@ pub async fn evaluate<S: AlertStore + Writer>(store: &S, now_ms: i64) -> Result<
             run.to_queue.push(id);
         }
     }
+    budget.spent += 1;
+    let mut writes = Vec::new();
+    if !records.is_empty() {
+        budget.spent += u32::try_from(records.len().div_ceil(RECORD_CHUNK)).unwrap_or(u32::MAX);
+        writes.push(Write::Alert(AlertWrite::Evaluated {
+            records: &records,
+            now_ms,
+        }));
+    }
+    budget.spent += 1;
+    run.queries = budget.spent;
+    let value = serde_json::to_string(&run).expect("an evaluation serializes");
+    writes.push(Write::PutMeta {
+        key: ALERTS_META,
+        value,
+        now_ms,
+    });
+    store.commit(&writes).await?;
     Ok(run)
+}
+
+/// Counts a rule whose evaluation failed, and records its error.
+fn fail(
+    run: &mut Evaluation,
+    records: &mut Vec<Evaluated>,
+    project: &str,
+    rule: &str,
+    error: String,
+) {
+    run.failed += 1;
+    run.evaluated += 1;
+    if run.failures.len() < FAILURES_LISTED {
+        run.failures.push(RuleFailure {
+            project: project.to_owned(),
+            rule: rule.to_owned(),
+            error: error.clone(),
+        });
+    }
+    records.push(Evaluated {
+        rule_id: rule.to_owned(),
+        outcome: Err(error),
+    });
+}
+
+/// Splits a project's sources into reads of at most [`READ_SOURCE_MINUTES`] each.
+fn read_chunks(sources: &Sources, window_end: i64) -> Vec<Vec<(&(Dimension, String), i64)>> {
+    let mut chunks: Vec<Vec<(&(Dimension, String), i64)>> = Vec::new();
+    let mut minutes = 0;
+    for (source, &from) in sources {
+        let span = (window_end - from).div_euclid(MINUTE_MS).max(1);
+        match chunks.last_mut() {
+            Some(chunk) if minutes + span <= READ_SOURCE_MINUTES => {
+                chunk.push((source, from));
+                minutes += span;
+            }
+            _ => {
+                chunks.push(vec![(source, from)]);
+                minutes = span;
+            }
+        }
+    }
+    chunks
+}
+
+/// The rows of each source as `(start, rollup)`, or why they could not be read.
+type SourceRows = BTreeMap<(Dimension, String), Result<Vec<(i64, Rollup)>, String>>;
+
+/// Reads the minute rows of `reads`, one query each. A row that does not decode fails
+/// its source; a read that fails is made again source by source while the budget
+/// allows, so that one unreadable row fails only the rules that read it.
+async fn read_sources<S: Executor>(
+    store: &S,
+    project: &str,
+    reads: &[Vec<(&(Dimension, String), i64)>],
+    window_end: i64,
+    budget: &mut Budget,
+    reserve: u32,
+) -> SourceRows {
+    let mut out = SourceRows::new();
+    let mut queue: Vec<Vec<(&(Dimension, String), i64)>> = reads.to_vec();
+    queue.reverse();
+    while let Some(read) = queue.pop() {
+        budget.spent += 1;
+        let json: Vec<serde_json::Value> = read
+            .iter()
+            .map(|((dimension, value), from)| serde_json::json!([dimension.name(), value, from]))
+            .collect();
+        let values = vec![
+            project.into(),
+            serde_json::Value::from(json).to_string().into(),
+            window_end.into(),
+        ];
+        match store
+            .query::<RollupRow>(sql::MINUTE_ROWS_OF_SOURCES, values)
+            .await
+        {
+            Ok(rows) => {
+                for (source, _) in &read {
+                    out.insert((*source).clone(), Ok(Vec::new()));
+                }
+                let by_name: BTreeMap<(&str, &str), &(Dimension, String)> = read
+                    .iter()
+                    .map(|(s, _)| ((s.0.name(), s.1.as_str()), *s))
+                    .collect();
+                for row in rows {
+                    let key = (row.dimension.clone(), row.value.clone());
+                    let Some(&source) = by_name.get(&(key.0.as_str(), key.1.as_str())) else {
+                        continue;
+                    };
+                    let decoded = row.decode();
+                    match (out.get_mut(source), decoded) {
+                        (Some(Ok(rows)), Ok((_, key, rollup, _))) => rows.push((key.start, rollup)),
+                        (Some(slot), Err(e)) => {
+                            *slot = Err(format!("minute row {} {:?}: {e}", key.0, key.1));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Err(_) if read.len() > 1 && budget.fits(read.len() as u32, reserve) => {
+                queue.extend(read.into_iter().rev().map(|source| vec![source]));
+            }
+            Err(e) => {
+                for (source, _) in &read {
+                    out.insert((*source).clone(), Err(e.to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Each source's rows merged over each window start the rules read it from: walking
+/// its rows from the newest, so each row is merged once however many windows there are.
+fn windows(
+    entries: &[RuleEntry],
+    now_ms: i64,
+    mut rows: SourceRows,
+) -> BTreeMap<((Dimension, String), i64), Result<Rollup, String>> {
+    let mut starts: BTreeMap<(Dimension, String), Vec<i64>> = BTreeMap::new();
+    for entry in entries {
+        let start = entry.rule.window_start(now_ms);
+        for source in entry.rule.sources() {
+            starts.entry(source).or_default().push(start);
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (source, mut wanted) in starts {
+        wanted.sort_unstable_by(|a, b| b.cmp(a));
+        wanted.dedup();
+        match rows.remove(&source) {
+            Some(Ok(mut source_rows)) => {
+                source_rows.sort_unstable_by_key(|(start, _)| std::cmp::Reverse(*start));
+                let mut merged = Rollup::default();
+                let mut next = source_rows.iter().peekable();
+                for start in wanted {
+                    while let Some((_, row)) = next.next_if(|(at, _)| *at >= start) {
+                        merged.merge(row);
+                    }
+                    out.insert((source.clone(), start), Ok(merged.clone()));
+                }
+            }
+            Some(Err(e)) => {
+                for start in wanted {
+                    out.insert((source.clone(), start), Err(e.clone()));
+                }
+            }
+            // Not read (the project was deferred): no window, no rule evaluated.
+            None => {}
+        }
+    }
+    out
 }
 
 /// Deletes minute rows past [`MINUTE_ROWS_KEPT_MS`] for every project; returns how many.

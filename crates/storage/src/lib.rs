@@ -84,8 +84,12 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../../migrations/0007_dead_letter_projects.sql"),
     ),
     (
-        "0008_erasures.sql",
-        include_str!("../../../migrations/0008_erasures.sql"),
+        "0008_failures.sql",
+        include_str!("../../../migrations/0008_failures.sql"),
+    ),
+    (
+        "0009_erasures.sql",
+        include_str!("../../../migrations/0009_erasures.sql"),
     ),
 ];
 
@@ -189,6 +193,12 @@ pub enum Write<'a> {
     },
     /// Clears a dirty mark unless it changed since it was read.
     ClearDirty(&'a Dirty),
+    /// Notes on a dirty mark that rolling it failed at `now_ms`, and why.
+    RollFailed {
+        mark: &'a Dirty,
+        error: &'a str,
+        now_ms: i64,
+    },
     /// Deletes up to `limit` raw events, up to `limit` session marks, up to `limit`
     /// dropped-request records, up to `limit` last error messages and up to `limit`
     /// alerts (with their delivery attempts) of a project older than `before_ms`.
@@ -442,12 +452,19 @@ pub trait RollupStore {
         to_ms: i64,
     ) -> Result<BTreeSet<i64>, Error>;
 
-    /// Up to `limit` dirty periods of kind `period`, oldest first.
+    /// Up to `limit` dirty periods of kind `period`, oldest first, those that never
+    /// failed to roll before those that did; marks that failed after `failed_before_ms`
+    /// are left out.
     ///
     /// # Errors
     ///
     /// [`Error::Database`] when the read fails.
-    async fn dirty_periods(&self, period: Period, limit: u32) -> Result<Vec<Dirty>, Error>;
+    async fn dirty_periods(
+        &self,
+        period: Period,
+        limit: u32,
+        failed_before_ms: i64,
+    ) -> Result<Vec<Dirty>, Error>;
 }
 
 /// Which values of one dimension a [`FilteredReads::rollups_matching`] read takes.

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use tally_core::Event;
 use tally_core::alerts::MINUTE_ROWS_KEPT_MS;
+use tally_core::queue::{Dropped, Message};
 use tally_core::rollup::{self, Key, Period, Rollup, ValueGroup};
 use tally_core::sessions;
 use tally_core::time::{DAY_MS, Interval};
@@ -227,6 +228,113 @@ async fn bounded<S: RollupStore>(
     Ok((period, deltas, current))
 }
 
+/// Most events handed to [`store_events`] at once by [`store_messages`]; messages are
+/// grouped up to it.
+pub const MAX_EVENTS_PER_COMMIT: usize = 10_000;
+
+/// Most [`store_events`] calls [`store_messages`] makes to split failed groups, per
+/// batch: one bad message among a full batch (100 messages, `max_batch_size`) is found
+/// in 14 (two per halving), so this leaves room for a second. Each call is a few D1
+/// queries (reads and one commit); a batch whose failures need more retries the
+/// messages not yet told apart, which meet again in a later batch.
+pub const MAX_SPLIT_CALLS: usize = 20;
+
+/// What [`store_messages`] did.
+#[derive(Debug, Default)]
+pub struct Consumed {
+    /// One per message, in order: stored (now or before), or the error that kept it out.
+    pub outcomes: Vec<Result<(), Error>>,
+    /// The sums of the [`store_events`] calls that committed.
+    pub stored: Stored,
+    /// [`store_events`] calls made, splits included.
+    pub calls: usize,
+}
+
+/// Stores the events and dropped-request records of a batch of queue messages: in
+/// groups of at most [`MAX_EVENTS_PER_COMMIT`] events, each group one [`store_events`]
+/// call. A group that fails is split in halves, and halves that fail again in halves,
+/// so that one bad message (say, one whose events touch a row that cannot be read)
+/// fails alone and every other is stored: within [`MAX_SPLIT_CALLS`], after which the
+/// messages of a failed part all fail with it.
+///
+/// Exactly once still: a failed call applied nothing, and [`store_events`] skips events
+/// stored before, so a message stored in one part and sent again counts once.
+pub async fn store_messages<S>(store: &S, messages: &[Message], now_ms: i64) -> Consumed
+where
+    S: EventStore + RollupStore + Writer,
+{
+    let mut consumed = Consumed::default();
+    let mut outcomes: Vec<Option<Result<(), Error>>> = messages.iter().map(|_| None).collect();
+    // Parts still to store, as ranges of `messages`, the next one last.
+    let mut parts: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut start = 0;
+    let mut events = 0;
+    for (i, message) in messages.iter().enumerate() {
+        if i > start && events + message.events.len() > MAX_EVENTS_PER_COMMIT {
+            parts.push(start..i);
+            (start, events) = (i, 0);
+        }
+        events += message.events.len();
+    }
+    if start < messages.len() {
+        parts.push(start..messages.len());
+    }
+    parts.reverse();
+    let mut split_calls = 0;
+    while let Some(part) = parts.pop() {
+        consumed.calls += 1;
+        match store_part(store, &messages[part.clone()], now_ms).await {
+            Ok(stored) => {
+                consumed.stored.received += stored.received;
+                consumed.stored.new += stored.new;
+                consumed.stored.rollup_rows += stored.rollup_rows;
+                consumed.stored.attempts = consumed.stored.attempts.max(stored.attempts);
+                outcomes[part].iter_mut().for_each(|o| *o = Some(Ok(())));
+            }
+            Err(_) if part.len() > 1 && split_calls + 2 <= MAX_SPLIT_CALLS => {
+                split_calls += 2;
+                let middle = part.start + part.len() / 2;
+                parts.push(middle..part.end);
+                parts.push(part.start..middle);
+            }
+            Err(e) => {
+                for o in &mut outcomes[part] {
+                    *o = Some(Err(same(&e)));
+                }
+            }
+        }
+    }
+    consumed.outcomes = outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Err(Error::Database("not stored".into()))))
+        .collect();
+    consumed
+}
+
+/// The same error again, for each message of a part that failed.
+fn same(e: &Error) -> Error {
+    match e {
+        Error::Conflict(m) => Error::Conflict(m.clone()),
+        Error::Database(m) => Error::Database(m.clone()),
+        Error::Decode(m) => Error::Decode(m.clone()),
+    }
+}
+
+/// Stores one part of a batch: its dropped-request records, then its events in one
+/// [`store_events`] call.
+async fn store_part<S>(store: &S, part: &[Message], now_ms: i64) -> Result<Stored, Error>
+where
+    S: EventStore + RollupStore + Writer,
+{
+    let dropped: Vec<Dropped> = part.iter().flat_map(|m| m.dropped.clone()).collect();
+    if !dropped.is_empty() {
+        // Idempotent by id: a redelivered record counts once.
+        store.commit(&[Write::InsertDropped(&dropped)]).await?;
+    }
+    let events: Vec<Event> = part.iter().flat_map(|m| m.events.clone()).collect();
+    store_events(store, &events, now_ms).await
+}
+
 /// What [`backfill`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Backfilled {
@@ -262,7 +370,7 @@ pub async fn backfill<S, I>(
     now_ms: i64,
 ) -> Result<Backfilled, Error>
 where
-    S: EventStore + RollupStore + Writer,
+    S: EventStore + RollupStore + Writer + Executor,
     I: IntoIterator<Item = Event>,
 {
     let mut done = Backfilled::default();
@@ -290,9 +398,19 @@ where
         (Period::Month, &mut done.months_rolled),
     ] {
         loop {
-            let n = roll_dirty(store, period, BACKFILL_ROLL_LIMIT, now_ms).await?;
-            *rolled += n;
-            if n == 0 {
+            let run = roll_dirty(store, period, BACKFILL_ROLL_LIMIT, now_ms).await?;
+            if let Some(failure) = run.failures.first() {
+                return Err(Error::Database(format!(
+                    "{} {}s could not be rolled, the first of {} from {}: {}",
+                    run.failed,
+                    period.name(),
+                    failure.project,
+                    failure.start,
+                    failure.error
+                )));
+            }
+            *rolled += run.rolled;
+            if run.rolled == 0 {
                 break;
             }
         }
@@ -300,41 +418,178 @@ where
     Ok(done)
 }
 
+/// How long a dirty period that failed to roll waits before it is tried again. Marks
+/// that never failed go first anyway, so a period that can never be rolled holds up no
+/// other; this keeps it from costing a D1 read every minute.
+pub const ROLL_RETRY_MS: i64 = 10 * 60_000;
+
+/// Failures [`Rolled`] lists; past it only the count grows.
+const FAILURES_LISTED: usize = 20;
+
+/// What one [`roll_dirty`] run did, as recorded in meta `roll.day` or `roll.month`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Rolled {
+    pub at: i64,
+    /// Periods rolled.
+    pub rolled: usize,
+    /// Whether periods that may be rolled now are left (beyond the run's limit).
+    pub more_pending: bool,
+    /// Periods this run could not roll (the first [`FAILURES_LISTED`] are listed).
+    pub failed: usize,
+    pub failures: Vec<RollFailure>,
+    /// Marks whose last roll failed, this run's and earlier ones' still waiting.
+    pub failing: u64,
+}
+
+/// A period that could not be rolled, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RollFailure {
+    pub project: String,
+    pub start: i64,
+    pub error: String,
+}
+
 /// Rolls up to `limit` dirty periods of `period` (days from hours, months from days)
-/// and returns how many it rolled. A rolled day marks its month dirty.
+/// and says how many it rolled. A rolled day marks its month dirty.
+///
+/// A period that cannot be rolled (a row it reads does not decode, a commit fails) is
+/// skipped and noted on its mark, and the run goes on: it is tried again after
+/// [`ROLL_RETRY_MS`], after the marks that never failed. The run is recorded in meta
+/// (`roll.day`, `roll.month`) with its failures.
 ///
 /// Safe to run twice and to interrupt: each period is one transaction, and its dirty
 /// mark is cleared only if no new change arrived while it was rolled.
 ///
 /// # Errors
 ///
-/// The store's error; periods already rolled stay rolled.
+/// The store's error when the marks cannot be read or the run not recorded; periods
+/// already rolled stay rolled.
 pub async fn roll_dirty<S>(
     store: &S,
     period: Period,
     limit: u32,
     now_ms: i64,
-) -> Result<usize, Error>
+) -> Result<Rolled, Error>
 where
-    S: RollupStore + Writer,
+    S: RollupStore + Writer + Executor,
 {
-    let Some(source) = period.source() else {
-        return Ok(0);
-    };
-    let dirty = store.dirty_periods(period, limit).await?;
-    for mark in &dirty {
-        roll_one(store, mark, source).await?;
+    #[derive(serde::Deserialize)]
+    struct Counts {
+        ready: i64,
+        failing: i64,
     }
-    let pending = store.dirty_periods(period, 1).await?.len();
+    let mut run = Rolled {
+        at: now_ms,
+        ..Rolled::default()
+    };
+    let Some(source) = period.source() else {
+        return Ok(run);
+    };
+    let retry_before = now_ms - ROLL_RETRY_MS;
+    let dirty = store.dirty_periods(period, limit, retry_before).await?;
+    let mut failed: Vec<(&Dirty, String)> = Vec::new();
+    for mark in &dirty {
+        match roll_one(store, mark, source).await {
+            Ok(()) => run.rolled += 1,
+            Err(e) => failed.push((mark, e.to_string())),
+        }
+    }
+    run.failed = failed.len();
+    run.failures = failed
+        .iter()
+        .take(FAILURES_LISTED)
+        .map(|(mark, error)| RollFailure {
+            project: mark.project.clone(),
+            start: mark.start,
+            error: error.clone(),
+        })
+        .collect();
+    let writes: Vec<Write<'_>> = failed
+        .iter()
+        .map(|(mark, error)| Write::RollFailed {
+            mark,
+            error,
+            now_ms,
+        })
+        .collect();
+    if !writes.is_empty() {
+        store.commit(&writes).await?;
+    }
+    let counts: Vec<Counts> = store
+        .query(
+            sql::DIRTY_COUNTS,
+            vec![period.name().into(), retry_before.into()],
+        )
+        .await?;
+    if let Some(c) = counts.first() {
+        run.more_pending = c.ready > 0;
+        run.failing = c.failing.max(0) as u64;
+    }
+    let value = serde_json::to_string(&run).expect("a run serializes");
     store
         .commit(&[Write::PutMeta {
-            key: if period == Period::Day { "roll.day" } else { "roll.month" },
-            value: serde_json::json!({"at": now_ms, "rolled": dirty.len(), "more_pending": pending > 0})
-                .to_string(),
+            key: roll_meta(period),
+            value,
             now_ms,
         }])
         .await?;
-    Ok(dirty.len())
+    Ok(run)
+}
+
+/// What the last alert evaluation and rolls left, as recorded in meta: for `/v1/health`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Progress {
+    /// The last evaluation of the alert rules (deferred and failed rules).
+    pub alerts: Option<crate::alerts::Evaluation>,
+    /// The last rolls of days and of months (periods that failed to roll).
+    pub roll_day: Option<Rolled>,
+    pub roll_month: Option<Rolled>,
+}
+
+impl Progress {
+    /// Reads the runs from `meta` (as [`crate::JobLog::meta`] lists it); a value that
+    /// does not parse counts as absent.
+    pub fn from_meta(meta: &[(String, String, i64)]) -> Self {
+        fn find<T: serde::de::DeserializeOwned>(
+            meta: &[(String, String, i64)],
+            key: &str,
+        ) -> Option<T> {
+            meta.iter()
+                .find(|(k, _, _)| k == key)
+                .and_then(|(_, value, _)| serde_json::from_str(value).ok())
+        }
+        Self {
+            alerts: find(meta, crate::alerts::ALERTS_META),
+            roll_day: find(meta, roll_meta(Period::Day)),
+            roll_month: find(meta, roll_meta(Period::Month)),
+        }
+    }
+
+    /// The counts only, without what names a project or a rule or says why something
+    /// failed: for whoever is not the operator.
+    #[must_use]
+    pub fn counts_only(mut self) -> Self {
+        if let Some(alerts) = &mut self.alerts {
+            alerts.failures.clear();
+            alerts.next = None;
+        }
+        for roll in [&mut self.roll_day, &mut self.roll_month]
+            .into_iter()
+            .flatten()
+        {
+            roll.failures.clear();
+        }
+        self
+    }
+}
+
+/// The meta key of [`roll_dirty`]'s last run of `period`.
+pub fn roll_meta(period: Period) -> &'static str {
+    if period == Period::Day {
+        "roll.day"
+    } else {
+        "roll.month"
+    }
 }
 
 async fn roll_one<S>(store: &S, mark: &Dirty, source: Period) -> Result<(), Error>

@@ -95,6 +95,20 @@ impl Write<'_> {
                     d.generation.into(),
                 ],
             ),
+            Self::RollFailed {
+                mark,
+                error,
+                now_ms,
+            } => one(
+                sql::DIRTY_FAILED,
+                vec![
+                    mark.project.as_str().into(),
+                    mark.period.name().into(),
+                    mark.start.into(),
+                    (*now_ms).into(),
+                    (*error).into(),
+                ],
+            ),
             Self::PurgeRaw {
                 project,
                 before_ms,
@@ -516,8 +530,13 @@ impl<S: Executor> RollupStore for S {
         Ok(rows.into_iter().map(|r| r.start).collect())
     }
 
-    async fn dirty_periods(&self, period: Period, limit: u32) -> Result<Vec<Dirty>, Error> {
-        let values = vec![period.name().into(), limit.into()];
+    async fn dirty_periods(
+        &self,
+        period: Period,
+        limit: u32,
+        failed_before_ms: i64,
+    ) -> Result<Vec<Dirty>, Error> {
+        let values = vec![period.name().into(), limit.into(), failed_before_ms.into()];
         let rows: Vec<DirtyRow> = self.query(sql::DIRTY_PERIODS, values).await?;
         rows.into_iter().map(DirtyRow::decode).collect()
     }

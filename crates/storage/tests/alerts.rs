@@ -170,7 +170,7 @@ fn a_click_through_drop_fires_once_and_resolves_on_recovery() {
     let later = block_on(evaluate(&store, now + 2 * MINUTE_MS)).unwrap();
     assert_eq!(later.to_queue, run.to_queue);
     block_on(store.commit(&[Write::Alert(AlertWrite::Queued {
-        alert_id: &run.to_queue[0],
+        alert_ids: &run.to_queue[..1],
         now_ms: now,
     })]))
     .unwrap();

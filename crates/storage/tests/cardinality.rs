@@ -193,7 +193,13 @@ fn a_rolled_day_keeps_its_values_with_most_events() {
     let total = block_on(store.count_events("rolled", 0, i64::MAX))
         .unwrap()
         .events;
-    while block_on(pipeline::roll_dirty(&store, Period::Day, 100, NOW)).unwrap() > 0 {}
+    loop {
+        let rolled = block_on(pipeline::roll_dirty(&store, Period::Day, 100, NOW)).unwrap();
+        assert_eq!(rolled.failed, 0, "{rolled:?}");
+        if rolled.rolled == 0 {
+            break;
+        }
+    }
     let day = values(
         &store,
         "rolled",

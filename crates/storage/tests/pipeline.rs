@@ -128,11 +128,15 @@ fn a_large_disordered_workload_gives_exact_rollups() {
     assert_eq!(stored.new, unique.len(), "every event stored once");
 
     assert_eq!(
-        block_on(pipeline::roll_dirty(&store, Period::Day, 1000, NOW)).unwrap(),
+        block_on(pipeline::roll_dirty(&store, Period::Day, 1000, NOW))
+            .unwrap()
+            .rolled,
         9
     );
     assert_eq!(
-        block_on(pipeline::roll_dirty(&store, Period::Month, 1000, NOW)).unwrap(),
+        block_on(pipeline::roll_dirty(&store, Period::Month, 1000, NOW))
+            .unwrap()
+            .rolled,
         3
     );
 
@@ -618,7 +622,11 @@ fn a_backfill_writes_what_the_consumer_and_cron_write() {
     let consumed = SqliteStore::open_in_memory().unwrap();
     assert_eq!(deliver(&consumed, &delivery, 9).new, 6_000);
     for period in [Period::Day, Period::Month] {
-        while block_on(pipeline::roll_dirty(&consumed, period, 7, NOW)).unwrap() > 0 {}
+        while block_on(pipeline::roll_dirty(&consumed, period, 7, NOW))
+            .unwrap()
+            .rolled
+            > 0
+        {}
     }
 
     let (a, b) = (dump(&loaded), dump(&consumed));

@@ -37,7 +37,8 @@ fn alert_id(body: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Evaluates every rule, queues the alerts of state changes and notes them queued.
+/// Evaluates the rules within [`alerts::ALERT_QUERY_BUDGET`], queues the alerts of state
+/// changes and notes them queued (one statement per [`alerts::RECORD_CHUNK`] alerts).
 ///
 /// # Errors
 ///
@@ -52,24 +53,26 @@ pub async fn evaluate(store: &D1Store, env: &Env, at: i64) -> Result<String, Str
         let queue = CfQueue::new(env.queue(ALERTS).map_err(|e| e.to_string())?);
         let bodies: Vec<String> = run.to_queue.iter().map(|id| message(id)).collect();
         queue.send(&bodies).await.map_err(|e| e.to_string())?;
-        let writes: Vec<tally_storage::Write<'_>> = run
-            .to_queue
-            .iter()
-            .map(|id| {
-                tally_storage::Write::Alert(alerts::AlertWrite::Queued {
-                    alert_id: id,
-                    now_ms: now_ms(),
-                })
-            })
-            .collect();
-        tally_storage::Writer::commit(store, &writes)
+        let queued_now = tally_storage::Write::Alert(alerts::AlertWrite::Queued {
+            alert_ids: &run.to_queue,
+            now_ms: now_ms(),
+        });
+        tally_storage::Writer::commit(store, &[queued_now])
             .await
             .map_err(|e| e.to_string())?;
         queued = run.to_queue.len();
     }
     Ok(format!(
-        "evaluated {} alert rules: {} fired, {} resolved, {} suppressed, {queued} queued",
-        run.rules, run.fired, run.resolved, run.suppressed
+        "evaluated {} of {} alert rules in {} queries: {} fired, {} resolved, {} suppressed, \
+         {} failed, {} deferred, {queued} queued",
+        run.evaluated,
+        run.rules,
+        run.queries,
+        run.fired,
+        run.resolved,
+        run.suppressed,
+        run.failed,
+        run.deferred
     ))
 }
 

@@ -74,7 +74,7 @@ async fn run(job: Job, store: &D1Store, env: &Env) -> Result<String, String> {
             let days = pipeline::roll_dirty(store, Period::Day, DAYS_PER_MINUTE, at)
                 .await
                 .map_err(text)?;
-            format!("{}; rolled {days} days", alerts?)
+            format!("{}; {}", alerts?, rolled(&days, "days"))
         }
         Job::Hourly => {
             let days = pipeline::roll_dirty(store, Period::Day, PERIODS_PER_HOUR, at)
@@ -91,8 +91,10 @@ async fn run(job: Job, store: &D1Store, env: &Env) -> Result<String, String> {
                 .await
                 .map_err(text)?;
             format!(
-                "rolled {days} days, {months} months; purged {minutes} minute rows; {}; \
+                "{}, {}; purged {minutes} minute rows; {}; \
                  erased {} raw events and {} marks, {} erasures finished, {} pending",
+                rolled(&days, "days"),
+                rolled(&months, "months"),
                 purge_summary(&purged),
                 erased.raw_deleted,
                 erased.marks_deleted,
@@ -107,9 +109,22 @@ async fn run(job: Job, store: &D1Store, env: &Env) -> Result<String, String> {
             let months = pipeline::roll_dirty(store, Period::Month, PERIODS_PER_HOUR, at)
                 .await
                 .map_err(text)?;
-            format!("{}; rolled {months} months", purge_summary(&purged))
+            format!("{}; {}", purge_summary(&purged), rolled(&months, "months"))
         }
     })
+}
+
+/// What a roll did, for `job_runs`: periods that could not be rolled are named in meta
+/// (`roll.day`, `roll.month`) and `/v1/health`.
+fn rolled(run: &pipeline::Rolled, what: &str) -> String {
+    if run.failed == 0 && run.failing == 0 {
+        format!("rolled {} {what}", run.rolled)
+    } else {
+        format!(
+            "rolled {} {what} ({} failed now, {} failing)",
+            run.rolled, run.failed, run.failing
+        )
+    }
 }
 
 /// One line of what a purge did, for `job_runs`.

@@ -51,6 +51,8 @@ pub fn rule_json(entry: &RuleEntry, with_secret: bool) -> Value {
         ("last_value", last.and_then(|(v, _, _)| v).into()),
         ("last_volume", last.map(|(_, volume, _)| volume).into()),
         ("evaluated_at", time(last.map(|(_, _, at)| at))),
+        // Why the evaluation at `evaluated_at` failed; null when it succeeded.
+        ("last_error", entry.error.as_deref().into()),
     ] {
         rule[key] = value;
     }
@@ -168,6 +170,7 @@ pub async fn create_rule(
         rule,
         status: Default::default(),
         last: None,
+        error: None,
     };
     json_response(201, &json!({ "rule": rule_json(&entry, true) }))
 }
@@ -321,7 +324,12 @@ mod tests {
             .unwrap()
             .create("shop", &fresh, NOW)
             .unwrap();
-        RuleEntry { rule, status, last }
+        RuleEntry {
+            rule,
+            status,
+            last,
+            error: None,
+        }
     }
 
     #[test]

@@ -183,7 +183,7 @@ async fn route(req: Request, env: &RequestEnv) -> std::result::Result<Response, 
         (Method::Get | Method::Head, ["badge", project, file]) => {
             badge::get(&req, env, project, file).await
         }
-        (Method::Get, ["v1", "health"] | [""]) => health(env).await,
+        (Method::Get, ["v1", "health"] | [""]) => health(&req, env).await,
         (Method::Get, ["openapi.json"]) => openapi::get(),
         (_, ["v1", "projects", _, "overview"] | ["v1", "health"]) => {
             Err(ApiError::method_not_allowed("GET"))
@@ -192,16 +192,25 @@ async fn route(req: Request, env: &RequestEnv) -> std::result::Result<Response, 
     }
 }
 
-/// `GET /v1/health`: the worker answers, D1 is readable, and when each cron job last ran.
-async fn health(env: &RequestEnv) -> std::result::Result<Response, ApiError> {
+/// `GET /v1/health`: the worker answers, D1 is readable, when each cron job last ran,
+/// and what the last alert evaluation and rolls left undone (deferred rules, failed
+/// rules and periods): counts for everyone, and with the admin token which ones and why.
+async fn health(req: &Request, env: &RequestEnv) -> std::result::Result<Response, ApiError> {
     let store = store(env)?;
     let jobs = store.latest_job_runs().await.map_err(error::internal)?;
     let dead_letters = store.dead_letters().await.map_err(error::internal)?;
+    let meta = store.meta().await.map_err(error::internal)?;
+    let mut progress = tally_storage::pipeline::Progress::from_meta(&meta);
+    if !admin::is_admin(req, env)? {
+        progress = progress.counts_only();
+    }
     Response::from_json(&serde_json::json!({
         "worker": "query",
         "status": "ok",
         "jobs": jobs,
         "dead_letters": dead_letters,
+        "alerts": progress.alerts,
+        "rolls": {"day": progress.roll_day, "month": progress.roll_month},
     }))
     .map_err(error::internal)
 }

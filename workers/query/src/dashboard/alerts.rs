@@ -362,6 +362,7 @@ mod tests {
                 rule: evil,
                 status: firing,
                 last: Some((Some(0.0), 0, T + 3 * M)),
+                error: None,
             }],
             campaigns: vec![
                 CampaignState {
