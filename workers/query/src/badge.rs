@@ -12,12 +12,11 @@ use tally_core::rollup::Dimension;
 use tally_core::time::{DAY_MS, Interval};
 use tally_core::validate::is_valid_slug;
 use tally_storage::{AdminStore, read};
-use worker::{Date, Request, Response};
+use worker::{Request, Response};
 
-use crate::RequestEnv;
-
-use crate::dashboard::html::{compact, escape, millis};
-use crate::error::internal;
+use crate::edge::error::internal;
+use crate::edge::html::{compact, escape, millis};
+use crate::edge::{RequestEnv, now_ms, store};
 
 /// The days a badge covers.
 pub const DAYS: i64 = 30;
@@ -62,13 +61,13 @@ pub async fn get(
             ),
         );
     }
-    let store = crate::store(env)?;
+    let store = store(env)?;
     let exists =
         is_valid_slug(project) && store.project(project).await.map_err(internal)?.is_some();
     if !exists {
         return not_found(json, &format!("there is no project {project:?}"));
     }
-    let now = Date::now().as_millis() as i64;
+    let now = now_ms();
     let from = Interval::Day.floor(now) - (DAYS - 1) * DAY_MS;
     let dimension = if metric == "uptime" {
         Dimension::Status

@@ -1,11 +1,13 @@
 //! `GET /openapi.json`: the OpenAPI 3.1 description of every endpoint of the query and
 //! ingest workers, written by hand in `workers/query/openapi.json`. The tests here check
-//! that every path the routers match is described, so a new endpoint cannot be forgotten.
+//! it against the routing table ([`crate::route::TABLE`]) and ingest's router both ways:
+//! every endpoint is described, so a new one cannot be forgotten, and every described
+//! path is routed.
 
 use tally_core::ApiError;
 use worker::Response;
 
-use crate::error::internal;
+use crate::edge::error::internal;
 
 /// The document, as served.
 pub const SPEC: &str = include_str!("../openapi.json");
@@ -28,120 +30,66 @@ mod tests {
     use serde_json::Value;
 
     use super::SPEC;
+    use crate::route::TABLE;
 
-    /// A route a router matches: its segments (`None` for a bound or ignored segment),
-    /// whether anything may follow them, and its methods (empty for any).
-    #[derive(Debug)]
-    struct Route {
-        segments: Vec<Option<String>>,
-        open: bool,
-        methods: Vec<String>,
+    /// An endpoint: its method and its path, `{}` for every templated part.
+    type Endpoint = (String, String);
+
+    /// A path with every `{name}` as `{}`.
+    fn template(path: &str) -> String {
+        let parts: Vec<&str> = path
+            .split('/')
+            .map(|s| if s.starts_with('{') { "{}" } else { s })
+            .collect();
+        parts.join("/")
     }
 
-    impl Route {
-        fn show(&self) -> String {
-            let path: Vec<&str> = self
-                .segments
-                .iter()
-                .map(|s| s.as_deref().unwrap_or("{}"))
-                .collect();
-            format!(
-                "{:?} /{}{}",
-                self.methods,
-                path.join("/"),
-                if self.open { "/..." } else { "" }
-            )
-        }
+    fn spec() -> Value {
+        serde_json::from_str(SPEC).expect("openapi.json is JSON")
     }
 
-    /// The routes of the match arms `(<methods>, [<segments>] | [...]) =>` in `source`,
-    /// each under `prefix`. Arms that only answer with an error are skipped.
-    fn routes(source: &str, prefix: &[Option<&str>]) -> Vec<Route> {
+    /// Every operation of the document.
+    fn documented(doc: &Value) -> Vec<Endpoint> {
         let mut out = Vec::new();
-        let lines: Vec<&str> = source.lines().collect();
-        for (i, line) in lines.iter().enumerate() {
-            let line = line.trim();
-            let Some(arm) = line.strip_prefix('(') else {
-                continue;
-            };
-            let Some(end) = arm.find(") =>").or_else(|| arm.find(") if ")) else {
-                continue;
-            };
-            let arm = &arm[..end];
-            let Some((methods, patterns)) = arm.split_once(", [") else {
-                continue;
-            };
-            let only_errs = line.contains("=> Err(")
-                || lines
-                    .get(i + 1)
-                    .is_some_and(|next| next.trim().starts_with("Err("));
-            if only_errs {
-                continue;
-            }
-            let methods: Vec<String> = if methods.trim() == "_" {
-                Vec::new()
-            } else {
-                methods
-                    .split('|')
-                    .map(|m| m.trim().trim_start_matches("Method::").to_uppercase())
-                    .collect()
-            };
-            for pattern in format!("[{patterns}").split('|') {
-                let inner = pattern.trim().trim_start_matches('[').trim_end_matches(']');
-                let mut segments: Vec<Option<String>> =
-                    prefix.iter().map(|s| s.map(str::to_owned)).collect();
-                let mut open = false;
-                for part in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                    if part.ends_with("..") {
-                        open = true;
-                    } else if let Some(literal) = part.strip_prefix('"') {
-                        segments.push(Some(literal.trim_end_matches('"').to_owned()));
-                    } else {
-                        segments.push(None);
-                    }
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in ["get", "post", "put", "patch", "delete"] {
+                if item.get(method).is_some() {
+                    out.push((method.to_uppercase(), template(path)));
                 }
-                if segments == [Some(String::new())] {
-                    segments.clear();
-                }
-                out.push(Route {
-                    segments,
-                    open,
-                    methods: methods.clone(),
-                });
             }
         }
         out
     }
 
-    /// The segments of a documented path, `None` for a `{parameter}`.
-    fn template(path: &str) -> Vec<Option<String>> {
-        path.trim_matches('/')
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(|s| (!s.starts_with('{')).then(|| s.to_owned()))
-            .collect()
-    }
-
-    fn documents(doc: &Value, route: &Route) -> bool {
-        let paths = doc["paths"].as_object().unwrap();
-        paths.iter().any(|(path, item)| {
-            let t = template(path);
-            let shape = if route.open {
-                t.len() >= route.segments.len() && t[..route.segments.len()] == route.segments[..]
-            } else {
-                t == route.segments
+    /// Every endpoint the query worker's table routes (HEAD goes with GET, which the
+    /// document describes) and ingest's router matches.
+    fn routed() -> Vec<Endpoint> {
+        let mut out: Vec<Endpoint> = TABLE
+            .iter()
+            .flat_map(|row| {
+                row.methods
+                    .iter()
+                    .filter(|m| **m != worker::Method::Head)
+                    .map(|m| (m.as_ref().to_owned(), template(row.path)))
+            })
+            .collect();
+        let ingest = include_str!("../../ingest/src/lib.rs");
+        // Its arms: `(Method::Post, "/track") =>`, `(Method::Get, "/" | "/healthz") =>`.
+        for line in ingest.lines().map(str::trim) {
+            let Some((method, paths)) = line
+                .strip_prefix("(Method::")
+                .and_then(|arm| arm.split_once(") =>"))
+                .and_then(|(arm, _)| arm.split_once(", "))
+            else {
+                continue;
             };
-            shape
-                && route.methods.iter().all(|m| {
-                    // HEAD is answered wherever GET is.
-                    let m = if m == "HEAD" { "GET" } else { m.as_str() };
-                    item.get(m.to_lowercase()).is_some()
-                })
-        })
-    }
-
-    fn spec() -> Value {
-        serde_json::from_str(SPEC).expect("openapi.json is JSON")
+            for path in paths.split('|').map(str::trim) {
+                if let Some(path) = path.strip_prefix('"').and_then(|p| p.strip_suffix('"')) {
+                    out.push((method.to_uppercase(), template(path)));
+                }
+            }
+        }
+        out
     }
 
     #[test]
@@ -184,77 +132,44 @@ mod tests {
     }
 
     #[test]
-    fn every_routed_path_is_documented() {
-        let doc = spec();
-        let mut all = routes(include_str!("lib.rs"), &[]);
-        all.extend(routes(
-            include_str!("admin.rs"),
-            &[Some("v1"), Some("admin")],
-        ));
-        all.extend(routes(
-            include_str!("dashboard/mod.rs"),
-            &[Some("dashboard"), None],
-        ));
-        for endpoint in crate::READ_ENDPOINTS {
-            all.push(Route {
-                segments: vec![
-                    Some("v1".into()),
-                    Some("projects".into()),
-                    None,
-                    Some(endpoint.into()),
-                ],
-                open: false,
-                methods: vec!["GET".into()],
-            });
-        }
-        let ingest = include_str!("../../ingest/src/lib.rs");
-        for line in ingest.lines().map(str::trim) {
-            if let Some(rest) = line.strip_prefix("(Method::Post, \"")
-                && let Some((path, _)) = rest.split_once('"')
-            {
-                all.push(Route {
-                    segments: template(path).into_iter().collect(),
-                    open: false,
-                    methods: vec!["POST".into()],
-                });
-            }
-        }
-        // The parser must see the routers, or this test would pass on nothing.
-        assert!(all.len() >= 40, "{} routes: {all:#?}", all.len());
-        let shown: Vec<String> = all.iter().map(Route::show).collect();
+    fn every_routed_endpoint_is_documented_and_every_documented_one_routed() {
+        let documented = documented(&spec());
+        let routed = routed();
+        // The routers must be seen, or this test would pass on nothing.
+        assert!(routed.len() >= 40, "{} routes: {routed:#?}", routed.len());
         for expected in [
-            "[\"GET\"] /v1/projects/{}/overview",
-            "[] /api/plugins/{}/analytics/endpoints",
-            "[\"GET\", \"HEAD\"] /badge/{}/{}",
-            "[\"DELETE\"] /v1/admin/projects/{}/keys/{}",
-            "[\"POST\"] /dashboard/{}/login",
-            "[\"POST\"] /api/event",
-            "[\"GET\"] /openapi.json",
+            ("GET", "/v1/projects/{}/overview"),
+            ("DELETE", "/v1/admin/projects/{}/keys/{}"),
+            ("POST", "/dashboard/{}/login"),
+            ("GET", "/badge/{}/{}"),
+            ("POST", "/api/event"),
+            ("GET", "/healthz"),
         ] {
-            assert!(
-                shown.iter().any(|s| s == expected),
-                "{expected} in {shown:#?}"
-            );
+            let expected = (expected.0.to_owned(), expected.1.to_owned());
+            assert!(routed.contains(&expected), "{expected:?} in {routed:#?}");
         }
-        let missing: Vec<String> = all
-            .iter()
-            .filter(|r| !documents(&doc, r))
-            .map(Route::show)
-            .collect();
-        assert!(missing.is_empty(), "not in openapi.json: {missing:#?}");
+        let undocumented: Vec<&Endpoint> =
+            routed.iter().filter(|e| !documented.contains(e)).collect();
+        assert!(
+            undocumented.is_empty(),
+            "not in openapi.json: {undocumented:#?}"
+        );
+        let unrouted: Vec<&Endpoint> = documented.iter().filter(|e| !routed.contains(e)).collect();
+        assert!(
+            unrouted.is_empty(),
+            "in openapi.json, routed nowhere: {unrouted:#?}"
+        );
     }
 
     #[test]
     fn a_forgotten_endpoint_is_caught() {
-        let doc = spec();
-        let source = "(Method::Get, [\"v1\", \"projects\", project, \"retention\"]) => {";
-        let found = routes(source, &[]);
-        assert_eq!(found.len(), 1);
-        assert!(!documents(&doc, &found[0]), "{}", found[0].show());
-        let source = "(Method::Patch, [\"v1\", \"projects\", project, \"overview\"]) => {";
-        assert!(
-            !documents(&doc, &routes(source, &[])[0]),
-            "a new method too"
-        );
+        let documented = documented(&spec());
+        for forgotten in [
+            ("GET", "/v1/projects/{project}/retention"),
+            ("PATCH", "/v1/projects/{project}/overview"),
+        ] {
+            let endpoint = (forgotten.0.to_owned(), template(forgotten.1));
+            assert!(!documented.contains(&endpoint), "{forgotten:?}");
+        }
     }
 }

@@ -14,12 +14,13 @@ use tally_core::rollup::{Dimension, Rollup, pair_prefix, pair_second};
 use tally_core::time::{DAY_MS, Interval, date_label, date_of, parse_date};
 use tally_storage::ValueMatch;
 use tally_storage::read::{self, Merged};
-use worker::{Date, Method, Request, Response};
+use worker::{Request, Response};
 
-use crate::RequestEnv;
-
-use super::{Params, decode_segment, json, token_project};
-use crate::error::internal;
+use crate::access::token_project;
+use crate::edge::error::internal;
+use crate::edge::params::{Params, decode_segment};
+use crate::edge::respond::json_value;
+use crate::edge::{RequestEnv, now_ms, store};
 
 /// Days read when the query names no range.
 const DEFAULT_DAYS: i64 = 30;
@@ -32,7 +33,7 @@ const TOP_IMAGES: usize = 10;
 /// breakdowns by country, variant and status class.
 pub async fn overview(req: &Request, env: &RequestEnv) -> Result<Response, ApiError> {
     let (project, window) = admit(req, env).await?;
-    let store = crate::store(env)?;
+    let store = store(env)?;
     let (from, to) = (window.from_ms, window.to_ms);
     let mut parts = Vec::new();
     for dimension in [
@@ -57,7 +58,7 @@ pub async fn overview(req: &Request, env: &RequestEnv) -> Result<Response, ApiEr
     body["countries"] = breakdown(&parts[2], "country", |v| Some(v.to_owned())).into();
     body["variants"] = breakdown(&parts[3], "variant", |v| Some(v.to_owned())).into();
     body["statuses"] = breakdown(&parts[4], "status", |v| Some(v.to_owned())).into();
-    json(&body, Some("private, max-age=60"))
+    json_value(200, &body, Some("private, max-age=60"))
 }
 
 /// `GET /v1/analytics/images/{id}`: one image's requests and bandwidth, by variant, by
@@ -72,7 +73,7 @@ pub async fn image(req: &Request, env: &RequestEnv, raw_id: &str) -> Result<Resp
                 "the image id in the path is not percent-encoded UTF-8 text",
             )
         })?;
-    let store = crate::store(env)?;
+    let store = store(env)?;
     let (from, to) = (window.from_ms, window.to_ms);
     let exact = ValueMatch::Exact(&id);
     let days = read::series_matching(
@@ -125,22 +126,18 @@ pub async fn image(req: &Request, env: &RequestEnv, raw_id: &str) -> Result<Resp
     body["variants"] = breakdown(&pairs[0], "variant", pair_second).into();
     body["countries"] = breakdown(&pairs[1], "country", pair_second).into();
     body["timeseries"] = timeseries.into();
-    json(&body, Some("private, max-age=60"))
+    json_value(200, &body, Some("private, max-age=60"))
 }
 
-/// Checks the method and the read token, and reads the range.
+/// Checks the read token, and reads the range.
 async fn admit(req: &Request, env: &RequestEnv) -> Result<(String, Window), ApiError> {
-    if req.method() != Method::Get {
-        return Err(ApiError::method_not_allowed("GET"));
-    }
     let project = token_project(req, env).await?;
     let params = Params::of(req)?;
-    let now = Date::now().as_millis() as i64;
     let window = window(
         params.get("days"),
         params.get("start"),
         params.get("end"),
-        now,
+        now_ms(),
     )
     .map_err(|m| ApiError::bad_request("invalid_range", m))?;
     Ok((project, window))

@@ -11,17 +11,17 @@
 
 use serde_json::{Value, json};
 use tally_core::ApiError;
-use tally_core::range::{self, Limits, Query, Range};
+use tally_core::range::{Limits, Query, Range};
 use tally_core::rollup::{Dimension, Rollup};
 use tally_core::time::{Interval, format_ms};
 use tally_storage::read::{self, Merged};
-use worker::{Date, Method, Request, Response};
+use worker::{Request, Response};
 
-use crate::RequestEnv;
-
-use super::{Params, json};
-use crate::auth::require_read;
-use crate::error::internal;
+use crate::access::require_read;
+use crate::edge::error::internal;
+use crate::edge::params::{Params, resolve_range};
+use crate::edge::respond::json_value;
+use crate::edge::{RequestEnv, now_ms, store};
 
 /// The longest range the plugin endpoints read: they read hour rows.
 const MAX_DAYS: i64 = 90;
@@ -63,7 +63,7 @@ pub async fn overview(req: &Request, env: &RequestEnv, slug: &str) -> Result<Res
         "p99_latency": q(0.99),
         "unique_instances": total.instances.count(),
     });
-    json(&body, Some("private, max-age=60"))
+    json_value(200, &body, Some("private, max-age=60"))
 }
 
 /// `GET /api/plugins/{slug}/analytics/timeseries`: the seed's rows (`hour`,
@@ -86,7 +86,7 @@ pub async fn timeseries(req: &Request, env: &RequestEnv, slug: &str) -> Result<R
             ));
         }
     };
-    let store = crate::store(env)?;
+    let store = store(env)?;
     let series = read::series(
         &store,
         slug,
@@ -108,7 +108,7 @@ pub async fn timeseries(req: &Request, env: &RequestEnv, slug: &str) -> Result<R
         "interval": text,
         "timeseries": rows,
     });
-    json(&body, Some("private, max-age=300"))
+    json_value(200, &body, Some("private, max-age=300"))
 }
 
 /// `GET /api/plugins/{slug}/analytics/endpoints`: the seed's rows (`hour`,
@@ -135,10 +135,10 @@ pub async fn endpoints(req: &Request, env: &RequestEnv, slug: &str) -> Result<Re
         "to": format_ms(range.to_ms),
         "endpoints": rows,
     });
-    json(&body, Some("private, max-age=60"))
+    json_value(200, &body, Some("private, max-age=60"))
 }
 
-/// Checks the method, the read token and the range (`default_days` when none is given),
+/// Checks the read token and the range (`default_days` when none is given),
 /// which starts at the hour that holds its start.
 async fn admit(
     req: &Request,
@@ -146,9 +146,6 @@ async fn admit(
     slug: &str,
     default_days: i64,
 ) -> Result<Range, ApiError> {
-    if req.method() != Method::Get {
-        return Err(ApiError::method_not_allowed("GET"));
-    }
     require_read(req, env, slug).await?;
     let params = Params::of(req)?;
     let query = Query {
@@ -160,9 +157,7 @@ async fn admit(
         default_days,
         max_days: MAX_DAYS,
     };
-    let now = Date::now().as_millis() as i64;
-    let range = range::resolve(query, now, limits)
-        .map_err(|m| ApiError::bad_request("invalid_range", m))?;
+    let range = resolve_range(query, now_ms(), limits)?;
     Ok(Range {
         from_ms: Interval::Hour.floor(range.from_ms),
         to_ms: range.to_ms,
@@ -176,7 +171,7 @@ async fn hourly(
     range: Range,
     dimension: Dimension,
 ) -> Result<std::collections::BTreeMap<i64, Merged>, ApiError> {
-    let store = crate::store(env)?;
+    let store = store(env)?;
     read::series(
         &store,
         slug,

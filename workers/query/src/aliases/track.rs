@@ -19,13 +19,13 @@ use tally_core::range::EARLIEST_MS;
 use tally_core::rollup::Dimension;
 use tally_core::time::{DAY_MS, Interval, parse_date};
 use tally_storage::{FilteredReads, pipeline, read};
-use worker::{Method, Request, Response};
+use worker::{Request, Response};
 
-use crate::RequestEnv;
-
-use super::{Params, seconds, token_project};
-use crate::ID_SECRET;
-use crate::error::internal;
+use crate::access::token_project;
+use crate::edge::error::internal;
+use crate::edge::params::Params;
+use crate::edge::respond::json_value;
+use crate::edge::{ID_SECRET, RequestEnv, store};
 
 /// The longest range, in days, as for every Tally query.
 const MAX_DAYS: i64 = 3660;
@@ -47,7 +47,7 @@ pub async fn sessions(req: &Request, env: &RequestEnv) -> Result<Response, ApiEr
 
 async fn metrics_data(req: &Request, env: &RequestEnv) -> Result<Vec<Value>, ApiError> {
     let q = TrackQuery::read(req, env).await?;
-    let store = crate::store(env)?;
+    let store = store(env)?;
     let mut counts: BTreeMap<i64, BTreeMap<String, u64>> = BTreeMap::new();
     match q.user_hash(env)? {
         Some(hash) => {
@@ -98,7 +98,7 @@ async fn metrics_data(req: &Request, env: &RequestEnv) -> Result<Vec<Value>, Api
 
 async fn sessions_data(req: &Request, env: &RequestEnv) -> Result<Vec<Value>, ApiError> {
     let q = TrackQuery::read(req, env).await?;
-    let store = crate::store(env)?;
+    let store = store(env)?;
     let stats = match q.user_hash(env)? {
         Some(hash) => {
             pipeline::user_session_stats(&store, &q.project, &hash, q.from_ms, q.to_ms, q.interval)
@@ -138,7 +138,17 @@ fn answer(data: Result<Vec<Value>, ApiError>, failure: &str) -> Result<Response,
             )
         }
     };
-    Ok(super::json(&body, None)?.with_status(status))
+    json_value(status, &body, None)
+}
+
+/// A request of the seed's paths that no endpoint answers (a 405), in the seed's error
+/// shape.
+///
+/// # Errors
+///
+/// 500 when the response cannot be built.
+pub fn refuse(error: ApiError) -> Result<Response, ApiError> {
+    answer(Err(error), "")
 }
 
 /// A checked `/metrics` or `/sessions` request.
@@ -152,9 +162,6 @@ struct TrackQuery {
 
 impl TrackQuery {
     async fn read(req: &Request, env: &RequestEnv) -> Result<Self, ApiError> {
-        if req.method() != Method::Get {
-            return Err(ApiError::method_not_allowed("GET"));
-        }
         let project = token_project(req, env).await?;
         let params = Params::of(req)?;
         let parsed = parse(
@@ -230,6 +237,17 @@ fn parse(
     Ok((from, last + DAY_MS, interval))
 }
 
+/// A duration in milliseconds as seconds: a whole number when it is one (as the seeds
+/// show), otherwise to the millisecond.
+pub fn seconds(ms: f64) -> Value {
+    let s = ms.round() / 1000.0;
+    if s.fract() == 0.0 && s.abs() < 9.0e15 {
+        Value::from(s as i64)
+    } else {
+        Value::from(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,5 +292,15 @@ mod tests {
         assert!(err(Some("2025-01-31"), Some("2025-01-01"), None).contains("not be after"));
         assert!(err(Some("1999-12-31"), Some("2000-01-31"), None).contains("2000-01-01"));
         assert!(err(Some("2000-01-01"), Some("2025-01-01"), None).contains("3660 days"));
+    }
+
+    #[test]
+    fn seconds_are_whole_when_they_can_be() {
+        assert_eq!(seconds(7_200_000.0), Value::from(7200));
+        assert_eq!(seconds(480_000.0), Value::from(480));
+        assert_eq!(seconds(1_500.0), Value::from(1.5));
+        assert_eq!(seconds(1_000.0 / 3.0), Value::from(0.333));
+        assert_eq!(seconds(200_000.0 / 3.0), Value::from(66.667));
+        assert_eq!(seconds(0.0), Value::from(0));
     }
 }

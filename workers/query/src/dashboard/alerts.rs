@@ -11,8 +11,7 @@ use std::fmt::Write;
 use tally_core::alerts::{Metric, Rule, State};
 use tally_storage::alerts::{AlertRecord, CampaignState, RuleEntry};
 
-use super::html::{Fixed, escape, int, millis};
-use super::page::date_time;
+use crate::edge::html::{Fixed, date_time, escape, int, millis};
 
 /// What the section shows.
 #[derive(Debug, Default)]

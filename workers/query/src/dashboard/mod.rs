@@ -1,6 +1,6 @@
 //! The server-rendered dashboard: `GET /dashboard/{p}` and its alias
 //! `/admin/plugins/{slug}/analytics` (the same page), `POST /dashboard/{p}/login` and
-//! `/logout`; and minting share links for the admin API.
+//! `/logout`. Who may look is [`gate`]'s decision.
 //!
 //! The page reads rollups through `tally_storage::read` (clean day rows plus hour rows;
 //! percentiles and uniques from merged sketches and HyperLogLogs), computes a
@@ -8,90 +8,57 @@
 //! project's alert rules, recent alerts and paused campaigns ([`alerts`]). No
 //! JavaScript: the range picker and the funnel steps are GET forms.
 
-pub mod access;
 pub mod alerts;
-pub mod html;
+pub mod gate;
 pub mod page;
 pub mod report;
 pub mod svg;
 
-use serde::Deserialize;
-use serde_json::json;
 use tally_core::ApiError;
-use tally_core::range::{self, Limits, Query};
+use tally_core::range::{Limits, Query};
 use tally_core::rollup::Dimension;
-use tally_core::share::{self, MAX_LIFETIME_S};
-use tally_core::time::{DAY_MS, Interval, format_ms};
-use tally_core::validate::is_valid_slug;
+use tally_core::time::{DAY_MS, Interval};
 use tally_storage::alerts::AlertStore;
 use tally_storage::{AdminStore, read};
-use worker::{Date, Method, Request, Response, Url};
+use worker::{Request, Response};
 
-use crate::RequestEnv;
-
-use self::access::Denied;
 use self::alerts::Alerts;
-use self::page::{Access, Page, Picked};
-use self::report::{Inputs, Report};
-use crate::error::internal;
-
-/// Which path the page was asked for; the login form returns there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Entry {
-    /// `/dashboard/{p}`.
-    Dashboard,
-    /// `/admin/plugins/{slug}/analytics`.
-    Admin,
-}
-
-impl Entry {
-    fn path(self, project: &str) -> String {
-        match self {
-            Self::Dashboard => format!("/dashboard/{project}"),
-            Self::Admin => format!("/admin/plugins/{project}/analytics"),
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::Dashboard => "dashboard",
-            Self::Admin => "admin",
-        }
-    }
-}
+use self::gate::Denied;
+use self::page::{Access, Picked};
+use self::report::{HEATMAP_DAYS, Inputs, Report};
+use crate::edge::error::internal;
+use crate::edge::html;
+use crate::edge::params::{Params, resolve_range};
+use crate::edge::{RequestEnv, now_ms, store};
+use crate::route::{Entry, Page};
 
 /// Days shown when the request names no range.
 pub const DEFAULT_DAYS: &str = "7";
 /// Longest range the dashboard shows, in days.
 pub const MAX_DAYS: i64 = 366;
-/// Most days the heatmap covers: it reads hour rows, 24 per day and route.
-pub const HEATMAP_DAYS: i64 = 28;
 
-/// Routes the dashboard's paths; `rest` is what follows the project. Failures are shown
-/// as a small HTML page, not JSON.
-pub async fn route(
+/// Answers a page of the dashboard of `project` (a valid slug). Failures are shown as
+/// a small HTML page, not JSON.
+///
+/// # Errors
+///
+/// When even the error page cannot be built.
+pub async fn handle(
     req: Request,
     env: &RequestEnv,
     project: &str,
-    rest: &[&str],
-    entry: Entry,
+    page: Page,
 ) -> Result<Response, ApiError> {
-    let result = match (req.method(), rest) {
-        _ if !is_valid_slug(project) => Err(ApiError::not_found(format!(
-            "{project:?} is not a project slug"
-        ))),
-        (Method::Get | Method::Head, []) => get(&req, env, project, entry).await,
-        (Method::Post, ["login"]) if entry == Entry::Dashboard => login(req, env, project).await,
-        (Method::Post, ["logout"]) if entry == Entry::Dashboard => logout(&req, project),
-        (_, []) => Err(ApiError::method_not_allowed("GET")),
-        (_, ["login" | "logout"]) => Err(ApiError::method_not_allowed("POST")),
-        _ => Err(ApiError::not_found("no such dashboard page")),
+    let result = match page {
+        Page::View(entry) => get(&req, env, project, entry).await,
+        Page::Login => login(req, env, project).await,
+        Page::Logout => logout(&req, project),
     };
     result.or_else(|e| error_page(&e))
 }
 
 /// A failure as a small HTML page with the same status.
-fn error_page(error: &ApiError) -> Result<Response, ApiError> {
+pub fn error_page(error: &ApiError) -> Result<Response, ApiError> {
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
@@ -135,48 +102,32 @@ fn see_other(path: &str, cookie: &str) -> Result<Response, ApiError> {
     Ok(response)
 }
 
-fn param(url: &Url, name: &str) -> Option<String> {
-    url.query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-}
-
 async fn get(
     req: &Request,
     env: &RequestEnv,
     slug: &str,
     entry: Entry,
 ) -> Result<Response, ApiError> {
-    let url = req.url().map_err(internal)?;
-    let now = Date::now().as_millis() as i64;
-    let store = crate::store(env)?;
+    let params = Params::of(req)?;
+    let now = now_ms();
+    let store = store(env)?;
     let project = store.project(slug).await.map_err(internal)?;
-    let share_token = param(&url, "share");
-    let access = access::decide(
-        req,
-        env,
-        &store,
-        project.as_ref(),
-        slug,
-        share_token.as_deref(),
-        now,
-    )
-    .await?;
+    let share_token = params.trimmed("share");
+    let access = gate::decide(req, env, project.as_ref(), slug, share_token, now).await?;
     let access = match access {
         Ok(access) => access,
         Err(denied) => return login_page(slug, entry, &denied),
     };
 
     let mut picked = Picked {
-        days: param(&url, "days"),
-        from: param(&url, "from"),
-        to: param(&url, "to"),
+        days: params.trimmed("days").map(str::to_owned),
+        from: params.trimmed("from").map(str::to_owned),
+        to: params.trimmed("to").map(str::to_owned),
     };
     if picked == Picked::default() {
         picked.days = Some(DEFAULT_DAYS.to_owned());
     }
-    let steps = param(&url, "steps").unwrap_or_default();
+    let steps = params.trimmed("steps").unwrap_or_default().to_owned();
     let limits = Limits {
         default_days: 30,
         max_days: MAX_DAYS,
@@ -187,7 +138,7 @@ async fn get(
         days: picked.days.as_deref(),
     };
     let path = entry.path(slug);
-    let mut page = Page {
+    let mut page = page::Page {
         project: slug,
         path: &path,
         access: &access,
@@ -199,11 +150,10 @@ async fn get(
         error: None,
         alerts: None,
     };
-    let range = match range::resolve(query, now, limits) {
+    let range = match resolve_range(query, now, limits) {
         Ok(range) => range,
-        Err(error) => {
-            let message = error.to_string();
-            page.error = Some(&message);
+        Err(refused) => {
+            page.error = Some(&refused.message);
             return html_response(&page::dashboard(&page), 400);
         }
     };
@@ -301,11 +251,10 @@ async fn login(mut req: Request, env: &RequestEnv, slug: &str) -> Result<Respons
     if token.is_empty() {
         return login_page(slug, entry, &Denied::Invalid("Enter a read token.".into()));
     }
-    let store = crate::store(env)?;
-    match access::check_read_token(&store, slug, &token).await? {
+    match gate::check_read_token(env, slug, &token).await? {
         Ok(()) => {
             let secure = url.scheme() == "https";
-            see_other(&entry.path(slug), &access::set_cookie(slug, &token, secure))
+            see_other(&entry.path(slug), &gate::set_cookie(slug, &token, secure))
         }
         Err(denied) => login_page(slug, entry, &denied),
     }
@@ -316,126 +265,6 @@ fn logout(req: &Request, slug: &str) -> Result<Response, ApiError> {
     let secure = req.url().map_err(internal)?.scheme() == "https";
     see_other(
         &Entry::Dashboard.path(slug),
-        &access::clear_cookie(slug, secure),
+        &gate::clear_cookie(slug, secure),
     )
-}
-
-/// `POST /v1/admin/projects/{p}/share` with `{"expires_in_days": N}` or
-/// `{"expires_in_seconds": N}` (default 30 days, at most 366): a link to the project's
-/// dashboard that works without a token until it expires. The caller has checked the
-/// admin token and that the project exists.
-///
-/// # Errors
-///
-/// 400 for a bad body, 503 when no signing secret is set.
-pub fn mint_share(
-    url: &Url,
-    env: &RequestEnv,
-    slug: &str,
-    body: &[u8],
-    now_ms: i64,
-) -> Result<Response, ApiError> {
-    let lifetime_s = share_lifetime(body)?;
-    let secret = access::share_secret(env).ok_or_else(|| {
-        ApiError::new(
-            503,
-            "misconfigured",
-            "share links are off until the operator sets the ADMIN_TOKEN secret",
-        )
-    })?;
-    let expires_s = now_ms.div_euclid(1000) + lifetime_s;
-    // The token is digits, a dot and hex digits: nothing in it needs escaping in a URL.
-    let token = share::sign(&secret, slug, expires_s);
-    let link = format!(
-        "{}{}?share={token}",
-        url.origin().ascii_serialization(),
-        Entry::Dashboard.path(slug)
-    );
-    let body = json!({"share": {
-        "url": link,
-        "token": token,
-        "expires_at": format_ms(expires_s * 1000),
-    }});
-    Ok(Response::from_json(&body)
-        .map_err(internal)?
-        .with_status(201))
-}
-
-/// Reads a share request's lifetime in seconds.
-fn share_lifetime(body: &[u8]) -> Result<i64, ApiError> {
-    #[derive(Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct ShareRequest {
-        expires_in_days: Option<i64>,
-        expires_in_seconds: Option<i64>,
-    }
-    let bad = |message: String| ApiError::bad_request("invalid_share", message);
-    let request: ShareRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        ShareRequest::default()
-    } else {
-        serde_json::from_slice(body).map_err(|e| {
-            bad(format!(
-                "send a JSON object {{\"expires_in_days\": N}} or \
-                 {{\"expires_in_seconds\": N}} with a whole number: {e}"
-            ))
-        })?
-    };
-    let seconds = |name: &str, n: Option<i64>, unit: i64| {
-        n.map(|n| {
-            n.checked_mul(unit)
-                .filter(|s| (1..=MAX_LIFETIME_S).contains(s))
-                .ok_or_else(|| {
-                    bad(format!(
-                        "{name} must give 1 s to {} days",
-                        MAX_LIFETIME_S / (DAY_MS / 1000)
-                    ))
-                })
-        })
-    };
-    match (
-        seconds("expires_in_days", request.expires_in_days, DAY_MS / 1000),
-        seconds("expires_in_seconds", request.expires_in_seconds, 1),
-    ) {
-        (Some(_), Some(_)) => Err(bad(
-            "give expires_in_days or expires_in_seconds, not both".into()
-        )),
-        (Some(s), None) | (None, Some(s)) => s,
-        (None, None) => Ok(30 * DAY_MS / 1000),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn share_lifetimes() {
-        let check = |body: &str, expected: Result<i64, &str>| {
-            let got = share_lifetime(body.as_bytes());
-            match expected {
-                Ok(s) => assert_eq!(got, Ok(s), "{body}"),
-                Err(fragment) => {
-                    let e = got.expect_err(body);
-                    assert!(e.message.contains(fragment), "{body}: {}", e.message);
-                    assert_eq!(e.status, 400);
-                }
-            }
-        };
-        check("", Ok(30 * 86_400));
-        check("{}", Ok(30 * 86_400));
-        check(r#"{"expires_in_days": 7}"#, Ok(7 * 86_400));
-        check(r#"{"expires_in_seconds": 1}"#, Ok(1));
-        check(r#"{"expires_in_days": 366}"#, Ok(366 * 86_400));
-        check(r#"{"expires_in_days": 367}"#, Err("1 s to 366 days"));
-        check(r#"{"expires_in_days": 0}"#, Err("1 s to 366 days"));
-        check(r#"{"expires_in_days": 1.5}"#, Err("whole number"));
-        check(
-            r#"{"expires_in_days": 1, "expires_in_seconds": 1}"#,
-            Err("not both"),
-        );
-        check(r#"{"days": 1}"#, Err("unknown field `days`"));
-        check(r#"{"expires_in_seconds": -5}"#, Err("1 s to 366 days"));
-        check("[]", Err("JSON object"));
-        check("nope", Err("expires_in_days"));
-    }
 }

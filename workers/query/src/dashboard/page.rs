@@ -7,9 +7,9 @@ use std::fmt::Write;
 use tally_core::time::{Interval, date_label, date_of};
 
 use super::alerts::{self, Alerts};
-use super::html::{bytes, compact, escape, int, millis, percent};
-use super::report::{Report, Row};
+use super::report::{HEATMAP_DAYS, Report, Row};
 use super::svg::{self, Bucket};
+use crate::edge::html::{bytes, compact, date_time, escape, int, millis, percent};
 
 /// The page's stylesheet: a responsive grid that is one column on a phone.
 const CSS: &str = "\
@@ -235,13 +235,6 @@ fn range_text(picked: &Picked, from: i64, to: i64) -> String {
     }
 }
 
-/// `YYYY-MM-DD HH:MM` of an instant, in UTC.
-pub fn date_time(ms: i64) -> String {
-    let hour = ms.div_euclid(3_600_000).rem_euclid(24);
-    let minute = ms.div_euclid(60_000).rem_euclid(60);
-    format!("{} {hour:02}:{minute:02}", date_label(date_of(ms)))
-}
-
 fn cards(out: &mut String, report: &Report) {
     let t = &report.totals;
     let cards = [
@@ -366,7 +359,7 @@ fn heatmap(out: &mut String, report: &Report) {
             let _ = write!(
                 out,
                 r#"<p class="note">Over the last {} days of the range, from {}.</p>"#,
-                super::HEATMAP_DAYS,
+                HEATMAP_DAYS,
                 escape(&date_time(since))
             );
         }

@@ -28,6 +28,8 @@ pub const DIMENSIONS: [Dimension; 13] = [
 ];
 /// Routes shown in the heatmap.
 pub const HEATMAP_ROUTES: usize = 12;
+/// Most days the heatmap covers: it reads hour rows, 24 per day and route.
+pub const HEATMAP_DAYS: i64 = 28;
 /// Most funnel steps a page takes.
 pub const MAX_STEPS: usize = 8;
 

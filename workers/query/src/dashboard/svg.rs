@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::html::{Fixed, escape, truncate};
+use crate::edge::html::{Fixed, escape, truncate};
 
 /// Every chart is drawn 600 units wide, about the width it is shown at in a half-width
 /// panel, so its 12-unit text reads as 11–12 px.

@@ -10,22 +10,22 @@ use tally_core::time::{Interval, format_ms};
 use tally_storage::read;
 use worker::{Request, Response};
 
-use crate::RequestEnv;
-
-use crate::api::{self, Params};
-use crate::error::internal;
+use super::scope;
+use crate::edge::error::internal;
+use crate::edge::params::{self, Params};
+use crate::edge::respond;
+use crate::edge::{RequestEnv, now_ms, store};
 
 /// Seconds a client may reuse an answer.
 const MAX_AGE_S: u32 = 300;
 
 pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Response, ApiError> {
-    api::check_project(project)?;
     let params = Params::of(req)?;
-    let range = params.range(api::now_ms())?;
+    let range = params.range(now_ms())?;
     let interval = params.interval(&[Interval::Day, Interval::Week], Interval::Day)?;
     let limit = params.limit(20, 1000)?;
     let (from, to) = (range.from_ms, range.to_ms);
-    let store = crate::store(env)?;
+    let store = store(env)?;
     let series = read::series(&store, project, from, to, interval, Some(Dimension::All))
         .await
         .map_err(internal)?;
@@ -67,15 +67,15 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
     let countries = by(Dimension::Country, "country").await?;
     let mut body = json!({
         "project": project,
-        "interval": api::interval_name(interval),
+        "interval": params::interval_name(interval),
         "instances": total.instances.count(),
         "active": active,
         "versions": versions,
         "colos": colos,
         "countries": countries,
     });
-    for (k, v) in api::range_json(range) {
+    for (k, v) in scope::range_json(range) {
         body[k] = v;
     }
-    api::json(req, body.to_string(), MAX_AGE_S)
+    respond::json(req, body.to_string(), MAX_AGE_S)
 }

@@ -12,11 +12,12 @@ use tally_core::time::{DAY_MS, Interval, format_ms};
 use tally_storage::read;
 use worker::{Request, Response};
 
-use crate::RequestEnv;
-
-use crate::api::{self, Params};
-use crate::error::internal;
-use crate::measures::Metric;
+use super::measures::Metric;
+use super::scope;
+use crate::edge::error::internal;
+use crate::edge::params::{self, Params};
+use crate::edge::respond;
+use crate::edge::{RequestEnv, now_ms, store};
 
 /// Seconds a client may reuse an answer (as the plugin seed has it).
 const MAX_AGE_S: u32 = 300;
@@ -25,9 +26,8 @@ const MAX_AGE_S: u32 = 300;
 const MAX_HOURLY_DAYS: i64 = 31;
 
 pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Response, ApiError> {
-    api::check_project(project)?;
     let params = Params::of(req)?;
-    let range = params.range(api::now_ms())?;
+    let range = params.range(now_ms())?;
     let interval = params.interval(
         &[
             Interval::Hour,
@@ -52,12 +52,12 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
         "timeseries|{}|{}|{}|{}",
         range.from_ms,
         range.to_ms,
-        api::interval_name(interval),
+        params::interval_name(interval),
         names.join(",")
     );
-    let heavy = range.to_ms - range.from_ms >= api::KV_MIN_RANGE_MS;
-    let answer = api::cached(env, project, &query, heavy, MAX_AGE_S, async || {
-        let store = crate::store(env)?;
+    let heavy = range.to_ms - range.from_ms >= scope::KV_MIN_RANGE_MS;
+    let answer = respond::cached(env, project, &query, heavy, MAX_AGE_S, async || {
+        let store = store(env)?;
         let series = read::series(
             &store,
             project,
@@ -86,15 +86,15 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
             .collect();
         let mut body = json!({
             "project": project,
-            "interval": api::interval_name(interval),
+            "interval": params::interval_name(interval),
             "metrics": names,
             "data": data,
         });
-        for (k, v) in api::range_json(range) {
+        for (k, v) in scope::range_json(range) {
             body[k] = v;
         }
         Ok(body)
     })
     .await?;
-    api::json_cached(req, answer, MAX_AGE_S)
+    respond::json_cached(req, answer, MAX_AGE_S)
 }

@@ -25,10 +25,10 @@ use tally_storage::EventStore;
 use tally_storage::d1::D1Store;
 use worker::{Request, Response};
 
-use crate::RequestEnv;
-
-use crate::api::{self, Params};
-use crate::error::internal;
+use super::scope;
+use crate::edge::error::internal;
+use crate::edge::params::Params;
+use crate::edge::{RequestEnv, now_ms, store};
 
 /// Events read per page (one D1 query, one chunk of the body).
 pub const PAGE: u32 = 2000;
@@ -80,9 +80,8 @@ struct Pages {
 }
 
 pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Response, ApiError> {
-    api::check_project(project)?;
     let params = Params::of(req)?;
-    let now = api::now_ms();
+    let now = now_ms();
     let asked = params.range(now)?;
     let format = match params.get("format").unwrap_or("ndjson") {
         "ndjson" => Format::Ndjson,
@@ -94,10 +93,10 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
             ));
         }
     };
-    let settings = api::project(env, project).await?;
-    let range = api::within_retention(asked, settings.retention_days, now)
-        .ok_or_else(|| api::past_retention(settings.retention_days))?;
-    let store = crate::store(env)?;
+    let settings = scope::project(env, project).await?;
+    let range = scope::within_retention(asked, settings.retention_days, now)
+        .ok_or_else(|| scope::past_retention(settings.retention_days))?;
+    let store = store(env)?;
     let first = store
         .events_between(project, range.from_ms, range.to_ms, None, PAGE)
         .await

@@ -14,11 +14,12 @@ use tally_core::time::format_ms;
 use tally_storage::{QueryStore, read};
 use worker::{Request, Response};
 
-use crate::RequestEnv;
-
-use crate::api::{self, Params};
-use crate::error::internal;
-use crate::measures::ratio;
+use super::measures::ratio;
+use super::scope;
+use crate::edge::error::internal;
+use crate::edge::params::Params;
+use crate::edge::respond;
+use crate::edge::{RequestEnv, now_ms, store};
 
 /// Seconds a client may reuse an answer.
 const MAX_AGE_S: u32 = 60;
@@ -27,12 +28,11 @@ const MAX_AGE_S: u32 = 60;
 const ROUTES_PER_CLASS: usize = 20;
 
 pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Response, ApiError> {
-    api::check_project(project)?;
     let params = Params::of(req)?;
-    let range = params.range(api::now_ms())?;
+    let range = params.range(now_ms())?;
     let limit = params.limit(50, 1000)?;
     let (from, to) = (range.from_ms, range.to_ms);
-    let store = crate::store(env)?;
+    let store = store(env)?;
     let merged = |dimension| read::merged(&store, project, from, to, Some(dimension));
     let all = merged(Dimension::All)
         .await
@@ -98,8 +98,8 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
         "error_classes": counted.len(),
         "classes": list,
     });
-    for (k, v) in api::range_json(range) {
+    for (k, v) in scope::range_json(range) {
         body[k] = v;
     }
-    api::json(req, body.to_string(), MAX_AGE_S)
+    respond::json(req, body.to_string(), MAX_AGE_S)
 }

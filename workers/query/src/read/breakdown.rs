@@ -11,11 +11,12 @@ use tally_core::rollup::{Dimension, Rollup};
 use tally_storage::read;
 use worker::{Request, Response};
 
-use crate::RequestEnv;
-
-use crate::api::{self, Params};
-use crate::error::internal;
-use crate::measures;
+use super::measures;
+use super::scope;
+use crate::edge::error::internal;
+use crate::edge::params::Params;
+use crate::edge::respond;
+use crate::edge::{RequestEnv, now_ms, store};
 
 /// Seconds a client may reuse an answer.
 const MAX_AGE_S: u32 = 300;
@@ -64,10 +65,9 @@ pub async fn get(
     project: &str,
     dimension_name: &str,
 ) -> Result<Response, ApiError> {
-    api::check_project(project)?;
     let dimension = dimension(dimension_name)?;
     let params = Params::of(req)?;
-    let range = params.range(api::now_ms())?;
+    let range = params.range(now_ms())?;
     let limit = params.limit(10, 1000)?;
     let query = format!(
         "breakdown|{}|{}|{}|{limit}",
@@ -75,9 +75,9 @@ pub async fn get(
         range.from_ms,
         range.to_ms
     );
-    let heavy = range.to_ms - range.from_ms >= api::KV_MIN_RANGE_MS;
-    let answer = api::cached(env, project, &query, heavy, MAX_AGE_S, async || {
-        let store = crate::store(env)?;
+    let heavy = range.to_ms - range.from_ms >= scope::KV_MIN_RANGE_MS;
+    let answer = respond::cached(env, project, &query, heavy, MAX_AGE_S, async || {
+        let store = store(env)?;
         let (from, to) = (range.from_ms, range.to_ms);
         let all = read::merged(&store, project, from, to, Some(Dimension::All))
             .await
@@ -113,13 +113,13 @@ pub async fn get(
             "values": values,
             "other": other,
         });
-        for (k, v) in api::range_json(range) {
+        for (k, v) in scope::range_json(range) {
             body[k] = v;
         }
         Ok(body)
     })
     .await?;
-    api::json_cached(req, answer, MAX_AGE_S)
+    respond::json_cached(req, answer, MAX_AGE_S)
 }
 
 /// Values with their merged rows.

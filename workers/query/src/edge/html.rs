@@ -1,7 +1,9 @@
 //! Text for HTML and SVG: escaping every value that goes into markup, and the number
-//! formats the dashboard and badges show.
+//! and time formats the dashboard and badges show.
 
 use std::fmt::{self, Display, Write};
+
+use tally_core::time::{date_label, date_of};
 
 /// `text` safe to place in HTML or SVG text and in double- or single-quoted attribute
 /// values: `&`, `<`, `>`, `"` and `'` become character references.
@@ -129,6 +131,13 @@ pub fn percent(part: u64, whole: u64) -> String {
     }
     let tenths = (part as f64 * 1000.0 / whole as f64).round() as u64;
     format!("{}.{}%", tenths / 10, tenths % 10)
+}
+
+/// `YYYY-MM-DD HH:MM` of an instant, in UTC.
+pub fn date_time(ms: i64) -> String {
+    let hour = ms.div_euclid(3_600_000).rem_euclid(24);
+    let minute = ms.div_euclid(60_000).rem_euclid(60);
+    format!("{} {hour:02}:{minute:02}", date_label(date_of(ms)))
 }
 
 #[cfg(test)]

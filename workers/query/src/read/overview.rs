@@ -6,16 +6,15 @@ use tally_core::time::format_ms;
 use tally_storage::{EventStore, read};
 use worker::{Request, Response};
 
-use crate::RequestEnv;
-
-use crate::api::{self, Params};
-use crate::error::internal;
+use crate::edge::error::internal;
+use crate::edge::params::Params;
+use crate::edge::respond;
+use crate::edge::{RequestEnv, now_ms, store};
 
 pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Response, ApiError> {
-    api::check_project(project)?;
-    let range = Params::of(req)?.range(api::now_ms())?;
+    let range = Params::of(req)?.range(now_ms())?;
     let (from, to) = (range.from_ms, range.to_ms);
-    let store = crate::store(env)?;
+    let store = store(env)?;
     let rows = read::merged(&store, project, from, to, Some(Dimension::All))
         .await
         .map_err(internal)?;
@@ -26,7 +25,7 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
         .map_err(internal)?;
     let mut body = body(project, from, to, &all);
     body["dropped"] = serde_json::json!({ "bot": dropped.get("bot").copied().unwrap_or(0) });
-    api::json(req, body.to_string(), 60)
+    respond::json(req, body.to_string(), 60)
 }
 
 /// The overview's JSON: counts exact, percentiles from the merged sketch, uniques from

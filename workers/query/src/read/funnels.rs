@@ -17,11 +17,12 @@ use tally_core::validate::MAX_NAME_CHARS;
 use tally_storage::read;
 use worker::{Request, Response};
 
-use crate::RequestEnv;
-
-use crate::api::{self, Params};
-use crate::error::internal;
-use crate::measures::ratio;
+use super::measures::ratio;
+use super::scope;
+use crate::edge::error::{internal, refused};
+use crate::edge::params::Params;
+use crate::edge::respond;
+use crate::edge::{RequestEnv, now_ms, store};
 
 /// Seconds a client may reuse an answer.
 const MAX_AGE_S: u32 = 300;
@@ -30,18 +31,16 @@ const MAX_AGE_S: u32 = 300;
 pub const MAX_HITS: usize = 100_000;
 
 pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Response, ApiError> {
-    api::check_project(project)?;
     let params = Params::of(req)?;
-    let now = api::now_ms();
+    let now = now_ms();
     let asked = params.range(now)?;
     let steps = steps(params.get("steps"))?;
     let window_text = params.get("window").unwrap_or("1d");
-    let window_ms = funnel::parse_window(window_text)
-        .map_err(|m| ApiError::bad_request("invalid_window", m))?;
-    let settings = api::project(env, project).await?;
-    let range = api::within_retention(asked, settings.retention_days, now)
-        .ok_or_else(|| api::past_retention(settings.retention_days))?;
-    let store = crate::store(env)?;
+    let window_ms = funnel::parse_window(window_text).map_err(|e| refused("invalid_window", e))?;
+    let settings = scope::project(env, project).await?;
+    let range = scope::within_retention(asked, settings.retention_days, now)
+        .ok_or_else(|| scope::past_retention(settings.retention_days))?;
+    let store = store(env)?;
     let hits = read::funnel_hits(
         &store,
         project,
@@ -84,10 +83,10 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
         "retention_days": settings.retention_days,
         "steps": list,
     });
-    for (k, v) in api::range_json(range) {
+    for (k, v) in scope::range_json(range) {
         body[k] = v;
     }
-    api::json(req, body.to_string(), MAX_AGE_S)
+    respond::json(req, body.to_string(), MAX_AGE_S)
 }
 
 /// The `steps` parameter: comma-separated event names.

@@ -5,19 +5,13 @@
 //! ends the sessions that hold it.
 
 use tally_core::ApiError;
-use tally_core::project::{KeyKind, Project, is_key_shaped, key_hash};
+use tally_core::project::Project;
 use tally_core::share::{self, Refusal};
-use tally_storage::AdminStore;
-use tally_storage::d1::D1Store;
 use worker::Request;
 
-use crate::RequestEnv;
-
 use super::page::Access;
-use crate::ADMIN_TOKEN;
-use crate::admin::is_admin;
-use crate::auth::bearer;
-use crate::error::internal;
+use crate::access::{Token, bearer, classify, share_secret};
+use crate::edge::RequestEnv;
 
 /// How long the login cookie lasts, in seconds (seven days).
 pub const COOKIE_MAX_AGE_S: u32 = 7 * 86_400;
@@ -94,11 +88,24 @@ pub fn clear_cookie(project: &str, secure: bool) -> String {
     )
 }
 
-/// The key share links are signed with: the `ADMIN_TOKEN` secret, so that changing it
-/// revokes every link. `None` when it is not set (links are then refused).
-pub fn share_secret(env: &RequestEnv) -> Option<Vec<u8>> {
-    let secret = env.secret(ADMIN_TOKEN).ok()?.to_string();
-    (!secret.is_empty()).then(|| secret.into_bytes())
+/// Whether a classified token opens `project`'s dashboard as a read token (the login
+/// form's and the cookie's; the admin token opens it only in `Authorization`).
+pub fn opens(token: Token, project: &str) -> Result<(), Denied> {
+    match token {
+        Token::Read(p) if p == project => Ok(()),
+        Token::Read(_) => Err(Denied::WrongProject),
+        Token::Write => Err(Denied::Invalid(
+            "That is a write key (tw_…); the dashboard takes a read token (tr_…).".to_owned(),
+        )),
+        Token::Revoked(prefix) => Err(Denied::Invalid(format!(
+            "Read token {prefix}… was revoked; sign in with another."
+        ))),
+        Token::Admin | Token::Unknown => Err(Denied::Invalid(
+            "That is not a read token Tally issued; create one with \
+             `cargo xtask project key <project> --read`."
+                .to_owned(),
+        )),
+    }
 }
 
 /// Checks that `token` is an unrevoked read token of `project`.
@@ -108,39 +115,11 @@ pub fn share_secret(env: &RequestEnv) -> Option<Vec<u8>> {
 /// The outer error when D1 fails; the inner one says why the token does not open the
 /// dashboard.
 pub async fn check_read_token(
-    store: &D1Store,
+    env: &RequestEnv,
     project: &str,
     token: &str,
 ) -> Result<Result<(), Denied>, ApiError> {
-    if is_key_shaped(KeyKind::Write, token) {
-        return Ok(Err(Denied::Invalid(
-            "That is a write key (tw_…); the dashboard takes a read token (tr_…).".to_owned(),
-        )));
-    }
-    let invalid = || {
-        Denied::Invalid(
-            "That is not a read token Tally issued; create one with \
-             `cargo xtask project key <project> --read`."
-                .to_owned(),
-        )
-    };
-    if !is_key_shaped(KeyKind::Read, token) {
-        return Ok(Err(invalid()));
-    }
-    let found = store
-        .key_by_hash(&key_hash(token))
-        .await
-        .map_err(internal)?;
-    Ok(match found {
-        Some((key, _)) if key.kind != KeyKind::Read => Err(invalid()),
-        Some((key, _)) if key.revoked_at.is_some() => Err(Denied::Invalid(format!(
-            "Read token {}… was revoked; sign in with another.",
-            key.prefix
-        ))),
-        Some((key, _)) if key.project != project => Err(Denied::WrongProject),
-        Some(_) => Ok(()),
-        None => Err(invalid()),
-    })
+    Ok(opens(classify(env, token).await?, project))
 }
 
 /// Decides whether the request may view `project` (`None` if it does not exist),
@@ -152,7 +131,6 @@ pub async fn check_read_token(
 pub async fn decide(
     req: &Request,
     env: &RequestEnv,
-    store: &D1Store,
     project: Option<&Project>,
     slug: &str,
     share_token: Option<&str>,
@@ -175,16 +153,11 @@ pub async fn decide(
         }
     }
     if let Some(token) = bearer(req) {
-        if is_admin(req, env)? {
-            return Ok(if project.is_some() {
-                Ok(Access::Header)
-            } else {
-                Err(Denied::Nothing)
-            });
-        }
-        return Ok(check_read_token(store, slug, &token)
-            .await?
-            .map(|()| Access::Header));
+        return Ok(match classify(env, &token).await? {
+            Token::Admin if project.is_some() => Ok(Access::Header),
+            Token::Admin => Err(Denied::Nothing),
+            token => opens(token, slug).map(|()| Access::Header),
+        });
     }
     let cookies = req
         .headers()
@@ -193,7 +166,7 @@ pub async fn decide(
         .flatten()
         .unwrap_or_default();
     if let Some(token) = cookie(&cookies, &cookie_name(slug)).filter(|t| !t.is_empty()) {
-        match check_read_token(store, slug, token).await? {
+        match check_read_token(env, slug, token).await? {
             Ok(()) => return Ok(Ok(Access::Cookie)),
             Err(why) if denied == Denied::Nothing => denied = why,
             Err(_) => {}
@@ -245,5 +218,23 @@ mod tests {
                 .unwrap()
                 .contains("not valid")
         );
+    }
+
+    #[test]
+    fn read_tokens_open_their_own_project_only() {
+        assert_eq!(opens(Token::Read("demo".into()), "demo"), Ok(()));
+        assert_eq!(
+            opens(Token::Read("other".into()), "demo"),
+            Err(Denied::WrongProject)
+        );
+        let why = |token| match opens(token, "demo") {
+            Err(Denied::Invalid(why)) => why,
+            other => panic!("{other:?}"),
+        };
+        assert!(why(Token::Write).contains("write key"));
+        assert!(why(Token::Revoked("tr_ab12".into())).contains("tr_ab12… was revoked"));
+        // The admin token opens the dashboard in `Authorization`, not as a read token.
+        assert!(why(Token::Admin).contains("not a read token"));
+        assert!(why(Token::Unknown).contains("not a read token"));
     }
 }

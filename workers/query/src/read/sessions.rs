@@ -12,27 +12,27 @@ use tally_core::time::{Interval, format_ms};
 use tally_storage::pipeline;
 use worker::{Request, Response};
 
-use crate::RequestEnv;
-
-use crate::api::{self, Params};
-use crate::error::internal;
+use super::scope;
+use crate::edge::error::internal;
+use crate::edge::params::{self, Params};
+use crate::edge::respond;
+use crate::edge::{RequestEnv, now_ms, store};
 
 /// Seconds a client may reuse an answer.
 const MAX_AGE_S: u32 = 300;
 
 pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Response, ApiError> {
-    api::check_project(project)?;
     let params = Params::of(req)?;
-    let now = api::now_ms();
+    let now = now_ms();
     let asked = params.range(now)?;
     let interval = params.interval(
         &[Interval::Day, Interval::Week, Interval::Month],
         Interval::Day,
     )?;
-    let settings = api::project(env, project).await?;
-    let range = api::within_retention(asked, settings.retention_days, now)
-        .ok_or_else(|| api::past_retention(settings.retention_days))?;
-    let store = crate::store(env)?;
+    let settings = scope::project(env, project).await?;
+    let range = scope::within_retention(asked, settings.retention_days, now)
+        .ok_or_else(|| scope::past_retention(settings.retention_days))?;
+    let store = store(env)?;
     let stats = pipeline::session_stats(&store, project, range.from_ms, range.to_ms, interval)
         .await
         .map_err(internal)?;
@@ -57,13 +57,13 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
         .collect();
     let mut body = json!({
         "project": project,
-        "interval": api::interval_name(interval),
+        "interval": params::interval_name(interval),
         "retention_days": settings.retention_days,
         "totals": point(total),
         "data": data,
     });
-    for (k, v) in api::range_json(range) {
+    for (k, v) in scope::range_json(range) {
         body[k] = v;
     }
-    api::json(req, body.to_string(), MAX_AGE_S)
+    respond::json(req, body.to_string(), MAX_AGE_S)
 }

@@ -1,0 +1,114 @@
+//! Projects and their keys: `/v1/admin/projects[/{p}[/keys[/{id}]]]` — list, create,
+//! show and change projects; create, list and revoke their write keys and read tokens.
+
+use serde_json::{Value, json};
+use tally_core::ApiError;
+use tally_core::project::{KEY_BYTES, Project, ProjectInput, new_key, parse_key_request};
+use tally_storage::AdminStore;
+use tally_storage::d1::D1Store;
+use worker::Response;
+
+use crate::edge::error::internal;
+use crate::edge::respond::json_value;
+
+/// `GET /v1/admin/projects`.
+pub async fn list(store: &D1Store) -> Result<Response, ApiError> {
+    let projects = store.all_projects().await.map_err(internal)?;
+    let list: Vec<Value> = projects.iter().map(|p| p.to_json()).collect();
+    json_value(200, &json!({ "projects": list }), None)
+}
+
+/// `POST /v1/admin/projects`.
+pub async fn create(store: &D1Store, body: &[u8], now_ms: i64) -> Result<Response, ApiError> {
+    let project = ProjectInput::parse(body)?.create(now_ms)?;
+    if !store.create_project(&project).await.map_err(internal)? {
+        return Err(ApiError::new(
+            409,
+            "project_exists",
+            format!("project {:?} exists; change it with PATCH", project.slug),
+        ));
+    }
+    json_value(201, &json!({ "project": project.to_json() }), None)
+}
+
+/// `GET /v1/admin/projects/{p}`.
+pub async fn get(store: &D1Store, slug: &str) -> Result<Response, ApiError> {
+    let project = existing(store, slug).await?;
+    json_value(200, &json!({ "project": project.to_json() }), None)
+}
+
+/// `PATCH /v1/admin/projects/{p}`.
+pub async fn update(store: &D1Store, slug: &str, body: &[u8]) -> Result<Response, ApiError> {
+    let project = ProjectInput::parse(body)?.apply(existing(store, slug).await?)?;
+    store.update_project(&project).await.map_err(internal)?;
+    json_value(200, &json!({ "project": project.to_json() }), None)
+}
+
+/// `POST /v1/admin/projects/{p}/keys`: the answer holds the key's secret, once.
+pub async fn create_key(
+    store: &D1Store,
+    slug: &str,
+    body: &[u8],
+    now_ms: i64,
+) -> Result<Response, ApiError> {
+    existing(store, slug).await?;
+    let (kind, name) = parse_key_request(body)?;
+    let mut random = [0u8; KEY_BYTES];
+    getrandom::fill(&mut random).map_err(internal)?;
+    let key = new_key(kind, &random);
+    let stored = store
+        .create_key(slug, kind, &key, name.as_deref(), now_ms)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| unknown_project(slug))?;
+    let mut body = stored.to_json();
+    body["secret"] = Value::String(key.secret);
+    json_value(201, &json!({ "key": body }), None)
+}
+
+/// `GET /v1/admin/projects/{p}/keys`.
+pub async fn keys(store: &D1Store, slug: &str) -> Result<Response, ApiError> {
+    existing(store, slug).await?;
+    let keys = store.keys(slug).await.map_err(internal)?;
+    let list: Vec<Value> = keys.iter().map(|k| k.to_json()).collect();
+    json_value(200, &json!({ "keys": list }), None)
+}
+
+/// `DELETE /v1/admin/projects/{p}/keys/{id}`.
+pub async fn revoke_key(
+    store: &D1Store,
+    slug: &str,
+    id: &str,
+    now_ms: i64,
+) -> Result<Response, ApiError> {
+    existing(store, slug).await?;
+    let no_key = || ApiError::not_found(format!("project {slug:?} has no key with id {id:?}"));
+    let id: i64 = id.parse().map_err(|_| no_key())?;
+    let key = store
+        .revoke_key(slug, id, now_ms)
+        .await
+        .map_err(internal)?
+        .ok_or_else(no_key)?;
+    json_value(200, &json!({ "key": key.to_json() }), None)
+}
+
+/// The project `slug`.
+///
+/// # Errors
+///
+/// 404 `unknown_project` when there is none.
+pub async fn existing(store: &D1Store, slug: &str) -> Result<Project, ApiError> {
+    store
+        .project(slug)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| unknown_project(slug))
+}
+
+fn unknown_project(slug: &str) -> ApiError {
+    ApiError::new(
+        404,
+        "unknown_project",
+        format!("there is no project {slug:?}; create it with POST /v1/admin/projects"),
+    )
+}

@@ -1,0 +1,80 @@
+//! The ground floor every wing stands on, and the only one: what the worker takes from
+//! its environment (binding names, the request's [`RequestEnv`], the D1 [`store`], the
+//! clock [`now_ms`]), how it reads requests ([`params`]), how it answers ([`respond`],
+//! [`html`], the JSON shapes two wings share in [`shapes`]) and how errors become HTTP
+//! answers ([`error`]).
+//!
+//! Nothing here imports a wing; the wings (`admin`, `read`, `aliases`, `dashboard`,
+//! `badge`, `health`, `openapi`) import this floor, [`crate::access`] and
+//! [`crate::route`], never each other (`xtask/src/tidy.rs` checks it).
+
+pub mod error;
+pub mod html;
+pub mod params;
+pub mod respond;
+pub mod shapes;
+
+use std::ops::Deref;
+
+use tally_core::ApiError;
+use tally_storage::d1::{D1Store, Meter};
+use worker::{Date, Env};
+
+/// The D1 database binding (see `wrangler/query.toml`).
+pub const DB: &str = "DB";
+/// The KV namespace binding that caches heavy answers.
+pub const CACHE: &str = "CACHE";
+/// The secret that guards the admin API.
+pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
+/// The secret ingest hashes user ids with, to filter by a raw `user_id`.
+pub const ID_SECRET: &str = "ID_SECRET";
+
+/// The environment of one request: the worker's bindings (it dereferences to
+/// [`worker::Env`]) and the meter every D1 store made for this request adds to. Each
+/// request has its own, since one isolate serves several requests at once.
+pub struct RequestEnv {
+    env: Env,
+    meter: Meter,
+}
+
+impl RequestEnv {
+    pub fn new(env: Env) -> Self {
+        Self {
+            env,
+            meter: Meter::new(),
+        }
+    }
+
+    /// The rows D1 has read for this request so far.
+    pub fn rows_read(&self) -> u64 {
+        self.meter.rows().read
+    }
+}
+
+impl Deref for RequestEnv {
+    type Target = Env;
+
+    fn deref(&self) -> &Env {
+        &self.env
+    }
+}
+
+/// The D1 store for a request; what it reads counts towards the request's rows read.
+///
+/// # Errors
+///
+/// 500 when the binding is missing.
+pub fn store(env: &RequestEnv) -> Result<D1Store, ApiError> {
+    env.d1(DB)
+        .map(|db| D1Store::metered(db, env.meter.clone()))
+        .map_err(error::internal)
+}
+
+/// The current time, epoch milliseconds: the worker's only read of the clock.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the worker's one clock read (workers/clippy.toml)"
+)]
+pub fn now_ms() -> i64 {
+    Date::now().as_millis() as i64
+}
