@@ -237,6 +237,20 @@ impl Period {
 /// JSON arrays, so no real value of a bounded dimension is empty.
 pub const FOLDED_VALUE: &str = "";
 
+/// How answers name a [`FOLDED_VALUE`] row: as Google Analytics names its row of values
+/// past a table's bound. A real value spelled the same is counted with it.
+pub const FOLDED_LABEL: &str = "(other)";
+
+/// The value a row of `dimension` is shown under: [`FOLDED_LABEL`] for the folded row of
+/// a bounded dimension, the value itself otherwise.
+pub fn shown_value(dimension: Dimension, value: &str) -> &str {
+    if dimension.is_bounded() && value == FOLDED_VALUE {
+        FOLDED_LABEL
+    } else {
+        value
+    }
+}
+
 impl Period {
     /// How many distinct values of one dimension a project keeps in one row each per
     /// period; the rest are counted in one [`FOLDED_VALUE`] row, so counts stay exact

@@ -209,9 +209,8 @@ ON CONFLICT (project, period, start, dimension, value) DO UPDATE SET
 pub const DELETE_STALE_ROLLUPS: &str = "\
 DELETE FROM rollups
 WHERE project = ?1 AND period = ?2 AND start = ?3
-  AND NOT EXISTS (
-    SELECT 1 FROM json_each(?4) AS k
-    WHERE k.value ->> '$[0]' = rollups.dimension AND k.value ->> '$[1]' = rollups.value)";
+  AND (dimension, value) NOT IN (
+    SELECT k.value ->> '$[0]', k.value ->> '$[1]' FROM json_each(?4) AS k)";
 
 /// Marks a day or month (`?2`) of a project (`?1`) starting at `?3` as needing a roll.
 pub const MARK_DIRTY: &str = "\

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use tally_core::funnel::Hit;
-use tally_core::rollup::{Dimension, Key, Period, Rollup};
+use tally_core::rollup::{self, Dimension, Key, Period, Rollup};
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
 
 use crate::{Error, FilteredReads, QueryStore, RollupStore, ValueMatch, Versioned};
@@ -116,16 +116,22 @@ where
     Ok(out)
 }
 
-/// Merges rows per dimension and value.
+/// Merges rows per dimension and value; the row of values past a dimension's bound is
+/// merged under [`rollup::FOLDED_LABEL`].
 pub fn merge(rows: &[(Period, Key, Rollup)]) -> Merged {
     let mut merged = Merged::new();
     for (_, key, row) in rows {
-        merged
-            .entry((key.dimension, key.value.clone()))
-            .or_default()
-            .merge(row);
+        merged.entry(shown(key)).or_default().merge(row);
     }
     merged
+}
+
+/// The dimension and value a row is merged under.
+fn shown(key: &Key) -> (Dimension, String) {
+    (
+        key.dimension,
+        rollup::shown_value(key.dimension, &key.value).to_owned(),
+    )
 }
 
 /// Merges rows per bucket of `interval` (by row start), then per dimension and value.
@@ -135,7 +141,7 @@ pub fn buckets(rows: &[(Period, Key, Rollup)], interval: Interval) -> BTreeMap<i
     for (_, key, row) in rows {
         out.entry(interval.floor(key.start))
             .or_default()
-            .entry((key.dimension, key.value.clone()))
+            .entry(shown(key))
             .or_default()
             .merge(row);
     }
@@ -238,7 +244,7 @@ pub async fn first_last_hours<S: RollupStore>(
     let mut spans: BTreeMap<String, (Edge, Edge)> = BTreeMap::new();
     for (period, key, _) in rows.iter().filter(|(_, _, r)| r.count > 0) {
         let here = (key.start, *period == Period::Day);
-        let span = spans.entry(key.value.clone()).or_insert((here, here));
+        let span = spans.entry(shown(key).1).or_insert((here, here));
         span.0 = span.0.min(here);
         span.1 = span.1.max(here);
     }
@@ -259,9 +265,8 @@ pub async fn first_last_hours<S: RollupStore>(
     }
     for (day, rows) in &day_hours {
         for (key, _) in rows.iter().filter(|(_, r)| r.value.count > 0) {
-            let span = hours
-                .entry((*day, key.value.as_str()))
-                .or_insert((key.start, key.start));
+            let value = rollup::shown_value(key.dimension, &key.value);
+            let span = hours.entry((*day, value)).or_insert((key.start, key.start));
             span.0 = span.0.min(key.start);
             span.1 = span.1.max(key.start);
         }

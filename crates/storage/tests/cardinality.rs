@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use tally_core::rollup::{Dimension, FOLDED_VALUE, Period};
+use tally_core::rollup::{Dimension, FOLDED_LABEL, FOLDED_VALUE, Period};
 use tally_core::time::{DAY_MS, HOUR_MS};
 use tally_core::{Context, Event, RawEvent, Settings, validate};
-use tally_storage::pipeline;
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{EventStore, RollupStore};
+use tally_storage::{pipeline, read};
 
 /// 2025-01-10T00:00:00Z.
 const DAY0: i64 = 1_736_467_200_000;
@@ -130,9 +130,23 @@ fn a_flood_of_unique_values_adds_bounded_rows_and_counts_stay_exact() {
         hour + HOUR_MS,
     );
     assert_eq!(all[""], total);
+    // Answers show the folded row under its label.
+    let merged = block_on(read::merged(
+        &store,
+        "flood",
+        hour,
+        hour + HOUR_MS,
+        Some(Dimension::Route),
+    ))
+    .unwrap();
+    assert_eq!(merged.len(), max + 1);
+    assert_eq!(
+        merged[&(Dimension::Route, FOLDED_LABEL.to_owned())].count,
+        routes[FOLDED_VALUE]
+    );
     // Once the hour is full, a batch of unique values writes one row per bounded
     // dimension instead of one per value: before the bound, a 1,000-event batch wrote
-    // about 5,000 hour rows (and minute rows besides).
+    // about 4,000 hour rows and as many minute rows.
     assert!(rows_per_batch[2] < 40, "{rows_per_batch:?}");
     // Minute rows are bounded too.
     let minutes = values(
@@ -220,5 +234,33 @@ fn a_rolled_day_keeps_its_values_with_most_events() {
     assert_eq!(
         day[FOLDED_VALUE],
         (hours * Period::Hour.max_values() - max_day) as u64
+    );
+}
+
+#[test]
+fn a_roll_deletes_stale_rows_against_a_list_read_once() {
+    // The list of rows to keep was scanned again for every row of the period: a day of
+    // 7,000 values a dimension took 170 s to roll (now 4 s), past D1's 30 s a query.
+    let store = SqliteStore::open_in_memory().unwrap();
+    let plan: Vec<String> = store.with_connection(|c| {
+        let mut stmt = c
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN {}",
+                tally_core::sql::DELETE_STALE_ROLLUPS
+            ))
+            .unwrap();
+        let nulls = vec![rusqlite::types::Null; stmt.parameter_count()];
+        stmt.query_map(rusqlite::params_from_iter(nulls), |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    });
+    assert!(
+        plan.iter().any(|step| step.starts_with("LIST SUBQUERY")),
+        "{plan:?}"
+    );
+    assert!(
+        !plan.iter().any(|step| step.contains("CORRELATED")),
+        "{plan:?}"
     );
 }

@@ -7,7 +7,7 @@
 
 use serde_json::{Value, json};
 use tally_core::ApiError;
-use tally_core::rollup::{Dimension, Rollup};
+use tally_core::rollup::{Dimension, FOLDED_LABEL, Rollup};
 use tally_storage::read;
 use worker::{Request, Response};
 
@@ -127,11 +127,17 @@ pub type Values = Vec<(String, Rollup)>;
 
 /// The `limit` values with the most events (ties by value), and the rest merged with
 /// how many values they are, if any. Values without events (rows emptied by a rebuild)
-/// are left out.
+/// are left out. The row of values past the dimension's bound
+/// ([`FOLDED_LABEL`]) is never listed: it joins the rest, as one value.
 pub fn split(mut rows: Values, limit: usize) -> (Values, Option<(usize, Rollup)>) {
     rows.retain(|(_, r)| r.count > 0);
+    let folded = rows
+        .iter()
+        .position(|(v, _)| v == FOLDED_LABEL)
+        .map(|i| rows.swap_remove(i));
     rows.sort_unstable_by(|(va, a), (vb, b)| b.count.cmp(&a.count).then_with(|| va.cmp(vb)));
-    let rest = rows.split_off(limit.min(rows.len()));
+    let mut rest = rows.split_off(limit.min(rows.len()));
+    rest.extend(folded);
     let other = (!rest.is_empty()).then(|| {
         let mut merged = Rollup::default();
         for (_, row) in &rest {
@@ -190,5 +196,24 @@ mod tests {
         for hidden in ["all", "error_route", "nope"] {
             assert_eq!(dimension(hidden).unwrap_err().code, "unknown_dimension");
         }
+    }
+
+    #[test]
+    fn the_values_past_the_bound_join_the_rest() {
+        let rows = vec![
+            (FOLDED_LABEL.to_owned(), row(500, &[])),
+            ("/a".to_owned(), row(3, &[])),
+            ("/b".to_owned(), row(2, &[])),
+        ];
+        let (top, other) = split(rows.clone(), 10);
+        assert_eq!(
+            top.iter().map(|(v, _)| v.as_str()).collect::<Vec<_>>(),
+            ["/a", "/b"]
+        );
+        let (n, merged) = other.unwrap();
+        assert_eq!((n, merged.count), (1, 500));
+        let (top, other) = split(rows, 1);
+        assert_eq!(top.len(), 1);
+        assert_eq!(other.map(|(n, r)| (n, r.count)), Some((2, 502)));
     }
 }
