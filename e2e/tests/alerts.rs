@@ -167,6 +167,23 @@ fn a_click_through_drop_fires_once_signs_its_webhook_and_pauses_the_campaign() {
     }
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(receiver.received().len(), 1, "the webhook arrived once");
+    // Those runs recorded their evaluations (together, in one statement) without error.
+    let rules = read(&project, "alerts/rules");
+    let rule = &rules["rules"][0];
+    assert_eq!(
+        (&rule["state"], &rule["last_error"]),
+        (&json!("firing"), &Value::Null)
+    );
+    assert!(
+        rule["evaluated_at"].as_str() > rule["state_since"].as_str(),
+        "{rule}"
+    );
+    // /v1/health counts what the last evaluation did, naming no rule to the public.
+    let health = get(&format!("{}/v1/health", url("query")));
+    let evaluation = &health.json["alerts"];
+    assert_eq!(evaluation["budget"], 300, "{}", health.json);
+    assert!(evaluation["rules"].as_u64() >= Some(1), "{evaluation}");
+    assert_eq!(evaluation["failures"], json!([]), "{evaluation}");
 
     let history = eventually("the delivery is recorded", Duration::from_secs(20), || {
         let h = read(&project, "alerts");

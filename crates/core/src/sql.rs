@@ -517,16 +517,6 @@ WHERE id = ?1 AND project = ?2";
 /// Deletes a rule; its history stays.
 pub const DELETE_ALERT_RULE: &str = "DELETE FROM alert_rules WHERE id = ?1 AND project = ?2";
 
-/// Moves a rule (`?1`) from state `?2` entered at `?3` to state `?4` at `?5`, recording
-/// the value (`?6`) and volume (`?7`); a rule another evaluation moved meanwhile is not
-/// changed. Firing also records the time it fired.
-pub const ALERT_TRANSITION: &str = "\
-UPDATE alert_rules
-SET state = ?4, state_since = ?5, last_value = ?6, last_volume = ?7, evaluated_at = ?5,
-    last_fired_at = CASE WHEN ?4 = 'firing' THEN ?5 ELSE last_fired_at END,
-    last_error = NULL
-WHERE id = ?1 AND state = ?2 AND state_since = ?3";
-
 /// Records evaluations that changed no state, at `?2`: a JSON array (`?1`) of
 /// `[rule id, value, volume, error]`. An evaluation that failed keeps the last value
 /// and volume and records its error; one that succeeded clears it.
@@ -541,14 +531,37 @@ SET last_value = CASE WHEN e.value ->> '$[3]' IS NULL THEN e.value ->> '$[1]'
 FROM json_each(?1) AS e
 WHERE alert_rules.id = e.value ->> '$[0]'";
 
-/// Records a firing or resolution (`?1`..`?9`), only if the rule's transition to it
-/// (state `?10` since `?5`) was written: so a rule moved by a concurrent evaluation gets
-/// no second alert.
-pub const INSERT_ALERT: &str = "\
+/// Moves rules to a new state at `?2`, recording the value and volume, from a JSON
+/// array (`?1`) of `[rule id, from state, from since, to state, value, volume]`: a rule
+/// another evaluation moved meanwhile (no longer in the state and since it was read in)
+/// is not changed. Firing also records the time it fired.
+pub const ALERT_TRANSITIONS: &str = "\
+UPDATE alert_rules
+SET state = t.value ->> '$[3]', state_since = ?2, last_value = t.value ->> '$[4]',
+    last_volume = t.value ->> '$[5]', evaluated_at = ?2,
+    last_fired_at = CASE WHEN t.value ->> '$[3]' = 'firing' THEN ?2 ELSE last_fired_at END,
+    last_error = NULL
+FROM json_each(?1) AS t
+WHERE alert_rules.id = t.value ->> '$[0]' AND alert_rules.state = t.value ->> '$[1]'
+  AND alert_rules.state_since = t.value ->> '$[2]'";
+
+/// Records firings and resolutions, a JSON array (`?1`) of `[id, rule id, project,
+/// kind, at, value, volume, payload, delivery, state]`, each only if its rule's
+/// transition to it (`state` since `at`) was written: so a rule moved by a concurrent
+/// evaluation gets no second alert.
+pub const INSERT_ALERTS: &str = "\
 INSERT INTO alerts (id, rule_id, project, kind, at, value, volume, payload, delivery)
-SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9
-WHERE EXISTS (SELECT 1 FROM alert_rules WHERE id = ?2 AND state = ?10 AND state_since = ?5)
+SELECT a.value ->> '$[0]', a.value ->> '$[1]', a.value ->> '$[2]', a.value ->> '$[3]',
+       a.value ->> '$[4]', a.value ->> '$[5]', a.value ->> '$[6]', a.value ->> '$[7]',
+       a.value ->> '$[8]'
+FROM json_each(?1) AS a
+WHERE EXISTS (SELECT 1 FROM alert_rules AS r WHERE r.id = a.value ->> '$[1]'
+              AND r.state = a.value ->> '$[9]' AND r.state_since = a.value ->> '$[4]')
 ON CONFLICT (id) DO NOTHING";
+
+/// Which of a JSON array (`?1`) of alert ids are recorded.
+pub const ALERTS_RECORDED: &str = "\
+SELECT id FROM alerts WHERE id IN (SELECT value FROM json_each(?1))";
 
 /// The columns an alert is read with, its rule's name joined.
 macro_rules! alert_columns {

@@ -13,7 +13,7 @@ use tally_core::rollup::{Dimension, Rollup};
 use tally_core::sql;
 use tally_core::time::{Interval, MINUTE_MS};
 
-use crate::exec::{Bound, Executor, Statement, int, real};
+use crate::exec::{Bound, Executor, Statement, int};
 use crate::rows::RollupRow;
 use crate::{Error, EventStore, JobLog, Write, Writer};
 
@@ -116,21 +116,17 @@ pub enum AlertWrite<'a> {
         project: &'a str,
         id: &'a str,
     },
-    /// Moves a rule from the status it was read in to `to`; changes nothing if another
-    /// evaluation moved it meanwhile.
-    Transition {
-        rule_id: &'a str,
-        from: Status,
-        to: State,
+    /// Moves rules from the status each was read in to its new state, in one statement
+    /// per [`CHANGE_CHUNK`] changes; a rule another evaluation moved meanwhile is not
+    /// changed.
+    Transitions {
+        changes: &'a [Change],
         now_ms: i64,
-        observation: Observation,
     },
-    /// Records an alert, only if the transition to `state` at `alert.at_ms` was written.
-    InsertAlert {
-        alert: &'a Alert,
-        payload: &'a str,
-        delivery: Delivery,
-        state: State,
+    /// Records the alerts of changes, each only if its transition was written, in one
+    /// statement per [`CHANGE_CHUNK`] changes.
+    InsertAlerts {
+        changes: &'a [Change],
     },
     /// Records evaluations that changed no state, and those that failed, in one
     /// statement per [`RECORD_CHUNK`] rules.
@@ -204,44 +200,60 @@ impl AlertWrite<'_> {
                     vec![(*id).into(), (*project).into()],
                 )]
             }
-            Self::Transition {
-                rule_id,
-                from,
-                to,
-                now_ms,
-                observation,
-            } => vec![Statement::new(
-                sql::ALERT_TRANSITION,
-                vec![
-                    (*rule_id).into(),
-                    from.state.name().into(),
-                    from.since_ms.into(),
-                    to.name().into(),
-                    (*now_ms).into(),
-                    real(observation.value),
-                    int(observation.volume),
-                ],
-            )],
-            Self::InsertAlert {
-                alert,
-                payload,
-                delivery,
-                state,
-            } => vec![Statement::new(
-                sql::INSERT_ALERT,
-                vec![
-                    alert.id.as_str().into(),
-                    alert.rule_id.as_str().into(),
-                    alert.project.as_str().into(),
-                    alert.kind_name().into(),
-                    alert.at_ms.into(),
-                    real(alert.value),
-                    int(alert.volume),
-                    (*payload).into(),
-                    delivery.name().into(),
-                    state.name().into(),
-                ],
-            )],
+            Self::Transitions { changes, now_ms } => changes
+                .chunks(CHANGE_CHUNK)
+                .map(|chunk| {
+                    let json: Vec<serde_json::Value> = chunk
+                        .iter()
+                        .map(|c| {
+                            serde_json::json!([
+                                c.alert.rule_id,
+                                c.from.state.name(),
+                                c.from.since_ms,
+                                c.to.name(),
+                                c.observation.value.filter(|v| v.is_finite()),
+                                c.observation
+                                    .volume
+                                    .min(tally_core::rollup::MAX_STORED_INTEGER),
+                            ])
+                        })
+                        .collect();
+                    Statement::new(
+                        sql::ALERT_TRANSITIONS,
+                        vec![
+                            serde_json::Value::from(json).to_string().into(),
+                            (*now_ms).into(),
+                        ],
+                    )
+                })
+                .collect(),
+            Self::InsertAlerts { changes } => changes
+                .chunks(CHANGE_CHUNK)
+                .map(|chunk| {
+                    let json: Vec<serde_json::Value> = chunk
+                        .iter()
+                        .map(|c| {
+                            let a = &c.alert;
+                            serde_json::json!([
+                                a.id,
+                                a.rule_id,
+                                a.project,
+                                a.kind_name(),
+                                a.at_ms,
+                                a.value.filter(|v| v.is_finite()),
+                                a.volume.min(tally_core::rollup::MAX_STORED_INTEGER),
+                                c.payload,
+                                c.delivery.name(),
+                                c.to.name(),
+                            ])
+                        })
+                        .collect();
+                    Statement::new(
+                        sql::INSERT_ALERTS,
+                        vec![serde_json::Value::from(json).to_string().into()],
+                    )
+                })
+                .collect(),
             Self::Evaluated { records, now_ms } => records
                 .chunks(RECORD_CHUNK)
                 .map(|chunk| {
@@ -609,13 +621,29 @@ pub fn transition_of(kind: &str) -> Transition {
 /// D1 queries one evaluation of the rules may make (statements read or written), of
 /// the 1,000 each Worker invocation may make: the minutely cron's rolls and its own
 /// bookkeeping need the rest. Reads are one per project (more only for a project whose
-/// rules read more than [`READ_SOURCE_MINUTES`]), so 1,000 rules in 10 projects take
-/// about 20; rules past the budget are deferred to the next run, which starts with them.
+/// rules read more than [`READ_SOURCE_MINUTES`]) and state changes two statements per
+/// [`CHANGE_CHUNK`], so 1,000 rules in 10 projects take 19 (27 when 500 of them fire at
+/// once); rules past the budget are deferred to the next run, which starts with them.
 pub const ALERT_QUERY_BUDGET: u32 = 300;
 
 /// Rules (or alerts) one recording statement covers: its JSON stays well within D1's
 /// 100 KB statement and 2 MB value limits.
 pub const RECORD_CHUNK: usize = 200;
+
+/// State changes one statement writes (each carries its webhook body, under 2 KB).
+pub const CHANGE_CHUNK: usize = 100;
+
+/// A state change an evaluation decided, with its alert.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub from: Status,
+    pub to: State,
+    pub observation: Observation,
+    pub alert: Alert,
+    /// The alert's webhook body.
+    pub payload: String,
+    pub delivery: Delivery,
+}
 
 /// Source-minutes (a source's rows over its longest window) one read covers at most, so
 /// that no single read returns more rows than this: 13 day-long sources, or 200 sources
@@ -704,9 +732,10 @@ type Sources = BTreeMap<(Dimension, String), i64>;
 
 /// Evaluates the enabled rules at `now_ms` from minute rollups, making at most `budget`
 /// D1 queries: the minute rows of each project are read at once for all its rules
-/// (each source over its longest window), a state change commits with its alert (at
-/// most one per change, however many runs overlap), and the evaluations that changed
-/// nothing are recorded together. Says which alerts to queue.
+/// (each source over its longest window), a project's state changes commit together
+/// with their alerts (at most one per change, however many runs overlap: each is
+/// guarded by the state it was decided from), and the evaluations that changed nothing
+/// are recorded together. Says which alerts to queue.
 ///
 /// Each rule stands alone: one that cannot be read, whose rows cannot be read, or whose
 /// transition cannot be written gets its error recorded (`RuleEntry::error`) and the
@@ -784,6 +813,7 @@ pub async fn evaluate_within<S: Executor>(
         }
         let rows = read_sources(store, project, &reads, window_end, &mut budget, reserve).await;
         let windows = windows(entries, now_ms, rows);
+        let mut changes: Vec<Change> = Vec::new();
         for RuleEntry { rule, status, .. } in entries {
             let mut merged = BTreeMap::new();
             let start = rule.window_start(now_ms);
@@ -817,50 +847,30 @@ pub async fn evaluate_within<S: Executor>(
                 }
             };
             let alert = Alert::new(rule, transition, observation, now_ms);
-            let payload = alert.payload(rule);
-            let delivery = if rule.webhook.is_some() {
-                Delivery::Pending
-            } else {
-                Delivery::None
-            };
-            let writes = [
-                Write::Alert(AlertWrite::Transition {
-                    rule_id: &rule.id,
-                    from: *status,
-                    to,
-                    now_ms,
-                    observation,
-                }),
-                Write::Alert(AlertWrite::InsertAlert {
-                    alert: &alert,
-                    payload: &payload,
-                    delivery,
-                    state: to,
-                }),
-            ];
-            if !budget.fits(2, reserve) {
-                // Decided but not written: the next run, starting here, decides again.
-                run.deferred += 1;
-                run.next.get_or_insert_with(|| project.clone());
-                continue;
-            }
-            budget.spent += 2;
-            run.evaluated += 1;
-            match store.commit(&writes).await {
-                Ok(changed) if changed.get(1) == Some(&1) => {
-                    match transition {
-                        Transition::Fire => run.fired += 1,
-                        _ => run.resolved += 1,
-                    }
-                    run.to_queue.push(alert.id);
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    run.evaluated -= 1;
-                    fail(&mut run, &mut records, project, &rule.id, e.to_string());
-                }
-            }
+            changes.push(Change {
+                from: *status,
+                to,
+                observation,
+                payload: alert.payload(rule),
+                alert,
+                delivery: if rule.webhook.is_some() {
+                    Delivery::Pending
+                } else {
+                    Delivery::None
+                },
+            });
         }
+        write_changes(
+            store,
+            project,
+            changes,
+            now_ms,
+            &mut budget,
+            reserve,
+            &mut run,
+            &mut records,
+        )
+        .await;
     }
 
     for id in store
@@ -890,6 +900,116 @@ pub async fn evaluate_within<S: Executor>(
     });
     store.commit(&writes).await?;
     Ok(run)
+}
+
+/// Writes a project's state changes with their alerts: all at once (two statements per
+/// [`CHANGE_CHUNK`]), or, if that fails, one by one so that a change that cannot be
+/// written fails alone. Changes past the budget are deferred to the next run (they are
+/// decided again there). Counts what was written and queues the new alerts.
+#[allow(clippy::too_many_arguments)]
+async fn write_changes<S: Executor>(
+    store: &S,
+    project: &str,
+    mut changes: Vec<Change>,
+    now_ms: i64,
+    budget: &mut Budget,
+    reserve: u32,
+    run: &mut Evaluation,
+    records: &mut Vec<Evaluated>,
+) {
+    let cost = |n: usize| 2 * u32::try_from(n.div_ceil(CHANGE_CHUNK)).unwrap_or(u32::MAX);
+    let mut fit = changes.len();
+    while fit > 0 && !budget.fits(cost(fit), reserve) {
+        fit = (fit.div_ceil(CHANGE_CHUNK) - 1) * CHANGE_CHUNK;
+    }
+    if fit < changes.len() {
+        // Decided but not written: the next run, starting here, decides again.
+        run.deferred += changes.len() - fit;
+        run.next.get_or_insert_with(|| project.to_owned());
+        changes.truncate(fit);
+    }
+    if changes.is_empty() {
+        return;
+    }
+    budget.spent += cost(changes.len());
+    let writes = [
+        Write::Alert(AlertWrite::Transitions {
+            changes: &changes,
+            now_ms,
+        }),
+        Write::Alert(AlertWrite::InsertAlerts { changes: &changes }),
+    ];
+    let recorded: Vec<&Change> = match store.commit(&writes).await {
+        Ok(changed) if changed.get(1) == Some(&(changes.len() as u64)) => changes.iter().collect(),
+        Ok(_) => {
+            // Some rules were moved by an overlapping run: find which alerts are ours
+            // (an alert left unqueued is queued by a later run anyway).
+            if !budget.fits(1, reserve) {
+                run.evaluated += changes.len();
+                return;
+            }
+            budget.spent += 1;
+            let ids: Vec<&str> = changes.iter().map(|c| c.alert.id.as_str()).collect();
+            let json = serde_json::Value::from(ids).to_string();
+            let found: Vec<IdRow> = store
+                .query(sql::ALERTS_RECORDED, vec![json.into()])
+                .await
+                .unwrap_or_default();
+            changes
+                .iter()
+                .filter(|c| found.iter().any(|r| r.id == c.alert.id))
+                .collect()
+        }
+        Err(_) if changes.len() > 1 => {
+            let mut recorded = Vec::new();
+            for change in &changes {
+                if !budget.fits(2, reserve) {
+                    run.deferred += 1;
+                    run.next.get_or_insert_with(|| project.to_owned());
+                    continue;
+                }
+                budget.spent += 2;
+                let one = std::slice::from_ref(change);
+                let writes = [
+                    Write::Alert(AlertWrite::Transitions {
+                        changes: one,
+                        now_ms,
+                    }),
+                    Write::Alert(AlertWrite::InsertAlerts { changes: one }),
+                ];
+                match store.commit(&writes).await {
+                    Ok(changed) => {
+                        run.evaluated += 1;
+                        if changed.get(1) == Some(&1) {
+                            recorded.push(change);
+                        }
+                    }
+                    Err(e) => fail(run, records, project, &change.alert.rule_id, e.to_string()),
+                }
+            }
+            count_changes(run, &recorded);
+            return;
+        }
+        Err(e) => {
+            for change in &changes {
+                fail(run, records, project, &change.alert.rule_id, e.to_string());
+            }
+            return;
+        }
+    };
+    run.evaluated += changes.len();
+    count_changes(run, &recorded);
+}
+
+/// Counts the changes whose alerts were recorded, and queues those alerts.
+fn count_changes(run: &mut Evaluation, recorded: &[&Change]) {
+    for change in recorded {
+        match change.alert.kind {
+            Transition::Fire => run.fired += 1,
+            _ => run.resolved += 1,
+        }
+        run.to_queue.push(change.alert.id.clone());
+    }
 }
 
 /// Counts a rule whose evaluation failed, and records its error.

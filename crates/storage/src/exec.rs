@@ -62,11 +62,6 @@ pub(crate) fn int(n: impl TryInto<i64>) -> Bound {
     Bound::Int(n.try_into().map_or(MAX, |n: i64| n.min(MAX)))
 }
 
-/// A measured value as a bound real; NaN and infinities are stored as NULL.
-pub(crate) fn real(v: Option<f64>) -> Bound {
-    v.filter(|v| v.is_finite()).map_or(Bound::Null, Bound::Real)
-}
-
 /// One statement of Tally's SQL text (`tally_core::sql`) with its values, `?1` first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Statement {

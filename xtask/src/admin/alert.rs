@@ -415,10 +415,11 @@ fn rules_table(slug: &str, rules: &[AlertRule]) -> String {
                 (true, State::Firing, Some(since)) => format!("FIRING since {since}"),
                 (true, state, _) => state.name().to_owned(),
             };
-            let last = match (&r.evaluated_at, r.last_value) {
-                (None, _) => "-".to_owned(),
-                (Some(at), Some(v)) => format!("{v} at {at}"),
-                (Some(at), None) => format!("no data at {at}"),
+            let last = match (&r.evaluated_at, r.last_value, &r.last_error) {
+                (None, _, _) => "-".to_owned(),
+                (Some(at), _, Some(error)) => format!("FAILED at {at}: {error}"),
+                (Some(at), Some(v), None) => format!("{v} at {at}"),
+                (Some(at), None, None) => format!("no data at {at}"),
             };
             vec![r.id.clone(), r.name.clone(), r.condition(), state, last]
         })
@@ -687,6 +688,12 @@ ar_0123456789abcdef  spring CTR  ratio click/open < 0.01 over 15 min, campaign=s
 "
         );
         assert!(rules_table("shop", &[]).contains("has no alert rules"));
+        let mut failed = rule(None);
+        failed.last_error = Some("could not decode a stored row".into());
+        assert!(
+            rules_table("shop", &[failed])
+                .contains("FAILED at 2026-01-01T00:05:00.000Z: could not decode a stored row")
+        );
         assert_eq!(secret_note("shop", &rule(None)), "");
         let note = secret_note("shop", &rule(Some("whsec_abc")));
         assert!(note.contains("\n    whsec_abc\n"), "{note}");

@@ -241,6 +241,8 @@ pub struct AlertRule {
     pub state_since: Option<String>,
     pub last_value: Option<f64>,
     pub evaluated_at: Option<String>,
+    /// Why the evaluation at `evaluated_at` failed.
+    pub last_error: Option<String>,
     /// The webhook secret: only in the answers that create or replace it.
     pub secret: Option<String>,
     pub json: Value,
@@ -265,6 +267,7 @@ impl AlertRule {
             state_since: optional_string(v, what, "state_since")?,
             last_value: v["last_value"].as_f64(),
             evaluated_at: optional_string(v, what, "evaluated_at")?,
+            last_error: optional_string(v, what, "last_error")?,
             secret: optional_string(&v["webhook"], what, "secret")?,
             json: v.clone(),
         })
