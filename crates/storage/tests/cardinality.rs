@@ -2,6 +2,8 @@
 //! values adds a bounded number of rows, counts stay exact, values stored before keep
 //! counting in their own rows, and rolled days keep their values with most events.
 
+mod support;
+
 use std::collections::BTreeMap;
 
 use tally_core::rollup::{Dimension, FOLDED_LABEL, FOLDED_VALUE, Period};
@@ -242,19 +244,7 @@ fn a_roll_deletes_stale_rows_against_a_list_read_once() {
     // The list of rows to keep was scanned again for every row of the period: a day of
     // 7,000 values a dimension took 170 s to roll (now 4 s), past D1's 30 s a query.
     let store = SqliteStore::open_in_memory().unwrap();
-    let plan: Vec<String> = store.with_connection(|c| {
-        let mut stmt = c
-            .prepare(&format!(
-                "EXPLAIN QUERY PLAN {}",
-                tally_core::sql::DELETE_STALE_ROLLUPS
-            ))
-            .unwrap();
-        let nulls = vec![rusqlite::types::Null; stmt.parameter_count()];
-        stmt.query_map(rusqlite::params_from_iter(nulls), |r| r.get(3))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
-    });
+    let plan = support::query_plan(&store, tally_core::sql::DELETE_STALE_ROLLUPS);
     assert!(
         plan.iter().any(|step| step.starts_with("LIST SUBQUERY")),
         "{plan:?}"

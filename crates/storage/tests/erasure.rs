@@ -1,6 +1,8 @@
 //! Erasing one person's data against real SQLite: at volume, within each run's budget,
 //! exactly (counts equal what was there), touching no one else, and safe to interrupt.
 
+mod support;
+
 use tally_core::hash;
 use tally_core::time::DAY_MS;
 use tally_core::{Context, RawEvent, Settings, validate};
@@ -254,18 +256,7 @@ fn each_erasure_step_reads_one_window_of_the_primary_key() {
     // Raw events have no index by user: a step that scanned the whole project would
     // grow with it, on the database every tenant shares.
     let store = SqliteStore::open_in_memory().unwrap();
-    let plan = |statement: &str| -> Vec<String> {
-        store.with_connection(|c| {
-            let mut stmt = c
-                .prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
-                .unwrap();
-            let nulls = vec![rusqlite::types::Null; stmt.parameter_count()];
-            stmt.query_map(rusqlite::params_from_iter(nulls), |r| r.get(3))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap()
-        })
-    };
+    let plan = |statement| support::query_plan(&store, statement);
     // The window query ends at its LIMIT in key order (no sort); the deletion and its
     // count read only the window's range of the key.
     for (statement, search) in [
