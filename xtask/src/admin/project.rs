@@ -425,7 +425,8 @@ fn erasure_status(e: &Erasure) -> &'static str {
 fn erasure_details(e: &Erasure) -> String {
     format!(
         "request        {}\nproject        {}\nstatus         {}\nrequested      {}\n\
-         done           {}\nraw events     {} deleted\nsession marks  {} deleted (dead letters included)\n",
+         done           {}\nraw events     {} deleted\n\
+         session marks  {} deleted (dead letters included)\n",
         e.id,
         e.project,
         erasure_status(e),
