@@ -456,6 +456,28 @@ fn real_answers_match_the_openapi_document() {
     );
     assert_eq!(a.status, 200, "{}", a.json);
     spec.check("DELETE", "/v1/admin/projects/{project}/keys/{id}", &a);
+
+    // Erasure requests (the erasure itself is tested in erasure.rs).
+    let template = "/v1/admin/projects/{project}/users/{user_id}";
+    let mut erasure = None;
+    for (path, status) in [
+        (format!("/projects/{s}/users/nobody"), 202),
+        (format!("/projects/{s}/users/%ff"), 400),
+        ("/projects/no-such-project/users/nobody".to_owned(), 404),
+    ] {
+        let a = admin("DELETE", &path, None);
+        assert_eq!(a.status, status, "{path}: {}", a.json);
+        spec.check("DELETE", template, &a);
+        if a.status == 202 {
+            erasure = a.json["erasure"]["id"].as_str().map(str::to_owned);
+        }
+    }
+    let template = "/v1/admin/projects/{project}/erasures/{id}";
+    for (id, status) in [(erasure.unwrap(), 200), ("0".repeat(32), 404)] {
+        let a = admin("GET", &format!("/projects/{s}/erasures/{id}"), None);
+        assert_eq!(a.status, status, "{id}: {}", a.json);
+        spec.check("GET", template, &a);
+    }
     let a = request("GET", &format!("{query}/v1/admin/projects"), &[], None);
     assert_eq!(a.status, 401);
     spec.check("GET", "/v1/admin/projects", &a);

@@ -82,6 +82,9 @@ pub enum Admin<'a> {
     UpdateRule(&'a str, &'a str),
     DeleteRule(&'a str, &'a str),
     SetCampaign(&'a str, &'a str),
+    /// Erase a user: the project and the user id, percent-encoded as in the path.
+    ForgetUser(&'a str, &'a str),
+    GetErasure(&'a str, &'a str),
 }
 
 /// A page of the dashboard.
@@ -190,6 +193,8 @@ pub const TABLE: &[Row] = &[
     row(PATCH, "/v1/admin/projects/{project}/alert-rules/{id}", |a| Route::Admin(Admin::UpdateRule(a[0], a[1]))),
     row(DELETE, "/v1/admin/projects/{project}/alert-rules/{id}", |a| Route::Admin(Admin::DeleteRule(a[0], a[1]))),
     row(PUT, "/v1/admin/projects/{project}/campaigns/{campaign}", |a| Route::Admin(Admin::SetCampaign(a[0], a[1]))),
+    row(DELETE, "/v1/admin/projects/{project}/users/{user_id}", |a| Route::Admin(Admin::ForgetUser(a[0], a[1]))),
+    row(GET, "/v1/admin/projects/{project}/erasures/{id}", |a| Route::Admin(Admin::GetErasure(a[0], a[1]))),
     // The dashboard and the badges.
     row(GET_HEAD, "/dashboard/{project}", |a| Route::Dashboard(a[0], Page::View(Entry::Dashboard))),
     row(POST, "/dashboard/{project}/login", |a| Route::Dashboard(a[0], Page::Login)),
@@ -262,7 +267,8 @@ impl Miss<'_> {
             }
             (MissKind::NotFound, Area::Admin) => ApiError::not_found(
                 "admin endpoints: /v1/admin/projects[/{slug}[/keys[/{id}] | /share | \
-                 /alert-rules[/{id}] | /campaigns/{campaign}]]",
+                 /alert-rules[/{id}] | /campaigns/{campaign} | /users/{user_id} | \
+                 /erasures/{id}]]",
             ),
             (MissKind::NotFound, Area::Dashboard) => ApiError::not_found("no such dashboard page"),
             (MissKind::NotFound, Area::Api | Area::Track) => {
@@ -492,6 +498,37 @@ mod tests {
             Put,
             "/v1/admin/projects/demo/campaigns/spring",
             Ok(Route::Admin(Admin::SetCampaign("demo", "spring"))),
+        );
+        check(
+            Delete,
+            "/v1/admin/projects/demo/users/alice%40example.com",
+            Ok(Route::Admin(Admin::ForgetUser(
+                "demo",
+                "alice%40example.com",
+            ))),
+        );
+        check(
+            Get,
+            "/v1/admin/projects/demo/users/u1",
+            Err((Area::Admin, 405, "DELETE")),
+        );
+        check(
+            Delete,
+            "/v1/admin/projects/demo/users/",
+            Err((Area::Admin, 404, "")),
+        );
+        check(
+            Get,
+            "/v1/admin/projects/demo/erasures/0123456789abcdef0123456789abcdef",
+            Ok(Route::Admin(Admin::GetErasure(
+                "demo",
+                "0123456789abcdef0123456789abcdef",
+            ))),
+        );
+        check(
+            Delete,
+            "/v1/admin/projects/demo/erasures/x",
+            Err((Area::Admin, 405, "GET")),
         );
         check(Get, "/v1/admin", Err((Area::Admin, 404, "")));
         check(Get, "/v1/admin/users", Err((Area::Admin, 404, "")));

@@ -390,6 +390,46 @@ impl Campaign {
     }
 }
 
+/// A request to erase one person's data, and how far the aggregator has got with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Erasure {
+    /// 32 hex digits.
+    pub id: String,
+    pub project: String,
+    /// Whether nothing of the person is left (`status` `done`).
+    pub done: bool,
+    pub requested_at: String,
+    pub done_at: Option<String>,
+    pub raw_deleted: u64,
+    pub marks_deleted: u64,
+}
+
+impl Erasure {
+    /// Reads an erasure object of the API.
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let what = "erasure request";
+        let status = string(v, what, "status")?;
+        let count = |field: &str| {
+            v[field].as_u64().with_context(|| {
+                format!("the admin API sent an erasure request without a whole `{field}`: {v}")
+            })
+        };
+        Ok(Self {
+            id: string(v, what, "id")?,
+            project: string(v, what, "project")?,
+            done: match status.as_str() {
+                "done" => true,
+                "pending" => false,
+                _ => bail!("the admin API sent an erasure request whose status is {status:?}: {v}"),
+            },
+            requested_at: string(v, what, "requested_at")?,
+            done_at: optional_string(v, what, "done_at")?,
+            raw_deleted: count("raw_deleted")?,
+            marks_deleted: count("marks_deleted")?,
+        })
+    }
+}
+
 /// A client of one query worker's admin API.
 #[derive(Debug)]
 pub struct Admin {
@@ -564,6 +604,21 @@ impl Admin {
             body["reason"] = json!(reason);
         }
         Campaign::from_json(&self.call(Method::Put, &path, Some(body))?)
+    }
+
+    /// Asks to erase the user `user_id` (the raw id events carry in `user`) from a
+    /// project; the aggregator's hourly cron does it.
+    pub fn forget(&self, slug: &str, user_id: &str) -> Result<Erasure> {
+        let path = format!("{}/users/{}", project_path(slug), segment(user_id));
+        let answer = self.call(Method::Delete, &path, None)?;
+        Erasure::from_json(member(&answer, "erasure")?)
+    }
+
+    /// An erasure request and how far it got.
+    pub fn erasure(&self, slug: &str, id: &str) -> Result<Erasure> {
+        let path = format!("{}/erasures/{}", project_path(slug), segment(id));
+        let answer = self.call(Method::Get, &path, None)?;
+        Erasure::from_json(member(&answer, "erasure")?)
     }
 
     /// Sends one request and reads its JSON answer, or its error.
@@ -877,6 +932,46 @@ mod tests {
                 .unwrap()
                 .starts_with("DELETE /v1/admin/projects/nope/keys/7 ")
         );
+    }
+
+    #[test]
+    fn asks_to_forget_a_user_by_the_escaped_id_and_reads_the_request() {
+        let (base, server) = serve_once(
+            202,
+            r#"{"erasure":{"id":"0123456789abcdef0123456789abcdef","project":"demo",
+                "status":"pending","requested_at":"2025-01-02T03:04:05.000Z","done_at":null,
+                "raw_deleted":0,"marks_deleted":0,
+                "status_url":"/v1/admin/projects/demo/erasures/0123456789abcdef0123456789abcdef"}}"#,
+        );
+        let erasure = Admin::new(&base, "t")
+            .forget("demo", "alice@example.com/1")
+            .unwrap();
+        assert_eq!(
+            erasure,
+            Erasure {
+                id: "0123456789abcdef0123456789abcdef".into(),
+                project: "demo".into(),
+                done: false,
+                requested_at: "2025-01-02T03:04:05.000Z".into(),
+                done_at: None,
+                raw_deleted: 0,
+                marks_deleted: 0,
+            }
+        );
+        let request = server.join().unwrap();
+        assert!(
+            request.starts_with("DELETE /v1/admin/projects/demo/users/alice%40example.com%2F1 "),
+            "{request}"
+        );
+        let done = Erasure::from_json(&json!({"id": "x", "project": "demo", "status": "done",
+            "requested_at": "a", "done_at": "b", "raw_deleted": 3, "marks_deleted": 1}))
+        .unwrap();
+        assert!(done.done);
+        assert_eq!(done.done_at.as_deref(), Some("b"));
+        let odd = Erasure::from_json(&json!({"id": "x", "project": "demo", "status": "maybe",
+            "requested_at": "a", "done_at": null, "raw_deleted": 0, "marks_deleted": 0}))
+        .unwrap_err();
+        assert!(odd.to_string().contains("\"maybe\""), "{odd}");
     }
 
     #[test]

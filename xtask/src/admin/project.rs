@@ -4,7 +4,7 @@
 use anyhow::{Context, Result, bail};
 
 use crate::admin::cli::{self, Options, table};
-use crate::admin::client::{Admin, Key, KeyKind, Project, RateLimit, Settings, key_label};
+use crate::admin::client::{Admin, Erasure, Key, KeyKind, Project, RateLimit, Settings, key_label};
 
 const TASK: &str = "project";
 
@@ -29,13 +29,19 @@ Commands:
                              shown this once
   keys <slug>                a project's write keys and read tokens (never their secrets)
   revoke <slug> <key-id>     revoke a write key or read token for good
+  forget <slug> <user-id>    erase a person (GDPR Art. 17): the raw events, session marks
+                             and dead letters of the user id events carry in `user` go
+                             at the aggregator's next hourly run; rollups keep only
+                             aggregates
+  forget --status <slug> <id>
+                             how far an erasure request has got
 
 TIER is strict, standard, high or off.
 
 ";
 
 /// The options `cargo xtask project` knows, and whether each takes a value.
-const OPTIONS: [(&str, bool); 10] = [
+const OPTIONS: [(&str, bool); 11] = [
     ("--url", true),
     ("--retention-days", true),
     ("--origin", true),
@@ -46,6 +52,7 @@ const OPTIONS: [(&str, bool); 10] = [
     ("--read", false),
     ("--name", true),
     ("--days", true),
+    ("--status", false),
 ];
 
 /// One `cargo xtask project` command.
@@ -79,6 +86,14 @@ enum Command {
     Share {
         slug: String,
         days: u32,
+    },
+    Forget {
+        slug: String,
+        user_id: String,
+    },
+    Erasure {
+        slug: String,
+        id: String,
     },
 }
 
@@ -138,6 +153,19 @@ fn execute(admin: &Admin, command: Command) -> Result<String> {
                     .unwrap_or_default()
             )
         }
+        Command::Forget { slug, user_id } => {
+            let erasure = admin.forget(&slug, &user_id)?;
+            format!(
+                "Asked to erase user {user_id:?} from project {slug}: request {}, {}.\n\n\
+                 The aggregator's hourly job deletes their raw events, session marks and dead \
+                 letters; rollups keep only aggregates, from which no one can be picked out.\n\
+                 `cargo xtask project forget --status {slug} {}` shows how far it got.\n",
+                erasure.id,
+                erasure_status(&erasure),
+                erasure.id
+            )
+        }
+        Command::Erasure { slug, id } => erasure_details(&admin.erasure(&slug, &id)?),
         Command::Share { slug, days } => {
             let share = admin.share(&slug, days)?;
             format!(
@@ -246,6 +274,19 @@ fn parse(args: &[String]) -> Result<Invocation> {
                 None => 30,
             };
             Command::Share { slug, days }
+        }
+        "forget" => {
+            opts.allow(&["--status"])?;
+            if opts.has("--status") {
+                let [slug, id] = cli::operands(TASK, command, rest, &["<slug>", "<id>"])?;
+                Command::Erasure { slug, id }
+            } else {
+                let [slug, user_id] = cli::operands(TASK, command, rest, &["<slug>", "<user-id>"])?;
+                if user_id.is_empty() {
+                    bail!("the user id is empty; give the `user` your events carry");
+                }
+                Command::Forget { slug, user_id }
+            }
         }
         other => bail!("unknown command {other:?}\n\n{USAGE}"),
     };
@@ -374,6 +415,25 @@ fn keys_table(slug: &str, keys: &[Key]) -> String {
     table(
         &["ID", "KIND", "NAME", "PREFIX", "CREATED", "STATUS"],
         &rows,
+    )
+}
+
+fn erasure_status(e: &Erasure) -> &'static str {
+    if e.done { "done" } else { "pending" }
+}
+
+fn erasure_details(e: &Erasure) -> String {
+    format!(
+        "request        {}\nproject        {}\nstatus         {}\nrequested      {}\n\
+         done           {}\nraw events     {} deleted\n\
+         session marks  {} deleted (dead letters included)\n",
+        e.id,
+        e.project,
+        erasure_status(e),
+        e.requested_at,
+        e.done_at.as_deref().unwrap_or("-"),
+        e.raw_deleted,
+        e.marks_deleted
     )
 }
 
@@ -540,6 +600,27 @@ mod tests {
             }
         );
         assert_eq!(
+            parsed("forget demo alice@example.com").command,
+            Command::Forget {
+                slug: "demo".into(),
+                user_id: "alice@example.com".into()
+            }
+        );
+        assert_eq!(
+            parsed("forget --status demo 0123456789abcdef0123456789abcdef").command,
+            Command::Erasure {
+                slug: "demo".into(),
+                id: "0123456789abcdef0123456789abcdef".into()
+            }
+        );
+        assert_eq!(
+            parsed("forget demo 0123 --status").command,
+            Command::Erasure {
+                slug: "demo".into(),
+                id: "0123".into()
+            }
+        );
+        assert_eq!(
             parsed("share demo --days 7").command,
             Command::Share {
                 slug: "demo".into(),
@@ -599,6 +680,11 @@ mod tests {
         check("share demo --public", "does not take --public");
         check("key demo --read=yes", "--read takes no value");
         check("list --url a --url b", "--url is given 2 times");
+        check("forget demo", "is missing <user-id>");
+        check("forget --status demo", "is missing <id>");
+        check("forget demo u1 u2", "takes no argument \"u2\"");
+        check("forget demo u1 --read", "does not take --read");
+        check("keys demo --status", "does not take --status");
     }
 
     fn project(slug: &str, origins: &[&str]) -> Project {
@@ -671,6 +757,41 @@ ID  KIND        NAME  PREFIX      CREATED               STATUS
 "
         );
         assert!(keys_table("demo", &[]).contains("`cargo xtask project key demo`"));
+    }
+
+    #[test]
+    fn shows_an_erasure_request() {
+        let mut e = Erasure {
+            id: "0123456789abcdef0123456789abcdef".into(),
+            project: "demo".into(),
+            done: false,
+            requested_at: "2025-01-02T03:04:05.000Z".into(),
+            done_at: None,
+            raw_deleted: 0,
+            marks_deleted: 0,
+        };
+        assert_eq!(
+            erasure_details(&e),
+            "\
+request        0123456789abcdef0123456789abcdef
+project        demo
+status         pending
+requested      2025-01-02T03:04:05.000Z
+done           -
+raw events     0 deleted
+session marks  0 deleted (dead letters included)
+"
+        );
+        e.done = true;
+        e.done_at = Some("2025-01-02T04:05:00.000Z".into());
+        e.raw_deleted = 12;
+        let text = erasure_details(&e);
+        assert!(text.contains("status         done\n"), "{text}");
+        assert!(
+            text.contains("done           2025-01-02T04:05:00.000Z\n"),
+            "{text}"
+        );
+        assert!(text.contains("raw events     12 deleted\n"), "{text}");
     }
 
     #[test]

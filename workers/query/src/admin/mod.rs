@@ -1,6 +1,7 @@
 //! The admin API (`/v1/admin/...`, guarded by the `ADMIN_TOKEN` secret): projects, their
 //! settings and keys ([`projects`]), share links of their dashboards ([`share`]), their
-//! alert rules ([`alerts`]) and their campaigns' states set by hand ([`campaigns`]).
+//! alert rules ([`alerts`]), their campaigns' states set by hand ([`campaigns`]) and
+//! requests to erase one person's data ([`erasures`]).
 //!
 //! A key's secret appears once, in the answer that creates it; only its SHA-256 is
 //! stored. Ingest caches key lookups for at most 30 s, so a revocation or a settings
@@ -8,6 +9,7 @@
 
 pub mod alerts;
 pub mod campaigns;
+pub mod erasures;
 pub mod projects;
 pub mod share;
 
@@ -61,5 +63,7 @@ pub async fn handle(
         Admin::SetCampaign(slug, campaign) => {
             campaigns::set(store, slug, campaign, &body, now).await
         }
+        Admin::ForgetUser(slug, user) => erasures::forget(store, env, slug, user, now).await,
+        Admin::GetErasure(slug, id) => erasures::status(store, slug, id).await,
     }
 }
