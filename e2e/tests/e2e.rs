@@ -9,6 +9,7 @@ mod alerts_api;
 mod aliases;
 mod dashboard;
 mod erasure;
+mod hostile;
 mod ingest;
 mod openapi;
 mod pipeline;

@@ -29,8 +29,10 @@ Tasks:
                       secret, delete) and alert history (`cargo xtask alert --help`)
   campaign            campaigns and their state; pause or resume one by hand
                       (`cargo xtask campaign --help`)
-  bench [query]       measure ingest, the pipeline, storage and queries (or only
-                      queries); writes bench/results.json and bench/RESULTS.md
+  bench [query|storage]
+                      measure ingest, the pipeline, storage and queries (or only
+                      queries, or only storage); writes bench/results.json and
+                      bench/RESULTS.md
   setup               install the pinned toolchain into .tools/ and node_modules/
 ";
 

@@ -107,6 +107,9 @@ fn all_checks(tally: &mut Tally) -> Result<()> {
     end_to_end(tally, None)
 }
 
+/// End-to-end tests that load the stack so heavily that they run alone, after the others.
+const RUN_ALONE: &[&str] = &["hostile::hostile_and_heavy_load_loses_and_duplicates_nothing"];
+
 /// Builds the bundles, starts a fresh stack on free ports and runs the end-to-end tests
 /// (those whose names contain `filter`, if given) against it.
 fn end_to_end(tally: &mut Tally, filter: Option<&str>) -> Result<()> {
@@ -132,20 +135,39 @@ fn end_to_end(tally: &mut Tally, filter: Option<&str>) -> Result<()> {
     .context("the local stack for the end-to-end tests did not start")?;
 
     step("End-to-end tests against the local stack");
-    let mut e2e = cargo();
-    e2e.args(["test", "-p", "tally-e2e"]);
-    if let Some(filter) = filter {
-        e2e.args(["--", filter]);
-    }
-    e2e.env("TALLY_INGEST_URL", stack.url("ingest"))
-        .env("TALLY_QUERY_URL", stack.url("query"))
-        .env("TALLY_AGGREGATOR_URL", stack.url("aggregator"))
-        .env("TALLY_ADMIN_TOKEN", stack.admin_token()?)
-        .env("TALLY_CHROMIUM", tools::CHROMIUM)
-        .env("TALLY_CHROMEDRIVER", tools::CHROMEDRIVER)
-        .env("TALLY_ARTIFACTS_DIR", dir.join("artifacts"))
-        .env("TALLY_STATE_DIR", dir.join("state"));
-    let result = run_tests(&mut e2e, tally);
+    let admin_token = stack.admin_token()?;
+    let e2e = |args: &[&str]| {
+        let mut e2e = cargo();
+        e2e.args(["test", "-p", "tally-e2e", "--"])
+            .args(args)
+            .env("TALLY_INGEST_URL", stack.url("ingest"))
+            .env("TALLY_QUERY_URL", stack.url("query"))
+            .env("TALLY_AGGREGATOR_URL", stack.url("aggregator"))
+            .env("TALLY_ADMIN_TOKEN", &admin_token)
+            .env("TALLY_CHROMIUM", tools::CHROMIUM)
+            .env("TALLY_CHROMEDRIVER", tools::CHROMEDRIVER)
+            .env("TALLY_ARTIFACTS_DIR", dir.join("artifacts"))
+            .env("TALLY_STATE_DIR", dir.join("state"));
+        e2e
+    };
+    let result = match filter {
+        Some(filter) => run_tests(&mut e2e(&[filter]), tally),
+        // The heaviest tests run alone, after the others: locally the three workers
+        // share one SQLite file, and a test beside them would meet a busy database
+        // (D1 itself serializes writes).
+        None => {
+            let mut others = vec![];
+            for name in RUN_ALONE {
+                others.extend(["--skip", name]);
+            }
+            run_tests(&mut e2e(&others), tally).and_then(|()| {
+                step("End-to-end tests that run alone");
+                RUN_ALONE
+                    .iter()
+                    .try_for_each(|name| run_tests(&mut e2e(&["--exact", name]), tally))
+            })
+        }
+    };
     list_artifacts(&dir.join("artifacts"));
     let crashed = stack.exited();
     stack.stop();

@@ -1,19 +1,27 @@
 //! Storage figures for the bench: bytes and rows written per raw event, pipeline
 //! throughput, the time to roll and to rebuild a day, and a query over rollups against
-//! the same query as a raw scan. Runs on SQLite, the engine D1 runs.
+//! the same query as a raw scan; the rows a typical mixed workload writes per event, by
+//! kind; what the bound on a dimension's values does to the rows of a request of unique
+//! values; and retention's purge rate and backlog for a project of 100K events a day.
+//! Runs on SQLite, the engine D1 runs.
 //!
 //! `cargo run --release -p tally-storage --example figures -- [events] [out.json]`
 
 // A benchmark times itself: the clock ban of crates/clippy.toml is for the library.
 #![allow(clippy::disallowed_methods)]
 
+use std::cell::Cell;
 use std::time::Instant;
 
-use tally_core::rollup::{Dimension, Period};
-use tally_core::time::{DAY_MS, HOUR_MS};
+use serde::de::DeserializeOwned;
+use tally_core::alerts::MINUTE_ROWS_KEPT_MS;
+use tally_core::rollup::{self, Dimension, Period};
+use tally_core::time::{DAY_MS, HOUR_MS, Interval};
+use tally_core::workload::Workload;
 use tally_core::{Context, Event, RawEvent, Settings, validate};
+use tally_storage::exec::{Bound, Executor, Statement};
 use tally_storage::sqlite::{SqliteStore, block_on};
-use tally_storage::{pipeline, read};
+use tally_storage::{Error, pipeline, read};
 
 /// 2025-01-10T00:00:00Z: one day of events, in the order a consumer would see them.
 const DAY0: i64 = 1_736_467_200_000;
@@ -140,6 +148,9 @@ fn main() {
         "overview_of_a_day_ms": {"rollups": rollup_query_ms, "raw_scan": raw_query_ms, "p95_rollup": p95_rollup, "p95_raw": p95_raw},
         "hour_rows": rollup_rows as f64 / (n as f64 / 1000.0),
         "hours": DAY_MS / HOUR_MS,
+        "mixed_workload": mixed_workload(),
+        "cardinality": cardinality(),
+        "purge": purge(),
     });
     println!("{}", serde_json::to_string_pretty(&report).unwrap());
     if let Some(path) = out {
@@ -149,4 +160,281 @@ fn main() {
 
 fn rusqlite_params(day: i64) -> (&'static str, i64, i64) {
     ("aikit-seo", day, day + DAY_MS)
+}
+
+/// An executor that counts the table rows each commit changes (inserted, updated or
+/// deleted, as SQLite counts them; index entries are not counted).
+struct Counting<'a> {
+    inner: &'a SqliteStore,
+    rows: Cell<u64>,
+}
+
+impl<'a> Counting<'a> {
+    fn new(inner: &'a SqliteStore) -> Self {
+        Self {
+            inner,
+            rows: Cell::new(0),
+        }
+    }
+
+    fn take(&self) -> u64 {
+        self.rows.replace(0)
+    }
+}
+
+impl Executor for Counting<'_> {
+    async fn query<T: DeserializeOwned>(
+        &self,
+        sql: &'static str,
+        values: Vec<Bound>,
+    ) -> Result<Vec<T>, Error> {
+        self.inner.query(sql, values).await
+    }
+
+    async fn batch(&self, groups: Vec<Vec<Statement>>) -> Result<Vec<u64>, Error> {
+        let changed = self.inner.batch(groups).await?;
+        self.rows.set(self.rows.get() + changed.iter().sum::<u64>());
+        Ok(changed)
+    }
+}
+
+fn count(store: &SqliteStore, sql: &str) -> u64 {
+    store.with_connection(|c| c.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap()) as u64
+}
+
+/// Rows written per event by the mixed workload (`tally_core::workload`: API requests,
+/// page views, CDN images, installs, funnels, sessions) of 100,000 events over a day,
+/// stored in batches of 1,000 as the consumer stores them, by kind.
+fn mixed_workload() -> serde_json::Value {
+    const EVENTS: u64 = 100_000;
+    let now_ms = DAY0 + DAY_MS;
+    let workload = Workload {
+        project: "mixed",
+        events: EVENTS,
+        days: 1,
+        now_ms,
+        id_secret: b"figures",
+        seed: 3,
+    };
+    let events: Vec<Event> = workload.iter().collect();
+    let store = SqliteStore::open_in_memory().unwrap();
+    let counting = Counting::new(&store);
+    let (mut rollup_rows, mut minute_rows) = (0, 0);
+    for batch in events.chunks(1000) {
+        rollup_rows += block_on(pipeline::store_events(&counting, batch, now_ms))
+            .unwrap()
+            .rollup_rows;
+        // Minute rows hold few values a minute: none folds, so this is what was written.
+        minute_rows += rollup::roll_minutes(
+            batch
+                .iter()
+                .filter(|e| e.timestamp >= now_ms - MINUTE_ROWS_KEPT_MS),
+        )
+        .len();
+    }
+    let table_rows = counting.take();
+    let raw = count(&store, "SELECT COUNT(*) FROM raw_events");
+    assert_eq!(raw, EVENTS);
+    let marks = count(&store, "SELECT COUNT(*) FROM session_events");
+    let rollup_inserts = count(&store, "SELECT COUNT(*) FROM rollups");
+    let per = |x: u64| x as f64 / EVENTS as f64;
+    let hour_rows = (rollup_rows - minute_rows) as u64;
+    let bookkeeping = table_rows - raw - marks - rollup_rows as u64;
+    serde_json::json!({
+        "events": EVENTS,
+        "batch": 1000,
+        "raw_rows": per(raw),
+        // raw_events_by_time: one entry per raw row.
+        "raw_index_rows": per(raw),
+        "session_marks": per(marks),
+        "hour_rows": per(hour_rows),
+        "minute_rows": per(minute_rows as u64),
+        // Dirty days, the consumer's meta, error messages.
+        "bookkeeping_rows": per(bookkeeping),
+        "table_rows": per(table_rows),
+        "total_with_raw_index": per(table_rows + raw),
+        // Each rollup row inserted also adds an entry to the rollups' second index.
+        "rollup_rows_inserted": per(rollup_inserts),
+    })
+}
+
+/// The rows written by requests of 1,000 events whose routes, campaigns and items no
+/// other event has (what one write key may send in one request), with the bound on a
+/// dimension's values and without it (every value its own hour and minute row,
+/// computed from the same events). Twice: each request's events within one minute (as
+/// ingest stamps events that bring no time), the first two in the same minute and the
+/// third in the next; and each request's events spread over the hour (backdated), eight
+/// requests.
+fn cardinality() -> serde_json::Value {
+    let now_ms = DAY0 + DAY_MS;
+    let hour = now_ms - HOUR_MS;
+    let ctx = Context {
+        project: "flood",
+        now_ms,
+        settings: Settings::default(),
+        id_secret: b"figures",
+    };
+    let request = |r: u64, at: &dyn Fn(i64) -> i64| -> Vec<Event> {
+        (0..1000)
+            .map(|j| {
+                let i = r * 1000 + j;
+                let raw: RawEvent = serde_json::from_value(serde_json::json!({
+                    "event_id": format!("00000000-0000-4000-8000-{i:012x}"),
+                    "project": "flood", "name": "request", "timestamp": at(j as i64),
+                    "route": format!("/p/{i}"), "campaign": format!("c-{i}"),
+                    "item": format!("img-{i}"), "variant": "w640", "status": 200,
+                }))
+                .unwrap();
+                validate(raw, &ctx, &mut || unreachable!()).unwrap().event
+            })
+            .collect()
+    };
+    let scenario = |minutes: &[i64], spread: bool| {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let counting = Counting::new(&store);
+        let mut unbounded = 0;
+        let mut requests = Vec::new();
+        for (r, &minute) in minutes.iter().enumerate() {
+            let at = |j: i64| {
+                if spread {
+                    hour + (j * HOUR_MS) / 1000
+                } else {
+                    hour + minute * 60_000 + j * 50
+                }
+            };
+            let events = request(r as u64, &at);
+            unbounded =
+                rollup::roll(&events, Interval::Hour).len() + rollup::roll_minutes(&events).len();
+            let stored = block_on(pipeline::store_events(&counting, &events, now_ms)).unwrap();
+            requests.push(serde_json::json!({
+                "rollup_rows": stored.rollup_rows,
+                "table_rows": counting.take(),
+            }));
+        }
+        serde_json::json!({
+            "unbounded_rollup_rows": unbounded,
+            // The raw row of each event, a dirty day and the consumer's meta besides.
+            "unbounded_table_rows": unbounded + 1000 + 2,
+            "requests": requests,
+        })
+    };
+    serde_json::json!({
+        "events_per_request": 1000,
+        "one_minute": scenario(&[10, 10, 11], false),
+        // Each request adds 16 or 17 values to each minute: the eighth finds them full.
+        "spread_over_the_hour": scenario(&[0; 8], true),
+    })
+}
+
+/// Retention for a project of 100,000 events a day kept one day: two days arrive with
+/// no purge (a backlog of a day, as when retention is lowered), the first hourly run
+/// catches up, then a third day arrives hour by hour with the hourly run after each
+/// hour, as the cron runs it. Rate: raw events deleted per second of purging.
+fn purge() -> serde_json::Value {
+    const PER_DAY: u64 = 100_000;
+    let store = SqliteStore::open_in_memory().unwrap();
+    let mut rng = tally_core::testing::SplitMix64(5);
+    let settings = Settings { retention_days: 1 };
+    let hour_of = |rng: &mut tally_core::testing::SplitMix64, start: i64, first: u64| {
+        let n = PER_DAY / 24 + u64::from(first % 24 < PER_DAY % 24);
+        let ctx = Context {
+            project: "busy",
+            now_ms: start + HOUR_MS,
+            settings,
+            id_secret: b"figures",
+        };
+        (0..n)
+            .map(|k| {
+                let i = first * 10_000 + k;
+                let raw: RawEvent = serde_json::from_value(serde_json::json!({
+                    "event_id": format!("00000000-0000-4000-8000-{i:012x}"),
+                    "project": "busy", "name": (["request", "play", "stop"][(k % 3) as usize]),
+                    "timestamp": start + rng.below(HOUR_MS as u64) as i64,
+                    "route": format!("/api/r{}", k % 12), "status": 200,
+                    "duration_ms": 12.5, "user": format!("u{}", rng.below(5000)),
+                }))
+                .unwrap();
+                validate(raw, &ctx, &mut || unreachable!()).unwrap().event
+            })
+            .collect::<Vec<Event>>()
+    };
+    let store_hour = |events: &[Event], now_ms: i64| {
+        for batch in events.chunks(1000) {
+            block_on(pipeline::store_events(&store, batch, now_ms)).unwrap();
+        }
+    };
+    let raw = || count(&store, "SELECT COUNT(*) FROM raw_events");
+    // Days 0 and 1, unpurged; the project's retention is one day.
+    let mut hour_index = 0;
+    for h in 0..48 {
+        let start = DAY0 + h * HOUR_MS;
+        let events = hour_of(&mut rng, start, hour_index);
+        hour_index += 1;
+        store_hour(&events, start + HOUR_MS);
+    }
+    store.with_connection(|c| {
+        c.execute(
+            "UPDATE projects SET retention_days = 1 WHERE slug = 'busy'",
+            [],
+        )
+        .unwrap()
+    });
+    let now = DAY0 + 2 * DAY_MS;
+    let before = raw();
+    let started = Instant::now();
+    let caught_up = block_on(pipeline::purge_expired(&store, now, pipeline::HOURLY_PURGE)).unwrap();
+    let catch_up_s = started.elapsed().as_secs_f64();
+    let catch_up_raw = before - raw();
+    // Day 2, hour by hour, each hour followed by the hourly run.
+    let (mut purge_s, mut purged_raw, mut runs, mut most_behind) = (0.0, 0, 0, 0);
+    let mut last = caught_up.clone();
+    for h in 48..72 {
+        let start = DAY0 + h * HOUR_MS;
+        let events = hour_of(&mut rng, start, hour_index);
+        hour_index += 1;
+        store_hour(&events, start + HOUR_MS);
+        let before = raw();
+        let started = Instant::now();
+        last = block_on(pipeline::purge_expired(
+            &store,
+            start + HOUR_MS,
+            pipeline::HOURLY_PURGE,
+        ))
+        .unwrap();
+        purge_s += started.elapsed().as_secs_f64();
+        purged_raw += before - raw();
+        runs += 1;
+        most_behind = most_behind.max(last.backlog.iter().map(|b| b.rows_left).sum::<u64>());
+    }
+    let expired_left: i64 = store.with_connection(|c| {
+        c.query_row(
+            "SELECT COUNT(*) FROM raw_events WHERE timestamp < ?1",
+            [DAY0 + 2 * DAY_MS],
+            |r| r.get(0),
+        )
+        .unwrap()
+    });
+    serde_json::json!({
+        "events_per_day": PER_DAY,
+        "retention_days": 1,
+        "chunk": pipeline::HOURLY_PURGE.chunk,
+        "statements_per_run": pipeline::HOURLY_PURGE.statements,
+        "catch_up": {
+            "raw_events_deleted": catch_up_raw,
+            "rows_deleted": caught_up.deleted,
+            "statements": caught_up.statements,
+            "s": catch_up_s,
+            "raw_events_per_s": catch_up_raw as f64 / catch_up_s,
+            "backlog_after": caught_up.backlog.iter().map(|b| b.rows_left).sum::<u64>(),
+        },
+        "hourly": {
+            "runs": runs,
+            "raw_events_deleted": purged_raw,
+            "s": purge_s,
+            "raw_events_per_s": purged_raw as f64 / purge_s,
+            "most_rows_left_after_a_run": most_behind,
+            "backlog_after": last.backlog.iter().map(|b| b.rows_left).sum::<u64>(),
+        },
+        "expired_left_of_the_first_two_days": expired_left,
+    })
 }

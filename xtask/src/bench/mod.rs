@@ -6,10 +6,13 @@
 //! baseline of the same per-event work (`crates/core/examples/ingest_baseline.rs`); and
 //! the pipeline (events/s from ingest to visible in the query API). Natively it
 //! measures storage (`crates/storage/examples/figures.rs`: bytes and rows written per
-//! event, rolling and rebuilding a day, rollups against a raw scan). Last, query latency
-//! and rows read per endpoint at 100K and 1M raw events seeded into local D1
-//! (`query.rs`); `cargo xtask bench query [EVENTS...]` measures only that and keeps the
-//! other figures of `bench/results.json`.
+//! event, rolling and rebuilding a day, rollups against a raw scan; rows written per event
+//! of a mixed workload by kind; the rows of a request of unique values with the bound on
+//! a dimension's values; retention's purge rate and backlog for a 100K-a-day project).
+//! Last, query latency and rows read per endpoint at 100K and 1M raw events seeded into
+//! local D1 (`query.rs`); `cargo xtask bench query [EVENTS...]` measures only that, and
+//! `cargo xtask bench storage` only the storage figures, each keeping the other figures
+//! of `bench/results.json`.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -42,33 +45,46 @@ const RUNS: u64 = 1;
 /// Events loaded natively for the storage figures.
 const STORAGE_EVENTS: &str = "1000000";
 
-const USAGE: &str = "usage: `cargo xtask bench` (everything) or \
+const USAGE: &str = "usage: `cargo xtask bench` (everything), \
                      `cargo xtask bench query [EVENTS...]` (query latency only, at 100000 and \
-                     1000000 raw events unless given)";
+                     1000000 raw events unless given) or `cargo xtask bench storage` (the \
+                     storage figures only, natively)";
+
+/// What one `cargo xtask bench` measures.
+enum Only {
+    Everything,
+    Query(Vec<u64>),
+    Storage,
+}
 
 pub fn run(args: &[String]) -> Result<()> {
-    let only_query = match args {
-        [] => None,
-        [query, volumes @ ..] if query == "query" => Some(volumes_of(volumes)?),
+    let only = match args {
+        [] => Only::Everything,
+        [query, volumes @ ..] if query == "query" => Only::Query(volumes_of(volumes)?),
+        [storage] if storage == "storage" => Only::Storage,
         _ => bail!("{USAGE}"),
     };
+    let out = root().join("bench");
+    let machine = machine();
+    if let Only::Storage = only {
+        std::fs::create_dir_all(&out)?;
+        let mut results = last_results(&out);
+        results["storage"] = measure_storage(&machine)?;
+        if results.get("machine").is_none() {
+            results["machine"] = machine;
+        }
+        return write(&out, &results);
+    }
     tools::ensure()?;
     let sizes = bundle::build_all()?;
-    let out = root().join("bench");
     std::fs::create_dir_all(&out)?;
-    let machine = machine();
     let bundles: Vec<Value> = sizes
         .iter()
         .map(|s| json!({"worker": s.worker, "raw_bytes": s.raw, "gzip_bytes": s.gzip}))
         .collect();
-    if let Some(volumes) = only_query {
+    if let Only::Query(volumes) = only {
         let query = query::measure(&volumes, &machine)?;
-        // Keep the other figures of the last full run.
-        let mut results: Value = std::fs::read(out.join("results.json"))
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .filter(Value::is_object)
-            .unwrap_or_else(|| json!({}));
+        let mut results = last_results(&out);
         results["query"] = query;
         results["bundles"] = bundles.into();
         if results.get("machine").is_none() {
@@ -77,28 +93,7 @@ pub fn run(args: &[String]) -> Result<()> {
         return write(&out, &results);
     }
 
-    step(&format!(
-        "Storage figures, natively on SQLite ({STORAGE_EVENTS} events)"
-    ));
-    let storage_json = root().join("target/bench-storage.json");
-    proc::run(
-        cargo()
-            .args([
-                "run",
-                "--release",
-                "-q",
-                "-p",
-                "tally-storage",
-                "--example",
-                "figures",
-                "--",
-            ])
-            .arg(STORAGE_EVENTS)
-            .arg(&storage_json),
-        "the storage figures program failed; see its output above",
-    )?;
-    let mut storage: Value = serde_json::from_slice(&std::fs::read(&storage_json)?)?;
-    describe(&mut storage, &machine);
+    let storage = measure_storage(&machine)?;
 
     let mut native = measure_native()?;
     describe(&mut native, &machine);
@@ -135,6 +130,43 @@ pub fn run(args: &[String]) -> Result<()> {
         "bundles": bundles,
     });
     write(&out, &results)
+}
+
+/// The figures of the last run, `{}` when there are none: a partial run keeps the rest.
+fn last_results(out: &std::path::Path) -> Value {
+    std::fs::read(out.join("results.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}))
+}
+
+/// The storage figures: `crates/storage/examples/figures.rs` in a release build.
+fn measure_storage(machine: &Value) -> Result<Value> {
+    step(&format!(
+        "Storage figures, natively on SQLite ({STORAGE_EVENTS} events; a mixed workload, \
+         requests of unique values, a 100K-a-day project's purge)"
+    ));
+    let storage_json = root().join("target/bench-storage.json");
+    proc::run(
+        cargo()
+            .args([
+                "run",
+                "--release",
+                "-q",
+                "-p",
+                "tally-storage",
+                "--example",
+                "figures",
+                "--",
+            ])
+            .arg(STORAGE_EVENTS)
+            .arg(&storage_json),
+        "the storage figures program failed; see its output above",
+    )?;
+    let mut storage: Value = serde_json::from_slice(&std::fs::read(&storage_json)?)?;
+    describe(&mut storage, machine);
+    Ok(storage)
 }
 
 /// The volumes of `cargo xtask bench query EVENTS...`, [`query::VOLUMES`] when none.
@@ -604,6 +636,143 @@ fn storage_markdown(s: &Value) -> String {
         ms(&s["rebuild_day_from_raw_s"]),
         ms(&s["overview_of_a_day_ms"]["rollups"]),
         ms(&s["overview_of_a_day_ms"]["raw_scan"]),
+    ) + &mixed_markdown(&s["mixed_workload"])
+        + &cardinality_markdown(&s["cardinality"])
+        + &purge_markdown(&s["purge"])
+}
+
+/// A number with two decimals, or `?`.
+fn two(v: &Value) -> String {
+    v.as_f64().map_or("?".into(), |x| format!("{x:.2}"))
+}
+
+/// A whole number, or `?`.
+fn whole(v: &Value) -> String {
+    v.as_f64().map_or("?".into(), |x| format!("{x:.0}"))
+}
+
+fn mixed_markdown(m: &Value) -> String {
+    if m.is_null() {
+        return String::new();
+    }
+    let mut md = format!(
+        "\n### Rows written per event, mixed workload\n\n\
+         {} events of `tally_core::workload` (API requests, page views, CDN images, \
+         installs, funnel steps, play/stop sessions) over a day, stored in batches of {} \
+         as the consumer stores them; table rows as SQLite counts them, plus the raw \
+         rows' one index entry.\n\n| rows per event | value |\n|---|---:|\n",
+        m["events"], m["batch"]
+    );
+    for (what, key) in [
+        ("raw row", "raw_rows"),
+        ("its index entry", "raw_index_rows"),
+        ("session marks", "session_marks"),
+        ("hour rollup rows", "hour_rows"),
+        ("minute rollup rows (alert rules)", "minute_rows"),
+        (
+            "bookkeeping (dirty days, meta, error messages)",
+            "bookkeeping_rows",
+        ),
+        ("**total**", "total_with_raw_index"),
+    ] {
+        md += &format!("| {what} | {} |\n", two(&m[key]));
+    }
+    md += &format!(
+        "\nOf the rollup rows written, {} per event were new rows (each also adds an \
+         entry to the rollups' second index); the rest updated rows of the same hour or \
+         minute.\n",
+        two(&m["rollup_rows_inserted"])
+    );
+    md
+}
+
+fn cardinality_markdown(c: &Value) -> String {
+    if c.is_null() {
+        return String::new();
+    }
+    let mut md = format!(
+        "\n### The bound on a dimension's values: requests of unique values\n\n\
+         Requests of {} events into one hour, each event with a route, campaign and item \
+         no other event has (what one write key may send in one request): rollup rows and \
+         all table rows each request wrote. \"Without the bound\": every value its own \
+         hour and minute row, computed from the same events. The first request fills the \
+         hour's 1,000 values of each dimension; minute rows keep 100 values a minute.\n\n\
+         | request | rollup rows | table rows |\n|---|---:|---:|\n",
+        c["events_per_request"],
+    );
+    for (scenario, what, labels) in [
+        (
+            "one_minute",
+            "events within one minute (as ingest stamps events that bring no time)",
+            [
+                (0, "the first, into an empty hour"),
+                (1, "the next, in the same minute"),
+                (2, "the next, in the next minute"),
+            ],
+        ),
+        (
+            "spread_over_the_hour",
+            "events spread over the hour (backdated)",
+            [
+                (0, "the first, into an empty hour"),
+                (1, "the next, once the hour holds 1,000 values"),
+                (7, "the eighth, once every minute holds 100 values"),
+            ],
+        ),
+    ] {
+        let s = &c[scenario];
+        md += &format!(
+            "| *{what}*: without the bound | {} | {} |\n",
+            whole(&s["unbounded_rollup_rows"]),
+            whole(&s["unbounded_table_rows"]),
+        );
+        for (i, label) in labels {
+            let r = &s["requests"][i];
+            md += &format!(
+                "| {label} | {} | {} |\n",
+                whole(&r["rollup_rows"]),
+                whole(&r["table_rows"])
+            );
+        }
+    }
+    md
+}
+
+fn purge_markdown(p: &Value) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    let (c, h) = (&p["catch_up"], &p["hourly"]);
+    format!(
+        "\n### Retention: a project of {} events a day, kept {} day\n\n\
+         Two days arrive with no purge (a day's backlog, as when retention is lowered); \
+         the first hourly run ({} statements of chunks of {} rows at most) catches up; \
+         then a third day arrives hour by hour, each hour followed by the hourly run, as \
+         the cron runs it. Rates are raw events deleted per second of purging (their \
+         session marks deleted too).\n\n\
+         | figure | value |\n|---|---|\n\
+         | catch-up run: raw events deleted, statements | {} / {} |\n\
+         | catch-up run: s, raw events/s | {} / {} |\n\
+         | catch-up run: expired events left after it | {} |\n\
+         | hourly runs over the third day: runs, raw events deleted | {} / {} |\n\
+         | hourly runs: raw events/s | {} |\n\
+         | hourly runs: most expired events left after a run; after the last | {} / {} |\n\
+         | expired events of the first two days left at the end | {} |\n",
+        p["events_per_day"],
+        p["retention_days"],
+        p["statements_per_run"],
+        p["chunk"],
+        c["raw_events_deleted"],
+        c["statements"],
+        c["s"].as_f64().map_or("?".into(), |x| format!("{x:.2}")),
+        rate(&c["raw_events_per_s"]),
+        c["backlog_after"],
+        h["runs"],
+        h["raw_events_deleted"],
+        rate(&h["raw_events_per_s"]),
+        h["most_rows_left_after_a_run"],
+        h["backlog_after"],
+        p["expired_left_of_the_first_two_days"],
     )
 }
 
@@ -641,6 +810,44 @@ mod tests {
             md,
             "# Tally benchmark results\n\nEverything runs on one machine (loopback).\n\n"
         );
+    }
+
+    #[test]
+    fn storage_figures_of_rows_bounds_and_purges_are_tabled() {
+        let storage = json!({"events": 10, "machine": {}, "runs": 1,
+            "mixed_workload": {"events": 100, "batch": 10, "minute_rows": 1.8,
+                "total_with_raw_index": 4.29},
+            "cardinality": {"events_per_request": 1000, "one_minute": {
+                "unbounded_rollup_rows": 8006, "unbounded_table_rows": 9008,
+                "requests": [{"rollup_rows": 4410, "table_rows": 5413},
+                             {"rollup_rows": 14, "table_rows": 1016}]}},
+            "purge": {"events_per_day": 100_000, "retention_days": 1,
+                "catch_up": {"raw_events_deleted": 100_000, "statements": 79},
+                "hourly": {"raw_events_per_s": 171_732.4}}});
+        let md = storage_markdown(&storage);
+        assert!(
+            md.contains("| minute rollup rows (alert rules) | 1.80 |"),
+            "{md}"
+        );
+        assert!(md.contains("| **total** | 4.29 |"), "{md}");
+        assert!(md.contains("without the bound | 8006 | 9008 |"), "{md}");
+        assert!(
+            md.contains("| the next, in the same minute | 14 | 1016 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| the next, in the next minute | ? | ? |"),
+            "{md}"
+        );
+        assert!(md.contains("statements | 100000 / 79 |"), "{md}");
+        assert!(
+            md.contains("| hourly runs: raw events/s | 171 732 |"),
+            "{md}"
+        );
+        assert!(!md.contains("\n         "), "no indented lines: {md}");
+        // Figures of an older run, without these sections, leave them out.
+        let old = storage_markdown(&json!({"events": 10}));
+        assert!(!old.contains("###"), "{old}");
     }
 
     #[test]
