@@ -309,6 +309,53 @@ pub fn bound_new_values(
     kept
 }
 
+/// Moves minute rows of values that their hour folded into their minute's folded row,
+/// so a value past the hour's bound gets no minute rows of its own either: `folded_in_hour`
+/// says whether a key of [`Period::Hour`] was folded. A cross dimension of minute rows
+/// folds when either of its values did (`name_route` when the name or the route did).
+pub fn fold_minutes_past_hour(
+    minutes: BTreeMap<Key, Rollup>,
+    folded_in_hour: impl Fn(&Key) -> bool,
+) -> BTreeMap<Key, Rollup> {
+    let mut out: BTreeMap<Key, Rollup> = BTreeMap::new();
+    for (key, row) in minutes {
+        let hour = |dimension: Dimension, value: String| Key {
+            project: key.project.clone(),
+            start: Interval::Hour.floor(key.start),
+            dimension,
+            value,
+        };
+        let parts: Vec<Key> = match key.dimension {
+            Dimension::NameRoute
+            | Dimension::NameCampaign
+            | Dimension::NameSource
+            | Dimension::NameMedium => {
+                let second = match key.dimension {
+                    Dimension::NameRoute => Dimension::Route,
+                    Dimension::NameCampaign => Dimension::Campaign,
+                    Dimension::NameSource => Dimension::Source,
+                    _ => Dimension::Medium,
+                };
+                serde_json::from_str::<(String, String)>(&key.value)
+                    .map(|(name, value)| vec![hour(Dimension::Name, name), hour(second, value)])
+                    .unwrap_or_default()
+            }
+            dimension if dimension.is_bounded() => vec![hour(dimension, key.value.clone())],
+            _ => Vec::new(),
+        };
+        let key = if parts.iter().any(&folded_in_hour) {
+            Key {
+                value: FOLDED_VALUE.to_owned(),
+                ..key
+            }
+        } else {
+            key
+        };
+        out.entry(key).or_default().merge(&row);
+    }
+    out
+}
+
 /// Bounds whole periods (a rolled day or month): each group keeps its `max` values with
 /// most events (ties by value), and the rest, with any folded row, merge into its
 /// [`FOLDED_VALUE`] row.
@@ -794,5 +841,38 @@ mod tests {
             ]
         );
         assert_eq!(counts(&bounded, Dimension::All), [(String::new(), 15)]);
+    }
+
+    #[test]
+    fn minute_rows_of_values_their_hour_folded_fold_too() {
+        let events = [
+            event(
+                1,
+                json!({"name": "open", "timestamp": DAY0 + 61_000, "route": "/kept"}),
+            ),
+            event(
+                2,
+                json!({"name": "open", "timestamp": DAY0 + 62_000, "route": "/folded"}),
+            ),
+        ];
+        let minutes = roll_minutes(&events);
+        let folded_route = |k: &Key| k.dimension == Dimension::Route && k.value == "/folded";
+        let rows = fold_minutes_past_hour(minutes.clone(), folded_route);
+        let shown = |d: Dimension| -> Vec<(String, u64)> {
+            rows.iter()
+                .filter(|(k, _)| k.dimension == d)
+                .map(|(k, r)| (k.value.clone(), r.count))
+                .collect()
+        };
+        assert_eq!(
+            shown(Dimension::Route),
+            [(String::new(), 1), ("/kept".into(), 1)]
+        );
+        assert_eq!(
+            shown(Dimension::NameRoute),
+            [(String::new(), 1), (pair("open", "/kept"), 1)]
+        );
+        assert_eq!(shown(Dimension::All), [(String::new(), 2)]);
+        assert_eq!(fold_minutes_past_hour(minutes.clone(), |_| false), minutes);
     }
 }

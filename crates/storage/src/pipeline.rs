@@ -102,10 +102,17 @@ where
     let recent = new
         .iter()
         .filter(|e| e.timestamp >= now_ms - MINUTE_ROWS_KEPT_MS);
-    let deltas = [
-        bounded(store, Period::Hour, rollup::roll(&new, Interval::Hour)).await?,
-        bounded(store, Period::Minute, rollup::roll_minutes(recent)).await?,
-    ];
+    let hours = rollup::roll(&new, Interval::Hour);
+    let hour_keys: Vec<Key> = hours.keys().cloned().collect();
+    let hours = bounded(store, Period::Hour, hours).await?;
+    // A value its hour folded gets no minute rows of its own either.
+    let folded: HashSet<&Key> = hour_keys
+        .iter()
+        .filter(|k| !hours.1.contains_key(*k))
+        .collect();
+    let minutes =
+        rollup::fold_minutes_past_hour(rollup::roll_minutes(recent), |k| folded.contains(k));
+    let deltas = [hours, bounded(store, Period::Minute, minutes).await?];
     let mut merged: Vec<(Period, &Key, Rollup, Option<i64>)> = Vec::new();
     for (period, deltas, current) in &deltas {
         merged.extend(deltas.iter().map(|(key, delta)| match current.get(key) {

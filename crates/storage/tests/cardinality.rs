@@ -182,6 +182,52 @@ fn a_flood_of_unique_values_adds_bounded_rows_and_counts_stay_exact() {
 }
 
 #[test]
+fn values_past_the_hours_bound_get_no_minute_rows_of_their_own() {
+    // Minute rows kept 100 values a minute on their own: requests whose events spread
+    // over a full hour's minutes wrote some 4,100 minute rows each.
+    let store = SqliteStore::open_in_memory().unwrap();
+    let hour = DAY0 + 10 * HOUR_MS;
+    let fill: Vec<Event> = (0..Period::Hour.max_values() as u64)
+        .map(|i| {
+            event(
+                "spread",
+                i,
+                hour + 1_000,
+                &format!("/fill/{i}"),
+                &format!("f-{i}"),
+            )
+        })
+        .collect();
+    block_on(pipeline::store_events(&store, &fill, NOW)).unwrap();
+    let spread: Vec<Event> = (0..1_000u64)
+        .map(|i| {
+            let at = hour + (i % 50) as i64 * 60_000 + 2_000;
+            event(
+                "spread",
+                10_000 + i,
+                at,
+                &format!("/new/{i}"),
+                &format!("n-{i}"),
+            )
+        })
+        .collect();
+    let stored = block_on(pipeline::store_events(&store, &spread, NOW)).unwrap();
+    assert_eq!(stored.new, 1_000);
+    assert!(stored.rollup_rows < 500, "{} rows", stored.rollup_rows);
+    let minutes = block_on(store.rollups_between(
+        "spread",
+        Period::Minute,
+        hour,
+        hour + HOUR_MS,
+        Some(Dimension::Route),
+    ))
+    .unwrap();
+    let total: u64 = minutes.values().map(|v| v.value.count).sum();
+    assert_eq!(total, 2_000, "counts stay exact");
+    assert!(!minutes.keys().any(|k| k.value.starts_with("/new/")));
+}
+
+#[test]
 fn a_rolled_day_keeps_its_values_with_most_events() {
     let store = SqliteStore::open_in_memory().unwrap();
     let max_day = Period::Day.max_values();
