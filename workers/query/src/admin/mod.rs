@@ -1,5 +1,6 @@
 //! The admin API (`/v1/admin/...`, guarded by the `ADMIN_TOKEN` secret): projects, their
-//! settings and keys ([`projects`]), share links of their dashboards ([`share`]), their
+//! settings and keys ([`projects`]), share links of their dashboards ([`share`]: made,
+//! listed and revoked one by one), their
 //! alert rules ([`alerts`]) and their campaigns' states set by hand ([`campaigns`]).
 //!
 //! A key's secret appears once, in the answer that creates it; only its SHA-256 is
@@ -51,7 +52,15 @@ pub async fn handle(
         Admin::RevokeKey(slug, id) => projects::revoke_key(store, slug, id, now).await,
         Admin::Share(slug) => {
             projects::existing(store, slug).await?;
-            share::mint(&url, env, slug, &body, now)
+            share::mint(store, &url, env, slug, &body, now).await
+        }
+        Admin::ListShares(slug) => {
+            projects::existing(store, slug).await?;
+            share::list(store, slug, now).await
+        }
+        Admin::RevokeShare(slug, id) => {
+            projects::existing(store, slug).await?;
+            share::revoke(store, slug, id, now).await
         }
         Admin::ListRules(slug) => alerts::list_rules(store, slug).await,
         Admin::CreateRule(slug) => alerts::create_rule(store, slug, &body, now).await,
