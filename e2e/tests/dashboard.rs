@@ -33,6 +33,27 @@ impl Page {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// Every `Set-Cookie` value, in order.
+    fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
+/// The session id a login set for `project`'s dashboard.
+fn session_of(set_cookies: &[String], project: &str) -> String {
+    let prefix = format!("tally_{project}=");
+    set_cookies
+        .iter()
+        .find_map(|c| c.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(';').next())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| panic!("no session cookie in {set_cookies:?}"))
+        .to_owned()
 }
 
 fn call(method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Page {
@@ -291,8 +312,56 @@ fn the_dashboard_in_a_browser_shows_the_workload_and_its_range_picker_works() {
 }
 
 #[test]
+fn badges_answer_only_for_projects_that_opt_in() {
+    let p = Project::new("badge-private");
+    let unknown = get_page("/badge/no-such-project-here/installs.svg");
+    assert_eq!(unknown.status, 404);
+    // A private project's badges are the unknown project's 404, byte for byte but the
+    // slug, so neither its traffic nor its existence can be read from them.
+    let private = get_page(&format!("/badge/{}/installs.svg", p.slug));
+    assert_eq!(private.status, 404, "{}", private.body);
+    assert_eq!(
+        private.body.replace(&p.slug, "X"),
+        unknown.body.replace("no-such-project-here", "X")
+    );
+    assert_eq!(
+        private.header("cache-control"),
+        unknown.header("cache-control")
+    );
+    let as_json = |slug: &str| {
+        let page = call(
+            "GET",
+            &format!("/badge/{slug}/requests.svg"),
+            &[("accept", "application/json")],
+            None,
+        );
+        (page.status, page.body.replace(slug, "X"))
+    };
+    assert_eq!(as_json(&p.slug), as_json("no-such-project-here"));
+
+    let set = |body: Value, badges: bool| {
+        let a = admin("PATCH", &format!("/projects/{}", p.slug), Some(&body));
+        assert_eq!(a.status, 200, "{}", a.json);
+        assert_eq!(a.json["project"]["public_badges"], badges, "{}", a.json);
+        get_page(&format!("/badge/{}/installs.svg", p.slug)).status
+    };
+    assert_eq!(set(json!({"public_badges": true}), true), 200);
+    assert_eq!(set(json!({"public_badges": false}), false), 404);
+    // A public dashboard shows what the badges show: opening it opens them, and closing
+    // it closes them.
+    assert_eq!(set(json!({"public_dashboard": true}), true), 200);
+    assert_eq!(set(json!({"public_dashboard": false}), false), 404);
+}
+
+#[test]
 fn badges_show_installs_uptime_latency_and_requests() {
     let p = Project::new("badge");
+    let opened = admin(
+        "PATCH",
+        &format!("/projects/{}", p.slug),
+        Some(&json!({"public_badges": true})),
+    );
+    assert_eq!(opened.status, 200, "{}", opened.json);
     let run = run_id();
     let now = now_ms();
     let events: Vec<Value> = (0..100u32)
@@ -387,7 +456,7 @@ fn a_public_dashboard_needs_no_token_and_a_private_one_does() {
 }
 
 #[test]
-fn share_links_open_the_dashboard_until_they_expire_and_not_when_tampered_with() {
+fn share_links_open_the_dashboard_until_they_expire_or_are_revoked_and_not_when_tampered_with() {
     let p = Project::new("share");
     let other = Project::new("share-other");
     let mint = |body: Value| {
@@ -420,8 +489,13 @@ fn share_links_open_the_dashboard_until_they_expire_and_not_when_tampered_with()
         &token[..token.len() - 1],
         if last == '0' { '1' } else { '0' }
     );
-    let (expiry, signature) = token.split_once('.').unwrap();
-    let later = format!("{}.{signature}", expiry.parse::<i64>().unwrap() + 86_400);
+    let id = share["id"].as_str().unwrap();
+    assert!(token.starts_with(&format!("{id}.")), "{token}");
+    let (expiry, signature) = token[id.len() + 1..].split_once('.').unwrap();
+    let later = format!(
+        "{id}.{}.{signature}",
+        expiry.parse::<i64>().unwrap() + 86_400
+    );
     for (what, path) in [
         (
             "a changed signature",
@@ -457,6 +531,60 @@ fn share_links_open_the_dashboard_until_they_expire_and_not_when_tampered_with()
         expired.body
     );
 
+    // Links are listed without their tokens and revoked one by one, at once.
+    let other_link = mint(json!({"expires_in_days": 1}));
+    let other_token = other_link["token"].as_str().unwrap();
+    let listed = admin("GET", &format!("/projects/{}/share", p.slug), None);
+    assert_eq!(listed.status, 200, "{}", listed.json);
+    let links = listed.json["share_links"].as_array().unwrap();
+    assert_eq!(links.len(), 3, "{}", listed.json);
+    assert!(
+        !listed.json.to_string().contains(token),
+        "no token is listed"
+    );
+    let status = |id: &str| {
+        links.iter().find(|l| l["id"] == id).unwrap()["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(status(id), "active");
+    assert_eq!(status(short["id"].as_str().unwrap()), "expired");
+    let revoked = admin("DELETE", &format!("/projects/{}/share/{id}", p.slug), None);
+    assert_eq!(revoked.status, 200, "{}", revoked.json);
+    assert_eq!(revoked.json["share_link"]["status"], "revoked");
+    let refused = get_page(&format!("/dashboard/{}?share={token}", p.slug));
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.body.contains("This share link was revoked"),
+        "{}",
+        refused.body
+    );
+    assert!(!refused.body.contains(r#"id="events""#));
+    let still = get_page(&format!("/dashboard/{}?share={other_token}", p.slug));
+    assert_eq!(
+        still.status, 200,
+        "the other link still works: {}",
+        still.body
+    );
+    // Another project cannot revoke it, and an unknown id is not found.
+    let elsewhere = admin(
+        "DELETE",
+        &format!(
+            "/projects/{}/share/{}",
+            other.slug,
+            other_link["id"].as_str().unwrap()
+        ),
+        None,
+    );
+    assert_eq!(elsewhere.status, 404, "{}", elsewhere.json);
+    let unknown = admin(
+        "DELETE",
+        &format!("/projects/{}/share/sh_0000000000000000", p.slug),
+        None,
+    );
+    assert_eq!(unknown.status, 404, "{}", unknown.json);
+
     let bad = admin(
         "POST",
         &format!("/projects/{}/share", p.slug),
@@ -490,9 +618,10 @@ fn only_a_read_token_of_the_project_opens_its_dashboard() {
     assert_eq!(wrong.status, 403, "{}", wrong.body);
     assert!(wrong.body.contains("belongs to another project"));
     assert_eq!(wrong.header("set-cookie"), None);
-    let cookie = format!("tally_{}={}", a.slug, b.read_token);
+    let b_session = session_of(&login(&b, &b.read_token).set_cookies(), &b.slug);
+    let cookie = format!("tally_{}={b_session}", a.slug);
     let by_cookie = call("GET", &dashboard, &[("cookie", &cookie)], None);
-    assert_eq!(by_cookie.status, 403);
+    assert_eq!(by_cookie.status, 403, "a session of another project");
     assert!(!by_cookie.body.contains(r#"id="events""#));
     let by_header = call(
         "GET",
@@ -506,25 +635,88 @@ fn only_a_read_token_of_the_project_opens_its_dashboard() {
     assert_eq!(write.status, 401);
     assert!(write.body.contains("write key"));
 
-    // The project's own token: a cookie that only the server reads, then the page.
+    // The project's own token opens a session: the cookie holds its random id, never
+    // the token, and goes only to the project's dashboard paths.
     let right = login(&a, &a.read_token);
     assert_eq!(right.status, 303, "{}", right.body);
     assert_eq!(right.header("location"), Some(dashboard.as_str()));
-    let set_cookie = right.header("set-cookie").unwrap();
-    assert!(set_cookie.starts_with(&format!("tally_{}={};", a.slug, a.read_token)));
-    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
-        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    let set_cookies = right.set_cookies();
+    assert_eq!(set_cookies.len(), 3, "{set_cookies:?}");
+    let session = session_of(&set_cookies, &a.slug);
+    assert!(session.starts_with("ts_"), "{session}");
+    assert!(
+        set_cookies.iter().all(|c| !c.contains(&a.read_token)),
+        "the token is not in a cookie: {set_cookies:?}"
+    );
+    for (cookie, path) in set_cookies.iter().zip([
+        dashboard.clone(),
+        format!("/admin/plugins/{}/analytics", a.slug),
+        "/".to_owned(),
+    ]) {
+        assert!(cookie.contains(&format!("; Path={path};")), "{cookie}");
+        for attribute in ["HttpOnly", "SameSite=Lax"] {
+            assert!(cookie.contains(attribute), "{cookie}");
+        }
+        assert!(!cookie.contains("Secure"), "plain HTTP here: {cookie}");
     }
     assert!(
-        !set_cookie.contains("Secure"),
-        "plain HTTP here: {set_cookie}"
+        set_cookies[2].contains("Max-Age=0"),
+        "the old whole-host cookie is removed: {}",
+        set_cookies[2]
     );
-    let cookie = format!("tally_{}={}", a.slug, a.read_token);
-    let page = call("GET", &dashboard, &[("cookie", &cookie)], None);
-    assert_eq!(page.status, 200);
-    assert!(page.body.contains("Signed in with a read token"));
+    let cookie = format!("tally_{}={session}", a.slug);
+    for path in [
+        dashboard.clone(),
+        format!("/admin/plugins/{}/analytics", a.slug),
+    ] {
+        let page = call("GET", &path, &[("cookie", &cookie)], None);
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        assert!(page.body.contains("Signed in with a read token"));
+    }
+    // The read token itself in the cookie (as earlier versions kept it) opens nothing.
+    let raw = format!("tally_{}={}", a.slug, a.read_token);
+    assert_eq!(
+        call("GET", &dashboard, &[("cookie", &raw)], None).status,
+        401
+    );
+    // Nor does the session open another project's dashboard.
+    let elsewhere = format!("tally_{}={session}", b.slug);
+    let other = call(
+        "GET",
+        &format!("/dashboard/{}", b.slug),
+        &[("cookie", &elsewhere)],
+        None,
+    );
+    assert_eq!(other.status, 403, "{}", other.body);
 
-    // Revoking the token ends the session it is in.
+    // Signing out ends the session on the server: the same cookie opens nothing after.
+    let out = call(
+        "POST",
+        &format!("/dashboard/{}/logout", a.slug),
+        &[("cookie", &cookie)],
+        Some(""),
+    );
+    assert_eq!(out.status, 303, "{}", out.body);
+    assert!(out.set_cookies().iter().all(|c| c.contains("Max-Age=0")));
+    let after_logout = call("GET", &dashboard, &[("cookie", &cookie)], None);
+    assert_eq!(after_logout.status, 401);
+    assert!(
+        after_logout.body.contains("session has ended"),
+        "{}",
+        after_logout.body
+    );
+
+    // Revoking the token ends the sessions opened with it.
+    let again = login(&a, &a.read_token);
+    let cookie = format!(
+        "tally_{}={}",
+        a.slug,
+        session_of(&again.set_cookies(), &a.slug)
+    );
+    assert_eq!(
+        call("GET", &dashboard, &[("cookie", &cookie)], None).status,
+        200
+    );
     let keys = admin("GET", &format!("/projects/{}/keys", a.slug), None);
     let prefix = &a.read_token[..11];
     let id = keys.json["keys"]
@@ -540,4 +732,57 @@ fn only_a_read_token_of_the_project_opens_its_dashboard() {
     let after = call("GET", &dashboard, &[("cookie", &cookie)], None);
     assert_eq!(after.status, 401);
     assert!(after.body.contains("was revoked"));
+}
+
+#[test]
+fn the_login_and_logout_forms_refuse_posts_from_other_origins() {
+    let p = Project::new("dash-origin");
+    let own = url("query");
+    let post = |path: &str, headers: &[(&str, &str)]| {
+        let mut all = vec![("content-type", "application/x-www-form-urlencoded")];
+        all.extend_from_slice(headers);
+        call(
+            "POST",
+            &format!("/dashboard/{}/{path}", p.slug),
+            &all,
+            Some(&format!("token={}&next=dashboard", p.read_token)),
+        )
+    };
+    for headers in [
+        vec![("origin", "https://evil.example")],
+        vec![("origin", "null")],
+        vec![("sec-fetch-site", "cross-site")],
+        vec![
+            ("origin", "https://evil.example"),
+            ("sec-fetch-site", "cross-site"),
+        ],
+    ] {
+        for path in ["login", "logout"] {
+            let refused = post(path, &headers);
+            assert_eq!(refused.status, 403, "{path} {headers:?}: {}", refused.body);
+            assert!(
+                refused.body.contains("not from this dashboard"),
+                "{path} {headers:?}: {}",
+                refused.body
+            );
+            assert_eq!(refused.header("set-cookie"), None, "{path} {headers:?}");
+            assert_eq!(
+                refused
+                    .header("content-security-policy")
+                    .map(|c| c.starts_with("default-src 'none'")),
+                Some(true)
+            );
+        }
+    }
+    // The dashboard's own origin signs in: named, or hidden by the page's
+    // `Referrer-Policy: no-referrer` (`Origin: null`) with the browser's
+    // `Sec-Fetch-Site: same-origin`.
+    for headers in [
+        vec![("origin", own.as_str()), ("sec-fetch-site", "same-origin")],
+        vec![("origin", "null"), ("sec-fetch-site", "same-origin")],
+    ] {
+        let signed_in = post("login", &headers);
+        assert_eq!(signed_in.status, 303, "{headers:?}: {}", signed_in.body);
+        assert_eq!(signed_in.set_cookies().len(), 3);
+    }
 }

@@ -439,6 +439,27 @@ fn real_answers_match_the_openapi_document() {
             "/v1/admin/projects/{project}/share",
             201,
         ),
+        (
+            "GET",
+            format!("/projects/{s}/share"),
+            None,
+            "/v1/admin/projects/{project}/share",
+            200,
+        ),
+        (
+            "DELETE",
+            format!("/projects/{s}/share/sh_0000000000000000"),
+            None,
+            "/v1/admin/projects/{project}/share/{id}",
+            404,
+        ),
+        (
+            "PATCH",
+            format!("/projects/{s}"),
+            Some(json!({"public_badges": true})),
+            "/v1/admin/projects/{project}",
+            200,
+        ),
     ];
     let mut spare = None;
     for (method, path, body, template, status) in admin_checks {
@@ -449,6 +470,14 @@ fn real_answers_match_the_openapi_document() {
             spare = a.json["key"]["id"].as_i64();
         }
     }
+    let listed = admin("GET", &format!("/projects/{s}/share"), None);
+    let link = listed.json["share_links"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let a = admin("DELETE", &format!("/projects/{s}/share/{link}"), None);
+    assert_eq!(a.status, 200, "{}", a.json);
+    spec.check("DELETE", "/v1/admin/projects/{project}/share/{id}", &a);
     let a = admin(
         "DELETE",
         &format!("/projects/{s}/keys/{}", spare.unwrap()),

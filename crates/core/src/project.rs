@@ -90,6 +90,9 @@ pub struct Project {
     pub rate_limit: RateLimit,
     /// Whether anyone may view the project's dashboard without a token.
     pub public_dashboard: bool,
+    /// Whether anyone may fetch the project's badges (`/badge/{p}/...`); off by default,
+    /// so a private project's traffic cannot be read from them.
+    pub public_badges: bool,
     /// Epoch milliseconds.
     pub created_at: i64,
 }
@@ -103,6 +106,7 @@ impl Project {
             "allowed_origins": self.allowed_origins,
             "rate_limit": self.rate_limit.as_str(),
             "public_dashboard": self.public_dashboard,
+            "public_badges": self.public_badges,
             "created_at": crate::time::format_ms(self.created_at),
         })
     }
@@ -124,6 +128,7 @@ pub struct ProjectInput {
     pub allowed_origins: Option<Vec<String>>,
     pub rate_limit: Option<String>,
     pub public_dashboard: Option<bool>,
+    pub public_badges: Option<bool>,
 }
 
 impl ProjectInput {
@@ -141,7 +146,7 @@ impl ProjectInput {
                 "invalid_project",
                 format!(
                     "project settings must be a JSON object with slug, retention_days, \
-                     allowed_origins, rate_limit and public_dashboard: {e}"
+                     allowed_origins, rate_limit, public_dashboard and public_badges: {e}"
                 ),
             )
         })
@@ -171,6 +176,7 @@ impl ProjectInput {
             allowed_origins: Vec::new(),
             rate_limit: RateLimit::default(),
             public_dashboard: false,
+            public_badges: false,
             created_at: now_ms,
         };
         self.apply(base)
@@ -238,7 +244,16 @@ impl ProjectInput {
             })?;
         }
         if let Some(public) = self.public_dashboard {
+            // Badges follow the dashboard when it opens or closes, unless this input
+            // says otherwise: a public dashboard shows what the badges show, and closing
+            // a dashboard must not leave its traffic readable through them.
+            if public != project.public_dashboard {
+                project.public_badges = public;
+            }
             project.public_dashboard = public;
+        }
+        if let Some(badges) = self.public_badges {
+            project.public_badges = badges;
         }
         Ok(project)
     }
@@ -538,6 +553,55 @@ mod tests {
             .apply(p)
             .unwrap_err();
         assert!(e.to_string().contains("cannot change"));
+    }
+
+    #[test]
+    fn badges_are_private_until_opted_in_and_follow_the_dashboard() {
+        let check = |before: (bool, bool), body: &str, after: (bool, bool)| {
+            let p = Project {
+                public_dashboard: before.0,
+                public_badges: before.1,
+                ..project(&[])
+            };
+            let q = ProjectInput::parse(body.as_bytes())
+                .unwrap()
+                .apply(p)
+                .unwrap();
+            assert_eq!((q.public_dashboard, q.public_badges), after, "{body}");
+        };
+        let created = ProjectInput::parse(br#"{"slug":"x"}"#)
+            .unwrap()
+            .create(0)
+            .unwrap();
+        assert!(!created.public_badges, "badges are off by default");
+        assert_eq!(created.to_json()["public_badges"], false);
+        // Opting in (or out) alone.
+        check((false, false), r#"{"public_badges":true}"#, (false, true));
+        check((false, true), r#"{"public_badges":false}"#, (false, false));
+        // Opening the dashboard opens the badges; closing it closes them.
+        check((false, false), r#"{"public_dashboard":true}"#, (true, true));
+        check(
+            (true, true),
+            r#"{"public_dashboard":false}"#,
+            (false, false),
+        );
+        // Unless the same input says otherwise, or the dashboard does not change.
+        check(
+            (false, false),
+            r#"{"public_dashboard":true,"public_badges":false}"#,
+            (true, false),
+        );
+        check(
+            (false, true),
+            r#"{"public_dashboard":false}"#,
+            (false, true),
+        );
+        let public = ProjectInput::parse(br#"{"slug":"x","public_dashboard":true}"#)
+            .unwrap()
+            .create(0)
+            .unwrap();
+        assert!(public.public_badges, "a public project's badges are public");
+        assert!(ProjectInput::parse(br#"{"public_badges":1}"#).is_err());
     }
 
     #[test]

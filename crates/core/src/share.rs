@@ -1,25 +1,117 @@
-//! Share links: a token that lets anyone holding it view one project's dashboard until
-//! it expires, without a read token. The token is `<expiry>.<signature>`: the expiry in
-//! epoch seconds and HMAC-SHA256, keyed by a worker secret, over the project and expiry.
+//! Share links and dashboard sessions: the two ways to see a dashboard without sending
+//! a token with every request.
 //!
-//! Nothing is stored: changing the secret invalidates every link at once.
+//! A share link's token is `<id>.<expiry>.<signature>`: the link's id (`sh_` and 16 hex
+//! digits, the row that can revoke it), the expiry in epoch seconds, and HMAC-SHA256,
+//! keyed by the query worker's `SHARE_SECRET`, over the project, id and expiry. The
+//! signature is checked first, so a forged token costs no lookup; then the row says
+//! whether the link was revoked. Changing the secret invalidates every link at once.
+//!
+//! A dashboard session is what the login form's cookie holds instead of the read token:
+//! an opaque random id (`ts_` and 64 hex digits), stored only as its SHA-256, that names
+//! the read token it was opened with.
 
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::hash::hex;
+use crate::time::format_ms;
 
 /// Longest lifetime a share link may be given, in seconds (one year).
 pub const MAX_LIFETIME_S: i64 = 366 * 86_400;
 
+/// The random bytes of a share link's id.
+pub const ID_BYTES: usize = 8;
+
+/// The random bytes of a session id.
+pub const SESSION_BYTES: usize = 32;
+
+/// How long a dashboard session lasts, in milliseconds (seven days).
+pub const SESSION_MS: i64 = 7 * 86_400_000;
+
 /// Why a share token does not grant access.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// Not of the form `<expiry>.<64 hex digits>`.
+    /// Not of the form `<id>.<expiry>.<64 hex digits>`.
     Malformed,
-    /// Well formed, but not signed for this project and expiry by this secret.
+    /// Well formed, but not signed for this project, id and expiry by this secret.
     BadSignature,
     /// Genuine, and past its expiry.
     Expired,
+    /// Genuine, and revoked (or its row is gone).
+    Revoked,
+}
+
+/// A share token that passed its signature and expiry checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The link's id, to look up whether it was revoked.
+    pub id: String,
+    /// Epoch seconds.
+    pub expires_s: i64,
+}
+
+/// A stored share link (never its token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareLink {
+    pub id: String,
+    pub project: String,
+    /// Epoch milliseconds, as the other times.
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl ShareLink {
+    /// The admin API's JSON for this link; `status` is `active`, `expired` or `revoked`
+    /// at `now_ms`.
+    pub fn to_json(&self, now_ms: i64) -> Value {
+        let status = if self.revoked_at.is_some() {
+            "revoked"
+        } else if now_ms >= self.expires_at {
+            "expired"
+        } else {
+            "active"
+        };
+        json!({
+            "id": self.id,
+            "created_at": format_ms(self.created_at),
+            "expires_at": format_ms(self.expires_at),
+            "revoked_at": self.revoked_at.map(format_ms),
+            "status": status,
+        })
+    }
+}
+
+/// A new share link's id from random bytes.
+pub fn new_id(random: &[u8; ID_BYTES]) -> String {
+    format!("sh_{}", hex(random))
+}
+
+/// Whether `text` has the shape of a share link's id.
+pub fn is_id(text: &str) -> bool {
+    text.strip_prefix("sh_").is_some_and(|rest| {
+        rest.len() == 2 * ID_BYTES && rest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
+/// A new session id from random bytes; the cookie holds it, D1 its [`session_hash`].
+pub fn new_session(random: &[u8; SESSION_BYTES]) -> String {
+    format!("ts_{}", hex(random))
+}
+
+/// Whether `text` has the shape of a session id (anything else is refused unread).
+pub fn is_session(text: &str) -> bool {
+    text.strip_prefix("ts_").is_some_and(|rest| {
+        rest.len() == 2 * SESSION_BYTES
+            && rest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
+/// What D1 keeps of a session id: its SHA-256 in hex, so a copy of the database opens
+/// no dashboard.
+pub fn session_hash(session: &str) -> String {
+    hex(&Sha256::digest(session.as_bytes()))
 }
 
 /// HMAC-SHA256 (RFC 2104) of `message` under `key`.
@@ -43,28 +135,36 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
         .into()
 }
 
-/// The signed text: a version tag, the project and the expiry, separated by NUL bytes
-/// (neither a slug nor a number contains one).
-fn message(project: &str, expires_s: i64) -> Vec<u8> {
-    format!("tally-share-v1\0{project}\0{expires_s}").into_bytes()
+/// The signed text: a version tag, the project, the id and the expiry, separated by
+/// NUL bytes (none of them contains one).
+fn message(project: &str, id: &str, expires_s: i64) -> Vec<u8> {
+    format!("tally-share-v2\0{project}\0{id}\0{expires_s}").into_bytes()
 }
 
-/// The share token for `project` that expires at `expires_s` (epoch seconds).
-pub fn sign(secret: &[u8], project: &str, expires_s: i64) -> String {
-    let mac = hmac_sha256(secret, &message(project, expires_s));
-    format!("{expires_s}.{}", hex(&mac))
+/// The share token of link `id` of `project` that expires at `expires_s` (epoch
+/// seconds).
+pub fn sign(secret: &[u8], project: &str, id: &str, expires_s: i64) -> String {
+    let mac = hmac_sha256(secret, &message(project, id, expires_s));
+    format!("{id}.{expires_s}.{}", hex(&mac))
 }
 
-/// Checks a share token for `project` at `now_ms`; the answer is its expiry in epoch
-/// seconds. The signature is checked before the expiry, so a token whose expiry was
-/// edited is reported as forged, not as expired.
+/// Checks a share token's signature for `project`, then its expiry at `now_ms`. The
+/// signature is checked before the expiry, so a token whose expiry was edited is
+/// reported as forged, not as expired. Whether the link was revoked is the caller's to
+/// look up, by the id.
 ///
 /// # Errors
 ///
 /// The [`Refusal`] that applies.
-pub fn verify(secret: &[u8], project: &str, token: &str, now_ms: i64) -> Result<i64, Refusal> {
-    let (expiry, signature) = token.split_once('.').ok_or(Refusal::Malformed)?;
-    let well_formed = !expiry.is_empty()
+pub fn verify(secret: &[u8], project: &str, token: &str, now_ms: i64) -> Result<Verified, Refusal> {
+    let mut parts = token.split('.');
+    let (Some(id), Some(expiry), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Refusal::Malformed);
+    };
+    let well_formed = is_id(id)
+        && !expiry.is_empty()
         && expiry.len() <= 12
         && expiry.bytes().all(|b| b.is_ascii_digit())
         && signature.len() == 64
@@ -75,7 +175,7 @@ pub fn verify(secret: &[u8], project: &str, token: &str, now_ms: i64) -> Result<
         return Err(Refusal::Malformed);
     }
     let expires_s: i64 = expiry.parse().map_err(|_| Refusal::Malformed)?;
-    let expected = sign(secret, project, expires_s);
+    let expected = sign(secret, project, id, expires_s);
     // Compare digests of both, so the time taken says nothing about a near miss.
     if Sha256::digest(expected.as_bytes()) != Sha256::digest(token.as_bytes()) {
         return Err(Refusal::BadSignature);
@@ -83,7 +183,10 @@ pub fn verify(secret: &[u8], project: &str, token: &str, now_ms: i64) -> Result<
     if now_ms.div_euclid(1000) >= expires_s {
         return Err(Refusal::Expired);
     }
-    Ok(expires_s)
+    Ok(Verified {
+        id: id.to_owned(),
+        expires_s,
+    })
 }
 
 #[cfg(test)]
@@ -129,9 +232,14 @@ mod tests {
 
     const NOW_MS: i64 = 1_737_210_600_000;
 
+    const ID: &str = "sh_00112233445566ff";
+
     fn check(token: &str, project: &str, expected: Result<i64, Refusal>) {
         assert_eq!(
-            verify(b"secret", project, token, NOW_MS),
+            verify(b"secret", project, token, NOW_MS).map(|v| {
+                assert_eq!(v.id, ID);
+                v.expires_s
+            }),
             expected,
             "{token} for {project}"
         );
@@ -140,10 +248,10 @@ mod tests {
     #[test]
     fn tokens_open_their_project_until_they_expire() {
         let expires = NOW_MS / 1000 + 60;
-        let token = sign(b"secret", "site", expires);
-        assert!(token.starts_with(&format!("{expires}.")), "{token}");
+        let token = sign(b"secret", "site", ID, expires);
+        assert!(token.starts_with(&format!("{ID}.{expires}.")), "{token}");
         check(&token, "site", Ok(expires));
-        // Another project, another secret, an edited expiry or signature: forged.
+        // Another project, another secret, an edited id, expiry or signature: forged.
         check(&token, "site-2", Err(Refusal::BadSignature));
         assert_eq!(
             verify(b"other", "site", &token, NOW_MS),
@@ -151,6 +259,12 @@ mod tests {
         );
         let later = token.replacen(&expires.to_string(), &(expires + 3600).to_string(), 1);
         check(&later, "site", Err(Refusal::BadSignature));
+        let other_id = token.replacen(ID, "sh_00112233445566fe", 1);
+        assert_eq!(
+            verify(b"secret", "site", &other_id, NOW_MS),
+            Err(Refusal::BadSignature),
+            "a link's signature names its id"
+        );
         let last = token.chars().last().unwrap();
         let flipped = format!(
             "{}{}",
@@ -159,19 +273,68 @@ mod tests {
         );
         check(&flipped, "site", Err(Refusal::BadSignature));
         // Expired at the second it names.
-        let past = sign(b"secret", "site", NOW_MS / 1000);
+        let past = sign(b"secret", "site", ID, NOW_MS / 1000);
         check(&past, "site", Err(Refusal::Expired));
+        // The first version's tokens (`<expiry>.<signature>`, keyed by the admin token)
+        // open nothing.
+        let v1 = format!("{expires}.{}", "0".repeat(64));
         for bad in [
             "",
             ".",
+            "..",
             "123",
             "abc.def",
-            &format!("{expires}.{}", "A".repeat(64)),
-            &format!("-5.{}", "0".repeat(64)),
-            &format!("{}.{}", "9".repeat(13), "0".repeat(64)),
+            v1.as_str(),
+            &format!("{ID}.{expires}.{}", "A".repeat(64)),
+            &format!("{ID}.-5.{}", "0".repeat(64)),
+            &format!("{ID}.{}.{}", "9".repeat(13), "0".repeat(64)),
+            &format!("sh_0011.{expires}.{}", "0".repeat(64)),
+            &format!("{token}.0"),
             &token[..token.len() - 1],
         ] {
             check(bad, "site", Err(Refusal::Malformed));
         }
+    }
+
+    #[test]
+    fn ids_and_sessions_are_random_hex_with_a_prefix() {
+        let id = new_id(&[0xab; ID_BYTES]);
+        assert_eq!(id, "sh_abababababababab");
+        assert!(is_id(&id));
+        assert!(!is_id("sh_ABABABABABABABAB"));
+        assert!(!is_id("ar_abababababababab"));
+        let session = new_session(&[1; SESSION_BYTES]);
+        assert!(is_session(&session), "{session}");
+        assert_eq!(session.len(), 3 + 64);
+        assert!(!is_session("tr_0101"));
+        assert!(
+            !is_session(&format!("tr_{}", "01".repeat(32))),
+            "a read token is not a session"
+        );
+        assert_eq!(session_hash(&session).len(), 64);
+        assert_ne!(
+            session_hash(&session),
+            session_hash(&new_session(&[2; SESSION_BYTES]))
+        );
+    }
+
+    #[test]
+    fn links_say_whether_they_still_work() {
+        let link = ShareLink {
+            id: ID.into(),
+            project: "site".into(),
+            created_at: 0,
+            expires_at: 2_000,
+            revoked_at: None,
+        };
+        assert_eq!(link.to_json(1_999)["status"], "active");
+        assert_eq!(link.to_json(2_000)["status"], "expired");
+        assert_eq!(link.to_json(0)["revoked_at"], Value::Null);
+        let revoked = ShareLink {
+            revoked_at: Some(1_000),
+            ..link
+        };
+        assert_eq!(revoked.to_json(0)["status"], "revoked");
+        assert_eq!(revoked.to_json(0)["revoked_at"], "1970-01-01T00:00:01.000Z");
     }
 }

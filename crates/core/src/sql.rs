@@ -327,25 +327,29 @@ SELECT COUNT(*) AS n FROM (
 
 /// One project by slug (`?1`).
 pub const PROJECT_BY_SLUG: &str = "\
-SELECT slug, retention_days, allowed_origins, rate_limit, public_dashboard, created_at
+SELECT slug, retention_days, allowed_origins, rate_limit, public_dashboard, public_badges,
+       created_at
 FROM projects WHERE slug = ?1";
 
 /// Every project, by slug.
 pub const ALL_PROJECTS: &str = "\
-SELECT slug, retention_days, allowed_origins, rate_limit, public_dashboard, created_at
+SELECT slug, retention_days, allowed_origins, rate_limit, public_dashboard, public_badges,
+       created_at
 FROM projects ORDER BY slug";
 
 /// Creates a project (`?1` slug, `?2` retention, `?3` origins JSON, `?4` tier, `?5`
-/// created, `?6` public dashboard as 0 or 1); changes no row when the slug exists.
+/// created, `?6` public dashboard and `?7` public badges as 0 or 1); changes no row when
+/// the slug exists.
 pub const CREATE_PROJECT: &str = "\
 INSERT INTO projects (slug, retention_days, allowed_origins, rate_limit, created_at,
-                      public_dashboard)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (slug) DO NOTHING";
+                      public_dashboard, public_badges)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (slug) DO NOTHING";
 
 /// Sets a project's (`?1`) settings.
 pub const UPDATE_PROJECT: &str = "\
 UPDATE projects
-SET retention_days = ?2, allowed_origins = ?3, rate_limit = ?4, public_dashboard = ?5
+SET retention_days = ?2, allowed_origins = ?3, rate_limit = ?4, public_dashboard = ?5,
+    public_badges = ?6
 WHERE slug = ?1";
 
 /// Stores a key of a project (`?1`): kind `?2`, hash `?3` (hex), prefix `?4`, name `?5`,
@@ -370,9 +374,58 @@ WHERE id = ?2 AND project_id = (SELECT id FROM projects WHERE slug = ?1)";
 pub const KEY_BY_HASH: &str = "\
 SELECT k.id, p.slug AS project, k.kind, k.name, k.prefix, k.created_at, k.revoked_at,
        p.retention_days, p.allowed_origins, p.rate_limit, p.public_dashboard,
-       p.created_at AS project_created_at
+       p.public_badges, p.created_at AS project_created_at
 FROM api_keys AS k JOIN projects AS p ON p.id = k.project_id
 WHERE k.hash = unhex(?1)";
+
+/// Stores share link `?2` of project `?1`, made at `?3`, expiring at `?4`. Returns its
+/// id; no row when the project does not exist.
+pub const CREATE_SHARE_LINK: &str = "\
+INSERT INTO share_links (id, project_id, created_at, expires_at)
+SELECT ?2, id, ?3, ?4 FROM projects WHERE slug = ?1
+RETURNING id";
+
+/// The share links of a project (`?1`), newest first.
+pub const SHARE_LINKS_OF_PROJECT: &str = "\
+SELECT l.id, p.slug AS project, l.created_at, l.expires_at, l.revoked_at
+FROM share_links AS l JOIN projects AS p ON p.id = l.project_id
+WHERE p.slug = ?1 ORDER BY l.created_at DESC, l.id";
+
+/// Share link `?2` of project `?1`.
+pub const SHARE_LINK: &str = "\
+SELECT l.id, p.slug AS project, l.created_at, l.expires_at, l.revoked_at
+FROM share_links AS l JOIN projects AS p ON p.id = l.project_id
+WHERE l.id = ?2 AND p.slug = ?1";
+
+/// Revokes share link `?2` of project `?1` at `?3`; an earlier revocation stands.
+pub const REVOKE_SHARE_LINK: &str = "\
+UPDATE share_links SET revoked_at = COALESCE(revoked_at, ?3)
+WHERE id = ?2 AND project_id = (SELECT id FROM projects WHERE slug = ?1)";
+
+/// Deletes the dashboard sessions that expired before `?1`.
+pub const DELETE_EXPIRED_SESSIONS: &str = "\
+DELETE FROM dashboard_sessions WHERE expires_at <= ?1";
+
+/// Opens a dashboard session: hash `?1` (hex) for read token `?2`, made at `?3`,
+/// expiring at `?4`.
+pub const CREATE_SESSION: &str = "\
+INSERT INTO dashboard_sessions (hash, key_id, created_at, expires_at)
+VALUES (unhex(?1), ?2, ?3, ?4)";
+
+/// The read token of the session whose id hashes to `?1` (hex) and that has not expired
+/// at `?2`, with its project's settings (the columns of [`KEY_BY_HASH`]).
+pub const SESSION_KEY: &str = "\
+SELECT k.id, p.slug AS project, k.kind, k.name, k.prefix, k.created_at, k.revoked_at,
+       p.retention_days, p.allowed_origins, p.rate_limit, p.public_dashboard,
+       p.public_badges, p.created_at AS project_created_at
+FROM dashboard_sessions AS s
+JOIN api_keys AS k ON k.id = s.key_id
+JOIN projects AS p ON p.id = k.project_id
+WHERE s.hash = unhex(?1) AND s.expires_at > ?2";
+
+/// Ends the session whose id hashes to `?1` (hex).
+pub const DELETE_SESSION: &str = "\
+DELETE FROM dashboard_sessions WHERE hash = unhex(?1)";
 
 /// Records dropped requests from a JSON array of [`crate::queue::Dropped`] (`?1`);
 /// one seen before (a redelivered message) is ignored.

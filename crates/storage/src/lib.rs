@@ -14,7 +14,8 @@
 //! - [`Cache`] and [`EventQueue`] are the KV cache and the `events` queue.
 //! - [`exec::Executor`] is the seam under every SQL-backed trait: run a statement with
 //!   bound values and decode its rows by column name, run a batch atomically. Each
-//!   trait (and [`alerts::AlertStore`]) is implemented once over it, for any executor.
+//!   trait (and [`alerts::AlertStore`], [`access::AccessStore`]) is implemented once
+//!   over it, for any executor.
 //! - [`d1::D1Store`] (feature `cloudflare`) and [`sqlite::SqliteStore`] (feature
 //!   `sqlite`, applying the same [`MIGRATIONS`], so the pipeline is tested natively
 //!   against a real database) are the two executors; [`cloudflare::KvCache`] and
@@ -23,6 +24,7 @@
 //!
 //! The traits use `async fn` without `Send` bounds: Workers run on one thread.
 
+pub mod access;
 pub mod alerts;
 #[cfg(feature = "cloudflare")]
 pub mod cloudflare;
@@ -90,6 +92,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0009_erasures.sql",
         include_str!("../../../migrations/0009_erasures.sql"),
+    ),
+    (
+        "0010_share_links_and_sessions.sql",
+        include_str!("../../../migrations/0010_share_links_and_sessions.sql"),
     ),
 ];
 

@@ -227,6 +227,8 @@ pub(crate) struct ProjectRow {
     pub rate_limit: String,
     /// 0 or 1.
     pub public_dashboard: i64,
+    /// 0 or 1.
+    pub public_badges: i64,
     pub created_at: i64,
 }
 
@@ -243,6 +245,7 @@ impl ProjectRow {
             allowed_origins,
             rate_limit,
             public_dashboard: self.public_dashboard != 0,
+            public_badges: self.public_badges != 0,
             created_at: self.created_at,
         })
     }
@@ -295,6 +298,7 @@ pub(crate) struct GrantRow {
     pub allowed_origins: String,
     pub rate_limit: String,
     pub public_dashboard: i64,
+    pub public_badges: i64,
     pub project_created_at: i64,
 }
 
@@ -306,6 +310,7 @@ impl GrantRow {
             allowed_origins: self.allowed_origins,
             rate_limit: self.rate_limit,
             public_dashboard: self.public_dashboard,
+            public_badges: self.public_badges,
             created_at: self.project_created_at,
         }
         .decode()?;

@@ -361,6 +361,7 @@ fn project_values(p: &Project, with_created_at: bool) -> Vec<Bound> {
         values.push(p.created_at.into());
     }
     values.push(p.public_dashboard.into());
+    values.push(p.public_badges.into());
     values
 }
 

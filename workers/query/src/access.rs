@@ -1,17 +1,17 @@
 //! Who is asking: the bearer token of a request, the admin token (the `ADMIN_TOKEN`
-//! secret, which also signs share links), and the one classifier of tokens
-//! ([`classify`]) that both the API ([`require_read`], [`token_project`]) and the
-//! dashboard use. Read tokens are looked up by their hash on every request, so a
-//! revocation applies at once.
+//! secret), the key share links are signed with (the `SHARE_SECRET` secret), and the one
+//! classifier of tokens ([`classify`], and [`grant`] for a key already looked up) that
+//! both the API ([`require_read`], [`token_project`]) and the dashboard use. Read tokens
+//! are looked up by their hash on every request, so a revocation applies at once.
 
 use sha2::{Digest, Sha256};
 use tally_core::ApiError;
-use tally_core::project::{KeyKind, is_key_shaped, key_hash};
+use tally_core::project::{ApiKey, KeyKind, Project, is_key_shaped, key_hash};
 use tally_storage::AdminStore;
 use worker::Request;
 
 use crate::edge::error::internal;
-use crate::edge::{ADMIN_TOKEN, RequestEnv, store};
+use crate::edge::{ADMIN_TOKEN, RequestEnv, SHARE_SECRET, store};
 
 /// The bearer token of a request, if any.
 pub fn bearer(req: &Request) -> Option<String> {
@@ -68,10 +68,12 @@ pub fn require_admin(req: &Request, env: &RequestEnv) -> Result<(), ApiError> {
     }
 }
 
-/// The key share links are signed with: the `ADMIN_TOKEN` secret, so that changing it
-/// revokes every link. `None` when it is not set (links are then refused).
+/// The key share links are signed with: the `SHARE_SECRET` secret, their own (changing
+/// it revokes every link, and nothing else). `None` when it is not set or empty (links
+/// are then refused).
 pub fn share_secret(env: &RequestEnv) -> Option<Vec<u8>> {
-    admin_token(env).map(String::into_bytes)
+    let secret = env.secret(SHARE_SECRET).ok()?.to_string();
+    (!secret.is_empty()).then(|| secret.into_bytes())
 }
 
 /// What a token is.
@@ -111,12 +113,35 @@ pub async fn classify(env: &RequestEnv, token: &str) -> Result<Token, ApiError> 
         .key_by_hash(&key_hash(token))
         .await
         .map_err(internal)?;
-    Ok(match found {
-        Some((key, _)) if key.kind != KeyKind::Read => Token::Unknown,
-        Some((key, _)) if key.revoked_at.is_some() => Token::Revoked(key.prefix),
-        Some((key, _)) => Token::Read(key.project),
+    Ok(grant(found.map(|(key, _)| key)))
+}
+
+/// What a key found by a read token's hash (or by a dashboard session) is: a read
+/// token of its project, revoked, or nothing that reads.
+pub fn grant(found: Option<ApiKey>) -> Token {
+    match found {
+        Some(key) if key.kind != KeyKind::Read => Token::Unknown,
+        Some(key) if key.revoked_at.is_some() => Token::Revoked(key.prefix),
+        Some(key) => Token::Read(key.project),
         None => Token::Unknown,
-    })
+    }
+}
+
+/// The key a read token's text hashes to, if any, with what it is.
+///
+/// # Errors
+///
+/// 500 when D1 fails.
+pub async fn read_key(env: &RequestEnv, token: &str) -> Result<(Token, Option<i64>), ApiError> {
+    if !is_key_shaped(KeyKind::Read, token) {
+        return Ok((classify(env, token).await?, None));
+    }
+    let found: Option<(ApiKey, Project)> = store(env)?
+        .key_by_hash(&key_hash(token))
+        .await
+        .map_err(internal)?;
+    let id = found.as_ref().map(|(key, _)| key.id);
+    Ok((grant(found.map(|(key, _)| key)), id))
 }
 
 /// Who a request's bearer token says it is, for the API.

@@ -1,9 +1,11 @@
 //! `GET /badge/{p}/{metric}.svg`: shields-style flat badges for a project's README or
-//! listing, public by design (DESIGN §3): `installs` ("used by N sites", distinct
+//! listing, public by design (DESIGN §3) for the projects that opt in (`public_badges`,
+//! on with a public dashboard): `installs` ("used by N sites", distinct
 //! instances), `uptime` (the share of requests with a status that were not 5xx),
 //! `p95` (latency) and `requests`, each over the last 30 days (today and the 29 before).
 //!
-//! Unknown projects and metrics get a 404 badge, or JSON when the client asks for JSON.
+//! Unknown projects, projects without public badges and unknown metrics get the same
+//! 404 badge (or JSON when the client asks for JSON), so slugs cannot be told apart.
 
 use std::fmt::Write;
 
@@ -62,9 +64,15 @@ pub async fn get(
         );
     }
     let store = store(env)?;
-    let exists =
-        is_valid_slug(project) && store.project(project).await.map_err(internal)?.is_some();
-    if !exists {
+    // A project that did not opt in to badges is answered as one that does not exist,
+    // so badges tell nothing of a private project, not even that it is there.
+    let public = is_valid_slug(project)
+        && store
+            .project(project)
+            .await
+            .map_err(internal)?
+            .is_some_and(|p| p.public_badges);
+    if !public {
         return not_found(json, &format!("there is no project {project:?}"));
     }
     let now = now_ms();

@@ -76,6 +76,9 @@ pub enum Admin<'a> {
     CreateKey(&'a str),
     RevokeKey(&'a str, &'a str),
     Share(&'a str),
+    ListShares(&'a str),
+    /// A share link's id.
+    RevokeShare(&'a str, &'a str),
     ListRules(&'a str),
     CreateRule(&'a str),
     GetRule(&'a str, &'a str),
@@ -186,7 +189,9 @@ pub const TABLE: &[Row] = &[
     row(GET, "/v1/admin/projects/{project}/keys", |a| Route::Admin(Admin::ListKeys(a[0]))),
     row(POST, "/v1/admin/projects/{project}/keys", |a| Route::Admin(Admin::CreateKey(a[0]))),
     row(DELETE, "/v1/admin/projects/{project}/keys/{id}", |a| Route::Admin(Admin::RevokeKey(a[0], a[1]))),
+    row(GET, "/v1/admin/projects/{project}/share", |a| Route::Admin(Admin::ListShares(a[0]))),
     row(POST, "/v1/admin/projects/{project}/share", |a| Route::Admin(Admin::Share(a[0]))),
+    row(DELETE, "/v1/admin/projects/{project}/share/{id}", |a| Route::Admin(Admin::RevokeShare(a[0], a[1]))),
     row(GET, "/v1/admin/projects/{project}/alert-rules", |a| Route::Admin(Admin::ListRules(a[0]))),
     row(POST, "/v1/admin/projects/{project}/alert-rules", |a| Route::Admin(Admin::CreateRule(a[0]))),
     row(GET, "/v1/admin/projects/{project}/alert-rules/{id}", |a| Route::Admin(Admin::GetRule(a[0], a[1]))),
@@ -266,7 +271,7 @@ impl Miss<'_> {
                 ApiError::not_found(format!("{project:?} is not a project slug"))
             }
             (MissKind::NotFound, Area::Admin) => ApiError::not_found(
-                "admin endpoints: /v1/admin/projects[/{slug}[/keys[/{id}] | /share | \
+                "admin endpoints: /v1/admin/projects[/{slug}[/keys[/{id}] | /share[/{id}] | \
                  /alert-rules[/{id}] | /campaigns/{campaign} | /users/{user_id} | \
                  /erasures/{id}]]",
             ),
@@ -529,6 +534,24 @@ mod tests {
             Delete,
             "/v1/admin/projects/demo/erasures/x",
             Err((Area::Admin, 405, "GET")),
+        );
+        check(
+            Get,
+            "/v1/admin/projects/demo/share",
+            Ok(Route::Admin(Admin::ListShares("demo"))),
+        );
+        check(
+            Delete,
+            "/v1/admin/projects/demo/share/sh_0123456789abcdef",
+            Ok(Route::Admin(Admin::RevokeShare(
+                "demo",
+                "sh_0123456789abcdef",
+            ))),
+        );
+        check(
+            Put,
+            "/v1/admin/projects/demo/share",
+            Err((Area::Admin, 405, "GET, POST")),
         );
         check(Get, "/v1/admin", Err((Area::Admin, 404, "")));
         check(Get, "/v1/admin/users", Err((Area::Admin, 404, "")));

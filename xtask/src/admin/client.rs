@@ -98,6 +98,7 @@ pub struct Settings {
     pub allowed_origins: Option<Vec<String>>,
     pub rate_limit: Option<RateLimit>,
     pub public_dashboard: Option<bool>,
+    pub public_badges: Option<bool>,
 }
 
 impl Settings {
@@ -121,6 +122,9 @@ impl Settings {
         if let Some(public) = self.public_dashboard {
             body.insert("public_dashboard".into(), json!(public));
         }
+        if let Some(badges) = self.public_badges {
+            body.insert("public_badges".into(), json!(badges));
+        }
         body
     }
 }
@@ -134,6 +138,8 @@ pub struct Project {
     pub rate_limit: RateLimit,
     /// Whether the dashboard is open to anyone (false from servers that predate it).
     pub public_dashboard: bool,
+    /// Whether the badges answer for anyone (false from servers that predate it).
+    pub public_badges: bool,
     pub created_at: String,
 }
 
@@ -164,16 +170,43 @@ impl Project {
                 })?
             },
             public_dashboard: v["public_dashboard"].as_bool().unwrap_or(false),
+            public_badges: v["public_badges"].as_bool().unwrap_or(false),
             created_at: string(v, what, "created_at")?,
         })
     }
 }
 
-/// A share link of a project's dashboard.
+/// A share link of a project's dashboard, as made (with its URL, shown once).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Share {
+    pub id: String,
     pub url: String,
     pub expires_at: String,
+}
+
+/// A share link as listed: never its URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareLink {
+    pub id: String,
+    pub created_at: String,
+    pub expires_at: String,
+    /// `active`, `expired` or `revoked`.
+    pub status: String,
+    pub revoked_at: Option<String>,
+}
+
+impl ShareLink {
+    /// Reads a share link object of the API.
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let what = "share link";
+        Ok(Self {
+            id: string(v, what, "id")?,
+            created_at: string(v, what, "created_at")?,
+            expires_at: string(v, what, "expires_at")?,
+            status: string(v, what, "status")?,
+            revoked_at: optional_string(v, what, "revoked_at")?,
+        })
+    }
 }
 
 /// What people call a key of this kind.
@@ -516,9 +549,27 @@ impl Admin {
         let answer = self.call(Method::Post, &path, Some(json!({"expires_in_days": days})))?;
         let share = member(&answer, "share")?;
         Ok(Share {
+            id: string(share, "share link", "id")?,
             url: string(share, "share link", "url")?,
             expires_at: string(share, "share link", "expires_at")?,
         })
+    }
+
+    /// A project's share links, newest first, revoked and expired ones included.
+    pub fn share_links(&self, slug: &str) -> Result<Vec<ShareLink>> {
+        let path = format!("{}/share", project_path(slug));
+        let answer = self.call(Method::Get, &path, None)?;
+        list(&answer, "share_links")?
+            .iter()
+            .map(ShareLink::from_json)
+            .collect()
+    }
+
+    /// Revokes one share link, and answers it with `revoked_at` set.
+    pub fn revoke_share(&self, slug: &str, id: &str) -> Result<ShareLink> {
+        let path = format!("{}/share/{}", project_path(slug), segment(id));
+        let answer = self.call(Method::Delete, &path, None)?;
+        ShareLink::from_json(member(&answer, "share_link")?)
     }
 
     /// A project's alert rules with their state, oldest first, without secrets.
@@ -828,10 +879,12 @@ mod tests {
             allowed_origins: Some(vec![]),
             rate_limit: None,
             public_dashboard: Some(false),
+            public_badges: Some(true),
         };
         assert_eq!(
             Value::Object(s.to_json()),
-            json!({"retention_days": 30, "allowed_origins": [], "public_dashboard": false})
+            json!({"retention_days": 30, "allowed_origins": [], "public_dashboard": false,
+                "public_badges": true})
         );
     }
 

@@ -4,7 +4,9 @@
 use anyhow::{Context, Result, bail};
 
 use crate::admin::cli::{self, Options, table};
-use crate::admin::client::{Admin, Erasure, Key, KeyKind, Project, RateLimit, Settings, key_label};
+use crate::admin::client::{
+    Admin, Erasure, Key, KeyKind, Project, RateLimit, Settings, ShareLink, key_label,
+};
 
 const TASK: &str = "project";
 
@@ -14,16 +16,20 @@ cargo xtask project <command> [--url URL]
 Commands:
   list                       every project
   create <slug> [--retention-days N] [--origin URL]... [--rate-limit TIER] [--public]
-                             a new project
+         [--badges]          a new project
   show <slug>                a project's settings
   set <slug> [--retention-days N] [--origin URL]... [--no-origins] [--rate-limit TIER]
-             [--public | --private]
+             [--public | --private] [--badges | --no-badges]
                              change a project's settings; --origin replaces the allowed
                              origins, --no-origins empties them; --public opens the
                              dashboard to anyone, --private (the default) asks for a
-                             read token or a share link
+                             read token or a share link; --badges serves the project's
+                             badges to anyone, --no-badges (the default) answers them 404
+                             (--public and --private switch the badges too, unless given)
   share <slug> [--days N]    a link that shows the dashboard to anyone who has it, for N
                              days (default 30, at most 366)
+  share <slug> --list        the project's share links (never their URLs)
+  share <slug> --revoke ID   revoke one share link at once
   key <slug> [--read] [--name NAME]
                              a new write key (a read token with --read); its secret is
                              shown this once
@@ -41,7 +47,7 @@ TIER is strict, standard, high or off.
 ";
 
 /// The options `cargo xtask project` knows, and whether each takes a value.
-const OPTIONS: [(&str, bool); 11] = [
+const OPTIONS: [(&str, bool); 15] = [
     ("--url", true),
     ("--retention-days", true),
     ("--origin", true),
@@ -53,6 +59,10 @@ const OPTIONS: [(&str, bool); 11] = [
     ("--name", true),
     ("--days", true),
     ("--status", false),
+    ("--badges", false),
+    ("--no-badges", false),
+    ("--list", false),
+    ("--revoke", true),
 ];
 
 /// One `cargo xtask project` command.
@@ -92,6 +102,13 @@ enum Command {
         user_id: String,
     },
     Erasure {
+        slug: String,
+        id: String,
+    },
+    Shares {
+        slug: String,
+    },
+    RevokeShare {
         slug: String,
         id: String,
     },
@@ -170,9 +187,19 @@ fn execute(admin: &Admin, command: Command) -> Result<String> {
             let share = admin.share(&slug, days)?;
             format!(
                 "Anyone with this link can view the dashboard of {slug} until {}:\n\n    {}\n\n\
-                 Links cannot be revoked one by one; changing the query worker's ADMIN_TOKEN \
-                 revokes them all.\n",
-                share.expires_at, share.url
+                 `cargo xtask project share {slug} --revoke {}` revokes it.\n",
+                share.expires_at, share.url, share.id
+            )
+        }
+        Command::Shares { slug } => shares_table(&slug, &admin.share_links(&slug)?),
+        Command::RevokeShare { slug, id } => {
+            let link = admin.revoke_share(&slug, &id)?;
+            format!(
+                "Revoked share link {} of project {slug}{}.\n",
+                link.id,
+                link.revoked_at
+                    .map(|at| format!(" at {at}"))
+                    .unwrap_or_default()
             )
         }
     })
@@ -200,7 +227,13 @@ fn parse(args: &[String]) -> Result<Invocation> {
             Command::List
         }
         "create" => {
-            opts.allow(&["--retention-days", "--origin", "--rate-limit", "--public"])?;
+            opts.allow(&[
+                "--retention-days",
+                "--origin",
+                "--rate-limit",
+                "--public",
+                "--badges",
+            ])?;
             let [slug] = cli::operands(TASK, command, rest, &["<slug>"])?;
             Command::Create {
                 slug,
@@ -220,13 +253,16 @@ fn parse(args: &[String]) -> Result<Invocation> {
                 "--rate-limit",
                 "--public",
                 "--private",
+                "--badges",
+                "--no-badges",
             ])?;
             let [slug] = cli::operands(TASK, command, rest, &["<slug>"])?;
             let settings = settings(&opts)?;
             if settings.is_empty() {
                 bail!(
                     "`cargo xtask project set {slug}` changes nothing: give --retention-days, \
-                     --origin, --no-origins, --rate-limit, --public or --private"
+                     --origin, --no-origins, --rate-limit, --public, --private, --badges or \
+                     --no-badges"
                 );
             }
             Command::Set { slug, settings }
@@ -261,8 +297,25 @@ fn parse(args: &[String]) -> Result<Invocation> {
             Command::Revoke { slug, id }
         }
         "share" => {
-            opts.allow(&["--days"])?;
+            opts.allow(&["--days", "--list", "--revoke"])?;
             let [slug] = cli::operands(TASK, command, rest, &["<slug>"])?;
+            let revoke = opts.single("--revoke")?;
+            let given = [opts.has("--days"), opts.has("--list"), revoke.is_some()];
+            if given.iter().filter(|g| **g).count() > 1 {
+                bail!("--days, --list and --revoke contradict each other: give one");
+            }
+            if opts.has("--list") {
+                return Ok(Invocation {
+                    url,
+                    command: Command::Shares { slug },
+                });
+            }
+            if let Some(id) = revoke {
+                return Ok(Invocation {
+                    url,
+                    command: Command::RevokeShare { slug, id },
+                });
+            }
             let days = match opts.single("--days")? {
                 Some(days) => days
                     .parse()
@@ -324,11 +377,18 @@ fn settings(opts: &Options<'_>) -> Result<Settings> {
         (false, true) => Some(false),
         (false, false) => None,
     };
+    let public_badges = match (opts.has("--badges"), opts.has("--no-badges")) {
+        (true, true) => bail!("--badges and --no-badges contradict each other"),
+        (true, false) => Some(true),
+        (false, true) => Some(false),
+        (false, false) => None,
+    };
     Ok(Settings {
         retention_days,
         allowed_origins,
         rate_limit,
         public_dashboard,
+        public_badges,
     })
 }
 
@@ -378,16 +438,48 @@ fn dashboard(project: &Project) -> &'static str {
     }
 }
 
+fn badges(project: &Project) -> &'static str {
+    if project.public_badges {
+        "public"
+    } else {
+        "off"
+    }
+}
+
 fn project_details(p: &Project) -> String {
     format!(
-        "project          {}\nretention        {} days\nrate limit       {}\ndashboard        {}\nallowed origins  {}\ncreated          {}\n",
+        "project          {}\nretention        {} days\nrate limit       {}\ndashboard        {}\nbadges           {}\nallowed origins  {}\ncreated          {}\n",
         p.slug,
         p.retention_days,
         p.rate_limit.as_str(),
         dashboard(p),
+        badges(p),
         origins(p),
         p.created_at
     )
+}
+
+fn shares_table(slug: &str, links: &[ShareLink]) -> String {
+    if links.is_empty() {
+        return format!(
+            "Project {slug} has no share links; `cargo xtask project share {slug}` makes one.\n"
+        );
+    }
+    let rows: Vec<Vec<String>> = links
+        .iter()
+        .map(|l| {
+            vec![
+                l.id.clone(),
+                l.created_at.clone(),
+                l.expires_at.clone(),
+                match &l.revoked_at {
+                    Some(at) => format!("revoked {at}"),
+                    None => l.status.clone(),
+                },
+            ]
+        })
+        .collect();
+    table(&["ID", "CREATED", "EXPIRES", "STATUS"], &rows)
 }
 
 fn keys_table(slug: &str, keys: &[Key]) -> String {
@@ -516,6 +608,7 @@ mod tests {
                         ]),
                         rate_limit: Some(RateLimit::Off),
                         public_dashboard: Some(true),
+                        public_badges: None,
                     },
                 },
             }
@@ -627,6 +720,49 @@ mod tests {
                 days: 7
             }
         );
+        assert_eq!(
+            parsed("share demo --list").command,
+            Command::Shares {
+                slug: "demo".into()
+            }
+        );
+        assert_eq!(
+            parsed("share demo --revoke sh_0123456789abcdef").command,
+            Command::RevokeShare {
+                slug: "demo".into(),
+                id: "sh_0123456789abcdef".into()
+            }
+        );
+        assert_eq!(
+            parsed("set demo --badges").command,
+            Command::Set {
+                slug: "demo".into(),
+                settings: Settings {
+                    public_badges: Some(true),
+                    ..Settings::default()
+                },
+            }
+        );
+        assert_eq!(
+            parsed("create demo --badges").command,
+            Command::Create {
+                slug: "demo".into(),
+                settings: Settings {
+                    public_badges: Some(true),
+                    ..Settings::default()
+                },
+            }
+        );
+        assert_eq!(
+            parsed("set demo --no-badges").command,
+            Command::Set {
+                slug: "demo".into(),
+                settings: Settings {
+                    public_badges: Some(false),
+                    ..Settings::default()
+                },
+            }
+        );
     }
 
     #[test]
@@ -678,6 +814,11 @@ mod tests {
             "--days wants a whole number from 1 to 366",
         );
         check("share demo --public", "does not take --public");
+        check("share demo --list --revoke sh_1", "contradict");
+        check("share demo --days 3 --list", "contradict");
+        check("share demo --revoke", "--revoke needs a value");
+        check("set demo --badges --no-badges", "contradict");
+        check("create demo --no-badges", "does not take --no-badges");
         check("key demo --read=yes", "--read takes no value");
         check("list --url a --url b", "--url is given 2 times");
         check("forget demo", "is missing <user-id>");
@@ -694,6 +835,7 @@ mod tests {
             allowed_origins: origins.iter().map(|o| (*o).to_owned()).collect(),
             rate_limit: RateLimit::Standard,
             public_dashboard: false,
+            public_badges: false,
             created_at: "2025-01-02T03:04:05Z".into(),
         }
     }
@@ -737,6 +879,7 @@ project          demo
 retention        90 days
 rate limit       standard
 dashboard        private
+badges           off
 allowed origins  https://a.example, https://b.example
 created          2025-01-02T03:04:05Z
 "
@@ -792,6 +935,32 @@ session marks  0 deleted (dead letters included)
             "{text}"
         );
         assert!(text.contains("raw events     12 deleted\n"), "{text}");
+    }
+
+    #[test]
+    fn lists_share_links_as_a_table() {
+        let link = |id: &str, status: &str, revoked: Option<&str>| ShareLink {
+            id: id.into(),
+            created_at: "2025-01-02T03:04:05.000Z".into(),
+            expires_at: "2025-01-09T03:04:05.000Z".into(),
+            status: status.into(),
+            revoked_at: revoked.map(str::to_owned),
+        };
+        assert_eq!(
+            shares_table(
+                "demo",
+                &[
+                    link("sh_00000000000000a1", "active", None),
+                    link("sh_00000000000000a2", "revoked", Some("2025-01-03T00:00:00.000Z")),
+                ]
+            ),
+            "\
+ID                   CREATED                   EXPIRES                   STATUS
+sh_00000000000000a1  2025-01-02T03:04:05.000Z  2025-01-09T03:04:05.000Z  active
+sh_00000000000000a2  2025-01-02T03:04:05.000Z  2025-01-09T03:04:05.000Z  revoked 2025-01-03T00:00:00.000Z
+"
+        );
+        assert!(shares_table("demo", &[]).contains("`cargo xtask project share demo`"));
     }
 
     #[test]

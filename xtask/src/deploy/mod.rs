@@ -60,7 +60,7 @@ pub struct SecretSpec {
 }
 
 /// Every secret of every worker.
-pub const SECRETS: [SecretSpec; 2] = [
+pub const SECRETS: [SecretSpec; 3] = [
     SecretSpec {
         name: "ID_SECRET",
         workers: &["ingest", "query"],
@@ -72,6 +72,12 @@ pub const SECRETS: [SecretSpec; 2] = [
         workers: &["query"],
         var: "TALLY_ADMIN_TOKEN",
         show: true,
+    },
+    SecretSpec {
+        name: "SHARE_SECRET",
+        workers: &["query"],
+        var: "TALLY_SHARE_SECRET",
+        show: false,
     },
 ];
 
@@ -157,8 +163,8 @@ pub fn run(args: &[String]) -> Result<()> {
     execute(&plan, &api, &inputs.root, None)
 }
 
-/// The secret values given in the environment (`TALLY_ID_SECRET`, `TALLY_ADMIN_TOKEN`)
-/// for secrets that the deployed workers need.
+/// The secret values given in the environment (`TALLY_ID_SECRET`, `TALLY_ADMIN_TOKEN`,
+/// `TALLY_SHARE_SECRET`) for secrets that the deployed workers need.
 fn given_secrets(workers: &[&str]) -> BTreeMap<&'static str, String> {
     SECRETS
         .iter()

@@ -198,14 +198,19 @@ fn nothing_exists_so_everything_is_created_and_the_ids_reach_the_configs() {
             "wrangler deploy -c target/deploy/production/query.toml --secrets-file target/deploy/production/query.secrets.json",
         ]
     );
-    // One generated ID_SECRET for both; the admin token, generated, is shown once.
+    // One generated ID_SECRET for both; the admin token, generated, is shown once; the
+    // share links' secret is generated and shown to nobody.
     assert_eq!(
         plan.secrets.upload,
         BTreeMap::from([
             ("ingest", secrets(&[("ID_SECRET", "secret-1")])),
             (
                 "query",
-                secrets(&[("ID_SECRET", "secret-1"), ("ADMIN_TOKEN", "secret-2")])
+                secrets(&[
+                    ("ID_SECRET", "secret-1"),
+                    ("ADMIN_TOKEN", "secret-2"),
+                    ("SHARE_SECRET", "secret-3")
+                ])
             ),
         ])
     );
@@ -216,7 +221,7 @@ fn nothing_exists_so_everything_is_created_and_the_ids_reach_the_configs() {
     let query = config_of(&plan, "query");
     assert_eq!(
         query["secrets"]["required"].as_array().unwrap().len(),
-        2,
+        3,
         "{query}"
     );
 }
@@ -249,7 +254,7 @@ fn everything_exists_so_nothing_is_created_and_the_ids_are_the_existing_ones() {
         ("tally-ingest".into(), Script::with_secrets(&["ID_SECRET"])),
         (
             "tally-query".into(),
-            Script::with_secrets(&["ID_SECRET", "ADMIN_TOKEN"]),
+            Script::with_secrets(&["ID_SECRET", "ADMIN_TOKEN", "SHARE_SECRET"]),
         ),
     ]);
     let stand_in = StandIn::start(state);
@@ -291,6 +296,7 @@ fn everything_exists_so_nothing_is_created_and_the_ids_are_the_existing_ones() {
         [
             "ID_SECRET: found in tally-ingest, tally-query → kept",
             "ADMIN_TOKEN: found in tally-query → kept",
+            "SHARE_SECRET: found in tally-query → kept",
         ]
     );
     assert!(
@@ -511,7 +517,11 @@ fn one_worker_alone_needs_its_shared_secret_given() {
     );
     assert_eq!(
         plan.secrets.upload["query"],
-        secrets(&[("ID_SECRET", "given-id"), ("ADMIN_TOKEN", "secret-1")])
+        secrets(&[
+            ("ID_SECRET", "given-id"),
+            ("ADMIN_TOKEN", "secret-1"),
+            ("SHARE_SECRET", "secret-2")
+        ])
     );
 }
 
@@ -552,7 +562,8 @@ fn secrets_rules() {
     let up = |items: &[(&'static str, &[(&'static str, &str)])]| -> Uploads {
         items.iter().map(|(w, s)| (*w, secrets(s))).collect()
     };
-    let both: &[&str] = &["ID_SECRET", "ADMIN_TOKEN"];
+    let both: &[&str] = &["ID_SECRET", "ADMIN_TOKEN", "SHARE_SECRET"];
+    let before_share: &[&str] = &["ID_SECRET", "ADMIN_TOKEN"];
     let id: &[&str] = &["ID_SECRET"];
     let none: &[&str] = &[];
 
@@ -572,14 +583,28 @@ fn secrets_rules() {
             ("ingest", &[("ID_SECRET", "secret-1")]),
             (
                 "query",
-                &[("ID_SECRET", "secret-1"), ("ADMIN_TOKEN", "secret-2")],
+                &[
+                    ("ID_SECRET", "secret-1"),
+                    ("ADMIN_TOKEN", "secret-2"),
+                    ("SHARE_SECRET", "secret-3"),
+                ],
             ),
         ])),
+    );
+    // A deployment made before share links had their own secret gets one.
+    check(
+        &ALL,
+        &[("ingest", Some(id)), ("query", Some(before_share))],
+        &[],
+        Ok(up(&[("query", &[("SHARE_SECRET", "secret-1")])])),
     );
     // Only the admin token is missing.
     check(
         &ALL,
-        &[("ingest", Some(id)), ("query", Some(id))],
+        &[
+            ("ingest", Some(id)),
+            ("query", Some(&["ID_SECRET", "SHARE_SECRET"])),
+        ],
         &[],
         Ok(up(&[("query", &[("ADMIN_TOKEN", "secret-1")])])),
     );
@@ -600,10 +625,21 @@ fn secrets_rules() {
     check(
         &ALL,
         &[("ingest", Some(id)), ("query", Some(none))],
-        &[("ID_SECRET", "v"), ("ADMIN_TOKEN", "t")],
+        &[
+            ("ID_SECRET", "v"),
+            ("ADMIN_TOKEN", "t"),
+            ("SHARE_SECRET", "s"),
+        ],
         Ok(up(&[
             ("ingest", &[("ID_SECRET", "v")]),
-            ("query", &[("ID_SECRET", "v"), ("ADMIN_TOKEN", "t")]),
+            (
+                "query",
+                &[
+                    ("ID_SECRET", "v"),
+                    ("ADMIN_TOKEN", "t"),
+                    ("SHARE_SECRET", "s"),
+                ],
+            ),
         ])),
     );
     // Deploying the aggregator alone touches no secret.
@@ -803,7 +839,8 @@ fn wrangler_migrates_and_deploys_through_the_stand_in_and_a_rerun_changes_nothin
         values(script("tally-query")),
         [
             pair("ADMIN_TOKEN", "secret-2"),
-            pair("ID_SECRET", "secret-1")
+            pair("ID_SECRET", "secret-1"),
+            pair("SHARE_SECRET", "secret-3")
         ]
     );
     let events = state

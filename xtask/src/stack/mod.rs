@@ -201,6 +201,9 @@ impl Stack {
             // Guards the admin API (projects, write keys, read tokens).
             let token = local_secret(&self.config.dir, ADMIN_TOKEN_FILE)?;
             cmd.arg("--var").arg(format!("ADMIN_TOKEN:{token}"));
+            // Signs share links.
+            let share = local_secret(&self.config.dir, SHARE_SECRET_FILE)?;
+            cmd.arg("--var").arg(format!("SHARE_SECRET:{share}"));
         }
         if worker == "aggregator" {
             // Cron never fires by itself locally; this serves /cdn-cgi/handler/scheduled.
@@ -301,6 +304,9 @@ pub fn admin_token(dir: &Path) -> Result<String> {
         .with_context(|| format!("reading the admin token in {}", path.display()))?;
     Ok(token.trim().to_owned())
 }
+
+/// The file in a stack's directory that holds the query worker's `SHARE_SECRET`.
+pub const SHARE_SECRET_FILE: &str = "share_secret";
 
 /// The file in a stack's directory that holds the `ID_SECRET` of ingest and query.
 pub const ID_SECRET_FILE: &str = "id_secret";

@@ -1,7 +1,8 @@
 //! The admin API (`/v1/admin/...`, guarded by the `ADMIN_TOKEN` secret): projects, their
-//! settings and keys ([`projects`]), share links of their dashboards ([`share`]), their
-//! alert rules ([`alerts`]), their campaigns' states set by hand ([`campaigns`]) and
-//! requests to erase one person's data ([`erasures`]).
+//! settings and keys ([`projects`]), share links of their dashboards ([`share`]: made,
+//! listed and revoked one by one), their alert rules ([`alerts`]), their campaigns'
+//! states set by hand ([`campaigns`]) and requests to erase one person's data
+//! ([`erasures`]).
 //!
 //! A key's secret appears once, in the answer that creates it; only its SHA-256 is
 //! stored. Ingest caches key lookups for at most 30 s, so a revocation or a settings
@@ -53,7 +54,15 @@ pub async fn handle(
         Admin::RevokeKey(slug, id) => projects::revoke_key(store, slug, id, now).await,
         Admin::Share(slug) => {
             projects::existing(store, slug).await?;
-            share::mint(&url, env, slug, &body, now)
+            share::mint(store, &url, env, slug, &body, now).await
+        }
+        Admin::ListShares(slug) => {
+            projects::existing(store, slug).await?;
+            share::list(store, slug, now).await
+        }
+        Admin::RevokeShare(slug, id) => {
+            projects::existing(store, slug).await?;
+            share::revoke(store, slug, id, now).await
         }
         Admin::ListRules(slug) => alerts::list_rules(store, slug).await,
         Admin::CreateRule(slug) => alerts::create_rule(store, slug, &body, now).await,

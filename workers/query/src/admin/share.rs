@@ -1,28 +1,34 @@
-//! Share links: `POST /v1/admin/projects/{p}/share` signs a link to the project's
-//! dashboard ([`tally_core::share`], keyed by the `ADMIN_TOKEN` secret, so changing the
-//! secret revokes every link) that works without a token until it expires.
+//! Share links: `POST /v1/admin/projects/{p}/share` makes a link to the project's
+//! dashboard that works without a token until it expires or is revoked; `GET` lists the
+//! project's links (never their tokens) and `DELETE .../share/{id}` revokes one. Each
+//! link is a row of `share_links` and a token signed with the `SHARE_SECRET` secret
+//! ([`tally_core::share`]); changing the secret revokes every link at once.
 
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use tally_core::ApiError;
-use tally_core::share::{self, MAX_LIFETIME_S};
+use tally_core::share::{self, ID_BYTES, MAX_LIFETIME_S, ShareLink};
 use tally_core::time::{DAY_MS, format_ms};
+use tally_storage::access::AccessStore;
+use tally_storage::d1::D1Store;
 use worker::{Response, Url};
 
 use crate::access::share_secret;
 use crate::edge::RequestEnv;
+use crate::edge::error::internal;
 use crate::edge::respond::json_value;
 use crate::route::Entry;
 
 /// `POST /v1/admin/projects/{p}/share` with `{"expires_in_days": N}` or
 /// `{"expires_in_seconds": N}` (default 30 days, at most 366): a link to the project's
-/// dashboard that works without a token until it expires. The caller has checked the
-/// admin token and that the project exists.
+/// dashboard that works without a token until it expires or is revoked. The caller has
+/// checked the admin token and that the project exists.
 ///
 /// # Errors
 ///
-/// 400 for a bad body, 503 when no signing secret is set.
-pub fn mint(
+/// 400 for a bad body, 503 when the `SHARE_SECRET` secret is not set, 500 when D1 fails.
+pub async fn mint(
+    store: &D1Store,
     url: &Url,
     env: &RequestEnv,
     slug: &str,
@@ -31,26 +37,78 @@ pub fn mint(
 ) -> Result<Response, ApiError> {
     let lifetime_s = share_lifetime(body)?;
     let secret = share_secret(env).ok_or_else(|| {
+        worker::console_error!("the SHARE_SECRET secret is not set");
         ApiError::new(
             503,
             "misconfigured",
-            "share links are off until the operator sets the ADMIN_TOKEN secret",
+            "share links are off until the operator sets the SHARE_SECRET secret",
         )
     })?;
+    let mut random = [0u8; ID_BYTES];
+    getrandom::fill(&mut random).map_err(internal)?;
     let expires_s = now_ms.div_euclid(1000) + lifetime_s;
-    // The token is digits, a dot and hex digits: nothing in it needs escaping in a URL.
-    let token = share::sign(&secret, slug, expires_s);
-    let link = format!(
+    let link = ShareLink {
+        id: share::new_id(&random),
+        project: slug.to_owned(),
+        created_at: now_ms,
+        expires_at: expires_s * 1000,
+        revoked_at: None,
+    };
+    if !store.create_share_link(&link).await.map_err(internal)? {
+        return Err(ApiError::not_found(format!("there is no project {slug:?}")));
+    }
+    // The token is an id, digits and hex digits joined by dots: nothing in it needs
+    // escaping in a URL.
+    let token = share::sign(&secret, slug, &link.id, expires_s);
+    let address = format!(
         "{}{}?share={token}",
         url.origin().ascii_serialization(),
         Entry::Dashboard.path(slug)
     );
     let body = json!({"share": {
-        "url": link,
+        "id": link.id,
+        "url": address,
         "token": token,
         "expires_at": format_ms(expires_s * 1000),
     }});
     json_value(201, &body, None)
+}
+
+/// `GET /v1/admin/projects/{p}/share`: the project's links, newest first, with whether
+/// each still works; never their tokens.
+///
+/// # Errors
+///
+/// 500 when D1 fails.
+pub async fn list(store: &D1Store, slug: &str, now_ms: i64) -> Result<Response, ApiError> {
+    let links = store.share_links(slug).await.map_err(internal)?;
+    let list: Vec<Value> = links.iter().map(|l| l.to_json(now_ms)).collect();
+    json_value(200, &json!({ "share_links": list }), None)
+}
+
+/// `DELETE /v1/admin/projects/{p}/share/{id}`: revokes one link at once (an earlier
+/// revocation stands).
+///
+/// # Errors
+///
+/// 404 when the project has no such link, 500 when D1 fails.
+pub async fn revoke(
+    store: &D1Store,
+    slug: &str,
+    id: &str,
+    now_ms: i64,
+) -> Result<Response, ApiError> {
+    let link = store
+        .revoke_share_link(slug, id, now_ms)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "project {slug:?} has no share link with id {id:?}; \
+                 GET /v1/admin/projects/{slug}/share lists them"
+            ))
+        })?;
+    json_value(200, &json!({ "share_link": link.to_json(now_ms) }), None)
 }
 
 /// Reads a share request's lifetime in seconds.

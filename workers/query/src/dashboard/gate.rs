@@ -1,20 +1,29 @@
-//! Who may view a project's dashboard, in this order: a valid share link (`?share=`),
-//! a read token of the project or the admin token in `Authorization`, a read token in
-//! the project's cookie (set by the login form), or anyone if the project made its
-//! dashboard public. Every read token is looked up on each request, so revoking one
-//! ends the sessions that hold it.
+//! Who may view a project's dashboard, in this order: a valid, unrevoked share link
+//! (`?share=`), a read token of the project or the admin token in `Authorization`, a
+//! session of the project's cookie (opened by the login form with a read token), or
+//! anyone if the project made its dashboard public. A session names its read token and
+//! every read token is looked up on each request, so revoking one ends the sessions
+//! opened with it.
+//!
+//! The cookie holds an opaque session id, never the token, and is sent only to the
+//! project's dashboard paths (`/dashboard/{p}` and `/admin/plugins/{p}/analytics`). The
+//! login and logout forms are taken only from the dashboard's own origin
+//! ([`same_origin`]).
 
 use tally_core::ApiError;
 use tally_core::project::Project;
-use tally_core::share::{self, Refusal};
+use tally_core::share::{self, Refusal, is_session, session_hash};
+use tally_storage::access::AccessStore;
 use worker::Request;
 
 use super::page::Access;
-use crate::access::{Token, bearer, classify, share_secret};
-use crate::edge::RequestEnv;
+use crate::access::{Token, bearer, classify, grant, share_secret};
+use crate::edge::error::internal;
+use crate::edge::{RequestEnv, store};
+use crate::route::Entry;
 
-/// How long the login cookie lasts, in seconds (seven days).
-pub const COOKIE_MAX_AGE_S: u32 = 7 * 86_400;
+/// How long the login cookie lasts, in seconds (seven days, as the session).
+pub const COOKIE_MAX_AGE_S: i64 = share::SESSION_MS / 1000;
 
 /// Why the dashboard is not shown; the login page says so.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +34,7 @@ pub enum Denied {
     Invalid(String),
     /// A read token of another project.
     WrongProject,
-    /// A share link that is forged or expired.
+    /// A share link that is forged, expired or revoked.
     Share(Refusal),
 }
 
@@ -49,47 +58,120 @@ impl Denied {
             Self::Share(Refusal::Expired) => {
                 Some("This share link has expired; ask whoever shared it for a new one.".to_owned())
             }
+            Self::Share(Refusal::Revoked) => {
+                Some("This share link was revoked; ask whoever shared it for a new one.".to_owned())
+            }
             Self::Share(_) => Some("This share link is not valid.".to_owned()),
         }
     }
 }
 
-/// The name of the cookie that holds a project's read token (slugs are cookie-safe).
+/// The name of the cookie that holds a project's session id (slugs are cookie-safe).
 pub fn cookie_name(project: &str) -> String {
     format!("tally_{project}")
 }
 
-/// The value of cookie `name` in a `Cookie` header.
-pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+/// The values of cookie `name` in a `Cookie` header, in the order sent (a browser sends
+/// the one of the longest path first).
+pub fn cookies<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> {
     header
         .split(';')
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
+        .filter(move |(k, _)| *k == name)
         .map(|(_, v)| v.trim().trim_matches('"'))
 }
 
-/// The `Set-Cookie` value that keeps `token` for the project's pages: `HttpOnly` (no
-/// script can read it), `SameSite=Lax` (not sent with cross-site posts), `Secure` when
-/// the site is served over HTTPS.
-pub fn set_cookie(project: &str, token: &str, secure: bool) -> String {
-    format!(
-        "{}={token}; Path=/; Max-Age={COOKIE_MAX_AGE_S}; HttpOnly; SameSite=Lax{}",
-        cookie_name(project),
-        if secure { "; Secure" } else { "" }
-    )
+/// The paths a project's cookie is sent to: the dashboard (with its login and logout
+/// forms) and the same page at the seed's path. Nothing else of the host sees it.
+fn cookie_paths(project: &str) -> [String; 2] {
+    [Entry::Dashboard.path(project), Entry::Admin.path(project)]
 }
 
-/// The `Set-Cookie` value that removes the project's cookie.
-pub fn clear_cookie(project: &str, secure: bool) -> String {
-    format!(
-        "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{}",
-        cookie_name(project),
-        if secure { "; Secure" } else { "" }
-    )
+/// The `Set-Cookie` values that keep `session` for the project's pages: one per
+/// dashboard path, `HttpOnly` (no script can read it), `SameSite=Lax` (not sent with
+/// cross-site posts), `Secure` when the site is served over HTTPS; and one that
+/// removes the cookie that earlier versions kept at `Path=/` (it held the read token).
+pub fn set_cookies(project: &str, session: &str, secure: bool) -> Vec<String> {
+    let secure = if secure { "; Secure" } else { "" };
+    let name = cookie_name(project);
+    let mut values: Vec<String> = cookie_paths(project)
+        .iter()
+        .map(|path| {
+            format!(
+                "{name}={session}; Path={path}; Max-Age={COOKIE_MAX_AGE_S}; HttpOnly; \
+                 SameSite=Lax{secure}"
+            )
+        })
+        .collect();
+    values.push(format!(
+        "{name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{secure}"
+    ));
+    values
+}
+
+/// The `Set-Cookie` values that remove the project's cookies, at every path.
+pub fn clear_cookies(project: &str, secure: bool) -> Vec<String> {
+    let secure = if secure { "; Secure" } else { "" };
+    let name = cookie_name(project);
+    cookie_paths(project)
+        .iter()
+        .map(String::as_str)
+        .chain(["/"])
+        .map(|path| format!("{name}=; Path={path}; Max-Age=0; HttpOnly; SameSite=Lax{secure}"))
+        .collect()
+}
+
+/// The session id in the request's cookie for `project`, if one of its values has the
+/// shape of one (a read token kept by an earlier version is not one).
+pub fn session_of(req: &Request, project: &str) -> Option<String> {
+    let header = req.headers().get("cookie").ok().flatten()?;
+    let name = cookie_name(project);
+    cookies(&header, &name)
+        .find(|v| is_session(v))
+        .map(str::to_owned)
+}
+
+/// Refuses a form post from another origin. A browser sends `Origin` with every post;
+/// it must be this site's own (`own`, scheme, host and port). The dashboard's pages say
+/// `Referrer-Policy: no-referrer`, under which browsers send `Origin: null` even for
+/// their own forms: `null` is taken only with `Sec-Fetch-Site: same-origin`, which a
+/// browser sets and no page can forge (a cross-site page that hides its origin still
+/// gets `cross-site`). A post without `Origin` is taken only when `Sec-Fetch-Site` does
+/// not say it came from another site: a client that sends neither is no browser.
+///
+/// # Errors
+///
+/// 403 `cross_origin`, which the dashboard shows as an error page.
+pub fn same_origin(
+    origin: Option<&str>,
+    fetch_site: Option<&str>,
+    own: &str,
+) -> Result<(), ApiError> {
+    let refuse = |from: &str| {
+        Err(ApiError::new(
+            403,
+            "cross_origin",
+            format!(
+                "This form was sent from {from}, not from this dashboard; sign in and \
+                 out from the dashboard's own page."
+            ),
+        ))
+    };
+    let fetch_site = fetch_site.map(str::trim);
+    match origin.map(str::trim) {
+        Some(origin) if origin.eq_ignore_ascii_case(own) => Ok(()),
+        Some("null") if fetch_site == Some("same-origin") => Ok(()),
+        Some("null") => refuse("a page that hides its origin"),
+        Some(origin) => refuse(&format!("another origin ({origin})")),
+        None => match fetch_site {
+            Some(site @ ("cross-site" | "same-site")) => refuse(&format!("a {site} page")),
+            _ => Ok(()),
+        },
+    }
 }
 
 /// Whether a classified token opens `project`'s dashboard as a read token (the login
-/// form's and the cookie's; the admin token opens it only in `Authorization`).
+/// form's and the session's; the admin token opens it only in `Authorization`).
 pub fn opens(token: Token, project: &str) -> Result<(), Denied> {
     match token {
         Token::Read(p) if p == project => Ok(()),
@@ -108,18 +190,28 @@ pub fn opens(token: Token, project: &str) -> Result<(), Denied> {
     }
 }
 
-/// Checks that `token` is an unrevoked read token of `project`.
-///
-/// # Errors
-///
-/// The outer error when D1 fails; the inner one says why the token does not open the
-/// dashboard.
-pub async fn check_read_token(
+/// Checks a share token for `slug`: its signature and expiry, then its row.
+async fn check_share(
     env: &RequestEnv,
-    project: &str,
+    slug: &str,
     token: &str,
-) -> Result<Result<(), Denied>, ApiError> {
-    Ok(opens(classify(env, token).await?, project))
+    now_ms: i64,
+) -> Result<Result<i64, Refusal>, ApiError> {
+    let Some(secret) = share_secret(env) else {
+        return Ok(Err(Refusal::BadSignature));
+    };
+    let verified = match share::verify(&secret, slug, token, now_ms) {
+        Ok(verified) => verified,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let link = store(env)?
+        .share_link(slug, &verified.id)
+        .await
+        .map_err(internal)?;
+    Ok(match link {
+        Some(link) if link.revoked_at.is_none() => Ok(verified.expires_s),
+        _ => Err(Refusal::Revoked),
+    })
 }
 
 /// Decides whether the request may view `project` (`None` if it does not exist),
@@ -138,18 +230,15 @@ pub async fn decide(
 ) -> Result<Result<Access, Denied>, ApiError> {
     let mut denied = Denied::Nothing;
     if let Some(token) = share_token.filter(|t| !t.is_empty()) {
-        match share_secret(env) {
-            Some(secret) => match share::verify(&secret, slug, token, now_ms) {
-                Ok(expires_s) if project.is_some() => {
-                    return Ok(Ok(Access::Share {
-                        token: token.to_owned(),
-                        expires_s,
-                    }));
-                }
-                Ok(_) => denied = Denied::Share(Refusal::BadSignature),
-                Err(refusal) => denied = Denied::Share(refusal),
-            },
-            None => denied = Denied::Share(Refusal::BadSignature),
+        match check_share(env, slug, token, now_ms).await? {
+            Ok(expires_s) if project.is_some() => {
+                return Ok(Ok(Access::Share {
+                    token: token.to_owned(),
+                    expires_s,
+                }));
+            }
+            Ok(_) => denied = Denied::Share(Refusal::BadSignature),
+            Err(refusal) => denied = Denied::Share(refusal),
         }
     }
     if let Some(token) = bearer(req) {
@@ -159,14 +248,18 @@ pub async fn decide(
             token => opens(token, slug).map(|()| Access::Header),
         });
     }
-    let cookies = req
-        .headers()
-        .get("cookie")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    if let Some(token) = cookie(&cookies, &cookie_name(slug)).filter(|t| !t.is_empty()) {
-        match check_read_token(env, slug, token).await? {
+    if let Some(session) = session_of(req, slug) {
+        let found = store(env)?
+            .session(&session_hash(&session), now_ms)
+            .await
+            .map_err(internal)?;
+        let verdict = match found {
+            Some((key, _)) => opens(grant(Some(key)), slug),
+            None => Err(Denied::Invalid(
+                "Your session has ended; sign in again.".to_owned(),
+            )),
+        };
+        match verdict {
             Ok(()) => return Ok(Ok(Access::Cookie)),
             Err(why) if denied == Denied::Nothing => denied = why,
             Err(_) => {}
@@ -183,22 +276,81 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cookies() {
-        let header = r#"a=1; tally_demo=tr_abc ; tally_demo-2="tr_def"; empty="#;
-        assert_eq!(cookie(header, "tally_demo"), Some("tr_abc"));
-        assert_eq!(cookie(header, "tally_demo-2"), Some("tr_def"));
-        assert_eq!(cookie(header, "tally_dem"), None);
-        assert_eq!(cookie(header, "empty"), Some(""));
-        assert_eq!(cookie("", "a"), None);
+    fn cookies_hold_a_session_for_the_dashboard_paths_only() {
+        let first = |header, name| cookies(header, name).next();
+        let header = r#"a=1; tally_demo=ts_abc ; tally_demo-2="ts_def"; empty="#;
+        assert_eq!(first(header, "tally_demo"), Some("ts_abc"));
+        assert_eq!(first(header, "tally_demo-2"), Some("ts_def"));
+        assert_eq!(first(header, "tally_dem"), None);
+        assert_eq!(first(header, "empty"), Some(""));
+        assert_eq!(first("", "a"), None);
+        let both = "tally_demo=ts_new; tally_demo=tr_old";
         assert_eq!(
-            set_cookie("demo", "tr_x", true),
-            "tally_demo=tr_x; Path=/; Max-Age=604800; HttpOnly; SameSite=Lax; Secure"
+            cookies(both, "tally_demo").collect::<Vec<_>>(),
+            ["ts_new", "tr_old"]
         );
         assert_eq!(
-            set_cookie("demo", "tr_x", false),
-            "tally_demo=tr_x; Path=/; Max-Age=604800; HttpOnly; SameSite=Lax"
+            set_cookies("demo", "ts_x", true),
+            [
+                "tally_demo=ts_x; Path=/dashboard/demo; Max-Age=604800; HttpOnly; SameSite=Lax; Secure",
+                "tally_demo=ts_x; Path=/admin/plugins/demo/analytics; Max-Age=604800; HttpOnly; SameSite=Lax; Secure",
+                "tally_demo=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax; Secure",
+            ]
         );
-        assert!(clear_cookie("demo", false).starts_with("tally_demo=; Path=/; Max-Age=0;"));
+        let plain = set_cookies("demo", "ts_x", false);
+        assert!(plain.iter().all(|c| !c.contains("Secure")), "{plain:?}");
+        assert!(
+            plain
+                .iter()
+                .all(|c| !c.contains("Path=/;") || c.contains("Max-Age=0")),
+            "nothing is kept for the whole host: {plain:?}"
+        );
+        assert_eq!(
+            clear_cookies("demo", false),
+            [
+                "tally_demo=; Path=/dashboard/demo; Max-Age=0; HttpOnly; SameSite=Lax",
+                "tally_demo=; Path=/admin/plugins/demo/analytics; Max-Age=0; HttpOnly; SameSite=Lax",
+                "tally_demo=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax",
+            ]
+        );
+    }
+
+    #[test]
+    fn forms_are_taken_from_the_dashboards_own_origin_only() {
+        let own = "https://tally.example";
+        let check = |origin, site, ok: bool| {
+            let got = same_origin(origin, site, own);
+            match (got, ok) {
+                (Ok(()), true) => {}
+                (Err(e), false) => {
+                    assert_eq!((e.status, e.code), (403, "cross_origin"));
+                    assert!(
+                        e.message.contains("not from this dashboard"),
+                        "{}",
+                        e.message
+                    );
+                }
+                (got, _) => panic!("{origin:?} {site:?}: {got:?}"),
+            }
+        };
+        check(Some("https://tally.example"), Some("same-origin"), true);
+        check(Some("HTTPS://TALLY.example"), None, true);
+        check(Some("https://evil.example"), Some("cross-site"), false);
+        check(Some("https://evil.example"), None, false);
+        check(Some("http://tally.example"), None, false);
+        check(Some("https://tally.example:8443"), None, false);
+        check(Some("https://sub.tally.example"), Some("same-site"), false);
+        // The dashboard's own forms, under `Referrer-Policy: no-referrer`.
+        check(Some("null"), Some("same-origin"), true);
+        check(Some("null"), None, false);
+        check(Some("null"), Some("cross-site"), false);
+        check(Some("null"), Some("same-site"), false);
+        // No Origin: a client that is no browser, unless the browser says where from.
+        check(None, None, true);
+        check(None, Some("same-origin"), true);
+        check(None, Some("none"), true);
+        check(None, Some("cross-site"), false);
+        check(None, Some("same-site"), false);
     }
 
     #[test]
@@ -211,6 +363,12 @@ mod tests {
                 .message()
                 .unwrap()
                 .contains("expired")
+        );
+        assert!(
+            Denied::Share(Refusal::Revoked)
+                .message()
+                .unwrap()
+                .contains("was revoked")
         );
         assert!(
             Denied::Share(Refusal::BadSignature)

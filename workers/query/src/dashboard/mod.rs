@@ -1,6 +1,8 @@
 //! The server-rendered dashboard: `GET /dashboard/{p}` and its alias
 //! `/admin/plugins/{slug}/analytics` (the same page), `POST /dashboard/{p}/login` and
-//! `/logout`. Who may look is [`gate`]'s decision.
+//! `/logout` (taken from the dashboard's own origin only; the login opens a session in
+//! D1 whose id, not the read token, goes in the cookie). Who may look is [`gate`]'s
+//! decision.
 //!
 //! The page reads rollups through `tally_storage::read` (clean day rows plus hour rows;
 //! percentiles and uniques from merged sketches and HyperLogLogs), computes a
@@ -17,7 +19,9 @@ pub mod svg;
 use tally_core::ApiError;
 use tally_core::range::{Limits, Query};
 use tally_core::rollup::Dimension;
+use tally_core::share;
 use tally_core::time::{DAY_MS, Interval};
+use tally_storage::access::AccessStore;
 use tally_storage::alerts::AlertStore;
 use tally_storage::{AdminStore, read};
 use worker::{Request, Response};
@@ -26,6 +30,7 @@ use self::alerts::Alerts;
 use self::gate::Denied;
 use self::page::{Access, Picked};
 use self::report::{HEATMAP_DAYS, Inputs, Report};
+use crate::access;
 use crate::edge::error::internal;
 use crate::edge::html;
 use crate::edge::params::{Params, resolve_range};
@@ -52,7 +57,7 @@ pub async fn handle(
     let result = match page {
         Page::View(entry) => get(&req, env, project, entry).await,
         Page::Login => login(req, env, project).await,
-        Page::Logout => logout(&req, project),
+        Page::Logout => logout(&req, env, project).await,
     };
     result.or_else(|e| error_page(&e))
 }
@@ -92,12 +97,15 @@ fn html_response(body: &str, status: u16) -> Result<Response, ApiError> {
     Ok(response)
 }
 
-/// A 303 to `path` on this host (a relative `Location`), with `set-cookie`.
-fn see_other(path: &str, cookie: &str) -> Result<Response, ApiError> {
+/// A 303 to `path` on this host (a relative `Location`), with a `set-cookie` per
+/// cookie.
+fn see_other(path: &str, cookies: &[String]) -> Result<Response, ApiError> {
     let mut response = Response::empty().map_err(internal)?.with_status(303);
     let headers = response.headers_mut();
     headers.set("location", path).map_err(internal)?;
-    headers.append("set-cookie", cookie).map_err(internal)?;
+    for cookie in cookies {
+        headers.append("set-cookie", cookie).map_err(internal)?;
+    }
     headers.set("cache-control", "no-store").map_err(internal)?;
     Ok(response)
 }
@@ -229,9 +237,22 @@ fn login_page(slug: &str, entry: Entry, denied: &Denied) -> Result<Response, Api
     Ok(response)
 }
 
-/// `POST /dashboard/{p}/login` with a form of `token` and `next`: a read token of the
-/// project sets the cookie and returns to the page; anything else shows the form again.
+/// Refuses a form post that did not come from this dashboard's own origin.
+fn check_origin(req: &Request) -> Result<(), ApiError> {
+    let own = req.url().map_err(internal)?.origin().ascii_serialization();
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    gate::same_origin(
+        header("origin").as_deref(),
+        header("sec-fetch-site").as_deref(),
+        &own,
+    )
+}
+
+/// `POST /dashboard/{p}/login` with a form of `token` and `next`, from this origin only:
+/// a read token of the project opens a session (its id in the cookie, never the token)
+/// and returns to the page; anything else shows the form again.
 async fn login(mut req: Request, env: &RequestEnv, slug: &str) -> Result<Response, ApiError> {
+    check_origin(&req)?;
     let url = req.url().map_err(internal)?;
     let body = req.bytes().await.map_err(|e| {
         ApiError::bad_request("unreadable_body", format!("could not read the form: {e}"))
@@ -251,20 +272,46 @@ async fn login(mut req: Request, env: &RequestEnv, slug: &str) -> Result<Respons
     if token.is_empty() {
         return login_page(slug, entry, &Denied::Invalid("Enter a read token.".into()));
     }
-    match gate::check_read_token(env, slug, &token).await? {
-        Ok(()) => {
+    let (kind, key_id) = access::read_key(env, &token).await?;
+    match (gate::opens(kind, slug), key_id) {
+        (Ok(()), Some(key_id)) => {
+            let mut random = [0u8; share::SESSION_BYTES];
+            getrandom::fill(&mut random).map_err(internal)?;
+            let session = share::new_session(&random);
+            let now = now_ms();
+            store(env)?
+                .open_session(
+                    &share::session_hash(&session),
+                    key_id,
+                    now,
+                    now + share::SESSION_MS,
+                )
+                .await
+                .map_err(internal)?;
             let secure = url.scheme() == "https";
-            see_other(&entry.path(slug), &gate::set_cookie(slug, &token, secure))
+            see_other(
+                &entry.path(slug),
+                &gate::set_cookies(slug, &session, secure),
+            )
         }
-        Err(denied) => login_page(slug, entry, &denied),
+        (Err(denied), _) => login_page(slug, entry, &denied),
+        (Ok(()), None) => Err(internal("a read token was classified without its key")),
     }
 }
 
-/// `POST /dashboard/{p}/logout`: forgets the cookie and returns to the login form.
-fn logout(req: &Request, slug: &str) -> Result<Response, ApiError> {
+/// `POST /dashboard/{p}/logout`, from this origin only: ends the session and forgets
+/// the cookie, then returns to the login form.
+async fn logout(req: &Request, env: &RequestEnv, slug: &str) -> Result<Response, ApiError> {
+    check_origin(req)?;
+    if let Some(session) = gate::session_of(req, slug) {
+        store(env)?
+            .close_session(&share::session_hash(&session))
+            .await
+            .map_err(internal)?;
+    }
     let secure = req.url().map_err(internal)?.scheme() == "https";
     see_other(
         &Entry::Dashboard.path(slug),
-        &gate::clear_cookie(slug, secure),
+        &gate::clear_cookies(slug, secure),
     )
 }

@@ -56,7 +56,8 @@ footer{color:var(--muted);font-size:12px;padding:0 16px 24px;max-width:1240px;ma
 /// How the viewer got in, shown in the header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Access {
-    /// A read token from the login form, kept in a cookie: offers signing out.
+    /// A session opened by the login form with a read token, its id in a cookie: offers
+    /// signing out.
     Cookie,
     /// A read token or the admin token in `Authorization`.
     Header,

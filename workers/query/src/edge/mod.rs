@@ -28,6 +28,8 @@ pub const CACHE: &str = "CACHE";
 pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 /// The secret ingest hashes user ids with, to filter by a raw `user_id`.
 pub const ID_SECRET: &str = "ID_SECRET";
+/// The secret share links are signed with (changing it revokes every link).
+pub const SHARE_SECRET: &str = "SHARE_SECRET";
 
 /// The environment of one request: the worker's bindings (it dereferences to
 /// [`worker::Env`]) and the meter every D1 store made for this request adds to. Each
