@@ -178,8 +178,20 @@ fn a_click_through_drop_fires_once_signs_its_webhook_and_pauses_the_campaign() {
         rule["evaluated_at"].as_str() > rule["state_since"].as_str(),
         "{rule}"
     );
-    // /v1/health counts what the last evaluation did, naming no rule to the public.
-    let health = get(&format!("{}/v1/health", url("query")));
+    // /v1/health counts what the last evaluation did, naming no rule to the public
+    // (whose answer an isolate reuses for 5 s, so it may lag the evaluation a little).
+    let health = eventually(
+        "the public health counts an evaluation",
+        Duration::from_secs(15),
+        || {
+            let health = get(&format!("{}/v1/health", url("query")));
+            if health.json["alerts"]["rules"].as_u64() >= Some(1) {
+                Ok(health)
+            } else {
+                Err(health.json.to_string())
+            }
+        },
+    );
     let evaluation = &health.json["alerts"];
     assert_eq!(evaluation["budget"], 300, "{}", health.json);
     assert!(evaluation["rules"].as_u64() >= Some(1), "{evaluation}");

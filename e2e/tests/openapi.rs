@@ -621,9 +621,16 @@ fn real_answers_match_the_openapi_document() {
     );
 
     // Health, and what the query worker answers as HTML and SVG.
+    let admin = format!("Bearer {}", admin_token());
     for path in ["/v1/health", "/"] {
         let a = read(path, None);
         assert_eq!(a.status, 200, "{}", a.json);
+        assert!(a.json.get("dead_letters").is_none(), "{}", a.json);
+        spec.check("GET", path, &a);
+        let a = read(path, Some(admin.as_str()));
+        assert_eq!(a.status, 200, "{}", a.json);
+        assert!(a.json["dead_letters"].is_u64(), "{}", a.json);
+        assert!(a.json.get("missing_bindings").is_some(), "{}", a.json);
         spec.check("GET", path, &a);
     }
     let a = read(&format!("/badge/{s}/installs.svg"), None);

@@ -165,11 +165,20 @@ fn a_cron_trigger_runs_and_records_its_run() {
         url("aggregator")
     ));
     assert!(trigger.status < 300, "{} {}", trigger.status, trigger.json);
+    let admin = format!("Bearer {}", admin_token());
+    let health = || {
+        request(
+            "GET",
+            &format!("{}/v1/health", url("query")),
+            &[("authorization", &admin)],
+            None,
+        )
+    };
     let run = eventually(
         "the minutely job's run is recorded",
         Duration::from_secs(15),
         || {
-            let health = get(&format!("{}/v1/health", url("query")));
+            let health = health();
             let jobs = health.json["jobs"].as_array().cloned().unwrap_or_default();
             jobs.into_iter()
                 .find(|j| j["job"] == "minutely" && j["started_at"].as_i64() >= Some(before))
@@ -177,8 +186,30 @@ fn a_cron_trigger_runs_and_records_its_run() {
         },
     );
     assert_eq!(run["cron"], "* * * * *");
-    let health = get(&format!("{}/v1/health", url("query")));
-    assert_eq!(health.json["dead_letters"], 0, "{}", health.json);
+    let whole = health();
+    assert_eq!(whole.json["dead_letters"], 0, "{}", whole.json);
+    assert!(
+        run.get("detail").is_some(),
+        "the admin sees the detail: {run}"
+    );
+    // Anyone sees the run, but not its detail nor the dead letters.
+    let public = eventually(
+        "the public health shows the run",
+        Duration::from_secs(15),
+        || {
+            let a = get(&format!("{}/v1/health", url("query")));
+            let jobs = a.json["jobs"].as_array().cloned().unwrap_or_default();
+            jobs.into_iter()
+                .find(|j| j["job"] == "minutely" && j["started_at"].as_i64() >= Some(before))
+                .map(|_| a.json.clone())
+                .ok_or_else(|| a.json.to_string())
+        },
+    );
+    assert!(public.get("dead_letters").is_none(), "{public}");
+    assert!(public.get("missing_bindings").is_none(), "{public}");
+    for job in public["jobs"].as_array().unwrap() {
+        assert!(job.get("detail").is_none(), "{job}");
+    }
     assert_eq!(run["outcome"], "ok", "{run}");
     assert!(
         run["finished_at"].as_i64() >= run["started_at"].as_i64(),

@@ -18,6 +18,9 @@ pub const RETENTION_DAYS: std::ops::RangeInclusive<u32> = 1..=3660;
 pub const MAX_ORIGINS: usize = 100;
 /// Random bytes in a key (160 bits).
 pub const KEY_BYTES: usize = 20;
+/// The KV key under which ingest reports rate-limit bindings it found missing, which
+/// the admin view of the query worker's `/v1/health` shows.
+pub const MISSING_BINDINGS_KEY: &str = "health:ingest:missing-bindings";
 /// Longest key name, in characters.
 pub const MAX_KEY_NAME_CHARS: usize = 120;
 

@@ -22,9 +22,6 @@ pub const KEY_CACHE_MS: i64 = 30_000;
 pub const UNKNOWN_KEY_CACHE_MS: i64 = 5_000;
 /// Most lookups one isolate remembers (least recently used go first).
 const KEY_CACHE_ENTRIES: usize = 10_000;
-/// The KV key under which ingest reports rate-limit bindings it found missing, for the
-/// admin view of `/v1/health`.
-pub const MISSING_BINDINGS_KEY: &str = "health:ingest:missing-bindings";
 /// How often one isolate reports a missing binding, at most.
 const MISSING_REPORT_MS: i64 = 60_000;
 
@@ -213,7 +210,10 @@ async fn report_missing(env: &Env, binding: &str, now: i64) {
         return;
     };
     let report = serde_json::json!({"bindings": [binding], "at": now}).to_string();
-    if let Err(e) = kv.put(MISSING_BINDINGS_KEY, &report, 3_600).await {
+    if let Err(e) = kv
+        .put(tally_core::project::MISSING_BINDINGS_KEY, &report, 3_600)
+        .await
+    {
         worker::console_error!("could not report the missing binding {binding}: {e}");
     }
 }

@@ -1,40 +1,132 @@
 //! `GET /v1/health` (and `/`): the worker answers, D1 is readable, when each cron job
-//! last ran, how many messages wait in the dead-letter queues' table, and what the last
-//! alert evaluation and rolls left undone (deferred rules, failed rules and periods):
-//! counts for everyone, and with the admin token which ones and why.
+//! last ran and how, and what the last alert evaluation and rolls left undone.
+//!
+//! The endpoint is public, so its public answer says only that much: no job's detail,
+//! no count of dead letters, no rule or period names, and it is remembered in the
+//! isolate for [`PUBLIC_FOR_MS`], so polling `/` costs D1 one read of it per isolate
+//! every few seconds whatever the rate. With the admin token the answer is read fresh
+//! and adds each job's detail, the dead letters waiting, which rules and periods failed
+//! and why, and the rate-limit bindings ingest reported missing.
 
-use serde_json::json;
+use std::cell::RefCell;
+
+use serde_json::{Value, json};
 use tally_core::ApiError;
-use tally_storage::JobLog;
+use tally_core::project::MISSING_BINDINGS_KEY;
+use tally_storage::cloudflare::KvCache;
 use tally_storage::pipeline::Progress;
+use tally_storage::{Cache, JobLog};
 use worker::{Request, Response};
 
 use crate::access;
 use crate::edge::error::internal;
 use crate::edge::respond::json_value;
-use crate::edge::{RequestEnv, store};
+use crate::edge::{CACHE, RequestEnv, now_ms, store};
 
-/// The health answer.
+/// How long an isolate reuses the public answer.
+const PUBLIC_FOR_MS: i64 = 5_000;
+
+thread_local! {
+    /// The public answer and when it was read. Workers run one request at a time per
+    /// isolate thread, so a thread-local needs no locking.
+    static PUBLIC: RefCell<Option<(i64, Value)>> = const { RefCell::new(None) };
+}
+
+/// The health answer: the public one, or with the admin token the whole one.
 ///
 /// # Errors
 ///
 /// 500 when D1 cannot be read.
 pub async fn get(req: &Request, env: &RequestEnv) -> Result<Response, ApiError> {
+    if access::is_admin(req, env) {
+        return json_value(200, &whole(env).await?, None);
+    }
+    let now = now_ms();
+    let body = match PUBLIC.with_borrow(|slot| remembered(slot, now)) {
+        Some(body) => body,
+        None => {
+            let body = public(env).await?;
+            PUBLIC.with_borrow_mut(|slot| *slot = Some((now, body.clone())));
+            body
+        }
+    };
+    json_value(200, &body, None)
+}
+
+/// The remembered answer, if it was read less than [`PUBLIC_FOR_MS`] before `now`.
+fn remembered(slot: &Option<(i64, Value)>, now: i64) -> Option<Value> {
+    slot.as_ref()
+        .filter(|(at, _)| (0..PUBLIC_FOR_MS).contains(&(now - at)))
+        .map(|(_, body)| body.clone())
+}
+
+/// What anyone may see: each job's last run without its detail, and counts only.
+async fn public(env: &RequestEnv) -> Result<Value, ApiError> {
+    let store = store(env)?;
+    let jobs = store.latest_job_runs().await.map_err(internal)?;
+    let meta = store.meta().await.map_err(internal)?;
+    let progress = Progress::from_meta(&meta).counts_only();
+    let jobs: Vec<Value> = jobs
+        .iter()
+        .map(|run| {
+            let mut run = json!(run);
+            if let Some(fields) = run.as_object_mut() {
+                fields.remove("detail");
+            }
+            run
+        })
+        .collect();
+    Ok(json!({
+        "worker": "query",
+        "status": "ok",
+        "jobs": jobs,
+        "alerts": progress.alerts,
+        "rolls": {"day": progress.roll_day, "month": progress.roll_month},
+    }))
+}
+
+/// The admin's view: everything, read now.
+async fn whole(env: &RequestEnv) -> Result<Value, ApiError> {
     let store = store(env)?;
     let jobs = store.latest_job_runs().await.map_err(internal)?;
     let dead_letters = store.dead_letters().await.map_err(internal)?;
     let meta = store.meta().await.map_err(internal)?;
-    let mut progress = Progress::from_meta(&meta);
-    if !access::is_admin(req, env) {
-        progress = progress.counts_only();
-    }
-    let body = json!({
+    let progress = Progress::from_meta(&meta);
+    let missing = match env.kv(CACHE) {
+        Ok(kv) => KvCache::new(kv)
+            .get(MISSING_BINDINGS_KEY)
+            .await
+            .map_err(internal)?
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok()),
+        Err(e) => Some(json!({"bindings": [CACHE], "error": e.to_string()})),
+    };
+    Ok(json!({
         "worker": "query",
         "status": "ok",
         "jobs": jobs,
         "dead_letters": dead_letters,
         "alerts": progress.alerts,
         "rolls": {"day": progress.roll_day, "month": progress.roll_month},
-    });
-    json_value(200, &body, None)
+        "missing_bindings": missing,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_answer_is_reused_for_a_few_seconds() {
+        let body = json!({"status": "ok"});
+        let slot = Some((1_000, body.clone()));
+        assert_eq!(remembered(&slot, 1_000), Some(body.clone()));
+        assert_eq!(remembered(&slot, 1_000 + PUBLIC_FOR_MS - 1), Some(body));
+        assert_eq!(remembered(&slot, 1_000 + PUBLIC_FOR_MS), None);
+        assert_eq!(
+            remembered(&slot, 999),
+            None,
+            "a clock that went back reads anew"
+        );
+        assert_eq!(remembered(&None, 1_000), None);
+    }
 }
