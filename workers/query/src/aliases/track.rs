@@ -37,7 +37,7 @@ pub async fn metrics(req: &Request, env: &RequestEnv) -> Result<Response, ApiErr
 }
 
 /// `GET /sessions`: `[{"date", "totalDuration", "sessionCount", "averageDuration"}]`
-/// (durations in seconds) for periods in which closed sessions started, oldest first.
+/// (durations in whole seconds, as the original answers) for periods in which closed sessions started, oldest first.
 pub async fn sessions(req: &Request, env: &RequestEnv) -> Result<Response, ApiError> {
     answer(
         sessions_data(req, env).await,
@@ -237,14 +237,14 @@ fn parse(
     Ok((from, last + DAY_MS, interval))
 }
 
-/// A duration in milliseconds as seconds: a whole number when it is one (as the seeds
-/// show), otherwise to the millisecond.
+/// A duration in milliseconds as whole seconds, rounded to the nearest, as the track API
+/// answers (`"totalDuration": 7200`): its clients read integers.
 pub fn seconds(ms: f64) -> Value {
-    let s = ms.round() / 1000.0;
-    if s.fract() == 0.0 && s.abs() < 9.0e15 {
+    let s = (ms / 1000.0).round();
+    if s.is_finite() && s.abs() < 9.0e15 {
         Value::from(s as i64)
     } else {
-        Value::from(s)
+        Value::from(0)
     }
 }
 
@@ -298,9 +298,11 @@ mod tests {
     fn seconds_are_whole_when_they_can_be() {
         assert_eq!(seconds(7_200_000.0), Value::from(7200));
         assert_eq!(seconds(480_000.0), Value::from(480));
-        assert_eq!(seconds(1_500.0), Value::from(1.5));
-        assert_eq!(seconds(1_000.0 / 3.0), Value::from(0.333));
-        assert_eq!(seconds(200_000.0 / 3.0), Value::from(66.667));
+        // The original answers whole seconds; Tally answered 0.245 and 66.667.
+        assert_eq!(seconds(245.0), Value::from(0));
+        assert_eq!(seconds(1_500.0), Value::from(2));
+        assert_eq!(seconds(1_000.0 / 3.0), Value::from(0));
+        assert_eq!(seconds(200_000.0 / 3.0), Value::from(67));
         assert_eq!(seconds(0.0), Value::from(0));
     }
 }
