@@ -264,6 +264,14 @@ fn bad_requests_get_distinct_errors_and_store_nothing() {
             "invalid_field",
         ),
         bad(
+            "track: no user_id",
+            "/track",
+            &[key, JSON],
+            r#"{"event":"play"}"#,
+            400,
+            "invalid_field",
+        ),
+        bad(
             "track: user_id a number",
             "/track",
             &[key, JSON],

@@ -41,7 +41,14 @@ pub async fn post(mut req: Request, env: &Env, url: &Url) -> Result<Response, Ap
         name: Some(text(track.event, "event")?.ok_or_else(|| {
             ApiError::bad_request("invalid_field", "event is required, e.g. \"play\"")
         })?),
-        user: text(track.user_id, "user_id")?,
+        // The track API refuses an event without a user: its sessions pair by user.
+        user: Some(
+            text(track.user_id, "user_id")?
+                .filter(|user| !user.is_empty())
+                .ok_or_else(|| {
+                    ApiError::bad_request("invalid_field", "user_id is required, e.g. \"user123\"")
+                })?,
+        ),
         timestamp: track.timestamp,
         metadata: track.metadata,
         ..RawEvent::default()
