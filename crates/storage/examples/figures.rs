@@ -10,18 +10,16 @@
 // A benchmark times itself: the clock ban of crates/clippy.toml is for the library.
 #![allow(clippy::disallowed_methods)]
 
-use std::cell::Cell;
 use std::time::Instant;
 
-use serde::de::DeserializeOwned;
 use tally_core::alerts::MINUTE_ROWS_KEPT_MS;
 use tally_core::rollup::{self, Dimension, Period};
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
 use tally_core::workload::Workload;
 use tally_core::{Context, Event, RawEvent, Settings, validate};
-use tally_storage::exec::{Bound, Executor, Statement};
+use tally_storage::exec::Counted;
 use tally_storage::sqlite::{SqliteStore, block_on};
-use tally_storage::{Error, pipeline, read};
+use tally_storage::{pipeline, read};
 
 /// 2025-01-10T00:00:00Z: one day of events, in the order a consumer would see them.
 const DAY0: i64 = 1_736_467_200_000;
@@ -162,42 +160,6 @@ fn rusqlite_params(day: i64) -> (&'static str, i64, i64) {
     ("aikit-seo", day, day + DAY_MS)
 }
 
-/// An executor that counts the table rows each commit changes (inserted, updated or
-/// deleted, as SQLite counts them; index entries are not counted).
-struct Counting<'a> {
-    inner: &'a SqliteStore,
-    rows: Cell<u64>,
-}
-
-impl<'a> Counting<'a> {
-    fn new(inner: &'a SqliteStore) -> Self {
-        Self {
-            inner,
-            rows: Cell::new(0),
-        }
-    }
-
-    fn take(&self) -> u64 {
-        self.rows.replace(0)
-    }
-}
-
-impl Executor for Counting<'_> {
-    async fn query<T: DeserializeOwned>(
-        &self,
-        sql: &'static str,
-        values: Vec<Bound>,
-    ) -> Result<Vec<T>, Error> {
-        self.inner.query(sql, values).await
-    }
-
-    async fn batch(&self, groups: Vec<Vec<Statement>>) -> Result<Vec<u64>, Error> {
-        let changed = self.inner.batch(groups).await?;
-        self.rows.set(self.rows.get() + changed.iter().sum::<u64>());
-        Ok(changed)
-    }
-}
-
 fn count(store: &SqliteStore, sql: &str) -> u64 {
     store.with_connection(|c| c.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap()) as u64
 }
@@ -218,7 +180,7 @@ fn mixed_workload() -> serde_json::Value {
     };
     let events: Vec<Event> = workload.iter().collect();
     let store = SqliteStore::open_in_memory().unwrap();
-    let counting = Counting::new(&store);
+    let counting = Counted::new(&store);
     let (mut rollup_rows, mut minute_rows) = (0, 0);
     for batch in events.chunks(1000) {
         rollup_rows += block_on(pipeline::store_events(&counting, batch, now_ms))
@@ -232,7 +194,7 @@ fn mixed_workload() -> serde_json::Value {
         )
         .len();
     }
-    let table_rows = counting.take();
+    let table_rows = counting.take_rows_changed();
     let raw = count(&store, "SELECT COUNT(*) FROM raw_events");
     assert_eq!(raw, EVENTS);
     let marks = count(&store, "SELECT COUNT(*) FROM session_events");
@@ -291,7 +253,7 @@ fn cardinality() -> serde_json::Value {
     };
     let scenario = |minutes: &[i64], spread: bool| {
         let store = SqliteStore::open_in_memory().unwrap();
-        let counting = Counting::new(&store);
+        let counting = Counted::new(&store);
         let mut unbounded = 0;
         let mut requests = Vec::new();
         for (r, &minute) in minutes.iter().enumerate() {
@@ -308,7 +270,7 @@ fn cardinality() -> serde_json::Value {
             let stored = block_on(pipeline::store_events(&counting, &events, now_ms)).unwrap();
             requests.push(serde_json::json!({
                 "rollup_rows": stored.rollup_rows,
-                "table_rows": counting.take(),
+                "table_rows": counting.take_rows_changed(),
             }));
         }
         serde_json::json!({

@@ -105,3 +105,55 @@ pub trait Executor {
     /// any other failure; either way nothing was applied.
     async fn batch(&self, groups: Vec<Vec<Statement>>) -> Result<Vec<u64>, Error>;
 }
+
+/// An executor that counts what passes through it to another: the queries D1 would bill
+/// an invocation for (one per read, one per statement of a batch) and the table rows the
+/// batches changed. Budgets (D1's 1,000 queries per invocation) and rows written per
+/// event are measured with it rather than taken from what the code reports of itself.
+pub struct Counted<'a, E> {
+    inner: &'a E,
+    queries: std::cell::Cell<u32>,
+    rows_changed: std::cell::Cell<u64>,
+}
+
+impl<'a, E: Executor> Counted<'a, E> {
+    pub fn new(inner: &'a E) -> Self {
+        Self {
+            inner,
+            queries: std::cell::Cell::new(0),
+            rows_changed: std::cell::Cell::new(0),
+        }
+    }
+
+    /// The queries counted since the last call.
+    pub fn take_queries(&self) -> u32 {
+        self.queries.replace(0)
+    }
+
+    /// The rows changed since the last call.
+    pub fn take_rows_changed(&self) -> u64 {
+        self.rows_changed.replace(0)
+    }
+}
+
+impl<E: Executor> Executor for Counted<'_, E> {
+    async fn query<T: DeserializeOwned>(
+        &self,
+        sql: &'static str,
+        values: Vec<Bound>,
+    ) -> Result<Vec<T>, Error> {
+        self.queries.set(self.queries.get().saturating_add(1));
+        self.inner.query(sql, values).await
+    }
+
+    async fn batch(&self, groups: Vec<Vec<Statement>>) -> Result<Vec<u64>, Error> {
+        let statements =
+            u32::try_from(groups.iter().map(Vec::len).sum::<usize>()).unwrap_or(u32::MAX);
+        self.queries
+            .set(self.queries.get().saturating_add(statements));
+        let changed = self.inner.batch(groups).await?;
+        self.rows_changed
+            .set(self.rows_changed.get() + changed.iter().sum::<u64>());
+        Ok(changed)
+    }
+}

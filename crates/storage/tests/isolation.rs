@@ -11,7 +11,7 @@ use tally_core::rollup::Period;
 use tally_core::time::{DAY_MS, HOUR_MS, MINUTE_MS};
 use tally_core::{Context, Event, RawEvent, Settings, validate};
 use tally_storage::alerts::{AlertStore, AlertWrite, evaluate};
-use tally_storage::exec::{Bound, Executor, Statement};
+use tally_storage::exec::{Bound, Counted, Executor, Statement};
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{Error, RollupStore, Write, Writer, pipeline};
 
@@ -100,43 +100,6 @@ fn poison_rows(store: &SqliteStore, project: &str, period: Period) {
         "no {} rows of {project} to poison",
         period.name()
     );
-}
-
-/// An executor that counts the D1 queries a run would make: one per statement read,
-/// one per statement of a batch.
-struct Counting<'a> {
-    inner: &'a SqliteStore,
-    queries: Cell<u32>,
-}
-
-impl<'a> Counting<'a> {
-    fn new(inner: &'a SqliteStore) -> Self {
-        Self {
-            inner,
-            queries: Cell::new(0),
-        }
-    }
-
-    fn take(&self) -> u32 {
-        self.queries.replace(0)
-    }
-}
-
-impl Executor for Counting<'_> {
-    async fn query<T: DeserializeOwned>(
-        &self,
-        sql: &'static str,
-        values: Vec<Bound>,
-    ) -> Result<Vec<T>, Error> {
-        self.queries.set(self.queries.get() + 1);
-        self.inner.query(sql, values).await
-    }
-
-    async fn batch(&self, groups: Vec<Vec<Statement>>) -> Result<Vec<u64>, Error> {
-        let statements: usize = groups.iter().map(Vec::len).sum();
-        self.queries.set(self.queries.get() + statements as u32);
-        self.inner.batch(groups).await
-    }
 }
 
 #[test]
@@ -258,9 +221,9 @@ fn a_thousand_rules_are_evaluated_within_the_query_budget() {
     for chunk in rules.chunks(100) {
         add_rules(&store, chunk);
     }
-    let counting = Counting::new(&store);
+    let counting = Counted::new(&store);
     let run = block_on(evaluate(&counting, now)).unwrap();
-    let queries = counting.take();
+    let queries = counting.take_queries();
     assert_eq!((run.rules, run.evaluated, run.fired), (1000, 1000, 0));
     assert_eq!((run.failed, run.deferred), (0, 0));
     assert_eq!(run.queries, queries, "the run counts what it does");
@@ -281,7 +244,7 @@ fn a_thousand_rules_are_evaluated_within_the_query_budget() {
         .unwrap();
     }
     let run = block_on(evaluate(&counting, now + 1000)).unwrap();
-    let queries = counting.take();
+    let queries = counting.take_queries();
     assert_eq!((run.fired, run.deferred, run.failed), (500, 0, 0));
     assert_eq!(run.queries, queries);
     // The rules, meta, a read per project, two statements per 100 changes, the records
@@ -319,13 +282,13 @@ fn state_changes_whose_write_fails_are_written_one_by_one_within_the_budget() {
     // they are written one by one, 200 statements, within the budget (what it could not
     // hold would be left to the next run).
     store.fail_commit_at(0);
-    let counting = Counting::new(&store);
+    let counting = Counted::new(&store);
     let mut runs = Vec::new();
     let mut fired = 0;
     while fired < 300 {
         assert!(runs.len() < 3, "{runs:?}");
         let run = block_on(evaluate(&counting, now + 1000 * runs.len() as i64)).unwrap();
-        let queries = counting.take();
+        let queries = counting.take_queries();
         assert_eq!(run.queries, queries);
         assert!(
             queries <= tally_storage::alerts::ALERT_QUERY_BUDGET,
@@ -355,13 +318,13 @@ fn rules_past_the_budget_are_deferred_to_the_next_run_which_starts_with_them() {
     for chunk in rules.chunks(100) {
         add_rules(&store, chunk);
     }
-    let counting = Counting::new(&store);
+    let counting = Counted::new(&store);
     let mut seen = std::collections::BTreeSet::new();
     let mut runs = Vec::new();
     for minute in 0..3 {
         let now = T0 + minute * MINUTE_MS;
         let run = block_on(evaluate(&counting, now)).unwrap();
-        let queries = counting.take();
+        let queries = counting.take_queries();
         assert!(
             queries <= tally_storage::alerts::ALERT_QUERY_BUDGET,
             "{queries}"
