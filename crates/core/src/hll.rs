@@ -622,17 +622,22 @@ mod tests {
         rmse: f64,
         bias: f64,
         worst: f64,
+        /// The 99th percentile of |relative error| (nearest rank): what README promises per count.
+        p99: f64,
     }
 
     /// Relative errors of `count` over `seeds` independent streams, measured at each of
     /// `checkpoints` (increasing) along every stream.
     fn accuracy(checkpoints: &[u64], seeds: u64, dense: bool) -> Vec<Stats> {
         let mut sums = vec![(0.0, 0.0, 0.0f64); checkpoints.len()];
+        let mut magnitudes = vec![Vec::with_capacity(seeds as usize); checkpoints.len()];
         for seed in 0..seeds {
             let mut rng = SplitMix(seed.wrapping_mul(0x1234_5678_9abc_def1) ^ 0xfeed);
             let mut hll = if dense { dense_of(&[]) } else { Hll::default() };
             let mut inserted = 0;
-            for (checkpoint, sum) in checkpoints.iter().zip(&mut sums) {
+            for ((checkpoint, sum), magnitudes) in
+                checkpoints.iter().zip(&mut sums).zip(&mut magnitudes)
+            {
                 while inserted < *checkpoint {
                     hll.insert_hash(rng.next_u64());
                     inserted += 1;
@@ -641,29 +646,40 @@ mod tests {
                 sum.0 += error * error;
                 sum.1 += error;
                 sum.2 = sum.2.max(error.abs());
+                magnitudes.push(error.abs());
             }
         }
         sums.into_iter()
-            .map(|(squares, errors, worst)| Stats {
-                rmse: (squares / seeds as f64).sqrt(),
-                bias: errors / seeds as f64,
-                worst,
+            .zip(magnitudes)
+            .map(|((squares, errors, worst), mut magnitudes)| {
+                magnitudes.sort_by(f64::total_cmp);
+                let rank = (0.99 * magnitudes.len() as f64).ceil() as usize;
+                Stats {
+                    rmse: (squares / seeds as f64).sqrt(),
+                    bias: errors / seeds as f64,
+                    worst,
+                    p99: magnitudes[rank.clamp(1, magnitudes.len()) - 1],
+                }
             })
             .collect()
     }
 
-    /// Checks RMSE ≤ 2% and no visible bias for each run of (checkpoints along every stream,
-    /// seeds, whether the counter is dense from the first hash).
+    /// Checks RMSE ≤ 2%, 99% of single counts within 5% (the bound README states; a count is
+    /// not within 2% about one time in five at p = 12, see `benches/hll_error.rs`) and no
+    /// visible bias for each run of (checkpoints along every stream, seeds, whether the counter
+    /// is dense from the first hash).
     fn check_accuracy(runs: &[(&[u64], u64, bool)]) {
         for &(checkpoints, seeds, dense) in runs {
             for (n, stats) in checkpoints.iter().zip(accuracy(checkpoints, seeds, dense)) {
                 println!(
-                    "n={n} seeds={seeds} dense={dense}: rmse {:.3}% bias {:+.3}% worst {:.3}%",
+                    "n={n} seeds={seeds} dense={dense}: rmse {:.3}% bias {:+.3}% p99 {:.3}% worst {:.3}%",
                     stats.rmse * 100.0,
                     stats.bias * 100.0,
+                    stats.p99 * 100.0,
                     stats.worst * 100.0
                 );
                 assert!(stats.rmse <= 0.02, "n={n}: rmse {}", stats.rmse);
+                assert!(stats.p99 <= 0.05, "n={n}: p99 |error| {}", stats.p99);
                 // Unbiased: the mean error is within 4 standard errors of the mean.
                 let limit = 4.0 * 0.0163 / (seeds as f64).sqrt();
                 assert!(stats.bias.abs() <= limit, "n={n}: bias {}", stats.bias);
@@ -672,7 +688,7 @@ mod tests {
     }
 
     #[test]
-    fn relative_error_within_two_percent_up_to_1e5() {
+    fn rmse_within_two_percent_and_p99_within_five_up_to_1e5() {
         check_accuracy(&[
             (&[1_000, 10_000, 100_000], 200, false),
             (&[100, 1_000, 10_000], 200, true),
@@ -680,7 +696,7 @@ mod tests {
     }
 
     #[test]
-    fn relative_error_within_two_percent_at_1e6() {
+    fn rmse_within_two_percent_and_p99_within_five_at_1e6() {
         check_accuracy(&[(&[1_000_000], 100, false)]);
     }
 

@@ -5,8 +5,8 @@
 //! - [`RawEvent`] is what a client sends; [`validate()`] turns it into an [`Event`] (or a
 //!   [`Rejection`] a person can act on), given the current time and an id source.
 //! - [`queue::pack`] packs validated events into queue messages within the Queue limits.
-//! - [`sketch::Sketch`] (quantiles within 1%) and [`hll::Hll`] (distinct counts within
-//!   2%) are the mergeable summaries every rollup row keeps; both encode to compact,
+//! - [`sketch::Sketch`] (quantiles within 1%) and [`hll::Hll`] (distinct counts with a
+//!   1.6% standard error, 99% of counts within 5%) are the mergeable summaries every rollup row keeps; both encode to compact,
 //!   versioned, canonical bytes.
 //! - [`idempotency`] checks `Idempotency-Key` headers and derives event ids from them.
 //! - [`hash`] turns raw identifiers into hashes; [`time`] and [`range`] give UTC buckets
