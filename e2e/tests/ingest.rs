@@ -655,6 +655,8 @@ fn cors_preflights_are_answered_and_origins_enforced_per_project() {
     let allowed = a.header("access-control-allow-headers").unwrap();
     assert!(allowed.contains("authorization"), "{allowed}");
     assert!(allowed.contains("idempotency-key"), "{allowed}");
+    // A compressing browser SDK sends Content-Encoding, which needs the preflight's leave.
+    assert!(allowed.contains("content-encoding"), "{allowed}");
     assert!(
         a.header("access-control-allow-methods")
             .unwrap()
@@ -679,6 +681,9 @@ fn cors_preflights_are_answered_and_origins_enforced_per_project() {
         ok.header("access-control-allow-origin"),
         Some("https://www.shop.example")
     );
+    // A page's script can read why an event was dropped (a headless browser is a bot).
+    let exposed = ok.header("access-control-expose-headers").unwrap();
+    assert!(exposed.contains("x-tally-dropped"), "{exposed}");
     let refused = from("https://shop.example.evil.net");
     assert_eq!(refused.status, 403);
     assert_eq!(refused.json["error"]["code"], "origin_not_allowed");
@@ -704,6 +709,105 @@ fn ndjson_batches_are_accepted_line_by_line() {
     );
     assert_eq!(a.json["results"][2]["error"]["code"], "malformed_json");
     wait_for_count(&p, 2);
+}
+
+/// `data` compressed as one gzip member, as an SDK sends it.
+fn gzipped(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// Several SDKs compress their bodies: every endpoint decodes `Content-Encoding: gzip`
+/// within the same 1 MiB limit, so a gzip bomb is a 413, a broken member a 400, another
+/// encoding a 415, and none of them stores anything.
+#[test]
+fn gzip_bodies_are_decoded_within_the_body_limit() {
+    let p = Project::new("gzip");
+    let post = |path: &str, content_type: &str, encoding: &str, body: Vec<u8>| {
+        request_bytes(
+            "POST",
+            &format!("{}{path}", url("ingest")),
+            &[
+                ("content-type", content_type),
+                ("content-encoding", encoding),
+                ("authorization", &p.write_auth()),
+                ("user-agent", BROWSER),
+                ("cf-connecting-ip", "203.0.113.9"),
+            ],
+            body,
+        )
+    };
+    let events = json!([{"name": "zipped", "status": 200}, {"name": "zipped", "status": 500}]);
+    let a = post(
+        "/v1/events",
+        "application/json",
+        "gzip",
+        gzipped(events.to_string().as_bytes()),
+    );
+    assert_eq!(a.status, 202, "{}", a.json);
+    assert_eq!(a.json["accepted"], 2, "{}", a.json);
+    let page = json!({"name": "pageview", "url": "https://shop.example/zipped", "domain": p.slug});
+    let a = post(
+        "/api/event",
+        "text/plain",
+        "gzip",
+        gzipped(page.to_string().as_bytes()),
+    );
+    assert_eq!((a.status, &a.json), (202, &json!("ok")));
+
+    // 64 MiB of one event's padding compresses to some 64 KiB, well under the limit.
+    let mut bomb = br#"[{"name":"bomb","metadata":{"pad":""#.to_vec();
+    bomb.extend(std::iter::repeat_n(b'a', 64 << 20));
+    bomb.extend(br#""}}]"#);
+    let bomb = gzipped(&bomb);
+    assert!(bomb.len() < 1 << 20, "{}", bomb.len());
+    let refused = [
+        (
+            post("/v1/events", "application/json", "gzip", bomb),
+            413,
+            "body_too_large",
+        ),
+        (
+            post(
+                "/v1/events",
+                "application/json",
+                "gzip",
+                events.to_string().into_bytes(),
+            ),
+            400,
+            "malformed_gzip",
+        ),
+        (
+            post(
+                "/v1/events",
+                "application/json",
+                "br",
+                events.to_string().into_bytes(),
+            ),
+            415,
+            "unsupported_encoding",
+        ),
+    ];
+    for (answer, status, code) in refused {
+        assert_eq!(answer.status, status, "{}", answer.json);
+        assert_eq!(answer.json["error"]["code"], code, "{}", answer.json);
+    }
+    wait_for_count(&p, 3);
+    let names: Vec<String> = with_d1(|db| {
+        let mut stmt = db
+            .prepare(
+                "SELECT name FROM raw_events
+                 WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) ORDER BY name",
+            )
+            .unwrap();
+        stmt.query_map([&p.slug], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    });
+    assert_eq!(names, ["pageview", "zipped", "zipped"]);
 }
 
 /// A key for one request, unique to this run.

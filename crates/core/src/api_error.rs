@@ -98,6 +98,7 @@ impl From<Error> for ApiError {
             Error::TimestampText(_) | Error::TimestampNumber(_) | Error::TimestampType(_) => {
                 Self::bad_request("invalid_field", error).with("field", json!("timestamp"))
             }
+            Error::InflatedTooLarge { .. } => Self::new(413, "body_too_large", error.to_string()),
             Error::MalformedMessage(_)
             | Error::UnsupportedVersion(_)
             | Error::InvalidSketch(_)
@@ -150,6 +151,11 @@ mod tests {
             Error::Window("1w".into()),
             400,
             json!({"error": {"code": "invalid_window", "message": "window \"1w\" is not a duration such as 30m, 12h or 7d (s, m, h or d; at most 90d)"}}),
+        );
+        check(
+            Error::InflatedTooLarge { limit: 1_048_576 },
+            413,
+            json!({"error": {"code": "body_too_large", "message": "the request body decompresses to more than 1048576 bytes (1 MiB); split the batch"}}),
         );
         check(
             Error::InvalidHll("truncated"),

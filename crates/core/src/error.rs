@@ -64,6 +64,10 @@ pub enum Error {
     #[error("window {0:?} is not a duration such as 30m, 12h or 7d (s, m, h or d; at most 90d)")]
     Window(String),
 
+    /// A `Content-Encoding: gzip` body that decompresses to more than `limit` bytes.
+    #[error("the request body decompresses to more than {limit} bytes (1 MiB); split the batch")]
+    InflatedTooLarge { limit: usize },
+
     /// A timestamp string that is not RFC 3339.
     #[error("timestamp {0:?} is not RFC 3339 (e.g. 2025-01-18T14:30:00Z)")]
     TimestampText(String),

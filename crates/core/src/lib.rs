@@ -27,6 +27,7 @@ pub mod alerts;
 pub mod api_error;
 pub mod event;
 pub mod funnel;
+pub mod gzip;
 pub mod hash;
 pub mod hll;
 pub mod idempotency;

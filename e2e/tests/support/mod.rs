@@ -106,6 +106,15 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&
     answer(response)
 }
 
+/// Any request with a body of raw bytes (a compressed body, which is not text).
+pub fn request_bytes(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
+    let mut builder = ureq::http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    answer(agent().run(builder.body(body).expect("a valid request")))
+}
+
 /// The admin token of the running stack.
 pub fn admin_token() -> String {
     std::env::var("TALLY_ADMIN_TOKEN").unwrap_or_else(|_| {

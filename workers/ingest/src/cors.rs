@@ -26,7 +26,7 @@ pub async fn preflight(req: &Request, env: &Env, url: &Url) -> Result<Response, 
         ("access-control-allow-methods", "POST, OPTIONS"),
         (
             "access-control-allow-headers",
-            "authorization, content-type, idempotency-key",
+            "authorization, content-type, content-encoding, idempotency-key",
         ),
         ("access-control-max-age", &MAX_AGE_S.to_string()),
     ] {
@@ -40,7 +40,10 @@ pub fn decorate(mut response: Response, origin: Option<&str>) -> worker::Result<
     if let Some(origin) = origin {
         let headers = response.headers_mut();
         headers.set("access-control-allow-origin", origin)?;
-        headers.set("access-control-expose-headers", "retry-after")?;
+        headers.set(
+            "access-control-expose-headers",
+            "retry-after, x-tally-dropped",
+        )?;
         headers.append("vary", "Origin")?;
     }
     Ok(response)

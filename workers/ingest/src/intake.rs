@@ -38,7 +38,8 @@ pub fn unsupported(media_type: &str, takes: &str) -> ApiError {
 }
 
 /// The whole body, refusing more than [`MAX_BODY_BYTES`] (by `Content-Length` when
-/// given, before reading).
+/// given, before reading), decoded when sent with `Content-Encoding: gzip` and refused
+/// when it decompresses to more than [`MAX_BODY_BYTES`].
 pub async fn read_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
     if let Some(length) = req.headers().get("content-length").ok().flatten()
         && length.parse::<usize>().is_ok_and(|n| n > MAX_BODY_BYTES)
@@ -54,7 +55,20 @@ pub async fn read_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(too_large());
     }
-    Ok(body)
+    let encoding = req.headers().get("content-encoding").ok().flatten();
+    match encoding.as_deref().map(|e| e.trim().to_ascii_lowercase()) {
+        None => Ok(body),
+        Some(e) if e.is_empty() || e == "identity" => Ok(body),
+        // Several SDKs compress their batches; the decompressed body keeps the same limit.
+        Some(e) if e == "gzip" || e == "x-gzip" => {
+            Ok(tally_core::gzip::decode(&body, MAX_BODY_BYTES)?)
+        }
+        Some(e) => Err(ApiError::new(
+            415,
+            "unsupported_encoding",
+            format!("Content-Encoding {e} is not supported; send gzip or an uncompressed body"),
+        )),
+    }
 }
 
 fn too_large() -> ApiError {
