@@ -97,6 +97,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0010_share_links_and_sessions.sql",
         include_str!("../../../migrations/0010_share_links_and_sessions.sql"),
     ),
+    (
+        "0011_session_marks_by_user.sql",
+        include_str!("../../../migrations/0011_session_marks_by_user.sql"),
+    ),
 ];
 
 /// The `events_between` cursor before every row: no event time is negative, and the

@@ -294,3 +294,29 @@ fn each_erasure_step_reads_one_window_of_the_primary_key() {
         );
     }
 }
+
+#[test]
+fn one_users_session_marks_are_read_through_the_user_index() {
+    // The per-user session reads and erasure filtered every mark of the project in
+    // range by user; with the index by user they read only that user's marks.
+    let store = SqliteStore::open_in_memory().unwrap();
+    for statement in [
+        tally_core::sql::SESSION_MARKS_OF_USER,
+        tally_core::sql::ERASE_SESSION_MARKS,
+    ] {
+        let steps = support::query_plan(&store, statement);
+        let by_user: Vec<&String> = steps
+            .iter()
+            .filter(|s| s.contains("session_events_by_user"))
+            .collect();
+        assert_eq!(by_user.len(), 1, "{statement}: {steps:?}");
+        assert!(by_user[0].contains("user=?"), "{steps:?}");
+        assert!(
+            steps
+                .iter()
+                .filter(|s| s.contains("session_events"))
+                .all(|s| s.starts_with("SEARCH")),
+            "{statement}: {steps:?}"
+        );
+    }
+}
