@@ -3,7 +3,7 @@
 //! and takes a read token.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -12,13 +12,6 @@ use crate::support::*;
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 86_400_000;
 const MINUTE: i64 = 60_000;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 /// The UTC calendar date of a day number (days since 1970-01-01), by Howard Hinnant's
 /// `civil_from_days`, written here so that tests do not lean on Tally's own dates.

@@ -3,19 +3,12 @@
 //! and phone width), and over plain HTTP: badges, public dashboards, share links and
 //! tokens of other projects.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::support::browser::Browser;
 use crate::support::*;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 /// An HTTP answer with its body as text. Redirects are not followed, so a login's 303
 /// and its `Set-Cookie` can be checked.

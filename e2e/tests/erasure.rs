@@ -13,14 +13,6 @@ use crate::support::*;
 const MINUTE: i64 = 60_000;
 const DAY: i64 = 86_400_000;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-        - 1000
-}
-
 /// `GET` a path of the query worker with the project's read token.
 fn read(p: &Project, path: &str) -> Answer {
     request(

@@ -2,7 +2,7 @@
 //! answers of every JSON endpoint (read API, the seeds' aliases, the admin API, health
 //! and ingest, successes and errors) match the schema it documents for their status.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -10,13 +10,6 @@ use crate::support::*;
 
 const MINUTE: i64 = 60_000;
 const DAY: i64 = 86_400_000;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 /// The OpenAPI document and where each answer is checked against it.
 struct Spec {

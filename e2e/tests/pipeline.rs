@@ -317,14 +317,6 @@ fn retention_purges_raw_events_and_keeps_rollups() {
     );
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-        - 1000
-}
-
 #[test]
 fn session_marks_are_kept_for_pairing() {
     let p = Project::new("music");

@@ -14,13 +14,6 @@ const MINUTE: i64 = 60_000;
 const HOUR: i64 = 60 * MINUTE;
 const DAY: i64 = 24 * HOUR;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 /// `YYYY-MM-DD` of a UTC instant (Howard Hinnant's `civil_from_days`).
 fn date(ms: i64) -> String {
     let z = ms.div_euclid(DAY) + 719_468;

@@ -298,6 +298,15 @@ impl Browser {
         );
     }
 
+    /// Makes the page see the system's colour scheme as `scheme` (`light` or `dark`), as
+    /// `prefers-color-scheme` reports it.
+    pub fn emulate_color_scheme(&self, scheme: &str) {
+        self.cdp(
+            "Emulation.setEmulatedMedia",
+            json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
+        );
+    }
+
     /// Saves a PNG of the whole page (beyond the window) and answers its path.
     pub fn screenshot(&self, name: &str) -> PathBuf {
         let size = self.script(

@@ -28,6 +28,14 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// The wall clock in epoch milliseconds, as event timestamps carry it.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
 /// A UUID that is unique to `run` and `i`.
 pub fn event_id(run: u32, i: u32) -> String {
     format!("{run:08x}-0000-4000-8000-{i:012x}")

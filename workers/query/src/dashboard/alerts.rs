@@ -11,7 +11,7 @@ use std::fmt::Write;
 use tally_core::alerts::{Metric, Rule, State};
 use tally_storage::alerts::{AlertRecord, CampaignState, RuleEntry};
 
-use crate::edge::html::{Fixed, date_time, escape, int, millis};
+use crate::edge::html::{Fixed, cut_cell, date_time, escape, int, millis};
 
 /// What the section shows.
 #[derive(Debug, Default)]
@@ -152,10 +152,11 @@ pub fn section(out: &mut String, alerts: &Alerts) {
             if let Some(campaign) = f.campaign_paused {
                 let _ = write!(rule, " (paused {campaign})");
             }
+            out.push_str("<tr>");
+            cut_cell(out, "", "", &rule);
             let _ = write!(
                 out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(&rule),
+                "<td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 escape(&fired),
                 escape(&value_text(metric_of(f.rule_id), f.value)),
                 escape(&resolved),
@@ -188,11 +189,12 @@ pub fn section(out: &mut String, alerts: &Alerts) {
                     )
                 })
                 .unwrap_or_else(|| "not evaluated yet".to_owned());
+            out.push_str("<tr>");
+            cut_cell(out, "", "", &rule.name);
+            cut_cell(out, "", "", &condition(rule));
             let _ = write!(
                 out,
-                r#"<tr><td>{}</td><td>{}</td><td class="{}">{}</td><td>{}</td></tr>"#,
-                escape(&rule.name),
-                escape(&condition(rule)),
+                r#"<td class="{}">{}</td><td>{}</td></tr>"#,
                 if entry.status.state == State::Firing && rule.enabled {
                     "firing"
                 } else {
@@ -215,13 +217,15 @@ pub fn section(out: &mut String, alerts: &Alerts) {
     } else {
         out.push_str(r#"<div class="scroll"><table id="paused-campaigns"><thead><tr><th>Campaign</th><th>Since</th><th>Reason</th></tr></thead><tbody>"#);
         for c in paused {
+            out.push_str("<tr>");
+            cut_cell(out, "", "", &c.campaign);
             let _ = write!(
                 out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(&c.campaign),
-                escape(&time_or_dash(Some(c.updated_at))),
-                escape(c.reason.as_deref().unwrap_or("–"))
+                "<td>{}</td>",
+                escape(&time_or_dash(Some(c.updated_at)))
             );
+            cut_cell(out, "", "", c.reason.as_deref().unwrap_or("–"));
+            out.push_str("</tr>");
         }
         out.push_str("</tbody></table></div>");
         out.push_str(r#"<p class="note">Resume one with <code>cargo xtask campaign resume &lt;project&gt; &lt;campaign&gt;</code>.</p>"#);

@@ -9,33 +9,36 @@ use tally_core::time::{Interval, date_label, date_of};
 use super::alerts::{self, Alerts};
 use super::report::{HEATMAP_DAYS, Report, Row};
 use super::svg::{self, Bucket};
-use crate::edge::html::{bytes, compact, date_time, escape, int, millis, percent};
+use crate::edge::html::{bytes, compact, cut_cell, date_time, escape, int, millis, percent};
 
 /// The page's stylesheet: a responsive grid that is one column on a phone.
 const CSS: &str = "\
-:root{--fg:#0f172a;--muted:#64748b;--line:#e2e8f0;--bg:#f8fafc;--blue:#2563eb;--red:#dc2626}\
+:root{color-scheme:light dark;--fg:#0f172a;--muted:#64748b;--line:#e2e8f0;--bg:#f8fafc;--card:#fff;--edge:#cbd5e1;--blue:#2563eb;--red:#dc2626;--barbg:#bfdbfe;--warnbg:#fef2f2;--warnline:#fecaca;--warnfg:#991b1b}\
+@media (prefers-color-scheme:dark){:root{--fg:#e2e8f0;--muted:#94a3b8;--line:#334155;--bg:#0b1120;--card:#111827;--edge:#475569;--blue:#60a5fa;--red:#f87171;--barbg:#1e3a8a;--warnbg:#450a0a;--warnline:#7f1d1d;--warnfg:#fecaca}}\
 *{box-sizing:border-box}\
 body{margin:0;font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:var(--fg);background:var(--bg)}\
 header{background:#0f172a;color:#fff;padding:12px 20px;display:flex;flex-wrap:wrap;gap:4px 16px;align-items:baseline;justify-content:space-between}\
-header h1{font-size:18px;margin:0}header h1 span{color:#94a3b8;font-weight:400}\
+header h1{font-size:18px;margin:0;min-width:0;overflow-wrap:anywhere}header h1 span{color:#94a3b8;font-weight:400}\
 header .meta{color:#cbd5e1;font-size:13px;display:flex;gap:8px;align-items:center;flex-wrap:wrap}\
 header form{display:inline}header button{background:none;border:1px solid #475569;color:#e2e8f0;padding:2px 8px}\
 main{max-width:1240px;margin:0 auto;padding:16px}\
 .picker{display:flex;flex-wrap:wrap;gap:8px 20px;align-items:center;margin-bottom:14px}\
 .picker form{display:flex;flex-wrap:wrap;gap:6px;align-items:center}\
 #range{font-weight:600;margin-bottom:10px}\
-button,input{font:inherit}\
-button{border:1px solid #cbd5e1;background:#fff;border-radius:6px;padding:4px 10px;cursor:pointer}\
+button,input{font:inherit;color:inherit}\
+button{border:1px solid var(--edge);background:var(--card);border-radius:6px;padding:4px 10px;cursor:pointer}\
 button.on{background:var(--blue);border-color:var(--blue);color:#fff}\
-input{border:1px solid #cbd5e1;border-radius:6px;padding:3px 8px;background:#fff}\
+input{border:1px solid var(--edge);border-radius:6px;padding:3px 8px;background:var(--card);max-width:100%}\
+a{color:var(--blue)}\
+:focus-visible{outline:2px solid var(--blue);outline-offset:2px}\
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(124px,1fr));gap:10px;margin-bottom:16px}\
-.card{background:#fff;border:1px solid var(--line);border-radius:8px;padding:10px 12px}\
+.card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:10px 12px;min-width:0}\
 .card .k{color:var(--muted);font-size:12px}\
 .card .v{font-size:22px;font-weight:600;font-variant-numeric:tabular-nums;white-space:nowrap}\
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,380px),1fr));gap:16px;margin-bottom:16px}\
-.panel{background:#fff;border:1px solid var(--line);border-radius:8px;padding:12px 14px;min-width:0}\
+.panel{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:12px 14px;min-width:0}\
 h2{font-size:15px;margin:0 0 8px}h3{font-size:13px;margin:14px 0 4px;color:var(--muted)}\
-.note{color:var(--muted);font-size:12px;margin:6px 0}\
+.note{color:var(--muted);font-size:12px;margin:6px 0;overflow-wrap:anywhere}\
 .scroll{overflow-x:auto}.chart{width:100%;min-width:440px;height:auto;display:block}\
 .end{direction:rtl}.end>*{direction:ltr}\
 .chart .axis{font-size:12px;fill:var(--muted)}.chart .label{font-size:12px;fill:var(--fg)}\
@@ -43,15 +46,17 @@ h2{font-size:15px;margin:0 0 8px}h3{font-size:13px;margin:14px 0 4px;color:var(-
 .legend{font-size:12px;color:var(--muted)}.legend i{display:inline-block;width:10px;height:10px;border-radius:2px;margin:0 4px 0 8px}\
 table{width:100%;border-collapse:collapse;font-variant-numeric:tabular-nums}\
 th,td{padding:4px 6px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}\
-th:first-child,td:first-child{text-align:left;white-space:normal;overflow-wrap:anywhere}\
+th:first-child,td:first-child{text-align:left}\
+td.t{max-width:0;width:100%;overflow:hidden;text-overflow:ellipsis;text-align:left}\
 th{font-size:12px;color:var(--muted);font-weight:500}\
-td.b{background:linear-gradient(#bfdbfe,#bfdbfe) no-repeat 0 100%/var(--w) 4px;padding-bottom:7px}\
+td.b{background:linear-gradient(var(--barbg),var(--barbg)) no-repeat 0 100%/var(--w) 4px;padding-bottom:7px}\
 .empty{color:var(--muted)}.firing{color:var(--red);font-weight:600}\
-.error{background:#fef2f2;border:1px solid #fecaca;color:#991b1b;padding:8px 12px;border-radius:8px;margin-bottom:16px}\
-.login{max-width:420px;margin:10vh auto;background:#fff;border:1px solid var(--line);border-radius:10px;padding:24px}\
+.error{background:var(--warnbg);border:1px solid var(--warnline);color:var(--warnfg);padding:8px 12px;border-radius:8px;margin-bottom:16px;overflow-wrap:anywhere}\
+.login{max-width:420px;margin:10vh auto;background:var(--card);border:1px solid var(--line);border-radius:10px;padding:24px}\
 .login input{width:100%;margin:6px 0 12px;padding:6px 8px}\
 footer{color:var(--muted);font-size:12px;padding:0 16px 24px;max-width:1240px;margin:0 auto}\
-@media (max-width:600px){header{padding:10px 12px}main{padding:10px}.card .v{font-size:18px}}";
+@media (max-width:600px){header{padding:10px 12px}main{padding:10px}.card .v{font-size:18px}.panel{padding:10px}.chart{min-width:0}}\
+@media print{body{background:#fff;color:#000}header{background:none;color:#000;border-bottom:1px solid #999}header h1 span,header .meta{color:#333}header form,.picker,#funnel form{display:none}.grid{display:block}.panel,.card{break-inside:avoid;border-color:#999;margin-bottom:12px}.chart{min-width:0}.scroll{overflow:visible}}";
 
 /// How the viewer got in, shown in the header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,8 +152,8 @@ pub fn dashboard(page: &Page<'_>) -> String {
     }
     out.push_str(
         "</main><footer>From Tally's hourly and daily rollups. Counts are exact; \
-         percentiles are within 1% and unique counts within 2% (merged sketches and \
-         HyperLogLogs). All times are UTC.</footer></body></html>",
+         percentiles are within 1%; unique counts are estimates with a 1.6% standard error, \
+         99% of them within 5% (merged sketches and HyperLogLogs). All times are UTC.</footer></body></html>",
     );
     out
 }
@@ -405,14 +410,16 @@ fn table(
     let max = rows.iter().map(bar_of).max().unwrap_or(0).max(1);
     for row in rows {
         let width = (bar_of(row) as f64 * 100.0 / max as f64).round() as u64;
-        let _ = write!(
+        out.push_str("<tr>");
+        cut_cell(
             out,
-            r#"<tr><td class="b" style="--w:{width}%">{}</td>"#,
-            escape(if row.value.is_empty() {
+            "b",
+            &format!("--w:{width}%"),
+            if row.value.is_empty() {
                 "(none)"
             } else {
                 &row.value
-            })
+            },
         );
         for (_, cell) in columns {
             let _ = write!(out, "<td>{}</td>", escape(&cell(row)));
@@ -575,11 +582,16 @@ fn marketing(out: &mut String, page: &Page<'_>, report: &Report) {
             let width = (step.count.min(first) * 100)
                 .checked_div(first)
                 .unwrap_or(0);
+            out.push_str("<tr>");
+            cut_cell(
+                out,
+                "b",
+                &format!("--w:{width}%"),
+                &format!("{}. {}", i + 1, step.name),
+            );
             let _ = write!(
                 out,
-                r#"<tr><td class="b" style="--w:{width}%">{}. {}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
-                i + 1,
-                escape(&step.name),
+                r#"<td>{}</td><td>{}</td><td>{}</td></tr>"#,
                 int(step.count),
                 escape(&percent(step.count, first)),
                 int(step.users)
@@ -745,7 +757,7 @@ mod tests {
         assert!(html.contains(r#"<input type="hidden" name="steps" value="visit,signup">"#));
         assert!(
             html.contains(
-                r#"<td class="b" style="--w:25%">2. signup</td><td>25</td><td>25.0%</td>"#
+                r#"<td class="t b" style="--w:25%" title="2. signup">2. signup</td><td>25</td><td>25.0%</td>"#
             )
         );
         assert!(html.contains("not per-user conversion"));

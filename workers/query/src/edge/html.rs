@@ -22,6 +22,29 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// A table cell for a value of any length (a route, a campaign, a rule name): it takes
+/// the width the numbers beside it leave and cuts the text there with an ellipsis, keeping
+/// the whole value as its tooltip, so one long value neither widens the table past its
+/// panel nor squeezes the other columns. `class` adds classes (e.g. the bar's `b`), `style`
+/// an inline style.
+pub fn cut_cell(out: &mut String, class: &str, style: &str, text: &str) {
+    let text = escape(text);
+    let class = if class.is_empty() {
+        "t".to_owned()
+    } else {
+        format!("t {class}")
+    };
+    let style = if style.is_empty() {
+        String::new()
+    } else {
+        format!(r#" style="{style}""#)
+    };
+    let _ = write!(
+        out,
+        r#"<td class="{class}"{style} title="{text}">{text}</td>"#
+    );
+}
+
 /// A number shown with a fixed count of decimals (at most 3), written with integer
 /// arithmetic: Rust's float formatting would add ~10 KiB gzip to the worker.
 #[derive(Debug, Clone, Copy)]

@@ -1,6 +1,6 @@
 //! The measures of a merged rollup as the read API shows them: counts exact, error rate,
 //! duration percentiles from the merged sketch (within 1%), uniques from the merged
-//! HyperLogLogs (within 2%).
+//! HyperLogLogs (1.6% standard error, 99% of counts within 5%).
 
 use serde_json::{Map, Value};
 use tally_core::ApiError;
