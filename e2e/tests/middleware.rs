@@ -205,11 +205,49 @@ fn middleware_never_breaks_or_slows_the_worker_when_ingest_is_unreachable() {
         ("TALLY_MAX_BATCH_EVENTS", "1"),
     ]);
     let slowest = exercise(&worker);
+    // A silent ingest holds a send until the runtime gives up, some 20 s and more.
     assert!(
-        slowest < Duration::from_secs(2),
+        slowest < Duration::from_secs(5),
         "a response waited for ingest: {slowest:?}"
     );
     drop(hanging);
+}
+
+#[test]
+fn middleware_with_a_key_ingest_refuses_logs_the_refusal_and_stores_nothing() {
+    // A read token where the write key belongs: ingest answers 401 wrong_key_kind.
+    let p = Project::new("middleware-refused");
+    let worker = ExampleWorker::start(&[
+        ("TALLY_ENDPOINT", &url("ingest")),
+        ("TALLY_WRITE_KEY", &p.read_token),
+        // One batch of all the requests below, however slowly they come.
+        ("TALLY_MAX_BATCH_EVENTS", &REQUESTS.len().to_string()),
+        ("TALLY_FLUSH_INTERVAL_MS", "20000"),
+    ]);
+    exercise(&worker);
+    let log = eventually("the refusal is logged", Duration::from_secs(20), || {
+        let log = worker.log_text();
+        if log.contains("ingest refused") {
+            Ok(log)
+        } else {
+            Err(log)
+        }
+    });
+    assert!(
+        log.contains("401") && log.contains("wrong_key_kind"),
+        "the log says why: {log}"
+    );
+    assert_eq!(
+        log.matches("ingest refused").count(),
+        1,
+        "a refusal is not retried: {log}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let o = overview(&p);
+    assert_eq!(o.status, 200, "{}", o.json);
+    assert_eq!(o.json["events"], 0, "{}", o.json);
+    // The Worker serves on.
+    exercise(&worker);
 }
 
 /// The events of a request the receiver got.

@@ -1,5 +1,6 @@
 //! The middleware's example Worker (`clients/worker-middleware/example/`) run by a test
-//! under the repository's pinned wrangler, beside the stack, with the vars it is given.
+//! under the repository's pinned wrangler, beside the stack, with the vars it is given;
+//! its state and log go to `target/e2e/example-worker/`.
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -7,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::browser::artifacts_dir;
 use super::unique;
 
 /// A running `wrangler dev` of the example Worker; dropping it stops wrangler and workerd.
@@ -46,7 +46,8 @@ impl ExampleWorker {
     /// serves is reported, and the tests count them exactly.
     pub fn start(vars: &[(&str, &str)]) -> Self {
         let root = root();
-        let dir = artifacts_dir().join(unique("middleware-example"));
+        // Beside the stack's own state, which `cargo xtask test` clears before each run.
+        let dir = root.join("target/e2e/example-worker").join(unique("run"));
         std::fs::create_dir_all(&dir).expect("the example Worker's directory");
         let log = dir.join("wrangler.log");
         let out = std::fs::File::create(&log).expect("the example Worker's log");
