@@ -24,7 +24,7 @@ const MAX_FLUSH_INTERVAL_MS = 20000;
 /** How long before a retry of a failed send. */
 const RETRY_DELAY_MS = 250;
 
-/** At most this many paths segments are kept by the default templating, so deep paths stay few. */
+/** At most this many path segments are kept by the default templating, so deep paths stay few. */
 const MAX_TEMPLATE_SEGMENTS = 8;
 
 /**

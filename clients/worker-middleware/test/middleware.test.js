@@ -1,4 +1,4 @@
-// Unit tests of the middleware's pure parts and of its sending, with a fake fetch and context: run with `node --test clients/worker-middleware/test/`.
+// Unit tests of the middleware's pure parts and of its sending, with a fake fetch and context: run with `cargo xtask test js` (or `node --test test/*.test.js` here).
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
