@@ -12,6 +12,7 @@ mod erasure;
 mod hostile;
 mod ingest;
 mod layout;
+mod middleware;
 mod openapi;
 mod pipeline;
 mod query;

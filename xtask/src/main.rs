@@ -18,6 +18,8 @@ cargo xtask <task>
 Tasks:
   dev                 build and run the whole stack on 127.0.0.1 (Ctrl-C stops it)
   test                lint, unit tests, wasm checks and builds, end-to-end tests
+                      (`test e2e [FILTER]`: only end-to-end tests; `test js`: only
+                      the Worker middleware's JavaScript tests)
   build               build the three workers' wasm bundles and print their sizes
   deploy              deploy to Cloudflare: find or create D1, KV and queues, apply
                       migrations, set secrets, deploy consumers first

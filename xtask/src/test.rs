@@ -23,18 +23,16 @@ struct Tally {
 pub fn run(args: &[String]) -> Result<()> {
     // `cargo xtask test e2e [FILTER]`: only the end-to-end tests (whose names contain
     // FILTER), for quick iteration; CI runs everything.
-    let e2e_only = match args {
-        [] => None,
-        [e2e] if e2e == "e2e" => Some(None),
-        [e2e, filter] if e2e == "e2e" => Some(Some(filter.clone())),
-        _ => bail!("usage: `cargo xtask test` (everything) or `cargo xtask test e2e [FILTER]`"),
-    };
+    // `cargo xtask test js`: only the Worker middleware's JavaScript unit tests.
     let mut tally = Tally::default();
-    let outcome = match e2e_only {
-        None => all_checks(&mut tally),
-        Some(filter) => tools::ensure()
-            .and_then(|()| tools::ensure_browser())
-            .and_then(|()| end_to_end(&mut tally, filter.as_deref())),
+    let outcome = match args {
+        [] => all_checks(&mut tally),
+        [e2e] if e2e == "e2e" => run_end_to_end(&mut tally, None),
+        [e2e, filter] if e2e == "e2e" => run_end_to_end(&mut tally, Some(filter)),
+        [js] if js == "js" => tools::ensure().and_then(|()| middleware_unit_tests(&mut tally)),
+        _ => bail!(
+            "usage: `cargo xtask test` (everything), `cargo xtask test e2e [FILTER]` or `cargo xtask test js`"
+        ),
     };
     println!();
     if let Err(e) = &outcome {
@@ -46,6 +44,12 @@ pub fn run(args: &[String]) -> Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+fn run_end_to_end(tally: &mut Tally, filter: Option<&str>) -> Result<()> {
+    tools::ensure()?;
+    tools::ensure_browser()?;
+    end_to_end(tally, filter)
 }
 
 fn all_checks(tally: &mut Tally) -> Result<()> {
@@ -102,9 +106,58 @@ fn all_checks(tally: &mut Tally) -> Result<()> {
         "tally-storage's D1 side must compile to wasm32",
     )?;
 
+    step("Unit tests of the Worker middleware (node --test)");
+    middleware_unit_tests(tally)?;
+
     bundle::build_all()?;
     crate::deploy::package_all()?;
     end_to_end(tally, None)
+}
+
+/// The JavaScript middleware's own tests, `clients/worker-middleware/test/*.test.js`,
+/// under the pinned Node; their counts join the closing line.
+fn middleware_unit_tests(tally: &mut Tally) -> Result<()> {
+    let dir = root().join("clients/worker-middleware/test");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".test.js"))
+        .collect();
+    files.sort();
+    let mut node = tools::tool("node");
+    node.arg("--test").args(&files);
+    println!("$ {}", proc::show(&node));
+    let out = node
+        .output()
+        .with_context(|| format!("could not start `{}`", proc::show(&node)))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    print!("{text}");
+    let (passed, failed) = parse_node_summary(&text).unwrap_or((0, 0));
+    tally.passed += passed;
+    tally.failed += failed;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed ({}): {}\n  hint: fix the middleware or its tests in clients/worker-middleware/",
+            proc::show(&node),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Reads node's TAP summary (`# pass 11`, `# fail 0`) into (11, 0).
+fn parse_node_summary(text: &str) -> Option<(u64, u64)> {
+    let count = |word: &str| {
+        text.lines().find_map(|l| {
+            l.strip_prefix("# ")?
+                .strip_prefix(word)?
+                .trim()
+                .parse()
+                .ok()
+        })
+    };
+    Some((count("pass ")?, count("fail ")?))
 }
 
 /// End-to-end tests that load the stack so heavily that they run alone, after the others.
@@ -240,7 +293,14 @@ fn parse_summary(line: &str) -> Option<(u64, u64)> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_summary;
+    use super::{parse_node_summary, parse_summary};
+
+    #[test]
+    fn reads_node_test_summaries() {
+        let tap = "ok 1 - a\n1..11\n# tests 11\n# suites 0\n# pass 10\n# fail 1\n# cancelled 0\n";
+        assert_eq!(parse_node_summary(tap), Some((10, 1)));
+        assert_eq!(parse_node_summary("# Subtest: a passing test\n"), None);
+    }
 
     #[test]
     fn reads_cargo_test_summaries() {
