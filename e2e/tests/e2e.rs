@@ -7,6 +7,7 @@
 mod alerts;
 mod alerts_api;
 mod aliases;
+mod context;
 mod dashboard;
 mod erasure;
 mod hostile;

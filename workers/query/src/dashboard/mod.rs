@@ -180,6 +180,18 @@ async fn get(
         .into_iter()
         .flatten()
         .collect();
+    // The previous period of the same length, for the headline numbers' changes: its
+    // `all` rows only, a small read beside the range's.
+    let (previous_from, previous_to) = report::previous_period(from, to);
+    let previous = read::merged(
+        &store,
+        slug,
+        previous_from,
+        previous_to,
+        Some(Dimension::All),
+    )
+    .await
+    .map_err(internal)?;
     let series = read::series(&store, slug, from, to, interval, Some(Dimension::All))
         .await
         .map_err(internal)?;
@@ -204,6 +216,7 @@ async fn get(
         route_hours: &route_hours,
         heatmap_from,
         steps: &step_names,
+        previous: Some(&previous),
     });
     // Alerts are operations, not analytics: shown to holders of a token or a share link,
     // not to every visitor of a public dashboard.

@@ -7,14 +7,14 @@ use std::fmt::Write;
 use tally_core::time::{Interval, date_label, date_of};
 
 use super::alerts::{self, Alerts};
-use super::report::{HEATMAP_DAYS, Report, Row};
+use super::report::{HEATMAP_DAYS, Report, Row, Totals};
 use super::svg::{self, Bucket};
 use crate::edge::html::{bytes, compact, cut_cell, date_time, escape, int, millis, percent};
 
 /// The page's stylesheet: a responsive grid that is one column on a phone.
 const CSS: &str = "\
-:root{color-scheme:light dark;--fg:#0f172a;--muted:#64748b;--line:#e2e8f0;--bg:#f8fafc;--card:#fff;--edge:#cbd5e1;--blue:#2563eb;--red:#dc2626;--barbg:#bfdbfe;--warnbg:#fef2f2;--warnline:#fecaca;--warnfg:#991b1b}\
-@media (prefers-color-scheme:dark){:root{--fg:#e2e8f0;--muted:#94a3b8;--line:#334155;--bg:#0b1120;--card:#111827;--edge:#475569;--blue:#60a5fa;--red:#f87171;--barbg:#1e3a8a;--warnbg:#450a0a;--warnline:#7f1d1d;--warnfg:#fecaca}}\
+:root{color-scheme:light dark;--fg:#0f172a;--muted:#64748b;--line:#e2e8f0;--bg:#f8fafc;--card:#fff;--edge:#cbd5e1;--blue:#2563eb;--red:#dc2626;--orange:#c2410c;--barbg:#bfdbfe;--warnbg:#fef2f2;--warnline:#fecaca;--warnfg:#991b1b}\
+@media (prefers-color-scheme:dark){:root{--fg:#e2e8f0;--muted:#94a3b8;--line:#334155;--bg:#0b1120;--card:#111827;--edge:#475569;--blue:#60a5fa;--red:#f87171;--orange:#fb923c;--barbg:#1e3a8a;--warnbg:#450a0a;--warnline:#7f1d1d;--warnfg:#fecaca}}\
 *{box-sizing:border-box}\
 body{margin:0;font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:var(--fg);background:var(--bg)}\
 header{background:#0f172a;color:#fff;padding:12px 20px;display:flex;flex-wrap:wrap;gap:4px 16px;align-items:baseline;justify-content:space-between}\
@@ -35,6 +35,7 @@ a{color:var(--blue)}\
 .card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:10px 12px;min-width:0}\
 .card .k{color:var(--muted);font-size:12px}\
 .card .v{font-size:22px;font-weight:600;font-variant-numeric:tabular-nums;white-space:nowrap}\
+.card .d{font-size:12px;font-variant-numeric:tabular-nums;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}.d.good{color:var(--blue)}.d.bad{color:var(--orange)}.d.same{color:var(--muted)}\
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,380px),1fr));gap:16px;margin-bottom:16px}\
 .panel{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:12px 14px;min-width:0}\
 h2{font-size:15px;margin:0 0 8px}h3{font-size:13px;margin:14px 0 4px;color:var(--muted)}\
@@ -140,6 +141,15 @@ pub fn dashboard(page: &Page<'_>) -> String {
             r#"<p id="range">{}</p>"#,
             escape(&range_text(page.picked, page.from, page.to))
         );
+        if report.previous.is_some() {
+            let (from, to) = super::report::previous_period(page.from, page.to);
+            let _ = write!(
+                out,
+                r#"<p class="note" id="previous-range">Changes compare with the period of the same length before: {} – {} UTC.</p>"#,
+                escape(&date_time(from)),
+                escape(&date_time(to))
+            );
+        }
         cards(&mut out, report);
         if let Some(a) = page.alerts {
             alerts::section(&mut out, a);
@@ -241,26 +251,187 @@ fn range_text(picked: &Picked, from: i64, to: i64) -> String {
     }
 }
 
+/// Which way a headline number is better moving, for the colour of its change (the
+/// arrow and the sign say the direction without colour).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Better {
+    Up,
+    Down,
+    Neither,
+}
+
+/// A headline number: its id, label, value now and in the previous period (`None` when
+/// there is none, e.g. a percentile without events), how to write it, and which way is
+/// better. Ratios (`points`) change in percentage points, not percent.
+struct Headline<'a> {
+    id: &'a str,
+    label: &'a str,
+    now: Option<f64>,
+    before: Option<f64>,
+    show: &'a dyn Fn(f64) -> String,
+    better: Better,
+    points: bool,
+}
+
+/// The change of a headline number against the previous period, as the card's second
+/// line: `▲ +12 (+4.8%)`, `▼ −2.1 pp`, `= same`, `▲ +5 (new)`; the previous value is
+/// its tooltip. Nothing when either side has no value.
+fn change(out: &mut String, h: &Headline<'_>) {
+    let (Some(now), Some(before)) = (h.now, h.before) else {
+        return;
+    };
+    let difference = now - before;
+    let (arrow, sign, direction) = if difference > 0.0 {
+        ("▲", "+", Better::Up)
+    } else if difference < 0.0 {
+        ("▼", "−", Better::Down)
+    } else {
+        ("=", "", Better::Neither)
+    };
+    let tone = match (direction, h.better) {
+        (Better::Neither, _) | (_, Better::Neither) => "same",
+        (d, b) if d == b => "good",
+        _ => "bad",
+    };
+    let text = if direction == Better::Neither {
+        "same".to_owned()
+    } else if h.points {
+        format!("{sign}{:.1} pp", difference.abs() * 100.0)
+    } else if before == 0.0 {
+        format!("{sign}{} (new)", (h.show)(difference.abs()))
+    } else {
+        format!(
+            "{sign}{} ({sign}{:.1}%)",
+            (h.show)(difference.abs()),
+            difference.abs() * 100.0 / before
+        )
+    };
+    let _ = write!(
+        out,
+        r#"<div class="d {tone}" title="previous period: {}">{arrow} {}</div>"#,
+        escape(&(h.show)(before)),
+        escape(&text)
+    );
+}
+
 fn cards(out: &mut String, report: &Report) {
     let t = &report.totals;
+    let p = report.previous.as_ref();
+    let count = |v: f64| int(v as u64);
+    let rate = |v: f64| format!("{:.1}%", v * 100.0);
+    let ms = |v: f64| millis(Some(v));
+    let size = |v: f64| bytes(v as u64);
+    let ratio = |t: &Totals| (t.requests > 0).then(|| t.errors as f64 / t.requests as f64);
+    let number = |v: u64| Some(v as f64);
+    let headline = |id, label, now, before: Option<Option<f64>>, show, better, points| Headline {
+        id,
+        label,
+        now,
+        before: before.flatten(),
+        show,
+        better,
+        points,
+    };
     let cards = [
-        ("events", "Events", int(t.requests)),
-        ("errors", "Errors", int(t.errors)),
-        ("error-rate", "Error rate", percent(t.errors, t.requests)),
-        ("p50", "Latency p50", millis(t.p50)),
-        ("p95", "Latency p95", millis(t.p95)),
-        ("p99", "Latency p99", millis(t.p99)),
-        ("instances", "Unique instances", int(t.instances)),
-        ("users", "Unique users", int(t.users)),
-        ("bandwidth", "Bandwidth", bytes(t.bytes)),
+        headline(
+            "events",
+            "Events",
+            number(t.requests),
+            p.map(|p| number(p.requests)),
+            &count,
+            Better::Neither,
+            false,
+        ),
+        headline(
+            "errors",
+            "Errors",
+            number(t.errors),
+            p.map(|p| number(p.errors)),
+            &count,
+            Better::Down,
+            false,
+        ),
+        headline(
+            "error-rate",
+            "Error rate",
+            ratio(t),
+            p.map(ratio),
+            &rate,
+            Better::Down,
+            true,
+        ),
+        headline(
+            "p50",
+            "Latency p50",
+            t.p50,
+            p.map(|p| p.p50),
+            &ms,
+            Better::Down,
+            false,
+        ),
+        headline(
+            "p95",
+            "Latency p95",
+            t.p95,
+            p.map(|p| p.p95),
+            &ms,
+            Better::Down,
+            false,
+        ),
+        headline(
+            "p99",
+            "Latency p99",
+            t.p99,
+            p.map(|p| p.p99),
+            &ms,
+            Better::Down,
+            false,
+        ),
+        headline(
+            "instances",
+            "Unique instances",
+            number(t.instances),
+            p.map(|p| number(p.instances)),
+            &count,
+            Better::Up,
+            false,
+        ),
+        headline(
+            "users",
+            "Unique users",
+            number(t.users),
+            p.map(|p| number(p.users)),
+            &count,
+            Better::Up,
+            false,
+        ),
+        headline(
+            "bandwidth",
+            "Bandwidth",
+            number(t.bytes),
+            p.map(|p| number(p.bytes)),
+            &size,
+            Better::Neither,
+            false,
+        ),
     ];
     out.push_str(r#"<div class="cards">"#);
-    for (id, label, value) in cards {
+    for card in &cards {
+        // The value keeps today's forms: `0.0%` error rate and `–` latency without events.
+        let value = match card.id {
+            "error-rate" => percent(t.errors, t.requests),
+            "p50" | "p95" | "p99" => millis(card.now),
+            _ => card.now.map_or_else(String::new, card.show),
+        };
         let _ = write!(
             out,
-            r#"<div class="card" id="{id}"><div class="k">{label}</div><div class="v">{}</div></div>"#,
+            r#"<div class="card" id="{}"><div class="k">{}</div><div class="v">{}</div>"#,
+            card.id,
+            card.label,
             escape(&value)
         );
+        change(out, card);
+        out.push_str("</div>");
     }
     out.push_str("</div>");
 }
@@ -706,6 +877,7 @@ mod tests {
             route_hours: &hours,
             heatmap_from: day,
             steps,
+            previous: None,
         })
     }
 
@@ -728,6 +900,50 @@ mod tests {
             error: None,
             alerts: None,
         })
+    }
+
+    #[test]
+    fn headline_numbers_show_their_change_against_the_previous_period() {
+        let picked = Picked {
+            days: Some("7".into()),
+            ..Picked::default()
+        };
+        let mut report = report(&[]);
+        let html = page(&report, &Access::Cookie, &picked, "");
+        assert!(!html.contains(r#"class="d "#), "nothing to compare with");
+        assert!(!html.contains("previous-range"));
+        report.previous = Some(Totals {
+            requests: 1000,
+            errors: 56,
+            bytes: 0,
+            p50: None,
+            ..Totals::default()
+        });
+        let html = page(&report, &Access::Cookie, &picked, "");
+        // Events rose (neither good nor bad), errors held, their rate fell (good), bandwidth
+        // is new, a percentile without a previous value shows no change.
+        for expected in [
+            r#"<div class="d same" title="previous period: 1,000">▲ +234 (+23.4%)</div>"#,
+            r#"<div class="d same" title="previous period: 56">= same</div>"#,
+            r#"<div class="d good" title="previous period: 5.6%">▼ −1.1 pp</div>"#,
+            r#"<div class="d same" title="previous period: 0 B">▲ +3 MiB (new)</div>"#,
+            "Changes compare with the period of the same length before: 2025-01-05 00:00 – 2025-01-12 00:00 UTC.",
+        ] {
+            assert!(html.contains(expected), "{expected} in {html}");
+        }
+        report.previous = Some(Totals {
+            requests: 1234,
+            errors: 28,
+            ..Totals::default()
+        });
+        let html = page(&report, &Access::Cookie, &picked, "");
+        for expected in [
+            r#"<div class="d bad" title="previous period: 28">▲ +28 (+100.0%)</div>"#,
+            r#"<div class="d bad" title="previous period: 2.3%">▲ +2.3 pp</div>"#,
+        ] {
+            assert!(html.contains(expected), "{expected} in {html}");
+        }
+        assert_eq!(html.matches(r#"class="d "#).count(), 6, "no latency change");
     }
 
     #[test]

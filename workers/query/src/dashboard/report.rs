@@ -50,6 +50,9 @@ pub struct Inputs<'a> {
     pub heatmap_from: i64,
     /// Event names chosen as funnel steps, in order.
     pub steps: &'a [String],
+    /// The `all` dimension merged over the previous period of the same length
+    /// ([`previous_period`]), for the headline numbers' changes.
+    pub previous: Option<&'a Merged>,
 }
 
 /// The headline numbers.
@@ -120,6 +123,8 @@ pub struct Step {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
     pub totals: Totals,
+    /// The headline numbers of the previous period of the same length, when read.
+    pub previous: Option<Totals>,
     pub interval: Interval,
     pub series: Vec<Point>,
     pub heatmap: Heatmap,
@@ -159,14 +164,13 @@ pub fn parse_steps(text: &str) -> Vec<String> {
         .collect()
 }
 
-impl Report {
-    pub fn new(inputs: &Inputs<'_>) -> Self {
-        let all = inputs
-            .merged
-            .get(&(Dimension::All, String::new()))
-            .cloned()
-            .unwrap_or_default();
-        let totals = Totals {
+impl Totals {
+    /// The headline numbers of the `all` row of `merged`: zeros when it has none.
+    pub fn of(merged: &Merged) -> Self {
+        let Some(all) = merged.get(&(Dimension::All, String::new())) else {
+            return Self::default();
+        };
+        Self {
             requests: all.count,
             errors: all.errors,
             bytes: all.bytes,
@@ -175,7 +179,19 @@ impl Report {
             p99: all.durations.quantile(0.99),
             users: all.users.count(),
             instances: all.instances.count(),
-        };
+        }
+    }
+}
+
+/// The period of the same length just before `[from, to)`, that headline numbers are
+/// compared with.
+pub fn previous_period(from: i64, to: i64) -> (i64, i64) {
+    (from - (to - from), from)
+}
+
+impl Report {
+    pub fn new(inputs: &Inputs<'_>) -> Self {
+        let totals = Totals::of(inputs.merged);
         let rows = |d| rows_of(inputs.merged, d);
         let by_count = |d| top(rows(d), count, TOP);
         let failing_routes: Vec<Row> = rows(Dimension::Route)
@@ -196,6 +212,7 @@ impl Report {
             .collect();
         Self {
             totals,
+            previous: inputs.previous.map(Totals::of),
             interval: inputs.interval,
             series: series(inputs),
             heatmap: Heatmap {
@@ -372,6 +389,7 @@ mod tests {
                 route_hours: &BTreeMap::new(),
                 heatmap_from: day,
                 steps: &steps,
+                previous: None,
             })
         };
         assert_eq!(report(&shown), report(&every));
@@ -421,6 +439,7 @@ mod tests {
             route_hours: &route_hours,
             heatmap_from: day,
             steps: &steps,
+            previous: None,
         });
         assert_eq!(report.totals.requests, 10);
         assert_eq!(report.heatmap.since, None);
@@ -466,6 +485,7 @@ mod tests {
             route_hours: &empty,
             heatmap_from: 32 * DAY_MS,
             steps: &[],
+            previous: None,
         });
         assert_eq!(report.heatmap.since, Some(32 * DAY_MS));
         assert_eq!(report.series.len(), 60);
