@@ -16,6 +16,7 @@ mod layout;
 mod middleware;
 mod openapi;
 mod pipeline;
+mod projects;
 mod query;
 mod support;
 mod validation;

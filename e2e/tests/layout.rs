@@ -51,48 +51,6 @@ fn hostile_workload(run: u32, now: i64) -> (Vec<Value>, Vec<String>) {
     (events, steps)
 }
 
-/// What overflows on the current page, one line per problem: the page wider than the
-/// window, a table, panel or scroll box whose content is wider than it, a chart wider than
-/// its panel, a cell whose text spills out (unless it truncates on purpose, class `t`,
-/// with its full value as `title`), or a cell squeezed onto several lines.
-const OVERFLOWS: &str = r#"
-const bad = [];
-const name = e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') +
-    (e.className && typeof e.className === 'string' ? '.' + e.className.split(' ').join('.') : '') +
-    (e.closest('[id]') ? ' in #' + e.closest('[id]').id : '');
-const page = document.documentElement;
-if (page.scrollWidth > window.innerWidth) bad.push('page ' + page.scrollWidth + ' > ' + window.innerWidth);
-for (const e of document.querySelectorAll('header, main, .grid, .panel, .card, .scroll, table')) {
-    if (e.scrollWidth > e.clientWidth + 1) bad.push(name(e) + ' scrolls ' + e.scrollWidth + ' > ' + e.clientWidth);
-}
-for (const e of document.querySelectorAll('svg')) {
-    const box = e.getBoundingClientRect(), panel = e.closest('.panel').getBoundingClientRect();
-    if (box.left < panel.left - 1 || box.right > panel.right + 1) bad.push(name(e) + ' leaves its panel');
-}
-for (const c of document.querySelectorAll('td, th')) {
-    if (c.classList.contains('t')) {
-        if (!c.title) bad.push(name(c) + ' truncates without a title');
-    } else if (c.scrollWidth > c.clientWidth + 1) {
-        bad.push(name(c) + ' spills ' + c.scrollWidth + ' > ' + c.clientWidth + ': ' + c.textContent.slice(0, 40));
-    }
-    if (c.getBoundingClientRect().height > 2.5 * parseFloat(getComputedStyle(c).lineHeight) + 12) {
-        bad.push(name(c) + ' squeezed to ' + c.getBoundingClientRect().height + ' px: ' + c.textContent.slice(0, 40));
-    }
-}
-return bad;
-"#;
-
-fn assert_nothing_overflows(browser: &Browser, at: &str) {
-    let problems = browser.script(OVERFLOWS, json!([]));
-    let problems = problems.as_array().expect("a list of problems");
-    assert!(
-        problems.is_empty(),
-        "{at}: {} problems, first ones: {:#?}",
-        problems.len(),
-        &problems[..problems.len().min(12)]
-    );
-}
-
 #[test]
 fn long_values_overflow_nothing_at_desktop_and_phone_width_in_light_and_dark() {
     let p = Project::new("layout");
@@ -146,7 +104,7 @@ fn long_values_overflow_nothing_at_desktop_and_phone_width_in_light_and_dark() {
     browser.wait_for("#funnel-steps td");
     assert_eq!(browser.text("#events .v"), n.to_string());
 
-    assert_nothing_overflows(&browser, "1280 px, light");
+    browser.assert_nothing_overflows("1280 px, light");
     // Truncated values keep their whole text for the tooltip.
     let titles = browser.script(
         "return [...document.querySelectorAll('#failing-routes td.t, #campaign-table td.t, #rule-states td.t')].map(c => c.title);",
@@ -176,13 +134,13 @@ fn long_values_overflow_nothing_at_desktop_and_phone_width_in_light_and_dark() {
         background, "rgb(248, 250, 252)",
         "the page follows the system's dark setting"
     );
-    assert_nothing_overflows(&browser, "1280 px, dark");
+    browser.assert_nothing_overflows("1280 px, dark");
     let dark = browser.screenshot("layout-1280-dark.png");
     browser.emulate_color_scheme("light");
     browser.emulate_phone(390, 844);
     browser.goto(&page);
     browser.wait_for("#funnel-steps td");
-    assert_nothing_overflows(&browser, "390 px");
+    browser.assert_nothing_overflows("390 px");
     let phone = browser.screenshot("layout-390.png");
     for shot in [&light, &dark, &phone] {
         let png = std::fs::read(shot).unwrap();

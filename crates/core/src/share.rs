@@ -10,6 +10,11 @@
 //! A dashboard session is what the login form's cookie holds instead of the read token:
 //! an opaque random id (`ts_` and 64 hex digits), stored only as its SHA-256, that names
 //! the read token it was opened with.
+//!
+//! An admin session (the project list, and every project's dashboard) is a share token
+//! of the scope [`ADMIN_SCOPE`], which no project slug can be, keyed by the admin token
+//! itself rather than `SHARE_SECRET`: it needs no row, lasts [`ADMIN_SESSION_S`], and
+//! rotating the admin token ends every one of them.
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -28,6 +33,26 @@ pub const SESSION_BYTES: usize = 32;
 
 /// How long a dashboard session lasts, in milliseconds (seven days).
 pub const SESSION_MS: i64 = 7 * 86_400_000;
+
+/// How long an admin session lasts, in seconds (twelve hours: the admin token opens
+/// everything, so its sessions are short).
+pub const ADMIN_SESSION_S: i64 = 12 * 3600;
+
+/// The scope admin sessions are signed for: not a valid slug, so no share link of a
+/// project is an admin session or the other way round.
+pub const ADMIN_SCOPE: &str = "*admin*";
+
+/// An admin session's token: link id `id` (fresh, from [`new_id`]), expiring at
+/// `expires_s`, signed with the admin token.
+pub fn sign_admin_session(admin_token: &[u8], id: &str, expires_s: i64) -> String {
+    sign(admin_token, ADMIN_SCOPE, id, expires_s)
+}
+
+/// Whether `token` is an admin session signed with `admin_token` and unexpired at
+/// `now_ms`.
+pub fn is_admin_session(admin_token: &[u8], token: &str, now_ms: i64) -> bool {
+    !admin_token.is_empty() && verify(admin_token, ADMIN_SCOPE, token, now_ms).is_ok()
+}
 
 /// Why a share token does not grant access.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +217,30 @@ pub fn verify(secret: &[u8], project: &str, token: &str, now_ms: i64) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn admin_sessions_are_signed_by_the_admin_token_and_are_no_share_links() {
+        let id = new_id(&[7; ID_BYTES]);
+        let now_ms = 1_700_000_000_000;
+        let expires_s = now_ms / 1000 + ADMIN_SESSION_S;
+        let token = sign_admin_session(b"the admin token", &id, expires_s);
+        assert!(is_admin_session(b"the admin token", &token, now_ms));
+        assert!(!is_admin_session(b"another admin token", &token, now_ms));
+        assert!(!is_admin_session(b"", &token, now_ms));
+        assert!(!is_admin_session(
+            b"the admin token",
+            &token,
+            expires_s * 1000
+        ));
+        let edited = token.replace(&expires_s.to_string(), &(expires_s + 1).to_string());
+        assert!(!is_admin_session(b"the admin token", &edited, now_ms));
+        // A share link of a project, even under the same key, opens no admin session, and
+        // an admin session is no share link of any project.
+        let link = sign(b"the admin token", "demo", &id, expires_s);
+        assert!(!is_admin_session(b"the admin token", &link, now_ms));
+        assert!(verify(b"the admin token", "demo", &token, now_ms).is_err());
+        assert!(!crate::validate::is_valid_slug(ADMIN_SCOPE));
+    }
 
     fn unhex(text: &str) -> Vec<u8> {
         (0..text.len())

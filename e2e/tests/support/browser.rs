@@ -330,6 +330,52 @@ impl Browser {
     }
 }
 
+/// What overflows on the current page, one line per problem: the page wider than the
+/// window, a table, panel or scroll box whose content is wider than it, a chart wider than
+/// its panel, a cell whose text spills out (unless it truncates on purpose, class `t`,
+/// with its full value as `title`), or a cell squeezed onto several lines.
+const OVERFLOWS: &str = r#"
+const bad = [];
+const name = e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') +
+    (e.className && typeof e.className === 'string' ? '.' + e.className.split(' ').join('.') : '') +
+    (e.closest('[id]') ? ' in #' + e.closest('[id]').id : '');
+const page = document.documentElement;
+if (page.scrollWidth > window.innerWidth) bad.push('page ' + page.scrollWidth + ' > ' + window.innerWidth);
+for (const e of document.querySelectorAll('header, main, .grid, .panel, .card, .scroll, table')) {
+    if (e.scrollWidth > e.clientWidth + 1) bad.push(name(e) + ' scrolls ' + e.scrollWidth + ' > ' + e.clientWidth);
+}
+for (const e of document.querySelectorAll('svg')) {
+    const box = e.getBoundingClientRect(), panel = e.closest('.panel').getBoundingClientRect();
+    if (box.left < panel.left - 1 || box.right > panel.right + 1) bad.push(name(e) + ' leaves its panel');
+}
+for (const c of document.querySelectorAll('td, th')) {
+    if (c.classList.contains('t')) {
+        if (!c.title) bad.push(name(c) + ' truncates without a title');
+    } else if (c.scrollWidth > c.clientWidth + 1) {
+        bad.push(name(c) + ' spills ' + c.scrollWidth + ' > ' + c.clientWidth + ': ' + c.textContent.slice(0, 40));
+    }
+    if (c.getBoundingClientRect().height > 2.5 * parseFloat(getComputedStyle(c).lineHeight) + 12) {
+        bad.push(name(c) + ' squeezed to ' + c.getBoundingClientRect().height + ' px: ' + c.textContent.slice(0, 40));
+    }
+}
+return bad;
+"#;
+
+impl Browser {
+    /// Asserts that nothing on the current page overflows ([`OVERFLOWS`]); `at` names
+    /// the width and theme in the message.
+    pub fn assert_nothing_overflows(&self, at: &str) {
+        let problems = self.script(OVERFLOWS, json!([]));
+        let problems = problems.as_array().expect("a list of problems");
+        assert!(
+            problems.is_empty(),
+            "{at}: {} problems, first ones: {:#?}",
+            problems.len(),
+            &problems[..problems.len().min(12)]
+        );
+    }
+}
+
 impl Drop for Browser {
     fn drop(&mut self) {
         if !self.session.is_empty() {

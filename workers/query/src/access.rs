@@ -7,6 +7,7 @@
 use sha2::{Digest, Sha256};
 use tally_core::ApiError;
 use tally_core::project::{ApiKey, KeyKind, Project, is_key_shaped, key_hash};
+use tally_core::share;
 use tally_storage::AdminStore;
 use worker::Request;
 
@@ -31,10 +32,36 @@ fn admin_token(env: &RequestEnv) -> Option<String> {
 
 /// Whether `token` is the admin token. Compares digests, so the time taken says nothing
 /// about how much of a guess was right.
-fn is_admin_token(env: &RequestEnv, token: &str) -> bool {
+pub fn is_admin_token(env: &RequestEnv, token: &str) -> bool {
     admin_token(env).is_some_and(|expected| {
         Sha256::digest(token.as_bytes()) == Sha256::digest(expected.as_bytes())
     })
+}
+
+/// Whether `token` is an admin session (the project list's cookie) signed with this
+/// deployment's admin token and unexpired at `now_ms`.
+pub fn is_admin_session(env: &RequestEnv, token: &str, now_ms: i64) -> bool {
+    admin_token(env).is_some_and(|admin| share::is_admin_session(admin.as_bytes(), token, now_ms))
+}
+
+/// A new admin session token, valid from `now_ms` for [`share::ADMIN_SESSION_S`];
+/// `None` when the admin token is not set.
+///
+/// # Errors
+///
+/// When no random bytes can be had.
+pub fn new_admin_session(env: &RequestEnv, now_ms: i64) -> Result<Option<String>, ApiError> {
+    let Some(admin) = admin_token(env) else {
+        return Ok(None);
+    };
+    let mut random = [0u8; share::ID_BYTES];
+    getrandom::fill(&mut random).map_err(internal)?;
+    let expires_s = now_ms.div_euclid(1000) + share::ADMIN_SESSION_S;
+    Ok(Some(share::sign_admin_session(
+        admin.as_bytes(),
+        &share::new_id(&random),
+        expires_s,
+    )))
 }
 
 /// Whether the request carries the admin token (never an error: without the secret no

@@ -58,6 +58,7 @@ async fn answer(req: Request, env: &RequestEnv) -> std::result::Result<Response,
         Route::Alias(alias) => aliases::get(&req, env, alias).await,
         Route::Admin(endpoint) => admin::handle(req, env, endpoint).await,
         Route::Dashboard(project, page) => dashboard::handle(req, env, project, page).await,
+        Route::Projects(page) => dashboard::projects::handle(req, env, page).await,
         Route::Badge(project, file) => badge::get(&req, env, project, file).await,
     }
 }

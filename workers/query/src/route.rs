@@ -27,6 +27,9 @@ pub enum Route<'a> {
     Admin(Admin<'a>),
     /// The dashboard of a project (a valid slug).
     Dashboard(&'a str, Page),
+    /// The project list at `/dashboard` (the admin's): its page, or its sign-in and
+    /// sign-out form posts.
+    Projects(ProjectsPage),
     /// `/badge/{project}/{file}`.
     Badge(&'a str, &'a str),
 }
@@ -97,6 +100,13 @@ pub enum Page {
     View(Entry),
     Login,
     Logout,
+}
+
+/// A request of the project list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProjectsPage {
+    View,
+    Post,
 }
 
 /// Which path the dashboard was asked for; the login form returns there.
@@ -201,6 +211,8 @@ pub const TABLE: &[Row] = &[
     row(DELETE, "/v1/admin/projects/{project}/users/{user_id}", |a| Route::Admin(Admin::ForgetUser(a[0], a[1]))),
     row(GET, "/v1/admin/projects/{project}/erasures/{id}", |a| Route::Admin(Admin::GetErasure(a[0], a[1]))),
     // The dashboard and the badges.
+    row(GET_HEAD, "/dashboard", |_| Route::Projects(ProjectsPage::View)),
+    row(POST, "/dashboard", |_| Route::Projects(ProjectsPage::Post)),
     row(GET_HEAD, "/dashboard/{project}", |a| Route::Dashboard(a[0], Page::View(Entry::Dashboard))),
     row(POST, "/dashboard/{project}/login", |a| Route::Dashboard(a[0], Page::Login)),
     row(POST, "/dashboard/{project}/logout", |a| Route::Dashboard(a[0], Page::Logout)),
@@ -224,8 +236,9 @@ pub enum Area {
 }
 
 /// The areas other than [`Area::Api`], by path (`/...` at the end: and whatever follows).
-pub const AREAS: [(&str, Area); 5] = [
+pub const AREAS: [(&str, Area); 6] = [
     ("/v1/admin/...", Area::Admin),
+    ("/dashboard", Area::Dashboard),
     ("/dashboard/{project}/...", Area::Dashboard),
     ("/admin/plugins/{slug}/analytics", Area::Dashboard),
     ("/metrics", Area::Track),
@@ -599,7 +612,13 @@ mod tests {
             "/dashboard/Not_A_Slug",
             Err((Area::Dashboard, 404, "")),
         );
-        check(Get, "/dashboard", Err((Area::Api, 404, "")));
+        check(Get, "/dashboard", Ok(Route::Projects(ProjectsPage::View)));
+        check(Post, "/dashboard/", Ok(Route::Projects(ProjectsPage::Post)));
+        check(
+            Delete,
+            "/dashboard",
+            Err((Area::Dashboard, 405, "GET, HEAD, POST")),
+        );
         check(
             Get,
             "/admin/plugins/demo/analytics",
@@ -649,7 +668,7 @@ mod tests {
                 let route = parse(method, &path);
                 let expected = match route {
                     Ok(Route::Admin(_)) => Area::Admin,
-                    Ok(Route::Dashboard(..)) => Area::Dashboard,
+                    Ok(Route::Dashboard(..) | Route::Projects(_)) => Area::Dashboard,
                     Ok(Route::Alias(Alias::TrackMetrics | Alias::TrackSessions)) => Area::Track,
                     Ok(_) => Area::Api,
                     Err(miss) => panic!("{method:?} {}: {miss:?}", row.path),

@@ -5,6 +5,9 @@
 //! every read token is looked up on each request, so revoking one ends the sessions
 //! opened with it.
 //!
+//! An admin session ([`ADMIN_COOKIE`], opened on the project list at `/dashboard` with
+//! the admin token) opens every project's dashboard too, after a project's own session.
+//!
 //! The cookie holds an opaque session id, never the token, and is sent only to the
 //! project's dashboard paths (`/dashboard/{p}` and `/admin/plugins/{p}/analytics`). The
 //! login and logout forms are taken only from the dashboard's own origin
@@ -17,7 +20,7 @@ use tally_storage::access::AccessStore;
 use worker::Request;
 
 use super::page::Access;
-use crate::access::{Token, bearer, classify, grant, share_secret};
+use crate::access::{Token, bearer, classify, grant, is_admin_session, share_secret};
 use crate::edge::error::internal;
 use crate::edge::{RequestEnv, store};
 use crate::route::Entry;
@@ -79,6 +82,35 @@ pub fn cookies<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a s
         .filter_map(|pair| pair.trim().split_once('='))
         .filter(move |(k, _)| *k == name)
         .map(|(_, v)| v.trim().trim_matches('"'))
+}
+
+/// The cookie of an admin session: a name no project's cookie can have (`.` is not in
+/// slugs).
+pub const ADMIN_COOKIE: &str = "tally.admin";
+
+/// The `Set-Cookie` value that keeps an admin session for the dashboard's paths
+/// (`/dashboard` and every project's page under it) for [`share::ADMIN_SESSION_S`]:
+/// `HttpOnly`, `SameSite=Strict` (the admin token opens everything, so not even a link
+/// from another site carries it), `Secure` over HTTPS.
+pub fn admin_cookie(token: &str, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!(
+        "{ADMIN_COOKIE}={token}; Path=/dashboard; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
+        share::ADMIN_SESSION_S
+    )
+}
+
+/// The `Set-Cookie` value that removes the admin session.
+pub fn clear_admin_cookie(secure: bool) -> String {
+    admin_cookie("", secure).replace(&format!("Max-Age={}", share::ADMIN_SESSION_S), "Max-Age=0")
+}
+
+/// Whether the request holds an unexpired admin session of this deployment.
+pub fn has_admin_session(req: &Request, env: &RequestEnv, now_ms: i64) -> bool {
+    let Some(header) = req.headers().get("cookie").ok().flatten() else {
+        return false;
+    };
+    cookies(&header, ADMIN_COOKIE).any(|token| is_admin_session(env, token, now_ms))
 }
 
 /// The paths a project's cookie is sent to: the dashboard (with its login and logout
@@ -264,6 +296,9 @@ pub async fn decide(
             Err(why) if denied == Denied::Nothing => denied = why,
             Err(_) => {}
         }
+    }
+    if project.is_some() && has_admin_session(req, env, now_ms) {
+        return Ok(Ok(Access::Admin));
     }
     if project.is_some_and(|p| p.public_dashboard) {
         return Ok(Ok(Access::Public));

@@ -13,6 +13,7 @@
 pub mod alerts;
 pub mod gate;
 pub mod page;
+pub mod projects;
 pub mod report;
 pub mod svg;
 

@@ -19,7 +19,7 @@ const CSS: &str = "\
 body{margin:0;font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:var(--fg);background:var(--bg)}\
 header{background:#0f172a;color:#fff;padding:12px 20px;display:flex;flex-wrap:wrap;gap:4px 16px;align-items:baseline;justify-content:space-between}\
 header h1{font-size:18px;margin:0;min-width:0;overflow-wrap:anywhere}header h1 span{color:#94a3b8;font-weight:400}\
-header .meta{color:#cbd5e1;font-size:13px;display:flex;gap:8px;align-items:center;flex-wrap:wrap}\
+header .meta{color:#cbd5e1;font-size:13px;display:flex;gap:8px;align-items:center;flex-wrap:wrap}header a{color:#bfdbfe}\
 header form{display:inline}header button{background:none;border:1px solid #475569;color:#e2e8f0;padding:2px 8px}\
 main{max-width:1240px;margin:0 auto;padding:16px}\
 .picker{display:flex;flex-wrap:wrap;gap:8px 20px;align-items:center;margin-bottom:14px}\
@@ -49,6 +49,7 @@ table{width:100%;border-collapse:collapse;font-variant-numeric:tabular-nums}\
 th,td{padding:4px 6px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}\
 th:first-child,td:first-child{text-align:left}\
 td.t{max-width:0;width:100%;overflow:hidden;text-overflow:ellipsis;text-align:left}\
+.spark{width:120px;height:28px;display:block}\
 th{font-size:12px;color:var(--muted);font-weight:500}\
 td.b{background:linear-gradient(var(--barbg),var(--barbg)) no-repeat 0 100%/var(--w) 4px;padding-bottom:7px}\
 .empty{color:var(--muted)}.firing{color:var(--red);font-weight:600}\
@@ -56,7 +57,7 @@ td.b{background:linear-gradient(var(--barbg),var(--barbg)) no-repeat 0 100%/var(
 .login{max-width:420px;margin:10vh auto;background:var(--card);border:1px solid var(--line);border-radius:10px;padding:24px}\
 .login input{width:100%;margin:6px 0 12px;padding:6px 8px}\
 footer{color:var(--muted);font-size:12px;padding:0 16px 24px;max-width:1240px;margin:0 auto}\
-@media (max-width:600px){header{padding:10px 12px}main{padding:10px}.card .v{font-size:18px}.panel{padding:10px}.chart{min-width:0}}\
+@media (max-width:600px){header{padding:10px 12px}main{padding:10px}.wide{display:none}.spark{width:64px}.card .v{font-size:18px}.panel{padding:10px}.chart{min-width:0}}\
 @media print{body{background:#fff;color:#000}header{background:none;color:#000;border-bottom:1px solid #999}header h1 span,header .meta{color:#333}header form,.picker,#funnel form{display:none}.grid{display:block}.panel,.card{break-inside:avoid;border-color:#999;margin-bottom:12px}.chart{min-width:0}.scroll{overflow:visible}}";
 
 /// How the viewer got in, shown in the header.
@@ -67,6 +68,8 @@ pub enum Access {
     Cookie,
     /// A read token or the admin token in `Authorization`.
     Header,
+    /// An admin session, opened on the project list: links back to it.
+    Admin,
     /// A share link, with its token and expiry (epoch seconds).
     Share { token: String, expires_s: i64 },
     /// The project's dashboard is public.
@@ -102,7 +105,7 @@ pub struct Page<'a> {
     pub alerts: Option<&'a Alerts>,
 }
 
-fn head(out: &mut String, title: &str) {
+pub(super) fn head(out: &mut String, title: &str) {
     let _ = write!(
         out,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -183,6 +186,9 @@ fn header(out: &mut String, page: &Page<'_>) {
             );
         }
         Access::Header => out.push_str("<span>Token from the request</span>"),
+        Access::Admin => out.push_str(
+            r#"<a href="/dashboard" id="all-projects">All projects</a><form method="post" action="/dashboard"><button type="submit" name="logout" value="1">Sign out</button></form>"#,
+        ),
         Access::Share { expires_s, .. } => {
             let _ = write!(
                 out,

@@ -260,6 +260,36 @@ pub fn heatmap(aria: &str, rows: &[(String, [u64; 24])], max: u64, unit: &str) -
     out
 }
 
+/// A sparkline: `values` as a small line, no axes, the largest at the top; its title says
+/// the total and the peak. Sized by CSS (`.spark`), drawn 120 × 28 units.
+pub fn sparkline(aria: &str, values: &[u64]) -> String {
+    const W: f64 = 120.0;
+    const H: f64 = 28.0;
+    let max = values.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let step = if values.len() > 1 {
+        W / (values.len() - 1) as f64
+    } else {
+        0.0
+    };
+    let mut points = String::new();
+    for (i, &v) in values.iter().enumerate() {
+        let _ = write!(
+            points,
+            "{}{},{}",
+            if i == 0 { "" } else { " " },
+            Fixed(i as f64 * step, 1),
+            Fixed(H - 2.0 - (H - 4.0) * v as f64 / max, 1)
+        );
+    }
+    let total: u64 = values.iter().sum();
+    format!(
+        r#"<svg class="spark" viewBox="0 0 {W} {H}" role="img" aria-label="{}" xmlns="http://www.w3.org/2000/svg"><title>{} in all, at most {} in one bucket</title><polyline class="line" points="{points}"/></svg>"#,
+        escape(aria),
+        total,
+        max as u64 * u64::from(total > 0)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,6 +375,18 @@ mod tests {
         assert_eq!(count(&svg, "<circle"), 3);
         let empty = line("p95", &buckets(2), &[None, None], &fmt);
         assert!(!empty.contains("<path"));
+    }
+
+    #[test]
+    fn sparklines_put_the_largest_value_at_the_top() {
+        let svg = sparkline("Events of <a>", &[0, 4, 2]);
+        assert!(
+            svg.contains(r#"points="0.0,26.0 60.0,2.0 120.0,14.0""#),
+            "{svg}"
+        );
+        assert!(svg.contains("Events of &lt;a&gt;"));
+        assert!(svg.contains("<title>6 in all, at most 4 in one bucket</title>"));
+        assert!(sparkline("none", &[]).contains(r#"points="""#));
     }
 
     #[test]

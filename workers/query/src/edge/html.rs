@@ -28,6 +28,15 @@ pub fn escape(text: &str) -> String {
 /// panel nor squeezes the other columns. `class` adds classes (e.g. the bar's `b`), `style`
 /// an inline style.
 pub fn cut_cell(out: &mut String, class: &str, style: &str, text: &str) {
+    cut(out, class, style, text, None);
+}
+
+/// A [`cut_cell`] whose text links to `href`.
+pub fn cut_link(out: &mut String, href: &str, text: &str) {
+    cut(out, "", "", text, Some(href));
+}
+
+fn cut(out: &mut String, class: &str, style: &str, text: &str, href: Option<&str>) {
     let text = escape(text);
     let class = if class.is_empty() {
         "t".to_owned()
@@ -39,10 +48,15 @@ pub fn cut_cell(out: &mut String, class: &str, style: &str, text: &str) {
     } else {
         format!(r#" style="{style}""#)
     };
-    let _ = write!(
-        out,
-        r#"<td class="{class}"{style} title="{text}">{text}</td>"#
-    );
+    let _ = write!(out, r#"<td class="{class}"{style} title="{text}">"#);
+    match href {
+        Some(href) => {
+            let _ = write!(out, r#"<a href="{}">{text}</a></td>"#, escape(href));
+        }
+        None => {
+            let _ = write!(out, "{text}</td>");
+        }
+    }
 }
 
 /// A number shown with a fixed count of decimals (at most 3), written with integer
