@@ -1,13 +1,17 @@
 //! The reads behind the query API against real SQLite: error classes with their routes
-//! and last messages, first and last hours, funnel hits.
+//! and last messages, first and last hours, funnel hits, the realtime view's minute rows
+//! and recent visitors (and the query plans that keep them from growing with volume).
+
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 use tally_core::funnel::{self, Hit};
+use tally_core::realtime::{self, Window};
 use tally_core::rollup::{Dimension, Period, parse_error_route};
 use tally_core::testing::SplitMix64 as Rng;
-use tally_core::time::{DAY_MS, HOUR_MS, Interval};
+use tally_core::time::{DAY_MS, HOUR_MS, Interval, MINUTE_MS};
 use tally_core::{Context, Event, RawEvent, Settings, validate};
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{ErrorMessage, QueryStore, RollupStore, Write, Writer, pipeline, read};
@@ -264,4 +268,117 @@ fn funnel_hits_page_through_users_and_names_only() {
     // A cap: one more than it is read, and no more.
     let capped = block_on(read::funnel_hits(&store, "site", from, to, &steps, 6_000)).unwrap();
     assert_eq!(capped.len(), 6_001);
+}
+
+#[test]
+fn realtime_reads_minute_rows_and_recent_visitors_of_the_window_only() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let window = Window::ending_at(NOW - 20_000);
+    let now = window.now_ms;
+    let at = |i: u64, ago_ms: i64, user: Option<&str>, route: &str, error: bool| {
+        let mut raw = json!({"name": "request", "timestamp": now - ago_ms, "route": route,
+                             "duration_ms": 10 + i});
+        if let Some(user) = user {
+            raw["user"] = json!(user);
+        }
+        if error {
+            raw["error_class"] = json!("Timeout");
+        }
+        event(i, raw)
+    };
+    let events = vec![
+        // The last five minutes: three users (one event without any) on two routes.
+        at(1, 1_000, Some("ann"), "/a", false),
+        at(2, 2_000, Some("bob"), "/a", true),
+        at(3, 3_000, None, "/b", false),
+        at(4, 4 * MINUTE_MS, Some("cid"), "/a", false),
+        at(5, 4 * MINUTE_MS + 1, Some("ann"), "/b", false),
+        // Within the 30 minutes, not the five: counted by minute, not as visitors.
+        at(6, 12 * MINUTE_MS, Some("dan"), "/c", false),
+        // Older than the 30 minutes: in neither.
+        at(7, 40 * MINUTE_MS, Some("eve"), "/old", true),
+        at(8, 3 * HOUR_MS, Some("fay"), "/old", false),
+    ];
+    block_on(pipeline::store_events(&store, &events, now)).unwrap();
+
+    let minute_rows = |d| {
+        block_on(store.rollups_between(
+            "site",
+            Period::Minute,
+            window.first_minute,
+            window.end_ms(),
+            Some(d),
+        ))
+        .unwrap()
+    };
+    let all = minute_rows(Dimension::All);
+    let minutes = realtime::minutes(&window, all.iter().map(|(k, v)| (k.start, &v.value)));
+    assert_eq!(minutes.len(), 30);
+    assert_eq!(minutes.iter().map(|m| m.events).sum::<u64>(), 6);
+    assert_eq!(minutes.iter().map(|m| m.errors).sum::<u64>(), 1);
+    let expected_now = events[..6]
+        .iter()
+        .filter(|e| e.timestamp >= window.current_minute)
+        .count() as u64;
+    assert_eq!(minutes[29].events, expected_now);
+    assert!(minutes[29].partial);
+    let routes = minute_rows(Dimension::Route);
+    let top = realtime::top(
+        Dimension::Route,
+        routes.iter().map(|(k, v)| (k.value.as_str(), &v.value)),
+        10,
+    );
+    let shown: Vec<(&str, u64)> = top.iter().map(|t| (t.value.as_str(), t.events)).collect();
+    assert_eq!(shown, [("/a", 3), ("/b", 2), ("/c", 1)]);
+
+    let visitors = |budget| {
+        block_on(store.recent_visitors("site", window.visitors_from(), now + 1, budget)).unwrap()
+    };
+    let all_five = visitors(realtime::VISITOR_ROWS_BUDGET);
+    assert_eq!((all_five.count, all_five.events_read), (3, 5));
+    assert!(!all_five.truncated);
+    // A budget of two reads the two most recent events: ann and bob, and says so.
+    let cut = visitors(2);
+    assert_eq!((cut.count, cut.events_read, cut.truncated), (2, 2, true));
+    assert_eq!(
+        block_on(store.recent_visitors("nobody", window.visitors_from(), now + 1, 10)).unwrap(),
+        realtime::visitors(0, 0, 10)
+    );
+}
+
+#[test]
+fn realtime_statements_search_their_indexes_and_never_sort() {
+    // Both tables only grow: a statement that scanned a project's rows, or sorted them,
+    // would cost more with every event the project ever sent.
+    let store = SqliteStore::open_in_memory().unwrap();
+    let plan = |statement| support::query_plan(&store, statement);
+    let visitors = plan(tally_core::sql::RECENT_VISITORS);
+    let raw: Vec<&String> = visitors
+        .iter()
+        .filter(|s| s.contains("raw_events"))
+        .collect();
+    assert_eq!(
+        raw,
+        [
+            "SEARCH raw_events USING INDEX raw_events_by_time (project_id=? AND timestamp>? AND timestamp<?)"
+        ],
+        "{visitors:?}"
+    );
+    let minutes = plan(tally_core::sql::ROLLUPS_OF_DIMENSION);
+    assert_eq!(
+        minutes,
+        [
+            "SEARCH rollups USING INDEX rollups_by_dimension (project=? AND period=? AND dimension=? AND start>? AND start<?)"
+        ],
+    );
+    // The distinct count's own B-tree and the scan of the subquery hold at most the
+    // budget's rows; no table is scanned and no ORDER BY sorts.
+    for steps in [&visitors, &minutes] {
+        assert!(
+            !steps.iter().any(|s| s.contains("FOR ORDER BY")
+                || s.starts_with("SCAN raw_events")
+                || s.starts_with("SCAN rollups")),
+            "{steps:?}"
+        );
+    }
 }
