@@ -161,6 +161,20 @@ pub fn visitors(events_read: u64, distinct: u64, budget: u32) -> Visitors {
     }
 }
 
+/// Everything the realtime view shows, as of [`Window::now_ms`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Realtime {
+    pub window: Window,
+    /// Every minute of the window, oldest first; the last one is partial.
+    pub minutes: Vec<Minute>,
+    /// Distinct users of the last [`VISITOR_WINDOW_MS`].
+    pub visitors: Visitors,
+    /// The [`TOP_VALUES`] routes (pages) and sources with most events over the whole
+    /// window: the same thirty minutes as the chart, so they add up to it.
+    pub routes: Vec<TopValue>,
+    pub sources: Vec<TopValue>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

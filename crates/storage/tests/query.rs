@@ -284,6 +284,9 @@ fn realtime_reads_minute_rows_and_recent_visitors_of_the_window_only() {
         if error {
             raw["error_class"] = json!("Timeout");
         }
+        if i % 2 == 1 {
+            raw["source"] = json!("hn");
+        }
         event(i, raw)
     };
     let events = vec![
@@ -301,18 +304,8 @@ fn realtime_reads_minute_rows_and_recent_visitors_of_the_window_only() {
     ];
     block_on(pipeline::store_events(&store, &events, now)).unwrap();
 
-    let minute_rows = |d| {
-        block_on(store.rollups_between(
-            "site",
-            Period::Minute,
-            window.first_minute,
-            window.end_ms(),
-            Some(d),
-        ))
-        .unwrap()
-    };
-    let all = minute_rows(Dimension::All);
-    let minutes = realtime::minutes(&window, all.iter().map(|(k, v)| (k.start, &v.value)));
+    let view = block_on(read::realtime(&store, "site", window)).unwrap();
+    let minutes = &view.minutes;
     assert_eq!(minutes.len(), 30);
     assert_eq!(minutes.iter().map(|m| m.events).sum::<u64>(), 6);
     assert_eq!(minutes.iter().map(|m| m.errors).sum::<u64>(), 1);
@@ -322,14 +315,19 @@ fn realtime_reads_minute_rows_and_recent_visitors_of_the_window_only() {
         .count() as u64;
     assert_eq!(minutes[29].events, expected_now);
     assert!(minutes[29].partial);
-    let routes = minute_rows(Dimension::Route);
-    let top = realtime::top(
-        Dimension::Route,
-        routes.iter().map(|(k, v)| (k.value.as_str(), &v.value)),
-        10,
-    );
-    let shown: Vec<(&str, u64)> = top.iter().map(|t| (t.value.as_str(), t.events)).collect();
+    let shown: Vec<(&str, u64)> = view
+        .routes
+        .iter()
+        .map(|t| (t.value.as_str(), t.events))
+        .collect();
     assert_eq!(shown, [("/a", 3), ("/b", 2), ("/c", 1)]);
+    let sources: Vec<(&str, u64)> = view
+        .sources
+        .iter()
+        .map(|t| (t.value.as_str(), t.events))
+        .collect();
+    assert_eq!(sources, [("hn", 3)], "events 1, 3 and 5; 7 is too old");
+    assert_eq!((view.visitors.count, view.visitors.events_read), (3, 5));
 
     let visitors = |budget| {
         block_on(store.recent_visitors("site", window.visitors_from(), now + 1, budget)).unwrap()

@@ -50,6 +50,8 @@ pub enum Read<'a> {
     Campaigns,
     /// One campaign, percent-encoded as in the path.
     Campaign(&'a str),
+    /// The last thirty minutes.
+    Realtime,
 }
 
 /// A path of one of the seeds.
@@ -95,6 +97,8 @@ pub enum Admin<'a> {
 pub enum Page {
     /// The dashboard itself, at the path of `Entry`.
     View(Entry),
+    /// The realtime view, `/dashboard/{p}/realtime`, which reloads itself.
+    Realtime,
     Login,
     Logout,
 }
@@ -173,6 +177,7 @@ pub const TABLE: &[Row] = &[
     row(GET, "/v1/projects/{project}/alerts/rules", |a| Route::Read(a[0], Read::AlertRules)),
     row(GET, "/v1/projects/{project}/campaigns", |a| Route::Read(a[0], Read::Campaigns)),
     row(GET, "/v1/projects/{project}/campaigns/{campaign}", |a| Route::Read(a[0], Read::Campaign(a[1]))),
+    row(GET, "/v1/projects/{project}/realtime", |a| Route::Read(a[0], Read::Realtime)),
     // The seeds' paths.
     row(GET, "/api/plugins/{slug}/analytics/overview", |a| Route::Alias(Alias::PluginOverview(a[0]))),
     row(GET, "/api/plugins/{slug}/analytics/timeseries", |a| Route::Alias(Alias::PluginTimeseries(a[0]))),
@@ -202,6 +207,7 @@ pub const TABLE: &[Row] = &[
     row(GET, "/v1/admin/projects/{project}/erasures/{id}", |a| Route::Admin(Admin::GetErasure(a[0], a[1]))),
     // The dashboard and the badges.
     row(GET_HEAD, "/dashboard/{project}", |a| Route::Dashboard(a[0], Page::View(Entry::Dashboard))),
+    row(GET_HEAD, "/dashboard/{project}/realtime", |a| Route::Dashboard(a[0], Page::Realtime)),
     row(POST, "/dashboard/{project}/login", |a| Route::Dashboard(a[0], Page::Login)),
     row(POST, "/dashboard/{project}/logout", |a| Route::Dashboard(a[0], Page::Logout)),
     row(GET_HEAD, "/admin/plugins/{slug}/analytics", |a| Route::Dashboard(a[0], Page::View(Entry::Admin))),
@@ -406,6 +412,16 @@ mod tests {
             "/v1/projects/demo/campaigns/black%20friday",
             Ok(Route::Read("demo", Read::Campaign("black%20friday"))),
         );
+        check(
+            Get,
+            "/v1/projects/demo/realtime",
+            Ok(Route::Read("demo", Read::Realtime)),
+        );
+        check(
+            Post,
+            "/v1/projects/demo/realtime",
+            Err((Area::Api, 405, "GET")),
+        );
         // The handler checks the slug and answers 400.
         check(
             Get,
@@ -582,6 +598,16 @@ mod tests {
             Post,
             "/dashboard/demo/login",
             Ok(Route::Dashboard("demo", Page::Login)),
+        );
+        check(
+            Get,
+            "/dashboard/demo/realtime",
+            Ok(Route::Dashboard("demo", Page::Realtime)),
+        );
+        check(
+            Post,
+            "/dashboard/demo/realtime",
+            Err((Area::Dashboard, 405, "GET, HEAD")),
         );
         check(
             Post,
