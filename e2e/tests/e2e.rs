@@ -14,5 +14,6 @@ mod ingest;
 mod openapi;
 mod pipeline;
 mod query;
+mod realtime;
 mod support;
 mod validation;
