@@ -307,3 +307,72 @@ fn the_realtime_page_shows_a_fresh_event_after_reloading_itself_without_a_csp_vi
         },
     );
 }
+
+#[test]
+fn the_realtime_page_takes_the_dashboards_gate_and_policy_and_keeps_a_share_link() {
+    let p = Project::new("rt-gate");
+    let other = Project::new("rt-gate-other");
+    let page = |path: &str, auth: Option<&str>| {
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+        let a = request("GET", &format!("{}{path}", url("query")), &headers, None);
+        let body = a.json.as_str().unwrap_or_default().to_owned();
+        (a, body)
+    };
+    let live = format!("/dashboard/{}/realtime", p.slug);
+    let auth = p.read_auth();
+
+    let (dashboard, _) = page(&format!("/dashboard/{}", p.slug), Some(&auth));
+    let (a, body) = page(&live, Some(&auth));
+    assert_eq!(a.status, 200, "{body}");
+    assert_eq!(a.header("cache-control"), Some("no-store"));
+    assert!(dashboard.header("content-security-policy").is_some());
+    for header in [
+        "content-security-policy",
+        "referrer-policy",
+        "x-content-type-options",
+    ] {
+        assert_eq!(a.header(header), dashboard.header(header), "{header}");
+    }
+    assert!(body.contains(r#"<meta http-equiv="refresh" content="10">"#));
+    assert!(!body.contains("<script"), "{body}");
+    assert_eq!(
+        body.matches("<tr><td>").count() + 1,
+        30,
+        "30 minutes: {body}"
+    );
+
+    // Without a token: the login form; with another project's: what the dashboard says.
+    let (anonymous, body) = page(&live, None);
+    assert_eq!(anonymous.status, 401);
+    assert!(body.contains(r#"name="token""#), "{body}");
+    let other_auth = other.read_auth();
+    let (wrong, _) = page(&live, Some(&other_auth));
+    let (wrong_dashboard, _) = page(&format!("/dashboard/{}", p.slug), Some(&other_auth));
+    assert_ne!(wrong.status, 200);
+    assert_eq!(wrong.status, wrong_dashboard.status);
+
+    // A share link opens it, and both pages link to each other keeping the link.
+    let made = admin(
+        "POST",
+        &format!("/projects/{}/share", p.slug),
+        Some(&json!({"expires_in_days": 1})),
+    );
+    assert_eq!(made.status, 201, "{}", made.json);
+    let token = made.json["share"]["token"].as_str().unwrap().to_owned();
+    let (shared, body) = page(&format!("{live}?share={token}"), None);
+    assert_eq!(shared.status, 200, "{body}");
+    assert!(
+        body.contains(&format!(r#"href="/dashboard/{}?share={token}""#, p.slug)),
+        "{body}"
+    );
+    let (_, dashboard_body) = page(&format!("/dashboard/{}?share={token}", p.slug), None);
+    assert!(
+        dashboard_body.contains(&format!(r#"href="{live}?share={token}""#)),
+        "{dashboard_body}"
+    );
+    let id = made.json["share"]["id"].as_str().unwrap();
+    let revoked = admin("DELETE", &format!("/projects/{}/share/{id}", p.slug), None);
+    assert_eq!(revoked.status, 200, "{}", revoked.json);
+    let (refused, body) = page(&format!("{live}?share={token}"), None);
+    assert_eq!(refused.status, 403, "{body}");
+}
