@@ -380,3 +380,94 @@ fn realtime_statements_search_their_indexes_and_never_sort() {
         );
     }
 }
+
+/// The virtual-machine steps SQLite took to run `sql` with `params` to the end: a
+/// measure of the rows a statement touched that does not depend on timing.
+fn steps_of(store: &SqliteStore, sql: &str, params: &[rusqlite::types::Value]) -> i32 {
+    store.with_connection(|c| {
+        let mut stmt = c.prepare(sql).unwrap();
+        let mut rows = stmt.query(rusqlite::params_from_iter(params)).unwrap();
+        while rows.next().unwrap().is_some() {}
+        drop(rows);
+        stmt.get_status(rusqlite::StatementStatus::VmStep)
+    })
+}
+
+#[test]
+fn realtime_reads_cost_the_same_whatever_the_older_volume() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let window = Window::ending_at(NOW - 20_000);
+    let now = window.now_ms;
+    let mut rng = Rng(7);
+    // Events older than the thirty minutes, over the last twenty hours: their minute
+    // rows are still kept (for alert rules), their raw rows too.
+    let mut next_id = 0;
+    let mut older = |n: u64, rng: &mut Rng| -> Vec<Event> {
+        (0..n)
+            .map(|_| {
+                next_id += 1;
+                let ago = 31 * MINUTE_MS + rng.below(20 * HOUR_MS as u64) as i64;
+                let raw = json!({"name": "request", "timestamp": now - ago,
+                                 "route": format!("/r{}", rng.below(50)),
+                                 "source": format!("s{}", rng.below(5)),
+                                 "user": format!("u{}", rng.below(500))});
+                event(next_id, raw)
+            })
+            .collect()
+    };
+    let recent: Vec<Event> = (0..20)
+        .map(|i| {
+            let raw = json!({"name": "request", "timestamp": now - i * 10_000,
+                             "route": "/now", "user": format!("v{}", i % 7)});
+            event(1_000_000 + i as u64, raw)
+        })
+        .collect();
+    block_on(pipeline::store_events(&store, &recent, now)).unwrap();
+    store_in_batches_at(&store, &older(5_000, &mut rng), now);
+
+    let text = |v: &str| rusqlite::types::Value::Text(v.to_owned());
+    let int = rusqlite::types::Value::Integer;
+    let visitors = [
+        text("site"),
+        int(window.visitors_from()),
+        int(now + 1),
+        int(i64::from(realtime::VISITOR_ROWS_BUDGET)),
+    ];
+    let minutes = |dimension: &str| {
+        [
+            text("site"),
+            text("minute"),
+            int(window.first_minute),
+            int(window.end_ms()),
+            text(dimension),
+        ]
+    };
+    let measure = || {
+        [
+            steps_of(&store, tally_core::sql::RECENT_VISITORS, &visitors),
+            steps_of(
+                &store,
+                tally_core::sql::ROLLUPS_OF_DIMENSION,
+                &minutes("all"),
+            ),
+            steps_of(
+                &store,
+                tally_core::sql::ROLLUPS_OF_DIMENSION,
+                &minutes("route"),
+            ),
+        ]
+    };
+    let before = measure();
+    // Ten times the older volume, and the reads take exactly the same steps.
+    store_in_batches_at(&store, &older(45_000, &mut rng), now);
+    assert_eq!(measure(), before);
+    let view = block_on(read::realtime(&store, "site", window)).unwrap();
+    assert_eq!(view.minutes.iter().map(|m| m.events).sum::<u64>(), 20);
+    assert_eq!(view.visitors.count, 7);
+}
+
+fn store_in_batches_at(store: &SqliteStore, events: &[Event], now: i64) {
+    for chunk in events.chunks(5_000) {
+        block_on(pipeline::store_events(store, chunk, now)).unwrap();
+    }
+}
