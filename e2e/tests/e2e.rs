@@ -18,5 +18,6 @@ mod openapi;
 mod pipeline;
 mod projects;
 mod query;
+mod realtime;
 mod support;
 mod validation;

@@ -278,6 +278,7 @@ fn real_answers_match_the_openapi_document() {
         ("/campaigns", "/campaigns".into(), 200),
         ("/campaigns/{campaign}", "/campaigns/spring".into(), 200),
         ("/campaigns/{campaign}", "/campaigns/%ff".into(), 400),
+        ("/realtime", "/realtime".into(), 200),
     ];
     for (template, path, status) in reads {
         let a = read(&format!("/v1/projects/{s}{path}"), Some(&auth));
@@ -631,6 +632,9 @@ fn real_answers_match_the_openapi_document() {
     spec.check("GET", "/badge/{project}/{file}", &a);
     let a = read(&format!("/dashboard/{s}"), None);
     spec.check("GET", "/dashboard/{project}", &a);
+    let a = read(&format!("/dashboard/{s}/realtime"), Some(&auth));
+    assert_eq!(a.status, 200);
+    spec.check("GET", "/dashboard/{project}/realtime", &a);
 
     // Ingest: errors of /v1/events, the track seed's shapes, Plausible's answer.
     let ingest = url("ingest");

@@ -16,6 +16,8 @@
 //! - [`plausible::parse`] reads a Plausible Events API request as a [`RawEvent`];
 //!   [`plausible::is_bot`] tells crawlers and scripts from people by user agent.
 //! - [`alerts`] evaluates alert rules from minute rollups and signs their webhooks.
+//! - [`realtime`] shapes the last 30 minutes from minute rollups: every minute filled,
+//!   top values, the visitor count's row budget.
 //! - [`share`] signs and checks dashboard share links (HMAC-SHA256 over project and expiry).
 //! - `testing` and `workload` (feature `test-utils`) generate reproducible data for other
 //!   crates' tests and benchmarks from a seed they are given.
@@ -37,6 +39,7 @@ pub mod plausible;
 pub mod project;
 pub mod queue;
 pub mod range;
+pub mod realtime;
 pub mod rollup;
 pub mod sessions;
 pub mod share;

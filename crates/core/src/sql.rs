@@ -509,6 +509,18 @@ WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
 ORDER BY timestamp, event_id
 LIMIT ?7";
 
+/// Of a project's (`?1`) raw events with `?2 <= timestamp < ?3`, the `?4` most recent:
+/// how many were read and how many distinct users they have. The realtime view's
+/// visitor count, through the time index only (newest first, no sort), so it reads at
+/// most `?4` events however many the project holds.
+pub const RECENT_VISITORS: &str = "\
+SELECT COUNT(*) AS events, COUNT(DISTINCT user) AS visitors
+FROM (SELECT user FROM raw_events INDEXED BY raw_events_by_time
+      WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
+        AND timestamp >= ?2 AND timestamp < ?3
+      ORDER BY timestamp DESC
+      LIMIT ?4)";
+
 /// The minute rows of one dimension value of a project (`?1`, `?2`, `?3`) with
 /// `?4 <= start < ?5`: what an alert rule reads, through an index of minute rows only.
 pub const MINUTE_ROWS_OF_VALUE: &str = "\

@@ -51,6 +51,7 @@ use tally_core::Event;
 use tally_core::funnel::Hit;
 use tally_core::project::{ApiKey, KeyKind, NewKey, Project};
 use tally_core::queue::Dropped;
+use tally_core::realtime::Visitors;
 use tally_core::rollup::{Dimension, Key, Period, Rollup, ValueGroup};
 use tally_core::sessions::Mark;
 
@@ -585,6 +586,22 @@ pub trait QueryStore {
         after: Option<(i64, &str)>,
         limit: u32,
     ) -> Result<Vec<Hit>, Error>;
+
+    /// The distinct users of `project`'s raw events in `[from_ms, to_ms)`, counted over
+    /// at most `budget` of the most recent of them (through the time index, so the read
+    /// does not grow with the project's older events); truncated when the budget was
+    /// filled.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the read fails.
+    async fn recent_visitors(
+        &self,
+        project: &str,
+        from_ms: i64,
+        to_ms: i64,
+        budget: u32,
+    ) -> Result<Visitors, Error>;
 }
 
 /// The record of cron job runs and meta values.

@@ -6,10 +6,14 @@
 //! marked dirty), and by hour rows for the rest: the partial first and last days, and
 //! days whose day row still lags behind their hours. So a 90-day range reads about 90
 //! rows per value, not 2,160, and every answer equals merging the hours.
+//!
+//! [`realtime`] reads the last thirty minutes from minute rows, and the visitors of the
+//! last five from raw events within a budget.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use tally_core::funnel::Hit;
+use tally_core::realtime::{self, Realtime, Window};
 use tally_core::rollup::{self, Dimension, Key, Period, Rollup};
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
 
@@ -333,4 +337,57 @@ pub async fn funnel_hits<S: QueryStore>(
 fn ceil(ms: i64, unit: i64) -> i64 {
     let floor = ms - ms.rem_euclid(unit);
     if floor == ms { ms } else { floor + unit }
+}
+
+/// The realtime view of `project` over `window`: the minute rows of `all`, `route` and
+/// `source` in the window (each read through `rollups_by_dimension`, so at most 30 rows
+/// of `all` and 30 × 101 of the others, whatever the project's volume), and the
+/// visitors of the last five minutes over at most [`realtime::VISITOR_ROWS_BUDGET`]
+/// raw events. Minute rows are written for every project's recent events, alert rules
+/// or not.
+///
+/// # Errors
+///
+/// The store's error.
+pub async fn realtime<S: RollupStore + QueryStore>(
+    store: &S,
+    project: &str,
+    window: Window,
+) -> Result<Realtime, Error> {
+    let minute_rows = |dimension| {
+        store.rollups_between(
+            project,
+            Period::Minute,
+            window.first_minute,
+            window.end_ms(),
+            Some(dimension),
+        )
+    };
+    let all = minute_rows(Dimension::All).await?;
+    let routes = minute_rows(Dimension::Route).await?;
+    let sources = minute_rows(Dimension::Source).await?;
+    // Future timestamps are clamped to their arrival, so none lies past `now_ms`; the
+    // bound past it only keeps an event of this very millisecond.
+    let visitors = store
+        .recent_visitors(
+            project,
+            window.visitors_from(),
+            window.now_ms + 1,
+            realtime::VISITOR_ROWS_BUDGET,
+        )
+        .await?;
+    let top = |dimension, rows: &BTreeMap<Key, Versioned<Rollup>>| {
+        realtime::top(
+            dimension,
+            rows.iter().map(|(k, v)| (k.value.as_str(), &v.value)),
+            realtime::TOP_VALUES,
+        )
+    };
+    Ok(Realtime {
+        window,
+        minutes: realtime::minutes(&window, all.iter().map(|(k, v)| (k.start, &v.value))),
+        visitors,
+        routes: top(Dimension::Route, &routes),
+        sources: top(Dimension::Source, &sources),
+    })
 }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use serde::Deserialize;
 use tally_core::funnel::Hit;
 use tally_core::project::{ApiKey, KeyKind, NewKey, Project};
+use tally_core::realtime::{self, Visitors};
 use tally_core::rollup::{Dimension, Key, Period, Rollup, ValueGroup};
 use tally_core::sessions::Mark;
 use tally_core::{Event, sql};
@@ -345,6 +346,29 @@ impl<S: Executor> QueryStore for S {
         let mut values = range(project, from_ms, to_ms);
         values.extend([after_ts.into(), after_id.into(), names.into(), limit.into()]);
         self.query(sql::FUNNEL_HITS, values).await
+    }
+
+    async fn recent_visitors(
+        &self,
+        project: &str,
+        from_ms: i64,
+        to_ms: i64,
+        budget: u32,
+    ) -> Result<Visitors, Error> {
+        #[derive(Deserialize)]
+        struct Read {
+            events: u64,
+            visitors: u64,
+        }
+        let mut values = range(project, from_ms, to_ms);
+        values.push(budget.into());
+        // Every row, not a `first`: only a whole D1 result carries the rows it read.
+        let rows: Vec<Read> = self.query(sql::RECENT_VISITORS, values).await?;
+        let read = rows.into_iter().next().unwrap_or(Read {
+            events: 0,
+            visitors: 0,
+        });
+        Ok(realtime::visitors(read.events, read.visitors, budget))
     }
 }
 

@@ -1,13 +1,17 @@
 //! The reads behind the query API against real SQLite: error classes with their routes
-//! and last messages, first and last hours, funnel hits.
+//! and last messages, first and last hours, funnel hits, the realtime view's minute rows
+//! and recent visitors (and the query plans that keep them from growing with volume).
+
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 use tally_core::funnel::{self, Hit};
+use tally_core::realtime::{self, Window};
 use tally_core::rollup::{Dimension, Period, parse_error_route};
 use tally_core::testing::SplitMix64 as Rng;
-use tally_core::time::{DAY_MS, HOUR_MS, Interval};
+use tally_core::time::{DAY_MS, HOUR_MS, Interval, MINUTE_MS};
 use tally_core::{Context, Event, RawEvent, Settings, validate};
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{ErrorMessage, QueryStore, RollupStore, Write, Writer, pipeline, read};
@@ -264,4 +268,206 @@ fn funnel_hits_page_through_users_and_names_only() {
     // A cap: one more than it is read, and no more.
     let capped = block_on(read::funnel_hits(&store, "site", from, to, &steps, 6_000)).unwrap();
     assert_eq!(capped.len(), 6_001);
+}
+
+#[test]
+fn realtime_reads_minute_rows_and_recent_visitors_of_the_window_only() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let window = Window::ending_at(NOW - 20_000);
+    let now = window.now_ms;
+    let at = |i: u64, ago_ms: i64, user: Option<&str>, route: &str, error: bool| {
+        let mut raw = json!({"name": "request", "timestamp": now - ago_ms, "route": route,
+                             "duration_ms": 10 + i});
+        if let Some(user) = user {
+            raw["user"] = json!(user);
+        }
+        if error {
+            raw["error_class"] = json!("Timeout");
+        }
+        if i % 2 == 1 {
+            raw["source"] = json!("hn");
+        }
+        event(i, raw)
+    };
+    let events = vec![
+        // The last five minutes: three users (one event without any) on two routes.
+        at(1, 1_000, Some("ann"), "/a", false),
+        at(2, 2_000, Some("bob"), "/a", true),
+        at(3, 3_000, None, "/b", false),
+        at(4, 4 * MINUTE_MS, Some("cid"), "/a", false),
+        at(5, 4 * MINUTE_MS + 1, Some("ann"), "/b", false),
+        // Within the 30 minutes, not the five: counted by minute, not as visitors.
+        at(6, 12 * MINUTE_MS, Some("dan"), "/c", false),
+        // Older than the 30 minutes: in neither.
+        at(7, 40 * MINUTE_MS, Some("eve"), "/old", true),
+        at(8, 3 * HOUR_MS, Some("fay"), "/old", false),
+    ];
+    block_on(pipeline::store_events(&store, &events, now)).unwrap();
+
+    let view = block_on(read::realtime(&store, "site", window)).unwrap();
+    let minutes = &view.minutes;
+    assert_eq!(minutes.len(), 30);
+    assert_eq!(minutes.iter().map(|m| m.events).sum::<u64>(), 6);
+    assert_eq!(minutes.iter().map(|m| m.errors).sum::<u64>(), 1);
+    let expected_now = events[..6]
+        .iter()
+        .filter(|e| e.timestamp >= window.current_minute)
+        .count() as u64;
+    assert_eq!(minutes[29].events, expected_now);
+    assert!(minutes[29].partial);
+    let shown: Vec<(&str, u64)> = view
+        .routes
+        .iter()
+        .map(|t| (t.value.as_str(), t.events))
+        .collect();
+    assert_eq!(shown, [("/a", 3), ("/b", 2), ("/c", 1)]);
+    let sources: Vec<(&str, u64)> = view
+        .sources
+        .iter()
+        .map(|t| (t.value.as_str(), t.events))
+        .collect();
+    assert_eq!(sources, [("hn", 3)], "events 1, 3 and 5; 7 is too old");
+    assert_eq!((view.visitors.count, view.visitors.events_read), (3, 5));
+
+    let visitors = |budget| {
+        block_on(store.recent_visitors("site", window.visitors_from(), now + 1, budget)).unwrap()
+    };
+    let all_five = visitors(realtime::VISITOR_ROWS_BUDGET);
+    assert_eq!((all_five.count, all_five.events_read), (3, 5));
+    assert!(!all_five.truncated);
+    // A budget of two reads the two most recent events: ann and bob, and says so.
+    let cut = visitors(2);
+    assert_eq!((cut.count, cut.events_read, cut.truncated), (2, 2, true));
+    assert_eq!(
+        block_on(store.recent_visitors("nobody", window.visitors_from(), now + 1, 10)).unwrap(),
+        realtime::visitors(0, 0, 10)
+    );
+}
+
+#[test]
+fn realtime_statements_search_their_indexes_and_never_sort() {
+    // Both tables only grow: a statement that scanned a project's rows, or sorted them,
+    // would cost more with every event the project ever sent.
+    let store = SqliteStore::open_in_memory().unwrap();
+    let plan = |statement| support::query_plan(&store, statement);
+    let visitors = plan(tally_core::sql::RECENT_VISITORS);
+    let raw: Vec<&String> = visitors
+        .iter()
+        .filter(|s| s.contains("raw_events"))
+        .collect();
+    assert_eq!(
+        raw,
+        [
+            "SEARCH raw_events USING INDEX raw_events_by_time (project_id=? AND timestamp>? AND timestamp<?)"
+        ],
+        "{visitors:?}"
+    );
+    let minutes = plan(tally_core::sql::ROLLUPS_OF_DIMENSION);
+    assert_eq!(
+        minutes,
+        [
+            "SEARCH rollups USING INDEX rollups_by_dimension (project=? AND period=? AND dimension=? AND start>? AND start<?)"
+        ],
+    );
+    // The distinct count's own B-tree and the scan of the subquery hold at most the
+    // budget's rows; no table is scanned and no ORDER BY sorts.
+    for steps in [&visitors, &minutes] {
+        assert!(
+            !steps.iter().any(|s| s.contains("FOR ORDER BY")
+                || s.starts_with("SCAN raw_events")
+                || s.starts_with("SCAN rollups")),
+            "{steps:?}"
+        );
+    }
+}
+
+/// The virtual-machine steps SQLite took to run `sql` with `params` to the end: a
+/// measure of the rows a statement touched that does not depend on timing.
+fn steps_of(store: &SqliteStore, sql: &str, params: &[rusqlite::types::Value]) -> i32 {
+    store.with_connection(|c| {
+        let mut stmt = c.prepare(sql).unwrap();
+        let mut rows = stmt.query(rusqlite::params_from_iter(params)).unwrap();
+        while rows.next().unwrap().is_some() {}
+        drop(rows);
+        stmt.get_status(rusqlite::StatementStatus::VmStep)
+    })
+}
+
+#[test]
+fn realtime_reads_cost_the_same_whatever_the_older_volume() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let window = Window::ending_at(NOW - 20_000);
+    let now = window.now_ms;
+    let mut rng = Rng(7);
+    // Events older than the thirty minutes, over the last twenty hours: their minute
+    // rows are still kept (for alert rules), their raw rows too.
+    let mut next_id = 0;
+    let mut older = |n: u64, rng: &mut Rng| -> Vec<Event> {
+        (0..n)
+            .map(|_| {
+                next_id += 1;
+                let ago = 31 * MINUTE_MS + rng.below(20 * HOUR_MS as u64) as i64;
+                let raw = json!({"name": "request", "timestamp": now - ago,
+                                 "route": format!("/r{}", rng.below(50)),
+                                 "source": format!("s{}", rng.below(5)),
+                                 "user": format!("u{}", rng.below(500))});
+                event(next_id, raw)
+            })
+            .collect()
+    };
+    let recent: Vec<Event> = (0..20)
+        .map(|i| {
+            let raw = json!({"name": "request", "timestamp": now - i * 10_000,
+                             "route": "/now", "user": format!("v{}", i % 7)});
+            event(1_000_000 + i as u64, raw)
+        })
+        .collect();
+    block_on(pipeline::store_events(&store, &recent, now)).unwrap();
+    store_in_batches_at(&store, &older(5_000, &mut rng), now);
+
+    let text = |v: &str| rusqlite::types::Value::Text(v.to_owned());
+    let int = rusqlite::types::Value::Integer;
+    let visitors = [
+        text("site"),
+        int(window.visitors_from()),
+        int(now + 1),
+        int(i64::from(realtime::VISITOR_ROWS_BUDGET)),
+    ];
+    let minutes = |dimension: &str| {
+        [
+            text("site"),
+            text("minute"),
+            int(window.first_minute),
+            int(window.end_ms()),
+            text(dimension),
+        ]
+    };
+    let measure = || {
+        [
+            steps_of(&store, tally_core::sql::RECENT_VISITORS, &visitors),
+            steps_of(
+                &store,
+                tally_core::sql::ROLLUPS_OF_DIMENSION,
+                &minutes("all"),
+            ),
+            steps_of(
+                &store,
+                tally_core::sql::ROLLUPS_OF_DIMENSION,
+                &minutes("route"),
+            ),
+        ]
+    };
+    let before = measure();
+    // Ten times the older volume, and the reads take exactly the same steps.
+    store_in_batches_at(&store, &older(45_000, &mut rng), now);
+    assert_eq!(measure(), before);
+    let view = block_on(read::realtime(&store, "site", window)).unwrap();
+    assert_eq!(view.minutes.iter().map(|m| m.events).sum::<u64>(), 20);
+    assert_eq!(view.visitors.count, 7);
+}
+
+fn store_in_batches_at(store: &SqliteStore, events: &[Event], now: i64) {
+    for chunk in events.chunks(5_000) {
+        block_on(pipeline::store_events(store, chunk, now)).unwrap();
+    }
 }

@@ -95,6 +95,8 @@ impl Browser {
             Some(json!({"capabilities": {"alwaysMatch": {
                 "browserName": "chrome",
                 "goog:chromeOptions": {"binary": chromium, "args": args},
+                // The console's messages, for tests that check none is a blocked load.
+                "goog:loggingPrefs": {"browser": "ALL"},
             }}})),
         );
         browser.session = created["sessionId"]
@@ -128,6 +130,14 @@ impl Browser {
 
     /// A WebDriver command; answers its `value`, panicking on a WebDriver error.
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        match self.send(method, path, body) {
+            Ok(value) => value,
+            Err(problem) => panic!("{problem}"),
+        }
+    }
+
+    /// A WebDriver command; its `value`, or what went wrong.
+    fn send(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
         let url = format!("{}{path}", self.base);
         let request = ureq::http::Request::builder().method(method).uri(&url);
         let sent = match body {
@@ -139,14 +149,16 @@ impl Browser {
             ),
             None => self.http.run(request.body(()).expect("a request")),
         };
-        let mut response = sent.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let mut response = sent.map_err(|e| format!("{method} {path}: {e}"))?;
         let status = response.status().as_u16();
         let body: Value = response
             .body_mut()
             .read_json()
-            .unwrap_or_else(|e| panic!("{method} {path}: a body that is not JSON: {e}"));
-        assert!(status < 300, "{method} {path} answered {status}: {body}");
-        body["value"].clone()
+            .map_err(|e| format!("{method} {path}: a body that is not JSON: {e}"))?;
+        if status >= 300 {
+            return Err(format!("{method} {path} answered {status}: {body}"));
+        }
+        Ok(body["value"].clone())
     }
 
     fn session_path(&self, rest: &str) -> String {
@@ -279,6 +291,36 @@ impl Browser {
             &self.session_path("/execute/sync"),
             Some(json!({"script": script, "args": args})),
         )
+    }
+
+    /// Runs a script in the page, or `None` when WebDriver refuses it: while a page
+    /// reloads itself there may be no document to run it in.
+    pub fn try_script(&self, script: &str) -> Option<Value> {
+        self.send(
+            "POST",
+            &self.session_path("/execute/sync"),
+            Some(json!({"script": script, "args": []})),
+        )
+        .ok()
+    }
+
+    /// The browser console's messages since the last call (chromedriver's log of type
+    /// `browser`, which the session asks for): a load the page's Content-Security-Policy
+    /// blocks is reported there.
+    pub fn console(&self) -> Vec<String> {
+        self.call(
+            "POST",
+            &self.session_path("/se/log"),
+            Some(json!({"type": "browser"})),
+        )
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
     }
 
     /// A Chrome DevTools command, through chromedriver.

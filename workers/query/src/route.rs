@@ -53,6 +53,8 @@ pub enum Read<'a> {
     Campaigns,
     /// One campaign, percent-encoded as in the path.
     Campaign(&'a str),
+    /// The last thirty minutes.
+    Realtime,
 }
 
 /// A path of one of the seeds.
@@ -98,6 +100,8 @@ pub enum Admin<'a> {
 pub enum Page {
     /// The dashboard itself, at the path of `Entry`.
     View(Entry),
+    /// The realtime view, `/dashboard/{p}/realtime`, which reloads itself.
+    Realtime,
     Login,
     Logout,
 }
@@ -183,6 +187,7 @@ pub const TABLE: &[Row] = &[
     row(GET, "/v1/projects/{project}/alerts/rules", |a| Route::Read(a[0], Read::AlertRules)),
     row(GET, "/v1/projects/{project}/campaigns", |a| Route::Read(a[0], Read::Campaigns)),
     row(GET, "/v1/projects/{project}/campaigns/{campaign}", |a| Route::Read(a[0], Read::Campaign(a[1]))),
+    row(GET, "/v1/projects/{project}/realtime", |a| Route::Read(a[0], Read::Realtime)),
     // The seeds' paths.
     row(GET, "/api/plugins/{slug}/analytics/overview", |a| Route::Alias(Alias::PluginOverview(a[0]))),
     row(GET, "/api/plugins/{slug}/analytics/timeseries", |a| Route::Alias(Alias::PluginTimeseries(a[0]))),
@@ -214,6 +219,7 @@ pub const TABLE: &[Row] = &[
     row(GET_HEAD, "/dashboard", |_| Route::Projects(ProjectsPage::View)),
     row(POST, "/dashboard", |_| Route::Projects(ProjectsPage::Post)),
     row(GET_HEAD, "/dashboard/{project}", |a| Route::Dashboard(a[0], Page::View(Entry::Dashboard))),
+    row(GET_HEAD, "/dashboard/{project}/realtime", |a| Route::Dashboard(a[0], Page::Realtime)),
     row(POST, "/dashboard/{project}/login", |a| Route::Dashboard(a[0], Page::Login)),
     row(POST, "/dashboard/{project}/logout", |a| Route::Dashboard(a[0], Page::Logout)),
     row(GET_HEAD, "/admin/plugins/{slug}/analytics", |a| Route::Dashboard(a[0], Page::View(Entry::Admin))),
@@ -419,6 +425,16 @@ mod tests {
             "/v1/projects/demo/campaigns/black%20friday",
             Ok(Route::Read("demo", Read::Campaign("black%20friday"))),
         );
+        check(
+            Get,
+            "/v1/projects/demo/realtime",
+            Ok(Route::Read("demo", Read::Realtime)),
+        );
+        check(
+            Post,
+            "/v1/projects/demo/realtime",
+            Err((Area::Api, 405, "GET")),
+        );
         // The handler checks the slug and answers 400.
         check(
             Get,
@@ -595,6 +611,16 @@ mod tests {
             Post,
             "/dashboard/demo/login",
             Ok(Route::Dashboard("demo", Page::Login)),
+        );
+        check(
+            Get,
+            "/dashboard/demo/realtime",
+            Ok(Route::Dashboard("demo", Page::Realtime)),
+        );
+        check(
+            Post,
+            "/dashboard/demo/realtime",
+            Err((Area::Dashboard, 405, "GET, HEAD")),
         );
         check(
             Post,

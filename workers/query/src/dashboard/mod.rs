@@ -9,16 +9,22 @@
 //! [`report::Report`] and renders it as HTML with inline CSS and SVG ([`page`]), with the
 //! project's alert rules, recent alerts and paused campaigns ([`alerts`]). No
 //! JavaScript: the range picker and the funnel steps are GET forms.
+//!
+//! `GET /dashboard/{p}/realtime` ([`realtime`]) shows the last thirty minutes from
+//! minute rows (`tally_storage::read::realtime`), behind the same gate, and reloads
+//! itself with a `<meta http-equiv="refresh">`.
 
 pub mod alerts;
 pub mod gate;
 pub mod page;
 pub mod projects;
+pub mod realtime;
 pub mod report;
 pub mod svg;
 
 use tally_core::ApiError;
 use tally_core::range::{Limits, Query};
+use tally_core::realtime::Window;
 use tally_core::rollup::Dimension;
 use tally_core::share;
 use tally_core::time::{DAY_MS, Interval};
@@ -57,6 +63,7 @@ pub async fn handle(
 ) -> Result<Response, ApiError> {
     let result = match page {
         Page::View(entry) => get(&req, env, project, entry).await,
+        Page::Realtime => live(&req, env, project).await,
         Page::Login => login(req, env, project).await,
         Page::Logout => logout(&req, env, project).await,
     };
@@ -238,6 +245,32 @@ async fn get(
     page.report = Some(&report);
     page.alerts = alerts.as_ref();
     html_response(&page::dashboard(&page), 200)
+}
+
+/// `GET /dashboard/{p}/realtime`: the same gate as the dashboard, then the last thirty
+/// minutes. A viewer who must sign in gets the dashboard's login form, which returns to
+/// the dashboard.
+async fn live(req: &Request, env: &RequestEnv, slug: &str) -> Result<Response, ApiError> {
+    let params = Params::of(req)?;
+    let now = now_ms();
+    let store = store(env)?;
+    let project = store.project(slug).await.map_err(internal)?;
+    let share_token = params.trimmed("share");
+    let access = gate::decide(req, env, project.as_ref(), slug, share_token, now).await?;
+    let access = match access {
+        Ok(access) => access,
+        Err(denied) => return login_page(slug, Entry::Dashboard, &denied),
+    };
+    let view = read::realtime(&store, slug, Window::ending_at(now))
+        .await
+        .map_err(internal)?;
+    let mut response = html_response(&realtime::page(slug, &access, &view), 200)?;
+    // Stale a minute later: no cache keeps it, the browser's included.
+    response
+        .headers_mut()
+        .set("cache-control", "no-store")
+        .map_err(internal)?;
+    Ok(response)
 }
 
 fn login_page(slug: &str, entry: Entry, denied: &Denied) -> Result<Response, ApiError> {

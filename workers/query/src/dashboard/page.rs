@@ -52,7 +52,7 @@ td.t{max-width:0;width:100%;overflow:hidden;text-overflow:ellipsis;text-align:le
 .spark{width:120px;height:28px;display:block}\
 th{font-size:12px;color:var(--muted);font-weight:500}\
 td.b{background:linear-gradient(var(--barbg),var(--barbg)) no-repeat 0 100%/var(--w) 4px;padding-bottom:7px}\
-.empty{color:var(--muted)}.firing{color:var(--red);font-weight:600}\
+tr.partial td{font-style:italic}.empty{color:var(--muted)}.firing{color:var(--red);font-weight:600}\
 .error{background:var(--warnbg);border:1px solid var(--warnline);color:var(--warnfg);padding:8px 12px;border-radius:8px;margin-bottom:16px;overflow-wrap:anywhere}\
 .login{max-width:420px;margin:10vh auto;background:var(--card);border:1px solid var(--line);border-radius:10px;padding:24px}\
 .login input{width:100%;margin:6px 0 12px;padding:6px 8px}\
@@ -106,11 +106,21 @@ pub struct Page<'a> {
 }
 
 pub(super) fn head(out: &mut String, title: &str) {
+    head_refreshing(out, title, None);
+}
+
+/// The page's head; with `refresh_s`, a `<meta http-equiv="refresh">` that reloads the
+/// page (its URL, share token and all) every so many seconds: a live page without
+/// script, under the same policy.
+pub(super) fn head_refreshing(out: &mut String, title: &str, refresh_s: Option<u32>) {
+    let refresh = refresh_s
+        .map(|s| format!("<meta http-equiv=\"refresh\" content=\"{s}\">"))
+        .unwrap_or_default();
     let _ = write!(
         out,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <meta name=\"referrer\" content=\"no-referrer\">\
+         <meta name=\"referrer\" content=\"no-referrer\">{refresh}\
          <title>{}</title><style>{CSS}</style></head><body>",
         escape(title)
     );
@@ -128,7 +138,7 @@ fn hidden(out: &mut String, name: &str, value: &str) {
 pub fn dashboard(page: &Page<'_>) -> String {
     let mut out = String::with_capacity(64 * 1024);
     head(&mut out, &format!("{} · Tally", page.project));
-    header(&mut out, page);
+    header(&mut out, page.project, page.access);
     out.push_str("<main>");
     picker(&mut out, page);
     if let Some(error) = page.error {
@@ -171,18 +181,19 @@ pub fn dashboard(page: &Page<'_>) -> String {
     out
 }
 
-fn header(out: &mut String, page: &Page<'_>) {
+/// The page's top bar: the project, how the viewer got in, and signing out.
+pub(super) fn header(out: &mut String, project: &str, access: &Access) {
     let _ = write!(
         out,
         r#"<header><h1>{} <span>· Tally</span></h1><div class="meta">"#,
-        escape(page.project)
+        escape(project)
     );
-    match page.access {
+    match access {
         Access::Cookie => {
             let _ = write!(
                 out,
                 r#"<span>Signed in with a read token</span><form method="post" action="/dashboard/{}/logout"><button type="submit">Sign out</button></form>"#,
-                escape(page.project)
+                escape(project)
             );
         }
         Access::Header => out.push_str("<span>Token from the request</span>"),
@@ -199,6 +210,20 @@ fn header(out: &mut String, page: &Page<'_>) {
         Access::Public => out.push_str("<span>Public dashboard</span>"),
     }
     out.push_str("</div></header>");
+}
+
+/// A link to another page of the dashboard, keeping the share token of a share link
+/// (cookies and public access need nothing carried).
+pub(super) fn link_to(path: &str, access: &Access) -> String {
+    match access {
+        Access::Share { token, .. } => {
+            let query = worker::url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("share", token)
+                .finish();
+            format!("{path}?{query}")
+        }
+        _ => path.to_owned(),
+    }
 }
 
 /// The hidden fields every form carries: the share token, and what the other forms set.
@@ -241,7 +266,14 @@ fn picker(out: &mut String, page: &Page<'_>) {
         escape(page.picked.to.as_deref().unwrap_or_default())
     );
     carry(out, page, false, true);
-    out.push_str(r#"<button type="submit">Apply</button></form></div>"#);
+    let _ = write!(
+        out,
+        r#"<button type="submit">Apply</button></form><a id="realtime-link" href="{}">Realtime: the last 30 minutes</a></div>"#,
+        escape(&link_to(
+            &format!("/dashboard/{}/realtime", page.project),
+            page.access
+        ))
+    );
 }
 
 fn range_text(picked: &Picked, from: i64, to: i64) -> String {

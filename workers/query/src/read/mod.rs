@@ -1,8 +1,9 @@
 //! The read API under `/v1/projects/{p}/`: `overview`, `timeseries`,
 //! `breakdown/{dimension}`, `errors`, `installs`, `metrics` (from rollups, through
 //! `tally_storage::read`), `sessions`, `funnels`, `export` (from raw events, so within
-//! retention), and the read halves of alerting: `alerts`, `alerts/rules`, `campaigns`
-//! and `campaigns/{c}`. One module per endpoint; [`scope`] is what they share,
+//! retention), the read halves of alerting: `alerts`, `alerts/rules`, `campaigns`
+//! and `campaigns/{c}`, and `realtime` (the last thirty minutes, from minute rows). One
+//! module per endpoint; [`scope`] is what they share,
 //! [`measures`] turns a merged rollup into the measures answers carry.
 
 pub mod alerts;
@@ -15,6 +16,7 @@ pub mod installs;
 pub mod measures;
 pub mod metrics;
 pub mod overview;
+pub mod realtime;
 pub mod scope;
 pub mod sessions;
 pub mod timeseries;
@@ -54,5 +56,6 @@ pub async fn get(
         Read::AlertRules => alerts::rules(req, env, project).await,
         Read::Campaigns => campaigns::list(req, env, project).await,
         Read::Campaign(campaign) => campaigns::get(req, env, project, campaign).await,
+        Read::Realtime => realtime::get(req, env, project).await,
     }
 }
