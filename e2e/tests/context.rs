@@ -121,6 +121,30 @@ fn headline_numbers_compare_with_the_previous_period_as_the_api_answers_it() {
     let (value, previous, _) = card(&page, "error-rate");
     assert_eq!(value, format!("{:.1}%", rate(&now) * 100.0));
     assert_eq!(previous.unwrap(), format!("{:.1}%", rate(&before) * 100.0));
+    // The charts' table: each day beside the same day a week earlier (the faint line).
+    let table = &page[page.find(r#"id="chart-table""#).expect("the charts' table")..];
+    let table = &table[..table.find("</table>").unwrap()];
+    let rows: Vec<Vec<&str>> = table
+        .split("<tr>")
+        .skip(2)
+        .map(|row| {
+            row.split("<td>")
+                .skip(1)
+                .map(|cell| cell.split("</td>").next().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), 7, "{table}");
+    for (i, row) in rows.iter().enumerate() {
+        let k = 7 - i as u64;
+        assert_eq!(row[1], (3 * k).to_string(), "events of day -{k}: {row:?}");
+        assert_eq!(row[5], (3 * (k + 7)).to_string(), "a week before: {row:?}");
+    }
+    assert_eq!(
+        page.matches(r#"<path class="prev""#).count(),
+        3,
+        "on each time chart"
+    );
     assert!(page.contains(&format!(
         "Changes compare with the period of the same length before: {} 00:00 – {} 00:00 UTC.",
         date_label(date_of(from - 7 * DAY_MS)),

@@ -188,14 +188,15 @@ async fn get(
         .into_iter()
         .flatten()
         .collect();
-    // The previous period of the same length, for the headline numbers' changes: its
-    // `all` rows only, a small read beside the range's.
+    // The previous period of the same length, per bucket: the headline numbers' changes
+    // and the charts' previous line. Its `all` rows only, a small read beside the range's.
     let (previous_from, previous_to) = report::previous_period(from, to);
-    let previous = read::merged(
+    let previous = read::series(
         &store,
         slug,
         previous_from,
         previous_to,
+        interval,
         Some(Dimension::All),
     )
     .await

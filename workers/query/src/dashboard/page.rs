@@ -7,7 +7,7 @@ use std::fmt::Write;
 use tally_core::time::{Interval, date_label, date_of};
 
 use super::alerts::{self, Alerts};
-use super::report::{HEATMAP_DAYS, Report, Row, Totals};
+use super::report::{HEATMAP_DAYS, Previous, Report, Row, Totals};
 use super::svg::{self, Bucket};
 use crate::edge::html::{bytes, compact, cut_cell, date_time, escape, int, millis, percent};
 
@@ -44,7 +44,9 @@ h2{font-size:15px;margin:0 0 8px}h3{font-size:13px;margin:14px 0 4px;color:var(-
 .end{direction:rtl}.end>*{direction:ltr}\
 .chart .axis{font-size:12px;fill:var(--muted)}.chart .label{font-size:12px;fill:var(--fg)}\
 .bar{fill:var(--blue)}.bar-over{fill:var(--red)}.line{fill:none;stroke:var(--blue);stroke-width:2}.dot{fill:var(--blue)}\
-.legend{font-size:12px;color:var(--muted)}.legend i{display:inline-block;width:10px;height:10px;border-radius:2px;margin:0 4px 0 8px}\
+.legend{font-size:12px;color:var(--muted)}.legend i{display:inline-block;width:10px;height:10px;border-radius:2px;margin:0 4px 0 8px}.legend i.prev{height:0;width:14px;border-top:2px dashed var(--muted);border-radius:0;vertical-align:middle}\
+.chart .prev{fill:none;stroke:var(--muted);stroke-width:1.5;stroke-dasharray:5 4;opacity:.8}\
+details.data{margin-bottom:16px}details.data summary{cursor:pointer;color:var(--muted)}\
 table{width:100%;border-collapse:collapse;font-variant-numeric:tabular-nums}\
 th,td{padding:4px 6px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}\
 th:first-child,td:first-child{text-align:left}\
@@ -512,10 +514,22 @@ fn charts(out: &mut String, report: &Report) {
         Interval::Day => "day",
         _ => "week",
     };
-    let requests: Vec<u64> = report.series.iter().map(|p| p.requests).collect();
-    let errors: Vec<u64> = report.series.iter().map(|p| p.errors).collect();
-    let sizes: Vec<u64> = report.series.iter().map(|p| p.bytes).collect();
-    let p95: Vec<Option<f64>> = report.series.iter().map(|p| p.p95).collect();
+    let series = &report.series;
+    let requests: Vec<u64> = series.iter().map(|p| p.requests).collect();
+    let errors: Vec<u64> = series.iter().map(|p| p.errors).collect();
+    let sizes: Vec<u64> = series.iter().map(|p| p.bytes).collect();
+    let p95: Vec<Option<f64>> = series.iter().map(|p| p.p95).collect();
+    // The previous period, when it was read: a faint line on each time chart.
+    let previous: Option<Vec<&Previous>> = series.iter().map(|p| p.previous.as_ref()).collect();
+    let previous = previous.filter(|p| !p.is_empty());
+    let previous_requests: Option<Vec<u64>> = previous
+        .as_ref()
+        .map(|p| p.iter().map(|p| p.requests).collect());
+    let previous_sizes: Option<Vec<u64>> = previous
+        .as_ref()
+        .map(|p| p.iter().map(|p| p.bytes).collect());
+    let previous_p95: Option<Vec<Option<f64>>> =
+        previous.as_ref().map(|p| p.iter().map(|p| p.p95).collect());
     let count = |v: f64| compact(v as u64);
     let ms = |v: f64| {
         if v == 0.0 {
@@ -525,19 +539,31 @@ fn charts(out: &mut String, report: &Report) {
         }
     };
     let size = |v: f64| bytes(v as u64);
+    let legend_previous = if previous.is_some() {
+        r#"<i class="prev"></i>previous period"#
+    } else {
+        ""
+    };
     // Time charts scroll on a phone, starting at their right end: the newest data.
     let _ = write!(
         out,
-        r#"<div class="grid"><section class="panel" id="timeseries"><h2>Events per {per}</h2><div class="legend"><i style="background:#2563eb"></i>events<i style="background:#dc2626"></i>errors</div><div class="scroll end">{}</div></section><section class="panel" id="latency"><h2>Latency p95 per {per}</h2><div class="scroll end">{}</div></section></div><div class="grid">"#,
+        r#"<div class="grid"><section class="panel" id="timeseries"><h2>Events per {per}</h2><div class="legend"><i style="background:#2563eb"></i>events<i style="background:#dc2626"></i>errors{legend_previous}</div><div class="scroll end">{}</div></section><section class="panel" id="latency"><h2>Latency p95 per {per}</h2><div class="legend"><i style="background:#2563eb"></i>p95{legend_previous}</div><div class="scroll end">{}</div></section></div><div class="grid">"#,
         svg::bars(
             &format!("Events and errors per {per}"),
             &buckets,
             &requests,
             Some(("errors", &errors)),
+            previous_requests.as_deref(),
             "events",
             &count
         ),
-        svg::line(&format!("Latency p95 per {per}"), &buckets, &p95, &ms),
+        svg::line(
+            &format!("Latency p95 per {per}"),
+            &buckets,
+            &p95,
+            previous_p95.as_deref(),
+            &ms
+        ),
     );
     heatmap(out, report);
     let _ = write!(
@@ -548,10 +574,44 @@ fn charts(out: &mut String, report: &Report) {
             &buckets,
             &sizes,
             None,
+            previous_sizes.as_deref(),
             "",
             &size
         )
     );
+    chart_table(out, report, &buckets, per);
+}
+
+/// The time charts as one table (their text alternative, for screen readers and for
+/// copying numbers), folded away under the charts.
+fn chart_table(out: &mut String, report: &Report, buckets: &[Bucket], per: &str) {
+    let with_previous = report.series.iter().any(|p| p.previous.is_some());
+    let _ = write!(
+        out,
+        r#"<details class="panel data" id="chart-table"><summary>The charts as a table, per {per}</summary><div class="scroll"><table><thead><tr><th>{}</th><th>Events</th><th>Errors</th><th>p95</th><th>Bandwidth</th>"#,
+        escape(&per[..1].to_uppercase()),
+    );
+    if with_previous {
+        out.push_str("<th>Events before</th>");
+    }
+    out.push_str("</tr></thead><tbody>");
+    for (point, bucket) in report.series.iter().zip(buckets) {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+            escape(&bucket.long),
+            int(point.requests),
+            int(point.errors),
+            escape(&millis(point.p95)),
+            escape(&bytes(point.bytes))
+        );
+        if with_previous {
+            let before = point.previous.as_ref().map_or(0, |p| p.requests);
+            let _ = write!(out, "<td>{}</td>", int(before));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table></div></details>");
 }
 
 fn heatmap(out: &mut String, report: &Report) {

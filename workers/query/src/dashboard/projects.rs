@@ -12,14 +12,14 @@ use std::fmt::Write;
 
 use tally_core::ApiError;
 use tally_core::range::{Limits, Query};
-use tally_core::rollup::{Dimension, Rollup};
+use tally_core::rollup::Dimension;
 use tally_core::time::Interval;
 use tally_storage::{EventStore, read};
 use worker::{Request, Response};
 
 use super::gate::{self, has_admin_session};
 use super::page::head;
-use super::report::{Totals, interval_for};
+use super::report::{Totals, fold_all, interval_for};
 use super::svg::sparkline;
 use super::{check_origin, html_response, see_other};
 use crate::access::{bearer, is_admin_token, new_admin_session};
@@ -189,24 +189,16 @@ pub fn line(
     interval: Interval,
 ) -> Line {
     let key = (Dimension::All, String::new());
-    let mut all = Rollup::default();
-    for merged in series.values() {
-        if let Some(row) = merged.get(&key) {
-            all.merge(row);
-        }
-    }
-    let merged: read::Merged = [(key.clone(), all)].into_iter().collect();
-    let mut trend = Vec::new();
-    let mut start = interval.floor(from);
-    while start < to {
-        trend.push(
+    let merged = fold_all(series);
+    let trend = interval
+        .buckets(from, to)
+        .map(|start| {
             series
                 .get(&start)
                 .and_then(|m| m.get(&key))
-                .map_or(0, |r| r.count),
-        );
-        start = interval.next(start);
-    }
+                .map_or(0, |r| r.count)
+        })
+        .collect();
     Line {
         slug: slug.to_owned(),
         totals: Totals::of(&merged),
@@ -330,6 +322,7 @@ pub fn render(list: &List<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tally_core::rollup::Rollup;
     use tally_core::time::{DAY_MS, parse_date};
 
     fn rollup(count: u64, errors: u64) -> Rollup {

@@ -119,6 +119,7 @@ fn chart(out: &mut String, view: &Realtime) {
             &buckets,
             &events,
             Some(("errors", &errors)),
+            None,
             "events",
             &count
         )

@@ -50,9 +50,10 @@ pub struct Inputs<'a> {
     pub heatmap_from: i64,
     /// Event names chosen as funnel steps, in order.
     pub steps: &'a [String],
-    /// The `all` dimension merged over the previous period of the same length
-    /// ([`previous_period`]), for the headline numbers' changes.
-    pub previous: Option<&'a Merged>,
+    /// The `all` dimension per bucket of `interval` over the previous period of the
+    /// same length ([`previous_period`]): the headline numbers' changes and the charts'
+    /// faint previous line.
+    pub previous: Option<&'a BTreeMap<i64, Merged>>,
 }
 
 /// The headline numbers.
@@ -74,6 +75,17 @@ pub struct Point {
     pub start: i64,
     pub requests: u64,
     pub errors: u64,
+    pub bytes: u64,
+    pub p95: Option<f64>,
+    /// The same bucket one period earlier (shifted by the range's length in whole
+    /// buckets), when the previous period was read.
+    pub previous: Option<Previous>,
+}
+
+/// A bucket of the previous period, for the charts' faint line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Previous {
+    pub requests: u64,
     pub bytes: u64,
     pub p95: Option<f64>,
 }
@@ -183,6 +195,19 @@ impl Totals {
     }
 }
 
+/// The `all` rows of every bucket of `series` merged into one, as a [`Merged`] of that
+/// one row: a period's totals from its series, without reading it twice.
+pub fn fold_all(series: &BTreeMap<i64, Merged>) -> Merged {
+    let key = (Dimension::All, String::new());
+    let mut all = Rollup::default();
+    for merged in series.values() {
+        if let Some(row) = merged.get(&key) {
+            all.merge(row);
+        }
+    }
+    [(key, all)].into_iter().collect()
+}
+
 /// The period of the same length just before `[from, to)`, that headline numbers are
 /// compared with.
 pub fn previous_period(from: i64, to: i64) -> (i64, i64) {
@@ -212,7 +237,7 @@ impl Report {
             .collect();
         Self {
             totals,
-            previous: inputs.previous.map(Totals::of),
+            previous: inputs.previous.map(|series| Totals::of(&fold_all(series))),
             interval: inputs.interval,
             series: series(inputs),
             heatmap: Heatmap {
@@ -284,17 +309,30 @@ fn top(mut rows: Vec<Row>, key: fn(&Row) -> u64, n: usize) -> Vec<Row> {
 /// Every bucket of the range, empty ones as zeros.
 fn series(inputs: &Inputs<'_>) -> Vec<Point> {
     let key = (Dimension::All, String::new());
+    // The previous period's bucket of a bucket: the range's length back, rounded to whole
+    // buckets so that both fall on the same boundaries (a day on a day, a week on a week).
+    let step = inputs.interval.next(0);
+    let shift = ((inputs.to - inputs.from) + step / 2) / step * step;
     inputs
         .interval
         .buckets(inputs.from, inputs.to)
         .map(|start| {
             let r = inputs.series.get(&start).and_then(|m| m.get(&key));
+            let previous = inputs.previous.map(|series| {
+                let r = series.get(&(start - shift)).and_then(|m| m.get(&key));
+                Previous {
+                    requests: r.map_or(0, |r| r.count),
+                    bytes: r.map_or(0, |r| r.bytes),
+                    p95: r.and_then(|r| r.durations.quantile(0.95)),
+                }
+            });
             Point {
                 start,
                 requests: r.map_or(0, |r| r.count),
                 errors: r.map_or(0, |r| r.errors),
                 bytes: r.map_or(0, |r| r.bytes),
                 p95: r.and_then(|r| r.durations.quantile(0.95)),
+                previous,
             }
         })
         .collect()
@@ -393,6 +431,40 @@ mod tests {
             })
         };
         assert_eq!(report(&shown), report(&every));
+    }
+
+    #[test]
+    fn each_bucket_meets_the_same_bucket_one_period_earlier() {
+        let day = parse_date("2025-01-18").unwrap();
+        let all = |n: u64| Merged::from([entry(Dimension::All, "", rollup(n, 1, 0, &[]))]);
+        let series: BTreeMap<i64, Merged> = [(day - 6 * DAY_MS, all(3)), (day, all(5))]
+            .into_iter()
+            .collect();
+        // The week before: its first and its last day, and nothing in between.
+        let previous: BTreeMap<i64, Merged> =
+            [(day - 13 * DAY_MS, all(7)), (day - 7 * DAY_MS, all(2))]
+                .into_iter()
+                .collect();
+        let report = Report::new(&Inputs {
+            from: day - 6 * DAY_MS,
+            to: day + DAY_MS,
+            merged: &fold_all(&series),
+            series: &series,
+            interval: Interval::Day,
+            route_hours: &BTreeMap::new(),
+            heatmap_from: day,
+            steps: &[],
+            previous: Some(&previous),
+        });
+        let before: Vec<u64> = report
+            .series
+            .iter()
+            .map(|p| p.previous.as_ref().unwrap().requests)
+            .collect();
+        assert_eq!(before, [7, 0, 0, 0, 0, 0, 2]);
+        let totals = report.previous.unwrap();
+        assert_eq!((totals.requests, totals.errors), (9, 2));
+        assert_eq!((report.totals.requests, report.totals.errors), (8, 2));
     }
 
     #[test]

@@ -100,12 +100,18 @@ pub fn bars(
     buckets: &[Bucket],
     values: &[u64],
     overlay: Option<(&str, &[u64])>,
+    previous: Option<&[u64]>,
     unit: &str,
     format: &dyn Fn(f64) -> String,
 ) -> String {
     let mut out = String::new();
     open(&mut out, aria, HEIGHT);
-    let top = values.iter().copied().max().unwrap_or(0);
+    let top = values
+        .iter()
+        .chain(previous.unwrap_or_default())
+        .copied()
+        .max()
+        .unwrap_or(0);
     let max = nice_max(top as f64);
     grid(&mut out, max, format);
     let plot_w = WIDTH - LEFT - RIGHT;
@@ -141,9 +147,49 @@ pub fn bars(
         }
         out.push_str("</g>");
     }
+    if let Some(previous) = previous {
+        let points: Vec<Option<f64>> = previous.iter().map(|&v| Some(v as f64)).collect();
+        previous_line(&mut out, &points, slot, max);
+    }
     time_axis(&mut out, buckets, slot);
     out.push_str("</svg>");
     out
+}
+
+/// The previous period as a faint dashed line over a chart of scale `max`, broken where
+/// a bucket has no value.
+fn previous_line(out: &mut String, values: &[Option<f64>], slot: f64, max: f64) {
+    let path = path_of(values, slot, max);
+    if !path.is_empty() {
+        let _ = write!(
+            out,
+            r#"<path class="prev" d="{path}"><title>the previous period</title></path>"#
+        );
+    }
+}
+
+/// The `d` of a line through the buckets that have a value (bucket `i` at its slot's
+/// middle, on a scale of `max`), broken where one has none; empty without values.
+fn path_of(values: &[Option<f64>], slot: f64, max: f64) -> String {
+    let plot_h = HEIGHT - TOP - BOTTOM;
+    let mut path = String::new();
+    let mut joined = false;
+    for (i, value) in values.iter().enumerate() {
+        match value {
+            Some(v) => {
+                let _ = write!(
+                    path,
+                    "{}{} {} ",
+                    if joined { "L" } else { "M" },
+                    Fixed(LEFT + slot * (i as f64 + 0.5), 1),
+                    Fixed(TOP + plot_h - (v / max).min(1.0) * plot_h, 1)
+                );
+                joined = true;
+            }
+            None => joined = false,
+        }
+    }
+    path.trim_end().to_owned()
 }
 
 /// A line through the buckets that have a value, broken where one has none.
@@ -151,11 +197,17 @@ pub fn line(
     aria: &str,
     buckets: &[Bucket],
     values: &[Option<f64>],
+    previous: Option<&[Option<f64>]>,
     format: &dyn Fn(f64) -> String,
 ) -> String {
     let mut out = String::new();
     open(&mut out, aria, HEIGHT);
-    let top = values.iter().flatten().copied().fold(0.0, f64::max);
+    let top = values
+        .iter()
+        .chain(previous.unwrap_or_default())
+        .flatten()
+        .copied()
+        .fold(0.0, f64::max);
     let max = nice_max(top);
     grid(&mut out, max, format);
     let plot_w = WIDTH - LEFT - RIGHT;
@@ -167,21 +219,12 @@ pub fn line(
             TOP + plot_h - (v / max).min(1.0) * plot_h,
         )
     };
-    let mut path = String::new();
-    let mut previous = false;
-    for (i, value) in values.iter().enumerate() {
-        match value {
-            Some(v) => {
-                let (x, y) = point(i, *v);
-                let command = if previous { "L" } else { "M" };
-                let _ = write!(path, "{command}{} {} ", Fixed(x, 1), Fixed(y, 1));
-                previous = true;
-            }
-            None => previous = false,
-        }
+    if let Some(previous) = previous {
+        previous_line(&mut out, previous, slot, max);
     }
+    let path = path_of(values, slot, max);
     if !path.is_empty() {
-        let _ = write!(out, r#"<path class="line" d="{}"/>"#, path.trim_end());
+        let _ = write!(out, r#"<path class="line" d="{path}"/>"#);
     }
     for (i, (bucket, value)) in buckets.iter().zip(values).enumerate() {
         if let Some(v) = value {
@@ -332,10 +375,12 @@ mod tests {
             &buckets(3),
             &[4, 0, 10],
             Some(("errors", &[1, 0, 0])),
+            None,
             "requests",
             &fmt,
         );
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
+        assert!(!svg.contains("prev"), "no previous period given");
         assert!(svg.contains(r#"aria-label="Requests &lt;per day&gt;""#));
         assert_eq!(count(&svg, "<g><title>"), 3);
         assert!(svg.contains("<title>day &lt;0&gt;: 4 requests, 1 errors</title>"));
@@ -361,6 +406,7 @@ mod tests {
             "p95",
             &buckets(4),
             &[Some(1.0), Some(2.0), None, Some(4.0)],
+            None,
             &fmt,
         );
         let path = svg
@@ -373,8 +419,40 @@ mod tests {
         assert_eq!(path.matches('M').count(), 2, "{path}");
         assert_eq!(path.matches('L').count(), 1, "{path}");
         assert_eq!(count(&svg, "<circle"), 3);
-        let empty = line("p95", &buckets(2), &[None, None], &fmt);
+        let empty = line("p95", &buckets(2), &[None, None], None, &fmt);
         assert!(!empty.contains("<path"));
+    }
+
+    #[test]
+    fn the_previous_period_is_a_faint_line_on_the_same_scale() {
+        let fmt = |v: f64| format!("{v}");
+        // The previous period peaked higher (20) than now (10): the scale takes it in.
+        let svg = bars(
+            "Events",
+            &buckets(2),
+            &[10, 5],
+            None,
+            Some(&[20, 0]),
+            "events",
+            &fmt,
+        );
+        assert!(svg.contains(r#"<path class="prev" d="M"#), "{svg}");
+        assert!(svg.contains("<title>the previous period</title>"));
+        assert!(svg.contains(">20</text>"), "the scale reaches 20: {svg}");
+        let p95 = line(
+            "p95",
+            &buckets(3),
+            &[Some(1.0), None, Some(2.0)],
+            Some(&[Some(3.0), None, Some(1.0)]),
+            &fmt,
+        );
+        let previous = p95.split(r#"class="prev" d=""#).nth(1).unwrap();
+        let previous = previous.split('"').next().unwrap();
+        assert_eq!(
+            previous.matches('M').count(),
+            2,
+            "broken where empty: {previous}"
+        );
     }
 
     #[test]
