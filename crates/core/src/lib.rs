@@ -16,6 +16,8 @@
 //! - [`plausible::parse`] reads a Plausible Events API request as a [`RawEvent`];
 //!   [`plausible::is_bot`] tells crawlers and scripts from people by user agent.
 //! - [`alerts`] evaluates alert rules from minute rollups and signs their webhooks.
+//! - [`digest`] schedules daily and weekly digests, finds their movers and writes their
+//!   signed bodies.
 //! - [`share`] signs and checks dashboard share links (HMAC-SHA256 over project and expiry).
 //! - `testing` and `workload` (feature `test-utils`) generate reproducible data for other
 //!   crates' tests and benchmarks from a seed they are given.
@@ -25,6 +27,7 @@
 
 pub mod alerts;
 pub mod api_error;
+pub mod digest;
 pub mod event;
 pub mod funnel;
 pub mod gzip;
