@@ -8,6 +8,7 @@ mod alerts;
 mod alerts_api;
 mod aliases;
 mod dashboard;
+mod digest;
 mod erasure;
 mod hostile;
 mod ingest;
