@@ -9,6 +9,7 @@ mod alerts_api;
 mod aliases;
 mod context;
 mod dashboard;
+mod digest;
 mod erasure;
 mod hostile;
 mod ingest;

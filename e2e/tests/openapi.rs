@@ -614,6 +614,32 @@ fn real_answers_match_the_openapi_document() {
         &a,
     );
 
+    // The digest in the admin API: made, replaced, refused, shown, deleted, gone.
+    let digest = format!("/projects/{s}/digest");
+    let template = "/v1/admin/projects/{project}/digest";
+    for (method, body, status) in [
+        (
+            "PUT",
+            Some(json!({"period": "weekly", "hour_utc": 7, "weekday": 2,
+                        "webhook_url": "https://hooks.example/digest"})),
+            201,
+        ),
+        (
+            "PUT",
+            Some(json!({"period": "daily", "hour_utc": 8,
+                        "webhook_url": "https://hooks.example/digest", "enabled": false})),
+            200,
+        ),
+        ("PUT", Some(json!({"period": "hourly", "hour_utc": 8})), 400),
+        ("GET", None, 200),
+        ("DELETE", None, 200),
+        ("GET", None, 404),
+    ] {
+        let a = admin(method, &digest, body.as_ref());
+        assert_eq!(a.status, status, "{method} {body:?}: {}", a.json);
+        spec.check(method, template, &a);
+    }
+
     // Health, and what the query worker answers as HTML and SVG.
     let admin = format!("Bearer {}", admin_token());
     for path in ["/v1/health", "/"] {

@@ -31,6 +31,8 @@ Tasks:
                       secret, delete) and alert history (`cargo xtask alert --help`)
   campaign            campaigns and their state; pause or resume one by hand
                       (`cargo xtask campaign --help`)
+  digest              a project's daily or weekly digest to a webhook: show (with the
+                      last run), set, delete (`cargo xtask digest --help`)
   bench [query|storage]
                       measure ingest, the pipeline, storage and queries (or only
                       queries, or only storage); writes bench/results.json and
@@ -67,6 +69,7 @@ fn run() -> Result<()> {
         "project" => admin::project::run(rest),
         "alert" => admin::alert::run(rest),
         "campaign" => admin::campaign::run(rest),
+        "digest" => admin::digest::run(rest),
         "bench" => bench::run(rest),
         "setup" => {
             no_args(task, rest)?;

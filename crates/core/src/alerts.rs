@@ -652,7 +652,7 @@ impl RuleInput {
             rule.webhook = match hook {
                 None => None,
                 Some(h) => {
-                    check_url(&h.url)?;
+                    check_webhook_url(&h.url, "invalid_rule")?;
                     let kept = rule.webhook.as_ref().map(|w| w.secret.clone());
                     let secret = match h.secret {
                         Some(own) if own.len() < 16 || own.len() > 200 => {
@@ -783,8 +783,11 @@ impl FilterInput {
     }
 }
 
-/// A webhook URL must be absolute http(s) with a host.
-fn check_url(text: &str) -> Result<(), Error> {
+/// A webhook URL must be absolute http(s) with a host, and https unless it is loopback;
+/// refusals are [`Error::Invalid`] of kind `code` (alert rules and digests share the
+/// rules, each with its own code).
+pub(crate) fn check_webhook_url(text: &str, code: &'static str) -> Result<(), Error> {
+    let invalid = |message: String| Error::invalid(code, message);
     if text.contains('\\') {
         // URL parsers disagree about backslashes (WHATWG reads them as `/`), so one URL
         // could name two hosts: refuse it rather than guess.

@@ -18,6 +18,8 @@
 //! - [`alerts`] evaluates alert rules from minute rollups and signs their webhooks.
 //! - [`realtime`] shapes the last 30 minutes from minute rollups: every minute filled,
 //!   top values, the visitor count's row budget.
+//! - [`digest`] schedules daily and weekly digests, finds their movers and writes their
+//!   signed bodies.
 //! - [`share`] signs and checks dashboard share links (HMAC-SHA256 over project and expiry).
 //! - `testing` and `workload` (feature `test-utils`) generate reproducible data for other
 //!   crates' tests and benchmarks from a seed they are given.
@@ -27,6 +29,7 @@
 
 pub mod alerts;
 pub mod api_error;
+pub mod digest;
 pub mod event;
 pub mod funnel;
 pub mod gzip;

@@ -765,3 +765,81 @@ WHERE id = ?1";
 
 /// Marks request `?1` done at `?2`.
 pub const ERASURE_DONE: &str = "UPDATE erasures SET done_at = ?2 WHERE id = ?1";
+
+/// The columns a digest is read with.
+macro_rules! digest_columns {
+    () => {
+        "SELECT project, period, hour_utc, weekday, webhook_url, secret, enabled, created_at,
+                updated_at FROM digests "
+    };
+}
+
+/// The digest of project `?1`.
+pub const DIGEST_OF_PROJECT: &str = concat!(digest_columns!(), "WHERE project = ?1");
+
+/// Every enabled digest with the start of its latest recorded run of its cadence
+/// (`last_start`, NULL when none), by project.
+pub const ENABLED_DIGESTS: &str = "\
+SELECT d.project, d.period, d.hour_utc, d.weekday, d.webhook_url, d.secret, d.enabled,
+       d.created_at, d.updated_at,
+       (SELECT max(r.start_ms) FROM digest_runs AS r
+        WHERE r.project = d.project AND r.period = d.period) AS last_start
+FROM digests AS d WHERE d.enabled = 1 ORDER BY d.project";
+
+/// Creates or replaces the digest of project `?1`.
+pub const PUT_DIGEST: &str = "\
+INSERT INTO digests (project, period, hour_utc, weekday, webhook_url, secret, enabled,
+                     created_at, updated_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+ON CONFLICT (project) DO UPDATE SET
+    period = excluded.period, hour_utc = excluded.hour_utc, weekday = excluded.weekday,
+    webhook_url = excluded.webhook_url, secret = excluded.secret,
+    enabled = excluded.enabled, updated_at = excluded.updated_at";
+
+/// Deletes the digest of project `?1` (its runs stay, as alerts outlive their rules).
+pub const DELETE_DIGEST: &str = "DELETE FROM digests WHERE project = ?1";
+
+/// The columns a digest run is read with.
+macro_rules! digest_run_columns {
+    () => {
+        "SELECT id, project, period, start_ms, end_ms, payload, created_at, queued_at,
+                delivery, attempts, last_attempt_at, last_status, last_error, delivered_at
+         FROM digest_runs "
+    };
+}
+
+/// The latest run of project `?1`'s digests.
+pub const LAST_DIGEST_RUN: &str = concat!(
+    digest_run_columns!(),
+    "WHERE project = ?1 ORDER BY start_ms DESC, created_at DESC LIMIT 1"
+);
+
+/// Digest run `?1`.
+pub const DIGEST_RUN: &str = concat!(digest_run_columns!(), "WHERE id = ?1");
+
+/// Records run `?1` (project `?2`, cadence `?3`, period `?4`–`?5`, body `?6`, at `?7`)
+/// unless it is recorded: the row a period's digest is sent from, exactly once.
+pub const INSERT_DIGEST_RUN: &str = "\
+INSERT INTO digest_runs (id, project, period, start_ms, end_ms, payload, created_at, delivery)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending') ON CONFLICT DO NOTHING";
+
+/// Up to `?2` digest runs recorded before `?1` that were never queued.
+pub const UNQUEUED_DIGEST_RUNS: &str = "\
+SELECT id FROM digest_runs WHERE queued_at IS NULL AND created_at < ?1
+ORDER BY created_at LIMIT ?2";
+
+/// Notes that the digest runs of a JSON array of ids (`?1`) were queued at `?2`.
+pub const DIGEST_RUNS_QUEUED: &str = "\
+UPDATE digest_runs SET queued_at = ?2 WHERE id IN (SELECT value FROM json_each(?1))";
+
+/// Records delivery attempt `?2` of run `?1` at `?3` (status `?4`, error `?5`) and its
+/// delivery state `?6`; a delivered run stays delivered.
+pub const DIGEST_RUN_ATTEMPTED: &str = "\
+UPDATE digest_runs SET attempts = max(attempts, ?2), last_attempt_at = ?3,
+    last_status = ?4, last_error = ?5, delivery = ?6,
+    delivered_at = CASE WHEN ?6 = 'delivered' THEN coalesce(delivered_at, ?3) END
+WHERE id = ?1 AND delivery <> 'delivered'";
+
+/// Marks run `?1`, whose message exhausted its retries, failed.
+pub const DIGEST_RUN_FAILED: &str = "\
+UPDATE digest_runs SET delivery = 'failed' WHERE id = ?1 AND delivery = 'pending'";

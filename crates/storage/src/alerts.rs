@@ -1195,10 +1195,16 @@ pub struct Delivering {
     pub body: String,
     /// The `Tally-Signature` header.
     pub signature: String,
-    /// The alert id, sent as `Tally-Alert-Id` for the receiver to drop duplicates.
-    pub alert_id: String,
+    /// The alert's (or digest run's) id, sent in `id_header` for the receiver to drop
+    /// duplicates.
+    pub id: String,
+    /// `tally-alert-id` or `tally-digest-id`.
+    pub id_header: &'static str,
     pub attempt: u32,
 }
+
+/// The header that carries an alert's id.
+pub const ALERT_ID_HEADER: &str = "tally-alert-id";
 
 /// What came of one delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1289,7 +1295,8 @@ where
         ),
         url: webhook.url,
         body: alert.payload.clone(),
-        alert_id: alert_id.to_owned(),
+        id: alert_id.to_owned(),
+        id_header: ALERT_ID_HEADER,
         attempt,
     })
     .await;

@@ -30,6 +30,7 @@ pub mod alerts;
 pub mod cloudflare;
 #[cfg(feature = "cloudflare")]
 pub mod d1;
+pub mod digests;
 pub mod erasure;
 pub mod exec;
 pub mod memory;
@@ -101,6 +102,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0011_session_marks_by_user.sql",
         include_str!("../../../migrations/0011_session_marks_by_user.sql"),
+    ),
+    (
+        "0012_digests.sql",
+        include_str!("../../../migrations/0012_digests.sql"),
     ),
 ];
 

@@ -399,10 +399,7 @@ fn failed_deliveries_are_retried_with_backoff_and_recorded() {
     let got = receiver.got.borrow();
     assert_eq!(got.iter().map(|d| d.attempt).collect::<Vec<_>>(), [1, 2, 3]);
     // Every attempt carries the same body and alert id, each signed at its own time.
-    assert!(
-        got.iter()
-            .all(|d| d.body == got[0].body && d.alert_id == id)
-    );
+    assert!(got.iter().all(|d| d.body == got[0].body && d.id == id));
     assert_ne!(got[0].signature, got[2].signature);
     let record = block_on(store.alerts("shop", 0, i64::MAX, 10))
         .unwrap()

@@ -1,5 +1,7 @@
-//! Alerts: the minutely evaluation that hands state changes to the `alerts` queue, and
-//! that queue's consumer, which pauses campaigns and delivers signed webhooks.
+//! Alerts and digests: the minutely evaluation that hands state changes to the `alerts`
+//! queue, the minutely composition of due digests that hands their runs to the same
+//! queue, and that queue's consumer, which pauses campaigns and delivers signed webhooks
+//! (an alert's or a digest's, the same way).
 //!
 //! The logic lives in [`tally_storage::alerts`]; this module supplies the clock, the
 //! queue and the HTTP client. A failed delivery is retried with the queue's own delay
@@ -14,6 +16,7 @@ use tally_storage::EventQueue;
 use tally_storage::alerts::{self, Delivering, Handled, Sent};
 use tally_storage::cloudflare::CfQueue;
 use tally_storage::d1::D1Store;
+use tally_storage::digests;
 use worker::{
     AbortController, Delay, Env, Fetch, Headers, MessageBatch, MessageExt, Method,
     QueueRetryOptionsBuilder, Request, RequestInit, RequestRedirect,
@@ -29,12 +32,23 @@ fn message(alert_id: &str) -> String {
     serde_json::json!({ "alert": alert_id }).to_string()
 }
 
-fn alert_id(body: &str) -> Option<String> {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()?
-        .get("alert")?
-        .as_str()
-        .map(str::to_owned)
+/// A queue message: the id of the digest run to deliver. Its body is in D1.
+fn digest_message(run_id: &str) -> String {
+    serde_json::json!({ "digest": run_id }).to_string()
+}
+
+/// What a message of the `alerts` queue asks for.
+enum Work {
+    Alert(String),
+    Digest(String),
+}
+
+fn work_of(body: &str) -> Option<Work> {
+    let value = serde_json::from_str::<serde_json::Value>(body).ok()?;
+    let id = |key: &str| value.get(key)?.as_str().map(str::to_owned);
+    id("alert")
+        .map(Work::Alert)
+        .or_else(|| id("digest").map(Work::Digest))
 }
 
 /// Evaluates the rules within [`alerts::ALERT_QUERY_BUDGET`], queues the alerts of state
@@ -76,41 +90,88 @@ pub async fn evaluate(store: &D1Store, env: &Env, at: i64) -> Result<String, Str
     ))
 }
 
-/// Marks the alerts of a batch of the dead-letter queue failed: their delivery
+/// Composes the due digests within [`digests::DIGEST_QUERY_BUDGET`] D1 queries (the
+/// rest wait for the next run), queues their runs and notes them queued.
+///
+/// # Errors
+///
+/// A message saying what failed; a run recorded but not queued is queued by a later run.
+pub async fn digest(store: &D1Store, env: &Env, at: i64) -> Result<String, String> {
+    let run = digests::compose_due(store, at, digests::DIGEST_QUERY_BUDGET)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !run.to_queue.is_empty() {
+        let queue = CfQueue::new(env.queue(ALERTS).map_err(|e| e.to_string())?);
+        let bodies: Vec<String> = run.to_queue.iter().map(|id| digest_message(id)).collect();
+        queue.send(&bodies).await.map_err(|e| e.to_string())?;
+        digests::queued(store, &run.to_queue, now_ms())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(format!(
+        "{} digests: {} recorded, {} recorded by another run, {} deferred, {} queued, \
+         in {} queries",
+        run.digests,
+        run.recorded,
+        run.raced,
+        run.deferred,
+        run.to_queue.len(),
+        run.queries
+    ))
+}
+
+/// Marks the alerts and digest runs of a batch of the dead-letter queue failed: their delivery
 /// exhausted its retries. The messages themselves are kept by [`crate::dead_letters`].
 pub async fn give_up(store: &D1Store, batch: &MessageBatch<String>) {
     for message in batch.raw_iter() {
-        if let Some(id) = message.body().as_string().as_deref().and_then(alert_id)
-            && let Err(e) = alerts::give_up(store, &id).await
-        {
-            worker::console_error!("alert {id}: could not mark it failed: {e}");
+        let outcome = match message.body().as_string().as_deref().and_then(work_of) {
+            Some(Work::Alert(id)) => (alerts::give_up(store, &id).await, id),
+            Some(Work::Digest(id)) => (digests::give_up(store, &id).await, id),
+            None => continue,
+        };
+        if let (Err(e), id) = outcome {
+            worker::console_error!("{id}: could not mark it failed: {e}");
         }
     }
 }
 
-/// Consumes a batch of the `alerts` queue: pauses campaigns and delivers webhooks.
+/// Consumes a batch of the `alerts` queue: pauses campaigns and delivers alerts' and
+/// digests' webhooks.
 pub async fn consume(store: &D1Store, batch: &MessageBatch<String>) {
     for message in batch.raw_iter() {
-        let Some(id) = message.body().as_string().as_deref().and_then(alert_id) else {
-            worker::console_error!("alert message {} is not an alert; dropped", message.id());
+        let Some(work) = message.body().as_string().as_deref().and_then(work_of) else {
+            worker::console_error!(
+                "alerts queue message {} is neither an alert nor a digest; dropped",
+                message.id()
+            );
             message.ack();
             continue;
         };
-        match alerts::handle_alert(store, &id, now_ms(), deliver).await {
+        let (handled, id) = match work {
+            Work::Alert(id) => (
+                alerts::handle_alert(store, &id, now_ms(), deliver).await,
+                id,
+            ),
+            Work::Digest(id) => (
+                digests::handle_digest(store, &id, now_ms(), deliver).await,
+                id,
+            ),
+        };
+        match handled {
             Ok(Handled::Done) => message.ack(),
             Ok(Handled::Unknown) => {
-                worker::console_error!("alert {id} is not recorded; dropped");
+                worker::console_error!("{id} is not recorded; dropped");
                 message.ack();
             }
             Ok(Handled::Retry { delay_s }) => {
-                worker::console_log!("alert {id}: delivery failed, retrying in {delay_s} s");
+                worker::console_log!("{id}: delivery failed, retrying in {delay_s} s");
                 let options = QueueRetryOptionsBuilder::new()
                     .with_delay_seconds(delay_s)
                     .build();
                 message.retry_with_options(&options);
             }
             Err(e) => {
-                worker::console_error!("alert {id}: {e}; retrying");
+                worker::console_error!("{id}: {e}; retrying");
                 message.retry();
             }
         }
@@ -152,7 +213,7 @@ async fn post(d: &Delivering) -> Result<u16, String> {
     set("content-type", "application/json")?;
     set("user-agent", "Tally-Alerts/1")?;
     set(tally_core::alerts::SIGNATURE_HEADER, &d.signature)?;
-    set("tally-alert-id", &d.alert_id)?;
+    set(d.id_header, &d.id)?;
     set("tally-delivery-attempt", &d.attempt.to_string())?;
     let mut init = RequestInit::new();
     // A redirect is answered as it is, never followed: following it would send the

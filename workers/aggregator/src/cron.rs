@@ -1,7 +1,8 @@
 //! The cron entry point: runs the job for the trigger and records the run.
 //!
 //! - every minute: evaluate alert rules and queue their changes, then roll the days
-//!   whose hours changed, so day rows are a minute fresh;
+//!   whose hours changed, so day rows are a minute fresh, then compose the digests
+//!   whose period is due and queue them (within their own query budget);
 //! - hourly: roll days and then months, purge minute rows older than a day, and purge
 //!   everything past retention within [`pipeline::HOURLY_PURGE`] (resuming where the
 //!   last run stopped, so retention keeps up with any volume that budget allows), and
@@ -74,7 +75,9 @@ async fn run(job: Job, store: &D1Store, env: &Env) -> Result<String, String> {
             let days = pipeline::roll_dirty(store, Period::Day, DAYS_PER_MINUTE, at)
                 .await
                 .map_err(text)?;
-            format!("{}; {}", alerts?, rolled(&days, "days"))
+            // Digests last: they read day rows where the roll just made them current.
+            let digests = alerting::digest(store, env, at).await;
+            format!("{}; {}; {}", alerts?, rolled(&days, "days"), digests?)
         }
         Job::Hourly => {
             let days = pipeline::roll_dirty(store, Period::Day, PERIODS_PER_HOUR, at)

@@ -89,6 +89,9 @@ pub enum Admin<'a> {
     GetRule(&'a str, &'a str),
     UpdateRule(&'a str, &'a str),
     DeleteRule(&'a str, &'a str),
+    GetDigest(&'a str),
+    PutDigest(&'a str),
+    DeleteDigest(&'a str),
     SetCampaign(&'a str, &'a str),
     /// Erase a user: the project and the user id, percent-encoded as in the path.
     ForgetUser(&'a str, &'a str),
@@ -212,6 +215,9 @@ pub const TABLE: &[Row] = &[
     row(GET, "/v1/admin/projects/{project}/alert-rules/{id}", |a| Route::Admin(Admin::GetRule(a[0], a[1]))),
     row(PATCH, "/v1/admin/projects/{project}/alert-rules/{id}", |a| Route::Admin(Admin::UpdateRule(a[0], a[1]))),
     row(DELETE, "/v1/admin/projects/{project}/alert-rules/{id}", |a| Route::Admin(Admin::DeleteRule(a[0], a[1]))),
+    row(GET, "/v1/admin/projects/{project}/digest", |a| Route::Admin(Admin::GetDigest(a[0]))),
+    row(PUT, "/v1/admin/projects/{project}/digest", |a| Route::Admin(Admin::PutDigest(a[0]))),
+    row(DELETE, "/v1/admin/projects/{project}/digest", |a| Route::Admin(Admin::DeleteDigest(a[0]))),
     row(PUT, "/v1/admin/projects/{project}/campaigns/{campaign}", |a| Route::Admin(Admin::SetCampaign(a[0], a[1]))),
     row(DELETE, "/v1/admin/projects/{project}/users/{user_id}", |a| Route::Admin(Admin::ForgetUser(a[0], a[1]))),
     row(GET, "/v1/admin/projects/{project}/erasures/{id}", |a| Route::Admin(Admin::GetErasure(a[0], a[1]))),
@@ -291,7 +297,7 @@ impl Miss<'_> {
             }
             (MissKind::NotFound, Area::Admin) => ApiError::not_found(
                 "admin endpoints: /v1/admin/projects[/{slug}[/keys[/{id}] | /share[/{id}] | \
-                 /alert-rules[/{id}] | /campaigns/{campaign} | /users/{user_id} | \
+                 /alert-rules[/{id}] | /digest | /campaigns/{campaign} | /users/{user_id} | \
                  /erasures/{id}]]",
             ),
             (MissKind::NotFound, Area::Dashboard) => ApiError::not_found("no such dashboard page"),
@@ -581,6 +587,21 @@ mod tests {
             Put,
             "/v1/admin/projects/demo/share",
             Err((Area::Admin, 405, "GET, POST")),
+        );
+        check(
+            Put,
+            "/v1/admin/projects/demo/digest",
+            Ok(Route::Admin(Admin::PutDigest("demo"))),
+        );
+        check(
+            Delete,
+            "/v1/admin/projects/demo/digest",
+            Ok(Route::Admin(Admin::DeleteDigest("demo"))),
+        );
+        check(
+            Post,
+            "/v1/admin/projects/demo/digest",
+            Err((Area::Admin, 405, "GET, PUT, DELETE")),
         );
         check(Get, "/v1/admin", Err((Area::Admin, 404, "")));
         check(Get, "/v1/admin/users", Err((Area::Admin, 404, "")));

@@ -673,6 +673,22 @@ impl Admin {
     }
 
     /// Sends one request and reads its JSON answer, or its error.
+    /// The project's digest and its latest run, as the admin API answers them.
+    pub fn digest(&self, slug: &str) -> Result<Value> {
+        self.call(Method::Get, &digest_path(slug), None)
+    }
+
+    /// Creates or replaces the project's digest from a `DigestInput` body; the answer
+    /// holds the secret when it was made or rotated.
+    pub fn put_digest(&self, slug: &str, body: Value) -> Result<Value> {
+        self.call(Method::Put, &digest_path(slug), Some(body))
+    }
+
+    /// Deletes the project's digest.
+    pub fn delete_digest(&self, slug: &str) -> Result<Value> {
+        self.call(Method::Delete, &digest_path(slug), None)
+    }
+
     fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
         let url = format!("{}{path}", self.base);
         let auth = format!("Bearer {}", self.token);
@@ -740,6 +756,11 @@ impl Method {
 /// The path of one project.
 fn project_path(slug: &str) -> String {
     format!("/v1/admin/projects/{}", segment(slug))
+}
+
+/// The path of a project's digest.
+fn digest_path(slug: &str) -> String {
+    format!("{}/digest", project_path(slug))
 }
 
 /// The path of a project's alert rules.

@@ -1,6 +1,7 @@
 //! The admin API (`/v1/admin/...`, guarded by the `ADMIN_TOKEN` secret): projects, their
 //! settings and keys ([`projects`]), share links of their dashboards ([`share`]: made,
-//! listed and revoked one by one), their alert rules ([`alerts`]), their campaigns'
+//! listed and revoked one by one), their alert rules ([`alerts`]), their daily or weekly
+//! digest ([`digest`]), their campaigns'
 //! states set by hand ([`campaigns`]) and requests to erase one person's data
 //! ([`erasures`]).
 //!
@@ -10,6 +11,7 @@
 
 pub mod alerts;
 pub mod campaigns;
+pub mod digest;
 pub mod erasures;
 pub mod projects;
 pub mod share;
@@ -69,6 +71,9 @@ pub async fn handle(
         Admin::GetRule(slug, id) => alerts::get_rule(store, slug, id).await,
         Admin::UpdateRule(slug, id) => alerts::update_rule(store, slug, id, &body, now).await,
         Admin::DeleteRule(slug, id) => alerts::delete_rule(store, slug, id).await,
+        Admin::GetDigest(slug) => digest::get(store, slug).await,
+        Admin::PutDigest(slug) => digest::put(store, slug, &body, now).await,
+        Admin::DeleteDigest(slug) => digest::delete(store, slug).await,
         Admin::SetCampaign(slug, campaign) => {
             campaigns::set(store, slug, campaign, &body, now).await
         }
