@@ -15,4 +15,5 @@ mod openapi;
 mod pipeline;
 mod query;
 mod support;
+mod surface;
 mod validation;
