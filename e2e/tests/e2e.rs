@@ -11,6 +11,7 @@ mod dashboard;
 mod erasure;
 mod hostile;
 mod ingest;
+mod keyless;
 mod openapi;
 mod pipeline;
 mod query;

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 pub mod browser;
+pub mod pages;
 pub mod receiver;
 
 /// The base URL of one worker of the running stack.
