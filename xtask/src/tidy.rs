@@ -324,7 +324,13 @@ mod tests {
         "memory::MemoryQueue",
     ];
     /// `AdminStore`'s methods, read or write: a new one must be sorted into one list.
-    const ADMIN_READS: [&str; 4] = ["project", "all_projects", "keys", "key_by_hash"];
+    const ADMIN_READS: [&str; 5] = [
+        "project",
+        "all_projects",
+        "keys",
+        "key_by_hash",
+        "project_by_plausible_domain",
+    ];
     const ADMIN_WRITES: [&str; 4] = [
         "create_project",
         "update_project",

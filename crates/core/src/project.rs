@@ -96,6 +96,11 @@ pub struct Project {
     /// Whether anyone may fetch the project's badges (`/badge/{p}/...`); off by default,
     /// so a private project's traffic cannot be read from them.
     pub public_badges: bool,
+    /// The site domain (Plausible's `data-domain`) under which `/api/event` takes events
+    /// without a write key, from this project's allowed origins only; `None` (the
+    /// default) refuses keyless events. Plausible's classic script and the older
+    /// `plausible-tracker` package cannot carry a key. One project per domain.
+    pub plausible_domain: Option<String>,
     /// Epoch milliseconds.
     pub created_at: i64,
 }
@@ -110,6 +115,7 @@ impl Project {
             "rate_limit": self.rate_limit.as_str(),
             "public_dashboard": self.public_dashboard,
             "public_badges": self.public_badges,
+            "plausible_domain": self.plausible_domain,
             "created_at": crate::time::format_ms(self.created_at),
         })
     }
@@ -132,6 +138,40 @@ pub struct ProjectInput {
     pub rate_limit: Option<String>,
     pub public_dashboard: Option<bool>,
     pub public_badges: Option<bool>,
+    /// Absent: unchanged; `null`: keyless events off; a domain: on for that domain.
+    #[serde(default, deserialize_with = "present")]
+    pub plausible_domain: Option<Option<String>>,
+}
+
+/// Reads a member that may be `null` as `Some(None)`, so that an absent member (serde's
+/// default, `None`) and an explicit `null` differ.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// The longest domain name (RFC 1035).
+pub const MAX_DOMAIN_LEN: usize = 253;
+
+/// A site domain in canonical form (trimmed, lowercase, without a trailing dot), or
+/// `None` if it is not a host name: dot-separated labels of `a-z`, `0-9` and `-`, none
+/// empty or starting or ending with `-`, at most [`MAX_DOMAIN_LEN`] characters.
+/// Browsers send hosts punycoded, so an internationalized domain is written `xn--...`.
+pub fn normalize_domain(domain: &str) -> Option<String> {
+    let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    let valid = (1..=MAX_DOMAIN_LEN).contains(&domain.len())
+        && domain.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+    valid.then_some(domain)
 }
 
 impl ProjectInput {
@@ -149,7 +189,8 @@ impl ProjectInput {
                 "invalid_project",
                 format!(
                     "project settings must be a JSON object with slug, retention_days, \
-                     allowed_origins, rate_limit, public_dashboard and public_badges: {e}"
+                     allowed_origins, rate_limit, public_dashboard, public_badges and \
+                     plausible_domain: {e}"
                 ),
             )
         })
@@ -180,6 +221,7 @@ impl ProjectInput {
             rate_limit: RateLimit::default(),
             public_dashboard: false,
             public_badges: false,
+            plausible_domain: None,
             created_at: now_ms,
         };
         self.apply(base)
@@ -257,6 +299,20 @@ impl ProjectInput {
         }
         if let Some(badges) = self.public_badges {
             project.public_badges = badges;
+        }
+        if let Some(domain) = self.plausible_domain {
+            project.plausible_domain = match domain {
+                None => None,
+                Some(domain) => Some(normalize_domain(&domain).ok_or_else(|| {
+                    Error::invalid(
+                        "invalid_project",
+                        format!(
+                            "plausible_domain {domain:?} must be a site's domain such as \
+                             \"shop.example.com\" (Plausible's data-domain), or null"
+                        ),
+                    )
+                })?),
+            };
         }
         Ok(project)
     }
@@ -556,6 +612,62 @@ mod tests {
             .apply(p)
             .unwrap_err();
         assert!(e.to_string().contains("cannot change"));
+    }
+
+    #[test]
+    fn a_plausible_domain_is_off_by_default_set_normalized_and_cleared_by_null() {
+        let created = ProjectInput::parse(br#"{"slug":"s"}"#)
+            .unwrap()
+            .create(0)
+            .unwrap();
+        assert_eq!(
+            created.plausible_domain, None,
+            "keyless events are off by default"
+        );
+        assert_eq!(created.to_json()["plausible_domain"], Value::Null);
+        let set = |p: Project, body: &str| {
+            ProjectInput::parse(body.as_bytes())
+                .and_then(|input| input.apply(p))
+                .map(|p| p.plausible_domain)
+        };
+        let on = set(
+            created.clone(),
+            r#"{"plausible_domain":" Shop.Example.COM. "}"#,
+        )
+        .unwrap();
+        assert_eq!(on.as_deref(), Some("shop.example.com"));
+        let with_domain = Project {
+            plausible_domain: on,
+            ..created.clone()
+        };
+        assert_eq!(
+            set(with_domain.clone(), r#"{"retention_days":30}"#).unwrap(),
+            with_domain.plausible_domain,
+            "an absent member keeps the domain"
+        );
+        assert_eq!(
+            set(with_domain, r#"{"plausible_domain":null}"#).unwrap(),
+            None
+        );
+        for bad in [
+            "\"\"",
+            "\"https://shop.example\"",
+            "\"shop..example\"",
+            "\"-shop.example\"",
+            "\"shop.example/blog\"",
+            "\"a.b,c.d\"",
+            "true",
+        ] {
+            let e = set(created.clone(), &format!(r#"{{"plausible_domain":{bad}}}"#)).unwrap_err();
+            assert!(e.to_string().contains("plausible_domain"), "{bad}: {e}");
+        }
+        assert_eq!(normalize_domain(&"a".repeat(64)), None);
+        let longest_label = format!("{}.example", "a".repeat(63));
+        assert_eq!(normalize_domain(&longest_label), Some(longest_label));
+        assert_eq!(
+            normalize_domain("xn--bcher-kva.example").as_deref(),
+            Some("xn--bcher-kva.example")
+        );
     }
 
     #[test]

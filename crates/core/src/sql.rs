@@ -328,28 +328,34 @@ SELECT COUNT(*) AS n FROM (
 /// One project by slug (`?1`).
 pub const PROJECT_BY_SLUG: &str = "\
 SELECT slug, retention_days, allowed_origins, rate_limit, public_dashboard, public_badges,
-       created_at
+       plausible_domain, created_at
 FROM projects WHERE slug = ?1";
+
+/// The project that takes keyless Plausible events for domain `?1`.
+pub const PROJECT_BY_PLAUSIBLE_DOMAIN: &str = "\
+SELECT slug, retention_days, allowed_origins, rate_limit, public_dashboard, public_badges,
+       plausible_domain, created_at
+FROM projects WHERE plausible_domain = ?1";
 
 /// Every project, by slug.
 pub const ALL_PROJECTS: &str = "\
 SELECT slug, retention_days, allowed_origins, rate_limit, public_dashboard, public_badges,
-       created_at
+       plausible_domain, created_at
 FROM projects ORDER BY slug";
 
 /// Creates a project (`?1` slug, `?2` retention, `?3` origins JSON, `?4` tier, `?5`
-/// created, `?6` public dashboard and `?7` public badges as 0 or 1); changes no row when
-/// the slug exists.
+/// created, `?6` public dashboard and `?7` public badges as 0 or 1, `?8` Plausible
+/// domain or NULL); changes no row when the slug exists.
 pub const CREATE_PROJECT: &str = "\
 INSERT INTO projects (slug, retention_days, allowed_origins, rate_limit, created_at,
-                      public_dashboard, public_badges)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (slug) DO NOTHING";
+                      public_dashboard, public_badges, plausible_domain)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (slug) DO NOTHING";
 
 /// Sets a project's (`?1`) settings.
 pub const UPDATE_PROJECT: &str = "\
 UPDATE projects
 SET retention_days = ?2, allowed_origins = ?3, rate_limit = ?4, public_dashboard = ?5,
-    public_badges = ?6
+    public_badges = ?6, plausible_domain = ?7
 WHERE slug = ?1";
 
 /// Stores a key of a project (`?1`): kind `?2`, hash `?3` (hex), prefix `?4`, name `?5`,
@@ -374,7 +380,7 @@ WHERE id = ?2 AND project_id = (SELECT id FROM projects WHERE slug = ?1)";
 pub const KEY_BY_HASH: &str = "\
 SELECT k.id, p.slug AS project, k.kind, k.name, k.prefix, k.created_at, k.revoked_at,
        p.retention_days, p.allowed_origins, p.rate_limit, p.public_dashboard,
-       p.public_badges, p.created_at AS project_created_at
+       p.public_badges, p.plausible_domain, p.created_at AS project_created_at
 FROM api_keys AS k JOIN projects AS p ON p.id = k.project_id
 WHERE k.hash = unhex(?1)";
 
@@ -417,7 +423,7 @@ VALUES (unhex(?1), ?2, ?3, ?4)";
 pub const SESSION_KEY: &str = "\
 SELECT k.id, p.slug AS project, k.kind, k.name, k.prefix, k.created_at, k.revoked_at,
        p.retention_days, p.allowed_origins, p.rate_limit, p.public_dashboard,
-       p.public_badges, p.created_at AS project_created_at
+       p.public_badges, p.plausible_domain, p.created_at AS project_created_at
 FROM dashboard_sessions AS s
 JOIN api_keys AS k ON k.id = s.key_id
 JOIN projects AS p ON p.id = k.project_id

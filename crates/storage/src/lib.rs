@@ -107,6 +107,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0012_digests.sql",
         include_str!("../../../migrations/0012_digests.sql"),
     ),
+    (
+        "0013_plausible_domains.sql",
+        include_str!("../../../migrations/0013_plausible_domains.sql"),
+    ),
 ];
 
 /// The `events_between` cursor before every row: no event time is negative, and the
@@ -411,6 +415,14 @@ pub trait AdminStore {
     ///
     /// [`Error::Database`] or [`Error::Decode`].
     async fn key_by_hash(&self, hash: &str) -> Result<Option<(ApiKey, Project)>, Error>;
+
+    /// The project that takes keyless Plausible events for `domain` (canonical, see
+    /// `tally_core::project::normalize_domain`), if any.
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be read or a row does not decode.
+    async fn project_by_plausible_domain(&self, domain: &str) -> Result<Option<Project>, Error>;
 }
 
 /// Reads over rollups.

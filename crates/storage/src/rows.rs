@@ -229,6 +229,7 @@ pub(crate) struct ProjectRow {
     pub public_dashboard: i64,
     /// 0 or 1.
     pub public_badges: i64,
+    pub plausible_domain: Option<String>,
     pub created_at: i64,
 }
 
@@ -246,6 +247,7 @@ impl ProjectRow {
             rate_limit,
             public_dashboard: self.public_dashboard != 0,
             public_badges: self.public_badges != 0,
+            plausible_domain: self.plausible_domain,
             created_at: self.created_at,
         })
     }
@@ -299,6 +301,7 @@ pub(crate) struct GrantRow {
     pub rate_limit: String,
     pub public_dashboard: i64,
     pub public_badges: i64,
+    pub plausible_domain: Option<String>,
     pub project_created_at: i64,
 }
 
@@ -311,6 +314,7 @@ impl GrantRow {
             rate_limit: self.rate_limit,
             public_dashboard: self.public_dashboard,
             public_badges: self.public_badges,
+            plausible_domain: self.plausible_domain,
             created_at: self.project_created_at,
         }
         .decode()?;

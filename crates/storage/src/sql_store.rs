@@ -386,12 +386,20 @@ fn project_values(p: &Project, with_created_at: bool) -> Vec<Bound> {
     }
     values.push(p.public_dashboard.into());
     values.push(p.public_badges.into());
+    values.push(p.plausible_domain.as_deref().into());
     values
 }
 
 impl<S: Executor> AdminStore for S {
     async fn project(&self, slug: &str) -> Result<Option<Project>, Error> {
         let rows: Vec<ProjectRow> = self.query(sql::PROJECT_BY_SLUG, vec![slug.into()]).await?;
+        rows.into_iter().next().map(ProjectRow::decode).transpose()
+    }
+
+    async fn project_by_plausible_domain(&self, domain: &str) -> Result<Option<Project>, Error> {
+        let rows: Vec<ProjectRow> = self
+            .query(sql::PROJECT_BY_PLAUSIBLE_DOMAIN, vec![domain.into()])
+            .await?;
         rows.into_iter().next().map(ProjectRow::decode).transpose()
     }
 

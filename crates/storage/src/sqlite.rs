@@ -276,6 +276,44 @@ mod tests {
     }
 
     #[test]
+    fn a_plausible_domain_finds_its_one_project() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let one = Project {
+            plausible_domain: Some("shop.example".into()),
+            ..project("one")
+        };
+        assert!(block_on(store.create_project(&one)).unwrap());
+        assert!(block_on(store.create_project(&project("two"))).unwrap());
+        assert!(block_on(store.create_project(&project("three"))).unwrap());
+        assert_eq!(
+            block_on(store.project_by_plausible_domain("shop.example")).unwrap(),
+            Some(one.clone())
+        );
+        assert_eq!(
+            block_on(store.project_by_plausible_domain("other.example")).unwrap(),
+            None
+        );
+        // A domain names one project: a second claim fails.
+        let claim = Project {
+            plausible_domain: Some("shop.example".into()),
+            ..project("two")
+        };
+        assert!(block_on(store.update_project(&claim)).is_err());
+        // Clearing it frees it for another.
+        let cleared = Project {
+            plausible_domain: None,
+            ..one
+        };
+        assert!(block_on(store.update_project(&cleared)).unwrap());
+        assert!(block_on(store.update_project(&claim)).unwrap());
+        assert_eq!(
+            block_on(store.project_by_plausible_domain("shop.example")).unwrap(),
+            Some(claim)
+        );
+        assert_eq!(block_on(store.project("one")).unwrap(), Some(cleared));
+    }
+
+    #[test]
     fn keys_are_found_by_hash_and_revoked_only_within_their_project() {
         let store = SqliteStore::open_in_memory().unwrap();
         for slug in ["one", "two"] {

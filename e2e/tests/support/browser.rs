@@ -1,7 +1,7 @@
 //! A small WebDriver client: headless Debian Chromium driven through chromedriver's
-//! HTTP API with ureq, for the tests that use the dashboard as a person would. Only
-//! the test talks JavaScript to the browser (WebDriver's own commands); the pages
-//! under test have none.
+//! HTTP API with ureq, for the tests that use the dashboard as a person would, and
+//! for pages that run a tracker (served by `support::pages`). The dashboard's pages have
+//! no JavaScript; the test talks to the browser through WebDriver's own commands.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -40,6 +40,12 @@ impl Browser {
     /// Starts chromedriver on a free port and a headless Chromium session with a fresh
     /// profile, 1280 × 900.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// As [`Browser::start`], with more Chromium switches (`--user-agent=...`,
+    /// `--host-resolver-rules=...`).
+    pub fn start_with(extra: &[&str]) -> Self {
         let chromium = env_or("TALLY_CHROMIUM", "/usr/bin/chromium");
         let chromedriver = env_or("TALLY_CHROMEDRIVER", "/usr/bin/chromedriver");
         for path in [&chromium, &chromedriver] {
@@ -76,7 +82,8 @@ impl Browser {
             http,
         };
         browser.wait_until_ready();
-        let args = [
+        let profile_switch = format!("--user-data-dir={}", browser.profile.display());
+        let mut args = vec![
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
@@ -86,9 +93,10 @@ impl Browser {
             "--disable-component-update",
             "--disable-sync",
             "--disable-dev-shm-usage",
-            &format!("--user-data-dir={}", browser.profile.display()),
+            &profile_switch,
             "--window-size=1280,900",
         ];
+        args.extend_from_slice(extra);
         let created = browser.call(
             "POST",
             "/session",

@@ -1,10 +1,13 @@
 //! Admission: the write key (with a short-lived in-isolate cache), the browser origin
-//! and the project's rate limit, checked before any body is parsed.
+//! and the project's rate limit, checked before any body is parsed; or, for Plausible's
+//! keyless trackers, the event's domain and the browser origin ([`admit_keyless`]).
 
 use std::cell::{Cell, RefCell};
 
 use tally_core::ApiError;
-use tally_core::project::{ApiKey, KeyKind, Project, RateLimit, is_key_shaped, key_hash};
+use tally_core::project::{
+    ApiKey, KeyKind, Project, RateLimit, is_key_shaped, key_hash, normalize_domain,
+};
 use tally_storage::cloudflare::KvCache;
 use tally_storage::d1::D1Store;
 use tally_storage::{AdminStore, Cache};
@@ -37,6 +40,12 @@ thread_local! {
     /// Key hash → lookup. Workers run one request at a time per isolate thread, so a
     /// thread-local cache needs no locking.
     static KEYS: RefCell<KeyCache<Lookup>> = RefCell::new(KeyCache::new(KEY_CACHE_ENTRIES));
+    /// Plausible domain → the project that takes keyless events for it, or none. Bounded
+    /// like the keys, and an unknown domain is remembered too, so a flood of made-up
+    /// domains costs at most one D1 query per domain per few seconds, each within the
+    /// client's lookup limit.
+    static DOMAINS: RefCell<KeyCache<Option<Project>>> =
+        RefCell::new(KeyCache::new(KEY_CACHE_ENTRIES));
     /// When this isolate last reported a missing binding.
     static REPORTED_MISSING: Cell<i64> = const { Cell::new(i64::MIN) };
 }
@@ -59,6 +68,90 @@ fn presented_key(req: &Request, url: &Url) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// Whether the request presents a write key at all (else it may be a keyless Plausible
+/// event).
+pub fn presents_key(req: &Request, url: &Url) -> bool {
+    presented_key(req, url).is_some()
+}
+
+/// The refusal of a request without a write key.
+pub fn missing_key() -> ApiError {
+    ApiError::new(
+        401,
+        "missing_key",
+        "send your project's write key as `Authorization: Bearer tw_...` (or as ?key=tw_...)",
+    )
+}
+
+fn origin_not_allowed(origin: &str, project: &Project) -> ApiError {
+    ApiError::new(
+        403,
+        "origin_not_allowed",
+        format!(
+            "browser origin {origin} may not send events to project {:?}; add it to the \
+             project's allowed_origins",
+            project.slug
+        ),
+    )
+}
+
+/// Admits a Plausible event without a key: the project whose `plausible_domain` is the
+/// event's `domain`, from a browser origin that project allows, within its rate limit.
+///
+/// Without an `Origin` (a server, which can hold a key), for a domain no project took,
+/// or one that is no domain, the answer is the refusal of any request without a key,
+/// as before keyless events existed: it tells nothing about which domains exist.
+///
+/// # Errors
+///
+/// 401 `missing_key` as said; 403 for an origin the project does not allow; 429 when the
+/// client is over the project's rate or made too many lookups.
+pub async fn admit_keyless(req: &Request, env: &Env, domain: &str) -> Result<Grant, ApiError> {
+    let origin = req
+        .headers()
+        .get("origin")
+        .ok()
+        .flatten()
+        .ok_or_else(missing_key)?;
+    let domain = normalize_domain(domain).ok_or_else(missing_key)?;
+    let project = keyless_project(&domain, req, env)
+        .await?
+        .ok_or_else(missing_key)?;
+    if !project.allows_origin(&origin) {
+        return Err(origin_not_allowed(&origin, &project));
+    }
+    rate_limit(req, env, &project).await?;
+    Ok(Grant { project })
+}
+
+/// The project that takes keyless events for `domain`, through the isolate's cache.
+async fn keyless_project(
+    domain: &str,
+    req: &Request,
+    env: &Env,
+) -> Result<Option<Project>, ApiError> {
+    let now = now_ms();
+    if let Some(found) = DOMAINS.with(|d| d.borrow_mut().get(domain, now)) {
+        return Ok(found);
+    }
+    limit_lookups(req, env, now).await?;
+    let store = D1Store::new(env.d1(DB).map_err(internal)?);
+    let found = store
+        .project_by_plausible_domain(domain)
+        .await
+        .map_err(internal)?;
+    let ttl = if found.is_some() {
+        KEY_CACHE_MS
+    } else {
+        UNKNOWN_KEY_CACHE_MS
+    };
+    DOMAINS.with(|d| {
+        d.borrow_mut()
+            .insert(domain.to_owned(), found.clone(), now, now + ttl)
+    });
+    Ok(found)
+}
+
 /// Checks the write key, the origin and the rate limit.
 ///
 /// # Errors
@@ -77,26 +170,12 @@ pub async fn admit(req: &Request, env: &Env, url: &Url) -> Result<Grant, ApiErro
 ///
 /// As [`admit`], but never 429.
 pub async fn admit_origin(req: &Request, env: &Env, url: &Url) -> Result<Project, ApiError> {
-    let key = presented_key(req, url).ok_or_else(|| {
-        ApiError::new(
-            401,
-            "missing_key",
-            "send your project's write key as `Authorization: Bearer tw_...` (or as ?key=tw_...)",
-        )
-    })?;
+    let key = presented_key(req, url).ok_or_else(missing_key)?;
     let project = project_of(&key, req, env).await?;
     if let Some(origin) = req.headers().get("origin").ok().flatten()
         && !project.allows_origin(&origin)
     {
-        return Err(ApiError::new(
-            403,
-            "origin_not_allowed",
-            format!(
-                "browser origin {origin} may not send events to project {:?}; add it to the \
-                 project's allowed_origins",
-                project.slug
-            ),
-        ));
+        return Err(origin_not_allowed(&origin, &project));
     }
     Ok(project)
 }

@@ -38,30 +38,63 @@ pub fn now_ms() -> i64 {
 /// The endpoints that take events.
 const EVENT_PATHS: [&str; 3] = ["/v1/events", "/track", "/api/event"];
 
+/// The methods a path takes, for the `Allow` header of a 405; `None` for a path that
+/// is not ingest's.
+fn allowed_methods(path: &str) -> Option<&'static str> {
+    if EVENT_PATHS.contains(&path) {
+        Some("POST, OPTIONS")
+    } else if matches!(path, "/" | "/healthz") {
+        Some("GET")
+    } else {
+        None
+    }
+}
+
+/// The method the request names, if `worker` knows it by that exact name: its
+/// `Request::method` reads every other method (`QUERY`, `PROPFIND`) as GET, which
+/// would answer them as a GET.
+fn known_method(req: &Request) -> Option<Method> {
+    let text = req.inner().method();
+    let method = Method::from(text.clone());
+    (method.as_ref() == text).then_some(method)
+}
+
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let origin = req.headers().get("origin").ok().flatten();
     let path = req.path();
     let url = req.url()?;
-    let outcome = match (req.method(), path.as_str()) {
-        (Method::Options, p) if EVENT_PATHS.contains(&p) => cors::preflight(&req, &env, &url).await,
-        (Method::Post, "/v1/events") => events::post(req, &env, &url).await,
-        (Method::Post, "/track") => track::post(req, &env, &url).await,
-        (Method::Post, "/api/event") => plausible::post(req, &env, &url).await,
-        (Method::Get, "/" | "/healthz") => Response::from_json(&serde_json::json!({
+    // An unknown method (`None`) matches no arm: a 405 on ingest's paths, a 404
+    // elsewhere.
+    let outcome = match (known_method(&req), path.as_str()) {
+        (Some(Method::Options), "/v1/events" | "/track" | "/api/event") => {
+            cors::preflight(&req, &env, &url).await
+        }
+        (Some(Method::Post), "/v1/events") => events::post(req, &env, &url).await,
+        (Some(Method::Post), "/track") => track::post(req, &env, &url).await,
+        (Some(Method::Post), "/api/event") => plausible::post(req, &env, &url).await,
+        (Some(Method::Get), "/" | "/healthz") => Response::from_json(&serde_json::json!({
             "worker": "ingest",
             "status": "ok",
         }))
         .map_err(error::internal),
-        (_, p) if EVENT_PATHS.contains(&p) => Err(ApiError::method_not_allowed("POST")),
-        (_, p) => Err(ApiError::not_found(format!(
-            "no endpoint at {p}; events go to POST /v1/events, /track or /api/event"
-        ))),
+        (_, p) => Err(match allowed_methods(p) {
+            Some(_) if EVENT_PATHS.contains(&p) => ApiError::method_not_allowed("POST"),
+            Some(_) => ApiError::method_not_allowed("GET"),
+            None => ApiError::not_found(format!(
+                "no endpoint at {p}; events go to POST /v1/events, /track or /api/event"
+            )),
+        }),
     };
-    let response = match outcome {
+    let mut response = match outcome {
         Ok(response) => response,
         Err(e) if path == "/track" => error::respond_with(&e, track::error_body(&e))?,
         Err(e) => error::respond(e)?,
     };
+    if response.status_code() == 405
+        && let Some(allow) = allowed_methods(&path)
+    {
+        response.headers_mut().set("allow", allow)?;
+    }
     cors::decorate(response, origin.as_deref())
 }

@@ -1,6 +1,9 @@
 //! `POST /api/event`: Plausible's Events API, so Plausible's tracker script (with
 //! `data-api` pointing here and `?key=` carrying the write key) and its server-side
-//! clients can send to Tally.
+//! clients can send to Tally. Trackers that cannot carry a key (Plausible's classic
+//! script, the `plausible-tracker` package) send without one: the event's `domain`
+//! then chooses the project, if a project took that domain (`plausible_domain`), and
+//! only from the browser origins it allows (`auth::admit_keyless`).
 //!
 //! The visitor id is the hash of IP and user agent under a salt that rotates daily and is
 //! kept only in KV for two days, as Plausible does; the IP itself is never stored. Known
@@ -8,6 +11,7 @@
 
 use std::cell::RefCell;
 
+use tally_core::project::{Project, normalize_domain};
 use tally_core::queue::{self, Dropped};
 use tally_core::time::{date_label, date_of};
 use tally_core::{ApiError, hash, plausible};
@@ -46,10 +50,21 @@ pub async fn post(mut req: Request, env: &Env, url: &Url) -> Result<Response, Ap
         ));
     }
     let key = intake::idempotency_key(&req)?;
-    let grant = auth::admit(&req, env, url).await?;
-    let body = intake::read_body(&mut req).await?;
-    let page = plausible::parse(&body)?;
-    check_domain(env, &page.domain, &grant.project.slug).await?;
+    let (grant, page) = if auth::presents_key(&req, url) {
+        let grant = auth::admit(&req, env, url).await?;
+        let body = intake::read_body(&mut req).await?;
+        let page = plausible::parse(&body)?;
+        check_domain(env, &page.domain, &grant.project).await?;
+        (grant, page)
+    } else {
+        // The domain is in the body, so the body (within its limit) is read before
+        // admission. A body that does not parse names no project: it is refused as any
+        // request without a key is, which is what it was before keyless events.
+        let body = intake::read_body(&mut req).await?;
+        let page = plausible::parse(&body).map_err(|_| auth::missing_key())?;
+        let grant = auth::admit_keyless(&req, env, &page.domain).await?;
+        (grant, page)
+    };
     if page.raw.name.as_deref() == Some(ENGAGEMENT) {
         // Sent by Plausible's script when a page is left (scroll depth, time on page):
         // not a pageview or a goal, so not an event to count.
@@ -106,16 +121,29 @@ fn accepted(dropped: Option<&str>) -> Result<Response, ApiError> {
     Ok(response)
 }
 
-/// The `domain` must name the key's project: its slug, or the site's domain written as
-/// the slug (`example.com` for project `example-com`).
-async fn check_domain(env: &Env, domain: &str, project: &str) -> Result<(), ApiError> {
+/// The `domain` must name the key's project: its slug, the site's domain written as the
+/// slug (`example.com` for project `example-com`), or its `plausible_domain`.
+async fn check_domain(env: &Env, domain: &str, project: &Project) -> Result<(), ApiError> {
     let as_slug = slugify(domain);
-    if domain == project || as_slug == project {
+    let as_domain = normalize_domain(domain);
+    if domain == project.slug
+        || as_slug == project.slug
+        || (as_domain.is_some() && as_domain == project.plausible_domain)
+    {
         return Ok(());
     }
+    let project = project.slug.as_str();
     let store = D1Store::new(env.d1(DB).map_err(internal)?);
     let exists = store.project(&as_slug).await.map_err(internal)?.is_some()
-        || store.project(domain).await.map_err(internal)?.is_some();
+        || store.project(domain).await.map_err(internal)?.is_some()
+        || match &as_domain {
+            Some(d) => store
+                .project_by_plausible_domain(d)
+                .await
+                .map_err(internal)?
+                .is_some(),
+            None => false,
+        };
     if exists {
         Err(ApiError::new(
             403,

@@ -140,7 +140,12 @@ pub async fn classify(env: &RequestEnv, token: &str) -> Result<Token, ApiError> 
         .key_by_hash(&key_hash(token))
         .await
         .map_err(internal)?;
-    Ok(grant(found.map(|(key, _)| key)))
+    let token = grant(found.as_ref().map(|(key, _)| key.clone()));
+    if let (Token::Read(_), Some((_, project))) = (&token, found) {
+        // A browser read's CORS grant follows this project's allowed origins.
+        env.note_reader(project);
+    }
+    Ok(token)
 }
 
 /// What a key found by a read token's hash (or by a dashboard session) is: a read

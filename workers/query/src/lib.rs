@@ -24,7 +24,7 @@ use tally_core::ApiError;
 use worker::{Context, Env, Request, Response, Result, event};
 
 use crate::edge::RequestEnv;
-use crate::edge::error;
+use crate::edge::{cors, error};
 use crate::route::{Area, Miss, Route};
 
 /// The header that says how many rows D1 read for the answer, summed over every D1 call
@@ -44,13 +44,41 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     Ok(response)
 }
 
-/// Routes a request to its wing.
+/// Routes a request to its wing; a browser read (the read API, the seeds' read paths)
+/// answers its CORS preflight and carries CORS headers for its token's project.
 async fn answer(req: Request, env: &RequestEnv) -> std::result::Result<Response, ApiError> {
     let path = req.path();
-    let route = match route::parse(&req.method(), &path) {
+    // The method as sent: `Request::method` reads unknown ones as GET.
+    let method = req.inner().method();
+    let route = match route::parse(&method, &path) {
         Ok(route) => route,
         Err(miss) => return refuse(&req, env, &path, &miss),
     };
+    let browser_read = route.is_browser_read();
+    if browser_read && method == "OPTIONS" {
+        let named = match route {
+            Route::Read(project, _) => Some(project),
+            Route::Alias(alias) => alias.project(),
+            _ => None,
+        };
+        return cors::preflight(&req, env, named).await;
+    }
+    let origin = cors::origin(&req);
+    let outcome = dispatch(req, env, route).await;
+    if !browser_read {
+        return outcome;
+    }
+    // An error is granted too, so that the page can read why.
+    let response = outcome.or_else(|e| error::respond(e).map_err(error::internal))?;
+    cors::decorate(origin.as_deref(), env, response).map_err(error::internal)
+}
+
+/// Hands a route to its wing.
+async fn dispatch(
+    req: Request,
+    env: &RequestEnv,
+    route: Route<'_>,
+) -> std::result::Result<Response, ApiError> {
     match route {
         Route::Health => health::get(&req, env).await,
         Route::OpenApi => openapi::get(),

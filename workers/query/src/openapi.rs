@@ -52,7 +52,7 @@ mod tests {
     fn documented(doc: &Value) -> Vec<Endpoint> {
         let mut out = Vec::new();
         for (path, item) in doc["paths"].as_object().unwrap() {
-            for method in ["get", "post", "put", "patch", "delete"] {
+            for method in ["get", "post", "put", "patch", "delete", "options"] {
                 if item.get(method).is_some() {
                     out.push((method.to_uppercase(), template(path)));
                 }
@@ -74,12 +74,13 @@ mod tests {
             })
             .collect();
         let ingest = include_str!("../../ingest/src/lib.rs");
-        // Its arms: `(Method::Post, "/track") =>`, `(Method::Get, "/" | "/healthz") =>`.
+        // Its arms: `(Some(Method::Post), "/track") =>`, `(Some(Method::Get), "/" |
+        // "/healthz") =>`.
         for line in ingest.lines().map(str::trim) {
             let Some((method, paths)) = line
-                .strip_prefix("(Method::")
+                .strip_prefix("(Some(Method::")
                 .and_then(|arm| arm.split_once(") =>"))
-                .and_then(|(arm, _)| arm.split_once(", "))
+                .and_then(|(arm, _)| arm.split_once("), "))
             else {
                 continue;
             };
@@ -98,7 +99,7 @@ mod tests {
         assert_eq!(doc["openapi"], "3.1.0");
         let paths = doc["paths"].as_object().unwrap();
         for (path, item) in paths {
-            let operations: Vec<&str> = ["get", "post", "put", "patch", "delete"]
+            let operations: Vec<&str> = ["get", "post", "put", "patch", "delete", "options"]
                 .into_iter()
                 .filter(|m| item.get(*m).is_some())
                 .collect();
@@ -143,6 +144,8 @@ mod tests {
             ("POST", "/dashboard/{}/login"),
             ("GET", "/badge/{}/{}"),
             ("POST", "/api/event"),
+            ("OPTIONS", "/api/event"),
+            ("OPTIONS", "/metrics"),
             ("GET", "/healthz"),
         ] {
             let expected = (expected.0.to_owned(), expected.1.to_owned());

@@ -7,6 +7,12 @@
 //! Who answers a miss depends on the path's [`Area`] ([`AREAS`]): the admin API checks
 //! the admin token first, the dashboard answers with an HTML page, the track seed in its
 //! own shape.
+//!
+//! The method is read as the request wrote it ([`parse`] takes the text): `worker`'s
+//! `Method` reads every method it does not know (`QUERY`, `PROPFIND`, `PURGE`) as `GET`,
+//! which would answer them as reads; here they match no row, so a known path answers 405
+//! with `Allow`. The read API's and the seeds' read paths also take `OPTIONS`: browsers'
+//! CORS preflights, answered by `edge::cors`.
 
 use tally_core::ApiError;
 use tally_core::validate::is_valid_slug;
@@ -153,6 +159,8 @@ pub struct Row {
 
 const GET: &[Method] = &[Method::Get];
 const GET_HEAD: &[Method] = &[Method::Get, Method::Head];
+/// A read a browser page may make with a token (CORS): `OPTIONS` is its preflight.
+const GET_OPTIONS: &[Method] = &[Method::Get, Method::Options];
 const POST: &[Method] = &[Method::Post];
 const PUT: &[Method] = &[Method::Put];
 const PATCH: &[Method] = &[Method::Patch];
@@ -177,28 +185,28 @@ pub const TABLE: &[Row] = &[
     row(GET, "/", |_| Route::Health),
     row(GET, "/openapi.json", |_| Route::OpenApi),
     // The read API.
-    row(GET, "/v1/projects/{project}/overview", |a| Route::Read(a[0], Read::Overview)),
-    row(GET, "/v1/projects/{project}/timeseries", |a| Route::Read(a[0], Read::Timeseries)),
-    row(GET, "/v1/projects/{project}/breakdown/{dimension}", |a| Route::Read(a[0], Read::Breakdown(a[1]))),
-    row(GET, "/v1/projects/{project}/errors", |a| Route::Read(a[0], Read::Errors)),
-    row(GET, "/v1/projects/{project}/installs", |a| Route::Read(a[0], Read::Installs)),
-    row(GET, "/v1/projects/{project}/metrics", |a| Route::Read(a[0], Read::Metrics)),
-    row(GET, "/v1/projects/{project}/sessions", |a| Route::Read(a[0], Read::Sessions)),
-    row(GET, "/v1/projects/{project}/funnels", |a| Route::Read(a[0], Read::Funnels)),
-    row(GET, "/v1/projects/{project}/export", |a| Route::Read(a[0], Read::Export)),
-    row(GET, "/v1/projects/{project}/alerts", |a| Route::Read(a[0], Read::Alerts)),
-    row(GET, "/v1/projects/{project}/alerts/rules", |a| Route::Read(a[0], Read::AlertRules)),
-    row(GET, "/v1/projects/{project}/campaigns", |a| Route::Read(a[0], Read::Campaigns)),
-    row(GET, "/v1/projects/{project}/campaigns/{campaign}", |a| Route::Read(a[0], Read::Campaign(a[1]))),
-    row(GET, "/v1/projects/{project}/realtime", |a| Route::Read(a[0], Read::Realtime)),
+    row(GET_OPTIONS, "/v1/projects/{project}/overview", |a| Route::Read(a[0], Read::Overview)),
+    row(GET_OPTIONS, "/v1/projects/{project}/timeseries", |a| Route::Read(a[0], Read::Timeseries)),
+    row(GET_OPTIONS, "/v1/projects/{project}/breakdown/{dimension}", |a| Route::Read(a[0], Read::Breakdown(a[1]))),
+    row(GET_OPTIONS, "/v1/projects/{project}/errors", |a| Route::Read(a[0], Read::Errors)),
+    row(GET_OPTIONS, "/v1/projects/{project}/installs", |a| Route::Read(a[0], Read::Installs)),
+    row(GET_OPTIONS, "/v1/projects/{project}/metrics", |a| Route::Read(a[0], Read::Metrics)),
+    row(GET_OPTIONS, "/v1/projects/{project}/sessions", |a| Route::Read(a[0], Read::Sessions)),
+    row(GET_OPTIONS, "/v1/projects/{project}/funnels", |a| Route::Read(a[0], Read::Funnels)),
+    row(GET_OPTIONS, "/v1/projects/{project}/export", |a| Route::Read(a[0], Read::Export)),
+    row(GET_OPTIONS, "/v1/projects/{project}/alerts", |a| Route::Read(a[0], Read::Alerts)),
+    row(GET_OPTIONS, "/v1/projects/{project}/alerts/rules", |a| Route::Read(a[0], Read::AlertRules)),
+    row(GET_OPTIONS, "/v1/projects/{project}/campaigns", |a| Route::Read(a[0], Read::Campaigns)),
+    row(GET_OPTIONS, "/v1/projects/{project}/campaigns/{campaign}", |a| Route::Read(a[0], Read::Campaign(a[1]))),
+    row(GET_OPTIONS, "/v1/projects/{project}/realtime", |a| Route::Read(a[0], Read::Realtime)),
     // The seeds' paths.
-    row(GET, "/api/plugins/{slug}/analytics/overview", |a| Route::Alias(Alias::PluginOverview(a[0]))),
-    row(GET, "/api/plugins/{slug}/analytics/timeseries", |a| Route::Alias(Alias::PluginTimeseries(a[0]))),
-    row(GET, "/api/plugins/{slug}/analytics/endpoints", |a| Route::Alias(Alias::PluginEndpoints(a[0]))),
-    row(GET, "/v1/analytics/overview", |_| Route::Alias(Alias::CdnOverview)),
-    row(GET, "/v1/analytics/images/{id}", |a| Route::Alias(Alias::CdnImage(a[0]))),
-    row(GET, "/metrics", |_| Route::Alias(Alias::TrackMetrics)),
-    row(GET, "/sessions", |_| Route::Alias(Alias::TrackSessions)),
+    row(GET_OPTIONS, "/api/plugins/{slug}/analytics/overview", |a| Route::Alias(Alias::PluginOverview(a[0]))),
+    row(GET_OPTIONS, "/api/plugins/{slug}/analytics/timeseries", |a| Route::Alias(Alias::PluginTimeseries(a[0]))),
+    row(GET_OPTIONS, "/api/plugins/{slug}/analytics/endpoints", |a| Route::Alias(Alias::PluginEndpoints(a[0]))),
+    row(GET_OPTIONS, "/v1/analytics/overview", |_| Route::Alias(Alias::CdnOverview)),
+    row(GET_OPTIONS, "/v1/analytics/images/{id}", |a| Route::Alias(Alias::CdnImage(a[0]))),
+    row(GET_OPTIONS, "/metrics", |_| Route::Alias(Alias::TrackMetrics)),
+    row(GET_OPTIONS, "/sessions", |_| Route::Alias(Alias::TrackSessions)),
     // The admin API.
     row(GET, "/v1/admin/projects", |_| Route::Admin(Admin::ListProjects)),
     row(POST, "/v1/admin/projects", |_| Route::Admin(Admin::CreateProject)),
@@ -279,10 +287,11 @@ impl Miss<'_> {
     pub fn error(&self, path: &str) -> ApiError {
         match (&self.kind, self.area) {
             (MissKind::Method(methods), _) => {
-                // HEAD goes without saying where GET is answered.
+                // HEAD goes without saying where GET is answered, and OPTIONS (a
+                // browser's preflight) is nothing a person sends; `Allow` lists both.
                 let names: Vec<&str> = methods
                     .iter()
-                    .filter(|m| **m != Method::Head)
+                    .filter(|m| !matches!(m, Method::Head | Method::Options))
                     .map(|m| m.as_ref())
                     .collect();
                 let takes = match names.split_last() {
@@ -341,12 +350,42 @@ fn matches<'a>(pattern: &str, path: &[&'a str]) -> Option<Vec<&'a str>> {
     Some(parts)
 }
 
-/// The route of a request, or why there is none.
+/// The method named `text`, if it is one `worker` knows by that exact name (HTTP
+/// methods are case-sensitive); `None` for any other, which no row takes.
+pub fn known_method(text: &str) -> Option<Method> {
+    let method = Method::from(text.to_owned());
+    (method.as_ref() == text).then_some(method)
+}
+
+impl<'a> Alias<'a> {
+    /// The project the path names, if it names one (the plugin API's slug); the others
+    /// read the project of the token.
+    pub fn project(self) -> Option<&'a str> {
+        match self {
+            Self::PluginOverview(slug)
+            | Self::PluginTimeseries(slug)
+            | Self::PluginEndpoints(slug) => Some(slug),
+            _ => None,
+        }
+    }
+}
+
+impl Route<'_> {
+    /// Whether a browser page may make this request with a read token, so it answers
+    /// CORS (its rows take `OPTIONS`): the read API and the seeds' read paths. The admin
+    /// API, the dashboard and the badges never grant CORS.
+    pub fn is_browser_read(&self) -> bool {
+        matches!(self, Route::Read(..) | Route::Alias(_))
+    }
+}
+
+/// The route of a request whose method is written `method`, or why there is none.
 ///
 /// # Errors
 ///
 /// The [`Miss`] to answer.
-pub fn parse<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, Miss<'a>> {
+pub fn parse<'a>(method: &str, path: &'a str) -> Result<Route<'a>, Miss<'a>> {
+    let method = known_method(method);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (area, parts) = AREAS
         .iter()
@@ -365,7 +404,7 @@ pub fn parse<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, Miss<'a>> 
         let Some(parts) = matches(row.path, &segments) else {
             continue;
         };
-        if row.methods.contains(method) {
+        if method.as_ref().is_some_and(|m| row.methods.contains(m)) {
             return Ok((row.make)(&parts));
         }
         allowed.extend(row.methods.iter().cloned());
@@ -383,7 +422,11 @@ mod tests {
     use super::*;
 
     fn check(method: Method, path: &str, expected: Result<Route<'_>, (Area, u16, &str)>) {
-        let got = parse(&method, path);
+        check_text(method.as_ref(), path, expected);
+    }
+
+    fn check_text(method: &str, path: &str, expected: Result<Route<'_>, (Area, u16, &str)>) {
+        let got = parse(method, path);
         match (got, expected) {
             (Ok(got), Ok(expected)) => assert_eq!(got, expected, "{method:?} {path}"),
             (Err(miss), Err((area, status, allow))) => {
@@ -439,7 +482,7 @@ mod tests {
         check(
             Post,
             "/v1/projects/demo/realtime",
-            Err((Area::Api, 405, "GET")),
+            Err((Area::Api, 405, "GET, OPTIONS")),
         );
         // The handler checks the slug and answers 400.
         check(
@@ -450,17 +493,17 @@ mod tests {
         check(
             Post,
             "/v1/projects/demo/export",
-            Err((Area::Api, 405, "GET")),
+            Err((Area::Api, 405, "GET, OPTIONS")),
         );
         check(
             Head,
             "/v1/projects/demo/overview",
-            Err((Area::Api, 405, "GET")),
+            Err((Area::Api, 405, "GET, OPTIONS")),
         );
         check(
             Delete,
             "/v1/projects/demo/breakdown/x",
-            Err((Area::Api, 405, "GET")),
+            Err((Area::Api, 405, "GET, OPTIONS")),
         );
         check(
             Get,
@@ -495,7 +538,7 @@ mod tests {
         check(
             Post,
             "/api/plugins/p1/analytics/overview",
-            Err((Area::Api, 405, "GET")),
+            Err((Area::Api, 405, "GET, OPTIONS")),
         );
         check(
             Get,
@@ -503,7 +546,7 @@ mod tests {
             Ok(Route::Alias(Alias::CdnImage("a%2Fb"))),
         );
         check(Get, "/metrics", Ok(Route::Alias(Alias::TrackMetrics)));
-        check(Post, "/sessions", Err((Area::Track, 405, "GET")));
+        check(Post, "/sessions", Err((Area::Track, 405, "GET, OPTIONS")));
     }
 
     #[test]
@@ -605,9 +648,9 @@ mod tests {
         );
         check(Get, "/v1/admin", Err((Area::Admin, 404, "")));
         check(Get, "/v1/admin/users", Err((Area::Admin, 404, "")));
-        let miss = parse(&Patch, "/v1/admin/projects/demo/alert-rules").unwrap_err();
+        let miss = parse("PATCH", "/v1/admin/projects/demo/alert-rules").unwrap_err();
         assert_eq!(miss.error("").message, "this endpoint takes GET or POST");
-        let miss = parse(&Post, "/v1/admin/projects/demo/alert-rules/x").unwrap_err();
+        let miss = parse("POST", "/v1/admin/projects/demo/alert-rules/x").unwrap_err();
         assert_eq!(
             miss.error("").message,
             "this endpoint takes GET, PATCH or DELETE"
@@ -696,9 +739,76 @@ mod tests {
             "/badge/demo/p95.svg",
             Err((Area::Api, 405, "GET, HEAD")),
         );
-        let miss = parse(&Get, "/dashboard/x!").unwrap_err();
+        let miss = parse("GET", "/dashboard/x!").unwrap_err();
         assert_eq!(miss.error("").message, "\"x!\" is not a project slug");
-        let miss = parse(&Post, "/dashboard/demo").unwrap_err();
+        let miss = parse("POST", "/dashboard/demo").unwrap_err();
+        assert_eq!(miss.error("").message, "this endpoint takes GET");
+    }
+
+    #[test]
+    fn unknown_methods_match_no_row() {
+        use Method::*;
+        // `worker::Method` would read these as GET and answer them as reads.
+        for method in ["QUERY", "PROPFIND", "PURGE", "get", "BREW"] {
+            check_text(
+                method,
+                "/badge/demo/p95.svg",
+                Err((Area::Api, 405, "GET, HEAD")),
+            );
+            check_text(
+                method,
+                "/v1/projects/demo/overview",
+                Err((Area::Api, 405, "GET, OPTIONS")),
+            );
+            check_text(method, "/metrics", Err((Area::Track, 405, "GET, OPTIONS")));
+            check_text(
+                method,
+                "/dashboard/demo",
+                Err((Area::Dashboard, 405, "GET, HEAD")),
+            );
+            check_text(
+                method,
+                "/v1/admin/projects",
+                Err((Area::Admin, 405, "GET, POST")),
+            );
+            check_text(method, "/v1/nothing", Err((Area::Api, 404, "")));
+        }
+        check(Trace, "/v1/health", Err((Area::Api, 405, "GET")));
+        assert_eq!(known_method("GET"), Some(Method::Get));
+        assert_eq!(known_method("OPTIONS"), Some(Method::Options));
+        assert_eq!(known_method("QUERY"), None);
+    }
+
+    #[test]
+    fn only_browser_reads_take_options() {
+        use Method::*;
+        for row in TABLE {
+            let path = row.path.replace(['{', '}'], "");
+            let route = parse(row.methods[0].as_ref(), &path).unwrap();
+            assert_eq!(
+                row.methods.contains(&Method::Options),
+                route.is_browser_read(),
+                "{}",
+                row.path
+            );
+        }
+        check(
+            Options,
+            "/v1/projects/demo/overview",
+            Ok(Route::Read("demo", Read::Overview)),
+        );
+        check(Options, "/sessions", Ok(Route::Alias(Alias::TrackSessions)));
+        check(
+            Options,
+            "/v1/admin/projects",
+            Err((Area::Admin, 405, "GET, POST")),
+        );
+        check(
+            Options,
+            "/badge/demo/p95.svg",
+            Err((Area::Api, 405, "GET, HEAD")),
+        );
+        let miss = parse("TRACE", "/v1/projects/demo/overview").unwrap_err();
         assert_eq!(miss.error("").message, "this endpoint takes GET");
     }
 
@@ -712,7 +822,7 @@ mod tests {
                 .find(|(pattern, _)| matches(pattern, &segments).is_some())
                 .map_or(Area::Api, |(_, area)| *area);
             for method in row.methods {
-                let route = parse(method, &path);
+                let route = parse(method.as_ref(), &path);
                 let expected = match route {
                     Ok(Route::Admin(_)) => Area::Admin,
                     Ok(Route::Dashboard(..) | Route::Projects(_)) => Area::Dashboard,

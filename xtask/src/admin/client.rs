@@ -99,6 +99,8 @@ pub struct Settings {
     pub rate_limit: Option<RateLimit>,
     pub public_dashboard: Option<bool>,
     pub public_badges: Option<bool>,
+    /// `Some(None)` turns keyless Plausible events off; `Some(Some(domain))` on.
+    pub plausible_domain: Option<Option<String>>,
 }
 
 impl Settings {
@@ -125,6 +127,9 @@ impl Settings {
         if let Some(badges) = self.public_badges {
             body.insert("public_badges".into(), json!(badges));
         }
+        if let Some(domain) = &self.plausible_domain {
+            body.insert("plausible_domain".into(), json!(domain));
+        }
         body
     }
 }
@@ -140,6 +145,9 @@ pub struct Project {
     pub public_dashboard: bool,
     /// Whether the badges answer for anyone (false from servers that predate it).
     pub public_badges: bool,
+    /// The domain under which `/api/event` takes keyless events (none from servers that
+    /// predate it).
+    pub plausible_domain: Option<String>,
     pub created_at: String,
 }
 
@@ -171,6 +179,7 @@ impl Project {
             },
             public_dashboard: v["public_dashboard"].as_bool().unwrap_or(false),
             public_badges: v["public_badges"].as_bool().unwrap_or(false),
+            plausible_domain: v["plausible_domain"].as_str().map(str::to_owned),
             created_at: string(v, what, "created_at")?,
         })
     }
@@ -901,11 +910,20 @@ mod tests {
             rate_limit: None,
             public_dashboard: Some(false),
             public_badges: Some(true),
+            plausible_domain: None,
         };
         assert_eq!(
             Value::Object(s.to_json()),
             json!({"retention_days": 30, "allowed_origins": [], "public_dashboard": false,
                 "public_badges": true})
+        );
+        let off = Settings {
+            plausible_domain: Some(None),
+            ..Settings::default()
+        };
+        assert_eq!(
+            Value::Object(off.to_json()),
+            json!({"plausible_domain": null})
         );
     }
 

@@ -16,16 +16,21 @@ cargo xtask project <command> [--url URL]
 Commands:
   list                       every project
   create <slug> [--retention-days N] [--origin URL]... [--rate-limit TIER] [--public]
-         [--badges]          a new project
+         [--badges] [--plausible-domain DOMAIN]
+                             a new project
   show <slug>                a project's settings
   set <slug> [--retention-days N] [--origin URL]... [--no-origins] [--rate-limit TIER]
              [--public | --private] [--badges | --no-badges]
+             [--plausible-domain DOMAIN | --no-plausible-domain]
                              change a project's settings; --origin replaces the allowed
                              origins, --no-origins empties them; --public opens the
                              dashboard to anyone, --private (the default) asks for a
                              read token or a share link; --badges serves the project's
                              badges to anyone, --no-badges (the default) answers them 404
-                             (--public and --private switch the badges too, unless given)
+                             (--public and --private switch the badges too, unless given);
+                             --plausible-domain lets Plausible's keyless trackers send
+                             /api/event with that data-domain from the allowed origins,
+                             --no-plausible-domain (the default) asks for a write key
   share <slug> [--days N]    a link that shows the dashboard to anyone who has it, for N
                              days (default 30, at most 366)
   share <slug> --list        the project's share links (never their URLs)
@@ -47,7 +52,7 @@ TIER is strict, standard, high or off.
 ";
 
 /// The options `cargo xtask project` knows, and whether each takes a value.
-const OPTIONS: [(&str, bool); 15] = [
+const OPTIONS: [(&str, bool); 17] = [
     ("--url", true),
     ("--retention-days", true),
     ("--origin", true),
@@ -63,6 +68,8 @@ const OPTIONS: [(&str, bool); 15] = [
     ("--no-badges", false),
     ("--list", false),
     ("--revoke", true),
+    ("--plausible-domain", true),
+    ("--no-plausible-domain", false),
 ];
 
 /// One `cargo xtask project` command.
@@ -233,6 +240,7 @@ fn parse(args: &[String]) -> Result<Invocation> {
                 "--rate-limit",
                 "--public",
                 "--badges",
+                "--plausible-domain",
             ])?;
             let [slug] = cli::operands(TASK, command, rest, &["<slug>"])?;
             Command::Create {
@@ -255,14 +263,16 @@ fn parse(args: &[String]) -> Result<Invocation> {
                 "--private",
                 "--badges",
                 "--no-badges",
+                "--plausible-domain",
+                "--no-plausible-domain",
             ])?;
             let [slug] = cli::operands(TASK, command, rest, &["<slug>"])?;
             let settings = settings(&opts)?;
             if settings.is_empty() {
                 bail!(
                     "`cargo xtask project set {slug}` changes nothing: give --retention-days, \
-                     --origin, --no-origins, --rate-limit, --public, --private, --badges or \
-                     --no-badges"
+                     --origin, --no-origins, --rate-limit, --public, --private, --badges, \
+                     --no-badges, --plausible-domain or --no-plausible-domain"
                 );
             }
             Command::Set { slug, settings }
@@ -383,12 +393,24 @@ fn settings(opts: &Options<'_>) -> Result<Settings> {
         (false, true) => Some(false),
         (false, false) => None,
     };
+    let plausible_domain = match (
+        opts.single("--plausible-domain")?,
+        opts.has("--no-plausible-domain"),
+    ) {
+        (Some(_), true) => {
+            bail!("--plausible-domain and --no-plausible-domain contradict each other")
+        }
+        (Some(domain), false) => Some(Some(domain)),
+        (None, true) => Some(None),
+        (None, false) => None,
+    };
     Ok(Settings {
         retention_days,
         allowed_origins,
         rate_limit,
         public_dashboard,
         public_badges,
+        plausible_domain,
     })
 }
 
@@ -446,15 +468,23 @@ fn badges(project: &Project) -> &'static str {
     }
 }
 
+fn plausible_domain(project: &Project) -> String {
+    match &project.plausible_domain {
+        Some(domain) => format!("{domain} (keyless /api/event from the allowed origins)"),
+        None => "(off: /api/event asks for a write key)".into(),
+    }
+}
+
 fn project_details(p: &Project) -> String {
     format!(
-        "project          {}\nretention        {} days\nrate limit       {}\ndashboard        {}\nbadges           {}\nallowed origins  {}\ncreated          {}\n",
+        "project          {}\nretention        {} days\nrate limit       {}\ndashboard        {}\nbadges           {}\nallowed origins  {}\nplausible domain {}\ncreated          {}\n",
         p.slug,
         p.retention_days,
         p.rate_limit.as_str(),
         dashboard(p),
         badges(p),
         origins(p),
+        plausible_domain(p),
         p.created_at
     )
 }
@@ -609,6 +639,7 @@ mod tests {
                         rate_limit: Some(RateLimit::Off),
                         public_dashboard: Some(true),
                         public_badges: None,
+                        plausible_domain: None,
                     },
                 },
             }
@@ -754,6 +785,26 @@ mod tests {
             }
         );
         assert_eq!(
+            parsed("set demo --plausible-domain shop.example").command,
+            Command::Set {
+                slug: "demo".into(),
+                settings: Settings {
+                    plausible_domain: Some(Some("shop.example".into())),
+                    ..Settings::default()
+                },
+            }
+        );
+        assert_eq!(
+            parsed("set demo --no-plausible-domain").command,
+            Command::Set {
+                slug: "demo".into(),
+                settings: Settings {
+                    plausible_domain: Some(None),
+                    ..Settings::default()
+                },
+            }
+        );
+        assert_eq!(
             parsed("set demo --no-badges").command,
             Command::Set {
                 slug: "demo".into(),
@@ -818,6 +869,10 @@ mod tests {
         check("share demo --days 3 --list", "contradict");
         check("share demo --revoke", "--revoke needs a value");
         check("set demo --badges --no-badges", "contradict");
+        check(
+            "set demo --plausible-domain a.example --no-plausible-domain",
+            "contradict",
+        );
         check("create demo --no-badges", "does not take --no-badges");
         check("key demo --read=yes", "--read takes no value");
         check("list --url a --url b", "--url is given 2 times");
@@ -836,6 +891,7 @@ mod tests {
             rate_limit: RateLimit::Standard,
             public_dashboard: false,
             public_badges: false,
+            plausible_domain: None,
             created_at: "2025-01-02T03:04:05Z".into(),
         }
     }
@@ -881,8 +937,20 @@ rate limit       standard
 dashboard        private
 badges           off
 allowed origins  https://a.example, https://b.example
+plausible domain (off: /api/event asks for a write key)
 created          2025-01-02T03:04:05Z
 "
+        );
+        let keyless = Project {
+            plausible_domain: Some("shop.example".into()),
+            ..project("demo", &["https://shop.example"])
+        };
+        assert!(
+            project_details(&keyless).contains(
+                "plausible domain shop.example (keyless /api/event from the allowed origins)\n"
+            ),
+            "{}",
+            project_details(&keyless)
         );
     }
 

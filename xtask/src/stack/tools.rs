@@ -164,13 +164,22 @@ pub fn wasm_bindgen_version() -> Result<String> {
     bail!("Cargo.lock has no wasm-bindgen package; the workers depend on it")
 }
 
+/// Whether `npm ci` must run: the stamp (a copy of the `package-lock.json` last
+/// installed) differs from the lock file, byte for byte, or wrangler is missing. So a
+/// checkout whose lock file gained or changed a package (`plausible-tracker`, for the
+/// browser test) installs again on every machine, without anyone deleting anything.
+fn npm_install_needed(lock: &[u8], stamp: Option<&[u8]>, wrangler_present: bool) -> bool {
+    stamp != Some(lock) || !wrangler_present
+}
+
 fn ensure_npm_packages() -> Result<()> {
     let lock = root().join("package-lock.json");
     let stamp = node_modules().join(".tally-package-lock.json");
     let wanted = std::fs::read(&lock).context("package-lock.json is missing")?;
     let wrangler = node_modules().join(".bin/wrangler");
-    if std::fs::read(&stamp).ok().as_deref() == Some(&wanted[..]) && wrangler.exists() {
-        println!("npm packages (wrangler, node 22, esbuild, wasm-opt): present");
+    let installed = std::fs::read(&stamp).ok();
+    if !npm_install_needed(&wanted, installed.as_deref(), wrangler.exists()) {
+        println!("npm packages (wrangler, node 22, esbuild, wasm-opt, plausible-tracker): present");
         return Ok(());
     }
     println!("installing npm packages from package-lock.json into node_modules/");
@@ -243,4 +252,22 @@ pub fn require(path: &Path, hint: &str) -> Result<()> {
         bail!("{} does not exist\n  hint: {hint}", path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::npm_install_needed;
+
+    #[test]
+    fn npm_packages_install_again_whenever_the_lock_file_changes() {
+        let lock = b"{\"packages\": {\"node_modules/wrangler\": {}}}";
+        assert!(!npm_install_needed(lock, Some(lock), true));
+        assert!(npm_install_needed(lock, None, true), "never installed");
+        let older = b"{\"packages\": {}}";
+        assert!(
+            npm_install_needed(lock, Some(older), true),
+            "a package added"
+        );
+        assert!(npm_install_needed(lock, Some(lock), false), "wrangler gone");
+    }
 }

@@ -21,6 +21,7 @@ pub async fn list(store: &D1Store) -> Result<Response, ApiError> {
 /// `POST /v1/admin/projects`.
 pub async fn create(store: &D1Store, body: &[u8], now_ms: i64) -> Result<Response, ApiError> {
     let project = ProjectInput::parse(body)?.create(now_ms)?;
+    domain_free(store, &project).await?;
     if !store.create_project(&project).await.map_err(internal)? {
         return Err(ApiError::new(
             409,
@@ -40,6 +41,7 @@ pub async fn get(store: &D1Store, slug: &str) -> Result<Response, ApiError> {
 /// `PATCH /v1/admin/projects/{p}`.
 pub async fn update(store: &D1Store, slug: &str, body: &[u8]) -> Result<Response, ApiError> {
     let project = ProjectInput::parse(body)?.apply(existing(store, slug).await?)?;
+    domain_free(store, &project).await?;
     store.update_project(&project).await.map_err(internal)?;
     json_value(200, &json!({ "project": project.to_json() }), None)
 }
@@ -90,6 +92,35 @@ pub async fn revoke_key(
         .map_err(internal)?
         .ok_or_else(no_key)?;
     json_value(200, &json!({ "key": key.to_json() }), None)
+}
+
+/// Checks that no other project takes keyless Plausible events for `project`'s domain:
+/// the domain of an event chooses the project, so it must name one. (The unique index on
+/// the column refuses a race between two claims, as a 500.)
+///
+/// # Errors
+///
+/// 409 `plausible_domain_taken` naming the project that has it.
+async fn domain_free(store: &D1Store, project: &Project) -> Result<(), ApiError> {
+    let Some(domain) = &project.plausible_domain else {
+        return Ok(());
+    };
+    match store
+        .project_by_plausible_domain(domain)
+        .await
+        .map_err(internal)?
+    {
+        Some(holder) if holder.slug != project.slug => Err(ApiError::new(
+            409,
+            "plausible_domain_taken",
+            format!(
+                "project {:?} takes keyless events for {domain:?}; clear it there first \
+                 (\"plausible_domain\": null)",
+                holder.slug
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The project `slug`.

@@ -1,22 +1,25 @@
 //! The ground floor every wing stands on, and the only one: what the worker takes from
 //! its environment (binding names, the request's [`RequestEnv`], the D1 [`store`], the
 //! clock [`now_ms`]), how it reads requests ([`params`]), how it answers ([`respond`],
-//! [`html`], the JSON shapes two wings share in [`shapes`]) and how errors become HTTP
-//! answers ([`error`]).
+//! [`html`], the JSON shapes two wings share in [`shapes`], browser reads' CORS in
+//! [`cors`]) and how errors become HTTP answers ([`error`]).
 //!
 //! Nothing here imports a wing; the wings (`admin`, `read`, `aliases`, `dashboard`,
 //! `badge`, `health`, `openapi`) import this floor, [`crate::access`] and
 //! [`crate::route`], never each other (`xtask/src/tidy.rs` checks it).
 
+pub mod cors;
 pub mod error;
 pub mod html;
 pub mod params;
 pub mod respond;
 pub mod shapes;
 
+use std::cell::RefCell;
 use std::ops::Deref;
 
 use tally_core::ApiError;
+use tally_core::project::Project;
 use tally_storage::d1::{D1Store, Meter};
 use worker::{Date, Env};
 
@@ -33,10 +36,13 @@ pub const SHARE_SECRET: &str = "SHARE_SECRET";
 
 /// The environment of one request: the worker's bindings (it dereferences to
 /// [`worker::Env`]) and the meter every D1 store made for this request adds to. Each
-/// request has its own, since one isolate serves several requests at once.
+/// request has its own, since one isolate serves several requests at once. It also
+/// notes the project of the read token the request was classified with, whose allowed
+/// origins decide a browser read's CORS grant ([`cors::decorate`]).
 pub struct RequestEnv {
     env: Env,
     meter: Meter,
+    reader: RefCell<Option<Project>>,
 }
 
 impl RequestEnv {
@@ -44,7 +50,18 @@ impl RequestEnv {
         Self {
             env,
             meter: Meter::new(),
+            reader: RefCell::new(None),
         }
+    }
+
+    /// Notes the project of a valid read token the request carries.
+    pub fn note_reader(&self, project: Project) {
+        *self.reader.borrow_mut() = Some(project);
+    }
+
+    /// The project of the request's valid read token, once classified.
+    pub fn reader_project(&self) -> Option<Project> {
+        self.reader.borrow().clone()
     }
 
     /// The rows D1 has read for this request so far.
