@@ -128,9 +128,12 @@ fn headline_numbers_compare_with_the_previous_period_as_the_api_answers_it() {
         .split("<tr>")
         .skip(2)
         .map(|row| {
-            row.split("<td>")
+            row.split("<td")
                 .skip(1)
-                .map(|cell| cell.split("</td>").next().unwrap())
+                .map(|cell| {
+                    let cell = &cell[cell.find('>').unwrap() + 1..];
+                    cell.split("</td>").next().unwrap()
+                })
                 .collect()
         })
         .collect();

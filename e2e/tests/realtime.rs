@@ -201,7 +201,8 @@ fn realtime_counts_the_current_minute_visitors_and_top_routes_but_nothing_older_
         Some("{}"),
     );
     assert_eq!(post.status, 405, "{}", post.json);
-    assert_eq!(post.header("allow"), Some("GET"));
+    // OPTIONS too: a browser page's preflight of this read.
+    assert_eq!(post.header("allow"), Some("GET, OPTIONS"));
 }
 
 /// What the realtime page shows in a card, or `None` while it reloads.

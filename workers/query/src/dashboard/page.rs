@@ -59,7 +59,7 @@ tr.partial td{font-style:italic}.empty{color:var(--muted)}.firing{color:var(--re
 .login{max-width:420px;margin:10vh auto;background:var(--card);border:1px solid var(--line);border-radius:10px;padding:24px}\
 .login input{width:100%;margin:6px 0 12px;padding:6px 8px}\
 footer{color:var(--muted);font-size:12px;padding:0 16px 24px;max-width:1240px;margin:0 auto}\
-@media (max-width:600px){header{padding:10px 12px}main{padding:10px}.wide{display:none}.spark{width:64px}.card .v{font-size:18px}.panel{padding:10px}.chart{min-width:0}}\
+@media (max-width:600px){header{padding:10px 12px}main{padding:10px}.wide{display:none}.spark{width:64px}.card .v{font-size:18px}.panel{padding:10px}.chart{min-width:0}#chart-table td,#chart-table th{padding:4px 3px}#chart-table td.when{white-space:normal;text-align:left}}\
 @media print{body{background:#fff;color:#000}header{background:none;color:#000;border-bottom:1px solid #999}header h1 span,header .meta{color:#333}header form,.picker,#funnel form{display:none}.grid{display:block}.panel,.card{break-inside:avoid;border-color:#999;margin-bottom:12px}.chart{min-width:0}.scroll{overflow:visible}}";
 
 /// How the viewer got in, shown in the header.
@@ -583,22 +583,24 @@ fn charts(out: &mut String, report: &Report) {
 }
 
 /// The time charts as one table (their text alternative, for screen readers and for
-/// copying numbers), folded away under the charts.
+/// copying numbers), folded away under the charts. On a phone the bucket wraps and the
+/// bandwidth and previous-period columns give way (`wide`), as in the other tables, so the
+/// table fits the screen.
 fn chart_table(out: &mut String, report: &Report, buckets: &[Bucket], per: &str) {
     let with_previous = report.series.iter().any(|p| p.previous.is_some());
     let _ = write!(
         out,
-        r#"<details class="panel data" id="chart-table"><summary>The charts as a table, per {per}</summary><div class="scroll"><table><thead><tr><th>{}</th><th>Events</th><th>Errors</th><th>p95</th><th>Bandwidth</th>"#,
+        r#"<details class="panel data" id="chart-table"><summary>The charts as a table, per {per}</summary><div class="scroll"><table><thead><tr><th>{}</th><th>Events</th><th>Errors</th><th>p95</th><th class="wide">Bandwidth</th>"#,
         escape(&per[..1].to_uppercase()),
     );
     if with_previous {
-        out.push_str("<th>Events before</th>");
+        out.push_str(r#"<th class="wide">Events before</th>"#);
     }
     out.push_str("</tr></thead><tbody>");
     for (point, bucket) in report.series.iter().zip(buckets) {
         let _ = write!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+            "<tr><td class=\"when\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"wide\">{}</td>",
             escape(&bucket.long),
             int(point.requests),
             int(point.errors),
@@ -607,7 +609,7 @@ fn chart_table(out: &mut String, report: &Report, buckets: &[Bucket], per: &str)
         );
         if with_previous {
             let before = point.previous.as_ref().map_or(0, |p| p.requests);
-            let _ = write!(out, "<td>{}</td>", int(before));
+            let _ = write!(out, r#"<td class="wide">{}</td>"#, int(before));
         }
         out.push_str("</tr>");
     }
