@@ -1226,6 +1226,20 @@ pub enum Handled {
     Unknown,
 }
 
+impl Handled {
+    /// After attempt number `attempt` (from 1) of a webhook delivery: done when it got
+    /// through, otherwise another try after that attempt's backoff.
+    pub fn after_attempt(ok: bool, attempt: u32) -> Self {
+        if ok {
+            Handled::Done
+        } else {
+            Handled::Retry {
+                delay_s: tally_core::alerts::retry_delay_s(attempt),
+            }
+        }
+    }
+}
+
 /// Handles one message of the `alerts` queue at `now_ms`: pauses the campaign a firing
 /// names, then delivers the webhook once, signed with the rule's secret. Safe under
 /// redelivery: a campaign already paused by this alert is left alone, and a delivered
@@ -1322,13 +1336,7 @@ where
             delivery,
         })])
         .await?;
-    Ok(if ok {
-        Handled::Done
-    } else {
-        Handled::Retry {
-            delay_s: tally_core::alerts::retry_delay_s(attempt),
-        }
-    })
+    Ok(Handled::after_attempt(ok, attempt))
 }
 
 /// Marks an alert whose message exhausted its retries as failed.

@@ -438,13 +438,7 @@ where
         delivery,
     )
     .await?;
-    Ok(if ok {
-        Handled::Done
-    } else {
-        Handled::Retry {
-            delay_s: tally_core::alerts::retry_delay_s(attempt),
-        }
-    })
+    Ok(Handled::after_attempt(ok, attempt))
 }
 
 /// The header that carries a digest run's id, for the receiver to drop duplicates.

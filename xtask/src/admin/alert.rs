@@ -471,18 +471,12 @@ fn history_table(slug: &str, days: u32, alerts: &[AlertEvent]) -> String {
 mod tests {
     use super::*;
 
-    fn args(line: &str) -> Vec<String> {
-        line.split_whitespace().map(str::to_owned).collect()
-    }
-
     fn parsed(line: &str) -> Command {
-        parse(&args(line))
-            .unwrap_or_else(|e| panic!("{line}: {e:#}"))
-            .1
+        cli::testing::parsed(parse, line).1
     }
 
     fn error(line: &str) -> String {
-        format!("{:#}", parse(&args(line)).unwrap_err())
+        cli::testing::refusal(parse, line)
     }
 
     #[test]

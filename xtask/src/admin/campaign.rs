@@ -161,13 +161,11 @@ mod tests {
     use super::*;
 
     fn parsed(line: &str) -> Command {
-        let args: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
-        parse(&args).unwrap_or_else(|e| panic!("{line}: {e:#}")).1
+        cli::testing::parsed(parse, line).1
     }
 
     fn error(line: &str) -> String {
-        let args: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
-        format!("{:#}", parse(&args).unwrap_err())
+        cli::testing::refusal(parse, line)
     }
 
     #[test]

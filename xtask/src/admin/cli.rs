@@ -271,6 +271,31 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// What the subcommands' parser tests share: a command line as the shell splits it, and
+/// what a parser makes of it.
+#[cfg(test)]
+pub mod testing {
+    use anyhow::Result;
+
+    /// `line` split at white space, as the shell hands it over.
+    pub fn words(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    /// What `parse` reads from `line`; panics with the line when it refuses.
+    pub fn parsed<T>(parse: impl Fn(&[String]) -> Result<T>, line: &str) -> T {
+        parse(&words(line)).unwrap_or_else(|e| panic!("{line}: {e:#}"))
+    }
+
+    /// Why `parse` refuses `line`, with its causes; panics when it does not.
+    pub fn refusal<T: std::fmt::Debug>(
+        parse: impl Fn(&[String]) -> Result<T>,
+        line: &str,
+    ) -> String {
+        format!("{:#}", parse(&words(line)).unwrap_err())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -587,16 +587,12 @@ fn new_key(slug: &str, key: &Key) -> Result<String> {
 mod tests {
     use super::*;
 
-    fn args(line: &str) -> Vec<String> {
-        line.split_whitespace().map(str::to_owned).collect()
-    }
-
     fn parsed(line: &str) -> Invocation {
-        parse(&args(line)).unwrap_or_else(|e| panic!("{line}: {e:#}"))
+        cli::testing::parsed(parse, line)
     }
 
     fn error(line: &str) -> String {
-        format!("{:#}", parse(&args(line)).unwrap_err())
+        cli::testing::refusal(parse, line)
     }
 
     #[test]
