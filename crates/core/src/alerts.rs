@@ -773,8 +773,17 @@ impl FilterInput {
                     self.dimension
                 ))
             })?;
-        if self.value.is_empty() || self.value.len() > 500 {
-            return Err(invalid("a filter value must be 1 to 500 bytes"));
+        // Any value ingest keeps for the dimension can be named, and nothing longer.
+        let max_chars = if dimension == Dimension::Route {
+            crate::validate::MAX_ROUTE_CHARS
+        } else {
+            crate::validate::MAX_DIMENSION_CHARS
+        };
+        if self.value.is_empty() || self.value.chars().count() > max_chars {
+            return Err(invalid(format!(
+                "a {} filter value must be 1 to {max_chars} characters",
+                dimension.name()
+            )));
         }
         Ok(Filter {
             dimension,
@@ -1274,6 +1283,34 @@ mod tests {
             .unwrap_err();
         assert!(missing.to_string().contains("\"metric\""), "{missing}");
         assert!(parse_input(br#"{"nope": 1}"#).is_err());
+    }
+
+    #[test]
+    fn a_filter_takes_every_value_its_dimension_can_hold_and_no_longer() {
+        use crate::validate::{MAX_DIMENSION_CHARS, MAX_ROUTE_CHARS};
+        let rule = |dimension: &str, value: String| {
+            let body = json!({
+                "name": "r", "metric": {"type": "error_rate"}, "comparator": ">",
+                "threshold": 0.1, "window_minutes": 5,
+                "filter": {"dimension": dimension, "value": value},
+            });
+            parse_input(body.to_string().as_bytes()).and_then(|i| i.create("p", &fresh(), NOW))
+        };
+        // Ingest keeps routes of up to 512 characters and the other dimensions' values of
+        // up to 256, however many bytes they take: a rule can name each of them.
+        let longest_route = format!("/{}", "é".repeat(MAX_ROUTE_CHARS - 1));
+        let kept = rule("route", longest_route.clone()).unwrap();
+        assert_eq!(kept.filter.unwrap().value, longest_route);
+        let longest_campaign = "春".repeat(MAX_DIMENSION_CHARS);
+        assert!(rule("campaign", longest_campaign).is_ok());
+        for (dimension, value) in [
+            ("route", format!("/{}", "a".repeat(MAX_ROUTE_CHARS))),
+            ("source", "s".repeat(MAX_DIMENSION_CHARS + 1)),
+            ("medium", String::new()),
+        ] {
+            let error = rule(dimension, value).unwrap_err().to_string();
+            assert!(error.contains("filter value"), "{dimension}: {error}");
+        }
     }
 
     #[test]
