@@ -224,11 +224,21 @@ fn the_realtime_page_shows_a_fresh_event_after_reloading_itself_without_a_csp_vi
 
     let browser = Browser::start();
     let query = url("query");
-    browser.goto(&format!("{query}/dashboard/{}", p.slug));
+    // Signing in on the realtime view returns to it, not to the dashboard.
+    browser.goto(&format!("{query}/dashboard/{}/realtime", p.slug));
     browser.type_into("input[name=token]", &p.read_token);
     browser.click("form.login button[type=submit]");
-    browser.wait_for("#events .v");
+    browser.wait_for("#rt-events .v");
+    assert!(
+        browser
+            .url()
+            .ends_with(&format!("/dashboard/{}/realtime", p.slug)),
+        "{}",
+        browser.url()
+    );
     // The dashboard links to the realtime view.
+    browser.goto(&format!("{query}/dashboard/{}", p.slug));
+    browser.wait_for("#events .v");
     browser.click("#realtime-link");
     browser.wait_for("#rt-events .v");
     assert!(

@@ -129,6 +129,8 @@ pub enum Entry {
     Dashboard,
     /// `/admin/plugins/{slug}/analytics`.
     Admin,
+    /// `/dashboard/{p}/realtime`.
+    Realtime,
 }
 
 impl Entry {
@@ -137,6 +139,7 @@ impl Entry {
         match self {
             Self::Dashboard => format!("/dashboard/{project}"),
             Self::Admin => format!("/admin/plugins/{project}/analytics"),
+            Self::Realtime => format!("/dashboard/{project}/realtime"),
         }
     }
 
@@ -145,7 +148,16 @@ impl Entry {
         match self {
             Self::Dashboard => "dashboard",
             Self::Admin => "admin",
+            Self::Realtime => "realtime",
         }
+    }
+
+    /// The entry a login form's `next` names; the dashboard for anything else.
+    pub fn named(name: &str) -> Self {
+        [Self::Admin, Self::Realtime]
+            .into_iter()
+            .find(|entry| entry.name() == name)
+            .unwrap_or(Self::Dashboard)
     }
 }
 
@@ -777,6 +789,15 @@ mod tests {
         assert_eq!(known_method("GET"), Some(Method::Get));
         assert_eq!(known_method("OPTIONS"), Some(Method::Options));
         assert_eq!(known_method("QUERY"), None);
+    }
+
+    #[test]
+    fn a_login_returns_to_the_page_it_was_asked_on() {
+        for entry in [Entry::Dashboard, Entry::Admin, Entry::Realtime] {
+            assert_eq!(Entry::named(entry.name()), entry);
+        }
+        assert_eq!(Entry::named("https://evil.example/"), Entry::Dashboard);
+        assert_eq!(Entry::Realtime.path("demo"), "/dashboard/demo/realtime");
     }
 
     #[test]

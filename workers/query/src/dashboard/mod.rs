@@ -250,7 +250,7 @@ async fn get(
 
 /// `GET /dashboard/{p}/realtime`: the same gate as the dashboard, then the last thirty
 /// minutes. A viewer who must sign in gets the dashboard's login form, which returns to
-/// the dashboard.
+/// this page.
 async fn live(req: &Request, env: &RequestEnv, slug: &str) -> Result<Response, ApiError> {
     let params = Params::of(req)?;
     let now = now_ms();
@@ -260,7 +260,7 @@ async fn live(req: &Request, env: &RequestEnv, slug: &str) -> Result<Response, A
     let access = gate::decide(req, env, project.as_ref(), slug, share_token, now).await?;
     let access = match access {
         Ok(access) => access,
-        Err(denied) => return login_page(slug, Entry::Dashboard, &denied),
+        Err(denied) => return login_page(slug, Entry::Realtime, &denied),
     };
     let view = read::realtime(&store, slug, Window::ending_at(now))
         .await
@@ -312,11 +312,7 @@ async fn login(mut req: Request, env: &RequestEnv, slug: &str) -> Result<Respons
             .unwrap_or_default()
     };
     let (token, next) = (field("token"), field("next"));
-    let entry = if next == Entry::Admin.name() {
-        Entry::Admin
-    } else {
-        Entry::Dashboard
-    };
+    let entry = Entry::named(&next);
     if token.is_empty() {
         return login_page(slug, entry, &Denied::Invalid("Enter a read token.".into()));
     }
