@@ -33,7 +33,8 @@ pub fn origin(req: &Request) -> Option<String> {
 }
 
 /// Answers an `OPTIONS` request to a browser-readable path: 204 with `Allow`, and, for
-/// a preflight of a GET or HEAD from an origin the project allows, the CORS grant.
+/// a preflight of a GET from an origin the project allows, the CORS grant. Only GET:
+/// these paths answer HEAD with 405, so granting it would invite a request that fails.
 /// `project` is the slug the path names, `None` for paths that name the project only
 /// through the token (granted here, and checked on the real answer).
 ///
@@ -60,7 +61,7 @@ pub async fn preflight(
         .get("access-control-request-method")
         .ok()
         .flatten();
-    if !matches!(wanted.as_deref(), Some("GET" | "HEAD")) {
+    if wanted.as_deref() != Some("GET") {
         return Ok(response);
     }
     let granted = match project {
@@ -74,7 +75,7 @@ pub async fn preflight(
     if granted {
         for (name, value) in [
             ("access-control-allow-origin", origin.as_str()),
-            ("access-control-allow-methods", "GET, HEAD"),
+            ("access-control-allow-methods", "GET"),
             ("access-control-allow-headers", ALLOW_HEADERS),
             ("access-control-max-age", MAX_AGE_S),
         ] {
