@@ -19,6 +19,16 @@ use tally_core::time::{DAY_MS, HOUR_MS, Interval};
 
 use crate::{Error, FilteredReads, QueryStore, RollupStore, ValueMatch, Versioned};
 
+/// Most hour ranges one covering read fetches besides the range's partial first and last
+/// days: runs of dirty days beyond it are joined across the clean days between them
+/// (whose hours then stand in for their day rows), so a year of scattered dirty days
+/// costs a few queries, not one per run.
+pub const MAX_DIRTY_RANGES: usize = 8;
+
+/// Most queries one covering read makes: the dirty marks, the day rows, the two partial
+/// days' hours and [`MAX_DIRTY_RANGES`].
+pub const MAX_COVER_QUERIES: u32 = 4 + MAX_DIRTY_RANGES as u32;
+
 /// Rows merged per dimension and value.
 pub type Merged = BTreeMap<(Dimension, String), Rollup>;
 
@@ -91,25 +101,18 @@ where
         let dirty = store
             .dirty_starts(project, Period::Day, first_day, last_day)
             .await?;
+        // Dirty days come from their hours, in at most MAX_DIRTY_RANGES reads.
+        let from_hours = dirty_ranges(&dirty, MAX_DIRTY_RANGES);
         let days = fetch(Period::Day, first_day, last_day).await?;
         for (key, row) in days {
-            if !dirty.contains(&key.start) {
+            if !from_hours
+                .iter()
+                .any(|(a, b)| (*a..*b).contains(&key.start))
+            {
                 out.push((Period::Day, key, row.value));
             }
         }
-        // Dirty days come from their hours; adjacent ones are read in one go.
-        let mut run: Option<(i64, i64)> = None;
-        for day in dirty {
-            run = match run {
-                Some((a, b)) if b == day => Some((a, day + DAY_MS)),
-                Some(r) => {
-                    hour_ranges.push(r);
-                    Some((day, day + DAY_MS))
-                }
-                None => Some((day, day + DAY_MS)),
-            };
-        }
-        hour_ranges.extend(run);
+        hour_ranges.extend(from_hours);
     }
     for (a, b) in hour_ranges {
         if a < b {
@@ -118,6 +121,27 @@ where
         }
     }
     Ok(out)
+}
+
+/// The hour ranges that cover the `dirty` days (sorted day starts): adjacent days in one
+/// range, and then, while there are more than `max` ranges, the two with the fewest clean
+/// days between them joined (those clean days are read from their hours too).
+fn dirty_ranges(dirty: &BTreeSet<i64>, max: usize) -> Vec<(i64, i64)> {
+    let mut ranges: Vec<(i64, i64)> = Vec::new();
+    for &day in dirty {
+        match ranges.last_mut() {
+            Some((_, end)) if *end == day => *end = day + DAY_MS,
+            _ => ranges.push((day, day + DAY_MS)),
+        }
+    }
+    while ranges.len() > max.max(1) {
+        let narrowest = (1..ranges.len())
+            .min_by_key(|&i| ranges[i].0 - ranges[i - 1].1)
+            .unwrap_or(1);
+        ranges[narrowest - 1].1 = ranges[narrowest].1;
+        ranges.remove(narrowest);
+    }
+    ranges
 }
 
 /// Merges rows per dimension and value; the row of values past a dimension's bound is

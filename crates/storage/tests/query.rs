@@ -13,6 +13,7 @@ use tally_core::rollup::{Dimension, Period, parse_error_route};
 use tally_core::testing::SplitMix64 as Rng;
 use tally_core::time::{DAY_MS, HOUR_MS, Interval, MINUTE_MS};
 use tally_core::{Context, Event, RawEvent, Settings, validate};
+use tally_storage::exec::Counted;
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{ErrorMessage, QueryStore, RollupStore, Write, Writer, pipeline, read};
 
@@ -470,4 +471,86 @@ fn store_in_batches_at(store: &SqliteStore, events: &[Event], now: i64) {
     for chunk in events.chunks(5_000) {
         block_on(pipeline::store_events(store, chunk, now)).unwrap();
     }
+}
+
+/// A dashboard over a year whose every other day is dirty (late events that the day roll
+/// has not caught up with) reads each dimension within a fixed number of D1 queries, not
+/// one per dirty day, and still answers exactly.
+#[test]
+fn a_year_with_every_other_day_dirty_is_covered_within_a_fixed_number_of_queries() {
+    const YEAR_DAYS: i64 = 366;
+    let now = DAY0 + (YEAR_DAYS + 2) * DAY_MS;
+    let at = |i: u64, day: i64, hour: i64, route: &str| {
+        let raw = json!({
+            "event_id": format!("00000000-0000-4000-8000-{i:012x}"),
+            "project": "site", "name": "request", "route": route, "status": 200,
+            "duration_ms": (i % 97) as f64, "user": format!("u{}", i % 41),
+            "timestamp": DAY0 + day * DAY_MS + hour * HOUR_MS + 7,
+        });
+        let ctx = Context {
+            project: "site",
+            now_ms: now,
+            settings: Settings {
+                retention_days: 400,
+            },
+            id_secret: b"secret",
+        };
+        let raw: RawEvent = serde_json::from_value(raw).unwrap();
+        validate(raw, &ctx, &mut || unreachable!()).unwrap().event
+    };
+    let store = SqliteStore::open_in_memory().unwrap();
+    let year: Vec<Event> = (0..YEAR_DAYS)
+        .flat_map(|day| {
+            let i = day as u64 * 2;
+            [
+                at(i, day, day % 24, "/a"),
+                at(i + 1, day, 23 - day % 24, "/b"),
+            ]
+        })
+        .collect();
+    block_on(pipeline::backfill(&store, year, 500, now)).unwrap();
+    let late: Vec<Event> = (0..YEAR_DAYS)
+        .step_by(2)
+        .map(|day| at(10_000 + day as u64, day, 12, "/late"))
+        .collect();
+    block_on(pipeline::store_events(&store, &late, now)).unwrap();
+    let (from, to) = (DAY0 + 5 * HOUR_MS, DAY0 + YEAR_DAYS * DAY_MS);
+    let dirty = block_on(store.dirty_starts("site", Period::Day, DAY0, to)).unwrap();
+    assert_eq!(
+        dirty.len(),
+        YEAR_DAYS as usize / 2,
+        "every other day is dirty"
+    );
+
+    // The exact answer: every hour row of the range, merged.
+    let hours = block_on(read::covering_rows(
+        &store,
+        "site",
+        from,
+        to,
+        Some(Dimension::Route),
+        true,
+    ))
+    .unwrap();
+    let expected = read::merge(&hours);
+    assert_eq!(expected.len(), 3, "{:?}", expected.keys());
+
+    let counted = Counted::new(&store);
+    let merged = block_on(read::merged(
+        &counted,
+        "site",
+        from,
+        to,
+        Some(Dimension::Route),
+    ))
+    .unwrap();
+    let queries = counted.take_queries();
+    assert_eq!(merged, expected);
+    assert!(
+        queries <= read::MAX_COVER_QUERIES,
+        "{queries} queries for one dimension over the year"
+    );
+    // The dashboard's reads: 13 dimensions, the range's and the previous period's series
+    // and the heatmap's hours stay far within D1's 1,000 queries per invocation.
+    assert!(16 * read::MAX_COVER_QUERIES <= 250);
 }
