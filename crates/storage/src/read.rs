@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use tally_core::funnel::Hit;
+use tally_core::funnel::{self, Hit};
 use tally_core::realtime::{self, Realtime, Window};
 use tally_core::rollup::{self, Dimension, Key, Period, Rollup};
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
@@ -332,6 +332,31 @@ pub async fn funnel_hits<S: QueryStore>(
     }
     hits.truncate(max + 1);
     Ok(hits)
+}
+
+/// The funnel of `steps` over `project`'s raw events in `[from_ms, to_ms)`: the users who
+/// went through the steps in order within `window_ms` of their first, per step, with
+/// their conversion ([`funnel::conversions`]). `None` when the range holds more than
+/// [`funnel::MAX_HITS`] events of the steps. The one computation behind the query API's
+/// `/funnels` and the dashboard's funnel, so both answer alike.
+///
+/// # Errors
+///
+/// The store's error.
+pub async fn funnel<S: QueryStore>(
+    store: &S,
+    project: &str,
+    from_ms: i64,
+    to_ms: i64,
+    steps: &[String],
+    window_ms: i64,
+) -> Result<Option<Vec<funnel::Conversion>>, Error> {
+    let hits = funnel_hits(store, project, from_ms, to_ms, steps, funnel::MAX_HITS).await?;
+    if hits.len() > funnel::MAX_HITS {
+        return Ok(None);
+    }
+    let counts = funnel::count(hits, steps, window_ms);
+    Ok(Some(funnel::conversions(steps, &counts)))
 }
 
 fn ceil(ms: i64, unit: i64) -> i64 {
