@@ -131,7 +131,9 @@ fn the_dashboard_funnel_table_is_the_apis_answer_per_user() {
     let head = browser.text("#funnel-steps thead");
     assert_eq!(head, "Step Users Of step 1 Of the step before");
     assert!(
-        browser.text("#funnel").contains("each within 1h of their first step"),
+        browser
+            .text("#funnel")
+            .contains("each within 1h of their first step"),
         "{}",
         browser.text("#funnel")
     );
@@ -162,7 +164,9 @@ fn the_dashboard_funnel_table_is_the_apis_answer_per_user() {
     assert_eq!(refused.status, 200);
     let body = refused.json.as_str().unwrap_or_default();
     assert!(
-        body.contains(r#"<p class="empty" id="funnel-steps">Window &quot;2w&quot; is not a duration"#),
+        body.contains(
+            r#"<p class="empty" id="funnel-steps">Window &quot;2w&quot; is not a duration"#
+        ),
         "{body}"
     );
 }

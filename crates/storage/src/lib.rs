@@ -597,21 +597,19 @@ pub trait QueryStore {
     async fn error_messages(&self, project: &str) -> Result<BTreeMap<String, ErrorMessage>, Error>;
 
     /// Up to `limit` raw events of `project` in `[from_ms, to_ms)` that have a user and
-    /// one of `names`, ordered by time and id, after the `(timestamp, event_id)` cursor
-    /// when given; users and ids as stored hex. Reads only events of those names (one
-    /// index search per name), so its cost does not grow with the project's other
-    /// events.
+    /// the name `name`, ordered by time and id, after the `(timestamp, event_id)` cursor
+    /// when given; users and ids as stored hex. Reads only events of that name (one
+    /// index search), so its cost does not grow with the project's other events.
     ///
     /// # Errors
     ///
-    /// [`Error::Database`] when the read fails, or when `names` holds more than
-    /// [`tally_core::sql::FUNNEL_NAMES`] distinct names.
+    /// [`Error::Database`] when the read fails.
     async fn funnel_hits(
         &self,
         project: &str,
         from_ms: i64,
         to_ms: i64,
-        names: &[String],
+        name: &str,
         after: Option<(i64, &str)>,
         limit: u32,
     ) -> Result<Vec<Hit>, Error>;

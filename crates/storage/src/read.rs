@@ -295,9 +295,14 @@ pub async fn first_last_hours<S: RollupStore>(
         .collect())
 }
 
-/// The funnel hits of `project` in `[from_ms, to_ms)` for event names `names`, read in
-/// pages, at most `max + 1` of them: more than `max` tells the caller the range holds
-/// more than it wants to hold in memory.
+/// The funnel hits of `project` in `[from_ms, to_ms)` for event names `names`, ordered
+/// by time and id: each distinct name's events read in pages of its own (one index
+/// search per page, so the read costs what the names' events cost, whatever else the
+/// project sends), then merged. It holds at most `max + 1` of them: when it returns more
+/// than `max`, the range holds more than the caller wants to hold in memory, and which
+/// of them came back is unspecified.
+///
+/// Queries: one per page of 5,000 events per name, plus one per name.
 ///
 /// # Errors
 ///
@@ -312,25 +317,39 @@ pub async fn funnel_hits<S: QueryStore>(
 ) -> Result<Vec<Hit>, Error> {
     const PAGE: u32 = 5000;
     let mut hits: Vec<Hit> = Vec::new();
-    while hits.len() <= max {
-        let after = hits.last().map(|h| (h.timestamp, h.event_id.clone()));
-        let page = store
-            .funnel_hits(
-                project,
-                from_ms,
-                to_ms,
-                names,
-                after.as_ref().map(|(t, id)| (*t, id.as_str())),
-                PAGE,
-            )
-            .await?;
-        let done = page.len() < PAGE as usize;
-        hits.extend(page);
-        if done {
-            break;
+    let mut read: Vec<&str> = Vec::with_capacity(names.len());
+    // A funnel may repeat a step's name: its events are read once.
+    for name in names {
+        if read.contains(&name.as_str()) {
+            continue;
+        }
+        read.push(name);
+        let mut after: Option<(i64, String)> = None;
+        loop {
+            let page = store
+                .funnel_hits(
+                    project,
+                    from_ms,
+                    to_ms,
+                    name,
+                    after.as_ref().map(|(t, id)| (*t, id.as_str())),
+                    PAGE,
+                )
+                .await?;
+            let done = page.len() < PAGE as usize;
+            after = page.last().map(|h| (h.timestamp, h.event_id.clone()));
+            hits.extend(page);
+            if hits.len() > max {
+                hits.truncate(max + 1);
+                return Ok(hits);
+            }
+            if done {
+                break;
+            }
         }
     }
-    hits.truncate(max + 1);
+    // Each name's events came in order: a stable sort merges the runs.
+    hits.sort_by(|a, b| (a.timestamp, &a.event_id).cmp(&(b.timestamp, &b.event_id)));
     Ok(hits)
 }
 

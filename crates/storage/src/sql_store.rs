@@ -337,31 +337,13 @@ impl<S: Executor> QueryStore for S {
         project: &str,
         from_ms: i64,
         to_ms: i64,
-        names: &[String],
+        name: &str,
         after: Option<(i64, &str)>,
         limit: u32,
     ) -> Result<Vec<Hit>, Error> {
         let (after_ts, after_id) = after.unwrap_or(crate::BEFORE_ALL);
-        // One arm of the statement per distinct name (a funnel may repeat a step's name,
-        // and an arm twice would read its events twice); the unused arms get NULL, which
-        // matches no name.
-        let mut distinct: Vec<&str> = Vec::with_capacity(sql::FUNNEL_NAMES);
-        for name in names {
-            if !distinct.contains(&name.as_str()) {
-                distinct.push(name);
-            }
-        }
-        let arms = sql::FUNNEL_NAMES;
-        if distinct.len() > arms {
-            let asked = distinct.len();
-            return Err(Error::Database(format!(
-                "a funnel read takes at most {arms} distinct names, not {asked}"
-            )));
-        }
         let mut values = range(project, from_ms, to_ms);
-        values.extend([after_ts.into(), after_id.into(), limit.into()]);
-        values.extend(distinct.iter().map(|n| Bound::from(*n)));
-        values.resize(6 + arms, Bound::Null);
+        values.extend([after_ts.into(), after_id.into(), name.into(), limit.into()]);
         self.query(sql::FUNNEL_HITS, values).await
     }
 
