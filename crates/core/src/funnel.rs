@@ -30,6 +30,50 @@ pub const MAX_STEPS: usize = 10;
 /// The longest window accepted.
 pub const MAX_WINDOW_MS: i64 = 90 * DAY_MS;
 
+/// Most raw events of the steps one funnel holds in memory (about 10 MB at most); a
+/// range that holds more is refused, and a shorter one asked for.
+pub const MAX_HITS: usize = 100_000;
+
+/// The default window: a day from each user's first step.
+pub const DEFAULT_WINDOW: &str = "1d";
+
+/// One step of a funnel's answer: the users who reached it in order, and their share of
+/// the first step's and of the previous step's users (0 when those had none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversion {
+    pub name: String,
+    pub users: u64,
+    pub conversion: f64,
+    pub from_previous: f64,
+}
+
+/// The answer for `steps` from [`count`]'s users per step: what the query API answers
+/// and the dashboard shows.
+pub fn conversions(steps: &[String], counts: &[u64]) -> Vec<Conversion> {
+    let share = |part: u64, whole: u64| {
+        if whole == 0 {
+            0.0
+        } else {
+            part as f64 / whole as f64
+        }
+    };
+    let first = counts.first().copied().unwrap_or(0);
+    steps
+        .iter()
+        .zip(counts)
+        .enumerate()
+        .map(|(i, (name, &users))| {
+            let previous = if i == 0 { users } else { counts[i - 1] };
+            Conversion {
+                name: name.clone(),
+                users,
+                conversion: share(users, first),
+                from_previous: share(users, previous),
+            }
+        })
+        .collect()
+}
+
 /// How many users reached each step: element `k` counts the users who went through
 /// steps `0..=k` in order within `window_ms` of their step-0 event.
 pub fn count(hits: Vec<Hit>, steps: &[String], window_ms: i64) -> Vec<u64> {
@@ -195,6 +239,29 @@ mod tests {
             &[1, 1],
         );
         check(Vec::new(), &["open", "buy"], 10, &[0, 0]);
+    }
+
+    #[test]
+    fn conversions_are_shares_of_the_first_and_the_previous_step() {
+        let got = conversions(&steps(&["open", "click", "buy"]), &[8, 2, 1]);
+        let figures: Vec<(&str, u64, f64, f64)> = got
+            .iter()
+            .map(|c| (c.name.as_str(), c.users, c.conversion, c.from_previous))
+            .collect();
+        assert_eq!(
+            figures,
+            [
+                ("open", 8, 1.0, 1.0),
+                ("click", 2, 0.25, 0.25),
+                ("buy", 1, 0.125, 0.5)
+            ]
+        );
+        // Nobody at the first step: every share is 0, never a division by zero.
+        let none = conversions(&steps(&["open", "buy"]), &[0, 0]);
+        assert!(
+            none.iter()
+                .all(|c| c.conversion == 0.0 && c.from_previous == 0.0)
+        );
     }
 
     #[test]

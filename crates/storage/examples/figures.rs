@@ -89,12 +89,20 @@ fn main() {
     }
     let store_s = start.elapsed().as_secs_f64();
 
-    let raw_bytes = size_of(&store, &["raw_events", "raw_events_by_time"]);
+    let raw_bytes = size_of(
+        &store,
+        &["raw_events", "raw_events_by_time", "raw_events_by_name"],
+    );
     let rollup_bytes = size_of(&store, &["rollups"]);
-    // Rows written per event as D1 counts them: the row, its one index entry, and the
-    // rollup rows and bookkeeping rows of each batch (dirty marks, meta), per event.
+    // Rows written per event as D1 counts them: the row, its time index entry, its name
+    // index entry when it has a user (the index is partial), and the rollup rows and
+    // bookkeeping rows of each batch (dirty marks, meta), per event.
     let batches = all.chunks(1000).len() as f64;
-    let rows_written = 2.0 + (rollup_rows as f64 + 2.0 * batches) / n as f64;
+    let named = count(
+        &store,
+        "SELECT COUNT(*) FROM raw_events WHERE user IS NOT NULL",
+    );
+    let rows_written = 2.0 + (named as f64 + rollup_rows as f64 + 2.0 * batches) / n as f64;
 
     let start = Instant::now();
     block_on(pipeline::roll_dirty(&store, Period::Day, 10, DAY0)).unwrap();
@@ -197,6 +205,11 @@ fn mixed_workload() -> serde_json::Value {
     let table_rows = counting.take_rows_changed();
     let raw = count(&store, "SELECT COUNT(*) FROM raw_events");
     assert_eq!(raw, EVENTS);
+    // raw_events_by_name holds the events with a user only.
+    let named = count(
+        &store,
+        "SELECT COUNT(*) FROM raw_events WHERE user IS NOT NULL",
+    );
     let marks = count(&store, "SELECT COUNT(*) FROM session_events");
     let rollup_inserts = count(&store, "SELECT COUNT(*) FROM rollups");
     let per = |x: u64| x as f64 / EVENTS as f64;
@@ -208,13 +221,15 @@ fn mixed_workload() -> serde_json::Value {
         "raw_rows": per(raw),
         // raw_events_by_time: one entry per raw row.
         "raw_index_rows": per(raw),
+        // raw_events_by_name: one entry per raw row with a user.
+        "raw_name_index_rows": per(named),
         "session_marks": per(marks),
         "hour_rows": per(hour_rows),
         "minute_rows": per(minute_rows as u64),
         // Dirty days, the consumer's meta, error messages.
         "bookkeeping_rows": per(bookkeeping),
         "table_rows": per(table_rows),
-        "total_with_raw_index": per(table_rows + raw),
+        "total_with_raw_index": per(table_rows + raw + named),
         // Each rollup row inserted also adds an entry to the rollups' second index.
         "rollup_rows_inserted": per(rollup_inserts),
     })

@@ -337,14 +337,13 @@ impl<S: Executor> QueryStore for S {
         project: &str,
         from_ms: i64,
         to_ms: i64,
-        names: &[String],
+        name: &str,
         after: Option<(i64, &str)>,
         limit: u32,
     ) -> Result<Vec<Hit>, Error> {
         let (after_ts, after_id) = after.unwrap_or(crate::BEFORE_ALL);
-        let names = serde_json::to_string(names).map_err(|e| Error::Decode(e.to_string()))?;
         let mut values = range(project, from_ms, to_ms);
-        values.extend([after_ts.into(), after_id.into(), names.into(), limit.into()]);
+        values.extend([after_ts.into(), after_id.into(), name.into(), limit.into()]);
         self.query(sql::FUNNEL_HITS, values).await
     }
 

@@ -185,16 +185,52 @@ fn volumes_of(args: &[String]) -> Result<Vec<u64>> {
         .collect()
 }
 
-/// Writes `bench/results.json` and `bench/RESULTS.md`, and prints the latter.
+/// Writes `bench/results.json` and `bench/RESULTS.md`, and prints the latter. The
+/// sections of the old RESULTS.md that this bench does not write (figures of other
+/// benches, written there by hand) are kept, after the ones it writes.
 fn write(out: &std::path::Path, results: &Value) -> Result<()> {
     std::fs::write(
         out.join("results.json"),
         serde_json::to_string_pretty(results)? + "\n",
     )?;
-    std::fs::write(out.join("RESULTS.md"), markdown(results))?;
+    let old = std::fs::read_to_string(out.join("RESULTS.md")).unwrap_or_default();
+    let md = with_kept_sections(markdown(results), &old);
+    std::fs::write(out.join("RESULTS.md"), &md)?;
     step("Results (bench/results.json, bench/RESULTS.md)");
-    print!("{}", markdown(results));
+    print!("{md}");
     Ok(())
+}
+
+/// How the headings of the sections [`markdown`] writes begin.
+const GENERATED_SECTIONS: [&str; 5] = [
+    "## Ingest through local workerd",
+    "## Pipeline through local workerd",
+    "## Storage (",
+    "## Queries through local workerd",
+    "## Bundles",
+];
+
+/// `md` followed by every `## ` section of `old` that [`markdown`] does not write, in
+/// their order: a run rewrites its own figures and leaves the others' alone.
+fn with_kept_sections(md: String, old: &str) -> String {
+    let mut kept = String::new();
+    let mut keeping = false;
+    for line in old.split_inclusive('\n') {
+        if line.starts_with("## ") {
+            keeping = !GENERATED_SECTIONS.iter().any(|g| line.starts_with(g));
+        }
+        if keeping {
+            kept += line;
+        }
+    }
+    if kept.is_empty() {
+        return md;
+    }
+    let mut md = md;
+    while !md.ends_with("\n\n") {
+        md.push('\n');
+    }
+    md + kept.trim_end() + "\n"
 }
 
 /// Adds the machine, the number of runs and the load average just after measuring to a
@@ -616,8 +652,8 @@ fn storage_markdown(s: &Value) -> String {
     format!(
         "## Storage (SQLite, the engine D1 runs; {} events in one day)\n\n{}\
          | figure | value |\n|---|---|\n\
-         | bytes per raw event, with its index | {} |\n\
-         | rows written per event (raw row, index, rollup rows and bookkeeping per batch of 1000) | {} |\n\
+         | bytes per raw event, with its indexes | {} |\n\
+         | rows written per event (raw row, index entries, rollup rows and bookkeeping per batch of 1000) | {} |\n\
          | pipeline events/s, native | {} |\n\
          | roll a day from its hours, s | {} |\n\
          | rebuild a day's hours from raw events, s | {} |\n\
@@ -660,12 +696,17 @@ fn mixed_markdown(m: &Value) -> String {
          {} events of `tally_core::workload` (API requests, page views, CDN images, \
          installs, funnel steps, play/stop sessions) over a day, stored in batches of {} \
          as the consumer stores them; table rows as SQLite counts them, plus the raw \
-         rows' one index entry.\n\n| rows per event | value |\n|---|---:|\n",
+         rows' index entries (the name index holds events with a user only).\n\n\
+         | rows per event | value |\n|---|---:|\n",
         m["events"], m["batch"]
     );
     for (what, key) in [
         ("raw row", "raw_rows"),
-        ("its index entry", "raw_index_rows"),
+        ("its time index entry", "raw_index_rows"),
+        (
+            "its name index entry (funnels; events with a user)",
+            "raw_name_index_rows",
+        ),
         ("session marks", "session_marks"),
         ("hour rollup rows", "hour_rows"),
         ("minute rollup rows (alert rules)", "minute_rows"),
@@ -810,6 +851,31 @@ mod tests {
             md,
             "# Tally benchmark results\n\nEverything runs on one machine (loopback).\n\n"
         );
+    }
+
+    #[test]
+    fn sections_written_by_hand_survive_a_run_and_generated_ones_are_replaced() {
+        let old = "# Tally benchmark results\n\nEverything runs on one machine (x).\n\n\
+                   ## Queries through local workerd\n\nold figures\n\n\
+                   ## HLL error by cardinality (core, precision 12)\n\n| distinct | p50 |\n\
+                   | 10 | 0.00% |\n\n## Bundles\n\n| worker |\n\
+                   ## Notes by hand\n\nkept too\n";
+        let md = with_kept_sections("# Tally benchmark results\n\nnew\n".into(), old);
+        assert_eq!(
+            md,
+            "# Tally benchmark results\n\nnew\n\n\
+             ## HLL error by cardinality (core, precision 12)\n\n| distinct | p50 |\n\
+             | 10 | 0.00% |\n\n## Notes by hand\n\nkept too\n"
+        );
+        // A second run keeps them once.
+        assert_eq!(
+            with_kept_sections("# Tally benchmark results\n\nnew\n".into(), &md),
+            md
+        );
+        assert_eq!(with_kept_sections("only\n".into(), ""), "only\n");
+        // What this bench writes is replaced, whatever the old text said.
+        let generated = markdown(&json!({"machine": {"note": "x"}, "bundles": []}));
+        assert!(!with_kept_sections(generated, old).contains("old figures"));
     }
 
     #[test]

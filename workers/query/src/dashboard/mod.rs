@@ -23,24 +23,25 @@ pub mod report;
 pub mod svg;
 
 use tally_core::ApiError;
-use tally_core::range::{Limits, Query};
+use tally_core::funnel;
+use tally_core::range::{Limits, Query, Range};
 use tally_core::realtime::Window;
 use tally_core::rollup::Dimension;
 use tally_core::share;
 use tally_core::time::{DAY_MS, Interval};
 use tally_storage::access::AccessStore;
 use tally_storage::alerts::AlertStore;
-use tally_storage::{AdminStore, read};
+use tally_storage::{AdminStore, QueryStore, read};
 use worker::{Request, Response};
 
 use self::alerts::Alerts;
 use self::gate::Denied;
 use self::page::{Access, Picked};
-use self::report::{HEATMAP_DAYS, Inputs, Report};
+use self::report::{Funnel, HEATMAP_DAYS, Inputs, Report};
 use crate::access;
 use crate::edge::error::internal;
 use crate::edge::html;
-use crate::edge::params::{Params, resolve_range};
+use crate::edge::params::{Params, resolve_range, whole_hours, within_retention};
 use crate::edge::{RequestEnv, now_ms, store};
 use crate::route::{Entry, Page};
 
@@ -68,6 +69,66 @@ pub async fn handle(
         Page::Logout => logout(&req, env, project).await,
     };
     result.or_else(|e| error_page(&e))
+}
+
+/// The funnel of the steps asked for, counted as the API's `/funnels` counts it (one
+/// computation, `read::funnel`): over the range in whole hours, its start cut to raw
+/// retention, within the window asked for (a day by default). What keeps it from being
+/// counted is said in the section, and the rest of the page is shown.
+async fn funnel<S: QueryStore>(
+    store: &S,
+    slug: &str,
+    steps: &str,
+    window: &str,
+    range: Range,
+    retention_days: u32,
+    now: i64,
+) -> Result<Funnel, ApiError> {
+    let steps = report::parse_steps(steps);
+    if steps.is_empty() {
+        return Ok(Funnel::Unasked);
+    }
+    if let Some(why) = report::refuse_steps(&steps) {
+        return Ok(Funnel::Refused(why));
+    }
+    let window = if window.is_empty() {
+        funnel::DEFAULT_WINDOW
+    } else {
+        window
+    };
+    let window_ms = match funnel::parse_window(window) {
+        Ok(ms) => ms,
+        Err(refused) => return Ok(Funnel::Refused(sentence(&refused.to_string()))),
+    };
+    let Some(range) = within_retention(whole_hours(range), retention_days, now) else {
+        return Ok(Funnel::Refused(format!(
+            "The range ends before this project's raw events begin (they are kept \
+             {retention_days} days): pick a more recent range."
+        )));
+    };
+    let counted = read::funnel(store, slug, range.from_ms, range.to_ms, &steps, window_ms)
+        .await
+        .map_err(internal)?;
+    Ok(match counted {
+        Some(steps) => Funnel::Counted {
+            steps,
+            from: range.from_ms,
+            to: range.to_ms,
+        },
+        None => Funnel::Refused(format!(
+            "The range holds more than {} events of these steps, more than a funnel \
+             reads at once: pick a shorter range.",
+            funnel::MAX_HITS
+        )),
+    })
+}
+
+/// A message of core's (lower case, no full stop) as a sentence.
+fn sentence(message: &str) -> String {
+    let mut chars = message.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_uppercase().chain(chars).chain(['.']).collect()
+    })
 }
 
 /// A failure as a small HTML page with the same status.
@@ -144,6 +205,7 @@ async fn get(
         picked.days = Some(DEFAULT_DAYS.to_owned());
     }
     let steps = params.trimmed("steps").unwrap_or_default().to_owned();
+    let window = params.trimmed("window").unwrap_or_default().to_owned();
     let limits = Limits {
         default_days: 30,
         max_days: MAX_DAYS,
@@ -162,6 +224,7 @@ async fn get(
         from: 0,
         to: 0,
         steps: &steps,
+        window: &window,
         report: None,
         error: None,
         alerts: None,
@@ -215,7 +278,9 @@ async fn get(
     )
     .await
     .map_err(internal)?;
-    let step_names = report::parse_steps(&steps);
+    // Raw retention is the project's; a dashboard the gate opened has a project.
+    let retention_days = project.as_ref().map_or(0, |p| p.retention_days);
+    let funnel = funnel(&store, slug, &steps, &window, range, retention_days, now).await?;
     let report = Report::new(&Inputs {
         from,
         to,
@@ -224,7 +289,7 @@ async fn get(
         interval,
         route_hours: &route_hours,
         heatmap_from,
-        steps: &step_names,
+        funnel: &funnel,
         previous: Some(&previous),
     });
     // Alerts are operations, not analytics: shown to holders of a token or a share link,

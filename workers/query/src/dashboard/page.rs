@@ -4,10 +4,11 @@
 
 use std::fmt::Write;
 
+use tally_core::funnel::DEFAULT_WINDOW;
 use tally_core::time::{Interval, date_label, date_of};
 
 use super::alerts::{self, Alerts};
-use super::report::{HEATMAP_DAYS, Previous, Report, Row, Totals};
+use super::report::{Funnel, HEATMAP_DAYS, Previous, Report, Row, Totals};
 use super::svg::{self, Bucket};
 use crate::edge::html::{bytes, compact, cut_cell, date_time, escape, int, millis, percent};
 
@@ -99,6 +100,8 @@ pub struct Page<'a> {
     pub to: i64,
     /// `?steps=` as given.
     pub steps: &'a str,
+    /// `?window=` as given (the funnel's window; empty for the default).
+    pub window: &'a str,
     /// The data; `None` with `error` when the range was refused.
     pub report: Option<&'a Report>,
     pub error: Option<&'a str>,
@@ -243,6 +246,9 @@ fn carry(out: &mut String, page: &Page<'_>, range: bool, steps: bool) {
     }
     if steps && !page.steps.is_empty() {
         hidden(out, "steps", page.steps);
+    }
+    if steps && !page.window.is_empty() {
+        hidden(out, "window", page.window);
     }
 }
 
@@ -830,46 +836,7 @@ fn marketing(out: &mut String, page: &Page<'_>, report: &Report) {
             empty,
         );
     }
-    out.push_str(
-        r#"</section><section class="panel" id="funnel"><h2>Funnel: events per step</h2>"#,
-    );
-    let _ = write!(
-        out,
-        r#"<form method="get" action="{}" class="picker"><label>Steps <input type="text" name="steps" value="{}" placeholder="visit,signup,purchase" size="28"></label>"#,
-        escape(page.path),
-        escape(page.steps)
-    );
-    carry(out, page, true, false);
-    out.push_str(r#"<button type="submit">Show</button></form>"#);
-    out.push_str(
-        r#"<p class="note">Counts of events of each name over the range, in the order given. These are event counts, not per-user conversion: a user may be counted at a step without having done the steps before it.</p>"#,
-    );
-    if report.steps.is_empty() {
-        out.push_str(r#"<p class="empty" id="funnel-steps">Name the steps (event names, comma-separated) to compare them.</p>"#);
-    } else {
-        let first = report.steps[0].count;
-        out.push_str(r#"<div class="scroll"><table id="funnel-steps"><thead><tr><th>Step</th><th>Events</th><th>Of step 1</th><th>Users</th></tr></thead><tbody>"#);
-        for (i, step) in report.steps.iter().enumerate() {
-            let width = (step.count.min(first) * 100)
-                .checked_div(first)
-                .unwrap_or(0);
-            out.push_str("<tr>");
-            cut_cell(
-                out,
-                "b",
-                &format!("--w:{width}%"),
-                &format!("{}. {}", i + 1, step.name),
-            );
-            let _ = write!(
-                out,
-                r#"<td>{}</td><td>{}</td><td>{}</td></tr>"#,
-                int(step.count),
-                escape(&percent(step.count, first)),
-                int(step.users)
-            );
-        }
-        out.push_str("</tbody></table></div>");
-    }
+    funnel(out, page, &report.funnel);
     table(
         out,
         "name-table",
@@ -880,6 +847,78 @@ fn marketing(out: &mut String, page: &Page<'_>, report: &Report) {
         "No events in this range.",
     );
     out.push_str("</section></div>");
+}
+
+/// The funnel section: the users who went through the steps in order within the
+/// window, with their conversion from the first step and from the one before, as
+/// `tally_storage::read::funnel` counted them (what the API's `/funnels` answers).
+fn funnel(out: &mut String, page: &Page<'_>, funnel: &Funnel) {
+    out.push_str(
+        r#"</section><section class="panel" id="funnel"><h2>Funnel: users through the steps</h2>"#,
+    );
+    let _ = write!(
+        out,
+        r#"<form method="get" action="{}" class="picker"><label>Steps <input type="text" name="steps" value="{}" placeholder="visit,signup,purchase" size="28"></label><label>Window <input type="text" name="window" value="{}" placeholder="{DEFAULT_WINDOW}" size="4"></label>"#,
+        escape(page.path),
+        escape(page.steps),
+        escape(page.window)
+    );
+    carry(out, page, true, false);
+    out.push_str(r#"<button type="submit">Show</button></form>"#);
+    let (steps, from, to) = match funnel {
+        Funnel::Unasked => {
+            out.push_str(r#"<p class="empty" id="funnel-steps">Name the steps (event names, comma-separated, in order) to see how many users went through them.</p>"#);
+            return;
+        }
+        Funnel::Refused(why) => {
+            let _ = write!(
+                out,
+                r#"<p class="empty" id="funnel-steps">{}</p>"#,
+                escape(why)
+            );
+            return;
+        }
+        Funnel::Counted { steps, from, to } => (steps, *from, *to),
+    };
+    let window = if page.window.is_empty() {
+        DEFAULT_WINDOW
+    } else {
+        page.window
+    };
+    let _ = write!(
+        out,
+        r#"<p class="note">Users who sent the steps' events in this order, each within {} of their first step, from raw events with a user ({} – {} UTC; raw events are kept for the project's retention). The API's <code>/funnels</code> answers the same.</p>"#,
+        escape(window),
+        date_time(from),
+        date_time(to)
+    );
+    let first = steps.first().map_or(0, |s| s.users);
+    out.push_str(r#"<div class="scroll"><table id="funnel-steps"><thead><tr><th>Step</th><th>Users</th><th>Of step 1</th><th>Of the step before</th></tr></thead><tbody>"#);
+    for (i, step) in steps.iter().enumerate() {
+        let previous = if i == 0 {
+            step.users
+        } else {
+            steps[i - 1].users
+        };
+        let width = (step.users.min(first) * 100)
+            .checked_div(first)
+            .unwrap_or(0);
+        out.push_str("<tr>");
+        cut_cell(
+            out,
+            "b",
+            &format!("--w:{width}%"),
+            &format!("{}. {}", i + 1, step.name),
+        );
+        let _ = write!(
+            out,
+            r#"<td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            int(step.users),
+            escape(&percent(step.users, first)),
+            escape(&percent(step.users, previous))
+        );
+    }
+    out.push_str("</tbody></table></div>");
 }
 
 fn bandwidth(out: &mut String, report: &Report) {
@@ -940,14 +979,15 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::dashboard::report::{Inputs, parse_steps};
+    use crate::dashboard::report::{Funnel, Inputs, parse_steps};
+    use tally_core::funnel::conversions;
     use tally_core::rollup::{Dimension, Rollup};
     use tally_core::time::{DAY_MS, parse_date};
     use tally_storage::read::Merged;
 
     const EVIL: &str = r#"<script>alert("x")</script>"#;
 
-    fn report(steps: &[String]) -> Report {
+    fn report(funnel: &Funnel) -> Report {
         let row = |count, errors, bytes| Rollup {
             count,
             errors,
@@ -976,7 +1016,7 @@ mod tests {
             interval: Interval::Day,
             route_hours: &hours,
             heatmap_from: day,
-            steps,
+            funnel,
             previous: None,
         })
     }
@@ -996,6 +1036,7 @@ mod tests {
             from: day - 6 * DAY_MS,
             to: day + DAY_MS,
             steps,
+            window: "",
             report: Some(report),
             error: None,
             alerts: None,
@@ -1008,7 +1049,7 @@ mod tests {
             days: Some("7".into()),
             ..Picked::default()
         };
-        let mut report = report(&[]);
+        let mut report = report(&Funnel::Unasked);
         let html = page(&report, &Access::Cookie, &picked, "");
         assert!(!html.contains(r#"class="d "#), "nothing to compare with");
         assert!(!html.contains("previous-range"));
@@ -1048,13 +1089,18 @@ mod tests {
 
     #[test]
     fn the_page_shows_the_numbers_and_escapes_every_value() {
-        let steps = parse_steps("visit,signup");
-        let report = report(&steps);
+        let day = parse_date("2025-01-18").unwrap();
+        let funnel = Funnel::Counted {
+            steps: conversions(&parse_steps("visit,signup,buy"), &[100, 25, 20]),
+            from: day - 6 * DAY_MS,
+            to: day + DAY_MS,
+        };
+        let report = report(&funnel);
         let picked = Picked {
             days: Some("7".into()),
             ..Picked::default()
         };
-        let html = page(&report, &Access::Cookie, &picked, "visit,signup");
+        let html = page(&report, &Access::Cookie, &picked, "visit,signup,buy");
         assert!(html.starts_with("<!doctype html>"));
         assert!(html.contains(r#"<meta name="viewport""#));
         assert!(
@@ -1070,13 +1116,19 @@ mod tests {
         assert!(html.contains(r#"<div class="v">3 MiB</div>"#));
         assert!(html.contains("Last 7 days (2025-01-12 – 2025-01-18 UTC)"));
         assert!(html.contains(r#"name="days" value="7" class="on""#));
-        assert!(html.contains(r#"<input type="hidden" name="steps" value="visit,signup">"#));
-        assert!(
-            html.contains(
-                r#"<td class="t b" style="--w:25%" title="2. signup">2. signup</td><td>25</td><td>25.0%</td>"#
-            )
-        );
-        assert!(html.contains("not per-user conversion"));
+        assert!(html.contains(r#"<input type="hidden" name="steps" value="visit,signup,buy">"#));
+        // Users per step, their share of step 1's and of the step before's.
+        assert!(html.contains(
+            r#"<tr><td class="t b" style="--w:100%" title="1. visit">1. visit</td><td>100</td><td>100.0%</td><td>100.0%</td></tr>"#
+        ));
+        assert!(html.contains(
+            r#"<tr><td class="t b" style="--w:25%" title="2. signup">2. signup</td><td>25</td><td>25.0%</td><td>25.0%</td></tr>"#
+        ));
+        assert!(html.contains(
+            r#"<tr><td class="t b" style="--w:20%" title="3. buy">3. buy</td><td>20</td><td>20.0%</td><td>80.0%</td></tr>"#
+        ));
+        assert!(html.contains("each within 1d of their first step"));
+        assert!(html.contains(r#"name="window" value="" placeholder="1d""#));
         assert!(html.contains("action=\"/dashboard/demo/logout\""));
         assert_eq!(
             html.matches("<svg").count(),
@@ -1086,8 +1138,44 @@ mod tests {
     }
 
     #[test]
+    fn a_funnel_that_cannot_be_counted_says_why_and_the_forms_keep_its_window() {
+        let report = report(&Funnel::Refused(EVIL.to_owned()));
+        let picked = Picked {
+            days: Some("7".into()),
+            ..Picked::default()
+        };
+        let day = parse_date("2025-01-18").unwrap();
+        let html = dashboard(&Page {
+            project: "demo",
+            path: "/dashboard/demo",
+            access: &Access::Cookie,
+            picked: &picked,
+            from: day - 6 * DAY_MS,
+            to: day + DAY_MS,
+            steps: "a,b",
+            window: "2h",
+            report: Some(&report),
+            error: None,
+            alerts: None,
+        });
+        assert!(html.contains(
+            r#"<p class="empty" id="funnel-steps">&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;</p>"#
+        ));
+        assert!(!html.contains("<table id=\"funnel-steps\""));
+        // The range forms keep the steps and the window; the funnel's own form sets them.
+        assert!(html.contains(r#"name="window" value="2h" placeholder="1d""#));
+        assert_eq!(
+            html.matches(r#"<input type="hidden" name="window" value="2h">"#)
+                .count(),
+            html.matches(r#"<input type="hidden" name="steps" value="a,b">"#)
+                .count()
+        );
+        assert!(html.contains(r#"<input type="hidden" name="window" value="2h">"#));
+    }
+
+    #[test]
     fn the_alerts_section_shows_only_when_given() {
-        let report = report(&[]);
+        let report = report(&Funnel::Unasked);
         let picked = Picked::default();
         let without = page(&report, &Access::Public, &picked, "");
         assert!(!without.contains(r#"id="alerts""#));
@@ -1101,6 +1189,7 @@ mod tests {
             from: day - 6 * DAY_MS,
             to: day + DAY_MS,
             steps: "",
+            window: "",
             report: Some(&report),
             error: None,
             alerts: Some(&given),
@@ -1112,7 +1201,7 @@ mod tests {
 
     #[test]
     fn a_shared_page_carries_its_token_in_every_form() {
-        let report = report(&[]);
+        let report = report(&Funnel::Unasked);
         let access = Access::Share {
             token: "123.abc\"".into(),
             expires_s: 1_737_244_800,

@@ -1,9 +1,11 @@
 //! What the dashboard shows, computed from merged rollups: headline numbers, series,
-//! the endpoint × hour-of-day heatmap, breakdowns and the step counts. Pure, so every
-//! number on the page is tested natively.
+//! the endpoint × hour-of-day heatmap and breakdowns; and the funnel, as
+//! `tally_storage::read::funnel` counted it (the query API's `/funnels` computation).
+//! Pure, so every number on the page is tested natively.
 
 use std::collections::BTreeMap;
 
+use tally_core::funnel::Conversion;
 use tally_core::rollup::{Dimension, Rollup};
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
 use tally_storage::read::Merged;
@@ -30,8 +32,8 @@ pub const DIMENSIONS: [Dimension; 13] = [
 pub const HEATMAP_ROUTES: usize = 12;
 /// Most days the heatmap covers: it reads hour rows, 24 per day and route.
 pub const HEATMAP_DAYS: i64 = 28;
-/// Most funnel steps a page takes.
-pub const MAX_STEPS: usize = 8;
+/// Most funnel steps a page takes: as many as the API's `/funnels`.
+pub const MAX_STEPS: usize = tally_core::funnel::MAX_STEPS;
 
 /// The rollups a report is made from.
 #[derive(Debug)]
@@ -48,8 +50,8 @@ pub struct Inputs<'a> {
     /// range's heatmap covers only its end).
     pub route_hours: &'a BTreeMap<i64, Merged>,
     pub heatmap_from: i64,
-    /// Event names chosen as funnel steps, in order.
-    pub steps: &'a [String],
+    /// The funnel of the steps named, as counted.
+    pub funnel: &'a Funnel,
     /// The `all` dimension per bucket of `interval` over the previous period of the
     /// same length ([`previous_period`]): the headline numbers' changes and the charts'
     /// faint previous line.
@@ -123,12 +125,21 @@ impl Heatmap {
     }
 }
 
-/// One funnel step: how many events of that name, and the distinct users among them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Step {
-    pub name: String,
-    pub count: u64,
-    pub users: u64,
+/// The funnel section: the users who went through the named steps in order, from raw
+/// events (so within raw retention), as the query API's `/funnels` answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Funnel {
+    /// No steps were named.
+    Unasked,
+    /// Each step's users and conversion, over `[from, to)`: the range, its start cut to
+    /// raw retention.
+    Counted {
+        steps: Vec<Conversion>,
+        from: i64,
+        to: i64,
+    },
+    /// Why the funnel could not be counted, as a sentence for the reader.
+    Refused(String),
 }
 
 /// Everything the page shows.
@@ -151,7 +162,7 @@ pub struct Report {
     pub mediums: Vec<Row>,
     pub campaigns: Vec<Row>,
     pub names: Vec<Row>,
-    pub steps: Vec<Step>,
+    pub funnel: Funnel,
     /// Items by bytes served.
     pub items: Vec<Row>,
     pub variants: Vec<Row>,
@@ -166,14 +177,30 @@ pub fn interval_for(from: i64, to: i64) -> Interval {
     }
 }
 
-/// Reads `?steps=a,b,c`: trimmed, non-empty, at most [`MAX_STEPS`].
+/// Reads `?steps=a,b,c`: the names trimmed, empty ones left out.
 pub fn parse_steps(text: &str) -> Vec<String> {
     text.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .take(MAX_STEPS)
         .map(str::to_owned)
         .collect()
+}
+
+/// Why `steps` cannot make a funnel, if they cannot: the API's `/funnels` takes 2 to
+/// [`MAX_STEPS`].
+pub fn refuse_steps(steps: &[String]) -> Option<String> {
+    let min = tally_core::funnel::MIN_STEPS;
+    if !(min..=MAX_STEPS).contains(&steps.len()) {
+        return Some(format!(
+            "A funnel has {min} to {MAX_STEPS} steps, not {}.",
+            steps.len()
+        ));
+    }
+    let most = tally_core::validate::MAX_NAME_CHARS;
+    steps
+        .iter()
+        .find(|s| s.chars().count() > most)
+        .map(|s| format!("Step {s:?} is not an event name (1 to {most} characters)."))
 }
 
 impl Totals {
@@ -223,18 +250,6 @@ impl Report {
             .into_iter()
             .filter(|r| r.errors > 0)
             .collect();
-        let steps = inputs
-            .steps
-            .iter()
-            .map(|name| {
-                let row = inputs.merged.get(&(Dimension::Name, name.clone()));
-                Step {
-                    name: name.clone(),
-                    count: row.map_or(0, |r| r.count),
-                    users: row.map_or(0, |r| r.users.count()),
-                }
-            })
-            .collect();
         Self {
             totals,
             previous: inputs.previous.map(|series| Totals::of(&fold_all(series))),
@@ -255,7 +270,7 @@ impl Report {
             mediums: by_count(Dimension::Medium),
             campaigns: by_count(Dimension::Campaign),
             names: by_count(Dimension::Name),
-            steps,
+            funnel: inputs.funnel.clone(),
             items: top(rows(Dimension::Item), bytes, TOP),
             variants: top(rows(Dimension::Variant), bytes, TOP),
         }
@@ -416,7 +431,6 @@ mod tests {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         assert!(shown.len() < every.len());
-        let steps = parse_steps("a,b");
         let report = |merged: &Merged| {
             Report::new(&Inputs {
                 from: day,
@@ -426,7 +440,7 @@ mod tests {
                 interval: Interval::Hour,
                 route_hours: &BTreeMap::new(),
                 heatmap_from: day,
-                steps: &steps,
+                funnel: &Funnel::Unasked,
                 previous: None,
             })
         };
@@ -453,7 +467,7 @@ mod tests {
             interval: Interval::Day,
             route_hours: &BTreeMap::new(),
             heatmap_from: day,
-            steps: &[],
+            funnel: &Funnel::Unasked,
             previous: Some(&previous),
         });
         let before: Vec<u64> = report
@@ -501,7 +515,11 @@ mod tests {
         )]
         .into_iter()
         .collect();
-        let steps = parse_steps(" visit, ,signup,purchase");
+        let funnel = Funnel::Counted {
+            steps: tally_core::funnel::conversions(&parse_steps(" visit, ,signup"), &[4, 1]),
+            from: day,
+            to: day + 3 * DAY_MS,
+        };
         let report = Report::new(&Inputs {
             from: day,
             to: day + 3 * DAY_MS,
@@ -510,7 +528,7 @@ mod tests {
             interval: interval_for(day, day + 3 * DAY_MS),
             route_hours: &route_hours,
             heatmap_from: day,
-            steps: &steps,
+            funnel: &funnel,
             previous: None,
         });
         assert_eq!(report.totals.requests, 10);
@@ -537,12 +555,7 @@ mod tests {
         assert_eq!(values(&report.names), ["visit", "signup"]);
         assert_eq!(values(&report.items), ["big.png", "small.png"], "by bytes");
         assert!(report.versions.is_empty());
-        let steps: Vec<(&str, u64)> = report
-            .steps
-            .iter()
-            .map(|s| (s.name.as_str(), s.count))
-            .collect();
-        assert_eq!(steps, [("visit", 8), ("signup", 2), ("purchase", 0)]);
+        assert_eq!(report.funnel, funnel, "as counted, not from the name rows");
     }
 
     #[test]
@@ -556,7 +569,7 @@ mod tests {
             interval: Interval::Day,
             route_hours: &empty,
             heatmap_from: 32 * DAY_MS,
-            steps: &[],
+            funnel: &Funnel::Unasked,
             previous: None,
         });
         assert_eq!(report.heatmap.since, Some(32 * DAY_MS));
@@ -571,7 +584,20 @@ mod tests {
         assert_eq!(interval_for(0, 90 * DAY_MS), Interval::Day);
         assert_eq!(interval_for(0, 200 * DAY_MS), Interval::Week);
         assert_eq!(parse_steps(""), Vec::<String>::new());
-        assert_eq!(parse_steps("a,b,c,d,e,f,g,h,i,j").len(), MAX_STEPS);
+        assert_eq!(parse_steps(" a, ,b,"), ["a", "b"]);
+        assert_eq!(refuse_steps(&parse_steps("a,b")), None);
+        assert_eq!(refuse_steps(&parse_steps("a,b,c,d,e,f,g,h,i,j")), None);
+        assert_eq!(
+            refuse_steps(&parse_steps("a,b,c,d,e,f,g,h,i,j,k")).as_deref(),
+            Some("A funnel has 2 to 10 steps, not 11.")
+        );
+        assert!(refuse_steps(&parse_steps("a")).is_some());
+        let long = "x".repeat(tally_core::validate::MAX_NAME_CHARS + 1);
+        assert!(
+            refuse_steps(&[long, "b".into()])
+                .unwrap()
+                .contains("is not an event name")
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use tally_core::ApiError;
 use tally_core::range::{self, Limits, Query, Range};
-use tally_core::time::{HOUR_MS, Interval};
+use tally_core::time::{DAY_MS, HOUR_MS, Interval};
 use worker::{Request, Url};
 
 use super::error::{internal, refused};
@@ -127,6 +127,23 @@ pub fn whole_hours(range: Range) -> Range {
     }
 }
 
+/// The part of `range` whose raw events are all still kept: raw events older than the
+/// project's retention are purged, so a range reaching further back starts at the first
+/// whole hour within retention. `None` when nothing of the range is left.
+pub fn within_retention(range: Range, retention_days: u32, now_ms: i64) -> Option<Range> {
+    let oldest = now_ms - i64::from(retention_days) * DAY_MS;
+    let oldest = whole_hours(Range {
+        from_ms: oldest,
+        to_ms: oldest,
+    })
+    .to_ms;
+    let from_ms = range.from_ms.max(oldest);
+    (from_ms < range.to_ms).then_some(Range {
+        from_ms,
+        to_ms: range.to_ms,
+    })
+}
+
 /// The API name of an interval (`week` is the ISO week, from Monday).
 pub fn interval_name(interval: Interval) -> &'static str {
     match interval {
@@ -177,6 +194,22 @@ mod tests {
         check(10 * H, 12 * H, (10 * H, 12 * H));
         check(10 * H + 1, 12 * H + 1, (10 * H, 13 * H));
         check(10 * H - 1, 12 * H - 1, (9 * H, 12 * H));
+    }
+
+    #[test]
+    fn retention_cuts_the_start_to_a_whole_hour_within_it() {
+        let now = 100 * DAY_MS + 30 * 60_000;
+        let range = |from_ms, to_ms| Range { from_ms, to_ms };
+        // 10 days back is 90 days 00:30; the first whole hour within is 01:00.
+        assert_eq!(
+            within_retention(range(0, 101 * DAY_MS), 10, now),
+            Some(range(90 * DAY_MS + H, 101 * DAY_MS))
+        );
+        assert_eq!(
+            within_retention(range(95 * DAY_MS, 96 * DAY_MS), 10, now),
+            Some(range(95 * DAY_MS, 96 * DAY_MS))
+        );
+        assert_eq!(within_retention(range(0, 90 * DAY_MS), 10, now), None);
     }
 
     #[test]

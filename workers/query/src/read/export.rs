@@ -27,7 +27,7 @@ use worker::{Request, Response};
 
 use super::scope;
 use crate::edge::error::internal;
-use crate::edge::params::Params;
+use crate::edge::params::{Params, within_retention};
 use crate::edge::{RequestEnv, now_ms, store};
 
 /// Events read per page (one D1 query, one chunk of the body).
@@ -94,7 +94,7 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
         }
     };
     let settings = scope::project(env, project).await?;
-    let range = scope::within_retention(asked, settings.retention_days, now)
+    let range = within_retention(asked, settings.retention_days, now)
         .ok_or_else(|| scope::past_retention(settings.retention_days))?;
     let store = store(env)?;
     let first = store

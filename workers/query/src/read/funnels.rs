@@ -12,67 +12,50 @@
 
 use serde_json::{Value, json};
 use tally_core::ApiError;
-use tally_core::funnel::{self, MAX_STEPS, MIN_STEPS};
+use tally_core::funnel::{self, DEFAULT_WINDOW, MAX_HITS, MAX_STEPS, MIN_STEPS};
 use tally_core::validate::MAX_NAME_CHARS;
 use tally_storage::read;
 use worker::{Request, Response};
 
-use super::measures::ratio;
 use super::scope;
 use crate::edge::error::{internal, refused};
-use crate::edge::params::Params;
+use crate::edge::params::{Params, within_retention};
 use crate::edge::respond;
 use crate::edge::{RequestEnv, now_ms, store};
 
 /// Seconds a client may reuse an answer.
 const MAX_AGE_S: u32 = 300;
 
-/// Most raw events of the steps one funnel reads (about 10 MB of memory at most).
-pub const MAX_HITS: usize = 100_000;
-
 pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Response, ApiError> {
     let params = Params::of(req)?;
     let now = now_ms();
     let asked = params.range(now)?;
     let steps = steps(params.get("steps"))?;
-    let window_text = params.get("window").unwrap_or("1d");
+    let window_text = params.get("window").unwrap_or(DEFAULT_WINDOW);
     let window_ms = funnel::parse_window(window_text).map_err(|e| refused("invalid_window", e))?;
     let settings = scope::project(env, project).await?;
-    let range = scope::within_retention(asked, settings.retention_days, now)
+    let range = within_retention(asked, settings.retention_days, now)
         .ok_or_else(|| scope::past_retention(settings.retention_days))?;
     let store = store(env)?;
-    let hits = read::funnel_hits(
+    let steps = read::funnel(
         &store,
         project,
         range.from_ms,
         range.to_ms,
         &steps,
-        MAX_HITS,
+        window_ms,
     )
     .await
-    .map_err(internal)?;
-    if hits.len() > MAX_HITS {
-        return Err(ApiError::bad_request(
-            "range_too_large",
-            format!(
-                "the range holds more than {MAX_HITS} events of these steps, more than a \
-                 funnel reads at once; ask for a shorter range"
-            ),
-        ));
-    }
-    let counts = funnel::count(hits, &steps, window_ms);
-    let first = counts.first().copied().unwrap_or(0);
+    .map_err(internal)?
+    .ok_or_else(too_many)?;
     let list: Vec<Value> = steps
         .iter()
-        .zip(&counts)
-        .enumerate()
-        .map(|(i, (name, &users))| {
-            let previous = if i == 0 { users } else { counts[i - 1] };
+        .map(|step| {
             json!({
-                "name": name,
-                "users": users,
-                "conversion": ratio(users, first),
-                "from_previous": ratio(users, previous),
+                "name": step.name,
+                "users": step.users,
+                "conversion": step.conversion,
+                "from_previous": step.from_previous,
             })
         })
         .collect();
@@ -87,6 +70,17 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
         body[k] = v;
     }
     respond::json(req, body.to_string(), MAX_AGE_S)
+}
+
+/// The answer for a range that holds more than [`MAX_HITS`] events of the steps.
+fn too_many() -> ApiError {
+    ApiError::bad_request(
+        "range_too_large",
+        format!(
+            "the range holds more than {MAX_HITS} events of these steps, more than a \
+             funnel reads at once; ask for a shorter range"
+        ),
+    )
 }
 
 /// The `steps` parameter: comma-separated event names.

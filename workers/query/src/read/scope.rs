@@ -1,5 +1,6 @@
-//! What a read covers: the project of the path, its settings, the part of a range its
-//! raw events still cover, and the `from`/`to` members every answer carries.
+//! What a read covers: the project of the path, its settings, the answer for a range
+//! past raw retention (`edge::params::within_retention` cuts one to it), and the
+//! `from`/`to` members every answer carries.
 
 use tally_core::ApiError;
 use tally_core::project::Project;
@@ -9,7 +10,6 @@ use tally_core::validate::is_valid_slug;
 use tally_storage::AdminStore;
 
 use crate::edge::error::internal;
-use crate::edge::params::whole_hours;
 use crate::edge::{RequestEnv, store};
 
 /// Ranges at least this long are heavy: their answers are kept in KV.
@@ -50,23 +50,6 @@ pub async fn project(env: &RequestEnv, slug: &str) -> Result<Project, ApiError> 
         })
 }
 
-/// The part of `range` whose raw events are all still kept: raw events older than the
-/// project's retention are purged, so a range reaching further back starts at the first
-/// whole hour within retention. `None` when nothing of the range is left.
-pub fn within_retention(range: Range, retention_days: u32, now_ms: i64) -> Option<Range> {
-    let oldest = now_ms - i64::from(retention_days) * DAY_MS;
-    let oldest = whole_hours(Range {
-        from_ms: oldest,
-        to_ms: oldest,
-    })
-    .to_ms;
-    let from_ms = range.from_ms.max(oldest);
-    (from_ms < range.to_ms).then_some(Range {
-        from_ms,
-        to_ms: range.to_ms,
-    })
-}
-
 /// The answer for a range wholly older than raw retention.
 pub fn past_retention(retention_days: u32) -> ApiError {
     ApiError::bad_request(
@@ -84,29 +67,4 @@ pub fn range_json(range: Range) -> [(&'static str, serde_json::Value); 2] {
         ("from", format_ms(range.from_ms).into()),
         ("to", format_ms(range.to_ms).into()),
     ]
-}
-
-#[cfg(test)]
-mod tests {
-    use tally_core::time::HOUR_MS;
-
-    use super::*;
-
-    const H: i64 = HOUR_MS;
-
-    #[test]
-    fn retention_cuts_the_start_to_a_whole_hour_within_it() {
-        let now = 100 * DAY_MS + 30 * 60_000;
-        let range = |from_ms, to_ms| Range { from_ms, to_ms };
-        // 10 days back is 90 days 00:30; the first whole hour within is 01:00.
-        assert_eq!(
-            within_retention(range(0, 101 * DAY_MS), 10, now),
-            Some(range(90 * DAY_MS + H, 101 * DAY_MS))
-        );
-        assert_eq!(
-            within_retention(range(95 * DAY_MS, 96 * DAY_MS), 10, now),
-            Some(range(95 * DAY_MS, 96 * DAY_MS))
-        );
-        assert_eq!(within_retention(range(0, 90 * DAY_MS), 10, now), None);
-    }
 }

@@ -14,7 +14,7 @@ use worker::{Request, Response};
 
 use super::scope;
 use crate::edge::error::internal;
-use crate::edge::params::{self, Params};
+use crate::edge::params::{self, Params, within_retention};
 use crate::edge::respond;
 use crate::edge::{RequestEnv, now_ms, store};
 
@@ -30,7 +30,7 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
         Interval::Day,
     )?;
     let settings = scope::project(env, project).await?;
-    let range = scope::within_retention(asked, settings.retention_days, now)
+    let range = within_retention(asked, settings.retention_days, now)
         .ok_or_else(|| scope::past_retention(settings.retention_days))?;
     let store = store(env)?;
     let stats = pipeline::session_stats(&store, project, range.from_ms, range.to_ms, interval)

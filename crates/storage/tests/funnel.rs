@@ -1,0 +1,319 @@
+//! Funnels' raw-event read against real SQLite: it reads only the steps' events (a
+//! search of `raw_events_by_name` per name and page, merged in order), so its cost
+//! stays flat however many other events the project sends; it pages exactly across
+//! events that share a millisecond, within a name and across names; and it answers
+//! what the read it replaced (the time index, names filtered afterwards) answered.
+
+mod support;
+
+use serde_json::json;
+use tally_core::funnel::{self, Hit};
+use tally_core::sql::FUNNEL_HITS;
+use tally_core::testing::SplitMix64 as Rng;
+use tally_core::time::DAY_MS;
+use tally_core::{Context, Event, RawEvent, Settings, validate};
+use tally_storage::sqlite::{SqliteStore, block_on};
+use tally_storage::{QueryStore, Write, Writer, read};
+
+/// 2025-01-10T00:00:00Z.
+const DAY0: i64 = 1_736_467_200_000;
+const NOW: i64 = DAY0 + 4 * DAY_MS;
+/// Most hits a read holds, as the query API asks.
+const MAX: usize = 100_000;
+
+/// The statement the funnel read used before `raw_events_by_name` (migration 0015):
+/// one search of the time index over the whole range, names filtered afterwards. The
+/// reference the new read must answer exactly as.
+const TIME_INDEX_FUNNEL_HITS: &str = "\
+SELECT lower(hex(user)) AS user, timestamp, lower(hex(event_id)) AS event_id, name
+FROM raw_events
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
+  AND timestamp >= max(?2, ?4) AND timestamp < ?3
+  AND (timestamp, event_id) > (?4, unhex(?5))
+  AND user IS NOT NULL
+  AND name IN (SELECT value FROM json_each(?6))
+ORDER BY timestamp, event_id
+LIMIT ?7";
+
+fn event(i: u64, name: &str, timestamp: i64, user: Option<u64>) -> Event {
+    let mut raw = json!({
+        "event_id": format!("00000000-0000-4000-8000-{i:012x}"),
+        "project": "site",
+        "name": name,
+        "timestamp": timestamp,
+    });
+    if let Some(user) = user {
+        raw["user"] = json!(format!("u{user}"));
+    }
+    let raw: RawEvent = serde_json::from_value(raw).unwrap();
+    let ctx = Context {
+        project: "site",
+        now_ms: NOW,
+        settings: Settings::default(),
+        id_secret: b"secret",
+    };
+    validate(raw, &ctx, &mut || unreachable!()).unwrap().event
+}
+
+/// Stores raw rows only (no rollups): the funnel read reads nothing else.
+fn insert(store: &SqliteStore, events: &[Event]) {
+    for chunk in events.chunks(10_000) {
+        let writes = [
+            Write::EnsureProject {
+                slug: "site",
+                now_ms: NOW,
+            },
+            Write::InsertEvents(chunk),
+        ];
+        block_on(store.commit(&writes)).unwrap();
+    }
+}
+
+fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Every hit the replaced statement read, page by page as the read did.
+fn time_index_hits(store: &SqliteStore, from: i64, to: i64, steps: &[String]) -> Vec<Hit> {
+    let names = serde_json::to_string(steps).unwrap();
+    let mut hits: Vec<Hit> = Vec::new();
+    loop {
+        let (after_ts, after_id) = hits
+            .last()
+            .map_or((-1, String::new()), |h| (h.timestamp, h.event_id.clone()));
+        let page: Vec<Hit> = store.with_connection(|c| {
+            let mut stmt = c.prepare_cached(TIME_INDEX_FUNNEL_HITS).unwrap();
+            let rows = stmt
+                .query_map(
+                    rusqlite::params!["site", from, to, after_ts, after_id, names, 5000],
+                    |r| {
+                        Ok(Hit {
+                            user: r.get(0)?,
+                            timestamp: r.get(1)?,
+                            event_id: r.get(2)?,
+                            name: r.get(3)?,
+                        })
+                    },
+                )
+                .unwrap();
+            rows.collect::<Result<_, _>>().unwrap()
+        });
+        let done = page.len() < 5000;
+        hits.extend(page);
+        if done {
+            return hits;
+        }
+    }
+}
+
+/// The hits of `events` themselves: what a funnel counts, without any store.
+fn direct_hits(events: &[Event], from: i64, to: i64) -> Vec<Hit> {
+    events
+        .iter()
+        .filter(|e| (from..to).contains(&e.timestamp))
+        .filter_map(|e| {
+            Some(Hit {
+                user: e.user.clone()?[..16].to_owned(),
+                timestamp: e.timestamp,
+                event_id: e.event_id.replace('-', ""),
+                name: e.name.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Reads every hit of one name through the store with pages of `limit`, the cursor the
+/// last hit.
+fn paged(store: &SqliteStore, from: i64, to: i64, name: &str, limit: u32) -> Vec<Hit> {
+    let mut hits: Vec<Hit> = Vec::new();
+    loop {
+        let after = hits.last().map(|h| (h.timestamp, h.event_id.clone()));
+        let page = block_on(store.funnel_hits(
+            "site",
+            from,
+            to,
+            name,
+            after.as_ref().map(|(t, id)| (*t, id.as_str())),
+            limit,
+        ))
+        .unwrap();
+        let done = page.len() < limit as usize;
+        hits.extend(page);
+        if done {
+            return hits;
+        }
+    }
+}
+
+#[test]
+fn the_funnel_read_searches_the_name_index_and_never_sorts() {
+    // Raw events only grow: a plan that scanned the project's range, or sorted what it
+    // found, would cost more with every event of any name the project sends.
+    let store = SqliteStore::open_in_memory().unwrap();
+    let plan = support::query_plan(&store, FUNNEL_HITS);
+    assert_eq!(
+        plan,
+        [
+            "SEARCH raw_events USING COVERING INDEX raw_events_by_name \
+             (project_id=? AND name=? AND timestamp>? AND timestamp<?)",
+            "SCALAR SUBQUERY 1",
+            "SEARCH projects USING COVERING INDEX sqlite_autoindex_projects_1 (slug=?)",
+        ],
+        "no table row visited, no temporary B-tree"
+    );
+}
+
+#[test]
+fn the_funnel_read_costs_the_same_when_other_events_grow_tenfold() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let mut rng = Rng(11);
+    let steps = names(&["open", "click", "buy"]);
+    let (from, to) = (DAY0, DAY0 + 2 * DAY_MS);
+    let at = |rng: &mut Rng| DAY0 + rng.below(2 * DAY_MS as u64 / 1000) as i64 * 1000;
+    // The steps' events: more than one page of the read (5,000), each with a user.
+    let step_events: Vec<Event> = (0..6_000)
+        .map(|i| {
+            let name = &steps[rng.below(3) as usize];
+            event(i, name, at(&mut rng), Some(rng.below(400)))
+        })
+        .collect();
+    insert(&store, &step_events);
+    // Everything else the project sends in the same range: other names with and without
+    // a user, and the steps' names without one (which no funnel counts).
+    let mut next = 1_000_000;
+    let mut others = |n: u64, rng: &mut Rng| -> Vec<Event> {
+        (0..n)
+            .map(|_| {
+                next += 1;
+                let t = at(rng);
+                match rng.below(4) {
+                    0 => event(next, "request", t, None),
+                    1 => event(next, "view", t, Some(rng.below(400))),
+                    2 => event(next, "opened", t, Some(rng.below(400))),
+                    _ => event(next, &steps[rng.below(3) as usize], t, None),
+                }
+            })
+            .collect()
+    };
+    insert(&store, &others(12_000, &mut rng));
+
+    // The VM steps of the read's statement over all its pages: a measure of the rows
+    // it touched that does not depend on timing.
+    let measure = || {
+        store.with_connection(|c| {
+            let stmt = c.prepare_cached(FUNNEL_HITS).unwrap();
+            stmt.reset_status(rusqlite::StatementStatus::VmStep);
+        });
+        let hits = block_on(read::funnel_hits(&store, "site", from, to, &steps, MAX)).unwrap();
+        let steps = store.with_connection(|c| {
+            let stmt = c.prepare_cached(FUNNEL_HITS).unwrap();
+            stmt.get_status(rusqlite::StatementStatus::VmStep)
+        });
+        (hits, steps)
+    };
+    let (hits, before) = measure();
+    assert_eq!(hits.len(), step_events.len());
+    assert!(before > 0);
+
+    insert(&store, &others(108_000, &mut rng));
+    let (after_hits, after) = measure();
+    eprintln!("funnel read, VM steps: {before} with 12,000 other events, {after} with 120,000");
+    assert_eq!(after_hits, hits, "the same steps' events, the same hits");
+    assert_eq!(after, before, "ten times the other events, the same work");
+}
+
+#[test]
+fn funnel_hits_equal_the_time_index_read_and_the_pure_pairing_on_random_data() {
+    for seed in 1..=6 {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let mut rng = Rng(seed);
+        let pool = ["open", "click", "buy", "pause", "view"];
+        let events: Vec<Event> = (0..2_500)
+            .map(|i| {
+                // Few distinct milliseconds over a little more than the range, so names
+                // share timestamps and some events fall outside it.
+                let t = DAY0 + rng.below(400) as i64 * 250 - 5_000;
+                let user = (rng.below(10) < 7).then(|| rng.below(60));
+                event(i, pool[rng.below(5) as usize], t, user)
+            })
+            .collect();
+        insert(&store, &events);
+        let (from, to) = (DAY0, DAY0 + 90_000);
+        for steps in [
+            names(&["open", "click", "buy"]),
+            // A repeated step reads its name once.
+            names(&["open", "click", "open"]),
+            names(&["buy", "view"]),
+            names(&["open", "nothing", "buy", "pause", "view"]),
+        ] {
+            let reference = time_index_hits(&store, from, to, &steps);
+            assert!(reference.len() > 200, "seed {seed}: {}", reference.len());
+            for name in &steps {
+                let of_name: Vec<Hit> = reference
+                    .iter()
+                    .filter(|h| h.name == *name)
+                    .cloned()
+                    .collect();
+                for limit in [1, 7, 64, 5000] {
+                    assert_eq!(
+                        paged(&store, from, to, name, limit),
+                        of_name,
+                        "seed {seed}, {name}, pages of {limit}"
+                    );
+                }
+            }
+            let hits = block_on(read::funnel_hits(&store, "site", from, to, &steps, MAX)).unwrap();
+            assert_eq!(hits, reference, "seed {seed}, {steps:?}");
+            let window = 20_000;
+            let counts = funnel::count(direct_hits(&events, from, to), &steps, window);
+            assert_eq!(
+                funnel::count(hits, &steps, window),
+                counts,
+                "seed {seed}, {steps:?}"
+            );
+            // The answer the API and the dashboard both give.
+            assert_eq!(
+                block_on(read::funnel(&store, "site", from, to, &steps, window)).unwrap(),
+                Some(funnel::conversions(&steps, &counts)),
+                "seed {seed}, {steps:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn funnel_hits_page_exactly_past_page_boundaries_and_stop_at_the_cap() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let mut rng = Rng(5);
+    let steps = names(&["open", "click", "buy"]);
+    let events: Vec<Event> = (0..16_000)
+        .map(|i| {
+            // 1,500 distinct seconds for 16,000 events: pages end inside runs of
+            // events of several names at one millisecond.
+            let t = DAY0 + rng.below(1_500) as i64 * 1000;
+            let name = ["open", "click", "buy", "other"][rng.below(4) as usize];
+            event(i, name, t, (rng.below(20) > 0).then(|| rng.below(300)))
+        })
+        .collect();
+    insert(&store, &events);
+    let (from, to) = (DAY0, DAY0 + DAY_MS);
+    let reference = time_index_hits(&store, from, to, &steps);
+    assert!(reference.len() > 10_000, "{}", reference.len());
+    let hits = block_on(read::funnel_hits(&store, "site", from, to, &steps, MAX)).unwrap();
+    assert_eq!(hits, reference);
+    let window = 60_000;
+    let counts = funnel::count(hits, &steps, window);
+    assert_eq!(
+        counts,
+        funnel::count(direct_hits(&events, from, to), &steps, window)
+    );
+    assert!(counts[2] > 0, "{counts:?}");
+
+    // A cap: one more than it is read, each hit once and none that is not one.
+    let capped = block_on(read::funnel_hits(&store, "site", from, to, &steps, 6_000)).unwrap();
+    assert_eq!(capped.len(), 6_001);
+    let ids: std::collections::BTreeSet<&str> =
+        capped.iter().map(|h| h.event_id.as_str()).collect();
+    assert_eq!(ids.len(), capped.len());
+    assert!(capped.iter().all(|h| reference.contains(h)));
+}
