@@ -11,6 +11,7 @@ mod context;
 mod dashboard;
 mod digest;
 mod erasure;
+mod filters;
 mod hostile;
 mod ingest;
 mod keyless;

@@ -906,14 +906,14 @@ macro_rules! filter_slot {
     };
 }
 
-/// The columns a filtered read returns: what rollups need (no message, session or
-/// metadata), ids and hashes as lower-case hex.
+/// The columns a filtered read returns: every column, as [`EVENTS_BETWEEN`] returns
+/// them (ids and hashes as lower-case hex), so a filtered export is an export.
 macro_rules! filtered_columns {
     () => {
         "SELECT ?1 AS project, lower(hex(event_id)) AS event_id, timestamp, name, method, route,
-       status, duration_us, error_class, NULL AS error_message,
-       lower(hex(instance)) AS instance, lower(hex(user)) AS user, NULL AS session, version,
-       colo, country, source, medium, campaign, item, variant, bytes, NULL AS metadata
+       status, duration_us, error_class, error_message, lower(hex(instance)) AS instance,
+       lower(hex(user)) AS user, lower(hex(session)) AS session, version, colo, country,
+       source, medium, campaign, item, variant, bytes, metadata
 FROM raw_events"
     };
 }

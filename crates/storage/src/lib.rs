@@ -628,7 +628,7 @@ pub trait QueryStore {
 
     /// Up to `limit` raw events of `project` in `[from_ms, to_ms)` that meet every one of
     /// `filters`, ordered by time and id, after the `(timestamp, event_id)` cursor when
-    /// given; without their messages, sessions and metadata. The filters are evaluated in
+    /// given. The filters are evaluated in
     /// SQL as `Filter::matches` evaluates them. Reads the range's events through the
     /// time index: over all pages, each event of the range once.
     ///

@@ -32,6 +32,7 @@ pub const MAX_HITS: usize = 100_000;
 
 pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Response, ApiError> {
     let params = Params::of(req)?;
+    params.no_filters("funnels")?;
     let now = now_ms();
     let asked = params.range(now)?;
     let steps = steps(params.get("steps"))?;
