@@ -59,7 +59,7 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
             from_ms: from,
             to_ms: to,
             scale: 1,
-            rows_read: 0,
+            events_read: 0,
         };
         (all, classes, pairs, seen, rows)
     } else {
