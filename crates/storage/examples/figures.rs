@@ -89,12 +89,16 @@ fn main() {
     }
     let store_s = start.elapsed().as_secs_f64();
 
-    let raw_bytes = size_of(&store, &["raw_events", "raw_events_by_time"]);
+    let raw_bytes = size_of(
+        &store,
+        &["raw_events", "raw_events_by_time", "raw_events_by_sample"],
+    );
     let rollup_bytes = size_of(&store, &["rollups"]);
-    // Rows written per event as D1 counts them: the row, its one index entry, and the
-    // rollup rows and bookkeeping rows of each batch (dirty marks, meta), per event.
+    // Rows written per event as D1 counts them: the row, its two index entries (time,
+    // sample), and the rollup rows and bookkeeping rows of each batch (dirty marks,
+    // meta), per event.
     let batches = all.chunks(1000).len() as f64;
-    let rows_written = 2.0 + (rollup_rows as f64 + 2.0 * batches) / n as f64;
+    let rows_written = 3.0 + (rollup_rows as f64 + 2.0 * batches) / n as f64;
 
     let start = Instant::now();
     block_on(pipeline::roll_dirty(&store, Period::Day, 10, DAY0)).unwrap();
