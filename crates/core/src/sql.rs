@@ -160,21 +160,24 @@ FROM rollups INDEXED BY rollups_by_dimension
 WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4 AND dimension = ?5";
 
 /// Rows of one dimension (`?5`) and value (`?6`) of a project (`?1`) and period (`?2`)
-/// with `?3 <= start < ?4`.
+/// with `?3 <= start < ?4`. Through the dimension index (whose entries hold the value,
+/// a column of the primary key), so it reads the dimension's entries of the range, not
+/// every dimension's rows: without `INDEXED BY` SQLite, lacking statistics, picks the
+/// primary key's range over all dimensions.
 pub const ROLLUPS_OF_VALUE: &str = "\
 SELECT project, period, start, dimension, value, count, errors, bytes,
        hex(durations) AS durations, hex(users) AS users, hex(instances) AS instances, version
-FROM rollups
+FROM rollups INDEXED BY rollups_by_dimension
 WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4 AND dimension = ?5
   AND value = ?6";
 
 /// Rows of one dimension (`?5`) whose value starts with `?6` (the values of a cross
 /// dimension that share their first value) of a project (`?1`) and period (`?2`) with
-/// `?3 <= start < ?4`.
+/// `?3 <= start < ?4`, through the dimension index as [`ROLLUPS_OF_VALUE`].
 pub const ROLLUPS_OF_VALUE_PREFIX: &str = "\
 SELECT project, period, start, dimension, value, count, errors, bytes,
        hex(durations) AS durations, hex(users) AS users, hex(instances) AS instances, version
-FROM rollups
+FROM rollups INDEXED BY rollups_by_dimension
 WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4 AND dimension = ?5
   AND substr(value, 1, length(?6)) = ?6";
 

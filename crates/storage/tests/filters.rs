@@ -518,6 +518,17 @@ fn filtered_statements_seek_their_indexes_and_never_sort() {
         sample.contains("USING INDEX raw_events_by_sample (project_id=? AND <expr>=? AND timestamp>? AND timestamp<?)"),
         "{sample}"
     );
+    // A value's rollup rows: the dimension's index entries, not every dimension's rows.
+    for statement in [
+        tally_core::sql::ROLLUPS_OF_VALUE,
+        tally_core::sql::ROLLUPS_OF_VALUE_PREFIX,
+    ] {
+        let p = plan(statement);
+        assert!(
+            p.contains("USING INDEX rollups_by_dimension (project=? AND period=? AND dimension=? AND start>? AND start<?)"),
+            "{p}"
+        );
+    }
     // The index gives time order; only events of one millisecond are put in id order.
     for p in [exact, sample] {
         assert!(!p.contains("TEMP B-TREE FOR ORDER BY"), "{p}");
