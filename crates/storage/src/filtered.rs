@@ -12,13 +12,14 @@
 //!    the filters in SQL, folded into the same [`Rollup`]s rollup rows hold (so
 //!    percentiles and uniques keep their error bounds and the same merging code answers).
 //!    The events it scans are the range's events, which the `all` rollup rows count
-//!    exactly beforehand: it runs only when that count, at [`ROWS_PER_EVENT`] rows each,
-//!    is within the row budget.
+//!    exactly beforehand: it runs only when that count, at [`ROWS_PER_EVENT`] rows each
+//!    and [`ROWS_PER_QUERY`] per page, is within the row budget.
 //! 3. **Sampled**, past the budget: the events of a deterministic sample of users
 //!    (`filter::sample_bucket`; the first `k` of 256 buckets, `k` a power of two), read
 //!    a bucket at a time through `raw_events_by_sample`, counted as read, never more
-//!    than the budget allows ([`ROWS_PER_EVENT`] rows each). If the budget runs out inside a bucket, the sample shrinks to the
-//!    largest power of two of buckets read whole. Counts, errors and bytes are scaled by
+//!    than the budget allows (at [`ROWS_PER_EVENT`] rows each and [`ROWS_PER_QUERY`] per
+//!    query). If the budget runs out inside a bucket, the sample shrinks to the largest
+//!    power of two of buckets read whole. Counts, errors and bytes are scaled by
 //!    `256 / k` here; unique counts are scaled by the caller with [`Filtered::scale`]
 //!    (users exactly, since users are sampled whole; instances approximately).
 
@@ -40,9 +41,13 @@ pub const PAGE: u32 = 5_000;
 pub const DEFAULT_ROW_BUDGET: u64 = 200_000;
 
 /// The rows D1 counts as read per raw event a filtered read reads: its index entry and
-/// its row (measured on local D1: 1,857 rows read for a sampled overview of 833 events,
-/// about 60 of them rollup rows).
+/// its row. Measured on local D1: a sampled overview of 833 events in 64 bucket queries
+/// read 1,857 rows, 57 of them rollup rows: 2 per event and [`ROWS_PER_QUERY`] per query.
 pub const ROWS_PER_EVENT: u64 = 2;
+
+/// The rows D1 counts as read per query of raw events besides its events: the project's
+/// row (the slug's lookup) and the index entry that ends the scan.
+pub const ROWS_PER_QUERY: u64 = 2;
 
 /// The rows a report is made of, as `read::merge` and `read::buckets` take them.
 pub type Rows = Vec<(Period, Key, Rollup)>;
@@ -181,7 +186,9 @@ pub async fn read<S: RollupStore + FilteredReads + QueryStore>(
         from_ms,
         rows: BTreeMap::new(),
     };
-    if events.saturating_mul(ROWS_PER_EVENT) <= limits.row_budget {
+    let pages = events / u64::from(PAGE) + 1;
+    let exact_rows = events.saturating_mul(ROWS_PER_EVENT) + pages * ROWS_PER_QUERY;
+    if exact_rows <= limits.row_budget {
         let mut after: Option<(i64, String)> = None;
         loop {
             let cursor = after.as_ref().map(|(t, id)| (*t, id.as_str()));
@@ -231,12 +238,15 @@ async fn sampled<S: QueryStore>(
     events: u64,
     limits: Limits,
 ) -> Result<Read, Error> {
-    // In events.
-    let budget = limits.row_budget / ROWS_PER_EVENT;
-    // The most buckets whose expected events fit in 90% of the budget: the rest is
-    // room for users with more events than the average.
+    let budget = limits.row_budget;
+    // The most buckets whose expected rows fit in 90% of the budget: the rest is room
+    // for users with more events than the average.
+    let expected = |buckets: u32| {
+        let events = events.saturating_mul(u64::from(buckets)) / u64::from(SAMPLE_BUCKETS);
+        events * ROWS_PER_EVENT + u64::from(buckets) * ROWS_PER_QUERY
+    };
     let mut buckets = SAMPLE_BUCKETS / 2;
-    while buckets > 1 && events * u64::from(buckets) > budget * 9 / 10 * u64::from(SAMPLE_BUCKETS) {
+    while buckets > 1 && expected(buckets) > budget / 10 * 9 {
         buckets /= 2;
     }
     // One fold per group of buckets whose size is a power of two: {0}, {1}, {2, 3},
@@ -247,14 +257,15 @@ async fn sampled<S: QueryStore>(
             ..fold
         })
         .collect();
-    let mut read = 0u64;
+    // Events read, and rows as D1 counts them.
+    let (mut read, mut spent) = (0u64, 0u64);
     let mut whole = buckets;
     'buckets: for bucket in 0..buckets {
         let group = (u32::BITS - bucket.leading_zeros()) as usize;
         let bucket = u8::try_from(bucket).unwrap_or(u8::MAX);
         let mut after: Option<(i64, String)> = None;
         loop {
-            let left = budget.saturating_sub(read);
+            let left = budget.saturating_sub(spent + ROWS_PER_QUERY) / ROWS_PER_EVENT;
             let limit = u32::try_from(left.min(u64::from(PAGE))).unwrap_or(PAGE);
             if limit == 0 {
                 whole = if group == 0 { 0 } else { 1 << (group - 1) };
@@ -265,6 +276,7 @@ async fn sampled<S: QueryStore>(
                 .sample_events(project, bucket, from_ms, to_ms, cursor, limit)
                 .await?;
             read += page.len() as u64;
+            spent += ROWS_PER_QUERY + page.len() as u64 * ROWS_PER_EVENT;
             for event in page.iter().filter(|e| filters.matches(e)) {
                 groups[group].add(event);
             }

@@ -311,11 +311,30 @@ fn a_value_folded_past_its_bound_is_answered_from_raw_events() {
     assert_eq!(f.path, Path::Rollups);
 }
 
-/// An executor that counts the rows each statement returned: for `SAMPLE_EVENTS`,
-/// which returns every row it reads (its plan is pinned below), the rows read.
+/// An executor that counts the rows each statement returned and how often it ran: for
+/// `SAMPLE_EVENTS`, which returns every row it reads (its plan is pinned below), the
+/// rows read.
 struct RowsReturned<'a> {
     inner: &'a SqliteStore,
     rows: RefCell<BTreeMap<&'static str, u64>>,
+    queries: RefCell<BTreeMap<&'static str, u64>>,
+}
+
+impl<'a> RowsReturned<'a> {
+    fn new(inner: &'a SqliteStore) -> Self {
+        Self {
+            inner,
+            rows: RefCell::new(BTreeMap::new()),
+            queries: RefCell::new(BTreeMap::new()),
+        }
+    }
+
+    /// The rows D1 would count for the sample's reads.
+    fn sample_rows(&self) -> u64 {
+        let sql = tally_core::sql::SAMPLE_EVENTS;
+        self.rows.borrow()[sql] * filtered::ROWS_PER_EVENT
+            + self.queries.borrow()[sql] * filtered::ROWS_PER_QUERY
+    }
 }
 
 impl Executor for RowsReturned<'_> {
@@ -326,6 +345,7 @@ impl Executor for RowsReturned<'_> {
     ) -> Result<Vec<T>, Error> {
         let rows: Vec<T> = self.inner.query(sql, values).await?;
         *self.rows.borrow_mut().entry(sql).or_default() += rows.len() as u64;
+        *self.queries.borrow_mut().entry(sql).or_default() += 1;
         Ok(rows)
     }
 
@@ -338,10 +358,7 @@ impl Executor for RowsReturned<'_> {
 fn a_sampled_read_reads_at_most_its_budget_and_equals_its_sample_scaled() {
     let events = workload("site", 60_000, 4_000, 2);
     let store = stored(&events);
-    let counted = RowsReturned {
-        inner: &store,
-        rows: RefCell::new(BTreeMap::new()),
-    };
+    let counted = RowsReturned::new(&store);
     let budget = 9_000;
     let limits = Limits {
         row_budget: budget,
@@ -409,13 +426,10 @@ fn a_sampled_read_reads_at_most_its_budget_and_equals_its_sample_scaled() {
         row_budget: 700,
         raw_from_ms: 0,
     };
-    let counted = RowsReturned {
-        inner: &store,
-        rows: RefCell::new(BTreeMap::new()),
-    };
+    let counted = RowsReturned::new(&store);
     let f = rows(&counted, "site", &filters, &wanted, Bucket::Whole, tight);
     let read = counted.rows.borrow()[tally_core::sql::SAMPLE_EVENTS];
-    assert!(read * filtered::ROWS_PER_EVENT <= 700, "{read}");
+    assert!(counted.sample_rows() <= 700, "{read}");
     let Path::Sampled { buckets } = f.path else {
         panic!("{:?}", f.path)
     };
@@ -456,10 +470,7 @@ fn one_projects_filter_never_reads_another_projects_rows() {
         .collect();
     let store = stored(&ours);
     store_all(&store, &theirs);
-    let counted = RowsReturned {
-        inner: &store,
-        rows: RefCell::new(BTreeMap::new()),
-    };
+    let counted = RowsReturned::new(&store);
     let filters = filters(&["route:/api/users", "country:US"]);
     for budget in [1_000_000, 1_000] {
         let limits = Limits {
