@@ -515,8 +515,16 @@ fn one_projects_filter_never_reads_another_projects_rows() {
 }
 
 #[test]
-fn filtered_statements_seek_their_indexes_and_never_sort() {
+fn filtered_statements_bind_few_parameters_seek_their_indexes_and_never_sort() {
     let store = SqliteStore::open_in_memory().unwrap();
+    // D1 binds at most 100 parameters: six, and three per filter slot.
+    let parameters = |sql| store.with_connection(|c| c.prepare(sql).unwrap().parameter_count());
+    assert_eq!(
+        parameters(tally_core::sql::FILTERED_EVENTS),
+        6 + 3 * tally_core::filter::MAX_FILTERS
+    );
+    assert!(parameters(tally_core::sql::FILTERED_EVENTS) <= 100);
+    assert_eq!(parameters(tally_core::sql::SAMPLE_EVENTS), 7);
     let plan = |statement| support::query_plan(&store, statement).join(" | ");
     let exact = plan(tally_core::sql::FILTERED_EVENTS);
     assert!(
