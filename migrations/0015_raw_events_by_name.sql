@@ -18,7 +18,5 @@
 -- D1 bills a row written as a thousand rows read, so on the bill
 -- alone the entry pays back only for projects that run funnels often; it is here so
 -- that funnels stay fast and within D1's limits as a project grows.
---
--- (0014 is reserved for a change made in parallel; see RESERVED_MIGRATIONS.)
 CREATE INDEX raw_events_by_name ON raw_events (project_id, name, timestamp, event_id, user)
     WHERE user IS NOT NULL;

@@ -11,6 +11,7 @@ mod context;
 mod dashboard;
 mod digest;
 mod erasure;
+mod filters;
 mod funnel;
 mod hostile;
 mod ingest;

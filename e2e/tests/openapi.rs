@@ -279,6 +279,46 @@ fn real_answers_match_the_openapi_document() {
         ("/campaigns/{campaign}", "/campaigns/spring".into(), 200),
         ("/campaigns/{campaign}", "/campaigns/%ff".into(), 400),
         ("/realtime", "/realtime".into(), 200),
+        // Filters: from rollups, from raw events, refused.
+        (
+            "/overview",
+            "/overview?days=1&filter=country:DE".into(),
+            200,
+        ),
+        (
+            "/overview",
+            "/overview?days=1&filter=route:/a*&filter=status!=5xx".into(),
+            200,
+        ),
+        (
+            "/overview",
+            "/overview?days=1&filter=planet:mars".into(),
+            400,
+        ),
+        (
+            "/timeseries",
+            "/timeseries?days=1&interval=hour&filter=name:open".into(),
+            200,
+        ),
+        (
+            "/breakdown/{dimension}",
+            "/breakdown/route?days=1&filter=country!=US".into(),
+            200,
+        ),
+        ("/errors", "/errors?days=1&filter=route:/b".into(), 200),
+        (
+            "/installs",
+            "/installs?days=1&filter=version:1.*".into(),
+            200,
+        ),
+        ("/metrics", "/metrics?days=1&filter=status:2xx".into(), 200),
+        ("/export", "/export?days=1&filter=route:/a".into(), 200),
+        ("/sessions", "/sessions?days=1&filter=route:/a".into(), 400),
+        (
+            "/funnels",
+            "/funnels?days=1&steps=open,click&filter=route:/a".into(),
+            400,
+        ),
     ];
     for (template, path, status) in reads {
         let a = read(&format!("/v1/projects/{s}{path}"), Some(&auth));

@@ -161,6 +161,10 @@ fn parse_node_summary(text: &str) -> Option<(u64, u64)> {
 }
 
 /// End-to-end tests that load the stack so heavily that they run alone, after the others.
+/// The raw events one filtered read may scan on the end-to-end stack; e2e's
+/// `filters.rs` reads it as `TALLY_FILTER_ROW_BUDGET`.
+const E2E_FILTER_ROW_BUDGET: u64 = 1_500;
+
 const RUN_ALONE: &[&str] = &["hostile::hostile_and_heavy_load_loses_and_duplicates_nothing"];
 
 /// Builds the bundles, starts a fresh stack on free ports and runs the end-to-end tests
@@ -184,6 +188,9 @@ fn end_to_end(tally: &mut Tally, filter: Option<&str>) -> Result<()> {
         // Staging's names: every queue, database and worker named as `cargo xtask deploy
         // --env staging` names them, so the tests show staging works end to end.
         env: Env::Staging,
+        // Small enough that a test's few thousand events are past it and answered from
+        // a sample (e2e/tests/filters.rs), the path production takes past 200,000.
+        query_vars: vec![("FILTER_ROW_BUDGET", E2E_FILTER_ROW_BUDGET.to_string())],
     })
     .context("the local stack for the end-to-end tests did not start")?;
 
@@ -200,7 +207,8 @@ fn end_to_end(tally: &mut Tally, filter: Option<&str>) -> Result<()> {
             .env("TALLY_CHROMIUM", tools::CHROMIUM)
             .env("TALLY_CHROMEDRIVER", tools::CHROMEDRIVER)
             .env("TALLY_ARTIFACTS_DIR", dir.join("artifacts"))
-            .env("TALLY_STATE_DIR", dir.join("state"));
+            .env("TALLY_STATE_DIR", dir.join("state"))
+            .env("TALLY_FILTER_ROW_BUDGET", E2E_FILTER_ROW_BUDGET.to_string());
         e2e
     };
     let result = match filter {

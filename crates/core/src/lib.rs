@@ -31,6 +31,7 @@ pub mod alerts;
 pub mod api_error;
 pub mod digest;
 pub mod event;
+pub mod filter;
 pub mod funnel;
 pub mod gzip;
 pub mod hash;

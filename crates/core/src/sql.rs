@@ -160,21 +160,24 @@ FROM rollups INDEXED BY rollups_by_dimension
 WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4 AND dimension = ?5";
 
 /// Rows of one dimension (`?5`) and value (`?6`) of a project (`?1`) and period (`?2`)
-/// with `?3 <= start < ?4`.
+/// with `?3 <= start < ?4`. Through the dimension index (whose entries hold the value,
+/// a column of the primary key), so it reads the dimension's entries of the range, not
+/// every dimension's rows: without `INDEXED BY` SQLite, lacking statistics, picks the
+/// primary key's range over all dimensions.
 pub const ROLLUPS_OF_VALUE: &str = "\
 SELECT project, period, start, dimension, value, count, errors, bytes,
        hex(durations) AS durations, hex(users) AS users, hex(instances) AS instances, version
-FROM rollups
+FROM rollups INDEXED BY rollups_by_dimension
 WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4 AND dimension = ?5
   AND value = ?6";
 
 /// Rows of one dimension (`?5`) whose value starts with `?6` (the values of a cross
 /// dimension that share their first value) of a project (`?1`) and period (`?2`) with
-/// `?3 <= start < ?4`.
+/// `?3 <= start < ?4`, through the dimension index as [`ROLLUPS_OF_VALUE`].
 pub const ROLLUPS_OF_VALUE_PREFIX: &str = "\
 SELECT project, period, start, dimension, value, count, errors, bytes,
        hex(durations) AS durations, hex(users) AS users, hex(instances) AS instances, version
-FROM rollups
+FROM rollups INDEXED BY rollups_by_dimension
 WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4 AND dimension = ?5
   AND substr(value, 1, length(?6)) = ?6";
 
@@ -855,3 +858,114 @@ WHERE id = ?1 AND delivery <> 'delivered'";
 /// Marks run `?1`, whose message exhausted its retries, failed.
 pub const DIGEST_RUN_FAILED: &str = "\
 UPDATE digest_runs SET delivery = 'failed' WHERE id = ?1 AND delivery = 'pending'";
+
+/// The column a filter's dimension (a bound parameter) names, as the filter compares
+/// it: the status as its class (`5xx`), every other dimension as stored. `NULL` for a
+/// dimension no filter takes.
+macro_rules! filter_column {
+    ($dimension:literal) => {
+        concat!(
+            "CASE ",
+            $dimension,
+            " WHEN 'name' THEN name WHEN 'route' THEN route",
+            " WHEN 'status' THEN CAST(status / 100 AS INTEGER) || 'xx'",
+            " WHEN 'error_class' THEN error_class WHEN 'version' THEN version",
+            " WHEN 'colo' THEN colo WHEN 'country' THEN country WHEN 'source' THEN source",
+            " WHEN 'medium' THEN medium WHEN 'campaign' THEN campaign WHEN 'item' THEN item",
+            " WHEN 'variant' THEN variant END"
+        )
+    };
+}
+
+/// One filter slot of [`FILTERED_EVENTS`]: dimension, operator and value as three bound
+/// parameters (`tally_core::filter::Op::name`); a slot whose dimension is `NULL` holds
+/// for every row. `!=` and `not_prefix` hold for rows without a value, as
+/// `Op::holds` says.
+macro_rules! filter_slot {
+    ($d:literal, $op:literal, $v:literal) => {
+        concat!(
+            "\n  AND (",
+            $d,
+            " IS NULL OR CASE ",
+            $op,
+            " WHEN 'eq' THEN coalesce((",
+            filter_column!($d),
+            ") = ",
+            $v,
+            ", 0)",
+            " WHEN 'ne' THEN (",
+            filter_column!($d),
+            ") IS NOT ",
+            $v,
+            " WHEN 'prefix' THEN coalesce(substr((",
+            filter_column!($d),
+            "), 1, length(",
+            $v,
+            ")) = ",
+            $v,
+            ", 0)",
+            " WHEN 'not_prefix' THEN substr((",
+            filter_column!($d),
+            "), 1, length(",
+            $v,
+            ")) IS NOT ",
+            $v,
+            " ELSE 0 END)"
+        )
+    };
+}
+
+/// The columns a filtered read returns: every column, as [`EVENTS_BETWEEN`] returns
+/// them (ids and hashes as lower-case hex), so a filtered export is an export.
+macro_rules! filtered_columns {
+    () => {
+        "SELECT ?1 AS project, lower(hex(event_id)) AS event_id, timestamp, name, method, route,
+       status, duration_us, error_class, error_message, lower(hex(instance)) AS instance,
+       lower(hex(user)) AS user, lower(hex(session)) AS session, version, colo, country,
+       source, medium, campaign, item, variant, bytes, metadata
+FROM raw_events"
+    };
+}
+
+/// Up to `?6` raw events of a project (`?1`) with `?2 <= timestamp < ?3`, after the
+/// `(timestamp, event_id)` cursor (`?4`, `?5` as hex), that meet every filter of ten
+/// slots (`?7`–`?36`, three parameters each, see `filter_slot`): the exact path of a
+/// filtered read. Through the time index, so it scans the range's events once over all
+/// its pages (the filter is evaluated on each, in `WHERE`), never another project's.
+pub const FILTERED_EVENTS: &str = concat!(
+    filtered_columns!(),
+    " INDEXED BY raw_events_by_time
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
+  AND timestamp >= max(?2, ?4) AND timestamp < ?3
+  AND (timestamp, event_id) > (?4, unhex(?5))",
+    filter_slot!("?7", "?8", "?9"),
+    filter_slot!("?10", "?11", "?12"),
+    filter_slot!("?13", "?14", "?15"),
+    filter_slot!("?16", "?17", "?18"),
+    filter_slot!("?19", "?20", "?21"),
+    filter_slot!("?22", "?23", "?24"),
+    filter_slot!("?25", "?26", "?27"),
+    filter_slot!("?28", "?29", "?30"),
+    filter_slot!("?31", "?32", "?33"),
+    filter_slot!("?34", "?35", "?36"),
+    "
+ORDER BY timestamp, event_id
+LIMIT ?6"
+);
+
+/// Up to `?7` raw events of a project (`?1`) in one sample bucket (`?2`, one byte as
+/// hex: the last byte of the user hash, or of the event id without a user) with
+/// `?3 <= timestamp < ?4`, after the `(timestamp, event_id)` cursor (`?5`, `?6` as
+/// hex): the sampled path of a filtered read, one seek of `raw_events_by_sample` per
+/// bucket. It returns every event it reads (the filter is applied by the caller), so
+/// the rows it reads are exactly the rows it returns and a budget of them holds.
+pub const SAMPLE_EVENTS: &str = concat!(
+    filtered_columns!(),
+    " INDEXED BY raw_events_by_sample
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
+  AND substr(coalesce(user, event_id), -1, 1) = unhex(?2)
+  AND timestamp >= max(?3, ?5) AND timestamp < ?4
+  AND (timestamp, event_id) > (?5, unhex(?6))
+ORDER BY timestamp, event_id
+LIMIT ?7"
+);

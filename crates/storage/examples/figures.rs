@@ -91,18 +91,23 @@ fn main() {
 
     let raw_bytes = size_of(
         &store,
-        &["raw_events", "raw_events_by_time", "raw_events_by_name"],
+        &[
+            "raw_events",
+            "raw_events_by_time",
+            "raw_events_by_sample",
+            "raw_events_by_name",
+        ],
     );
     let rollup_bytes = size_of(&store, &["rollups"]);
-    // Rows written per event as D1 counts them: the row, its time index entry, its name
-    // index entry when it has a user (the index is partial), and the rollup rows and
-    // bookkeeping rows of each batch (dirty marks, meta), per event.
+    // Rows written per event as D1 counts them: the row, its time and sample index
+    // entries, its name index entry when it has a user (that index is partial), and the
+    // rollup rows and bookkeeping rows of each batch (dirty marks, meta), per event.
     let batches = all.chunks(1000).len() as f64;
     let named = count(
         &store,
         "SELECT COUNT(*) FROM raw_events WHERE user IS NOT NULL",
     );
-    let rows_written = 2.0 + (named as f64 + rollup_rows as f64 + 2.0 * batches) / n as f64;
+    let rows_written = 3.0 + (named as f64 + rollup_rows as f64 + 2.0 * batches) / n as f64;
 
     let start = Instant::now();
     block_on(pipeline::roll_dirty(&store, Period::Day, 10, DAY0)).unwrap();

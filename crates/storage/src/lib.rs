@@ -33,6 +33,7 @@ pub mod d1;
 pub mod digests;
 pub mod erasure;
 pub mod exec;
+pub mod filtered;
 pub mod memory;
 pub mod pipeline;
 pub mod read;
@@ -49,6 +50,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 use tally_core::Event;
+use tally_core::filter::Filters;
 use tally_core::funnel::Hit;
 use tally_core::project::{ApiKey, KeyKind, NewKey, Project};
 use tally_core::queue::Dropped;
@@ -111,16 +113,15 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0013_plausible_domains.sql",
         include_str!("../../../migrations/0013_plausible_domains.sql"),
     ),
-    // 0014 is reserved for a change made in parallel; the numbers are reconciled when
-    // both are merged (see `RESERVED_MIGRATIONS`).
+    (
+        "0014_filter_sample.sql",
+        include_str!("../../../migrations/0014_filter_sample.sql"),
+    ),
     (
         "0015_raw_events_by_name.sql",
         include_str!("../../../migrations/0015_raw_events_by_name.sql"),
     ),
 ];
-
-/// Migration numbers taken by changes not merged yet, which [`MIGRATIONS`] skips.
-pub const RESERVED_MIGRATIONS: &[u32] = &[14];
 
 /// The `events_between` cursor before every row: no event time is negative, and the
 /// empty id sorts first.
@@ -629,6 +630,42 @@ pub trait QueryStore {
         to_ms: i64,
         budget: u32,
     ) -> Result<Visitors, Error>;
+
+    /// Up to `limit` raw events of `project` in `[from_ms, to_ms)` that meet every one of
+    /// `filters`, ordered by time and id, after the `(timestamp, event_id)` cursor when
+    /// given. The filters are evaluated in
+    /// SQL as `Filter::matches` evaluates them. Reads the range's events through the
+    /// time index: over all pages, each event of the range once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] or [`Error::Decode`].
+    async fn filtered_events(
+        &self,
+        project: &str,
+        from_ms: i64,
+        to_ms: i64,
+        filters: &Filters,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<Event>, Error>;
+
+    /// Up to `limit` raw events of `project` in `[from_ms, to_ms)` in sample bucket
+    /// `bucket` (`tally_core::filter::sample_bucket`), ordered by time and id, after the
+    /// cursor when given, unfiltered: the rows returned are the rows read.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] or [`Error::Decode`].
+    async fn sample_events(
+        &self,
+        project: &str,
+        bucket: u8,
+        from_ms: i64,
+        to_ms: i64,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<Event>, Error>;
 }
 
 /// The record of cron job runs and meta values.

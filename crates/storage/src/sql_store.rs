@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::Deserialize;
+use tally_core::filter::{self, Filters};
 use tally_core::funnel::Hit;
 use tally_core::project::{ApiKey, KeyKind, NewKey, Project};
 use tally_core::realtime::{self, Visitors};
@@ -368,6 +369,56 @@ impl<S: Executor> QueryStore for S {
             visitors: 0,
         });
         Ok(realtime::visitors(read.events, read.visitors, budget))
+    }
+
+    async fn filtered_events(
+        &self,
+        project: &str,
+        from_ms: i64,
+        to_ms: i64,
+        filters: &Filters,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<Event>, Error> {
+        let (after_ts, after_id) = after.unwrap_or(crate::BEFORE_ALL);
+        let mut values = range(project, from_ms, to_ms);
+        values.extend([after_ts.into(), after_id.into(), limit.into()]);
+        let mut slots = filters.iter();
+        for _ in 0..filter::MAX_FILTERS {
+            match slots.next() {
+                Some(f) => values.extend([
+                    f.dimension.name().into(),
+                    f.op.name().into(),
+                    f.value.as_str().into(),
+                ]),
+                None => values.extend([Bound::Null, Bound::Null, Bound::Null]),
+            }
+        }
+        let raw: Vec<RawRow> = self.query(sql::FILTERED_EVENTS, values).await?;
+        raw.into_iter().map(RawRow::into_event).collect()
+    }
+
+    async fn sample_events(
+        &self,
+        project: &str,
+        bucket: u8,
+        from_ms: i64,
+        to_ms: i64,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<Event>, Error> {
+        let (after_ts, after_id) = after.unwrap_or(crate::BEFORE_ALL);
+        let values = vec![
+            project.into(),
+            format!("{bucket:02x}").into(),
+            from_ms.into(),
+            to_ms.into(),
+            after_ts.into(),
+            after_id.into(),
+            limit.into(),
+        ];
+        let raw: Vec<RawRow> = self.query(sql::SAMPLE_EVENTS, values).await?;
+        raw.into_iter().map(RawRow::into_event).collect()
     }
 }
 

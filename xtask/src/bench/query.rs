@@ -162,6 +162,7 @@ fn measure_volume(events: u64) -> Result<Value> {
             ports: Ports::free()?,
             echo: false,
             env: Env::Production,
+            query_vars: Vec::new(),
         })
     };
     step(&format!(

@@ -46,6 +46,7 @@ pub fn run(args: &[String]) -> Result<()> {
         ports: Ports::fixed(base),
         echo: true,
         env: Env::Production,
+        query_vars: Vec::new(),
     })
     .context("the local stack did not start")?;
 

@@ -107,6 +107,9 @@ pub struct Config {
     /// Whose names the workers run under: their configs are the ones a deploy to this
     /// environment writes, kept in `dir/wrangler/`.
     pub env: Env,
+    /// `[vars]` of the query worker set otherwise than its config sets them (`--var`),
+    /// such as a smaller `FILTER_ROW_BUDGET` for the end-to-end tests.
+    pub query_vars: Vec<(&'static str, String)>,
 }
 
 /// A running stack; dropping it stops all three workers and everything they started.
@@ -204,6 +207,9 @@ impl Stack {
             // Signs share links.
             let share = local_secret(&self.config.dir, SHARE_SECRET_FILE)?;
             cmd.arg("--var").arg(format!("SHARE_SECRET:{share}"));
+            for (name, value) in &self.config.query_vars {
+                cmd.arg("--var").arg(format!("{name}:{value}"));
+            }
         }
         if worker == "aggregator" {
             // Cron never fires by itself locally; this serves /cdn-cgi/handler/scheduled.

@@ -6,6 +6,7 @@
 //! answer with the same body and share one ETag and one cache entry.
 
 use tally_core::ApiError;
+use tally_core::filter::{self, Filters};
 use tally_core::range::{self, Limits, Query, Range};
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
 use worker::{Request, Url};
@@ -47,6 +48,33 @@ impl Params {
     /// The value of `name` without surrounding white space, if that leaves any.
     pub fn trimmed(&self, name: &str) -> Option<&str> {
         self.get(name).map(str::trim).filter(|v| !v.is_empty())
+    }
+
+    /// Every `filter` parameter, read by the one grammar (`tally_core::filter`).
+    ///
+    /// # Errors
+    ///
+    /// 400 `invalid_filter` with core's message naming the problem.
+    pub fn filters(&self) -> Result<Filters, ApiError> {
+        let texts = self.0.iter().filter(|(k, _)| k == "filter");
+        filter::parse(texts.map(|(_, v)| v.as_str())).map_err(ApiError::from)
+    }
+
+    /// Refuses `filter` parameters on an endpoint that does not take them (rather
+    /// than answering as if there were none).
+    ///
+    /// # Errors
+    ///
+    /// 400 `filter_not_supported` naming the endpoint.
+    pub fn no_filters(&self, endpoint: &str) -> Result<(), ApiError> {
+        if self.0.iter().any(|(k, _)| k == "filter") {
+            Err(ApiError::bad_request(
+                "filter_not_supported",
+                format!("{endpoint} takes no filter; drop the filter parameters"),
+            ))
+        } else {
+            Ok(())
+        }
     }
 
     /// The range from `from`/`to` or `days`, in whole hours.
@@ -223,6 +251,28 @@ mod tests {
         assert_eq!(params.non_empty("d"), Some(" "));
         assert_eq!(params.trimmed("d"), None);
         assert_eq!(params.get("e"), None);
+    }
+
+    #[test]
+    fn filters_are_every_filter_parameter_percent_decoded_once() {
+        let url = Url::parse(
+            "https://q.example/x?filter=route%3A%2Fapi%2F*&days=7&filter=country!%3Dus&filter=name:a%252F",
+        )
+        .unwrap();
+        let filters = Params::from_url(&url).filters().unwrap();
+        let texts: Vec<String> = filters.iter().map(|f| f.text()).collect();
+        assert_eq!(texts, ["name:a%2F", "route:/api/*", "country!=US"]);
+        let url = Url::parse("https://q.example/x?filter=planet:mars").unwrap();
+        let e = Params::from_url(&url).filters().unwrap_err();
+        assert_eq!((e.status, e.code), (400, "invalid_filter"));
+        assert!(e.message.contains("\"planet\""), "{}", e.message);
+        assert_eq!(e.extra["field"], "filter");
+        let e = Params::from_url(&url).no_filters("sessions").unwrap_err();
+        assert_eq!((e.status, e.code), (400, "filter_not_supported"));
+        assert!(e.message.starts_with("sessions takes no filter"));
+        let url = Url::parse("https://q.example/x?filters=x").unwrap();
+        assert!(Params::from_url(&url).no_filters("sessions").is_ok());
+        assert!(Params::from_url(&url).filters().unwrap().is_empty());
     }
 
     #[test]

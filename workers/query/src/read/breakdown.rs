@@ -8,12 +8,13 @@
 use serde_json::{Value, json};
 use tally_core::ApiError;
 use tally_core::rollup::{Dimension, FOLDED_LABEL, Rollup};
+use tally_storage::filtered::Bucket;
 use tally_storage::read;
 use worker::{Request, Response};
 
+use super::filtered;
 use super::measures;
 use super::scope;
-use crate::edge::error::internal;
 use crate::edge::params::Params;
 use crate::edge::respond;
 use crate::edge::{RequestEnv, now_ms, store};
@@ -69,38 +70,49 @@ pub async fn get(
     let params = Params::of(req)?;
     let range = params.range(now_ms())?;
     let limit = params.limit(10, 1000)?;
+    let filters = params.filters()?;
     let query = format!(
-        "breakdown|{}|{}|{}|{limit}",
+        "breakdown|{}|{}|{}|{limit}|{}",
         dimension.name(),
         range.from_ms,
-        range.to_ms
+        range.to_ms,
+        filters.key()
     );
     let heavy = range.to_ms - range.from_ms >= scope::KV_MIN_RANGE_MS;
     let answer = respond::cached(env, project, &query, heavy, MAX_AGE_S, async || {
         let store = store(env)?;
-        let (from, to) = (range.from_ms, range.to_ms);
-        let all = read::merged(&store, project, from, to, Some(Dimension::All))
-            .await
-            .map_err(internal)?
-            .into_values()
-            .next()
+        let read = filtered::rows(
+            env,
+            &store,
+            project,
+            range,
+            &filters,
+            &[Dimension::All, dimension],
+            Bucket::Whole,
+        )
+        .await?;
+        let mut merged = read::merge(&read.rows);
+        let all = merged
+            .remove(&(Dimension::All, String::new()))
             .unwrap_or_default();
-        let rows = read::merged(&store, project, from, to, Some(dimension))
-            .await
-            .map_err(internal)?;
-        let (top, rest) = split(rows.into_iter().map(|((_, v), r)| (v, r)).collect(), limit);
+        let rows = merged
+            .into_iter()
+            .filter(|((d, _), _)| *d == dimension)
+            .map(|((_, v), r)| (v, r))
+            .collect();
+        let (top, rest) = split(rows, limit);
         let with_value: u64 = top.iter().map(|(_, r)| r.count).sum::<u64>()
             + rest.as_ref().map_or(0, |(_, r)| r.count);
         let values: Vec<Value> = top
             .iter()
             .map(|(value, row)| {
-                let mut entry = measures::entry(row, all.count);
+                let mut entry = measures::entry(row, all.count, read.scale);
                 entry.insert("value".into(), value.clone().into());
                 Value::Object(entry)
             })
             .collect();
         let other = rest.map(|(n, row)| {
-            let mut entry = measures::entry(&row, all.count);
+            let mut entry = measures::entry(&row, all.count, read.scale);
             entry.insert("values".into(), n.into());
             Value::Object(entry)
         });
@@ -113,9 +125,7 @@ pub async fn get(
             "values": values,
             "other": other,
         });
-        for (k, v) in scope::range_json(range) {
-            body[k] = v;
-        }
+        filtered::describe(&mut body, &filters, &read);
         Ok(body)
     })
     .await?;

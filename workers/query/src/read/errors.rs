@@ -4,18 +4,24 @@
 //! last message (the newest kept, with its exact time; it may lie after the range) and
 //! the routes it happened on with their counts (`null` for events without a route).
 //! Errors without a class (5xx statuses) are counted as `unclassified`.
+//!
+//! Under `filter`s the classes, routes and hours come from raw events (or a sample of
+//! users, see `read::filtered`); the last message stays the class's last one, whatever
+//! the filters.
 
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 use tally_core::ApiError;
 use tally_core::rollup::{Dimension, parse_error_route};
+use tally_core::time::Interval;
 use tally_core::time::format_ms;
+use tally_storage::filtered::{self as paths, Bucket, Filtered, Path};
 use tally_storage::{QueryStore, read};
 use worker::{Request, Response};
 
+use super::filtered;
 use super::measures::ratio;
-use super::scope;
 use crate::edge::error::internal;
 use crate::edge::params::Params;
 use crate::edge::respond;
@@ -31,20 +37,54 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
     let params = Params::of(req)?;
     let range = params.range(now_ms())?;
     let limit = params.limit(50, 1000)?;
+    let filters = params.filters()?;
     let (from, to) = (range.from_ms, range.to_ms);
     let store = store(env)?;
-    let merged = |dimension| read::merged(&store, project, from, to, Some(dimension));
-    let all = merged(Dimension::All)
-        .await
-        .map_err(internal)?
-        .into_values()
-        .next()
-        .unwrap_or_default();
-    let classes = merged(Dimension::ErrorClass).await.map_err(internal)?;
-    let pairs = merged(Dimension::ErrorRoute).await.map_err(internal)?;
-    let seen = read::first_last_hours(&store, project, from, to, Dimension::ErrorClass)
-        .await
-        .map_err(internal)?;
+    let (all, classes, pairs, seen, rows) = if filters.is_empty() {
+        let merged = |dimension| read::merged(&store, project, from, to, Some(dimension));
+        let all = merged(Dimension::All)
+            .await
+            .map_err(internal)?
+            .into_values()
+            .next()
+            .unwrap_or_default();
+        let classes = merged(Dimension::ErrorClass).await.map_err(internal)?;
+        let pairs = merged(Dimension::ErrorRoute).await.map_err(internal)?;
+        let seen = read::first_last_hours(&store, project, from, to, Dimension::ErrorClass)
+            .await
+            .map_err(internal)?;
+        let rows = Filtered {
+            rows: Vec::new(),
+            path: Path::Rollups,
+            from_ms: from,
+            to_ms: to,
+            scale: 1,
+            events_read: 0,
+        };
+        (all, classes, pairs, seen, rows)
+    } else {
+        let wanted = [Dimension::All, Dimension::ErrorClass, Dimension::ErrorRoute];
+        let bucket = Bucket::Every(Interval::Hour);
+        let rows = filtered::rows(env, &store, project, range, &filters, &wanted, bucket).await?;
+        let seen = paths::first_last(&rows.rows, Dimension::ErrorClass);
+        let mut merged = read::merge(&rows.rows);
+        let all = merged
+            .remove(&(Dimension::All, String::new()))
+            .unwrap_or_default();
+        let (classes, pairs) = merged
+            .into_iter()
+            .partition(|((d, _), _)| *d == Dimension::ErrorClass);
+        (
+            all,
+            classes,
+            pairs,
+            seen,
+            Filtered {
+                rows: Vec::new(),
+                ..rows
+            },
+        )
+    };
     let messages = store.error_messages(project).await.map_err(internal)?;
 
     let mut routes: BTreeMap<String, Vec<(Option<String>, u64)>> = BTreeMap::new();
@@ -98,8 +138,6 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
         "error_classes": counted.len(),
         "classes": list,
     });
-    for (k, v) in scope::range_json(range) {
-        body[k] = v;
-    }
+    filtered::describe(&mut body, &filters, &rows);
     respond::json(req, body.to_string(), MAX_AGE_S)
 }

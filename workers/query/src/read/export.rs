@@ -7,6 +7,10 @@
 //! Raw events are purged after the project's retention, so the range starts no earlier
 //! than retention allows (`x-tally-from` and `x-tally-to` say what was exported).
 //!
+//! `filter`s (the grammar of `tally_core::filter`) export only the events that meet
+//! them, read through the same statement as a filtered report's raw path;
+//! `x-tally-filters` echoes them as JSON (non-ASCII escaped, as a header must be).
+//!
 //! The body is streamed: `Response::from_stream` (workers-rs 0.8.7) turns a Rust
 //! `Stream` into the `ReadableStream` the runtime sends, and each chunk is one page of
 //! [`PAGE`] events read when the client is ready for it, so memory stays flat however
@@ -19,13 +23,14 @@
 
 use futures_util::stream;
 use serde_json::{Map, Value};
+use tally_core::filter::Filters;
 use tally_core::time::format_ms;
 use tally_core::{ApiError, Event};
-use tally_storage::EventStore;
 use tally_storage::d1::D1Store;
+use tally_storage::{EventStore, QueryStore};
 use worker::{Request, Response};
 
-use super::scope;
+use super::{filtered, scope};
 use crate::edge::error::internal;
 use crate::edge::params::{Params, within_retention};
 use crate::edge::{RequestEnv, now_ms, store};
@@ -72,6 +77,7 @@ struct Pages {
     from: i64,
     to: i64,
     format: Format,
+    filters: Filters,
     /// A page read but not yet sent (the first one).
     pending: Option<Vec<Event>>,
     /// The `(timestamp, event_id)` of the last event sent.
@@ -93,24 +99,25 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
             ));
         }
     };
+    let filters = params.filters()?;
     let settings = scope::project(env, project).await?;
     let range = within_retention(asked, settings.retention_days, now)
         .ok_or_else(|| scope::past_retention(settings.retention_days))?;
-    let store = store(env)?;
-    let first = store
-        .events_between(project, range.from_ms, range.to_ms, None, PAGE)
-        .await
-        .map_err(internal)?;
-    let pages = Pages {
-        store,
+    let mut pages = Pages {
+        store: store(env)?,
         project: project.to_owned(),
         from: range.from_ms,
         to: range.to_ms,
         format,
-        done: first.len() < PAGE as usize,
-        pending: Some(first),
+        filters,
+        done: false,
+        pending: None,
         after: None,
     };
+    let first = pages.page(None).await.map_err(internal)?;
+    pages.done = first.len() < PAGE as usize;
+    let echo = ascii_json(&filtered::filters_json(&pages.filters).to_string());
+    pages.pending = Some(first);
     let body = stream::unfold(pages, next_chunk);
     let mut response = Response::from_stream(body).map_err(internal)?;
     let (content_type, extension) = match format {
@@ -129,10 +136,45 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
         ("cache-control", "private, no-store"),
         ("x-tally-from", &from),
         ("x-tally-to", &to),
+        ("x-tally-filters", &echo),
     ] {
         headers.set(name, value).map_err(internal)?;
     }
     Ok(response)
+}
+
+impl Pages {
+    /// The page after the cursor: every event, or those meeting the filters.
+    async fn page(&self, after: Option<(i64, &str)>) -> Result<Vec<Event>, tally_storage::Error> {
+        let (project, from, to) = (&self.project, self.from, self.to);
+        if self.filters.is_empty() {
+            self.store
+                .events_between(project, from, to, after, PAGE)
+                .await
+        } else {
+            let filters = &self.filters;
+            self.store
+                .filtered_events(project, from, to, filters, after, PAGE)
+                .await
+        }
+    }
+}
+
+/// JSON text with every non-ASCII character escaped (`\uXXXX`, surrogate pairs past
+/// the first plane), so that it fits a header value.
+fn ascii_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
 }
 
 /// The next chunk of the body: the CSV header with the first page, then a page per
@@ -149,10 +191,9 @@ async fn next_chunk(mut pages: Pages) -> Option<(Result<Vec<u8>, worker::Error>,
         }
         None if pages.done => return None,
         None => {
-            let after = pages.after.as_ref().map(|(t, id)| (*t, id.as_str()));
+            let after = pages.after.clone();
             let read = pages
-                .store
-                .events_between(&pages.project, pages.from, pages.to, after, PAGE)
+                .page(after.as_ref().map(|(t, id)| (*t, id.as_str())))
                 .await;
             match read {
                 Ok(page) => {
@@ -251,6 +292,18 @@ pub fn csv_cell(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn filter_echoes_fit_a_header() {
+        assert_eq!(ascii_json(r#"["a"]"#), r#"["a"]"#);
+        let escaped = ascii_json("\"café 😀\"");
+        assert_eq!(escaped, r#""caf\u00e9 \ud83d\ude00""#);
+        assert_eq!(
+            serde_json::from_str::<String>(&escaped).unwrap(),
+            "café 😀",
+            "the same JSON string"
+        );
+    }
+
     use super::*;
 
     #[test]

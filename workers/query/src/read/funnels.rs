@@ -28,6 +28,7 @@ const MAX_AGE_S: u32 = 300;
 
 pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Response, ApiError> {
     let params = Params::of(req)?;
+    params.no_filters("funnels")?;
     let now = now_ms();
     let asked = params.range(now)?;
     let steps = steps(params.get("steps"))?;

@@ -1,17 +1,18 @@
 //! `GET /v1/projects/{p}/installs?interval=day|week&limit=N`: active instances (distinct
 //! hashed `instance` ids, from merged HyperLogLogs) in the range and per day or ISO
 //! week (every bucket present), and the instances and events per version, colo and
-//! country, most instances first (at most `limit` each, default 20).
+//! country, most instances first (at most `limit` each, default 20). Takes `filter`s
+//! (see `read::filtered`).
 
 use serde_json::{Value, json};
 use tally_core::ApiError;
 use tally_core::rollup::{Dimension, Rollup};
 use tally_core::time::{Interval, format_ms};
+use tally_storage::filtered::Bucket;
 use tally_storage::read;
 use worker::{Request, Response};
 
-use super::scope;
-use crate::edge::error::internal;
+use super::filtered;
 use crate::edge::params::{self, Params};
 use crate::edge::respond;
 use crate::edge::{RequestEnv, now_ms, store};
@@ -24,15 +25,31 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
     let range = params.range(now_ms())?;
     let interval = params.interval(&[Interval::Day, Interval::Week], Interval::Day)?;
     let limit = params.limit(20, 1000)?;
-    let (from, to) = (range.from_ms, range.to_ms);
+    let filters = params.filters()?;
     let store = store(env)?;
-    let series = read::series(&store, project, from, to, interval, Some(Dimension::All))
-        .await
-        .map_err(internal)?;
+    let wanted = [
+        Dimension::All,
+        Dimension::Version,
+        Dimension::Colo,
+        Dimension::Country,
+    ];
+    let rows = filtered::rows(
+        env,
+        &store,
+        project,
+        range,
+        &filters,
+        &wanted,
+        Bucket::Every(interval),
+    )
+    .await?;
+    let scale = rows.scale;
+    let series = read::buckets(&rows.rows, interval);
+    let merged = read::merge(&rows.rows);
     let all_key = (Dimension::All, String::new());
     let mut total = Rollup::default();
     let active: Vec<Value> = interval
-        .buckets(from, to)
+        .buckets(rows.from_ms, rows.to_ms)
         .map(|start| {
             let row = series.get(&start).and_then(|m| m.get(&all_key));
             if let Some(row) = row {
@@ -40,18 +57,18 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
             }
             json!({
                 "start": format_ms(start),
-                "instances": row.map_or(0, |r| r.instances.count()),
+                "instances": row.map_or(0, |r| r.instances.count().saturating_mul(scale)),
             })
         })
         .collect();
     let by = async |dimension: Dimension, key: &str| -> Result<Vec<Value>, ApiError> {
-        let rows = read::merged(&store, project, from, to, Some(dimension))
-            .await
-            .map_err(internal)?;
-        let mut list: Vec<(String, u64, u64)> = rows
-            .into_iter()
-            .filter(|(_, r)| r.count > 0)
-            .map(|((_, value), r)| (value, r.instances.count(), r.count))
+        let mut list: Vec<(String, u64, u64)> = merged
+            .iter()
+            .filter(|((d, _), r)| *d == dimension && r.count > 0)
+            .map(|((_, value), r)| {
+                let instances = r.instances.count().saturating_mul(scale);
+                (value.clone(), instances, r.count)
+            })
             .collect();
         list.sort_unstable_by(|a, b| (b.1, b.2).cmp(&(a.1, a.2)).then_with(|| a.0.cmp(&b.0)));
         Ok(list
@@ -68,14 +85,12 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
     let mut body = json!({
         "project": project,
         "interval": params::interval_name(interval),
-        "instances": total.instances.count(),
+        "instances": total.instances.count().saturating_mul(scale),
         "active": active,
         "versions": versions,
         "colos": colos,
         "countries": countries,
     });
-    for (k, v) in scope::range_json(range) {
-        body[k] = v;
-    }
+    filtered::describe(&mut body, &filters, &rows);
     respond::json(req, body.to_string(), MAX_AGE_S)
 }

@@ -52,8 +52,10 @@ impl Metric {
         }
     }
 
-    /// The metric's value for a merged row (null for a percentile without durations).
-    pub fn of(self, row: &Rollup) -> Value {
+    /// The metric's value for a merged row (null for a percentile without durations);
+    /// unique counts multiplied by `scale`, what each counted user stands for (1 but in
+    /// a sampled answer, whose counts are scaled already).
+    pub fn of(self, row: &Rollup, scale: u64) -> Value {
         match self {
             Self::Events | Self::Requests => row.count.into(),
             Self::Errors => row.errors.into(),
@@ -62,8 +64,8 @@ impl Metric {
             Self::P50 => row.durations.quantile(0.5).into(),
             Self::P95 => row.durations.quantile(0.95).into(),
             Self::P99 => row.durations.quantile(0.99).into(),
-            Self::UniqueUsers => row.users.count().into(),
-            Self::UniqueInstances => row.instances.count().into(),
+            Self::UniqueUsers => (row.users.count().saturating_mul(scale)).into(),
+            Self::UniqueInstances => (row.instances.count().saturating_mul(scale)).into(),
         }
     }
 
@@ -113,11 +115,12 @@ pub fn ratio(part: u64, whole: u64) -> f64 {
     }
 }
 
-/// Every measure of a merged row plus its share of `total` events: a breakdown entry.
-pub fn entry(row: &Rollup, total: u64) -> Map<String, Value> {
+/// Every measure of a merged row plus its share of `total` events: a breakdown entry
+/// (uniques multiplied by `scale`, as in [`Metric::of`]).
+pub fn entry(row: &Rollup, total: u64, scale: u64) -> Map<String, Value> {
     let mut out = Map::new();
     for metric in Metric::ALL.into_iter().filter(|m| *m != Metric::Requests) {
-        out.insert(metric.name().into(), metric.of(row));
+        out.insert(metric.name().into(), metric.of(row, scale));
     }
     out.insert("share".into(), ratio(row.count, total).into());
     out
@@ -159,16 +162,23 @@ mod tests {
             row.bytes += 100;
             row.durations.insert(d);
         }
-        let e = entry(&row, 16);
+        row.users.insert_hash(7);
+        let e = entry(&row, 16, 1);
         assert_eq!(e["events"], 4);
         assert_eq!(e["errors"], 1);
         assert_eq!(e["error_rate"], 0.25);
         assert_eq!(e["bytes"], 400);
         assert_eq!(e["share"], 0.25);
-        assert_eq!(e["unique_users"], 0);
+        assert_eq!(e["unique_users"], 1);
+        assert_eq!(
+            entry(&row, 16, 8)["unique_users"],
+            8,
+            "a sampled user stands for 8"
+        );
+        assert_eq!(entry(&row, 16, 8)["events"], 4, "counts come scaled");
         let p50 = e["p50"].as_f64().unwrap();
         assert!((p50 - 20.0).abs() <= 0.2, "{p50}");
-        let empty = entry(&Rollup::default(), 0);
+        let empty = entry(&Rollup::default(), 0, 1);
         assert_eq!(empty["p95"], Value::Null);
         assert_eq!(
             (empty["error_rate"].as_f64(), empty["share"].as_f64()),

@@ -1,6 +1,7 @@
 //! `GET /v1/projects/{p}/metrics?interval=day|week|month`: event counts per event name
 //! per period, from the `name` rollups. Every period of the range is present and lists
-//! every name seen in the range (zero where it had none); `totals` sums each name.
+//! every name seen in the range (zero where it had none); `totals` sums each name. Takes
+//! `filter`s (see `read::filtered`).
 
 use std::collections::BTreeMap;
 
@@ -8,11 +9,11 @@ use serde_json::{Map, Value, json};
 use tally_core::ApiError;
 use tally_core::rollup::Dimension;
 use tally_core::time::{Interval, format_ms};
+use tally_storage::filtered::Bucket;
 use tally_storage::read;
 use worker::{Request, Response};
 
-use super::scope;
-use crate::edge::error::internal;
+use super::filtered;
 use crate::edge::params::{self, Params};
 use crate::edge::respond;
 use crate::edge::{RequestEnv, now_ms, store};
@@ -27,11 +28,19 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
         &[Interval::Day, Interval::Week, Interval::Month],
         Interval::Day,
     )?;
-    let (from, to) = (range.from_ms, range.to_ms);
+    let filters = params.filters()?;
     let store = store(env)?;
-    let series = read::series(&store, project, from, to, interval, Some(Dimension::Name))
-        .await
-        .map_err(internal)?;
+    let rows = filtered::rows(
+        env,
+        &store,
+        project,
+        range,
+        &filters,
+        &[Dimension::Name],
+        Bucket::Every(interval),
+    )
+    .await?;
+    let series = read::buckets(&rows.rows, interval);
     let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
     for merged in series.values() {
         for ((_, name), row) in merged.iter().filter(|(_, r)| r.count > 0) {
@@ -39,7 +48,7 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
         }
     }
     let data: Vec<Value> = interval
-        .buckets(from, to)
+        .buckets(rows.from_ms, rows.to_ms)
         .map(|start| {
             let counts: Map<String, Value> = totals
                 .keys()
@@ -61,8 +70,6 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
         "totals": totals,
         "data": data,
     });
-    for (k, v) in scope::range_json(range) {
-        body[k] = v;
-    }
+    filtered::describe(&mut body, &filters, &rows);
     respond::json(req, body.to_string(), MAX_AGE_S)
 }

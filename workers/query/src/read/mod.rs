@@ -11,6 +11,7 @@ pub mod breakdown;
 pub mod campaigns;
 pub mod errors;
 pub mod export;
+pub mod filtered;
 pub mod funnels;
 pub mod installs;
 pub mod measures;

@@ -1,36 +1,53 @@
-//! `GET /v1/projects/{p}/overview`: headline numbers for a project over a range.
+//! `GET /v1/projects/{p}/overview`: headline numbers for a project over a range, under
+//! `filter`s (see `read::filtered`); `dropped` counts the project's dropped requests
+//! whatever the filters (they are not events).
 
 use tally_core::ApiError;
 use tally_core::rollup::{Dimension, Rollup};
 use tally_core::time::format_ms;
+use tally_storage::filtered::Bucket;
 use tally_storage::{EventStore, read};
 use worker::{Request, Response};
 
+use super::filtered;
 use crate::edge::error::internal;
 use crate::edge::params::Params;
 use crate::edge::respond;
 use crate::edge::{RequestEnv, now_ms, store};
 
 pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Response, ApiError> {
-    let range = Params::of(req)?.range(now_ms())?;
+    let params = Params::of(req)?;
+    let range = params.range(now_ms())?;
+    let filters = params.filters()?;
     let (from, to) = (range.from_ms, range.to_ms);
     let store = store(env)?;
-    let rows = read::merged(&store, project, from, to, Some(Dimension::All))
-        .await
-        .map_err(internal)?;
-    let all = rows.into_values().next().unwrap_or_default();
+    let rows = filtered::rows(
+        env,
+        &store,
+        project,
+        range,
+        &filters,
+        &[Dimension::All],
+        Bucket::Whole,
+    )
+    .await?;
+    let all = read::merge(&rows.rows)
+        .into_values()
+        .next()
+        .unwrap_or_default();
     let dropped = store
         .dropped_counts(project, from, to)
         .await
         .map_err(internal)?;
-    let mut body = body(project, from, to, &all);
+    let mut body = body(project, from, to, &all, rows.scale);
     body["dropped"] = serde_json::json!({ "bot": dropped.get("bot").copied().unwrap_or(0) });
+    filtered::describe(&mut body, &filters, &rows);
     respond::json(req, body.to_string(), 60)
 }
 
 /// The overview's JSON: counts exact, percentiles from the merged sketch, uniques from
-/// the merged HyperLogLogs.
-fn body(project: &str, from: i64, to: i64, all: &Rollup) -> serde_json::Value {
+/// the merged HyperLogLogs (multiplied by `scale` when sampled).
+fn body(project: &str, from: i64, to: i64, all: &Rollup, scale: u64) -> serde_json::Value {
     let error_rate = if all.count == 0 {
         0.0
     } else {
@@ -52,7 +69,7 @@ fn body(project: &str, from: i64, to: i64, all: &Rollup) -> serde_json::Value {
             "p95": q(0.95),
             "p99": q(0.99),
         },
-        "unique_users": all.users.count(),
-        "unique_instances": all.instances.count(),
+        "unique_users": all.users.count().saturating_mul(scale),
+        "unique_instances": all.instances.count().saturating_mul(scale),
     })
 }

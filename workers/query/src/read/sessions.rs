@@ -23,6 +23,7 @@ const MAX_AGE_S: u32 = 300;
 
 pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Response, ApiError> {
     let params = Params::of(req)?;
+    params.no_filters("sessions")?;
     let now = now_ms();
     let asked = params.range(now)?;
     let interval = params.interval(

@@ -9,12 +9,13 @@ use serde_json::{Map, Value, json};
 use tally_core::ApiError;
 use tally_core::rollup::{Dimension, Rollup};
 use tally_core::time::{DAY_MS, Interval, format_ms};
+use tally_storage::filtered::Bucket;
 use tally_storage::read;
 use worker::{Request, Response};
 
+use super::filtered;
 use super::measures::Metric;
 use super::scope;
-use crate::edge::error::internal;
 use crate::edge::params::{self, Params};
 use crate::edge::respond;
 use crate::edge::{RequestEnv, now_ms, store};
@@ -47,30 +48,33 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
         ));
     }
     let metrics = Metric::parse_list(params.get("metric"))?;
+    let filters = params.filters()?;
     let names: Vec<&str> = metrics.iter().map(|m| m.name()).collect();
     let query = format!(
-        "timeseries|{}|{}|{}|{}",
+        "timeseries|{}|{}|{}|{}|{}",
         range.from_ms,
         range.to_ms,
         params::interval_name(interval),
-        names.join(",")
+        names.join(","),
+        filters.key()
     );
     let heavy = range.to_ms - range.from_ms >= scope::KV_MIN_RANGE_MS;
     let answer = respond::cached(env, project, &query, heavy, MAX_AGE_S, async || {
         let store = store(env)?;
-        let series = read::series(
+        let rows = filtered::rows(
+            env,
             &store,
             project,
-            range.from_ms,
-            range.to_ms,
-            interval,
-            Some(Dimension::All),
+            range,
+            &filters,
+            &[Dimension::All],
+            Bucket::Every(interval),
         )
-        .await
-        .map_err(internal)?;
+        .await?;
+        let series = read::buckets(&rows.rows, interval);
         let empty = Rollup::default();
         let data: Vec<Value> = interval
-            .buckets(range.from_ms, range.to_ms)
+            .buckets(rows.from_ms, rows.to_ms)
             .map(|start| {
                 let row = series
                     .get(&start)
@@ -79,7 +83,7 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
                 let mut point = Map::new();
                 point.insert("start".into(), format_ms(start).into());
                 for metric in &metrics {
-                    point.insert(metric.name().into(), metric.of(row));
+                    point.insert(metric.name().into(), metric.of(row, rows.scale));
                 }
                 Value::Object(point)
             })
@@ -90,9 +94,7 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
             "metrics": names,
             "data": data,
         });
-        for (k, v) in scope::range_json(range) {
-            body[k] = v;
-        }
+        filtered::describe(&mut body, &filters, &rows);
         Ok(body)
     })
     .await?;

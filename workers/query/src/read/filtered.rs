@@ -1,0 +1,108 @@
+//! What the reads that take `filter` share: reading a report's rows through
+//! `tally_storage::filtered` (rollups, raw events or a sample of users, within the row
+//! budget of the `FILTER_ROW_BUDGET` var) and the members every such answer carries:
+//! the filters echoed, the path that served it (`served_by`), the sample rate when
+//! sampled, and the range the rows cover.
+
+use serde_json::{Value, json};
+use tally_core::ApiError;
+use tally_core::filter::Filters;
+use tally_core::range::Range;
+use tally_core::rollup::Dimension;
+use tally_storage::d1::D1Store;
+use tally_storage::filtered::{self, Bucket, DEFAULT_ROW_BUDGET, Filtered, Limits, Read};
+
+use super::scope;
+use crate::edge::error::internal;
+use crate::edge::{FILTER_ROW_BUDGET, RequestEnv, now_ms, params};
+
+/// The rows of the `wanted` dimensions of `project` over `range` under `filters`.
+///
+/// # Errors
+///
+/// 400 `invalid_range` when raw events are needed and the range is past retention,
+/// 400 `range_too_large` when even the smallest sample is over the budget, 404 for an
+/// unknown project (with filters), 500 when D1 fails.
+pub async fn rows(
+    env: &RequestEnv,
+    store: &D1Store,
+    project: &str,
+    range: Range,
+    filters: &Filters,
+    wanted: &[Dimension],
+    bucket: Bucket,
+) -> Result<Filtered, ApiError> {
+    // Without filters only rollups answer, and retention does not matter.
+    let (raw_from_ms, retention_days) = if filters.is_empty() {
+        (0, 0)
+    } else {
+        let settings = scope::project(env, project).await?;
+        let kept = params::within_retention(range, settings.retention_days, now_ms());
+        (
+            kept.map_or(range.to_ms, |r| r.from_ms),
+            settings.retention_days,
+        )
+    };
+    let limits = Limits {
+        row_budget: row_budget(env),
+        raw_from_ms,
+    };
+    let read = filtered::read(
+        store,
+        project,
+        range.from_ms,
+        range.to_ms,
+        filters,
+        wanted,
+        bucket,
+        limits,
+    )
+    .await
+    .map_err(internal)?;
+    match read {
+        Read::Rows(rows) => Ok(rows),
+        Read::PastRetention => Err(scope::past_retention(retention_days)),
+        Read::OverBudget { events } => Err(ApiError::bad_request(
+            "range_too_large",
+            format!(
+                "the range holds {events} events; even a sample of 1/256 of their users is more \
+                 than a filtered read may scan ({} rows); ask for a shorter range",
+                limits.row_budget
+            ),
+        )),
+    }
+}
+
+/// The row budget: the `FILTER_ROW_BUDGET` var when it is a whole number, else the
+/// default.
+fn row_budget(env: &RequestEnv) -> u64 {
+    env.var(FILTER_ROW_BUDGET)
+        .ok()
+        .and_then(|v| v.to_string().trim().parse().ok())
+        .unwrap_or(DEFAULT_ROW_BUDGET)
+}
+
+/// Adds what every filtered answer carries to `body`: `filters`, `served_by`,
+/// `sample_rate` (when sampled) and the `from`/`to` the rows cover.
+pub fn describe(body: &mut Value, filters: &Filters, rows: &Filtered) {
+    body["filters"] = filters_json(filters);
+    body["served_by"] = rows.path.name().into();
+    if let Some(rate) = rows.path.sample_rate() {
+        body["sample_rate"] = rate.into();
+    }
+    let range = Range {
+        from_ms: rows.from_ms,
+        to_ms: rows.to_ms,
+    };
+    for (k, v) in scope::range_json(range) {
+        body[k] = v;
+    }
+}
+
+/// The filters as answers echo them.
+pub fn filters_json(filters: &Filters) -> Value {
+    filters
+        .iter()
+        .map(|f| json!({"dimension": f.dimension.name(), "op": f.op.name(), "value": f.value}))
+        .collect()
+}
