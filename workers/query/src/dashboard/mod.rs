@@ -324,7 +324,8 @@ async fn get(
     let route: &'static [Dimension] = &[Dimension::Route];
     let route_hours = match read(heatmap_from, to, route, Bucket::Every(Interval::Hour)).await? {
         Read::Rows(rows) => {
-            served = Some(serve(served, &rows, true));
+            // The heatmap covers only the range's end: its start is not the page's.
+            served = Some(serve(served, &rows, false));
             read::buckets(&rows.rows, Interval::Hour)
         }
         Read::PastRetention | Read::OverBudget { .. } => BTreeMap::new(),
@@ -373,7 +374,8 @@ fn refuse<'a>(page: &mut page::Page<'a>, message: &'a str) -> Result<Response, A
 }
 
 /// What the page's reads were served by so far, with `rows` added; `covers` says
-/// whether the read is of the page's own range (the previous period's start is not).
+/// whether the read is of the page's own range (the previous period's and the
+/// heatmap's starts are not).
 fn serve(served: Option<Served>, rows: &Filtered, covers: bool) -> Served {
     let this = Served {
         path: rows.path,
