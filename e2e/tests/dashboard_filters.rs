@@ -310,3 +310,80 @@ fn dashboard_filters_follow_value_links_and_chips_and_equal_the_apis_filtered_ov
         "{html}"
     );
 }
+
+#[test]
+fn a_sampled_dashboard_says_so_with_the_apis_rate_and_numbers() {
+    let p = Project::new("dash-sampled");
+    let budget: u64 = std::env::var("TALLY_FILTER_ROW_BUDGET")
+        .expect("run with cargo xtask test")
+        .parse()
+        .unwrap();
+    // As many events as the budget has rows: at two rows an event, a filter that
+    // rollups cannot answer is read from a sample of users, on the page as in the API.
+    let n = u32::try_from(budget).unwrap();
+    let run = run_id();
+    let now = now_ms();
+    let events: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({
+                "event_id": event_id(run, i), "timestamp": now - i64::from(i) * 30_000,
+                "name": "request", "route": format!("/r{}", i % 7), "status": 200,
+                "country": (["DE", "US", "FR"][(i % 3) as usize]),
+                "user": format!("u{}", i % 400), "duration_ms": i % 90,
+            })
+        })
+        .collect();
+    for batch in events.chunks(500) {
+        let sent = send_events(&p, &Value::Array(batch.to_vec()));
+        assert_eq!(sent.status, 202, "{}", sent.json);
+    }
+    wait_for_count(&p, u64::from(n));
+
+    let by = ["country!=FR".to_owned()];
+    let api = overview_under(&p, &by);
+    assert_eq!(api["served_by"], "sampled", "{api}");
+    let buckets = (api["sample_rate"].as_f64().unwrap() * 256.0).round() as u64;
+    let page = request(
+        "GET",
+        &format!(
+            "{}/dashboard/{}?days=7&filter=country%21%3DFR",
+            url("query"),
+            p.slug
+        ),
+        &[("authorization", &p.read_auth())],
+        None,
+    );
+    assert_eq!(page.status, 200);
+    let html = page.json.as_str().expect("an HTML page");
+    assert!(
+        html.contains(r#"id="served-by" data-served-by="sampled""#),
+        "the page says it was sampled"
+    );
+    assert!(
+        html.contains(&format!("(sample rate {buckets}/256)")),
+        "at the API's rate, {buckets}/256"
+    );
+    // Beside the headline numbers, which are the API's sampled ones.
+    let note = html.find(r#"id="served-by""#).unwrap();
+    assert!(note < html.find(r#"class="cards""#).unwrap());
+    for (id, field) in [("events", "events"), ("users", "unique_users")] {
+        let value = api[field].as_u64().unwrap();
+        let grouped = value
+            .to_string()
+            .as_bytes()
+            .rchunks(3)
+            .rev()
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect::<Vec<_>>()
+            .join(",");
+        let card = &html[html
+            .find(&format!(r#"<div class="card" id="{id}">"#))
+            .unwrap()..];
+        let shown = &card[card.find(r#"<div class="v">"#).unwrap() + 15..];
+        assert_eq!(
+            &shown[..shown.find('<').unwrap()],
+            grouped,
+            "{id} is the API's {value}"
+        );
+    }
+}
