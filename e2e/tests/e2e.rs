@@ -9,6 +9,7 @@ mod alerts_api;
 mod aliases;
 mod context;
 mod dashboard;
+mod dashboard_filters;
 mod digest;
 mod erasure;
 mod filters;

@@ -22,7 +22,10 @@ pub mod realtime;
 pub mod report;
 pub mod svg;
 
+use std::collections::BTreeMap;
+
 use tally_core::ApiError;
+use tally_core::filter::Filters;
 use tally_core::funnel;
 use tally_core::range::{Limits, Query, Range};
 use tally_core::realtime::Window;
@@ -31,17 +34,18 @@ use tally_core::share;
 use tally_core::time::{DAY_MS, Interval};
 use tally_storage::access::AccessStore;
 use tally_storage::alerts::AlertStore;
+use tally_storage::filtered::{Bucket, Filtered, Read};
 use tally_storage::{AdminStore, QueryStore, read};
 use worker::{Request, Response};
 
 use self::alerts::Alerts;
 use self::gate::Denied;
-use self::page::{Access, Picked};
+use self::page::{Access, Picked, Served};
 use self::report::{Funnel, HEATMAP_DAYS, Inputs, Report};
 use crate::access;
 use crate::edge::error::internal;
-use crate::edge::html;
 use crate::edge::params::{Params, resolve_range, whole_hours, within_retention};
+use crate::edge::{self, html};
 use crate::edge::{RequestEnv, now_ms, store};
 use crate::route::{Entry, Page};
 
@@ -215,6 +219,12 @@ async fn get(
         to: picked.to.as_deref(),
         days: picked.days.as_deref(),
     };
+    // A refused filter shows the page's error and the page without filters, as a
+    // refused range does.
+    let (filters, filter_error) = match params.filters() {
+        Ok(filters) => (filters, None),
+        Err(refused) => (Filters::none(), Some(refused)),
+    };
     let path = entry.path(slug);
     let mut page = page::Page {
         project: slug,
@@ -227,59 +237,99 @@ async fn get(
         window: &window,
         report: None,
         error: None,
+        filters: &filters,
+        served: None,
         alerts: None,
     };
     let range = match resolve_range(query, now, limits) {
         Ok(range) => range,
-        Err(refused) => {
-            page.error = Some(&refused.message);
-            return html_response(&page::dashboard(&page), 400);
-        }
+        Err(refused) => return refuse(&mut page, &refused.message),
     };
+    if let Some(refused) = &filter_error {
+        return refuse(&mut page, &refused.message);
+    }
     // Whole hours: the range starts at the hour that holds `from`.
     let (from, to) = (Interval::Hour.floor(range.from_ms), range.to_ms);
     let interval = report::interval_for(from, to);
-    // One read per dimension the page shows, side by side: reading every dimension at
-    // once would also load the cross dimensions (`item_country`, `item_variant`,
-    // `error_route`), most of the rows of a busy project and none of them shown.
-    let reads = report::DIMENSIONS
-        .iter()
-        .map(|d| read::merged(&store, slug, from, to, Some(*d)));
-    let merged: read::Merged = futures_util::future::try_join_all(reads)
-        .await
-        .map_err(internal)?
-        .into_iter()
-        .flatten()
-        .collect();
-    // The previous period of the same length, per bucket: the headline numbers' changes
-    // and the charts' previous line. Its `all` rows only, a small read beside the range's.
-    let (previous_from, previous_to) = report::previous_period(from, to);
-    let previous = read::series(
-        &store,
-        slug,
-        previous_from,
-        previous_to,
-        interval,
-        Some(Dimension::All),
-    )
-    .await
-    .map_err(internal)?;
-    let series = read::series(&store, slug, from, to, interval, Some(Dimension::All))
-        .await
-        .map_err(internal)?;
-    let heatmap_from = from.max(Interval::Hour.floor(to - HEATMAP_DAYS * DAY_MS));
-    let route_hours = read::series(
-        &store,
-        slug,
-        heatmap_from,
-        to,
-        Interval::Hour,
-        Some(Dimension::Route),
-    )
-    .await
-    .map_err(internal)?;
     // Raw retention is the project's; a dashboard the gate opened has a project.
     let retention_days = project.as_ref().map_or(0, |p| p.retention_days);
+    // Every section's rows through the read API's one filtered read (its access path
+    // is storage's decision), under the page's filters.
+    let read = |from_ms, to_ms, wanted: &'static [Dimension], bucket| {
+        edge::filtered::read(
+            env,
+            &store,
+            slug,
+            retention_days,
+            Range { from_ms, to_ms },
+            &filters,
+            wanted,
+            bucket,
+        )
+    };
+    // Without filters, one read per dimension the page shows, side by side: reading
+    // every dimension at once would also load the cross dimensions (`item_country`,
+    // `item_variant`, `error_route`), most of the rows of a busy project and none of
+    // them shown. With filters, one read of them all, so raw events are scanned once.
+    let reads: Vec<Read> = if filters.is_empty() {
+        let reads = report::DIMENSIONS
+            .chunks(1)
+            .map(|d| read(from, to, d, Bucket::Whole));
+        futures_util::future::try_join_all(reads).await?
+    } else {
+        vec![read(from, to, &report::DIMENSIONS, Bucket::Whole).await?]
+    };
+    let mut merged = read::Merged::new();
+    let mut scale = 1;
+    let mut served: Option<Served> = None;
+    for r in reads {
+        match r {
+            Read::Rows(rows) => {
+                merged.extend(read::merge(&rows.rows));
+                scale = scale.max(rows.scale);
+                served = Some(serve(served, &rows, true));
+            }
+            Read::PastRetention => {
+                let refused = edge::filtered::past_retention(retention_days);
+                return refuse(&mut page, &refused.message);
+            }
+            Read::OverBudget { events } => {
+                let refused = edge::filtered::over_budget(events, edge::filtered::row_budget(env));
+                return refuse(&mut page, &refused.message);
+            }
+        }
+    }
+    let all: &'static [Dimension] = &[Dimension::All];
+    // The previous period of the same length, per bucket, under the same filters: the
+    // headline numbers' changes and the charts' previous line. Its `all` rows only, a
+    // small read beside the range's. Past raw retention it has no filtered answer, and
+    // the page shows no comparison.
+    let (previous_from, previous_to) = report::previous_period(from, to);
+    let (previous, previous_scale) =
+        match read(previous_from, previous_to, all, Bucket::Every(interval)).await? {
+            Read::Rows(rows) => {
+                served = Some(serve(served, &rows, false));
+                (Some(read::buckets(&rows.rows, interval)), rows.scale)
+            }
+            Read::PastRetention | Read::OverBudget { .. } => (None, 1),
+        };
+    let series = match read(from, to, all, Bucket::Every(interval)).await? {
+        Read::Rows(rows) => {
+            served = Some(serve(served, &rows, true));
+            read::buckets(&rows.rows, interval)
+        }
+        Read::PastRetention | Read::OverBudget { .. } => BTreeMap::new(),
+    };
+    let heatmap_from = from.max(Interval::Hour.floor(to - HEATMAP_DAYS * DAY_MS));
+    let route: &'static [Dimension] = &[Dimension::Route];
+    let route_hours = match read(heatmap_from, to, route, Bucket::Every(Interval::Hour)).await? {
+        Read::Rows(rows) => {
+            // The heatmap covers only the range's end: its start is not the page's.
+            served = Some(serve(served, &rows, false));
+            read::buckets(&rows.rows, Interval::Hour)
+        }
+        Read::PastRetention | Read::OverBudget { .. } => BTreeMap::new(),
+    };
     let funnel = funnel(&store, slug, &steps, &window, range, retention_days, now).await?;
     let report = Report::new(&Inputs {
         from,
@@ -290,7 +340,9 @@ async fn get(
         route_hours: &route_hours,
         heatmap_from,
         funnel: &funnel,
-        previous: Some(&previous),
+        previous: previous.as_ref(),
+        scale,
+        previous_scale,
     });
     // Alerts are operations, not analytics: shown to holders of a token or a share link,
     // not to every visitor of a public dashboard.
@@ -308,9 +360,28 @@ async fn get(
     };
     page.from = from;
     page.to = to;
+    page.served = served.filter(|_| !filters.is_empty());
     page.report = Some(&report);
     page.alerts = alerts.as_ref();
     html_response(&page::dashboard(&page), 200)
+}
+
+/// The page with `message` as its error, a 400: what a refused range or filter shows.
+fn refuse<'a>(page: &mut page::Page<'a>, message: &'a str) -> Result<Response, ApiError> {
+    page.error = Some(message);
+    page.report = None;
+    html_response(&page::dashboard(page), 400)
+}
+
+/// What the page's reads were served by so far, with `rows` added; `covers` says
+/// whether the read is of the page's own range (the previous period's and the
+/// heatmap's starts are not).
+fn serve(served: Option<Served>, rows: &Filtered, covers: bool) -> Served {
+    let this = Served {
+        path: rows.path,
+        from: if covers { rows.from_ms } else { i64::MIN },
+    };
+    served.map_or(this, |s| s.and(this))
 }
 
 /// `GET /dashboard/{p}/realtime`: the same gate as the dashboard, then the last thirty

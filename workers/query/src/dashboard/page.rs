@@ -4,13 +4,18 @@
 
 use std::fmt::Write;
 
+use tally_core::filter::{self, Filter, Filters, Op};
 use tally_core::funnel::DEFAULT_WINDOW;
+use tally_core::rollup::{self, Dimension};
 use tally_core::time::{Interval, date_label, date_of};
+use tally_storage::filtered::Path;
 
 use super::alerts::{self, Alerts};
 use super::report::{Funnel, HEATMAP_DAYS, Previous, Report, Row, Totals};
 use super::svg::{self, Bucket};
-use crate::edge::html::{bytes, compact, cut_cell, date_time, escape, int, millis, percent};
+use crate::edge::html::{
+    bytes, compact, cut_cell, cut_cell_to, date_time, escape, int, millis, percent,
+};
 
 /// The page's stylesheet: a responsive grid that is one column on a phone.
 const CSS: &str = "\
@@ -55,6 +60,10 @@ td.t{max-width:0;width:100%;overflow:hidden;text-overflow:ellipsis;text-align:le
 .spark{width:120px;height:28px;display:block}\
 th{font-size:12px;color:var(--muted);font-weight:500}\
 td.b{background:linear-gradient(var(--barbg),var(--barbg)) no-repeat 0 100%/var(--w) 4px;padding-bottom:7px}\
+.chips{display:flex;flex-wrap:wrap;gap:6px 8px;align-items:center;margin-bottom:10px;min-width:0}\
+.chip{display:inline-flex;align-items:center;gap:6px;max-width:100%;min-width:0;border:1px solid var(--edge);border-radius:14px;padding:2px 4px 2px 10px;background:var(--card)}\
+.chip .cv{overflow:hidden;text-overflow:ellipsis;white-space:nowrap;min-width:0}.chip a{text-decoration:none;padding:0 6px;font-weight:600}\
+.sampled{color:var(--orange);font-weight:600}\
 tr.partial td{font-style:italic}.empty{color:var(--muted)}.firing{color:var(--red);font-weight:600}\
 .error{background:var(--warnbg);border:1px solid var(--warnline);color:var(--warnfg);padding:8px 12px;border-radius:8px;margin-bottom:16px;overflow-wrap:anywhere}\
 .login{max-width:420px;margin:10vh auto;background:var(--card);border:1px solid var(--line);border-radius:10px;padding:24px}\
@@ -87,6 +96,34 @@ pub struct Picked {
     pub to: Option<String>,
 }
 
+/// Which path the page's filtered reads took, as the API's `served_by` says it: the
+/// least exact of them (a sample before raw events before rollups), and where the
+/// latest of them starts (raw events cover only raw retention).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Served {
+    pub path: Path,
+    pub from: i64,
+}
+
+impl Served {
+    /// The less exact of two reads' paths, and the later start.
+    pub fn and(self, other: Self) -> Self {
+        let rank = |p: Path| match p {
+            Path::Rollups => (0, 0),
+            Path::Raw => (1, 0),
+            Path::Sampled { buckets } => (2, u32::MAX - buckets),
+        };
+        Self {
+            path: if rank(other.path) > rank(self.path) {
+                other.path
+            } else {
+                self.path
+            },
+            from: self.from.max(other.from),
+        }
+    }
+}
+
 /// Everything one page shows.
 #[derive(Debug)]
 pub struct Page<'a> {
@@ -102,6 +139,10 @@ pub struct Page<'a> {
     pub steps: &'a str,
     /// `?window=` as given (the funnel's window; empty for the default).
     pub window: &'a str,
+    /// The `filter` parameters, as read; none when they were refused (`error` says why).
+    pub filters: &'a Filters,
+    /// How the filtered reads were served; `None` without filters.
+    pub served: Option<Served>,
     /// The data; `None` with `error` when the range was refused.
     pub report: Option<&'a Report>,
     pub error: Option<&'a str>,
@@ -146,6 +187,7 @@ pub fn dashboard(page: &Page<'_>) -> String {
     header(&mut out, page.project, page.access);
     out.push_str("<main>");
     picker(&mut out, page);
+    chips(&mut out, page);
     if let Some(error) = page.error {
         let _ = write!(
             out,
@@ -168,15 +210,20 @@ pub fn dashboard(page: &Page<'_>) -> String {
                 escape(&date_time(to))
             );
         }
+        served(&mut out, page);
         cards(&mut out, report);
         if let Some(a) = page.alerts {
+            if !page.filters.is_empty() {
+                out.push_str(r#"<p class="note" id="alerts-unfiltered">Alerts, rule states and paused campaigns are the project's, whatever the filters.</p>"#);
+            }
             alerts::section(&mut out, a);
         }
         charts(&mut out, report);
-        errors(&mut out, report);
-        installs(&mut out, report);
+        routes(&mut out, page, report);
+        errors(&mut out, page, report);
+        installs(&mut out, page, report);
         marketing(&mut out, page, report);
-        bandwidth(&mut out, report);
+        bandwidth(&mut out, page, report);
     }
     out.push_str(
         "</main><footer>From Tally's hourly and daily rollups. Counts are exact; \
@@ -250,6 +297,136 @@ fn carry(out: &mut String, page: &Page<'_>, range: bool, steps: bool) {
     if steps && !page.window.is_empty() {
         hidden(out, "window", page.window);
     }
+    for f in page.filters {
+        hidden(out, "filter", &f.text());
+    }
+}
+
+/// The page's own URL with `filters` (grammar texts) for its filters: the range, the
+/// funnel's steps and window and a share link's token kept, every value
+/// percent-encoded, so every state of the page is a link.
+pub fn url_with(page: &Page<'_>, filters: &[String]) -> String {
+    let mut query = worker::url::form_urlencoded::Serializer::new(String::new());
+    let p = page.picked;
+    for (name, value) in [("days", &p.days), ("from", &p.from), ("to", &p.to)] {
+        if let Some(value) = value {
+            query.append_pair(name, value);
+        }
+    }
+    for (name, value) in [("steps", page.steps), ("window", page.window)] {
+        if !value.is_empty() {
+            query.append_pair(name, value);
+        }
+    }
+    for f in filters {
+        query.append_pair("filter", f);
+    }
+    if let Access::Share { token, .. } = page.access {
+        query.append_pair("share", token);
+    }
+    let query = query.finish();
+    if query.is_empty() {
+        page.path.to_owned()
+    } else {
+        format!("{}?{query}", page.path)
+    }
+}
+
+/// The link a breakdown value leads to: the page with `dimension` equal to `value`
+/// added to its filters (escaped for the grammar). `None` for a value no filter can name
+/// (the folded row, an empty value, one past the grammar's limits), so a link never
+/// leads to an error page.
+pub fn filter_link(page: &Page<'_>, dimension: Dimension, value: &str) -> Option<String> {
+    if dimension.is_bounded() && value == rollup::FOLDED_LABEL {
+        return None;
+    }
+    let added = Filter {
+        dimension,
+        op: Op::Eq,
+        value: value.to_owned(),
+    };
+    let mut texts: Vec<String> = page.filters.iter().map(Filter::text).collect();
+    texts.push(added.text());
+    let filters = filter::parse(texts.iter().map(String::as_str)).ok()?;
+    let texts: Vec<String> = filters.iter().map(Filter::text).collect();
+    Some(url_with(page, &texts))
+}
+
+/// A filter as a person reads it: `route starts with /api/`.
+fn filter_words(f: &Filter) -> String {
+    let op = match f.op {
+        Op::Eq => "is",
+        Op::Ne => "is not",
+        Op::Prefix => "starts with",
+        Op::NotPrefix => "does not start with",
+    };
+    format!("{} {op} {}", f.dimension.name(), f.value)
+}
+
+/// The active filters above the headline numbers, each a chip whose × links to the page
+/// without it, and a link that clears them all.
+fn chips(out: &mut String, page: &Page<'_>) {
+    if page.filters.is_empty() {
+        return;
+    }
+    let texts: Vec<String> = page.filters.iter().map(Filter::text).collect();
+    out.push_str(r#"<div class="chips" id="filters"><span class="note">Filtered:</span>"#);
+    for (i, f) in page.filters.iter().enumerate() {
+        let rest: Vec<String> = texts
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, t)| t.clone())
+            .collect();
+        let words = escape(&filter_words(f));
+        let _ = write!(
+            out,
+            r#"<span class="chip" title="{words}"><span class="cv">{words}</span><a href="{}" aria-label="Remove the filter {words}">×</a></span>"#,
+            escape(&url_with(page, &rest))
+        );
+    }
+    let _ = write!(
+        out,
+        r#"<a id="clear-filters" href="{}">Clear all</a></div>"#,
+        escape(&url_with(page, &[]))
+    );
+}
+
+/// How the filtered numbers were read, beside the headline numbers, as the API's
+/// `served_by` and `sample_rate` say it.
+fn served(out: &mut String, page: &Page<'_>) {
+    let Some(served) = page.served else {
+        return;
+    };
+    let since = if served.from > page.from {
+        format!(
+            " since {} UTC (raw events are kept for the project's retention)",
+            date_time(served.from)
+        )
+    } else {
+        String::new()
+    };
+    match served.path {
+        Path::Rollups => out.push_str(
+            r#"<p class="note" id="served-by" data-served-by="rollups">Filtered numbers are exact, from rollups.</p>"#,
+        ),
+        Path::Raw => {
+            let _ = write!(
+                out,
+                r#"<p class="note" id="served-by" data-served-by="raw">Filtered numbers are exact, from raw events{}.</p>"#,
+                escape(&since)
+            );
+        }
+        Path::Sampled { buckets } => {
+            let all = filter::SAMPLE_BUCKETS;
+            let _ = write!(
+                out,
+                r#"<p class="note sampled" id="served-by" data-served-by="sampled">Sampled: these numbers are computed on {} of users (sample rate {buckets}/{all}) and scaled up{}.</p>"#,
+                escape(&percent(u64::from(buckets), u64::from(all))),
+                escape(&since)
+            );
+        }
+    }
 }
 
 fn picker(out: &mut String, page: &Page<'_>) {
@@ -274,13 +451,19 @@ fn picker(out: &mut String, page: &Page<'_>) {
         escape(page.picked.to.as_deref().unwrap_or_default())
     );
     carry(out, page, false, true);
+    // The realtime view reads minute rows, which take no filter: its link says so.
     let _ = write!(
         out,
-        r#"<button type="submit">Apply</button></form><a id="realtime-link" href="{}">Realtime: the last 30 minutes</a></div>"#,
+        r#"<button type="submit">Apply</button></form><a id="realtime-link" href="{}">Realtime: the last 30 minutes{}</a></div>"#,
         escape(&link_to(
             &format!("/dashboard/{}/realtime", page.project),
             page.access
-        ))
+        )),
+        if page.filters.is_empty() {
+            ""
+        } else {
+            " (unfiltered)"
+        }
     );
 }
 
@@ -661,9 +844,13 @@ fn heatmap(out: &mut String, report: &Report) {
 /// A column of a breakdown table.
 type Column<'a> = (&'a str, &'a dyn Fn(&Row) -> String);
 
-/// A table of rows, the first column the value with a bar of its share of `bar_of`.
+/// A table of rows, the first column the value with a bar of its share of `bar_of`,
+/// each value a link to the page filtered by it (`dimension` equal to the value).
+#[allow(clippy::too_many_arguments)] // One table's parts; a struct would only rename them.
 fn table(
     out: &mut String,
+    page: &Page<'_>,
+    dimension: Dimension,
     id: &str,
     title: &str,
     rows: &[Row],
@@ -688,7 +875,8 @@ fn table(
     for row in rows {
         let width = (bar_of(row) as f64 * 100.0 / max as f64).round() as u64;
         out.push_str("<tr>");
-        cut_cell(
+        let href = filter_link(page, dimension, &row.value);
+        cut_cell_to(
             out,
             "b",
             &format!("--w:{width}%"),
@@ -697,6 +885,7 @@ fn table(
             } else {
                 &row.value
             },
+            href.as_deref(),
         );
         for (_, cell) in columns {
             let _ = write!(out, "<td>{}</td>", escape(&cell(row)));
@@ -704,6 +893,29 @@ fn table(
         out.push_str("</tr>");
     }
     out.push_str("</tbody></table></div>");
+}
+
+/// The busiest routes, beside the heatmap that shows them by hour.
+fn routes(out: &mut String, page: &Page<'_>, report: &Report) {
+    let errors_of = |r: &Row| int(r.errors);
+    let users = |r: &Row| int(r.users);
+    out.push_str(r#"<div class="grid"><section class="panel" id="routes"><h2>Routes</h2>"#);
+    table(
+        out,
+        page,
+        Dimension::Route,
+        "route-table",
+        "By events",
+        &report.routes,
+        &[
+            ("Events", &requests),
+            ("Errors", &errors_of),
+            ("Users", &users),
+        ],
+        &count_of,
+        "No events with a route in this range.",
+    );
+    out.push_str("</section></div>");
 }
 
 fn requests(r: &Row) -> String {
@@ -718,7 +930,7 @@ fn count_of(r: &Row) -> u64 {
     r.count
 }
 
-fn errors(out: &mut String, report: &Report) {
+fn errors(out: &mut String, page: &Page<'_>, report: &Report) {
     let total = report.totals.errors;
     let share = move |r: &Row| percent(r.count, total);
     let rate = |r: &Row| percent(r.errors, r.count);
@@ -729,6 +941,8 @@ fn errors(out: &mut String, report: &Report) {
     );
     table(
         out,
+        page,
+        Dimension::ErrorClass,
         "error-classes",
         "Error classes",
         &report.error_classes,
@@ -738,6 +952,8 @@ fn errors(out: &mut String, report: &Report) {
     );
     table(
         out,
+        page,
+        Dimension::Route,
         "failing-routes",
         "Failing endpoints",
         &report.failing_routes,
@@ -752,6 +968,8 @@ fn errors(out: &mut String, report: &Report) {
     out.push_str(r#"</section><section class="panel" id="statuses"><h2>Status classes</h2>"#);
     table(
         out,
+        page,
+        Dimension::Status,
         "status-classes",
         "Responses",
         &report.statuses,
@@ -762,12 +980,14 @@ fn errors(out: &mut String, report: &Report) {
     out.push_str("</section></div>");
 }
 
-fn installs(out: &mut String, report: &Report) {
+fn installs(out: &mut String, page: &Page<'_>, report: &Report) {
     let instances = |r: &Row| int(r.instances);
     let users = |r: &Row| int(r.users);
     out.push_str(r#"<div class="grid"><section class="panel" id="versions"><h2>Versions</h2>"#);
     table(
         out,
+        page,
+        Dimension::Version,
         "version-table",
         "By version",
         &report.versions,
@@ -782,6 +1002,8 @@ fn installs(out: &mut String, report: &Report) {
     out.push_str(r#"</section><section class="panel" id="geography"><h2>Where</h2>"#);
     table(
         out,
+        page,
+        Dimension::Colo,
         "colo-table",
         "Cloudflare colos",
         &report.colos,
@@ -791,6 +1013,8 @@ fn installs(out: &mut String, report: &Report) {
     );
     table(
         out,
+        page,
+        Dimension::Country,
         "country-table",
         "Countries",
         &report.countries,
@@ -806,20 +1030,23 @@ fn marketing(out: &mut String, page: &Page<'_>, report: &Report) {
     out.push_str(
         r#"<div class="grid"><section class="panel" id="sources"><h2>Sources and campaigns</h2>"#,
     );
-    for (id, title, rows, empty) in [
+    for (dimension, id, title, rows, empty) in [
         (
+            Dimension::Source,
             "source-table",
             "Sources",
             &report.sources,
             "No sources in this range.",
         ),
         (
+            Dimension::Medium,
             "medium-table",
             "Media",
             &report.mediums,
             "No media in this range.",
         ),
         (
+            Dimension::Campaign,
             "campaign-table",
             "Campaigns",
             &report.campaigns,
@@ -828,6 +1055,8 @@ fn marketing(out: &mut String, page: &Page<'_>, report: &Report) {
     ] {
         table(
             out,
+            page,
+            dimension,
             id,
             title,
             rows,
@@ -839,6 +1068,8 @@ fn marketing(out: &mut String, page: &Page<'_>, report: &Report) {
     funnel(out, page, &report.funnel);
     table(
         out,
+        page,
+        Dimension::Name,
         "name-table",
         "Event names",
         &report.names,
@@ -865,6 +1096,10 @@ fn funnel(out: &mut String, page: &Page<'_>, funnel: &Funnel) {
     );
     carry(out, page, true, false);
     out.push_str(r#"<button type="submit">Show</button></form>"#);
+    // The API's `/funnels` takes no filter; the page's funnel is its answer.
+    if !page.filters.is_empty() {
+        out.push_str(r#"<p class="note" id="funnel-unfiltered">The funnel counts every user's events of its steps: filters do not apply to it, as the API's <code>/funnels</code> takes none.</p>"#);
+    }
     let (steps, from, to) = match funnel {
         Funnel::Unasked => {
             out.push_str(r#"<p class="empty" id="funnel-steps">Name the steps (event names, comma-separated, in order) to see how many users went through them.</p>"#);
@@ -921,7 +1156,7 @@ fn funnel(out: &mut String, page: &Page<'_>, funnel: &Funnel) {
     out.push_str("</tbody></table></div>");
 }
 
-fn bandwidth(out: &mut String, report: &Report) {
+fn bandwidth(out: &mut String, page: &Page<'_>, report: &Report) {
     let size = |r: &Row| bytes(r.bytes);
     let by_bytes = |r: &Row| r.bytes;
     out.push_str(
@@ -929,6 +1164,8 @@ fn bandwidth(out: &mut String, report: &Report) {
     );
     table(
         out,
+        page,
+        Dimension::Item,
         "item-table",
         "Items",
         &report.items,
@@ -939,6 +1176,8 @@ fn bandwidth(out: &mut String, report: &Report) {
     out.push_str(r#"</section><section class="panel" id="variants"><h2>Variants</h2>"#);
     table(
         out,
+        page,
+        Dimension::Variant,
         "variant-table",
         "By bandwidth",
         &report.variants,
@@ -986,6 +1225,8 @@ mod tests {
     use tally_storage::read::Merged;
 
     const EVIL: &str = r#"<script>alert("x")</script>"#;
+    /// A route filter whose value is markup ending in a literal star.
+    const EVIL_FILTER: &str = r"route:<script>\*";
 
     fn report(funnel: &Funnel) -> Report {
         let row = |count, errors, bytes| Rollup {
@@ -1018,6 +1259,8 @@ mod tests {
             heatmap_from: day,
             funnel,
             previous: None,
+            scale: 1,
+            previous_scale: 1,
         })
     }
 
@@ -1039,6 +1282,8 @@ mod tests {
             window: "",
             report: Some(report),
             error: None,
+            filters: &Filters::none(),
+            served: None,
             alerts: None,
         })
     }
@@ -1156,6 +1401,8 @@ mod tests {
             window: "2h",
             report: Some(&report),
             error: None,
+            filters: &Filters::none(),
+            served: None,
             alerts: None,
         });
         assert!(html.contains(
@@ -1192,6 +1439,8 @@ mod tests {
             window: "",
             report: Some(&report),
             error: None,
+            filters: &Filters::none(),
+            served: None,
             alerts: Some(&given),
         });
         let at = |id: &str| with.find(id).unwrap_or_else(|| panic!("{id}"));
@@ -1233,5 +1482,184 @@ mod tests {
         assert!(html.contains(r#"name="token" type="password""#));
         assert!(html.contains(r#"<input type="hidden" name="next" value="admin">"#));
         assert!(!html.contains("<script"));
+    }
+
+    /// A page over `filters` (grammar texts) with a 7-day range, for link building.
+    fn filtered<'a>(access: &'a Access, picked: &'a Picked, filters: &'a Filters) -> Page<'a> {
+        Page {
+            project: "demo",
+            path: "/dashboard/demo",
+            access,
+            picked,
+            from: 0,
+            to: DAY_MS,
+            steps: "a,b",
+            window: "",
+            report: None,
+            error: None,
+            filters,
+            served: None,
+            alerts: None,
+        }
+    }
+
+    fn filters(texts: &[&str]) -> Filters {
+        tally_core::filter::parse(texts.iter().copied()).unwrap()
+    }
+
+    /// The filters and the other parameters a link's URL carries, as the page reads them.
+    fn read_back(href: &str) -> (Vec<Filter>, crate::edge::params::Params) {
+        let url = worker::Url::parse(&format!("https://q.example{href}")).unwrap();
+        let params = crate::edge::params::Params::from_url(&url);
+        let filters = params.filters().unwrap().iter().cloned().collect();
+        (filters, params)
+    }
+
+    #[test]
+    fn value_links_escape_the_grammar_and_the_url_and_read_back_as_the_value() {
+        let picked = Picked {
+            days: Some("30".into()),
+            ..Picked::default()
+        };
+        let none = Filters::none();
+        let page = filtered(&Access::Cookie, &picked, &none);
+        let long = format!("/{}", "x".repeat(511));
+        for value in [
+            "/api/*",
+            r"C:\tmp\*",
+            "/a?b=1&c=2#top",
+            "/café/日本/ü",
+            "a b+c%2F",
+            long.as_str(),
+        ] {
+            let href = filter_link(&page, Dimension::Route, value).unwrap();
+            assert!(
+                href.starts_with("/dashboard/demo?days=30&steps=a%2Cb&filter="),
+                "{href}"
+            );
+            // The URL is one path and query: nothing a browser would split or cut off.
+            assert!(
+                !href.contains('#') && !href.contains(' ') && href.is_ascii(),
+                "{href}"
+            );
+            assert_eq!(href.matches('&').count(), 2, "{href}");
+            let (read, params) = read_back(&href);
+            assert_eq!(
+                read,
+                vec![Filter {
+                    dimension: Dimension::Route,
+                    op: Op::Eq,
+                    value: value.to_owned()
+                }],
+                "{href}"
+            );
+            assert_eq!(params.get("days"), Some("30"));
+            assert_eq!(params.get("steps"), Some("a,b"));
+        }
+        // A literal star is escaped, so the link is an equality, not a prefix.
+        assert_eq!(
+            filter_link(&page, Dimension::Route, "/api/*").unwrap(),
+            "/dashboard/demo?days=30&steps=a%2Cb&filter=route%3A%2Fapi%2F%5C*"
+        );
+        assert_eq!(
+            filter_link(&page, Dimension::Route, r"a\b").unwrap(),
+            "/dashboard/demo?days=30&steps=a%2Cb&filter=route%3Aa%5C%5Cb"
+        );
+    }
+
+    #[test]
+    fn values_no_filter_can_name_get_no_link() {
+        let picked = Picked::default();
+        let none = Filters::none();
+        let page = filtered(&Access::Cookie, &picked, &none);
+        // The folded row of a bounded dimension stands for many values.
+        assert_eq!(filter_link(&page, Dimension::Route, "(other)"), None);
+        assert_eq!(filter_link(&page, Dimension::Route, ""), None);
+        // Longer than any stored route could be.
+        let too_long = format!("/{}", "x".repeat(512));
+        assert_eq!(filter_link(&page, Dimension::Route, &too_long), None);
+        assert!(filter_link(&page, Dimension::Route, "/(other)x").is_some());
+        // The eleventh filter would be refused.
+        let texts: Vec<String> = (0..10).map(|i| format!("route!=/r{i}")).collect();
+        let ten = filters(&texts.iter().map(String::as_str).collect::<Vec<_>>());
+        let full = filtered(&Access::Cookie, &picked, &ten);
+        assert_eq!(filter_link(&full, Dimension::Country, "DE"), None);
+    }
+
+    #[test]
+    fn a_link_adds_its_filter_to_the_others_and_keeps_a_share_token() {
+        let access = Access::Share {
+            token: "1.a&b".into(),
+            expires_s: 0,
+        };
+        let picked = Picked {
+            from: Some("2025-01-12".into()),
+            to: Some("2025-01-18".into()),
+            ..Picked::default()
+        };
+        let active = filters(&["route:/api/x"]);
+        let page = filtered(&access, &picked, &active);
+        let href = filter_link(&page, Dimension::Country, "DE").unwrap();
+        let (read, params) = read_back(&href);
+        let texts: Vec<String> = read.iter().map(Filter::text).collect();
+        assert_eq!(texts, ["route:/api/x", "country:DE"]);
+        assert_eq!(params.get("share"), Some("1.a&b"));
+        assert_eq!(params.get("from"), Some("2025-01-12"));
+        assert_eq!(params.get("to"), Some("2025-01-18"));
+    }
+
+    #[test]
+    fn active_filters_show_as_chips_that_link_to_the_page_without_them() {
+        let report = report(&Funnel::Unasked);
+        let picked = Picked {
+            days: Some("7".into()),
+            ..Picked::default()
+        };
+        let active = filters(&["country:DE", EVIL_FILTER]);
+        let mut page = filtered(&Access::Cookie, &picked, &active);
+        page.report = Some(&report);
+        page.served = Some(Served {
+            path: Path::Sampled { buckets: 32 },
+            from: page.from,
+        });
+        let html = dashboard(&page);
+        assert!(!html.contains("<script"));
+        assert_eq!(html.matches(r#"<span class="chip""#).count(), 2);
+        // Each chip's link is the page with the other filter, the page's state kept.
+        assert!(html.contains(
+            r#"<a href="/dashboard/demo?days=7&amp;steps=a%2Cb&amp;filter=country%3ADE" aria-label="Remove the filter route is &lt;script&gt;*"#
+        ), "{html}");
+        assert!(html.contains(r#"<span class="cv">country is DE</span><a href="/dashboard/demo?days=7&amp;steps=a%2Cb&amp;filter=route%3A%3Cscript%3E%5C*""#));
+        assert!(html.contains(
+            r#"<a id="clear-filters" href="/dashboard/demo?days=7&amp;steps=a%2Cb">Clear all</a>"#
+        ));
+        // Every GET form carries the filters, so changing the range keeps them.
+        let forms = html.matches(r#"<form method="get""#).count();
+        assert_eq!(
+            html.matches(r#"<input type="hidden" name="filter" value="country:DE">"#)
+                .count(),
+            forms
+        );
+        // A sampled answer says so beside the headline numbers, with its rate.
+        let note = html.find(r#"id="served-by""#).unwrap();
+        assert!(note < html.find(r#"class="cards""#).unwrap());
+        assert!(html.contains("computed on 12.5% of users (sample rate 32/256)"));
+        // Value links add to the active filters, in the grammar's canonical order; the
+        // sections that take none say so.
+        assert!(html.contains(r#"<a href="/dashboard/demo?days=7&amp;steps=a%2Cb&amp;filter=name%3Avisit&amp;filter=route%3A%3Cscript%3E%5C*&amp;filter=country%3ADE""#), "{html}");
+        assert!(html.contains("Realtime: the last 30 minutes (unfiltered)"));
+        assert!(html.contains(r#"id="funnel-unfiltered""#));
+    }
+
+    #[test]
+    fn without_filters_there_are_no_chips_and_values_still_link() {
+        let report = report(&Funnel::Unasked);
+        let picked = Picked::default();
+        let html = page(&report, &Access::Public, &picked, "");
+        assert!(!html.contains(r#"id="filters""#));
+        assert!(!html.contains(r#"id="served-by""#));
+        assert!(!html.contains("(unfiltered)"));
+        assert!(html.contains(r#"<a href="/dashboard/demo?filter=name%3Asignup">signup</a>"#));
+        assert!(html.contains(r#"<table id="route-table">"#));
     }
 }

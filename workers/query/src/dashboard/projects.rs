@@ -201,7 +201,7 @@ pub fn line(
         .collect();
     Line {
         slug: slug.to_owned(),
-        totals: Totals::of(&merged),
+        totals: Totals::of(&merged, 1),
         trend,
     }
 }

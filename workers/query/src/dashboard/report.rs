@@ -56,6 +56,11 @@ pub struct Inputs<'a> {
     /// same length ([`previous_period`]): the headline numbers' changes and the charts'
     /// faint previous line.
     pub previous: Option<&'a BTreeMap<i64, Merged>>,
+    /// What unique counts of `merged` and of `previous` stand for: 1, or the inverse of
+    /// the sample rate when a filtered read was sampled (`Filtered::scale`; counts come
+    /// scaled already).
+    pub scale: u64,
+    pub previous_scale: u64,
 }
 
 /// The headline numbers.
@@ -151,6 +156,8 @@ pub struct Report {
     pub interval: Interval,
     pub series: Vec<Point>,
     pub heatmap: Heatmap,
+    /// Routes by events.
+    pub routes: Vec<Row>,
     pub error_classes: Vec<Row>,
     /// Routes with errors, most errors first.
     pub failing_routes: Vec<Row>,
@@ -204,8 +211,9 @@ pub fn refuse_steps(steps: &[String]) -> Option<String> {
 }
 
 impl Totals {
-    /// The headline numbers of the `all` row of `merged`: zeros when it has none.
-    pub fn of(merged: &Merged) -> Self {
+    /// The headline numbers of the `all` row of `merged`, unique counts times `scale`:
+    /// zeros when it has none.
+    pub fn of(merged: &Merged, scale: u64) -> Self {
         let Some(all) = merged.get(&(Dimension::All, String::new())) else {
             return Self::default();
         };
@@ -216,8 +224,8 @@ impl Totals {
             p50: all.durations.quantile(0.5),
             p95: all.durations.quantile(0.95),
             p99: all.durations.quantile(0.99),
-            users: all.users.count(),
-            instances: all.instances.count(),
+            users: all.users.count().saturating_mul(scale),
+            instances: all.instances.count().saturating_mul(scale),
         }
     }
 }
@@ -243,8 +251,8 @@ pub fn previous_period(from: i64, to: i64) -> (i64, i64) {
 
 impl Report {
     pub fn new(inputs: &Inputs<'_>) -> Self {
-        let totals = Totals::of(inputs.merged);
-        let rows = |d| rows_of(inputs.merged, d);
+        let totals = Totals::of(inputs.merged, inputs.scale);
+        let rows = |d| rows_of(inputs.merged, d, inputs.scale);
         let by_count = |d| top(rows(d), count, TOP);
         let failing_routes: Vec<Row> = rows(Dimension::Route)
             .into_iter()
@@ -252,13 +260,16 @@ impl Report {
             .collect();
         Self {
             totals,
-            previous: inputs.previous.map(|series| Totals::of(&fold_all(series))),
+            previous: inputs
+                .previous
+                .map(|series| Totals::of(&fold_all(series), inputs.previous_scale)),
             interval: inputs.interval,
             series: series(inputs),
             heatmap: Heatmap {
                 since: (inputs.heatmap_from > inputs.from).then_some(inputs.heatmap_from),
                 ..heatmap(inputs.route_hours)
             },
+            routes: by_count(Dimension::Route),
             error_classes: by_count(Dimension::ErrorClass),
             failing_routes: top(failing_routes, errors, TOP),
             // In value order (`2xx`, `4xx`, ...), as merged rows come.
@@ -277,22 +288,22 @@ impl Report {
     }
 }
 
-fn row(value: &str, r: &Rollup) -> Row {
+fn row(value: &str, r: &Rollup, scale: u64) -> Row {
     Row {
         value: value.to_owned(),
         count: r.count,
         errors: r.errors,
         bytes: r.bytes,
-        users: r.users.count(),
-        instances: r.instances.count(),
+        users: r.users.count().saturating_mul(scale),
+        instances: r.instances.count().saturating_mul(scale),
     }
 }
 
-fn rows_of(merged: &Merged, dimension: Dimension) -> Vec<Row> {
+fn rows_of(merged: &Merged, dimension: Dimension, scale: u64) -> Vec<Row> {
     merged
         .range((dimension, String::new())..)
         .take_while(|((d, _), _)| *d == dimension)
-        .map(|((_, value), r)| row(value, r))
+        .map(|((_, value), r)| row(value, r, scale))
         .collect()
 }
 
@@ -442,6 +453,8 @@ mod tests {
                 heatmap_from: day,
                 funnel: &Funnel::Unasked,
                 previous: None,
+                scale: 1,
+                previous_scale: 1,
             })
         };
         assert_eq!(report(&shown), report(&every));
@@ -469,6 +482,8 @@ mod tests {
             heatmap_from: day,
             funnel: &Funnel::Unasked,
             previous: Some(&previous),
+            scale: 1,
+            previous_scale: 1,
         });
         let before: Vec<u64> = report
             .series
@@ -530,6 +545,8 @@ mod tests {
             heatmap_from: day,
             funnel: &funnel,
             previous: None,
+            scale: 1,
+            previous_scale: 1,
         });
         assert_eq!(report.totals.requests, 10);
         assert_eq!(report.heatmap.since, None);
@@ -571,6 +588,8 @@ mod tests {
             heatmap_from: 32 * DAY_MS,
             funnel: &Funnel::Unasked,
             previous: None,
+            scale: 1,
+            previous_scale: 1,
         });
         assert_eq!(report.heatmap.since, Some(32 * DAY_MS));
         assert_eq!(report.series.len(), 60);

@@ -36,6 +36,12 @@ pub fn cut_link(out: &mut String, href: &str, text: &str) {
     cut(out, "", "", text, Some(href));
 }
 
+/// A [`cut_cell`] with its classes and style whose text links to `href` when there is
+/// one (a breakdown value and the filtered view it leads to).
+pub fn cut_cell_to(out: &mut String, class: &str, style: &str, text: &str, href: Option<&str>) {
+    cut(out, class, style, text, href);
+}
+
 fn cut(out: &mut String, class: &str, style: &str, text: &str, href: Option<&str>) {
     let text = escape(text);
     let class = if class.is_empty() {

@@ -10,6 +10,7 @@
 
 pub mod cors;
 pub mod error;
+pub mod filtered;
 pub mod html;
 pub mod params;
 pub mod respond;

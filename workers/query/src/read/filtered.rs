@@ -10,13 +10,13 @@ use tally_core::filter::Filters;
 use tally_core::range::Range;
 use tally_core::rollup::Dimension;
 use tally_storage::d1::D1Store;
-use tally_storage::filtered::{self, Bucket, DEFAULT_ROW_BUDGET, Filtered, Limits, Read};
+use tally_storage::filtered::{Bucket, Filtered, Read};
 
 use super::scope;
-use crate::edge::error::internal;
-use crate::edge::{FILTER_ROW_BUDGET, RequestEnv, now_ms, params};
+use crate::edge::{self, RequestEnv};
 
-/// The rows of the `wanted` dimensions of `project` over `range` under `filters`.
+/// The rows of the `wanted` dimensions of `project` over `range` under `filters`,
+/// through the read the dashboard shares (`edge::filtered::read`).
 ///
 /// # Errors
 ///
@@ -32,54 +32,31 @@ pub async fn rows(
     wanted: &[Dimension],
     bucket: Bucket,
 ) -> Result<Filtered, ApiError> {
-    // Without filters only rollups answer, and retention does not matter.
-    let (raw_from_ms, retention_days) = if filters.is_empty() {
-        (0, 0)
+    // Without filters only rollups answer: the project's settings are not read.
+    let retention_days = if filters.is_empty() {
+        0
     } else {
-        let settings = scope::project(env, project).await?;
-        let kept = params::within_retention(range, settings.retention_days, now_ms());
-        (
-            kept.map_or(range.to_ms, |r| r.from_ms),
-            settings.retention_days,
-        )
+        scope::project(env, project).await?.retention_days
     };
-    let limits = Limits {
-        row_budget: row_budget(env),
-        raw_from_ms,
-    };
-    let read = filtered::read(
+    let read = edge::filtered::read(
+        env,
         store,
         project,
-        range.from_ms,
-        range.to_ms,
+        retention_days,
+        range,
         filters,
         wanted,
         bucket,
-        limits,
     )
-    .await
-    .map_err(internal)?;
+    .await?;
     match read {
         Read::Rows(rows) => Ok(rows),
         Read::PastRetention => Err(scope::past_retention(retention_days)),
-        Read::OverBudget { events } => Err(ApiError::bad_request(
-            "range_too_large",
-            format!(
-                "the range holds {events} events; even a sample of 1/256 of their users is more \
-                 than a filtered read may scan ({} rows); ask for a shorter range",
-                limits.row_budget
-            ),
+        Read::OverBudget { events } => Err(edge::filtered::over_budget(
+            events,
+            edge::filtered::row_budget(env),
         )),
     }
-}
-
-/// The row budget: the `FILTER_ROW_BUDGET` var when it is a whole number, else the
-/// default.
-fn row_budget(env: &RequestEnv) -> u64 {
-    env.var(FILTER_ROW_BUDGET)
-        .ok()
-        .and_then(|v| v.to_string().trim().parse().ok())
-        .unwrap_or(DEFAULT_ROW_BUDGET)
 }
 
 /// Adds what every filtered answer carries to `body`: `filters`, `served_by`,

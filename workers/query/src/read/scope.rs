@@ -50,16 +50,7 @@ pub async fn project(env: &RequestEnv, slug: &str) -> Result<Project, ApiError> 
         })
 }
 
-/// The answer for a range wholly older than raw retention.
-pub fn past_retention(retention_days: u32) -> ApiError {
-    ApiError::bad_request(
-        "invalid_range",
-        format!(
-            "the range ends before this project's raw events begin (they are kept \
-             {retention_days} days); ask for a more recent range"
-        ),
-    )
-}
+pub use crate::edge::filtered::past_retention;
 
 /// The `from` and `to` members every answer carries.
 pub fn range_json(range: Range) -> [(&'static str, serde_json::Value); 2] {

@@ -1,0 +1,88 @@
+//! Reads under report filters, written once for the read API and the dashboard: the
+//! access path is `tally_storage::filtered`'s decision (rollups, raw events or a sample
+//! of users), within the row budget of the `FILTER_ROW_BUDGET` var and the part of the
+//! range raw retention covers. Each caller turns what cannot be read into its own
+//! answer (a JSON error, a page's error or a note).
+
+use tally_core::ApiError;
+use tally_core::filter::Filters;
+use tally_core::range::Range;
+use tally_core::rollup::Dimension;
+use tally_storage::d1::D1Store;
+use tally_storage::filtered::{self, Bucket, DEFAULT_ROW_BUDGET, Limits, Read};
+
+use super::error::internal;
+use super::{FILTER_ROW_BUDGET, RequestEnv, now_ms, params};
+
+/// The rows of the `wanted` dimensions of `project` over `range` (whole hours) under
+/// `filters`, with the project's raw retention: `Read::PastRetention` and
+/// `Read::OverBudget` are the caller's to answer ([`past_retention`], [`over_budget`]).
+///
+/// # Errors
+///
+/// 500 when D1 fails.
+#[allow(clippy::too_many_arguments)] // One report's question; a struct would only rename it.
+pub async fn read(
+    env: &RequestEnv,
+    store: &D1Store,
+    project: &str,
+    retention_days: u32,
+    range: Range,
+    filters: &Filters,
+    wanted: &[Dimension],
+    bucket: Bucket,
+) -> Result<Read, ApiError> {
+    // Without filters only rollups answer, and retention does not matter.
+    let raw_from_ms = if filters.is_empty() {
+        0
+    } else {
+        params::within_retention(range, retention_days, now_ms()).map_or(range.to_ms, |r| r.from_ms)
+    };
+    let limits = Limits {
+        row_budget: row_budget(env),
+        raw_from_ms,
+    };
+    filtered::read(
+        store,
+        project,
+        range.from_ms,
+        range.to_ms,
+        filters,
+        wanted,
+        bucket,
+        limits,
+    )
+    .await
+    .map_err(internal)
+}
+
+/// The row budget: the `FILTER_ROW_BUDGET` var when it is a whole number, else the
+/// default.
+pub fn row_budget(env: &RequestEnv) -> u64 {
+    env.var(FILTER_ROW_BUDGET)
+        .ok()
+        .and_then(|v| v.to_string().trim().parse().ok())
+        .unwrap_or(DEFAULT_ROW_BUDGET)
+}
+
+/// The answer for a range wholly older than raw retention.
+pub fn past_retention(retention_days: u32) -> ApiError {
+    ApiError::bad_request(
+        "invalid_range",
+        format!(
+            "the range ends before this project's raw events begin (they are kept \
+             {retention_days} days); ask for a more recent range"
+        ),
+    )
+}
+
+/// The answer for a filtered read that even the smallest sample cannot make.
+pub fn over_budget(events: u64, row_budget: u64) -> ApiError {
+    ApiError::bad_request(
+        "range_too_large",
+        format!(
+            "the range holds {events} events; even a sample of 1/256 of their users is more \
+             than a filtered read may scan ({row_budget} rows); ask for a shorter range"
+        ),
+    )
+}
