@@ -226,6 +226,8 @@ fn mixed_workload() -> serde_json::Value {
         "raw_rows": per(raw),
         // raw_events_by_time: one entry per raw row.
         "raw_index_rows": per(raw),
+        // raw_events_by_sample (filters' sampled reads): one entry per raw row.
+        "raw_sample_index_rows": per(raw),
         // raw_events_by_name: one entry per raw row with a user.
         "raw_name_index_rows": per(named),
         "session_marks": per(marks),
@@ -234,7 +236,7 @@ fn mixed_workload() -> serde_json::Value {
         // Dirty days, the consumer's meta, error messages.
         "bookkeeping_rows": per(bookkeeping),
         "table_rows": per(table_rows),
-        "total_with_raw_index": per(table_rows + raw + named),
+        "total_with_raw_index": per(table_rows + 2 * raw + named),
         // Each rollup row inserted also adds an entry to the rollups' second index.
         "rollup_rows_inserted": per(rollup_inserts),
     })

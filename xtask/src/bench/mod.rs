@@ -705,6 +705,10 @@ fn mixed_markdown(m: &Value) -> String {
         ("raw row", "raw_rows"),
         ("its time index entry", "raw_index_rows"),
         (
+            "its sample index entry (filters' sampled reads)",
+            "raw_sample_index_rows",
+        ),
+        (
             "its name index entry (funnels; events with a user)",
             "raw_name_index_rows",
         ),
