@@ -42,20 +42,7 @@ pub const MAX_FILTERS: usize = 10;
 pub const MAX_FILTER_BYTES: usize = 2_100;
 
 /// The dimensions a filter may name, in the order answers list filters.
-pub const DIMENSIONS: [Dimension; 12] = [
-    Dimension::Name,
-    Dimension::Route,
-    Dimension::Status,
-    Dimension::ErrorClass,
-    Dimension::Version,
-    Dimension::Colo,
-    Dimension::Country,
-    Dimension::Source,
-    Dimension::Medium,
-    Dimension::Campaign,
-    Dimension::Item,
-    Dimension::Variant,
-];
+pub const DIMENSIONS: [Dimension; 12] = Dimension::OF_ONE_FIELD;
 
 /// The dimensions whose values have a structure a prefix follows: paths, item ids,
 /// dotted event names and versions.

@@ -69,6 +69,23 @@ impl Dimension {
         Self::ErrorRoute,
     ];
 
+    /// The dimensions whose value is one field of an event (no cross dimensions, not
+    /// `all`): what a breakdown, a filter and the dashboard's tables are by.
+    pub const OF_ONE_FIELD: [Dimension; 12] = [
+        Self::Name,
+        Self::Route,
+        Self::Status,
+        Self::ErrorClass,
+        Self::Version,
+        Self::Colo,
+        Self::Country,
+        Self::Source,
+        Self::Medium,
+        Self::Campaign,
+        Self::Item,
+        Self::Variant,
+    ];
+
     /// The dimensions of minute rows ([`Period::Minute`]): what alert rules read. Users
     /// and instances are not kept in them.
     pub const MINUTE: [Dimension; 10] = [

@@ -12,22 +12,17 @@ use tally_storage::read::Merged;
 
 /// Rows shown per breakdown table.
 pub const TOP: usize = 10;
-/// The dimensions the page shows, the only ones it reads.
-pub const DIMENSIONS: [Dimension; 13] = [
-    Dimension::All,
-    Dimension::Name,
-    Dimension::Route,
-    Dimension::Status,
-    Dimension::ErrorClass,
-    Dimension::Version,
-    Dimension::Colo,
-    Dimension::Country,
-    Dimension::Source,
-    Dimension::Medium,
-    Dimension::Campaign,
-    Dimension::Item,
-    Dimension::Variant,
-];
+/// The dimensions the page shows, the only ones it reads: `all` and every dimension of
+/// one field.
+pub const DIMENSIONS: [Dimension; 13] = {
+    let mut shown = [Dimension::All; 13];
+    let mut i = 0;
+    while i < Dimension::OF_ONE_FIELD.len() {
+        shown[i + 1] = Dimension::OF_ONE_FIELD[i];
+        i += 1;
+    }
+    shown
+};
 /// Routes shown in the heatmap.
 pub const HEATMAP_ROUTES: usize = 12;
 /// Most days the heatmap covers: it reads hour rows, 24 per day and route.

@@ -23,20 +23,7 @@ use crate::edge::{RequestEnv, now_ms, store};
 const MAX_AGE_S: u32 = 300;
 
 /// The dimensions a breakdown may be by.
-pub const DIMENSIONS: [Dimension; 12] = [
-    Dimension::Route,
-    Dimension::Status,
-    Dimension::ErrorClass,
-    Dimension::Version,
-    Dimension::Colo,
-    Dimension::Country,
-    Dimension::Source,
-    Dimension::Medium,
-    Dimension::Campaign,
-    Dimension::Name,
-    Dimension::Item,
-    Dimension::Variant,
-];
+pub const DIMENSIONS: [Dimension; 12] = Dimension::OF_ONE_FIELD;
 
 /// The dimension of a path segment.
 ///
