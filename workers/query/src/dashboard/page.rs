@@ -19,8 +19,8 @@ use crate::edge::html::{
 
 /// The page's stylesheet: a responsive grid that is one column on a phone.
 const CSS: &str = "\
-:root{color-scheme:light dark;--fg:#0f172a;--muted:#64748b;--line:#e2e8f0;--bg:#f8fafc;--card:#fff;--edge:#cbd5e1;--blue:#2563eb;--red:#dc2626;--orange:#c2410c;--barbg:#bfdbfe;--warnbg:#fef2f2;--warnline:#fecaca;--warnfg:#991b1b}\
-@media (prefers-color-scheme:dark){:root{--fg:#e2e8f0;--muted:#94a3b8;--line:#334155;--bg:#0b1120;--card:#111827;--edge:#475569;--blue:#60a5fa;--red:#f87171;--orange:#fb923c;--barbg:#1e3a8a;--warnbg:#450a0a;--warnline:#7f1d1d;--warnfg:#fecaca}}\
+:root{color-scheme:light dark;--fg:#0f172a;--muted:#64748b;--line:#e2e8f0;--bg:#f8fafc;--card:#fff;--edge:#cbd5e1;--blue:#2563eb;--red:#dc2626;--orange:#c2410c;--barbg:#bfdbfe;--warnbg:#fef2f2;--warnline:#fecaca;--warnfg:#991b1b;--empty:#f1f5f9}\
+@media (prefers-color-scheme:dark){:root{--fg:#e2e8f0;--muted:#94a3b8;--line:#334155;--bg:#0b1120;--card:#111827;--edge:#475569;--blue:#60a5fa;--red:#f87171;--orange:#fb923c;--barbg:#1e3a8a;--warnbg:#450a0a;--warnline:#7f1d1d;--warnfg:#fecaca;--empty:#1e293b}}\
 *{box-sizing:border-box}\
 body{margin:0;font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:var(--fg);background:var(--bg)}\
 header{background:#0f172a;color:#fff;padding:12px 20px;display:flex;flex-wrap:wrap;gap:4px 16px;align-items:baseline;justify-content:space-between}\
@@ -48,7 +48,7 @@ h2{font-size:15px;margin:0 0 8px}h3{font-size:13px;margin:14px 0 4px;color:var(-
 .note{color:var(--muted);font-size:12px;margin:6px 0;overflow-wrap:anywhere}\
 .scroll{overflow-x:auto}.chart{width:100%;min-width:440px;height:auto;display:block}\
 .end{direction:rtl}.end>*{direction:ltr}\
-.chart .axis{font-size:12px;fill:var(--muted)}.chart .label{font-size:12px;fill:var(--fg)}\
+.chart .axis{font-size:12px;fill:var(--muted)}rect.z{fill:var(--empty)}.chart .label{font-size:12px;fill:var(--fg)}\
 .bar{fill:var(--blue)}.bar-over{fill:var(--red)}.line{fill:none;stroke:var(--blue);stroke-width:2}.dot{fill:var(--blue)}\
 .legend{font-size:12px;color:var(--muted)}.legend i{display:inline-block;width:10px;height:10px;border-radius:2px;margin:0 4px 0 8px}.legend i.prev{height:0;width:14px;border-top:2px dashed var(--muted);border-radius:0;vertical-align:middle}\
 .chart .prev{fill:none;stroke:var(--muted);stroke-width:1.5;stroke-dasharray:5 4;opacity:.8}\

@@ -281,7 +281,9 @@ pub fn heatmap(aria: &str, rows: &[(String, [u64; 24])], max: u64, unit: &str) -
             let x = LABEL_W + h as f64 * cell_w;
             let _ = write!(
                 out,
-                r#"<rect x="{}" y="{}" width="{}" height="{}" rx="2" fill="{}"><title>{}</title></rect>"#,
+                r#"<rect{} x="{}" y="{}" width="{}" height="{}" rx="2" fill="{}"><title>{}</title></rect>"#,
+                // An empty cell takes the page's colour for nothing (light or dark).
+                if count == 0 { r#" class="z""# } else { "" },
                 Fixed(x, 2),
                 Fixed(y, 1),
                 Fixed(cell_w - 2.0, 2),
@@ -483,6 +485,11 @@ mod tests {
         assert_eq!(heat(8, 8), "rgb(29,78,216)");
         assert_eq!(heat(0, 8), "#f1f5f9");
         assert_eq!(count(&svg, "#f1f5f9"), 22);
+        assert_eq!(
+            count(&svg, r#"<rect class="z""#),
+            22,
+            "empty cells follow the theme"
+        );
         assert_eq!(count(&svg, ">00h<") + count(&svg, ">21h<"), 2);
     }
 }
