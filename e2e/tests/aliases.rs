@@ -13,26 +13,6 @@ const HOUR: i64 = 3_600_000;
 const DAY: i64 = 86_400_000;
 const MINUTE: i64 = 60_000;
 
-/// The UTC calendar date of a day number (days since 1970-01-01), by Howard Hinnant's
-/// `civil_from_days`, written here so that tests do not lean on Tally's own dates.
-fn civil(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// `YYYY-MM-DD` of the day holding `ms`.
-fn date(ms: i64) -> String {
-    let (y, m, d) = civil(ms.div_euclid(DAY));
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 /// The first day of the month holding `ms`, as `YYYY-MM-DD`.
 fn month(ms: i64) -> String {
     let (y, m, _) = civil(ms.div_euclid(DAY));

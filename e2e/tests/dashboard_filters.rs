@@ -314,10 +314,7 @@ fn dashboard_filters_follow_value_links_and_chips_and_equal_the_apis_filtered_ov
 #[test]
 fn a_sampled_dashboard_says_so_with_the_apis_rate_and_numbers() {
     let p = Project::new("dash-sampled");
-    let budget: u64 = std::env::var("TALLY_FILTER_ROW_BUDGET")
-        .expect("run with cargo xtask test")
-        .parse()
-        .unwrap();
+    let budget = filter_row_budget();
     // As many events as the budget has rows: at two rows an event, a filter that
     // rollups cannot answer is read from a sample of users, on the page as in the API.
     let n = u32::try_from(budget).unwrap();

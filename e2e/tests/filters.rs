@@ -13,17 +13,16 @@ use crate::support::*;
 
 const DAY: i64 = 86_400_000;
 
-fn date(ms: i64) -> String {
-    let z = ms.div_euclid(DAY) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+/// The start of the two whole UTC days before yesterday, and their range as query
+/// parameters.
+fn two_whole_days() -> (i64, String) {
+    let d0 = now_ms().div_euclid(DAY) * DAY - 3 * DAY;
+    let range = format!(
+        "from={}T00:00:00Z&to={}T00:00:00Z",
+        date(d0),
+        date(d0 + 2 * DAY)
+    );
+    (d0, range)
 }
 
 /// `n` events over the two days from `d0`: requests on API and web routes with
@@ -211,10 +210,7 @@ fn check(
     assert_eq!(o.json["duration_ms"]["count"], durations, "{what}");
     // Never more rows read than the budget allows, besides the rollup rows that
     // predicted the scan (as many as the unfiltered overview reads).
-    let budget: u64 = std::env::var("TALLY_FILTER_ROW_BUDGET")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let budget = filter_row_budget();
     let rows_read = |a: &Answer| -> u64 { a.header("x-tally-rows-read").unwrap().parse().unwrap() };
     let plain = read(p, &format!("overview?{range}"));
     assert!(
@@ -303,16 +299,8 @@ fn check(
 #[test]
 fn filtered_answers_equal_a_recomputation_from_the_export() {
     let p = Project::new("filters");
-    let d0 = now_ms().div_euclid(DAY) * DAY - 3 * DAY;
-    let range = format!(
-        "from={}T00:00:00Z&to={}T00:00:00Z",
-        date(d0),
-        date(d0 + 2 * DAY)
-    );
-    let budget: u64 = std::env::var("TALLY_FILTER_ROW_BUDGET")
-        .expect("run with cargo xtask test")
-        .parse()
-        .unwrap();
+    let (d0, range) = two_whole_days();
+    let budget = filter_row_budget();
     // Under the stack's budget, so raw reads are exact.
     let n = u32::try_from(budget * 2 / 5).unwrap();
     ingest(&p, &workload(run_id(), n, d0, 1), &range);
@@ -386,16 +374,8 @@ fn filtered_answers_equal_a_recomputation_from_the_export() {
 #[test]
 fn past_the_row_budget_answers_come_from_a_sample_of_users_and_say_so() {
     let p = Project::new("filters-sampled");
-    let d0 = now_ms().div_euclid(DAY) * DAY - 3 * DAY;
-    let range = format!(
-        "from={}T00:00:00Z&to={}T00:00:00Z",
-        date(d0),
-        date(d0 + 2 * DAY)
-    );
-    let budget: u64 = std::env::var("TALLY_FILTER_ROW_BUDGET")
-        .expect("run with cargo xtask test")
-        .parse()
-        .unwrap();
+    let (d0, range) = two_whole_days();
+    let budget = filter_row_budget();
     let n = u32::try_from(budget * 5 / 2).unwrap();
     ingest(&p, &workload(run_id(), n, d0, 2), &range);
     let rows = export(&p, &range);
@@ -437,12 +417,7 @@ fn past_the_row_budget_answers_come_from_a_sample_of_users_and_say_so() {
 #[test]
 fn bad_filters_are_400s_naming_the_problem_and_change_nothing() {
     let p = Project::new("filters-bad");
-    let d0 = now_ms().div_euclid(DAY) * DAY - 3 * DAY;
-    let range = format!(
-        "from={}T00:00:00Z&to={}T00:00:00Z",
-        date(d0),
-        date(d0 + 2 * DAY)
-    );
+    let (d0, range) = two_whole_days();
     ingest(&p, &workload(run_id(), 50, d0, 3), &range);
     let before = read(&p, &format!("overview?{range}"));
     let many: String = (0..11).map(|i| format!("&filter=name:a{i}")).collect();

@@ -50,24 +50,19 @@ pub enum Dimension {
 
 impl Dimension {
     /// Every dimension, in a fixed order.
-    pub const ALL: [Dimension; 16] = [
-        Self::All,
-        Self::Name,
-        Self::Route,
-        Self::Status,
-        Self::ErrorClass,
-        Self::Version,
-        Self::Colo,
-        Self::Country,
-        Self::Source,
-        Self::Medium,
-        Self::Campaign,
-        Self::Item,
-        Self::Variant,
-        Self::ItemVariant,
-        Self::ItemCountry,
-        Self::ErrorRoute,
-    ];
+    pub const ALL: [Dimension; 16] = {
+        // `all`, the dimensions of one field, then the cross dimensions.
+        let mut every = [Self::All; 16];
+        let mut i = 0;
+        while i < Self::OF_ONE_FIELD.len() {
+            every[i + 1] = Self::OF_ONE_FIELD[i];
+            i += 1;
+        }
+        every[13] = Self::ItemVariant;
+        every[14] = Self::ItemCountry;
+        every[15] = Self::ErrorRoute;
+        every
+    };
 
     /// The dimensions whose value is one field of an event (no cross dimensions, not
     /// `all`): what a breakdown, a filter and the dashboard's tables are by.

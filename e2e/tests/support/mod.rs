@@ -30,6 +30,36 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// The query worker's `FILTER_ROW_BUDGET` in this stack, which `cargo xtask test` makes
+/// small (and passes as `TALLY_FILTER_ROW_BUDGET`) so that sampled reads are reachable.
+pub fn filter_row_budget() -> u64 {
+    std::env::var("TALLY_FILTER_ROW_BUDGET")
+        .expect("run with cargo xtask test")
+        .parse()
+        .expect("TALLY_FILTER_ROW_BUDGET is a whole number")
+}
+
+/// The UTC calendar date `(year, month, day)` of a day number (days since 1970-01-01),
+/// by Howard Hinnant's `civil_from_days`, written here so that tests do not lean on
+/// Tally's own dates.
+pub fn civil(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// `YYYY-MM-DD` of the UTC day holding `ms`.
+pub fn date(ms: i64) -> String {
+    let (y, m, d) = civil(ms.div_euclid(86_400_000));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 /// The wall clock in epoch milliseconds, as event timestamps carry it.
 pub fn now_ms() -> i64 {
     SystemTime::now()
