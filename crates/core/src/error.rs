@@ -7,8 +7,10 @@
 use crate::time::json_kind;
 
 /// Errors from core operations that are not per-event validation outcomes.
+///
+/// Deliberately exhaustive: `tally-edge` maps every variant to an answer with no
+/// wildcard arm, so a new variant does not compile until it has its status and code.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
 pub enum Error {
     /// A queue message body could not be decoded.
     #[error("malformed queue message: {0}")]

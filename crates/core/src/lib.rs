@@ -28,7 +28,6 @@
 //! salts are arguments, so every rule is deterministic and testable natively and on wasm32.
 
 pub mod alerts;
-pub mod api_error;
 pub mod digest;
 pub mod event;
 pub mod filter;
@@ -59,7 +58,6 @@ pub mod workload;
 
 mod error;
 
-pub use api_error::ApiError;
 pub use error::Error;
 pub use event::{Event, RawEvent};
 pub use validate::{Accepted, Context, Rejection, Settings, Warning, validate};

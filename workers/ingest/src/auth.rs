@@ -4,10 +4,10 @@
 
 use std::cell::{Cell, RefCell};
 
-use tally_core::ApiError;
 use tally_core::project::{
     ApiKey, KeyKind, Project, RateLimit, is_key_shaped, key_hash, normalize_domain,
 };
+use tally_edge::ApiError;
 use tally_storage::cloudflare::KvCache;
 use tally_storage::d1::D1Store;
 use tally_storage::{AdminStore, Cache};

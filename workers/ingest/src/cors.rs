@@ -4,7 +4,7 @@
 //! the project does not allow is refused with 403 and nothing is stored. Answers echo the
 //! request's origin so that a page can read what went wrong.
 
-use tally_core::ApiError;
+use tally_edge::ApiError;
 use worker::{Env, Request, Response, Url};
 
 use crate::auth;

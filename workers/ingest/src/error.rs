@@ -1,7 +1,7 @@
 //! Turns [`ApiError`] into a response at the ingest worker's edge.
 
 use serde_json::Value;
-use tally_core::ApiError;
+use tally_edge::ApiError;
 use worker::Response;
 
 /// Logs an internal failure in full and answers with a generic 500.

@@ -5,7 +5,8 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use tally_core::{ApiError, Event, Rejection, Warning};
+use tally_core::{Event, Rejection, Warning};
+use tally_edge::ApiError;
 use tally_storage::EventQueue;
 use worker::{Env, Request, Response, Url};
 

@@ -2,8 +2,9 @@
 //! for the admitted project, and sending accepted events to the `events` queue.
 
 use serde_json::Value;
-use tally_core::{Accepted, ApiError, Context, Event, RawEvent, Rejection, Settings, validate};
+use tally_core::{Accepted, Context, Event, RawEvent, Rejection, Settings, validate};
 use tally_core::{idempotency, queue};
+use tally_edge::ApiError;
 use tally_storage::EventQueue;
 use tally_storage::cloudflare::CfQueue;
 use worker::{Env, Request};

@@ -13,7 +13,7 @@ mod track;
 
 use worker::{Context, Date, Env, Method, Request, Response, Result, event};
 
-use tally_core::ApiError;
+use tally_edge::ApiError;
 
 /// The `events` queue producer binding (see `wrangler/ingest.toml`).
 pub const EVENTS_QUEUE: &str = "EVENTS";

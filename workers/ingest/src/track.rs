@@ -7,7 +7,8 @@
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tally_core::{ApiError, RawEvent};
+use tally_core::RawEvent;
+use tally_edge::ApiError;
 use worker::{Env, Request, Response, Url};
 
 use crate::auth;

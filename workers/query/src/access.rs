@@ -5,9 +5,9 @@
 //! are looked up by their hash on every request, so a revocation applies at once.
 
 use sha2::{Digest, Sha256};
-use tally_core::ApiError;
 use tally_core::project::{ApiKey, KeyKind, Project, is_key_shaped, key_hash};
 use tally_core::share;
+use tally_edge::ApiError;
 use tally_storage::AdminStore;
 use worker::Request;
 

@@ -9,10 +9,10 @@
 
 use std::fmt::Write;
 
-use tally_core::ApiError;
 use tally_core::rollup::Dimension;
 use tally_core::time::{DAY_MS, Interval};
 use tally_core::validate::is_valid_slug;
+use tally_edge::ApiError;
 use tally_storage::{AdminStore, read};
 use worker::{Request, Response};
 

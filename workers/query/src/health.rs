@@ -11,8 +11,8 @@
 use std::cell::RefCell;
 
 use serde_json::{Value, json};
-use tally_core::ApiError;
 use tally_core::project::MISSING_BINDINGS_KEY;
+use tally_edge::ApiError;
 use tally_storage::cloudflare::KvCache;
 use tally_storage::pipeline::Progress;
 use tally_storage::{Cache, JobLog};

@@ -20,7 +20,7 @@ mod openapi;
 mod read;
 mod route;
 
-use tally_core::ApiError;
+use tally_edge::ApiError;
 use worker::{Context, Env, Request, Response, Result, event};
 
 use crate::edge::RequestEnv;

@@ -4,7 +4,7 @@
 //! every endpoint is described, so a new one cannot be forgotten, and every described
 //! path is routed.
 
-use tally_core::ApiError;
+use tally_edge::ApiError;
 use worker::Response;
 
 use crate::edge::error::internal;

@@ -14,8 +14,8 @@
 //! with `Allow`. The read API's and the seeds' read paths also take `OPTIONS`: browsers'
 //! CORS preflights, answered by `edge::cors`.
 
-use tally_core::ApiError;
 use tally_core::validate::is_valid_slug;
+use tally_edge::ApiError;
 use worker::Method;
 
 /// A request the worker answers, with the path's parts it needs.

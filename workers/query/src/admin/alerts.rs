@@ -7,8 +7,8 @@
 //! worker only writes rule definitions.
 
 use serde_json::json;
-use tally_core::ApiError;
 use tally_core::alerts::{Fresh, ID_BYTES, MAX_RULES_PER_PROJECT, SECRET_BYTES, parse_input};
+use tally_edge::ApiError;
 use tally_storage::alerts::{AlertWrite, RuleEntry};
 use tally_storage::d1::D1Store;
 use tally_storage::{Write, Writer};

@@ -3,7 +3,7 @@
 //! resumes it).
 
 use serde::Deserialize;
-use tally_core::ApiError;
+use tally_edge::ApiError;
 use tally_storage::alerts::AlertWrite;
 use tally_storage::d1::D1Store;
 use tally_storage::{Write, Writer};

@@ -8,10 +8,10 @@
 //! run went.
 
 use serde_json::{Value, json};
-use tally_core::ApiError;
 use tally_core::alerts::{SECRET_BYTES, new_secret};
 use tally_core::digest::parse_input;
 use tally_core::time::format_ms;
+use tally_edge::ApiError;
 use tally_storage::d1::D1Store;
 use tally_storage::digests::{self, DigestRun};
 use worker::Response;

@@ -9,9 +9,9 @@
 //! ([`tally_storage::erasure::run`]) and the status shows how far it got.
 
 use serde_json::{Value, json};
-use tally_core::ApiError;
 use tally_core::hash::{hex, identifier};
 use tally_core::validate::MAX_DIMENSION_CHARS;
+use tally_edge::ApiError;
 use tally_storage::d1::D1Store;
 use tally_storage::erasure::{self, Erasure};
 use worker::Response;

@@ -16,7 +16,7 @@ pub mod erasures;
 pub mod projects;
 pub mod share;
 
-use tally_core::ApiError;
+use tally_edge::ApiError;
 use worker::{Method, Request, Response};
 
 use crate::access::require_admin;

@@ -2,8 +2,8 @@
 //! show and change projects; create, list and revoke their write keys and read tokens.
 
 use serde_json::{Value, json};
-use tally_core::ApiError;
 use tally_core::project::{KEY_BYTES, Project, ProjectInput, new_key, parse_key_request};
+use tally_edge::ApiError;
 use tally_storage::AdminStore;
 use tally_storage::d1::D1Store;
 use worker::Response;

@@ -6,9 +6,9 @@
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tally_core::ApiError;
 use tally_core::share::{self, ID_BYTES, MAX_LIFETIME_S, ShareLink};
 use tally_core::time::{DAY_MS, format_ms};
+use tally_edge::ApiError;
 use tally_storage::access::AccessStore;
 use tally_storage::d1::D1Store;
 use worker::{Response, Url};

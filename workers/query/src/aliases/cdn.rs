@@ -9,9 +9,9 @@
 //! hours of days not yet rolled.
 
 use serde_json::{Value, json};
-use tally_core::ApiError;
 use tally_core::rollup::{Dimension, Rollup, pair_prefix, pair_second};
 use tally_core::time::{DAY_MS, Interval, date_label, date_of, parse_date};
+use tally_edge::ApiError;
 use tally_storage::ValueMatch;
 use tally_storage::read::{self, Merged};
 use worker::{Request, Response};

@@ -10,7 +10,7 @@ pub mod cdn;
 pub mod plugin;
 pub mod track;
 
-use tally_core::ApiError;
+use tally_edge::ApiError;
 use worker::{Request, Response};
 
 use crate::edge::RequestEnv;

@@ -10,10 +10,10 @@
 //! with the seed's ages: overview 60 s, timeseries 300 s.
 
 use serde_json::{Value, json};
-use tally_core::ApiError;
 use tally_core::range::{Limits, Query, Range};
 use tally_core::rollup::{Dimension, Rollup};
 use tally_core::time::{Interval, format_ms};
+use tally_edge::ApiError;
 use tally_storage::read::{self, Merged};
 use worker::{Request, Response};
 

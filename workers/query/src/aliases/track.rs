@@ -13,11 +13,11 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
-use tally_core::ApiError;
 use tally_core::hash::identifier;
 use tally_core::range::EARLIEST_MS;
 use tally_core::rollup::Dimension;
 use tally_core::time::{DAY_MS, Interval, parse_date};
+use tally_edge::ApiError;
 use tally_storage::{FilteredReads, pipeline, read};
 use worker::{Request, Response};
 

@@ -13,9 +13,9 @@
 //! login and logout forms are taken only from the dashboard's own origin
 //! ([`same_origin`]).
 
-use tally_core::ApiError;
 use tally_core::project::Project;
 use tally_core::share::{self, Refusal, is_session, session_hash};
+use tally_edge::ApiError;
 use tally_storage::access::AccessStore;
 use worker::Request;
 

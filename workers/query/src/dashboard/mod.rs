@@ -24,7 +24,6 @@ pub mod svg;
 
 use std::collections::BTreeMap;
 
-use tally_core::ApiError;
 use tally_core::filter::Filters;
 use tally_core::funnel;
 use tally_core::range::{Limits, Query, Range};
@@ -32,6 +31,7 @@ use tally_core::realtime::Window;
 use tally_core::rollup::Dimension;
 use tally_core::share;
 use tally_core::time::{DAY_MS, Interval};
+use tally_edge::ApiError;
 use tally_storage::access::AccessStore;
 use tally_storage::alerts::AlertStore;
 use tally_storage::filtered::{Bucket, Filtered, Read};

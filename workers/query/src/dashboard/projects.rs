@@ -10,10 +10,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use tally_core::ApiError;
 use tally_core::range::{Limits, Query};
 use tally_core::rollup::Dimension;
 use tally_core::time::Interval;
+use tally_edge::ApiError;
 use tally_storage::{EventStore, read};
 use worker::{Request, Response};
 

@@ -12,7 +12,7 @@
 //! token's own project allows the origin ([`decorate`]), so without it the browser
 //! keeps the answer from the page.
 
-use tally_core::ApiError;
+use tally_edge::ApiError;
 use tally_storage::AdminStore;
 use worker::{Request, Response};
 

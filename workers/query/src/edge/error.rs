@@ -1,11 +1,11 @@
-//! Errors at the query worker's edge: every failure is a [`tally_core::ApiError`], an
+//! Errors at the query worker's edge: every failure is a [`tally_edge::ApiError`], an
 //! internal one is logged in full and answered generically ([`internal`]), core's
 //! refusals become 400s in one place ([`refused`]), and [`respond`] turns an error into
 //! the JSON answer.
 
 use std::fmt::Display;
 
-use tally_core::ApiError;
+use tally_edge::ApiError;
 use worker::Response;
 
 /// Logs an internal failure in full and answers with a generic 500.

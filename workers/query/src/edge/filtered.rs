@@ -4,10 +4,10 @@
 //! range raw retention covers. Each caller turns what cannot be read into its own
 //! answer (a JSON error, a page's error or a note).
 
-use tally_core::ApiError;
 use tally_core::filter::Filters;
 use tally_core::range::Range;
 use tally_core::rollup::Dimension;
+use tally_edge::ApiError;
 use tally_storage::d1::D1Store;
 use tally_storage::filtered::{self, Bucket, DEFAULT_ROW_BUDGET, Limits, Read};
 

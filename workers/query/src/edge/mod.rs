@@ -19,8 +19,8 @@ pub mod shapes;
 use std::cell::RefCell;
 use std::ops::Deref;
 
-use tally_core::ApiError;
 use tally_core::project::Project;
+use tally_edge::ApiError;
 use tally_storage::d1::{D1Store, Meter};
 use worker::{Date, Env};
 

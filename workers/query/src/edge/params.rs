@@ -5,10 +5,10 @@
 //! hour, the rows rollups are kept in. So one hour's requests ask the same question,
 //! answer with the same body and share one ETag and one cache entry.
 
-use tally_core::ApiError;
 use tally_core::filter::{self, Filters};
 use tally_core::range::{self, Limits, Query, Range};
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
+use tally_edge::ApiError;
 use worker::{Request, Url};
 
 use super::error::{internal, refused};

@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tally_core::ApiError;
 use tally_core::hash::hex;
+use tally_edge::ApiError;
 use tally_storage::Cache;
 use tally_storage::cloudflare::KvCache;
 use worker::{Request, Response};

@@ -6,11 +6,11 @@
 //! API, when it made or replaced one). A campaign whose state was never set is `active`.
 
 use serde_json::{Value, json};
-use tally_core::ApiError;
 use tally_core::range::Range;
 use tally_core::rollup::Dimension;
 use tally_core::time::{DAY_MS, format_ms};
 use tally_core::validate::MAX_DIMENSION_CHARS;
+use tally_edge::ApiError;
 use tally_storage::alerts::{AlertStore, CampaignState, RuleEntry};
 use tally_storage::d1::D1Store;
 use tally_storage::{ValueMatch, read};

@@ -4,8 +4,8 @@
 //! a webhook only where it points.
 
 use serde_json::{Value, json};
-use tally_core::ApiError;
 use tally_core::time::format_ms;
+use tally_edge::ApiError;
 use tally_storage::alerts::{AlertRecord, AlertStore};
 use worker::{Request, Response};
 

@@ -6,8 +6,8 @@
 //! the values, `other` and `without_value` add up to `events`.
 
 use serde_json::{Value, json};
-use tally_core::ApiError;
 use tally_core::rollup::{Dimension, FOLDED_LABEL, Rollup};
+use tally_edge::ApiError;
 use tally_storage::filtered::Bucket;
 use tally_storage::read;
 use worker::{Request, Response};

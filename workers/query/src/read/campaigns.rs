@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
-use tally_core::ApiError;
 use tally_core::rollup::Dimension;
+use tally_edge::ApiError;
 use tally_storage::alerts::{AlertStore, CampaignState};
 use tally_storage::read;
 use worker::{Request, Response};

@@ -12,10 +12,10 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
-use tally_core::ApiError;
 use tally_core::rollup::{Dimension, parse_error_route};
 use tally_core::time::Interval;
 use tally_core::time::format_ms;
+use tally_edge::ApiError;
 use tally_storage::filtered::{self as paths, Bucket, Filtered, Path};
 use tally_storage::{QueryStore, read};
 use worker::{Request, Response};

@@ -23,9 +23,10 @@
 
 use futures_util::stream;
 use serde_json::{Map, Value};
+use tally_core::Event;
 use tally_core::filter::Filters;
 use tally_core::time::format_ms;
-use tally_core::{ApiError, Event};
+use tally_edge::ApiError;
 use tally_storage::d1::D1Store;
 use tally_storage::{EventStore, QueryStore};
 use worker::{Request, Response};

@@ -5,10 +5,10 @@
 //! sampled, and the range the rows cover.
 
 use serde_json::{Value, json};
-use tally_core::ApiError;
 use tally_core::filter::Filters;
 use tally_core::range::Range;
 use tally_core::rollup::Dimension;
+use tally_edge::ApiError;
 use tally_storage::d1::D1Store;
 use tally_storage::filtered::{Bucket, Filtered, Read};
 

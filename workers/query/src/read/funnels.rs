@@ -11,9 +11,9 @@
 //! the range.
 
 use serde_json::{Value, json};
-use tally_core::ApiError;
 use tally_core::funnel::{self, DEFAULT_WINDOW, MAX_HITS, MAX_STEPS, MIN_STEPS};
 use tally_core::validate::MAX_NAME_CHARS;
+use tally_edge::ApiError;
 use tally_storage::read;
 use worker::{Request, Response};
 

@@ -5,9 +5,9 @@
 //! (see `read::filtered`).
 
 use serde_json::{Value, json};
-use tally_core::ApiError;
 use tally_core::rollup::{Dimension, Rollup};
 use tally_core::time::{Interval, format_ms};
+use tally_edge::ApiError;
 use tally_storage::filtered::Bucket;
 use tally_storage::read;
 use worker::{Request, Response};

@@ -3,8 +3,8 @@
 //! HyperLogLogs (1.6% standard error, 99% of counts within 5%).
 
 use serde_json::{Map, Value};
-use tally_core::ApiError;
 use tally_core::rollup::Rollup;
+use tally_edge::ApiError;
 
 /// A measure a time series can carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

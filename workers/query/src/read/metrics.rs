@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
-use tally_core::ApiError;
 use tally_core::rollup::Dimension;
 use tally_core::time::{Interval, format_ms};
+use tally_edge::ApiError;
 use tally_storage::filtered::Bucket;
 use tally_storage::read;
 use worker::{Request, Response};

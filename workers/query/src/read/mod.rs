@@ -22,7 +22,7 @@ pub mod scope;
 pub mod sessions;
 pub mod timeseries;
 
-use tally_core::ApiError;
+use tally_edge::ApiError;
 use worker::{Request, Response};
 
 use crate::access::require_read;

@@ -2,9 +2,9 @@
 //! `filter`s (see `read::filtered`); `dropped` counts the project's dropped requests
 //! whatever the filters (they are not events).
 
-use tally_core::ApiError;
 use tally_core::rollup::{Dimension, Rollup};
 use tally_core::time::format_ms;
+use tally_edge::ApiError;
 use tally_storage::filtered::Bucket;
 use tally_storage::{EventStore, read};
 use worker::{Request, Response};

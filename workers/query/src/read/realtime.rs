@@ -8,9 +8,9 @@
 //! cost does not grow with the project's volume (`tally_storage::read::realtime`).
 
 use serde_json::{Value, json};
-use tally_core::ApiError;
 use tally_core::realtime::{self, Realtime, TopValue, Window};
 use tally_core::time::{MINUTE_MS, format_ms};
+use tally_edge::ApiError;
 use tally_storage::read;
 use worker::{Request, Response};
 

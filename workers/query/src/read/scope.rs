@@ -2,11 +2,11 @@
 //! past raw retention (`edge::params::within_retention` cuts one to it), and the
 //! `from`/`to` members every answer carries.
 
-use tally_core::ApiError;
 use tally_core::project::Project;
 use tally_core::range::Range;
 use tally_core::time::{DAY_MS, format_ms};
 use tally_core::validate::is_valid_slug;
+use tally_edge::ApiError;
 use tally_storage::AdminStore;
 
 use crate::edge::error::internal;

@@ -6,9 +6,9 @@
 //! project's retention allows (`from` says where it started).
 
 use serde_json::{Value, json};
-use tally_core::ApiError;
 use tally_core::sessions::Stats;
 use tally_core::time::{Interval, format_ms};
+use tally_edge::ApiError;
 use tally_storage::pipeline;
 use worker::{Request, Response};
 

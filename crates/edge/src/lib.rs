@@ -1,14 +1,16 @@
 //! The error answer every Tally endpoint gives: a status and
 //! `{"error": {"code": "...", "message": "..."}}` saying what to fix.
 //!
-//! This is plain data; each worker turns it into an HTTP response at its edge. It is the
-//! edges' type: core's own functions return [`Error`], and `From<Error>` below is the
-//! one mapping of core's errors to answers. (It lives here until the workers' edges
-//! hold it; nothing else in core builds one, which `xtask/src/tidy.rs` checks.)
+//! This is plain data, the HTTP edges' one error type: each worker turns it into a
+//! response at its edge (`workers/*/src/**/error.rs`). Core's functions return
+//! [`tally_core::Error`] and never build one of these (`xtask/src/tidy.rs` checks it);
+//! `From<Error>` below is the one mapping of core's errors to answers. It is a crate of
+//! its own, not a module of one worker, because the ingest and query workers both
+//! answer with it, and it stays free of the Workers runtime so that it is tested natively.
 
 use serde_json::{Map, Value, json};
 
-use crate::Error;
+use tally_core::Error;
 
 /// An error answer.
 #[derive(Debug, Clone, PartialEq)]
