@@ -17,7 +17,7 @@ use super::measures;
 use super::scope;
 use crate::edge::params::Params;
 use crate::edge::respond;
-use crate::edge::{RequestEnv, now_ms, store};
+use crate::edge::{RequestEnv, now_ms};
 
 /// Seconds a client may reuse an answer.
 const MAX_AGE_S: u32 = 300;
@@ -67,17 +67,9 @@ pub async fn get(
     );
     let heavy = range.to_ms - range.from_ms >= scope::KV_MIN_RANGE_MS;
     let answer = respond::cached(env, project, &query, heavy, MAX_AGE_S, async || {
-        let store = store(env)?;
-        let read = filtered::rows(
-            env,
-            &store,
-            project,
-            range,
-            &filters,
-            &[Dimension::All, dimension],
-            Bucket::Whole,
-        )
-        .await?;
+        let read = filtered::Report::new(range, &filters)
+            .rows(env, project, &[Dimension::All, dimension], Bucket::Whole)
+            .await?;
         let mut merged = read::merge(&read.rows);
         let all = merged
             .remove(&(Dimension::All, String::new()))

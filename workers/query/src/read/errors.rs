@@ -65,7 +65,9 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
     } else {
         let wanted = [Dimension::All, Dimension::ErrorClass, Dimension::ErrorRoute];
         let bucket = Bucket::Every(Interval::Hour);
-        let rows = filtered::rows(env, &store, project, range, &filters, &wanted, bucket).await?;
+        let rows = filtered::Report::new(range, &filters)
+            .rows(env, project, &wanted, bucket)
+            .await?;
         let seen = paths::first_last(&rows.rows, Dimension::ErrorClass);
         let mut merged = read::merge(&rows.rows);
         let all = merged

@@ -9,53 +9,66 @@ use tally_core::filter::Filters;
 use tally_core::range::Range;
 use tally_core::rollup::Dimension;
 use tally_edge::ApiError;
-use tally_storage::d1::D1Store;
 use tally_storage::filtered::{Bucket, Filtered, Read};
 
 use super::scope;
 use crate::edge::{self, RequestEnv};
 
-/// The rows of the `wanted` dimensions of `project` over `range` under `filters`,
-/// through the read the dashboard shares (`edge::filtered::read`).
-///
-/// # Errors
-///
-/// 400 `invalid_range` when raw events are needed and the range is past retention,
-/// 400 `range_too_large` when even the smallest sample is over the budget, 404 for an
-/// unknown project (with filters), 500 when D1 fails.
-pub async fn rows(
-    env: &RequestEnv,
-    store: &D1Store,
-    project: &str,
+/// A filtered report's question, its range and filters, which every filtered read
+/// endpoint asks of [`Report::rows`] in its own dimensions and buckets.
+#[derive(Clone, Copy)]
+pub struct Report<'a> {
     range: Range,
-    filters: &Filters,
-    wanted: &[Dimension],
-    bucket: Bucket,
-) -> Result<Filtered, ApiError> {
-    // Without filters only rollups answer: the project's settings are not read.
-    let retention_days = if filters.is_empty() {
-        0
-    } else {
-        scope::project(env, project).await?.retention_days
-    };
-    let read = edge::filtered::read(
-        env,
-        store,
-        project,
-        retention_days,
-        range,
-        filters,
-        wanted,
-        bucket,
-    )
-    .await?;
-    match read {
-        Read::Rows(rows) => Ok(rows),
-        Read::PastRetention => Err(scope::past_retention(retention_days)),
-        Read::OverBudget { events } => Err(edge::filtered::over_budget(
-            events,
-            edge::filtered::row_budget(env),
-        )),
+    filters: &'a Filters,
+}
+
+impl<'a> Report<'a> {
+    pub fn new(range: Range, filters: &'a Filters) -> Self {
+        Self { range, filters }
+    }
+
+    /// The rows of the `wanted` dimensions of `project` over the range under the
+    /// filters, through the read the dashboard shares (`edge::filtered::read`).
+    ///
+    /// # Errors
+    ///
+    /// 400 `invalid_range` when raw events are needed and the range is past retention,
+    /// 400 `range_too_large` when even the smallest sample is over the budget, 404 for
+    /// an unknown project (with filters), 500 when D1 fails.
+    pub async fn rows(
+        self,
+        env: &RequestEnv,
+        project: &str,
+        wanted: &[Dimension],
+        bucket: Bucket,
+    ) -> Result<Filtered, ApiError> {
+        let Self { range, filters } = self;
+        // Without filters only rollups answer: the project's settings are not read.
+        let retention_days = if filters.is_empty() {
+            0
+        } else {
+            scope::project(env, project).await?.retention_days
+        };
+        let store = edge::store(env)?;
+        let read = edge::filtered::read(
+            env,
+            &store,
+            project,
+            retention_days,
+            range,
+            filters,
+            wanted,
+            bucket,
+        )
+        .await?;
+        match read {
+            Read::Rows(rows) => Ok(rows),
+            Read::PastRetention => Err(scope::past_retention(retention_days)),
+            Read::OverBudget { events } => Err(edge::filtered::over_budget(
+                events,
+                edge::filtered::row_budget(env),
+            )),
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use worker::{Request, Response};
 use super::filtered;
 use crate::edge::params::{self, Params};
 use crate::edge::respond;
-use crate::edge::{RequestEnv, now_ms, store};
+use crate::edge::{RequestEnv, now_ms};
 
 /// Seconds a client may reuse an answer.
 const MAX_AGE_S: u32 = 300;
@@ -26,23 +26,15 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
     let interval = params.interval(&[Interval::Day, Interval::Week], Interval::Day)?;
     let limit = params.limit(20, 1000)?;
     let filters = params.filters()?;
-    let store = store(env)?;
     let wanted = [
         Dimension::All,
         Dimension::Version,
         Dimension::Colo,
         Dimension::Country,
     ];
-    let rows = filtered::rows(
-        env,
-        &store,
-        project,
-        range,
-        &filters,
-        &wanted,
-        Bucket::Every(interval),
-    )
-    .await?;
+    let rows = filtered::Report::new(range, &filters)
+        .rows(env, project, &wanted, Bucket::Every(interval))
+        .await?;
     let scale = rows.scale;
     let series = read::buckets(&rows.rows, interval);
     let merged = read::merge(&rows.rows);

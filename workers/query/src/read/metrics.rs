@@ -16,7 +16,7 @@ use worker::{Request, Response};
 use super::filtered;
 use crate::edge::params::{self, Params};
 use crate::edge::respond;
-use crate::edge::{RequestEnv, now_ms, store};
+use crate::edge::{RequestEnv, now_ms};
 
 /// Seconds a client may reuse an answer.
 const MAX_AGE_S: u32 = 300;
@@ -29,17 +29,9 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
         Interval::Day,
     )?;
     let filters = params.filters()?;
-    let store = store(env)?;
-    let rows = filtered::rows(
-        env,
-        &store,
-        project,
-        range,
-        &filters,
-        &[Dimension::Name],
-        Bucket::Every(interval),
-    )
-    .await?;
+    let rows = filtered::Report::new(range, &filters)
+        .rows(env, project, &[Dimension::Name], Bucket::Every(interval))
+        .await?;
     let series = read::buckets(&rows.rows, interval);
     let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
     for merged in series.values() {

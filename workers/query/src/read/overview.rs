@@ -21,16 +21,9 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
     let filters = params.filters()?;
     let (from, to) = (range.from_ms, range.to_ms);
     let store = store(env)?;
-    let rows = filtered::rows(
-        env,
-        &store,
-        project,
-        range,
-        &filters,
-        &[Dimension::All],
-        Bucket::Whole,
-    )
-    .await?;
+    let rows = filtered::Report::new(range, &filters)
+        .rows(env, project, &[Dimension::All], Bucket::Whole)
+        .await?;
     let all = read::merge(&rows.rows)
         .into_values()
         .next()

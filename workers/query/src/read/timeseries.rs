@@ -18,7 +18,7 @@ use super::measures::Metric;
 use super::scope;
 use crate::edge::params::{self, Params};
 use crate::edge::respond;
-use crate::edge::{RequestEnv, now_ms, store};
+use crate::edge::{RequestEnv, now_ms};
 
 /// Seconds a client may reuse an answer (as the plugin seed has it).
 const MAX_AGE_S: u32 = 300;
@@ -60,17 +60,9 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
     );
     let heavy = range.to_ms - range.from_ms >= scope::KV_MIN_RANGE_MS;
     let answer = respond::cached(env, project, &query, heavy, MAX_AGE_S, async || {
-        let store = store(env)?;
-        let rows = filtered::rows(
-            env,
-            &store,
-            project,
-            range,
-            &filters,
-            &[Dimension::All],
-            Bucket::Every(interval),
-        )
-        .await?;
+        let rows = filtered::Report::new(range, &filters)
+            .rows(env, project, &[Dimension::All], Bucket::Every(interval))
+            .await?;
         let series = read::buckets(&rows.rows, interval);
         let empty = Rollup::default();
         let data: Vec<Value> = interval
