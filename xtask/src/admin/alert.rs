@@ -134,9 +134,7 @@ enum Command {
 }
 
 impl cli::Command for Command {
-    fn is_help(&self) -> bool {
-        *self == Command::Help
-    }
+    const HELP: Self = Command::Help;
 }
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -197,13 +195,8 @@ fn execute(admin: &Admin, command: Command) -> Result<String> {
 /// Reads the arguments after `cargo xtask alert`.
 fn parse(args: &[String]) -> Result<(Option<String>, Command)> {
     let line = cli::scan(TASK, args, &OPTIONS)?;
-    let Some((command, rest)) = line.operands.split_first().filter(|_| !line.help) else {
+    let Some((command, rest, opts)) = line.command() else {
         return Ok((None, Command::Help));
-    };
-    let opts = Options {
-        task: TASK,
-        command,
-        given: &line.options,
     };
     let url = opts.single("--url")?;
     let slug_and_id = |opts: &Options<'_>| -> Result<(String, String)> {
@@ -475,10 +468,6 @@ mod tests {
         cli::testing::parsed(parse, line).1
     }
 
-    fn error(line: &str) -> String {
-        cli::testing::refusal(parse, line)
-    }
-
     #[test]
     fn no_command_or_help_prints_usage() {
         for line in ["", "--help", "help", "create shop --help"] {
@@ -603,13 +592,8 @@ mod tests {
 
     #[test]
     fn mistakes_are_named() {
-        let check = |line: &str, expected: &str| {
-            let e = error(line);
-            assert!(
-                e.contains(expected),
-                "{line:?} gave {e:?}, not {expected:?}"
-            );
-        };
+        let check =
+            |line: &str, expected: &str| cli::testing::assert_refused(parse, line, expected);
         check("create shop", "needs the rule");
         check("set shop ar_1", "changes nothing");
         check(

@@ -4,7 +4,7 @@
 
 use anyhow::{Result, bail};
 
-use crate::admin::cli::{self, Options, table};
+use crate::admin::cli::{self, table};
 use crate::admin::client::{Admin, Campaign};
 
 const TASK: &str = "campaign";
@@ -48,9 +48,7 @@ enum Command {
 }
 
 impl cli::Command for Command {
-    fn is_help(&self) -> bool {
-        *self == Command::Help
-    }
+    const HELP: Self = Command::Help;
 }
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -80,13 +78,8 @@ fn execute(admin: &Admin, command: Command) -> Result<String> {
 
 fn parse(args: &[String]) -> Result<(Option<String>, Command)> {
     let line = cli::scan(TASK, args, &OPTIONS)?;
-    let Some((command, rest)) = line.operands.split_first().filter(|_| !line.help) else {
+    let Some((command, rest, opts)) = line.command() else {
         return Ok((None, Command::Help));
-    };
-    let opts = Options {
-        task: TASK,
-        command,
-        given: &line.options,
     };
     let url = opts.single("--url")?;
     let command = match command.as_str() {
@@ -164,10 +157,6 @@ mod tests {
         cli::testing::parsed(parse, line).1
     }
 
-    fn error(line: &str) -> String {
-        cli::testing::refusal(parse, line)
-    }
-
     #[test]
     fn reads_every_command() {
         assert_eq!(parsed(""), Command::Help);
@@ -213,8 +202,7 @@ mod tests {
             ),
             ("stop shop spring", "unknown command \"stop\""),
         ] {
-            let e = error(line);
-            assert!(e.contains(expected), "{line}: {e}");
+            cli::testing::assert_refused(parse, line, expected);
         }
     }
 

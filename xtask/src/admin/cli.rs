@@ -10,9 +10,9 @@ use crate::admin::client::Admin;
 use crate::stack::tools::root;
 use crate::stack::{self, Ports};
 
-/// A parsed command of an admin task; one of them asks for the usage.
-pub trait Command {
-    fn is_help(&self) -> bool;
+/// A parsed command of an admin task; [`Command::HELP`] asks for the usage.
+pub trait Command: PartialEq + Sized {
+    const HELP: Self;
 }
 
 /// A parsed command line: the `--url` given, if any, and the command.
@@ -32,7 +32,7 @@ pub fn run<C: Command>(
     execute: fn(&Admin, C) -> Result<String>,
 ) -> Result<()> {
     let (url, command) = parse(args)?;
-    if command.is_help() {
+    if command == C::HELP {
         print!("{usage}{URL_HELP}");
         return Ok(());
     }
@@ -101,6 +101,24 @@ pub fn scan<'t>(
         line.help = true;
     }
     Ok(line)
+}
+
+impl Line<'_> {
+    /// The command named first, the operands after it and the options given to it;
+    /// `None` when the line asks for help.
+    pub fn command(&self) -> Option<(&String, &[String], Options<'_>)> {
+        let (command, rest) = self.operands.split_first().filter(|_| !self.help)?;
+        let given = &self.options;
+        Some((
+            command,
+            rest,
+            Options {
+                task: self.task,
+                command,
+                given,
+            },
+        ))
+    }
 }
 
 /// The options given to one command.
@@ -293,6 +311,19 @@ pub mod testing {
         line: &str,
     ) -> String {
         format!("{:#}", parse(&words(line)).unwrap_err())
+    }
+
+    /// Asserts that `parse` refuses `line` with a message that says `expected`.
+    pub fn assert_refused<T: std::fmt::Debug>(
+        parse: impl Fn(&[String]) -> Result<T>,
+        line: &str,
+        expected: &str,
+    ) {
+        let e = refusal(parse, line);
+        assert!(
+            e.contains(expected),
+            "{line:?} gave {e:?}, not {expected:?}"
+        );
     }
 }
 

@@ -5,7 +5,7 @@
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
-use crate::admin::cli::{self, Options};
+use crate::admin::cli;
 use crate::admin::client::Admin;
 
 const TASK: &str = "digest";
@@ -51,9 +51,7 @@ enum Command {
 }
 
 impl cli::Command for Command {
-    fn is_help(&self) -> bool {
-        *self == Command::Help
-    }
+    const HELP: Self = Command::Help;
 }
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -91,13 +89,8 @@ fn execute(admin: &Admin, command: Command) -> Result<String> {
 
 fn parse(args: &[String]) -> Result<(Option<String>, Command)> {
     let line = cli::scan(TASK, args, &OPTIONS)?;
-    let Some((command, rest)) = line.operands.split_first().filter(|_| !line.help) else {
+    let Some((command, rest, opts)) = line.command() else {
         return Ok((None, Command::Help));
-    };
-    let opts = Options {
-        task: TASK,
-        command,
-        given: &line.options,
     };
     let url = opts.single("--url")?;
     let command = match command.as_str() {
@@ -196,10 +189,6 @@ mod tests {
         cli::testing::parsed(parse, line).1
     }
 
-    fn error(line: &str) -> String {
-        cli::testing::refusal(parse, line)
-    }
-
     #[test]
     fn reads_every_command() {
         assert_eq!(parsed(""), Command::Help);
@@ -251,8 +240,7 @@ mod tests {
             ),
             ("send shop", "unknown command \"send\""),
         ] {
-            let e = error(line);
-            assert!(e.contains(expected), "{line}: {e}");
+            cli::testing::assert_refused(parse, line, expected);
         }
     }
 

@@ -129,9 +129,7 @@ struct Invocation {
 }
 
 impl cli::Command for Command {
-    fn is_help(&self) -> bool {
-        *self == Command::Help
-    }
+    const HELP: Self = Command::Help;
 }
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -215,16 +213,11 @@ fn execute(admin: &Admin, command: Command) -> Result<String> {
 /// Reads the arguments after `cargo xtask project`.
 fn parse(args: &[String]) -> Result<Invocation> {
     let line = cli::scan(TASK, args, &OPTIONS)?;
-    let Some((command, rest)) = line.operands.split_first().filter(|_| !line.help) else {
+    let Some((command, rest, opts)) = line.command() else {
         return Ok(Invocation {
             url: None,
             command: Command::Help,
         });
-    };
-    let opts = Options {
-        task: TASK,
-        command,
-        given: &line.options,
     };
     let url = opts.single("--url")?;
     let command = match command.as_str() {
@@ -591,10 +584,6 @@ mod tests {
         cli::testing::parsed(parse, line)
     }
 
-    fn error(line: &str) -> String {
-        cli::testing::refusal(parse, line)
-    }
-
     #[test]
     fn no_command_or_help_prints_usage() {
         for line in [
@@ -814,13 +803,8 @@ mod tests {
 
     #[test]
     fn mistakes_are_named() {
-        let check = |line: &str, expected: &str| {
-            let e = error(line);
-            assert!(
-                e.contains(expected),
-                "{line:?} gave {e:?}, not {expected:?}"
-            );
-        };
+        let check =
+            |line: &str, expected: &str| cli::testing::assert_refused(parse, line, expected);
         check("frobnicate", "unknown command \"frobnicate\"");
         check("list --verbose", "unknown option \"--verbose\"");
         check("list -v", "unknown option \"-v\"");
