@@ -548,9 +548,10 @@ pub trait FilteredReads {
 
     /// The raw events of one user of `project` with `from_ms <= timestamp < to_ms`,
     /// counted per UTC day and name, ordered by day and name. `user_hash` is the user's
-    /// identifier hash as [`tally_core::hash::identifier`] returns it. Reads every raw
-    /// event of the project in the range (rollups are not per user), so the range is
-    /// bounded by the project's retention.
+    /// identifier hash as [`tally_core::hash::identifier`] returns it. Rollups are not per
+    /// user, so it reads raw events (the range is bounded by the project's retention),
+    /// but only the user's sample bucket of them: about 1/256 of the project's events in
+    /// range (`sql::USER_EVENT_COUNTS`).
     ///
     /// # Errors
     ///

@@ -428,6 +428,30 @@ mod tests {
         );
     }
 
+    /// One user's events are read from their sample bucket of `raw_events_by_sample` (the
+    /// bucket is the last byte of the stored user hash), about 1/256 of the project's
+    /// events in range, not from every event in range through the time index.
+    #[test]
+    fn one_users_events_are_read_from_their_sample_bucket() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let plan: Vec<String> = store.with_connection(|c| {
+            let mut stmt = c
+                .prepare(&format!("EXPLAIN QUERY PLAN {}", sql::USER_EVENT_COUNTS))
+                .unwrap();
+            stmt.query_map(params!["p", 0, 1, "00112233445566778899"], |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        });
+        assert!(
+            plan[0].starts_with(
+                "SEARCH raw_events USING INDEX raw_events_by_sample \
+                 (project_id=? AND <expr>=? AND timestamp>? AND timestamp<?)"
+            ),
+            "{plan:?}"
+        );
+    }
+
     #[test]
     fn job_runs_report_the_latest_per_job() {
         let store = SqliteStore::open_in_memory().unwrap();
