@@ -876,3 +876,101 @@ fn answers_carry_cache_headers_and_etags() {
         assert_eq!(post.header("allow"), Some("GET, OPTIONS"), "{path}");
     }
 }
+
+/// Sessions of days that are over are paired once by the cron into stored day rows,
+/// through real D1's number binding, and read back equal to pairing them live, from
+/// far fewer rows.
+#[test]
+fn sessions_of_past_days_are_paired_once_and_read_back_the_same() {
+    let p = Project::new("qsessdays");
+    let run = run_id();
+    let d0 = (now_ms().div_euclid(DAY) - 6) * DAY;
+    let mut events = Vec::new();
+    let mut expected: BTreeMap<i64, (u64, i64)> = BTreeMap::new();
+    let mut mark = |name: &str, user: u32, t: i64| {
+        let i = events.len() as u32;
+        events.push(json!({"event_id": event_id(run, i), "name": name,
+            "user": format!("listener-{user}"), "timestamp": t}));
+    };
+    // 40 listeners, two sessions a day each over three days, of 1 to 80 minutes.
+    for day in 0..3 {
+        for user in 0..40 {
+            for k in 0..2 {
+                let start = d0 + day * DAY + i64::from(user) * 11 * MINUTE + k * 10 * HOUR;
+                let length = (i64::from(user) * 7 + k * 13 + day) % 80 * MINUTE + MINUTE;
+                mark("play", user, start);
+                mark("stop", user, start + length);
+                let sum = expected.entry(d0 + day * DAY).or_default();
+                *sum = (sum.0 + 1, sum.1 + length);
+            }
+        }
+    }
+    // A start closed more than a day later counts as never stopped.
+    mark("play", 99, d0 + HOUR);
+    mark("stop", 99, d0 + DAY + 2 * HOUR);
+    seed(&p, &events);
+
+    let token = Some(p.read_token.as_str());
+    let path = format!("sessions?from={}&to={}", date(d0), date(d0 + 2 * DAY));
+    let live = read(&p.slug, token, &path);
+    let live_rows = rows_read(&live, "sessions paired live");
+    let live = ok(live, &path);
+    let got: BTreeMap<i64, (u64, i64)> = live["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let sessions = d["sessions"].as_u64().unwrap();
+            (
+                d0 + i as i64 * DAY,
+                (sessions, d["total_duration_ms"].as_i64().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected, "{live}");
+
+    let stored_days = || {
+        with_d1(|c| {
+            c.query_row(
+                "SELECT count(*), coalesce(sum(sessions), 0), coalesce(sum(total_ms), 0)
+                 FROM session_days
+                 WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
+                   AND day >= ?2 AND day < ?3",
+                rusqlite::params![p.slug, d0, d0 + 3 * DAY],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                },
+            )
+            .unwrap()
+        })
+    };
+    let (days, sessions, total_ms) = after_cron(
+        "* * * * *",
+        "the project's three session days are paired and stored",
+        Duration::from_secs(90),
+        || match stored_days() {
+            (3, sessions, total) => Ok((3, sessions, total)),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    assert_eq!(days, 3);
+    assert_eq!(sessions as u64, expected.values().map(|e| e.0).sum::<u64>());
+    assert_eq!(total_ms, expected.values().map(|e| e.1).sum::<i64>());
+
+    let stored = read(&p.slug, token, &path);
+    let stored_rows = rows_read(&stored, "sessions from stored days");
+    assert_eq!(
+        ok(stored, &path),
+        live,
+        "stored days answer as pairing live did"
+    );
+    assert!(
+        stored_rows * 4 < live_rows,
+        "stored days read {stored_rows} rows, pairing live read {live_rows}"
+    );
+}

@@ -3,10 +3,18 @@
 //! Pairing is a pure function of a user's marks sorted by time, so it does not depend on
 //! the order events arrived in: a stop closes the most recent open start of that user;
 //! a stop with no open start, and a start never stopped, are kept as such, not guessed.
+//!
+//! A session lasts at most [`MAX_SESSION_MS`]: a start closed later than that counts as
+//! never stopped. That bound makes a day's sessions a function of the marks of that day
+//! and the next only, so they can be paired once per day and stored, and an answer does
+//! not depend on how far past its range marks happened to be read.
 
 use std::collections::BTreeMap;
 
-use crate::time::Interval;
+use crate::time::{DAY_MS, Interval};
+
+/// The longest a session lasts; a start closed later counts as never stopped.
+pub const MAX_SESSION_MS: i64 = DAY_MS;
 
 /// A start or stop event of one user.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -88,7 +96,12 @@ pub struct Stats {
     pub total_ms: i64,
 }
 
-/// Sums closed sessions that start in `[from_ms, to_ms)` per `interval` bucket.
+/// Sums closed sessions that start in `[from_ms, to_ms)` and last at most
+/// [`MAX_SESSION_MS`] per `interval` bucket. `sessions` must be paired from every mark
+/// in `[from_ms, to_ms + MAX_SESSION_MS)` at least: earlier marks do not change how
+/// starts in the range pair (a stop closes the most recent open start, and every start
+/// in the range is more recent), later ones could only close a session too long to
+/// count.
 pub fn stats(
     sessions: &[Session],
     interval: Interval,
@@ -99,6 +112,7 @@ pub fn stats(
     for session in sessions {
         if let Session::Closed { start, stop, .. } = session
             && (from_ms..to_ms).contains(start)
+            && stop - start <= MAX_SESSION_MS
         {
             let s = out.entry(interval.floor(*start)).or_default();
             s.sessions += 1;
@@ -201,5 +215,23 @@ mod tests {
             }
         );
         assert!(!stats(&sessions, Interval::Day, DAY, 2 * DAY).contains_key(&0));
+    }
+
+    #[test]
+    fn a_session_longer_than_the_bound_counts_as_never_stopped() {
+        let sessions = vec![
+            closed("a", 0, MAX_SESSION_MS),
+            closed("b", 0, MAX_SESSION_MS + 1),
+        ];
+        assert_eq!(
+            stats(&sessions, Interval::Month, 0, 1),
+            BTreeMap::from([(
+                0,
+                Stats {
+                    sessions: 1,
+                    total_ms: MAX_SESSION_MS
+                }
+            )])
+        );
     }
 }

@@ -42,6 +42,56 @@ JOIN projects AS p ON p.slug = e.value ->> '$.project'
 WHERE e.value ->> '$.user' IS NOT NULL
   AND (e.value ->> '$.name') IN (p.session_start, p.session_stop)";
 
+/// Marks the session days that the session marks among new events (`?1`, as in
+/// [`INSERT_SESSION_EVENTS`]) may change: a mark's day and the day before it, since a
+/// session lasts at most a day (`sessions::MAX_SESSION_MS`).
+pub const MARK_SESSION_DAYS: &str = "\
+INSERT INTO session_days_dirty (project_id, day, generation)
+SELECT DISTINCT p.id, ((e.value ->> '$.timestamp') / 86400000) * 86400000 - b.back, 1
+FROM json_each(?1) AS e
+JOIN projects AS p ON p.slug = e.value ->> '$.project'
+JOIN (SELECT 0 AS back UNION ALL SELECT 86400000) AS b
+WHERE e.value ->> '$.user' IS NOT NULL
+  AND (e.value ->> '$.name') IN (p.session_start, p.session_stop)
+ON CONFLICT (project_id, day) DO UPDATE SET generation = generation + 1";
+
+/// Up to `?2` session days marked dirty that start at or before `?1` (days whose marks
+/// are all in), oldest first, with their project's slug.
+pub const DIRTY_SESSION_DAYS: &str = "\
+SELECT p.slug AS project, d.day, d.generation
+FROM session_days_dirty AS d JOIN projects AS p ON p.id = d.project_id
+WHERE d.day <= ?1
+ORDER BY d.day, d.project_id
+LIMIT ?2";
+
+/// How many session days marked dirty start at or before `?1`.
+pub const DIRTY_SESSION_DAYS_LEFT: &str = "\
+SELECT count(*) AS n FROM session_days_dirty WHERE day <= ?1";
+
+/// The days of a project (`?1`) with `?2 <= day < ?3` marked dirty.
+pub const DIRTY_SESSION_DAYS_OF_PROJECT: &str = "\
+SELECT day FROM session_days_dirty
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND day >= ?2 AND day < ?3";
+
+/// The stored session days of a project (`?1`) with `?2 <= day < ?3`.
+pub const SESSION_DAYS: &str = "\
+SELECT day, sessions, total_ms FROM session_days
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND day >= ?2 AND day < ?3";
+
+/// Stores the sessions of a project (`?1`) starting on day `?2`: `?3` sessions lasting
+/// `?4` milliseconds in all.
+pub const PUT_SESSION_DAY: &str = "\
+INSERT INTO session_days (project_id, day, sessions, total_ms)
+SELECT id, ?2, ?3, ?4 FROM projects WHERE slug = ?1
+ON CONFLICT (project_id, day) DO UPDATE
+SET sessions = excluded.sessions, total_ms = excluded.total_ms";
+
+/// Clears the dirty mark of a project's (`?1`) session day `?2` if its generation is
+/// still `?3`.
+pub const CLEAR_SESSION_DAY: &str = "\
+DELETE FROM session_days_dirty
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND day = ?2 AND generation = ?3";
+
 /// Session marks of a project (`?1`) with `?2 <= timestamp < ?3`.
 pub const SESSION_MARKS: &str = "\
 SELECT lower(hex(user)) AS user, timestamp, lower(hex(event_id)) AS event_id, is_start

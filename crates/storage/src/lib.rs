@@ -37,6 +37,7 @@ pub mod filtered;
 pub mod memory;
 pub mod pipeline;
 pub mod read;
+pub mod sessions;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
@@ -121,6 +122,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0015_raw_events_by_name.sql",
         include_str!("../../../migrations/0015_raw_events_by_name.sql"),
     ),
+    (
+        "0016_session_days.sql",
+        include_str!("../../../migrations/0016_session_days.sql"),
+    ),
 ];
 
 /// The `events_between` cursor before every row: no event time is negative, and the
@@ -181,8 +186,17 @@ pub enum Write<'a> {
     InsertEvents(&'a [Event]),
     /// Records a project the first time it is seen.
     EnsureProject { slug: &'a str, now_ms: i64 },
-    /// Copies the session start/stop events among new events into `session_events`.
+    /// Copies the session start/stop events among new events into `session_events`,
+    /// and marks the session days they may change (the day of each and the day before).
     InsertSessionEvents(&'a [Event]),
+    /// Stores the sessions that start on one day of a project, as a roll paired them.
+    PutSessionDay {
+        project: &'a str,
+        day: i64,
+        stats: tally_core::sessions::Stats,
+    },
+    /// Clears a session day's dirty mark unless it changed since it was read.
+    ClearSessionDay(&'a sessions::DirtyDay),
     /// Keeps the latest message of each error class among events (ones with an error
     /// class and a message); an older message than the stored one changes nothing.
     KeepErrorMessages(&'a [Event]),

@@ -14,15 +14,13 @@ use tally_core::Event;
 use tally_core::alerts::MINUTE_ROWS_KEPT_MS;
 use tally_core::queue::{Dropped, Message};
 use tally_core::rollup::{self, Key, Period, Rollup, ValueGroup};
-use tally_core::sessions;
 use tally_core::time::{DAY_MS, Interval};
 
 use tally_core::sql;
 
 use crate::exec::Executor;
 use crate::{
-    Dirty, Error, EventStore, FilteredReads, JobLog, PURGE_RAW_STATEMENTS, RollupStore, Versioned,
-    Write, Writer,
+    Dirty, Error, EventStore, JobLog, PURGE_RAW_STATEMENTS, RollupStore, Versioned, Write, Writer,
 };
 
 /// Most keys passed to one read.
@@ -933,64 +931,4 @@ async fn backlog<S: Executor>(store: &S, now_ms: i64) -> Result<Vec<Backlog>, Er
         });
     }
     Ok(behind)
-}
-
-/// The longest a session may last and still be paired; marks this far past a range are
-/// read so that sessions starting in it can close.
-pub const MAX_SESSION_MS: i64 = DAY_MS;
-
-/// Sessions of `project` that start in `[from_ms, to_ms)`, per `interval` bucket.
-///
-/// # Errors
-///
-/// The store's error.
-pub async fn session_stats<S: EventStore>(
-    store: &S,
-    project: &str,
-    from_ms: i64,
-    to_ms: i64,
-    interval: Interval,
-) -> Result<BTreeMap<i64, sessions::Stats>, Error> {
-    // Marks before the range cannot change how starts inside it pair: a stop closes the
-    // most recent open start, and every start inside the range is more recent.
-    let marks = store
-        .session_marks(project, from_ms, to_ms.saturating_add(MAX_SESSION_MS))
-        .await?;
-    Ok(sessions::stats(
-        &sessions::pair(marks),
-        interval,
-        from_ms,
-        to_ms,
-    ))
-}
-
-/// [`session_stats`] of one user (`user_hash` as in
-/// [`FilteredReads::user_session_marks`]).
-///
-/// # Errors
-///
-/// The store's error.
-pub async fn user_session_stats<S: FilteredReads>(
-    store: &S,
-    project: &str,
-    user_hash: &str,
-    from_ms: i64,
-    to_ms: i64,
-    interval: Interval,
-) -> Result<BTreeMap<i64, sessions::Stats>, Error> {
-    // As in `session_stats`: marks before the range cannot change how its starts pair.
-    let marks = store
-        .user_session_marks(
-            project,
-            user_hash,
-            from_ms,
-            to_ms.saturating_add(MAX_SESSION_MS),
-        )
-        .await?;
-    Ok(sessions::stats(
-        &sessions::pair(marks),
-        interval,
-        from_ms,
-        to_ms,
-    ))
 }

@@ -45,8 +45,32 @@ impl Write<'_> {
                 tally_core::json::chunks(dropped, MAX_INSERT_JSON_BYTES, "[", "]"),
             ),
             Self::InsertSessionEvents(events) => {
-                per_chunk(sql::INSERT_SESSION_EVENTS, event_chunks(events))
+                let chunks = event_chunks(events);
+                let mut statements = per_chunk(sql::INSERT_SESSION_EVENTS, chunks.clone());
+                statements.extend(per_chunk(sql::MARK_SESSION_DAYS, chunks));
+                statements
             }
+            Self::PutSessionDay {
+                project,
+                day,
+                stats,
+            } => one(
+                sql::PUT_SESSION_DAY,
+                vec![
+                    (*project).into(),
+                    (*day).into(),
+                    i64::try_from(stats.sessions).unwrap_or(i64::MAX).into(),
+                    stats.total_ms.into(),
+                ],
+            ),
+            Self::ClearSessionDay(dirty) => one(
+                sql::CLEAR_SESSION_DAY,
+                vec![
+                    dirty.project.as_str().into(),
+                    dirty.day.into(),
+                    dirty.generation.into(),
+                ],
+            ),
             Self::KeepErrorMessages(events) => {
                 per_chunk(sql::KEEP_ERROR_MESSAGES, event_chunks(events))
             }

@@ -188,7 +188,7 @@ fn one_users_events_and_sessions_equal_counting_theirs() {
             .collect();
         let (from, to) = (DAY0 + DAY_MS, DAY0 + 3 * DAY_MS);
         let expected = sessions::stats(&sessions::pair(marks), Interval::SundayWeek, from, to);
-        let got = block_on(pipeline::user_session_stats(
+        let got = block_on(tally_storage::sessions::user_session_stats(
             &store,
             "cdn",
             &hash,

@@ -416,7 +416,7 @@ fn sessions_pair_from_stored_marks_whatever_the_arrival_order() {
         assert!(marks.len() > 300);
         sessions::stats(&sessions::pair(marks), Interval::Day, DAY0, DAY0 + DAY_MS)
     };
-    let got = block_on(pipeline::session_stats(
+    let got = block_on(tally_storage::sessions::session_stats(
         &store,
         "music",
         DAY0,
@@ -444,7 +444,7 @@ fn sessions_pair_from_stored_marks_whatever_the_arrival_order() {
         named(9004, "custom", "stop", Some("u"), DAY0 + 80_000),
     ];
     block_on(pipeline::store_events(&store, &custom, NOW)).unwrap();
-    let got = block_on(pipeline::session_stats(
+    let got = block_on(tally_storage::sessions::session_stats(
         &store,
         "custom",
         DAY0,

@@ -1,9 +1,11 @@
 //! The cron entry point: runs the job for the trigger and records the run.
 //!
 //! - every minute: evaluate alert rules and queue their changes, then roll the days
-//!   whose hours changed, so day rows are a minute fresh, then compose the digests
-//!   whose period is due and queue them (within their own query budget);
-//! - hourly: roll days and then months, purge minute rows older than a day, and purge
+//!   whose hours changed, so day rows are a minute fresh, then pair the session days
+//!   that are over ([`SESSION_DAYS_PER_MINUTE`]), then compose the digests whose period
+//!   is due and queue them (within their own query budget);
+//! - hourly: roll days and then months, pair session days, purge minute rows older than
+//!   a day, and purge
 //!   everything past retention within [`pipeline::HOURLY_PURGE`] (resuming where the
 //!   last run stopped, so retention keeps up with any volume that budget allows), and
 //!   work on requests to erase a person's data within [`erasure::HOURLY_ERASE`];
@@ -14,7 +16,7 @@
 use tally_core::jobs::Job;
 use tally_core::rollup::Period;
 use tally_storage::d1::D1Store;
-use tally_storage::{JobLog, JobRun, alerts, erasure, pipeline};
+use tally_storage::{JobLog, JobRun, alerts, erasure, pipeline, sessions};
 use worker::{Env, ScheduleContext, ScheduledEvent, event};
 
 use crate::{DB, alerting, now_ms};
@@ -23,6 +25,13 @@ use crate::{DB, alerting, now_ms};
 const DAYS_PER_MINUTE: u32 = 100;
 /// Dirty periods rolled per hourly run.
 const PERIODS_PER_HOUR: u32 = 2000;
+/// Session days paired per minutely run: two D1 queries each (20 in all), so a minute
+/// stays well within 1,000 queries beside alerts, day rolls and digests, and 14,400
+/// project-days a day are paired.
+const SESSION_DAYS_PER_MINUTE: u32 = 10;
+/// Session days paired per hourly run, for a backlog (after a migration, or many late
+/// marks): 400 D1 queries.
+const SESSION_DAYS_PER_HOUR: u32 = 200;
 
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
@@ -75,15 +84,27 @@ async fn run(job: Job, store: &D1Store, env: &Env) -> Result<String, String> {
             let days = pipeline::roll_dirty(store, Period::Day, DAYS_PER_MINUTE, at)
                 .await
                 .map_err(text)?;
+            let session_days = sessions::roll_session_days(store, SESSION_DAYS_PER_MINUTE, at)
+                .await
+                .map_err(text)?;
             // Digests last: they read day rows where the roll just made them current.
             let digests = alerting::digest(store, env, at).await;
-            format!("{}; {}; {}", alerts?, rolled(&days, "days"), digests?)
+            format!(
+                "{}; {}; {}; {}",
+                alerts?,
+                rolled(&days, "days"),
+                paired(session_days),
+                digests?
+            )
         }
         Job::Hourly => {
             let days = pipeline::roll_dirty(store, Period::Day, PERIODS_PER_HOUR, at)
                 .await
                 .map_err(text)?;
             let months = pipeline::roll_dirty(store, Period::Month, PERIODS_PER_HOUR, at)
+                .await
+                .map_err(text)?;
+            let session_days = sessions::roll_session_days(store, SESSION_DAYS_PER_HOUR, at)
                 .await
                 .map_err(text)?;
             let minutes = alerts::purge_minutes(store, at).await.map_err(text)?;
@@ -94,10 +115,11 @@ async fn run(job: Job, store: &D1Store, env: &Env) -> Result<String, String> {
                 .await
                 .map_err(text)?;
             format!(
-                "{}, {}; purged {minutes} minute rows; {}; \
+                "{}, {}; {}; purged {minutes} minute rows; {}; \
                  erased {} raw events and {} marks, {} erasures finished, {} pending",
                 rolled(&days, "days"),
                 rolled(&months, "months"),
+                paired(session_days),
                 purge_summary(&purged),
                 erased.raw_deleted,
                 erased.marks_deleted,
@@ -128,6 +150,12 @@ fn rolled(run: &pipeline::Rolled, what: &str) -> String {
             run.rolled, run.failed, run.failing
         )
     }
+}
+
+/// What pairing session days did, for `job_runs`: the days left are ready ones still to
+/// pair, which later runs take.
+fn paired(run: sessions::RolledDays) -> String {
+    format!("paired {} session days ({} left)", run.rolled, run.left)
 }
 
 /// One line of what a purge did, for `job_runs`.

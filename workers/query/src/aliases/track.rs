@@ -18,7 +18,7 @@ use tally_core::range::EARLIEST_MS;
 use tally_core::rollup::Dimension;
 use tally_core::time::{DAY_MS, Interval, parse_date};
 use tally_edge::ApiError;
-use tally_storage::{FilteredReads, pipeline, read};
+use tally_storage::{FilteredReads, read, sessions};
 use worker::{Request, Response};
 
 use crate::access::token_project;
@@ -101,10 +101,10 @@ async fn sessions_data(req: &Request, env: &RequestEnv) -> Result<Vec<Value>, Ap
     let store = store(env)?;
     let stats = match q.user_hash(env)? {
         Some(hash) => {
-            pipeline::user_session_stats(&store, &q.project, &hash, q.from_ms, q.to_ms, q.interval)
+            sessions::user_session_stats(&store, &q.project, &hash, q.from_ms, q.to_ms, q.interval)
                 .await
         }
-        None => pipeline::session_stats(&store, &q.project, q.from_ms, q.to_ms, q.interval).await,
+        None => sessions::session_stats(&store, &q.project, q.from_ms, q.to_ms, q.interval).await,
     }
     .map_err(internal)?;
     Ok(stats

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tally_core::sessions::Stats;
 use tally_core::time::{Interval, format_ms};
 use tally_edge::ApiError;
-use tally_storage::pipeline;
+use tally_storage::sessions;
 use worker::{Request, Response};
 
 use super::scope;
@@ -34,7 +34,7 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
     let range = within_retention(asked, settings.retention_days, now)
         .ok_or_else(|| scope::past_retention(settings.retention_days))?;
     let store = store(env)?;
-    let stats = pipeline::session_stats(&store, project, range.from_ms, range.to_ms, interval)
+    let stats = sessions::session_stats(&store, project, range.from_ms, range.to_ms, interval)
         .await
         .map_err(internal)?;
     let point = |s: Stats| {

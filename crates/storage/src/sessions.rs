@@ -1,0 +1,264 @@
+//! Sessions per day: paired once per day into `session_days` by the cron
+//! ([`roll_session_days`]), and read back by adding those rows up, with only the days not
+//! stored yet paired live ([`session_stats`]).
+//!
+//! The invariant that makes the two agree: the sessions starting on day `D` are a
+//! function of the marks in `[D, D + 1 day + MAX_SESSION_MS)` alone (see
+//! [`tally_core::sessions::stats`]). The consumer marks `D` dirty whenever it stores a
+//! mark in that window (`Write::InsertSessionEvents`), in the same transaction, and a
+//! roll clears the mark only if its generation is unchanged. So a day that is not marked
+//! dirty has its stored row, or no sessions (no marks, or none that pair); a marked day
+//! is paired live. Days are rolled only when their window is over, so today and
+//! yesterday, which keep changing, are always paired live.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+use tally_core::sessions::{self, MAX_SESSION_MS, Stats};
+use tally_core::sql;
+use tally_core::time::{DAY_MS, Interval};
+
+use crate::exec::Executor;
+use crate::{Error, EventStore, FilteredReads, Write, Writer};
+
+/// A day's window reaches one day and [`MAX_SESSION_MS`] past its start: the consumer
+/// marks a mark's day and the one before ([`sql::MARK_SESSION_DAYS`]), which covers it
+/// only while a session lasts at most a day.
+const _: () = assert!(MAX_SESSION_MS <= DAY_MS);
+
+/// The most stretches of a range paired live in one read; past it, the nearest
+/// stretches are joined (the stored days between them are then paired live too), so a
+/// read costs at most this many mark reads plus two, whatever the range.
+pub const MAX_LIVE_STRETCHES: usize = 8;
+
+/// A session day marked dirty, and the generation of its mark.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DirtyDay {
+    pub project: String,
+    pub day: i64,
+    pub generation: i64,
+}
+
+/// What one [`roll_session_days`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RolledDays {
+    /// Days paired and stored.
+    pub rolled: usize,
+    /// Days ready to roll still marked dirty afterwards (the backlog, or days a mark
+    /// changed meanwhile).
+    pub left: u64,
+}
+
+#[derive(Deserialize)]
+struct StoredDay {
+    day: i64,
+    sessions: i64,
+    total_ms: i64,
+}
+
+#[derive(Deserialize)]
+struct Day {
+    day: i64,
+}
+
+#[derive(Deserialize)]
+struct Count {
+    n: i64,
+}
+
+/// Pairs and stores up to `limit` dirty session days whose window is over at `now_ms`,
+/// oldest first: two D1 queries a day (the marks of its window, and one commit), plus
+/// two.
+///
+/// # Errors
+///
+/// The store's error; days rolled before it stay rolled.
+pub async fn roll_session_days<S>(store: &S, limit: u32, now_ms: i64) -> Result<RolledDays, Error>
+where
+    S: EventStore + Executor + Writer,
+{
+    let last_ready = last_ready_day(now_ms);
+    let dirty: Vec<DirtyDay> = store
+        .query(
+            sql::DIRTY_SESSION_DAYS,
+            vec![last_ready.into(), limit.into()],
+        )
+        .await?;
+    let mut run = RolledDays::default();
+    for day in &dirty {
+        let marks = store
+            .session_marks(&day.project, day.day, window_end(day.day + DAY_MS))
+            .await?;
+        let stats = sessions::stats(
+            &sessions::pair(marks),
+            Interval::Day,
+            day.day,
+            day.day + DAY_MS,
+        )
+        .remove(&day.day)
+        .unwrap_or_default();
+        store
+            .commit(&[
+                Write::PutSessionDay {
+                    project: &day.project,
+                    day: day.day,
+                    stats,
+                },
+                Write::ClearSessionDay(day),
+            ])
+            .await?;
+        run.rolled += 1;
+    }
+    let left: Vec<Count> = store
+        .query(sql::DIRTY_SESSION_DAYS_LEFT, vec![last_ready.into()])
+        .await?;
+    run.left = left.first().map_or(0, |c| c.n.max(0) as u64);
+    Ok(run)
+}
+
+/// The last day whose window is over at `now_ms`: no mark yet to come is in it, unless
+/// it is late (and then it marks the day dirty again).
+fn last_ready_day(now_ms: i64) -> i64 {
+    Interval::Day.floor(now_ms - MAX_SESSION_MS) - DAY_MS
+}
+
+/// Where the marks that can close sessions starting before `to_ms` end.
+fn window_end(to_ms: i64) -> i64 {
+    to_ms.saturating_add(MAX_SESSION_MS)
+}
+
+/// Sessions of `project` that start in `[from_ms, to_ms)`, per `interval` bucket: the
+/// stored days of the range added up, and the rest (partial days at its ends, days not
+/// rolled or changed since) paired live from their marks, in at most
+/// [`MAX_LIVE_STRETCHES`] reads.
+///
+/// # Errors
+///
+/// The store's error.
+pub async fn session_stats<S: EventStore + Executor>(
+    store: &S,
+    project: &str,
+    from_ms: i64,
+    to_ms: i64,
+    interval: Interval,
+) -> Result<BTreeMap<i64, Stats>, Error> {
+    let first_day = Interval::Day.floor(from_ms.saturating_add(DAY_MS - 1));
+    let end_day = Interval::Day.floor(to_ms);
+    let mut out: BTreeMap<i64, Stats> = BTreeMap::new();
+    let mut live: Vec<(i64, i64)> = Vec::new();
+    if first_day >= end_day {
+        live.push((from_ms, to_ms));
+    } else {
+        let days = || vec![project.into(), first_day.into(), end_day.into()];
+        let dirty: BTreeSet<i64> = store
+            .query::<Day>(sql::DIRTY_SESSION_DAYS_OF_PROJECT, days())
+            .await?
+            .into_iter()
+            .map(|d| d.day)
+            .collect();
+        let stored: Vec<StoredDay> = store.query(sql::SESSION_DAYS, days()).await?;
+        live.push((from_ms, first_day));
+        live.extend(dirty.iter().map(|&day| (day, day + DAY_MS)));
+        live.push((end_day, to_ms));
+        live = stretches(live, MAX_LIVE_STRETCHES);
+        for row in stored {
+            let paired_live = live.iter().any(|&(a, b)| (a..b).contains(&row.day));
+            if !paired_live && row.sessions > 0 {
+                add(
+                    &mut out,
+                    interval.floor(row.day),
+                    Stats {
+                        sessions: row.sessions as u64,
+                        total_ms: row.total_ms,
+                    },
+                );
+            }
+        }
+    }
+    for (from, to) in live {
+        let marks = store.session_marks(project, from, window_end(to)).await?;
+        for (bucket, stats) in sessions::stats(&sessions::pair(marks), interval, from, to) {
+            add(&mut out, bucket, stats);
+        }
+    }
+    Ok(out)
+}
+
+/// [`session_stats`] of one user (`user_hash` as in
+/// [`FilteredReads::user_session_marks`]), paired live from the user's marks alone
+/// (read through their own index).
+///
+/// # Errors
+///
+/// The store's error.
+pub async fn user_session_stats<S: FilteredReads>(
+    store: &S,
+    project: &str,
+    user_hash: &str,
+    from_ms: i64,
+    to_ms: i64,
+    interval: Interval,
+) -> Result<BTreeMap<i64, Stats>, Error> {
+    let marks = store
+        .user_session_marks(project, user_hash, from_ms, window_end(to_ms))
+        .await?;
+    Ok(sessions::stats(
+        &sessions::pair(marks),
+        interval,
+        from_ms,
+        to_ms,
+    ))
+}
+
+fn add(out: &mut BTreeMap<i64, Stats>, bucket: i64, stats: Stats) {
+    let sum = out.entry(bucket).or_default();
+    sum.sessions += stats.sessions;
+    sum.total_ms += stats.total_ms;
+}
+
+/// The non-empty stretches among `spans` (in order, not overlapping), adjacent ones
+/// joined, and then the nearest ones joined until at most `most` remain.
+fn stretches(spans: Vec<(i64, i64)>, most: usize) -> Vec<(i64, i64)> {
+    let mut joined: Vec<(i64, i64)> = Vec::new();
+    for (from, to) in spans.into_iter().filter(|(a, b)| a < b) {
+        match joined.last_mut() {
+            Some(last) if last.1 >= from => last.1 = last.1.max(to),
+            _ => joined.push((from, to)),
+        }
+    }
+    while joined.len() > most.max(1) {
+        let nearest = (1..joined.len())
+            .min_by_key(|&i| joined[i].0 - joined[i - 1].1)
+            .unwrap_or(1);
+        joined[nearest - 1].1 = joined[nearest].1;
+        joined.remove(nearest);
+    }
+    joined
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stretches_join_neighbours_then_the_nearest() {
+        let day = |d: i64| (d * 10, d * 10 + 10);
+        assert_eq!(
+            stretches(vec![(0, 0), day(1), day(2), day(4), (50, 55)], 8),
+            vec![(10, 30), (40, 55)]
+        );
+        assert_eq!(
+            stretches(vec![day(0), day(2), day(3), day(9), day(20)], 2),
+            vec![(0, 100), (200, 210)]
+        );
+    }
+
+    #[test]
+    fn a_day_is_ready_once_its_window_is_over() {
+        // A day's window is the day and the next (`MAX_SESSION_MS`); it is over at the
+        // start of the day after that.
+        let day0 = 100 * DAY_MS;
+        assert_eq!(last_ready_day(day0 + 2 * DAY_MS), day0);
+        assert_eq!(last_ready_day(day0 + 2 * DAY_MS - 1), day0 - DAY_MS);
+    }
+}

@@ -1,0 +1,214 @@
+//! Sessions paired once per day and stored, against real SQLite: whatever the arrival
+//! order, lateness and roll timing, reads equal pairing every mark at once, and rolled
+//! days answer from their stored rows.
+
+use std::collections::BTreeMap;
+
+use tally_core::sessions::{self, MAX_SESSION_MS, Mark, Stats};
+use tally_core::testing::SplitMix64 as Rng;
+use tally_core::time::{DAY_MS, HOUR_MS, Interval};
+use tally_core::{Context, Event, RawEvent, Settings, validate};
+use tally_storage::pipeline;
+use tally_storage::sessions::{RolledDays, roll_session_days, session_stats};
+use tally_storage::sqlite::{SqliteStore, block_on};
+
+/// 2025-01-10T00:00:00Z.
+const DAY0: i64 = 1_736_467_200_000;
+/// Marks fall on these days from `DAY0`.
+const DAYS: i64 = 9;
+/// Late enough that no timestamp is in the future when it is validated.
+const VALIDATED_AT: i64 = DAY0 + (DAYS + 1) * DAY_MS;
+
+fn mark_event(i: u64, name: &str, user: &str, timestamp: i64) -> Event {
+    let raw: RawEvent = serde_json::from_value(serde_json::json!({
+        "event_id": format!("00000000-0000-4000-8000-{i:012x}"),
+        "project": "music", "name": name, "user": user, "timestamp": timestamp,
+    }))
+    .unwrap();
+    let ctx = Context {
+        project: "music",
+        now_ms: VALIDATED_AT,
+        settings: Settings::default(),
+        id_secret: b"secret",
+    };
+    validate(raw, &ctx, &mut || unreachable!()).unwrap().event
+}
+
+/// Plays and stops of 30 users over [`DAYS`] days: sessions of seconds to two days
+/// (some longer than [`MAX_SESSION_MS`]), overlapping starts, stray stops and starts
+/// never stopped, plus pauses that are no marks.
+fn marks(rng: &mut Rng) -> Vec<Event> {
+    let mut events = Vec::new();
+    let mut i = 0;
+    let mut push = |events: &mut Vec<Event>, name: &str, user: &str, t: i64| {
+        i += 1;
+        if t < DAY0 + DAYS * DAY_MS {
+            events.push(mark_event(i, name, user, t));
+        }
+    };
+    for u in 0..30 {
+        let user = format!("user-{u}");
+        let mut t = DAY0 + rng.below(DAY_MS as u64) as i64;
+        while t < DAY0 + DAYS * DAY_MS {
+            let length = match rng.below(10) {
+                0 => rng.below(2 * DAY_MS as u64) as i64,
+                1 => MAX_SESSION_MS - 1 + rng.below(3) as i64,
+                _ => rng.below(3 * HOUR_MS as u64) as i64,
+            };
+            match rng.below(8) {
+                0 => push(&mut events, "stop", &user, t),
+                1 => push(&mut events, "play", &user, t),
+                2 => push(&mut events, "pause", &user, t),
+                _ => {
+                    push(&mut events, "play", &user, t);
+                    push(&mut events, "stop", &user, t + length);
+                }
+            }
+            t += rng.below(18 * HOUR_MS as u64) as i64;
+        }
+    }
+    events
+}
+
+fn oracle(events: &[Event], interval: Interval, from: i64, to: i64) -> BTreeMap<i64, Stats> {
+    let marks: Vec<Mark> = events
+        .iter()
+        .filter(|e| e.name == "play" || e.name == "stop")
+        .map(|e| Mark {
+            user: e.user.clone().unwrap()[..16].to_owned(),
+            timestamp: e.timestamp,
+            event_id: e.event_id.replace('-', ""),
+            is_start: e.name == "play",
+        })
+        .collect();
+    sessions::stats(&sessions::pair(marks), interval, from, to)
+}
+
+/// Random ranges: whole days, hours, and odd milliseconds, in days, ISO weeks and months.
+fn ranges(rng: &mut Rng) -> Vec<(Interval, i64, i64)> {
+    let mut out = vec![(Interval::Day, DAY0, DAY0 + DAYS * DAY_MS)];
+    for _ in 0..12 {
+        let unit = [DAY_MS, HOUR_MS, 1][rng.below(3) as usize];
+        let span = (DAYS + 1) * DAY_MS / unit;
+        let a = DAY0 - DAY_MS + rng.below(span as u64) as i64 * unit;
+        let b = DAY0 - DAY_MS + rng.below(span as u64) as i64 * unit;
+        let interval = [Interval::Day, Interval::Week, Interval::Month][rng.below(3) as usize];
+        out.push((interval, a.min(b), a.max(b) + unit));
+    }
+    out
+}
+
+#[test]
+fn reads_equal_pairing_every_mark_whatever_the_arrival_order_and_roll_timing() {
+    for seed in [1, 2, 3] {
+        let mut rng = Rng(seed);
+        let events = marks(&mut rng);
+        // Each event arrives at its time plus a lateness: mostly minutes, sometimes days.
+        let mut arrivals: Vec<(i64, &Event)> = events
+            .iter()
+            .map(|e| {
+                let late = match rng.below(20) {
+                    0 => rng.below(4 * DAY_MS as u64),
+                    _ => rng.below(10 * 60_000),
+                };
+                (e.timestamp + late as i64, e)
+            })
+            .collect();
+        arrivals.sort_by_key(|(at, _)| *at);
+        let store = SqliteStore::open_in_memory().unwrap();
+        let mut delivered: Vec<Event> = Vec::new();
+        let mut rolled = 0;
+        for batch in arrivals.chunks(40) {
+            let now = batch.last().unwrap().0;
+            let batch: Vec<Event> = batch.iter().map(|(_, e)| (*e).clone()).collect();
+            block_on(pipeline::store_events(&store, &batch, now)).unwrap();
+            delivered.extend(batch);
+            let run = block_on(roll_session_days(&store, rng.below(3) as u32, now)).unwrap();
+            rolled += run.rolled;
+            if rng.below(4) == 0 {
+                for (interval, from, to) in ranges(&mut rng) {
+                    let got = block_on(session_stats(&store, "music", from, to, interval));
+                    let expected = oracle(&delivered, interval, from, to);
+                    assert_eq!(got.unwrap(), expected, "seed {seed} at {now}: {from}..{to}");
+                }
+            }
+        }
+        assert!(
+            rolled > 0,
+            "seed {seed}: some days were rolled along the way"
+        );
+        assert_eq!(delivered.len(), events.len());
+    }
+}
+
+#[test]
+fn rolled_days_answer_from_their_rows_and_late_marks_reopen_them() {
+    let mut rng = Rng(7);
+    let events = marks(&mut rng);
+    let store = SqliteStore::open_in_memory().unwrap();
+    let (late, early): (Vec<Event>, Vec<Event>) =
+        events.iter().cloned().partition(|e| e.timestamp % 13 == 0);
+    let now = DAY0 + (DAYS + 3) * DAY_MS;
+    block_on(pipeline::store_events(&store, &early, now)).unwrap();
+    let everything = (Interval::Week, DAY0, DAY0 + DAYS * DAY_MS);
+    let (interval, from, to) = everything;
+    let before = oracle(&early, interval, from, to);
+    assert!(before.values().map(|s| s.sessions).sum::<u64>() > 100);
+
+    // Every day's window is over: one roll stores them all, and nothing is left.
+    let run = block_on(roll_session_days(&store, 1000, now)).unwrap();
+    assert!(run.rolled >= DAYS as usize, "{run:?}");
+    assert_eq!(
+        block_on(roll_session_days(&store, 1000, now)).unwrap(),
+        RolledDays::default()
+    );
+
+    assert_eq!(
+        block_on(session_stats(&store, "music", from, to, interval)).unwrap(),
+        before
+    );
+
+    // Late marks make their days (and the day before each) dirty again: those days
+    // are paired live until rolled, then stored again.
+    block_on(pipeline::store_events(&store, &late, now)).unwrap();
+    let after = oracle(&events, interval, from, to);
+    assert_ne!(after, before, "the late marks change some days");
+    assert_eq!(
+        block_on(session_stats(&store, "music", from, to, interval)).unwrap(),
+        after
+    );
+    let run = block_on(roll_session_days(&store, 1000, now)).unwrap();
+    assert!(run.rolled > 0 && run.left == 0, "{run:?}");
+    assert_eq!(
+        block_on(session_stats(&store, "music", from, to, interval)).unwrap(),
+        after
+    );
+
+    // Without their marks, rolled days still answer, from their rows alone.
+    store.with_connection(|c| c.execute("DELETE FROM session_events", []).unwrap());
+    assert_eq!(
+        block_on(session_stats(&store, "music", from, to, interval)).unwrap(),
+        after
+    );
+}
+
+#[test]
+fn a_roll_takes_only_days_whose_window_is_over_and_reports_the_backlog() {
+    let mut rng = Rng(11);
+    let events = marks(&mut rng);
+    let store = SqliteStore::open_in_memory().unwrap();
+    // At the start of the last day of marks, that day and the one before are still open.
+    let now = DAY0 + (DAYS - 1) * DAY_MS;
+    block_on(pipeline::store_events(&store, &events, now)).unwrap();
+    let first = block_on(roll_session_days(&store, 3, now)).unwrap();
+    assert_eq!(first.rolled, 3);
+    // The days from DAY0 - 1 day to DAYS - 3 are ready: DAYS - 1 of them, 3 rolled.
+    assert_eq!(first.left, (DAYS - 1 - 3) as u64);
+    let rest = block_on(roll_session_days(&store, 1000, now)).unwrap();
+    assert_eq!((rest.rolled as u64, rest.left), (first.left, 0));
+    let open: i64 = store.with_connection(|c| {
+        c.query_row("SELECT count(*) FROM session_days_dirty", [], |r| r.get(0))
+            .unwrap()
+    });
+    assert_eq!(open, 2, "the last two days stay dirty, paired live");
+}
