@@ -9,7 +9,8 @@ pub mod example_worker;
 pub mod pages;
 pub mod receiver;
 
-/// The base URL of one worker of the running stack.
+/// The base URL of one worker of the running stack; `front` is the one host of both
+/// APIs, which hands each path to ingest or query.
 pub fn url(worker: &str) -> String {
     let var = format!("TALLY_{}_URL", worker.to_uppercase());
     std::env::var(&var).unwrap_or_else(|_| {
@@ -54,10 +55,26 @@ pub fn civil(days: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// A UTC day in milliseconds.
+pub const DAY: i64 = 86_400_000;
+
 /// `YYYY-MM-DD` of the UTC day holding `ms`.
 pub fn date(ms: i64) -> String {
-    let (y, m, d) = civil(ms.div_euclid(86_400_000));
+    let (y, m, d) = civil(ms.div_euclid(DAY));
     format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The first day of the month holding `ms`, as `YYYY-MM-DD`.
+pub fn month(ms: i64) -> String {
+    let (y, m, _) = civil(ms.div_euclid(DAY));
+    format!("{y:04}-{m:02}-01")
+}
+
+/// The Sunday that starts the week holding `ms`, as the track seed's weeks start (1970-01-01
+/// was a Thursday).
+pub fn sunday(ms: i64) -> i64 {
+    let day = ms.div_euclid(DAY);
+    (day - (day + 4).rem_euclid(7)) * DAY
 }
 
 /// The wall clock in epoch milliseconds, as event timestamps carry it.
