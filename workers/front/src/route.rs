@@ -1,8 +1,9 @@
 //! Which worker answers a path, pure and unit-tested natively: ingest's paths go to the
 //! ingest worker, every other path to the query worker (which answers the paths it does
 //! not know with its own 404). The tests keep [`INGEST_PATHS`] equal to the paths
-//! `openapi.json` documents on ingest's server and to ingest's own router, so a path
-//! moved or added there cannot be routed to the wrong worker here.
+//! `openapi.json` documents on ingest's server, which the query worker's `openapi.rs`
+//! test keeps equal to the paths ingest's own router alone answers: a path moved or
+//! added there cannot be routed to the wrong worker here.
 
 /// The path of an absolute URL as the runtime gives it (`https://host/path?query`),
 /// without its query or fragment; `/` when it has none. The runtime has already
@@ -177,33 +178,5 @@ mod tests {
         let mut mine = INGEST_PATHS.to_vec();
         mine.sort_unstable();
         assert_eq!(ingest, mine, "openapi.json's ingest paths");
-    }
-
-    /// Ingest's router, read from its source as query's `openapi.rs` test reads it: its
-    /// match arms `(Some(Method::Post), "/track") =>`.
-    #[test]
-    fn every_path_ingests_router_answers_goes_to_ingest_but_the_shared_root() {
-        let ingest = include_str!("../../ingest/src/lib.rs");
-        let mut routed = Vec::new();
-        for line in ingest.lines().map(str::trim) {
-            let Some((_, paths)) = line
-                .strip_prefix("(Some(Method::")
-                .and_then(|arm| arm.split_once(") =>"))
-                .and_then(|(arm, _)| arm.split_once("), "))
-            else {
-                continue;
-            };
-            routed.extend(
-                paths
-                    .split('|')
-                    .filter_map(|p| p.trim().strip_prefix('"')?.strip_suffix('"')),
-            );
-        }
-        routed.sort_unstable();
-        routed.dedup();
-        let mut expected: Vec<&str> = INGEST_PATHS.iter().copied().chain(["/"]).collect();
-        expected.sort_unstable();
-        assert_eq!(routed, expected, "ingest's router");
-        check("/", Target::Query);
     }
 }
