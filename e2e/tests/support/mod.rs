@@ -172,6 +172,14 @@ pub fn request_bytes(method: &str, url: &str, headers: &[(&str, &str)], body: Ve
     answer(agent().run(builder.body(body).expect("a valid request")))
 }
 
+/// `data` compressed as one gzip member, as an SDK sends it.
+pub fn gzipped(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
 /// A request over a plain TCP connection, for methods an HTTP client refuses to send
 /// (ureq sends no `QUERY` or `PROPFIND`): HTTP/1.1 with `Connection: close`, the answer
 /// read to its end.
@@ -328,9 +336,14 @@ pub fn send_events(project: &Project, events: &Value) -> Answer {
 
 /// The project's overview from the query worker, read with its read token.
 pub fn overview(project: &Project) -> Answer {
+    overview_at(&url("query"), project)
+}
+
+/// The project's overview from the worker at `base` (the query worker or the front).
+pub fn overview_at(base: &str, project: &Project) -> Answer {
     request(
         "GET",
-        &format!("{}/v1/projects/{}/overview", url("query"), project.slug),
+        &format!("{base}/v1/projects/{}/overview", project.slug),
         &[("authorization", &project.read_auth())],
         None,
     )
@@ -382,11 +395,16 @@ pub fn after_cron<T>(
 
 /// Waits until the overview of `project` counts exactly `n` events.
 pub fn wait_for_count(project: &Project, n: u64) {
+    wait_for_count_at(&url("query"), project, n);
+}
+
+/// Waits until the overview of `project`, read at `base`, counts exactly `n` events.
+pub fn wait_for_count_at(base: &str, project: &Project, n: u64) {
     eventually(
         &format!("overview of {} counts {n} events", project.slug),
         Duration::from_secs(30),
         || {
-            let a = overview(project);
+            let a = overview_at(base, project);
             match a.json["events"].as_u64() {
                 Some(count) if a.status == 200 && count == n => Ok(()),
                 _ => Err(format!("{} {}", a.status, a.json)),
