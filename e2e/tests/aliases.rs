@@ -10,20 +10,7 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 const HOUR: i64 = 3_600_000;
-const DAY: i64 = 86_400_000;
 const MINUTE: i64 = 60_000;
-
-/// The first day of the month holding `ms`, as `YYYY-MM-DD`.
-fn month(ms: i64) -> String {
-    let (y, m, _) = civil(ms.div_euclid(DAY));
-    format!("{y:04}-{m:02}-01")
-}
-
-/// The Sunday that starts the week holding `ms` (1970-01-01 was a Thursday).
-fn sunday(ms: i64) -> i64 {
-    let day = ms.div_euclid(DAY);
-    (day - (day + 4).rem_euclid(7)) * DAY
-}
 
 /// `GET` a path of the query worker with an `Authorization` header (if any).
 fn read(path: &str, auth: Option<&str>) -> Answer {

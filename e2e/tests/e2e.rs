@@ -1,8 +1,8 @@
-//! End-to-end tests: real HTTP against the three workers running under local workerd.
+//! End-to-end tests: real HTTP against the four workers running under local workerd.
 //!
 //! `cargo xtask test` starts the stack on free ports and passes the URLs in
-//! `TALLY_INGEST_URL`, `TALLY_QUERY_URL` and `TALLY_AGGREGATOR_URL`. Every test uses its
-//! own project slug, so tests run in parallel against one stack.
+//! `TALLY_INGEST_URL`, `TALLY_QUERY_URL`, `TALLY_AGGREGATOR_URL` and `TALLY_FRONT_URL`.
+//! Every test uses its own project slug, so tests run in parallel against one stack.
 
 mod alerts;
 mod alerts_api;
@@ -13,6 +13,7 @@ mod dashboard_filters;
 mod digest;
 mod erasure;
 mod filters;
+mod front;
 mod funnel;
 mod hostile;
 mod ingest;

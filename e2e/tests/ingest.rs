@@ -711,14 +711,6 @@ fn ndjson_batches_are_accepted_line_by_line() {
     wait_for_count(&p, 2);
 }
 
-/// `data` compressed as one gzip member, as an SDK sends it.
-fn gzipped(data: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(data).unwrap();
-    encoder.finish().unwrap()
-}
-
 /// Several SDKs compress their bodies: every endpoint decodes `Content-Encoding: gzip`
 /// within the same 1 MiB limit, so a gzip bomb is a 413, a broken member a 400, another
 /// encoding a 415, and none of them stores anything.

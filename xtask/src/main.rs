@@ -20,9 +20,10 @@ Tasks:
   test                lint, unit tests, wasm checks and builds, end-to-end tests
                       (`test e2e [FILTER]`: only end-to-end tests; `test js`: only
                       the Worker middleware's JavaScript tests)
-  build               build the three workers' wasm bundles and print their sizes
+  build               build the four workers' wasm bundles and print their sizes
   deploy              deploy to Cloudflare: find or create D1, KV and queues, apply
-                      migrations, set secrets, deploy consumers first
+                      migrations, set secrets, deploy consumers first and
+                      the front last
                       [--env staging|production] [--only WORKER] [--dry-run];
                       --dry-run packages the workers offline and prints their sizes
   project             create and change projects, hand out and revoke write keys and

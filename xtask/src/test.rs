@@ -1,5 +1,5 @@
 //! `cargo xtask test`: every check, from formatting to end-to-end tests against the
-//! three workers under local workerd. It stops the stack whatever happens and ends
+//! four workers under local workerd. It stops the stack whatever happens and ends
 //! with one summary line of every test run.
 
 use std::io::{BufRead, BufReader};
@@ -202,6 +202,7 @@ fn end_to_end(tally: &mut Tally, filter: Option<&str>) -> Result<()> {
             .args(args)
             .env("TALLY_INGEST_URL", stack.url("ingest"))
             .env("TALLY_QUERY_URL", stack.url("query"))
+            .env("TALLY_FRONT_URL", stack.url("front"))
             .env("TALLY_AGGREGATOR_URL", stack.url("aggregator"))
             .env("TALLY_ADMIN_TOKEN", &admin_token)
             .env("TALLY_CHROMIUM", tools::CHROMIUM)

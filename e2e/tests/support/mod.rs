@@ -9,7 +9,8 @@ pub mod example_worker;
 pub mod pages;
 pub mod receiver;
 
-/// The base URL of one worker of the running stack.
+/// The base URL of one worker of the running stack; `front` is the one host of both
+/// APIs, which hands each path to ingest or query.
 pub fn url(worker: &str) -> String {
     let var = format!("TALLY_{}_URL", worker.to_uppercase());
     std::env::var(&var).unwrap_or_else(|_| {
@@ -54,10 +55,26 @@ pub fn civil(days: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// A UTC day in milliseconds.
+pub const DAY: i64 = 86_400_000;
+
 /// `YYYY-MM-DD` of the UTC day holding `ms`.
 pub fn date(ms: i64) -> String {
-    let (y, m, d) = civil(ms.div_euclid(86_400_000));
+    let (y, m, d) = civil(ms.div_euclid(DAY));
     format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The first day of the month holding `ms`, as `YYYY-MM-DD`.
+pub fn month(ms: i64) -> String {
+    let (y, m, _) = civil(ms.div_euclid(DAY));
+    format!("{y:04}-{m:02}-01")
+}
+
+/// The Sunday that starts the week holding `ms`, as the track seed's weeks start (1970-01-01
+/// was a Thursday).
+pub fn sunday(ms: i64) -> i64 {
+    let day = ms.div_euclid(DAY);
+    (day - (day + 4).rem_euclid(7)) * DAY
 }
 
 /// The wall clock in epoch milliseconds, as event timestamps carry it.
@@ -153,6 +170,14 @@ pub fn request_bytes(method: &str, url: &str, headers: &[(&str, &str)], body: Ve
         builder = builder.header(*name, *value);
     }
     answer(agent().run(builder.body(body).expect("a valid request")))
+}
+
+/// `data` compressed as one gzip member, as an SDK sends it.
+pub fn gzipped(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
 }
 
 /// A request over a plain TCP connection, for methods an HTTP client refuses to send
@@ -311,9 +336,14 @@ pub fn send_events(project: &Project, events: &Value) -> Answer {
 
 /// The project's overview from the query worker, read with its read token.
 pub fn overview(project: &Project) -> Answer {
+    overview_at(&url("query"), project)
+}
+
+/// The project's overview from the worker at `base` (the query worker or the front).
+pub fn overview_at(base: &str, project: &Project) -> Answer {
     request(
         "GET",
-        &format!("{}/v1/projects/{}/overview", url("query"), project.slug),
+        &format!("{base}/v1/projects/{}/overview", project.slug),
         &[("authorization", &project.read_auth())],
         None,
     )
@@ -365,11 +395,16 @@ pub fn after_cron<T>(
 
 /// Waits until the overview of `project` counts exactly `n` events.
 pub fn wait_for_count(project: &Project, n: u64) {
+    wait_for_count_at(&url("query"), project, n);
+}
+
+/// Waits until the overview of `project`, read at `base`, counts exactly `n` events.
+pub fn wait_for_count_at(base: &str, project: &Project, n: u64) {
     eventually(
         &format!("overview of {} counts {n} events", project.slug),
         Duration::from_secs(30),
         || {
-            let a = overview(project);
+            let a = overview_at(base, project);
             match a.json["events"].as_u64() {
                 Some(count) if a.status == 200 && count == n => Ok(()),
                 _ => Err(format!("{} {}", a.status, a.json)),

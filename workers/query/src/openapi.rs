@@ -73,6 +73,13 @@ mod tests {
                     .map(|m| (m.as_ref().to_owned(), template(row.path)))
             })
             .collect();
+        out.extend(ingest_routed());
+        out
+    }
+
+    /// Every endpoint ingest's router matches.
+    fn ingest_routed() -> Vec<Endpoint> {
+        let mut out = Vec::new();
         let ingest = include_str!("../../ingest/src/lib.rs");
         // Its arms: `(Some(Method::Post), "/track") =>`, `(Some(Method::Get), "/" |
         // "/healthz") =>`.
@@ -162,6 +169,41 @@ mod tests {
             unrouted.is_empty(),
             "in openapi.json, routed nowhere: {unrouted:#?}"
         );
+    }
+
+    /// The paths the document puts on the ingest worker's server (its `servers`) are the
+    /// paths ingest routes and the query worker does not (`/` both answer, as query's):
+    /// the front worker hands exactly those to ingest, checked against this document.
+    #[test]
+    fn the_paths_documented_on_ingests_server_are_the_ones_ingest_alone_routes() {
+        let doc = spec();
+        let mut on_ingest: Vec<String> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, item)| {
+                item["servers"].as_array().is_some_and(|servers| {
+                    servers.iter().any(|s| {
+                        s["description"]
+                            .as_str()
+                            .is_some_and(|d| d.starts_with("The ingest worker"))
+                    })
+                })
+            })
+            .map(|(path, _)| template(path))
+            .collect();
+        let query: Vec<String> = TABLE.iter().map(|row| template(row.path)).collect();
+        let mut ingest_only: Vec<String> = ingest_routed()
+            .into_iter()
+            .map(|(_, path)| path)
+            .filter(|path| !query.contains(path))
+            .collect();
+        for paths in [&mut on_ingest, &mut ingest_only] {
+            paths.sort();
+            paths.dedup();
+        }
+        assert!(ingest_only.len() >= 4, "{ingest_only:?}");
+        assert_eq!(on_ingest, ingest_only);
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //! workers.dev subdomain, cron schedules and queue consumers. An upload keeps the
 //! metadata it was sent, and treats secrets as the API does: `secret_text` bindings
 //! set values, `inherit` bindings need a previous value (`bindings_inherit=strict`),
-//! and `keep_bindings` keeps the rest.
+//! and `keep_bindings` keeps the rest. A `service` binding (`{"type": "service",
+//! "name", "service", "environment"?}`) must name a Worker that exists, or the upload is
+//! refused as the API refuses it (code 10143).
 //!
 //! It checks what the real API checks and xtask could get wrong: the bearer token, the
 //! account, the body member each create takes (`name`, `title`, `queue_name`) and
@@ -616,6 +618,20 @@ fn upload(state: &mut State, script: &str, request: &Request, version: bool) -> 
                         ),
                     );
                 }
+            }
+            Some("service") => {
+                let target = binding["service"].as_str().unwrap_or_default();
+                if !state.scripts.contains_key(target) {
+                    return error(
+                        400,
+                        10143,
+                        &format!(
+                            "Could not resolve service binding '{name}'. Target script \
+                             '{target}' not found. Please verify the target script and try again."
+                        ),
+                    );
+                }
+                bindings.push(binding.clone());
             }
             _ => bindings.push(binding.clone()),
         }

@@ -44,7 +44,7 @@ use cloudflare::Api;
 use wrangler_config::{Env, Ids, Needs, WorkerConfig, kv_title};
 
 const USAGE: &str = "usage: cargo xtask deploy [--env staging|production] \
-                     [--only ingest|aggregator|query] [--dry-run]";
+                     [--only ingest|aggregator|query|front] [--dry-run]";
 
 /// A secret some workers need, and where its value may come from.
 #[derive(Debug)]
@@ -439,6 +439,11 @@ pub fn prepare(
         .collect::<Result<Vec<_>>>()?;
     let needs = wrangler_config::needs(&configs)?;
     wrangler_config::check_order(&configs)?;
+    let all = WORKERS
+        .iter()
+        .map(|w| WorkerConfig::read(&inputs.root, w))
+        .collect::<Result<Vec<_>>>()?;
+    wrangler_config::check_services(&configs, &all)?;
 
     step(&format!("Cloudflare account ({})", api.base()));
     let account = account(api, inputs.account.as_deref())?;
@@ -780,6 +785,7 @@ pub fn placeholder_configs(env: Env, dir: &Path) -> Result<Vec<(WorkerConfig, St
         .collect::<Result<Vec<_>>>()?;
     wrangler_config::needs(&configs)?;
     wrangler_config::check_order(&configs)?;
+    wrangler_config::check_services(&configs, &configs)?;
     let ids = Ids::placeholders(&configs)?;
     configs
         .into_iter()

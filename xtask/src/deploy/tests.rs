@@ -4,9 +4,11 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use serde_json::json;
+
 use super::*;
 use crate::deploy::cf_stand_in::{Script, StandIn, State};
-use crate::deploy::wrangler_config::fixtures::{AGGREGATOR, INGEST, QUERY};
+use crate::deploy::wrangler_config::fixtures::{AGGREGATOR, FRONT, INGEST, QUERY};
 
 const TOKEN: &str = "test-token";
 const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
@@ -28,6 +30,7 @@ impl Repo {
             ("aggregator", AGGREGATOR),
             ("ingest", INGEST),
             ("query", QUERY),
+            ("front", FRONT),
         ] {
             std::fs::write(dir.join(format!("wrangler/{worker}.toml")), text).unwrap();
         }
@@ -37,7 +40,7 @@ impl Repo {
     /// Adds what wrangler reads besides the configs: a tiny JavaScript Worker as each
     /// bundle, and two migrations.
     fn with_bundles_and_migrations(self) -> Self {
-        for worker in ALL {
+        for worker in WORKERS {
             let build = self.0.join(format!("workers/{worker}/build"));
             std::fs::create_dir_all(&build).unwrap();
             std::fs::write(
@@ -149,6 +152,8 @@ fn secrets(items: &[(&'static str, &str)]) -> BTreeMap<&'static str, String> {
     items.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
 }
 
+/// The workers with resources and secrets; most tests deploy them without the front,
+/// which binds only the other two.
 const ALL: [&str; 3] = ["aggregator", "ingest", "query"];
 
 #[test]
@@ -782,7 +787,7 @@ fn wrangler_migrates_and_deploys_through_the_stand_in_and_a_rerun_changes_nothin
     let repo = Repo::new().with_bundles_and_migrations();
     let stand_in = StandIn::start(State::new(TOKEN, ACCOUNT));
     let api = Api::new(&stand_in.url, TOKEN);
-    let inputs = repo.inputs(Env::Production, &ALL);
+    let inputs = repo.inputs(Env::Production, &WORKERS);
     let log = repo.0.join("wrangler.log");
     let run = |plan: &Plan| {
         let result = execute(plan, &api, &repo.0, Some(&log));
@@ -843,6 +848,18 @@ fn wrangler_migrates_and_deploys_through_the_stand_in_and_a_rerun_changes_nothin
             pair("SHARE_SECRET", "secret-3")
         ]
     );
+    // The front, deployed last, binds the two workers as services, and nothing else.
+    let front = script("tally-front");
+    let bindings = front.metadata["bindings"].as_array().unwrap();
+    assert_eq!(bindings.len(), 2, "{bindings:?}");
+    for (binding, service) in [("INGEST", "tally-ingest"), ("QUERY", "tally-query")] {
+        let b = front.binding(binding).unwrap();
+        assert_eq!(
+            (&b["type"], &b["service"]),
+            (&json!("service"), &json!(service))
+        );
+    }
+    assert!(front.secrets.is_empty());
     let events = state
         .queues
         .iter()
@@ -934,5 +951,50 @@ fn wrangler_migrates_and_deploys_through_the_stand_in_and_a_rerun_changes_nothin
         stand_in.state().scripts["tally-query"].uploads,
         2,
         "refused"
+    );
+}
+
+/// The front alone, to an account without the workers it binds: the upload is refused as
+/// Cloudflare refuses it, through wrangler, and nothing is deployed; once they exist, it
+/// deploys, in staging bound to staging's workers.
+#[test]
+fn the_front_deploys_only_once_the_workers_it_binds_exist() {
+    let repo = Repo::new().with_bundles_and_migrations();
+    let stand_in = StandIn::start(State::new(TOKEN, ACCOUNT));
+    let api = Api::new(&stand_in.url, TOKEN);
+    let inputs = repo.inputs(Env::Staging, &["front"]);
+    let log = repo.0.join("wrangler.log");
+    let plan = prepare(&api, &inputs, &mut counter()).unwrap();
+    assert!(plan.resources.is_empty(), "{:?}", plan.resources);
+    assert_eq!(
+        commands(&plan, &repo.0),
+        ["wrangler deploy -c target/deploy/staging/front.toml"]
+    );
+    let e = execute(&plan, &api, &repo.0, Some(&log)).unwrap_err();
+    assert!(e.to_string().contains("wrangler deploy"), "{e:#}");
+    let output = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        output.contains("Target script 'tally-ingest-staging' not found")
+            && output.contains("10143"),
+        "{output}"
+    );
+    assert!(!stand_in.state().scripts.contains_key("tally-front-staging"));
+
+    for worker in ["tally-ingest-staging", "tally-query-staging"] {
+        stand_in
+            .state()
+            .scripts
+            .insert(worker.into(), Script::default());
+    }
+    execute(&plan, &api, &repo.0, Some(&log)).unwrap();
+    let state = stand_in.state().clone();
+    let front = &state.scripts["tally-front-staging"];
+    assert_eq!(
+        front.binding("QUERY").unwrap()["service"],
+        "tally-query-staging"
+    );
+    assert_eq!(
+        front.binding("INGEST").unwrap()["service"],
+        "tally-ingest-staging"
     );
 }

@@ -11,7 +11,9 @@
 //! the same function, so the names a worker compares with are the names it is sent. A KV namespace has
 //! no name in a config, so its title is `tally-` and its binding in lower case
 //! (`CACHE` → `tally-cache`). Rate-limit namespaces are numbers shared by the whole
-//! account: staging uses production's plus [`STAGING_RATELIMIT_OFFSET`].
+//! account: staging uses production's plus [`STAGING_RATELIMIT_OFFSET`]. A service
+//! binding (`[[services]]`) names another of the workers by its `name`, and is renamed
+//! with it; that worker must deploy first.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
@@ -29,13 +31,12 @@ pub const KV_TITLE_PREFIX: &str = "tally-";
 /// Config keys that bind or route something deploy does not know how to provision or
 /// rename per environment. A config with one of them is refused rather than deployed
 /// half right.
-const UNSUPPORTED: [&str; 16] = [
+const UNSUPPORTED: [&str; 15] = [
     "env",
     "routes",
     "route",
     "r2_buckets",
     "durable_objects",
-    "services",
     "vectorize",
     "hyperdrive",
     "analytics_engine_datasets",
@@ -111,6 +112,13 @@ pub struct WorkerConfig {
 pub struct D1Binding {
     pub binding: String,
     pub database_name: String,
+}
+
+/// A service binding of a config: another worker, by its production name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceBinding {
+    pub binding: String,
+    pub service: String,
 }
 
 /// A KV binding of a config, with the id the config gives (a placeholder in the repo).
@@ -213,6 +221,27 @@ impl WorkerConfig {
             }
         }
         Ok((queues, dead_letters))
+    }
+
+    /// The workers this one binds (`[[services]]`): binding name and worker name, as in
+    /// production.
+    pub fn services(&self) -> Result<Vec<ServiceBinding>> {
+        self.tables("services")?
+            .into_iter()
+            .map(|t| {
+                if t.contains_key("environment") || t.contains_key("entrypoint") {
+                    bail!(
+                        "{}: a service binding names its worker only (`binding`, `service`); \
+                         deploy renames the worker per environment",
+                        self.path.display()
+                    );
+                }
+                Ok(ServiceBinding {
+                    binding: self.str(t, "binding")?.to_owned(),
+                    service: self.str(t, "service")?.to_owned(),
+                })
+            })
+            .collect()
     }
 
     /// The `[vars]` of the config whose values are strings, by name.
@@ -352,6 +381,11 @@ impl WorkerConfig {
         }
         if let Some(Value::Table(vars)) = t.get_mut("vars") {
             vars.iter_mut().for_each(|(_, value)| rename_queue(value));
+        }
+        // A bound worker has its environment's name, as it is deployed under it.
+        for service in array_tables(&mut t, "services") {
+            let name = self.str(service, "service")?.to_owned();
+            service.insert("service".into(), Value::String(env.name(&name)));
         }
         for limit in array_tables(&mut t, "ratelimits") {
             let id: u64 = self
@@ -506,8 +540,27 @@ pub fn needs(configs: &[WorkerConfig]) -> Result<Needs> {
 }
 
 /// Checks that every queue's consumers deploy before its producers, in `order`: a
-/// producer deployed first would send to a queue nobody reads yet.
+/// producer deployed first would send to a queue nobody reads yet. And that a worker
+/// bound by another deploys before it: Cloudflare refuses a service binding to a worker
+/// that does not exist yet.
 pub fn check_order(configs: &[WorkerConfig]) -> Result<()> {
+    for (i, config) in configs.iter().enumerate() {
+        for service in config.services()? {
+            for later in &configs[i + 1..] {
+                if later.name()? == service.service {
+                    bail!(
+                        "{} binds worker {} ({}), which deploys after it\n  hint: put {} \
+                         before {} in bundle::WORKERS",
+                        config.worker,
+                        service.service,
+                        service.binding,
+                        later.worker,
+                        config.worker
+                    );
+                }
+            }
+        }
+    }
     for (i, producer) in configs.iter().enumerate() {
         for queue in producer.produces()? {
             for consumer in &configs[i + 1..] {
@@ -519,6 +572,30 @@ pub fn check_order(configs: &[WorkerConfig]) -> Result<()> {
                         consumer.worker
                     );
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks that every service binding of `configs` names one of the workers of `all` (the
+/// repository's configs): deploy renames only those per environment.
+pub fn check_services(configs: &[WorkerConfig], all: &[WorkerConfig]) -> Result<()> {
+    let names = all
+        .iter()
+        .map(|c| c.name().map(str::to_owned))
+        .collect::<Result<BTreeSet<_>>>()?;
+    for config in configs {
+        for service in config.services()? {
+            if !names.contains(&service.service) {
+                bail!(
+                    "{} binds {} to worker {:?}, which is none of Tally's workers ({})\n  \
+                     hint: name a worker by the `name` in its wrangler/<worker>.toml",
+                    config.path.display(),
+                    service.binding,
+                    service.service,
+                    names.iter().cloned().collect::<Vec<_>>().join(", ")
+                );
             }
         }
     }
@@ -639,6 +716,20 @@ namespace_id = "1001"
 simple = { limit = 10, period = 10 }
 "#;
 
+    pub const FRONT: &str = r#"
+name = "tally-front"
+main = "../workers/front/build/index.js"
+compatibility_date = "2025-10-01"
+
+[[services]]
+binding = "INGEST"
+service = "tally-ingest"
+
+[[services]]
+binding = "QUERY"
+service = "tally-query"
+"#;
+
     pub const QUERY: &str = r#"
 name = "tally-query"
 main = "../workers/query/build/index.js"
@@ -658,7 +749,7 @@ id = "00000000000000000000000000000ca1"
 
 #[cfg(test)]
 mod tests {
-    use super::fixtures::{AGGREGATOR, INGEST};
+    use super::fixtures::{AGGREGATOR, FRONT, INGEST, QUERY};
     use super::*;
 
     fn config(worker: &'static str, text: &str) -> WorkerConfig {
@@ -701,6 +792,70 @@ mod tests {
             e.starts_with("ingest sends to queue tally-events, which aggregator consumes"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn service_bindings_are_renamed_with_their_workers_which_deploy_first() {
+        let services = |t: &Table| -> Vec<(String, String)> {
+            t["services"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    (
+                        s["binding"].as_str().unwrap().to_owned(),
+                        s["service"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect()
+        };
+        let pair = |b: &str, s: &str| (b.to_owned(), s.to_owned());
+        assert_eq!(
+            services(&generated("front", FRONT, Env::Staging, &[])),
+            [
+                pair("INGEST", "tally-ingest-staging"),
+                pair("QUERY", "tally-query-staging")
+            ]
+        );
+        assert_eq!(
+            services(&generated("front", FRONT, Env::Production, &[])),
+            [pair("INGEST", "tally-ingest"), pair("QUERY", "tally-query")]
+        );
+        // Binding the other workers needs nothing created.
+        assert_eq!(needs(&[config("front", FRONT)]).unwrap(), Needs::default());
+
+        let all = [
+            config("ingest", INGEST),
+            config("query", QUERY),
+            config("front", FRONT),
+        ];
+        check_order(&all).unwrap();
+        check_services(&all, &all).unwrap();
+        let e = check_order(&[
+            config("ingest", INGEST),
+            config("front", FRONT),
+            config("query", QUERY),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("front binds worker tally-query (QUERY), which deploys after it"),
+            "{e}"
+        );
+        let typo = config(
+            "front",
+            &FRONT.replace("\"tally-query\"", "\"tally-qeury\""),
+        );
+        let e = check_services(std::slice::from_ref(&typo), &all)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("binds QUERY to worker \"tally-qeury\", which is none of Tally's workers"),
+            "{e}"
+        );
+        let text = format!("{FRONT}environment = \"production\"\n");
+        let e = config("front", &text).services().unwrap_err().to_string();
+        assert!(e.contains("names its worker only"), "{e}");
     }
 
     #[test]
@@ -963,5 +1118,6 @@ mod tests {
         assert!(needs.databases.contains("tally"), "{needs:?}");
         assert!(needs.queues.contains("tally-events"), "{needs:?}");
         check_order(&configs).unwrap();
+        check_services(&configs, &configs).unwrap();
     }
 }

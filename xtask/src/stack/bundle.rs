@@ -1,4 +1,4 @@
-//! Building the three workers' wasm bundles with the pinned worker-build.
+//! Building the four workers' wasm bundles with the pinned worker-build.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,8 +10,9 @@ use crate::stack::proc;
 use crate::stack::tools::{self, root};
 use crate::step;
 
-/// The three workers, in the order they start: the queue consumer first.
-pub const WORKERS: [&str; 3] = ["aggregator", "ingest", "query"];
+/// The four workers, in the order they start and deploy: the queue consumer first, the
+/// front last, after the two workers it binds.
+pub const WORKERS: [&str; 4] = ["aggregator", "ingest", "query", "front"];
 
 /// The size of one built worker.
 #[derive(Debug, Clone)]

@@ -50,7 +50,8 @@ pub fn run(args: &[String]) -> Result<()> {
     })
     .context("the local stack did not start")?;
 
-    let (ingest, query, aggregator) = (
+    let (front, ingest, query, aggregator) = (
+        stack.url("front"),
         stack.url("ingest"),
         stack.url("query"),
         stack.url("aggregator"),
@@ -64,8 +65,9 @@ pub fn run(args: &[String]) -> Result<()> {
     ));
     let (write, read) = (&keys.write.secret, &keys.read.secret);
     println!(
-        "  ingest      {ingest}      POST /v1/events
-  query       {query}      GET /v1/projects/{{project}}/overview, /v1/health, /v1/admin/...
+        "  front       {front}      every path below, on one host (the base URL for clients)
+  ingest      {ingest}      POST /v1/events, /track, /api/event
+  query       {query}      GET /v1/projects/{{project}}/overview, /metrics, /v1/health, /v1/admin/...
   aggregator  {aggregator}      cron: GET /cdn-cgi/handler/scheduled?cron=*+*+*+*+*
   state       .tally/dev/ (delete it to start afresh); logs in .tally/dev/logs/
 
@@ -73,12 +75,12 @@ Project {DEMO} (its keys are kept in .tally/dev/{DEMO_KEYS}):
   write key   {write}
   read token  {read}
 
-Send a first event and read it back:
-  curl -X POST {ingest}/v1/events -H 'authorization: Bearer {write}' -H 'content-type: application/json' \\
+Send a first event and read it back, both through the front:
+  curl -X POST {front}/v1/events -H 'authorization: Bearer {write}' -H 'content-type: application/json' \\
        -d '[{{\"name\":\"request\",\"route\":\"/hello\",\"status\":200,\"duration_ms\":12}}]'
-  curl -H 'authorization: Bearer {read}' {query}/v1/projects/{DEMO}/overview
+  curl -H 'authorization: Bearer {read}' {front}/v1/projects/{DEMO}/overview
 
-Its dashboard (sign in with the read token): {query}/dashboard/{DEMO}
+Its dashboard (sign in with the read token): {front}/dashboard/{DEMO}
 
 More projects, write keys and read tokens: cargo xtask project --help"
     );

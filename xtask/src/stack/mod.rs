@@ -1,6 +1,8 @@
-//! The local stack: three `wrangler dev` processes (real workerd) on 127.0.0.1 sharing
-//! one state directory (D1, KV, Queues) and one dev registry (so the queue crosses
-//! processes). The consumer starts first; each worker must answer before the next starts.
+//! The local stack: four `wrangler dev` processes (real workerd) on 127.0.0.1 sharing
+//! one state directory (D1, KV, Queues) and one dev registry, through which the queue
+//! and the front's service bindings cross processes. The consumer starts first and the
+//! front last, after the two workers it binds; each worker must answer before the next
+//! starts.
 //!
 //! The workers run from the configs `cargo xtask deploy` writes for an environment (with
 //! the repository's placeholder ids), not from `wrangler/*.toml` directly: the stack
@@ -33,29 +35,32 @@ use crate::{deploy, step};
 use proc::Background;
 use tools::root;
 
-/// The HTTP and inspector ports of the three workers.
+/// The HTTP and inspector ports of the four workers.
 #[derive(Debug, Clone, Copy)]
 pub struct Ports {
     pub aggregator: u16,
     pub ingest: u16,
     pub query: u16,
-    /// The first of three consecutive-by-index inspector ports.
-    pub inspectors: [u16; 3],
+    pub front: u16,
+    /// The workers' inspector ports, in [`WORKERS`] order.
+    pub inspectors: [u16; 4],
 }
 
 impl Ports {
     /// Fixed ports for `cargo xtask dev`: ingest `base`, query `base + 1`, aggregator
-    /// `base + 2`; inspectors from `base + 100`.
+    /// `base + 2`, the front `base + 3`; inspectors from `base + 100`. (The front came
+    /// last, so the others kept their ports; two stacks need bases at least 4 apart.)
     pub fn fixed(base: u16) -> Self {
         Self {
             ingest: base,
             query: base + 1,
             aggregator: base + 2,
-            inspectors: [base + 100, base + 101, base + 102],
+            front: base + 3,
+            inspectors: [base + 100, base + 101, base + 102, base + 103],
         }
     }
 
-    /// Six ports free right now, for tests. They are taken from below Linux's ephemeral
+    /// Eight ports free right now, for tests. They are taken from below Linux's ephemeral
     /// range (32768 and up), where the OS never hands out a port on its own: a port it
     /// reported free there could be given to another socket (workerd's, another
     /// stack's) before the worker binds it. The start is spread by time and process id.
@@ -66,23 +71,24 @@ impl Ports {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos())
             ^ std::process::id().rotate_left(13);
-        let mut p = Vec::with_capacity(6);
+        let mut p = Vec::with_capacity(8);
         for i in 0..SPAN {
             let port = (FIRST + (seed.wrapping_add(i.wrapping_mul(7))) % SPAN) as u16;
             if !p.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
                 p.push(port);
-                if p.len() == 6 {
+                if p.len() == 8 {
                     return Ok(Self {
                         aggregator: p[0],
                         ingest: p[1],
                         query: p[2],
-                        inspectors: [p[3], p[4], p[5]],
+                        front: p[3],
+                        inspectors: [p[4], p[5], p[6], p[7]],
                     });
                 }
             }
         }
         bail!(
-            "could not find six free ports on 127.0.0.1 between {FIRST} and {}",
+            "could not find eight free ports on 127.0.0.1 between {FIRST} and {}",
             FIRST + SPAN
         )
     }
@@ -91,6 +97,7 @@ impl Ports {
         match worker {
             "aggregator" => self.aggregator,
             "ingest" => self.ingest,
+            "front" => self.front,
             _ => self.query,
         }
     }
@@ -112,7 +119,7 @@ pub struct Config {
     pub query_vars: Vec<(&'static str, String)>,
 }
 
-/// A running stack; dropping it stops all three workers and everything they started.
+/// A running stack; dropping it stops all four workers and everything they started.
 #[derive(Debug)]
 pub struct Stack {
     pub config: Config,
