@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::Error;
 use crate::time::{DAY_MS, Interval};
 
 /// The longest a session lasts; a start closed later counts as never stopped.
@@ -120,6 +121,109 @@ pub fn stats(
         }
     }
     out
+}
+
+/// The order marks stream in for [`Pairing`]: by time; at one instant starts before
+/// stops (as [`pair`] orders them), then by event id. Per user this is [`pair`]'s order.
+pub fn stream_order(mark: &Mark) -> (i64, bool, &str) {
+    (mark.timestamp, !mark.is_start, mark.event_id.as_str())
+}
+
+/// [`stats`] of [`pair`] computed as marks stream in, in [`stream_order`], so that a
+/// read can page through marks and hold only the starts of the last
+/// [`MAX_SESSION_MS`], not every mark: a start older than that can no longer be closed
+/// by a session that counts, and forgetting it changes no stop's partner that counts (a
+/// stop closes the most recent open start, and every start forgotten is older than any
+/// it could close in time).
+#[derive(Debug)]
+pub struct Pairing {
+    interval: Interval,
+    from_ms: i64,
+    to_ms: i64,
+    /// Each user's open starts, oldest first.
+    open: BTreeMap<String, Vec<i64>>,
+    stats: BTreeMap<i64, Stats>,
+    /// The last mark added, in [`stream_order`].
+    last: Option<(i64, bool, String)>,
+    /// Marks added since open starts were last forgotten.
+    since_forgetting: usize,
+}
+
+/// Marks added between two sweeps of the starts too old to count.
+const FORGET_EVERY: usize = 4096;
+
+impl Pairing {
+    /// Sessions that start in `[from_ms, to_ms)`, per `interval` bucket, from marks that
+    /// must include every mark in `[from_ms, to_ms + MAX_SESSION_MS)` (see [`stats`]).
+    pub fn new(interval: Interval, from_ms: i64, to_ms: i64) -> Self {
+        Self {
+            interval,
+            from_ms,
+            to_ms,
+            open: BTreeMap::new(),
+            stats: BTreeMap::new(),
+            last: None,
+            since_forgetting: 0,
+        }
+    }
+
+    /// Adds one mark, which must come after every mark added so far in
+    /// [`stream_order`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] with code `marks_out_of_order` when it does not: the caller's
+    /// read is wrong, and an answer from it would be too.
+    pub fn add(&mut self, mark: &Mark) -> Result<(), Error> {
+        let key = stream_order(mark);
+        if let Some(last) = &self.last
+            && (last.0, last.1, last.2.as_str()) >= key
+        {
+            return Err(Error::invalid(
+                "marks_out_of_order",
+                "session marks must be added in time order",
+            ));
+        }
+        self.last = Some((key.0, key.1, key.2.to_owned()));
+        if mark.is_start {
+            self.open
+                .entry(mark.user.clone())
+                .or_default()
+                .push(mark.timestamp);
+        } else if let Some(start) = self.open.get_mut(&mark.user).and_then(Vec::pop) {
+            let stop = mark.timestamp;
+            if (self.from_ms..self.to_ms).contains(&start) && stop - start <= MAX_SESSION_MS {
+                let sum = self.stats.entry(self.interval.floor(start)).or_default();
+                sum.sessions += 1;
+                sum.total_ms += stop - start;
+            }
+        }
+        self.since_forgetting += 1;
+        if self.since_forgetting >= FORGET_EVERY {
+            self.forget_before(mark.timestamp - MAX_SESSION_MS);
+        }
+        Ok(())
+    }
+
+    /// Forgets open starts before `before_ms`, and users with none left.
+    fn forget_before(&mut self, before_ms: i64) {
+        self.open.retain(|_, starts| {
+            let too_old = starts.partition_point(|&start| start < before_ms);
+            starts.drain(..too_old);
+            !starts.is_empty()
+        });
+        self.since_forgetting = 0;
+    }
+
+    /// The users with open starts held now (for tests of the memory bound).
+    pub fn open_users(&self) -> usize {
+        self.open.len()
+    }
+
+    /// The sessions per bucket, as [`stats`] gives them.
+    pub fn finish(self) -> BTreeMap<i64, Stats> {
+        self.stats
+    }
 }
 
 #[cfg(test)]
@@ -233,5 +337,58 @@ mod tests {
                 }
             )])
         );
+    }
+
+    #[test]
+    fn pairing_as_marks_stream_in_equals_pairing_them_all() {
+        use crate::testing::SplitMix64 as Rng;
+        const HOUR: i64 = 3_600_000;
+        for seed in 0..40 {
+            let mut rng = Rng(seed);
+            let mut marks = Vec::new();
+            // Up to 12,000 marks: the starts too old to count are forgotten along the way.
+            for i in 0..(200 + rng.below(12_000)) {
+                // Few users and coarse times: many marks share an instant.
+                let timestamp = rng.below(6 * 24) as i64 * HOUR / 2;
+                marks.push(Mark {
+                    user: format!("u{}", rng.below(1 + seed % 20)),
+                    timestamp,
+                    event_id: format!("{:08x}", rng.below(1 << 32) ^ i),
+                    is_start: rng.below(2) == 0,
+                });
+            }
+            marks.sort();
+            marks.dedup_by(|a, b| a.event_id == b.event_id);
+            let (from, to) = (DAY_MS / 2, 2 * DAY_MS + HOUR);
+            for interval in [Interval::Day, Interval::Month] {
+                let expected = stats(&pair(marks.clone()), interval, from, to);
+                let mut streamed = marks.clone();
+                streamed.sort_by(|a, b| stream_order(a).cmp(&stream_order(b)));
+                let mut pairing = Pairing::new(interval, from, to);
+                for mark in &streamed {
+                    pairing.add(mark).unwrap();
+                }
+                assert_eq!(pairing.finish(), expected, "seed {seed}");
+            }
+        }
+    }
+
+    #[test]
+    fn pairing_holds_only_recent_starts_and_refuses_marks_out_of_order() {
+        let mut pairing = Pairing::new(Interval::Day, 0, 100 * DAY_MS);
+        for i in 0..20_000 {
+            // Starts never stopped, a new user every 10 minutes.
+            pairing
+                .add(&mark(&format!("u{i}"), i * 600_000, true))
+                .unwrap();
+        }
+        assert!(
+            pairing.open_users() <= 24 * 6 + FORGET_EVERY,
+            "{}",
+            pairing.open_users()
+        );
+        let late = mark("u0", 0, false);
+        let refused = pairing.add(&late).unwrap_err();
+        assert!(refused.to_string().contains("time order"), "{refused}");
     }
 }

@@ -92,20 +92,47 @@ pub const CLEAR_SESSION_DAY: &str = "\
 DELETE FROM session_days_dirty
 WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND day = ?2 AND generation = ?3";
 
-/// Session marks of a project (`?1`) with `?2 <= timestamp < ?3`.
-pub const SESSION_MARKS: &str = "\
-SELECT lower(hex(user)) AS user, timestamp, lower(hex(event_id)) AS event_id, is_start
-FROM session_events
-WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
-  AND timestamp >= ?2 AND timestamp < ?3";
+/// The columns a session mark is read with, and the table.
+macro_rules! mark_columns {
+    () => {
+        "SELECT lower(hex(user)) AS user, timestamp, lower(hex(event_id)) AS event_id, is_start
+FROM session_events"
+    };
+}
 
-/// The session marks of one user of a project (`?1`) with `?2 <= timestamp < ?3`; `?4`
-/// is the user's identifier hash in hex, of which rows keep the first 8 bytes.
-pub const SESSION_MARKS_OF_USER: &str = "\
-SELECT lower(hex(user)) AS user, timestamp, lower(hex(event_id)) AS event_id, is_start
-FROM session_events
+/// The rest of a page of session marks after [`mark_columns`]: of a project (`?1`) with
+/// `?2 <= timestamp < ?3`, after the cursor `(?4 timestamp, ?5 = 1 - is_start, ?6 event
+/// id in hex)` in `sessions::stream_order` (time, starts first, event id), at most `?7`.
+/// The first page's cursor is `(?2, -1, '')`. The primary key gives the time order; only
+/// marks of one instant are sorted.
+macro_rules! marks_page {
+    ($index:literal, $user:literal) => {
+        concat!(
+            mark_columns!(),
+            $index,
+            "
 WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
-  AND timestamp >= ?2 AND timestamp < ?3 AND user = unhex(substr(?4, 1, 16))";
+  AND timestamp >= max(?2, ?4) AND timestamp < ?3",
+            $user,
+            "
+  AND (timestamp, 1 - is_start, event_id) > (?4, ?5, unhex(?6))
+ORDER BY timestamp, 1 - is_start, event_id
+LIMIT ?7"
+        )
+    };
+}
+
+/// A page of the session marks of a project (see [`marks_page`]).
+pub const SESSION_MARKS_PAGE: &str = marks_page!("", "");
+
+/// A page of the session marks of one user of a project (see [`marks_page`]); `?8` is
+/// the user's identifier hash in hex, of which rows keep the first 8 bytes. It reads
+/// the user's marks only, through `session_events_by_user` (named: the planner would
+/// rather walk the primary key for its time order, over every user's marks).
+pub const USER_SESSION_MARKS_PAGE: &str = marks_page!(
+    " INDEXED BY session_events_by_user",
+    " AND user = unhex(substr(?8, 1, 16))"
+);
 
 /// Counts the raw events of one user of a project (`?1`) with `?2 <= timestamp < ?3`,
 /// per UTC day (its start) and name; `?4` is the user's identifier hash in hex, of which

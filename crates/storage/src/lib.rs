@@ -340,8 +340,11 @@ pub trait EventStore {
     /// [`Error::Database`] when the read fails.
     async fn projects(&self) -> Result<Vec<ProjectSettings>, Error>;
 
-    /// The session start/stop marks of `project` with `from_ms <= timestamp < to_ms`,
-    /// users as the stored 16 hex digits.
+    /// Up to `limit` session start/stop marks of `project` with `from_ms <= timestamp <
+    /// to_ms` that come after `after` in `tally_core::sessions::stream_order` (time,
+    /// starts first, event id), in that order; users as the stored 16 hex digits.
+    /// `user_hash` (the identifier hash as [`tally_core::hash::identifier`] returns it)
+    /// narrows them to one user, read through that user's index.
     ///
     /// # Errors
     ///
@@ -349,8 +352,11 @@ pub trait EventStore {
     async fn session_marks(
         &self,
         project: &str,
+        user_hash: Option<&str>,
         from_ms: i64,
         to_ms: i64,
+        after: Option<&Mark>,
+        limit: u32,
     ) -> Result<Vec<Mark>, Error>;
 
     /// How many requests of `project` with `from_ms <= timestamp < to_ms` were dropped,
@@ -577,21 +583,6 @@ pub trait FilteredReads {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<DayCount>, Error>;
-
-    /// The session start/stop marks of one user (`user_hash` as in
-    /// [`FilteredReads::user_event_counts`]) of `project` with `from_ms <= timestamp <
-    /// to_ms`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Database`] when the read fails.
-    async fn user_session_marks(
-        &self,
-        project: &str,
-        user_hash: &str,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<Mark>, Error>;
 }
 
 /// The last message of an error class.

@@ -14,12 +14,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
-use tally_core::sessions::{self, MAX_SESSION_MS, Stats};
+use tally_core::sessions::{MAX_SESSION_MS, Mark, Pairing, Stats};
 use tally_core::sql;
 use tally_core::time::{DAY_MS, Interval};
 
 use crate::exec::Executor;
-use crate::{Error, EventStore, FilteredReads, Write, Writer};
+use crate::{Error, EventStore, Write, Writer};
 
 /// A day's window reaches one day and [`MAX_SESSION_MS`] past its start: the consumer
 /// marks a mark's day and the one before ([`sql::MARK_SESSION_DAYS`]), which covers it
@@ -30,6 +30,11 @@ const _: () = assert!(MAX_SESSION_MS <= DAY_MS);
 /// stretches are joined (the stored days between them are then paired live too), so a
 /// read costs at most this many mark reads plus two, whatever the range.
 pub const MAX_LIVE_STRETCHES: usize = 8;
+
+/// Marks read per D1 query: some 600 KB of JSON. Pairing holds only the open starts of
+/// the last day, so memory does not grow with the marks read, and a read makes one query
+/// per this many live marks.
+pub const MARKS_PAGE: u32 = 5_000;
 
 /// A session day marked dirty, and the generation of its mark.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -86,17 +91,9 @@ where
         .await?;
     let mut run = RolledDays::default();
     for day in &dirty {
-        let marks = store
-            .session_marks(&day.project, day.day, window_end(day.day + DAY_MS))
-            .await?;
-        let stats = sessions::stats(
-            &sessions::pair(marks),
-            Interval::Day,
-            day.day,
-            day.day + DAY_MS,
-        )
-        .remove(&day.day)
-        .unwrap_or_default();
+        let next = day.day + DAY_MS;
+        let by_day = pair_live(store, &day.project, None, day.day, next, Interval::Day).await?;
+        let stats = by_day.get(&day.day).copied().unwrap_or_default();
         store
             .commit(&[
                 Write::PutSessionDay {
@@ -176,22 +173,20 @@ pub async fn session_stats<S: EventStore + Executor>(
         }
     }
     for (from, to) in live {
-        let marks = store.session_marks(project, from, window_end(to)).await?;
-        for (bucket, stats) in sessions::stats(&sessions::pair(marks), interval, from, to) {
+        for (bucket, stats) in pair_live(store, project, None, from, to, interval).await? {
             add(&mut out, bucket, stats);
         }
     }
     Ok(out)
 }
 
-/// [`session_stats`] of one user (`user_hash` as in
-/// [`FilteredReads::user_session_marks`]), paired live from the user's marks alone
-/// (read through their own index).
+/// [`session_stats`] of one user (`user_hash` as in [`EventStore::session_marks`]),
+/// paired live from the user's marks alone (read through their own index).
 ///
 /// # Errors
 ///
 /// The store's error.
-pub async fn user_session_stats<S: FilteredReads>(
+pub async fn user_session_stats<S: EventStore>(
     store: &S,
     project: &str,
     user_hash: &str,
@@ -199,15 +194,61 @@ pub async fn user_session_stats<S: FilteredReads>(
     to_ms: i64,
     interval: Interval,
 ) -> Result<BTreeMap<i64, Stats>, Error> {
-    let marks = store
-        .user_session_marks(project, user_hash, from_ms, window_end(to_ms))
-        .await?;
-    Ok(sessions::stats(
-        &sessions::pair(marks),
+    pair_live(store, project, Some(user_hash), from_ms, to_ms, interval).await
+}
+
+/// The sessions starting in `[from_ms, to_ms)` per `interval` bucket, paired from the
+/// marks of `[from_ms, to_ms + MAX_SESSION_MS)` read [`MARKS_PAGE`] at a time.
+async fn pair_live<S: EventStore>(
+    store: &S,
+    project: &str,
+    user_hash: Option<&str>,
+    from_ms: i64,
+    to_ms: i64,
+    interval: Interval,
+) -> Result<BTreeMap<i64, Stats>, Error> {
+    pair_in_pages(
+        store,
+        project,
+        user_hash,
+        (from_ms, to_ms),
         interval,
-        from_ms,
-        to_ms,
-    ))
+        MARKS_PAGE,
+    )
+    .await
+}
+
+/// [`pair_live`] in pages of `page` marks (tests page in small steps).
+///
+/// # Errors
+///
+/// The store's error, or [`Error::Decode`] if the store returned marks out of order.
+#[doc(hidden)]
+pub async fn pair_in_pages<S: EventStore>(
+    store: &S,
+    project: &str,
+    user_hash: Option<&str>,
+    (from_ms, to_ms): (i64, i64),
+    interval: Interval,
+    page: u32,
+) -> Result<BTreeMap<i64, Stats>, Error> {
+    let mut pairing = Pairing::new(interval, from_ms, to_ms);
+    let end = window_end(to_ms);
+    let mut after: Option<Mark> = None;
+    loop {
+        let marks = store
+            .session_marks(project, user_hash, from_ms, end, after.as_ref(), page)
+            .await?;
+        for mark in &marks {
+            pairing
+                .add(mark)
+                .map_err(|e| Error::Decode(e.to_string()))?;
+        }
+        if marks.len() < page as usize {
+            return Ok(pairing.finish());
+        }
+        after = marks.into_iter().last();
+    }
 }
 
 fn add(out: &mut BTreeMap<i64, Stats>, bucket: i64, stats: Stats) {

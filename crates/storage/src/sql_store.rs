@@ -309,11 +309,30 @@ impl<S: Executor> EventStore for S {
     async fn session_marks(
         &self,
         project: &str,
+        user_hash: Option<&str>,
         from_ms: i64,
         to_ms: i64,
+        after: Option<&Mark>,
+        limit: u32,
     ) -> Result<Vec<Mark>, Error> {
-        let values = range(project, from_ms, to_ms);
-        Ok(marks(self.query(sql::SESSION_MARKS, values).await?))
+        let mut values = range(project, from_ms, to_ms);
+        values.extend(match after {
+            Some(m) => [
+                m.timestamp.into(),
+                i64::from(!m.is_start).into(),
+                m.event_id.as_str().into(),
+            ],
+            None => [from_ms.into(), (-1_i64).into(), "".into()],
+        });
+        values.push(limit.into());
+        let sql = match user_hash {
+            Some(user_hash) => {
+                values.push(user_hash.into());
+                sql::USER_SESSION_MARKS_PAGE
+            }
+            None => sql::SESSION_MARKS_PAGE,
+        };
+        Ok(marks(self.query(sql, values).await?))
     }
 
     async fn dropped_counts(
@@ -710,18 +729,6 @@ impl<S: Executor> FilteredReads for S {
         let mut values = range(project, from_ms, to_ms);
         values.push(user_hash.into());
         self.query(sql::USER_EVENT_COUNTS, values).await
-    }
-
-    async fn user_session_marks(
-        &self,
-        project: &str,
-        user_hash: &str,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<Mark>, Error> {
-        let mut values = range(project, from_ms, to_ms);
-        values.push(user_hash.into());
-        Ok(marks(self.query(sql::SESSION_MARKS_OF_USER, values).await?))
     }
 }
 

@@ -301,7 +301,7 @@ fn one_users_session_marks_are_read_through_the_user_index() {
     // range by user; with the index by user they read only that user's marks.
     let store = SqliteStore::open_in_memory().unwrap();
     for statement in [
-        tally_core::sql::SESSION_MARKS_OF_USER,
+        tally_core::sql::USER_SESSION_MARKS_PAGE,
         tally_core::sql::ERASE_SESSION_MARKS,
     ] {
         let steps = support::query_plan(&store, statement);

@@ -9,7 +9,7 @@ use tally_core::testing::SplitMix64 as Rng;
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
 use tally_core::{Context, Event, RawEvent, Settings, validate};
 use tally_storage::pipeline;
-use tally_storage::sessions::{RolledDays, roll_session_days, session_stats};
+use tally_storage::sessions::{RolledDays, pair_in_pages, roll_session_days, session_stats};
 use tally_storage::sqlite::{SqliteStore, block_on};
 
 /// 2025-01-10T00:00:00Z.
@@ -211,4 +211,71 @@ fn a_roll_takes_only_days_whose_window_is_over_and_reports_the_backlog() {
             .unwrap()
     });
     assert_eq!(open, 2, "the last two days stay dirty, paired live");
+}
+
+#[test]
+fn marks_read_in_small_pages_pair_as_all_at_once_even_when_they_share_an_instant() {
+    let mut rng = Rng(5);
+    let mut events = marks(&mut rng);
+    // Marks of several users at one instant, and a start and stop of one user at
+    // another: a page can end inside either group.
+    let instant = DAY0 + 2 * DAY_MS + 5 * HOUR_MS;
+    for (i, (name, user)) in [
+        ("play", "user-1"),
+        ("stop", "user-2"),
+        ("play", "user-3"),
+        ("stop", "user-1"),
+        ("play", "user-2"),
+        ("stop", "user-3"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        events.push(mark_event(900_000 + i as u64, name, user, instant));
+        events.push(mark_event(
+            900_100 + i as u64,
+            name,
+            user,
+            instant + HOUR_MS,
+        ));
+    }
+    let store = SqliteStore::open_in_memory().unwrap();
+    block_on(pipeline::store_events(&store, &events, VALIDATED_AT)).unwrap();
+    let (from, to) = (DAY0 + DAY_MS / 3, DAY0 + 7 * DAY_MS);
+    for page in [1, 2, 7, 100, 10_000] {
+        for interval in [Interval::Day, Interval::Week] {
+            let got = block_on(pair_in_pages(
+                &store,
+                "music",
+                None,
+                (from, to),
+                interval,
+                page,
+            ));
+            assert_eq!(
+                got.unwrap(),
+                oracle(&events, interval, from, to),
+                "page {page}"
+            );
+        }
+        let hash = tally_core::hash::identifier(b"secret", "music", "user-1");
+        let theirs: Vec<Event> = events
+            .iter()
+            .filter(|e| e.user.as_deref() == Some(hash.as_str()))
+            .cloned()
+            .collect();
+        let got = block_on(pair_in_pages(
+            &store,
+            "music",
+            Some(&hash),
+            (from, to),
+            Interval::Day,
+            page,
+        ));
+        assert_eq!(
+            got.unwrap(),
+            oracle(&theirs, Interval::Day, from, to),
+            "page {page}"
+        );
+    }
 }
