@@ -127,21 +127,31 @@ where
 /// range, and then, while there are more than `max` ranges, the two with the fewest clean
 /// days between them joined (those clean days are read from their hours too).
 fn dirty_ranges(dirty: &BTreeSet<i64>, max: usize) -> Vec<(i64, i64)> {
-    let mut ranges: Vec<(i64, i64)> = Vec::new();
-    for &day in dirty {
-        match ranges.last_mut() {
-            Some((_, end)) if *end == day => *end = day + DAY_MS,
-            _ => ranges.push((day, day + DAY_MS)),
+    stretches(dirty.iter().map(|&day| (day, day + DAY_MS)), max)
+}
+
+/// The non-empty spans among `spans` (in order, not overlapping), adjacent ones joined,
+/// and then the nearest ones joined until at most `most` remain (what lies between two
+/// joined spans is then covered too).
+pub(crate) fn stretches(
+    spans: impl IntoIterator<Item = (i64, i64)>,
+    most: usize,
+) -> Vec<(i64, i64)> {
+    let mut joined: Vec<(i64, i64)> = Vec::new();
+    for (from, to) in spans.into_iter().filter(|(a, b)| a < b) {
+        match joined.last_mut() {
+            Some(last) if last.1 >= from => last.1 = last.1.max(to),
+            _ => joined.push((from, to)),
         }
     }
-    while ranges.len() > max.max(1) {
-        let narrowest = (1..ranges.len())
-            .min_by_key(|&i| ranges[i].0 - ranges[i - 1].1)
+    while joined.len() > most.max(1) {
+        let nearest = (1..joined.len())
+            .min_by_key(|&i| joined[i].0 - joined[i - 1].1)
             .unwrap_or(1);
-        ranges[narrowest - 1].1 = ranges[narrowest].1;
-        ranges.remove(narrowest);
+        joined[nearest - 1].1 = joined[nearest].1;
+        joined.remove(nearest);
     }
-    ranges
+    joined
 }
 
 /// Merges rows per dimension and value; the row of values past a dimension's bound is

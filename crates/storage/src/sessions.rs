@@ -19,6 +19,7 @@ use tally_core::sql;
 use tally_core::time::{DAY_MS, Interval};
 
 use crate::exec::Executor;
+use crate::read::stretches;
 use crate::{Error, EventStore, Write, Writer};
 
 /// A day's window reaches one day and [`MAX_SESSION_MS`] past its start: the consumer
@@ -255,26 +256,6 @@ fn add(out: &mut BTreeMap<i64, Stats>, bucket: i64, stats: Stats) {
     let sum = out.entry(bucket).or_default();
     sum.sessions += stats.sessions;
     sum.total_ms += stats.total_ms;
-}
-
-/// The non-empty stretches among `spans` (in order, not overlapping), adjacent ones
-/// joined, and then the nearest ones joined until at most `most` remain.
-fn stretches(spans: Vec<(i64, i64)>, most: usize) -> Vec<(i64, i64)> {
-    let mut joined: Vec<(i64, i64)> = Vec::new();
-    for (from, to) in spans.into_iter().filter(|(a, b)| a < b) {
-        match joined.last_mut() {
-            Some(last) if last.1 >= from => last.1 = last.1.max(to),
-            _ => joined.push((from, to)),
-        }
-    }
-    while joined.len() > most.max(1) {
-        let nearest = (1..joined.len())
-            .min_by_key(|&i| joined[i].0 - joined[i - 1].1)
-            .unwrap_or(1);
-        joined[nearest - 1].1 = joined[nearest].1;
-        joined.remove(nearest);
-    }
-    joined
 }
 
 #[cfg(test)]
