@@ -121,6 +121,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0015_raw_events_by_name.sql",
         include_str!("../../../migrations/0015_raw_events_by_name.sql"),
     ),
+    (
+        "0016_revenue_and_utm_terms.sql",
+        include_str!("../../../migrations/0016_revenue_and_utm_terms.sql"),
+    ),
 ];
 
 /// The `events_between` cursor before every row: no event time is negative, and the

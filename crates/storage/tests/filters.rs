@@ -145,7 +145,7 @@ fn expected<'a>(
     for e in events.into_iter().filter(|e| filters.matches(e)) {
         for &d in wanted {
             if let Some(v) = d.value_of(e) {
-                out.entry((start(e.timestamp), d, v)).or_default().add(e);
+                out.entry((start(e.timestamp), d, v)).or_default().add(d, e);
             }
         }
     }
