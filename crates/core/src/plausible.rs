@@ -356,7 +356,11 @@ fn revenue(value: Value) -> Result<Value, Error> {
     };
     // Summed in thousandths (`crate::revenue`): an amount past its range is refused
     // here, where the sender hears why, rather than stored and never counted.
-    if amount.as_f64().and_then(crate::revenue::thousandths).is_none() {
+    if amount
+        .as_f64()
+        .and_then(crate::revenue::thousandths)
+        .is_none()
+    {
         return Err(Error::invalid(
             "invalid_event",
             format!(
@@ -626,8 +630,14 @@ mod tests {
             json!({"currency": "GBP", "amount": 5}),
         );
         for (bad, says) in [
-            (json!({"currency": "EUR", "amount": -1}), "from 0 to 1000000000000"),
-            (json!({"currency": "EUR", "amount": "1e13"}), "from 0 to 1000000000000"),
+            (
+                json!({"currency": "EUR", "amount": -1}),
+                "from 0 to 1000000000000",
+            ),
+            (
+                json!({"currency": "EUR", "amount": "1e13"}),
+                "from 0 to 1000000000000",
+            ),
         ] {
             rejected_json(
                 with(page("https://example.com/"), "$", bad),

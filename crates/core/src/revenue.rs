@@ -172,11 +172,7 @@ mod tests {
     fn check(metadata: Value, expected: Option<(&str, u64)>) {
         let map = metadata.as_object().cloned();
         let got = of(map.as_ref()).map(|r| (r.currency, r.thousandths));
-        assert_eq!(
-            got,
-            expected.map(|(c, t)| (c.to_owned(), t)),
-            "{metadata}"
-        );
+        assert_eq!(got, expected.map(|(c, t)| (c.to_owned(), t)), "{metadata}");
     }
 
     #[test]

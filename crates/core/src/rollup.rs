@@ -232,7 +232,6 @@ impl Dimension {
     }
 }
 
-
 /// The value of a cross dimension: both values as a compact JSON array,
 /// `["img-1","w1024"]`. It is unambiguous whatever characters the values hold, and the
 /// rows of one first value share the prefix [`pair_prefix`] returns.
@@ -728,10 +727,18 @@ mod tests {
             event(i, raw)
         };
         let events = [
-            bought(1, "EUR", 19.99, json!({"source": "google", "campaign": "spring"})),
+            bought(
+                1,
+                "EUR",
+                19.99,
+                json!({"source": "google", "campaign": "spring"}),
+            ),
             bought(2, "EUR", 0.01, json!({"source": "google", "term": "shoes"})),
             bought(3, "USD", 5.0, json!({"content": "banner"})),
-            event(4, json!({"name": "purchase", "timestamp": DAY0 + 1000, "source": "google"})),
+            event(
+                4,
+                json!({"name": "purchase", "timestamp": DAY0 + 1000, "source": "google"}),
+            ),
         ];
         let rows = roll(&events, Interval::Hour);
         let revenue = |d: Dimension| -> Vec<(String, u64, u64)> {

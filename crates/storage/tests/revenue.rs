@@ -91,8 +91,14 @@ fn revenue_sums_are_exact_per_currency_in_hours_days_and_rebuilds() {
     assert_eq!(
         by_name,
         BTreeMap::from([
-            (rollup::revenue_value("EUR", Some("purchase")), (300, expected_eur)),
-            (rollup::revenue_value("JPY", Some("purchase")), (100, 120_000_000)),
+            (
+                rollup::revenue_value("EUR", Some("purchase")),
+                (300, expected_eur)
+            ),
+            (
+                rollup::revenue_value("JPY", Some("purchase")),
+                (100, 120_000_000)
+            ),
         ])
     );
     assert_eq!(expected_eur, 100 * (100 + 200 + 19_990));
@@ -125,8 +131,8 @@ fn revenue_sums_are_exact_per_currency_in_hours_days_and_rebuilds() {
     );
     assert_eq!(stored.iter().filter(|e| e.content.is_some()).count(), 100);
     // No row of another dimension sums revenue: currencies are never added together.
-    let all = block_on(store.rollups_between("shop", Period::Hour, DAY0, DAY0 + DAY_MS, None))
-        .unwrap();
+    let all =
+        block_on(store.rollups_between("shop", Period::Hour, DAY0, DAY0 + DAY_MS, None)).unwrap();
     assert!(
         all.iter()
             .all(|(k, r)| k.dimension.is_revenue() || r.value.revenue == 0)
@@ -135,12 +141,19 @@ fn revenue_sums_are_exact_per_currency_in_hours_days_and_rebuilds() {
     // The day rolled from the hours holds the same sums.
     block_on(pipeline::roll_dirty(&store, Period::Day, 10, NOW)).unwrap();
     for d in Dimension::REVENUE {
-        assert_eq!(sums(&store, Period::Day, d), sums(&store, Period::Hour, d), "{d:?}");
+        assert_eq!(
+            sums(&store, Period::Day, d),
+            sums(&store, Period::Hour, d),
+            "{d:?}"
+        );
     }
     // A rebuild of the hours from raw events gives the same rows.
     let before = sums(&store, Period::Hour, Dimension::RevenueCampaign);
     block_on(pipeline::rebuild_hours(&store, "shop", DAY0, DAY0 + DAY_MS)).unwrap();
-    assert_eq!(sums(&store, Period::Hour, Dimension::RevenueCampaign), before);
+    assert_eq!(
+        sums(&store, Period::Hour, Dimension::RevenueCampaign),
+        before
+    );
 }
 
 #[test]
@@ -160,8 +173,8 @@ fn ordinary_events_write_no_revenue_term_or_content_rows() {
     let hours = rollup::roll(&plain, tally_core::time::Interval::Hour);
     // (Events of more than 25 hours ago write no minute rows.)
     assert_eq!(stored.rollup_rows, hours.len());
-    let all = block_on(store.rollups_between("shop", Period::Hour, DAY0, DAY0 + DAY_MS, None))
-        .unwrap();
+    let all =
+        block_on(store.rollups_between("shop", Period::Hour, DAY0, DAY0 + DAY_MS, None)).unwrap();
     assert_eq!(all.len(), hours.len());
     for d in new_dimensions {
         assert!(all.keys().all(|k| k.dimension != d), "{d:?}");
@@ -177,7 +190,7 @@ fn ordinary_events_write_no_revenue_term_or_content_rows() {
     );
     let before = all.len();
     block_on(pipeline::store_events(&store, &[purchase], NOW)).unwrap();
-    let after = block_on(store.rollups_between("shop", Period::Hour, DAY0, DAY0 + DAY_MS, None))
-        .unwrap();
+    let after =
+        block_on(store.rollups_between("shop", Period::Hour, DAY0, DAY0 + DAY_MS, None)).unwrap();
     assert_eq!(after.len(), before + 4);
 }

@@ -23,7 +23,7 @@ use crate::edge::{RequestEnv, now_ms, store};
 const MAX_AGE_S: u32 = 300;
 
 /// The dimensions a breakdown may be by.
-pub const DIMENSIONS: [Dimension; 12] = Dimension::OF_ONE_FIELD;
+pub const DIMENSIONS: [Dimension; 14] = Dimension::OF_ONE_FIELD;
 
 /// The dimension of a path segment.
 ///
