@@ -1463,6 +1463,87 @@ mod tests {
     }
 
     #[test]
+    fn revenue_and_term_tables_show_only_when_there_is_some_escaped_and_linked() {
+        let picked = Picked {
+            days: Some("7".into()),
+            ..Picked::default()
+        };
+        let plain = report(&Funnel::Unasked);
+        let html = page(&plain, &Access::Cookie, &picked, "");
+        for absent in [
+            r#"id="revenue""#,
+            r#"id="term-table""#,
+            r#"id="content-table""#,
+        ] {
+            assert!(!html.contains(absent), "{absent} without any");
+        }
+        let row = |count, revenue| Rollup {
+            count,
+            revenue,
+            ..Rollup::default()
+        };
+        let value = |currency, second: Option<&str>| rollup::revenue_value(currency, second);
+        let merged: Merged = [
+            ((Dimension::All, String::new()), row(10, 0)),
+            ((Dimension::Term, EVIL.to_owned()), row(3, 0)),
+            (
+                (Dimension::RevenueName, value("EUR", Some(EVIL))),
+                row(3, 20_090),
+            ),
+            (
+                (Dimension::RevenueName, value("USD", Some("buy"))),
+                row(1, 5_000),
+            ),
+            (
+                (Dimension::RevenueSource, value("EUR", Some("google"))),
+                row(2, 20_000),
+            ),
+            ((Dimension::RevenueSource, value("EUR", None)), row(1, 90)),
+            (
+                (Dimension::RevenueSource, value("EUR", Some(""))),
+                row(4, 1),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let day = parse_date("2025-01-18").unwrap();
+        let report = Report::new(&Inputs {
+            from: day - 6 * DAY_MS,
+            to: day + DAY_MS,
+            merged: &merged,
+            series: &BTreeMap::new(),
+            interval: Interval::Day,
+            route_hours: &BTreeMap::new(),
+            heatmap_from: day,
+            funnel: &Funnel::Unasked,
+            previous: None,
+            scale: 1,
+            previous_scale: 1,
+        });
+        let html = page(&report, &Access::Cookie, &picked, "");
+        assert!(!html.contains("<script"), "every value escaped");
+        for expected in [
+            r#"id="revenue""#,
+            r#"id="term-table""#,
+            "<td>EUR</td><td>20.09</td><td>3</td>",
+            "<td>USD</td><td>5.00</td><td>1</td>",
+            // The source total holds the folded row and the events without a source.
+            "<td>EUR</td><td>20.091</td><td>7</td>",
+            r#"title="Direct / none">Direct / none</td><td>EUR</td><td>0.09</td>"#,
+            r#"title="(other)">(other)</td><td>EUR</td><td>0.001</td><td>4</td>"#,
+            "filter=source%3Agoogle",
+            "filter=name%3A%3Cscript%3E",
+        ] {
+            assert!(html.contains(expected), "{expected} in {html}");
+        }
+        assert_eq!(
+            html.matches(r#"<tr class="total">"#).count(),
+            3,
+            "two currencies by name, one by source, none by campaign"
+        );
+    }
+
+    #[test]
     fn a_funnel_that_cannot_be_counted_says_why_and_the_forms_keep_its_window() {
         let report = report(&Funnel::Refused(EVIL.to_owned()));
         let picked = Picked {
