@@ -111,7 +111,9 @@ pub struct Currency {
 /// then value). Currencies are never added together.
 pub fn table(rows: impl IntoIterator<Item = (String, Total)>, limit: usize) -> Vec<Currency> {
     use std::collections::BTreeMap;
-    let mut by_currency: BTreeMap<String, (Vec<(Line, Total)>, Option<Total>)> = BTreeMap::new();
+    // Per currency: its lines, and its folded rows.
+    type Lines = (Vec<(Line, Total)>, Option<Total>);
+    let mut by_currency: BTreeMap<String, Lines> = BTreeMap::new();
     for (value, total) in rows {
         let Some((code, second)) = revenue_parts(&value) else {
             continue;

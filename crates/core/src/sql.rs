@@ -131,16 +131,17 @@ JOIN rollups AS r
  AND r.value = k.value ->> '$[4]'";
 
 /// Of a JSON array of `[project, start, dimension]` groups (`?1`) of period `?2`, how
-/// many values each holds already, the folded value not counted: what the bound on a
-/// dimension's values per period leaves room for. Each count reads at most the bound's
-/// rows of the primary key.
+/// many values each holds already, the folded values not counted (`''`, and a revenue
+/// dimension's per-currency `["EUR",""]`, the only values ending `,""]`: no event has an
+/// empty value): what the bound on a dimension's values per period leaves room for. Each
+/// count reads at most the bound's rows of the primary key.
 pub const STORED_VALUES: &str = "\
 SELECT g.value ->> '$[0]' AS project, g.value ->> '$[1]' AS start,
        g.value ->> '$[2]' AS dimension,
        (SELECT count(*) FROM rollups AS r
         WHERE r.project = g.value ->> '$[0]' AND r.period = ?2
           AND r.start = g.value ->> '$[1]' AND r.dimension = g.value ->> '$[2]'
-          AND r.value <> '') AS n
+          AND r.value <> '' AND substr(r.value, -4) <> ',\"\"]') AS n
 FROM json_each(?1) AS g";
 
 /// Every rollup row of a project (`?1`) and period (`?2`) with `?3 <= start < ?4`.

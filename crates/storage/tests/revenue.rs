@@ -194,3 +194,38 @@ fn ordinary_events_write_no_revenue_term_or_content_rows() {
         block_on(store.rollups_between("shop", Period::Hour, DAY0, DAY0 + DAY_MS, None)).unwrap();
     assert_eq!(after.len(), before + 4);
 }
+
+#[test]
+fn a_flood_of_unique_campaigns_with_revenue_stays_bounded_and_sums_stay_exact() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let hour = DAY0 + 5 * HOUR_MS;
+    let max = Period::Hour.max_values();
+    let n = max as u64 + 300;
+    let events: Vec<Event> = (0..n)
+        .map(|i| {
+            let currency = if i % 2 == 0 { "EUR" } else { "USD" };
+            event(
+                "shop",
+                i,
+                serde_json::json!({"name": "purchase", "timestamp": hour + i as i64,
+                    "campaign": format!("c-{i}"),
+                    "metadata": {"revenue": {"currency": currency, "amount": 1.5}}}),
+            )
+        })
+        .collect();
+    for batch in events.chunks(400) {
+        block_on(pipeline::store_events(&store, batch, NOW)).unwrap();
+    }
+    let rows = sums(&store, Period::Hour, Dimension::RevenueCampaign);
+    // The bound's values, plus one folded row per currency.
+    assert_eq!(rows.len(), max + 2, "{}", rows.len());
+    for currency in ["EUR", "USD"] {
+        let folded = rollup::revenue_value(currency, Some(""));
+        assert!(rows.contains_key(&folded), "{currency} folds apart");
+        let (events, thousandths) = rows
+            .iter()
+            .filter(|(v, _)| v.starts_with(&format!("[\"{currency}\"")))
+            .fold((0, 0), |(e, t), (_, (n, r))| (e + n, t + r));
+        assert_eq!((events, thousandths), (n / 2, n / 2 * 1_500), "{currency}");
+    }
+}
