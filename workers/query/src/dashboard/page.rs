@@ -1329,13 +1329,19 @@ mod tests {
             day,
             Merged::from([((Dimension::Route, EVIL.to_owned()), row(1234, 56, 0))]),
         )]);
+        report_of(&merged, &hours, funnel)
+    }
+
+    /// The week to 2025-01-18's report of `merged`, with `hours` for the heatmap.
+    fn report_of(merged: &Merged, hours: &BTreeMap<i64, Merged>, funnel: &Funnel) -> Report {
+        let day = parse_date("2025-01-18").unwrap();
         Report::new(&Inputs {
             from: day - 6 * DAY_MS,
             to: day + DAY_MS,
-            merged: &merged,
+            merged,
             series: &BTreeMap::new(),
             interval: Interval::Day,
-            route_hours: &hours,
+            route_hours: hours,
             heatmap_from: day,
             funnel,
             previous: None,
@@ -1506,20 +1512,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let day = parse_date("2025-01-18").unwrap();
-        let report = Report::new(&Inputs {
-            from: day - 6 * DAY_MS,
-            to: day + DAY_MS,
-            merged: &merged,
-            series: &BTreeMap::new(),
-            interval: Interval::Day,
-            route_hours: &BTreeMap::new(),
-            heatmap_from: day,
-            funnel: &Funnel::Unasked,
-            previous: None,
-            scale: 1,
-            previous_scale: 1,
-        });
+        let report = report_of(&merged, &BTreeMap::new(), &Funnel::Unasked);
         let html = page(&report, &Access::Cookie, &picked, "");
         assert!(!html.contains("<script"), "every value escaped");
         for expected in [

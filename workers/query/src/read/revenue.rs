@@ -10,15 +10,12 @@ use serde_json::{Value, json};
 use tally_core::ApiError;
 use tally_core::revenue::{self, Currency, Line, Total};
 use tally_core::rollup::Dimension;
-use tally_storage::filtered::Bucket;
 use tally_storage::read;
 use worker::{Request, Response};
 
 use super::filtered;
-use super::scope;
+use crate::edge::RequestEnv;
 use crate::edge::params::Params;
-use crate::edge::respond;
-use crate::edge::{RequestEnv, now_ms, store};
 
 /// Seconds a client may reuse an answer.
 const MAX_AGE_S: u32 = 300;
@@ -51,38 +48,21 @@ pub fn by_name(dimension: Dimension) -> &'static str {
 }
 
 pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Response, ApiError> {
-    let params = Params::of(req)?;
-    let dimension = by(params.get("by"))?;
-    let range = params.range(now_ms())?;
-    let limit = params.limit(10, 1000)?;
-    let filters = params.filters()?;
-    let query = format!(
-        "revenue|{}|{}|{}|{limit}|{}",
-        dimension.name(),
-        range.from_ms,
-        range.to_ms,
-        filters.key()
-    );
-    let heavy = range.to_ms - range.from_ms >= scope::KV_MIN_RANGE_MS;
-    let answer = respond::cached(env, project, &query, heavy, MAX_AGE_S, async || {
-        let store = store(env)?;
-        let read = filtered::rows(
-            env,
-            &store,
-            project,
-            range,
-            &filters,
-            &[dimension],
-            Bucket::Whole,
-        )
-        .await?;
-        let table = revenue::table(totals(&read.rows, dimension), limit);
-        let mut body = body(project, dimension, limit, &table);
-        filtered::describe(&mut body, &filters, &read);
-        Ok(body)
-    })
-    .await?;
-    respond::json_cached(req, answer, MAX_AGE_S)
+    let dimension = by(Params::of(req)?.get("by"))?;
+    filtered::one_dimension(
+        req,
+        env,
+        project,
+        "revenue",
+        dimension,
+        &[dimension],
+        MAX_AGE_S,
+        |read, limit| {
+            let table = revenue::table(totals(&read.rows, dimension), limit);
+            body(project, dimension, limit, &table)
+        },
+    )
+    .await
 }
 
 /// The merged rows of `dimension` as the revenue table takes them.
