@@ -2,11 +2,13 @@
 //! exact in thousandths, currencies apart, rolled days equal to their hours and to a
 //! rebuild from raw events, and ordinary events write no row more than before.
 
+mod support;
+
 use std::collections::BTreeMap;
 
+use tally_core::Event;
 use tally_core::rollup::{self, Dimension, Period};
 use tally_core::time::{DAY_MS, HOUR_MS};
-use tally_core::{Context, Event, RawEvent, Settings, validate};
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{EventStore, RollupStore, pipeline};
 
@@ -21,14 +23,7 @@ fn event(project: &str, i: u64, raw: serde_json::Value) -> Event {
     if raw.get("timestamp").is_none() {
         raw["timestamp"] = (DAY0 + (i as i64 % 20) * HOUR_MS + 1_000).into();
     }
-    let raw: RawEvent = serde_json::from_value(raw).unwrap();
-    let ctx = Context {
-        project,
-        now_ms: NOW,
-        settings: Settings::default(),
-        id_secret: b"secret",
-    };
-    validate(raw, &ctx, &mut || unreachable!()).unwrap().event
+    support::validated(project, NOW, raw)
 }
 
 /// `(value, events, thousandths)` of `dimension`'s rows of `period` on DAY0, merged.
