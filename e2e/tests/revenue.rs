@@ -71,6 +71,14 @@ fn plausible_revenue_is_summed_per_currency_and_utm_term_and_content_are_dimensi
         let a = send(&p, e, &format!("203.0.113.{}", i + 1));
         assert_eq!(a.status, 202, "{e}: {}", a.json);
     }
+    // Ten of the largest amount: 10^16 thousandths, past D1's exact integers, so the
+    // stored sum saturates at 2^53 − 1 and still reads back through D1.
+    let largest = json!({"n": "bigsale", "u": "https://shop.example/", "d": p.slug,
+        "$": {"currency": "CLP", "amount": 1e12}});
+    for i in 0..10 {
+        let a = send(&p, &largest, &format!("198.51.100.{i}"));
+        assert_eq!(a.status, 202, "{}", a.json);
+    }
     // An amount below zero is refused with a clear error and stores nothing.
     let refused = send(
         &p,
@@ -91,7 +99,7 @@ fn plausible_revenue_is_summed_per_currency_and_utm_term_and_content_are_dimensi
         "{}",
         refused.json
     );
-    wait_for_count(&p, 6);
+    wait_for_count(&p, 16);
 
     // By name, from the revenue rollups: 0.1 + 0.2 + 19.99 exactly, the dollars apart.
     let by_name = read(&p, "/revenue?days=1");
@@ -113,6 +121,7 @@ fn plausible_revenue_is_summed_per_currency_and_utm_term_and_content_are_dimensi
     assert_eq!(
         totals,
         [
+            (json!("CLP"), json!(9_007_199_254_740.991), json!(10)),
             (json!("EUR"), json!(20.29), json!(3)),
             (json!("USD"), json!(5.0), json!(1)),
         ],
@@ -138,6 +147,8 @@ fn plausible_revenue_is_summed_per_currency_and_utm_term_and_content_are_dimensi
     assert_eq!(by_term["served_by"], "raw", "{by_term}");
     assert_eq!(lines(&by_term, "EUR"), [(json!("purchase"), 20.09, 2)]);
     assert_eq!(by_term["currencies"].as_array().unwrap().len(), 1);
+    let footer = read(&p, "/overview?days=1&filter=content:footer").json;
+    assert_eq!(footer["events"], 1, "{footer}");
     let bad = read(&p, "/revenue?by=route");
     assert_eq!(bad.status, 400, "{}", bad.json);
     assert_eq!(bad.json["error"]["code"], "invalid_parameter");
@@ -158,8 +169,6 @@ fn plausible_revenue_is_summed_per_currency_and_utm_term_and_content_are_dimensi
         ],
         "{terms}"
     );
-    let footer = read(&p, "/overview?days=1&filter=content:footer").json;
-    assert_eq!(footer["events"], 1, "{footer}");
     let export = read(&p, "/export?days=1&format=csv&filter=content:banner-a");
     assert_eq!(export.status, 200);
     let csv = export.json.as_str().unwrap();
