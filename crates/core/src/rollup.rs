@@ -218,9 +218,9 @@ impl Dimension {
     /// currency and `""`, which no event has: validation drops empty values), so a
     /// folded row never adds two currencies together.
     pub fn folded_value(self, value: &str) -> String {
-        match revenue_parts(value) {
-            Some((currency, _)) if self.is_revenue() => revenue_value(&currency, Some("")),
-            _ => FOLDED_VALUE.to_owned(),
+        match self.is_revenue().then(|| revenue_parts(value)).flatten() {
+            Some((currency, _)) => revenue_value(&currency, Some("")),
+            None => FOLDED_VALUE.to_owned(),
         }
     }
 
