@@ -160,9 +160,11 @@ pub fn table(rows: impl IntoIterator<Item = (String, Total)>, limit: usize) -> V
     out
 }
 
-/// Thousandths as the decimal amount answers carry: `1322.22` for 1,322,220.
+/// Thousandths as the decimal amount answers carry: `1322.22` for 1,322,220. The
+/// quotient is the double nearest the decimal, and a decimal of at most 15 significant
+/// digits prints back as itself, so every amount below 10^12 units is shown exactly;
+/// past it (sums of many of the largest amounts) the last decimal may be off by one.
 pub fn amount(thousandths: u64) -> f64 {
-    // Below 2^53 the quotient is the double nearest the decimal, which prints as it.
     thousandths as f64 / 1000.0
 }
 
