@@ -25,6 +25,7 @@ mod pipeline;
 mod projects;
 mod query;
 mod realtime;
+mod revenue;
 mod support;
 mod surface;
 mod validation;

@@ -219,6 +219,12 @@ fn real_answers_match_the_openapi_document() {
             e["error_class"] = class.into();
             e["error_message"] = "it broke".into();
         }
+        if i == 0 {
+            e["source"] = "newsletter".into();
+            e["term"] = "shoes".into();
+            e["content"] = "banner".into();
+            e["metadata"] = json!({"revenue": {"currency": "EUR", "amount": 12.5}});
+        }
         events.push(e);
     }
     events.push(json!({"name": "play", "user": "u2", "timestamp": at(3)}));
@@ -279,6 +285,14 @@ fn real_answers_match_the_openapi_document() {
         ("/campaigns/{campaign}", "/campaigns/spring".into(), 200),
         ("/campaigns/{campaign}", "/campaigns/%ff".into(), 400),
         ("/realtime", "/realtime".into(), 200),
+        ("/revenue", "/revenue?days=1".into(), 200),
+        ("/revenue", "/revenue?days=1&by=source&limit=1".into(), 200),
+        ("/revenue", "/revenue?by=planet".into(), 400),
+        (
+            "/breakdown/{dimension}",
+            "/breakdown/term?days=1".into(),
+            200,
+        ),
         // Filters: from rollups, from raw events, refused.
         (
             "/overview",
@@ -312,6 +326,11 @@ fn real_answers_match_the_openapi_document() {
             200,
         ),
         ("/metrics", "/metrics?days=1&filter=status:2xx".into(), 200),
+        (
+            "/revenue",
+            "/revenue?days=1&by=campaign&filter=content:banner".into(),
+            200,
+        ),
         ("/export", "/export?days=1&filter=route:/a".into(), 200),
         ("/sessions", "/sessions?days=1&filter=route:/a".into(), 400),
         (
@@ -333,6 +352,12 @@ fn real_answers_match_the_openapi_document() {
     assert_eq!(a.json["other"]["values"], 2, "{}", a.json);
     let a = read(&format!("/v1/projects/{s}/errors?days=1"), Some(&auth));
     assert_eq!(a.json["classes"].as_array().unwrap().len(), 2, "{}", a.json);
+    let a = read(
+        &format!("/v1/projects/{s}/revenue?days=1&by=source"),
+        Some(&auth),
+    );
+    assert_eq!(a.json["currencies"][0]["amount"], 12.5, "{}", a.json);
+    assert_eq!(a.json["currencies"][0]["values"][0]["value"], "newsletter");
 
     let a = read(&format!("/v1/projects/{s}/overview"), None);
     assert_eq!(a.status, 401);

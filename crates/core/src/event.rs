@@ -28,6 +28,10 @@ pub struct RawEvent {
     pub source: Option<String>,
     pub medium: Option<String>,
     pub campaign: Option<String>,
+    /// The paid search term or ad keyword (`utm_term`).
+    pub term: Option<String>,
+    /// Which of several links or ads of one campaign (`utm_content`).
+    pub content: Option<String>,
     pub item: Option<String>,
     pub variant: Option<String>,
     pub bytes: Option<i64>,
@@ -78,6 +82,10 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub campaign: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
@@ -111,6 +119,8 @@ impl Event {
             source: None,
             medium: None,
             campaign: None,
+            term: None,
+            content: None,
             item: None,
             variant: None,
             bytes: None,

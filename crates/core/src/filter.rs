@@ -10,7 +10,7 @@
 //! ```text
 //! filter    = dimension ( ":" | "!=" ) value
 //! dimension = name | route | status | error_class | version | colo | country
-//!           | source | medium | campaign | item | variant
+//!           | source | medium | campaign | term | content | item | variant
 //! value     = one or more characters; "\*" is a literal star, "\\" a literal backslash
 //! ```
 //!
@@ -42,7 +42,7 @@ pub const MAX_FILTERS: usize = 10;
 pub const MAX_FILTER_BYTES: usize = 2_100;
 
 /// The dimensions a filter may name, in the order answers list filters.
-pub const DIMENSIONS: [Dimension; 12] = Dimension::OF_ONE_FIELD;
+pub const DIMENSIONS: [Dimension; 14] = Dimension::OF_ONE_FIELD;
 
 /// The dimensions whose values have a structure a prefix follows: paths, item ids,
 /// dotted event names and versions.

@@ -15,6 +15,7 @@
 //! - [`sql`] holds every SQL statement Tally runs; values are always bound parameters.
 //! - [`plausible::parse`] reads a Plausible Events API request as a [`RawEvent`];
 //!   [`plausible::is_bot`] tells crawlers and scripts from people by user agent.
+//! - [`revenue::of`] reads the revenue an event carries, in thousandths of its currency.
 //! - [`alerts`] evaluates alert rules from minute rollups and signs their webhooks.
 //! - [`realtime`] shapes the last 30 minutes from minute rollups: every minute filled,
 //!   top values, the visitor count's row budget.
@@ -43,6 +44,7 @@ pub mod project;
 pub mod queue;
 pub mod range;
 pub mod realtime;
+pub mod revenue;
 pub mod rollup;
 pub mod sessions;
 pub mod share;

@@ -5,7 +5,8 @@
 //! (<https://plausible.io/docs/events-api>); the script uses one-letter field names
 //! (`n`, `u`, `d`, `r`, `m`, `h`, ...), the documented API the long ones. [`parse`]
 //! accepts both and maps the event onto Tally's columns: the page path becomes the
-//! `route`, UTM parameters and the referrer become `source`, `medium` and `campaign`,
+//! `route`, UTM parameters and the referrer become `source`, `medium`, `campaign`,
+//! `term` and `content`,
 //! custom properties, revenue and a non-interactive flag go into `metadata`. The caller
 //! still hashes a visitor id, sets the project and runs [`crate::validate()`].
 
@@ -27,7 +28,8 @@ pub struct PageEvent {
     /// hostname. It is not stored in the event; the caller may use it, for example to
     /// ignore `localhost` or hosts that are not the project's.
     pub host: String,
-    /// `name`, `route`, `source`, `medium`, `campaign` and `metadata` filled in; every
+    /// `name`, `route`, `source`, `medium`, `campaign`, `term`, `content` and `metadata`
+    /// filled in; every
     /// other field is `None`, `project` included.
     pub raw: RawEvent,
 }
@@ -234,6 +236,8 @@ pub fn parse(body: &[u8]) -> Result<PageEvent, Error> {
         source,
         medium: query_param(&url, "utm_medium"),
         campaign: query_param(&url, "utm_campaign"),
+        term: query_param(&url, "utm_term"),
+        content: query_param(&url, "utm_content"),
         metadata: (!metadata.is_empty()).then_some(Value::Object(metadata)),
         ..RawEvent::default()
     };
@@ -340,9 +344,7 @@ fn revenue(value: Value) -> Result<Value, Error> {
     };
     let map = object_or_json_string(value).map_err(|_| invalid())?;
     let currency = match map.get("currency") {
-        Some(Value::String(c)) if c.len() == 3 && c.bytes().all(|b| b.is_ascii_alphabetic()) => {
-            c.to_ascii_uppercase()
-        }
+        Some(Value::String(c)) => crate::revenue::currency(c).ok_or_else(invalid)?,
         _ => return Err(invalid()),
     };
     let amount = match map.get("amount") {
@@ -352,6 +354,22 @@ fn revenue(value: Value) -> Result<Value, Error> {
         }
         _ => return Err(invalid()),
     };
+    // Summed in thousandths (`crate::revenue`): an amount past its range is refused
+    // here, where the sender hears why, rather than stored and never counted.
+    if amount
+        .as_f64()
+        .and_then(crate::revenue::thousandths)
+        .is_none()
+    {
+        return Err(Error::invalid(
+            "invalid_event",
+            format!(
+                "{} amount must be a number from 0 to 1000000000000 (summed to three decimals)",
+                REVENUE.label()
+            ),
+        )
+        .at(REVENUE.name()));
+    }
     let mut revenue = Map::new();
     revenue.insert("currency".into(), Value::String(currency));
     revenue.insert("amount".into(), Value::Number(amount));
@@ -611,6 +629,23 @@ mod tests {
             json!(r#"{"currency":"GBP","amount":" 5 "}"#),
             json!({"currency": "GBP", "amount": 5}),
         );
+        for (bad, says) in [
+            (
+                json!({"currency": "EUR", "amount": -1}),
+                "from 0 to 1000000000000",
+            ),
+            (
+                json!({"currency": "EUR", "amount": "1e13"}),
+                "from 0 to 1000000000000",
+            ),
+        ] {
+            rejected_json(
+                with(page("https://example.com/"), "$", bad),
+                "invalid_event",
+                "revenue",
+                says,
+            );
+        }
         for bad in [
             json!({"currency": "EURO", "amount": 1}),
             json!({"currency": "EUR"}),
@@ -741,6 +776,13 @@ mod tests {
             news.clone(),
             [Some("newsletter"), Some("email"), Some("spring sale")],
         );
+        let tagged = ok(page(
+            "https://example.com/?utm_campaign=spring&utm_term=running%20shoes&utm_content=banner-a",
+        ));
+        assert_eq!(tagged.raw.term.as_deref(), Some("running shoes"));
+        assert_eq!(tagged.raw.content.as_deref(), Some("banner-a"));
+        let untagged = ok(page("https://example.com/?utm_term=&utm_content="));
+        assert_eq!((untagged.raw.term, untagged.raw.content), (None, None));
         // utm_source, then source, then ref, then the referrer; empty values are absent.
         check(
             "https://example.com/?ref=ph&source=tw&utm_source=",

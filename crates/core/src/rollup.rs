@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use crate::event::Event;
 use crate::hll::{Hll, hash_of_hex_id};
+pub use crate::revenue::{revenue_parts, revenue_value};
 use crate::sketch::Sketch;
 use crate::time::Interval;
 
@@ -29,6 +30,10 @@ pub enum Dimension {
     Source,
     Medium,
     Campaign,
+    /// The paid search term or ad keyword (`utm_term`).
+    Term,
+    /// Which link or ad of a campaign (`utm_content`).
+    Content,
     Item,
     Variant,
     /// An item and one of its variants, as a [`pair`] value: the variants of one item.
@@ -46,27 +51,49 @@ pub enum Dimension {
     NameCampaign,
     NameSource,
     NameMedium,
+    /// Revenue by currency and event name: the value is [`revenue_value`] of the two.
+    /// This and the two below exist only for events that carry revenue
+    /// ([`crate::revenue::of`]), and are the only rows whose [`Rollup::revenue`] is
+    /// summed, so one row never adds two currencies together.
+    RevenueName,
+    /// Revenue by currency and source (`null` for events without one).
+    RevenueSource,
+    /// Revenue by currency and campaign (`null` for events without one).
+    RevenueCampaign,
 }
 
 impl Dimension {
     /// Every dimension, in a fixed order.
-    pub const ALL: [Dimension; 16] = {
+    pub const ALL: [Dimension; 21] = {
         // `all`, the dimensions of one field, then the cross dimensions.
-        let mut every = [Self::All; 16];
+        let mut every = [Self::All; 21];
         let mut i = 0;
         while i < Self::OF_ONE_FIELD.len() {
             every[i + 1] = Self::OF_ONE_FIELD[i];
             i += 1;
         }
-        every[13] = Self::ItemVariant;
-        every[14] = Self::ItemCountry;
-        every[15] = Self::ErrorRoute;
+        every[15] = Self::ItemVariant;
+        every[16] = Self::ItemCountry;
+        every[17] = Self::ErrorRoute;
+        let mut i = 0;
+        while i < Self::REVENUE.len() {
+            every[18 + i] = Self::REVENUE[i];
+            i += 1;
+        }
         every
     };
 
+    /// The revenue dimensions, in the order the dashboard shows them: what
+    /// `GET /v1/projects/{p}/revenue?by=` reads.
+    pub const REVENUE: [Dimension; 3] = [
+        Self::RevenueName,
+        Self::RevenueSource,
+        Self::RevenueCampaign,
+    ];
+
     /// The dimensions whose value is one field of an event (no cross dimensions, not
     /// `all`): what a breakdown, a filter and the dashboard's tables are by.
-    pub const OF_ONE_FIELD: [Dimension; 12] = [
+    pub const OF_ONE_FIELD: [Dimension; 14] = [
         Self::Name,
         Self::Route,
         Self::Status,
@@ -77,6 +104,8 @@ impl Dimension {
         Self::Source,
         Self::Medium,
         Self::Campaign,
+        Self::Term,
+        Self::Content,
         Self::Item,
         Self::Variant,
     ];
@@ -110,6 +139,8 @@ impl Dimension {
             Self::Source => "source",
             Self::Medium => "medium",
             Self::Campaign => "campaign",
+            Self::Term => "term",
+            Self::Content => "content",
             Self::Item => "item",
             Self::Variant => "variant",
             Self::ItemVariant => "item_variant",
@@ -119,6 +150,9 @@ impl Dimension {
             Self::NameCampaign => "name_campaign",
             Self::NameSource => "name_source",
             Self::NameMedium => "name_medium",
+            Self::RevenueName => "revenue_name",
+            Self::RevenueSource => "revenue_source",
+            Self::RevenueCampaign => "revenue_campaign",
         }
     }
 
@@ -145,6 +179,8 @@ impl Dimension {
             Self::Source => text(&event.source),
             Self::Medium => text(&event.medium),
             Self::Campaign => text(&event.campaign),
+            Self::Term => text(&event.term),
+            Self::Content => text(&event.content),
             Self::Item => text(&event.item),
             Self::Variant => text(&event.variant),
             Self::ItemVariant => Some(pair(event.item.as_deref()?, event.variant.as_deref()?)),
@@ -157,7 +193,42 @@ impl Dimension {
             Self::NameCampaign => Some(pair(&event.name, event.campaign.as_deref()?)),
             Self::NameSource => Some(pair(&event.name, event.source.as_deref()?)),
             Self::NameMedium => Some(pair(&event.name, event.medium.as_deref()?)),
+            Self::RevenueName | Self::RevenueSource | Self::RevenueCampaign => {
+                let revenue = crate::revenue::of(event.metadata.as_ref())?;
+                let second = match self {
+                    Self::RevenueName => Some(event.name.as_str()),
+                    Self::RevenueSource => event.source.as_deref(),
+                    _ => event.campaign.as_deref(),
+                };
+                Some(revenue_value(&revenue.currency, second))
+            }
         }
+    }
+
+    /// Whether rows of this dimension sum revenue ([`Dimension::REVENUE`]).
+    pub const fn is_revenue(self) -> bool {
+        matches!(
+            self,
+            Self::RevenueName | Self::RevenueSource | Self::RevenueCampaign
+        )
+    }
+
+    /// The value a row of `value` folds into past the bound: [`FOLDED_VALUE`], but for a
+    /// revenue dimension its currency's own folded value ([`revenue_value`] of the
+    /// currency and `""`, which no event has: validation drops empty values), so a
+    /// folded row never adds two currencies together.
+    pub fn folded_value(self, value: &str) -> String {
+        match self.is_revenue().then(|| revenue_parts(value)).flatten() {
+            Some((currency, _)) => revenue_value(&currency, Some("")),
+            None => FOLDED_VALUE.to_owned(),
+        }
+    }
+
+    /// Whether `value` is a folded value of this dimension ([`Dimension::folded_value`]).
+    pub fn is_folded(self, value: &str) -> bool {
+        value == FOLDED_VALUE
+            || (self.is_revenue()
+                && revenue_parts(value).is_some_and(|(_, second)| second.as_deref() == Some("")))
     }
 }
 
@@ -308,7 +379,7 @@ pub fn bound_new_values(
     let mut kept = BTreeMap::new();
     let mut new: BTreeMap<ValueGroup, Vec<(Key, Rollup)>> = BTreeMap::new();
     for (key, delta) in deltas {
-        if !key.dimension.is_bounded() || key.value == FOLDED_VALUE || stored(&key) {
+        if !key.dimension.is_bounded() || key.dimension.is_folded(&key.value) || stored(&key) {
             kept.insert(key, delta);
         } else {
             new.entry(group_of(&key)).or_default().push((key, delta));
@@ -388,33 +459,39 @@ pub fn bound_values(rows: BTreeMap<Key, Rollup>, max: usize) -> BTreeMap<Key, Ro
 }
 
 /// Moves the `room` rows of `rows` with most events into `kept` and merges the rest
-/// (a folded row among them included) into the group's folded row there.
+/// (folded rows among them included) into the group's folded row there (for a revenue
+/// dimension, its currency's: [`Dimension::folded_value`]).
 fn fold_past(
     kept: &mut BTreeMap<Key, Rollup>,
     (project, start, dimension): ValueGroup,
     rows: &mut Vec<(Key, Rollup)>,
     room: usize,
 ) {
-    let folded_key = Key {
-        project,
-        start,
-        dimension,
-        value: FOLDED_VALUE.to_owned(),
-    };
-    let mut folded = rows
-        .iter()
-        .position(|(k, _)| k.value == FOLDED_VALUE)
-        .map(|i| rows.swap_remove(i).1);
+    let mut folded: BTreeMap<String, Rollup> = BTreeMap::new();
+    rows.retain(|(key, row)| {
+        let is_folded = dimension.is_folded(&key.value);
+        if is_folded {
+            folded.entry(key.value.clone()).or_default().merge(row);
+        }
+        !is_folded
+    });
     rows.sort_unstable_by(|(ka, a), (kb, b)| b.count.cmp(&a.count).then_with(|| ka.cmp(kb)));
     for (i, (key, row)) in rows.drain(..).enumerate() {
         if i < room {
             kept.insert(key, row);
         } else {
-            folded.get_or_insert_with(Rollup::default).merge(&row);
+            let into = dimension.folded_value(&key.value);
+            folded.entry(into).or_default().merge(&row);
         }
     }
-    if let Some(row) = folded {
-        kept.entry(folded_key).or_default().merge(&row);
+    for (value, row) in folded {
+        let key = Key {
+            project: project.clone(),
+            start,
+            dimension,
+            value,
+        };
+        kept.entry(key).or_default().merge(&row);
     }
 }
 
@@ -451,11 +528,19 @@ pub struct Rollup {
     pub users: Hll,
     /// Distinct hashed instances.
     pub instances: Hll,
+    /// Revenue in thousandths of the currency of the row's value: summed only in rows of
+    /// the revenue dimensions ([`Dimension::is_revenue`]), 0 in every other row.
+    pub revenue: u64,
 }
 
 impl Rollup {
-    /// Adds one event.
-    pub fn add(&mut self, event: &Event) {
+    /// Adds one event to a row of `dimension`.
+    pub fn add(&mut self, dimension: Dimension, event: &Event) {
+        if dimension.is_revenue()
+            && let Some(revenue) = crate::revenue::of(event.metadata.as_ref())
+        {
+            self.revenue = stored_sum(self.revenue, revenue.thousandths);
+        }
         self.count = stored_sum(self.count, 1);
         self.errors = stored_sum(self.errors, u64::from(event.is_error()));
         self.bytes = stored_sum(self.bytes, event.bytes.unwrap_or(0));
@@ -475,6 +560,7 @@ impl Rollup {
         self.count = stored_sum(self.count, other.count);
         self.errors = stored_sum(self.errors, other.errors);
         self.bytes = stored_sum(self.bytes, other.bytes);
+        self.revenue = stored_sum(self.revenue, other.revenue);
         self.durations.merge(&other.durations);
         self.users.merge(&other.users);
         self.instances.merge(&other.instances);
@@ -516,7 +602,7 @@ fn roll_by<'a>(
                     dimension,
                     value,
                 };
-                rows.entry(key).or_default().add(event);
+                rows.entry(key).or_default().add(dimension, event);
             }
         }
     }
@@ -631,6 +717,122 @@ mod tests {
     }
 
     #[test]
+    fn revenue_rows_exist_only_for_revenue_and_keep_currencies_apart() {
+        let bought = |i: u64, currency: &str, amount: f64, extra: serde_json::Value| {
+            let mut raw = json!({"name": "purchase", "timestamp": DAY0 + 1000,
+                "metadata": {"revenue": {"currency": currency, "amount": amount}}});
+            for (k, v) in extra.as_object().unwrap() {
+                raw[k] = v.clone();
+            }
+            event(i, raw)
+        };
+        let events = [
+            bought(
+                1,
+                "EUR",
+                19.99,
+                json!({"source": "google", "campaign": "spring"}),
+            ),
+            bought(2, "EUR", 0.01, json!({"source": "google", "term": "shoes"})),
+            bought(3, "USD", 5.0, json!({"content": "banner"})),
+            event(
+                4,
+                json!({"name": "purchase", "timestamp": DAY0 + 1000, "source": "google"}),
+            ),
+        ];
+        let rows = roll(&events, Interval::Hour);
+        let revenue = |d: Dimension| -> Vec<(String, u64, u64)> {
+            rows.iter()
+                .filter(|(k, _)| k.dimension == d)
+                .map(|(k, r)| (k.value.clone(), r.count, r.revenue))
+                .collect()
+        };
+        assert_eq!(
+            revenue(Dimension::RevenueName),
+            [
+                (r#"["EUR","purchase"]"#.to_owned(), 2, 20_000),
+                (r#"["USD","purchase"]"#.to_owned(), 1, 5_000),
+            ]
+        );
+        assert_eq!(
+            revenue(Dimension::RevenueSource),
+            [
+                (r#"["EUR","google"]"#.to_owned(), 2, 20_000),
+                (r#"["USD",null]"#.to_owned(), 1, 5_000),
+            ]
+        );
+        assert_eq!(
+            revenue(Dimension::RevenueCampaign),
+            [
+                (r#"["EUR","spring"]"#.to_owned(), 1, 19_990),
+                (r#"["EUR",null]"#.to_owned(), 1, 10),
+                (r#"["USD",null]"#.to_owned(), 1, 5_000),
+            ]
+        );
+        assert_eq!(revenue(Dimension::Term), [("shoes".to_owned(), 1, 0)]);
+        assert_eq!(revenue(Dimension::Content), [("banner".to_owned(), 1, 0)]);
+        // No other row sums revenue, so no row adds currencies together.
+        assert!(
+            rows.iter()
+                .all(|(k, r)| k.dimension.is_revenue() || r.revenue == 0)
+        );
+        // An event without revenue writes no revenue row.
+        let plain = roll(&events[3..], Interval::Hour);
+        assert!(plain.keys().all(|k| !k.dimension.is_revenue()));
+    }
+
+    #[test]
+    fn revenue_rows_past_the_bound_fold_per_currency() {
+        let mut deltas = BTreeMap::new();
+        for (i, (currency, campaign, amount)) in [
+            ("EUR", "a", 1_000),
+            ("EUR", "b", 2_000),
+            ("USD", "c", 3_000),
+            ("USD", "d", 4_000),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let key = Key {
+                project: "demo".into(),
+                start: DAY0,
+                dimension: Dimension::RevenueCampaign,
+                value: revenue_value(currency, Some(campaign)),
+            };
+            let row = Rollup {
+                count: i as u64 + 1,
+                revenue: amount,
+                ..Rollup::default()
+            };
+            deltas.insert(key, row);
+        }
+        let bounded = bound_values(deltas, 1);
+        let got: Vec<(String, u64, u64)> = bounded
+            .iter()
+            .map(|(k, r)| (k.value.clone(), r.count, r.revenue))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (r#"["EUR",""]"#.to_owned(), 3, 3_000),
+                (r#"["USD",""]"#.to_owned(), 3, 3_000),
+                (r#"["USD","d"]"#.to_owned(), 4, 4_000),
+            ]
+        );
+        assert!(Dimension::RevenueCampaign.is_folded(r#"["USD",""]"#));
+        assert!(!Dimension::RevenueCampaign.is_folded(r#"["USD",null]"#));
+        assert!(!Dimension::Campaign.is_folded(r#"["USD",""]"#));
+        // A folded row already stored takes the next new values of its currency only.
+        let again = bound_new_values(
+            bounded.clone(),
+            |k| k.value.ends_with(r#""d"]"#),
+            &BTreeMap::new(),
+            1,
+        );
+        assert_eq!(again, bounded);
+    }
+
+    #[test]
     fn pair_values_are_unambiguous() {
         let check = |first: &str, second: &str| {
             let value = pair(first, second);
@@ -686,7 +888,10 @@ mod tests {
         let max = crate::validate::MAX_BYTES;
         let mut row = Rollup::default();
         for i in 0..8_193 {
-            row.add(&event(i, serde_json::json!({"name": "n", "bytes": max})));
+            row.add(
+                Dimension::Name,
+                &event(i, serde_json::json!({"name": "n", "bytes": max})),
+            );
         }
         // 8,191 events of 2^40 fit; the next two saturate instead of passing 2^53.
         assert_eq!(row.bytes, MAX_STORED_INTEGER);

@@ -15,7 +15,7 @@ pub const INSERT_EVENTS: &str = "\
 INSERT INTO raw_events (
     project_id, event_id, timestamp, name, method, route, status, duration_us, error_class,
     error_message, instance, user, session, version, colo, country, source, medium,
-    campaign, item, variant, bytes, metadata)
+    campaign, item, variant, bytes, metadata, term, content)
 SELECT
     p.id, unhex(replace(e.value ->> '$.event_id', '-', '')),
     e.value ->> '$.timestamp', e.value ->> '$.name', e.value ->> '$.method',
@@ -26,7 +26,8 @@ SELECT
     unhex(substr(e.value ->> '$.session', 1, 16)), e.value ->> '$.version',
     e.value ->> '$.colo', e.value ->> '$.country', e.value ->> '$.source',
     e.value ->> '$.medium', e.value ->> '$.campaign', e.value ->> '$.item',
-    e.value ->> '$.variant', e.value ->> '$.bytes', e.value -> '$.metadata'
+    e.value ->> '$.variant', e.value ->> '$.bytes', e.value -> '$.metadata',
+    e.value ->> '$.term', e.value ->> '$.content'
 FROM json_each(?1) AS e
 LEFT JOIN projects AS p ON p.slug = e.value ->> '$.project'";
 
@@ -183,7 +184,7 @@ pub const EVENTS_BETWEEN: &str = "\
 SELECT ?1 AS project, lower(hex(event_id)) AS event_id, timestamp, name, method, route, status,
        duration_us, error_class, error_message, lower(hex(instance)) AS instance,
        lower(hex(user)) AS user, lower(hex(session)) AS session, version, colo, country,
-       source, medium, campaign, item, variant, bytes, metadata
+       source, medium, campaign, term, content, item, variant, bytes, metadata
 FROM raw_events
 WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
   AND timestamp >= max(?2, ?4) AND timestamp < ?3
@@ -202,7 +203,7 @@ pub const PROJECTS: &str = "SELECT slug, retention_days FROM projects ORDER BY s
 /// keys (`?1`).
 pub const ROLLUPS_BY_KEY: &str = "\
 SELECT r.project, r.period, r.start, r.dimension, r.value, r.count, r.errors, r.bytes,
-       hex(r.durations) AS durations, hex(r.users) AS users, hex(r.instances) AS instances,
+       r.revenue, hex(r.durations) AS durations, hex(r.users) AS users, hex(r.instances) AS instances,
        r.version
 FROM json_each(?1) AS k
 JOIN rollups AS r
@@ -211,21 +212,22 @@ JOIN rollups AS r
  AND r.value = k.value ->> '$[4]'";
 
 /// Of a JSON array of `[project, start, dimension]` groups (`?1`) of period `?2`, how
-/// many values each holds already, the folded value not counted: what the bound on a
-/// dimension's values per period leaves room for. Each count reads at most the bound's
-/// rows of the primary key.
+/// many values each holds already, the folded values not counted (`''`, and a revenue
+/// dimension's per-currency `["EUR",""]`, the only values ending `,""]`: no event has an
+/// empty value): what the bound on a dimension's values per period leaves room for. Each
+/// count reads at most the bound's rows of the primary key.
 pub const STORED_VALUES: &str = "\
 SELECT g.value ->> '$[0]' AS project, g.value ->> '$[1]' AS start,
        g.value ->> '$[2]' AS dimension,
        (SELECT count(*) FROM rollups AS r
         WHERE r.project = g.value ->> '$[0]' AND r.period = ?2
           AND r.start = g.value ->> '$[1]' AND r.dimension = g.value ->> '$[2]'
-          AND r.value <> '') AS n
+          AND r.value <> '' AND substr(r.value, -4) <> ',\"\"]') AS n
 FROM json_each(?1) AS g";
 
 /// Every rollup row of a project (`?1`) and period (`?2`) with `?3 <= start < ?4`.
 pub const ROLLUPS_BETWEEN: &str = "\
-SELECT project, period, start, dimension, value, count, errors, bytes,
+SELECT project, period, start, dimension, value, count, errors, bytes, revenue,
        hex(durations) AS durations, hex(users) AS users, hex(instances) AS instances, version
 FROM rollups
 WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4";
@@ -235,7 +237,7 @@ WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4";
 /// prefers the primary key (no lookup back into the table), which reads every
 /// dimension's rows of the range to keep one's.
 pub const ROLLUPS_OF_DIMENSION: &str = "\
-SELECT project, period, start, dimension, value, count, errors, bytes,
+SELECT project, period, start, dimension, value, count, errors, bytes, revenue,
        hex(durations) AS durations, hex(users) AS users, hex(instances) AS instances, version
 FROM rollups INDEXED BY rollups_by_dimension
 WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4 AND dimension = ?5";
@@ -246,7 +248,7 @@ WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4 AND dimension 
 /// every dimension's rows: without `INDEXED BY` SQLite, lacking statistics, picks the
 /// primary key's range over all dimensions.
 pub const ROLLUPS_OF_VALUE: &str = "\
-SELECT project, period, start, dimension, value, count, errors, bytes,
+SELECT project, period, start, dimension, value, count, errors, bytes, revenue,
        hex(durations) AS durations, hex(users) AS users, hex(instances) AS instances, version
 FROM rollups INDEXED BY rollups_by_dimension
 WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4 AND dimension = ?5
@@ -256,7 +258,7 @@ WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4 AND dimension 
 /// dimension that share their first value) of a project (`?1`) and period (`?2`) with
 /// `?3 <= start < ?4`, through the dimension index as [`ROLLUPS_OF_VALUE`].
 pub const ROLLUPS_OF_VALUE_PREFIX: &str = "\
-SELECT project, period, start, dimension, value, count, errors, bytes,
+SELECT project, period, start, dimension, value, count, errors, bytes, revenue,
        hex(durations) AS durations, hex(users) AS users, hex(instances) AS instances, version
 FROM rollups INDEXED BY rollups_by_dimension
 WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4 AND dimension = ?5
@@ -265,15 +267,15 @@ WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4 AND dimension 
 /// Adds a rollup row that the writer read as absent; fails if it exists by now.
 pub const INSERT_ROLLUP: &str = "\
 INSERT INTO rollups (project, period, start, dimension, value, count, errors, bytes,
-                     duration_sum_us, durations, users, instances, version)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, unhex(?10), unhex(?11), unhex(?12), 1)";
+                     duration_sum_us, durations, users, instances, revenue, version)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, unhex(?10), unhex(?11), unhex(?12), ?13, 1)";
 
-/// Replaces a rollup row the writer read at version `?13 - 1`; the optimistic-lock
+/// Replaces a rollup row the writer read at version `?14 - 1`; the optimistic-lock
 /// trigger aborts the transaction if another writer changed it meanwhile.
 pub const UPDATE_ROLLUP: &str = "\
 UPDATE rollups
 SET count = ?6, errors = ?7, bytes = ?8, duration_sum_us = ?9, durations = unhex(?10),
-    users = unhex(?11), instances = unhex(?12), version = ?13
+    users = unhex(?11), instances = unhex(?12), revenue = ?13, version = ?14
 WHERE project = ?1 AND period = ?2 AND start = ?3 AND dimension = ?4 AND value = ?5";
 
 /// Writes a rollup row computed from its sources, whatever is stored: used by the jobs
@@ -281,12 +283,13 @@ WHERE project = ?1 AND period = ?2 AND start = ?3 AND dimension = ?4 AND value =
 /// old row cannot overwrite this one.
 pub const PUT_ROLLUP: &str = "\
 INSERT INTO rollups (project, period, start, dimension, value, count, errors, bytes,
-                     duration_sum_us, durations, users, instances, version)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, unhex(?10), unhex(?11), unhex(?12), 1)
+                     duration_sum_us, durations, users, instances, revenue, version)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, unhex(?10), unhex(?11), unhex(?12), ?13, 1)
 ON CONFLICT (project, period, start, dimension, value) DO UPDATE SET
     count = excluded.count, errors = excluded.errors, bytes = excluded.bytes,
     duration_sum_us = excluded.duration_sum_us, durations = excluded.durations,
-    users = excluded.users, instances = excluded.instances, version = version + 1";
+    users = excluded.users, instances = excluded.instances, revenue = excluded.revenue,
+    version = version + 1";
 
 /// Deletes the rows of a project (`?1`), period (`?2`) and start (`?3`) that a fresh
 /// roll did not produce: the keys to keep are a JSON array of `[dimension, value]` (`?4`).
@@ -620,7 +623,7 @@ FROM (SELECT user FROM raw_events INDEXED BY raw_events_by_time
 /// The minute rows of one dimension value of a project (`?1`, `?2`, `?3`) with
 /// `?4 <= start < ?5`: what an alert rule reads, through an index of minute rows only.
 pub const MINUTE_ROWS_OF_VALUE: &str = "\
-SELECT project, period, start, dimension, value, count, errors, bytes,
+SELECT project, period, start, dimension, value, count, errors, bytes, revenue,
        hex(durations) AS durations, hex(users) AS users, hex(instances) AS instances, version
 FROM rollups INDEXED BY rollups_minutes
 WHERE project = ?1 AND period = 'minute' AND dimension = ?2 AND value = ?3
@@ -631,7 +634,7 @@ WHERE project = ?1 AND period = 'minute' AND dimension = ?2 AND value = ?3
 /// every rule of the project, one index search per source.
 pub const MINUTE_ROWS_OF_SOURCES: &str = "\
 SELECT r.project, r.period, r.start, r.dimension, r.value, r.count, r.errors, r.bytes,
-       hex(r.durations) AS durations, hex(r.users) AS users, hex(r.instances) AS instances,
+       r.revenue, hex(r.durations) AS durations, hex(r.users) AS users, hex(r.instances) AS instances,
        r.version
 FROM json_each(?2) AS s CROSS JOIN rollups AS r INDEXED BY rollups_minutes
 WHERE r.project = ?1 AND r.period = 'minute'
@@ -952,7 +955,8 @@ macro_rules! filter_column {
             " WHEN 'status' THEN CAST(status / 100 AS INTEGER) || 'xx'",
             " WHEN 'error_class' THEN error_class WHEN 'version' THEN version",
             " WHEN 'colo' THEN colo WHEN 'country' THEN country WHEN 'source' THEN source",
-            " WHEN 'medium' THEN medium WHEN 'campaign' THEN campaign WHEN 'item' THEN item",
+            " WHEN 'medium' THEN medium WHEN 'campaign' THEN campaign WHEN 'term' THEN term",
+            " WHEN 'content' THEN content WHEN 'item' THEN item",
             " WHEN 'variant' THEN variant END"
         )
     };
@@ -1003,7 +1007,7 @@ macro_rules! filtered_columns {
         "SELECT ?1 AS project, lower(hex(event_id)) AS event_id, timestamp, name, method, route,
        status, duration_us, error_class, error_message, lower(hex(instance)) AS instance,
        lower(hex(user)) AS user, lower(hex(session)) AS session, version, colo, country,
-       source, medium, campaign, item, variant, bytes, metadata
+       source, medium, campaign, term, content, item, variant, bytes, metadata
 FROM raw_events"
     };
 }

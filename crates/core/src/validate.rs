@@ -259,6 +259,8 @@ pub fn validate(
         source: dim("source", raw.source, MAX_DIMENSION_CHARS)?,
         medium: dim("medium", raw.medium, MAX_DIMENSION_CHARS)?,
         campaign: dim("campaign", raw.campaign, MAX_DIMENSION_CHARS)?,
+        term: dim("term", raw.term, MAX_DIMENSION_CHARS)?,
+        content: dim("content", raw.content, MAX_DIMENSION_CHARS)?,
         item: dim("item", raw.item, MAX_DIMENSION_CHARS)?,
         variant: dim("variant", raw.variant, MAX_DIMENSION_CHARS)?,
         bytes,

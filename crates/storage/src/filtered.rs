@@ -19,7 +19,7 @@
 //!    a bucket at a time through `raw_events_by_sample`, counted as read, never more
 //!    than the budget allows (at [`ROWS_PER_EVENT`] rows each and [`ROWS_PER_QUERY`] per
 //!    query). If the budget runs out inside a bucket, the sample shrinks to the largest
-//!    power of two of buckets read whole. Counts, errors and bytes are scaled by
+//!    power of two of buckets read whole. Counts, errors, bytes and revenue are scaled by
 //!    `256 / k` here; unique counts are scaled by the caller with [`Filtered::scale`]
 //!    (users exactly, since users are sampled whole; instances approximately).
 
@@ -305,6 +305,7 @@ async fn sampled<S: QueryStore>(
             row.count = scaled(row.count);
             row.errors = scaled(row.errors);
             row.bytes = scaled(row.bytes);
+            row.revenue = scaled(row.revenue);
             (Period::Hour, key, row)
         })
         .collect();
@@ -342,7 +343,7 @@ impl Fold<'_> {
                     dimension,
                     value,
                 };
-                self.rows.entry(key).or_default().add(event);
+                self.rows.entry(key).or_default().add(dimension, event);
             }
         }
     }

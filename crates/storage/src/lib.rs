@@ -126,6 +126,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0016_session_days.sql",
         include_str!("../../../migrations/0016_session_days.sql"),
     ),
+    (
+        "0017_revenue_and_utm_terms.sql",
+        include_str!("../../../migrations/0017_revenue_and_utm_terms.sql"),
+    ),
 ];
 
 /// The `events_between` cursor before every row: no event time is negative, and the

@@ -206,7 +206,9 @@ async fn bounded<S: RollupStore>(
     let groups: BTreeSet<ValueGroup> = deltas
         .keys()
         .filter(|k| {
-            k.dimension.is_bounded() && k.value != rollup::FOLDED_VALUE && !current.contains_key(*k)
+            k.dimension.is_bounded()
+                && !k.dimension.is_folded(&k.value)
+                && !current.contains_key(*k)
         })
         .map(rollup::group_of)
         .collect();
@@ -224,7 +226,7 @@ async fn bounded<S: RollupStore>(
     // Folded rows the batch made: they may be stored already.
     let folded: Vec<&Key> = deltas
         .keys()
-        .filter(|k| k.value == rollup::FOLDED_VALUE && k.dimension.is_bounded())
+        .filter(|k| k.dimension.is_bounded() && k.dimension.is_folded(&k.value))
         .filter(|k| !current.contains_key(*k))
         .collect();
     for chunk in folded.chunks(READ_CHUNK) {

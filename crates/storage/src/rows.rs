@@ -23,6 +23,8 @@ pub(crate) struct RollupRow {
     pub count: u64,
     pub errors: u64,
     pub bytes: u64,
+    /// Thousandths of the value's currency (revenue dimensions only).
+    pub revenue: u64,
     /// Hex, as `hex(durations)` returns it.
     pub durations: String,
     pub users: String,
@@ -57,6 +59,7 @@ impl RollupRow {
             count: self.count,
             errors: self.errors,
             bytes: self.bytes,
+            revenue: self.revenue,
             durations: Sketch::decode(&unhex(&self.durations)?)
                 .map_err(|e| Error::Decode(e.to_string()))?,
             users: Hll::decode(&unhex(&self.users)?).map_err(|e| Error::Decode(e.to_string()))?,
@@ -73,7 +76,7 @@ impl RollupRow {
     }
 }
 
-/// The bound values of a rollup write, in statement order (`?1` to `?12`): the
+/// The bound values of a rollup write, in statement order (`?1` to `?13`): the
 /// summaries' encodings as hex, for `unhex(?)`. Counts fit i64 (and f64 exactly) long
 /// before they could overflow in practice.
 pub(crate) fn rollup_values(period: Period, key: &Key, row: &Rollup) -> Vec<Bound> {
@@ -95,6 +98,7 @@ pub(crate) fn rollup_values(period: Period, key: &Key, row: &Rollup) -> Vec<Boun
         hex(&row.durations.encode()).into(),
         hex(&row.users.encode()).into(),
         hex(&row.instances.encode()).into(),
+        int(row.revenue.min(MAX_STORED_INTEGER)),
     ]
 }
 
@@ -149,6 +153,8 @@ pub(crate) struct RawRow {
     pub source: Option<String>,
     pub medium: Option<String>,
     pub campaign: Option<String>,
+    pub term: Option<String>,
+    pub content: Option<String>,
     pub item: Option<String>,
     pub variant: Option<String>,
     pub bytes: Option<u64>,
@@ -188,6 +194,8 @@ impl RawRow {
             source: self.source,
             medium: self.medium,
             campaign: self.campaign,
+            term: self.term,
+            content: self.content,
             item: self.item,
             variant: self.variant,
             bytes: self.bytes,

@@ -6,9 +6,9 @@ mod support;
 
 use std::collections::BTreeMap;
 
+use tally_core::Event;
 use tally_core::rollup::{Dimension, FOLDED_LABEL, FOLDED_VALUE, Period};
 use tally_core::time::{DAY_MS, HOUR_MS};
-use tally_core::{Context, Event, RawEvent, Settings, validate};
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{EventStore, RollupStore};
 use tally_storage::{pipeline, read};
@@ -18,19 +18,12 @@ const DAY0: i64 = 1_736_467_200_000;
 const NOW: i64 = DAY0 + 20 * HOUR_MS;
 
 fn event(project: &str, i: u64, timestamp: i64, route: &str, campaign: &str) -> Event {
-    let raw: RawEvent = serde_json::from_value(serde_json::json!({
+    let raw = serde_json::json!({
         "event_id": format!("00000000-0000-4000-8000-{i:012x}"),
         "project": project, "name": "request", "timestamp": timestamp,
         "route": route, "campaign": campaign, "item": format!("img-{i}"), "variant": "w1",
-    }))
-    .unwrap();
-    let ctx = Context {
-        project,
-        now_ms: NOW,
-        settings: Settings::default(),
-        id_secret: b"secret",
-    };
-    validate(raw, &ctx, &mut || unreachable!()).unwrap().event
+    });
+    support::validated(project, NOW, raw)
 }
 
 /// Rows of `project`, `period` and `dimension` starting in `[from, to)`, as value → count.

@@ -11,11 +11,11 @@ use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use tally_core::Event;
 use tally_core::filter::{self, Filters, SAMPLE_BUCKETS};
 use tally_core::rollup::{Dimension, Period, Rollup};
 use tally_core::testing::SplitMix64 as Rng;
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
-use tally_core::{Context, Event, RawEvent, Settings, validate};
 use tally_storage::exec::{Bound, Executor, Statement};
 use tally_storage::filtered::{self, Bucket, Filtered, Limits, Path, Read};
 use tally_storage::sqlite::{SqliteStore, block_on};
@@ -31,14 +31,7 @@ fn event(project: &str, i: u64, raw: serde_json::Value) -> Event {
     let mut raw = raw;
     raw["event_id"] = json!(format!("00000000-0000-4000-8000-{i:012x}"));
     raw["project"] = json!(project);
-    let raw: RawEvent = serde_json::from_value(raw).unwrap();
-    let ctx = Context {
-        project,
-        now_ms: NOW,
-        settings: Settings::default(),
-        id_secret: b"secret",
-    };
-    validate(raw, &ctx, &mut || unreachable!()).unwrap().event
+    support::validated(project, NOW, raw)
 }
 
 /// `n` mixed events over three days: requests on API and web routes with statuses,
@@ -145,7 +138,7 @@ fn expected<'a>(
     for e in events.into_iter().filter(|e| filters.matches(e)) {
         for &d in wanted {
             if let Some(v) = d.value_of(e) {
-                out.entry((start(e.timestamp), d, v)).or_default().add(e);
+                out.entry((start(e.timestamp), d, v)).or_default().add(d, e);
             }
         }
     }

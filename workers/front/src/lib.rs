@@ -6,7 +6,7 @@
 //!
 //! It is kept small on purpose (every request of both APIs loads it): no `tally-core`,
 //! `serde_json` or `url`, whose parsing and JSON code would double its bundle. Its one
-//! error answer is written out in the shape of `tally_core::ApiError`'s body.
+//! error answer is written out in the shape of `tally_edge::ApiError`'s body.
 
 mod route;
 

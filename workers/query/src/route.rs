@@ -61,6 +61,8 @@ pub enum Read<'a> {
     Campaign(&'a str),
     /// The last thirty minutes.
     Realtime,
+    /// Revenue per currency.
+    Revenue,
 }
 
 /// A path of one of the seeds.
@@ -211,6 +213,7 @@ pub const TABLE: &[Row] = &[
     row(GET_OPTIONS, "/v1/projects/{project}/campaigns", |a| Route::Read(a[0], Read::Campaigns)),
     row(GET_OPTIONS, "/v1/projects/{project}/campaigns/{campaign}", |a| Route::Read(a[0], Read::Campaign(a[1]))),
     row(GET_OPTIONS, "/v1/projects/{project}/realtime", |a| Route::Read(a[0], Read::Realtime)),
+    row(GET_OPTIONS, "/v1/projects/{project}/revenue", |a| Route::Read(a[0], Read::Revenue)),
     // The seeds' paths.
     row(GET_OPTIONS, "/api/plugins/{slug}/analytics/overview", |a| Route::Alias(Alias::PluginOverview(a[0]))),
     row(GET_OPTIONS, "/api/plugins/{slug}/analytics/timeseries", |a| Route::Alias(Alias::PluginTimeseries(a[0]))),

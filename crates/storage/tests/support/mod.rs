@@ -1,9 +1,12 @@
-//! What the storage tests share: reading SQLite's plan for a statement.
+//! What the storage tests share: reading SQLite's plan for a statement, and events
+//! validated as ingest validates them.
 
+use tally_core::{Context, Event, RawEvent, Settings, validate};
 use tally_storage::sqlite::SqliteStore;
 
 /// The steps of SQLite's plan for `sql` (`EXPLAIN QUERY PLAN`, every parameter NULL),
 /// for tests that pin how a statement reads a table that only grows.
+#[allow(dead_code)] // Each test binary uses what it needs of this module.
 pub fn query_plan(store: &SqliteStore, sql: &str) -> Vec<String> {
     store.with_connection(|c| {
         let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
@@ -13,4 +16,18 @@ pub fn query_plan(store: &SqliteStore, sql: &str) -> Vec<String> {
             .collect::<Result<_, _>>()
             .unwrap()
     })
+}
+
+/// `raw` (an event as a client sends it, naming its project and id) validated at
+/// `now_ms` under the tests' identifier secret, as ingest validates it.
+#[allow(dead_code)] // Each test binary uses what it needs of this module.
+pub fn validated(project: &str, now_ms: i64, raw: serde_json::Value) -> Event {
+    let raw: RawEvent = serde_json::from_value(raw).unwrap();
+    let ctx = Context {
+        project,
+        now_ms,
+        settings: Settings::default(),
+        id_secret: b"secret",
+    };
+    validate(raw, &ctx, &mut || unreachable!()).unwrap().event
 }

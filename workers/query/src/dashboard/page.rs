@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use tally_core::filter::{self, Filter, Filters, Op};
 use tally_core::funnel::DEFAULT_WINDOW;
+use tally_core::revenue::{Line, Total};
 use tally_core::rollup::{self, Dimension};
 use tally_core::time::{Interval, date_label, date_of};
 use tally_storage::filtered::Path;
@@ -14,7 +15,7 @@ use super::alerts::{self, Alerts};
 use super::report::{Funnel, HEATMAP_DAYS, Previous, Report, Row, Totals};
 use super::svg::{self, Bucket};
 use crate::edge::html::{
-    bytes, compact, cut_cell, cut_cell_to, date_time, escape, int, millis, percent,
+    bytes, compact, cut_cell, cut_cell_to, date_time, escape, int, millis, money, percent,
 };
 
 /// The page's stylesheet: a responsive grid that is one column on a phone.
@@ -223,6 +224,7 @@ pub fn dashboard(page: &Page<'_>) -> String {
         errors(&mut out, page, report);
         installs(&mut out, page, report);
         marketing(&mut out, page, report);
+        revenue(&mut out, page, report);
         bandwidth(&mut out, page, report);
     }
     out.push_str(
@@ -1052,7 +1054,20 @@ fn marketing(out: &mut String, page: &Page<'_>, report: &Report) {
             &report.campaigns,
             "No campaigns in this range.",
         ),
+        (Dimension::Term, "term-table", "Terms", &report.terms, ""),
+        (
+            Dimension::Content,
+            "content-table",
+            "Contents",
+            &report.contents,
+            "",
+        ),
     ] {
+        // Few sites tag links with utm_term or utm_content: their tables show only when
+        // the range has some.
+        if empty.is_empty() && rows.is_empty() {
+            continue;
+        }
         table(
             out,
             page,
@@ -1078,6 +1093,71 @@ fn marketing(out: &mut String, page: &Page<'_>, report: &Report) {
         "No events in this range.",
     );
     out.push_str("</section></div>");
+}
+
+/// The revenue section, when some event of the range carried revenue: per revenue
+/// dimension a table of each currency's total and its lines with the most revenue (a
+/// name, source or campaign linking to the page filtered by it), currencies apart.
+fn revenue(out: &mut String, page: &Page<'_>, report: &Report) {
+    if report.revenue.iter().all(|(_, table)| table.is_empty()) {
+        return;
+    }
+    out.push_str(r#"<div class="grid"><section class="panel" id="revenue"><h2>Revenue</h2>"#);
+    for (dimension, currencies) in &report.revenue {
+        let (id, title, filtered_by, without) = match dimension {
+            Dimension::RevenueSource => (
+                "revenue-source-table",
+                "By source",
+                Dimension::Source,
+                "Direct / none",
+            ),
+            Dimension::RevenueCampaign => (
+                "revenue-campaign-table",
+                "By campaign",
+                Dimension::Campaign,
+                "(no campaign)",
+            ),
+            _ => ("revenue-name-table", "By event name", Dimension::Name, ""),
+        };
+        let _ = write!(out, "<h3>{title}</h3>");
+        let _ = write!(
+            out,
+            r#"<div class="scroll"><table id="{id}"><thead><tr><th></th><th>Currency</th><th>Revenue</th><th>Events</th></tr></thead><tbody>"#
+        );
+        let line = |out: &mut String,
+                    code: &str,
+                    label: &str,
+                    href: Option<String>,
+                    t: &Total,
+                    class: &str| {
+            let _ = write!(out, r#"<tr class="{class}">"#);
+            cut_cell_to(out, "", "", label, href.as_deref());
+            let _ = write!(
+                out,
+                "<td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(code),
+                money(t.thousandths),
+                int(t.events)
+            );
+        };
+        for currency in currencies {
+            line(out, &currency.code, "Total", None, &currency.total, "total");
+            for (value, t) in &currency.lines {
+                let (label, href) = match value {
+                    Line::Value(v) => (v.as_str(), filter_link(page, filtered_by, v)),
+                    Line::Without => (without, None),
+                };
+                line(out, &currency.code, label, href, t, "");
+            }
+            if let Some(t) = &currency.other {
+                line(out, &currency.code, rollup::FOLDED_LABEL, None, t, "");
+            }
+        }
+        out.push_str("</tbody></table></div>");
+    }
+    out.push_str(
+        r#"<p class="note">Revenue is summed exactly to three decimals, per currency: currencies are never converted or added together.</p></section></div>"#,
+    );
 }
 
 /// The funnel section: the users who went through the steps in order within the
@@ -1249,13 +1329,19 @@ mod tests {
             day,
             Merged::from([((Dimension::Route, EVIL.to_owned()), row(1234, 56, 0))]),
         )]);
+        report_of(&merged, &hours, funnel)
+    }
+
+    /// The week to 2025-01-18's report of `merged`, with `hours` for the heatmap.
+    fn report_of(merged: &Merged, hours: &BTreeMap<i64, Merged>, funnel: &Funnel) -> Report {
+        let day = parse_date("2025-01-18").unwrap();
         Report::new(&Inputs {
             from: day - 6 * DAY_MS,
             to: day + DAY_MS,
-            merged: &merged,
+            merged,
             series: &BTreeMap::new(),
             interval: Interval::Day,
-            route_hours: &hours,
+            route_hours: hours,
             heatmap_from: day,
             funnel,
             previous: None,
@@ -1379,6 +1465,74 @@ mod tests {
             html.matches("<svg").count(),
             4,
             "three charts and the heatmap"
+        );
+    }
+
+    #[test]
+    fn revenue_and_term_tables_show_only_when_there_is_some_escaped_and_linked() {
+        let picked = Picked {
+            days: Some("7".into()),
+            ..Picked::default()
+        };
+        let plain = report(&Funnel::Unasked);
+        let html = page(&plain, &Access::Cookie, &picked, "");
+        for absent in [
+            r#"id="revenue""#,
+            r#"id="term-table""#,
+            r#"id="content-table""#,
+        ] {
+            assert!(!html.contains(absent), "{absent} without any");
+        }
+        let row = |count, revenue| Rollup {
+            count,
+            revenue,
+            ..Rollup::default()
+        };
+        let value = |currency, second: Option<&str>| rollup::revenue_value(currency, second);
+        let merged: Merged = [
+            ((Dimension::All, String::new()), row(10, 0)),
+            ((Dimension::Term, EVIL.to_owned()), row(3, 0)),
+            (
+                (Dimension::RevenueName, value("EUR", Some(EVIL))),
+                row(3, 20_090),
+            ),
+            (
+                (Dimension::RevenueName, value("USD", Some("buy"))),
+                row(1, 5_000),
+            ),
+            (
+                (Dimension::RevenueSource, value("EUR", Some("google"))),
+                row(2, 20_000),
+            ),
+            ((Dimension::RevenueSource, value("EUR", None)), row(1, 90)),
+            (
+                (Dimension::RevenueSource, value("EUR", Some(""))),
+                row(4, 1),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let report = report_of(&merged, &BTreeMap::new(), &Funnel::Unasked);
+        let html = page(&report, &Access::Cookie, &picked, "");
+        assert!(!html.contains("<script"), "every value escaped");
+        for expected in [
+            r#"id="revenue""#,
+            r#"id="term-table""#,
+            "<td>EUR</td><td>20.09</td><td>3</td>",
+            "<td>USD</td><td>5.00</td><td>1</td>",
+            // The source total holds the folded row and the events without a source.
+            "<td>EUR</td><td>20.091</td><td>7</td>",
+            r#"title="Direct / none">Direct / none</td><td>EUR</td><td>0.09</td>"#,
+            r#"title="(other)">(other)</td><td>EUR</td><td>0.001</td><td>4</td>"#,
+            "filter=source%3Agoogle",
+            "filter=name%3A%3Cscript%3E",
+        ] {
+            assert!(html.contains(expected), "{expected} in {html}");
+        }
+        assert_eq!(
+            html.matches(r#"<tr class="total">"#).count(),
+            3,
+            "two currencies by name, one by source, none by campaign"
         );
     }
 

@@ -6,19 +6,25 @@
 use std::collections::BTreeMap;
 
 use tally_core::funnel::Conversion;
+use tally_core::revenue::{self, Currency, Total};
 use tally_core::rollup::{Dimension, Rollup};
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
 use tally_storage::read::Merged;
 
 /// Rows shown per breakdown table.
 pub const TOP: usize = 10;
-/// The dimensions the page shows, the only ones it reads: `all` and every dimension of
-/// one field.
-pub const DIMENSIONS: [Dimension; 13] = {
-    let mut shown = [Dimension::All; 13];
+/// The dimensions the page shows, the only ones it reads: `all`, every dimension of
+/// one field and the revenue dimensions (rows only for events with revenue).
+pub const DIMENSIONS: [Dimension; 18] = {
+    let mut shown = [Dimension::All; 18];
     let mut i = 0;
     while i < Dimension::OF_ONE_FIELD.len() {
         shown[i + 1] = Dimension::OF_ONE_FIELD[i];
+        i += 1;
+    }
+    let mut i = 0;
+    while i < Dimension::REVENUE.len() {
+        shown[Dimension::OF_ONE_FIELD.len() + 1 + i] = Dimension::REVENUE[i];
         i += 1;
     }
     shown
@@ -163,6 +169,11 @@ pub struct Report {
     pub sources: Vec<Row>,
     pub mediums: Vec<Row>,
     pub campaigns: Vec<Row>,
+    pub terms: Vec<Row>,
+    pub contents: Vec<Row>,
+    /// Revenue per currency by each of [`Dimension::REVENUE`], in its order; empty
+    /// tables when no event carried revenue.
+    pub revenue: Vec<(Dimension, Vec<Currency>)>,
     pub names: Vec<Row>,
     pub funnel: Funnel,
     /// Items by bytes served.
@@ -275,6 +286,12 @@ impl Report {
             sources: by_count(Dimension::Source),
             mediums: by_count(Dimension::Medium),
             campaigns: by_count(Dimension::Campaign),
+            terms: by_count(Dimension::Term),
+            contents: by_count(Dimension::Content),
+            revenue: Dimension::REVENUE
+                .into_iter()
+                .map(|d| (d, revenue_of(inputs.merged, d)))
+                .collect(),
             names: by_count(Dimension::Name),
             funnel: inputs.funnel.clone(),
             items: top(rows(Dimension::Item), bytes, TOP),
@@ -292,6 +309,21 @@ fn row(value: &str, r: &Rollup, scale: u64) -> Row {
         users: r.users.count().saturating_mul(scale),
         instances: r.instances.count().saturating_mul(scale),
     }
+}
+
+/// The revenue table of a revenue dimension: its [`TOP`] lines per currency.
+fn revenue_of(merged: &Merged, dimension: Dimension) -> Vec<Currency> {
+    let rows = merged
+        .range((dimension, String::new())..)
+        .take_while(|((d, _), _)| *d == dimension)
+        .map(|((_, value), r)| {
+            let total = Total {
+                thousandths: r.revenue,
+                events: r.count,
+            };
+            (value.clone(), total)
+        });
+    revenue::table(rows, TOP)
 }
 
 fn rows_of(merged: &Merged, dimension: Dimension, scale: u64) -> Vec<Row> {

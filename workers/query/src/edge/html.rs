@@ -111,6 +111,18 @@ pub fn int(n: u64) -> String {
     out
 }
 
+/// An amount of thousandths of a currency's unit, in integer arithmetic: whole units
+/// with thousands separators and two decimals, three when the third is not zero
+/// (`1,322.22`, `0.001`).
+pub fn money(thousandths: u64) -> String {
+    let (units, rest) = (thousandths / 1000, thousandths % 1000);
+    if rest % 10 == 0 {
+        format!("{}.{:02}", int(units), rest / 10)
+    } else {
+        format!("{}.{rest:03}", int(units))
+    }
+}
+
 /// A count in at most four characters or so: `950`, `1.2k`, `12k`, `3.4M`.
 pub fn compact(n: u64) -> String {
     let (value, unit) = match n {
@@ -217,6 +229,11 @@ mod tests {
         for (n, full, short) in cases {
             assert_eq!((int(n).as_str(), compact(n).as_str()), (full, short), "{n}");
         }
+        assert_eq!(money(1_322_220), "1,322.22");
+        assert_eq!(money(0), "0.00");
+        assert_eq!(money(1), "0.001");
+        assert_eq!(money(19_990), "19.99");
+        assert_eq!(money(1_000_000_000_000_000), "1,000,000,000,000.00");
         assert_eq!(bytes(0), "0 B");
         assert_eq!(bytes(1023), "1023 B");
         assert_eq!(bytes(1536), "1.5 KiB");

@@ -8,22 +8,18 @@
 use serde_json::{Value, json};
 use tally_core::rollup::{Dimension, FOLDED_LABEL, Rollup};
 use tally_edge::ApiError;
-use tally_storage::filtered::Bucket;
 use tally_storage::read;
 use worker::{Request, Response};
 
 use super::filtered;
 use super::measures;
-use super::scope;
-use crate::edge::params::Params;
-use crate::edge::respond;
-use crate::edge::{RequestEnv, now_ms};
+use crate::edge::RequestEnv;
 
 /// Seconds a client may reuse an answer.
 const MAX_AGE_S: u32 = 300;
 
 /// The dimensions a breakdown may be by.
-pub const DIMENSIONS: [Dimension; 12] = Dimension::OF_ONE_FIELD;
+pub const DIMENSIONS: [Dimension; 14] = Dimension::OF_ONE_FIELD;
 
 /// The dimension of a path segment.
 ///
@@ -54,61 +50,53 @@ pub async fn get(
     dimension_name: &str,
 ) -> Result<Response, ApiError> {
     let dimension = dimension(dimension_name)?;
-    let params = Params::of(req)?;
-    let range = params.range(now_ms())?;
-    let limit = params.limit(10, 1000)?;
-    let filters = params.filters()?;
-    let query = format!(
-        "breakdown|{}|{}|{}|{limit}|{}",
-        dimension.name(),
-        range.from_ms,
-        range.to_ms,
-        filters.key()
-    );
-    let heavy = range.to_ms - range.from_ms >= scope::KV_MIN_RANGE_MS;
-    let answer = respond::cached(env, project, &query, heavy, MAX_AGE_S, async || {
-        let read = filtered::Report::new(range, &filters)
-            .rows(env, project, &[Dimension::All, dimension], Bucket::Whole)
-            .await?;
-        let mut merged = read::merge(&read.rows);
-        let all = merged
-            .remove(&(Dimension::All, String::new()))
-            .unwrap_or_default();
-        let rows = merged
-            .into_iter()
-            .filter(|((d, _), _)| *d == dimension)
-            .map(|((_, v), r)| (v, r))
-            .collect();
-        let (top, rest) = split(rows, limit);
-        let with_value: u64 = top.iter().map(|(_, r)| r.count).sum::<u64>()
-            + rest.as_ref().map_or(0, |(_, r)| r.count);
-        let values: Vec<Value> = top
-            .iter()
-            .map(|(value, row)| {
-                let mut entry = measures::entry(row, all.count, read.scale);
-                entry.insert("value".into(), value.clone().into());
+    let wanted = [Dimension::All, dimension];
+    filtered::one_dimension(
+        req,
+        env,
+        project,
+        "breakdown",
+        dimension,
+        &wanted,
+        MAX_AGE_S,
+        |read, limit| {
+            let mut merged = read::merge(&read.rows);
+            let all = merged
+                .remove(&(Dimension::All, String::new()))
+                .unwrap_or_default();
+            let rows = merged
+                .into_iter()
+                .filter(|((d, _), _)| *d == dimension)
+                .map(|((_, v), r)| (v, r))
+                .collect();
+            let (top, rest) = split(rows, limit);
+            let with_value: u64 = top.iter().map(|(_, r)| r.count).sum::<u64>()
+                + rest.as_ref().map_or(0, |(_, r)| r.count);
+            let values: Vec<Value> = top
+                .iter()
+                .map(|(value, row)| {
+                    let mut entry = measures::entry(row, all.count, read.scale);
+                    entry.insert("value".into(), value.clone().into());
+                    Value::Object(entry)
+                })
+                .collect();
+            let other = rest.map(|(n, row)| {
+                let mut entry = measures::entry(&row, all.count, read.scale);
+                entry.insert("values".into(), n.into());
                 Value::Object(entry)
+            });
+            json!({
+                "project": project,
+                "dimension": dimension.name(),
+                "limit": limit,
+                "events": all.count,
+                "without_value": all.count.saturating_sub(with_value),
+                "values": values,
+                "other": other,
             })
-            .collect();
-        let other = rest.map(|(n, row)| {
-            let mut entry = measures::entry(&row, all.count, read.scale);
-            entry.insert("values".into(), n.into());
-            Value::Object(entry)
-        });
-        let mut body = json!({
-            "project": project,
-            "dimension": dimension.name(),
-            "limit": limit,
-            "events": all.count,
-            "without_value": all.count.saturating_sub(with_value),
-            "values": values,
-            "other": other,
-        });
-        filtered::describe(&mut body, &filters, &read);
-        Ok(body)
-    })
-    .await?;
-    respond::json_cached(req, answer, MAX_AGE_S)
+        },
+    )
+    .await
 }
 
 /// Values with their merged rows.

@@ -39,8 +39,9 @@ use crate::edge::{RequestEnv, now_ms, store};
 /// Events read per page (one D1 query, one chunk of the body).
 pub const PAGE: u32 = 2000;
 
-/// The CSV columns, in order.
-pub const COLUMNS: [&str; 22] = [
+/// The CSV columns, in order. Columns added later (`term`, `content`) come last, so a
+/// reader of the earlier columns by position keeps reading them.
+pub const COLUMNS: [&str; 24] = [
     "event_id",
     "timestamp",
     "name",
@@ -63,6 +64,8 @@ pub const COLUMNS: [&str; 22] = [
     "variant",
     "bytes",
     "metadata",
+    "term",
+    "content",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,6 +324,7 @@ mod tests {
         e.user = Some("00112233aabbccdd".into());
         e.error_message = Some("said \"no\"\nthen left".into());
         e.metadata = Some(serde_json::from_str(r#"{"k":[1,2]}"#).unwrap());
+        e.term = Some("shoes".into());
         let f = fields(&e);
         assert_eq!(
             Value::Object(f.clone()),
@@ -334,17 +338,18 @@ mod tests {
                 "user": "00112233aabbccdd",
                 "error_message": "said \"no\"\nthen left",
                 "metadata": {"k": [1, 2]},
+                "term": "shoes",
             })
         );
         assert_eq!(
             csv_row(&f),
             "01234567-89ab-cdef-0123-456789abcdef,2025-01-18T14:30:00.250Z,request,,\"/a,b\",\
              500,12.5,,\"said \"\"no\"\"\nthen left\",,00112233aabbccdd,,,,,,,,,,,\
-             \"{\"\"k\"\":[1,2]}\""
+             \"{\"\"k\"\":[1,2]}\",shoes,"
         );
         assert_eq!(
             csv_row(&f).matches(',').count(),
-            21 + 1 + 1,
+            23 + 1 + 1,
             "two commas quoted"
         );
     }

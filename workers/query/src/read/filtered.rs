@@ -10,9 +10,11 @@ use tally_core::range::Range;
 use tally_core::rollup::Dimension;
 use tally_edge::ApiError;
 use tally_storage::filtered::{Bucket, Filtered, Read};
+use worker::{Request, Response};
 
 use super::scope;
-use crate::edge::{self, RequestEnv};
+use crate::edge::params::Params;
+use crate::edge::{self, RequestEnv, now_ms, respond};
 
 /// A filtered report's question, its range and filters, which every filtered read
 /// endpoint asks of [`Report::rows`] in its own dimensions and buckets.
@@ -70,6 +72,51 @@ impl<'a> Report<'a> {
             )),
         }
     }
+}
+
+/// A report of one dimension, as breakdowns and revenue answer: the request's range,
+/// `limit` (default 10, at most 1,000) and filters; the rows of `wanted` over the range
+/// as one total through [`rows`]; the answer `shape` makes of them and the limit, with
+/// what every filtered answer carries ([`describe`]); cached for `max_age_s` (in KV too
+/// for long ranges, `scope::KV_MIN_RANGE_MS`) under `kind`, the dimension and the
+/// question.
+///
+/// # Errors
+///
+/// 400 for a bad range, limit or filter, or [`Report::rows`]' errors.
+#[allow(clippy::too_many_arguments)] // One report's question; a struct would only rename it.
+pub async fn one_dimension(
+    req: &Request,
+    env: &RequestEnv,
+    project: &str,
+    kind: &str,
+    dimension: Dimension,
+    wanted: &[Dimension],
+    max_age_s: u32,
+    shape: impl FnOnce(&Filtered, usize) -> Value,
+) -> Result<Response, ApiError> {
+    let params = Params::of(req)?;
+    let range = params.range(now_ms())?;
+    let limit = params.limit(10, 1000)?;
+    let filters = params.filters()?;
+    let query = format!(
+        "{kind}|{}|{}|{}|{limit}|{}",
+        dimension.name(),
+        range.from_ms,
+        range.to_ms,
+        filters.key()
+    );
+    let heavy = range.to_ms - range.from_ms >= scope::KV_MIN_RANGE_MS;
+    let answer = respond::cached(env, project, &query, heavy, max_age_s, async || {
+        let read = Report::new(range, &filters)
+            .rows(env, project, wanted, Bucket::Whole)
+            .await?;
+        let mut body = shape(&read, limit);
+        describe(&mut body, &filters, &read);
+        Ok(body)
+    })
+    .await?;
+    respond::json_cached(req, answer, max_age_s)
 }
 
 /// Adds what every filtered answer carries to `body`: `filters`, `served_by`,

@@ -2,7 +2,8 @@
 //! `breakdown/{dimension}`, `errors`, `installs`, `metrics` (from rollups, through
 //! `tally_storage::read`), `sessions`, `funnels`, `export` (from raw events, so within
 //! retention), the read halves of alerting: `alerts`, `alerts/rules`, `campaigns`
-//! and `campaigns/{c}`, and `realtime` (the last thirty minutes, from minute rows). One
+//! and `campaigns/{c}`, `realtime` (the last thirty minutes, from minute rows) and
+//! `revenue` (per currency, by name, source or campaign, from revenue rollups). One
 //! module per endpoint; [`scope`] is what they share,
 //! [`measures`] turns a merged rollup into the measures answers carry.
 
@@ -18,6 +19,7 @@ pub mod measures;
 pub mod metrics;
 pub mod overview;
 pub mod realtime;
+pub mod revenue;
 pub mod scope;
 pub mod sessions;
 pub mod timeseries;
@@ -58,5 +60,6 @@ pub async fn get(
         Read::Campaigns => campaigns::list(req, env, project).await,
         Read::Campaign(campaign) => campaigns::get(req, env, project, campaign).await,
         Read::Realtime => realtime::get(req, env, project).await,
+        Read::Revenue => revenue::get(req, env, project).await,
     }
 }
