@@ -1284,7 +1284,10 @@ mod tests {
         assert!(missing.to_string().contains("\"metric\""), "{missing}");
         assert!(parse_input(br#"{"nope": 1}"#).is_err());
         let array = parse_input(b"[null]").unwrap_err();
-        assert!(array.to_string().contains("expected a JSON object"), "{array}");
+        assert!(
+            array.to_string().contains("expected a JSON object"),
+            "{array}"
+        );
     }
 
     #[test]

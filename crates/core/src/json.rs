@@ -74,7 +74,11 @@ mod tests {
             seconds: Option<i64>,
         }
         let check = |body: &str, expected: Option<Share>| {
-            assert_eq!(from_object::<Share>(body.as_bytes()).ok(), expected, "{body}");
+            assert_eq!(
+                from_object::<Share>(body.as_bytes()).ok(),
+                expected,
+                "{body}"
+            );
         };
         check(
             r#"{"days": 7}"#,

@@ -577,7 +577,10 @@ mod tests {
         // Settings are a JSON object: an empty body changes nothing, so it is refused.
         for body in ["", "[]", "[null]", "null"] {
             let e = ProjectInput::parse(body.as_bytes()).unwrap_err();
-            assert!(e.to_string().contains("must be a JSON object"), "{body:?}: {e}");
+            assert!(
+                e.to_string().contains("must be a JSON object"),
+                "{body:?}: {e}"
+            );
         }
         let e = ProjectInput::parse(b"{}").unwrap().create(0).unwrap_err();
         assert!(e.to_string().contains("slug is required"), "{}", e);
