@@ -11,7 +11,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::admin::client::{Admin, KeyKind, RateLimit, Settings};
+use crate::admin::client::{Admin, KeyKind};
 use crate::stack::tools::{self, root};
 use crate::stack::{Stack, proc};
 
@@ -57,22 +57,8 @@ pub fn run(stack: &Stack, tally: &mut Tally) -> Result<()> {
     let admin_token = stack.admin_token()?;
     let query = stack.url("query");
     let admin = Admin::new(&query, &admin_token);
-    // No rate limit: the run sends a few thousand events in minutes, and an answer of
-    // 429 would hide what it checks.
-    let settings = Settings {
-        rate_limit: Some(RateLimit::Off),
-        ..Settings::default()
-    };
-    admin
-        .create_project(PROJECT, &settings)
-        .context("making the schemathesis project")?;
-    let secret = |kind| -> Result<String> {
-        Ok(admin
-            .create_key(PROJECT, kind, Some("schemathesis"))?
-            .secret()?
-            .to_owned())
-    };
-    let (write_key, read_token) = (secret(KeyKind::Write)?, secret(KeyKind::Read)?);
+    let (write, read) = admin.unlimited_project(PROJECT, "schemathesis")?;
+    let (write_key, read_token) = (write.secret()?.to_owned(), read.secret()?.to_owned());
     let spare = admin.create_key(PROJECT, KeyKind::Write, Some("schemathesis: to revoke"))?;
 
     let dir = root().join("target/schemathesis");
