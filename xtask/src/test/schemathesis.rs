@@ -11,7 +11,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::admin::client::{Admin, KeyKind};
+use crate::admin::client::{Admin, KeyKind, Settings};
 use crate::stack::tools::{self, root};
 use crate::stack::{Stack, proc};
 
@@ -61,6 +61,13 @@ pub fn run(stack: &Stack, tally: &mut Tally) -> Result<()> {
     let admin = Admin::new(&query, &admin_token);
     let (write, read) = admin.unlimited_project(PROJECT, "schemathesis")?;
     let (write_key, read_token) = (write.secret()?.to_owned(), read.secret()?.to_owned());
+    // Public badges, so that the badge operation answers with one (checked against the
+    // document) rather than 404.
+    let badges = Settings {
+        public_badges: Some(true),
+        ..Settings::default()
+    };
+    admin.update_project(PROJECT, &badges)?;
     let spare = admin.create_key(PROJECT, KeyKind::Write, Some("schemathesis: to revoke"))?;
 
     let dir = root().join("target/schemathesis");
