@@ -1,6 +1,7 @@
 //! The HTTP surface of the workers as generic clients meet it: every method a path does
-//! not take (a method nobody knows included) is a 405 with `Allow` on every worker, and
-//! browser reads of the query API get CORS for the project's allowed origins only.
+//! not take (a method nobody knows included) is a 405 with `Allow` on every worker (the
+//! aggregator's probe too), and browser reads of the query API get CORS for the
+//! project's allowed origins only.
 
 use serde_json::json;
 
@@ -25,6 +26,7 @@ fn unknown_methods_are_405_with_allow_on_every_worker_and_store_nothing() {
     );
     let query = url("query");
     let ingest = url("ingest");
+    let aggregator = url("aggregator");
     let admin_auth = format!("Bearer {}", admin_token());
     let badge = format!("{query}/badge/{}/requests.svg", p.slug);
     // The badge answers GET, so a method read as GET would be a 200.
@@ -79,6 +81,13 @@ fn unknown_methods_are_405_with_allow_on_every_worker_and_store_nothing() {
         assert_eq!(a.json["error"]["code"], "method_not_allowed");
         let a = raw_request(method, &format!("{ingest}/healthz"), &[], None);
         refused_with_allow(&what("ingest /healthz"), &a, "GET");
+        // The aggregator's probe too (it once answered every method and path 200).
+        let a = raw_request(method, &format!("{aggregator}/"), &[], None);
+        refused_with_allow(&what("aggregator /"), &a, "GET");
+        assert_eq!(
+            raw_request(method, &format!("{aggregator}/nothing"), &[], None).status,
+            404
+        );
         assert_eq!(
             raw_request(method, &format!("{ingest}/nothing"), &[], None).status,
             404
@@ -97,6 +106,18 @@ fn unknown_methods_are_405_with_allow_on_every_worker_and_store_nothing() {
         "HEAD ingest /",
         &request("HEAD", &format!("{ingest}/"), &[], None),
         "GET",
+    );
+    refused_with_allow(
+        "POST aggregator /",
+        &request("POST", &format!("{aggregator}/"), &[], Some("{}")),
+        "GET",
+    );
+    let probe = get(&format!("{aggregator}/healthz"));
+    assert_eq!(
+        (probe.status, &probe.json["status"]),
+        (200, &json!("ok")),
+        "{}",
+        probe.json
     );
     // OPTIONS where no CORS is granted is a 405 with `Allow` too.
     refused_with_allow(

@@ -1,6 +1,8 @@
 //! `cargo xtask test`: every check, from formatting to end-to-end tests against the
-//! four workers under local workerd. It stops the stack whatever happens and ends
-//! with one summary line of every test run.
+//! four workers under local workerd, and schemathesis against them ([`schemathesis`]).
+//! It stops the stack whatever happens and ends with one summary line of every test run.
+
+mod schemathesis;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -15,7 +17,7 @@ use crate::step;
 
 /// Passed and failed counts summed over every test binary run.
 #[derive(Debug, Default)]
-struct Tally {
+pub struct Tally {
     passed: u64,
     failed: u64,
 }
@@ -24,14 +26,19 @@ pub fn run(args: &[String]) -> Result<()> {
     // `cargo xtask test e2e [FILTER]`: only the end-to-end tests (whose names contain
     // FILTER), for quick iteration; CI runs everything.
     // `cargo xtask test js`: only the Worker middleware's JavaScript unit tests.
+    // `cargo xtask test schemathesis`: only schemathesis against a fresh stack.
     let mut tally = Tally::default();
     let outcome = match args {
         [] => all_checks(&mut tally),
-        [e2e] if e2e == "e2e" => run_end_to_end(&mut tally, None),
-        [e2e, filter] if e2e == "e2e" => run_end_to_end(&mut tally, Some(filter)),
+        [e2e] if e2e == "e2e" => run_end_to_end(&mut tally, Some(E2e::All)),
+        [e2e, filter] if e2e == "e2e" => run_end_to_end(&mut tally, Some(E2e::Named(filter))),
         [js] if js == "js" => tools::ensure().and_then(|()| middleware_unit_tests(&mut tally)),
+        [st] if st == "schemathesis" => {
+            tools::ensure().and_then(|()| end_to_end(&mut tally, None, true))
+        }
         _ => bail!(
-            "usage: `cargo xtask test` (everything), `cargo xtask test e2e [FILTER]` or `cargo xtask test js`"
+            "usage: `cargo xtask test` (everything), `cargo xtask test e2e [FILTER]`, \
+             `cargo xtask test js` or `cargo xtask test schemathesis`"
         ),
     };
     println!();
@@ -46,10 +53,18 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn run_end_to_end(tally: &mut Tally, filter: Option<&str>) -> Result<()> {
+/// Which end-to-end tests to run.
+#[derive(Debug, Clone, Copy)]
+enum E2e<'a> {
+    All,
+    /// Those whose names contain this.
+    Named(&'a str),
+}
+
+fn run_end_to_end(tally: &mut Tally, tests: Option<E2e<'_>>) -> Result<()> {
     tools::ensure()?;
     tools::ensure_browser()?;
-    end_to_end(tally, filter)
+    end_to_end(tally, tests, false)
 }
 
 fn all_checks(tally: &mut Tally) -> Result<()> {
@@ -111,7 +126,7 @@ fn all_checks(tally: &mut Tally) -> Result<()> {
 
     bundle::build_all()?;
     crate::deploy::package_all()?;
-    end_to_end(tally, None)
+    end_to_end(tally, Some(E2e::All), true)
 }
 
 /// The JavaScript middleware's own tests, `clients/worker-middleware/test/*.test.js`,
@@ -168,14 +183,16 @@ const E2E_FILTER_ROW_BUDGET: u64 = 1_500;
 const RUN_ALONE: &[&str] = &["hostile::hostile_and_heavy_load_loses_and_duplicates_nothing"];
 
 /// Builds the bundles, starts a fresh stack on free ports and runs the end-to-end tests
-/// (those whose names contain `filter`, if given) against it.
-fn end_to_end(tally: &mut Tally, filter: Option<&str>) -> Result<()> {
+/// (`tests`, if any) against it, then schemathesis if asked.
+fn end_to_end(tally: &mut Tally, tests: Option<E2e<'_>>, with_schemathesis: bool) -> Result<()> {
     bundle::build_all()?; // Up to date already when called from `all_checks`.
-    step("Compiling the end-to-end tests");
-    proc::run(
-        cargo().args(["test", "-p", "tally-e2e", "--no-run"]),
-        "fix the compile errors in e2e/",
-    )?;
+    if tests.is_some() {
+        step("Compiling the end-to-end tests");
+        proc::run(
+            cargo().args(["test", "-p", "tally-e2e", "--no-run"]),
+            "fix the compile errors in e2e/",
+        )?;
+    }
 
     let dir = root().join("target/e2e");
     if dir.exists() {
@@ -194,7 +211,9 @@ fn end_to_end(tally: &mut Tally, filter: Option<&str>) -> Result<()> {
     })
     .context("the local stack for the end-to-end tests did not start")?;
 
-    step("End-to-end tests against the local stack");
+    if tests.is_some() {
+        step("End-to-end tests against the local stack");
+    }
     let admin_token = stack.admin_token()?;
     let e2e = |args: &[&str]| {
         let mut e2e = cargo();
@@ -212,12 +231,13 @@ fn end_to_end(tally: &mut Tally, filter: Option<&str>) -> Result<()> {
             .env("TALLY_FILTER_ROW_BUDGET", E2E_FILTER_ROW_BUDGET.to_string());
         e2e
     };
-    let result = match filter {
-        Some(filter) => run_tests(&mut e2e(&[filter]), tally),
+    let result = match tests {
+        None => Ok(()),
+        Some(E2e::Named(filter)) => run_tests(&mut e2e(&[filter]), tally),
         // The heaviest tests run alone, after the others: locally the three workers
         // share one SQLite file, and a test beside them would meet a busy database
         // (D1 itself serializes writes).
-        None => {
+        Some(E2e::All) => {
             let mut others = vec![];
             for name in RUN_ALONE {
                 others.extend(["--skip", name]);
@@ -230,6 +250,14 @@ fn end_to_end(tally: &mut Tally, filter: Option<&str>) -> Result<()> {
             })
         }
     };
+    // After the end-to-end tests, on the same stack: it changes only a project of its own.
+    let result = result.and_then(|()| {
+        if with_schemathesis {
+            schemathesis::run(&stack, tally)
+        } else {
+            Ok(())
+        }
+    });
     list_artifacts(&dir.join("artifacts"));
     let crashed = stack.exited();
     stack.stop();

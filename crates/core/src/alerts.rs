@@ -533,7 +533,7 @@ pub fn new_id(random: &[u8; ID_BYTES]) -> String {
 ///
 /// An [`Error::Invalid`] of kind `invalid_rule` naming what is wrong.
 pub fn parse_input(body: &[u8]) -> Result<RuleInput, Error> {
-    serde_json::from_slice(body).map_err(|e| {
+    crate::json::from_object(body).map_err(|e| {
         invalid(format!(
             "the body must be a JSON rule (see /openapi.json, AlertRuleInput): {e}"
         ))
@@ -1283,6 +1283,11 @@ mod tests {
             .unwrap_err();
         assert!(missing.to_string().contains("\"metric\""), "{missing}");
         assert!(parse_input(br#"{"nope": 1}"#).is_err());
+        let array = parse_input(b"[null]").unwrap_err();
+        assert!(
+            array.to_string().contains("expected a JSON object"),
+            "{array}"
+        );
     }
 
     #[test]

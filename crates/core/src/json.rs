@@ -1,6 +1,8 @@
-//! Splitting a list into JSON arrays that each fit a byte budget.
+//! Splitting a list into JSON arrays that each fit a byte budget, and reading a request
+//! body that must be one JSON object.
 
 use serde::Serialize;
+use serde::de::{DeserializeOwned, Error as _};
 
 /// Serializes `items` into strings of the form `head item,item,... tail`, each at most
 /// `max_bytes` long, keeping the order. An item too large for any budget gets a string
@@ -29,9 +31,23 @@ pub fn chunks<T: Serialize>(items: &[T], max_bytes: usize, head: &str, tail: &st
     out
 }
 
+/// Reads `body` as one JSON object into `T`. serde's derived structs also take a JSON
+/// array of their fields in order (`[null, null]`), which no request means; here
+/// anything but an object is refused, with the same errors `serde_json` gives.
+///
+/// # Errors
+///
+/// When `body` is not JSON, not an object, or not a `T`.
+pub fn from_object<T: DeserializeOwned>(body: &[u8]) -> serde_json::Result<T> {
+    match serde_json::from_slice(body)? {
+        object @ serde_json::Value::Object(_) => serde_json::from_value(object),
+        _ => Err(serde_json::Error::custom("expected a JSON object")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::chunks;
+    use super::{chunks, from_object};
 
     #[test]
     fn splits_at_budget() {
@@ -48,5 +64,37 @@ mod tests {
             chunks(&["a-long-item"], 5, "[", "]"),
             vec![r#"["a-long-item"]"#]
         );
+    }
+
+    #[test]
+    fn only_an_object_is_read_as_a_struct() {
+        #[derive(Debug, PartialEq, serde::Deserialize)]
+        struct Share {
+            days: Option<i64>,
+            seconds: Option<i64>,
+        }
+        let check = |body: &str, expected: Option<Share>| {
+            assert_eq!(
+                from_object::<Share>(body.as_bytes()).ok(),
+                expected,
+                "{body}"
+            );
+        };
+        check(
+            r#"{"days": 7}"#,
+            Some(Share {
+                days: Some(7),
+                seconds: None,
+            }),
+        );
+        // serde_json alone reads these two as a `Share`.
+        assert!(serde_json::from_slice::<Share>(b"[null, null]").is_ok());
+        check("[null, null]", None);
+        check("[7, 1]", None);
+        check("null", None);
+        check("7", None);
+        check("", None);
+        let e = from_object::<Share>(b"[]").unwrap_err();
+        assert_eq!(e.to_string(), "expected a JSON object");
     }
 }

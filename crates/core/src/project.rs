@@ -181,10 +181,7 @@ impl ProjectInput {
     ///
     /// An [`Error::Invalid`] naming what is wrong.
     pub fn parse(body: &[u8]) -> Result<Self, Error> {
-        if body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Self::default());
-        }
-        serde_json::from_slice(body).map_err(|e| {
+        crate::json::from_object(body).map_err(|e| {
             Error::invalid(
                 "invalid_project",
                 format!(
@@ -464,19 +461,12 @@ pub fn parse_key_request(body: &[u8]) -> Result<(KeyKind, Option<String>), Error
         kind: Option<String>,
         name: Option<String>,
     }
-    let input: Input = if body.iter().all(u8::is_ascii_whitespace) {
-        Input {
-            kind: None,
-            name: None,
-        }
-    } else {
-        serde_json::from_slice(body).map_err(|e| {
-            Error::invalid(
-                "invalid_key",
-                format!("send {{\"kind\": \"write\" or \"read\", \"name\": \"...\"}}: {e}"),
-            )
-        })?
-    };
+    let input: Input = crate::json::from_object(body).map_err(|e| {
+        Error::invalid(
+            "invalid_key",
+            format!("send {{\"kind\": \"write\" or \"read\", \"name\": \"...\"}}: {e}"),
+        )
+    })?;
     let kind = match input.kind.as_deref() {
         None => KeyKind::Write,
         Some(k) => KeyKind::parse(k).ok_or_else(|| {
@@ -584,6 +574,14 @@ mod tests {
         assert!(e.to_string().contains("a-z, 0-9"), "{}", e);
         let e = ProjectInput::parse(br#"{"slug":"x","colour":"red"}"#).unwrap_err();
         assert!(e.to_string().contains("colour"), "{}", e);
+        // Settings are a JSON object: an empty body changes nothing, so it is refused.
+        for body in ["", "[]", "[null]", "null"] {
+            let e = ProjectInput::parse(body.as_bytes()).unwrap_err();
+            assert!(
+                e.to_string().contains("must be a JSON object"),
+                "{body:?}: {e}"
+            );
+        }
         let e = ProjectInput::parse(b"{}").unwrap().create(0).unwrap_err();
         assert!(e.to_string().contains("slug is required"), "{}", e);
     }
@@ -739,7 +737,13 @@ mod tests {
 
     #[test]
     fn key_requests_default_to_write_keys() {
-        assert_eq!(parse_key_request(b"").unwrap(), (KeyKind::Write, None));
+        assert_eq!(parse_key_request(b"{}").unwrap(), (KeyKind::Write, None));
+        // The body is required, as the API's document says: an empty one or a JSON
+        // array of the fields is a mistake, not a request for a write key.
+        for body in ["", " ", "[null, null]", "null"] {
+            let e = parse_key_request(body.as_bytes()).unwrap_err();
+            assert!(e.to_string().contains("send {\"kind\""), "{body:?}: {e}");
+        }
         assert_eq!(
             parse_key_request(br#"{"kind":"read","name":" CI "}"#).unwrap(),
             (KeyKind::Read, Some("CI".into()))

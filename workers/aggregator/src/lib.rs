@@ -13,6 +13,7 @@ mod consumer;
 mod cron;
 mod dead_letters;
 
+use tally_edge::ApiError;
 use tally_storage::d1::D1Store;
 use worker::{Context, Date, Env, MessageBatch, Request, Response, Result, event};
 
@@ -135,15 +136,58 @@ async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<(
     Ok(())
 }
 
+/// The paths of the liveness probe, the aggregator's only HTTP.
+const PROBE_PATHS: [&str; 2] = ["/", "/healthz"];
+
+/// Whether a request of `method` (as the request wrote it: `worker`'s `Method` reads
+/// every method it does not know, `QUERY` or `TRACE` too, as GET) to `path` is the
+/// probe, or the error to answer: another method there is 405 (its `Allow` is GET),
+/// another path 404. So no method nor path is answered as if it were the probe.
+fn probe(method: &str, path: &str) -> std::result::Result<(), ApiError> {
+    if !PROBE_PATHS.contains(&path) {
+        return Err(ApiError::not_found(format!(
+            "no endpoint at {path}; the aggregator answers only GET / (its liveness probe)"
+        )));
+    }
+    if method != "GET" {
+        return Err(ApiError::method_not_allowed("GET"));
+    }
+    Ok(())
+}
+
 /// Answers liveness probes; the aggregator serves no other HTTP.
 #[event(fetch)]
-async fn fetch(_req: Request, _env: Env, _ctx: Context) -> Result<Response> {
-    Response::from_json(&serde_json::json!({"worker": "aggregator", "status": "ok"}))
+async fn fetch(req: Request, _env: Env, _ctx: Context) -> Result<Response> {
+    match probe(&req.inner().method(), &req.path()) {
+        Ok(()) => Response::from_json(&serde_json::json!({"worker": "aggregator", "status": "ok"})),
+        Err(error) => {
+            let mut response = Response::from_json(&error.body())?.with_status(error.status);
+            if error.status == 405 {
+                response.headers_mut().set("allow", "GET")?;
+            }
+            Ok(response)
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Queue, QueueNames};
+    use super::{Queue, QueueNames, probe};
+
+    #[test]
+    fn only_a_get_of_the_probe_is_answered_as_the_probe() {
+        let status = |method: &str, path: &str| probe(method, path).map_err(|e| e.status);
+        assert_eq!(status("GET", "/"), Ok(()));
+        assert_eq!(status("GET", "/healthz"), Ok(()));
+        // These were all answered 200 with the probe's body.
+        for method in [
+            "POST", "DELETE", "TRACE", "QUERY", "PROPFIND", "get", "HEAD",
+        ] {
+            assert_eq!(status(method, "/"), Err(405), "{method}");
+        }
+        assert_eq!(status("GET", "/v1/events"), Err(404));
+        assert_eq!(status("QUERY", "/anything"), Err(404));
+    }
 
     fn names(suffix: &str) -> QueueNames {
         QueueNames {

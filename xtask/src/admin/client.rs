@@ -538,6 +538,22 @@ impl Admin {
         Key::from_json(member(&answer, "key")?)
     }
 
+    /// A project for a tool's own run (the bench, schemathesis), without a rate limit, so
+    /// that its thousands of requests are never answered 429, and its write key and read
+    /// token, both named `name`.
+    pub fn unlimited_project(&self, slug: &str, name: &str) -> Result<(Key, Key)> {
+        let off = Settings {
+            rate_limit: Some(RateLimit::Off),
+            ..Settings::default()
+        };
+        self.create_project(slug, &off)
+            .with_context(|| format!("creating project {slug} for {name}"))?;
+        Ok((
+            self.create_key(slug, KeyKind::Write, Some(name))?,
+            self.create_key(slug, KeyKind::Read, Some(name))?,
+        ))
+    }
+
     /// A project's keys and tokens, revoked ones included, without their secrets.
     pub fn keys(&self, slug: &str) -> Result<Vec<Key>> {
         let path = format!("{}/keys", project_path(slug));

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::admin::client::{Admin, KeyKind, RateLimit, Settings};
+use crate::admin::client::Admin;
 use crate::deploy::wrangler_config::Env;
 use crate::stack::tools::{self, cargo, root};
 use crate::stack::{Config, Ports, Stack, agent};
@@ -296,15 +296,7 @@ struct BenchProject {
 
 impl BenchProject {
     fn create(admin: &Admin, query: &str) -> Result<Self> {
-        let off = Settings {
-            rate_limit: Some(RateLimit::Off),
-            ..Settings::default()
-        };
-        admin
-            .create_project(PROJECT, &off)
-            .context("creating the bench project")?;
-        let write = admin.create_key(PROJECT, KeyKind::Write, Some("cargo xtask bench"))?;
-        let read = admin.create_key(PROJECT, KeyKind::Read, Some("cargo xtask bench"))?;
+        let (write, read) = admin.unlimited_project(PROJECT, "cargo xtask bench")?;
         Ok(Self {
             query: query.to_owned(),
             write: format!("Bearer {}", write.secret()?),

@@ -64,18 +64,31 @@ fn build(worker: &'static str) -> Result<()> {
     )
 }
 
-/// The newest modification time among the sources a worker's bundle depends on.
-fn newest_input(worker: &str) -> Result<Option<SystemTime>> {
-    let mut newest = None;
-    let inputs = [
+/// The files and folders a worker's bundle is built from: the workspace's manifests, the
+/// libraries, the migrations, and everything in the worker's crate but its `build/`
+/// output — files beside `src/` too, such as the query worker's `openapi.json`, which
+/// `include_str!` compiles in.
+fn inputs(worker: &str) -> Result<Vec<PathBuf>> {
+    let mut inputs = vec![
         root().join("Cargo.toml"),
         root().join("Cargo.lock"),
         root().join("crates"),
         root().join("migrations"),
-        crate_dir(worker).join("Cargo.toml"),
-        crate_dir(worker).join("src"),
     ];
-    for input in inputs {
+    let dir = crate_dir(worker);
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path != dir.join("build") {
+            inputs.push(path);
+        }
+    }
+    Ok(inputs)
+}
+
+/// The newest modification time among the sources a worker's bundle depends on.
+fn newest_input(worker: &str) -> Result<Option<SystemTime>> {
+    let mut newest = None;
+    for input in inputs(worker)? {
         visit(&input, &mut |t| newest = newest.max(Some(t)))?;
     }
     Ok(newest)
@@ -118,4 +131,23 @@ pub fn rel(path: &Path) -> String {
         .unwrap_or(path)
         .display()
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{crate_dir, inputs};
+
+    #[test]
+    fn a_bundle_is_rebuilt_when_a_file_it_compiles_in_changes() {
+        // `openapi.json` lies beside the query worker's `src/`; a change to it alone
+        // once left the served document stale.
+        let query = inputs("query").unwrap();
+        let spec = crate_dir("query").join("openapi.json");
+        assert!(
+            query.iter().any(|input| spec.starts_with(input)),
+            "{query:?}"
+        );
+        assert!(query.contains(&crate_dir("query").join("src")));
+        assert!(!query.contains(&crate_dir("query").join("build")));
+    }
 }

@@ -1,7 +1,8 @@
 //! The pinned toolchain, installed into project-local directories on first use:
-//! the wasm32 target, worker-build and wasm-bindgen-cli under `.tools/`, and the npm
+//! the wasm32 target, worker-build and wasm-bindgen-cli under `.tools/`, the npm
 //! packages of `package-lock.json` (wrangler, Node 22, esbuild, wasm-opt) under
-//! `node_modules/`. A second run finds everything in place and installs nothing.
+//! `node_modules/`, and for the tests schemathesis in a Python venv under
+//! `.tools/schemathesis/`. A second run finds everything in place and installs nothing.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -164,12 +165,13 @@ pub fn wasm_bindgen_version() -> Result<String> {
     bail!("Cargo.lock has no wasm-bindgen package; the workers depend on it")
 }
 
-/// Whether `npm ci` must run: the stamp (a copy of the `package-lock.json` last
-/// installed) differs from the lock file, byte for byte, or wrangler is missing. So a
-/// checkout whose lock file gained or changed a package (`plausible-tracker`, for the
-/// browser test) installs again on every machine, without anyone deleting anything.
-fn npm_install_needed(lock: &[u8], stamp: Option<&[u8]>, wrangler_present: bool) -> bool {
-    stamp != Some(lock) || !wrangler_present
+/// Whether a lock file's packages must be installed: the stamp (a copy of the lock file
+/// last installed) differs from it, byte for byte, or the tool is missing. So a checkout
+/// whose lock file gained or changed a package (`plausible-tracker`, for the browser
+/// test) installs again on every machine, without anyone deleting anything. Used for
+/// `package-lock.json` (`npm ci`) and schemathesis's `requirements.txt` (pip).
+fn install_needed(lock: &[u8], stamp: Option<&[u8]>, tool_present: bool) -> bool {
+    stamp != Some(lock) || !tool_present
 }
 
 fn ensure_npm_packages() -> Result<()> {
@@ -178,7 +180,7 @@ fn ensure_npm_packages() -> Result<()> {
     let wanted = std::fs::read(&lock).context("package-lock.json is missing")?;
     let wrangler = node_modules().join(".bin/wrangler");
     let installed = std::fs::read(&stamp).ok();
-    if !npm_install_needed(&wanted, installed.as_deref(), wrangler.exists()) {
+    if !install_needed(&wanted, installed.as_deref(), wrangler.exists()) {
         println!("npm packages (wrangler, node 22, esbuild, wasm-opt, plausible-tracker): present");
         return Ok(());
     }
@@ -191,6 +193,55 @@ fn ensure_npm_packages() -> Result<()> {
     )?;
     std::fs::write(&stamp, wanted).context("could not write the npm install stamp")?;
     Ok(())
+}
+
+/// The list of schemathesis's Python packages, pinned, relative to the root.
+const SCHEMATHESIS_REQUIREMENTS: &str = "e2e/schemathesis/requirements.txt";
+
+/// The venv schemathesis is installed into.
+fn schemathesis_venv() -> PathBuf {
+    tools_dir().join("schemathesis")
+}
+
+/// The path of schemathesis in its venv under `.tools/`, installed first (with the
+/// machine's `python3 -m venv` and pip, from PyPI) when missing or when
+/// `requirements.txt` has changed since.
+pub fn ensure_schemathesis() -> Result<PathBuf> {
+    let venv = schemathesis_venv();
+    let bin = venv.join("bin/schemathesis");
+    let lock = root().join(SCHEMATHESIS_REQUIREMENTS);
+    let wanted = std::fs::read(&lock)
+        .with_context(|| format!("{SCHEMATHESIS_REQUIREMENTS} is missing; restore it with git"))?;
+    let stamp = venv.join(".tally-requirements.txt");
+    let installed = std::fs::read(&stamp).ok();
+    if install_needed(&wanted, installed.as_deref(), bin.exists()) {
+        println!(
+            "installing schemathesis from {SCHEMATHESIS_REQUIREMENTS} into .tools/schemathesis/ (a Python venv, once)"
+        );
+        let hint = "python3 with its venv module is needed (Debian: apt-get install python3-venv)";
+        proc::run(
+            Command::new("python3")
+                .args(["-m", "venv", "--clear"])
+                .arg(&venv),
+            hint,
+        )?;
+        proc::run(
+            Command::new(venv.join("bin/pip"))
+                .args([
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "--no-input",
+                    "-r",
+                ])
+                .arg(&lock),
+            "check that PyPI is reachable; the packages are pinned in e2e/schemathesis/requirements.txt",
+        )?;
+        std::fs::write(&stamp, wanted).context("could not write the schemathesis install stamp")?;
+    } else {
+        println!("schemathesis (e2e/schemathesis/requirements.txt): present");
+    }
+    Ok(bin)
 }
 
 /// Debian's Chromium, which the dashboard's end-to-end test drives headless.
@@ -256,18 +307,20 @@ pub fn require(path: &Path, hint: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::npm_install_needed;
+    use super::install_needed;
 
     #[test]
-    fn npm_packages_install_again_whenever_the_lock_file_changes() {
+    fn packages_install_again_whenever_the_lock_file_changes() {
         let lock = b"{\"packages\": {\"node_modules/wrangler\": {}}}";
-        assert!(!npm_install_needed(lock, Some(lock), true));
-        assert!(npm_install_needed(lock, None, true), "never installed");
+        assert!(!install_needed(lock, Some(lock), true));
+        assert!(install_needed(lock, None, true), "never installed");
         let older = b"{\"packages\": {}}";
+        assert!(install_needed(lock, Some(older), true), "a package added");
+        assert!(install_needed(lock, Some(lock), false), "wrangler gone");
+        let requirements = b"schemathesis==4.32.5\n";
         assert!(
-            npm_install_needed(lock, Some(older), true),
-            "a package added"
+            install_needed(b"schemathesis==4.33.0\n", Some(requirements), true),
+            "a pin changed"
         );
-        assert!(npm_install_needed(lock, Some(lock), false), "wrangler gone");
     }
 }

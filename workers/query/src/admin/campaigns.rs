@@ -38,7 +38,7 @@ pub fn parse_state(body: &[u8]) -> Result<SetState, ApiError> {
         reason: Option<String>,
     }
     let bad = |m: String| ApiError::bad_request("invalid_campaign_state", m);
-    let body: Body = serde_json::from_slice(body).map_err(|e| {
+    let body: Body = tally_core::json::from_object(body).map_err(|e| {
         bad(format!(
             "send {{\"status\": \"active\" | \"paused\", \"reason\": \"...\"}}: {e}"
         ))
@@ -135,6 +135,8 @@ mod tests {
         check(r#"{}"#, Err("missing field `status`"));
         check(r#"{"status": "paused", "why": "x"}"#, Err("unknown field"));
         check("nope", Err("send {\"status\""));
+        // serde reads a struct from an array of its fields; a state is an object.
+        check(r#"["paused", null]"#, Err("expected a JSON object"));
         let long = format!(r#"{{"status": "paused", "reason": "{}"}}"#, "x".repeat(501));
         check(&long, Err("at most 500"));
     }

@@ -123,7 +123,7 @@ fn share_lifetime(body: &[u8]) -> Result<i64, ApiError> {
     let request: ShareRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ShareRequest::default()
     } else {
-        serde_json::from_slice(body).map_err(|e| {
+        tally_core::json::from_object(body).map_err(|e| {
             bad(format!(
                 "send a JSON object {{\"expires_in_days\": N}} or \
                  {{\"expires_in_seconds\": N}} with a whole number: {e}"
@@ -186,6 +186,9 @@ mod tests {
         check(r#"{"days": 1}"#, Err("unknown field `days`"));
         check(r#"{"expires_in_seconds": -5}"#, Err("1 s to 366 days"));
         check("[]", Err("JSON object"));
+        // serde reads a struct from an array of its fields; a share request is an object.
+        check("[null, null]", Err("JSON object"));
+        check("[7, null]", Err("JSON object"));
         check("nope", Err("expires_in_days"));
     }
 }
