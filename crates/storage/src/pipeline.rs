@@ -355,6 +355,8 @@ pub struct Backfilled {
     pub hour_rows: usize,
     pub days_rolled: usize,
     pub months_rolled: usize,
+    /// Session days paired and stored ([`crate::sessions::roll_session_days`]).
+    pub session_days_rolled: usize,
 }
 
 /// Dirty periods rolled per [`roll_dirty`] call of [`backfill`].
@@ -363,7 +365,8 @@ const BACKFILL_ROLL_LIMIT: u32 = 1000;
 /// Stores many events at once as the consumer and the cron would: [`store_events`] in
 /// batches of at least `batch` events (a batch ends where an hour ends, so that events
 /// given in time order write each hourly row once), then [`roll_dirty`] until no day
-/// and then no month is left dirty. For loading a benchmark's workload or an import
+/// and then no month is left dirty, then the session days that are over are paired
+/// ([`crate::sessions::roll_session_days`]). For loading a benchmark's workload or an import
 /// straight into a store; the rollups equal those of any other delivery of the events.
 ///
 /// # Errors
@@ -420,6 +423,13 @@ where
             if run.rolled == 0 {
                 break;
             }
+        }
+    }
+    loop {
+        let run = crate::sessions::roll_session_days(store, BACKFILL_ROLL_LIMIT, now_ms).await?;
+        done.session_days_rolled += run.rolled;
+        if run.rolled == 0 {
+            break;
         }
     }
     Ok(done)

@@ -567,6 +567,15 @@ fn dump(store: &SqliteStore) -> BTreeMap<&'static str, Vec<String>> {
             "SELECT * FROM error_messages ORDER BY 1, 2",
         ),
         ("dirty_periods", "SELECT * FROM dirty_periods"),
+        (
+            "session_days",
+            "SELECT project_id, day, sessions, total_ms FROM session_days ORDER BY 1, 2",
+        ),
+        // Which days are still to pair, not how often a mark touched them.
+        (
+            "session_days_dirty",
+            "SELECT project_id, day FROM session_days_dirty ORDER BY 1, 2",
+        ),
     ];
     store.with_connection(|c| {
         tables
@@ -628,8 +637,20 @@ fn a_backfill_writes_what_the_consumer_and_cron_write() {
             > 0
         {}
     }
+    while block_on(tally_storage::sessions::roll_session_days(
+        &consumed, 7, NOW,
+    ))
+    .unwrap()
+    .rolled
+        > 0
+    {}
 
     let (a, b) = (dump(&loaded), dump(&consumed));
+    assert!(done.session_days_rolled >= 38, "{done:?}");
+    assert!(
+        !a["session_days"].is_empty(),
+        "sessions were paired per day"
+    );
     assert!(a["rollups"].len() > 10_000, "{}", a["rollups"].len());
     assert!(!a["session_events"].is_empty() && !a["error_messages"].is_empty());
     assert!(a["dirty_periods"].is_empty(), "everything rolled");

@@ -203,18 +203,25 @@ fn schemathesis_venv() -> PathBuf {
     tools_dir().join("schemathesis")
 }
 
-/// The path of schemathesis in its venv under `.tools/`, installed first (with the
-/// machine's `python3 -m venv` and pip, from PyPI) when missing or when
-/// `requirements.txt` has changed since.
+/// The Python of schemathesis's venv under `.tools/` (run schemathesis as `python -m
+/// schemathesis.cli`), installed first (with the machine's `python3 -m venv` and pip,
+/// from PyPI) when missing, when `requirements.txt` has changed since, or when the venv
+/// was made at another path.
 pub fn ensure_schemathesis() -> Result<PathBuf> {
     let venv = schemathesis_venv();
-    let bin = venv.join("bin/schemathesis");
+    // The venv's own Python, run as `python -m schemathesis.cli`: pip writes the venv's
+    // absolute path into the `bin/schemathesis` script's first line, so a checkout that
+    // moved (or was reached through another path) would run a script whose interpreter
+    // is gone; the Python link and `pyvenv.cfg` stay valid wherever the venv is.
+    let python = venv.join("bin/python");
     let lock = root().join(SCHEMATHESIS_REQUIREMENTS);
-    let wanted = std::fs::read(&lock)
+    let mut wanted = std::fs::read(&lock)
         .with_context(|| format!("{SCHEMATHESIS_REQUIREMENTS} is missing; restore it with git"))?;
+    // The stamp also names where the venv was made, so a moved one is made anew.
+    wanted.extend_from_slice(format!("\n# venv: {}\n", venv.display()).as_bytes());
     let stamp = venv.join(".tally-requirements.txt");
     let installed = std::fs::read(&stamp).ok();
-    if install_needed(&wanted, installed.as_deref(), bin.exists()) {
+    if install_needed(&wanted, installed.as_deref(), python.exists()) {
         println!(
             "installing schemathesis from {SCHEMATHESIS_REQUIREMENTS} into .tools/schemathesis/ (a Python venv, once)"
         );
@@ -226,8 +233,10 @@ pub fn ensure_schemathesis() -> Result<PathBuf> {
             hint,
         )?;
         proc::run(
-            Command::new(venv.join("bin/pip"))
+            Command::new(&python)
                 .args([
+                    "-m",
+                    "pip",
                     "install",
                     "--quiet",
                     "--disable-pip-version-check",
@@ -241,7 +250,7 @@ pub fn ensure_schemathesis() -> Result<PathBuf> {
     } else {
         println!("schemathesis (e2e/schemathesis/requirements.txt): present");
     }
-    Ok(bin)
+    Ok(python)
 }
 
 /// Debian's Chromium, which the dashboard's end-to-end test drives headless.

@@ -55,7 +55,7 @@ const QUERY_PATHS_NOT: &str =
 ///
 /// When the project cannot be made or schemathesis cannot run or reports any failure.
 pub fn run(stack: &Stack, tally: &mut Tally) -> Result<()> {
-    let schemathesis = tools::ensure_schemathesis()?;
+    let python = tools::ensure_schemathesis()?;
     let admin_token = stack.admin_token()?;
     let query = stack.url("query");
     let admin = Admin::new(&query, &admin_token);
@@ -89,9 +89,10 @@ pub fn run(stack: &Stack, tally: &mut Tally) -> Result<()> {
     ] {
         let junit = dir.join(format!("junit-{worker}.xml"));
         let _ = std::fs::remove_file(&junit);
-        let mut cmd = Command::new(&schemathesis);
+        let mut cmd = Command::new(&python);
         // Its example database and replay files stay out of the work tree.
         cmd.current_dir(&dir)
+            .args(["-m", "schemathesis.cli"])
             .envs(env.iter().map(|(k, v)| (k, v)))
             .arg("--config-file")
             .arg(root().join(CONFIG))
@@ -109,6 +110,11 @@ pub fn run(stack: &Stack, tally: &mut Tally) -> Result<()> {
             &mut cmd,
             "see the failures above; each has a curl to reproduce it",
         );
+        if let Err(e) = &outcome
+            && !junit.exists()
+        {
+            bail!("schemathesis did not run against the {worker} worker: {e:#}");
+        }
         let (passed, failures) = junit_counts(&junit)?;
         tally.passed += passed;
         tally.failed += failures;
