@@ -7,11 +7,11 @@
 mod support;
 
 use serde_json::json;
+use tally_core::Event;
 use tally_core::funnel::{self, Hit};
 use tally_core::sql::FUNNEL_HITS;
 use tally_core::testing::SplitMix64 as Rng;
 use tally_core::time::DAY_MS;
-use tally_core::{Context, Event, RawEvent, Settings, validate};
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{QueryStore, Write, Writer, read};
 
@@ -45,14 +45,7 @@ fn event(i: u64, name: &str, timestamp: i64, user: Option<u64>) -> Event {
     if let Some(user) = user {
         raw["user"] = json!(format!("u{user}"));
     }
-    let raw: RawEvent = serde_json::from_value(raw).unwrap();
-    let ctx = Context {
-        project: "site",
-        now_ms: NOW,
-        settings: Settings::default(),
-        id_secret: b"secret",
-    };
-    validate(raw, &ctx, &mut || unreachable!()).unwrap().event
+    support::validated("site", NOW, raw)
 }
 
 /// Stores raw rows only (no rollups): the funnel read reads nothing else.

@@ -3,11 +3,13 @@
 
 use std::cell::RefCell;
 
+mod support;
+
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use tally_core::rollup::{self, Dimension, Key, Period, Rollup};
-use tally_core::sessions::{self, Mark};
+use tally_core::sessions;
 use tally_core::testing::SplitMix64 as Rng;
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
 use tally_core::{Context, Event, RawEvent, Settings, validate};
@@ -403,16 +405,7 @@ fn sessions_pair_from_stored_marks_whatever_the_arrival_order() {
     deliver(&store, &delivery, 3);
 
     let expected = {
-        let marks: Vec<Mark> = events
-            .iter()
-            .filter(|e| e.user.is_some() && (e.name == "play" || e.name == "stop"))
-            .map(|e| Mark {
-                user: e.user.clone().unwrap()[..16].to_owned(),
-                timestamp: e.timestamp,
-                event_id: e.event_id.replace('-', ""),
-                is_start: e.name == "play",
-            })
-            .collect();
+        let marks = support::marks(&events);
         assert!(marks.len() > 300);
         sessions::stats(&sessions::pair(marks), Interval::Day, DAY0, DAY0 + DAY_MS)
     };

@@ -25,14 +25,7 @@ fn event(i: u64, raw: serde_json::Value) -> Event {
     let mut raw = raw;
     raw["event_id"] = json!(format!("00000000-0000-4000-8000-{i:012x}"));
     raw["project"] = json!("site");
-    let raw: RawEvent = serde_json::from_value(raw).unwrap();
-    let ctx = Context {
-        project: "site",
-        now_ms: NOW,
-        settings: Settings::default(),
-        id_secret: b"secret",
-    };
-    validate(raw, &ctx, &mut || unreachable!()).unwrap().event
+    support::validated("site", NOW, raw)
 }
 
 /// Errors of three classes over three days on four routes (some without a route), with

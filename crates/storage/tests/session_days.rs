@@ -4,10 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use tally_core::sessions::{self, MAX_SESSION_MS, Mark, Stats};
+mod support;
+
+use tally_core::Event;
+use tally_core::sessions::{self, MAX_SESSION_MS, Stats};
 use tally_core::testing::SplitMix64 as Rng;
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
-use tally_core::{Context, Event, RawEvent, Settings, validate};
 use tally_storage::pipeline;
 use tally_storage::sessions::{RolledDays, pair_in_pages, roll_session_days, session_stats};
 use tally_storage::sqlite::{SqliteStore, block_on};
@@ -20,18 +22,11 @@ const DAYS: i64 = 9;
 const VALIDATED_AT: i64 = DAY0 + (DAYS + 1) * DAY_MS;
 
 fn mark_event(i: u64, name: &str, user: &str, timestamp: i64) -> Event {
-    let raw: RawEvent = serde_json::from_value(serde_json::json!({
+    let raw = serde_json::json!({
         "event_id": format!("00000000-0000-4000-8000-{i:012x}"),
         "project": "music", "name": name, "user": user, "timestamp": timestamp,
-    }))
-    .unwrap();
-    let ctx = Context {
-        project: "music",
-        now_ms: VALIDATED_AT,
-        settings: Settings::default(),
-        id_secret: b"secret",
-    };
-    validate(raw, &ctx, &mut || unreachable!()).unwrap().event
+    });
+    support::validated("music", VALIDATED_AT, raw)
 }
 
 /// Plays and stops of 30 users over [`DAYS`] days: sessions of seconds to two days
@@ -71,17 +66,7 @@ fn marks(rng: &mut Rng) -> Vec<Event> {
 }
 
 fn oracle(events: &[Event], interval: Interval, from: i64, to: i64) -> BTreeMap<i64, Stats> {
-    let marks: Vec<Mark> = events
-        .iter()
-        .filter(|e| e.name == "play" || e.name == "stop")
-        .map(|e| Mark {
-            user: e.user.clone().unwrap()[..16].to_owned(),
-            timestamp: e.timestamp,
-            event_id: e.event_id.replace('-', ""),
-            is_start: e.name == "play",
-        })
-        .collect();
-    sessions::stats(&sessions::pair(marks), interval, from, to)
+    sessions::stats(&sessions::pair(support::marks(events)), interval, from, to)
 }
 
 /// Random ranges: whole days, hours, and odd milliseconds, in days, ISO weeks and months.

@@ -1,6 +1,7 @@
-//! What the storage tests share: reading SQLite's plan for a statement, and events
-//! validated as ingest validates them.
+//! What the storage tests share: reading SQLite's plan for a statement, events
+//! validated as ingest validates them, and the session marks among events.
 
+use tally_core::sessions::Mark;
 use tally_core::{Context, Event, RawEvent, Settings, validate};
 use tally_storage::sqlite::SqliteStore;
 
@@ -30,4 +31,20 @@ pub fn validated(project: &str, now_ms: i64, raw: serde_json::Value) -> Event {
         id_secret: b"secret",
     };
     validate(raw, &ctx, &mut || unreachable!()).unwrap().event
+}
+
+/// The session marks among `events` (`play` and `stop` of a user), as the consumer
+/// stores them: the user hash's first 16 hex digits, the id without dashes.
+#[allow(dead_code)] // Each test binary uses what it needs of this module.
+pub fn marks(events: &[Event]) -> Vec<Mark> {
+    events
+        .iter()
+        .filter(|e| e.user.is_some() && (e.name == "play" || e.name == "stop"))
+        .map(|e| Mark {
+            user: e.user.clone().unwrap_or_default()[..16].to_owned(),
+            timestamp: e.timestamp,
+            event_id: e.event_id.replace('-', ""),
+            is_start: e.name == "play",
+        })
+        .collect()
 }

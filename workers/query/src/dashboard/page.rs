@@ -1356,8 +1356,20 @@ mod tests {
         picked: &'a Picked,
         steps: &'a str,
     ) -> String {
+        dashboard(&week_page(report, access, picked, steps, &Filters::none()))
+    }
+
+    /// The page of the week to 2025-01-18 with `report`, unfiltered unless `filters`
+    /// say otherwise, without a window or alerts; tests change what they look at.
+    fn week_page<'a>(
+        report: &'a Report,
+        access: &'a Access,
+        picked: &'a Picked,
+        steps: &'a str,
+        filters: &'a Filters,
+    ) -> Page<'a> {
         let day = parse_date("2025-01-18").unwrap();
-        dashboard(&Page {
+        Page {
             project: "demo",
             path: "/dashboard/demo",
             access,
@@ -1368,10 +1380,10 @@ mod tests {
             window: "",
             report: Some(report),
             error: None,
-            filters: &Filters::none(),
+            filters,
             served: None,
             alerts: None,
-        })
+        }
     }
 
     #[test]
@@ -1543,21 +1555,10 @@ mod tests {
             days: Some("7".into()),
             ..Picked::default()
         };
-        let day = parse_date("2025-01-18").unwrap();
+        let none = Filters::none();
         let html = dashboard(&Page {
-            project: "demo",
-            path: "/dashboard/demo",
-            access: &Access::Cookie,
-            picked: &picked,
-            from: day - 6 * DAY_MS,
-            to: day + DAY_MS,
-            steps: "a,b",
             window: "2h",
-            report: Some(&report),
-            error: None,
-            filters: &Filters::none(),
-            served: None,
-            alerts: None,
+            ..week_page(&report, &Access::Cookie, &picked, "a,b", &none)
         });
         assert!(html.contains(
             r#"<p class="empty" id="funnel-steps">&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;</p>"#
@@ -1580,22 +1581,11 @@ mod tests {
         let picked = Picked::default();
         let without = page(&report, &Access::Public, &picked, "");
         assert!(!without.contains(r#"id="alerts""#));
-        let day = parse_date("2025-01-18").unwrap();
         let given = Alerts::default();
+        let none = Filters::none();
         let with = dashboard(&Page {
-            project: "demo",
-            path: "/dashboard/demo",
-            access: &Access::Cookie,
-            picked: &picked,
-            from: day - 6 * DAY_MS,
-            to: day + DAY_MS,
-            steps: "",
-            window: "",
-            report: Some(&report),
-            error: None,
-            filters: &Filters::none(),
-            served: None,
             alerts: Some(&given),
+            ..week_page(&report, &Access::Cookie, &picked, "", &none)
         });
         let at = |id: &str| with.find(id).unwrap_or_else(|| panic!("{id}"));
         assert!(at(r#"id="events""#) < at(r#"id="alerts""#));
