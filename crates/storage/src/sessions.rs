@@ -53,6 +53,8 @@ pub struct RolledDays {
     /// Days ready to roll still marked dirty afterwards (the backlog, or days a mark
     /// changed meanwhile).
     pub left: u64,
+    /// D1 queries the run made.
+    pub queries: u32,
 }
 
 #[derive(Deserialize)]
@@ -72,28 +74,49 @@ struct Count {
     n: i64,
 }
 
-/// Pairs and stores up to `limit` dirty session days whose window is over at `now_ms`,
-/// oldest first: two D1 queries a day (the marks of its window, and one commit), plus
-/// two.
+/// Pairs and stores the dirty session days whose window is over at `now_ms`, oldest
+/// first, within `budget` D1 queries (plus two: the list of days and the count left).
+/// A day costs one query per [`MARKS_PAGE`] marks of its window and one commit, so the
+/// budget bounds the run whatever the volume: a day that does not fit what is left of
+/// it stays dirty for the next run (and is paired live meanwhile), and one that needs
+/// more than a whole budget is never stored, only read live.
 ///
 /// # Errors
 ///
 /// The store's error; days rolled before it stay rolled.
-pub async fn roll_session_days<S>(store: &S, limit: u32, now_ms: i64) -> Result<RolledDays, Error>
+pub async fn roll_session_days<S>(store: &S, budget: u32, now_ms: i64) -> Result<RolledDays, Error>
 where
     S: EventStore + Executor + Writer,
 {
     let last_ready = last_ready_day(now_ms);
+    // At least a page and a commit a day.
+    let most_days = budget / 2;
     let dirty: Vec<DirtyDay> = store
         .query(
             sql::DIRTY_SESSION_DAYS,
-            vec![last_ready.into(), limit.into()],
+            vec![last_ready.into(), most_days.into()],
         )
         .await?;
     let mut run = RolledDays::default();
+    let mut spent = 0u32;
     for day in &dirty {
-        let next = day.day + DAY_MS;
-        let by_day = pair_live(store, &day.project, None, day.day, next, Interval::Day).await?;
+        // What is left after this day's commit, for its pages.
+        let pages = budget.saturating_sub(spent + 1);
+        let window = (day.day, day.day + DAY_MS);
+        let paired = pair_pages(
+            store,
+            &day.project,
+            None,
+            window,
+            Interval::Day,
+            MARKS_PAGE,
+            pages,
+        )
+        .await?;
+        spent += paired.queries;
+        let Some(by_day) = paired.stats else {
+            break;
+        };
         let stats = by_day.get(&day.day).copied().unwrap_or_default();
         store
             .commit(&[
@@ -105,8 +128,10 @@ where
                 Write::ClearSessionDay(day),
             ])
             .await?;
+        spent += 1;
         run.rolled += 1;
     }
+    run.queries = spent + 2;
     let left: Vec<Count> = store
         .query(sql::DIRTY_SESSION_DAYS_LEFT, vec![last_ready.into()])
         .await?;
@@ -229,24 +254,57 @@ pub async fn pair_in_pages<S: EventStore>(
     store: &S,
     project: &str,
     user_hash: Option<&str>,
-    (from_ms, to_ms): (i64, i64),
+    range: (i64, i64),
     interval: Interval,
     page: u32,
 ) -> Result<BTreeMap<i64, Stats>, Error> {
+    let paired = pair_pages(store, project, user_hash, range, interval, page, u32::MAX).await?;
+    Ok(paired.stats.unwrap_or_default())
+}
+
+/// What [`pair_pages`] did: the sessions, unless the pages it may read ran out first,
+/// and the queries it made.
+struct Paired {
+    stats: Option<BTreeMap<i64, Stats>>,
+    queries: u32,
+}
+
+/// Pairs the sessions starting in `[from_ms, to_ms)` from the marks of `[from_ms, to_ms
+/// + MAX_SESSION_MS)`, read `page` at a time in at most `max_pages` queries.
+async fn pair_pages<S: EventStore>(
+    store: &S,
+    project: &str,
+    user_hash: Option<&str>,
+    (from_ms, to_ms): (i64, i64),
+    interval: Interval,
+    page: u32,
+    max_pages: u32,
+) -> Result<Paired, Error> {
     let mut pairing = Pairing::new(interval, from_ms, to_ms);
     let end = window_end(to_ms);
     let mut after: Option<Mark> = None;
+    let mut queries = 0;
     loop {
+        if queries == max_pages {
+            return Ok(Paired {
+                stats: None,
+                queries,
+            });
+        }
         let marks = store
             .session_marks(project, user_hash, from_ms, end, after.as_ref(), page)
             .await?;
+        queries += 1;
         for mark in &marks {
             pairing
                 .add(mark)
                 .map_err(|e| Error::Decode(e.to_string()))?;
         }
         if marks.len() < page as usize {
-            return Ok(pairing.finish());
+            return Ok(Paired {
+                stats: Some(pairing.finish()),
+                queries,
+            });
         }
         after = marks.into_iter().last();
     }

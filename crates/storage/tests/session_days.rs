@@ -11,7 +11,7 @@ use tally_core::sessions::{self, MAX_SESSION_MS, Stats};
 use tally_core::testing::SplitMix64 as Rng;
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
 use tally_storage::pipeline;
-use tally_storage::sessions::{RolledDays, pair_in_pages, roll_session_days, session_stats};
+use tally_storage::sessions::{pair_in_pages, roll_session_days, session_stats};
 use tally_storage::sqlite::{SqliteStore, block_on};
 
 /// 2025-01-10T00:00:00Z.
@@ -108,7 +108,7 @@ fn reads_equal_pairing_every_mark_whatever_the_arrival_order_and_roll_timing() {
             let batch: Vec<Event> = batch.iter().map(|(_, e)| (*e).clone()).collect();
             block_on(pipeline::store_events(&store, &batch, now)).unwrap();
             delivered.extend(batch);
-            let run = block_on(roll_session_days(&store, rng.below(3) as u32, now)).unwrap();
+            let run = block_on(roll_session_days(&store, rng.below(3) as u32 * 2, now)).unwrap();
             rolled += run.rolled;
             if rng.below(4) == 0 {
                 for (interval, from, to) in ranges(&mut rng) {
@@ -143,9 +143,11 @@ fn rolled_days_answer_from_their_rows_and_late_marks_reopen_them() {
     // Every day's window is over: one roll stores them all, and nothing is left.
     let run = block_on(roll_session_days(&store, 1000, now)).unwrap();
     assert!(run.rolled >= DAYS as usize, "{run:?}");
+    let again = block_on(roll_session_days(&store, 1000, now)).unwrap();
     assert_eq!(
-        block_on(roll_session_days(&store, 1000, now)).unwrap(),
-        RolledDays::default()
+        (again.rolled, again.left, again.queries),
+        (0, 0, 2),
+        "{again:?}"
     );
 
     assert_eq!(
@@ -185,8 +187,9 @@ fn a_roll_takes_only_days_whose_window_is_over_and_reports_the_backlog() {
     // At the start of the last day of marks, that day and the one before are still open.
     let now = DAY0 + (DAYS - 1) * DAY_MS;
     block_on(pipeline::store_events(&store, &events, now)).unwrap();
-    let first = block_on(roll_session_days(&store, 3, now)).unwrap();
-    assert_eq!(first.rolled, 3);
+    // Each day's marks fit one page: a page and a commit a day, so 6 queries roll 3.
+    let first = block_on(roll_session_days(&store, 6, now)).unwrap();
+    assert_eq!((first.rolled, first.queries), (3, 8));
     // The days from DAY0 - 1 day to DAYS - 3 are ready: DAYS - 1 of them, 3 rolled.
     assert_eq!(first.left, (DAYS - 1 - 3) as u64);
     let rest = block_on(roll_session_days(&store, 1000, now)).unwrap();
@@ -263,4 +266,38 @@ fn marks_read_in_small_pages_pair_as_all_at_once_even_when_they_share_an_instant
             "page {page}"
         );
     }
+}
+
+#[test]
+fn a_roll_stays_within_its_query_budget_whatever_a_day_holds() {
+    // 12,000 marks in one day's window: three pages of marks, then the commit.
+    let mut events = Vec::new();
+    for i in 0..6_000u64 {
+        let user = format!("user-{}", i % 500);
+        let t = DAY0 + (i as i64) * 10_000;
+        events.push(mark_event(2 * i, "play", &user, t));
+        events.push(mark_event(2 * i + 1, "stop", &user, t + 5_000));
+    }
+    let store = SqliteStore::open_in_memory().unwrap();
+    block_on(pipeline::store_events(&store, &events, VALIDATED_AT)).unwrap();
+    let now = DAY0 + 5 * DAY_MS;
+    // The day before DAY0 (marked with it) costs a page and a commit; DAY0 needs four.
+    let short = block_on(roll_session_days(&store, 4, now)).unwrap();
+    assert_eq!(short.rolled, 1, "{short:?}");
+    assert!(short.queries <= 4 + 2, "{short:?}");
+    assert_eq!(short.left, 1, "DAY0 waits for a run with room for it");
+    let (from, to) = (DAY0, DAY0 + DAY_MS);
+    let expected = oracle(&events, Interval::Day, from, to);
+    assert_eq!(expected[&DAY0].sessions, 6_000);
+    let live = block_on(session_stats(&store, "music", from, to, Interval::Day)).unwrap();
+    assert_eq!(live, expected, "a day not rolled is paired live");
+
+    let enough = block_on(roll_session_days(&store, 4, now)).unwrap();
+    assert_eq!(
+        (enough.rolled, enough.queries, enough.left),
+        (1, 6, 0),
+        "{enough:?}"
+    );
+    let stored = block_on(session_stats(&store, "music", from, to, Interval::Day)).unwrap();
+    assert_eq!(stored, expected);
 }

@@ -2,7 +2,7 @@
 //!
 //! - every minute: evaluate alert rules and queue their changes, then roll the days
 //!   whose hours changed, so day rows are a minute fresh, then pair the session days
-//!   that are over ([`SESSION_DAYS_PER_MINUTE`]), then compose the digests whose period
+//!   that are over (within [`SESSION_QUERIES_PER_MINUTE`]), then compose the digests whose period
 //!   is due and queue them (within their own query budget);
 //! - hourly: roll days and then months, pair session days, purge minute rows older than
 //!   a day, and purge
@@ -25,13 +25,14 @@ use crate::{DB, alerting, now_ms};
 const DAYS_PER_MINUTE: u32 = 100;
 /// Dirty periods rolled per hourly run.
 const PERIODS_PER_HOUR: u32 = 2000;
-/// Session days paired per minutely run: two D1 queries each (20 in all), so a minute
-/// stays well within 1,000 queries beside alerts, day rolls and digests, and 14,400
-/// project-days a day are paired.
-const SESSION_DAYS_PER_MINUTE: u32 = 10;
-/// Session days paired per hourly run, for a backlog (after a migration, or many late
-/// marks): 400 D1 queries.
-const SESSION_DAYS_PER_HOUR: u32 = 200;
+/// D1 queries a minutely run may spend pairing session days: a day costs one query per
+/// 5,000 marks of its window and a commit, so some 20 ordinary days a minute (28,800
+/// project-days a day), and the minute stays well within 1,000 queries beside alerts
+/// (300), day rolls and digests.
+const SESSION_QUERIES_PER_MINUTE: u32 = 40;
+/// D1 queries an hourly run may spend pairing session days, for a backlog (after a
+/// migration, or many late marks).
+const SESSION_QUERIES_PER_HOUR: u32 = 400;
 
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
@@ -84,7 +85,7 @@ async fn run(job: Job, store: &D1Store, env: &Env) -> Result<String, String> {
             let days = pipeline::roll_dirty(store, Period::Day, DAYS_PER_MINUTE, at)
                 .await
                 .map_err(text)?;
-            let session_days = sessions::roll_session_days(store, SESSION_DAYS_PER_MINUTE, at)
+            let session_days = sessions::roll_session_days(store, SESSION_QUERIES_PER_MINUTE, at)
                 .await
                 .map_err(text)?;
             // Digests last: they read day rows where the roll just made them current.
@@ -104,7 +105,7 @@ async fn run(job: Job, store: &D1Store, env: &Env) -> Result<String, String> {
             let months = pipeline::roll_dirty(store, Period::Month, PERIODS_PER_HOUR, at)
                 .await
                 .map_err(text)?;
-            let session_days = sessions::roll_session_days(store, SESSION_DAYS_PER_HOUR, at)
+            let session_days = sessions::roll_session_days(store, SESSION_QUERIES_PER_HOUR, at)
                 .await
                 .map_err(text)?;
             let minutes = alerts::purge_minutes(store, at).await.map_err(text)?;
