@@ -3,7 +3,6 @@
 //! and takes a read token.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -368,29 +367,7 @@ fn cdn_aliases_answer_for_the_tokens_project_with_exact_numbers() {
     assert_eq!(dated["requests"], 6);
 
     // Rolling the days from their hours changes no answer.
-    let project = p.slug.clone();
-    after_cron(
-        "* * * * *",
-        "the three days are rolled",
-        Duration::from_secs(60),
-        || {
-            let (days, dirty): (i64, i64) = with_d1(|db| {
-                db.query_row(
-                    "SELECT (SELECT COUNT(*) FROM rollups WHERE project = ?1 AND period = 'day'
-                         AND dimension = 'all'),
-                        (SELECT COUNT(*) FROM dirty_periods WHERE project = ?1 AND period = 'day')",
-                    [&project],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .unwrap()
-            });
-            if days == 3 && dirty == 0 {
-                Ok(())
-            } else {
-                Err(format!("{days} day rows, {dirty} dirty"))
-            }
-        },
-    );
+    wait_days_rolled(&p.slug, 3);
     assert_eq!(get("/v1/analytics/overview?days=30"), expected_overview);
     assert_eq!(
         get("/v1/analytics/images/img-1?days=7"),

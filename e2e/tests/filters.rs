@@ -274,17 +274,7 @@ fn check(
         let b = read(p, &format!("breakdown/{dimension}?{range}&limit=100{q}"));
         assert_eq!(b.status, 200, "{what}: {}", b.json);
         assert_eq!(b.json["events"], events, "{what}");
-        let got: BTreeMap<String, u64> = b.json["values"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| {
-                (
-                    v["value"].as_str().unwrap().to_owned(),
-                    v["events"].as_u64().unwrap(),
-                )
-            })
-            .collect();
+        let got = breakdown_events(&b.json);
         let mut want: BTreeMap<String, u64> = BTreeMap::new();
         for e in expected {
             if let Some(v) = value_of(e, dimension) {

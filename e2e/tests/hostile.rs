@@ -428,18 +428,7 @@ fn hostile_and_heavy_load_loses_and_duplicates_nothing() {
     let routes = ok("the other route breakdown", || {
         read(&other, "breakdown/route")
     });
-    let mut counts: Vec<(String, u64)> = routes.json["values"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| {
-            (
-                v["value"].as_str().unwrap().to_owned(),
-                v["events"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    counts.sort();
+    let counts: Vec<(String, u64)> = breakdown_events(&routes.json).into_iter().collect();
     let want: Vec<(String, u64)> = (0..3)
         .map(|r| {
             let of_route = (1..=m).filter(|i| i % 3 == r).count() as u64;

@@ -11,7 +11,9 @@ use serde_json::Value;
 
 use crate::support::example_worker::{ExampleWorker, free_port};
 use crate::support::receiver::{Received, Receiver};
-use crate::support::{Answer, Project, eventually, overview, request, url, wait_for_count};
+use crate::support::{
+    Answer, Project, breakdown_events, eventually, overview, request, url, wait_for_count,
+};
 
 /// The requests the tests send the example Worker: method, path, the status it answers
 /// and the route the middleware must report.
@@ -80,21 +82,6 @@ fn read(p: &Project, path: &str) -> Answer {
     )
 }
 
-/// `values` of a breakdown as value → events.
-fn breakdown(answer: &Answer) -> BTreeMap<String, u64> {
-    answer.json["values"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no values: {}", answer.json))
-        .iter()
-        .map(|v| {
-            (
-                v["value"].as_str().unwrap().to_owned(),
-                v["events"].as_u64().unwrap(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn middleware_reports_every_request_of_a_worker_with_its_route_status_and_error() {
     let p = Project::new("middleware");
@@ -123,14 +110,20 @@ fn middleware_reports_every_request_of_a_worker_with_its_route_status_and_error(
         *routes.entry((*route).to_owned()).or_default() += 1;
         *statuses.entry(format!("{}xx", status / 100)).or_default() += 1;
     }
-    assert_eq!(breakdown(&read(&p, "breakdown/route?limit=100")), routes);
-    assert_eq!(breakdown(&read(&p, "breakdown/status?limit=100")), statuses);
     assert_eq!(
-        breakdown(&read(&p, "breakdown/version")),
+        breakdown_events(&read(&p, "breakdown/route?limit=100").json),
+        routes
+    );
+    assert_eq!(
+        breakdown_events(&read(&p, "breakdown/status?limit=100").json),
+        statuses
+    );
+    assert_eq!(
+        breakdown_events(&read(&p, "breakdown/version").json),
         BTreeMap::from([("1.4.0".to_owned(), n)])
     );
     assert_eq!(
-        breakdown(&read(&p, "breakdown/name")),
+        breakdown_events(&read(&p, "breakdown/name").json),
         BTreeMap::from([("request".to_owned(), n)])
     );
 

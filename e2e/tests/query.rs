@@ -273,29 +273,7 @@ fn the_read_api_answers_exactly_over_a_known_workload() {
 
     // Roll the day rows: the same questions now read day rows and must answer the same,
     // byte for byte (sketches and HyperLogLogs merge exactly).
-    after_cron(
-        "* * * * *",
-        "the workload's days are rolled",
-        Duration::from_secs(60),
-        || {
-            let (days, dirty): (i64, i64) = with_d1(|db| {
-                db.query_row(
-                    "SELECT (SELECT COUNT(*) FROM rollups WHERE project = ?1 AND period = 'day'
-                             AND dimension = 'all'),
-                            (SELECT COUNT(*) FROM dirty_periods WHERE project = ?1
-                             AND period = 'day')",
-                    [&p.slug],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .unwrap()
-            });
-            if days == 3 && dirty == 0 {
-                Ok(())
-            } else {
-                Err(format!("{days} day rows, {dirty} dirty days"))
-            }
-        },
-    );
+    wait_days_rolled(&p.slug, 3);
     let after = rolled_up("days");
     for (key, answer) in &before {
         assert_eq!(&after[key], answer, "{key} differs once days are rolled");
@@ -678,20 +656,10 @@ fn reads_need_a_token_of_the_project_and_stay_within_it() {
             read(&p.slug, Some(&p.read_token), "breakdown/route?days=7"),
             "routes",
         );
-        answer["values"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| {
-                (
-                    v["value"].as_str().unwrap().to_owned(),
-                    v["events"].as_u64().unwrap(),
-                )
-            })
-            .collect::<Vec<_>>()
+        breakdown_events(&answer)
     };
-    assert_eq!(routes(&a), [("/a-only".to_owned(), 6)]);
-    assert_eq!(routes(&b), [("/b-only".to_owned(), 4)]);
+    assert_eq!(routes(&a), BTreeMap::from([("/a-only".to_owned(), 6)]));
+    assert_eq!(routes(&b), BTreeMap::from([("/b-only".to_owned(), 4)]));
 
     // The KV cache: a long range is kept per project and query, never crossing over.
     let long = "timeseries?days=10&metric=events,p50";

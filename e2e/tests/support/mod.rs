@@ -1,5 +1,6 @@
 //! Helpers shared by the end-to-end tests: the stack's URLs, an HTTP client, polling.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -391,6 +392,49 @@ pub fn after_cron<T>(
         }
         probe()
     })
+}
+
+/// Fires the minutely cron until `project` has exactly `days` day rows and no dirty day:
+/// its days are rolled from their hours.
+pub fn wait_days_rolled(project: &str, days: i64) {
+    after_cron(
+        "* * * * *",
+        &format!("{days} days of {project} are rolled"),
+        Duration::from_secs(60),
+        || {
+            let (rolled, dirty): (i64, i64) = with_d1(|db| {
+                db.query_row(
+                    "SELECT (SELECT COUNT(*) FROM rollups WHERE project = ?1 AND period = 'day'
+                             AND dimension = 'all'),
+                            (SELECT COUNT(*) FROM dirty_periods WHERE project = ?1
+                             AND period = 'day')",
+                    [project],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap()
+            });
+            if rolled == days && dirty == 0 {
+                Ok(())
+            } else {
+                Err(format!("{rolled} day rows, {dirty} dirty days"))
+            }
+        },
+    );
+}
+
+/// A breakdown answer's `values` as value → events.
+pub fn breakdown_events(answer: &Value) -> BTreeMap<String, u64> {
+    answer["values"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no values: {answer}"))
+        .iter()
+        .map(|v| {
+            (
+                v["value"].as_str().unwrap().to_owned(),
+                v["events"].as_u64().unwrap(),
+            )
+        })
+        .collect()
 }
 
 /// Waits until the overview of `project` counts exactly `n` events.

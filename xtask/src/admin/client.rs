@@ -13,7 +13,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Map, Value, json};
 use tally_core::alerts::{CampaignStatus, State};
 
-use crate::stack::agent;
+use crate::stack::{agent, snippet};
 
 /// How long one admin call may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -834,16 +834,6 @@ fn optional_string(v: &Value, what: &str, field: &str) -> Result<Option<String>>
         Value::Null => Ok(None),
         Value::String(s) => Ok(Some(s.clone())),
         other => bail!("the admin API sent a {what} whose `{field}` is {other}, not a string"),
-    }
-}
-
-/// The start of a body, on one line, for error messages.
-fn snippet(body: &str) -> String {
-    let line = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    match line.char_indices().nth(200) {
-        Some((i, _)) => format!("{}…", &line[..i]),
-        None if line.is_empty() => "(empty body)".into(),
-        None => line,
     }
 }
 

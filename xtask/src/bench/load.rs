@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::stack::agent;
+use crate::stack::{agent, snippet};
 
 /// Concurrent connections, one thread and one agent each.
 pub const CONNECTIONS: usize = 4;
@@ -187,11 +187,6 @@ fn send(http: &ureq::Agent, url: &str, auth: &str, body: &str, batch: u64, tally
             snippet(&text)
         ));
     }
-}
-
-/// The start of an answer, for the results.
-fn snippet(text: &str) -> String {
-    text.chars().take(200).collect()
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 
-use crate::stack::agent;
+use crate::stack::{agent, snippet};
 
 /// Cloudflare's API, version 4.
 pub const DEFAULT_BASE_URL: &str = "https://api.cloudflare.com/client/v4";
@@ -380,16 +380,6 @@ fn segment(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-/// The start of a body, on one line, for error messages.
-fn snippet(body: &str) -> String {
-    let line = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    match line.char_indices().nth(200) {
-        Some((i, _)) => format!("{}…", &line[..i]),
-        None if line.is_empty() => "(empty body)".into(),
-        None => line,
-    }
 }
 
 #[cfg(test)]

@@ -397,6 +397,17 @@ pub fn agent(timeout: Duration) -> ureq::Agent {
         .into()
 }
 
+/// The start of a body, on one line, for error messages: every HTTP client of xtask
+/// quotes answers it cannot use this way.
+pub fn snippet(body: &str) -> String {
+    let line = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None if line.is_empty() => "(empty body)".into(),
+        None => line,
+    }
+}
+
 /// The last `n` lines of a file.
 pub fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
