@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tally_core::alerts::{BadSignature, SIGNATURE_TOLERANCE_S, verify_signature};
 
 use crate::support::receiver::{Received, Receiver};
-use crate::support::{Project, admin, eventually, get, request, send_events, url, wait_for_count};
+use crate::support::{Project, eventually, get, request, send_events, url, wait_for_count};
 
 /// `opens` opens and `clicks` clicks of campaign `spring`.
 fn mail(project: &Project, opens: usize, clicks: usize) {
@@ -35,13 +35,18 @@ fn ctr_rule(project: &Project, receiver: &Receiver) -> String {
         "webhook": {"url": receiver.url},
         "pause_campaign": true,
     });
-    let made = admin(
-        "POST",
-        &format!("/projects/{}/alert-rules", project.slug),
-        Some(&rule),
-    );
-    assert_eq!(made.status, 201, "{}", made.json);
+    let made = project.create_rule(&rule);
     find_secret(&made.json).unwrap_or_else(|| panic!("no webhook secret in {}", made.json))
+}
+
+/// The receiver's status at each delivery attempt of the latest alert in `history`.
+fn attempt_statuses(history: &Value) -> Vec<u64> {
+    history["alerts"][0]["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status"].as_u64().unwrap())
+        .collect()
 }
 
 /// The `whsec_…` webhook secret anywhere in an answer.
@@ -245,12 +250,7 @@ fn a_receiver_that_fails_is_retried_until_it_answers() {
             }
         },
     );
-    let statuses: Vec<u64> = history["alerts"][0]["attempts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["status"].as_u64().unwrap())
-        .collect();
+    let statuses = attempt_statuses(&history);
     assert_eq!(statuses, [500, 200]);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(receiver.received().len(), 2, "nothing after the success");
@@ -280,11 +280,6 @@ fn a_redirect_is_never_followed_with_the_signed_body() {
             Err(h.to_string())
         }
     });
-    let statuses: Vec<u64> = history["alerts"][0]["attempts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["status"].as_u64().unwrap())
-        .collect();
+    let statuses = attempt_statuses(&history);
     assert_eq!(statuses, [307, 200]);
 }

@@ -171,18 +171,8 @@ fn the_dashboard_in_a_browser_shows_the_workload_and_its_range_picker_works() {
     let rule = json!({"name": "upload errors", "metric": {"type": "error_rate"},
         "filter": {"dimension": "route", "value": "/api/upload"}, "comparator": ">",
         "threshold": 0.5, "window_minutes": 5, "min_volume": 100_000});
-    let made = admin(
-        "POST",
-        &format!("/projects/{}/alert-rules", p.slug),
-        Some(&rule),
-    );
-    assert_eq!(made.status, 201, "{}", made.json);
-    let paused = admin(
-        "PUT",
-        &format!("/projects/{}/campaigns/spring-sale", p.slug),
-        Some(&json!({"status": "paused", "reason": "budget spent"})),
-    );
-    assert_eq!(paused.status, 200, "{}", paused.json);
+    p.create_rule(&rule);
+    p.pause_campaign("spring-sale", "budget spent");
     let browser = Browser::start();
 
     // Without a token: the login form.

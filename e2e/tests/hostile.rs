@@ -280,15 +280,8 @@ fn hostile_and_heavy_load_loses_and_duplicates_nothing() {
     let other = Project::new("bystander");
     let run = run_id();
     // The other project's rule: more than 10 events in 5 minutes, no webhook.
-    let made = admin(
-        "POST",
-        &format!("/projects/{}/alert-rules", other.slug),
-        Some(
-            &json!({"name": "busy", "metric": {"type": "count"}, "comparator": ">",
-            "threshold": 10, "window_minutes": 5}),
-        ),
-    );
-    assert_eq!(made.status, 201, "{}", made.json);
+    let made = other.create_rule(&json!({"name": "busy", "metric": {"type": "count"},
+        "comparator": ">", "threshold": 10, "window_minutes": 5}));
     let rule = made.json["rule"]["id"].as_str().unwrap().to_owned();
 
     let deadline = Instant::now() + Duration::from_secs(SECONDS);

@@ -75,19 +75,9 @@ fn long_values_overflow_nothing_at_desktop_and_phone_width_in_light_and_dark() {
         let rule = json!({"name": name, "metric": {"type": "error_rate"},
             "filter": {"dimension": "route", "value": route}, "comparator": ">",
             "threshold": 0.5, "window_minutes": 5, "min_volume": 100_000});
-        let made = admin(
-            "POST",
-            &format!("/projects/{}/alert-rules", p.slug),
-            Some(&rule),
-        );
-        assert_eq!(made.status, 201, "{}", made.json);
+        p.create_rule(&rule);
     }
-    let paused = admin(
-        "PUT",
-        &format!("/projects/{}/campaigns/{long_campaign}", p.slug),
-        Some(&json!({"status": "paused", "reason": long("the budget ran out ", 0, 200)})),
-    );
-    assert_eq!(paused.status, 200, "{}", paused.json);
+    p.pause_campaign(&long_campaign, &long("the budget ran out ", 0, 200));
 
     let browser = Browser::start();
     let page = format!(

@@ -320,6 +320,27 @@ impl Project {
     pub fn read_auth(&self) -> String {
         format!("Bearer {}", self.read_token)
     }
+
+    /// Creates the alert rule `rule` through the admin API; the answer is its 201.
+    pub fn create_rule(&self, rule: &Value) -> Answer {
+        let made = admin(
+            "POST",
+            &format!("/projects/{}/alert-rules", self.slug),
+            Some(rule),
+        );
+        assert_eq!(made.status, 201, "{}", made.json);
+        made
+    }
+
+    /// Pauses `campaign` by hand, saying `reason`.
+    pub fn pause_campaign(&self, campaign: &str, reason: &str) {
+        let paused = admin(
+            "PUT",
+            &format!("/projects/{}/campaigns/{campaign}", self.slug),
+            Some(&serde_json::json!({"status": "paused", "reason": reason})),
+        );
+        assert_eq!(paused.status, 200, "{}", paused.json);
+    }
 }
 
 /// `POST` JSON events to ingest with the project's write key.
