@@ -93,6 +93,34 @@ fn time_axis(out: &mut String, buckets: &[Bucket], slot: f64) {
     }
 }
 
+/// The scale and slots of a chart over time buckets, as [`time_frame`] drew them.
+struct TimeFrame {
+    /// The value at the top of the plot.
+    max: f64,
+    /// The width each bucket has.
+    slot: f64,
+    /// The plot's height.
+    plot_h: f64,
+}
+
+/// Opens a chart over `buckets` whose largest value is `top` and draws its grid.
+fn time_frame(
+    out: &mut String,
+    aria: &str,
+    top: f64,
+    buckets: &[Bucket],
+    format: &dyn Fn(f64) -> String,
+) -> TimeFrame {
+    open(out, aria, HEIGHT);
+    let max = nice_max(top);
+    grid(out, max, format);
+    TimeFrame {
+        max,
+        slot: (WIDTH - LEFT - RIGHT) / buckets.len().max(1) as f64,
+        plot_h: HEIGHT - TOP - BOTTOM,
+    }
+}
+
 /// A bar per bucket; `overlay` (drawn over the bar from its foot, in red) is a part of
 /// the value, such as the errors among requests.
 pub fn bars(
@@ -105,18 +133,13 @@ pub fn bars(
     format: &dyn Fn(f64) -> String,
 ) -> String {
     let mut out = String::new();
-    open(&mut out, aria, HEIGHT);
     let top = values
         .iter()
         .chain(previous.unwrap_or_default())
         .copied()
         .max()
         .unwrap_or(0);
-    let max = nice_max(top as f64);
-    grid(&mut out, max, format);
-    let plot_w = WIDTH - LEFT - RIGHT;
-    let plot_h = HEIGHT - TOP - BOTTOM;
-    let slot = plot_w / buckets.len().max(1) as f64;
+    let TimeFrame { max, slot, plot_h } = time_frame(&mut out, aria, top as f64, buckets, format);
     let bar_w = (slot * 0.8).max(0.5);
     let height = |v: u64| v as f64 / max * plot_h;
     for (i, (bucket, &value)) in buckets.iter().zip(values).enumerate() {
@@ -201,18 +224,13 @@ pub fn line(
     format: &dyn Fn(f64) -> String,
 ) -> String {
     let mut out = String::new();
-    open(&mut out, aria, HEIGHT);
     let top = values
         .iter()
         .chain(previous.unwrap_or_default())
         .flatten()
         .copied()
         .fold(0.0, f64::max);
-    let max = nice_max(top);
-    grid(&mut out, max, format);
-    let plot_w = WIDTH - LEFT - RIGHT;
-    let plot_h = HEIGHT - TOP - BOTTOM;
-    let slot = plot_w / buckets.len().max(1) as f64;
+    let TimeFrame { max, slot, plot_h } = time_frame(&mut out, aria, top, buckets, format);
     let point = |i: usize, v: f64| {
         (
             LEFT + slot * (i as f64 + 0.5),
