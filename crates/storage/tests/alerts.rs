@@ -2,6 +2,8 @@
 //! rules are evaluated from them, and the alerts consumer's handling is checked for
 //! campaign pauses, signed delivery, retries and redelivery.
 
+mod support;
+
 use std::cell::RefCell;
 
 use serde_json::{Value, json};
@@ -15,6 +17,8 @@ use tally_storage::alerts::{
 };
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{Write, Writer, pipeline};
+
+use support::state;
 
 /// 2026-03-02T10:00:00Z.
 const T0: i64 = 1_772_445_600_000;
@@ -87,16 +91,6 @@ fn ctr_rule(store: &SqliteStore) -> Rule {
         }),
         1,
     )
-}
-
-fn state(store: &SqliteStore, rule: &Rule) -> State {
-    let rules = block_on(store.alert_rules(Some("shop"))).unwrap();
-    rules
-        .iter()
-        .find(|r| r.rule.id == rule.id)
-        .unwrap()
-        .status
-        .state
 }
 
 #[test]

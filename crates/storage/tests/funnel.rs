@@ -15,6 +15,8 @@ use tally_core::time::DAY_MS;
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{QueryStore, Write, Writer, read};
 
+use support::direct_hits;
+
 /// 2025-01-10T00:00:00Z.
 const DAY0: i64 = 1_736_467_200_000;
 const NOW: i64 = DAY0 + 4 * DAY_MS;
@@ -97,22 +99,6 @@ fn time_index_hits(store: &SqliteStore, from: i64, to: i64, steps: &[String]) ->
             return hits;
         }
     }
-}
-
-/// The hits of `events` themselves: what a funnel counts, without any store.
-fn direct_hits(events: &[Event], from: i64, to: i64) -> Vec<Hit> {
-    events
-        .iter()
-        .filter(|e| (from..to).contains(&e.timestamp))
-        .filter_map(|e| {
-            Some(Hit {
-                user: e.user.clone()?[..16].to_owned(),
-                timestamp: e.timestamp,
-                event_id: e.event_id.replace('-', ""),
-                name: e.name.clone(),
-            })
-        })
-        .collect()
 }
 
 /// Reads every hit of one name through the store with pages of `limit`, the cursor the

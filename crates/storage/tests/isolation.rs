@@ -2,6 +2,8 @@
 //! row or message among good ones fails alone, and alert evaluation stays within its
 //! D1 query budget however many rules there are.
 
+mod support;
+
 use std::cell::Cell;
 
 use serde::de::DeserializeOwned;
@@ -14,6 +16,8 @@ use tally_storage::alerts::{AlertStore, AlertWrite, evaluate};
 use tally_storage::exec::{Bound, Counted, Executor, Statement};
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{Error, RollupStore, Write, Writer, pipeline};
+
+use support::state;
 
 /// 2026-03-02T10:00:00Z.
 const T0: i64 = 1_772_445_600_000;
@@ -73,16 +77,6 @@ fn add_rules(store: &SqliteStore, rules: &[Rule]) {
         })
         .collect();
     block_on(store.commit(&writes)).unwrap();
-}
-
-fn state(store: &SqliteStore, rule: &Rule) -> State {
-    let rules = block_on(store.alert_rules(Some(&rule.project))).unwrap();
-    rules
-        .iter()
-        .find(|r| r.rule.id == rule.id)
-        .unwrap()
-        .status
-        .state
 }
 
 /// Makes every `period` rollup row of `project` unreadable: its sketch blob is garbage.

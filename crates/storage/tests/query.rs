@@ -7,7 +7,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
-use tally_core::funnel::{self, Hit};
+use tally_core::funnel;
 use tally_core::realtime::{self, Window};
 use tally_core::rollup::{Dimension, Period, parse_error_route};
 use tally_core::testing::SplitMix64 as Rng;
@@ -242,18 +242,7 @@ fn funnel_hits_page_through_users_and_names_only() {
     assert_eq!(ids.iter().cloned().collect::<BTreeSet<_>>(), expected);
 
     // The funnel over stored hits equals the funnel over the events themselves.
-    let direct: Vec<Hit> = events
-        .iter()
-        .filter(|e| (from..to).contains(&e.timestamp))
-        .filter_map(|e| {
-            Some(Hit {
-                user: e.user.clone()?[..16].to_owned(),
-                timestamp: e.timestamp,
-                event_id: e.event_id.replace('-', ""),
-                name: e.name.clone(),
-            })
-        })
-        .collect();
+    let direct = support::direct_hits(&events, from, to);
     let window = 10 * 60_000;
     let counts = funnel::count(hits, &steps, window);
     assert_eq!(counts, funnel::count(direct, &steps, window));

@@ -1,9 +1,13 @@
 //! What the storage tests share: reading SQLite's plan for a statement, events
-//! validated as ingest validates them, and the session marks among events.
+//! validated as ingest validates them, the session marks among events, the funnel hits
+//! of events and an alert rule's stored state.
 
+use tally_core::alerts::{Rule, State};
+use tally_core::funnel::Hit;
 use tally_core::sessions::Mark;
 use tally_core::{Context, Event, RawEvent, Settings, validate};
-use tally_storage::sqlite::SqliteStore;
+use tally_storage::alerts::AlertStore;
+use tally_storage::sqlite::{SqliteStore, block_on};
 
 /// The steps of SQLite's plan for `sql` (`EXPLAIN QUERY PLAN`, every parameter NULL),
 /// for tests that pin how a statement reads a table that only grows.
@@ -47,4 +51,33 @@ pub fn marks(events: &[Event]) -> Vec<Mark> {
             is_start: e.name == "play",
         })
         .collect()
+}
+
+/// The hits of `events` in `from..to` themselves: what a funnel counts, without any store.
+#[allow(dead_code)] // Each test binary uses what it needs of this module.
+pub fn direct_hits(events: &[Event], from: i64, to: i64) -> Vec<Hit> {
+    events
+        .iter()
+        .filter(|e| (from..to).contains(&e.timestamp))
+        .filter_map(|e| {
+            Some(Hit {
+                user: e.user.clone()?[..16].to_owned(),
+                timestamp: e.timestamp,
+                event_id: e.event_id.replace('-', ""),
+                name: e.name.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The state `store` holds for `rule`.
+#[allow(dead_code)] // Each test binary uses what it needs of this module.
+pub fn state(store: &SqliteStore, rule: &Rule) -> State {
+    let rules = block_on(store.alert_rules(Some(&rule.project))).unwrap();
+    rules
+        .iter()
+        .find(|r| r.rule.id == rule.id)
+        .unwrap()
+        .status
+        .state
 }
