@@ -13,7 +13,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Map, Value, json};
 use tally_core::alerts::{CampaignStatus, State};
 
-use crate::stack::{agent, snippet};
+use crate::stack::{agent, segment, snippet};
 
 /// How long one admin call may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -791,18 +791,6 @@ fn digest_path(slug: &str) -> String {
 /// The path of a project's alert rules.
 fn rules_path(slug: &str) -> String {
     format!("{}/alert-rules", project_path(slug))
-}
-
-/// A path segment with every byte outside RFC 3986's unreserved set percent-encoded.
-fn segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The member `name` of an answer.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 
-use crate::stack::{agent, snippet};
+use crate::stack::{agent, segment, snippet};
 
 /// Cloudflare's API, version 4.
 pub const DEFAULT_BASE_URL: &str = "https://api.cloudflare.com/client/v4";
@@ -368,18 +368,6 @@ impl Api {
 struct Envelope {
     result: Value,
     result_info: Value,
-}
-
-/// A path segment with every byte outside RFC 3986's unreserved set percent-encoded.
-fn segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -397,6 +397,18 @@ pub fn agent(timeout: Duration) -> ureq::Agent {
         .into()
 }
 
+/// A path segment with every byte outside RFC 3986's unreserved set percent-encoded.
+pub fn segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// The start of a body, on one line, for error messages: every HTTP client of xtask
 /// quotes answers it cannot use this way.
 pub fn snippet(body: &str) -> String {
