@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tally_core::alerts::{BadSignature, SIGNATURE_TOLERANCE_S, verify_signature};
 
 use crate::support::receiver::{Received, Receiver};
-use crate::support::{Project, eventually, get, request, send_events, url, wait_for_count};
+use crate::support::{Project, eventually, get, send_events, url, wait_for_count};
 
 /// `opens` opens and `clicks` clicks of campaign `spring`.
 fn mail(project: &Project, opens: usize, clicks: usize) {
@@ -69,12 +69,7 @@ fn run_minutely_cron() {
 }
 
 fn read(project: &Project, path: &str) -> Value {
-    let answer = request(
-        "GET",
-        &format!("{}/v1/projects/{}/{path}", url("query"), project.slug),
-        &[("authorization", &project.read_auth())],
-        None,
-    );
+    let answer = project.read(path);
     assert_eq!(answer.status, 200, "{path}: {}", answer.json);
     answer.json
 }

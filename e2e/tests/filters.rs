@@ -82,7 +82,7 @@ fn ingest(p: &Project, events: &[Value], range: &str) {
         &format!("{} counts {n} events", p.slug),
         std::time::Duration::from_secs(60),
         || {
-            let a = read(p, &format!("overview?{range}"));
+            let a = p.read(&format!("overview?{range}"));
             match a.json["events"].as_u64() {
                 Some(count) if count == n => Ok(()),
                 _ => Err(format!("{} {}", a.status, a.json)),
@@ -91,18 +91,9 @@ fn ingest(p: &Project, events: &[Value], range: &str) {
     );
 }
 
-fn read(p: &Project, path: &str) -> Answer {
-    request(
-        "GET",
-        &format!("{}/v1/projects/{}/{path}", url("query"), p.slug),
-        &[("authorization", &p.read_auth())],
-        None,
-    )
-}
-
 /// The exported events of the range.
 fn export(p: &Project, range: &str) -> Vec<Value> {
-    let a = read(p, &format!("export?{range}"));
+    let a = p.read(&format!("export?{range}"));
     assert_eq!(a.status, 200, "{}", a.json);
     a.json
         .as_str()
@@ -195,7 +186,7 @@ fn check(
         .filter(|e| e["duration_ms"].is_number())
         .count() as u64;
 
-    let o = read(p, &format!("overview?{range}{q}"));
+    let o = p.read(&format!("overview?{range}{q}"));
     assert_eq!(o.status, 200, "{what}: {}", o.json);
     assert_eq!(o.json["served_by"], path, "{what}: {}", o.json);
     assert_eq!(
@@ -212,7 +203,7 @@ fn check(
     // predicted the scan (as many as the unfiltered overview reads).
     let budget = filter_row_budget();
     let rows_read = |a: &Answer| -> u64 { a.header("x-tally-rows-read").unwrap().parse().unwrap() };
-    let plain = read(p, &format!("overview?{range}"));
+    let plain = p.read(&format!("overview?{range}"));
     assert!(
         rows_read(&o) <= budget + rows_read(&plain),
         "{what}: {} rows read",
@@ -244,10 +235,7 @@ fn check(
         assert!(o.json.get("sample_rate").is_none(), "{what}");
     }
 
-    let t = read(
-        p,
-        &format!("timeseries?{range}&interval=day&metric=events{q}"),
-    );
+    let t = p.read(&format!("timeseries?{range}&interval=day&metric=events{q}"));
     assert_eq!(t.status, 200, "{what}: {}", t.json);
     assert_eq!(t.json["served_by"], path);
     let days: Vec<u64> = t.json["data"]
@@ -271,7 +259,7 @@ fn check(
     assert_eq!(days, [per_day(0), per_day(1)], "{what}");
 
     for dimension in ["route", "variant"] {
-        let b = read(p, &format!("breakdown/{dimension}?{range}&limit=100{q}"));
+        let b = p.read(&format!("breakdown/{dimension}?{range}&limit=100{q}"));
         assert_eq!(b.status, 200, "{what}: {}", b.json);
         assert_eq!(b.json["events"], events, "{what}");
         let got = breakdown_events(&b.json);
@@ -322,7 +310,7 @@ fn filtered_answers_equal_a_recomputation_from_the_export() {
         check(&p, &range, d0, filters, &expected, path, 1);
     }
     // The variants of one item come from the item_variant rollups, exactly.
-    let b = read(&p, &format!("breakdown/variant?{range}&filter=item:img-2"));
+    let b = p.read(&format!("breakdown/variant?{range}&filter=item:img-2"));
     assert_eq!(b.json["served_by"], "rollups", "{}", b.json);
     let thumbs = rows
         .iter()
@@ -332,10 +320,9 @@ fn filtered_answers_equal_a_recomputation_from_the_export() {
     let thumb = listed.iter().find(|v| v["value"] == "thumb").unwrap();
     assert_eq!(thumb["events"], thumbs as u64);
     // The export takes the same filters.
-    let a = read(
-        &p,
-        &format!("export?{range}&filter=route:/api/*&filter=status:5xx"),
-    );
+    let a = p.read(&format!(
+        "export?{range}&filter=route:/api/*&filter=status:5xx"
+    ));
     assert_eq!(a.status, 200);
     let exported = a.json.as_str().unwrap().lines().count();
     let want = rows
@@ -350,10 +337,7 @@ fn filtered_answers_equal_a_recomputation_from_the_export() {
         )
     );
     // A header holds ASCII only: the echo escapes the rest, as JSON.
-    let a = read(
-        &p,
-        &format!("export?{range}{}", query_of(&["campaign:été ☀"])),
-    );
+    let a = p.read(&format!("export?{range}{}", query_of(&["campaign:été ☀"])));
     assert_eq!(a.status, 200);
     assert_eq!(
         a.header("x-tally-filters"),
@@ -371,7 +355,7 @@ fn past_the_row_budget_answers_come_from_a_sample_of_users_and_say_so() {
     let rows = export(&p, &range);
     assert_eq!(rows.len(), n as usize);
     let filters = ["route:/api/*", "country!=FR"];
-    let o = read(&p, &format!("overview?{range}{}", query_of(&filters)));
+    let o = p.read(&format!("overview?{range}{}", query_of(&filters)));
     assert_eq!(o.json["served_by"], "sampled", "{}", o.json);
     let rate = o.json["sample_rate"].as_f64().unwrap();
     // The answer is the sample's own answer, scaled: every user of the first buckets.
@@ -400,7 +384,7 @@ fn past_the_row_budget_answers_come_from_a_sample_of_users_and_say_so() {
         "{read_rows} rows read, {n} events in the range"
     );
     // The same users every time.
-    let again = read(&p, &format!("overview?{range}{}", query_of(&filters)));
+    let again = p.read(&format!("overview?{range}{}", query_of(&filters)));
     assert_eq!(again.json["events"], o.json["events"]);
 }
 
@@ -409,7 +393,7 @@ fn bad_filters_are_400s_naming_the_problem_and_change_nothing() {
     let p = Project::new("filters-bad");
     let (d0, range) = two_whole_days();
     ingest(&p, &workload(run_id(), 50, d0, 3), &range);
-    let before = read(&p, &format!("overview?{range}"));
+    let before = p.read(&format!("overview?{range}"));
     let many: String = (0..11).map(|i| format!("&filter=name:a{i}")).collect();
     for (endpoint, query, says) in [
         (
@@ -445,7 +429,7 @@ fn bad_filters_are_400s_naming_the_problem_and_change_nothing() {
             "* may only end a value",
         ),
     ] {
-        let a = read(&p, &format!("{endpoint}?{range}{query}"));
+        let a = p.read(&format!("{endpoint}?{range}{query}"));
         assert_eq!(a.status, 400, "{endpoint}{query}: {}", a.json);
         assert_eq!(a.json["error"]["code"], "invalid_filter", "{endpoint}");
         assert_eq!(a.json["field"], "filter", "{endpoint}");
@@ -454,7 +438,7 @@ fn bad_filters_are_400s_naming_the_problem_and_change_nothing() {
     }
     for endpoint in ["sessions", "funnels?steps=a,b&x=1"] {
         let sep = if endpoint.contains('?') { "&" } else { "?" };
-        let a = read(&p, &format!("{endpoint}{sep}filter=country:US"));
+        let a = p.read(&format!("{endpoint}{sep}filter=country:US"));
         assert_eq!(a.status, 400, "{endpoint}: {}", a.json);
         assert_eq!(a.json["error"]["code"], "filter_not_supported");
         let name = endpoint.split('?').next().unwrap();
@@ -467,7 +451,7 @@ fn bad_filters_are_400s_naming_the_problem_and_change_nothing() {
             a.json
         );
     }
-    let after = read(&p, &format!("overview?{range}"));
+    let after = p.read(&format!("overview?{range}"));
     assert_eq!(after.json, before.json, "nothing changed");
     assert_eq!(export(&p, &range).len(), 50);
 }

@@ -229,26 +229,6 @@ impl Drop for Stop<'_> {
     }
 }
 
-fn raw_events(project: &str) -> i64 {
-    with_d1(|db| {
-        db.query_row(
-            "SELECT COUNT(*) FROM raw_events WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)",
-            [project],
-            |r| r.get(0),
-        )
-        .unwrap()
-    })
-}
-
-fn read(p: &Project, path: &str) -> Answer {
-    request(
-        "GET",
-        &format!("{}/v1/projects/{}/{path}", url("query"), p.slug),
-        &[("authorization", &p.read_auth())],
-        None,
-    )
-}
-
 /// A read that must answer 200. Locally the three workers share one SQLite file, and a
 /// read that meets the consumer's write answers 500 now and then (D1 itself serializes
 /// them): it is read again.
@@ -374,23 +354,13 @@ fn hostile_and_heavy_load_loses_and_duplicates_nothing() {
     assert_eq!(sum(|s| s.burst_events), u64::from(BURSTS) * 1000);
 
     // Exactly the accepted set is counted, and stored once.
-    eventually(
-        &format!("all {n} accepted events are counted"),
-        Duration::from_secs(180),
-        || {
-            let a = overview(&p);
-            match a.json["events"].as_u64() {
-                Some(c) if c == n => Ok(()),
-                _ => Err(format!("{} {}", a.status, a.json["events"])),
-            }
-        },
-    );
+    wait_for_count_within(&url("query"), &p, n, Duration::from_secs(180));
     note(format!(
         "all counted {:?} after the start",
         started.elapsed()
     ));
     assert_eq!(
-        raw_events(&p.slug) as u64,
+        stored_raw_events(&p.slug) as u64,
         n,
         "raw rows equal accepted events"
     );
@@ -402,7 +372,7 @@ fn hostile_and_heavy_load_loses_and_duplicates_nothing() {
     );
 
     // The unique values were bounded, and still counted: a breakdown adds up.
-    let routes = ok("the route breakdown", || read(&p, "breakdown/route"));
+    let routes = ok("the route breakdown", || p.read("breakdown/route"));
     let j = &routes.json;
     let listed: u64 = j["values"]
         .as_array()
@@ -419,7 +389,7 @@ fn hostile_and_heavy_load_loses_and_duplicates_nothing() {
     let m = others.len() as u64;
     wait_for_count(&other, m);
     let routes = ok("the other route breakdown", || {
-        read(&other, "breakdown/route")
+        other.read("breakdown/route")
     });
     let counts: Vec<(String, u64)> = breakdown_events(&routes.json).into_iter().collect();
     let want: Vec<(String, u64)> = (0..3)

@@ -882,14 +882,7 @@ fn an_idempotency_key_makes_a_resent_id_less_request_count_once() {
     wait_for_count(&p, 12);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(overview(&p).json["events"], 12);
-    let stored: i64 = with_d1(|db| {
-        db.query_row(
-            "SELECT COUNT(*) FROM raw_events WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)",
-            [&p.slug],
-            |r| r.get(0),
-        )
-        .unwrap()
-    });
+    let stored = stored_raw_events(&p.slug);
     assert_eq!(stored, 12);
 }
 
@@ -973,26 +966,9 @@ fn under_load_every_accepted_event_is_stored_exactly_once() {
     let n = accepted.load(Ordering::Relaxed);
     println!("load: {n} events accepted in {SECONDS} s over {CONNECTIONS} connections");
     assert!(n >= 1000, "only {n} events accepted");
-    eventually(
-        &format!("all {n} load events are stored"),
-        Duration::from_secs(180),
-        || {
-            let a = overview(&p);
-            match a.json["events"].as_u64() {
-                Some(c) if c == n => Ok(()),
-                _ => Err(format!("{} {}", a.status, a.json["events"])),
-            }
-        },
-    );
-    let stored: i64 = with_d1(|db| {
-        db.query_row(
-            "SELECT COUNT(*) FROM raw_events WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)",
-            [&p.slug],
-            |r| r.get(0),
-        )
-        .unwrap()
-    });
-    assert_eq!(stored as u64, n, "raw rows equal accepted events");
+    wait_for_count_within(&url("query"), &p, n, Duration::from_secs(180));
+    let stored = stored_raw_events(&p.slug);
+    assert_eq!(stored, n, "raw rows equal accepted events");
 }
 
 #[test]

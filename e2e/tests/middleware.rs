@@ -67,12 +67,7 @@ fn read(p: &Project, path: &str) -> Answer {
         &format!("{path} answers 200"),
         Duration::from_secs(20),
         || {
-            let a = request(
-                "GET",
-                &format!("{}/v1/projects/{}/{path}", url("query"), p.slug),
-                &[("authorization", &p.read_auth())],
-                None,
-            );
+            let a = p.read(path);
             if a.status == 200 {
                 Ok(a)
             } else {

@@ -280,16 +280,7 @@ fn retention_purges_raw_events_and_keeps_rollups() {
         .collect();
     assert_eq!(send_events(&p, &Value::Array(events)).status, 202);
     wait_for_count(&p, 30);
-    let raw = |project: &str| -> i64 {
-        with_d1(|db| {
-            db.query_row(
-                "SELECT COUNT(*) FROM raw_events WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)",
-                [project],
-                |r| r.get(0),
-            )
-            .unwrap()
-        })
-    };
+    let raw = stored_raw_events;
     assert_eq!(raw(&project), 30);
     let updated = admin(
         "PATCH",

@@ -23,15 +23,6 @@ fn send(p: &Project, body: &Value, ip: &str) -> crate::support::Answer {
     )
 }
 
-fn read(p: &Project, path: &str) -> crate::support::Answer {
-    request(
-        "GET",
-        &format!("{}/v1/projects/{}{path}", url("query"), p.slug),
-        &[("authorization", &p.read_auth())],
-        None,
-    )
-}
-
 /// `(value, amount, events)` of one currency's lines in a revenue answer.
 fn lines(answer: &Value, currency: &str) -> Vec<(Value, f64, u64)> {
     let currencies = answer["currencies"].as_array().unwrap();
@@ -102,7 +93,7 @@ fn plausible_revenue_is_summed_per_currency_and_utm_term_and_content_are_dimensi
     wait_for_count(&p, 16);
 
     // By name, from the revenue rollups: 0.1 + 0.2 + 19.99 exactly, the dollars apart.
-    let by_name = read(&p, "/revenue?days=1");
+    let by_name = p.read("revenue?days=1");
     assert_eq!(by_name.status, 200, "{}", by_name.json);
     assert_eq!(by_name.json["served_by"], "rollups");
     assert_eq!(by_name.json["by"], "name");
@@ -130,32 +121,32 @@ fn plausible_revenue_is_summed_per_currency_and_utm_term_and_content_are_dimensi
         by_name.json
     );
     assert_eq!(lines(&by_name.json, "EUR"), [(json!("purchase"), 20.29, 3)]);
-    let by_source = read(&p, "/revenue?days=1&by=source").json;
+    let by_source = p.read("revenue?days=1&by=source").json;
     assert_eq!(
         lines(&by_source, "EUR"),
         [(json!("google"), 20.09, 2), (json!("bing"), 0.2, 1)],
         "{by_source}"
     );
     assert_eq!(lines(&by_source, "USD"), [(Value::Null, 5.0, 1)]);
-    let by_campaign = read(&p, "/revenue?days=1&by=campaign").json;
+    let by_campaign = p.read("revenue?days=1&by=campaign").json;
     assert_eq!(
         lines(&by_campaign, "EUR"),
         [(json!("spring"), 20.09, 2), (Value::Null, 0.2, 1)],
         "{by_campaign}"
     );
     // Under a filter on the new dimensions: from raw events, the same sums.
-    let by_term = read(&p, "/revenue?days=1&filter=term:running%20shoes").json;
+    let by_term = p.read("revenue?days=1&filter=term:running%20shoes").json;
     assert_eq!(by_term["served_by"], "raw", "{by_term}");
     assert_eq!(lines(&by_term, "EUR"), [(json!("purchase"), 20.09, 2)]);
     assert_eq!(by_term["currencies"].as_array().unwrap().len(), 1);
-    let footer = read(&p, "/overview?days=1&filter=content:footer").json;
+    let footer = p.read("overview?days=1&filter=content:footer").json;
     assert_eq!(footer["events"], 1, "{footer}");
-    let bad = read(&p, "/revenue?by=route");
+    let bad = p.read("revenue?by=route");
     assert_eq!(bad.status, 400, "{}", bad.json);
     assert_eq!(bad.json["error"]["code"], "invalid_parameter");
 
     // Term and content are breakdowns and filters like source and campaign.
-    let terms = read(&p, "/breakdown/term?days=1").json;
+    let terms = p.read("breakdown/term?days=1").json;
     let values: Vec<(Value, Value)> = terms["values"]
         .as_array()
         .unwrap()
@@ -170,7 +161,7 @@ fn plausible_revenue_is_summed_per_currency_and_utm_term_and_content_are_dimensi
         ],
         "{terms}"
     );
-    let export = read(&p, "/export?days=1&format=csv&filter=content:banner-a");
+    let export = p.read("export?days=1&format=csv&filter=content:banner-a");
     assert_eq!(export.status, 200);
     let csv = export.json.as_str().unwrap();
     let header = csv.lines().next().unwrap();

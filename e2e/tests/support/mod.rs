@@ -321,6 +321,16 @@ impl Project {
         format!("Bearer {}", self.read_token)
     }
 
+    /// `GET /v1/projects/{slug}/{path}` of the query worker with the read token.
+    pub fn read(&self, path: &str) -> Answer {
+        request(
+            "GET",
+            &format!("{}/v1/projects/{}/{path}", url("query"), self.slug),
+            &[("authorization", &self.read_auth())],
+            None,
+        )
+    }
+
     /// Creates the alert rule `rule` through the admin API; the answer is its 201.
     pub fn create_rule(&self, rule: &Value) -> Answer {
         let made = admin(
@@ -465,9 +475,15 @@ pub fn wait_for_count(project: &Project, n: u64) {
 
 /// Waits until the overview of `project`, read at `base`, counts exactly `n` events.
 pub fn wait_for_count_at(base: &str, project: &Project, n: u64) {
+    wait_for_count_within(base, project, n, Duration::from_secs(30));
+}
+
+/// Waits up to `limit` until the overview of `project`, read at `base`, counts exactly
+/// `n` events.
+pub fn wait_for_count_within(base: &str, project: &Project, n: u64, limit: Duration) {
     eventually(
         &format!("overview of {} counts {n} events", project.slug),
-        Duration::from_secs(30),
+        limit,
         || {
             let a = overview_at(base, project);
             match a.json["events"].as_u64() {
@@ -476,6 +492,21 @@ pub fn wait_for_count_at(base: &str, project: &Project, n: u64) {
             }
         },
     );
+}
+
+/// The raw events stored for the project `slug`, counted in the database itself.
+pub fn stored_raw_events(slug: &str) -> u64 {
+    with_d1(|db| {
+        db.query_row(
+            "SELECT COUNT(*) FROM raw_events
+             WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)",
+            [slug],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+        .try_into()
+        .unwrap()
+    })
 }
 
 /// Runs `f` on the local D1 database file of the running stack (read-only), for checks
