@@ -810,21 +810,41 @@ SELECT e.id, p.slug AS project, e.user, e.marks_done, hex(e.cursor) AS cursor
 FROM erasures AS e JOIN projects AS p ON p.id = e.project_id
 WHERE e.done_at IS NULL ORDER BY e.requested_at, e.id LIMIT ?1";
 
-/// The last of the next `?3` raw event ids of project `?1` after id `?2` (hex), and how
-/// many there are: one window of the primary key, so each erasure step reads a bounded
-/// number of rows whatever the project's size.
-pub const RAW_EVENT_WINDOW: &str = "\
-SELECT hex(max(event_id)) AS last, count(*) AS n FROM (
-    SELECT event_id FROM raw_events
-    WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND event_id > unhex(?2)
-    ORDER BY event_id LIMIT ?3)";
+/// The raw events an erasure of the identifier hash `?2` in project `?1` walks: its
+/// sample bucket (the last byte of the user's stored hash, as `raw_events_by_sample`
+/// keys it), after the cursor `(?3, ?4)` (timestamp, event id hex), in index order. Every
+/// event of the user is in that bucket, and the bucket holds about 1/256 of the
+/// project's events, so an erasure reads that much of the project, not all of it.
+macro_rules! erasure_bucket {
+    () => {
+        "raw_events INDEXED BY raw_events_by_sample
+    WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
+      AND substr(coalesce(user, event_id), -1, 1) = substr(unhex(substr(?2, 1, 16)), -1, 1)
+      AND (timestamp, event_id) > (?3, unhex(?4))"
+    };
+}
 
-/// Deletes the raw events of project `?1` with `?2 < event_id <= ?3` (hex) whose user is
-/// the identifier hash `?4`.
-pub const ERASE_RAW_WINDOW: &str = "\
-DELETE FROM raw_events
-WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
-  AND event_id > unhex(?2) AND event_id <= unhex(?3) AND user = unhex(substr(?4, 1, 16))";
+/// The last `(timestamp, event id)` of the next `?5` raw events of an erasure's walk
+/// (see `erasure_bucket!`) as one hex cursor (16 digits of timestamp, then the id), and
+/// how many there are: one bounded window, whatever the project's size.
+pub const ERASURE_WINDOW: &str = concat!(
+    "WITH w AS (SELECT timestamp, event_id FROM ",
+    erasure_bucket!(),
+    "
+    ORDER BY timestamp, event_id LIMIT ?5)
+SELECT (SELECT printf('%016X', timestamp) || hex(event_id) FROM w
+        ORDER BY timestamp DESC, event_id DESC LIMIT 1) AS last,
+       (SELECT count(*) FROM w) AS n"
+);
+
+/// Deletes the raw events of the user with identifier hash `?2` in project `?1` from
+/// its walk's window after `(?3, ?4)` up to and including `(?5, ?6)`.
+pub const ERASE_RAW_WINDOW: &str = concat!(
+    "DELETE FROM ",
+    erasure_bucket!(),
+    "
+      AND (timestamp, event_id) <= (?5, unhex(?6)) AND user = unhex(substr(?2, 1, 16))"
+);
 
 /// Deletes up to `?3` session marks of project `?1` whose user is the identifier hash `?2`.
 pub const ERASE_SESSION_MARKS: &str = "\
@@ -840,15 +860,17 @@ WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
 pub const ERASE_DEAD_LETTERS: &str = "\
 DELETE FROM dead_letters WHERE project = ?1 AND instr(body, ?2) > 0";
 
-/// Before a raw window's deletion, in its transaction: moves request `?1` (of project
-/// `?2`, user hash `?5`) to cursor `?3` (hex) from `?4` and counts the raw events it
-/// will delete, so the count and the cursor are committed with the deletion.
-pub const ERASURE_RAW_STEP: &str = "\
-UPDATE erasures SET cursor = unhex(?3), raw_deleted = raw_deleted + (
-    SELECT count(*) FROM raw_events
-    WHERE project_id = (SELECT id FROM projects WHERE slug = ?2)
-      AND event_id > unhex(?4) AND event_id <= unhex(?3) AND user = unhex(substr(?5, 1, 16)))
-WHERE id = ?1";
+/// Before a raw window's deletion, in its transaction: moves request `?7` to cursor
+/// `?8` (hex) and counts the raw events the deletion of [`ERASE_RAW_WINDOW`] with the
+/// same `?1`..`?6` will delete, so the count and the cursor are committed with it.
+pub const ERASURE_RAW_STEP: &str = concat!(
+    "UPDATE erasures SET cursor = unhex(?8), raw_deleted = raw_deleted + (
+    SELECT count(*) FROM ",
+    erasure_bucket!(),
+    "
+      AND (timestamp, event_id) <= (?5, unhex(?6)) AND user = unhex(substr(?2, 1, 16)))
+WHERE id = ?7"
+);
 
 /// Before a chunk of session marks is deleted, in its transaction: counts the marks of
 /// request `?1` (project `?2`, user hash `?3`) that a chunk of `?4` deletes, and notes

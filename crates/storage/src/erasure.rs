@@ -2,11 +2,13 @@
 //! aggregator's hourly cron deletes that user's raw events, session marks and dead
 //! letters in bounded steps, resuming where the last run stopped.
 //!
-//! Raw events have no index by user (a third row per event would be written for every
-//! event to serve a rare request), so the erasure walks the project's primary key in
-//! windows of [`EraseBudget::window`] ids: each step reads at most that many rows and
-//! commits its deletions together with the request's new cursor, so a step that is cut
-//! off is simply taken again and the counts stay exact.
+//! Raw events have no index by user (one more row per event would be written for every
+//! event to serve a rare request), but every event of a user is in one bucket of the
+//! filters' sample index (`raw_events_by_sample`: the last byte of the user's hash),
+//! which holds about 1/256 of the project's events. So the erasure walks that bucket in
+//! `(timestamp, event id)` order, in windows of [`EraseBudget::window`] events: each step
+//! reads at most that many rows and commits its deletions together with the request's
+//! new cursor, so a step that is cut off is simply taken again and the counts stay exact.
 //!
 //! What is erased is what was stored before the request; rollups keep only counts,
 //! sums, quantile sketches and HyperLogLog registers, from which no one can be picked
@@ -62,6 +64,8 @@ pub struct Erased {
     pub pending: u32,
     pub raw_deleted: u64,
     pub marks_deleted: u64,
+    /// Raw events the run's windows read: the user's sample bucket, not the project.
+    pub raw_scanned: u64,
     pub statements: u32,
 }
 
@@ -78,6 +82,39 @@ struct Pending {
 struct Window {
     last: Option<String>,
     n: i64,
+}
+
+/// Where an erasure's walk stands: after this `(timestamp, event id)` of the user's
+/// sample bucket.
+struct Cursor {
+    timestamp: i64,
+    event_id: String,
+}
+
+impl Cursor {
+    /// Before every event.
+    const START: Cursor = Cursor {
+        timestamp: -(1 << 53),
+        event_id: String::new(),
+    };
+
+    /// The cursor stored as hex: 16 digits of timestamp, then the event id. A request
+    /// saved by a version that walked the primary key holds a bare event id; it starts
+    /// its walk again, which deletes and counts only what is still there.
+    fn parse(hex: &str) -> Cursor {
+        match (hex.get(..16), hex.get(16..)) {
+            (Some(timestamp), Some(event_id)) if hex.len() == 48 => {
+                match i64::from_str_radix(timestamp, 16) {
+                    Ok(timestamp) => Cursor {
+                        timestamp,
+                        event_id: event_id.to_owned(),
+                    },
+                    Err(_) => Cursor::START,
+                }
+            }
+            _ => Cursor::START,
+        }
+    }
 }
 
 /// Records a request, with id `id`, to erase the user whose identifier hash is
@@ -144,7 +181,7 @@ pub async fn run<S: Executor>(
         let project: Bound = request.project.as_str().into();
         let user: Bound = request.user.as_str().into();
         let mut marks_done = request.marks_done != 0;
-        let mut cursor = request.cursor;
+        let mut cursor = Cursor::parse(&request.cursor);
         while erased.statements + STEP <= budget.statements {
             if !marks_done {
                 let changed = store
@@ -174,19 +211,23 @@ pub async fn run<S: Executor>(
                 marks_done = marks < u64::from(budget.chunk);
                 continue;
             }
+            let walk = |cursor: &Cursor| -> Vec<Bound> {
+                vec![
+                    project.clone(),
+                    user.clone(),
+                    cursor.timestamp.into(),
+                    cursor.event_id.as_str().into(),
+                ]
+            };
+            let mut values = walk(&cursor);
+            values.push(budget.window.into());
             let window = store
-                .query::<Window>(
-                    sql::RAW_EVENT_WINDOW,
-                    vec![
-                        project.clone(),
-                        cursor.as_str().into(),
-                        budget.window.into(),
-                    ],
-                )
+                .query::<Window>(sql::ERASURE_WINDOW, values)
                 .await?
                 .into_iter()
                 .next();
             erased.statements += 1;
+            erased.raw_scanned += window.as_ref().map_or(0, |w| w.n.unsigned_abs());
             let Some(last) = window.filter(|w| w.n > 0).and_then(|w| w.last) else {
                 store
                     .batch(vec![vec![Statement::new(
@@ -199,32 +240,20 @@ pub async fn run<S: Executor>(
                 erased.pending -= 1;
                 continue 'requests;
             };
+            let next = Cursor::parse(&last);
+            let mut window = walk(&cursor);
+            window.extend([next.timestamp.into(), next.event_id.as_str().into()]);
+            let mut step = window.clone();
+            step.extend([id.clone(), last.as_str().into()]);
             let changed = store
                 .batch(vec![
-                    vec![Statement::new(
-                        sql::ERASURE_RAW_STEP,
-                        vec![
-                            id.clone(),
-                            project.clone(),
-                            last.as_str().into(),
-                            cursor.as_str().into(),
-                            user.clone(),
-                        ],
-                    )],
-                    vec![Statement::new(
-                        sql::ERASE_RAW_WINDOW,
-                        vec![
-                            project.clone(),
-                            cursor.as_str().into(),
-                            last.as_str().into(),
-                            user.clone(),
-                        ],
-                    )],
+                    vec![Statement::new(sql::ERASURE_RAW_STEP, step)],
+                    vec![Statement::new(sql::ERASE_RAW_WINDOW, window)],
                 ])
                 .await?;
             erased.statements += 2;
             erased.raw_deleted += changed.get(1).copied().unwrap_or(0);
-            cursor = last;
+            cursor = next;
         }
         break;
     }
