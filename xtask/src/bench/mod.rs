@@ -142,6 +142,23 @@ fn last_results(out: &std::path::Path) -> Value {
         .unwrap_or_else(|| json!({}))
 }
 
+/// `cargo run` of the example `example` of `package` in a release build; its arguments
+/// follow.
+fn release_example(package: &str, example: &str) -> std::process::Command {
+    let mut command = cargo();
+    command.args([
+        "run",
+        "--release",
+        "-q",
+        "-p",
+        package,
+        "--example",
+        example,
+        "--",
+    ]);
+    command
+}
+
 /// The storage figures: `crates/storage/examples/figures.rs` in a release build.
 fn measure_storage(machine: &Value) -> Result<Value> {
     step(&format!(
@@ -150,17 +167,7 @@ fn measure_storage(machine: &Value) -> Result<Value> {
     ));
     let storage_json = root().join("target/bench-storage.json");
     proc::run(
-        cargo()
-            .args([
-                "run",
-                "--release",
-                "-q",
-                "-p",
-                "tally-storage",
-                "--example",
-                "figures",
-                "--",
-            ])
+        release_example("tally-storage", "figures")
             .arg(STORAGE_EVENTS)
             .arg(&storage_json),
         "the storage figures program failed; see its output above",
@@ -267,17 +274,7 @@ fn measure_native() -> Result<Value> {
     }
     let report = dir.join("native.json");
     proc::run(
-        cargo()
-            .args([
-                "run",
-                "--release",
-                "-q",
-                "-p",
-                "tally-core",
-                "--example",
-                "ingest_baseline",
-                "--",
-            ])
+        release_example("tally-core", "ingest_baseline")
             .arg(&report)
             .args(&bodies),
         "the ingest baseline program failed; see its output above",
