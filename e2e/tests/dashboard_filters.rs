@@ -257,11 +257,7 @@ fn dashboard_filters_follow_value_links_and_chips_and_equal_the_apis_filtered_ov
     browser.wait_for("#filters .chip");
     assert_eq!(filters_of(&browser.url()), ["country:DE"]);
 
-    let console = browser.console();
-    let blocked: Vec<&String> = console
-        .iter()
-        .filter(|m| m.contains("Content Security Policy"))
-        .collect();
+    let blocked = browser.blocked_by_policy();
     assert!(blocked.is_empty(), "{blocked:?}");
 
     // A share link keeps its token in the value links and the chips' links.

@@ -143,11 +143,7 @@ fn the_dashboard_funnel_table_is_the_apis_answer_per_user() {
         json!([]),
     );
     assert_eq!(fields, json!(["visit,signup,purchase", "1h"]));
-    let blocked: Vec<String> = browser
-        .console()
-        .into_iter()
-        .filter(|m| m.contains("Content Security Policy"))
-        .collect();
+    let blocked = browser.blocked_by_policy();
     assert!(blocked.is_empty(), "{blocked:?}");
     browser.screenshot("funnel-1280.png");
 

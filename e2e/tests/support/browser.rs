@@ -331,6 +331,15 @@ impl Browser {
         .unwrap_or_default()
     }
 
+    /// The console messages since the last call that report a load the page's
+    /// Content-Security-Policy blocked.
+    pub fn blocked_by_policy(&self) -> Vec<String> {
+        self.console()
+            .into_iter()
+            .filter(|m| m.contains("Content Security Policy"))
+            .collect()
+    }
+
     /// A Chrome DevTools command, through chromedriver.
     fn cdp(&self, cmd: &str, params: Value) -> Value {
         self.call(
