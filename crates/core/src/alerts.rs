@@ -389,6 +389,29 @@ impl Rule {
         value.to_string()
     }
 
+    /// A rule of `project` with only its id and a cooldown, enabled, for
+    /// [`RuleInput::apply`] to fill in: the fields every definition gives (name, metric,
+    /// comparator, threshold, window) hold placeholders.
+    fn unset(id: String, project: String, cooldown_minutes: u32) -> Rule {
+        Rule {
+            id,
+            project,
+            name: String::new(),
+            metric: Metric::ErrorRate,
+            filter: None,
+            comparator: Comparator::Above,
+            threshold: 0.0,
+            window_minutes: MIN_WINDOW_MINUTES,
+            min_volume: 0,
+            cooldown_minutes,
+            webhook: None,
+            pause_campaign: None,
+            enabled: true,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
     /// Reads a stored rule: its row's columns and [`Rule::definition`].
     ///
     /// # Errors
@@ -398,21 +421,10 @@ impl Rule {
         let input: RuleInput = serde_json::from_str(&stored.definition)
             .map_err(|e| Error::StoredRule(e.to_string()))?;
         let mut rule = Rule {
-            id: stored.id,
-            project: stored.project,
-            name: String::new(),
-            metric: Metric::ErrorRate,
-            filter: None,
-            comparator: Comparator::Above,
-            threshold: 0.0,
-            window_minutes: MIN_WINDOW_MINUTES,
-            min_volume: 0,
-            cooldown_minutes: 0,
-            webhook: None,
-            pause_campaign: None,
             enabled: stored.enabled,
             created_at: stored.created_at,
             updated_at: stored.updated_at,
+            ..Rule::unset(stored.id, stored.project, 0)
         };
         input
             .apply(&mut rule, stored.secret.as_deref())
@@ -573,21 +585,9 @@ impl RuleInput {
             return Err(invalid("rotate_secret is for changing a rule"));
         }
         let mut rule = Rule {
-            id: new_id(&fresh.id),
-            project: project.to_owned(),
-            name: String::new(),
-            metric: Metric::ErrorRate,
-            filter: None,
-            comparator: Comparator::Above,
-            threshold: 0.0,
-            window_minutes: MIN_WINDOW_MINUTES,
-            min_volume: 0,
-            cooldown_minutes: 60,
-            webhook: None,
-            pause_campaign: None,
-            enabled: true,
             created_at: now_ms,
             updated_at: now_ms,
+            ..Rule::unset(new_id(&fresh.id), project.to_owned(), 60)
         };
         let secret = new_secret(&fresh.secret);
         self.apply(&mut rule, Some(&secret))?;
