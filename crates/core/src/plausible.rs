@@ -648,6 +648,7 @@ mod tests {
         }
         for bad in [
             json!({"currency": "EURO", "amount": 1}),
+            json!({"currency": "ABC", "amount": 1}),
             json!({"currency": "EUR"}),
             json!({"amount": 1}),
             json!({"currency": "EUR", "amount": "1,5"}),

@@ -26,16 +26,42 @@ pub const MAX_AMOUNT: f64 = 1e12;
 /// The revenue of one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revenue {
-    /// Three ASCII letters, upper-case (an ISO 4217 code such as `EUR`).
+    /// An ISO 4217 code such as `EUR` ([`ISO_4217`]), upper-case.
     pub currency: String,
     /// The amount in thousandths of the currency's unit, rounded half away from zero.
     pub thousandths: u64,
 }
 
-/// The currency as stored: three ASCII letters, upper-cased; `None` for anything else.
+/// The ISO 4217 currency codes (list one, 2025, with `XCG`; not the testing code `XTS`
+/// or "no currency" `XXX`), and the codes withdrawn since 2020 (`CUC`, `HRK`, `SLL`,
+/// `ZWL`) that clients may still send, in order. A misspelt code would otherwise become
+/// a currency of its own in every revenue table, and its money would be lost from the
+/// one it meant.
+pub const ISO_4217: [&str; 181] = [
+    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT",
+    "BGN", "BHD", "BIF", "BMD", "BND", "BOB", "BOV", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD",
+    "CAD", "CDF", "CHE", "CHF", "CHW", "CLF", "CLP", "CNY", "COP", "COU", "CRC", "CUC", "CUP",
+    "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP",
+    "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL", "HRK", "HTG", "HUF", "IDR",
+    "ILS", "INR", "IQD", "IRR", "ISK", "JMD", "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW",
+    "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL", "LYD", "MAD", "MDL", "MGA",
+    "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK", "MXN", "MXV", "MYR", "MZN", "NAD",
+    "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "PYG",
+    "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE",
+    "SLL", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS", "TMT", "TND", "TOP",
+    "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "USN", "UYI", "UYU", "UYW", "UZS", "VED",
+    "VES", "VND", "VUV", "WST", "XAF", "XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XCD", "XCG",
+    "XDR", "XOF", "XPD", "XPF", "XPT", "XSU", "XUA", "YER", "ZAR", "ZMW", "ZWG", "ZWL",
+];
+
+/// The currency as stored: an ISO 4217 code ([`ISO_4217`]), upper-cased; `None` for
+/// anything else.
 pub fn currency(text: &str) -> Option<String> {
-    (text.len() == 3 && text.bytes().all(|b| b.is_ascii_alphabetic()))
-        .then(|| text.to_ascii_uppercase())
+    let code = text.to_ascii_uppercase();
+    ISO_4217
+        .binary_search(&code.as_str())
+        .is_ok()
+        .then_some(code)
 }
 
 /// An amount's thousandths, if it is a finite number from 0 to [`MAX_AMOUNT`]. Exact for
@@ -47,7 +73,7 @@ pub fn thousandths(amount: f64) -> Option<u64> {
 }
 
 /// The revenue `metadata.revenue` holds, if it has the normalized shape: an object with
-/// a currency of three letters and a number `amount` that [`thousandths`] takes.
+/// an ISO 4217 currency and a number `amount` that [`thousandths`] takes.
 pub fn of(metadata: Option<&Map<String, Value>>) -> Option<Revenue> {
     let revenue = metadata?.get("revenue")?.as_object()?;
     let currency = currency(revenue.get("currency")?.as_str()?)?;
@@ -208,6 +234,9 @@ mod tests {
             json!({"revenue": 12}),
             json!({"revenue": {"currency": "EURO", "amount": 1}}),
             json!({"revenue": {"currency": "E1R", "amount": 1}}),
+            json!({"revenue": {"currency": "ABC", "amount": 1}}),
+            json!({"revenue": {"currency": "XTS", "amount": 1}}),
+            json!({"revenue": {"currency": "ÉUR", "amount": 1}}),
             json!({"revenue": {"currency": "EUR", "amount": "1"}}),
             json!({"revenue": {"currency": "EUR", "amount": -1}}),
             json!({"revenue": {"currency": "EUR", "amount": 1e12 + 1.0}}),
@@ -273,5 +302,24 @@ mod tests {
             serde_json::to_string(&amount(999_999_999_999_999)).unwrap(),
             "999999999999.999"
         );
+    }
+
+    #[test]
+    fn the_code_list_is_sorted_three_capital_letters() {
+        assert!(
+            ISO_4217.windows(2).all(|w| w[0] < w[1]),
+            "sorted, no repeats"
+        );
+        assert!(
+            ISO_4217
+                .iter()
+                .all(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()))
+        );
+        for code in ["EUR", "usd", "Jpy", "CLF", "XCG", "ZWG"] {
+            assert_eq!(currency(code), Some(code.to_ascii_uppercase()), "{code}");
+        }
+        for code in ["", "EU", "EURO", "ABC", "XTS", "XXX", "eur ", "\u{0130}RR"] {
+            assert_eq!(currency(code), None, "{code:?}");
+        }
     }
 }
