@@ -34,6 +34,7 @@ pub mod digests;
 pub mod erasure;
 pub mod exec;
 pub mod filtered;
+pub mod funnels;
 pub mod memory;
 pub mod pipeline;
 pub mod read;
@@ -608,19 +609,22 @@ pub trait QueryStore {
     async fn error_messages(&self, project: &str) -> Result<BTreeMap<String, ErrorMessage>, Error>;
 
     /// Up to `limit` raw events of `project` in `[from_ms, to_ms)` that have a user and
-    /// the name `name`, ordered by time and id, after the `(timestamp, event_id)` cursor
-    /// when given; users and ids as stored hex. Reads only events of that name (one
-    /// index search), so its cost does not grow with the project's other events.
+    /// the name `name` and meet every one of `filters`, ordered by time and id, after the
+    /// `(timestamp, event_id)` cursor when given; users and ids as stored hex. Reads only
+    /// events of that name (one index search), so its cost does not grow with the
+    /// project's other events; with filters it reads each one's row too.
     ///
     /// # Errors
     ///
     /// [`Error::Database`] when the read fails.
+    #[allow(clippy::too_many_arguments)] // One page's question; a struct would only rename it.
     async fn funnel_hits(
         &self,
         project: &str,
         from_ms: i64,
         to_ms: i64,
         name: &str,
+        filters: &Filters,
         after: Option<(i64, &str)>,
         limit: u32,
     ) -> Result<Vec<Hit>, Error>;
