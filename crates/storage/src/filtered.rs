@@ -521,7 +521,7 @@ pub fn first_last(rows: &Rows, dimension: Dimension) -> BTreeMap<String, (i64, i
     out
 }
 
-/// What [`realtime`] gives.
+/// What [`realtime()`] gives.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FilteredRealtime {
     View {

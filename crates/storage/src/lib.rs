@@ -11,6 +11,9 @@
 //!   period from raw events, retention.
 //! - [`QueryStore`] holds the query API's other reads: the last message of each error
 //!   class and the raw events of funnels.
+//! - [`filtered`] is the one access-path rule of reads under report filters (rollups,
+//!   raw events within a row budget, a sample of users past it); [`funnels`], the
+//!   filtered half of [`sessions`] and [`filtered::realtime()`] read through it too.
 //! - [`Cache`] and [`EventQueue`] are the KV cache and the `events` queue.
 //! - [`exec::Executor`] is the seam under every SQL-backed trait: run a statement with
 //!   bound values and decode its rows by column name, run a batch atomically. Each

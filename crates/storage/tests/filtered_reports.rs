@@ -252,6 +252,11 @@ fn a_funnel_past_100000_step_events_is_answered_from_a_sample_within_the_budget(
     );
     let queries: u64 = counting.queries.borrow().values().sum();
     assert!(queries < 300, "{queries} queries");
+    eprintln!(
+        "sampled funnel of 130,000 step events: {events_read} events read, {} rows as D1 \
+         counts them, {queries} queries",
+        counting.sample_rows()
+    );
     let sample: Vec<Event> = events
         .iter()
         .filter(|e| in_sample(e, 128))
@@ -265,6 +270,7 @@ fn a_funnel_past_100000_step_events_is_answered_from_a_sample_within_the_budget(
     assert_eq!(users, want);
     // And it estimates the whole within a few percent.
     let exact = funnel_users(&events, range, &Filters::none(), &steps, window);
+    eprintln!("users per step: sampled {users:?}, exact {exact:?}");
     for (estimate, exact) in users.iter().zip(&exact) {
         let error = *estimate as f64 / *exact as f64 - 1.0;
         assert!(error.abs() < 0.05, "{users:?} against {exact:?}");
