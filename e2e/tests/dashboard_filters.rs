@@ -361,14 +361,7 @@ fn a_sampled_dashboard_says_so_with_the_apis_rate_and_numbers() {
     assert!(note < html.find(r#"class="cards""#).unwrap());
     for (id, field) in [("events", "events"), ("users", "unique_users")] {
         let value = api[field].as_u64().unwrap();
-        let grouped = value
-            .to_string()
-            .as_bytes()
-            .rchunks(3)
-            .rev()
-            .map(|c| std::str::from_utf8(c).unwrap())
-            .collect::<Vec<_>>()
-            .join(",");
+        let grouped = grouped(value);
         let card = &html[html
             .find(&format!(r#"<div class="card" id="{id}">"#))
             .unwrap()..];
@@ -379,4 +372,77 @@ fn a_sampled_dashboard_says_so_with_the_apis_rate_and_numbers() {
             "{id} is the API's {value}"
         );
     }
+
+    // The funnel section follows the filters as the API's `/funnels` does, sampled
+    // alike (every event is a step here, more than the budget reads).
+    let steps = "steps=request,request&window=1h";
+    let funnel = request(
+        "GET",
+        &format!(
+            "{}/v1/projects/{}/funnels?days=7&{steps}&filter=country%21%3DFR",
+            url("query"),
+            p.slug
+        ),
+        &[("authorization", &p.read_auth())],
+        None,
+    );
+    assert_eq!(funnel.status, 200, "{}", funnel.json);
+    assert_eq!(funnel.json["served_by"], "sampled", "{}", funnel.json);
+    let page = request(
+        "GET",
+        &format!(
+            "{}/dashboard/{}?days=7&{steps}&filter=country%21%3DFR",
+            url("query"),
+            p.slug
+        ),
+        &[("authorization", &p.read_auth())],
+        None,
+    );
+    assert_eq!(page.status, 200);
+    let html = page.json.as_str().expect("an HTML page");
+    let section = &html[html.find(r#"id="funnel""#).unwrap()..];
+    assert!(section.contains(r#"id="funnel-filtered""#));
+    assert!(section.contains(r#"id="funnel-sampled""#), "{section}");
+    let table = &section[section.find(r#"<table id="funnel-steps">"#).unwrap()..];
+    for step in funnel.json["steps"].as_array().unwrap() {
+        let users = grouped(step["users"].as_u64().unwrap());
+        assert!(
+            table.contains(&format!("<td>{users}</td>")),
+            "{users} in {table}"
+        );
+    }
+    // The realtime link carries the filters, and the realtime page follows them.
+    assert!(html.contains(&format!(
+        r#"<a id="realtime-link" href="/dashboard/{}/realtime?filter=country%21%3DFR">"#,
+        p.slug
+    )));
+    let live = request(
+        "GET",
+        &format!(
+            "{}/dashboard/{}/realtime?filter=country%21%3DFR",
+            url("query"),
+            p.slug
+        ),
+        &[("authorization", &p.read_auth())],
+        None,
+    );
+    assert_eq!(live.status, 200);
+    let html = live.json.as_str().expect("an HTML page");
+    assert!(
+        html.contains(r#"id="rt-filters" data-served-by="raw""#),
+        "{html}"
+    );
+    assert!(html.contains("Filtered by country!=FR"));
+}
+
+/// A count as the dashboard groups it: `1,234`.
+fn grouped(value: u64) -> String {
+    value
+        .to_string()
+        .as_bytes()
+        .rchunks(3)
+        .rev()
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(",")
 }

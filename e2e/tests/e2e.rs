@@ -12,6 +12,7 @@ mod dashboard;
 mod dashboard_filters;
 mod digest;
 mod erasure;
+mod filtered_reports;
 mod filters;
 mod front;
 mod funnel;

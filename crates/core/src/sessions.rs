@@ -123,6 +123,42 @@ pub fn stats(
     out
 }
 
+/// [`stats`] of the sessions that hold an event meeting a report's filters: `sessions`
+/// paired as [`stats`] requires, `hits` the `(user, timestamp)` of every event that meets
+/// them (in any order). A session holds the events of its user from its start to its
+/// stop, both included (so its own start and stop count); a kept session is counted
+/// whole (its duration, whatever its other events).
+pub fn stats_of_sessions_with(
+    sessions: &[Session],
+    hits: Vec<(String, i64)>,
+    interval: Interval,
+    from_ms: i64,
+    to_ms: i64,
+) -> BTreeMap<i64, Stats> {
+    let mut by_user: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for (user, timestamp) in hits {
+        by_user.entry(user).or_default().push(timestamp);
+    }
+    for times in by_user.values_mut() {
+        times.sort_unstable();
+    }
+    let holds_a_hit = |user: &str, start: i64, stop: i64| {
+        by_user.get(user).is_some_and(|times| {
+            let first = times.partition_point(|&t| t < start);
+            times.get(first).is_some_and(|&t| t <= stop)
+        })
+    };
+    let kept: Vec<Session> = sessions
+        .iter()
+        .filter(|s| match s {
+            Session::Closed { user, start, stop } => holds_a_hit(user, *start, *stop),
+            _ => false,
+        })
+        .cloned()
+        .collect();
+    stats(&kept, interval, from_ms, to_ms)
+}
+
 /// The order marks stream in for [`Pairing`]: by time; at one instant starts before
 /// stops (as [`pair`] orders them), then by event id. Per user this is [`pair`]'s order.
 pub fn stream_order(mark: &Mark) -> (i64, bool, &str) {
@@ -245,6 +281,40 @@ mod tests {
             start,
             stop,
         }
+    }
+
+    #[test]
+    fn a_session_is_kept_when_one_of_its_events_meets_the_filters_and_counted_whole() {
+        let marks = vec![
+            mark("a", 10, true),
+            mark("a", 20, false),
+            mark("a", 30, true),
+            mark("a", 45, false),
+            mark("b", 10, true),
+            mark("b", 50, false),
+            // Never stopped: never counted, whatever its events.
+            mark("c", 10, true),
+        ];
+        let sessions = pair(marks);
+        let check = |hits: &[(&str, i64)], expected: (u64, i64)| {
+            let owned = hits.iter().map(|(u, t)| ((*u).to_owned(), *t)).collect();
+            let got = stats_of_sessions_with(&sessions, owned, Interval::Day, 0, 100);
+            let got = got.get(&0).copied().unwrap_or_default();
+            assert_eq!((got.sessions, got.total_ms), expected, "{hits:?}");
+        };
+        check(&[], (0, 0));
+        // The start and the stop are the session's own events, both ends included.
+        check(&[("a", 10)], (1, 10));
+        check(&[("a", 20)], (1, 10));
+        check(&[("a", 25)], (0, 0));
+        check(&[("a", 31), ("b", 49), ("c", 11)], (2, 55));
+        // One session counts once, however many of its events meet the filters.
+        check(
+            &[("b", 10), ("b", 20), ("b", 50), ("a", 44), ("a", 12)],
+            (3, 65),
+        );
+        // Another user's event keeps nothing.
+        check(&[("x", 15)], (0, 0));
     }
 
     #[test]

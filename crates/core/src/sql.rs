@@ -43,6 +43,12 @@ JOIN projects AS p ON p.slug = e.value ->> '$.project'
 WHERE e.value ->> '$.user' IS NOT NULL
   AND (e.value ->> '$.name') IN (p.session_start, p.session_stop)";
 
+/// The event names that open and close a project's (`?1`) sessions: what the consumer
+/// stores as marks ([`INSERT_SESSION_EVENTS`]), and what a filtered sessions read takes
+/// as marks among raw events.
+pub const SESSION_NAMES: &str = "\
+SELECT session_start AS start, session_stop AS stop FROM projects WHERE slug = ?1";
+
 /// Marks the session days that the session marks among new events (`?1`, as in
 /// [`INSERT_SESSION_EVENTS`]) may change: a mark's day and the day before it, since a
 /// session lasts at most a day (`sessions::MAX_SESSION_MS`).
@@ -1074,5 +1080,31 @@ WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
   AND timestamp >= max(?3, ?5) AND timestamp < ?4
   AND (timestamp, event_id) > (?5, unhex(?6))
 ORDER BY timestamp, event_id
+LIMIT ?7"
+);
+
+/// [`FUNNEL_HITS`] of the events that meet every filter of ten slots (`?8`–`?37`, as
+/// in [`FILTERED_EVENTS`]): a filtered funnel's exact read. The same search of
+/// `raw_events_by_name`, in the same order with no sort; each entry's table row is read
+/// to evaluate the filters, so it reads two rows per event of the name instead of one.
+pub const FILTERED_FUNNEL_HITS: &str = concat!(
+    "SELECT lower(hex(user)) AS user, timestamp, lower(hex(event_id)) AS event_id, name
+FROM raw_events INDEXED BY raw_events_by_name
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND name = ?6
+  AND timestamp >= max(?2, ?4) AND timestamp < ?3
+  AND (timestamp, event_id) > (?4, unhex(?5))
+  AND user IS NOT NULL",
+    filter_slot!("?8", "?9", "?10"),
+    filter_slot!("?11", "?12", "?13"),
+    filter_slot!("?14", "?15", "?16"),
+    filter_slot!("?17", "?18", "?19"),
+    filter_slot!("?20", "?21", "?22"),
+    filter_slot!("?23", "?24", "?25"),
+    filter_slot!("?26", "?27", "?28"),
+    filter_slot!("?29", "?30", "?31"),
+    filter_slot!("?32", "?33", "?34"),
+    filter_slot!("?35", "?36", "?37"),
+    "
+ORDER BY raw_events.timestamp, raw_events.event_id
 LIMIT ?7"
 );

@@ -23,10 +23,11 @@
 //!    `256 / k` here; unique counts are scaled by the caller with [`Filtered::scale`]
 //!    (users exactly, since users are sampled whole; instances approximately).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tally_core::Event;
 use tally_core::filter::{self, Filters, Part, RollupRead, SAMPLE_BUCKETS, Select};
+use tally_core::realtime::{self, Realtime, Visitors, Window};
 use tally_core::rollup::{self, Dimension, Key, Period, Rollup};
 use tally_core::time::Interval;
 
@@ -174,126 +175,30 @@ pub async fn read<S: RollupStore + FilteredReads + QueryStore>(
     if from_ms >= to_ms {
         return Ok(Read::PastRetention);
     }
-    let events: u64 = covering_rows(store, project, from_ms, to_ms, Some(Dimension::All), false)
-        .await?
-        .iter()
-        .map(|(_, _, r)| r.count)
-        .sum();
-    let mut fold = Fold {
+    let fold = || Fold {
         project,
         wanted,
         bucket,
         from_ms,
         rows: BTreeMap::new(),
     };
-    let pages = events / u64::from(PAGE) + 1;
-    let exact_rows = events.saturating_mul(ROWS_PER_EVENT) + pages * ROWS_PER_QUERY;
-    if exact_rows <= limits.row_budget {
-        let mut after: Option<(i64, String)> = None;
-        loop {
-            let cursor = after.as_ref().map(|(t, id)| (*t, id.as_str()));
-            let page = store
-                .filtered_events(project, from_ms, to_ms, filters, cursor, PAGE)
-                .await?;
-            for event in &page {
-                fold.add(event);
-            }
-            match page.last() {
-                Some(last) if page.len() == PAGE as usize => {
-                    after = Some((last.timestamp, last.event_id.clone()));
-                }
-                _ => break,
-            }
-        }
-        return Ok(Read::Rows(Filtered {
-            rows: fold.rows(),
-            path: Path::Raw,
-            from_ms,
-            to_ms,
-            scale: 1,
-            // It scanned the range's events, which the rollups counted: at most these
-            // (fewer when some were purged or rolled up from elsewhere).
-            events_read: events,
-        }));
-    }
-    sampled(
+    let scanned = scan(
         store,
         project,
         (from_ms, to_ms),
         filters,
+        limits.row_budget,
         fold,
-        events,
-        limits,
+        Fold::add,
     )
-    .await
-}
-
-/// The sampled path: see the module doc.
-async fn sampled<S: QueryStore>(
-    store: &S,
-    project: &str,
-    (from_ms, to_ms): (i64, i64),
-    filters: &Filters,
-    fold: Fold<'_>,
-    events: u64,
-    limits: Limits,
-) -> Result<Read, Error> {
-    let budget = limits.row_budget;
-    // The most buckets whose expected rows fit in 90% of the budget: the rest is room
-    // for users with more events than the average.
-    let expected = |buckets: u32| {
-        let events = events.saturating_mul(u64::from(buckets)) / u64::from(SAMPLE_BUCKETS);
-        events * ROWS_PER_EVENT + u64::from(buckets) * ROWS_PER_QUERY
+    .await?;
+    let scanned = match scanned {
+        Scan::Events(scanned) => scanned,
+        Scan::OverBudget { events } => return Ok(Read::OverBudget { events }),
     };
-    let mut buckets = SAMPLE_BUCKETS / 2;
-    while buckets > 1 && expected(buckets) > budget / 10 * 9 {
-        buckets /= 2;
-    }
-    // One fold per group of buckets whose size is a power of two: {0}, {1}, {2, 3},
-    // {4..7}, ...; dropping the groups from one on leaves a power of two of buckets.
-    let mut groups: Vec<Fold<'_>> = (0..=buckets.trailing_zeros())
-        .map(|_| Fold {
-            rows: BTreeMap::new(),
-            ..fold
-        })
-        .collect();
-    // Events read, and rows as D1 counts them.
-    let (mut read, mut spent) = (0u64, 0u64);
-    let mut whole = buckets;
-    'buckets: for bucket in 0..buckets {
-        let group = (u32::BITS - bucket.leading_zeros()) as usize;
-        let bucket = u8::try_from(bucket).unwrap_or(u8::MAX);
-        let mut after: Option<(i64, String)> = None;
-        loop {
-            let left = budget.saturating_sub(spent + ROWS_PER_QUERY) / ROWS_PER_EVENT;
-            let limit = u32::try_from(left.min(u64::from(PAGE))).unwrap_or(PAGE);
-            if limit == 0 {
-                whole = if group == 0 { 0 } else { 1 << (group - 1) };
-                break 'buckets;
-            }
-            let cursor = after.as_ref().map(|(t, id)| (*t, id.as_str()));
-            let page = store
-                .sample_events(project, bucket, from_ms, to_ms, cursor, limit)
-                .await?;
-            read += page.len() as u64;
-            spent += ROWS_PER_QUERY + page.len() as u64 * ROWS_PER_EVENT;
-            for event in page.iter().filter(|e| filters.matches(e)) {
-                groups[group].add(event);
-            }
-            match page.last() {
-                Some(last) if page.len() == limit as usize => {
-                    after = Some((last.timestamp, last.event_id.clone()));
-                }
-                _ => break,
-            }
-        }
-    }
-    if whole == 0 {
-        return Ok(Read::OverBudget { events });
-    }
-    let scale = u64::from(SAMPLE_BUCKETS / whole);
+    let scale = scanned.scale();
     let mut rows: BTreeMap<Key, Rollup> = BTreeMap::new();
-    for group in groups.into_iter().take(whole.trailing_zeros() as usize + 1) {
+    for group in scanned.groups {
         for (key, row) in group.rows {
             rows.entry(key).or_default().merge(&row);
         }
@@ -311,10 +216,182 @@ async fn sampled<S: QueryStore>(
         .collect();
     Ok(Read::Rows(Filtered {
         rows,
-        path: Path::Sampled { buckets: whole },
+        path: scanned.path,
         from_ms,
         to_ms,
         scale,
+        events_read: scanned.events_read,
+    }))
+}
+
+/// The events of a [`scan`], folded by the caller into groups: one group on the raw
+/// path, one per power-of-two group of sample buckets read whole on the sampled path
+/// (`{0}`, `{1}`, `{2, 3}`, `{4..7}`, …: together the first [`Path::Sampled`] buckets).
+#[derive(Debug)]
+pub struct Scanned<G> {
+    pub groups: Vec<G>,
+    pub path: Path,
+    /// The raw events read (scanned): on the raw path the range's events as the
+    /// rollups counted them (which bound the scan), on the sampled path exactly those read.
+    pub events_read: u64,
+}
+
+impl<G> Scanned<G> {
+    /// What each event of the groups stands for: 1, or `256 / k` from a sample of `k`
+    /// buckets.
+    pub fn scale(&self) -> u64 {
+        match self.path {
+            Path::Sampled { buckets } => u64::from(SAMPLE_BUCKETS / buckets),
+            _ => 1,
+        }
+    }
+}
+
+/// What a [`scan`] gives.
+#[derive(Debug)]
+pub enum Scan<G> {
+    Events(Scanned<G>),
+    /// Even one sample bucket of the range holds more events than the budget.
+    OverBudget {
+        events: u64,
+    },
+}
+
+/// The raw events of `project` in `[from_ms, to_ms)` that meet `filters`, each handed to
+/// `add` with its group (see [`Scanned`]), within `row_budget` rows as D1 counts them:
+/// the range's events, which the `all` rollup rows count beforehand, read through the
+/// time index with the filters in SQL when they fit the budget (the raw path, exact);
+/// past it, a sample of users a bucket at a time ([`Path::Sampled`], see the module
+/// doc), the filters applied here. The one raw-event read of every filtered report,
+/// funnels, sessions and the realtime view included, so they sample the same users.
+///
+/// Memory: `add` sees at most `row_budget / ROWS_PER_EVENT` events; what a group keeps
+/// of them is the caller's.
+///
+/// # Errors
+///
+/// The store's error.
+pub async fn scan<S, G>(
+    store: &S,
+    project: &str,
+    (from_ms, to_ms): (i64, i64),
+    filters: &Filters,
+    row_budget: u64,
+    group: impl Fn() -> G,
+    mut add: impl FnMut(&mut G, &Event),
+) -> Result<Scan<G>, Error>
+where
+    S: RollupStore + QueryStore,
+{
+    let events: u64 = covering_rows(store, project, from_ms, to_ms, Some(Dimension::All), false)
+        .await?
+        .iter()
+        .map(|(_, _, r)| r.count)
+        .sum();
+    let pages = events / u64::from(PAGE) + 1;
+    let exact_rows = events.saturating_mul(ROWS_PER_EVENT) + pages * ROWS_PER_QUERY;
+    if exact_rows > row_budget {
+        return sampled(
+            store,
+            project,
+            (from_ms, to_ms),
+            filters,
+            events,
+            row_budget,
+            group,
+            add,
+        )
+        .await;
+    }
+    let mut one = group();
+    let mut after: Option<(i64, String)> = None;
+    loop {
+        let cursor = after.as_ref().map(|(t, id)| (*t, id.as_str()));
+        let page = store
+            .filtered_events(project, from_ms, to_ms, filters, cursor, PAGE)
+            .await?;
+        for event in &page {
+            add(&mut one, event);
+        }
+        match page.last() {
+            Some(last) if page.len() == PAGE as usize => {
+                after = Some((last.timestamp, last.event_id.clone()));
+            }
+            _ => break,
+        }
+    }
+    Ok(Scan::Events(Scanned {
+        groups: vec![one],
+        path: Path::Raw,
+        // It scanned the range's events, which the rollups counted: at most these
+        // (fewer when some were purged or rolled up from elsewhere).
+        events_read: events,
+    }))
+}
+
+/// The sampled path: see the module doc.
+#[allow(clippy::too_many_arguments)] // `scan`'s question, passed on whole.
+async fn sampled<S: QueryStore, G>(
+    store: &S,
+    project: &str,
+    (from_ms, to_ms): (i64, i64),
+    filters: &Filters,
+    events: u64,
+    budget: u64,
+    group: impl Fn() -> G,
+    mut add: impl FnMut(&mut G, &Event),
+) -> Result<Scan<G>, Error> {
+    // The most buckets whose expected rows fit in 90% of the budget: the rest is room
+    // for users with more events than the average.
+    let expected = |buckets: u32| {
+        let events = events.saturating_mul(u64::from(buckets)) / u64::from(SAMPLE_BUCKETS);
+        events * ROWS_PER_EVENT + u64::from(buckets) * ROWS_PER_QUERY
+    };
+    let mut buckets = SAMPLE_BUCKETS / 2;
+    while buckets > 1 && expected(buckets) > budget / 10 * 9 {
+        buckets /= 2;
+    }
+    // One group per group of buckets whose size is a power of two: {0}, {1}, {2, 3},
+    // {4..7}, ...; dropping the groups from one on leaves a power of two of buckets.
+    let mut groups: Vec<G> = (0..=buckets.trailing_zeros()).map(|_| group()).collect();
+    // Events read, and rows as D1 counts them.
+    let (mut read, mut spent) = (0u64, 0u64);
+    let mut whole = buckets;
+    'buckets: for bucket in 0..buckets {
+        let index = (u32::BITS - bucket.leading_zeros()) as usize;
+        let bucket = u8::try_from(bucket).unwrap_or(u8::MAX);
+        let mut after: Option<(i64, String)> = None;
+        loop {
+            let left = budget.saturating_sub(spent + ROWS_PER_QUERY) / ROWS_PER_EVENT;
+            let limit = u32::try_from(left.min(u64::from(PAGE))).unwrap_or(PAGE);
+            if limit == 0 {
+                whole = if index == 0 { 0 } else { 1 << (index - 1) };
+                break 'buckets;
+            }
+            let cursor = after.as_ref().map(|(t, id)| (*t, id.as_str()));
+            let page = store
+                .sample_events(project, bucket, from_ms, to_ms, cursor, limit)
+                .await?;
+            read += page.len() as u64;
+            spent += ROWS_PER_QUERY + page.len() as u64 * ROWS_PER_EVENT;
+            for event in page.iter().filter(|e| filters.matches(e)) {
+                add(&mut groups[index], event);
+            }
+            match page.last() {
+                Some(last) if page.len() == limit as usize => {
+                    after = Some((last.timestamp, last.event_id.clone()));
+                }
+                _ => break,
+            }
+        }
+    }
+    if whole == 0 {
+        return Ok(Scan::OverBudget { events });
+    }
+    groups.truncate(whole.trailing_zeros() as usize + 1);
+    Ok(Scan::Events(Scanned {
+        groups,
+        path: Path::Sampled { buckets: whole },
         events_read: read,
     }))
 }
@@ -346,13 +423,6 @@ impl Fold<'_> {
                 self.rows.entry(key).or_default().add(dimension, event);
             }
         }
-    }
-
-    fn rows(self) -> Rows {
-        self.rows
-            .into_iter()
-            .map(|(key, row)| (Period::Hour, key, row))
-            .collect()
     }
 }
 
@@ -449,4 +519,117 @@ pub fn first_last(rows: &Rows, dimension: Dimension) -> BTreeMap<String, (i64, i
         }
     }
     out
+}
+
+/// What [`realtime()`] gives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FilteredRealtime {
+    View {
+        view: Realtime,
+        path: Path,
+    },
+    /// Even one sample bucket of the window holds more events than the budget.
+    OverBudget {
+        events: u64,
+    },
+}
+
+/// The realtime view of `project` over `window` under `filters` (not empty: without
+/// filters `read::realtime` answers from minute rows, which take none), from the raw
+/// events of its thirty minutes through [`scan`], within `row_budget` rows: exact when
+/// they fit (the window is small), else from a sample of users, counts scaled. Visitors
+/// are the distinct users of the matching events of the last five minutes, counted
+/// exactly among the events read (scaled when sampled), never truncated.
+///
+/// # Errors
+///
+/// The store's error.
+pub async fn realtime<S: RollupStore + QueryStore>(
+    store: &S,
+    project: &str,
+    window: Window,
+    filters: &Filters,
+    row_budget: u64,
+) -> Result<FilteredRealtime, Error> {
+    const SHOWN: [Dimension; 3] = [Dimension::All, Dimension::Route, Dimension::Source];
+    #[derive(Default)]
+    struct Group {
+        rows: BTreeMap<(Dimension, i64, String), Rollup>,
+        visitors: BTreeSet<String>,
+    }
+    let visitors_from = window.visitors_from();
+    let add = |group: &mut Group, event: &Event| {
+        let minute = Interval::Minute.floor(event.timestamp);
+        for dimension in SHOWN {
+            if let Some(value) = dimension.value_of(event) {
+                group
+                    .rows
+                    .entry((dimension, minute, value))
+                    .or_default()
+                    .add(dimension, event);
+            }
+        }
+        if event.timestamp >= visitors_from
+            && let Some(user) = &event.user
+        {
+            group.visitors.insert(user.clone());
+        }
+    };
+    // Future timestamps are clamped to their arrival, so none lies past `now_ms`; the
+    // bound past it only keeps an event of this very millisecond.
+    let range = (window.first_minute, window.now_ms + 1);
+    let scanned = match scan(
+        store,
+        project,
+        range,
+        filters,
+        row_budget,
+        Group::default,
+        add,
+    )
+    .await?
+    {
+        Scan::Events(scanned) => scanned,
+        Scan::OverBudget { events } => return Ok(FilteredRealtime::OverBudget { events }),
+    };
+    let scale = scanned.scale();
+    let mut rows: BTreeMap<(Dimension, i64, String), Rollup> = BTreeMap::new();
+    let mut visitors: BTreeSet<String> = BTreeSet::new();
+    for group in scanned.groups {
+        for (key, row) in group.rows {
+            rows.entry(key).or_default().merge(&row);
+        }
+        visitors.extend(group.visitors);
+    }
+    for row in rows.values_mut() {
+        row.count = row.count.saturating_mul(scale);
+        row.errors = row.errors.saturating_mul(scale);
+    }
+    let of = |wanted: Dimension| {
+        rows.iter()
+            .filter(move |((dimension, _, _), _)| *dimension == wanted)
+            .map(|((_, minute, value), row)| (*minute, value.as_str(), row))
+    };
+    let top = |dimension| {
+        realtime::top(
+            dimension,
+            of(dimension).map(|(_, value, row)| (value, row)),
+            realtime::TOP_VALUES,
+        )
+    };
+    let view = Realtime {
+        window,
+        minutes: realtime::minutes(&window, of(Dimension::All).map(|(m, _, row)| (m, row))),
+        visitors: Visitors {
+            count: (visitors.len() as u64).saturating_mul(scale),
+            events_read: scanned.events_read,
+            truncated: false,
+        },
+        routes: top(Dimension::Route),
+        sources: top(Dimension::Source),
+    };
+    Ok(FilteredRealtime::View {
+        view,
+        path: scanned.path,
+    })
 }

@@ -11,6 +11,9 @@
 //!   period from raw events, retention.
 //! - [`QueryStore`] holds the query API's other reads: the last message of each error
 //!   class and the raw events of funnels.
+//! - [`filtered`] is the one access-path rule of reads under report filters (rollups,
+//!   raw events within a row budget, a sample of users past it); [`funnels`], the
+//!   filtered half of [`sessions`] and [`filtered::realtime()`] read through it too.
 //! - [`Cache`] and [`EventQueue`] are the KV cache and the `events` queue.
 //! - [`exec::Executor`] is the seam under every SQL-backed trait: run a statement with
 //!   bound values and decode its rows by column name, run a batch atomically. Each
@@ -34,6 +37,7 @@ pub mod digests;
 pub mod erasure;
 pub mod exec;
 pub mod filtered;
+pub mod funnels;
 pub mod memory;
 pub mod pipeline;
 pub mod read;
@@ -608,19 +612,22 @@ pub trait QueryStore {
     async fn error_messages(&self, project: &str) -> Result<BTreeMap<String, ErrorMessage>, Error>;
 
     /// Up to `limit` raw events of `project` in `[from_ms, to_ms)` that have a user and
-    /// the name `name`, ordered by time and id, after the `(timestamp, event_id)` cursor
-    /// when given; users and ids as stored hex. Reads only events of that name (one
-    /// index search), so its cost does not grow with the project's other events.
+    /// the name `name` and meet every one of `filters`, ordered by time and id, after the
+    /// `(timestamp, event_id)` cursor when given; users and ids as stored hex. Reads only
+    /// events of that name (one index search), so its cost does not grow with the
+    /// project's other events; with filters it reads each one's row too.
     ///
     /// # Errors
     ///
     /// [`Error::Database`] when the read fails.
+    #[allow(clippy::too_many_arguments)] // One page's question; a struct would only rename it.
     async fn funnel_hits(
         &self,
         project: &str,
         from_ms: i64,
         to_ms: i64,
         name: &str,
+        filters: &Filters,
         after: Option<(i64, &str)>,
         limit: u32,
     ) -> Result<Vec<Hit>, Error>;

@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use tally_core::filter::Filters;
 use tally_core::funnel::{self, Hit};
 use tally_core::realtime::{self, Realtime, Window};
 use tally_core::rollup::{self, Dimension, Key, Period, Rollup};
@@ -366,6 +367,7 @@ pub async fn funnel_hits<S: QueryStore>(
                     from_ms,
                     to_ms,
                     name,
+                    &Filters::none(),
                     after.as_ref().map(|(t, id)| (*t, id.as_str())),
                     PAGE,
                 )

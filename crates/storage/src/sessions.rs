@@ -14,13 +14,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
-use tally_core::sessions::{MAX_SESSION_MS, Mark, Pairing, Stats};
+use tally_core::Event;
+use tally_core::filter::Filters;
+use tally_core::sessions::{MAX_SESSION_MS, Mark, Pairing, Stats, stats_of_sessions_with};
 use tally_core::sql;
 use tally_core::time::{DAY_MS, Interval};
 
 use crate::exec::Executor;
+use crate::filtered::{self, Path, Scan};
 use crate::read::stretches;
-use crate::{Error, EventStore, Write, Writer};
+use crate::{Error, EventStore, QueryStore, RollupStore, Write, Writer};
 
 /// A day's window reaches one day and [`MAX_SESSION_MS`] past its start: the consumer
 /// marks a mark's day and the one before ([`sql::MARK_SESSION_DAYS`]), which covers it
@@ -187,7 +190,7 @@ pub async fn session_stats<S: EventStore + Executor>(
         for row in stored {
             let paired_live = live.iter().any(|&(a, b)| (a..b).contains(&row.day));
             if !paired_live && row.sessions > 0 {
-                add(
+                add_stats(
                     &mut out,
                     interval.floor(row.day),
                     Stats {
@@ -200,10 +203,119 @@ pub async fn session_stats<S: EventStore + Executor>(
     }
     for (from, to) in live {
         for (bucket, stats) in pair_live(store, project, None, from, to, interval).await? {
-            add(&mut out, bucket, stats);
+            add_stats(&mut out, bucket, stats);
         }
     }
     Ok(out)
+}
+
+/// Sessions under report filters: what [`filtered_session_stats`] gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilteredSessions {
+    Counted {
+        /// Sessions per bucket, scaled by `256 / k` when sampled (their count and their
+        /// total duration, so averages are the sample's).
+        stats: BTreeMap<i64, Stats>,
+        path: Path,
+        events_read: u64,
+    },
+    /// Even one sample bucket of the marks' window holds more events than the budget.
+    OverBudget { events: u64 },
+}
+
+/// The sessions of `project` starting in `[from_ms, to_ms)` (within raw retention) that
+/// hold an event meeting every one of `filters`, counted whole, per `interval` bucket
+/// ([`tally_core::sessions::stats_of_sessions_with`]), within `row_budget` rows.
+///
+/// Read from raw events rather than marks and stored days: the events of
+/// `[from_ms, to_ms + MAX_SESSION_MS)` through [`filtered::scan`] — all of them when
+/// their rows fit the budget (exact), else every event of a sample of users (exact per
+/// user, since a user's sessions and events are all in their bucket; scaled). A raw
+/// event with a user named as the project's sessions start or stop is a mark, as the
+/// consumer stores marks (by the names the project has now: marks stored under names
+/// it used before are not read).
+///
+/// # Errors
+///
+/// The store's error.
+pub async fn filtered_session_stats<S: RollupStore + QueryStore + Executor>(
+    store: &S,
+    project: &str,
+    (from_ms, to_ms): (i64, i64),
+    interval: Interval,
+    filters: &Filters,
+    row_budget: u64,
+) -> Result<FilteredSessions, Error> {
+    #[derive(Deserialize)]
+    struct Names {
+        start: String,
+        stop: String,
+    }
+    let names: Vec<Names> = store
+        .query(sql::SESSION_NAMES, vec![project.into()])
+        .await?;
+    let Some(Names { start, stop }) = names.into_iter().next() else {
+        return Ok(FilteredSessions::Counted {
+            stats: BTreeMap::new(),
+            path: Path::Raw,
+            events_read: 0,
+        });
+    };
+    #[derive(Default)]
+    struct Group {
+        marks: Vec<Mark>,
+        hits: Vec<(String, i64)>,
+    }
+    let add = |group: &mut Group, event: &Event| {
+        let Some(user) = &event.user else { return };
+        if event.name == start || event.name == stop {
+            group.marks.push(Mark {
+                user: user.clone(),
+                timestamp: event.timestamp,
+                event_id: event.event_id.clone(),
+                is_start: event.name == start,
+            });
+        }
+        if filters.matches(event) {
+            group.hits.push((user.clone(), event.timestamp));
+        }
+    };
+    // Every event of the window: marks need not meet the filters.
+    let window = (from_ms, window_end(to_ms));
+    let scanned = filtered::scan(
+        store,
+        project,
+        window,
+        &Filters::none(),
+        row_budget,
+        Group::default,
+        add,
+    )
+    .await?;
+    let scanned = match scanned {
+        Scan::Events(scanned) => scanned,
+        Scan::OverBudget { events } => return Ok(FilteredSessions::OverBudget { events }),
+    };
+    let scale = scanned.scale();
+    let mut out: BTreeMap<i64, Stats> = BTreeMap::new();
+    for group in scanned.groups {
+        let sessions = tally_core::sessions::pair(group.marks);
+        let kept = stats_of_sessions_with(&sessions, group.hits, interval, from_ms, to_ms);
+        for (bucket, stats) in kept {
+            add_stats(&mut out, bucket, stats);
+        }
+    }
+    for stats in out.values_mut() {
+        stats.sessions = stats.sessions.saturating_mul(scale);
+        stats.total_ms = stats
+            .total_ms
+            .saturating_mul(i64::try_from(scale).unwrap_or(i64::MAX));
+    }
+    Ok(FilteredSessions::Counted {
+        stats: out,
+        path: scanned.path,
+        events_read: scanned.events_read,
+    })
 }
 
 /// [`session_stats`] of one user (`user_hash` as in [`EventStore::session_marks`]),
@@ -310,7 +422,7 @@ async fn pair_pages<S: EventStore>(
     }
 }
 
-fn add(out: &mut BTreeMap<i64, Stats>, bucket: i64, stats: Stats) {
+fn add_stats(out: &mut BTreeMap<i64, Stats>, bucket: i64, stats: Stats) {
     let sum = out.entry(bucket).or_default();
     sum.sessions += stats.sessions;
     sum.total_ms += stats.total_ms;

@@ -376,19 +376,25 @@ impl<S: Executor> QueryStore for S {
             .collect())
     }
 
+    #[allow(clippy::too_many_arguments)] // As the trait declares it.
     async fn funnel_hits(
         &self,
         project: &str,
         from_ms: i64,
         to_ms: i64,
         name: &str,
+        filters: &Filters,
         after: Option<(i64, &str)>,
         limit: u32,
     ) -> Result<Vec<Hit>, Error> {
         let (after_ts, after_id) = after.unwrap_or(crate::BEFORE_ALL);
         let mut values = range(project, from_ms, to_ms);
         values.extend([after_ts.into(), after_id.into(), name.into(), limit.into()]);
-        self.query(sql::FUNNEL_HITS, values).await
+        if filters.is_empty() {
+            return self.query(sql::FUNNEL_HITS, values).await;
+        }
+        values.extend(filter_slots(filters));
+        self.query(sql::FILTERED_FUNNEL_HITS, values).await
     }
 
     async fn recent_visitors(
@@ -426,17 +432,7 @@ impl<S: Executor> QueryStore for S {
         let (after_ts, after_id) = after.unwrap_or(crate::BEFORE_ALL);
         let mut values = range(project, from_ms, to_ms);
         values.extend([after_ts.into(), after_id.into(), limit.into()]);
-        let mut slots = filters.iter();
-        for _ in 0..filter::MAX_FILTERS {
-            match slots.next() {
-                Some(f) => values.extend([
-                    f.dimension.name().into(),
-                    f.op.name().into(),
-                    f.value.as_str().into(),
-                ]),
-                None => values.extend([Bound::Null, Bound::Null, Bound::Null]),
-            }
-        }
+        values.extend(filter_slots(filters));
         let raw: Vec<RawRow> = self.query(sql::FILTERED_EVENTS, values).await?;
         raw.into_iter().map(RawRow::into_event).collect()
     }
@@ -463,6 +459,25 @@ impl<S: Executor> QueryStore for S {
         let raw: Vec<RawRow> = self.query(sql::SAMPLE_EVENTS, values).await?;
         raw.into_iter().map(RawRow::into_event).collect()
     }
+}
+
+/// The values of the ten filter slots of `sql::FILTERED_EVENTS` and
+/// `sql::FILTERED_FUNNEL_HITS`: dimension, operator and value per filter, `NULL`s for
+/// the slots left over.
+fn filter_slots(filters: &Filters) -> Vec<Bound> {
+    let mut values = Vec::with_capacity(3 * filter::MAX_FILTERS);
+    let mut slots = filters.iter();
+    for _ in 0..filter::MAX_FILTERS {
+        match slots.next() {
+            Some(f) => values.extend([
+                f.dimension.name().into(),
+                f.op.name().into(),
+                f.value.as_str().into(),
+            ]),
+            None => values.extend([Bound::Null, Bound::Null, Bound::Null]),
+        }
+    }
+    values
 }
 
 /// A project's settings as `CREATE_PROJECT` (`with_created_at`) and `UPDATE_PROJECT`

@@ -6,20 +6,17 @@
 
 mod support;
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use serde::de::DeserializeOwned;
 use serde_json::json;
 use tally_core::Event;
 use tally_core::filter::{self, Filters, SAMPLE_BUCKETS};
 use tally_core::rollup::{Dimension, Period, Rollup};
 use tally_core::testing::SplitMix64 as Rng;
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
-use tally_storage::exec::{Bound, Executor, Statement};
 use tally_storage::filtered::{self, Bucket, Filtered, Limits, Path, Read};
 use tally_storage::sqlite::{SqliteStore, block_on};
-use tally_storage::{Error, pipeline, read};
+use tally_storage::{pipeline, read};
 
 /// 2025-01-10T00:00:00Z.
 const DAY0: i64 = 1_736_467_200_000;
@@ -305,54 +302,11 @@ fn a_value_folded_past_its_bound_is_answered_from_raw_events() {
     assert_eq!(f.path, Path::Rollups);
 }
 
-/// An executor that counts the rows each statement returned and how often it ran: for
-/// `SAMPLE_EVENTS`, which returns every row it reads (its plan is pinned below), the
-/// rows read.
-struct RowsReturned<'a> {
-    inner: &'a SqliteStore,
-    rows: RefCell<BTreeMap<&'static str, u64>>,
-    queries: RefCell<BTreeMap<&'static str, u64>>,
-}
-
-impl<'a> RowsReturned<'a> {
-    fn new(inner: &'a SqliteStore) -> Self {
-        Self {
-            inner,
-            rows: RefCell::new(BTreeMap::new()),
-            queries: RefCell::new(BTreeMap::new()),
-        }
-    }
-
-    /// The rows D1 would count for the sample's reads.
-    fn sample_rows(&self) -> u64 {
-        let sql = tally_core::sql::SAMPLE_EVENTS;
-        self.rows.borrow()[sql] * filtered::ROWS_PER_EVENT
-            + self.queries.borrow()[sql] * filtered::ROWS_PER_QUERY
-    }
-}
-
-impl Executor for RowsReturned<'_> {
-    async fn query<T: DeserializeOwned>(
-        &self,
-        sql: &'static str,
-        values: Vec<Bound>,
-    ) -> Result<Vec<T>, Error> {
-        let rows: Vec<T> = self.inner.query(sql, values).await?;
-        *self.rows.borrow_mut().entry(sql).or_default() += rows.len() as u64;
-        *self.queries.borrow_mut().entry(sql).or_default() += 1;
-        Ok(rows)
-    }
-
-    async fn batch(&self, groups: Vec<Vec<Statement>>) -> Result<Vec<u64>, Error> {
-        self.inner.batch(groups).await
-    }
-}
-
 #[test]
 fn a_sampled_read_reads_at_most_its_budget_and_equals_its_sample_scaled() {
     let events = workload("site", 60_000, 4_000, 2);
     let store = stored(&events);
-    let counted = RowsReturned::new(&store);
+    let counted = support::RowsReturned::new(&store);
     let budget = 9_000;
     let limits = Limits {
         row_budget: budget,
@@ -420,7 +374,7 @@ fn a_sampled_read_reads_at_most_its_budget_and_equals_its_sample_scaled() {
         row_budget: 700,
         raw_from_ms: 0,
     };
-    let counted = RowsReturned::new(&store);
+    let counted = support::RowsReturned::new(&store);
     let f = rows(&counted, "site", &filters, &wanted, Bucket::Whole, tight);
     let read = counted.rows.borrow()[tally_core::sql::SAMPLE_EVENTS];
     assert!(counted.sample_rows() <= 700, "{read}");
@@ -464,7 +418,7 @@ fn one_projects_filter_never_reads_another_projects_rows() {
         .collect();
     let store = stored(&ours);
     store_all(&store, &theirs);
-    let counted = RowsReturned::new(&store);
+    let counted = support::RowsReturned::new(&store);
     let filters = filters(&["route:/api/users", "country:US"]);
     for budget in [1_000_000, 1_000] {
         let limits = Limits {

@@ -112,6 +112,7 @@ fn paged(store: &SqliteStore, from: i64, to: i64, name: &str, limit: u32) -> Vec
             from,
             to,
             name,
+            &tally_core::filter::Filters::none(),
             after.as_ref().map(|(t, id)| (*t, id.as_str())),
             limit,
         ))

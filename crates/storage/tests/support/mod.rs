@@ -1,12 +1,20 @@
 //! What the storage tests share: reading SQLite's plan for a statement, events
 //! validated as ingest validates them, the session marks among events, the funnel hits
-//! of events and an alert rule's stored state.
+//! of events, an alert rule's stored state, and an executor that counts what each
+//! statement returned.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
 use tally_core::alerts::{Rule, State};
 use tally_core::funnel::Hit;
 use tally_core::sessions::Mark;
 use tally_core::{Context, Event, RawEvent, Settings, validate};
+use tally_storage::Error;
 use tally_storage::alerts::AlertStore;
+use tally_storage::exec::{Bound, Executor, Statement};
+use tally_storage::filtered;
 use tally_storage::sqlite::{SqliteStore, block_on};
 
 /// The steps of SQLite's plan for `sql` (`EXPLAIN QUERY PLAN`, every parameter NULL),
@@ -80,4 +88,49 @@ pub fn state(store: &SqliteStore, rule: &Rule) -> State {
         .unwrap()
         .status
         .state
+}
+
+/// An executor that counts the rows each statement returned and how often it ran: for
+/// `SAMPLE_EVENTS`, which returns every row it reads (its plan is pinned below), the
+/// rows read.
+#[allow(dead_code)] // Each test binary uses what it needs of this module.
+pub struct RowsReturned<'a> {
+    pub inner: &'a SqliteStore,
+    pub rows: RefCell<BTreeMap<&'static str, u64>>,
+    pub queries: RefCell<BTreeMap<&'static str, u64>>,
+}
+
+#[allow(dead_code)] // Each test binary uses what it needs of this module.
+impl<'a> RowsReturned<'a> {
+    pub fn new(inner: &'a SqliteStore) -> Self {
+        Self {
+            inner,
+            rows: RefCell::new(BTreeMap::new()),
+            queries: RefCell::new(BTreeMap::new()),
+        }
+    }
+
+    /// The rows D1 would count for the sample's reads.
+    pub fn sample_rows(&self) -> u64 {
+        let sql = tally_core::sql::SAMPLE_EVENTS;
+        self.rows.borrow()[sql] * filtered::ROWS_PER_EVENT
+            + self.queries.borrow()[sql] * filtered::ROWS_PER_QUERY
+    }
+}
+
+impl Executor for RowsReturned<'_> {
+    async fn query<T: DeserializeOwned>(
+        &self,
+        sql: &'static str,
+        values: Vec<Bound>,
+    ) -> Result<Vec<T>, Error> {
+        let rows: Vec<T> = self.inner.query(sql, values).await?;
+        *self.rows.borrow_mut().entry(sql).or_default() += rows.len() as u64;
+        *self.queries.borrow_mut().entry(sql).or_default() += 1;
+        Ok(rows)
+    }
+
+    async fn batch(&self, groups: Vec<Vec<Statement>>) -> Result<Vec<u64>, Error> {
+        self.inner.batch(groups).await
+    }
 }

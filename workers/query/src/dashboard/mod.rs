@@ -11,8 +11,10 @@
 //! JavaScript: the range picker and the funnel steps are GET forms.
 //!
 //! `GET /dashboard/{p}/realtime` ([`realtime`]) shows the last thirty minutes from
-//! minute rows (`tally_storage::read::realtime`), behind the same gate, and reloads
-//! itself with a `<meta http-equiv="refresh">`.
+//! minute rows (`tally_storage::read::realtime`), or under the page's filters from their
+//! raw events (`edge::filtered::realtime`, as the API's `/realtime`), behind the same
+//! gate, and reloads itself with a `<meta http-equiv="refresh">`. The funnel section
+//! follows the filters too (`tally_storage::funnels`, as the API's `/funnels`).
 
 pub mod alerts;
 pub mod gate;
@@ -27,15 +29,15 @@ use std::collections::BTreeMap;
 use tally_core::filter::Filters;
 use tally_core::funnel;
 use tally_core::range::{Limits, Query, Range};
-use tally_core::realtime::Window;
 use tally_core::rollup::Dimension;
 use tally_core::share;
 use tally_core::time::{DAY_MS, Interval};
 use tally_edge::ApiError;
 use tally_storage::access::AccessStore;
 use tally_storage::alerts::AlertStore;
+use tally_storage::d1::D1Store;
 use tally_storage::filtered::{Bucket, Filtered, Read};
-use tally_storage::{AdminStore, QueryStore, read};
+use tally_storage::{AdminStore, funnels, read};
 use worker::{Request, Response};
 
 use self::alerts::Alerts;
@@ -76,14 +78,17 @@ pub async fn handle(
 }
 
 /// The funnel of the steps asked for, counted as the API's `/funnels` counts it (one
-/// computation, `read::funnel`): over the range in whole hours, its start cut to raw
-/// retention, within the window asked for (a day by default). What keeps it from being
-/// counted is said in the section, and the rest of the page is shown.
-async fn funnel<S: QueryStore>(
-    store: &S,
+/// computation, `funnels::funnel`, under the page's filters and the row budget): over
+/// the range in whole hours, its start cut to raw retention, within the window asked
+/// for (a day by default). What keeps it from being counted is said in the section, and
+/// the rest of the page is shown.
+#[allow(clippy::too_many_arguments)] // The page's question; a struct would only rename it.
+async fn funnel(
+    env: &RequestEnv,
+    store: &D1Store,
     slug: &str,
-    steps: &str,
-    window: &str,
+    (steps, window): (&str, &str),
+    filters: &Filters,
     range: Range,
     retention_days: u32,
     now: i64,
@@ -110,19 +115,28 @@ async fn funnel<S: QueryStore>(
              {retention_days} days): pick a more recent range."
         )));
     };
-    let counted = read::funnel(store, slug, range.from_ms, range.to_ms, &steps, window_ms)
-        .await
-        .map_err(internal)?;
+    let budget = edge::filtered::row_budget(env);
+    let counted = funnels::funnel(
+        store,
+        slug,
+        range.from_ms,
+        range.to_ms,
+        &steps,
+        window_ms,
+        filters,
+        budget,
+    )
+    .await
+    .map_err(internal)?;
     Ok(match counted {
-        Some(steps) => Funnel::Counted {
+        funnels::Funnel::Counted { steps, path, .. } => Funnel::Counted {
             steps,
             from: range.from_ms,
             to: range.to_ms,
+            path,
         },
-        None => Funnel::Refused(format!(
-            "The range holds more than {} events of these steps, more than a funnel \
-             reads at once: pick a shorter range.",
-            funnel::MAX_HITS
+        funnels::Funnel::OverBudget { events } => Funnel::Refused(sentence(
+            &edge::filtered::over_budget(events, budget).message,
         )),
     })
 }
@@ -330,7 +344,17 @@ async fn get(
         }
         Read::PastRetention | Read::OverBudget { .. } => BTreeMap::new(),
     };
-    let funnel = funnel(&store, slug, &steps, &window, range, retention_days, now).await?;
+    let funnel = funnel(
+        env,
+        &store,
+        slug,
+        (&steps, &window),
+        &filters,
+        range,
+        retention_days,
+        now,
+    )
+    .await?;
     let report = Report::new(&Inputs {
         from,
         to,
@@ -398,10 +422,10 @@ async fn live(req: &Request, env: &RequestEnv, slug: &str) -> Result<Response, A
         Ok(access) => access,
         Err(denied) => return login_page(slug, Entry::Realtime, &denied),
     };
-    let view = read::realtime(&store, slug, Window::ending_at(now))
-        .await
-        .map_err(internal)?;
-    let mut response = html_response(&realtime::page(slug, &access, &view), 200)?;
+    // A refused filter is the page's error, as on the dashboard.
+    let filters = params.filters()?;
+    let (view, path) = edge::filtered::realtime(env, &store, slug, &filters, now).await?;
+    let mut response = html_response(&realtime::page(slug, &access, &view, &filters, path), 200)?;
     // Stale a minute later: no cache keeps it, the browser's included.
     response
         .headers_mut()

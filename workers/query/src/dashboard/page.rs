@@ -266,17 +266,22 @@ pub(super) fn header(out: &mut String, project: &str, access: &Access) {
     out.push_str("</div></header>");
 }
 
-/// A link to another page of the dashboard, keeping the share token of a share link
-/// (cookies and public access need nothing carried).
-pub(super) fn link_to(path: &str, access: &Access) -> String {
-    match access {
-        Access::Share { token, .. } => {
-            let query = worker::url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("share", token)
-                .finish();
-            format!("{path}?{query}")
-        }
-        _ => path.to_owned(),
+/// `path` for a viewer who got in by `access` (a share link keeps its token) under
+/// `filters`: the realtime view and the dashboard link to each other under the same
+/// filters.
+pub(super) fn link_with_filters(path: &str, access: &Access, filters: &Filters) -> String {
+    let mut query = worker::url::form_urlencoded::Serializer::new(String::new());
+    for f in filters {
+        query.append_pair("filter", &f.text());
+    }
+    if let Access::Share { token, .. } = access {
+        query.append_pair("share", token);
+    }
+    let query = query.finish();
+    if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{query}")
     }
 }
 
@@ -453,19 +458,15 @@ fn picker(out: &mut String, page: &Page<'_>) {
         escape(page.picked.to.as_deref().unwrap_or_default())
     );
     carry(out, page, false, true);
-    // The realtime view reads minute rows, which take no filter: its link says so.
+    // The realtime view follows the page's filters.
     let _ = write!(
         out,
-        r#"<button type="submit">Apply</button></form><a id="realtime-link" href="{}">Realtime: the last 30 minutes{}</a></div>"#,
-        escape(&link_to(
+        r#"<button type="submit">Apply</button></form><a id="realtime-link" href="{}">Realtime: the last 30 minutes</a></div>"#,
+        escape(&link_with_filters(
             &format!("/dashboard/{}/realtime", page.project),
-            page.access
-        )),
-        if page.filters.is_empty() {
-            ""
-        } else {
-            " (unfiltered)"
-        }
+            page.access,
+            page.filters
+        ))
     );
 }
 
@@ -1176,9 +1177,9 @@ fn funnel(out: &mut String, page: &Page<'_>, funnel: &Funnel) {
     );
     carry(out, page, true, false);
     out.push_str(r#"<button type="submit">Show</button></form>"#);
-    // The API's `/funnels` takes no filter; the page's funnel is its answer.
+    // The funnel follows the page's filters as the API's `/funnels` does.
     if !page.filters.is_empty() {
-        out.push_str(r#"<p class="note" id="funnel-unfiltered">The funnel counts every user's events of its steps: filters do not apply to it, as the API's <code>/funnels</code> takes none.</p>"#);
+        out.push_str(r#"<p class="note" id="funnel-filtered">Only events that meet every filter above count as steps.</p>"#);
     }
     let (steps, from, to) = match funnel {
         Funnel::Unasked => {
@@ -1193,7 +1194,22 @@ fn funnel(out: &mut String, page: &Page<'_>, funnel: &Funnel) {
             );
             return;
         }
-        Funnel::Counted { steps, from, to } => (steps, *from, *to),
+        Funnel::Counted {
+            steps,
+            from,
+            to,
+            path,
+        } => {
+            if let Path::Sampled { buckets } = path {
+                let all = filter::SAMPLE_BUCKETS;
+                let _ = write!(
+                    out,
+                    r#"<p class="note sampled" id="funnel-sampled">Sampled: users counted on {} of users (sample rate {buckets}/{all}, the same users every time) and scaled up: the range holds more step events than one read takes.</p>"#,
+                    escape(&percent(u64::from(*buckets), u64::from(all)))
+                );
+            }
+            (steps, *from, *to)
+        }
     };
     let window = if page.window.is_empty() {
         DEFAULT_WINDOW
@@ -1437,6 +1453,7 @@ mod tests {
             steps: conversions(&parse_steps("visit,signup,buy"), &[100, 25, 20]),
             from: day - 6 * DAY_MS,
             to: day + DAY_MS,
+            path: Path::Raw,
         };
         let report = report(&funnel);
         let picked = Picked {
@@ -1791,8 +1808,10 @@ mod tests {
         // Value links add to the active filters, in the grammar's canonical order; the
         // sections that take none say so.
         assert!(html.contains(r#"<a href="/dashboard/demo?days=7&amp;steps=a%2Cb&amp;filter=name%3Avisit&amp;filter=route%3A%3Cscript%3E%5C*&amp;filter=country%3ADE""#), "{html}");
-        assert!(html.contains("Realtime: the last 30 minutes (unfiltered)"));
-        assert!(html.contains(r#"id="funnel-unfiltered""#));
+        assert!(html.contains(
+            r#"<a id="realtime-link" href="/dashboard/demo/realtime?filter=route%3A%3Cscript%3E%5C*&amp;filter=country%3ADE">"#
+        ), "{html}");
+        assert!(html.contains(r#"id="funnel-filtered""#));
     }
 
     #[test]
@@ -1802,7 +1821,8 @@ mod tests {
         let html = page(&report, &Access::Public, &picked, "");
         assert!(!html.contains(r#"id="filters""#));
         assert!(!html.contains(r#"id="served-by""#));
-        assert!(!html.contains("(unfiltered)"));
+        assert!(html.contains(r#"<a id="realtime-link" href="/dashboard/demo/realtime">"#));
+        assert!(!html.contains(r#"id="funnel-filtered""#));
         assert!(html.contains(r#"<a href="/dashboard/demo?filter=name%3Asignup">signup</a>"#));
         assert!(html.contains(r#"<table id="route-table">"#));
     }

@@ -6,10 +6,12 @@
 
 use std::fmt::Write;
 
+use tally_core::filter::{self, Filter, Filters};
 use tally_core::realtime::{MINUTES, Realtime, TopValue, VISITOR_WINDOW_MS};
 use tally_core::time::MINUTE_MS;
+use tally_storage::filtered::Path;
 
-use super::page::{Access, head_refreshing, header, link_to};
+use super::page::{Access, head_refreshing, header, link_with_filters};
 use super::svg::{self, Bucket};
 use crate::edge::html::{compact, escape, int, millis};
 
@@ -29,8 +31,15 @@ fn clock(ms: i64) -> String {
     format!("{}:{second:02}", hour_minute(ms))
 }
 
-/// The realtime page of `project` for a viewer who got in by `access`.
-pub fn page(project: &str, access: &Access, view: &Realtime) -> String {
+/// The realtime page of `project` for a viewer who got in by `access`, under `filters`
+/// (read by `path`).
+pub fn page(
+    project: &str,
+    access: &Access,
+    view: &Realtime,
+    filters: &Filters,
+    path: Path,
+) -> String {
     let mut out = String::with_capacity(16 * 1024);
     head_refreshing(
         &mut out,
@@ -41,9 +50,29 @@ pub fn page(project: &str, access: &Access, view: &Realtime) -> String {
     let _ = write!(
         out,
         r#"<main><div class="picker"><a id="dashboard-link" href="{}">Back to the dashboard</a><span id="rt-updated">Updated {} UTC; this page reloads itself every {REFRESH_S} s.</span></div>"#,
-        escape(&link_to(&format!("/dashboard/{project}"), access)),
+        escape(&link_with_filters(
+            &format!("/dashboard/{project}"),
+            access,
+            filters
+        )),
         clock(view.window.now_ms)
     );
+    if !filters.is_empty() {
+        let words: Vec<String> = filters.iter().map(Filter::text).collect();
+        let how = match path {
+            Path::Sampled { buckets } => format!(
+                "computed on a sample of {buckets}/{} of users and scaled up",
+                filter::SAMPLE_BUCKETS
+            ),
+            _ => "exact".to_owned(),
+        };
+        let _ = write!(
+            out,
+            r#"<p class="note" id="rt-filters" data-served-by="{}">Filtered by {}: from the raw events of the {MINUTES} minutes that meet every filter, {how}.</p>"#,
+            path.name(),
+            escape(&words.join(", "))
+        );
+    }
     cards(&mut out, view);
     chart(&mut out, view);
     out.push_str(r#"<div class="grid"><section class="panel"><h2>Top now</h2>"#);
@@ -52,9 +81,14 @@ pub fn page(project: &str, access: &Access, view: &Realtime) -> String {
     out.push_str("</section>");
     minutes(&mut out, view);
     out.push_str("</div>");
+    let source = if filters.is_empty() {
+        "minute rollups"
+    } else {
+        "the raw events"
+    };
     let _ = write!(
         out,
-        "</main><footer>Events, errors, p95 and the top lists come from minute rollups of \
+        "</main><footer>Events, errors, p95 and the top lists come from {source} of \
          the last {MINUTES} minutes (counts exact, p95 within 1%); visitors are the distinct \
          users of the last {} minutes' raw events. All times are UTC.</footer></body></html>",
         VISITOR_WINDOW_MS / MINUTE_MS
@@ -218,7 +252,13 @@ mod tests {
             token: "s1.a&b".into(),
             expires_s: 1_767_300_000,
         };
-        let html = page("demo", &access, &view(false));
+        let html = page(
+            "demo",
+            &access,
+            &view(false),
+            &Filters::none(),
+            Path::Rollups,
+        );
         assert!(html.contains(r#"<meta http-equiv="refresh" content="10">"#));
         assert!(!html.contains("<script"), "no script, and values escaped");
         assert!(html.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"));
@@ -254,9 +294,33 @@ mod tests {
 
     #[test]
     fn a_truncated_visitor_count_is_shown_as_a_lower_bound() {
-        let html = page("demo", &Access::Cookie, &view(true));
+        let html = page(
+            "demo",
+            &Access::Cookie,
+            &view(true),
+            &Filters::none(),
+            Path::Rollups,
+        );
         assert!(html.contains(r#"<div class="v">≥ 2</div>"#));
         assert!(html.contains(r#"id="rt-truncated""#));
         assert!(html.contains(r#"href="/dashboard/demo""#));
+        assert!(!html.contains("rt-filters"));
+    }
+
+    #[test]
+    fn a_filtered_view_says_its_filters_and_path_and_links_back_with_them() {
+        let filters = filter::parse(["country:DE", "route:/api/*"]).unwrap();
+        let sampled = Path::Sampled { buckets: 64 };
+        let html = page("demo", &Access::Cookie, &view(false), &filters, sampled);
+        assert!(
+            html.contains(
+                r#"href="/dashboard/demo?filter=route%3A%2Fapi%2F*&amp;filter=country%3ADE""#
+            ),
+            "{html}"
+        );
+        assert!(html.contains(r#"id="rt-filters" data-served-by="sampled""#));
+        assert!(html.contains("Filtered by route:/api/*, country:DE"));
+        assert!(html.contains("a sample of 64/256 of users"));
+        assert!(html.contains("come from the raw events"));
     }
 }

@@ -9,6 +9,7 @@ use tally_core::funnel::Conversion;
 use tally_core::revenue::{self, Currency, Total};
 use tally_core::rollup::{Dimension, Rollup};
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
+use tally_storage::filtered::Path;
 use tally_storage::read::Merged;
 
 /// Rows shown per breakdown table.
@@ -138,11 +139,13 @@ pub enum Funnel {
     /// No steps were named.
     Unasked,
     /// Each step's users and conversion, over `[from, to)`: the range, its start cut to
-    /// raw retention.
+    /// raw retention; `path` whether from every step event or from a sample of users
+    /// (then users are scaled to all).
     Counted {
         steps: Vec<Conversion>,
         from: i64,
         to: i64,
+        path: Path,
     },
     /// Why the funnel could not be counted, as a sentence for the reader.
     Refused(String),
@@ -561,6 +564,7 @@ mod tests {
             steps: tally_core::funnel::conversions(&parse_steps(" visit, ,signup"), &[4, 1]),
             from: day,
             to: day + 3 * DAY_MS,
+            path: Path::Raw,
         };
         let report = Report::new(&Inputs {
             from: day,

@@ -6,10 +6,14 @@
 
 use tally_core::filter::Filters;
 use tally_core::range::Range;
+use tally_core::realtime::{Realtime, Window};
 use tally_core::rollup::Dimension;
 use tally_edge::ApiError;
 use tally_storage::d1::D1Store;
-use tally_storage::filtered::{self, Bucket, DEFAULT_ROW_BUDGET, Limits, Read};
+use tally_storage::filtered::{
+    self, Bucket, DEFAULT_ROW_BUDGET, FilteredRealtime, Limits, Path, Read,
+};
+use tally_storage::read;
 
 use super::error::internal;
 use super::{FILTER_ROW_BUDGET, RequestEnv, now_ms, params};
@@ -85,4 +89,36 @@ pub fn over_budget(events: u64, row_budget: u64) -> ApiError {
              than a filtered read may scan ({row_budget} rows); ask for a shorter range"
         ),
     )
+}
+
+/// The realtime view of `project` as of `now` under `filters`, and the path that served
+/// it: minute rows without filters (`read::realtime`), with them the thirty minutes' raw
+/// events or a sample of their users (`filtered::realtime`), within the row budget.
+///
+/// # Errors
+///
+/// 400 `range_too_large` when even a sample of the thirty minutes is over the budget,
+/// 500 when D1 fails.
+pub async fn realtime(
+    env: &RequestEnv,
+    store: &D1Store,
+    project: &str,
+    filters: &Filters,
+    now: i64,
+) -> Result<(Realtime, Path), ApiError> {
+    let window = Window::ending_at(now);
+    if filters.is_empty() {
+        let view = read::realtime(store, project, window)
+            .await
+            .map_err(internal)?;
+        return Ok((view, Path::Rollups));
+    }
+    let budget = row_budget(env);
+    match filtered::realtime(store, project, window, filters, budget)
+        .await
+        .map_err(internal)?
+    {
+        FilteredRealtime::View { view, path } => Ok((view, path)),
+        FilteredRealtime::OverBudget { events } => Err(over_budget(events, budget)),
+    }
 }

@@ -60,23 +60,6 @@ impl Params {
         filter::parse(texts.map(|(_, v)| v.as_str())).map_err(ApiError::from)
     }
 
-    /// Refuses `filter` parameters on an endpoint that does not take them (rather
-    /// than answering as if there were none).
-    ///
-    /// # Errors
-    ///
-    /// 400 `filter_not_supported` naming the endpoint.
-    pub fn no_filters(&self, endpoint: &str) -> Result<(), ApiError> {
-        if self.0.iter().any(|(k, _)| k == "filter") {
-            Err(ApiError::bad_request(
-                "filter_not_supported",
-                format!("{endpoint} takes no filter; drop the filter parameters"),
-            ))
-        } else {
-            Ok(())
-        }
-    }
-
     /// The range from `from`/`to` or `days`, in whole hours.
     ///
     /// # Errors
@@ -267,11 +250,7 @@ mod tests {
         assert_eq!((e.status, e.code), (400, "invalid_filter"));
         assert!(e.message.contains("\"planet\""), "{}", e.message);
         assert_eq!(e.extra["field"], "filter");
-        let e = Params::from_url(&url).no_filters("sessions").unwrap_err();
-        assert_eq!((e.status, e.code), (400, "filter_not_supported"));
-        assert!(e.message.starts_with("sessions takes no filter"));
         let url = Url::parse("https://q.example/x?filters=x").unwrap();
-        assert!(Params::from_url(&url).no_filters("sessions").is_ok());
         assert!(Params::from_url(&url).filters().unwrap().is_empty());
     }
 

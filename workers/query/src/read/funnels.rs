@@ -4,31 +4,32 @@
 //! step and from the step before.
 //!
 //! Funnels need each user's events in order, which rollups do not keep, so this reads
-//! raw events, and is bounded twice: by raw retention (the range starts no earlier than
-//! the project's retention allows; `from` says where it started) and by
-//! [`MAX_HITS`] matching events held in memory (more answers 400 `range_too_large`;
-//! ask for a shorter range). Only events with a `user` count; all steps must fall in
+//! raw events, bounded by raw retention (the range starts no earlier than the project's
+//! retention allows; `from` says where it started) and by the row budget of filtered
+//! reads (`FILTER_ROW_BUDGET`): the steps' events exactly when they fit, else a sample
+//! of users (`tally_storage::funnels`). `filter` parameters keep only the events that
+//! meet every filter as steps. Only events with a `user` count; all steps must fall in
 //! the range.
 
 use serde_json::{Value, json};
-use tally_core::funnel::{self, DEFAULT_WINDOW, MAX_HITS, MAX_STEPS, MIN_STEPS};
+use tally_core::funnel::{self, DEFAULT_WINDOW, MAX_STEPS, MIN_STEPS};
 use tally_core::validate::MAX_NAME_CHARS;
 use tally_edge::ApiError;
-use tally_storage::read;
+use tally_storage::funnels::{self, Funnel};
 use worker::{Request, Response};
 
+use super::filtered::filters_json;
 use super::scope;
 use crate::edge::error::{internal, refused};
 use crate::edge::params::{Params, within_retention};
-use crate::edge::respond;
-use crate::edge::{RequestEnv, now_ms, store};
+use crate::edge::{self, RequestEnv, now_ms, respond, store};
 
 /// Seconds a client may reuse an answer.
 const MAX_AGE_S: u32 = 300;
 
 pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Response, ApiError> {
     let params = Params::of(req)?;
-    params.no_filters("funnels")?;
+    let filters = params.filters()?;
     let now = now_ms();
     let asked = params.range(now)?;
     let steps = steps(params.get("steps"))?;
@@ -38,17 +39,25 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
     let range = within_retention(asked, settings.retention_days, now)
         .ok_or_else(|| scope::past_retention(settings.retention_days))?;
     let store = store(env)?;
-    let steps = read::funnel(
+    let budget = edge::filtered::row_budget(env);
+    let counted = funnels::funnel(
         &store,
         project,
         range.from_ms,
         range.to_ms,
         &steps,
         window_ms,
+        &filters,
+        budget,
     )
     .await
-    .map_err(internal)?
-    .ok_or_else(too_many)?;
+    .map_err(internal)?;
+    let (steps, path) = match counted {
+        Funnel::Counted { steps, path, .. } => (steps, path),
+        Funnel::OverBudget { events } => {
+            return Err(edge::filtered::over_budget(events, budget));
+        }
+    };
     let list: Vec<Value> = steps
         .iter()
         .map(|step| {
@@ -66,22 +75,16 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
         "window_ms": window_ms,
         "retention_days": settings.retention_days,
         "steps": list,
+        "filters": filters_json(&filters),
+        "served_by": path.name(),
     });
+    if let Some(rate) = path.sample_rate() {
+        body["sample_rate"] = rate.into();
+    }
     for (k, v) in scope::range_json(range) {
         body[k] = v;
     }
     respond::json(req, body.to_string(), MAX_AGE_S)
-}
-
-/// The answer for a range that holds more than [`MAX_HITS`] events of the steps.
-fn too_many() -> ApiError {
-    ApiError::bad_request(
-        "range_too_large",
-        format!(
-            "the range holds more than {MAX_HITS} events of these steps, more than a \
-             funnel reads at once; ask for a shorter range"
-        ),
-    )
 }
 
 /// The `steps` parameter: comma-separated event names.

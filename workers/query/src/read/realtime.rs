@@ -6,27 +6,36 @@
 //! Minute rows answer all but the visitors, which come from at most
 //! [`realtime::VISITOR_ROWS_BUDGET`] raw events (`truncated` past it); so the answer's
 //! cost does not grow with the project's volume (`tally_storage::read::realtime`).
+//! Minute rows take no filter: with `filter` parameters the thirty minutes' raw events
+//! answer, within the row budget of filtered reads, exactly or from a sample of users
+//! (`tally_storage::filtered::realtime`), and the answer says which.
 
 use serde_json::{Value, json};
-use tally_core::realtime::{self, Realtime, TopValue, Window};
+use tally_core::realtime::{self, Realtime, TopValue};
 use tally_core::time::{MINUTE_MS, format_ms};
 use tally_edge::ApiError;
-use tally_storage::read;
 use worker::{Request, Response};
 
+use super::filtered::filters_json;
 use super::scope;
-use crate::edge::error::internal;
+use crate::edge::params::Params;
 use crate::edge::respond::json_value;
-use crate::edge::{RequestEnv, now_ms, store};
+use crate::edge::{self, RequestEnv, now_ms, store};
 
 /// `GET /v1/projects/{p}/realtime`.
-pub async fn get(_req: &Request, env: &RequestEnv, project: &str) -> Result<Response, ApiError> {
+pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Response, ApiError> {
+    let filters = Params::of(req)?.filters()?;
     // The admin token reads any slug: an unknown one is a 404, not thirty empty minutes.
     scope::project(env, project).await?;
-    let view = read::realtime(&store(env)?, project, Window::ending_at(now_ms()))
-        .await
-        .map_err(internal)?;
-    json_value(200, &body(project, &view), Some("no-store"))
+    let store = store(env)?;
+    let (view, path) = edge::filtered::realtime(env, &store, project, &filters, now_ms()).await?;
+    let mut answer = body(project, &view);
+    answer["filters"] = filters_json(&filters);
+    answer["served_by"] = path.name().into();
+    if let Some(rate) = path.sample_rate() {
+        answer["sample_rate"] = rate.into();
+    }
+    json_value(200, &answer, Some("no-store"))
 }
 
 fn top_json(list: &[TopValue]) -> Vec<Value> {
@@ -74,7 +83,7 @@ pub fn body(project: &str, view: &Realtime) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use tally_core::realtime::{Minute, Visitors};
+    use tally_core::realtime::{Minute, Visitors, Window};
 
     use super::*;
 

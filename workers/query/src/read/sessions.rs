@@ -4,26 +4,33 @@
 //! present; the average is null where there were none. Sessions are paired from raw
 //! start/stop marks, which retention purges, so the range starts no earlier than the
 //! project's retention allows (`from` says where it started).
+//!
+//! Without filters the stored session days answer (`tally_storage::sessions`). With
+//! `filter` parameters a session is kept when one of its events (its user's, from its
+//! start to its stop) meets every filter, and counted whole; those are paired from raw
+//! events within the row budget of filtered reads, exactly or from a sample of users,
+//! and the answer says which (`served_by`, `sample_rate`).
 
 use serde_json::{Value, json};
 use tally_core::sessions::Stats;
 use tally_core::time::{Interval, format_ms};
 use tally_edge::ApiError;
-use tally_storage::sessions;
+use tally_storage::filtered::Path;
+use tally_storage::sessions::{self, FilteredSessions};
 use worker::{Request, Response};
 
+use super::filtered::filters_json;
 use super::scope;
 use crate::edge::error::internal;
 use crate::edge::params::{self, Params, within_retention};
-use crate::edge::respond;
-use crate::edge::{RequestEnv, now_ms, store};
+use crate::edge::{self, RequestEnv, now_ms, respond, store};
 
 /// Seconds a client may reuse an answer.
 const MAX_AGE_S: u32 = 300;
 
 pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Response, ApiError> {
     let params = Params::of(req)?;
-    params.no_filters("sessions")?;
+    let filters = params.filters()?;
     let now = now_ms();
     let asked = params.range(now)?;
     let interval = params.interval(
@@ -34,9 +41,31 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
     let range = within_retention(asked, settings.retention_days, now)
         .ok_or_else(|| scope::past_retention(settings.retention_days))?;
     let store = store(env)?;
-    let stats = sessions::session_stats(&store, project, range.from_ms, range.to_ms, interval)
+    let (stats, path) = if filters.is_empty() {
+        let stats = sessions::session_stats(&store, project, range.from_ms, range.to_ms, interval)
+            .await
+            .map_err(internal)?;
+        // Stored session days are the sessions' rollups.
+        (stats, Path::Rollups)
+    } else {
+        let budget = edge::filtered::row_budget(env);
+        let read = sessions::filtered_session_stats(
+            &store,
+            project,
+            (range.from_ms, range.to_ms),
+            interval,
+            &filters,
+            budget,
+        )
         .await
         .map_err(internal)?;
+        match read {
+            FilteredSessions::Counted { stats, path, .. } => (stats, path),
+            FilteredSessions::OverBudget { events } => {
+                return Err(edge::filtered::over_budget(events, budget));
+            }
+        }
+    };
     let point = |s: Stats| {
         json!({
             "sessions": s.sessions,
@@ -62,7 +91,12 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
         "retention_days": settings.retention_days,
         "totals": point(total),
         "data": data,
+        "filters": filters_json(&filters),
+        "served_by": path.name(),
     });
+    if let Some(rate) = path.sample_rate() {
+        body["sample_rate"] = rate.into();
+    }
     for (k, v) in scope::range_json(range) {
         body[k] = v;
     }
