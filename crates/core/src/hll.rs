@@ -180,7 +180,10 @@ impl Hll {
                 self.repr = Repr::Dense(registers);
             }
             (
-                Repr::Sparse { entries: ours, .. },
+                Repr::Sparse {
+                    entries: ours,
+                    encoded_len,
+                },
                 Repr::Sparse {
                     entries: theirs, ..
                 },
@@ -188,13 +191,9 @@ impl Hll {
                 if theirs.is_empty() {
                     return;
                 }
-                let merged = merge_sorted(ours, theirs);
-                let encoded_len = sparse_encoded_len(&merged);
-                self.repr = Repr::Sparse {
-                    entries: merged,
-                    encoded_len,
-                };
-                if encoded_len > DENSE_ENCODED_LEN {
+                merge_sorted_in_place(ours, theirs);
+                *encoded_len = sparse_encoded_len(ours);
+                if *encoded_len > DENSE_ENCODED_LEN {
                     self.make_dense();
                 }
             }
@@ -382,31 +381,49 @@ fn sparse_encoded_len(entries: &[u32]) -> usize {
     len
 }
 
-/// The union of two sorted sparse entry lists, keeping the larger rank of a shared index.
-fn merge_sorted(a: &[u32], b: &[u32]) -> Vec<u32> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        let (x, y) = (a[i], b[j]);
-        match (x >> RANK_BITS).cmp(&(y >> RANK_BITS)) {
-            std::cmp::Ordering::Less => {
-                out.push(x);
-                i += 1;
+/// Adds the sorted sparse entries `theirs` into the sorted entries `ours`, in place,
+/// keeping the larger rank of a shared index: a range read merges hundreds of stored
+/// counters into one, so this grows `ours` by the indexes it lacks (amortized) and never
+/// builds a new list per merge.
+fn merge_sorted_in_place(ours: &mut Vec<u32>, theirs: &[u32]) {
+    let index = |entry: u32| entry >> RANK_BITS;
+    // Shared indexes take the larger rank in the first pass; the others are counted.
+    let mut new_entries = 0;
+    let mut i = 0;
+    for &entry in theirs {
+        while i < ours.len() && index(ours[i]) < index(entry) {
+            i += 1;
+        }
+        match ours.get_mut(i) {
+            Some(existing) if index(*existing) == index(entry) => {
+                *existing = (*existing).max(entry);
             }
-            std::cmp::Ordering::Greater => {
-                out.push(y);
-                j += 1;
-            }
-            std::cmp::Ordering::Equal => {
-                out.push(x.max(y));
-                i += 1;
-                j += 1;
-            }
+            _ => new_entries += 1,
         }
     }
-    out.extend_from_slice(&a[i..]);
-    out.extend_from_slice(&b[j..]);
-    out
+    if new_entries == 0 {
+        return;
+    }
+    // Then the new indexes, from the back, the larger remaining index first.
+    let mut a = ours.len();
+    ours.resize(a + new_entries, 0);
+    let mut out = ours.len();
+    for &entry in theirs.iter().rev() {
+        while a > 0 && index(ours[a - 1]) > index(entry) {
+            out -= 1;
+            ours[out] = ours[a - 1];
+            a -= 1;
+        }
+        out -= 1;
+        if a > 0 && index(ours[a - 1]) == index(entry) {
+            // Shared: its rank was settled in the first pass.
+            ours[out] = ours[a - 1];
+            a -= 1;
+        } else {
+            ours[out] = entry;
+        }
+    }
+    debug_assert_eq!(out, a, "every new index placed");
 }
 
 /// Raises dense registers by sparse entries: an index's top 12 bits pick the register.
@@ -953,8 +970,61 @@ mod tests {
         )
     }
 
+    /// Sorted sparse entries over a few indexes, so lists share indexes often, with
+    /// ranks in the low bits (any of 1..=53).
+    fn any_entries() -> impl Strategy<Value = Vec<u32>> {
+        prop::collection::btree_map(0u32..60, 1u32..=u32::from(MAX_RANK), 0..40).prop_map(|m| {
+            m.into_iter()
+                .map(|(index, rank)| index << RANK_BITS | rank)
+                .collect()
+        })
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn in_place_sparse_merge_equals_the_union_with_the_larger_ranks(
+            ours in any_entries(),
+            theirs in any_entries(),
+        ) {
+            let mut expected: std::collections::BTreeMap<u32, u32> = std::collections::BTreeMap::new();
+            for &entry in ours.iter().chain(&theirs) {
+                let rank = expected.entry(entry >> RANK_BITS).or_default();
+                *rank = (*rank).max(entry & RANK_MASK);
+            }
+            let expected: Vec<u32> = expected
+                .into_iter()
+                .map(|(index, rank)| index << RANK_BITS | rank)
+                .collect();
+            let mut merged = ours.clone();
+            merge_sorted_in_place(&mut merged, &theirs);
+            prop_assert_eq!(&merged, &expected);
+            // Merging what is already there changes nothing and grows nothing.
+            let capacity = merged.capacity();
+            merge_sorted_in_place(&mut merged, &ours);
+            prop_assert_eq!(&merged, &expected);
+            prop_assert_eq!(merged.capacity(), capacity);
+        }
+
+        /// Stored counters merged one after another into one, sparse and dense mixed as
+        /// a range read meets them, give the counter of all their hashes.
+        #[test]
+        fn merging_many_stored_counters_equals_counting_every_hash(
+            seed in any::<u64>(),
+            sizes in prop::collection::vec(prop_oneof![0usize..300, 900usize..1_500, Just(5_000usize)], 1..12),
+        ) {
+            let groups: Vec<Vec<u64>> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| hashes(seed.wrapping_add(i as u64 % 3), n))
+                .collect();
+            let mut merged = Hll::default();
+            for group in &groups {
+                merged.merge(&Hll::decode(&hll_of(group).encode()).unwrap());
+            }
+            prop_assert_eq!(merged.encode(), hll_of(&groups.concat()).encode());
+        }
 
         #[test]
         fn sparse_to_dense_equals_dense_insertion(

@@ -172,26 +172,7 @@ impl Sketch {
         self.max = self.max.max(other.max);
         self.sum_micros = self.sum_micros.saturating_add(other.sum_micros);
 
-        let (a, b) = (&self.buckets, &other.buckets);
-        let mut merged = Vec::with_capacity((a.len() + b.len()).min(MAX_BUCKETS));
-        let (mut i, mut j) = (0, 0);
-        while i < a.len() && j < b.len() {
-            let ((ka, ca), (kb, cb)) = (a[i], b[j]);
-            if ka < kb {
-                merged.push((ka, ca));
-                i += 1;
-            } else if kb < ka {
-                merged.push((kb, cb));
-                j += 1;
-            } else {
-                merged.push((ka, ca.saturating_add(cb)));
-                i += 1;
-                j += 1;
-            }
-        }
-        merged.extend_from_slice(&a[i..]);
-        merged.extend_from_slice(&b[j..]);
-        self.buckets = merged;
+        merge_buckets(&mut self.buckets, &other.buckets);
     }
 
     /// Estimates the `q`-quantile, for `q` in [0, 1].
@@ -415,6 +396,53 @@ impl FromIterator<f64> for Sketch {
         sketch.extend(values);
         sketch
     }
+}
+
+/// Adds the sorted buckets `theirs` into the sorted buckets `ours`, in place: a range
+/// read merges hundreds of stored sketches into one, so this allocates only when
+/// `theirs` has keys `ours` lacks (growing `ours` by their number, amortized), and never
+/// a new list per merge.
+fn merge_buckets(ours: &mut Vec<(i32, u64)>, theirs: &[(i32, u64)]) {
+    // Counts of shared keys are added in the first pass; keys only in `theirs` counted.
+    let mut new_keys = 0;
+    let mut i = 0;
+    for &(key, count) in theirs {
+        while i < ours.len() && ours[i].0 < key {
+            i += 1;
+        }
+        match ours.get_mut(i) {
+            Some(bucket) if bucket.0 == key => bucket.1 = bucket.1.saturating_add(count),
+            _ => new_keys += 1,
+        }
+    }
+    if new_keys == 0 {
+        return;
+    }
+    // Then the new keys, from the back, each list's largest remaining key first.
+    let mut a = ours.len();
+    ours.resize(a + new_keys, (0, 0));
+    let mut out = ours.len();
+    let mut b = theirs.len();
+    while b > 0 {
+        let (key, count) = theirs[b - 1];
+        if a > 0 && ours[a - 1].0 > key {
+            out -= 1;
+            ours[out] = ours[a - 1];
+            a -= 1;
+        } else {
+            if a > 0 && ours[a - 1].0 == key {
+                // Shared: already added in the first pass.
+                out -= 1;
+                ours[out] = ours[a - 1];
+                a -= 1;
+            } else {
+                out -= 1;
+                ours[out] = (key, count);
+            }
+            b -= 1;
+        }
+    }
+    debug_assert_eq!(out, a, "every new key placed");
 }
 
 /// Applies the input rules: NaN is dropped, negatives become 0, large values are clamped.
@@ -664,8 +692,46 @@ mod tests {
         Ok(())
     }
 
+    /// The sorted union of two bucket lists with a new list, as `merge` did before it
+    /// merged in place: the reference the in-place merge is checked against.
+    fn merged_into_new_list(a: &[(i32, u64)], b: &[(i32, u64)]) -> Vec<(i32, u64)> {
+        let mut counts: std::collections::BTreeMap<i32, u64> = a.iter().copied().collect();
+        for &(key, count) in b {
+            let c = counts.entry(key).or_default();
+            *c = c.saturating_add(count);
+        }
+        counts.into_iter().collect()
+    }
+
+    /// Sorted buckets over a small key range, so lists share keys often, and counts up to
+    /// `u64::MAX` so sums saturate.
+    fn any_buckets() -> impl Strategy<Value = Vec<(i32, u64)>> {
+        prop::collection::btree_map(-40i32..40, prop_oneof![1u64..5, Just(u64::MAX)], 0..30)
+            .prop_map(|m| m.into_iter().collect())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn in_place_bucket_merge_equals_the_merge_into_a_new_list(
+            ours in any_buckets(),
+            theirs in any_buckets(),
+            subset in any::<bool>(),
+        ) {
+            // Half the cases merge a subset of our keys: the path that allocates nothing.
+            let theirs: Vec<(i32, u64)> = if subset {
+                ours.iter().copied().step_by(2).collect()
+            } else {
+                theirs
+            };
+            let mut merged = ours.clone();
+            merge_buckets(&mut merged, &theirs);
+            prop_assert_eq!(&merged, &merged_into_new_list(&ours, &theirs));
+            if subset {
+                prop_assert_eq!(merged.len(), ours.len());
+            }
+        }
 
 
     #[test]

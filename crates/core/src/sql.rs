@@ -248,6 +248,25 @@ SELECT project, period, start, dimension, value, count, errors, bytes, revenue,
 FROM rollups INDEXED BY rollups_by_dimension
 WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4 AND dimension = ?5";
 
+/// Rows of the dimensions named in the JSON array `?5` of a project (`?1`) and period
+/// (`?2`) with `?3 <= start < ?4`: [`ROLLUPS_OF_DIMENSION`] for several dimensions in
+/// one query, each searched through the dimension index.
+pub const ROLLUPS_OF_DIMENSIONS: &str = "\
+SELECT project, period, start, dimension, value, count, errors, bytes, revenue,
+       hex(durations) AS durations, hex(users) AS users, hex(instances) AS instances, version
+FROM rollups INDEXED BY rollups_by_dimension
+WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4
+  AND dimension IN (SELECT value FROM json_each(?5))";
+
+/// The event counts of one dimension's (`?5`) rows of a project (`?1`) and period (`?2`)
+/// with `?3 <= start < ?4`, through the dimension index as [`ROLLUPS_OF_DIMENSION`]:
+/// the same rows without their summaries (kilobytes of hex each on a busy project),
+/// for answers that show counts only (the dashboard's heatmap).
+pub const ROLLUP_COUNTS_OF_DIMENSION: &str = "\
+SELECT start, value, count
+FROM rollups INDEXED BY rollups_by_dimension
+WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4 AND dimension = ?5";
+
 /// Rows of one dimension (`?5`) and value (`?6`) of a project (`?1`) and period (`?2`)
 /// with `?3 <= start < ?4`. Through the dimension index (whose entries hold the value,
 /// a column of the primary key), so it reads the dimension's entries of the range, not

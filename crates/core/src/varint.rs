@@ -55,8 +55,25 @@ impl<'a> Reader<'a> {
     ///
     /// [`ReadError::Truncated`] or [`ReadError::Overflow`].
     pub fn get(&mut self) -> Result<u64, ReadError> {
-        self.get_bits(64)
-            .map(|v| u64::try_from(v).expect("at most 64 bits were read"))
+        // `get_bits(64)` in 64-bit arithmetic: decoding a stored sketch or sparse
+        // HyperLogLog reads hundreds of these, most of them one byte long.
+        let mut value = 0u64;
+        let mut shift = 0;
+        while shift < 64 {
+            let byte = *self.bytes.get(self.pos).ok_or(ReadError::Truncated)?;
+            self.pos += 1;
+            let chunk = u64::from(byte & 0x7f);
+            // The tenth group may carry only the 64th bit.
+            if shift == 63 && chunk > 1 {
+                return Err(ReadError::Overflow);
+            }
+            value |= chunk << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+            shift += 7;
+        }
+        Err(ReadError::Overflow)
     }
 
     /// Reads one unsigned LEB128 value of up to 128 bits.
@@ -161,6 +178,24 @@ mod tests {
             put_wide(&mut as_wide, u128::from(narrow));
             prop_assert_eq!(&as_narrow, &as_wide);
             prop_assert_eq!(Reader::new(&as_narrow).get_wide().unwrap(), u128::from(narrow));
+        }
+
+        #[test]
+        fn narrow_reads_agree_with_the_general_reader(bytes in proptest::collection::vec(
+            prop_oneof![Just(0x80u8), Just(0xffu8), Just(0x01u8), Just(0x02u8), any::<u8>()],
+            0..24,
+        )) {
+            let (mut narrow, mut general) = (Reader::new(&bytes), Reader::new(&bytes));
+            loop {
+                let expected = general
+                    .get_bits(64)
+                    .map(|v| u64::try_from(v).unwrap());
+                prop_assert_eq!(narrow.get(), expected);
+                prop_assert_eq!(narrow.remaining(), general.remaining());
+                if expected.is_err() || general.remaining() == 0 {
+                    break;
+                }
+            }
         }
 
         #[test]

@@ -504,6 +504,38 @@ pub trait RollupStore {
         dimension: Option<Dimension>,
     ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error>;
 
+    /// The rows of `project` and `period` with `from_ms <= start < to_ms` of the
+    /// `dimensions` named, in one query.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] or [`Error::Decode`].
+    async fn rollups_of_dimensions(
+        &self,
+        project: &str,
+        period: Period,
+        from_ms: i64,
+        to_ms: i64,
+        dimensions: &[Dimension],
+    ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error>;
+
+    /// The event count of each row of `dimension` of `project` and `period` with
+    /// `from_ms <= start < to_ms`, as `(start, value, count)`: the rows
+    /// [`RollupStore::rollups_between`] reads, without decoding (or reading out) their
+    /// sketches and HyperLogLogs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] or [`Error::Decode`].
+    async fn rollup_counts(
+        &self,
+        project: &str,
+        period: Period,
+        from_ms: i64,
+        to_ms: i64,
+        dimension: Dimension,
+    ) -> Result<Vec<(i64, String, u64)>, Error>;
+
     /// The starts of `project`'s periods of kind `period` with `from_ms <= start <
     /// to_ms` that are marked dirty (their rows lag behind their hours).
     ///

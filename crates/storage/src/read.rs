@@ -52,6 +52,28 @@ pub async fn covering_rows<S: RollupStore>(
     cover(store, project, from_ms, to_ms, finest_only, fetch).await
 }
 
+/// [`covering_rows`] of several dimensions at once: the dirty days read once and each
+/// period's rows of every dimension in one query, so a report of many dimensions costs
+/// the queries of one.
+///
+/// # Errors
+///
+/// The store's error.
+pub async fn covering_rows_of<S: RollupStore>(
+    store: &S,
+    project: &str,
+    from_ms: i64,
+    to_ms: i64,
+    dimensions: &[Dimension],
+    finest_only: bool,
+) -> Result<Vec<(Period, Key, Rollup)>, Error> {
+    if dimensions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let fetch = |period, a, b| store.rollups_of_dimensions(project, period, a, b, dimensions);
+    cover(store, project, from_ms, to_ms, finest_only, fetch).await
+}
+
 /// [`covering_rows`] of the values of `dimension` that `value` matches.
 ///
 /// # Errors
@@ -220,6 +242,56 @@ pub async fn series<S: RollupStore>(
     let hourly = interval == Interval::Hour;
     let rows = covering_rows(store, project, from_ms, to_ms, dimension, hourly).await?;
     Ok(buckets(&rows, interval))
+}
+
+/// Event counts per start of a row and per value, as [`hourly_counts`] gives them.
+pub type Counts = BTreeMap<i64, BTreeMap<String, u64>>;
+
+/// The event counts of `dimension` per hour of `[from_ms, to_ms)` (rounded out to whole
+/// hours) and per value: what [`series`] by hour answers for counts, from the same hour
+/// rows read without their sketches and HyperLogLogs (one query, however many rows).
+/// The row of values past the dimension's bound counts under [`rollup::FOLDED_LABEL`].
+///
+/// # Errors
+///
+/// The store's error.
+pub async fn hourly_counts<S: RollupStore>(
+    store: &S,
+    project: &str,
+    from_ms: i64,
+    to_ms: i64,
+    dimension: Dimension,
+) -> Result<Counts, Error> {
+    let (from, to) = (Interval::Hour.floor(from_ms), ceil(to_ms, HOUR_MS));
+    let mut counts = Counts::new();
+    if from >= to {
+        return Ok(counts);
+    }
+    let rows = store
+        .rollup_counts(project, Period::Hour, from, to, dimension)
+        .await?;
+    for (start, value, count) in rows {
+        let shown = rollup::shown_value(dimension, &value).to_owned();
+        let total = counts.entry(start).or_default().entry(shown).or_default();
+        *total = total.saturating_add(count);
+    }
+    Ok(counts)
+}
+
+/// The counts of one dimension's rows in [`buckets`] (of any read, rollups or raw
+/// events), as [`hourly_counts`] gives them.
+pub fn counts_of(buckets: &BTreeMap<i64, Merged>, dimension: Dimension) -> Counts {
+    buckets
+        .iter()
+        .map(|(start, merged)| {
+            let values = merged
+                .iter()
+                .filter(|((d, _), _)| *d == dimension)
+                .map(|((_, value), row)| (value.clone(), row.count))
+                .collect();
+            (*start, values)
+        })
+        .collect()
 }
 
 /// [`merged`] of the values of `dimension` that `value` matches.

@@ -34,18 +34,7 @@ pub(crate) struct RollupRow {
 
 /// Decodes hex text (either case) into bytes.
 pub(crate) fn unhex(text: &str) -> Result<Vec<u8>, Error> {
-    let digit = |c: u8| char::from(c).to_digit(16).map(|d| d as u8);
-    let bytes = text.as_bytes();
-    if !bytes.len().is_multiple_of(2) {
-        return Err(Error::Decode("odd-length hex".into()));
-    }
-    bytes
-        .chunks(2)
-        .map(|pair| match (digit(pair[0]), digit(pair[1])) {
-            (Some(h), Some(l)) => Ok(h << 4 | l),
-            _ => Err(Error::Decode("invalid hex".into())),
-        })
-        .collect()
+    tally_core::hash::unhex(text).ok_or_else(|| Error::Decode("invalid hex".into()))
 }
 
 impl RollupRow {

@@ -655,6 +655,47 @@ impl<S: Executor> RollupStore for S {
         versioned(self.query(sql, values).await?)
     }
 
+    async fn rollups_of_dimensions(
+        &self,
+        project: &str,
+        period: Period,
+        from_ms: i64,
+        to_ms: i64,
+        dimensions: &[Dimension],
+    ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error> {
+        let names: Vec<&str> = dimensions.iter().map(|d| d.name()).collect();
+        let mut values = period_range(project, period, from_ms, to_ms);
+        values.push(
+            serde_json::to_string(&names)
+                .map_err(|e| Error::Decode(e.to_string()))?
+                .into(),
+        );
+        versioned(self.query(sql::ROLLUPS_OF_DIMENSIONS, values).await?)
+    }
+
+    async fn rollup_counts(
+        &self,
+        project: &str,
+        period: Period,
+        from_ms: i64,
+        to_ms: i64,
+        dimension: Dimension,
+    ) -> Result<Vec<(i64, String, u64)>, Error> {
+        #[derive(Deserialize)]
+        struct Counted {
+            start: i64,
+            value: String,
+            count: u64,
+        }
+        let mut values = period_range(project, period, from_ms, to_ms);
+        values.push(dimension.name().into());
+        let rows: Vec<Counted> = self.query(sql::ROLLUP_COUNTS_OF_DIMENSION, values).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.start, r.value, r.count))
+            .collect())
+    }
+
     async fn dirty_starts(
         &self,
         project: &str,

@@ -533,3 +533,108 @@ fn a_year_with_every_other_day_dirty_is_covered_within_a_fixed_number_of_queries
         "{queries} queries for one dimension over the year"
     );
 }
+
+/// Reading several dimensions at once (the dashboard's and every multi-dimension
+/// report's read) gives exactly the rows of one read per dimension, in the queries of
+/// one covering read; the counts-only read of hour rows gives their counts.
+#[test]
+fn several_dimensions_are_covered_in_the_queries_of_one_read() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let mut events = workload(3_000, 17);
+    // Late events of the first day, after its roll: that day is dirty, read from hours.
+    let late = events.split_off(2_700);
+    block_on(pipeline::backfill(&store, events, 500, NOW)).unwrap();
+    store_in_batches(&store, &late, 300);
+    let dimensions = [
+        Dimension::All,
+        Dimension::Route,
+        Dimension::Status,
+        Dimension::ErrorClass,
+    ];
+    for (from, to, finest) in [
+        (DAY0 + 5 * HOUR_MS, NOW, false),
+        (DAY0, DAY0 + 3 * DAY_MS, false),
+        (DAY0 + 20 * HOUR_MS, DAY0 + 2 * DAY_MS + 3 * HOUR_MS, true),
+    ] {
+        let mut one_by_one = Vec::new();
+        for d in dimensions {
+            one_by_one.extend(
+                block_on(read::covering_rows(
+                    &store,
+                    "site",
+                    from,
+                    to,
+                    Some(d),
+                    finest,
+                ))
+                .unwrap(),
+            );
+        }
+        let counted = Counted::new(&store);
+        let at_once = block_on(read::covering_rows_of(
+            &counted,
+            "site",
+            from,
+            to,
+            &dimensions,
+            finest,
+        ))
+        .unwrap();
+        assert!(counted.take_queries() <= read::MAX_COVER_QUERIES);
+        let sorted = |mut rows: Vec<(Period, tally_core::rollup::Key, _)>| {
+            rows.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+            rows
+        };
+        assert!(one_by_one.len() > 50, "{}", one_by_one.len());
+        assert_eq!(sorted(at_once), sorted(one_by_one));
+    }
+    assert!(
+        block_on(read::covering_rows_of(
+            &store,
+            "site",
+            DAY0,
+            NOW,
+            &[],
+            false
+        ))
+        .unwrap()
+        .is_empty()
+    );
+
+    let (from, to) = (DAY0 + 90 * MINUTE_MS, DAY0 + 2 * DAY_MS + 30 * MINUTE_MS);
+    let series = block_on(read::series(
+        &store,
+        "site",
+        from,
+        to,
+        Interval::Hour,
+        Some(Dimension::Route),
+    ))
+    .unwrap();
+    let counts = block_on(read::hourly_counts(
+        &store,
+        "site",
+        from,
+        to,
+        Dimension::Route,
+    ))
+    .unwrap();
+    assert_eq!(counts, read::counts_of(&series, Dimension::Route));
+    assert_eq!(counts.len(), 48, "every hour of the range, whole hours");
+}
+
+#[test]
+fn multi_dimension_and_count_reads_search_the_dimension_index_and_never_sort() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let search = "SEARCH rollups USING INDEX rollups_by_dimension (project=? AND period=? AND dimension=? AND start>? AND start<?)";
+    let counts = support::query_plan(&store, tally_core::sql::ROLLUP_COUNTS_OF_DIMENSION);
+    assert_eq!(counts, [search]);
+    let several = support::query_plan(&store, tally_core::sql::ROLLUPS_OF_DIMENSIONS);
+    assert!(several.iter().any(|s| s == search), "{several:?}");
+    assert!(
+        !several
+            .iter()
+            .any(|s| s.contains("FOR ORDER BY") || s.starts_with("SCAN rollups")),
+        "{several:?}"
+    );
+}

@@ -1318,7 +1318,7 @@ mod tests {
     use tally_core::funnel::conversions;
     use tally_core::rollup::{Dimension, Rollup};
     use tally_core::time::{DAY_MS, parse_date};
-    use tally_storage::read::Merged;
+    use tally_storage::read::{Counts, Merged};
 
     const EVIL: &str = r#"<script>alert("x")</script>"#;
     /// A route filter whose value is markup ending in a literal star.
@@ -1341,15 +1341,12 @@ mod tests {
         .into_iter()
         .collect();
         let day = parse_date("2025-01-18").unwrap();
-        let hours = BTreeMap::from([(
-            day,
-            Merged::from([((Dimension::Route, EVIL.to_owned()), row(1234, 56, 0))]),
-        )]);
+        let hours = BTreeMap::from([(day, BTreeMap::from([(EVIL.to_owned(), 1234)]))]);
         report_of(&merged, &hours, funnel)
     }
 
     /// The week to 2025-01-18's report of `merged`, with `hours` for the heatmap.
-    fn report_of(merged: &Merged, hours: &BTreeMap<i64, Merged>, funnel: &Funnel) -> Report {
+    fn report_of(merged: &Merged, hours: &Counts, funnel: &Funnel) -> Report {
         let day = parse_date("2025-01-18").unwrap();
         Report::new(&Inputs {
             from: day - 6 * DAY_MS,

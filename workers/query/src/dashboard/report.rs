@@ -10,7 +10,7 @@ use tally_core::revenue::{self, Currency, Total};
 use tally_core::rollup::{Dimension, Rollup};
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
 use tally_storage::filtered::Path;
-use tally_storage::read::Merged;
+use tally_storage::read::{Counts, Merged};
 
 /// Rows shown per breakdown table.
 pub const TOP: usize = 10;
@@ -48,9 +48,9 @@ pub struct Inputs<'a> {
     /// The `all` dimension per bucket of `interval`.
     pub series: &'a BTreeMap<i64, Merged>,
     pub interval: Interval,
-    /// The `route` dimension per hour, from `heatmap_from` (hour rows are many: a long
+    /// Events per hour and route, from `heatmap_from` (hour rows are many: a long
     /// range's heatmap covers only its end).
-    pub route_hours: &'a BTreeMap<i64, Merged>,
+    pub route_hours: &'a Counts,
     pub heatmap_from: i64,
     /// The funnel of the steps named, as counted.
     pub funnel: &'a Funnel,
@@ -261,8 +261,11 @@ pub fn previous_period(from: i64, to: i64) -> (i64, i64) {
 impl Report {
     pub fn new(inputs: &Inputs<'_>) -> Self {
         let totals = Totals::of(inputs.merged, inputs.scale);
-        let rows = |d| rows_of(inputs.merged, d, inputs.scale);
-        let by_count = |d| top(rows(d), count, TOP);
+        // Unique counts are estimated for the rows shown only: an estimate reads a dense
+        // HyperLogLog's 4,096 registers, and a dimension may have thousands of values.
+        let rows = |d| rows_of(inputs.merged, d);
+        let shown = |d, rows| with_uniques(inputs.merged, d, rows, inputs.scale);
+        let by_count = |d| shown(d, top(rows(d), count, TOP));
         let failing_routes: Vec<Row> = rows(Dimension::Route)
             .into_iter()
             .filter(|r| r.errors > 0)
@@ -280,9 +283,9 @@ impl Report {
             },
             routes: by_count(Dimension::Route),
             error_classes: by_count(Dimension::ErrorClass),
-            failing_routes: top(failing_routes, errors, TOP),
+            failing_routes: shown(Dimension::Route, top(failing_routes, errors, TOP)),
             // In value order (`2xx`, `4xx`, ...), as merged rows come.
-            statuses: rows(Dimension::Status),
+            statuses: shown(Dimension::Status, rows(Dimension::Status)),
             versions: by_count(Dimension::Version),
             colos: by_count(Dimension::Colo),
             countries: by_count(Dimension::Country),
@@ -297,21 +300,36 @@ impl Report {
                 .collect(),
             names: by_count(Dimension::Name),
             funnel: inputs.funnel.clone(),
-            items: top(rows(Dimension::Item), bytes, TOP),
-            variants: top(rows(Dimension::Variant), bytes, TOP),
+            items: shown(Dimension::Item, top(rows(Dimension::Item), bytes, TOP)),
+            variants: shown(
+                Dimension::Variant,
+                top(rows(Dimension::Variant), bytes, TOP),
+            ),
         }
     }
 }
 
-fn row(value: &str, r: &Rollup, scale: u64) -> Row {
+/// A row's counts; its unique counts are left at 0 for [`with_uniques`].
+fn row(value: &str, r: &Rollup) -> Row {
     Row {
         value: value.to_owned(),
         count: r.count,
         errors: r.errors,
         bytes: r.bytes,
-        users: r.users.count().saturating_mul(scale),
-        instances: r.instances.count().saturating_mul(scale),
+        users: 0,
+        instances: 0,
     }
+}
+
+/// `rows` of `dimension` with their unique counts from `merged`, times `scale`.
+fn with_uniques(merged: &Merged, dimension: Dimension, mut rows: Vec<Row>, scale: u64) -> Vec<Row> {
+    for row in &mut rows {
+        if let Some(r) = merged.get(&(dimension, row.value.clone())) {
+            row.users = r.users.count().saturating_mul(scale);
+            row.instances = r.instances.count().saturating_mul(scale);
+        }
+    }
+    rows
 }
 
 /// The revenue table of a revenue dimension: its [`TOP`] lines per currency.
@@ -329,11 +347,11 @@ fn revenue_of(merged: &Merged, dimension: Dimension) -> Vec<Currency> {
     revenue::table(rows, TOP)
 }
 
-fn rows_of(merged: &Merged, dimension: Dimension, scale: u64) -> Vec<Row> {
+fn rows_of(merged: &Merged, dimension: Dimension) -> Vec<Row> {
     merged
         .range((dimension, String::new())..)
         .take_while(|((d, _), _)| *d == dimension)
-        .map(|((_, value), r)| row(value, r, scale))
+        .map(|((_, value), r)| row(value, r))
         .collect()
 }
 
@@ -394,14 +412,12 @@ fn series(inputs: &Inputs<'_>) -> Vec<Point> {
         .collect()
 }
 
-fn heatmap(route_hours: &BTreeMap<i64, Merged>) -> Heatmap {
+fn heatmap(route_hours: &Counts) -> Heatmap {
     let mut by_route: BTreeMap<&str, [u64; 24]> = BTreeMap::new();
-    for (start, merged) in route_hours {
+    for (start, routes) in route_hours {
         let hour = (start.rem_euclid(DAY_MS) / HOUR_MS) as usize;
-        for ((dimension, route), r) in merged {
-            if *dimension == Dimension::Route {
-                by_route.entry(route).or_insert([0; 24])[hour] += r.count;
-            }
+        for (route, count) in routes {
+            by_route.entry(route).or_insert([0; 24])[hour] += count;
         }
     }
     let totals: Vec<Row> = by_route
@@ -545,15 +561,11 @@ mod tests {
         .into_iter()
         .collect();
         let hour = |h: i64, route: &str, n: u64| {
-            (
-                day + h * HOUR_MS,
-                Merged::from([entry(Dimension::Route, route, rollup(n, 0, 0, &[]))]),
-            )
+            (day + h * HOUR_MS, BTreeMap::from([(route.to_owned(), n)]))
         };
-        let route_hours: BTreeMap<i64, Merged> =
-            [hour(9, "/a", 2), hour(33, "/a", 4), hour(14, "/b", 4)]
-                .into_iter()
-                .collect();
+        let route_hours: Counts = [hour(9, "/a", 2), hour(33, "/a", 4), hour(14, "/b", 4)]
+            .into_iter()
+            .collect();
         let series: BTreeMap<i64, Merged> = [(
             day + DAY_MS,
             Merged::from([entry(Dimension::All, "", rollup(10, 3, 5000, &[10.0]))]),
@@ -615,7 +627,7 @@ mod tests {
             merged: &Merged::new(),
             series: &empty,
             interval: Interval::Day,
-            route_hours: &empty,
+            route_hours: &Counts::new(),
             heatmap_from: 32 * DAY_MS,
             funnel: &Funnel::Unasked,
             previous: None,
@@ -651,18 +663,56 @@ mod tests {
     }
 
     #[test]
+    fn unique_counts_are_those_of_the_rows_shown() {
+        let day = parse_date("2025-01-18").unwrap();
+        let with_users = |count: u64, users: u64| {
+            let mut r = rollup(count, 0, 0, &[]);
+            for u in 0..users {
+                r.users.insert_hash(u.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                r.instances
+                    .insert_hash((u + 99).wrapping_mul(0xbf58_476d_1ce4_e5b9));
+            }
+            r
+        };
+        // Twelve routes: the ten busiest are shown, with their own unique counts.
+        let merged: Merged = (1..=12u64)
+            .map(|i| entry(Dimension::Route, &format!("/r{i:02}"), with_users(i, i)))
+            .chain([entry(Dimension::Status, "2xx", with_users(5, 3))])
+            .collect();
+        let report = Report::new(&Inputs {
+            from: day,
+            to: day + DAY_MS,
+            merged: &merged,
+            series: &BTreeMap::new(),
+            interval: Interval::Hour,
+            route_hours: &Counts::new(),
+            heatmap_from: day,
+            funnel: &Funnel::Unasked,
+            previous: None,
+            scale: 2,
+            previous_scale: 1,
+        });
+        let shown: Vec<(String, u64, u64)> = report
+            .routes
+            .iter()
+            .map(|r| (r.value.clone(), r.users, r.instances))
+            .collect();
+        let expected: Vec<(String, u64, u64)> = (3..=12u64)
+            .rev()
+            .map(|i| (format!("/r{i:02}"), 2 * i, 2 * i))
+            .collect();
+        assert_eq!(shown, expected, "times the scale");
+        assert_eq!(
+            (report.statuses[0].users, report.statuses[0].instances),
+            (6, 6)
+        );
+    }
+
+    #[test]
     fn the_heatmap_keeps_the_busiest_routes() {
-        let routes: BTreeMap<i64, Merged> = [(
+        let routes: Counts = [(
             0,
-            (0..20u64)
-                .map(|i| {
-                    entry(
-                        Dimension::Route,
-                        &format!("/r{i:02}"),
-                        rollup(i + 1, 0, 0, &[]),
-                    )
-                })
-                .collect(),
+            (0..20u64).map(|i| (format!("/r{i:02}"), i + 1)).collect(),
         )]
         .into_iter()
         .collect();
