@@ -374,7 +374,7 @@ fn cdn_aliases_answer_for_the_tokens_project_with_exact_numbers() {
         "the three days are rolled",
         Duration::from_secs(60),
         || {
-            let (days, dirty): (i64, i64) = with_d1(|db| {
+            let (days, dirty): (i64, i64) = with_d1(&project, |db| {
                 db.query_row(
                     "SELECT (SELECT COUNT(*) FROM rollups WHERE project = ?1 AND period = 'day'
                          AND dimension = 'all'),

@@ -230,7 +230,7 @@ impl Drop for Stop<'_> {
 }
 
 fn raw_events(project: &str) -> i64 {
-    with_d1(|db| {
+    with_d1(project, |db| {
         db.query_row(
             "SELECT COUNT(*) FROM raw_events WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)",
             [project],

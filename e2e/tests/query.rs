@@ -278,7 +278,7 @@ fn the_read_api_answers_exactly_over_a_known_workload() {
         "the workload's days are rolled",
         Duration::from_secs(60),
         || {
-            let (days, dirty): (i64, i64) = with_d1(|db| {
+            let (days, dirty): (i64, i64) = with_d1(&p.slug, |db| {
                 db.query_row(
                     "SELECT (SELECT COUNT(*) FROM rollups WHERE project = ?1 AND period = 'day'
                              AND dimension = 'all'),
@@ -931,7 +931,7 @@ fn sessions_of_past_days_are_paired_once_and_read_back_the_same() {
     assert_eq!(got, expected, "{live}");
 
     let stored_days = || {
-        with_d1(|c| {
+        with_d1(&p.slug, |c| {
             c.query_row(
                 "SELECT count(*), coalesce(sum(sessions), 0), coalesce(sum(total_ms), 0)
                  FROM session_days

@@ -1,5 +1,6 @@
 //! The `events` queue consumer: stores events exactly once and keeps the hourly rollups
-//! current, through [`tally_storage::pipeline::store_messages`].
+//! current, through [`tally_storage::pipeline::store_messages_on_shards`]: each
+//! project's events on its shard.
 //!
 //! Messages are acknowledged only after their events are committed. A group whose commit
 //! fails is split until the message that fails is alone (within
@@ -15,9 +16,10 @@ use worker::{MessageBatch, MessageExt, RawMessage};
 
 use crate::now_ms;
 
-/// Stores the events of a batch of the `events` queue, then acks each message whose
-/// events are stored and retries each other one.
-pub async fn consume(store: &D1Store, batch: &MessageBatch<String>) {
+/// Stores the events of a batch of the `events` queue on their projects' shards
+/// (`control` holds the placement), then acks each message whose events are stored and
+/// retries each other one: a shard that fails holds back only its own messages.
+pub async fn consume(control: &D1Store, shards: &[D1Store], batch: &MessageBatch<String>) {
     let mut decoded: Vec<(RawMessage, Message)> = Vec::new();
     for message in batch.raw_iter() {
         let body = message
@@ -37,7 +39,9 @@ pub async fn consume(store: &D1Store, batch: &MessageBatch<String>) {
         return;
     }
     let (raw, messages): (Vec<RawMessage>, Vec<Message>) = decoded.into_iter().unzip();
-    let consumed = pipeline::store_messages(store, &messages, now_ms()).await;
+    let placements = crate::placements();
+    let consumed =
+        pipeline::store_messages_on_shards(control, shards, &placements, &messages, now_ms()).await;
     let stored = &consumed.stored;
     worker::console_log!(
         "stored {} of {} events ({} rollup rows) in {} calls",

@@ -4,11 +4,11 @@
 //! range raw retention covers. Each caller turns what cannot be read into its own
 //! answer (a JSON error, a page's error or a note).
 
+use crate::edge::Store;
 use tally_core::filter::Filters;
 use tally_core::range::Range;
 use tally_core::rollup::Dimension;
 use tally_edge::ApiError;
-use tally_storage::d1::D1Store;
 use tally_storage::filtered::{self, Bucket, DEFAULT_ROW_BUDGET, Limits, Read};
 
 use super::error::internal;
@@ -24,7 +24,7 @@ use super::{FILTER_ROW_BUDGET, RequestEnv, now_ms, params};
 #[allow(clippy::too_many_arguments)] // One report's question; a struct would only rename it.
 pub async fn read(
     env: &RequestEnv,
-    store: &D1Store,
+    store: &Store,
     project: &str,
     retention_days: u32,
     range: Range,
