@@ -219,12 +219,17 @@ fn a_failing_shard_holds_back_only_its_projects_and_they_arrive_once_it_heals() 
         heal();
         panic!("{} {}", sent_a.json, sent_b.json);
     }
-    // The healthy shard's project is counted on time, while the other waits.
+    // The healthy shard's project is counted on time, while the other waits: still
+    // nothing of it a while later (its messages are retried with a delay, within the
+    // queue's retries), and nothing on its shard.
     let on_time = std::panic::catch_unwind(|| wait_for_count(&a, 20));
+    std::thread::sleep(Duration::from_secs(3));
     let held = overview(&b);
+    let stored_while_down = raw_rows_in_shard_of(&b, &b.slug);
     heal();
     on_time.unwrap();
     assert_eq!(held.json["events"], 0, "{}", held.json);
+    assert_eq!(stored_while_down, 0);
     // Healed: the retried messages arrive, each event once.
     wait_for_count(&b, 25);
     std::thread::sleep(Duration::from_secs(2));
