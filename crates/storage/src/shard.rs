@@ -41,6 +41,9 @@ use crate::{AdminStore, Error, Write};
 pub enum Role {
     /// The control database: settings, placement, access, alerting, job runs.
     Control,
+    /// The control database, about the projects of one shard (its [`Executor::shard`]):
+    /// only [`OnShard`] runs it, since a [`Router`] has no one shard.
+    ControlOfShard,
     /// A data shard; the project whose shard it is named as `ProjectAt` says.
     Data(ProjectAt),
     /// Whichever database it is run against (`meta`): each keeps its own progress.
@@ -62,7 +65,7 @@ pub enum ProjectAt {
 }
 
 use ProjectAt::{Json, Param, Shard};
-use Role::{Control, Data, Local};
+use Role::{Control, ControlOfShard, Data, Local};
 
 /// Every statement of `tally_core::sql` and its role. `role_of_every_statement` checks
 /// that each constant of `sql.rs` is here, so a new table or statement cannot land on a
@@ -136,7 +139,7 @@ pub const ROLES: &[(&str, Role)] = &[
     (sql::ALL_META, Local),
     (sql::D1_MIGRATIONS_APPLIED, Local),
     // Projects, placement and access.
-    (sql::PROJECTS, Control),
+    (sql::PROJECTS, ControlOfShard),
     (sql::PROJECT_SHARDS, Control),
     (sql::PROJECTS_PER_SHARD, Control),
     (sql::PROJECT_BY_SLUG, Control),
@@ -306,7 +309,7 @@ impl<E: Executor> OnShard<'_, E> {
     /// Where `sql` runs; `None` for meta, which goes with its batch (alone: the shard).
     fn target(&self, sql: &str) -> Result<Option<Target>, Error> {
         Ok(match role(sql)? {
-            Control => Some(Target::Control),
+            Control | ControlOfShard => Some(Target::Control),
             Data(_) => Some(Target::Shard(self.shard)),
             Local => None,
         })
@@ -455,6 +458,10 @@ impl<E: Executor> Router<E> {
         match role(sql)? {
             Control => Ok(Some(Target::Control)),
             Local => Ok(None),
+            ControlOfShard => Err(Error::Database(format!(
+                "a read of one shard's projects needs one shard: {}",
+                first_line(sql)
+            ))),
             Data(Param(n)) => match values.get(n.wrapping_sub(1)) {
                 Some(Bound::Text(slug)) => Ok(Some(Target::Shard(
                     self.placements

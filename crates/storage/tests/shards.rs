@@ -274,6 +274,10 @@ fn a_transaction_never_spans_two_databases() {
     assert!(block_on(on_shard.commit(&[mark("b"), alerts.clone()])).is_err());
     // Statements over several projects or a whole shard need one shard.
     assert!(block_on(router.dirty_periods(tally_core::rollup::Period::Day, 10, T0)).is_err());
+    assert!(
+        block_on(router.projects()).is_err(),
+        "a router has no one shard"
+    );
     // Nothing of the refused transactions was applied; each alone commits.
     for store in [&shards[0], &shards[1]] {
         assert_eq!(count(store, "SELECT count(*) FROM dirty_periods"), 0);
