@@ -74,14 +74,29 @@ async fn placement(store: &Store, asked: Option<u32>) -> Result<u32, ApiError> {
         .unwrap_or(0))
 }
 
-/// `POST /v1/admin/projects`: the project is placed on a shard, recorded in the control
-/// database and then in the shard's directory of projects.
+/// `POST /v1/admin/projects`: the project is placed on a shard, named in the shard's
+/// directory of projects and then recorded in the control database.
 pub async fn create(store: &Store, body: &[u8], now_ms: i64) -> Result<Response, ApiError> {
     let input = ProjectInput::parse(body)?;
     let asked = input.shard;
     let project = input.create(now_ms)?;
     domain_free(store, &project).await?;
     let shard = placement(store, asked).await?;
+    // The shard's row gives the project its id there, as its first event would; the
+    // erasure requests that join it need it before any event has come. First, and on
+    // the shard itself (no placement is recorded yet): it is idempotent, so a failure
+    // of either write leaves nothing a retry would trip on.
+    let on_shard = store
+        .shards
+        .get(shard as usize)
+        .ok_or_else(|| internal(format!("shard {shard} was placed but is not bound")))?;
+    on_shard
+        .commit(&[Write::EnsureProject {
+            slug: &project.slug,
+            now_ms,
+        }])
+        .await
+        .map_err(internal)?;
     if !store
         .create_project_on(&project, shard)
         .await
@@ -93,16 +108,7 @@ pub async fn create(store: &Store, body: &[u8], now_ms: i64) -> Result<Response,
             format!("project {:?} exists; change it with PATCH", project.slug),
         ));
     }
-    // The shard's row gives the project its id there, as its first event would; the
-    // erasure requests and reads that join it need it before any event has come.
     store.placements.forget(&project.slug);
-    store
-        .commit(&[Write::EnsureProject {
-            slug: &project.slug,
-            now_ms,
-        }])
-        .await
-        .map_err(internal)?;
     json_value(201, &json!({ "project": placed(&project, shard) }), None)
 }
 
