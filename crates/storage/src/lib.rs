@@ -22,6 +22,10 @@
 //!   [`cloudflare::CfQueue`] implement the cache and queue over KV and Queues, and
 //!   [`memory`] holds in-memory cache and queue doubles with failure injection.
 //!
+//! - [`shard`] places every statement in the control database or a project's data
+//!   shard: [`shard::OnShard`] (one shard) and [`shard::Router`] (every shard, by
+//!   placement) are executors too.
+//!
 //! The traits use `async fn` without `Send` bounds: Workers run on one thread.
 
 pub mod access;
