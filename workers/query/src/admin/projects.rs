@@ -74,29 +74,14 @@ async fn placement(store: &Store, asked: Option<u32>) -> Result<u32, ApiError> {
         .unwrap_or(0))
 }
 
-/// `POST /v1/admin/projects`: the project is placed on a shard, named in the shard's
-/// directory of projects and then recorded in the control database.
+/// `POST /v1/admin/projects`: the project is placed on a shard and recorded in the
+/// control database, then named in the shard's directory of projects.
 pub async fn create(store: &Store, body: &[u8], now_ms: i64) -> Result<Response, ApiError> {
     let input = ProjectInput::parse(body)?;
     let asked = input.shard;
     let project = input.create(now_ms)?;
     domain_free(store, &project).await?;
     let shard = placement(store, asked).await?;
-    // The shard's row gives the project its id there, as its first event would; the
-    // erasure requests that join it need it before any event has come. First, and on
-    // the shard itself (no placement is recorded yet): it is idempotent, so a failure
-    // of either write leaves nothing a retry would trip on.
-    let on_shard = store
-        .shards
-        .get(shard as usize)
-        .ok_or_else(|| internal(format!("shard {shard} was placed but is not bound")))?;
-    on_shard
-        .commit(&[Write::EnsureProject {
-            slug: &project.slug,
-            now_ms,
-        }])
-        .await
-        .map_err(internal)?;
     if !store
         .create_project_on(&project, shard)
         .await
@@ -109,6 +94,27 @@ pub async fn create(store: &Store, body: &[u8], now_ms: i64) -> Result<Response,
         ));
     }
     store.placements.forget(&project.slug);
+    // The shard's row gives the project its id there, as its first event's commit would
+    // (shard 0 is the control database, where the row just made is that row). Erasure
+    // requests join it before any event has come; the project exists without it, so a
+    // failure here is logged, not answered: its first event records it.
+    let ensured = match store.shards.get(shard as usize) {
+        Some(on_shard) => on_shard
+            .commit(&[Write::EnsureProject {
+                slug: &project.slug,
+                now_ms,
+            }])
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        None => Err(format!("shard {shard} is not bound")),
+    };
+    if let Err(e) = ensured {
+        worker::console_error!(
+            "project {} is created, but shard {shard} does not name it yet: {e}",
+            project.slug
+        );
+    }
     json_value(201, &json!({ "project": placed(&project, shard) }), None)
 }
 
