@@ -27,6 +27,7 @@ mod projects;
 mod query;
 mod realtime;
 mod revenue;
+mod shards;
 mod support;
 mod surface;
 mod validation;

@@ -44,7 +44,7 @@ fn exported(p: &Project) -> Vec<String> {
 }
 
 fn marks(project: &str) -> i64 {
-    with_d1(|db| {
+    with_d1(project, |db| {
         db.query_row(
             "SELECT COUNT(*) FROM session_events \
              WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)",

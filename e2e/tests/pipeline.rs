@@ -111,7 +111,7 @@ fn raw_identifiers_never_reach_d1() {
     );
     assert_eq!(answer.status, 202, "{}", answer.json);
     wait_for_count(&p, 1);
-    let (user, instance, session): (String, String, String) = with_d1(|db| {
+    let (user, instance, session): (String, String, String) = with_d1(&project, |db| {
         db.query_row(
             "SELECT hex(user), hex(instance), hex(session) FROM raw_events WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)",
             [&project],
@@ -126,7 +126,7 @@ fn raw_identifiers_never_reach_d1() {
             "8 bytes of a SHA-256 hash, not {stored:?}"
         );
     }
-    let leaked: i64 = with_d1(|db| {
+    let leaked: i64 = with_d1(&project, |db| {
         db.query_row(
             "SELECT COUNT(*) FROM raw_events WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND (
                  instr(COALESCE(metadata, ''), ?2) > 0 OR instr(CAST(user AS TEXT), ?2) > 0
@@ -248,7 +248,7 @@ fn rollups_carry_percentiles_and_uniques_and_days_roll_from_hours() {
         "the day row is rolled",
         Duration::from_secs(30),
         || {
-            let (count, errors, rows): (Option<i64>, Option<i64>, i64) = with_d1(|db| {
+            let (count, errors, rows): (Option<i64>, Option<i64>, i64) = with_d1(&project, |db| {
                 db.query_row(
                     "SELECT SUM(count), SUM(errors), COUNT(*) FROM rollups
                  WHERE project = ?1 AND period = 'day' AND dimension = 'route'",
@@ -325,7 +325,7 @@ fn session_marks_are_kept_for_pairing() {
     );
     assert_eq!(answer.status, 202, "{}", answer.json);
     wait_for_count(&p, 4);
-    let marks: Vec<(i64, i64)> = with_d1(|db| {
+    let marks: Vec<(i64, i64)> = with_d1(&project, |db| {
         let mut stmt = db
             .prepare("SELECT timestamp, is_start FROM session_events WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) ORDER BY timestamp")
             .unwrap();

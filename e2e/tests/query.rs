@@ -899,7 +899,7 @@ fn sessions_of_past_days_are_paired_once_and_read_back_the_same() {
     assert_eq!(got, expected, "{live}");
 
     let stored_days = || {
-        with_d1(|c| {
+        with_d1(&p.slug, |c| {
             c.query_row(
                 "SELECT count(*), coalesce(sum(sessions), 0), coalesce(sum(total_ms), 0)
                  FROM session_days

@@ -175,12 +175,17 @@ fn parse_node_summary(text: &str) -> Option<(u64, u64)> {
     Some((count("pass ")?, count("fail ")?))
 }
 
-/// End-to-end tests that load the stack so heavily that they run alone, after the others.
 /// The raw events one filtered read may scan on the end-to-end stack; e2e's
 /// `filters.rs` reads it as `TALLY_FILTER_ROW_BUDGET`.
 const E2E_FILTER_ROW_BUDGET: u64 = 1_500;
 
-const RUN_ALONE: &[&str] = &["hostile::hostile_and_heavy_load_loses_and_duplicates_nothing"];
+/// End-to-end tests that load the stack so heavily, or break it for a while, that they
+/// run alone, after the others.
+const RUN_ALONE: &[&str] = &[
+    "hostile::hostile_and_heavy_load_loses_and_duplicates_nothing",
+    // It makes a whole shard unwritable for a few seconds.
+    "shards::a_failing_shard_holds_back_only_its_projects_and_they_arrive_once_it_heals",
+];
 
 /// Builds the bundles, starts a fresh stack on free ports and runs the end-to-end tests
 /// (`tests`, if any) against it, then schemathesis if asked.

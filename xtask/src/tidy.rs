@@ -191,7 +191,7 @@ mod tests {
             "object_var",
             "ai",
         ];
-        const COMPUTED: [(&str, &str, &str); 2] = [
+        const COMPUTED: [(&str, &str, &str); 4] = [
             (
                 "ingest",
                 "rate_limiter(binding)",
@@ -201,6 +201,17 @@ mod tests {
                 "aggregator",
                 "var(name)",
                 "QueueNames::from_env's closure, called with lib.rs's consts",
+            ),
+            (
+                "aggregator",
+                "d1(&tally_storage::d1::shard_binding(n))",
+                "the data shards: shard_bindings_are_numbered_from_zero_and_alike",
+            ),
+            (
+                "query",
+                "d1(name)",
+                "edge::store's closure, called with DB and the data shards' names: \
+                 shard_bindings_are_numbered_from_zero_and_alike",
             ),
         ];
         let files = sources(&format!("workers/{worker}/src"));
@@ -311,6 +322,53 @@ mod tests {
         assert_none(&violations, "bindings the configs lack");
     }
 
+    /// The data shards' bindings (`SHARD_0` …) of the two workers that bind them are
+    /// numbered from 0 without a gap (a worker binds the first ones it finds, so a gap
+    /// would hide the shards after it) and name the same databases in both configs
+    /// (the aggregator writes a project's data where the query worker reads it).
+    #[test]
+    fn shard_bindings_are_numbered_from_zero_and_alike() {
+        let shards = |worker: &str| -> Vec<(String, String)> {
+            let table: toml::Table = read(&format!("wrangler/{worker}.toml")).parse().unwrap();
+            table
+                .get("d1_databases")
+                .and_then(toml::Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|db| {
+                    let binding = db.get("binding")?.as_str()?;
+                    binding.starts_with("SHARD_").then(|| {
+                        let name = db.get("database_name").and_then(toml::Value::as_str);
+                        (binding.to_owned(), name.unwrap_or_default().to_owned())
+                    })
+                })
+                .collect()
+        };
+        let aggregator = shards("aggregator");
+        assert!(
+            !aggregator.is_empty(),
+            "wrangler/aggregator.toml binds no SHARD_0"
+        );
+        for (n, (binding, _)) in aggregator.iter().enumerate() {
+            assert_eq!(
+                *binding,
+                format!("SHARD_{n}"),
+                "wrangler/aggregator.toml: the shards are SHARD_0, SHARD_1, … in order"
+            );
+        }
+        assert_eq!(
+            shards("query"),
+            aggregator,
+            "wrangler/query.toml binds other shards than wrangler/aggregator.toml"
+        );
+        for worker in ["ingest", "front"] {
+            assert!(
+                shards(worker).is_empty(),
+                "{worker} reads no project's data, so it binds no shard"
+            );
+        }
+    }
+
     /// What of `tally_storage` ingest may name: the D1 store for reading keys, the KV
     /// cache and the events queue. Not `Writer`/`Write`, `JobLog`, `exec` (raw
     /// statements), `pipeline` or `alerts`.
@@ -326,15 +384,18 @@ mod tests {
         "memory::MemoryQueue",
     ];
     /// `AdminStore`'s methods, read or write: a new one must be sorted into one list.
-    const ADMIN_READS: [&str; 5] = [
+    const ADMIN_READS: [&str; 7] = [
         "project",
         "all_projects",
         "keys",
         "key_by_hash",
         "project_by_plausible_domain",
+        "project_shards",
+        "projects_per_shard",
     ];
-    const ADMIN_WRITES: [&str; 4] = [
+    const ADMIN_WRITES: [&str; 5] = [
         "create_project",
+        "create_project_on",
         "update_project",
         "create_key",
         "revoke_key",

@@ -141,6 +141,10 @@ pub struct ProjectInput {
     /// Absent: unchanged; `null`: keyless events off; a domain: on for that domain.
     #[serde(default, deserialize_with = "present")]
     pub plausible_domain: Option<Option<String>>,
+    /// The data shard to place a new project on (issue 16); absent: the least loaded.
+    /// Chosen at creation only: the worker refuses a change (moving is another
+    /// operation) and a shard it does not bind.
+    pub shard: Option<u32>,
 }
 
 /// Reads a member that may be `null` as `Some(None)`, so that an absent member (serde's
@@ -186,8 +190,8 @@ impl ProjectInput {
                 "invalid_project",
                 format!(
                     "project settings must be a JSON object with slug, retention_days, \
-                     allowed_origins, rate_limit, public_dashboard, public_badges and \
-                     plausible_domain: {e}"
+                     allowed_origins, rate_limit, public_dashboard, public_badges, \
+                     plausible_domain and shard: {e}"
                 ),
             )
         })

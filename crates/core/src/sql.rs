@@ -202,8 +202,18 @@ LIMIT ?6";
 pub const ENSURE_PROJECT: &str = "\
 INSERT INTO projects (slug, created_at) VALUES (?1, ?2) ON CONFLICT (slug) DO NOTHING";
 
-/// Every project and its retention.
-pub const PROJECTS: &str = "SELECT slug, retention_days FROM projects ORDER BY slug";
+/// Every project placed on shard `?1`, with its retention (read in the control
+/// database, which holds the placement and the settings).
+pub const PROJECTS: &str = "\
+SELECT slug, retention_days FROM projects WHERE shard = ?1 ORDER BY slug";
+
+/// The shard of each project of a JSON array of slugs (`?1`) that exists.
+pub const PROJECT_SHARDS: &str = "\
+SELECT slug, shard FROM projects WHERE slug IN (SELECT value FROM json_each(?1))";
+
+/// How many projects each shard holds (shards without one are left out).
+pub const PROJECTS_PER_SHARD: &str = "\
+SELECT shard, count(*) AS n FROM projects GROUP BY shard ORDER BY shard";
 
 /// Stored rollup rows for a JSON array of `[project, period, start, dimension, value]`
 /// keys (`?1`).
@@ -457,11 +467,11 @@ FROM projects ORDER BY slug";
 
 /// Creates a project (`?1` slug, `?2` retention, `?3` origins JSON, `?4` tier, `?5`
 /// created, `?6` public dashboard and `?7` public badges as 0 or 1, `?8` Plausible
-/// domain or NULL); changes no row when the slug exists.
+/// domain or NULL) placed on shard `?9`; changes no row when the slug exists.
 pub const CREATE_PROJECT: &str = "\
 INSERT INTO projects (slug, retention_days, allowed_origins, rate_limit, created_at,
-                      public_dashboard, public_badges, plausible_domain)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (slug) DO NOTHING";
+                      public_dashboard, public_badges, plausible_domain, shard)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (slug) DO NOTHING";
 
 /// Sets a project's (`?1`) settings.
 pub const UPDATE_PROJECT: &str = "\

@@ -9,7 +9,9 @@
 //! `TALLY_ID_SECRET=<secret> cargo run --release -p tally-storage --example seed --
 //! <d1.sqlite> <project> <events> <days> <now_ms> <out.json>`, with the stack's
 //! `ID_SECRET` (identifiers are hashed with it, as ingest does) in the environment
-//! rather than on the command line.
+//! rather than on the command line. `<d1.sqlite>` may be the directory of a stack's
+//! local D1 files: the seed goes to the control database, shard 0, which holds the
+//! project's keys (the project must be on shard 0).
 
 // A benchmark times itself: the clock ban of crates/clippy.toml is for the library.
 #![allow(clippy::disallowed_methods)]
@@ -17,8 +19,8 @@
 use std::time::Instant;
 
 use tally_core::workload::Workload;
-use tally_storage::pipeline;
 use tally_storage::sqlite::{SqliteStore, block_on};
+use tally_storage::{AdminStore, pipeline};
 
 /// Events per `store_events` call: the consumer's largest commit.
 const BATCH: usize = 10_000;
@@ -48,7 +50,7 @@ fn main() {
         seed: SEED,
     };
 
-    let store = SqliteStore::open_local_d1(path.as_ref()).unwrap_or_else(|e| panic!("{e}"));
+    let store = control_database(path.as_ref(), project);
     // A throwaway database: no fsync per commit, and room for the indexes in memory.
     store.with_connection(|c| {
         c.execute_batch("PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;")
@@ -102,4 +104,27 @@ fn main() {
     drop(store);
     println!("{}", serde_json::to_string_pretty(&report).unwrap());
     std::fs::write(out, report.to_string()).unwrap_or_else(|e| panic!("writing {out}: {e}"));
+}
+
+/// The local D1 file at `path`, or, given the directory of a stack's local D1 files (a
+/// control database and data shards), the one that holds `project`'s keys: the control
+/// database, which is shard 0, where the bench places its project.
+fn control_database(path: &std::path::Path, project: &str) -> SqliteStore {
+    if !path.is_dir() {
+        return SqliteStore::open_local_d1(path).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "sqlite")
+                && p.file_name().is_some_and(|n| n != "metadata.sqlite")
+        })
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .filter_map(|file| SqliteStore::open_local_d1(file).ok())
+        .find(|store| block_on(store.keys(project)).is_ok_and(|keys| !keys.is_empty()))
+        .unwrap_or_else(|| panic!("no D1 file in {} holds {project}'s keys", path.display()))
 }

@@ -17,6 +17,15 @@ use worker::{D1Database, D1PreparedStatement, D1Result};
 use crate::Error;
 use crate::exec::{Bound, Executor, Statement};
 
+/// Most data shards a deployment binds (`SHARD_0` …).
+pub const MAX_SHARDS: usize = 64;
+
+/// The D1 binding of data shard `n`: `SHARD_0`, `SHARD_1`, … (one name for every
+/// worker; tidy checks the configs bind them from 0 without a gap).
+pub fn shard_binding(n: usize) -> String {
+    format!("SHARD_{n}")
+}
+
 /// Tally's D1 database.
 pub struct D1Store {
     db: D1Database,

@@ -1,8 +1,8 @@
 //! The executor seam: the two things a SQL database must do for Tally, and the values
 //! it binds. Every domain trait ([`crate::EventStore`], [`crate::Writer`],
 //! [`crate::alerts::AlertStore`], ...) is written once over [`Executor`]
-//! (`crate::sql_store`), so a new store is a new executor: D1 and SQLite are two, and a
-//! shard router would be a third that picks the database of each statement.
+//! (`crate::sql_store`), so a new store is a new executor: D1 and SQLite are two, and
+//! the shard executors of [`crate::shard`] pick the database of each statement.
 
 use serde::de::DeserializeOwned;
 
@@ -104,6 +104,34 @@ pub trait Executor {
     /// [`Error::Conflict`] when a constraint or guard tripped, [`Error::Database`] for
     /// any other failure; either way nothing was applied.
     async fn batch(&self, groups: Vec<Vec<Statement>>) -> Result<Vec<u64>, Error>;
+
+    /// The data shard this executor's data statements run on, which the reads over a
+    /// whole shard's projects (`EventStore::projects`) select by: 0 for a single
+    /// database, the shard's number for [`crate::shard::OnShard`].
+    fn shard(&self) -> u32 {
+        0
+    }
+}
+
+/// A borrowed executor is one: so one database can serve as the control database and
+/// a shard at once ([`crate::shard::Router`] owns its executors), as shard 0 does in a
+/// deployment from before shards.
+impl<E: Executor> Executor for &E {
+    async fn query<T: DeserializeOwned>(
+        &self,
+        sql: &'static str,
+        values: Vec<Bound>,
+    ) -> Result<Vec<T>, Error> {
+        (**self).query(sql, values).await
+    }
+
+    async fn batch(&self, groups: Vec<Vec<Statement>>) -> Result<Vec<u64>, Error> {
+        (**self).batch(groups).await
+    }
+
+    fn shard(&self) -> u32 {
+        (**self).shard()
+    }
 }
 
 /// An executor that counts what passes through it to another: the queries D1 would bill
@@ -155,5 +183,9 @@ impl<E: Executor> Executor for Counted<'_, E> {
         self.rows_changed
             .set(self.rows_changed.get() + changed.iter().sum::<u64>());
         Ok(changed)
+    }
+
+    fn shard(&self) -> u32 {
+        self.inner.shard()
     }
 }

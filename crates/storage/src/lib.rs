@@ -25,6 +25,10 @@
 //!   [`cloudflare::CfQueue`] implement the cache and queue over KV and Queues, and
 //!   [`memory`] holds in-memory cache and queue doubles with failure injection.
 //!
+//! - [`shard`] places every statement in the control database or a project's data
+//!   shard: [`shard::OnShard`] (one shard) and [`shard::Router`] (every shard, by
+//!   placement) are executors too.
+//!
 //! The traits use `async fn` without `Send` bounds: Workers run on one thread.
 
 pub mod access;
@@ -42,6 +46,7 @@ pub mod memory;
 pub mod pipeline;
 pub mod read;
 pub mod sessions;
+pub mod shard;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
@@ -133,6 +138,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0017_revenue_and_utm_terms.sql",
         include_str!("../../../migrations/0017_revenue_and_utm_terms.sql"),
+    ),
+    (
+        "0018_placement.sql",
+        include_str!("../../../migrations/0018_placement.sql"),
     ),
 ];
 
@@ -252,12 +261,20 @@ pub enum Write<'a> {
         now_ms: i64,
     },
     /// Deletes up to `limit` raw events, up to `limit` session marks, up to `limit`
-    /// dropped-request records, up to `limit` last error messages and up to `limit`
-    /// alerts (with their delivery attempts) of a project older than `before_ms`.
+    /// dropped-request records and up to `limit` last error messages of a project older
+    /// than `before_ms`: the data shard's half of a purge step.
     ///
-    /// It runs [`PURGE_RAW_STATEMENTS`] statements, which count against D1's queries per
-    /// invocation.
+    /// With [`Write::PurgeAlerts`] it runs [`PURGE_RAW_STATEMENTS`] statements, which
+    /// count against D1's queries per invocation.
     PurgeRaw {
+        project: &'a str,
+        before_ms: i64,
+        limit: u32,
+    },
+    /// Deletes up to `limit` alerts (with their delivery attempts) and up to `limit`
+    /// dead letters of a project older than `before_ms`: the control database's half of
+    /// a purge step.
+    PurgeAlerts {
         project: &'a str,
         before_ms: i64,
         limit: u32,
@@ -288,8 +305,9 @@ pub enum Write<'a> {
     },
 }
 
-/// The statements one [`Write::PurgeRaw`] runs: raw events, session marks, dropped
-/// records, error messages, alert attempts, alerts and dead letters.
+/// The statements one purge step of a project runs, [`Write::PurgeRaw`] on its shard
+/// and [`Write::PurgeAlerts`] in the control database: raw events, session marks,
+/// dropped records, error messages, alert attempts, alerts and dead letters.
 pub const PURGE_RAW_STATEMENTS: u32 = 7;
 
 /// Applies writes atomically.
@@ -341,7 +359,8 @@ pub trait EventStore {
         limit: u32,
     ) -> Result<Vec<Event>, Error>;
 
-    /// Every project and its retention.
+    /// Every project placed on this store's shard ([`exec::Executor::shard`]), with its
+    /// retention, from the control database.
     ///
     /// # Errors
     ///
@@ -399,12 +418,36 @@ pub trait AdminStore {
     /// [`Error::Database`] or [`Error::Decode`].
     async fn all_projects(&self) -> Result<Vec<Project>, Error>;
 
-    /// Creates a project; `false` when its slug is taken.
+    /// Creates a project on shard 0; `false` when its slug is taken.
     ///
     /// # Errors
     ///
     /// [`Error::Database`] when the write fails.
-    async fn create_project(&self, project: &Project) -> Result<bool, Error>;
+    async fn create_project(&self, project: &Project) -> Result<bool, Error> {
+        self.create_project_on(project, 0).await
+    }
+
+    /// Creates a project placed on data shard `shard`; `false` when its slug is taken.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the write fails.
+    async fn create_project_on(&self, project: &Project, shard: u32) -> Result<bool, Error>;
+
+    /// The shard of each of `slugs` that names a project (placement, in the control
+    /// database).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] or [`Error::Decode`].
+    async fn project_shards(&self, slugs: &[&str]) -> Result<BTreeMap<String, u32>, Error>;
+
+    /// How many projects each shard holds; shards without one are absent.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] or [`Error::Decode`].
+    async fn projects_per_shard(&self) -> Result<BTreeMap<u32, u64>, Error>;
 
     /// Stores a project's settings; `false` when it does not exist.
     ///

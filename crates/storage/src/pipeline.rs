@@ -19,6 +19,7 @@ use tally_core::time::{DAY_MS, Interval};
 use tally_core::sql;
 
 use crate::exec::Executor;
+use crate::shard::{OnShard, Placements};
 use crate::{
     Dirty, Error, EventStore, JobLog, PURGE_RAW_STATEMENTS, RollupStore, Versioned, Write, Writer,
 };
@@ -315,6 +316,109 @@ where
         .into_iter()
         .map(|o| o.unwrap_or_else(|| Err(Error::Database("not stored".into()))))
         .collect();
+    consumed
+}
+
+/// Stores a consumer batch whose projects live on several shards: each message's
+/// events and dropped records are grouped by their project's shard (placement read
+/// through `placements` from `control`), and each shard's group is stored by
+/// [`store_messages`] through an [`OnShard`] of its own, in its own transactions. A
+/// message is stored when every part of it is (a message names one project in
+/// practice, so it has one part); a shard that fails holds back only its own messages,
+/// which the caller retries, and every other shard's are stored.
+///
+/// Exactly once still: all of a project's events go to its one shard, where
+/// [`store_events`] skips what is stored.
+pub async fn store_messages_on_shards<E: Executor>(
+    control: &E,
+    shards: &[E],
+    placements: &Placements,
+    messages: &[Message],
+    now_ms: i64,
+) -> Consumed {
+    let mut consumed = Consumed::default();
+    let mut slugs: Vec<&str> = messages
+        .iter()
+        .flat_map(|m| {
+            m.events
+                .iter()
+                .map(|e| e.project.as_str())
+                .chain(m.dropped.iter().map(|d| d.project.as_str()))
+        })
+        .collect();
+    slugs.sort_unstable();
+    slugs.dedup();
+    let placed = match placements.shards_of(control, &slugs, now_ms).await {
+        Ok(placed) => placed,
+        Err(e) => {
+            consumed.outcomes = messages.iter().map(|_| Err(same(&e))).collect();
+            return consumed;
+        }
+    };
+    let shard_of = |project: &str| placed.get(project).copied().unwrap_or(0);
+    // Each shard's parts, with the message each part came from.
+    let mut parts: BTreeMap<u32, (Vec<usize>, Vec<Message>)> = BTreeMap::new();
+    for (i, message) in messages.iter().enumerate() {
+        let mut split: BTreeMap<u32, Message> = BTreeMap::new();
+        let part = || Message {
+            v: message.v,
+            events: Vec::new(),
+            dropped: Vec::new(),
+        };
+        for event in &message.events {
+            split
+                .entry(shard_of(&event.project))
+                .or_insert_with(part)
+                .events
+                .push(event.clone());
+        }
+        for dropped in &message.dropped {
+            split
+                .entry(shard_of(&dropped.project))
+                .or_insert_with(part)
+                .dropped
+                .push(dropped.clone());
+        }
+        for (shard, part) in split {
+            let (owners, group) = parts.entry(shard).or_default();
+            owners.push(i);
+            group.push(part);
+        }
+    }
+    let mut outcomes: Vec<Result<(), Error>> = messages.iter().map(|_| Ok(())).collect();
+    for (shard, (owners, group)) in parts {
+        let results = match shards.get(shard as usize) {
+            Some(data) => {
+                let on_shard = OnShard {
+                    control,
+                    data,
+                    shard,
+                };
+                let part = store_messages(&on_shard, &group, now_ms).await;
+                consumed.calls += part.calls;
+                consumed.stored.received += part.stored.received;
+                consumed.stored.new += part.stored.new;
+                consumed.stored.rollup_rows += part.stored.rollup_rows;
+                consumed.stored.attempts = consumed.stored.attempts.max(part.stored.attempts);
+                part.outcomes
+            }
+            None => {
+                let e = Error::Database(format!(
+                    "shard {shard} is placed but not bound ({} shards are); bind SHARD_{shard}",
+                    shards.len()
+                ));
+                group.iter().map(|_| Err(same(&e))).collect()
+            }
+        };
+        for (owner, result) in owners.into_iter().zip(results) {
+            if let Err(e) = result
+                && outcomes[owner].is_ok()
+            {
+                outcomes[owner] = Err(e);
+            }
+        }
+    }
+    consumed.outcomes = outcomes;
     consumed
 }
 
@@ -862,13 +966,25 @@ where
                 next = Some(project.slug.clone());
                 break 'projects;
             }
-            let changed = store
+            // Two transactions: the data on the project's shard, its alerts and dead
+            // letters in the control database. Each deletes only what is expired, so
+            // one without the other is a step of the same purge.
+            let mut changed = store
                 .commit(&[Write::PurgeRaw {
                     project: &project.slug,
                     before_ms,
                     limit: budget.chunk,
                 }])
                 .await?;
+            changed.extend(
+                store
+                    .commit(&[Write::PurgeAlerts {
+                        project: &project.slug,
+                        before_ms,
+                        limit: budget.chunk,
+                    }])
+                    .await?,
+            );
             purged.statements += PURGE_RAW_STATEMENTS;
             let deleted: u64 = changed.iter().sum();
             purged.deleted += deleted;
@@ -890,7 +1006,7 @@ where
         purged.statements += 2;
         purged.job_runs = changed.iter().sum();
     }
-    purged.backlog = backlog(store, now_ms).await?;
+    purged.backlog = backlog(store, &projects, now_ms).await?;
     store
         .commit(&[Write::PutMeta {
             key: RETENTION_META,
@@ -901,15 +1017,25 @@ where
     Ok(purged)
 }
 
-/// The projects holding raw events past their retention at `now_ms`: one statement,
+/// Which of `projects` (those of the store's shard, with their retention from the
+/// control database) hold raw events past their retention at `now_ms`: one statement,
 /// plus one bounded count for each project behind.
-async fn backlog<S: Executor>(store: &S, now_ms: i64) -> Result<Vec<Backlog>, Error> {
+async fn backlog<S: Executor>(
+    store: &S,
+    projects: &[crate::ProjectSettings],
+    now_ms: i64,
+) -> Result<Vec<Backlog>, Error> {
     #[derive(serde::Deserialize)]
     struct Oldest {
         project: String,
-        retention_days: i64,
         oldest: Option<i64>,
     }
+    // A shard's own `projects` rows are a directory of ids; retention is the control
+    // database's.
+    let retention: BTreeMap<&str, i64> = projects
+        .iter()
+        .map(|p| (p.slug.as_str(), i64::from(p.retention_days)))
+        .collect();
     #[derive(serde::Deserialize)]
     struct Count {
         n: i64,
@@ -919,7 +1045,10 @@ async fn backlog<S: Executor>(store: &S, now_ms: i64) -> Result<Vec<Backlog>, Er
         .query::<Oldest>(sql::OLDEST_RAW_EVENTS, vec![])
         .await?
     {
-        let before_ms = now_ms - row.retention_days * DAY_MS;
+        let Some(retention_days) = retention.get(row.project.as_str()) else {
+            continue;
+        };
+        let before_ms = now_ms - retention_days * DAY_MS;
         let Some(oldest) = row.oldest.filter(|&t| t < before_ms) else {
             continue;
         };

@@ -139,21 +139,31 @@ impl Write<'_> {
                 project,
                 before_ms,
                 limit,
-            } => [
-                sql::PURGE_RAW_EVENTS,
-                sql::PURGE_SESSION_EVENTS,
-                sql::PURGE_DROPPED,
-                sql::PURGE_ERROR_MESSAGES,
-                sql::PURGE_ALERT_ATTEMPTS,
-                sql::PURGE_ALERTS,
-                sql::PURGE_DEAD_LETTERS,
-            ]
-            .into_iter()
-            .map(|sql| {
-                let values = vec![(*project).into(), (*before_ms).into(), (*limit).into()];
-                Statement::new(sql, values)
-            })
-            .collect(),
+            } => purge_statements(
+                &[
+                    sql::PURGE_RAW_EVENTS,
+                    sql::PURGE_SESSION_EVENTS,
+                    sql::PURGE_DROPPED,
+                    sql::PURGE_ERROR_MESSAGES,
+                ],
+                project,
+                *before_ms,
+                *limit,
+            ),
+            Self::PurgeAlerts {
+                project,
+                before_ms,
+                limit,
+            } => purge_statements(
+                &[
+                    sql::PURGE_ALERT_ATTEMPTS,
+                    sql::PURGE_ALERTS,
+                    sql::PURGE_DEAD_LETTERS,
+                ],
+                project,
+                *before_ms,
+                *limit,
+            ),
             Self::PurgeJobRuns {
                 before_ms,
                 orphans_before_ms,
@@ -191,6 +201,19 @@ impl Write<'_> {
             Self::Alert(write) => write.statements(),
         }
     }
+}
+
+/// One statement of each purge in `sqls` for `project`, each binding the project, the
+/// cut-off and the chunk.
+fn purge_statements(
+    sqls: &[&'static str],
+    project: &str,
+    before_ms: i64,
+    limit: u32,
+) -> Vec<Statement> {
+    sqls.iter()
+        .map(|sql| Statement::new(sql, vec![project.into(), before_ms.into(), limit.into()]))
+        .collect()
 }
 
 impl<S: Executor> Writer for S {
@@ -303,7 +326,7 @@ impl<S: Executor> EventStore for S {
     }
 
     async fn projects(&self) -> Result<Vec<ProjectSettings>, Error> {
-        self.query(sql::PROJECTS, vec![]).await
+        self.query(sql::PROJECTS, vec![self.shard().into()]).await
     }
 
     async fn session_marks(
@@ -516,8 +539,34 @@ impl<S: Executor> AdminStore for S {
         rows.into_iter().map(ProjectRow::decode).collect()
     }
 
-    async fn create_project(&self, p: &Project) -> Result<bool, Error> {
-        Ok(change(self, sql::CREATE_PROJECT, project_values(p, true)).await? == 1)
+    async fn create_project_on(&self, p: &Project, shard: u32) -> Result<bool, Error> {
+        let mut values = project_values(p, true);
+        values.push(shard.into());
+        Ok(change(self, sql::CREATE_PROJECT, values).await? == 1)
+    }
+
+    async fn project_shards(&self, slugs: &[&str]) -> Result<BTreeMap<String, u32>, Error> {
+        #[derive(Deserialize)]
+        struct Row {
+            slug: String,
+            shard: u32,
+        }
+        if slugs.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let json = serde_json::to_string(slugs).map_err(|e| Error::Decode(e.to_string()))?;
+        let rows: Vec<Row> = self.query(sql::PROJECT_SHARDS, vec![json.into()]).await?;
+        Ok(rows.into_iter().map(|r| (r.slug, r.shard)).collect())
+    }
+
+    async fn projects_per_shard(&self) -> Result<BTreeMap<u32, u64>, Error> {
+        #[derive(Deserialize)]
+        struct Row {
+            shard: u32,
+            n: u64,
+        }
+        let rows: Vec<Row> = self.query(sql::PROJECTS_PER_SHARD, vec![]).await?;
+        Ok(rows.into_iter().map(|r| (r.shard, r.n)).collect())
     }
 
     async fn update_project(&self, p: &Project) -> Result<bool, Error> {
@@ -794,13 +843,19 @@ mod tests {
 
     #[test]
     fn a_purge_runs_the_statements_its_budget_counts() {
-        let purge = Write::PurgeRaw {
-            project: "p",
-            before_ms: 0,
-            limit: 1,
+        let (project, before_ms, limit) = ("p", 0, 1);
+        let raw = Write::PurgeRaw {
+            project,
+            before_ms,
+            limit,
+        };
+        let alerts = Write::PurgeAlerts {
+            project,
+            before_ms,
+            limit,
         };
         assert_eq!(
-            purge.statements().len(),
+            raw.statements().len() + alerts.statements().len(),
             crate::PURGE_RAW_STATEMENTS as usize
         );
     }

@@ -433,7 +433,7 @@ pub fn wait_days_rolled(project: &str, days: i64) {
         &format!("{days} days of {project} are rolled"),
         Duration::from_secs(60),
         || {
-            let (rolled, dirty): (i64, i64) = with_d1(|db| {
+            let (rolled, dirty): (i64, i64) = with_d1(project, |db| {
                 db.query_row(
                     "SELECT (SELECT COUNT(*) FROM rollups WHERE project = ?1 AND period = 'day'
                              AND dimension = 'all'),
@@ -496,7 +496,7 @@ pub fn wait_for_count_within(base: &str, project: &Project, n: u64, limit: Durat
 
 /// The raw events stored for the project `slug`, counted in the database itself.
 pub fn stored_raw_events(slug: &str) -> u64 {
-    with_d1(|db| {
+    with_d1(slug, |db| {
         db.query_row(
             "SELECT COUNT(*) FROM raw_events
              WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)",
@@ -509,28 +509,81 @@ pub fn stored_raw_events(slug: &str) -> u64 {
     })
 }
 
-/// Runs `f` on the local D1 database file of the running stack (read-only), for checks
-/// that no API exposes, such as what exactly is stored.
-pub fn with_d1<T>(f: impl FnOnce(&rusqlite::Connection) -> T) -> T {
-    open_d1(rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY, f)
+/// Runs `f` on the local D1 database file that holds `project`'s data (read-only), for
+/// checks that no API exposes, such as what exactly is stored.
+pub fn with_d1<T>(project: &str, f: impl FnOnce(&rusqlite::Connection) -> T) -> T {
+    open_d1(project, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY, f)
 }
 
-fn open_d1<T>(flags: rusqlite::OpenFlags, f: impl FnOnce(&rusqlite::Connection) -> T) -> T {
+/// Runs `f` on the local D1 database file that holds `project`'s data, writable: for
+/// tests that break a shard on purpose.
+#[allow(dead_code)] // Each test binary uses what it needs of this module.
+pub fn with_d1_writable<T>(project: &str, f: impl FnOnce(&rusqlite::Connection) -> T) -> T {
+    open_d1(project, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE, f)
+}
+
+/// Every local D1 database file of the running stack: the control database (which is
+/// also shard 0) and the other data shards.
+fn d1_files() -> Vec<std::path::PathBuf> {
     let state = std::path::PathBuf::from(std::env::var("TALLY_STATE_DIR").unwrap_or_else(|_| {
         panic!("TALLY_STATE_DIR is not set: run the end-to-end tests with `cargo xtask test`")
     }));
     let d1 = state.join("v3/d1/miniflare-D1DatabaseObject");
-    let file = std::fs::read_dir(&d1)
+    let mut files: Vec<_> = std::fs::read_dir(&d1)
         .unwrap_or_else(|e| panic!("{}: {e}", d1.display()))
         .map(|e| e.unwrap().path())
-        .find(|p| {
+        .filter(|p| {
             p.extension().is_some_and(|x| x == "sqlite")
                 && p.file_stem().is_some_and(|s| s != "metadata")
         })
-        .expect("the local D1 database file exists");
-    let conn =
-        rusqlite::Connection::open_with_flags(&file, flags).expect("the local D1 file opens");
+        .collect();
+    files.sort();
+    files
+}
+
+fn connect(file: &std::path::Path, flags: rusqlite::OpenFlags) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open_with_flags(file, flags).expect("the local D1 file opens");
     conn.busy_timeout(Duration::from_secs(10))
         .expect("a busy timeout");
-    f(&conn)
+    conn
+}
+
+/// Opens the file of `project`'s shard. Every database has a `projects` table: the
+/// control database holds every project, a data shard the projects placed on it (their
+/// ids there). So the project's shard is the one file besides the control database that
+/// names it, or the control database itself (shard 0) when no other does; the control
+/// database is the one that holds keys.
+fn open_d1<T>(
+    project: &str,
+    flags: rusqlite::OpenFlags,
+    f: impl FnOnce(&rusqlite::Connection) -> T,
+) -> T {
+    let count = |conn: &rusqlite::Connection, sql: &str, param: &str| -> i64 {
+        conn.query_row(sql, [param], |r| r.get(0)).unwrap_or(0)
+    };
+    let mut control = None;
+    let mut shard = None;
+    for file in d1_files() {
+        let conn = connect(&file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY);
+        let names = count(
+            &conn,
+            "SELECT count(*) FROM projects WHERE slug = ?1",
+            project,
+        );
+        let keys = count(
+            &conn,
+            "SELECT count(*) FROM api_keys WHERE ?1 = ?1",
+            project,
+        );
+        if keys > 0 {
+            control = Some(file);
+        } else if names > 0 {
+            assert!(shard.is_none(), "{project} is named on two shards");
+            shard = Some(file);
+        }
+    }
+    let file = shard
+        .or(control)
+        .unwrap_or_else(|| panic!("no local D1 file holds {project}"));
+    f(&connect(&file, flags))
 }

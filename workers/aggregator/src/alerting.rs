@@ -17,6 +17,7 @@ use tally_storage::alerts::{self, Delivering, Handled, Sent};
 use tally_storage::cloudflare::CfQueue;
 use tally_storage::d1::D1Store;
 use tally_storage::digests;
+use tally_storage::exec::Executor;
 use worker::{
     AbortController, Delay, Env, Fetch, Headers, MessageBatch, MessageExt, Method,
     QueueRetryOptionsBuilder, Request, RequestInit, RequestRedirect,
@@ -58,7 +59,7 @@ fn work_of(body: &str) -> Option<Work> {
 ///
 /// A message saying what failed; an alert recorded but not queued is queued by a later
 /// run.
-pub async fn evaluate(store: &D1Store, env: &Env, at: i64) -> Result<String, String> {
+pub async fn evaluate<S: Executor>(store: &S, env: &Env, at: i64) -> Result<String, String> {
     let run = alerts::evaluate(store, at)
         .await
         .map_err(|e| e.to_string())?;
@@ -96,7 +97,7 @@ pub async fn evaluate(store: &D1Store, env: &Env, at: i64) -> Result<String, Str
 /// # Errors
 ///
 /// A message saying what failed; a run recorded but not queued is queued by a later run.
-pub async fn digest(store: &D1Store, env: &Env, at: i64) -> Result<String, String> {
+pub async fn digest<S: Executor>(store: &S, env: &Env, at: i64) -> Result<String, String> {
     let run = digests::compose_due(store, at, digests::DIGEST_QUERY_BUDGET)
         .await
         .map_err(|e| e.to_string())?;

@@ -16,6 +16,7 @@
 use tally_core::jobs::Job;
 use tally_core::rollup::Period;
 use tally_storage::d1::D1Store;
+use tally_storage::shard::{OnShard, Router};
 use tally_storage::{JobLog, JobRun, alerts, erasure, pipeline, sessions};
 use worker::{Env, ScheduleContext, ScheduledEvent, event};
 
@@ -46,7 +47,7 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         }
     };
     let (job, outcome) = match Job::for_cron(&cron) {
-        Some(job) => (job.name(), run(job, &store, &env).await),
+        Some(job) => (job.name(), run(job, &env).await),
         None => (
             "unknown",
             Err(format!("no job is scheduled for cron {cron:?}")),
@@ -73,71 +74,136 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     }
 }
 
-/// Runs one job and says what it did.
-async fn run(job: Job, store: &D1Store, env: &Env) -> Result<String, String> {
+/// A budget of a run shared between `shards` shards: each gets its part, at least 1.
+///
+/// Phase 1 of issue 16 walks the shards in turn within one invocation, so the run's
+/// D1 queries stay within its budget however many shards there are; phase 2 moves the
+/// per-shard work to a jobs queue, so that shards add capacity rather than cron time.
+fn share(budget: u32, shards: usize) -> u32 {
+    (budget / u32::try_from(shards.max(1)).unwrap_or(u32::MAX)).max(1)
+}
+
+/// Runs one job and says what it did. Work over a whole shard (rolls, session days,
+/// retention, erasures, minute rows) runs once per shard, each within its share of the
+/// budget; alert evaluation and digests start from the control database's rules and
+/// read each project's shard through a [`Router`].
+async fn run(job: Job, env: &Env) -> Result<String, String> {
     let at = now_ms();
     let text = |e: tally_storage::Error| e.to_string();
+    let control = env
+        .d1(DB)
+        .map(D1Store::new)
+        .map_err(|e| format!("no D1 binding {DB}: {e}"))?;
+    let shards = crate::shards(env);
+    let n = shards.len();
+    let on = |shard: usize| OnShard {
+        control: &control,
+        data: &shards[shard],
+        shard: u32::try_from(shard).unwrap_or(u32::MAX),
+    };
+    let mut per_shard = Vec::new();
     Ok(match job {
         Job::Minutely => {
             // Alerts first: they read minute rows, which the consumer keeps current, and
             // must not wait behind a long roll.
-            let alerts = alerting::evaluate(store, env, at).await;
-            let days = pipeline::roll_dirty(store, Period::Day, DAYS_PER_MINUTE, at)
-                .await
-                .map_err(text)?;
-            let session_days = sessions::roll_session_days(store, SESSION_QUERIES_PER_MINUTE, at)
-                .await
-                .map_err(text)?;
+            let router = Router {
+                control: env.d1(DB).map(D1Store::new).map_err(|e| e.to_string())?,
+                shards: crate::shards(env),
+                placements: crate::placements(),
+                now_ms: at,
+            };
+            let alerts = alerting::evaluate(&router, env, at).await;
+            for shard in 0..n {
+                let store = on(shard);
+                let days = pipeline::roll_dirty(&store, Period::Day, share(DAYS_PER_MINUTE, n), at)
+                    .await
+                    .map_err(text)?;
+                let session_days =
+                    sessions::roll_session_days(&store, share(SESSION_QUERIES_PER_MINUTE, n), at)
+                        .await
+                        .map_err(text)?;
+                per_shard.push(format!(
+                    "shard {shard}: {}; {}",
+                    rolled(&days, "days"),
+                    paired(session_days)
+                ));
+            }
             // Digests last: they read day rows where the roll just made them current.
-            let digests = alerting::digest(store, env, at).await;
-            format!(
-                "{}; {}; {}; {}",
-                alerts?,
-                rolled(&days, "days"),
-                paired(session_days),
-                digests?
-            )
+            let digests = alerting::digest(&router, env, at).await;
+            format!("{}; {}; {}", alerts?, per_shard.join("; "), digests?)
         }
         Job::Hourly => {
-            let days = pipeline::roll_dirty(store, Period::Day, PERIODS_PER_HOUR, at)
-                .await
-                .map_err(text)?;
-            let months = pipeline::roll_dirty(store, Period::Month, PERIODS_PER_HOUR, at)
-                .await
-                .map_err(text)?;
-            let session_days = sessions::roll_session_days(store, SESSION_QUERIES_PER_HOUR, at)
-                .await
-                .map_err(text)?;
-            let minutes = alerts::purge_minutes(store, at).await.map_err(text)?;
-            let purged = pipeline::purge_expired(store, at, pipeline::HOURLY_PURGE)
-                .await
-                .map_err(text)?;
-            let erased = erasure::run(store, at, erasure::HOURLY_ERASE)
-                .await
-                .map_err(text)?;
-            format!(
-                "{}, {}; {}; purged {minutes} minute rows; {}; \
-                 erased {} raw events and {} marks, {} erasures finished, {} pending",
-                rolled(&days, "days"),
-                rolled(&months, "months"),
-                paired(session_days),
-                purge_summary(&purged),
-                erased.raw_deleted,
-                erased.marks_deleted,
-                erased.finished,
-                erased.pending
-            )
+            for shard in 0..n {
+                let store = on(shard);
+                let days =
+                    pipeline::roll_dirty(&store, Period::Day, share(PERIODS_PER_HOUR, n), at)
+                        .await
+                        .map_err(text)?;
+                let months =
+                    pipeline::roll_dirty(&store, Period::Month, share(PERIODS_PER_HOUR, n), at)
+                        .await
+                        .map_err(text)?;
+                let session_days =
+                    sessions::roll_session_days(&store, share(SESSION_QUERIES_PER_HOUR, n), at)
+                        .await
+                        .map_err(text)?;
+                let minutes = alerts::purge_minutes(&store, at).await.map_err(text)?;
+                let purged = pipeline::purge_expired(&store, at, shared_purge(n))
+                    .await
+                    .map_err(text)?;
+                let erased = erasure::run(&store, at, shared_erase(n))
+                    .await
+                    .map_err(text)?;
+                per_shard.push(format!(
+                    "shard {shard}: {}, {}; {}; purged {minutes} minute rows; {}; \
+                     erased {} raw events and {} marks, {} erasures finished, {} pending",
+                    rolled(&days, "days"),
+                    rolled(&months, "months"),
+                    paired(session_days),
+                    purge_summary(&purged),
+                    erased.raw_deleted,
+                    erased.marks_deleted,
+                    erased.finished,
+                    erased.pending
+                ));
+            }
+            per_shard.join("; ")
         }
         Job::Daily => {
-            let purged = pipeline::purge_expired(store, at, pipeline::HOURLY_PURGE)
-                .await
-                .map_err(text)?;
-            let months = pipeline::roll_dirty(store, Period::Month, PERIODS_PER_HOUR, at)
-                .await
-                .map_err(text)?;
-            format!("{}; {}", purge_summary(&purged), rolled(&months, "months"))
+            for shard in 0..n {
+                let store = on(shard);
+                let purged = pipeline::purge_expired(&store, at, shared_purge(n))
+                    .await
+                    .map_err(text)?;
+                let months =
+                    pipeline::roll_dirty(&store, Period::Month, share(PERIODS_PER_HOUR, n), at)
+                        .await
+                        .map_err(text)?;
+                per_shard.push(format!(
+                    "shard {shard}: {}; {}",
+                    purge_summary(&purged),
+                    rolled(&months, "months")
+                ));
+            }
+            per_shard.join("; ")
         }
     })
+}
+
+/// Each shard's part of [`pipeline::HOURLY_PURGE`].
+fn shared_purge(shards: usize) -> pipeline::PurgeBudget {
+    pipeline::PurgeBudget {
+        statements: share(pipeline::HOURLY_PURGE.statements, shards),
+        ..pipeline::HOURLY_PURGE
+    }
+}
+
+/// Each shard's part of [`erasure::HOURLY_ERASE`].
+fn shared_erase(shards: usize) -> erasure::EraseBudget {
+    erasure::EraseBudget {
+        statements: share(erasure::HOURLY_ERASE.statements, shards),
+        ..erasure::HOURLY_ERASE
+    }
 }
 
 /// What a roll did, for `job_runs`: periods that could not be rolled are named in meta

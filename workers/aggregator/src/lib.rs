@@ -13,12 +13,41 @@ mod consumer;
 mod cron;
 mod dead_letters;
 
+use std::rc::Rc;
+
 use tally_edge::ApiError;
 use tally_storage::d1::D1Store;
+use tally_storage::shard::Placements;
 use worker::{Context, Date, Env, MessageBatch, Request, Response, Result, event};
 
-/// The D1 database binding (see `wrangler/aggregator.toml`).
+/// The control database's D1 binding (see `wrangler/aggregator.toml`).
 pub const DB: &str = "DB";
+
+/// The data shards' D1 bindings, `SHARD_0` to `SHARD_{N-1}`: the first `n` of them that
+/// are bound. Without `SHARD_0` the control database is shard 0 and the only one (a
+/// config from before shards). Tidy checks that the configs bind them from 0 without a
+/// gap and that the aggregator and the query worker bind the same.
+pub fn shards(env: &Env) -> Vec<D1Store> {
+    let bound: Vec<D1Store> = (0..tally_storage::d1::MAX_SHARDS)
+        .map_while(|n| env.d1(&tally_storage::d1::shard_binding(n)).ok())
+        .map(D1Store::new)
+        .collect();
+    if bound.is_empty() {
+        env.d1(DB).map(D1Store::new).into_iter().collect()
+    } else {
+        bound
+    }
+}
+
+thread_local! {
+    /// Projects' shards, read from the control database and kept for a minute.
+    static PLACEMENTS: Rc<Placements> = Rc::new(Placements::new());
+}
+
+/// The isolate's cache of placements.
+pub fn placements() -> Rc<Placements> {
+    PLACEMENTS.with(Rc::clone)
+}
 /// The alerts queue producer binding: the minutely cron sends alerts to act on.
 pub const ALERTS: &str = "ALERTS";
 /// The var naming the `events` queue, which ingest fills.
@@ -125,7 +154,7 @@ async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<(
         }
     };
     match queue {
-        Queue::Events => consumer::consume(&store, &batch).await,
+        Queue::Events => consumer::consume(&store, &shards(&env), &batch).await,
         Queue::EventDeadLetters => dead_letters::keep(&store, &batch).await,
         Queue::Alerts => alerting::consume(&store, &batch).await,
         Queue::AlertDeadLetters => {

@@ -15,7 +15,7 @@ use tally_core::project::MISSING_BINDINGS_KEY;
 use tally_edge::ApiError;
 use tally_storage::cloudflare::KvCache;
 use tally_storage::pipeline::Progress;
-use tally_storage::{Cache, JobLog};
+use tally_storage::{AdminStore, Cache, JobLog};
 use worker::{Request, Response};
 
 use crate::access;
@@ -100,6 +100,20 @@ async fn whole(env: &RequestEnv) -> Result<Value, ApiError> {
             .and_then(|text| serde_json::from_str::<Value>(&text).ok()),
         Err(e) => Some(json!({"bindings": [CACHE], "error": e.to_string()})),
     };
+    // Each shard's projects and its own rolls (a shard's cron work keeps its progress
+    // in its own meta). Its size and rows are phase 2 of issue 16.
+    let loads = store.control.projects_per_shard().await.map_err(internal)?;
+    let mut shards = Vec::new();
+    for (n, shard) in store.shards.iter().enumerate() {
+        let meta = shard.meta().await.map_err(internal)?;
+        let rolls = Progress::from_meta(&meta);
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        shards.push(json!({
+            "shard": n,
+            "projects": loads.get(&n).copied().unwrap_or(0),
+            "rolls": {"day": rolls.roll_day, "month": rolls.roll_month},
+        }));
+    }
     Ok(json!({
         "worker": "query",
         "status": "ok",
@@ -107,6 +121,7 @@ async fn whole(env: &RequestEnv) -> Result<Value, ApiError> {
         "dead_letters": dead_letters,
         "alerts": progress.alerts,
         "rolls": {"day": progress.roll_day, "month": progress.roll_month},
+        "shards": shards,
         "missing_bindings": missing,
     }))
 }

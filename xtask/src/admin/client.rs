@@ -101,6 +101,8 @@ pub struct Settings {
     pub public_badges: Option<bool>,
     /// `Some(None)` turns keyless Plausible events off; `Some(Some(domain))` on.
     pub plausible_domain: Option<Option<String>>,
+    /// The data shard of a new project (creation only); none: the least loaded.
+    pub shard: Option<u32>,
 }
 
 impl Settings {
@@ -130,6 +132,9 @@ impl Settings {
         if let Some(domain) = &self.plausible_domain {
             body.insert("plausible_domain".into(), json!(domain));
         }
+        if let Some(shard) = self.shard {
+            body.insert("shard".into(), json!(shard));
+        }
         body
     }
 }
@@ -148,6 +153,8 @@ pub struct Project {
     /// The domain under which `/api/event` takes keyless events (none from servers that
     /// predate it).
     pub plausible_domain: Option<String>,
+    /// The data shard it lives on (0 from servers that predate shards).
+    pub shard: u64,
     pub created_at: String,
 }
 
@@ -180,6 +187,7 @@ impl Project {
             public_dashboard: v["public_dashboard"].as_bool().unwrap_or(false),
             public_badges: v["public_badges"].as_bool().unwrap_or(false),
             plausible_domain: v["plausible_domain"].as_str().map(str::to_owned),
+            shard: v["shard"].as_u64().unwrap_or(0),
             created_at: string(v, what, "created_at")?,
         })
     }
@@ -905,11 +913,12 @@ mod tests {
             public_dashboard: Some(false),
             public_badges: Some(true),
             plausible_domain: None,
+            shard: Some(1),
         };
         assert_eq!(
             Value::Object(s.to_json()),
             json!({"retention_days": 30, "allowed_origins": [], "public_dashboard": false,
-                "public_badges": true})
+                "public_badges": true, "shard": 1})
         );
         let off = Settings {
             plausible_domain: Some(None),

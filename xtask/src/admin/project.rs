@@ -16,8 +16,9 @@ cargo xtask project <command> [--url URL]
 Commands:
   list                       every project
   create <slug> [--retention-days N] [--origin URL]... [--rate-limit TIER] [--public]
-         [--badges] [--plausible-domain DOMAIN]
-                             a new project
+         [--badges] [--plausible-domain DOMAIN] [--shard K]
+                             a new project, on data shard K (default: the shard
+                             with the fewest projects; a project's shard is kept)
   show <slug>                a project's settings
   set <slug> [--retention-days N] [--origin URL]... [--no-origins] [--rate-limit TIER]
              [--public | --private] [--badges | --no-badges]
@@ -52,8 +53,9 @@ TIER is strict, standard, high or off.
 ";
 
 /// The options `cargo xtask project` knows, and whether each takes a value.
-const OPTIONS: [(&str, bool); 17] = [
+const OPTIONS: [(&str, bool); 18] = [
     ("--url", true),
+    ("--shard", true),
     ("--retention-days", true),
     ("--origin", true),
     ("--no-origins", false),
@@ -234,6 +236,7 @@ fn parse(args: &[String]) -> Result<Invocation> {
                 "--public",
                 "--badges",
                 "--plausible-domain",
+                "--shard",
             ])?;
             let [slug] = cli::operands(TASK, command, rest, &["<slug>"])?;
             Command::Create {
@@ -397,6 +400,13 @@ fn settings(opts: &Options<'_>) -> Result<Settings> {
         (None, true) => Some(None),
         (None, false) => None,
     };
+    let shard = match opts.single("--shard")? {
+        Some(k) => Some(
+            k.parse()
+                .with_context(|| format!("--shard wants a shard's number (0, 1, …), not {k:?}"))?,
+        ),
+        None => None,
+    };
     Ok(Settings {
         retention_days,
         allowed_origins,
@@ -404,6 +414,7 @@ fn settings(opts: &Options<'_>) -> Result<Settings> {
         public_dashboard,
         public_badges,
         plausible_domain,
+        shard,
     })
 }
 
@@ -470,8 +481,9 @@ fn plausible_domain(project: &Project) -> String {
 
 fn project_details(p: &Project) -> String {
     format!(
-        "project          {}\nretention        {} days\nrate limit       {}\ndashboard        {}\nbadges           {}\nallowed origins  {}\nplausible domain {}\ncreated          {}\n",
+        "project          {}\nshard            {}\nretention        {} days\nrate limit       {}\ndashboard        {}\nbadges           {}\nallowed origins  {}\nplausible domain {}\ncreated          {}\n",
         p.slug,
+        p.shard,
         p.retention_days,
         p.rate_limit.as_str(),
         dashboard(p),
@@ -609,7 +621,7 @@ mod tests {
         );
         assert_eq!(
             parsed(
-                "--url http://q:1 create demo --retention-days 30 --origin https://a.example --origin=https://b.example --rate-limit off --public"
+                "--url http://q:1 create demo --retention-days 30 --origin https://a.example --origin=https://b.example --rate-limit off --public --shard 1"
             ),
             Invocation {
                 url: Some("http://q:1".into()),
@@ -625,6 +637,7 @@ mod tests {
                         public_dashboard: Some(true),
                         public_badges: None,
                         plausible_domain: None,
+                        shard: Some(1),
                     },
                 },
             }
@@ -872,6 +885,7 @@ mod tests {
             public_dashboard: false,
             public_badges: false,
             plausible_domain: None,
+            shard: 1,
             created_at: "2025-01-02T03:04:05Z".into(),
         }
     }
@@ -912,6 +926,7 @@ shop-web  90 days    standard    private    (none)           2025-01-02T03:04:05
             )),
             "\
 project          demo
+shard            1
 retention        90 days
 rate limit       standard
 dashboard        private

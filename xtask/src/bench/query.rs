@@ -171,8 +171,14 @@ fn measure_volume(events: u64) -> Result<Value> {
     ));
     let mut stack = Stack::start(config(&dir)?)?;
     let admin = Admin::new(&stack.url("query"), &stack.admin_token()?);
+    // On shard 0, the control database, whose file the seed program finds by the
+    // project's keys.
+    let on_shard_0 = Settings {
+        shard: Some(0),
+        ..Settings::default()
+    };
     admin
-        .create_project(PROJECT, &Settings::default())
+        .create_project(PROJECT, &on_shard_0)
         .context("creating the bench project")?;
     let token = admin.create_key(PROJECT, KeyKind::Read, Some("cargo xtask bench query"))?;
     let auth = format!("Bearer {}", token.secret()?);
@@ -218,14 +224,18 @@ fn measure_volume(events: u64) -> Result<Value> {
 /// Writes the volume's events into the stopped stack's local D1 file; answers what the
 /// seed program reported (time taken, rows written).
 fn seed(dir: &Path, events: u64) -> Result<Value> {
-    let db = local_d1_file(&dir.join("state"))?;
-    let holders = holders(&db);
-    if !holders.is_empty() {
-        bail!(
-            "processes {holders:?} still have {} open; stop them before seeding",
-            rel(&db)
-        );
+    let files = local_d1_files(&dir.join("state"))?;
+    for file in &files {
+        let holders = holders(file);
+        if !holders.is_empty() {
+            bail!(
+                "processes {holders:?} still have {} open; stop them before seeding",
+                rel(file)
+            );
+        }
     }
+    // The seed program picks the control database (shard 0) among them.
+    let db = dir.join("state/v3/d1/miniflare-D1DatabaseObject");
     step(&format!(
         "Seeding {} events over {DAYS} days into {} (the aggregator's pipeline, natively)",
         label(events),
@@ -253,8 +263,9 @@ fn seed(dir: &Path, events: u64) -> Result<Value> {
     Ok(figure)
 }
 
-/// The SQLite file of the one local D1 database under a stack's state directory.
-fn local_d1_file(state: &Path) -> Result<PathBuf> {
+/// The SQLite files of the local D1 databases under a stack's state directory: the
+/// control database (also shard 0) and the other data shards.
+fn local_d1_files(state: &Path) -> Result<Vec<PathBuf>> {
     let dir = state.join("v3/d1/miniflare-D1DatabaseObject");
     let files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .with_context(|| format!("reading {}", dir.display()))?
@@ -264,14 +275,14 @@ fn local_d1_file(state: &Path) -> Result<PathBuf> {
                 && p.file_name().is_some_and(|n| n != "metadata.sqlite")
         })
         .collect();
-    match files.as_slice() {
-        [one] => Ok(one.clone()),
-        _ => bail!(
-            "expected one D1 database file in {}, found {files:?}\n  hint: the layout of \
-             wrangler's local state may have changed",
+    if files.is_empty() {
+        bail!(
+            "found no D1 database file in {}\n  hint: the layout of wrangler's local state \
+             may have changed",
             dir.display()
-        ),
+        );
     }
+    Ok(files)
 }
 
 /// The processes (that this user may inspect) holding `path` or its write-ahead log open.

@@ -484,6 +484,88 @@ fn staging_has_its_own_names_and_resources() {
     );
 }
 
+/// The data shards as `wrangler/aggregator.toml` and `wrangler/query.toml` bind them:
+/// shard 0 is the control database, shard 1 a database of its own.
+const SHARDS: &str = r#"
+[[d1_databases]]
+binding = "SHARD_0"
+database_name = "tally"
+database_id = "00000000-0000-4000-8000-00000000d1db"
+migrations_dir = "../migrations"
+
+[[d1_databases]]
+binding = "SHARD_1"
+database_name = "tally-shard-1"
+database_id = "00000000-0000-4000-8000-0000000d1db1"
+migrations_dir = "../migrations"
+"#;
+
+#[test]
+fn an_existing_deployment_gains_its_shard_database_migrated_and_bound() {
+    let repo = Repo::new();
+    for worker in ["aggregator", "query"] {
+        let path = repo.0.join(format!("wrangler/{worker}.toml"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("{text}{SHARDS}")).unwrap();
+    }
+    for env in [Env::Production, Env::Staging] {
+        let mut state = State::new(TOKEN, ACCOUNT);
+        // A deployment from before shards: its one database exists.
+        let control = env.name("tally");
+        state.databases = vec![("uuid-of-control".into(), control.clone())];
+        let stand_in = StandIn::start(state);
+        let plan = plan(&stand_in, &repo.inputs(env, &ALL)).unwrap();
+
+        let shard_1 = env.name("tally-shard-1");
+        let databases: Vec<_> = outcomes(&plan)
+            .into_iter()
+            .filter(|(kind, _, _)| *kind == "D1 database")
+            .collect();
+        assert_eq!(
+            databases,
+            [
+                (("D1 database"), control.as_str(), false),
+                ("D1 database", shard_1.as_str(), true)
+            ],
+            "only the new shard is created"
+        );
+        let created = stand_in.state().databases[1].0.clone();
+        let dir = format!("target/deploy/{}", env.as_str());
+        assert_eq!(
+            commands(&plan, &repo.0)[..2],
+            [
+                format!("wrangler d1 migrations apply {control} --remote -c {dir}/aggregator.toml"),
+                format!("wrangler d1 migrations apply {shard_1} --remote -c {dir}/aggregator.toml"),
+            ],
+            "every database migrated once, before any deploy"
+        );
+        for worker in ["aggregator", "query"] {
+            let config = config_of(&plan, worker);
+            let bound: Vec<(&str, &str, &str)> = config["d1_databases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|db| {
+                    (
+                        db["binding"].as_str().unwrap(),
+                        db["database_name"].as_str().unwrap(),
+                        db["database_id"].as_str().unwrap(),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                bound,
+                [
+                    ("DB", control.as_str(), "uuid-of-control"),
+                    ("SHARD_0", control.as_str(), "uuid-of-control"),
+                    ("SHARD_1", shard_1.as_str(), created.as_str()),
+                ],
+                "{worker}: shard 0 keeps the old data, shard 1 is the new database"
+            );
+        }
+    }
+}
+
 #[test]
 fn one_worker_alone_needs_its_shared_secret_given() {
     let repo = Repo::new();

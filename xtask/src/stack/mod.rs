@@ -144,33 +144,43 @@ impl Stack {
         ));
         std::fs::create_dir_all(&configs_dir)
             .with_context(|| format!("creating {}", configs_dir.display()))?;
-        let mut database = None;
+        let mut databases = Vec::new();
         for (worker_config, text) in deploy::placeholder_configs(config.env, &configs_dir)? {
             let path = configs_dir.join(format!("{}.toml", worker_config.worker));
             std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
             if worker_config.worker == "aggregator" {
-                database = worker_config.d1()?.into_iter().next();
+                for db in worker_config.d1()? {
+                    if !databases.contains(&db.database_name) {
+                        databases.push(db.database_name);
+                    }
+                }
             }
         }
-        let database = database.context("wrangler/aggregator.toml binds no D1 database")?;
-        step(&format!(
-            "Applying D1 migrations to the local state in {}",
-            rel(&config.dir.join("state"))
-        ));
-        let mut migrate = wrangler(&config);
-        migrate
-            .args(["d1", "migrations", "apply"])
-            .arg(config.env.name(&database.database_name))
-            .arg("--local")
-            .arg("-c")
-            .arg(config_path(&config, "aggregator"))
-            .arg("--persist-to")
-            .arg(config.dir.join("state"))
-            .stdin(Stdio::null());
-        proc::run(
-            &mut migrate,
-            "check the SQL in migrations/; delete the state directory to start afresh",
-        )?;
+        if databases.is_empty() {
+            bail!("wrangler/aggregator.toml binds no D1 database");
+        }
+        // The control database and every data shard (shard 0 is the control database).
+        for database in &databases {
+            step(&format!(
+                "Applying D1 migrations to {} in the local state in {}",
+                config.env.name(database),
+                rel(&config.dir.join("state"))
+            ));
+            let mut migrate = wrangler(&config);
+            migrate
+                .args(["d1", "migrations", "apply"])
+                .arg(config.env.name(database))
+                .arg("--local")
+                .arg("-c")
+                .arg(config_path(&config, "aggregator"))
+                .arg("--persist-to")
+                .arg(config.dir.join("state"))
+                .stdin(Stdio::null());
+            proc::run(
+                &mut migrate,
+                "check the SQL in migrations/; delete the state directory to start afresh",
+            )?;
+        }
 
         let mut stack = Self {
             config,

@@ -6,11 +6,11 @@
 //! its first characters. The aggregator evaluates the rules and records the alerts; this
 //! worker only writes rule definitions.
 
+use crate::edge::Store;
 use serde_json::json;
 use tally_core::alerts::{Fresh, ID_BYTES, MAX_RULES_PER_PROJECT, SECRET_BYTES, parse_input};
 use tally_edge::ApiError;
 use tally_storage::alerts::{AlertWrite, RuleEntry};
-use tally_storage::d1::D1Store;
 use tally_storage::{Write, Writer};
 use worker::Response;
 
@@ -30,7 +30,7 @@ fn unknown_rule(slug: &str, id: &str) -> ApiError {
     )
 }
 
-async fn entry(store: &D1Store, slug: &str, id: &str) -> Result<RuleEntry, ApiError> {
+async fn entry(store: &Store, slug: &str, id: &str) -> Result<RuleEntry, ApiError> {
     rules(store, slug)
         .await?
         .into_iter()
@@ -39,7 +39,7 @@ async fn entry(store: &D1Store, slug: &str, id: &str) -> Result<RuleEntry, ApiEr
 }
 
 /// `GET /v1/admin/projects/{p}/alert-rules`.
-pub async fn list_rules(store: &D1Store, slug: &str) -> Result<Response, ApiError> {
+pub async fn list_rules(store: &Store, slug: &str) -> Result<Response, ApiError> {
     existing(store, slug).await?;
     json_value(200, &rule_list(&rules(store, slug).await?), None)
 }
@@ -47,7 +47,7 @@ pub async fn list_rules(store: &D1Store, slug: &str) -> Result<Response, ApiErro
 /// `POST /v1/admin/projects/{p}/alert-rules`: a new rule from a
 /// [`tally_core::alerts::RuleInput`] body; the answer shows its webhook secret, once.
 pub async fn create_rule(
-    store: &D1Store,
+    store: &Store,
     slug: &str,
     body: &[u8],
     now_ms: i64,
@@ -87,7 +87,7 @@ pub async fn create_rule(
 }
 
 /// `GET /v1/admin/projects/{p}/alert-rules/{id}`.
-pub async fn get_rule(store: &D1Store, slug: &str, id: &str) -> Result<Response, ApiError> {
+pub async fn get_rule(store: &Store, slug: &str, id: &str) -> Result<Response, ApiError> {
     existing(store, slug).await?;
     let entry = entry(store, slug, id).await?;
     json_value(200, &json!({ "rule": rule_json(&entry, false) }), None)
@@ -97,7 +97,7 @@ pub async fn get_rule(store: &D1Store, slug: &str, id: &str) -> Result<Response,
 /// `"rotate_secret": true` the webhook gets a new secret; a webhook added to a rule
 /// that had none gets one too. The answer shows the secret only when it changed.
 pub async fn update_rule(
-    store: &D1Store,
+    store: &Store,
     slug: &str,
     id: &str,
     body: &[u8],
@@ -144,7 +144,7 @@ pub async fn update_rule(
 
 /// `DELETE /v1/admin/projects/{p}/alert-rules/{id}`: the rule goes; its alerts stay in
 /// the history.
-pub async fn delete_rule(store: &D1Store, slug: &str, id: &str) -> Result<Response, ApiError> {
+pub async fn delete_rule(store: &Store, slug: &str, id: &str) -> Result<Response, ApiError> {
     existing(store, slug).await?;
     let entry = entry(store, slug, id).await?;
     let changed = store

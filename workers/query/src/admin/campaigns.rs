@@ -2,10 +2,10 @@
 //! hand (an alert rule with `pause_campaign` pauses it when it fires; only a person
 //! resumes it).
 
+use crate::edge::Store;
 use serde::Deserialize;
 use tally_edge::ApiError;
 use tally_storage::alerts::AlertWrite;
-use tally_storage::d1::D1Store;
 use tally_storage::{Write, Writer};
 use worker::Response;
 
@@ -71,7 +71,7 @@ pub fn parse_state(body: &[u8]) -> Result<SetState, ApiError> {
 /// hand, and answers it as it now is. Setting the state it already has by hand changes
 /// nothing.
 pub async fn set(
-    store: &D1Store,
+    store: &Store,
     slug: &str,
     segment: &str,
     body: &[u8],

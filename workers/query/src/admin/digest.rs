@@ -7,12 +7,12 @@
 //! minutely cron sends it; this worker writes only its definition and shows how its last
 //! run went.
 
+use crate::edge::Store;
 use serde_json::{Value, json};
 use tally_core::alerts::{SECRET_BYTES, new_secret};
 use tally_core::digest::parse_input;
 use tally_core::time::format_ms;
 use tally_edge::ApiError;
-use tally_storage::d1::D1Store;
 use tally_storage::digests::{self, DigestRun};
 use worker::Response;
 
@@ -50,7 +50,7 @@ fn run_json(run: &DigestRun) -> Value {
 }
 
 /// `GET /v1/admin/projects/{p}/digest`: the digest and its latest run.
-pub async fn get(store: &D1Store, slug: &str) -> Result<Response, ApiError> {
+pub async fn get(store: &Store, slug: &str) -> Result<Response, ApiError> {
     existing(store, slug).await?;
     let digest = digests::digest(store, slug)
         .await
@@ -70,7 +70,7 @@ pub async fn get(store: &D1Store, slug: &str) -> Result<Response, ApiError> {
 /// `PUT /v1/admin/projects/{p}/digest`: creates the digest (201, with its secret) or
 /// replaces it (200; the secret is kept, and shown only with `"rotate_secret": true`).
 pub async fn put(
-    store: &D1Store,
+    store: &Store,
     slug: &str,
     body: &[u8],
     now_ms: i64,
@@ -92,7 +92,7 @@ pub async fn put(
 }
 
 /// `DELETE /v1/admin/projects/{p}/digest`: no more digests; the runs stay recorded.
-pub async fn delete(store: &D1Store, slug: &str) -> Result<Response, ApiError> {
+pub async fn delete(store: &Store, slug: &str) -> Result<Response, ApiError> {
     existing(store, slug).await?;
     let digest = digests::digest(store, slug)
         .await

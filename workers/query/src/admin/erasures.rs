@@ -8,11 +8,11 @@
 //! the aggregator's hourly cron deletes the rows in bounded steps
 //! ([`tally_storage::erasure::run`]) and the status shows how far it got.
 
+use crate::edge::Store;
 use serde_json::{Value, json};
 use tally_core::hash::{hex, identifier};
 use tally_core::validate::MAX_DIMENSION_CHARS;
 use tally_edge::ApiError;
-use tally_storage::d1::D1Store;
 use tally_storage::erasure::{self, Erasure};
 use worker::Response;
 
@@ -35,7 +35,7 @@ const ID_BYTES: usize = 16;
 /// 400 for a user id ingest would never have stored, 404 for an unknown project, 503
 /// when `ID_SECRET` is not set, 500 when D1 fails.
 pub async fn forget(
-    store: &D1Store,
+    store: &Store,
     env: &RequestEnv,
     slug: &str,
     segment: &str,
@@ -87,7 +87,7 @@ pub async fn forget(
 /// # Errors
 ///
 /// 404 for an unknown project or request, 500 when D1 fails.
-pub async fn status(store: &D1Store, slug: &str, id: &str) -> Result<Response, ApiError> {
+pub async fn status(store: &Store, slug: &str, id: &str) -> Result<Response, ApiError> {
     existing(store, slug).await?;
     let found = erasure::get(store, slug, id).await.map_err(internal)?;
     let Some(found) = found else {

@@ -4,51 +4,152 @@
 use serde_json::{Value, json};
 use tally_core::project::{KEY_BYTES, Project, ProjectInput, new_key, parse_key_request};
 use tally_edge::ApiError;
-use tally_storage::AdminStore;
-use tally_storage::d1::D1Store;
+use tally_storage::{AdminStore, Write, Writer};
+
+use crate::edge::Store;
 use worker::Response;
 
 use crate::edge::error::internal;
 use crate::edge::respond::json_value;
 
 /// `GET /v1/admin/projects`.
-pub async fn list(store: &D1Store) -> Result<Response, ApiError> {
+pub async fn list(store: &Store) -> Result<Response, ApiError> {
     let projects = store.all_projects().await.map_err(internal)?;
-    let list: Vec<Value> = projects.iter().map(|p| p.to_json()).collect();
+    let slugs: Vec<&str> = projects.iter().map(|p| p.slug.as_str()).collect();
+    let shards = store
+        .control
+        .project_shards(&slugs)
+        .await
+        .map_err(internal)?;
+    let list: Vec<Value> = projects
+        .iter()
+        .map(|p| placed(p, shards.get(&p.slug).copied().unwrap_or(0)))
+        .collect();
     json_value(200, &json!({ "projects": list }), None)
 }
 
-/// `POST /v1/admin/projects`.
-pub async fn create(store: &D1Store, body: &[u8], now_ms: i64) -> Result<Response, ApiError> {
-    let project = ProjectInput::parse(body)?.create(now_ms)?;
+/// A project's JSON with its shard.
+fn placed(project: &Project, shard: u32) -> Value {
+    let mut json = project.to_json();
+    json["shard"] = json!(shard);
+    json
+}
+
+/// The shard of an existing project.
+async fn shard_of(store: &Store, slug: &str) -> Result<u32, ApiError> {
+    let shards = store
+        .control
+        .project_shards(&[slug])
+        .await
+        .map_err(internal)?;
+    Ok(shards.get(slug).copied().unwrap_or(0))
+}
+
+/// Where a new project goes: the shard asked for, which must be bound, or the one
+/// holding the fewest projects (the lowest of equals). Projects per shard is phase 1's
+/// measure of load; stored bytes per shard replace it once `/v1/health` reads them.
+///
+/// # Errors
+///
+/// 400 `unknown_shard` for a shard this worker does not bind.
+async fn placement(store: &Store, asked: Option<u32>) -> Result<u32, ApiError> {
+    let bound = u32::try_from(store.shards.len()).unwrap_or(u32::MAX);
+    if let Some(shard) = asked {
+        return if shard < bound {
+            Ok(shard)
+        } else {
+            Err(ApiError::new(
+                400,
+                "unknown_shard",
+                format!(
+                    "shard {shard} is not bound: this deployment has shards 0 to {}",
+                    bound - 1
+                ),
+            ))
+        };
+    }
+    let loads = store.control.projects_per_shard().await.map_err(internal)?;
+    Ok((0..bound)
+        .min_by_key(|shard| (loads.get(shard).copied().unwrap_or(0), *shard))
+        .unwrap_or(0))
+}
+
+/// `POST /v1/admin/projects`: the project is placed on a shard and recorded in the
+/// control database, then named in the shard's directory of projects.
+pub async fn create(store: &Store, body: &[u8], now_ms: i64) -> Result<Response, ApiError> {
+    let input = ProjectInput::parse(body)?;
+    let asked = input.shard;
+    let project = input.create(now_ms)?;
     domain_free(store, &project).await?;
-    if !store.create_project(&project).await.map_err(internal)? {
+    let shard = placement(store, asked).await?;
+    if !store
+        .create_project_on(&project, shard)
+        .await
+        .map_err(internal)?
+    {
         return Err(ApiError::new(
             409,
             "project_exists",
             format!("project {:?} exists; change it with PATCH", project.slug),
         ));
     }
-    json_value(201, &json!({ "project": project.to_json() }), None)
+    store.placements.forget(&project.slug);
+    // The shard's row gives the project its id there, as its first event's commit would
+    // (shard 0 is the control database, where the row just made is that row). Erasure
+    // requests join it before any event has come; the project exists without it, so a
+    // failure here is logged, not answered: its first event records it.
+    let ensured = match store.shards.get(shard as usize) {
+        Some(on_shard) => on_shard
+            .commit(&[Write::EnsureProject {
+                slug: &project.slug,
+                now_ms,
+            }])
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        None => Err(format!("shard {shard} is not bound")),
+    };
+    if let Err(e) = ensured {
+        worker::console_error!(
+            "project {} is created, but shard {shard} does not name it yet: {e}",
+            project.slug
+        );
+    }
+    json_value(201, &json!({ "project": placed(&project, shard) }), None)
 }
 
 /// `GET /v1/admin/projects/{p}`.
-pub async fn get(store: &D1Store, slug: &str) -> Result<Response, ApiError> {
+pub async fn get(store: &Store, slug: &str) -> Result<Response, ApiError> {
     let project = existing(store, slug).await?;
-    json_value(200, &json!({ "project": project.to_json() }), None)
+    let shard = shard_of(store, slug).await?;
+    json_value(200, &json!({ "project": placed(&project, shard) }), None)
 }
 
-/// `PATCH /v1/admin/projects/{p}`.
-pub async fn update(store: &D1Store, slug: &str, body: &[u8]) -> Result<Response, ApiError> {
-    let project = ProjectInput::parse(body)?.apply(existing(store, slug).await?)?;
+/// `PATCH /v1/admin/projects/{p}`. The shard is not a setting: one equal to the
+/// project's is accepted, another refused (moving a project is its own operation).
+pub async fn update(store: &Store, slug: &str, body: &[u8]) -> Result<Response, ApiError> {
+    let input = ProjectInput::parse(body)?;
+    let asked = input.shard;
+    let project = input.apply(existing(store, slug).await?)?;
+    let shard = shard_of(store, slug).await?;
+    if asked.is_some_and(|asked| asked != shard) {
+        return Err(ApiError::new(
+            409,
+            "shard_fixed",
+            format!(
+                "project {slug:?} lives on shard {shard}; a project's shard is chosen when it \
+                 is created and cannot be set"
+            ),
+        ));
+    }
     domain_free(store, &project).await?;
     store.update_project(&project).await.map_err(internal)?;
-    json_value(200, &json!({ "project": project.to_json() }), None)
+    json_value(200, &json!({ "project": placed(&project, shard) }), None)
 }
 
 /// `POST /v1/admin/projects/{p}/keys`: the answer holds the key's secret, once.
 pub async fn create_key(
-    store: &D1Store,
+    store: &Store,
     slug: &str,
     body: &[u8],
     now_ms: i64,
@@ -69,7 +170,7 @@ pub async fn create_key(
 }
 
 /// `GET /v1/admin/projects/{p}/keys`.
-pub async fn keys(store: &D1Store, slug: &str) -> Result<Response, ApiError> {
+pub async fn keys(store: &Store, slug: &str) -> Result<Response, ApiError> {
     existing(store, slug).await?;
     let keys = store.keys(slug).await.map_err(internal)?;
     let list: Vec<Value> = keys.iter().map(|k| k.to_json()).collect();
@@ -78,7 +179,7 @@ pub async fn keys(store: &D1Store, slug: &str) -> Result<Response, ApiError> {
 
 /// `DELETE /v1/admin/projects/{p}/keys/{id}`.
 pub async fn revoke_key(
-    store: &D1Store,
+    store: &Store,
     slug: &str,
     id: &str,
     now_ms: i64,
@@ -101,7 +202,7 @@ pub async fn revoke_key(
 /// # Errors
 ///
 /// 409 `plausible_domain_taken` naming the project that has it.
-async fn domain_free(store: &D1Store, project: &Project) -> Result<(), ApiError> {
+async fn domain_free(store: &Store, project: &Project) -> Result<(), ApiError> {
     let Some(domain) = &project.plausible_domain else {
         return Ok(());
     };
@@ -128,7 +229,7 @@ async fn domain_free(store: &D1Store, project: &Project) -> Result<(), ApiError>
 /// # Errors
 ///
 /// 404 `unknown_project` when there is none.
-pub async fn existing(store: &D1Store, slug: &str) -> Result<Project, ApiError> {
+pub async fn existing(store: &Store, slug: &str) -> Result<Project, ApiError> {
     store
         .project(slug)
         .await

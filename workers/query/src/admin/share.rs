@@ -4,13 +4,13 @@
 //! link is a row of `share_links` and a token signed with the `SHARE_SECRET` secret
 //! ([`tally_core::share`]); changing the secret revokes every link at once.
 
+use crate::edge::Store;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tally_core::share::{self, ID_BYTES, MAX_LIFETIME_S, ShareLink};
 use tally_core::time::{DAY_MS, format_ms};
 use tally_edge::ApiError;
 use tally_storage::access::AccessStore;
-use tally_storage::d1::D1Store;
 use worker::{Response, Url};
 
 use crate::access::share_secret;
@@ -28,7 +28,7 @@ use crate::route::Entry;
 ///
 /// 400 for a bad body, 503 when the `SHARE_SECRET` secret is not set, 500 when D1 fails.
 pub async fn mint(
-    store: &D1Store,
+    store: &Store,
     url: &Url,
     env: &RequestEnv,
     slug: &str,
@@ -80,7 +80,7 @@ pub async fn mint(
 /// # Errors
 ///
 /// 500 when D1 fails.
-pub async fn list(store: &D1Store, slug: &str, now_ms: i64) -> Result<Response, ApiError> {
+pub async fn list(store: &Store, slug: &str, now_ms: i64) -> Result<Response, ApiError> {
     let links = store.share_links(slug).await.map_err(internal)?;
     let list: Vec<Value> = links.iter().map(|l| l.to_json(now_ms)).collect();
     json_value(200, &json!({ "share_links": list }), None)
@@ -93,7 +93,7 @@ pub async fn list(store: &D1Store, slug: &str, now_ms: i64) -> Result<Response, 
 ///
 /// 404 when the project has no such link, 500 when D1 fails.
 pub async fn revoke(
-    store: &D1Store,
+    store: &Store,
     slug: &str,
     id: &str,
     now_ms: i64,

@@ -35,7 +35,6 @@ use tally_core::time::{DAY_MS, Interval};
 use tally_edge::ApiError;
 use tally_storage::access::AccessStore;
 use tally_storage::alerts::AlertStore;
-use tally_storage::d1::D1Store;
 use tally_storage::filtered::{Bucket, Filtered, Read};
 use tally_storage::{AdminStore, funnels, read};
 use worker::{Request, Response};
@@ -48,7 +47,7 @@ use crate::access;
 use crate::edge::error::internal;
 use crate::edge::params::{Params, resolve_range, whole_hours, within_retention};
 use crate::edge::{self, html};
-use crate::edge::{RequestEnv, now_ms, store};
+use crate::edge::{RequestEnv, Store, now_ms, store};
 use crate::route::{Entry, Page};
 
 /// Days shown when the request names no range.
@@ -85,7 +84,7 @@ pub async fn handle(
 #[allow(clippy::too_many_arguments)] // The page's question; a struct would only rename it.
 async fn funnel(
     env: &RequestEnv,
-    store: &D1Store,
+    store: &Store,
     slug: &str,
     (steps, window): (&str, &str),
     filters: &Filters,

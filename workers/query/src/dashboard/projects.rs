@@ -14,7 +14,7 @@ use tally_core::range::{Limits, Query};
 use tally_core::rollup::Dimension;
 use tally_core::time::Interval;
 use tally_edge::ApiError;
-use tally_storage::{EventStore, read};
+use tally_storage::{AdminStore, read};
 use worker::{Request, Response};
 
 use super::gate::{self, has_admin_session};
@@ -114,8 +114,9 @@ pub async fn view(req: &Request, env: &RequestEnv) -> Result<Response, ApiError>
     let (from, to) = (Interval::Hour.floor(range.from_ms), range.to_ms);
     let interval = interval_for(from, to);
     let store = store(env)?;
+    // Every project of every shard, from the control database.
     let mut slugs: Vec<String> = store
-        .projects()
+        .all_projects()
         .await
         .map_err(internal)?
         .into_iter()

@@ -4,12 +4,12 @@
 //! range raw retention covers. Each caller turns what cannot be read into its own
 //! answer (a JSON error, a page's error or a note).
 
+use crate::edge::Store;
 use tally_core::filter::Filters;
 use tally_core::range::Range;
 use tally_core::realtime::{Realtime, Window};
 use tally_core::rollup::Dimension;
 use tally_edge::ApiError;
-use tally_storage::d1::D1Store;
 use tally_storage::filtered::{
     self, Bucket, DEFAULT_ROW_BUDGET, FilteredRealtime, Limits, Path, Read,
 };
@@ -28,7 +28,7 @@ use super::{FILTER_ROW_BUDGET, RequestEnv, now_ms, params};
 #[allow(clippy::too_many_arguments)] // One report's question; a struct would only rename it.
 pub async fn read(
     env: &RequestEnv,
-    store: &D1Store,
+    store: &Store,
     project: &str,
     retention_days: u32,
     range: Range,
@@ -101,7 +101,7 @@ pub fn over_budget(events: u64, row_budget: u64) -> ApiError {
 /// 500 when D1 fails.
 pub async fn realtime(
     env: &RequestEnv,
-    store: &D1Store,
+    store: &Store,
     project: &str,
     filters: &Filters,
     now: i64,

@@ -18,14 +18,26 @@ pub mod shapes;
 
 use std::cell::RefCell;
 use std::ops::Deref;
+use std::rc::Rc;
 
 use tally_core::project::Project;
 use tally_edge::ApiError;
 use tally_storage::d1::{D1Store, Meter};
+use tally_storage::shard::{Placements, Router};
 use worker::{Date, Env};
 
-/// The D1 database binding (see `wrangler/query.toml`).
+/// The control database's D1 binding (see `wrangler/query.toml`); the data shards are
+/// `SHARD_0` … ([`tally_storage::d1::shard_binding`]).
 pub const DB: &str = "DB";
+
+/// The store every wing reads and writes through: the control database and every data
+/// shard, each statement of a project sent to the project's shard.
+pub type Store = Router<D1Store>;
+
+thread_local! {
+    /// Projects' shards, read from the control database and kept for a minute.
+    static PLACEMENTS: Rc<Placements> = Rc::new(Placements::new());
+}
 /// The KV namespace binding that caches heavy answers.
 pub const CACHE: &str = "CACHE";
 /// The secret that guards the admin API.
@@ -83,15 +95,31 @@ impl Deref for RequestEnv {
     }
 }
 
-/// The D1 store for a request; what it reads counts towards the request's rows read.
+/// The store for a request: the control database and the data shards bound (without
+/// `SHARD_0`, the control database is the one shard). What every database reads counts
+/// towards the request's rows read, through one meter.
 ///
 /// # Errors
 ///
-/// 500 when the binding is missing.
-pub fn store(env: &RequestEnv) -> Result<D1Store, ApiError> {
-    env.d1(DB)
-        .map(|db| D1Store::metered(db, env.meter.clone()))
-        .map_err(error::internal)
+/// 500 when the control database's binding is missing.
+pub fn store(env: &RequestEnv) -> Result<Store, ApiError> {
+    let metered = |name: &str| {
+        env.d1(name)
+            .map(|db| D1Store::metered(db, env.meter.clone()))
+    };
+    let control = metered(DB).map_err(error::internal)?;
+    let mut shards: Vec<D1Store> = (0..tally_storage::d1::MAX_SHARDS)
+        .map_while(|n| metered(&tally_storage::d1::shard_binding(n)).ok())
+        .collect();
+    if shards.is_empty() {
+        shards.push(metered(DB).map_err(error::internal)?);
+    }
+    Ok(Router {
+        control,
+        shards,
+        placements: PLACEMENTS.with(Rc::clone),
+        now_ms: now_ms(),
+    })
 }
 
 /// The current time, epoch milliseconds: the worker's only read of the clock.

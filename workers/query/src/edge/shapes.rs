@@ -5,6 +5,7 @@
 //! A rule's webhook secret appears only when a caller asks `with_secret` (the admin
 //! API, when it made or replaced one). A campaign whose state was never set is `active`.
 
+use crate::edge::Store;
 use serde_json::{Value, json};
 use tally_core::range::Range;
 use tally_core::rollup::Dimension;
@@ -12,7 +13,6 @@ use tally_core::time::{DAY_MS, format_ms};
 use tally_core::validate::MAX_DIMENSION_CHARS;
 use tally_edge::ApiError;
 use tally_storage::alerts::{AlertStore, CampaignState, RuleEntry};
-use tally_storage::d1::D1Store;
 use tally_storage::{ValueMatch, read};
 
 use super::error::internal;
@@ -57,7 +57,7 @@ pub fn rule_list(entries: &[RuleEntry]) -> Value {
 /// # Errors
 ///
 /// 500 when D1 fails.
-pub async fn rules(store: &D1Store, slug: &str) -> Result<Vec<RuleEntry>, ApiError> {
+pub async fn rules(store: &Store, slug: &str) -> Result<Vec<RuleEntry>, ApiError> {
     store.alert_rules(Some(slug)).await.map_err(internal)
 }
 
@@ -146,7 +146,7 @@ pub fn campaign_name(segment: &str) -> Result<String, ApiError> {
 ///
 /// 500 when D1 fails.
 pub async fn campaign(
-    store: &D1Store,
+    store: &Store,
     project: &str,
     campaign: &str,
     now_ms: i64,

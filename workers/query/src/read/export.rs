@@ -21,13 +21,13 @@
 //! in parts. It has no ETag and is not cached: a hash of the body would need the whole
 //! body first.
 
+use crate::edge::Store;
 use futures_util::stream;
 use serde_json::{Map, Value};
 use tally_core::Event;
 use tally_core::filter::Filters;
 use tally_core::time::format_ms;
 use tally_edge::ApiError;
-use tally_storage::d1::D1Store;
 use tally_storage::{EventStore, QueryStore};
 use worker::{Request, Response};
 
@@ -76,7 +76,7 @@ enum Format {
 
 /// What the body stream carries from one page to the next.
 struct Pages {
-    store: D1Store,
+    store: Store,
     project: String,
     from: i64,
     to: i64,

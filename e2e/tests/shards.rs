@@ -1,0 +1,240 @@
+//! Projects on data shards (issue 16) through local D1: the stack binds the control
+//! database (also shard 0) and shard 1. Projects placed on each count exactly and read
+//! only their own data; a shard that cannot be written holds back only its projects,
+//! whose events arrive once it heals, exactly once.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// The project's shard as the admin API answers it.
+fn shard_of(p: &Project) -> u64 {
+    let a = admin("GET", &format!("/projects/{}", p.slug), None);
+    assert_eq!(a.status, 200, "{}", a.json);
+    a.json["project"]["shard"]
+        .as_u64()
+        .expect("a project has a shard")
+}
+
+/// A project placed on `shard` by the admin API.
+fn on_shard(prefix: &str, shard: u64) -> Project {
+    let p = Project::with(prefix, &json!({"rate_limit": "off", "shard": shard}));
+    assert_eq!(shard_of(&p), shard, "{} is placed where asked", p.slug);
+    p
+}
+
+/// `n` events of `p` from `first`, a minute ago, every fifth an error.
+fn events(p: &Project, run: u32, first: u32, n: u32) -> Value {
+    let at = now_ms() - 60_000;
+    (first..first + n)
+        .map(|i| {
+            json!({"event_id": event_id(run, i), "project": p.slug, "name": "view",
+                   "timestamp": at, "route": format!("/r{}", i % 3),
+                   "status": if i % 5 == 0 { 500 } else { 200 }})
+        })
+        .collect()
+}
+
+/// The ids of the project's exported raw events over the last day.
+fn exported(p: &Project) -> Vec<String> {
+    let a = request(
+        "GET",
+        &format!("{}/v1/projects/{}/export?days=1", url("query"), p.slug),
+        &[("authorization", &p.read_auth())],
+        None,
+    );
+    assert_eq!(a.status, 200, "{}", a.json);
+    let Value::String(body) = &a.json else {
+        return vec![a.json["event_id"].as_str().unwrap().to_owned()];
+    };
+    let mut ids: Vec<String> = body
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["event_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The raw rows of `slug` in the local D1 file of `holder`'s shard.
+fn raw_rows_in_shard_of(holder: &Project, slug: &str) -> i64 {
+    with_d1(&holder.slug, |db| {
+        db.query_row(
+            "SELECT COUNT(*) FROM raw_events WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)",
+            [slug],
+            |r| r.get(0),
+        )
+        .unwrap()
+    })
+}
+
+#[test]
+fn projects_on_both_shards_count_exactly_and_read_only_their_own() {
+    let a = on_shard("shard0", 0);
+    let b = on_shard("shard1", 1);
+    let run = run_id();
+    assert_eq!(send_events(&a, &events(&a, run, 0, 30)).status, 202);
+    assert_eq!(send_events(&b, &events(&b, run, 1000, 45)).status, 202);
+    // A resent batch counts once.
+    assert_eq!(send_events(&b, &events(&b, run, 1000, 10)).status, 202);
+    wait_for_count(&a, 30);
+    wait_for_count(&b, 45);
+    for (p, n) in [(&a, 30_u64), (&b, 45)] {
+        let o = overview(p);
+        assert_eq!(o.json["events"], n, "{}", o.json);
+        assert_eq!(o.json["errors"], n / 5, "{}", o.json);
+        assert_eq!(
+            exported(p).len(),
+            n as usize,
+            "{} exports its own events",
+            p.slug
+        );
+    }
+    let own = |first: u32, n: u32| {
+        let mut ids: Vec<String> = (first..first + n)
+            .map(|i| event_id(run, i).replace('-', ""))
+            .collect();
+        ids.sort();
+        ids
+    };
+    let normalized = |ids: Vec<String>| -> Vec<String> {
+        let mut ids: Vec<String> = ids.into_iter().map(|id| id.replace('-', "")).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(normalized(exported(&a)), own(0, 30));
+    assert_eq!(normalized(exported(&b)), own(1000, 45));
+
+    // Each project's rows are on its shard and nowhere else.
+    assert_eq!(raw_rows_in_shard_of(&b, &b.slug), 45);
+    assert_eq!(raw_rows_in_shard_of(&a, &a.slug), 30);
+    assert_eq!(
+        raw_rows_in_shard_of(&a, &b.slug),
+        0,
+        "shard 0 holds nothing of b"
+    );
+    assert_eq!(
+        raw_rows_in_shard_of(&b, &a.slug),
+        0,
+        "shard 1 holds nothing of a"
+    );
+
+    // The admin API lists placements, refuses an unbound shard and a change of shard.
+    let listed = admin("GET", "/projects", None);
+    let placed: Vec<(String, u64)> = listed.json["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["slug"] == a.slug.as_str() || p["slug"] == b.slug.as_str())
+        .map(|p| {
+            (
+                p["slug"].as_str().unwrap().to_owned(),
+                p["shard"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(placed.len(), 2, "{}", listed.json);
+    assert!(placed.contains(&(b.slug.clone(), 1)), "{placed:?}");
+    let unbound = admin(
+        "POST",
+        "/projects",
+        Some(&json!({"slug": unique("shard9"), "shard": 9})),
+    );
+    assert_eq!(unbound.status, 400, "{}", unbound.json);
+    assert_eq!(unbound.json["error"]["code"], "unknown_shard");
+    let moved = admin(
+        "PATCH",
+        &format!("/projects/{}", b.slug),
+        Some(&json!({"shard": 0})),
+    );
+    assert_eq!(moved.status, 409, "{}", moved.json);
+    assert_eq!(moved.json["error"]["code"], "shard_fixed");
+    let same = admin(
+        "PATCH",
+        &format!("/projects/{}", b.slug),
+        Some(&json!({"shard": 1, "retention_days": 30})),
+    );
+    assert_eq!(same.status, 200, "{}", same.json);
+    assert_eq!(same.json["project"]["shard"], 1);
+    // A project placed by load goes to a shard the stack binds.
+    let auto = admin(
+        "POST",
+        "/projects",
+        Some(&json!({"slug": unique("shardauto")})),
+    );
+    assert_eq!(auto.status, 201, "{}", auto.json);
+    assert!(
+        auto.json["project"]["shard"].as_u64().unwrap() < 2,
+        "{}",
+        auto.json
+    );
+    // The admin's health lists both shards.
+    let health = request(
+        "GET",
+        &format!("{}/v1/health", url("query")),
+        &[("authorization", &format!("Bearer {}", admin_token()))],
+        None,
+    );
+    assert_eq!(health.status, 200, "{}", health.json);
+    let shards: Vec<u64> = health.json["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["shard"].as_u64().unwrap())
+        .collect();
+    assert_eq!(shards, [0, 1], "{}", health.json);
+}
+
+/// Runs alone (`xtask`'s `RUN_ALONE`): it makes all of shard 1 unwritable for a few
+/// seconds, which would fail other tests' projects there.
+#[test]
+fn a_failing_shard_holds_back_only_its_projects_and_they_arrive_once_it_heals() {
+    let a = on_shard("healthy", 0);
+    let b = on_shard("failing", 1);
+    let run = run_id();
+    // Shard 1 refuses every raw event, as a database that cannot be written would.
+    with_d1_writable(&b.slug, |db| {
+        db.execute_batch(
+            "CREATE TRIGGER e2e_shard_down BEFORE INSERT ON raw_events
+             BEGIN SELECT RAISE(ABORT, 'shard down'); END",
+        )
+        .unwrap();
+    });
+    let heal = || {
+        with_d1_writable(&b.slug, |db| {
+            db.execute_batch("DROP TRIGGER IF EXISTS e2e_shard_down")
+                .unwrap();
+        });
+    };
+    let sent_b = send_events(&b, &events(&b, run, 1000, 25));
+    let sent_a = send_events(&a, &events(&a, run, 0, 20));
+    if sent_a.status != 202 || sent_b.status != 202 {
+        heal();
+        panic!("{} {}", sent_a.json, sent_b.json);
+    }
+    // The healthy shard's project is counted on time, while the other waits: still
+    // nothing of it a while later (its messages are retried with a delay, within the
+    // queue's retries), and nothing on its shard.
+    let on_time = std::panic::catch_unwind(|| wait_for_count(&a, 20));
+    std::thread::sleep(Duration::from_secs(3));
+    let held = overview(&b);
+    let stored_while_down = raw_rows_in_shard_of(&b, &b.slug);
+    heal();
+    on_time.unwrap();
+    assert_eq!(held.json["events"], 0, "{}", held.json);
+    assert_eq!(stored_while_down, 0);
+    // Healed: the retried messages arrive, each event once.
+    wait_for_count(&b, 25);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(overview(&b).json["events"], 25);
+    assert_eq!(overview(&a).json["events"], 20);
+    assert_eq!(raw_rows_in_shard_of(&b, &b.slug), 25);
+    assert_eq!(exported(&b).len(), 25);
+}
