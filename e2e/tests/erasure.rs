@@ -23,26 +23,6 @@ fn read(p: &Project, path: &str) -> Answer {
     )
 }
 
-/// The event ids of the project's raw events over the last two days, from the export.
-fn exported(p: &Project) -> Vec<String> {
-    let a = read(p, &format!("/v1/projects/{}/export?days=2", p.slug));
-    assert_eq!(a.status, 200, "{}", a.json);
-    let Value::String(body) = &a.json else {
-        // One event is one JSON line; a single line parses as JSON.
-        return vec![a.json["event_id"].as_str().unwrap().to_owned()];
-    };
-    let mut ids: Vec<String> = body
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let e: Value = serde_json::from_str(l).unwrap();
-            e["event_id"].as_str().unwrap().to_owned()
-        })
-        .collect();
-    ids.sort();
-    ids
-}
-
 fn marks(project: &str) -> i64 {
     with_d1(project, |db| {
         db.query_row(
@@ -101,7 +81,7 @@ fn an_erased_user_s_raw_events_and_marks_go_at_the_hourly_run_and_others_stay() 
         ids.sort();
         ids
     };
-    assert_eq!(exported(&p), ids(true));
+    assert_eq!(p.exported_ids(2), ids(true));
     assert_eq!(marks(&s), 4);
 
     // Bad requests first: nothing is recorded for them.
@@ -202,7 +182,7 @@ fn an_erased_user_s_raw_events_and_marks_go_at_the_hourly_run_and_others_stay() 
     );
 
     // Alice's raw events and marks are gone; Bob's and the anonymous event stay.
-    assert_eq!(exported(&p), ids(false));
+    assert_eq!(p.exported_ids(2), ids(false));
     assert_eq!(marks(&s), 2);
     let (start, end) = (
         format_ms(t - DAY)[..10].to_owned(),

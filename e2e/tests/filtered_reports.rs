@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
+use tally_core::testing::SplitMix64;
 use tally_core::time::parse_timestamp;
 
 use crate::support::*;
@@ -17,30 +18,13 @@ const HOUR: i64 = 3_600_000;
 const STEPS: [&str; 3] = ["visit", "signup", "buy"];
 const WINDOW: i64 = HOUR;
 
-/// The two whole UTC days before yesterday, and their range as query parameters.
-fn two_whole_days() -> (i64, String) {
-    let d0 = now_ms().div_euclid(DAY) * DAY - 3 * DAY;
-    let range = format!(
-        "from={}T00:00:00Z&to={}T00:00:00Z",
-        date(d0),
-        date(d0 + 2 * DAY)
-    );
-    (d0, range)
-}
-
 /// `users` users' play/stop sessions over the two days from `d0`: a play, then the
 /// funnel's steps in order (each maybe), a request, and a stop (maybe), each event from
 /// a country and on a route. Deterministic in `seed`.
 fn workload(run: u32, users: u32, d0: i64, seed: u64) -> Vec<Value> {
-    let mut x = seed;
-    let mut next = |m: u64| {
-        // SplitMix64: the same events every run of the test.
-        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = x;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)) % m
-    };
+    // The same events every run of the test.
+    let mut rng = SplitMix64(seed);
+    let mut next = |m: u64| rng.next_u64() % m;
     let mut events = Vec::new();
     for u in 0..users {
         for _ in 0..2 {

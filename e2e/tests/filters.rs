@@ -8,36 +8,19 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
+use tally_core::testing::SplitMix64;
 
 use crate::support::*;
 
 const DAY: i64 = 86_400_000;
 
-/// The start of the two whole UTC days before yesterday, and their range as query
-/// parameters.
-fn two_whole_days() -> (i64, String) {
-    let d0 = now_ms().div_euclid(DAY) * DAY - 3 * DAY;
-    let range = format!(
-        "from={}T00:00:00Z&to={}T00:00:00Z",
-        date(d0),
-        date(d0 + 2 * DAY)
-    );
-    (d0, range)
-}
-
 /// `n` events over the two days from `d0`: requests on API and web routes with
 /// statuses, errors and durations, serves of items in variants, clicks; countries;
 /// users, but not on every event. Deterministic in `seed`.
 fn workload(run: u32, n: u32, d0: i64, seed: u64) -> Vec<Value> {
-    let mut x = seed;
-    let mut next = |m: u64| {
-        // SplitMix64: the same events every run of the test.
-        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = x;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)) % m
-    };
+    // The same events every run of the test.
+    let mut rng = SplitMix64(seed);
+    let mut next = |m: u64| rng.next_u64() % m;
     (0..n)
         .map(|i| {
             let t = d0 + next(2 * DAY as u64) as i64;

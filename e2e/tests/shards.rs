@@ -37,32 +37,6 @@ fn events(p: &Project, run: u32, first: u32, n: u32) -> Value {
         .collect()
 }
 
-/// The ids of the project's exported raw events over the last day.
-fn exported(p: &Project) -> Vec<String> {
-    let a = request(
-        "GET",
-        &format!("{}/v1/projects/{}/export?days=1", url("query"), p.slug),
-        &[("authorization", &p.read_auth())],
-        None,
-    );
-    assert_eq!(a.status, 200, "{}", a.json);
-    let Value::String(body) = &a.json else {
-        return vec![a.json["event_id"].as_str().unwrap().to_owned()];
-    };
-    let mut ids: Vec<String> = body
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["event_id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    ids.sort();
-    ids
-}
-
 /// The raw rows of `slug` in the local D1 file of `holder`'s shard.
 fn raw_rows_in_shard_of(holder: &Project, slug: &str) -> i64 {
     with_d1(&holder.slug, |db| {
@@ -91,7 +65,7 @@ fn projects_on_both_shards_count_exactly_and_read_only_their_own() {
         assert_eq!(o.json["events"], n, "{}", o.json);
         assert_eq!(o.json["errors"], n / 5, "{}", o.json);
         assert_eq!(
-            exported(p).len(),
+            p.exported_ids(1).len(),
             n as usize,
             "{} exports its own events",
             p.slug
@@ -109,8 +83,8 @@ fn projects_on_both_shards_count_exactly_and_read_only_their_own() {
         ids.sort();
         ids
     };
-    assert_eq!(normalized(exported(&a)), own(0, 30));
-    assert_eq!(normalized(exported(&b)), own(1000, 45));
+    assert_eq!(normalized(a.exported_ids(1)), own(0, 30));
+    assert_eq!(normalized(b.exported_ids(1)), own(1000, 45));
 
     // Each project's rows are on its shard and nowhere else.
     assert_eq!(raw_rows_in_shard_of(&b, &b.slug), 45);
@@ -236,5 +210,5 @@ fn a_failing_shard_holds_back_only_its_projects_and_they_arrive_once_it_heals() 
     assert_eq!(overview(&b).json["events"], 25);
     assert_eq!(overview(&a).json["events"], 20);
     assert_eq!(raw_rows_in_shard_of(&b, &b.slug), 25);
-    assert_eq!(exported(&b).len(), 25);
+    assert_eq!(b.exported_ids(1).len(), 25);
 }

@@ -331,6 +331,27 @@ impl Project {
         )
     }
 
+    /// The ids of the project's raw events over the last `days` days, from the export,
+    /// sorted.
+    pub fn exported_ids(&self, days: u32) -> Vec<String> {
+        let a = self.read(&format!("export?days={days}"));
+        assert_eq!(a.status, 200, "{}", a.json);
+        let Value::String(body) = &a.json else {
+            // One event is one JSON line; a single line parses as JSON.
+            return vec![a.json["event_id"].as_str().unwrap().to_owned()];
+        };
+        let mut ids: Vec<String> = body
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let e: Value = serde_json::from_str(l).unwrap();
+                e["event_id"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// Creates the alert rule `rule` through the admin API; the answer is its 201.
     pub fn create_rule(&self, rule: &Value) -> Answer {
         let made = admin(
@@ -466,6 +487,19 @@ pub fn breakdown_events(answer: &Value) -> BTreeMap<String, u64> {
             )
         })
         .collect()
+}
+
+/// The start of the two whole UTC days before yesterday, and their range as query
+/// parameters.
+pub fn two_whole_days() -> (i64, String) {
+    const DAY: i64 = 86_400_000;
+    let d0 = now_ms().div_euclid(DAY) * DAY - 3 * DAY;
+    let range = format!(
+        "from={}T00:00:00Z&to={}T00:00:00Z",
+        date(d0),
+        date(d0 + 2 * DAY)
+    );
+    (d0, range)
 }
 
 /// Waits until the overview of `project` counts exactly `n` events.
