@@ -1,7 +1,8 @@
 //! Projects on data shards (issue 16) through local D1: the stack binds the control
 //! database (also shard 0) and shard 1. Projects placed on each count exactly and read
 //! only their own data; a shard that cannot be written holds back only its projects,
-//! whose events arrive once it heals, exactly once.
+//! whose events arrive once it heals, exactly once. The admin's health shows each
+//! shard's bytes, rows and projects, and a new project goes to the smaller shard.
 
 use std::time::Duration;
 
@@ -164,6 +165,89 @@ fn projects_on_both_shards_count_exactly_and_read_only_their_own() {
         .map(|s| s["shard"].as_u64().unwrap())
         .collect();
     assert_eq!(shards, [0, 1], "{}", health.json);
+}
+
+/// The admin's `/v1/health`.
+fn admin_health() -> Value {
+    let health = request(
+        "GET",
+        &format!("{}/v1/health", url("query")),
+        &[("authorization", &format!("Bearer {}", admin_token()))],
+        None,
+    );
+    assert_eq!(health.status, 200, "{}", health.json);
+    health.json
+}
+
+/// Each shard's stored bytes as the admin's health reports them (D1's `size_after`).
+fn shard_bytes(health: &Value) -> Vec<u64> {
+    health["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["bytes"].as_u64().unwrap_or_else(|| panic!("no bytes: {s}")))
+        .collect()
+}
+
+#[test]
+fn health_shows_each_shards_bytes_rows_and_projects_and_new_projects_go_to_the_smaller() {
+    let a = on_shard("sized0", 0);
+    let b = on_shard("sized1", 1);
+    let run = run_id();
+    assert_eq!(send_events(&a, &events(&a, run, 0, 40)).status, 202);
+    assert_eq!(send_events(&b, &events(&b, run, 1000, 60)).status, 202);
+    wait_for_count(&a, 40);
+    wait_for_count(&b, 60);
+
+    let health = admin_health();
+    let shards = health["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 2, "{health}");
+    for (n, (shard, holder)) in shards.iter().zip([&a, &b]).enumerate() {
+        assert_eq!(shard["shard"], n as u64, "{shard}");
+        assert_eq!(shard["error"], Value::Null, "{shard}");
+        assert!(shard["bytes"].as_u64().unwrap() > 0, "{shard}");
+        let projects = shard["projects"].as_u64().unwrap();
+        assert!(projects >= 1, "{shard}");
+        let named: Vec<&str> = shard["project_slugs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        assert_eq!(named.len() as u64, projects.min(20), "{shard}");
+        if projects <= 20 {
+            assert!(named.contains(&holder.slug.as_str()), "{shard}");
+        }
+        // Every shard holds at least this test's raw events (others' too).
+        let raw = shard["rows"]["raw_events"].as_u64().unwrap();
+        assert!(raw >= if n == 0 { 40 } else { 60 }, "{shard}");
+        assert!(shard["rows"]["rollups"].as_u64().unwrap() > 0, "{shard}");
+    }
+
+    // A project given no shard goes to the one storing fewer bytes. Other tests write
+    // meanwhile, so it is judged when the smaller shard is the same just before and
+    // just after the project is made.
+    let smaller = |bytes: &[u64]| u64::from(bytes[1] < bytes[0]);
+    for attempt in 0.. {
+        let before = shard_bytes(&admin_health());
+        let made = admin(
+            "POST",
+            "/projects",
+            Some(&json!({"slug": unique("placed"), "rate_limit": "off"})),
+        );
+        assert_eq!(made.status, 201, "{}", made.json);
+        let after = shard_bytes(&admin_health());
+        if smaller(&before) == smaller(&after) && before[0] != before[1] {
+            assert_eq!(
+                made.json["project"]["shard"].as_u64().unwrap(),
+                smaller(&before),
+                "bytes {before:?} then {after:?}: {}",
+                made.json
+            );
+            break;
+        }
+        assert!(attempt < 10, "the shards' sizes kept crossing: {before:?} {after:?}");
+    }
 }
 
 /// Runs alone (`xtask`'s `RUN_ALONE`): it makes all of shard 1 unwritable for a few

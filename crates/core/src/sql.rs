@@ -215,6 +215,35 @@ SELECT slug, shard FROM projects WHERE slug IN (SELECT value FROM json_each(?1))
 pub const PROJECTS_PER_SHARD: &str = "\
 SELECT shard, count(*) AS n FROM projects GROUP BY shard ORDER BY shard";
 
+/// The first `?1` projects of each shard by slug: `/v1/health` names them beside each
+/// shard's count ([`PROJECTS_PER_SHARD`]), in one read however many shards there are.
+pub const FIRST_PROJECTS_OF_SHARDS: &str = "\
+SELECT shard, slug FROM (
+    SELECT shard, slug, row_number() OVER (PARTITION BY shard ORDER BY slug) AS n
+    FROM projects)
+WHERE n <= ?1 ORDER BY shard, slug";
+
+/// The bytes of the database file: its pages in use and free, as SQLite counts them.
+/// D1 reports the same figure with every result (`meta.size_after`), so its executor
+/// asks with [`SIZE_PROBE`] instead.
+pub const DATABASE_BYTES: &str = "\
+SELECT page_count * page_size AS bytes FROM pragma_page_count(), pragma_page_size()";
+
+/// A statement that reads no table: D1 answers the database's size after any statement
+/// (`meta.size_after`), and this one costs no row read.
+pub const SIZE_PROBE: &str = "SELECT 1 AS probe";
+
+/// The rows of the tables that grow with events — raw events, rollups and session
+/// marks — each counted up to `?1`. A count equal to `?1` means at least that many: a
+/// full count reads every row (a 10 GB shard holds some 70 million raw events, which D1
+/// bills and takes seconds to read), so `/v1/health` counts only so far, and the
+/// shard's bytes, which D1 reports for free, are its measure of load.
+pub const STORED_ROWS: &str = "\
+SELECT
+    (SELECT count(*) FROM (SELECT 1 FROM raw_events LIMIT ?1)) AS raw_events,
+    (SELECT count(*) FROM (SELECT 1 FROM rollups LIMIT ?1)) AS rollups,
+    (SELECT count(*) FROM (SELECT 1 FROM session_events LIMIT ?1)) AS session_marks";
+
 /// Stored rollup rows for a JSON array of `[project, period, start, dimension, value]`
 /// keys (`?1`).
 pub const ROLLUPS_BY_KEY: &str = "\

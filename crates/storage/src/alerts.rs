@@ -788,6 +788,11 @@ pub async fn evaluate_within<S: Executor>(
         .and_then(|slug| projects.iter().position(|(p, _)| *p >= slug))
         .unwrap_or(0);
     projects.rotate_left(first);
+    // Where every project lives, in one read of the control database when the store is
+    // a router: otherwise each project's first read would look its shard up alone (a
+    // placement is cached for a minute, about the time between two runs).
+    let slugs: Vec<&str> = projects.iter().map(|(p, _)| p.as_str()).collect();
+    budget.spent += store.expect_projects(&slugs).await?;
     // Kept for the end: the unqueued alerts' read, the records (one statement per chunk
     // of rules) and the run's meta.
     let reserve = u32::try_from(run.rules.div_ceil(RECORD_CHUNK)).unwrap_or(u32::MAX) + 2;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use wasm_bindgen::JsValue;
+use tally_core::sql;
 use worker::{D1Database, D1PreparedStatement, D1Result};
 
 use crate::Error;
@@ -194,5 +195,19 @@ impl Executor for D1Store {
                 .unwrap_or(0) as u64;
         }
         Ok(changed)
+    }
+
+    /// What D1 says the database takes after a statement that reads nothing
+    /// (`meta.size_after`): D1 measures it and reports it with every result, so the
+    /// size costs no row read. `None` when D1 leaves it out.
+    async fn stored_bytes(&self) -> Result<Option<u64>, Error> {
+        let statement = self.statement(sql::SIZE_PROBE, vec![])?;
+        let result = busy_retry(|| statement.all()).await.map_err(db)?;
+        self.meter.add(&result);
+        Ok(result
+            .meta()
+            .map_err(db)?
+            .and_then(|meta| meta.size_after)
+            .map(|bytes| bytes as u64))
     }
 }

@@ -111,6 +111,32 @@ pub trait Executor {
     fn shard(&self) -> u32 {
         0
     }
+
+    /// The bytes this database stores, as the database itself measures them (D1's
+    /// `size_after`, SQLite's pages), or `None` when this executor is not one database
+    /// (a router over several, a test double): the caller then has no size to weigh,
+    /// and says so rather than guess.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the database cannot be asked.
+    async fn stored_bytes(&self) -> Result<Option<u64>, Error> {
+        Ok(None)
+    }
+
+    /// Says that statements about `projects` are coming, so that an executor which
+    /// looks up where each project lives ([`crate::shard::Router`]) reads them all at
+    /// once: a run over many projects (alert evaluation, digests) then costs one lookup,
+    /// not one per project. Returns the queries it made (0 or 1), for the caller's
+    /// budget; executors over one database have nothing to look up.
+    ///
+    /// # Errors
+    ///
+    /// The lookup's error.
+    async fn expect_projects(&self, projects: &[&str]) -> Result<u32, Error> {
+        let _ = projects;
+        Ok(0)
+    }
 }
 
 /// A borrowed executor is one: so one database can serve as the control database and
@@ -131,6 +157,14 @@ impl<E: Executor> Executor for &E {
 
     fn shard(&self) -> u32 {
         (**self).shard()
+    }
+
+    async fn stored_bytes(&self) -> Result<Option<u64>, Error> {
+        (**self).stored_bytes().await
+    }
+
+    async fn expect_projects(&self, projects: &[&str]) -> Result<u32, Error> {
+        (**self).expect_projects(projects).await
     }
 }
 
@@ -187,5 +221,16 @@ impl<E: Executor> Executor for Counted<'_, E> {
 
     fn shard(&self) -> u32 {
         self.inner.shard()
+    }
+
+    async fn stored_bytes(&self) -> Result<Option<u64>, Error> {
+        self.queries.set(self.queries.get().saturating_add(1));
+        self.inner.stored_bytes().await
+    }
+
+    async fn expect_projects(&self, projects: &[&str]) -> Result<u32, Error> {
+        let queries = self.inner.expect_projects(projects).await?;
+        self.queries.set(self.queries.get().saturating_add(queries));
+        Ok(queries)
     }
 }

@@ -141,10 +141,14 @@ pub const ROLES: &[(&str, Role)] = &[
     (sql::PUT_META, Local),
     (sql::ALL_META, Local),
     (sql::D1_MIGRATIONS_APPLIED, Local),
+    (sql::DATABASE_BYTES, Local),
+    (sql::SIZE_PROBE, Local),
+    (sql::STORED_ROWS, Local),
     // Projects, placement and access.
     (sql::PROJECTS, ControlOfShard),
     (sql::PROJECT_SHARDS, Control),
     (sql::PROJECTS_PER_SHARD, Control),
+    (sql::FIRST_PROJECTS_OF_SHARDS, Control),
     (sql::PROJECT_BY_SLUG, Control),
     (sql::SESSION_NAMES, Control),
     (sql::PROJECT_BY_PLAUSIBLE_DOMAIN, Control),
@@ -350,6 +354,11 @@ impl<E: Executor> Executor for OnShard<'_, E> {
     fn shard(&self) -> u32 {
         self.shard
     }
+
+    /// The shard's size: the control database is another's.
+    async fn stored_bytes(&self) -> Result<Option<u64>, Error> {
+        self.data.stored_bytes().await
+    }
 }
 
 /// How long an isolate trusts a project's placement before reading it again. Placement
@@ -420,6 +429,37 @@ impl Placements {
             }
         }
         Ok(found)
+    }
+
+    /// Reads the placements of those of `slugs` not known fresh at `now_ms`, in one
+    /// query of `control`; returns the queries made (0 when all were known). A run over
+    /// many projects calls it first, so that it costs one lookup and not one a project
+    /// (placements last [`PLACEMENT_TTL_MS`], about the time between two cron runs).
+    ///
+    /// # Errors
+    ///
+    /// The control database's error.
+    pub async fn prefetch<E: Executor>(
+        &self,
+        control: &E,
+        slugs: &[&str],
+        now_ms: i64,
+    ) -> Result<u32, Error> {
+        let missing: Vec<&str> = {
+            let known = self.known.borrow();
+            slugs
+                .iter()
+                .copied()
+                .filter(|slug| {
+                    !matches!(known.get(*slug), Some(&(_, at)) if now_ms - at < PLACEMENT_TTL_MS)
+                })
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(0);
+        }
+        self.shards_of(control, &missing, now_ms).await?;
+        Ok(1)
     }
 
     /// The shard of one project (see [`Placements::shards_of`]).
@@ -515,6 +555,127 @@ impl<E: Executor> Executor for Router<E> {
         let target = one_target(targets, Target::Control)?;
         self.executor(target)?.batch(groups).await
     }
+
+    /// Reads the placements of `projects` not known fresh in one query of the control
+    /// database, so the statements that follow find them in [`Placements`].
+    async fn expect_projects(&self, projects: &[&str]) -> Result<u32, Error> {
+        self.placements
+            .prefetch(&self.control, projects, self.now_ms)
+            .await
+    }
+}
+
+/// Projects named per shard in `/v1/health`, beside their count.
+pub const PROJECTS_NAMED_PER_SHARD: u32 = 20;
+
+/// Rows counted per table and shard in `/v1/health` ([`sql::STORED_ROWS`]): a count this
+/// large means at least this many. At most three times this many rows are read per
+/// shard, whatever the shard holds.
+pub const ROWS_COUNTED_UP_TO: u32 = 50_000;
+
+/// The rows of one shard's tables that grow with events, each counted up to
+/// [`ROWS_COUNTED_UP_TO`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredRows {
+    pub raw_events: u64,
+    pub rollups: u64,
+    pub session_marks: u64,
+}
+
+/// What one data shard holds: what placement weighs and `/v1/health` shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardLoad {
+    pub shard: u32,
+    /// The database's bytes, `None` when its executor cannot say
+    /// ([`Executor::stored_bytes`]).
+    pub bytes: Option<u64>,
+    /// The projects placed on it.
+    pub projects: u64,
+    /// Why the shard could not be measured, if it could not: it is then no candidate
+    /// for a new project.
+    pub error: Option<String>,
+}
+
+/// The load of every shard: its bytes, asked of each shard, and its projects, from one
+/// read of the control database. A shard that does not answer is reported with its
+/// error rather than failing the others.
+///
+/// # Errors
+///
+/// The control database's error.
+pub async fn loads<E: Executor>(control: &E, shards: &[E]) -> Result<Vec<ShardLoad>, Error> {
+    let projects = control.projects_per_shard().await?;
+    let mut loads = Vec::with_capacity(shards.len());
+    for (n, shard) in (0u32..).zip(shards) {
+        let (bytes, error) = match shard.stored_bytes().await {
+            Ok(bytes) => (bytes, None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        loads.push(ShardLoad {
+            shard: n,
+            bytes,
+            projects: projects.get(&n).copied().unwrap_or(0),
+            error,
+        });
+    }
+    Ok(loads)
+}
+
+/// The rows of `shard`'s tables that grow with events, each counted up to
+/// [`ROWS_COUNTED_UP_TO`] ([`sql::STORED_ROWS`] says why no further).
+///
+/// # Errors
+///
+/// The shard's error.
+pub async fn stored_rows<E: Executor>(shard: &E) -> Result<StoredRows, Error> {
+    let rows: Vec<StoredRows> = shard
+        .query(sql::STORED_ROWS, vec![ROWS_COUNTED_UP_TO.into()])
+        .await?;
+    rows.into_iter()
+        .next()
+        .ok_or_else(|| Error::Decode("the count of stored rows answered no row".to_owned()))
+}
+
+/// The first [`PROJECTS_NAMED_PER_SHARD`] projects of each shard by slug, in one read
+/// of the control database.
+///
+/// # Errors
+///
+/// The control database's error.
+pub async fn named_projects<E: Executor>(control: &E) -> Result<BTreeMap<u32, Vec<String>>, Error> {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        shard: u32,
+        slug: String,
+    }
+    let rows: Vec<Row> = control
+        .query(
+            sql::FIRST_PROJECTS_OF_SHARDS,
+            vec![PROJECTS_NAMED_PER_SHARD.into()],
+        )
+        .await?;
+    let mut named: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for row in rows {
+        named.entry(row.shard).or_default().push(row.slug);
+    }
+    Ok(named)
+}
+
+/// The shard a new project goes to: of the shards measured, the one with the fewest
+/// stored bytes, then the fewest projects, then the lowest number. Bytes are the load
+/// that fills a shard (D1 holds 10 GB a database) and are weighed only when every
+/// candidate reports them; otherwise projects are, as before bytes were known. Shard 0
+/// when no shard could be measured.
+pub fn emptiest(loads: &[ShardLoad]) -> u32 {
+    let candidates: Vec<&ShardLoad> = loads.iter().filter(|l| l.error.is_none()).collect();
+    let by_bytes = candidates.iter().all(|l| l.bytes.is_some());
+    candidates
+        .into_iter()
+        .min_by_key(|l| {
+            let bytes = if by_bytes { l.bytes } else { None };
+            (bytes, l.projects, l.shard)
+        })
+        .map_or(0, |l| l.shard)
 }
 
 #[cfg(test)]

@@ -167,6 +167,17 @@ impl Executor for SqliteStore {
         tx.commit().map_err(db)?;
         Ok(changed)
     }
+
+    /// The database's pages times their size: what a file of it takes, free pages
+    /// included, as D1's `size_after` counts it.
+    async fn stored_bytes(&self) -> Result<Option<u64>, Error> {
+        #[derive(serde::Deserialize)]
+        struct Size {
+            bytes: u64,
+        }
+        let rows: Vec<Size> = self.query(sql::DATABASE_BYTES, vec![]).await?;
+        Ok(rows.first().map(|size| size.bytes))
+    }
 }
 
 /// Drives a future that never waits on IO (such as this store's) to completion.

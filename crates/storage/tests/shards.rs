@@ -1,20 +1,28 @@
 //! Projects on data shards (issue 16), against real SQLite databases: every statement of
 //! a project goes to its shard and no other, the consumer commits each shard's messages
 //! apart so that a failing shard holds back only its projects, no transaction spans two
-//! databases, and a single-database deployment keeps its data when shards are added.
+//! databases, a single-database deployment keeps its data when shards are added, a new
+//! project goes to the shard storing the fewest bytes, and runs over many projects
+//! (alert evaluation, digests) read their placements once.
 
 mod support;
 
+use std::cell::Cell;
 use std::rc::Rc;
 
+use serde::de::DeserializeOwned;
 use serde_json::json;
 use tally_core::Event;
+use tally_core::alerts::{self, Fresh};
+use tally_core::digest;
 use tally_core::project::{Project, ProjectInput};
 use tally_core::queue::{Message, VERSION};
 use tally_core::rollup::Dimension;
-use tally_core::time::{DAY_MS, HOUR_MS};
-use tally_storage::exec::Executor;
-use tally_storage::shard::{OnShard, Placements, Role, Router};
+use tally_core::time::{DAY_MS, HOUR_MS, MINUTE_MS};
+use tally_storage::alerts::AlertWrite;
+use tally_storage::digests;
+use tally_storage::exec::{Bound, Executor, Statement};
+use tally_storage::shard::{self, OnShard, Placements, Role, Router};
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{AdminStore, EventStore, RollupStore, Write, Writer, pipeline, read};
 
@@ -405,4 +413,167 @@ fn every_write_is_in_its_role() {
             assert!(same, "{write:?}: a statement is {role:?}");
         }
     }
+}
+
+/// An executor that counts the placement reads (`sql::PROJECT_SHARDS`) passing through
+/// it to a SQLite database.
+struct PlacementReads<'a> {
+    inner: &'a SqliteStore,
+    reads: Cell<u32>,
+}
+
+impl<'a> PlacementReads<'a> {
+    fn new(inner: &'a SqliteStore) -> Self {
+        Self {
+            inner,
+            reads: Cell::new(0),
+        }
+    }
+}
+
+impl Executor for PlacementReads<'_> {
+    async fn query<T: DeserializeOwned>(
+        &self,
+        sql: &'static str,
+        values: Vec<Bound>,
+    ) -> Result<Vec<T>, tally_storage::Error> {
+        if sql == tally_core::sql::PROJECT_SHARDS {
+            self.reads.set(self.reads.get() + 1);
+        }
+        self.inner.query(sql, values).await
+    }
+
+    async fn batch(&self, groups: Vec<Vec<Statement>>) -> Result<Vec<u64>, tally_storage::Error> {
+        self.inner.batch(groups).await
+    }
+}
+
+/// Twelve projects, every other one on shard 1, each with an alert rule and a daily
+/// digest, in a control database beside two shards.
+fn twelve_projects_with_rules_and_digests() -> (SqliteStore, Vec<SqliteStore>, Vec<String>) {
+    let control = SqliteStore::open_in_memory().unwrap();
+    let shards = vec![
+        SqliteStore::open_in_memory().unwrap(),
+        SqliteStore::open_in_memory().unwrap(),
+    ];
+    let slugs: Vec<String> = (0..12).map(|i| format!("p{i:02}")).collect();
+    for (i, slug) in slugs.iter().enumerate() {
+        let shard = u32::try_from(i % 2).unwrap();
+        assert!(block_on(control.create_project_on(&project(slug), shard)).unwrap());
+        let fresh = Fresh {
+            id: [u8::try_from(i).unwrap(); alerts::ID_BYTES],
+            secret: [7; alerts::SECRET_BYTES],
+        };
+        let rule = alerts::parse_input(
+            json!({"name": "errors", "comparator": ">", "threshold": 0.5,
+                   "metric": {"type": "error_rate"}, "window_minutes": 15,
+                   "min_volume": 1, "cooldown_minutes": 60})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap()
+        .create(slug, &fresh, T0 - HOUR_MS)
+        .unwrap();
+        block_on(control.commit(&[Write::Alert(AlertWrite::InsertRule {
+            rule: &rule,
+            max_rules: 100,
+        })]))
+        .unwrap();
+        let input = digest::parse_input(
+            json!({"period": "daily", "hour_utc": 9, "webhook_url": "http://127.0.0.1:9/hook"})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+        let (made, _) = input.apply(slug, None, format!("whsec_{}", "ab".repeat(24)), T0 - 3 * DAY_MS);
+        block_on(digests::put(&control, &made)).unwrap();
+    }
+    (control, shards, slugs)
+}
+
+#[test]
+fn alert_evaluation_and_digests_read_every_placement_once_per_run() {
+    let (control, shards, slugs) = twelve_projects_with_rules_and_digests();
+    let router = Router {
+        control: PlacementReads::new(&control),
+        shards: shards.iter().map(PlacementReads::new).collect(),
+        placements: Rc::new(Placements::new()),
+        now_ms: T0,
+    };
+    let evaluation = block_on(tally_storage::alerts::evaluate(&router, T0)).unwrap();
+    assert_eq!(evaluation.evaluated, slugs.len(), "{evaluation:?}");
+    assert_eq!(
+        router.control.reads.take(),
+        1,
+        "one placement read for a run over {} projects",
+        slugs.len()
+    );
+    // Each project's minute rows were read on its own shard: shard 1 was asked.
+    assert!(block_on(shards[1].meta()).is_ok());
+
+    // The next run, as the next minute's cron would, in a new isolate.
+    let router = Router {
+        placements: Rc::new(Placements::new()),
+        now_ms: T0 + MINUTE_MS,
+        ..router
+    };
+    let composed = block_on(digests::compose_due(
+        &router,
+        T0 + MINUTE_MS,
+        digests::DIGEST_QUERY_BUDGET,
+    ))
+    .unwrap();
+    assert_eq!(composed.recorded, slugs.len(), "{composed:?}");
+    assert_eq!(router.control.reads.take(), 1);
+    // Placements already known are not read again.
+    let again = block_on(router.expect_projects(&["p00", "p01"])).unwrap();
+    assert_eq!((again, router.control.reads.take()), (0, 0));
+}
+
+#[test]
+fn a_new_project_goes_to_the_shard_storing_the_fewest_bytes() {
+    let (control, shards, placements) = two_shards();
+    // Shard 1 holds more projects but fewer bytes: bytes decide.
+    for slug in ["c", "d"] {
+        assert!(block_on(control.create_project_on(&project(slug), 1)).unwrap());
+    }
+    let store = |batch: &[Message]| {
+        let consumed = block_on(pipeline::store_messages_on_shards(
+            &control,
+            &shards,
+            &placements,
+            batch,
+            T0,
+        ));
+        assert!(consumed.outcomes.iter().all(Result::is_ok));
+    };
+    store(&[message(events("a", 0, 3_000))]);
+    let loads = block_on(shard::loads(&control, &shards)).unwrap();
+    let bytes: Vec<u64> = loads.iter().map(|l| l.bytes.unwrap()).collect();
+    assert!(bytes[0] > bytes[1], "{loads:?}");
+    assert_eq!(
+        loads.iter().map(|l| l.projects).collect::<Vec<_>>(),
+        [1, 3]
+    );
+    assert_eq!(shard::emptiest(&loads), 1, "{loads:?}");
+
+    // Shard 1 grows past shard 0: the next project goes to shard 0.
+    store(&[message(events("b", 10_000, 6_000))]);
+    let loads = block_on(shard::loads(&control, &shards)).unwrap();
+    assert!(loads[1].bytes > loads[0].bytes, "{loads:?}");
+    assert_eq!(shard::emptiest(&loads), 0);
+
+    // What each shard holds, counted up to the limit.
+    let rows = block_on(shard::stored_rows(&shards[1])).unwrap();
+    assert_eq!(rows.raw_events, 6_000);
+    assert!(rows.rollups > 0 && rows.session_marks == 0, "{rows:?}");
+
+    // A router is no one database: it has no size to weigh.
+    let router = Router {
+        control: &control,
+        shards: shards.iter().collect(),
+        placements,
+        now_ms: T0,
+    };
+    assert_eq!(block_on(router.stored_bytes()).unwrap(), None);
 }

@@ -6,7 +6,8 @@
 //! isolate for [`PUBLIC_FOR_MS`], so polling `/` costs D1 one read of it per isolate
 //! every few seconds whatever the rate. With the admin token the answer is read fresh
 //! and adds each job's detail, the dead letters waiting, which rules and periods failed
-//! and why, and the rate-limit bindings ingest reported missing.
+//! and why, the rate-limit bindings ingest reported missing, and each data shard's
+//! stored bytes, rows and projects (`shard_view`).
 
 use std::cell::RefCell;
 
@@ -14,7 +15,9 @@ use serde_json::{Value, json};
 use tally_core::project::MISSING_BINDINGS_KEY;
 use tally_edge::ApiError;
 use tally_storage::cloudflare::KvCache;
+use tally_storage::d1::D1Store;
 use tally_storage::pipeline::Progress;
+use tally_storage::shard::{self, ShardLoad};
 use tally_storage::{AdminStore, Cache, JobLog};
 use worker::{Request, Response};
 
@@ -100,19 +103,19 @@ async fn whole(env: &RequestEnv) -> Result<Value, ApiError> {
             .and_then(|text| serde_json::from_str::<Value>(&text).ok()),
         Err(e) => Some(json!({"bindings": [CACHE], "error": e.to_string()})),
     };
-    // Each shard's projects and its own rolls (a shard's cron work keeps its progress
-    // in its own meta). Its size and rows are phase 2 of issue 16.
-    let loads = store.control.projects_per_shard().await.map_err(internal)?;
+    // Each shard's size, rows and projects, and its own rolls (a shard's cron work keeps
+    // its progress in its own meta). A shard that cannot be read shows its error, and
+    // the others are shown.
+    let loads = shard::loads(&store.control, &store.shards)
+        .await
+        .map_err(internal)?;
+    let mut named = shard::named_projects(&store.control)
+        .await
+        .map_err(internal)?;
     let mut shards = Vec::new();
-    for (n, shard) in store.shards.iter().enumerate() {
-        let meta = shard.meta().await.map_err(internal)?;
-        let rolls = Progress::from_meta(&meta);
-        let n = u32::try_from(n).unwrap_or(u32::MAX);
-        shards.push(json!({
-            "shard": n,
-            "projects": loads.get(&n).copied().unwrap_or(0),
-            "rolls": {"day": rolls.roll_day, "month": rolls.roll_month},
-        }));
+    for (load, on) in loads.into_iter().zip(&store.shards) {
+        let projects = named.remove(&load.shard).unwrap_or_default();
+        shards.push(shard_view(load, on, projects).await);
     }
     Ok(json!({
         "worker": "query",
@@ -124,6 +127,41 @@ async fn whole(env: &RequestEnv) -> Result<Value, ApiError> {
         "shards": shards,
         "missing_bindings": missing,
     }))
+}
+
+/// One shard as the admin sees it: its bytes (D1's own measure, free to ask), its rows
+/// counted up to [`shard::ROWS_COUNTED_UP_TO`] a table, its projects (the count and the
+/// first [`shard::PROJECTS_NAMED_PER_SHARD`] slugs) and its rolls; what could not be
+/// read, as its error.
+async fn shard_view(load: ShardLoad, on: &D1Store, projects: Vec<String>) -> Value {
+    let mut errors: Vec<String> = load.error.into_iter().collect();
+    let rows = match shard::stored_rows(on).await {
+        Ok(rows) => Some(rows),
+        Err(e) => {
+            errors.push(e.to_string());
+            None
+        }
+    };
+    let rolls = match on.meta().await {
+        Ok(meta) => {
+            let rolls = Progress::from_meta(&meta);
+            json!({"day": rolls.roll_day, "month": rolls.roll_month})
+        }
+        Err(e) => {
+            errors.push(e.to_string());
+            Value::Null
+        }
+    };
+    json!({
+        "shard": load.shard,
+        "bytes": load.bytes,
+        "rows": rows,
+        "rows_counted_up_to": shard::ROWS_COUNTED_UP_TO,
+        "projects": load.projects,
+        "project_slugs": projects,
+        "rolls": rolls,
+        "error": (!errors.is_empty()).then(|| errors.join("; ")),
+    })
 }
 
 #[cfg(test)]

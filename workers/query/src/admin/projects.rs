@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 use tally_core::project::{KEY_BYTES, Project, ProjectInput, new_key, parse_key_request};
 use tally_edge::ApiError;
+use tally_storage::shard;
 use tally_storage::{AdminStore, Write, Writer};
 
 use crate::edge::Store;
@@ -46,8 +47,8 @@ async fn shard_of(store: &Store, slug: &str) -> Result<u32, ApiError> {
 }
 
 /// Where a new project goes: the shard asked for, which must be bound, or the one
-/// holding the fewest projects (the lowest of equals). Projects per shard is phase 1's
-/// measure of load; stored bytes per shard replace it once `/v1/health` reads them.
+/// storing the fewest bytes (`shard::emptiest`: then the fewest projects, then the
+/// lowest number).
 ///
 /// # Errors
 ///
@@ -68,10 +69,10 @@ async fn placement(store: &Store, asked: Option<u32>) -> Result<u32, ApiError> {
             ))
         };
     }
-    let loads = store.control.projects_per_shard().await.map_err(internal)?;
-    Ok((0..bound)
-        .min_by_key(|shard| (loads.get(shard).copied().unwrap_or(0), *shard))
-        .unwrap_or(0))
+    let loads = shard::loads(&store.control, &store.shards)
+        .await
+        .map_err(internal)?;
+    Ok(shard::emptiest(&loads))
 }
 
 /// `POST /v1/admin/projects`: the project is placed on a shard and recorded in the
