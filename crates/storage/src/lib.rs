@@ -37,6 +37,7 @@ pub mod alerts;
 pub mod cloudflare;
 #[cfg(feature = "cloudflare")]
 pub mod d1;
+pub mod dashboard;
 pub mod digests;
 pub mod erasure;
 pub mod exec;

@@ -2,7 +2,8 @@
 //! each answer equals a recomputation over the stored events on every path (exact
 //! within the row budget, a sample of users past it), never reads more than its
 //! budget, and samples the same users the other filtered reports sample. A funnel over
-//! more than 100,000 step events, which was refused, is answered from that sample.
+//! more than 100,000 step events, which was refused, is answered from that sample, and
+//! so are filtered sessions over some 160,000 events.
 
 mod support;
 
@@ -424,6 +425,80 @@ fn filtered_sessions_keep_sessions_with_a_matching_event_counted_whole() {
             .collect();
         assert_eq!(got, want, "{texts:?}, {buckets} buckets");
     }
+}
+
+#[test]
+fn filtered_sessions_past_the_budget_read_a_sample_within_it_at_volume() {
+    // 45,000 play/stop sessions of 20,000 users over three days, with requests between
+    // (some 160,000 events): more than the default budget reads exactly.
+    let mut rng = Rng(11);
+    let mut events = Vec::new();
+    let mut i = 0;
+    let mut push = |t: i64, raw: serde_json::Value| {
+        i += 1;
+        events.push(event(i, t, raw));
+    };
+    for _ in 0..45_000 {
+        let user = format!("u{}", rng.below(20_000));
+        let start = DAY0 + rng.below(3 * DAY_MS as u64) as i64;
+        let country = ["US", "DE", "FR", "BR"][rng.below(4) as usize];
+        push(start, json!({"name": "play", "user": user, "country": country}));
+        let length = rng.below(3_600_000) as i64;
+        for _ in 0..rng.below(3) {
+            let route = ["/watch", "/browse"][rng.below(2) as usize];
+            let at = start + rng.below(length as u64 + 1) as i64;
+            push(at, json!({"name": "request", "route": route, "user": user, "country": country}));
+        }
+        push(start + length, json!({"name": "stop", "user": user, "country": country}));
+    }
+    assert!(events.len() > 130_000, "{}", events.len());
+    let store = stored(&events);
+    let range = (DAY0, DAY0 + 3 * DAY_MS);
+    let f = filters(&["route:/watch", "country!=US"]);
+    let counting = support::RowsReturned::new(&store);
+    let read = filtered_session_stats(&counting, "site", range, Interval::Day, &f, DEFAULT_ROW_BUDGET);
+    let FilteredSessions::Counted {
+        stats,
+        path,
+        events_read,
+    } = block_on(read).unwrap()
+    else {
+        panic!("refused")
+    };
+    let Path::Sampled { buckets } = path else {
+        panic!("{path:?}")
+    };
+    // The budget holds: the sample's rows as D1 counts them, no exact read begun.
+    assert!(counting.sample_rows() <= DEFAULT_ROW_BUDGET);
+    assert_eq!(counting.rows.borrow()[sql::SAMPLE_EVENTS], events_read);
+    assert!(!counting.queries.borrow().contains_key(sql::FILTERED_EVENTS));
+    let queries: u64 = counting.queries.borrow().values().sum();
+    assert!(queries < 300, "{queries} queries");
+    // Exactly the sample's sessions, scaled; and near the whole.
+    let sample: Vec<Event> = events.iter().filter(|e| in_sample(e, buckets)).cloned().collect();
+    let scale = u64::from(SAMPLE_BUCKETS / buckets);
+    let want: BTreeMap<i64, Stats> = kept_sessions(&sample, &f, range)
+        .into_iter()
+        .map(|(day, s)| {
+            let stats = Stats {
+                sessions: s.sessions * scale,
+                total_ms: s.total_ms * scale as i64,
+            };
+            (day, stats)
+        })
+        .collect();
+    assert_eq!(stats, want);
+    let total = |stats: &BTreeMap<i64, Stats>| stats.values().map(|s| s.sessions).sum::<u64>();
+    let exact = total(&kept_sessions(&events, &f, range));
+    let error = total(&stats) as f64 / exact as f64 - 1.0;
+    eprintln!(
+        "sampled sessions: {buckets} buckets, {events_read} events read, {} rows as D1 \
+         counts them, {queries} queries; {} sessions against {exact} exactly ({:+.2}%)",
+        counting.sample_rows(),
+        total(&stats),
+        error * 100.0
+    );
+    assert!(error.abs() < 0.05, "{} against {exact}", total(&stats));
 }
 
 #[test]

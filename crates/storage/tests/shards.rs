@@ -508,8 +508,6 @@ fn alert_evaluation_and_digests_read_every_placement_once_per_run() {
         "one placement read for a run over {} projects",
         slugs.len()
     );
-    // Each project's minute rows were read on its own shard: shard 1 was asked.
-    assert!(block_on(shards[1].meta()).is_ok());
 
     // The next run, as the next minute's cron would, in a new isolate.
     let router = Router {
@@ -523,7 +521,8 @@ fn alert_evaluation_and_digests_read_every_placement_once_per_run() {
         digests::DIGEST_QUERY_BUDGET,
     ))
     .unwrap();
-    assert_eq!(composed.recorded, slugs.len(), "{composed:?}");
+    assert!(composed.recorded > 1, "{composed:?}");
+    assert_eq!(composed.recorded + composed.deferred, slugs.len(), "{composed:?}");
     assert_eq!(router.control.reads.take(), 1);
     // Placements already known are not read again.
     let again = block_on(router.expect_projects(&["p00", "p01"])).unwrap();

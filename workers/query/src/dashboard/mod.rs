@@ -35,7 +35,8 @@ use tally_core::time::{DAY_MS, Interval};
 use tally_edge::ApiError;
 use tally_storage::access::AccessStore;
 use tally_storage::alerts::AlertStore;
-use tally_storage::filtered::{Bucket, Filtered, Read};
+use tally_storage::dashboard as page_reads;
+use tally_storage::filtered::{Filtered, Read};
 use tally_storage::{AdminStore, funnels, read};
 use worker::{Request, Response};
 
@@ -266,88 +267,80 @@ async fn get(
     let interval = report::interval_for(from, to);
     // Raw retention is the project's; a dashboard the gate opened has a project.
     let retention_days = project.as_ref().map_or(0, |p| p.retention_days);
-    // Every section's rows through the read API's one filtered read (its access path
-    // is storage's decision), under the page's filters.
-    let read = |from_ms, to_ms, wanted: &'static [Dimension], bucket| {
-        edge::filtered::read(
-            env,
-            &store,
-            slug,
-            retention_days,
-            Range { from_ms, to_ms },
-            &filters,
-            wanted,
-            bucket,
-        )
-    };
-    // One read of every dimension the page shows (their rows only: not the cross
-    // dimensions, most of the rows of a busy project and none of them shown). Without
-    // filters its `all` rows, day rows and hour rows, also make the series when its
-    // buckets are days or weeks: the rows a read by bucket would read again.
-    let (merged, scale, mut served, all_rows) =
-        match read(from, to, &report::DIMENSIONS, Bucket::Whole).await? {
-            Read::Rows(rows) => {
-                let served = serve(None, &rows, true);
-                let all_rows = (filters.is_empty() && interval != Interval::Hour).then(|| {
-                    rows.rows
-                        .iter()
-                        .filter(|(_, key, _)| key.dimension == Dimension::All)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                });
-                (read::merge(&rows.rows), rows.scale, Some(served), all_rows)
-            }
-            Read::PastRetention => {
-                let refused = edge::filtered::past_retention(retention_days);
-                return refuse(&mut page, &refused.message);
-            }
-            Read::OverBudget { events } => {
-                let refused = edge::filtered::over_budget(events, edge::filtered::row_budget(env));
-                return refuse(&mut page, &refused.message);
-            }
-        };
-    let all: &'static [Dimension] = &[Dimension::All];
-    // The previous period of the same length, per bucket, under the same filters: the
-    // headline numbers' changes and the charts' previous line. Its `all` rows only, a
-    // small read beside the range's. Past raw retention it has no filtered answer, and
-    // the page shows no comparison.
-    let (previous_from, previous_to) = report::previous_period(from, to);
-    let (previous, previous_scale) =
-        match read(previous_from, previous_to, all, Bucket::Every(interval)).await? {
-            Read::Rows(rows) => {
-                served = Some(serve(served, &rows, false));
-                (Some(read::buckets(&rows.rows, interval)), rows.scale)
-            }
-            Read::PastRetention | Read::OverBudget { .. } => (None, 1),
-        };
-    let series = match all_rows {
-        Some(rows) => read::buckets(&rows, interval),
-        None => match read(from, to, all, Bucket::Every(interval)).await? {
-            Read::Rows(rows) => {
-                served = Some(serve(served, &rows, true));
-                read::buckets(&rows.rows, interval)
-            }
-            Read::PastRetention | Read::OverBudget { .. } => BTreeMap::new(),
-        },
-    };
     let heatmap_from = from.max(Interval::Hour.floor(to - HEATMAP_DAYS * DAY_MS));
-    let route: &'static [Dimension] = &[Dimension::Route];
-    // The heatmap shows counts only. Without filters they come from the route's hour
-    // rows read without their summaries: the same rows, a few bytes each instead of
-    // kilobytes (up to 28 × 24 rows per route on a busy project).
-    let route_hours = if filters.is_empty() {
-        read::hourly_counts(&store, slug, heatmap_from, to, Dimension::Route)
-            .await
-            .map_err(internal)?
-    } else {
-        match read(heatmap_from, to, route, Bucket::Every(Interval::Hour)).await? {
-            Read::Rows(rows) => {
-                // The heatmap covers only the range's end: its start is not the page's.
-                served = Some(serve(served, &rows, false));
-                read::counts_of(&read::buckets(&rows.rows, Interval::Hour), Dimension::Route)
-            }
-            Read::PastRetention | Read::OverBudget { .. } => read::Counts::new(),
+    // Every section's rows through the read API's one filtered read (its access path
+    // is storage's decision), under the page's filters: `tally_storage::dashboard`,
+    // whose D1 queries storage's tests count.
+    let question = page_reads::Question {
+        project: slug,
+        from_ms: from,
+        to_ms: to,
+        interval,
+        previous: report::previous_period(from, to),
+        heatmap_from_ms: heatmap_from,
+        filters: &filters,
+        oldest_raw_ms: oldest_raw_ms(retention_days, now),
+        row_budget: edge::filtered::row_budget(env),
+    };
+    let sections = match page_reads::page(&store, &question)
+        .await
+        .map_err(internal)?
+    {
+        page_reads::Page::Read(sections) => sections,
+        page_reads::Page::Refused(Read::OverBudget { events }) => {
+            let refused = edge::filtered::over_budget(events, question.row_budget);
+            return refuse(&mut page, &refused.message);
         }
+        page_reads::Page::Refused(_) => {
+            let refused = edge::filtered::past_retention(retention_days);
+            return refuse(&mut page, &refused.message);
+        }
+    };
+    let page_reads::Sections {
+        range: shown,
+        previous,
+        series,
+        route_hours,
+    } = *sections;
+    let mut served = Some(serve(None, &shown, true));
+    let merged = read::merge(&shown.rows);
+    let scale = shown.scale;
+    // The previous period of the same length, per bucket, under the same filters: the
+    // headline numbers' changes and the charts' previous line. Past raw retention it
+    // has no filtered answer, and the page shows no comparison.
+    let (previous, previous_scale) = match previous {
+        Some(rows) => {
+            served = Some(serve(served, &rows, false));
+            (Some(read::buckets(&rows.rows, interval)), rows.scale)
+        }
+        None => (None, 1),
+    };
+    let series = match series {
+        page_reads::Series::OfRange => {
+            let all_rows: Vec<_> = shown
+                .rows
+                .iter()
+                .filter(|(_, key, _)| key.dimension == Dimension::All)
+                .cloned()
+                .collect();
+            read::buckets(&all_rows, interval)
+        }
+        page_reads::Series::Read(Some(rows)) => {
+            served = Some(serve(served, &rows, true));
+            read::buckets(&rows.rows, interval)
+        }
+        page_reads::Series::Read(None) => BTreeMap::new(),
+    };
+    // The heatmap shows counts only: without filters from the route's hour rows read
+    // without their summaries.
+    let route_hours = match route_hours {
+        page_reads::RouteHours::Counts(counts) => counts,
+        page_reads::RouteHours::Read(Some(rows)) => {
+            // The heatmap covers only the range's end: its start is not the page's.
+            served = Some(serve(served, &rows, false));
+            read::counts_of(&read::buckets(&rows.rows, Interval::Hour), Dimension::Route)
+        }
+        page_reads::RouteHours::Read(None) => read::Counts::new(),
     };
     let funnel = funnel(
         env,
@@ -393,6 +386,16 @@ async fn get(
     page.report = Some(&report);
     page.alerts = alerts.as_ref();
     html_response(&page::dashboard(&page), 200)
+}
+
+/// The first whole hour whose raw events a project keeping them `retention_days` still
+/// has at `now` (as the read API cuts a range to retention).
+fn oldest_raw_ms(retention_days: u32, now: i64) -> i64 {
+    let all = Range {
+        from_ms: i64::MIN,
+        to_ms: i64::MAX,
+    };
+    within_retention(all, retention_days, now).map_or(i64::MAX, |r| r.from_ms)
 }
 
 /// The page with `message` as its error, a 400: what a refused range or filter shows.

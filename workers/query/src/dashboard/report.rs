@@ -14,26 +14,12 @@ use tally_storage::read::{Counts, Merged};
 
 /// Rows shown per breakdown table.
 pub const TOP: usize = 10;
-/// The dimensions the page shows, the only ones it reads: `all`, every dimension of
-/// one field and the revenue dimensions (rows only for events with revenue).
-pub const DIMENSIONS: [Dimension; 18] = {
-    let mut shown = [Dimension::All; 18];
-    let mut i = 0;
-    while i < Dimension::OF_ONE_FIELD.len() {
-        shown[i + 1] = Dimension::OF_ONE_FIELD[i];
-        i += 1;
-    }
-    let mut i = 0;
-    while i < Dimension::REVENUE.len() {
-        shown[Dimension::OF_ONE_FIELD.len() + 1 + i] = Dimension::REVENUE[i];
-        i += 1;
-    }
-    shown
-};
+/// The dimensions the page shows, the only ones it reads (storage's page reads).
+pub use tally_storage::dashboard::DIMENSIONS;
 /// Routes shown in the heatmap.
 pub const HEATMAP_ROUTES: usize = 12;
 /// Most days the heatmap covers: it reads hour rows, 24 per day and route.
-pub const HEATMAP_DAYS: i64 = 28;
+pub use tally_storage::dashboard::HEATMAP_DAYS;
 /// Most funnel steps a page takes: as many as the API's `/funnels`.
 pub const MAX_STEPS: usize = tally_core::funnel::MAX_STEPS;
 
