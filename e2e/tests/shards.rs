@@ -185,7 +185,11 @@ fn shard_bytes(health: &Value) -> Vec<u64> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| s["bytes"].as_u64().unwrap_or_else(|| panic!("no bytes: {s}")))
+        .map(|s| {
+            s["bytes"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no bytes: {s}"))
+        })
         .collect()
 }
 
@@ -246,7 +250,10 @@ fn health_shows_each_shards_bytes_rows_and_projects_and_new_projects_go_to_the_s
             );
             break;
         }
-        assert!(attempt < 10, "the shards' sizes kept crossing: {before:?} {after:?}");
+        assert!(
+            attempt < 10,
+            "the shards' sizes kept crossing: {before:?} {after:?}"
+        );
     }
 }
 

@@ -11,8 +11,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use wasm_bindgen::JsValue;
 use tally_core::sql;
+use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement, D1Result};
 
 use crate::Error;

@@ -159,8 +159,14 @@ pub async fn page<S: RollupStore + FilteredReads + QueryStore>(
     };
     let route_hours = if q.filters.is_empty() {
         RouteHours::Counts(
-            read::hourly_counts(store, q.project, q.heatmap_from_ms, q.to_ms, Dimension::Route)
-                .await?,
+            read::hourly_counts(
+                store,
+                q.project,
+                q.heatmap_from_ms,
+                q.to_ms,
+                Dimension::Route,
+            )
+            .await?,
         )
     } else {
         let route: &'static [Dimension] = &[Dimension::Route];

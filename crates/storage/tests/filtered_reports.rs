@@ -336,15 +336,21 @@ fn kept_sessions(
     (from, to): (i64, i64),
 ) -> BTreeMap<i64, Stats> {
     let marks: Vec<_> = support::marks(events);
+    // Each user's events, keyed as marks key users (16 hex digits).
+    let mut by_user: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
+    for e in events {
+        if let Some(u) = e.user.as_deref() {
+            by_user.entry(&u[..16]).or_default().push(e);
+        }
+    }
     let mut out: BTreeMap<i64, Stats> = BTreeMap::new();
     for session in sessions::pair(marks) {
         let Session::Closed { user, start, stop } = session else {
             continue;
         };
-        let kept = events.iter().any(|e| {
-            e.user.as_deref().is_some_and(|u| u[..16] == user)
-                && (start..=stop).contains(&e.timestamp)
-                && filters.matches(e)
+        let kept = by_user.get(user.as_str()).is_some_and(|mine| {
+            mine.iter()
+                .any(|e| (start..=stop).contains(&e.timestamp) && filters.matches(e))
         });
         if kept && (from..to).contains(&start) && stop - start <= sessions::MAX_SESSION_MS {
             let s = out.entry(Interval::Day.floor(start)).or_default();
@@ -442,21 +448,37 @@ fn filtered_sessions_past_the_budget_read_a_sample_within_it_at_volume() {
         let user = format!("u{}", rng.below(20_000));
         let start = DAY0 + rng.below(3 * DAY_MS as u64) as i64;
         let country = ["US", "DE", "FR", "BR"][rng.below(4) as usize];
-        push(start, json!({"name": "play", "user": user, "country": country}));
+        push(
+            start,
+            json!({"name": "play", "user": user, "country": country}),
+        );
         let length = rng.below(3_600_000) as i64;
         for _ in 0..rng.below(3) {
             let route = ["/watch", "/browse"][rng.below(2) as usize];
             let at = start + rng.below(length as u64 + 1) as i64;
-            push(at, json!({"name": "request", "route": route, "user": user, "country": country}));
+            push(
+                at,
+                json!({"name": "request", "route": route, "user": user, "country": country}),
+            );
         }
-        push(start + length, json!({"name": "stop", "user": user, "country": country}));
+        push(
+            start + length,
+            json!({"name": "stop", "user": user, "country": country}),
+        );
     }
     assert!(events.len() > 130_000, "{}", events.len());
     let store = stored(&events);
     let range = (DAY0, DAY0 + 3 * DAY_MS);
     let f = filters(&["route:/watch", "country!=US"]);
     let counting = support::RowsReturned::new(&store);
-    let read = filtered_session_stats(&counting, "site", range, Interval::Day, &f, DEFAULT_ROW_BUDGET);
+    let read = filtered_session_stats(
+        &counting,
+        "site",
+        range,
+        Interval::Day,
+        &f,
+        DEFAULT_ROW_BUDGET,
+    );
     let FilteredSessions::Counted {
         stats,
         path,
@@ -475,7 +497,11 @@ fn filtered_sessions_past_the_budget_read_a_sample_within_it_at_volume() {
     let queries: u64 = counting.queries.borrow().values().sum();
     assert!(queries < 300, "{queries} queries");
     // Exactly the sample's sessions, scaled; and near the whole.
-    let sample: Vec<Event> = events.iter().filter(|e| in_sample(e, buckets)).cloned().collect();
+    let sample: Vec<Event> = events
+        .iter()
+        .filter(|e| in_sample(e, buckets))
+        .cloned()
+        .collect();
     let scale = u64::from(SAMPLE_BUCKETS / buckets);
     let want: BTreeMap<i64, Stats> = kept_sessions(&sample, &f, range)
         .into_iter()

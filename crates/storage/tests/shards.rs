@@ -485,7 +485,12 @@ fn twelve_projects_with_rules_and_digests() -> (SqliteStore, Vec<SqliteStore>, V
                 .as_bytes(),
         )
         .unwrap();
-        let (made, _) = input.apply(slug, None, format!("whsec_{}", "ab".repeat(24)), T0 - 3 * DAY_MS);
+        let (made, _) = input.apply(
+            slug,
+            None,
+            format!("whsec_{}", "ab".repeat(24)),
+            T0 - 3 * DAY_MS,
+        );
         block_on(digests::put(&control, &made)).unwrap();
     }
     (control, shards, slugs)
@@ -522,7 +527,11 @@ fn alert_evaluation_and_digests_read_every_placement_once_per_run() {
     ))
     .unwrap();
     assert!(composed.recorded > 1, "{composed:?}");
-    assert_eq!(composed.recorded + composed.deferred, slugs.len(), "{composed:?}");
+    assert_eq!(
+        composed.recorded + composed.deferred,
+        slugs.len(),
+        "{composed:?}"
+    );
     assert_eq!(router.control.reads.take(), 1);
     // Placements already known are not read again.
     let again = block_on(router.expect_projects(&["p00", "p01"])).unwrap();
@@ -550,10 +559,7 @@ fn a_new_project_goes_to_the_shard_storing_the_fewest_bytes() {
     let loads = block_on(shard::loads(&control, &shards)).unwrap();
     let bytes: Vec<u64> = loads.iter().map(|l| l.bytes.unwrap()).collect();
     assert!(bytes[0] > bytes[1], "{loads:?}");
-    assert_eq!(
-        loads.iter().map(|l| l.projects).collect::<Vec<_>>(),
-        [1, 3]
-    );
+    assert_eq!(loads.iter().map(|l| l.projects).collect::<Vec<_>>(), [1, 3]);
     assert_eq!(shard::emptiest(&loads), 1, "{loads:?}");
 
     // Shard 1 grows past shard 0: the next project goes to shard 0.
