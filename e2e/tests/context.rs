@@ -41,19 +41,24 @@ fn grouped(n: u64) -> String {
     out
 }
 
-fn overview_of(p: &Project, from: i64, to: i64) -> Value {
-    let answer = request(
+/// The answer of `path` (after the query host) for the whole days of `[from, to)`, read
+/// with the project's read token.
+fn dated(p: &Project, path: &str, from: i64, to: i64) -> Answer {
+    request(
         "GET",
         &format!(
-            "{}/v1/projects/{}/overview?from={}&to={}",
+            "{}/{path}?from={}&to={}",
             url("query"),
-            p.slug,
             date_label(date_of(from)),
             date_label(date_of(to - 1))
         ),
         &[("authorization", &p.read_auth())],
         None,
-    );
+    )
+}
+
+fn overview_of(p: &Project, from: i64, to: i64) -> Value {
+    let answer = dated(p, &format!("v1/projects/{}/overview", p.slug), from, to);
     assert_eq!(answer.status, 200, "{}", answer.json);
     answer.json
 }
@@ -82,18 +87,7 @@ fn headline_numbers_compare_with_the_previous_period_as_the_api_answers_it() {
     wait_for_count(&p, n);
 
     let (from, to) = (today - 7 * DAY_MS, today);
-    let answer = request(
-        "GET",
-        &format!(
-            "{}/dashboard/{}?from={}&to={}",
-            url("query"),
-            p.slug,
-            date_label(date_of(from)),
-            date_label(date_of(to - 1))
-        ),
-        &[("authorization", &p.read_auth())],
-        None,
-    );
+    let answer = dated(&p, &format!("dashboard/{}", p.slug), from, to);
     assert_eq!(answer.status, 200);
     let page = answer.json.as_str().expect("an HTML page").to_owned();
     let now = overview_of(&p, from, to);

@@ -268,16 +268,7 @@ fn dashboard_filters_follow_value_links_and_chips_and_equal_the_apis_filtered_ov
     );
     assert_eq!(share.status, 201, "{}", share.json);
     let token = share.json["share"]["token"].as_str().unwrap();
-    let shared = request(
-        "GET",
-        &format!(
-            "{}/dashboard/{}?days=7&filter=country%3ADE&share={token}",
-            url("query"),
-            p.slug
-        ),
-        &[],
-        None,
-    );
+    let shared = p.dashboard_anonymous(&format!("?days=7&filter=country%3ADE&share={token}"));
     assert_eq!(shared.status, 200);
     let html = shared.json.as_str().expect("an HTML page");
     let with_token = format!("filter=country%3ADE&amp;share={}", encode(token));
@@ -289,16 +280,7 @@ fn dashboard_filters_follow_value_links_and_chips_and_equal_the_apis_filtered_ov
     )));
 
     // A bad filter is the page's error, naming the problem.
-    let bad = request(
-        "GET",
-        &format!(
-            "{}/dashboard/{}?filter=planet:mars&share={token}",
-            url("query"),
-            p.slug
-        ),
-        &[],
-        None,
-    );
+    let bad = p.dashboard_anonymous(&format!("?filter=planet:mars&share={token}"));
     assert_eq!(bad.status, 400);
     let html = bad.json.as_str().expect("an HTML page");
     assert!(
@@ -336,16 +318,7 @@ fn a_sampled_dashboard_says_so_with_the_apis_rate_and_numbers() {
     let api = overview_under(&p, &by);
     assert_eq!(api["served_by"], "sampled", "{api}");
     let buckets = (api["sample_rate"].as_f64().unwrap() * 256.0).round() as u64;
-    let page = request(
-        "GET",
-        &format!(
-            "{}/dashboard/{}?days=7&filter=country%21%3DFR",
-            url("query"),
-            p.slug
-        ),
-        &[("authorization", &p.read_auth())],
-        None,
-    );
+    let page = p.dashboard("?days=7&filter=country%21%3DFR");
     assert_eq!(page.status, 200);
     let html = page.json.as_str().expect("an HTML page");
     assert!(
@@ -388,16 +361,7 @@ fn a_sampled_dashboard_says_so_with_the_apis_rate_and_numbers() {
     );
     assert_eq!(funnel.status, 200, "{}", funnel.json);
     assert_eq!(funnel.json["served_by"], "sampled", "{}", funnel.json);
-    let page = request(
-        "GET",
-        &format!(
-            "{}/dashboard/{}?days=7&{steps}&filter=country%21%3DFR",
-            url("query"),
-            p.slug
-        ),
-        &[("authorization", &p.read_auth())],
-        None,
-    );
+    let page = p.dashboard(&format!("?days=7&{steps}&filter=country%21%3DFR"));
     assert_eq!(page.status, 200);
     let html = page.json.as_str().expect("an HTML page");
     let section = &html[html.find(r#"id="funnel""#).unwrap()..];
@@ -416,16 +380,7 @@ fn a_sampled_dashboard_says_so_with_the_apis_rate_and_numbers() {
         r#"<a id="realtime-link" href="/dashboard/{}/realtime?filter=country%21%3DFR">"#,
         p.slug
     )));
-    let live = request(
-        "GET",
-        &format!(
-            "{}/dashboard/{}/realtime?filter=country%21%3DFR",
-            url("query"),
-            p.slug
-        ),
-        &[("authorization", &p.read_auth())],
-        None,
-    );
+    let live = p.dashboard("/realtime?filter=country%21%3DFR");
     assert_eq!(live.status, 200);
     let html = live.json.as_str().expect("an HTML page");
     assert!(

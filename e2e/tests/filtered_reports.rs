@@ -57,26 +57,6 @@ fn workload(run: u32, users: u32, d0: i64, seed: u64) -> Vec<Value> {
     events
 }
 
-/// Sends `events` and waits until the overview of `range` counts them all.
-fn ingest(p: &Project, events: &[Value], range: &str) {
-    for batch in events.chunks(500) {
-        let sent = send_events(p, &Value::Array(batch.to_vec()));
-        assert_eq!(sent.status, 202, "{}", sent.json);
-    }
-    let n = events.len() as u64;
-    eventually(
-        &format!("{} counts {n} events", p.slug),
-        std::time::Duration::from_secs(60),
-        || {
-            let a = p.read(&format!("overview?{range}"));
-            match a.json["events"].as_u64() {
-                Some(count) if count == n => Ok(()),
-                _ => Err(format!("{} {}", a.status, a.json)),
-            }
-        },
-    );
-}
-
 /// An exported event as the recomputations need it.
 struct Row {
     user: String,
@@ -89,14 +69,9 @@ struct Row {
 
 /// The exported events of the range.
 fn export(p: &Project, range: &str) -> Vec<Row> {
-    let a = p.read(&format!("export?{range}"));
-    assert_eq!(a.status, 200, "{}", a.json);
-    a.json
-        .as_str()
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            let e: Value = serde_json::from_str(l).unwrap();
+    p.exported(range)
+        .iter()
+        .map(|e| {
             let user = e["user"].as_str().unwrap().to_owned();
             Row {
                 bucket: u32::from_str_radix(&user[user.len() - 2..], 16).unwrap(),
@@ -287,7 +262,7 @@ fn filtered_funnels_and_sessions_equal_a_recomputation_from_the_export() {
     let p = Project::new("freports");
     let events = workload(run_id(), 40, d0, 5);
     assert!((events.len() as u64) * 2 < budget, "{}", events.len());
-    ingest(&p, &events, &range);
+    p.send_all_counted(&events, &range);
     let rows = export(&p, &range);
     assert_eq!(rows.len(), events.len());
     for filters in [
@@ -313,7 +288,7 @@ fn filtered_funnels_and_sessions_equal_a_recomputation_from_the_export() {
     // same users every filtered report samples.
     let p = Project::new("freports-sampled");
     let events = workload(run_id(), 250, d0, 6);
-    ingest(&p, &events, &range);
+    p.send_all_counted(&events, &range);
     let rows = export(&p, &range);
     assert_eq!(rows.len(), events.len());
     check_funnel(&p, &range, &rows, &[], "raw");

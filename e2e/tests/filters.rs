@@ -54,38 +54,6 @@ fn workload(run: u32, n: u32, d0: i64, seed: u64) -> Vec<Value> {
         .collect()
 }
 
-/// Sends `events` in batches and waits until the range counts them all.
-fn ingest(p: &Project, events: &[Value], range: &str) {
-    for batch in events.chunks(500) {
-        let sent = send_events(p, &Value::Array(batch.to_vec()));
-        assert_eq!(sent.status, 202, "{}", sent.json);
-    }
-    let n = events.len() as u64;
-    eventually(
-        &format!("{} counts {n} events", p.slug),
-        std::time::Duration::from_secs(60),
-        || {
-            let a = p.read(&format!("overview?{range}"));
-            match a.json["events"].as_u64() {
-                Some(count) if count == n => Ok(()),
-                _ => Err(format!("{} {}", a.status, a.json)),
-            }
-        },
-    );
-}
-
-/// The exported events of the range.
-fn export(p: &Project, range: &str) -> Vec<Value> {
-    let a = p.read(&format!("export?{range}"));
-    assert_eq!(a.status, 200, "{}", a.json);
-    a.json
-        .as_str()
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// An exported event's value in a dimension, as filters compare it.
 fn value_of(e: &Value, dimension: &str) -> Option<String> {
     match dimension {
@@ -264,8 +232,8 @@ fn filtered_answers_equal_a_recomputation_from_the_export() {
     let budget = filter_row_budget();
     // Under the stack's budget, so raw reads are exact.
     let n = u32::try_from(budget * 2 / 5).unwrap();
-    ingest(&p, &workload(run_id(), n, d0, 1), &range);
-    let rows = export(&p, &range);
+    p.send_all_counted(&workload(run_id(), n, d0, 1), &range);
+    let rows = p.exported(&range);
     assert_eq!(rows.len(), n as usize);
     for (filters, path) in [
         (&[][..], "rollups"),
@@ -334,8 +302,8 @@ fn past_the_row_budget_answers_come_from_a_sample_of_users_and_say_so() {
     let (d0, range) = two_whole_days();
     let budget = filter_row_budget();
     let n = u32::try_from(budget * 5 / 2).unwrap();
-    ingest(&p, &workload(run_id(), n, d0, 2), &range);
-    let rows = export(&p, &range);
+    p.send_all_counted(&workload(run_id(), n, d0, 2), &range);
+    let rows = p.exported(&range);
     assert_eq!(rows.len(), n as usize);
     let filters = ["route:/api/*", "country!=FR"];
     let o = p.read(&format!("overview?{range}{}", query_of(&filters)));
@@ -375,7 +343,7 @@ fn past_the_row_budget_answers_come_from_a_sample_of_users_and_say_so() {
 fn bad_filters_are_400s_naming_the_problem_and_change_nothing() {
     let p = Project::new("filters-bad");
     let (d0, range) = two_whole_days();
-    ingest(&p, &workload(run_id(), 50, d0, 3), &range);
+    p.send_all_counted(&workload(run_id(), 50, d0, 3), &range);
     let before = p.read(&format!("overview?{range}"));
     let many: String = (0..11).map(|i| format!("&filter=name:a{i}")).collect();
     for (endpoint, query, says) in [
@@ -432,5 +400,5 @@ fn bad_filters_are_400s_naming_the_problem_and_change_nothing() {
     }
     let after = p.read(&format!("overview?{range}"));
     assert_eq!(after.json, before.json, "nothing changed");
-    assert_eq!(export(&p, &range).len(), 50);
+    assert_eq!(p.exported(&range).len(), 50);
 }

@@ -229,25 +229,22 @@ fn the_realtime_page_shows_a_fresh_event_after_reloading_itself_without_a_csp_vi
     browser.type_into("input[name=token]", &p.read_token);
     browser.click("form.login button[type=submit]");
     browser.wait_for("#rt-events .v");
-    assert!(
-        browser
-            .url()
-            .ends_with(&format!("/dashboard/{}/realtime", p.slug)),
-        "{}",
-        browser.url()
-    );
+    let on_realtime = || {
+        assert!(
+            browser
+                .url()
+                .ends_with(&format!("/dashboard/{}/realtime", p.slug)),
+            "{}",
+            browser.url()
+        );
+    };
+    on_realtime();
     // The dashboard links to the realtime view.
     browser.goto(&format!("{query}/dashboard/{}", p.slug));
     browser.wait_for("#events .v");
     browser.click("#realtime-link");
     browser.wait_for("#rt-events .v");
-    assert!(
-        browser
-            .url()
-            .ends_with(&format!("/dashboard/{}/realtime", p.slug)),
-        "{}",
-        browser.url()
-    );
+    on_realtime();
     assert_eq!(card(&browser, "rt-events").as_deref(), Some("1"));
     assert_eq!(card(&browser, "rt-visitors").as_deref(), Some("1"));
     assert!(browser.text("#rt-routes").contains("/first 1 0"));

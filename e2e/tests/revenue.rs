@@ -171,12 +171,7 @@ fn plausible_revenue_is_summed_per_currency_and_utm_term_and_content_are_dimensi
 
     // The dashboard shows the revenue per currency and the term and content tables,
     // their values linking to the page filtered by them.
-    let page = request(
-        "GET",
-        &format!("{}/dashboard/{}?days=1", url("query"), p.slug),
-        &[("authorization", &p.read_auth())],
-        None,
-    );
+    let page = p.dashboard("?days=1");
     assert_eq!(page.status, 200);
     let html = page.json.as_str().unwrap();
     for expected in [

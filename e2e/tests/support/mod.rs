@@ -331,25 +331,68 @@ impl Project {
         )
     }
 
-    /// The ids of the project's raw events over the last `days` days, from the export,
-    /// sorted.
-    pub fn exported_ids(&self, days: u32) -> Vec<String> {
-        let a = self.read(&format!("export?days={days}"));
+    /// The dashboard page `/dashboard/{slug}{rest}` (`rest` is a subpath or a query),
+    /// read with the project's read token.
+    pub fn dashboard(&self, rest: &str) -> Answer {
+        self.dashboard_with(rest, &[("authorization", &self.read_auth())])
+    }
+
+    /// The dashboard page `/dashboard/{slug}{rest}` as a visitor without a token reads it
+    /// (through a share link in `rest`, or refused).
+    pub fn dashboard_anonymous(&self, rest: &str) -> Answer {
+        self.dashboard_with(rest, &[])
+    }
+
+    fn dashboard_with(&self, rest: &str, headers: &[(&str, &str)]) -> Answer {
+        let path = format!("{}/dashboard/{}{rest}", url("query"), self.slug);
+        request("GET", &path, headers, None)
+    }
+
+    /// The project's raw events that `export?{query}` answers, one JSON value each.
+    pub fn exported(&self, query: &str) -> Vec<Value> {
+        let a = self.read(&format!("export?{query}"));
         assert_eq!(a.status, 200, "{}", a.json);
         let Value::String(body) = &a.json else {
             // One event is one JSON line; a single line parses as JSON.
-            return vec![a.json["event_id"].as_str().unwrap().to_owned()];
+            return vec![a.json];
         };
-        let mut ids: Vec<String> = body
-            .lines()
+        body.lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                let e: Value = serde_json::from_str(l).unwrap();
-                e["event_id"].as_str().unwrap().to_owned()
-            })
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The ids of the project's raw events over the last `days` days, from the export,
+    /// sorted.
+    pub fn exported_ids(&self, days: u32) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .exported(&format!("days={days}"))
+            .iter()
+            .map(|e| e["event_id"].as_str().unwrap().to_owned())
             .collect();
         ids.sort();
         ids
+    }
+
+    /// Sends `events` in batches of 500 and waits until the overview of `range` (a
+    /// query string) counts them all.
+    pub fn send_all_counted(&self, events: &[Value], range: &str) {
+        for batch in events.chunks(500) {
+            let sent = send_events(self, &Value::Array(batch.to_vec()));
+            assert_eq!(sent.status, 202, "{}", sent.json);
+        }
+        let n = events.len() as u64;
+        eventually(
+            &format!("{} counts {n} events", self.slug),
+            Duration::from_secs(60),
+            || {
+                let a = self.read(&format!("overview?{range}"));
+                match a.json["events"].as_u64() {
+                    Some(count) if count == n => Ok(()),
+                    _ => Err(format!("{} {}", a.status, a.json)),
+                }
+            },
+        );
     }
 
     /// Creates the alert rule `rule` through the admin API; the answer is its 201.
