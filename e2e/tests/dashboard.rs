@@ -443,6 +443,30 @@ fn a_public_dashboard_needs_no_token_and_a_private_one_does() {
 }
 
 #[test]
+fn a_page_asked_again_within_a_minute_is_read_from_kv_and_is_the_same_page() {
+    let p = Project::new("kvpage");
+    let events = json!([
+        {"name": "visit", "route": "/a", "user": "u1"},
+        {"name": "visit", "route": "/b", "user": "u2"},
+    ]);
+    let sent = send_events(&p, &events);
+    assert_eq!(sent.status, 202, "{}", sent.json);
+    wait_for_count(&p, 2);
+    let first = p.dashboard("?days=30");
+    assert_eq!(first.status, 200, "{}", first.json);
+    assert_eq!(first.header("x-tally-cache"), Some("miss"));
+    let again = p.dashboard("?days=30");
+    assert_eq!(again.status, 200);
+    assert_eq!(again.header("x-tally-cache"), Some("hit"));
+    assert_eq!(again.json, first.json, "the same page");
+    // Another question, here a filter, is computed for itself.
+    let filtered = p.dashboard("?days=30&filter=route:/a");
+    assert_eq!(filtered.status, 200);
+    assert_eq!(filtered.header("x-tally-cache"), Some("miss"));
+    assert_ne!(filtered.json, first.json);
+}
+
+#[test]
 fn share_links_open_the_dashboard_until_they_expire_or_are_revoked_and_not_when_tampered_with() {
     let p = Project::new("share");
     let other = Project::new("share-other");

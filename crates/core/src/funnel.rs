@@ -39,7 +39,7 @@ pub const DEFAULT_WINDOW: &str = "1d";
 
 /// One step of a funnel's answer: the users who reached it in order, and their share of
 /// the first step's and of the previous step's users (0 when those had none).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Conversion {
     pub name: String,
     pub users: u64,

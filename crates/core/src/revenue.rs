@@ -98,7 +98,7 @@ pub fn revenue_parts(value: &str) -> Option<(String, Option<String>)> {
 }
 
 /// What a revenue table's line stands for.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Line {
     /// One name, source or campaign.
     Value(String),
@@ -107,7 +107,7 @@ pub enum Line {
 }
 
 /// A sum of revenue and the events it came from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Total {
     pub thousandths: u64,
     pub events: u64,
@@ -122,7 +122,7 @@ impl Total {
 }
 
 /// One currency's revenue: its total, its lines with the most revenue, and the rest.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Currency {
     pub code: String,
     pub total: Total,

@@ -15,7 +15,9 @@ use crate::sketch::Sketch;
 use crate::time::Interval;
 
 /// A dimension events are broken down by (DESIGN §5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Dimension {
     /// Every event of the project; the value is empty.
     All,

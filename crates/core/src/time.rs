@@ -15,7 +15,7 @@ pub const DAY_MS: i64 = 86_400_000;
 pub const WEEK_MS: i64 = 7 * DAY_MS;
 
 /// A UTC time bucket size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Interval {
     /// Minutes, for the short-lived rollups alert rules read; no API groups by them.
     Minute,

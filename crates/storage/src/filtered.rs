@@ -63,7 +63,7 @@ pub enum Bucket {
 }
 
 /// Which path answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Path {
     Rollups,
     Raw,

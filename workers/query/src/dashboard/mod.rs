@@ -47,7 +47,7 @@ use self::report::{Funnel, HEATMAP_DAYS, Inputs, Report};
 use crate::access;
 use crate::edge::error::internal;
 use crate::edge::params::{Params, resolve_range, whole_hours, within_retention};
-use crate::edge::{self, html};
+use crate::edge::{self, html, respond};
 use crate::edge::{RequestEnv, Store, now_ms, store};
 use crate::route::{Entry, Page};
 
@@ -262,11 +262,98 @@ async fn get(
     if let Some(refused) = &filter_error {
         return refuse(&mut page, &refused.message);
     }
-    // Whole hours: the range starts at the hour that holds `from`.
-    let (from, to) = (Interval::Hour.floor(range.from_ms), range.to_ms);
-    let interval = report::interval_for(from, to);
+    // Whole hours, as the API's ranges: the range starts at the hour that holds `from`
+    // and ends with the hour that holds `to`, so one question asked again within the
+    // hour is the same question.
+    let range = whole_hours(range);
+    let (from, to) = (range.from_ms, range.to_ms);
     // Raw retention is the project's; a dashboard the gate opened has a project.
     let retention_days = project.as_ref().map_or(0, |p| p.retention_days);
+    let question = format!(
+        "dashboard|{from}|{to}|{}|{steps}|{window}|{retention_days}",
+        filters.key()
+    );
+    let (body, kv) = respond::cached(env, slug, &question, true, KV_TTL_S, async || {
+        let shown = compute(
+            env,
+            &store,
+            slug,
+            range,
+            &filters,
+            (&steps, &window),
+            retention_days,
+            now,
+        )
+        .await?;
+        serde_json::to_value(&shown).map_err(internal)
+    })
+    .await?;
+    let shown: Shown = serde_json::from_str(&body).map_err(internal)?;
+    let (report, served) = match shown {
+        Shown::Report { report, served } => (report, served),
+        Shown::Refused(message) => return refuse(&mut page, &message),
+    };
+    // Alerts are operations, not analytics: shown to holders of a token or a share link,
+    // not to every visitor of a public dashboard.
+    let alerts = if access == Access::Public {
+        None
+    } else {
+        Some(Alerts {
+            rules: store.alert_rules(Some(slug)).await.map_err(internal)?,
+            history: store
+                .alerts(slug, from, to, alerts::HISTORY)
+                .await
+                .map_err(internal)?,
+            campaigns: store.campaigns(slug).await.map_err(internal)?,
+        })
+    };
+    page.from = from;
+    page.to = to;
+    page.served = served;
+    page.report = Some(&report);
+    page.alerts = alerts.as_ref();
+    let mut response = html_response(&page::dashboard(&page), 200)?;
+    if let Some(kv) = kv.header() {
+        response
+            .headers_mut()
+            .set("x-tally-cache", kv)
+            .map_err(internal)?;
+    }
+    Ok(response)
+}
+
+/// What the page shows of its range, computed or read back from KV: the report and the
+/// paths its filtered reads took, or why the range could not be shown.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum Shown {
+    Report {
+        report: Report,
+        served: Option<Served>,
+    },
+    Refused(String),
+}
+
+/// How long a computed page stays in KV: a minute, the shortest KV keeps a key, since a
+/// dashboard is looked at again and again (and by several people) while its numbers
+/// move; the realtime view is the place for the last minutes.
+const KV_TTL_S: u32 = 60;
+
+/// Every section of the page over `range` (whole hours) under `filters`: the rows
+/// through the read API's one filtered read (its access path is storage's decision),
+/// the funnel of `steps` (names and window), and the report made of them.
+#[allow(clippy::too_many_arguments)] // One page's question; a struct would only rename it.
+async fn compute(
+    env: &RequestEnv,
+    store: &Store,
+    slug: &str,
+    range: Range,
+    filters: &Filters,
+    steps: (&str, &str),
+    retention_days: u32,
+    now: i64,
+) -> Result<Shown, ApiError> {
+    let (from, to) = (range.from_ms, range.to_ms);
+    let interval = report::interval_for(from, to);
     let heatmap_from = from.max(Interval::Hour.floor(to - HEATMAP_DAYS * DAY_MS));
     // Every section's rows through the read API's one filtered read (its access path
     // is storage's decision), under the page's filters: `tally_storage::dashboard`,
@@ -278,22 +365,19 @@ async fn get(
         interval,
         previous: report::previous_period(from, to),
         heatmap_from_ms: heatmap_from,
-        filters: &filters,
+        filters,
         oldest_raw_ms: oldest_raw_ms(retention_days, now),
         row_budget: edge::filtered::row_budget(env),
     };
-    let sections = match page_reads::page(&store, &question)
-        .await
-        .map_err(internal)?
-    {
+    let sections = match page_reads::page(store, &question).await.map_err(internal)? {
         page_reads::Page::Read(sections) => sections,
         page_reads::Page::Refused(Read::OverBudget { events }) => {
             let refused = edge::filtered::over_budget(events, question.row_budget);
-            return refuse(&mut page, &refused.message);
+            return Ok(Shown::Refused(refused.message));
         }
         page_reads::Page::Refused(_) => {
             let refused = edge::filtered::past_retention(retention_days);
-            return refuse(&mut page, &refused.message);
+            return Ok(Shown::Refused(refused.message));
         }
     };
     let page_reads::Sections {
@@ -342,17 +426,7 @@ async fn get(
         }
         page_reads::RouteHours::Read(None) => read::Counts::new(),
     };
-    let funnel = funnel(
-        env,
-        &store,
-        slug,
-        (&steps, &window),
-        &filters,
-        range,
-        retention_days,
-        now,
-    )
-    .await?;
+    let funnel = funnel(env, store, slug, steps, filters, range, retention_days, now).await?;
     let report = Report::new(&Inputs {
         from,
         to,
@@ -366,26 +440,10 @@ async fn get(
         scale,
         previous_scale,
     });
-    // Alerts are operations, not analytics: shown to holders of a token or a share link,
-    // not to every visitor of a public dashboard.
-    let alerts = if access == Access::Public {
-        None
-    } else {
-        Some(Alerts {
-            rules: store.alert_rules(Some(slug)).await.map_err(internal)?,
-            history: store
-                .alerts(slug, from, to, alerts::HISTORY)
-                .await
-                .map_err(internal)?,
-            campaigns: store.campaigns(slug).await.map_err(internal)?,
-        })
-    };
-    page.from = from;
-    page.to = to;
-    page.served = served.filter(|_| !filters.is_empty());
-    page.report = Some(&report);
-    page.alerts = alerts.as_ref();
-    html_response(&page::dashboard(&page), 200)
+    Ok(Shown::Report {
+        report,
+        served: served.filter(|_| !filters.is_empty()),
+    })
 }
 
 /// The first whole hour whose raw events a project keeping them `retention_days` still

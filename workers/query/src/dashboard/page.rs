@@ -100,7 +100,7 @@ pub struct Picked {
 /// Which path the page's filtered reads took, as the API's `served_by` says it: the
 /// least exact of them (a sample before raw events before rollups), and where the
 /// latest of them starts (raw events cover only raw retention).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Served {
     pub path: Path,
     pub from: i64,

@@ -52,7 +52,7 @@ pub struct Inputs<'a> {
 }
 
 /// The headline numbers.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Totals {
     pub requests: u64,
     pub errors: u64,
@@ -65,7 +65,7 @@ pub struct Totals {
 }
 
 /// One bucket of the time series.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Point {
     pub start: i64,
     pub requests: u64,
@@ -78,7 +78,7 @@ pub struct Point {
 }
 
 /// A bucket of the previous period, for the charts' faint line.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Previous {
     pub requests: u64,
     pub bytes: u64,
@@ -86,7 +86,7 @@ pub struct Previous {
 }
 
 /// One value of a breakdown.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Row {
     pub value: String,
     pub count: u64,
@@ -97,7 +97,7 @@ pub struct Row {
 }
 
 /// Requests per route and UTC hour of day.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Heatmap {
     /// The busiest routes, busiest first, each with its count per hour of day.
     pub rows: Vec<(String, [u64; 24])>,
@@ -120,7 +120,7 @@ impl Heatmap {
 
 /// The funnel section: the users who went through the named steps in order, from raw
 /// events (so within raw retention), as the query API's `/funnels` answers.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Funnel {
     /// No steps were named.
     Unasked,
@@ -138,7 +138,7 @@ pub enum Funnel {
 }
 
 /// Everything the page shows.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Report {
     pub totals: Totals,
     /// The headline numbers of the previous period of the same length, when read.
@@ -602,6 +602,11 @@ mod tests {
         assert_eq!(values(&report.items), ["big.png", "small.png"], "by bytes");
         assert!(report.versions.is_empty());
         assert_eq!(report.funnel, funnel, "as counted, not from the name rows");
+        // The page keeps a report in KV as JSON: read back, it is the same report, its
+        // percentiles and conversions to the last bit.
+        let kept = serde_json::to_string(&report).unwrap();
+        let read_back: Report = serde_json::from_str(&kept).unwrap();
+        assert_eq!(read_back, report);
     }
 
     #[test]

@@ -91,6 +91,17 @@ pub enum Kv {
     Miss,
 }
 
+impl Kv {
+    /// The `x-tally-cache` header's value: none when KV was not used.
+    pub fn header(self) -> Option<&'static str> {
+        match self {
+            Self::Bypass => None,
+            Self::Hit => Some("hit"),
+            Self::Miss => Some("miss"),
+        }
+    }
+}
+
 /// The answer body for `query` (the project and every normalized parameter that shapes
 /// the answer): from KV when `heavy` and cached there, else from `compute`, then kept in
 /// KV for `ttl_s` seconds. The key holds the project in the clear and a hash of the
@@ -155,10 +166,8 @@ pub fn json_cached(
     max_age_s: u32,
 ) -> Result<Response, ApiError> {
     let mut response = json(req, body, max_age_s)?;
-    let value = match kv {
-        Kv::Bypass => return Ok(response),
-        Kv::Hit => "hit",
-        Kv::Miss => "miss",
+    let Some(value) = kv.header() else {
+        return Ok(response);
     };
     response
         .headers_mut()
