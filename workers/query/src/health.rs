@@ -18,7 +18,7 @@ use tally_storage::cloudflare::KvCache;
 use tally_storage::d1::D1Store;
 use tally_storage::pipeline::Progress;
 use tally_storage::shard::{self, ShardLoad};
-use tally_storage::{AdminStore, Cache, JobLog};
+use tally_storage::{Cache, JobLog};
 use worker::{Request, Response};
 
 use crate::access;

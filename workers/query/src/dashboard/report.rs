@@ -14,8 +14,6 @@ use tally_storage::read::{Counts, Merged};
 
 /// Rows shown per breakdown table.
 pub const TOP: usize = 10;
-/// The dimensions the page shows, the only ones it reads (storage's page reads).
-pub use tally_storage::dashboard::DIMENSIONS;
 /// Routes shown in the heatmap.
 pub const HEATMAP_ROUTES: usize = 12;
 /// Most days the heatmap covers: it reads hour rows, 24 per day and route.
@@ -436,6 +434,7 @@ fn heatmap(route_hours: &Counts) -> Heatmap {
 mod tests {
     use super::*;
     use tally_core::time::parse_date;
+    use tally_storage::dashboard::DIMENSIONS;
 
     fn rollup(count: u64, errors: u64, bytes: u64, durations: &[f64]) -> Rollup {
         let mut r = Rollup {
