@@ -327,7 +327,7 @@ async fn get(
 #[derive(serde::Serialize, serde::Deserialize)]
 enum Shown {
     Report {
-        report: Report,
+        report: Box<Report>,
         served: Option<Served>,
     },
     Refused(String),
@@ -441,7 +441,7 @@ async fn compute(
         previous_scale,
     });
     Ok(Shown::Report {
-        report,
+        report: Box::new(report),
         served: served.filter(|_| !filters.is_empty()),
     })
 }
