@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tally_core::rollup::{Dimension, Period, Rollup};
 use tally_core::time::{DAY_MS, Interval};
 use tally_core::workload::Workload;
+use tally_storage::dashboard::DIMENSIONS as DASHBOARD;
 use tally_storage::read;
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{Error, pipeline};
@@ -25,21 +26,6 @@ const PROJECT: &str = "bench";
 const NOW_MS: i64 = 1_772_366_400_000;
 /// The range every read asks for, as the query bench's `days=30`.
 const RANGE_DAYS: i64 = 30;
-/// The dashboard's dimensions: `all`, those of one field and the revenue ones.
-const DASHBOARD: [Dimension; 18] = {
-    let mut shown = [Dimension::All; 18];
-    let mut i = 0;
-    while i < Dimension::OF_ONE_FIELD.len() {
-        shown[i + 1] = Dimension::OF_ONE_FIELD[i];
-        i += 1;
-    }
-    let mut i = 0;
-    while i < Dimension::REVENUE.len() {
-        shown[Dimension::OF_ONE_FIELD.len() + 1 + i] = Dimension::REVENUE[i];
-        i += 1;
-    }
-    shown
-};
 
 type Rows = Vec<(Period, tally_core::rollup::Key, Rollup)>;
 
