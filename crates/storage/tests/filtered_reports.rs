@@ -328,6 +328,32 @@ fn session_workload(seed: u64) -> Vec<Event> {
     events
 }
 
+/// The sessions the sample of `buckets` buckets keeps under `f`, scaled to all users: what
+/// a sampled answer must be exactly.
+fn sampled_sessions(
+    events: &[Event],
+    f: &Filters,
+    range: (i64, i64),
+    buckets: u32,
+) -> BTreeMap<i64, Stats> {
+    let sample: Vec<Event> = events
+        .iter()
+        .filter(|e| in_sample(e, buckets))
+        .cloned()
+        .collect();
+    let scale = u64::from(SAMPLE_BUCKETS / buckets);
+    kept_sessions(&sample, f, range)
+        .into_iter()
+        .map(|(day, s)| {
+            let stats = Stats {
+                sessions: s.sessions * scale,
+                total_ms: s.total_ms * scale as i64,
+            };
+            (day, stats)
+        })
+        .collect()
+}
+
 /// The sessions recomputed from the events: paired from every mark, each kept when an
 /// event of its user from its start to its stop meets the filters.
 fn kept_sessions(
@@ -413,22 +439,7 @@ fn filtered_sessions_keep_sessions_with_a_matching_event_counted_whole() {
         let Path::Sampled { buckets } = path else {
             panic!("{texts:?}: {path:?}")
         };
-        let sample: Vec<Event> = events
-            .iter()
-            .filter(|e| in_sample(e, buckets))
-            .cloned()
-            .collect();
-        let scale = u64::from(SAMPLE_BUCKETS / buckets);
-        let want: BTreeMap<i64, Stats> = kept_sessions(&sample, &f, range)
-            .into_iter()
-            .map(|(day, s)| {
-                let stats = Stats {
-                    sessions: s.sessions * scale,
-                    total_ms: s.total_ms * scale as i64,
-                };
-                (day, stats)
-            })
-            .collect();
+        let want = sampled_sessions(&events, &f, range, buckets);
         assert_eq!(got, want, "{texts:?}, {buckets} buckets");
     }
 }
@@ -497,22 +508,7 @@ fn filtered_sessions_past_the_budget_read_a_sample_within_it_at_volume() {
     let queries: u64 = counting.queries.borrow().values().sum();
     assert!(queries < 300, "{queries} queries");
     // Exactly the sample's sessions, scaled; and near the whole.
-    let sample: Vec<Event> = events
-        .iter()
-        .filter(|e| in_sample(e, buckets))
-        .cloned()
-        .collect();
-    let scale = u64::from(SAMPLE_BUCKETS / buckets);
-    let want: BTreeMap<i64, Stats> = kept_sessions(&sample, &f, range)
-        .into_iter()
-        .map(|(day, s)| {
-            let stats = Stats {
-                sessions: s.sessions * scale,
-                total_ms: s.total_ms * scale as i64,
-            };
-            (day, stats)
-        })
-        .collect();
+    let want = sampled_sessions(&events, &f, range, buckets);
     assert_eq!(stats, want);
     let total = |stats: &BTreeMap<i64, Stats>| stats.values().map(|s| s.sessions).sum::<u64>();
     let exact = total(&kept_sessions(&events, &f, range));
