@@ -23,7 +23,7 @@ pub async fn list(store: &Store) -> Result<Response, ApiError> {
         .map_err(internal)?;
     let list: Vec<Value> = projects
         .iter()
-        .map(|p| placed(p, shards.get(&p.slug).copied().unwrap_or(0)))
+        .map(|p| placed(p, shards.get(&p.slug).map_or(0, |placed| placed.shard)))
         .collect();
     json_value(200, &json!({ "projects": list }), None)
 }
@@ -42,7 +42,7 @@ async fn shard_of(store: &Store, slug: &str) -> Result<u32, ApiError> {
         .project_shards(&[slug])
         .await
         .map_err(internal)?;
-    Ok(shards.get(slug).copied().unwrap_or(0))
+    Ok(shards.get(slug).map_or(0, |placed| placed.shard))
 }
 
 /// Where a new project goes: the shard asked for, which must be bound, or the one
