@@ -6,7 +6,8 @@
 //! isolate for [`PUBLIC_FOR_MS`], so polling `/` costs D1 one read of it per isolate
 //! every few seconds whatever the rate. With the admin token the answer is read fresh
 //! and adds each job's detail, the dead letters waiting, which rules and periods failed
-//! and why, and the rate-limit bindings ingest reported missing.
+//! and why, the rate-limit bindings ingest reported missing, and the moves of projects
+//! between shards that are running (as `GET /v1/admin/projects/{p}/move` shows each).
 
 use std::cell::RefCell;
 
@@ -114,6 +115,12 @@ async fn whole(env: &RequestEnv) -> Result<Value, ApiError> {
             "rolls": {"day": rolls.roll_day, "month": rolls.roll_month},
         }));
     }
+    let moves: Vec<Value> = tally_storage::moves::running(&store.control)
+        .await
+        .map_err(internal)?
+        .iter()
+        .map(|m| json!(m))
+        .collect();
     Ok(json!({
         "worker": "query",
         "status": "ok",
@@ -122,6 +129,7 @@ async fn whole(env: &RequestEnv) -> Result<Value, ApiError> {
         "alerts": progress.alerts,
         "rolls": {"day": progress.roll_day, "month": progress.roll_month},
         "shards": shards,
+        "moves": moves,
         "missing_bindings": missing,
     }))
 }

@@ -137,8 +137,8 @@ pub async fn update(store: &Store, slug: &str, body: &[u8]) -> Result<Response, 
             409,
             "shard_fixed",
             format!(
-                "project {slug:?} lives on shard {shard}; a project's shard is chosen when it \
-                 is created and cannot be set"
+                "project {slug:?} lives on shard {shard}; a project's shard is not a setting: \
+                 move it with POST /v1/admin/projects/{slug}/move {{\"to\": shard}}"
             ),
         ));
     }
