@@ -1212,18 +1212,6 @@ ON CONFLICT (project, period, start, dimension, value) DO UPDATE SET
     users = excluded.users, instances = excluded.instances, revenue = excluded.revenue,
     version = version + 1";
 
-/// A page of project `?1`'s raw events in primary-key order after the event id `?2`
-/// (hex), at most `?3`, as [`EVENTS_BETWEEN`] reads them.
-pub const MOVE_EVENTS_PAGE: &str = "\
-SELECT ?1 AS project, lower(hex(event_id)) AS event_id, timestamp, name, method, route, status,
-       duration_us, error_class, error_message, lower(hex(instance)) AS instance,
-       lower(hex(user)) AS user, lower(hex(session)) AS session, version, colo, country,
-       source, medium, campaign, term, content, item, variant, bytes, metadata
-FROM raw_events
-WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND event_id > unhex(?2)
-ORDER BY event_id
-LIMIT ?3";
-
 /// Copies a JSON array of [`crate::Event`]s (`?1`) into `raw_events` as rows only (their
 /// rollups are copied as rows); ones stored already are left as they are.
 pub const MOVE_INSERT_RAW_EVENTS: &str = "\

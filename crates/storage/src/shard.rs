@@ -214,7 +214,6 @@ pub const ROLES: &[(&str, Role)] = &[
     (sql::SET_PLACEMENT, Control),
     (sql::MOVE_ROLLUPS_PAGE, Data(Param(1))),
     (sql::MOVE_PUT_ROLLUPS, Data(Param(1))),
-    (sql::MOVE_EVENTS_PAGE, Data(Param(1))),
     (sql::MOVE_INSERT_RAW_EVENTS, Data(Json)),
     (sql::MOVE_INSERT_SESSION_EVENTS, Data(Json)),
     (sql::MOVE_SESSION_DAYS_PAGE, Data(Param(1))),

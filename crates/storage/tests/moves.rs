@@ -299,8 +299,10 @@ fn a_project_moves_under_concurrent_events_and_reads_as_if_it_never_had() {
         now += 20_000;
         // New events of the moving project (within the last hours, one of them late by
         // a day) and of the others; every third batch delivered again.
-        let mut fresh = events("m", next_id, 6, now - 3 * HOUR_MS, now);
-        fresh.push(event("m", next_id + 6, now - DAY_MS - 7 * HOUR_MS));
+        let mut fresh = events("m", next_id, 5, now - 3 * HOUR_MS, now);
+        fresh.push(event("m", next_id + 5, now - DAY_MS - 7 * HOUR_MS));
+        // Late by six and a half days: before the cut, in periods copied as rows.
+        fresh.push(event("m", next_id + 6, now - 6 * DAY_MS - 14 * HOUR_MS));
         let batch = [
             message(fresh, vec![]),
             message(events("other", next_id + 50_000, 2, now - HOUR_MS, now), vec![]),
