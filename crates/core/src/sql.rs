@@ -1333,11 +1333,13 @@ WHERE true
 ON CONFLICT (id) DO NOTHING";
 
 /// Project `?1`'s rollup rows per period and dimension: how many and the events they
-/// count, of hours and of the days and months starting before `?2` (the rows copied as
-/// they are; later days and months are rolled on each shard from its hours).
+/// count, of hours, of the days starting before `?2` and of the months before `?3` (the
+/// rows copied as they are; later days and months are rolled on each shard from its
+/// hours, days every minute and months every hour).
 pub const MOVE_ROLLUP_SUMS: &str = "\
 SELECT period, dimension, count(*) AS rows, sum(count) AS events FROM rollups
-WHERE project = ?1 AND (period = 'hour' OR (period IN ('day', 'month') AND start < ?2))
+WHERE project = ?1
+  AND (period = 'hour' OR (period = 'day' AND start < ?2) OR (period = 'month' AND start < ?3))
 GROUP BY period, dimension
 ORDER BY period, dimension";
 

@@ -862,10 +862,18 @@ impl<E: Executor> Stepper<'_, E> {
 }
 
 /// A shard's raw events of `project`, and its rollup rows per period and dimension
-/// (hours, and days and months before `cut`): how many and the events they count.
+/// (hours, days before `cut`, months before its month): how many and the events they
+/// count.
 async fn sums<E: Executor>(store: &E, project: &str, cut: i64) -> Result<(i64, Vec<Sum>), Error> {
     let sums: Vec<Sum> = store
-        .query(sql::MOVE_ROLLUP_SUMS, vec![project.into(), cut.into()])
+        .query(
+            sql::MOVE_ROLLUP_SUMS,
+            vec![
+                project.into(),
+                cut.into(),
+                Interval::Month.floor(cut).into(),
+            ],
+        )
         .await?;
     let raw: Vec<RawCount> = store
         .query(
