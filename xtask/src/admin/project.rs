@@ -927,6 +927,55 @@ mod tests {
     }
 
     #[test]
+    fn reads_moves() {
+        assert_eq!(
+            parsed("move demo --to 1").command,
+            Command::Move {
+                slug: "demo".into(),
+                to: 1,
+                wait: false
+            }
+        );
+        assert_eq!(
+            parsed("move demo --to=0 --wait").command,
+            Command::Move {
+                slug: "demo".into(),
+                to: 0,
+                wait: true
+            }
+        );
+        assert_eq!(
+            parsed("move --status demo").command,
+            Command::MoveStatus {
+                slug: "demo".into()
+            }
+        );
+        let check =
+            |line: &str, expected: &str| cli::testing::assert_refused(parse, line, expected);
+        check("move demo", "Give --to K");
+        check("move demo --to one", "--to takes a shard's number");
+        check("move --status demo --to 1", "--status shows a move");
+        check("move demo --to 1 --read", "does not take --read");
+    }
+
+    #[test]
+    fn shows_where_a_move_stands() {
+        let m = serde_json::json!({
+            "project": "demo", "from_shard": 0, "to_shard": 1, "phase": "copying",
+            "stage": "events", "error": "shard 1 is busy",
+            "progress": {"rollup_rows": 120, "session_days": 3, "raw_events": 900,
+                         "raw_copied": 100, "replayed": 800, "deleted": 0, "runs": 4,
+                         "queries": 310}
+        });
+        assert_eq!(
+            move_line(&m),
+            "demo from shard 0 to 1: copying (events) — 120 rollup rows and 3 session days \
+             copied, 900 raw events read (100 copied as rows, 800 replayed), 0 rows deleted; \
+             4 runs, 310 D1 queries\n  last error: shard 1 is busy\n"
+        );
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let check =
             |line: &str, expected: &str| cli::testing::assert_refused(parse, line, expected);
