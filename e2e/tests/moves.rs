@@ -5,8 +5,9 @@
 //! the old one keeps nothing of it. The admin API's refusals and `/v1/health`'s list of
 //! running moves are checked on the way.
 //!
-//! It lasts some three and a half minutes: a move waits the isolates' placement cache
-//! (a minute) three times, once before it copies and twice after it switches.
+//! A move waits the isolates' placement cache three times (once before it copies, twice
+//! after it switches); the end-to-end stack keeps placements 5 s rather than a minute
+//! (`PLACEMENT_TTL_MS`, set alike in both workers), so the move takes some 30 s.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

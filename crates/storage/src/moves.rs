@@ -308,6 +308,8 @@ pub async fn running<E: Executor>(control: &E) -> Result<Vec<Move>, Error> {
 
 /// Steps every running move as far as `budget` allows at `now_ms` (the first move
 /// first; what is left waits for the next run) and returns them as they now stand.
+/// Each wait lasts `placement_ttl_ms`, the time every worker keeps a placement
+/// ([`PLACEMENT_TTL_MS`] unless they all set another).
 /// Each step is stored before the next begins, so a run that stops anywhere loses
 /// nothing: the next resumes from the stored cursor, and every page is idempotent.
 ///
@@ -320,6 +322,7 @@ pub async fn advance<E: Executor>(
     shards: &[E],
     now_ms: i64,
     budget: MoveBudget,
+    placement_ttl_ms: i64,
 ) -> Result<Vec<Move>, Error> {
     let control = Counted::new(control);
     let moves = running(&control).await?;
@@ -341,6 +344,7 @@ pub async fn advance<E: Executor>(
             spent,
             committed: spent,
             now_ms,
+            ttl_ms: placement_ttl_ms,
             mv: m,
         };
         stepper.mv.progress.runs += 1;
@@ -421,6 +425,9 @@ struct Stepper<'a, E> {
     /// `spent` when the move was last stored (its progress counts the queries since).
     committed: u32,
     now_ms: i64,
+    /// How long isolates keep a placement ([`PLACEMENT_TTL_MS`] unless the workers
+    /// set another): each wait of a move lasts that long.
+    ttl_ms: i64,
     mv: Move,
 }
 
@@ -450,7 +457,7 @@ impl<E: Executor> Stepper<'_, E> {
     }
 
     fn ttl_over(&self) -> bool {
-        self.now_ms - self.mv.phase_at >= PLACEMENT_TTL_MS
+        self.now_ms - self.mv.phase_at >= self.ttl_ms
     }
 
     fn with_phase(&self, phase: Phase) -> Move {

@@ -398,11 +398,22 @@ pub struct Placement {
 }
 
 /// The placement of projects, read from the control database and kept for
-/// [`PLACEMENT_TTL_MS`]. One per isolate (share it with `Rc`); a project not found is
-/// not kept, so one created a moment later is found at once.
-#[derive(Debug, Default)]
+/// [`PLACEMENT_TTL_MS`] (or the TTL the worker sets, the same in every worker: moves
+/// wait it). One per isolate (share it with `Rc`); a project not found is not kept, so
+/// one created a moment later is found at once.
+#[derive(Debug)]
 pub struct Placements {
     known: RefCell<HashMap<String, (Placement, i64)>>,
+    ttl_ms: std::cell::Cell<i64>,
+}
+
+impl Default for Placements {
+    fn default() -> Self {
+        Self {
+            known: RefCell::default(),
+            ttl_ms: std::cell::Cell::new(PLACEMENT_TTL_MS),
+        }
+    }
 }
 
 /// Most placements kept per isolate: past it, the oldest half is forgotten.
@@ -411,6 +422,18 @@ const MAX_PLACEMENTS: usize = 10_000;
 impl Placements {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Keeps placements for `ttl_ms` from now on. A worker sets what its
+    /// `PLACEMENT_TTL_MS` var says: the local stack's end-to-end tests shorten it, in
+    /// every worker alike, so that a move's waits (the same var) stay short.
+    pub fn set_ttl(&self, ttl_ms: i64) {
+        self.ttl_ms.set(ttl_ms);
+    }
+
+    /// How long placements are kept.
+    pub fn ttl_ms(&self) -> i64 {
+        self.ttl_ms.get()
     }
 
     /// The placement of each of `slugs` at `now_ms`: from the cache, and the rest in one
@@ -433,7 +456,7 @@ impl Placements {
             let known = self.known.borrow();
             for slug in slugs {
                 match known.get(*slug) {
-                    Some(&(placement, at)) if now_ms - at < PLACEMENT_TTL_MS => {
+                    Some(&(placement, at)) if now_ms - at < self.ttl_ms.get() => {
                         found.insert((*slug).to_owned(), placement);
                     }
                     _ => missing.push(*slug),

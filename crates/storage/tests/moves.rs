@@ -17,7 +17,7 @@ use tally_core::rollup::Period;
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
 use tally_storage::exec::Executor;
 use tally_storage::moves::{self, MoveBudget, Phase, Started};
-use tally_storage::shard::{OnShard, Placements, Router};
+use tally_storage::shard::{OnShard, PLACEMENT_TTL_MS, Placements, Router};
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{AdminStore, EventStore, QueryStore, pipeline, read, sessions};
 
@@ -317,13 +317,13 @@ fn a_project_moves_under_concurrent_events_and_reads_as_if_it_never_had() {
         if last.phase == Phase::Copying && last.stage == "events" && !failed_once {
             failed_once = true;
             stack.shards[1].fail_commit_at(0);
-            let failed = block_on(moves::advance(&stack.control, &stack.shards, now, budget))
+            let failed = block_on(moves::advance(&stack.control, &stack.shards, now, budget, PLACEMENT_TTL_MS))
                 .unwrap()
                 .remove(0);
             assert!(failed.error.is_some(), "the failure is recorded: {failed:?}");
             assert_eq!(failed.phase, Phase::Copying);
         }
-        let stepped = block_on(moves::advance(&stack.control, &stack.shards, now, budget))
+        let stepped = block_on(moves::advance(&stack.control, &stack.shards, now, budget, PLACEMENT_TTL_MS))
             .unwrap();
         last = match stepped.into_iter().next() {
             Some(m) => m,
@@ -441,7 +441,7 @@ fn a_move_whose_copy_never_matches_fails_and_deletes_its_copy() {
             )
             .unwrap();
         });
-        let stepped = block_on(moves::advance(&stack.control, &stack.shards, now, budget))
+        let stepped = block_on(moves::advance(&stack.control, &stack.shards, now, budget, PLACEMENT_TTL_MS))
             .unwrap();
         let m = match stepped.into_iter().next() {
             Some(m) => m,

@@ -110,7 +110,7 @@ async fn run(job: Job, env: &Env) -> Result<String, String> {
             let router = Router {
                 control: env.d1(DB).map(D1Store::new).map_err(|e| e.to_string())?,
                 shards: crate::shards(env),
-                placements: crate::placements(),
+                placements: crate::placements(env),
                 now_ms: at,
             };
             let alerts = alerting::evaluate(&router, env, at).await;
@@ -130,7 +130,8 @@ async fn run(job: Job, env: &Env) -> Result<String, String> {
                 ));
             }
             // Moves of projects between shards, each run a step within its budget.
-            let moved = moves::advance(&control, &shards, at, moves::MINUTELY_MOVES)
+            let ttl = crate::placement_ttl_ms(env);
+            let moved = moves::advance(&control, &shards, at, moves::MINUTELY_MOVES, ttl)
                 .await
                 .map_err(text)?;
             // Digests last: they read day rows where the roll just made them current.
