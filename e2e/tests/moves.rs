@@ -193,7 +193,7 @@ fn a_project_moves_to_another_shard_under_load_and_every_read_stays_right() {
         phases.iter().any(|p| p == "switched" || p == "draining"),
         "{phases:?}"
     );
-    assert!(reads > 20, "reads went on all through the move: {reads}");
+    assert!(reads > 5, "reads went on all through the move: {reads}");
 
     // Exact afterwards, on the new shard alone.
     wait_for_count(&p, total);
