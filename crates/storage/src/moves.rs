@@ -10,7 +10,7 @@
 //! - `starting` ([`start`], the admin API): the project's events are committed on both
 //!   shards from now on (`projects.also_shard`, which the consumer reads through
 //!   [`crate::shard::Placements`]). Isolates keep a placement for
-//!   [`PLACEMENT_TTL_MS`], so the copy begins only that long after: by then every event
+//!   [`PLACEMENT_TTL_MS`](crate::shard::PLACEMENT_TTL_MS), so the copy begins only that long after: by then every event
 //!   committed on the old shard alone is there to be copied.
 //! - `copying`: in pages, each resuming from the cursor stored with the move. Rollup
 //!   and session-day rows of periods before the move's *cut* are copied as rows (their
@@ -27,7 +27,7 @@
 //!   tried again next run; [`MAX_MISMATCHES`] in a row fail the move.
 //! - `switched`: the project is placed on the new shard, its events still written on
 //!   both (stale isolates read and write the old shard, which stays complete).
-//! - `draining`, [`PLACEMENT_TTL_MS`] later: double writes stop; every isolate reads the
+//! - `draining`, [`PLACEMENT_TTL_MS`](crate::shard::PLACEMENT_TTL_MS) later: double writes stop; every isolate reads the
 //!   new shard once this phase has lasted the TTL.
 //! - `deleting`: the project's rows are deleted from the old shard in chunks, then
 //!   `done`.
@@ -49,7 +49,7 @@ use tally_core::sql;
 use tally_core::time::{DAY_MS, Interval};
 
 use crate::exec::{Counted, Executor, Statement};
-use crate::shard::{OnShard, PLACEMENT_TTL_MS};
+use crate::shard::OnShard;
 use crate::{AdminStore, Error, EventStore, MAX_INSERT_JSON_BYTES, event_chunks, pipeline};
 
 /// The phases of a move, in order (or `Failed`).
@@ -309,7 +309,7 @@ pub async fn running<E: Executor>(control: &E) -> Result<Vec<Move>, Error> {
 /// Steps every running move as far as `budget` allows at `now_ms` (the first move
 /// first; what is left waits for the next run) and returns them as they now stand.
 /// Each wait lasts `placement_ttl_ms`, the time every worker keeps a placement
-/// ([`PLACEMENT_TTL_MS`] unless they all set another).
+/// ([`PLACEMENT_TTL_MS`](crate::shard::PLACEMENT_TTL_MS) unless they all set another).
 /// Each step is stored before the next begins, so a run that stops anywhere loses
 /// nothing: the next resumes from the stored cursor, and every page is idempotent.
 ///
@@ -425,7 +425,7 @@ struct Stepper<'a, E> {
     /// `spent` when the move was last stored (its progress counts the queries since).
     committed: u32,
     now_ms: i64,
-    /// How long isolates keep a placement ([`PLACEMENT_TTL_MS`] unless the workers
+    /// How long isolates keep a placement ([`PLACEMENT_TTL_MS`](crate::shard::PLACEMENT_TTL_MS) unless the workers
     /// set another): each wait of a move lasts that long.
     ttl_ms: i64,
     mv: Move,

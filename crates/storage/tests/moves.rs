@@ -19,7 +19,7 @@ use tally_storage::exec::Executor;
 use tally_storage::moves::{self, MoveBudget, Phase, Started};
 use tally_storage::shard::{OnShard, PLACEMENT_TTL_MS, Placements, Router};
 use tally_storage::sqlite::{SqliteStore, block_on};
-use tally_storage::{AdminStore, EventStore, QueryStore, pipeline, read, sessions};
+use tally_storage::{AdminStore, EventStore, QueryStore, Write, Writer, pipeline, read, sessions};
 
 /// 2026-03-02T10:00:00Z.
 const T0: i64 = 1_772_445_600_000;
@@ -42,6 +42,7 @@ fn project(slug: &str, retention_days: u32) -> Project {
 /// users, and some errors with messages, over a few routes and countries.
 fn event(project: &str, i: u64, timestamp: i64) -> Event {
     let name = ["view", "play", "stop", "view", "click"][(i % 5) as usize];
+    let country = ["DE", "FR", "US"][(i % 3) as usize];
     let mut raw = json!({
         "project": project,
         "event_id": format!("00000000-0000-4000-8000-{i:012x}"),
@@ -49,7 +50,7 @@ fn event(project: &str, i: u64, timestamp: i64) -> Event {
         "name": name,
         "user": format!("user-{}", i % 11),
         "route": format!("/r/{}", i % 4),
-        "country": ["DE", "FR", "US"][(i % 3) as usize],
+        "country": country,
         "duration_ms": (i % 17) as f64 * 3.5,
     });
     if i % 13 == 0 {
@@ -98,6 +99,9 @@ impl Stack {
             let p = project(slug, RETENTION_DAYS);
             assert!(block_on(stack.control.create_project_on(&p, shard)).unwrap());
             assert!(block_on(stack.reference.create_project(&p)).unwrap());
+            // Named in its shard's directory, as the admin API does at creation.
+            let ensure = [Write::EnsureProject { slug, now_ms: T0 }];
+            block_on(stack.shards[shard as usize].commit(&ensure)).unwrap();
         }
         stack
     }
@@ -199,6 +203,28 @@ impl Stack {
                 + by_slug("dirty_periods")
         })
     }
+}
+
+/// Fails with the first line that differs between two [`reads`], around where they part.
+fn assert_same_reads(moved: &str, reference: &str, context: &str) {
+    for (a, b) in moved.lines().zip(reference.lines()) {
+        if a != b {
+            let at = a
+                .bytes()
+                .zip(b.bytes())
+                .position(|(x, y)| x != y)
+                .unwrap_or(a.len().min(b.len()));
+            let from = at.saturating_sub(300);
+            let near = |s: &str| s.get(from..(at + 300).min(s.len())).unwrap_or("").to_owned();
+            panic!(
+                "{context}: reads differ in {:?}\nmoved:     …{}…\nreference: …{}…",
+                a.split(' ').next().unwrap_or(""),
+                near(a),
+                near(b)
+            );
+        }
+    }
+    assert_eq!(moved.lines().count(), reference.lines().count(), "{context}");
 }
 
 /// Everything the read API answers of `project` over the last 40 days at `now_ms`,
@@ -332,25 +358,25 @@ fn a_project_moves_under_concurrent_events_and_reads_as_if_it_never_had() {
         if phases.last() != Some(&last.phase) {
             phases.push(last.phase);
         }
-        assert!(last.progress.queries > 0);
         stack.cron(now, false);
         // Reads are right at every moment: wherever the project is read from now.
         let router = stack.router(now);
         let placed = block_on(stack.control.project_shards(&["m"])).unwrap()["m"];
-        assert_eq!(
-            reads(&router, "m", now),
-            reads(&stack.reference, "m", now),
-            "run {runs}, {:?}, placed {placed:?}",
-            last.phase
+        assert_same_reads(
+            &reads(&router, "m", now),
+            &reads(&stack.reference, "m", now),
+            &format!("run {runs}, {:?}, placed {placed:?}", last.phase),
         );
     }
     assert!(failed_once, "the copy went through the failure");
+    println!("{runs} runs, {:?}", last.progress);
+    // Verification may pass in the run that ends the copy.
+    phases.retain(|p| *p != Phase::Verifying);
     assert_eq!(
         phases,
         [
             Phase::Starting,
             Phase::Copying,
-            Phase::Verifying,
             Phase::Switched,
             Phase::Draining,
             Phase::Deleting,
@@ -362,6 +388,7 @@ fn a_project_moves_under_concurrent_events_and_reads_as_if_it_never_had() {
         "the budget spread the copy over many runs: {:?}",
         last.progress
     );
+    assert!(last.progress.queries > 0, "{:?}", last.progress);
     assert!(last.progress.raw_copied > 0, "{:?}", last.progress);
     assert!(last.progress.replayed_new > 0, "{:?}", last.progress);
     assert!(last.progress.rollup_rows > 0, "{:?}", last.progress);
@@ -379,10 +406,10 @@ fn a_project_moves_under_concurrent_events_and_reads_as_if_it_never_had() {
     assert_eq!(stack.rows_of(0, "far"), 0);
     let router = stack.router(now);
     for slug in ["m", "other", "far"] {
-        assert_eq!(
-            reads(&router, slug, now),
-            reads(&stack.reference, slug, now),
-            "{slug}"
+        assert_same_reads(
+            &reads(&router, slug, now),
+            &reads(&stack.reference, slug, now),
+            slug,
         );
     }
     // Exactly once: every event the moving project was sent is stored once on its shard.
@@ -464,8 +491,9 @@ fn a_move_whose_copy_never_matches_fails_and_deletes_its_copy() {
     assert_eq!((placed.shard, placed.also), (0, None), "placement unchanged");
     assert_eq!(stack.rows_of(1, "m"), 0, "the copy is deleted");
     assert!(stack.rows_of(0, "m") > 0, "the project stays whole where it was");
-    assert_eq!(
-        reads(&stack.router(now), "m", now),
-        reads(&stack.reference, "m", now)
+    assert_same_reads(
+        &reads(&stack.router(now), "m", now),
+        &reads(&stack.reference, "m", now),
+        "after the failed move",
     );
 }
