@@ -157,7 +157,10 @@ fn a_project_moves_to_another_shard_under_load_and_every_read_stays_right() {
             break;
         }
         assert_ne!(phase, "failed", "{m}");
-        assert!(Instant::now() < deadline, "the move is done within 5 minutes: {m}");
+        assert!(
+            Instant::now() < deadline,
+            "the move is done within 5 minutes: {m}"
+        );
 
         let o = overview(&p);
         let after = accepted.load(Ordering::SeqCst);

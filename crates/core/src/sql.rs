@@ -1165,7 +1165,10 @@ VALUES (?1, ?2, ?3, 'starting', ?4, ?4, ?5)";
 pub const RUNNING_MOVES: &str = concat!(move_columns!(), "WHERE finished_at IS NULL ORDER BY id");
 
 /// The latest move of project `?1`.
-pub const LATEST_MOVE: &str = concat!(move_columns!(), "WHERE project = ?1 ORDER BY id DESC LIMIT 1");
+pub const LATEST_MOVE: &str = concat!(
+    move_columns!(),
+    "WHERE project = ?1 ORDER BY id DESC LIMIT 1"
+);
 
 /// Stores a move's (`?1`) phase `?2` since `?3`, its stage `?4`, cursor `?5`, progress
 /// `?6`, mismatches `?7`, error `?8` and finish `?9`, if it is still in phase `?10` at

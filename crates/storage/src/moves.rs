@@ -213,7 +213,9 @@ pub enum Started {
     Started(Move),
     UnknownProject,
     /// The shard is not bound (`bound` shards are).
-    UnknownShard { bound: u32 },
+    UnknownShard {
+        bound: u32,
+    },
     AlreadyThere,
     /// A move of the project is running.
     Running(Move),
@@ -273,7 +275,9 @@ pub async fn start<E: Executor>(
     match latest(control, project).await? {
         Some(m) if ours => Ok(Started::Started(m)),
         Some(m) => Ok(Started::Running(m)),
-        None => Err(Error::Database("a move recorded cannot be read back".into())),
+        None => Err(Error::Database(
+            "a move recorded cannot be read back".into(),
+        )),
     }
 }
 
@@ -556,7 +560,9 @@ impl<E: Executor> Stepper<'_, E> {
                 // Another run stepped it meanwhile: leave it to that one.
                 return Ok(());
             }
-            last_cost = (self.budget.queries - self.left()).saturating_sub(before).max(1);
+            last_cost = (self.budget.queries - self.left())
+                .saturating_sub(before)
+                .max(1);
         }
     }
 
@@ -567,7 +573,12 @@ impl<E: Executor> Stepper<'_, E> {
         let project = self.mv.project.clone();
         let groups: Vec<Vec<Statement>> = DELETE_STATEMENTS
             .iter()
-            .map(|sql| vec![Statement::new(*sql, vec![project.as_str().into(), limit.into()])])
+            .map(|sql| {
+                vec![Statement::new(
+                    sql,
+                    vec![project.as_str().into(), limit.into()],
+                )]
+            })
             .collect();
         let changed = if from_old {
             self.from.batch(groups).await?
@@ -735,7 +746,8 @@ impl<E: Executor> Stepper<'_, E> {
                         vec![project.into(), cursor.as_str().into(), rows.into()],
                     )
                     .await?;
-                self.put_json(sql::MOVE_PUT_ERASURES, project, &page).await?;
+                self.put_json(sql::MOVE_PUT_ERASURES, project, &page)
+                    .await?;
                 next.progress.other_rows += page.len() as u64;
                 if let Some(last) = page.last() {
                     next.cursor.clone_from(&last.id);
@@ -747,11 +759,16 @@ impl<E: Executor> Stepper<'_, E> {
                 true
             }
             other => {
-                return Err(Error::Database(format!("a move at an unknown stage {other:?}")));
+                return Err(Error::Database(format!(
+                    "a move at an unknown stage {other:?}"
+                )));
             }
         };
         if done_with_stage {
-            let at = STAGES.iter().position(|s| *s == stage).unwrap_or(STAGES.len());
+            let at = STAGES
+                .iter()
+                .position(|s| *s == stage)
+                .unwrap_or(STAGES.len());
             match STAGES.get(at + 1) {
                 Some(following) => {
                     next.stage = (*following).to_owned();
@@ -885,11 +902,7 @@ async fn sums<E: Executor>(store: &E, project: &str, cut: i64) -> Result<(i64, V
     let raw: Vec<RawCount> = store
         .query(
             sql::COUNT_EVENTS,
-            vec![
-                project.into(),
-                0_i64.into(),
-                END_OF_TIME.into(),
-            ],
+            vec![project.into(), 0_i64.into(), END_OF_TIME.into()],
         )
         .await?;
     Ok((raw.first().map_or(0, |r| r.events), sums))
@@ -898,7 +911,10 @@ async fn sums<E: Executor>(store: &E, project: &str, cut: i64) -> Result<(i64, V
 /// What differs between the two shards' sums, for the move's error.
 fn mismatch(old: &(i64, Vec<Sum>), new: &(i64, Vec<Sum>)) -> String {
     if old.0 != new.0 {
-        return format!("{} raw events on the old shard, {} on the new", old.0, new.0);
+        return format!(
+            "{} raw events on the old shard, {} on the new",
+            old.0, new.0
+        );
     }
     let index = |sums: &[Sum]| -> BTreeMap<(String, String), (i64, i64)> {
         sums.iter()

@@ -380,8 +380,7 @@ pub async fn store_messages_on_shards<E: Executor>(
                     consumed.stored.received += part.stored.received;
                     consumed.stored.new += part.stored.new;
                     consumed.stored.rollup_rows += part.stored.rollup_rows;
-                    consumed.stored.attempts =
-                        consumed.stored.attempts.max(part.stored.attempts);
+                    consumed.stored.attempts = consumed.stored.attempts.max(part.stored.attempts);
                     part.outcomes
                 }
                 None => {

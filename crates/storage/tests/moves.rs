@@ -53,7 +53,7 @@ fn event(project: &str, i: u64, timestamp: i64) -> Event {
         "country": country,
         "duration_ms": (i % 17) as f64 * 3.5,
     });
-    if i % 13 == 0 {
+    if i.is_multiple_of(13) {
         raw["status"] = json!(500);
         raw["error_class"] = json!(format!("E{}", i % 3));
         raw["error_message"] = json!(format!("failed at {i}"));
@@ -215,7 +215,11 @@ fn assert_same_reads(moved: &str, reference: &str, context: &str) {
                 .position(|(x, y)| x != y)
                 .unwrap_or(a.len().min(b.len()));
             let from = at.saturating_sub(300);
-            let near = |s: &str| s.get(from..(at + 300).min(s.len())).unwrap_or("").to_owned();
+            let near = |s: &str| {
+                s.get(from..(at + 300).min(s.len()))
+                    .unwrap_or("")
+                    .to_owned()
+            };
             panic!(
                 "{context}: reads differ in {:?}\nmoved:     …{}…\nreference: …{}…",
                 a.split(' ').next().unwrap_or(""),
@@ -224,7 +228,11 @@ fn assert_same_reads(moved: &str, reference: &str, context: &str) {
             );
         }
     }
-    assert_eq!(moved.lines().count(), reference.lines().count(), "{context}");
+    assert_eq!(
+        moved.lines().count(),
+        reference.lines().count(),
+        "{context}"
+    );
 }
 
 /// Everything the read API answers of `project` over the last 40 days at `now_ms`,
@@ -245,8 +253,14 @@ fn reads<S: Executor>(store: &S, project: &str, now_ms: i64) -> String {
         None,
     ))
     .unwrap();
-    let sessions =
-        block_on(sessions::session_stats(store, project, from, to, Interval::Day)).unwrap();
+    let sessions = block_on(sessions::session_stats(
+        store,
+        project,
+        from,
+        to,
+        Interval::Day,
+    ))
+    .unwrap();
     let counts = block_on(store.count_events(project, from, to)).unwrap();
     let exported = block_on(pipeline::all_events_between(store, project, from, to)).unwrap();
     let mut ids: Vec<&str> = exported.iter().map(|e| e.event_id.as_str()).collect();
@@ -280,8 +294,10 @@ fn a_project_moves_under_concurrent_events_and_reads_as_if_it_never_had() {
     stack.deliver(&history, T0);
     stack.cron(T0, true);
     let purged = stack.shards[0].with_connection(|c| {
-        c.query_row("SELECT count(*) FROM raw_events", [], |r| r.get::<_, i64>(0))
-            .unwrap()
+        c.query_row("SELECT count(*) FROM raw_events", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap()
     });
     assert!(
         purged < 460,
@@ -294,7 +310,10 @@ fn a_project_moves_under_concurrent_events_and_reads_as_if_it_never_had() {
     let Started::Started(first) = started else {
         panic!("not started: {started:?}")
     };
-    assert_eq!((first.phase, first.from_shard, first.to_shard), (Phase::Starting, 0, 1));
+    assert_eq!(
+        (first.phase, first.from_shard, first.to_shard),
+        (Phase::Starting, 0, 1)
+    );
     assert_eq!(
         block_on(moves::start(&stack.control, 2, "m", 1, start)).unwrap(),
         Started::Running(first.clone()),
@@ -316,7 +335,7 @@ fn a_project_moves_under_concurrent_events_and_reads_as_if_it_never_had() {
     let mut now = start;
     let mut next_id = 1000;
     let mut phases = vec![Phase::Starting];
-    let mut runs = 0;
+    let mut runs: u32 = 0;
     let mut failed_once = false;
     let mut last = first;
     while last.phase != Phase::Done {
@@ -331,29 +350,52 @@ fn a_project_moves_under_concurrent_events_and_reads_as_if_it_never_had() {
         fresh.push(event("m", next_id + 6, now - 6 * DAY_MS - 14 * HOUR_MS));
         let batch = [
             message(fresh, vec![]),
-            message(events("other", next_id + 50_000, 2, now - HOUR_MS, now), vec![]),
-            message(events("far", next_id + 60_000, 2, now - HOUR_MS, now), vec![]),
+            message(
+                events("other", next_id + 50_000, 2, now - HOUR_MS, now),
+                vec![],
+            ),
+            message(
+                events("far", next_id + 60_000, 2, now - HOUR_MS, now),
+                vec![],
+            ),
         ];
         next_id += 7;
         stack.deliver(&batch, now);
-        if runs % 3 == 0 {
+        if runs.is_multiple_of(3) {
             stack.deliver(&batch, now);
         }
         // A failure in the middle of the copy: the run records it and the next resumes.
         if last.phase == Phase::Copying && last.stage == "events" && !failed_once {
             failed_once = true;
             stack.shards[1].fail_commit_at(0);
-            let failed = block_on(moves::advance(&stack.control, &stack.shards, now, budget, PLACEMENT_TTL_MS))
-                .unwrap()
-                .remove(0);
-            assert!(failed.error.is_some(), "the failure is recorded: {failed:?}");
+            let failed = block_on(moves::advance(
+                &stack.control,
+                &stack.shards,
+                now,
+                budget,
+                PLACEMENT_TTL_MS,
+            ))
+            .unwrap()
+            .remove(0);
+            assert!(
+                failed.error.is_some(),
+                "the failure is recorded: {failed:?}"
+            );
             assert_eq!(failed.phase, Phase::Copying);
         }
-        let stepped = block_on(moves::advance(&stack.control, &stack.shards, now, budget, PLACEMENT_TTL_MS))
-            .unwrap();
+        let stepped = block_on(moves::advance(
+            &stack.control,
+            &stack.shards,
+            now,
+            budget,
+            PLACEMENT_TTL_MS,
+        ))
+        .unwrap();
         last = match stepped.into_iter().next() {
             Some(m) => m,
-            None => block_on(moves::latest(&stack.control, "m")).unwrap().unwrap(),
+            None => block_on(moves::latest(&stack.control, "m"))
+                .unwrap()
+                .unwrap(),
         };
         if phases.last() != Some(&last.phase) {
             phases.push(last.phase);
@@ -400,7 +442,11 @@ fn a_project_moves_under_concurrent_events_and_reads_as_if_it_never_had() {
         (1, None),
         "placed on the new shard, written there alone"
     );
-    assert_eq!(stack.rows_of(0, "m"), 0, "the old shard keeps nothing of it");
+    assert_eq!(
+        stack.rows_of(0, "m"),
+        0,
+        "the old shard keeps nothing of it"
+    );
     assert!(stack.rows_of(1, "m") > 0);
     assert_eq!(stack.rows_of(1, "other"), 0);
     assert_eq!(stack.rows_of(0, "far"), 0);
@@ -444,12 +490,8 @@ fn a_project_moves_under_concurrent_events_and_reads_as_if_it_never_had() {
 #[test]
 fn a_move_whose_copy_never_matches_fails_and_deletes_its_copy() {
     let stack = Stack::new();
-    stack.deliver(
-        &[message(events("m", 0, 40, T0 - DAY_MS, T0), vec![])],
-        T0,
-    );
-    let Started::Started(_) = block_on(moves::start(&stack.control, 2, "m", 1, T0)).unwrap()
-    else {
+    stack.deliver(&[message(events("m", 0, 40, T0 - DAY_MS, T0), vec![])], T0);
+    let Started::Started(_) = block_on(moves::start(&stack.control, 2, "m", 1, T0)).unwrap() else {
         panic!("not started")
     };
     let budget = MoveBudget {
@@ -468,11 +510,19 @@ fn a_move_whose_copy_never_matches_fails_and_deletes_its_copy() {
             )
             .unwrap();
         });
-        let stepped = block_on(moves::advance(&stack.control, &stack.shards, now, budget, PLACEMENT_TTL_MS))
-            .unwrap();
+        let stepped = block_on(moves::advance(
+            &stack.control,
+            &stack.shards,
+            now,
+            budget,
+            PLACEMENT_TTL_MS,
+        ))
+        .unwrap();
         let m = match stepped.into_iter().next() {
             Some(m) => m,
-            None => block_on(moves::latest(&stack.control, "m")).unwrap().unwrap(),
+            None => block_on(moves::latest(&stack.control, "m"))
+                .unwrap()
+                .unwrap(),
         };
         let done = m.finished_at.is_some();
         last = Some(m);
@@ -484,13 +534,23 @@ fn a_move_whose_copy_never_matches_fails_and_deletes_its_copy() {
     assert_eq!(last.phase, Phase::Failed, "{last:?}");
     assert!(last.finished_at.is_some(), "{last:?}");
     assert!(
-        last.error.as_deref().unwrap_or_default().contains("raw events"),
+        last.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("raw events"),
         "{last:?}"
     );
     let placed = block_on(stack.control.project_shards(&["m"])).unwrap()["m"];
-    assert_eq!((placed.shard, placed.also), (0, None), "placement unchanged");
+    assert_eq!(
+        (placed.shard, placed.also),
+        (0, None),
+        "placement unchanged"
+    );
     assert_eq!(stack.rows_of(1, "m"), 0, "the copy is deleted");
-    assert!(stack.rows_of(0, "m") > 0, "the project stays whole where it was");
+    assert!(
+        stack.rows_of(0, "m") > 0,
+        "the project stays whole where it was"
+    );
     assert_same_reads(
         &reads(&stack.router(now), "m", now),
         &reads(&stack.reference, "m", now),

@@ -291,7 +291,12 @@ fn wait_for_move(admin: &Admin, slug: &str, started: &serde_json::Value) -> Resu
             last = line;
         }
         match (m["phase"].as_str(), m["finished_at"].is_null()) {
-            (Some("done"), _) => return Ok(format!("Project {slug} lives on shard {} now.\n", m["to_shard"])),
+            (Some("done"), _) => {
+                return Ok(format!(
+                    "Project {slug} lives on shard {} now.\n",
+                    m["to_shard"]
+                ));
+            }
             (Some("failed"), false) => bail!(
                 "the move of {slug} failed and its copy is deleted; {slug} stays on shard {}: {}",
                 m["from_shard"],

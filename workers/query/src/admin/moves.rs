@@ -45,7 +45,12 @@ pub fn to_json(m: &Move) -> Value {
 ///
 /// 400 `invalid_move` or `unknown_shard`, 404 `unknown_project`, 409 `already_there`
 /// or `move_running` (with the running move).
-pub async fn start(store: &Store, slug: &str, body: &[u8], now_ms: i64) -> Result<Response, ApiError> {
+pub async fn start(
+    store: &Store,
+    slug: &str,
+    body: &[u8],
+    now_ms: i64,
+) -> Result<Response, ApiError> {
     let to = parse(body)?;
     existing(store, slug).await?;
     let bound = u32::try_from(store.shards.len()).unwrap_or(u32::MAX);
