@@ -99,7 +99,9 @@ fn a_project_moves_to_another_shard_under_load_and_every_read_stays_right() {
         fixed.json
     );
 
-    // Events go on arriving all through the move; `accepted` counts those ingest took.
+    // Events go on arriving all through the move. `accepted` counts the events sent so
+    // far, counted as a batch is sent: ingest accepts (and the consumer may count) a
+    // batch before its answer is back, and every batch is accepted (202, checked).
     let accepted = Arc::new(AtomicU64::new(40));
     let stop = Arc::new(AtomicBool::new(false));
     let sender = {
@@ -107,10 +109,10 @@ fn a_project_moves_to_another_shard_under_load_and_every_read_stays_right() {
         std::thread::spawn(move || {
             let mut next = 40;
             while !stop.load(Ordering::SeqCst) {
+                accepted.fetch_add(u64::from(BATCH), Ordering::SeqCst);
                 let a = send_events(&p, &events(&p.slug, run, next, BATCH));
                 assert_eq!(a.status, 202, "{}", a.json);
                 next += BATCH;
-                accepted.fetch_add(u64::from(BATCH), Ordering::SeqCst);
                 std::thread::sleep(PAUSE);
             }
             next
