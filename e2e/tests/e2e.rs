@@ -21,6 +21,7 @@ mod ingest;
 mod keyless;
 mod layout;
 mod middleware;
+mod moves;
 mod openapi;
 mod pipeline;
 mod projects;

@@ -175,6 +175,10 @@ fn parse_node_summary(text: &str) -> Option<(u64, u64)> {
     Some((count("pass ")?, count("fail ")?))
 }
 
+/// How long the end-to-end stack's workers keep a project's placement, and so how long
+/// each wait of a move between shards lasts there.
+const E2E_PLACEMENT_TTL_MS: u64 = 5_000;
+
 /// The raw events one filtered read may scan on the end-to-end stack; e2e's
 /// `filters.rs` reads it as `TALLY_FILTER_ROW_BUDGET`.
 const E2E_FILTER_ROW_BUDGET: u64 = 1_500;
@@ -213,6 +217,9 @@ fn end_to_end(tally: &mut Tally, tests: Option<E2e<'_>>, with_schemathesis: bool
         // Small enough that a test's few thousand events are past it and answered from
         // a sample (e2e/tests/filters.rs), the path production takes past 200,000.
         query_vars: vec![("FILTER_ROW_BUDGET", E2E_FILTER_ROW_BUDGET.to_string())],
+        // Placements kept for 5 s rather than a minute, in both workers alike, so that a
+        // move's three waits (e2e/tests/moves.rs) take seconds.
+        shared_vars: vec![("PLACEMENT_TTL_MS", E2E_PLACEMENT_TTL_MS.to_string())],
     })
     .context("the local stack for the end-to-end tests did not start")?;
 

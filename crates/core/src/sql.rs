@@ -202,14 +202,17 @@ LIMIT ?6";
 pub const ENSURE_PROJECT: &str = "\
 INSERT INTO projects (slug, created_at) VALUES (?1, ?2) ON CONFLICT (slug) DO NOTHING";
 
-/// Every project placed on shard `?1`, with its retention (read in the control
-/// database, which holds the placement and the settings).
+/// Every project placed on shard `?1` and not moving, with its retention (read in the
+/// control database, which holds the placement and the settings). A moving project
+/// (`also_shard` set) is left out of the shards' purges until its move stops writing
+/// twice: the move replays its raw events, which must not expire meanwhile.
 pub const PROJECTS: &str = "\
-SELECT slug, retention_days FROM projects WHERE shard = ?1 ORDER BY slug";
+SELECT slug, retention_days FROM projects WHERE shard = ?1 AND also_shard IS NULL ORDER BY slug";
 
-/// The shard of each project of a JSON array of slugs (`?1`) that exists.
+/// The shard of each project of a JSON array of slugs (`?1`) that exists, and the shard
+/// its events are also written on while it moves (NULL otherwise).
 pub const PROJECT_SHARDS: &str = "\
-SELECT slug, shard FROM projects WHERE slug IN (SELECT value FROM json_each(?1))";
+SELECT slug, shard, also_shard FROM projects WHERE slug IN (SELECT value FROM json_each(?1))";
 
 /// How many projects each shard holds (shards without one are left out).
 pub const PROJECTS_PER_SHARD: &str = "\
@@ -1166,3 +1169,269 @@ WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND name = ?6
 ORDER BY raw_events.timestamp, raw_events.event_id
 LIMIT ?7"
 );
+
+// Moving a project between data shards (issue 16, phase 2): the control database's
+// record of each move, and the pages a move copies from one shard to another and
+// deletes from the shard it leaves. Every page is keyset-paged on its table's primary
+// key and bounded by a `LIMIT`, so a run's work is bounded whatever the project's size.
+
+/// The columns a move is read with, and the table.
+macro_rules! move_columns {
+    () => {
+        "SELECT id, project, from_shard, to_shard, phase, started_at, phase_at, cut, stage,
+       cursor, progress, mismatches, error, finished_at
+FROM project_moves "
+    };
+}
+
+/// Records a move of project `?1` from shard `?2` to shard `?3` starting at `?4` with
+/// cut `?5`; the unique index on unfinished moves refuses a second one.
+pub const INSERT_MOVE: &str = "\
+INSERT INTO project_moves (project, from_shard, to_shard, phase, started_at, phase_at, cut)
+VALUES (?1, ?2, ?3, 'starting', ?4, ?4, ?5)";
+
+/// Every move not finished, oldest first.
+pub const RUNNING_MOVES: &str = concat!(move_columns!(), "WHERE finished_at IS NULL ORDER BY id");
+
+/// The latest move of project `?1`.
+pub const LATEST_MOVE: &str = concat!(
+    move_columns!(),
+    "WHERE project = ?1 ORDER BY id DESC LIMIT 1"
+);
+
+/// Stores a move's (`?1`) phase `?2` since `?3`, its stage `?4`, cursor `?5`, progress
+/// `?6`, mismatches `?7`, error `?8` and finish `?9`, if it is still in phase `?10` at
+/// stage `?11` and cursor `?12` (so two overlapping runs cannot both step it).
+pub const UPDATE_MOVE: &str = "\
+UPDATE project_moves
+SET phase = ?2, phase_at = ?3, stage = ?4, cursor = ?5, progress = ?6, mismatches = ?7,
+    error = ?8, finished_at = ?9
+WHERE id = ?1 AND phase = ?10 AND stage = ?11 AND cursor = ?12";
+
+/// Places project `?1` on shard `?2`, its events also written on shard `?3` (NULL: none).
+pub const SET_PLACEMENT: &str = "\
+UPDATE projects SET shard = ?2, also_shard = ?3 WHERE slug = ?1";
+
+/// A page of project `?1`'s rollup rows of periods that end by the cut (hours and days
+/// starting before `?2`, months before `?3`), after `(?4, ?5, ?6, ?7)` in key order, at
+/// most `?8`. Minute rows are left out: the replay of recent events writes them.
+pub const MOVE_ROLLUPS_PAGE: &str = "\
+SELECT period, start, dimension, value, count, errors, bytes, duration_sum_us,
+       hex(durations) AS durations, hex(users) AS users, hex(instances) AS instances, revenue
+FROM rollups
+WHERE project = ?1 AND period IN ('day', 'hour', 'month')
+  AND start < CASE period WHEN 'month' THEN ?3 ELSE ?2 END
+  AND (period, start, dimension, value) > (?4, ?5, ?6, ?7)
+ORDER BY period, start, dimension, value
+LIMIT ?8";
+
+/// Writes a JSON array (`?2`) of rollup rows of project `?1` as [`MOVE_ROLLUPS_PAGE`]
+/// reads them, whatever is stored; a row stored already gets a new version, so a
+/// consumer that read it before cannot overwrite it.
+pub const MOVE_PUT_ROLLUPS: &str = "\
+INSERT INTO rollups (project, period, start, dimension, value, count, errors, bytes,
+                     duration_sum_us, durations, users, instances, revenue, version)
+SELECT ?1, r.value ->> '$.period', r.value ->> '$.start', r.value ->> '$.dimension',
+       r.value ->> '$.value', r.value ->> '$.count', r.value ->> '$.errors',
+       r.value ->> '$.bytes', r.value ->> '$.duration_sum_us',
+       unhex(r.value ->> '$.durations'), unhex(r.value ->> '$.users'),
+       unhex(r.value ->> '$.instances'), r.value ->> '$.revenue', 1
+FROM json_each(?2) AS r
+WHERE true
+ON CONFLICT (project, period, start, dimension, value) DO UPDATE SET
+    count = excluded.count, errors = excluded.errors, bytes = excluded.bytes,
+    duration_sum_us = excluded.duration_sum_us, durations = excluded.durations,
+    users = excluded.users, instances = excluded.instances, revenue = excluded.revenue,
+    version = version + 1";
+
+/// Copies a JSON array of [`crate::Event`]s (`?1`) into `raw_events` as rows only (their
+/// rollups are copied as rows); ones stored already are left as they are.
+pub const MOVE_INSERT_RAW_EVENTS: &str = "\
+INSERT INTO raw_events (
+    project_id, event_id, timestamp, name, method, route, status, duration_us, error_class,
+    error_message, instance, user, session, version, colo, country, source, medium,
+    campaign, item, variant, bytes, metadata, term, content)
+SELECT
+    p.id, unhex(replace(e.value ->> '$.event_id', '-', '')),
+    e.value ->> '$.timestamp', e.value ->> '$.name', e.value ->> '$.method',
+    e.value ->> '$.route', e.value ->> '$.status',
+    CAST(round((e.value ->> '$.duration_ms') * 1000) AS INTEGER),
+    e.value ->> '$.error_class', e.value ->> '$.error_message',
+    unhex(substr(e.value ->> '$.instance', 1, 16)), unhex(substr(e.value ->> '$.user', 1, 16)),
+    unhex(substr(e.value ->> '$.session', 1, 16)), e.value ->> '$.version',
+    e.value ->> '$.colo', e.value ->> '$.country', e.value ->> '$.source',
+    e.value ->> '$.medium', e.value ->> '$.campaign', e.value ->> '$.item',
+    e.value ->> '$.variant', e.value ->> '$.bytes', e.value -> '$.metadata',
+    e.value ->> '$.term', e.value ->> '$.content'
+FROM json_each(?1) AS e
+JOIN projects AS p ON p.slug = e.value ->> '$.project'
+WHERE true
+ON CONFLICT (project_id, event_id) DO NOTHING";
+
+/// Copies the session marks among a JSON array of [`crate::Event`]s (`?1`) as
+/// [`INSERT_SESSION_EVENTS`] does, ones stored already left as they are, without marking
+/// their days (their session days are copied as rows).
+pub const MOVE_INSERT_SESSION_EVENTS: &str = "\
+INSERT INTO session_events (project_id, timestamp, event_id, user, is_start)
+SELECT p.id, e.value ->> '$.timestamp', unhex(replace(e.value ->> '$.event_id', '-', '')),
+       unhex(substr(e.value ->> '$.user', 1, 16)), (e.value ->> '$.name') = p.session_start
+FROM json_each(?1) AS e
+JOIN projects AS p ON p.slug = e.value ->> '$.project'
+WHERE e.value ->> '$.user' IS NOT NULL
+  AND (e.value ->> '$.name') IN (p.session_start, p.session_stop)
+ON CONFLICT (project_id, timestamp, event_id) DO NOTHING";
+
+/// A page of project `?1`'s stored session days before `?2`, after day `?3`, at most `?4`.
+pub const MOVE_SESSION_DAYS_PAGE: &str = "\
+SELECT day, sessions, total_ms FROM session_days
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND day < ?2 AND day > ?3
+ORDER BY day
+LIMIT ?4";
+
+/// Writes a JSON array (`?2`) of session days of project `?1`, whatever is stored.
+pub const MOVE_PUT_SESSION_DAYS: &str = "\
+INSERT INTO session_days (project_id, day, sessions, total_ms)
+SELECT p.id, d.value ->> '$.day', d.value ->> '$.sessions', d.value ->> '$.total_ms'
+FROM json_each(?2) AS d JOIN projects AS p ON p.slug = ?1
+WHERE true
+ON CONFLICT (project_id, day) DO UPDATE
+SET sessions = excluded.sessions, total_ms = excluded.total_ms";
+
+/// Marks the session days of a JSON array (`?2`) of project `?1` as needing a roll.
+pub const MOVE_MARK_SESSION_DAYS: &str = "\
+INSERT INTO session_days_dirty (project_id, day, generation)
+SELECT p.id, d.value, 1 FROM json_each(?2) AS d JOIN projects AS p ON p.slug = ?1
+WHERE true
+ON CONFLICT (project_id, day) DO UPDATE SET generation = generation + 1";
+
+/// A page of project `?1`'s dropped-request records after the event id `?2` (hex), at
+/// most `?3`.
+pub const MOVE_DROPPED_PAGE: &str = "\
+SELECT lower(hex(event_id)) AS event_id, timestamp, reason FROM dropped_events
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND event_id > unhex(?2)
+ORDER BY event_id
+LIMIT ?3";
+
+/// Copies a JSON array (`?2`) of dropped-request records of project `?1`; ones recorded
+/// already are left as they are.
+pub const MOVE_PUT_DROPPED: &str = "\
+INSERT INTO dropped_events (project_id, event_id, timestamp, reason)
+SELECT p.id, unhex(d.value ->> '$.event_id'), d.value ->> '$.timestamp', d.value ->> '$.reason'
+FROM json_each(?2) AS d JOIN projects AS p ON p.slug = ?1
+WHERE true
+ON CONFLICT (project_id, event_id) DO NOTHING";
+
+/// A page of project `?1`'s last error messages after the class `?2`, at most `?3`.
+pub const MOVE_ERROR_MESSAGES_PAGE: &str = "\
+SELECT error_class, timestamp, message FROM error_messages
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND error_class > ?2
+ORDER BY error_class
+LIMIT ?3";
+
+/// Copies a JSON array (`?2`) of last error messages of project `?1`, keeping the later
+/// one of each class as [`KEEP_ERROR_MESSAGES`] does.
+pub const MOVE_PUT_ERROR_MESSAGES: &str = "\
+INSERT INTO error_messages (project_id, error_class, timestamp, message)
+SELECT p.id, m.value ->> '$.error_class', m.value ->> '$.timestamp', m.value ->> '$.message'
+FROM json_each(?2) AS m JOIN projects AS p ON p.slug = ?1
+WHERE true
+ON CONFLICT (project_id, error_class) DO UPDATE SET
+    timestamp = excluded.timestamp, message = excluded.message
+WHERE excluded.timestamp > error_messages.timestamp
+   OR (excluded.timestamp = error_messages.timestamp
+       AND excluded.message > error_messages.message)";
+
+/// A page of project `?1`'s erasure requests after the id `?2`, at most `?3`.
+pub const MOVE_ERASURES_PAGE: &str = "\
+SELECT e.id, e.user, e.requested_at, e.marks_done, hex(e.cursor) AS cursor, e.raw_deleted,
+       e.marks_deleted, e.done_at
+FROM erasures AS e
+WHERE e.project_id = (SELECT id FROM projects WHERE slug = ?1) AND e.id > ?2
+ORDER BY e.id
+LIMIT ?3";
+
+/// Copies a JSON array (`?2`) of erasure requests of project `?1`. One not done starts
+/// its walk again (marks and cursor reset): events it had passed may have been copied
+/// before it erased them.
+pub const MOVE_PUT_ERASURES: &str = "\
+INSERT INTO erasures (id, project_id, user, requested_at, marks_done, cursor, raw_deleted,
+                      marks_deleted, done_at)
+SELECT e.value ->> '$.id', p.id, e.value ->> '$.user', e.value ->> '$.requested_at',
+       CASE WHEN e.value ->> '$.done_at' IS NULL THEN 0 ELSE e.value ->> '$.marks_done' END,
+       CASE WHEN e.value ->> '$.done_at' IS NULL THEN x'' ELSE unhex(e.value ->> '$.cursor') END,
+       e.value ->> '$.raw_deleted', e.value ->> '$.marks_deleted', e.value ->> '$.done_at'
+FROM json_each(?2) AS e JOIN projects AS p ON p.slug = ?1
+WHERE true
+ON CONFLICT (id) DO NOTHING";
+
+/// Project `?1`'s rollup rows per period and dimension: how many and the events they
+/// count, of hours, of the days starting before `?2` and of the months before `?3` (the
+/// rows copied as they are; later days and months are rolled on each shard from its
+/// hours, days every minute and months every hour).
+pub const MOVE_ROLLUP_SUMS: &str = "\
+SELECT period, dimension, count(*) AS rows, sum(count) AS events FROM rollups
+WHERE project = ?1
+  AND (period = 'hour' OR (period = 'day' AND start < ?2) OR (period = 'month' AND start < ?3))
+GROUP BY period, dimension
+ORDER BY period, dimension";
+
+/// Deletes up to `?2` raw events of project `?1` (a move's deletion from a shard).
+pub const MOVE_DELETE_RAW_EVENTS: &str = "\
+DELETE FROM raw_events
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND event_id IN (
+    SELECT event_id FROM raw_events
+    WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) LIMIT ?2)";
+
+/// Deletes up to `?2` rollup rows of project `?1`, minute rows included.
+pub const MOVE_DELETE_ROLLUPS: &str = "\
+DELETE FROM rollups
+WHERE project = ?1 AND (period, start, dimension, value) IN (
+    SELECT period, start, dimension, value FROM rollups WHERE project = ?1 LIMIT ?2)";
+
+/// Deletes up to `?2` session marks of project `?1`.
+pub const MOVE_DELETE_SESSION_EVENTS: &str = "\
+DELETE FROM session_events
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND (timestamp, event_id) IN (
+    SELECT timestamp, event_id FROM session_events
+    WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) LIMIT ?2)";
+
+/// Deletes up to `?2` stored session days of project `?1`.
+pub const MOVE_DELETE_SESSION_DAYS: &str = "\
+DELETE FROM session_days
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND day IN (
+    SELECT day FROM session_days
+    WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) LIMIT ?2)";
+
+/// Deletes up to `?2` session days marked dirty of project `?1`.
+pub const MOVE_DELETE_DIRTY_SESSION_DAYS: &str = "\
+DELETE FROM session_days_dirty
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND day IN (
+    SELECT day FROM session_days_dirty
+    WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) LIMIT ?2)";
+
+/// Deletes up to `?2` dirty periods of project `?1`.
+pub const MOVE_DELETE_DIRTY_PERIODS: &str = "\
+DELETE FROM dirty_periods
+WHERE project = ?1 AND (period, start) IN (
+    SELECT period, start FROM dirty_periods WHERE project = ?1 LIMIT ?2)";
+
+/// Deletes up to `?2` last error messages of project `?1`.
+pub const MOVE_DELETE_ERROR_MESSAGES: &str = "\
+DELETE FROM error_messages
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND error_class IN (
+    SELECT error_class FROM error_messages
+    WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) LIMIT ?2)";
+
+/// Deletes up to `?2` dropped-request records of project `?1`.
+pub const MOVE_DELETE_DROPPED: &str = "\
+DELETE FROM dropped_events
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND event_id IN (
+    SELECT event_id FROM dropped_events
+    WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) LIMIT ?2)";
+
+/// Deletes up to `?2` erasure requests of project `?1`.
+pub const MOVE_DELETE_ERASURES: &str = "\
+DELETE FROM erasures
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND id IN (
+    SELECT id FROM erasures
+    WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) LIMIT ?2)";

@@ -44,6 +44,7 @@ pub mod exec;
 pub mod filtered;
 pub mod funnels;
 pub mod memory;
+pub mod moves;
 pub mod pipeline;
 pub mod read;
 pub mod sessions;
@@ -143,6 +144,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0018_placement.sql",
         include_str!("../../../migrations/0018_placement.sql"),
+    ),
+    (
+        "0019_project_moves.sql",
+        include_str!("../../../migrations/0019_project_moves.sql"),
     ),
 ];
 
@@ -435,13 +440,16 @@ pub trait AdminStore {
     /// [`Error::Database`] when the write fails.
     async fn create_project_on(&self, project: &Project, shard: u32) -> Result<bool, Error>;
 
-    /// The shard of each of `slugs` that names a project (placement, in the control
-    /// database).
+    /// The placement of each of `slugs` that names a project (its shard, and the shard
+    /// its events are also written on while it moves; in the control database).
     ///
     /// # Errors
     ///
     /// [`Error::Database`] or [`Error::Decode`].
-    async fn project_shards(&self, slugs: &[&str]) -> Result<BTreeMap<String, u32>, Error>;
+    async fn project_shards(
+        &self,
+        slugs: &[&str],
+    ) -> Result<BTreeMap<String, shard::Placement>, Error>;
 
     /// How many projects each shard holds; shards without one are absent.
     ///

@@ -327,8 +327,13 @@ where
 /// practice, so it has one part); a shard that fails holds back only its own messages,
 /// which the caller retries, and every other shard's are stored.
 ///
-/// Exactly once still: all of a project's events go to its one shard, where
-/// [`store_events`] skips what is stored.
+/// A project that is moving (`crate::moves`) has a second shard: its events are
+/// committed there too, after they are on its own shard, and its messages are stored
+/// only when both are. Both commits skip what is stored, so a message retried after one
+/// of them failed counts once on each shard.
+///
+/// Exactly once still: all of a project's events go to its one shard (and to its one
+/// other while it moves), where [`store_events`] skips what is stored.
 pub async fn store_messages_on_shards<E: Executor>(
     control: &E,
     shards: &[E],
@@ -348,17 +353,70 @@ pub async fn store_messages_on_shards<E: Executor>(
         .collect();
     slugs.sort_unstable();
     slugs.dedup();
-    let placed = match placements.shards_of(control, &slugs, now_ms).await {
+    let placed = match placements.placements_of(control, &slugs, now_ms).await {
         Ok(placed) => placed,
         Err(e) => {
             consumed.outcomes = messages.iter().map(|_| Err(same(&e))).collect();
             return consumed;
         }
     };
-    let shard_of = |project: &str| placed.get(project).copied().unwrap_or(0);
-    // Each shard's parts, with the message each part came from.
+    let mut outcomes: Vec<Result<(), Error>> = messages.iter().map(|_| Ok(())).collect();
+    // The projects' own shards first, then the second shards of moving projects, for the
+    // messages whose first commit held.
+    let own = |project: &str| Some(placed.get(project).copied().unwrap_or_default().shard);
+    let also = |project: &str| placed.get(project).and_then(|p| p.also);
+    for shard_of in [&own as &dyn Fn(&str) -> Option<u32>, &also] {
+        let parts = parts_by_shard(messages, &outcomes, shard_of);
+        for (shard, (owners, group)) in parts {
+            let results = match shards.get(shard as usize) {
+                Some(data) => {
+                    let on_shard = OnShard {
+                        control,
+                        data,
+                        shard,
+                    };
+                    let part = store_messages(&on_shard, &group, now_ms).await;
+                    consumed.calls += part.calls;
+                    consumed.stored.received += part.stored.received;
+                    consumed.stored.new += part.stored.new;
+                    consumed.stored.rollup_rows += part.stored.rollup_rows;
+                    consumed.stored.attempts = consumed.stored.attempts.max(part.stored.attempts);
+                    part.outcomes
+                }
+                None => {
+                    let e = Error::Database(format!(
+                        "shard {shard} is placed but not bound ({} shards are); bind SHARD_{shard}",
+                        shards.len()
+                    ));
+                    group.iter().map(|_| Err(same(&e))).collect()
+                }
+            };
+            for (owner, result) in owners.into_iter().zip(results) {
+                if let Err(e) = result
+                    && outcomes[owner].is_ok()
+                {
+                    outcomes[owner] = Err(e);
+                }
+            }
+        }
+    }
+    consumed.outcomes = outcomes;
+    consumed
+}
+
+/// The parts of `messages` (those whose outcome is still good) per shard that
+/// `shard_of` gives their projects (`None`: no part), with the message each part came
+/// from.
+fn parts_by_shard(
+    messages: &[Message],
+    outcomes: &[Result<(), Error>],
+    shard_of: &dyn Fn(&str) -> Option<u32>,
+) -> BTreeMap<u32, (Vec<usize>, Vec<Message>)> {
     let mut parts: BTreeMap<u32, (Vec<usize>, Vec<Message>)> = BTreeMap::new();
     for (i, message) in messages.iter().enumerate() {
+        if outcomes[i].is_err() {
+            continue;
+        }
         let mut split: BTreeMap<u32, Message> = BTreeMap::new();
         let part = || Message {
             v: message.v,
@@ -366,18 +424,22 @@ pub async fn store_messages_on_shards<E: Executor>(
             dropped: Vec::new(),
         };
         for event in &message.events {
-            split
-                .entry(shard_of(&event.project))
-                .or_insert_with(part)
-                .events
-                .push(event.clone());
+            if let Some(shard) = shard_of(&event.project) {
+                split
+                    .entry(shard)
+                    .or_insert_with(part)
+                    .events
+                    .push(event.clone());
+            }
         }
         for dropped in &message.dropped {
-            split
-                .entry(shard_of(&dropped.project))
-                .or_insert_with(part)
-                .dropped
-                .push(dropped.clone());
+            if let Some(shard) = shard_of(&dropped.project) {
+                split
+                    .entry(shard)
+                    .or_insert_with(part)
+                    .dropped
+                    .push(dropped.clone());
+            }
         }
         for (shard, part) in split {
             let (owners, group) = parts.entry(shard).or_default();
@@ -385,41 +447,7 @@ pub async fn store_messages_on_shards<E: Executor>(
             group.push(part);
         }
     }
-    let mut outcomes: Vec<Result<(), Error>> = messages.iter().map(|_| Ok(())).collect();
-    for (shard, (owners, group)) in parts {
-        let results = match shards.get(shard as usize) {
-            Some(data) => {
-                let on_shard = OnShard {
-                    control,
-                    data,
-                    shard,
-                };
-                let part = store_messages(&on_shard, &group, now_ms).await;
-                consumed.calls += part.calls;
-                consumed.stored.received += part.stored.received;
-                consumed.stored.new += part.stored.new;
-                consumed.stored.rollup_rows += part.stored.rollup_rows;
-                consumed.stored.attempts = consumed.stored.attempts.max(part.stored.attempts);
-                part.outcomes
-            }
-            None => {
-                let e = Error::Database(format!(
-                    "shard {shard} is placed but not bound ({} shards are); bind SHARD_{shard}",
-                    shards.len()
-                ));
-                group.iter().map(|_| Err(same(&e))).collect()
-            }
-        };
-        for (owner, result) in owners.into_iter().zip(results) {
-            if let Err(e) = result
-                && outcomes[owner].is_ok()
-            {
-                outcomes[owner] = Err(e);
-            }
-        }
-    }
-    consumed.outcomes = outcomes;
-    consumed
+    parts
 }
 
 /// The same error again, for each message of a part that failed.

@@ -208,6 +208,37 @@ pub const ROLES: &[(&str, Role)] = &[
     (sql::DIGEST_RUNS_QUEUED, Control),
     (sql::DIGEST_RUN_ATTEMPTED, Control),
     (sql::DIGEST_RUN_FAILED, Control),
+    // Moving a project between shards: the move's record and placement in the control
+    // database, the pages it copies and deletes on the two shards (`moves.rs` runs each
+    // on the shard it means, through that shard's own executor).
+    (sql::INSERT_MOVE, Control),
+    (sql::RUNNING_MOVES, Control),
+    (sql::LATEST_MOVE, Control),
+    (sql::UPDATE_MOVE, Control),
+    (sql::SET_PLACEMENT, Control),
+    (sql::MOVE_ROLLUPS_PAGE, Data(Param(1))),
+    (sql::MOVE_PUT_ROLLUPS, Data(Param(1))),
+    (sql::MOVE_INSERT_RAW_EVENTS, Data(Json)),
+    (sql::MOVE_INSERT_SESSION_EVENTS, Data(Json)),
+    (sql::MOVE_SESSION_DAYS_PAGE, Data(Param(1))),
+    (sql::MOVE_PUT_SESSION_DAYS, Data(Param(1))),
+    (sql::MOVE_MARK_SESSION_DAYS, Data(Param(1))),
+    (sql::MOVE_DROPPED_PAGE, Data(Param(1))),
+    (sql::MOVE_PUT_DROPPED, Data(Param(1))),
+    (sql::MOVE_ERROR_MESSAGES_PAGE, Data(Param(1))),
+    (sql::MOVE_PUT_ERROR_MESSAGES, Data(Param(1))),
+    (sql::MOVE_ERASURES_PAGE, Data(Param(1))),
+    (sql::MOVE_PUT_ERASURES, Data(Param(1))),
+    (sql::MOVE_ROLLUP_SUMS, Data(Param(1))),
+    (sql::MOVE_DELETE_RAW_EVENTS, Data(Param(1))),
+    (sql::MOVE_DELETE_ROLLUPS, Data(Param(1))),
+    (sql::MOVE_DELETE_SESSION_EVENTS, Data(Param(1))),
+    (sql::MOVE_DELETE_SESSION_DAYS, Data(Param(1))),
+    (sql::MOVE_DELETE_DIRTY_SESSION_DAYS, Data(Param(1))),
+    (sql::MOVE_DELETE_DIRTY_PERIODS, Data(Param(1))),
+    (sql::MOVE_DELETE_ERROR_MESSAGES, Data(Param(1))),
+    (sql::MOVE_DELETE_DROPPED, Data(Param(1))),
+    (sql::MOVE_DELETE_ERASURES, Data(Param(1))),
 ];
 
 /// The role of a statement of `tally_core::sql`.
@@ -361,17 +392,37 @@ impl<E: Executor> Executor for OnShard<'_, E> {
     }
 }
 
-/// How long an isolate trusts a project's placement before reading it again. Placement
-/// changes only when a project moves (phase 2), which waits this long before deleting
-/// from the old shard.
+/// How long an isolate trusts a project's placement before reading it again. A move
+/// (`crate::moves`) waits at least this long after every change of placement before
+/// the step that relies on every isolate having seen it.
 pub const PLACEMENT_TTL_MS: i64 = 60_000;
 
+/// Where a project's data lives: its shard, and while it moves the other shard its
+/// events are also committed on (after `shard`, in a transaction of their own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+pub struct Placement {
+    pub shard: u32,
+    #[serde(rename = "also_shard")]
+    pub also: Option<u32>,
+}
+
 /// The placement of projects, read from the control database and kept for
-/// [`PLACEMENT_TTL_MS`]. One per isolate (share it with `Rc`); a project not found is
-/// not kept, so one created a moment later is found at once.
-#[derive(Debug, Default)]
+/// [`PLACEMENT_TTL_MS`] (or the TTL the worker sets, the same in every worker: moves
+/// wait it). One per isolate (share it with `Rc`); a project not found is not kept, so
+/// one created a moment later is found at once.
+#[derive(Debug)]
 pub struct Placements {
-    known: RefCell<HashMap<String, (u32, i64)>>,
+    known: RefCell<HashMap<String, (Placement, i64)>>,
+    ttl_ms: std::cell::Cell<i64>,
+}
+
+impl Default for Placements {
+    fn default() -> Self {
+        Self {
+            known: RefCell::default(),
+            ttl_ms: std::cell::Cell::new(PLACEMENT_TTL_MS),
+        }
+    }
 }
 
 /// Most placements kept per isolate: past it, the oldest half is forgotten.
@@ -382,7 +433,19 @@ impl Placements {
         Self::default()
     }
 
-    /// The shard of each of `slugs` at `now_ms`: from the cache, and the rest in one
+    /// Keeps placements for `ttl_ms` from now on. A worker sets what its
+    /// `PLACEMENT_TTL_MS` var says: the local stack's end-to-end tests shorten it, in
+    /// every worker alike, so that a move's waits (the same var) stay short.
+    pub fn set_ttl(&self, ttl_ms: i64) {
+        self.ttl_ms.set(ttl_ms);
+    }
+
+    /// How long placements are kept.
+    pub fn ttl_ms(&self) -> i64 {
+        self.ttl_ms.get()
+    }
+
+    /// The placement of each of `slugs` at `now_ms`: from the cache, and the rest in one
     /// read of `control`. Projects that do not exist are on shard 0 (whatever they read
     /// there is empty; the consumer's `EnsureProject` records such a project there, as
     /// a single database always did).
@@ -390,20 +453,20 @@ impl Placements {
     /// # Errors
     ///
     /// The control database's error.
-    pub async fn shards_of<E: Executor>(
+    pub async fn placements_of<E: Executor>(
         &self,
         control: &E,
         slugs: &[&str],
         now_ms: i64,
-    ) -> Result<BTreeMap<String, u32>, Error> {
+    ) -> Result<BTreeMap<String, Placement>, Error> {
         let mut found = BTreeMap::new();
         let mut missing = Vec::new();
         {
             let known = self.known.borrow();
             for slug in slugs {
                 match known.get(*slug) {
-                    Some(&(shard, at)) if now_ms - at < PLACEMENT_TTL_MS => {
-                        found.insert((*slug).to_owned(), shard);
+                    Some(&(placement, at)) if now_ms - at < self.ttl_ms.get() => {
+                        found.insert((*slug).to_owned(), placement);
                     }
                     _ => missing.push(*slug),
                 }
@@ -421,11 +484,11 @@ impl Placements {
                 known.retain(|_, (_, at)| *at > cut);
             }
             for slug in missing {
-                let shard = read.get(slug).copied();
-                if let Some(shard) = shard {
-                    known.insert(slug.to_owned(), (shard, now_ms));
+                let placement = read.get(slug).copied();
+                if let Some(placement) = placement {
+                    known.insert(slug.to_owned(), (placement, now_ms));
                 }
-                found.insert(slug.to_owned(), shard.unwrap_or(0));
+                found.insert(slug.to_owned(), placement.unwrap_or_default());
             }
         }
         Ok(found)
@@ -434,7 +497,7 @@ impl Placements {
     /// Reads the placements of those of `slugs` not known fresh at `now_ms`, in one
     /// query of `control`; returns the queries made (0 when all were known). A run over
     /// many projects calls it first, so that it costs one lookup and not one a project
-    /// (placements last [`PLACEMENT_TTL_MS`], about the time between two cron runs).
+    /// (placements last the TTL, about the time between two cron runs).
     ///
     /// # Errors
     ///
@@ -445,21 +508,36 @@ impl Placements {
         slugs: &[&str],
         now_ms: i64,
     ) -> Result<u32, Error> {
+        let ttl_ms = self.ttl_ms.get();
         let missing: Vec<&str> = {
             let known = self.known.borrow();
             slugs
                 .iter()
                 .copied()
-                .filter(|slug| {
-                    !matches!(known.get(*slug), Some(&(_, at)) if now_ms - at < PLACEMENT_TTL_MS)
-                })
+                .filter(|slug| !matches!(known.get(*slug), Some(&(_, at)) if now_ms - at < ttl_ms))
                 .collect()
         };
         if missing.is_empty() {
             return Ok(0);
         }
-        self.shards_of(control, &missing, now_ms).await?;
+        self.placements_of(control, &missing, now_ms).await?;
         Ok(1)
+    }
+
+    /// The shard of each of `slugs` (see [`Placements::placements_of`]): where it is
+    /// read.
+    ///
+    /// # Errors
+    ///
+    /// The control database's error.
+    pub async fn shards_of<E: Executor>(
+        &self,
+        control: &E,
+        slugs: &[&str],
+        now_ms: i64,
+    ) -> Result<BTreeMap<String, u32>, Error> {
+        let found = self.placements_of(control, slugs, now_ms).await?;
+        Ok(found.into_iter().map(|(slug, p)| (slug, p.shard)).collect())
     }
 
     /// The shard of one project (see [`Placements::shards_of`]).

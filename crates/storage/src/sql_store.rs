@@ -545,18 +545,22 @@ impl<S: Executor> AdminStore for S {
         Ok(change(self, sql::CREATE_PROJECT, values).await? == 1)
     }
 
-    async fn project_shards(&self, slugs: &[&str]) -> Result<BTreeMap<String, u32>, Error> {
+    async fn project_shards(
+        &self,
+        slugs: &[&str],
+    ) -> Result<BTreeMap<String, crate::shard::Placement>, Error> {
         #[derive(Deserialize)]
         struct Row {
             slug: String,
-            shard: u32,
+            #[serde(flatten)]
+            placement: crate::shard::Placement,
         }
         if slugs.is_empty() {
             return Ok(BTreeMap::new());
         }
         let json = serde_json::to_string(slugs).map_err(|e| Error::Decode(e.to_string()))?;
         let rows: Vec<Row> = self.query(sql::PROJECT_SHARDS, vec![json.into()]).await?;
-        Ok(rows.into_iter().map(|r| (r.slug, r.shard)).collect())
+        Ok(rows.into_iter().map(|r| (r.slug, r.placement)).collect())
     }
 
     async fn projects_per_shard(&self) -> Result<BTreeMap<u32, u64>, Error> {

@@ -599,6 +599,16 @@ pub fn with_d1_writable<T>(project: &str, f: impl FnOnce(&rusqlite::Connection) 
     open_d1(project, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE, f)
 }
 
+/// Runs `f` on every local D1 database file of the stack (read-only), in file order:
+/// for checks that a project's rows are in one database only.
+#[allow(dead_code)] // Each test binary uses what it needs of this module.
+pub fn with_every_d1<T>(f: impl Fn(&rusqlite::Connection) -> T) -> Vec<T> {
+    d1_files()
+        .iter()
+        .map(|file| f(&connect(file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)))
+        .collect()
+}
+
 /// Every local D1 database file of the running stack: the control database (which is
 /// also shard 0) and the other data shards.
 fn d1_files() -> Vec<std::path::PathBuf> {

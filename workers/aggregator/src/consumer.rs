@@ -12,6 +12,7 @@
 use tally_core::queue::{self, Message};
 use tally_storage::d1::D1Store;
 use tally_storage::pipeline;
+use tally_storage::shard::Placements;
 use worker::{MessageBatch, MessageExt, QueueRetryOptionsBuilder, RawMessage};
 
 use crate::now_ms;
@@ -19,7 +20,12 @@ use crate::now_ms;
 /// Stores the events of a batch of the `events` queue on their projects' shards
 /// (`control` holds the placement), then acks each message whose events are stored and
 /// retries each other one: a shard that fails holds back only its own messages.
-pub async fn consume(control: &D1Store, shards: &[D1Store], batch: &MessageBatch<String>) {
+pub async fn consume(
+    control: &D1Store,
+    shards: &[D1Store],
+    placements: &Placements,
+    batch: &MessageBatch<String>,
+) {
     let mut decoded: Vec<(RawMessage, Message)> = Vec::new();
     for message in batch.raw_iter() {
         let body = message
@@ -39,9 +45,8 @@ pub async fn consume(control: &D1Store, shards: &[D1Store], batch: &MessageBatch
         return;
     }
     let (raw, messages): (Vec<RawMessage>, Vec<Message>) = decoded.into_iter().unzip();
-    let placements = crate::placements();
     let consumed =
-        pipeline::store_messages_on_shards(control, shards, &placements, &messages, now_ms()).await;
+        pipeline::store_messages_on_shards(control, shards, placements, &messages, now_ms()).await;
     let stored = &consumed.stored;
     worker::console_log!(
         "stored {} of {} events ({} rollup rows) in {} calls",

@@ -2,8 +2,9 @@
 //!
 //! - every minute: evaluate alert rules and queue their changes, then roll the days
 //!   whose hours changed, so day rows are a minute fresh, then pair the session days
-//!   that are over (within [`SESSION_QUERIES_PER_MINUTE`]), then compose the digests whose period
-//!   is due and queue them (within their own query budget);
+//!   that are over (within [`SESSION_QUERIES_PER_MINUTE`]), then step the moves of
+//!   projects between shards (within [`moves::MINUTELY_MOVES`]), then compose the digests
+//!   whose period is due and queue them (within their own query budget);
 //! - hourly: roll days and then months, pair session days, purge minute rows older than
 //!   a day, and purge
 //!   everything past retention within [`pipeline::HOURLY_PURGE`] (resuming where the
@@ -17,7 +18,7 @@ use tally_core::jobs::Job;
 use tally_core::rollup::Period;
 use tally_storage::d1::D1Store;
 use tally_storage::shard::{OnShard, Router};
-use tally_storage::{JobLog, JobRun, alerts, erasure, pipeline, sessions};
+use tally_storage::{JobLog, JobRun, alerts, erasure, moves, pipeline, sessions};
 use worker::{Env, ScheduleContext, ScheduledEvent, event};
 
 use crate::{DB, alerting, now_ms};
@@ -109,7 +110,7 @@ async fn run(job: Job, env: &Env) -> Result<String, String> {
             let router = Router {
                 control: env.d1(DB).map(D1Store::new).map_err(|e| e.to_string())?,
                 shards: crate::shards(env),
-                placements: crate::placements(),
+                placements: crate::placements(env),
                 now_ms: at,
             };
             let alerts = alerting::evaluate(&router, env, at).await;
@@ -128,9 +129,20 @@ async fn run(job: Job, env: &Env) -> Result<String, String> {
                     paired(session_days)
                 ));
             }
+            // Moves of projects between shards, each run a step within its budget.
+            let ttl = crate::placement_ttl_ms(env);
+            let moved = moves::advance(&control, &shards, at, moves::MINUTELY_MOVES, ttl)
+                .await
+                .map_err(text)?;
             // Digests last: they read day rows where the roll just made them current.
             let digests = alerting::digest(&router, env, at).await;
-            format!("{}; {}; {}", alerts?, per_shard.join("; "), digests?)
+            format!(
+                "{}; {}; {}{}",
+                alerts?,
+                per_shard.join("; "),
+                digests?,
+                moving(&moved)
+            )
         }
         Job::Hourly => {
             for shard in 0..n {
@@ -223,6 +235,27 @@ fn rolled(run: &pipeline::Rolled, what: &str) -> String {
 /// pair, which later runs take.
 fn paired(run: sessions::RolledDays) -> String {
     format!("paired {} session days ({} left)", run.rolled, run.left)
+}
+
+/// What the running moves stand at, for `job_runs` (empty when none runs).
+fn moving(moved: &[moves::Move]) -> String {
+    moved
+        .iter()
+        .map(|m| {
+            format!(
+                "; move of {} from shard {} to {}: {} {}{}",
+                m.project,
+                m.from_shard,
+                m.to_shard,
+                m.phase.name(),
+                m.stage,
+                m.error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect()
 }
 
 /// One line of what a purge did, for `job_runs`.

@@ -44,9 +44,26 @@ thread_local! {
     static PLACEMENTS: Rc<Placements> = Rc::new(Placements::new());
 }
 
-/// The isolate's cache of placements.
-pub fn placements() -> Rc<Placements> {
-    PLACEMENTS.with(Rc::clone)
+/// The var saying how long isolates keep a project's placement, in milliseconds
+/// (`tally_storage::shard::PLACEMENT_TTL_MS` when absent or not a number). The query
+/// worker reads the same var: a move waits it, trusting that no isolate keeps a
+/// placement longer. Only the local stack's end-to-end tests set it, shorter.
+pub const PLACEMENT_TTL_MS: &str = "PLACEMENT_TTL_MS";
+
+/// How long isolates keep a placement (see [`PLACEMENT_TTL_MS`]).
+pub fn placement_ttl_ms(env: &Env) -> i64 {
+    env.var(PLACEMENT_TTL_MS)
+        .ok()
+        .and_then(|v| v.to_string().parse().ok())
+        .filter(|ms: &i64| *ms > 0)
+        .unwrap_or(tally_storage::shard::PLACEMENT_TTL_MS)
+}
+
+/// The isolate's cache of placements, keeping them as long as `env` says.
+pub fn placements(env: &Env) -> Rc<Placements> {
+    let placements = PLACEMENTS.with(Rc::clone);
+    placements.set_ttl(placement_ttl_ms(env));
+    placements
 }
 /// The alerts queue producer binding: the minutely cron sends alerts to act on.
 pub const ALERTS: &str = "ALERTS";
@@ -154,7 +171,7 @@ async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<(
         }
     };
     match queue {
-        Queue::Events => consumer::consume(&store, &shards(&env), &batch).await,
+        Queue::Events => consumer::consume(&store, &shards(&env), &placements(&env), &batch).await,
         Queue::EventDeadLetters => dead_letters::keep(&store, &batch).await,
         Queue::Alerts => alerting::consume(&store, &batch).await,
         Queue::AlertDeadLetters => {

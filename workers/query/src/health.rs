@@ -6,8 +6,9 @@
 //! isolate for [`PUBLIC_FOR_MS`], so polling `/` costs D1 one read of it per isolate
 //! every few seconds whatever the rate. With the admin token the answer is read fresh
 //! and adds each job's detail, the dead letters waiting, which rules and periods failed
-//! and why, the rate-limit bindings ingest reported missing, and each data shard's
-//! stored bytes, rows and projects (`shard_view`).
+//! and why, the rate-limit bindings ingest reported missing, each data shard's stored
+//! bytes, rows and projects (`shard_view`), and the moves of projects between shards
+//! that are running (as `GET /v1/admin/projects/{p}/move` shows each).
 
 use std::cell::RefCell;
 
@@ -117,6 +118,12 @@ async fn whole(env: &RequestEnv) -> Result<Value, ApiError> {
         let projects = named.remove(&load.shard).unwrap_or_default();
         shards.push(shard_view(load, on, projects).await);
     }
+    let moves: Vec<Value> = tally_storage::moves::running(&store.control)
+        .await
+        .map_err(internal)?
+        .iter()
+        .map(|m| json!(m))
+        .collect();
     Ok(json!({
         "worker": "query",
         "status": "ok",
@@ -125,6 +132,7 @@ async fn whole(env: &RequestEnv) -> Result<Value, ApiError> {
         "alerts": progress.alerts,
         "rolls": {"day": progress.roll_day, "month": progress.roll_month},
         "shards": shards,
+        "moves": moves,
         "missing_bindings": missing,
     }))
 }

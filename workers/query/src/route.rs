@@ -104,6 +104,10 @@ pub enum Admin<'a> {
     /// Erase a user: the project and the user id, percent-encoded as in the path.
     ForgetUser(&'a str, &'a str),
     GetErasure(&'a str, &'a str),
+    /// Start moving a project to another data shard.
+    StartMove(&'a str),
+    /// The project's latest move and its progress.
+    GetMove(&'a str),
 }
 
 /// A page of the dashboard.
@@ -244,6 +248,8 @@ pub const TABLE: &[Row] = &[
     row(PUT, "/v1/admin/projects/{project}/campaigns/{campaign}", |a| Route::Admin(Admin::SetCampaign(a[0], a[1]))),
     row(DELETE, "/v1/admin/projects/{project}/users/{user_id}", |a| Route::Admin(Admin::ForgetUser(a[0], a[1]))),
     row(GET, "/v1/admin/projects/{project}/erasures/{id}", |a| Route::Admin(Admin::GetErasure(a[0], a[1]))),
+    row(GET, "/v1/admin/projects/{project}/move", |a| Route::Admin(Admin::GetMove(a[0]))),
+    row(POST, "/v1/admin/projects/{project}/move", |a| Route::Admin(Admin::StartMove(a[0]))),
     // The dashboard and the badges.
     row(GET_HEAD, "/dashboard", |_| Route::Projects(ProjectsPage::View)),
     row(POST, "/dashboard", |_| Route::Projects(ProjectsPage::Post)),
@@ -322,7 +328,7 @@ impl Miss<'_> {
             (MissKind::NotFound, Area::Admin) => ApiError::not_found(
                 "admin endpoints: /v1/admin/projects[/{slug}[/keys[/{id}] | /share[/{id}] | \
                  /alert-rules[/{id}] | /digest | /campaigns/{campaign} | /users/{user_id} | \
-                 /erasures/{id}]]",
+                 /erasures/{id} | /move]]",
             ),
             (MissKind::NotFound, Area::Dashboard) => ApiError::not_found("no such dashboard page"),
             (MissKind::NotFound, Area::Api | Area::Track) => {

@@ -705,6 +705,20 @@ impl Admin {
         Erasure::from_json(member(&answer, "erasure")?)
     }
 
+    /// Starts moving the project to shard `to`: the move as the admin API answers it.
+    pub fn start_move(&self, slug: &str, to: u32) -> Result<Value> {
+        let path = format!("{}/move", project_path(slug));
+        let answer = self.call(Method::Post, &path, Some(serde_json::json!({ "to": to })))?;
+        member(&answer, "move").cloned()
+    }
+
+    /// The project's latest move.
+    pub fn project_move(&self, slug: &str) -> Result<Value> {
+        let path = format!("{}/move", project_path(slug));
+        let answer = self.call(Method::Get, &path, None)?;
+        member(&answer, "move").cloned()
+    }
+
     /// Sends one request and reads its JSON answer, or its error.
     /// The project's digest and its latest run, as the admin API answers them.
     pub fn digest(&self, slug: &str) -> Result<Value> {

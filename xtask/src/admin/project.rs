@@ -47,13 +47,23 @@ Commands:
                              aggregates
   forget --status <slug> <id>
                              how far an erasure request has got
+  move <slug> --to K [--wait]
+                             move a project to data shard K: the aggregator's cron
+                             copies its rows while events go to both shards, checks
+                             the copy, switches, and deletes the rows from the old
+                             shard (some minutes: each phase that changes where
+                             reads or writes go waits a minute); --wait prints its
+                             progress until it is done or failed
+  move --status <slug>       how far the project's latest move has got
 
 TIER is strict, standard, high or off.
 
 ";
 
 /// The options `cargo xtask project` knows, and whether each takes a value.
-const OPTIONS: [(&str, bool); 18] = [
+const OPTIONS: [(&str, bool); 20] = [
+    ("--to", true),
+    ("--wait", false),
     ("--url", true),
     ("--shard", true),
     ("--retention-days", true),
@@ -120,6 +130,14 @@ enum Command {
     RevokeShare {
         slug: String,
         id: String,
+    },
+    Move {
+        slug: String,
+        to: u32,
+        wait: bool,
+    },
+    MoveStatus {
+        slug: String,
     },
 }
 
@@ -199,6 +217,23 @@ fn execute(admin: &Admin, command: Command) -> Result<String> {
             )
         }
         Command::Shares { slug } => shares_table(&slug, &admin.share_links(&slug)?),
+        Command::Move { slug, to, wait } => {
+            let started = admin.start_move(&slug, to)?;
+            let mut text = format!(
+                "Started moving project {slug} to shard {to}.\n{}",
+                move_line(&started)
+            );
+            if wait {
+                println!("{text}");
+                text = wait_for_move(admin, &slug, &started)?;
+            } else {
+                text.push_str(&format!(
+                    "`cargo xtask project move --status {slug}` shows how far it got.\n"
+                ));
+            }
+            text
+        }
+        Command::MoveStatus { slug } => move_line(&admin.project_move(&slug)?),
         Command::RevokeShare { slug, id } => {
             let link = admin.revoke_share(&slug, &id)?;
             format!(
@@ -210,6 +245,66 @@ fn execute(admin: &Admin, command: Command) -> Result<String> {
             )
         }
     })
+}
+
+/// One line of where a move stands (the admin API's `move` object).
+fn move_line(m: &serde_json::Value) -> String {
+    let progress = &m["progress"];
+    let count = |name: &str| progress[name].as_u64().unwrap_or(0);
+    let mut line = format!(
+        "{} from shard {} to {}: {}{} — {} rollup rows and {} session days copied, {} raw \
+         events read ({} copied as rows, {} replayed), {} rows deleted; {} runs, {} D1 queries",
+        m["project"].as_str().unwrap_or("?"),
+        m["from_shard"],
+        m["to_shard"],
+        m["phase"].as_str().unwrap_or("?"),
+        m["stage"]
+            .as_str()
+            .filter(|s| !s.is_empty() && m["phase"] == "copying")
+            .map(|s| format!(" ({s})"))
+            .unwrap_or_default(),
+        count("rollup_rows"),
+        count("session_days"),
+        count("raw_events"),
+        count("raw_copied"),
+        count("replayed"),
+        count("deleted"),
+        count("runs"),
+        count("queries"),
+    );
+    if let Some(error) = m["error"].as_str() {
+        line.push_str(&format!("\n  last error: {error}"));
+    }
+    line.push('\n');
+    line
+}
+
+/// Polls the move every 5 s, printing each change, until it is done or failed.
+fn wait_for_move(admin: &Admin, slug: &str, started: &serde_json::Value) -> Result<String> {
+    let mut last = move_line(started);
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        let m = admin.project_move(slug)?;
+        let line = move_line(&m);
+        if line != last {
+            print!("{line}");
+            last = line;
+        }
+        match (m["phase"].as_str(), m["finished_at"].is_null()) {
+            (Some("done"), _) => {
+                return Ok(format!(
+                    "Project {slug} lives on shard {} now.\n",
+                    m["to_shard"]
+                ));
+            }
+            (Some("failed"), false) => bail!(
+                "the move of {slug} failed and its copy is deleted; {slug} stays on shard {}: {}",
+                m["from_shard"],
+                m["error"].as_str().unwrap_or("no reason recorded")
+            ),
+            _ => {}
+        }
+    }
 }
 
 /// Reads the arguments after `cargo xtask project`.
@@ -301,6 +396,28 @@ fn parse(args: &[String]) -> Result<Invocation> {
                 )
             })?;
             Command::Revoke { slug, id }
+        }
+        "move" => {
+            opts.allow(&["--to", "--wait", "--status"])?;
+            let [slug] = cli::operands(TASK, command, rest, &["<slug>"])?;
+            if opts.has("--status") {
+                if opts.has("--to") || opts.has("--wait") {
+                    bail!("--status shows a move: give it without --to and --wait");
+                }
+                Command::MoveStatus { slug }
+            } else {
+                let to = opts
+                    .single("--to")?
+                    .with_context(|| format!("move {slug} where? Give --to K, a shard's number"))?;
+                let to = to.parse().with_context(|| {
+                    format!("--to takes a shard's number (0, 1, ...), not {to:?}")
+                })?;
+                Command::Move {
+                    slug,
+                    to,
+                    wait: opts.has("--wait"),
+                }
+            }
         }
         "share" => {
             opts.allow(&["--days", "--list", "--revoke"])?;
@@ -811,6 +928,55 @@ mod tests {
                     ..Settings::default()
                 },
             }
+        );
+    }
+
+    #[test]
+    fn reads_moves() {
+        assert_eq!(
+            parsed("move demo --to 1").command,
+            Command::Move {
+                slug: "demo".into(),
+                to: 1,
+                wait: false
+            }
+        );
+        assert_eq!(
+            parsed("move demo --to=0 --wait").command,
+            Command::Move {
+                slug: "demo".into(),
+                to: 0,
+                wait: true
+            }
+        );
+        assert_eq!(
+            parsed("move --status demo").command,
+            Command::MoveStatus {
+                slug: "demo".into()
+            }
+        );
+        let check =
+            |line: &str, expected: &str| cli::testing::assert_refused(parse, line, expected);
+        check("move demo", "Give --to K");
+        check("move demo --to one", "--to takes a shard's number");
+        check("move --status demo --to 1", "--status shows a move");
+        check("move demo --to 1 --read", "does not take --read");
+    }
+
+    #[test]
+    fn shows_where_a_move_stands() {
+        let m = serde_json::json!({
+            "project": "demo", "from_shard": 0, "to_shard": 1, "phase": "copying",
+            "stage": "events", "error": "shard 1 is busy",
+            "progress": {"rollup_rows": 120, "session_days": 3, "raw_events": 900,
+                         "raw_copied": 100, "replayed": 800, "deleted": 0, "runs": 4,
+                         "queries": 310}
+        });
+        assert_eq!(
+            move_line(&m),
+            "demo from shard 0 to 1: copying (events) — 120 rollup rows and 3 session days \
+             copied, 900 raw events read (100 copied as rows, 800 replayed), 0 rows deleted; \
+             4 runs, 310 D1 queries\n  last error: shard 1 is busy\n"
         );
     }
 

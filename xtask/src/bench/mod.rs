@@ -108,6 +108,7 @@ pub fn run(args: &[String]) -> Result<()> {
         echo: false,
         env: Env::Production,
         query_vars: Vec::new(),
+        shared_vars: Vec::new(),
     })?;
     let admin = Admin::new(&stack.url("query"), &stack.admin_token()?);
     let bench = BenchProject::create(&admin, &stack.url("query"))?;

@@ -168,6 +168,7 @@ fn measure_volume(events: u64) -> Result<Value> {
             echo: false,
             env: Env::Production,
             query_vars: Vec::new(),
+            shared_vars: Vec::new(),
         })
     };
     step(&format!(

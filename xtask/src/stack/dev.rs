@@ -47,6 +47,7 @@ pub fn run(args: &[String]) -> Result<()> {
         echo: true,
         env: Env::Production,
         query_vars: Vec::new(),
+        shared_vars: Vec::new(),
     })
     .context("the local stack did not start")?;
 

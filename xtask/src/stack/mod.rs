@@ -117,6 +117,10 @@ pub struct Config {
     /// `[vars]` of the query worker set otherwise than its config sets them (`--var`),
     /// such as a smaller `FILTER_ROW_BUDGET` for the end-to-end tests.
     pub query_vars: Vec<(&'static str, String)>,
+    /// `[vars]` set otherwise in the aggregator and the query worker alike, such as a
+    /// shorter `PLACEMENT_TTL_MS` (which both must read the same) for the end-to-end
+    /// tests.
+    pub shared_vars: Vec<(&'static str, String)>,
 }
 
 /// A running stack; dropping it stops all four workers and everything they started.
@@ -225,6 +229,11 @@ impl Stack {
             let share = local_secret(&self.config.dir, SHARE_SECRET_FILE)?;
             cmd.arg("--var").arg(format!("SHARE_SECRET:{share}"));
             for (name, value) in &self.config.query_vars {
+                cmd.arg("--var").arg(format!("{name}:{value}"));
+            }
+        }
+        if worker == "query" || worker == "aggregator" {
+            for (name, value) in &self.config.shared_vars {
                 cmd.arg("--var").arg(format!("{name}:{value}"));
             }
         }

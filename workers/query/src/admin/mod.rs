@@ -2,8 +2,8 @@
 //! settings and keys ([`projects`]), share links of their dashboards ([`share`]: made,
 //! listed and revoked one by one), their alert rules ([`alerts`]), their daily or weekly
 //! digest ([`digest`]), their campaigns'
-//! states set by hand ([`campaigns`]) and requests to erase one person's data
-//! ([`erasures`]).
+//! states set by hand ([`campaigns`]), requests to erase one person's data
+//! ([`erasures`]) and moves of a project to another data shard ([`moves`]).
 //!
 //! A key's secret appears once, in the answer that creates it; only its SHA-256 is
 //! stored. Ingest caches key lookups for at most 30 s, so a revocation or a settings
@@ -13,6 +13,7 @@ pub mod alerts;
 pub mod campaigns;
 pub mod digest;
 pub mod erasures;
+pub mod moves;
 pub mod projects;
 pub mod share;
 
@@ -79,5 +80,7 @@ pub async fn handle(
         }
         Admin::ForgetUser(slug, user) => erasures::forget(store, env, slug, user, now).await,
         Admin::GetErasure(slug, id) => erasures::status(store, slug, id).await,
+        Admin::StartMove(slug) => moves::start(store, slug, &body, now).await,
+        Admin::GetMove(slug) => moves::get(store, slug).await,
     }
 }

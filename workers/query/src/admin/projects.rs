@@ -24,7 +24,7 @@ pub async fn list(store: &Store) -> Result<Response, ApiError> {
         .map_err(internal)?;
     let list: Vec<Value> = projects
         .iter()
-        .map(|p| placed(p, shards.get(&p.slug).copied().unwrap_or(0)))
+        .map(|p| placed(p, shards.get(&p.slug).map_or(0, |placed| placed.shard)))
         .collect();
     json_value(200, &json!({ "projects": list }), None)
 }
@@ -43,7 +43,7 @@ async fn shard_of(store: &Store, slug: &str) -> Result<u32, ApiError> {
         .project_shards(&[slug])
         .await
         .map_err(internal)?;
-    Ok(shards.get(slug).copied().unwrap_or(0))
+    Ok(shards.get(slug).map_or(0, |placed| placed.shard))
 }
 
 /// Where a new project goes: the shard asked for, which must be bound, or the one
@@ -138,8 +138,8 @@ pub async fn update(store: &Store, slug: &str, body: &[u8]) -> Result<Response, 
             409,
             "shard_fixed",
             format!(
-                "project {slug:?} lives on shard {shard}; a project's shard is chosen when it \
-                 is created and cannot be set"
+                "project {slug:?} lives on shard {shard}; a project's shard is not a setting: \
+                 move it with POST /v1/admin/projects/{slug}/move {{\"to\": shard}}"
             ),
         ));
     }

@@ -40,6 +40,20 @@ thread_local! {
 }
 /// The KV namespace binding that caches heavy answers.
 pub const CACHE: &str = "CACHE";
+/// The var saying how long isolates keep a project's placement, in milliseconds (the
+/// aggregator reads the same var, and its moves wait it; absent, a minute). Only the
+/// local stack's end-to-end tests set it, shorter.
+pub const PLACEMENT_TTL_MS: &str = "PLACEMENT_TTL_MS";
+
+/// How long isolates keep a placement (see [`PLACEMENT_TTL_MS`]).
+fn placement_ttl_ms(env: &RequestEnv) -> i64 {
+    env.var(PLACEMENT_TTL_MS)
+        .ok()
+        .and_then(|v| v.to_string().parse().ok())
+        .filter(|ms: &i64| *ms > 0)
+        .unwrap_or(tally_storage::shard::PLACEMENT_TTL_MS)
+}
+
 /// The secret that guards the admin API.
 pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 /// The secret ingest hashes user ids with, to filter by a raw `user_id`.
@@ -117,7 +131,11 @@ pub fn store(env: &RequestEnv) -> Result<Store, ApiError> {
     Ok(Router {
         control,
         shards,
-        placements: PLACEMENTS.with(Rc::clone),
+        placements: {
+            let placements = PLACEMENTS.with(Rc::clone);
+            placements.set_ttl(placement_ttl_ms(env));
+            placements
+        },
         now_ms: now_ms(),
     })
 }
