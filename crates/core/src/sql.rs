@@ -701,6 +701,14 @@ pub const ENABLED_ALERT_RULES: &str = concat!(
     "WHERE enabled = 1 ORDER BY project, id"
 );
 
+/// The enabled rules of the projects of a JSON array of slugs (`?1`), through
+/// `alert_rules_by_project`: what the consumer reads (at most once a minute per
+/// project) to learn which minute rows the rules read.
+pub const ENABLED_ALERT_RULES_OF_PROJECTS: &str = concat!(
+    alert_rule_columns!(),
+    "WHERE project IN (SELECT value FROM json_each(?1)) AND enabled = 1 ORDER BY project, id"
+);
+
 /// Adds a rule (`?1` id, `?2` project, `?3` definition, `?4` secret, `?5` enabled,
 /// `?6` now) unless the project has `?7` rules already.
 pub const INSERT_ALERT_RULE: &str = "\

@@ -9,6 +9,7 @@ use std::rc::Rc;
 
 use serde_json::json;
 use tally_core::Event;
+use tally_core::alerts::MinuteSources;
 use tally_core::project::{Project, ProjectInput};
 use tally_core::queue::{Message, VERSION};
 use tally_core::rollup::Dimension;
@@ -107,6 +108,7 @@ fn each_projects_statements_go_to_its_shard_and_nowhere_else() {
         &placements,
         &batch,
         T0,
+        &MinuteSources::default(),
     ));
     assert!(consumed.outcomes.iter().all(Result::is_ok));
     assert_eq!(consumed.stored.new, 85);
@@ -217,6 +219,7 @@ fn a_failing_shard_holds_back_only_its_projects_and_they_count_once_when_it_heal
             &placements,
             batch,
             T0,
+            &MinuteSources::default(),
         ))
     };
     let first = store(&batch);
@@ -297,6 +300,7 @@ fn a_single_database_deployment_keeps_its_data_on_shard_0_when_a_shard_is_added(
         &db,
         &[message(events("old", 0, 25))],
         T0,
+        &MinuteSources::default(),
     ));
     assert!(before.outcomes.iter().all(Result::is_ok));
 
@@ -315,6 +319,7 @@ fn a_single_database_deployment_keeps_its_data_on_shard_0_when_a_shard_is_added(
         &placements,
         &batch,
         T0,
+        &MinuteSources::default(),
     ));
     assert!(consumed.outcomes.iter().all(Result::is_ok));
     let router = Router {
