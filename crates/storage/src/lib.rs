@@ -143,6 +143,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0018_placement.sql",
         include_str!("../../../migrations/0018_placement.sql"),
     ),
+    (
+        "0019_rollups_keyed_by_dimension.sql",
+        include_str!("../../../migrations/0019_rollups_keyed_by_dimension.sql"),
+    ),
 ];
 
 /// The `events_between` cursor before every row: no event time is negative, and the

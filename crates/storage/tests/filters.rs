@@ -505,7 +505,9 @@ fn filtered_statements_bind_few_parameters_seek_their_indexes_and_never_sort() {
     ] {
         let p = plan(statement);
         assert!(
-            p.contains("USING INDEX rollups_by_dimension (project=? AND period=? AND dimension=? AND start>? AND start<?)"),
+            p.contains(
+                "USING PRIMARY KEY (project=? AND period=? AND dimension=? AND start>? AND start<?)"
+            ),
             "{p}"
         );
     }

@@ -393,7 +393,7 @@ fn realtime_statements_search_their_indexes_and_never_sort() {
     assert_eq!(
         minutes,
         [
-            "SEARCH rollups USING INDEX rollups_by_dimension (project=? AND period=? AND dimension=? AND start>? AND start<?)"
+            "SEARCH rollups USING PRIMARY KEY (project=? AND period=? AND dimension=? AND start>? AND start<?)"
         ],
     );
     // The distinct count's own B-tree and the scan of the subquery hold at most the
@@ -700,9 +700,9 @@ fn several_dimensions_are_covered_in_the_queries_of_one_read() {
 }
 
 #[test]
-fn multi_dimension_and_count_reads_search_the_dimension_index_and_never_sort() {
+fn multi_dimension_and_count_reads_search_the_primary_key_and_never_sort() {
     let store = SqliteStore::open_in_memory().unwrap();
-    let search = "SEARCH rollups USING INDEX rollups_by_dimension (project=? AND period=? AND dimension=? AND start>? AND start<?)";
+    let search = "SEARCH rollups USING PRIMARY KEY (project=? AND period=? AND dimension=? AND start>? AND start<?)";
     let counts = support::query_plan(&store, tally_core::sql::ROLLUP_COUNTS_OF_DIMENSION);
     assert_eq!(counts, [search]);
     let several = support::query_plan(&store, tally_core::sql::ROLLUPS_OF_DIMENSIONS);
@@ -713,4 +713,28 @@ fn multi_dimension_and_count_reads_search_the_dimension_index_and_never_sort() {
             .any(|s| s.contains("FOR ORDER BY") || s.starts_with("SCAN rollups")),
         "{several:?}"
     );
+}
+
+#[test]
+fn statements_over_every_dimension_seek_each_through_the_primary_key() {
+    // The primary key orders by dimension before start: a statement over a period's
+    // starts that named no dimension would read every row of the project and period.
+    let store = SqliteStore::open_in_memory().unwrap();
+    for statement in [
+        tally_core::sql::ROLLUPS_BETWEEN,
+        tally_core::sql::DELETE_STALE_ROLLUPS,
+        tally_core::sql::PURGE_MINUTE_ROLLUPS,
+    ] {
+        let plan = support::query_plan(&store, statement);
+        assert!(
+            plan.iter().any(|s| s.starts_with(
+                "SEARCH rollups USING PRIMARY KEY (project=? AND period=? AND dimension=? AND start"
+            )),
+            "{plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|s| s.starts_with("SCAN rollups")),
+            "{plan:?}"
+        );
+    }
 }
