@@ -559,8 +559,12 @@ impl RuleRow {
 /// no read; the others of a batch are read in one query.
 #[derive(Debug, Default)]
 pub struct KnownRules {
-    known: RefCell<HashMap<String, (Vec<(Dimension, String)>, i64)>>,
+    known: RefCell<HashMap<String, RulesRead>>,
 }
+
+/// What a project's enabled rules read, and when that was read from the control
+/// database.
+type RulesRead = (Vec<(Dimension, String)>, i64);
 
 /// Most projects whose rules are kept per isolate: past it, the oldest half is
 /// forgotten (and read again when next seen).
