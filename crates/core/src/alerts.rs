@@ -356,18 +356,22 @@ impl Rule {
         minute - (i64::from(self.window_minutes) - 1) * MINUTE_MS
     }
 
-    /// The first minute whose rows hold every event of the rule's sources, when some
+    /// The first minute whose rows hold every event of a count's sources, when some
     /// are not written for every project: minute rows of those are written only once
     /// the consumer knows the rule, at most [`RULES_LEARNED_WITHIN_MS`] after it was
     /// created, changed or enabled (`updated_at`), so the first minute that starts
     /// after that. Events of a minute arrive no earlier than the minute (ingest clamps
     /// future timestamps), so they are stored after it. `None` when every source is
-    /// always written.
+    /// always written, and for rates, percentiles and ratios: an event stored without
+    /// its row is missing from both sides of a rate (its numerator and denominator are
+    /// rows of the same events), so the rows present are a smaller sample, never a
+    /// skewed one, and `min_volume` still holds; only a count is lowered by it.
     pub fn counted_from(&self) -> Option<i64> {
-        if self
-            .sources()
-            .iter()
-            .all(|(dimension, _)| MinuteSources::is_always_written(*dimension))
+        if !matches!(self.metric, Metric::Count { .. })
+            || self
+                .sources()
+                .iter()
+                .all(|(dimension, _)| MinuteSources::is_always_written(*dimension))
         {
             return None;
         }
@@ -1221,7 +1225,11 @@ mod tests {
     fn a_rule_reads_from_the_first_minute_the_consumer_counted_for_it() {
         // Created at NOW + 10 s: known to every consumer by NOW + 70 s, so the minute
         // starting at NOW + 2 min is the first whose rows hold all its events.
-        let mut ctr = ctr_rule();
+        let mut ctr = rule(json!({
+            "name": "few clicks", "metric": {"type": "count", "name": "click"},
+            "filter": {"dimension": "campaign", "value": "spring"},
+            "comparator": "<", "threshold": 10, "window_minutes": 15,
+        }));
         ctr.updated_at = NOW + 10_000;
         assert_eq!(ctr.counted_from(), Some(NOW + 2 * MINUTE_MS));
         let now = NOW + 5 * MINUTE_MS + 30_000;
@@ -1230,6 +1238,12 @@ mod tests {
         // Once the window lies past it, the window is whole.
         let later = NOW + 20 * MINUTE_MS;
         assert_eq!(ctr.read_from(later), ctr.window_start(later));
+        // A ratio's rows present are a smaller sample, not a skewed one: the whole
+        // window.
+        let mut ratio = ctr_rule();
+        ratio.updated_at = NOW + 10_000;
+        assert_eq!(ratio.counted_from(), None);
+        assert_eq!(ratio.read_from(now), ratio.window_start(now));
         // A rule whose rows are written for every project reads its whole window.
         let errors = rule(json!({
             "name": "errors", "metric": {"type": "error_rate"},
