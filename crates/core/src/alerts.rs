@@ -12,14 +12,14 @@
 //! `<unix seconds>.<body>`, and sent with `Tally-Signature: t=<unix seconds>,v1=<hex>`;
 //! [`verify_signature`] is what a receiver does (and what the tests do).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Error;
 use crate::hash::hex;
-use crate::rollup::{Dimension, Rollup, pair};
+use crate::rollup::{Dimension, Key, Rollup, pair};
 use crate::share::hmac_sha256;
 use crate::time::MINUTE_MS;
 
@@ -41,6 +41,71 @@ pub const ID_BYTES: usize = 8;
 pub const SECRET_BYTES: usize = 24;
 /// Most rules a project may have.
 pub const MAX_RULES_PER_PROJECT: usize = 100;
+/// How long the consumer may go on storing events without knowing of a rule created,
+/// changed or enabled: the age its isolate's cache of rules reaches before it reads
+/// them again. Until then the minute rows only that rule reads are not written
+/// ([`MinuteSources`]), so its first evaluations see part of their window
+/// ([`Rule::counted_from`], [`step_on_part`]).
+pub const RULES_LEARNED_WITHIN_MS: i64 = 60_000;
+
+/// Which minute rows the consumer writes. Each one written costs D1 a row (and an index
+/// entry when new) whether or not anything reads it, so only what is read is written:
+/// the minute rows of the realtime view's dimensions ([`crate::realtime::DIMENSIONS`])
+/// for every project, and of the other dimensions only the (dimension, value) pairs
+/// that an enabled rule of the project reads ([`Rule::sources`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MinuteSources {
+    /// Every minute row of every dimension (when the rules could not be read: writing
+    /// too much is only dearer, writing too little would blind a rule).
+    every: bool,
+    read_by_rules: BTreeMap<String, BTreeSet<(Dimension, String)>>,
+}
+
+impl MinuteSources {
+    /// Every minute row: what the consumer writes when it cannot read the rules.
+    pub fn every() -> Self {
+        Self {
+            every: true,
+            read_by_rules: BTreeMap::new(),
+        }
+    }
+
+    /// The minute rows that `rules` read, the disabled ones left out, besides the
+    /// realtime view's.
+    pub fn of_rules<'a>(rules: impl IntoIterator<Item = &'a Rule>) -> Self {
+        let mut sources = Self::default();
+        for rule in rules.into_iter().filter(|r| r.enabled) {
+            sources.add(&rule.project, rule.sources());
+        }
+        sources
+    }
+
+    /// Adds sources that a rule of `project` reads.
+    pub fn add(&mut self, project: &str, sources: impl IntoIterator<Item = (Dimension, String)>) {
+        let read = self.read_by_rules.entry(project.to_owned()).or_default();
+        read.extend(
+            sources
+                .into_iter()
+                .filter(|(dimension, _)| !Self::is_always_written(*dimension)),
+        );
+    }
+
+    /// Whether the minute rows of `dimension` are written for every project, rules or
+    /// not (the realtime view reads them).
+    pub fn is_always_written(dimension: Dimension) -> bool {
+        crate::realtime::DIMENSIONS.contains(&dimension)
+    }
+
+    /// Whether the minute row of `key` is written.
+    pub fn wants(&self, key: &Key) -> bool {
+        self.every
+            || Self::is_always_written(key.dimension)
+            || self
+                .read_by_rules
+                .get(&key.project)
+                .is_some_and(|read| read.contains(&(key.dimension, key.value.clone())))
+    }
+}
 
 /// What a rule measures.
 #[derive(Debug, Clone, PartialEq)]
@@ -291,6 +356,38 @@ impl Rule {
         minute - (i64::from(self.window_minutes) - 1) * MINUTE_MS
     }
 
+    /// The first minute whose rows hold every event of a count's sources, when some
+    /// are not written for every project: minute rows of those are written only once
+    /// the consumer knows the rule, at most [`RULES_LEARNED_WITHIN_MS`] after it was
+    /// created, changed or enabled (`updated_at`), so the first minute that starts
+    /// after that. Events of a minute arrive no earlier than the minute (ingest clamps
+    /// future timestamps), so they are stored after it. `None` when every source is
+    /// always written, and for rates, percentiles and ratios: an event stored without
+    /// its row is missing from both sides of a rate (its numerator and denominator are
+    /// rows of the same events), so the rows present are a smaller sample, never a
+    /// skewed one, and `min_volume` still holds; only a count is lowered by it.
+    pub fn counted_from(&self) -> Option<i64> {
+        if !matches!(self.metric, Metric::Count { .. })
+            || self
+                .sources()
+                .iter()
+                .all(|(dimension, _)| MinuteSources::is_always_written(*dimension))
+        {
+            return None;
+        }
+        let learned = self.updated_at.saturating_add(RULES_LEARNED_WITHIN_MS);
+        Some((learned + MINUTE_MS - 1).div_euclid(MINUTE_MS) * MINUTE_MS)
+    }
+
+    /// The first minute an evaluation at `now_ms` reads: the window's
+    /// ([`Rule::window_start`]), or the first counted one ([`Rule::counted_from`]) if
+    /// that is later; then the window is only in part, see [`step_on_part`].
+    pub fn read_from(&self, now_ms: i64) -> i64 {
+        let start = self.window_start(now_ms);
+        self.counted_from()
+            .map_or(start, |counted| counted.max(start))
+    }
+
     /// The metric over the window, from the merged rows of [`Rule::sources`] (a source
     /// missing from `rows` had no events).
     pub fn observe(&self, rows: &BTreeMap<(Dimension, String), Rollup>) -> Observation {
@@ -462,6 +559,29 @@ pub fn step(rule: &Rule, status: &Status, observation: Observation, now_ms: i64)
             }
         }
         (State::Firing, Some(false)) => Transition::Resolve,
+        _ => Transition::Stay,
+    }
+}
+
+/// What an evaluation decides from part of its window: the minutes since
+/// [`Rule::counted_from`], when the window starts before it. Only what the missing
+/// minutes cannot undo is decided: a count only grows with them, so a count already
+/// above (or at) its threshold fires, and one already past a `<` or `<=` threshold
+/// resolves, as [`step`] decides them; anything else (a rate, a percentile, a count
+/// still short of an `>` threshold or under a `<` one) stays as it is until the window
+/// is whole. So a rule never fires, nor resolves, on minutes that were not counted.
+pub fn step_on_part(
+    rule: &Rule,
+    status: &Status,
+    observation: Observation,
+    now_ms: i64,
+) -> Transition {
+    let transition = step(rule, status, observation, now_ms);
+    let count = matches!(rule.metric, Metric::Count { .. });
+    let upward = matches!(rule.comparator, Comparator::Above | Comparator::AtLeast);
+    match transition {
+        Transition::Fire | Transition::Suppressed if count && upward => transition,
+        Transition::Resolve if count && !upward => transition,
         _ => Transition::Stay,
     }
 }
@@ -1060,6 +1180,132 @@ mod tests {
         assert_eq!(observed.value, Some(3.0 / 1200.0));
         assert_eq!(rule.breached(observed), Some(true));
         assert_eq!(rule.pause_campaign.as_deref(), Some("spring"));
+    }
+
+    fn key(project: &str, dimension: Dimension, value: &str) -> Key {
+        Key {
+            project: project.to_owned(),
+            start: NOW,
+            dimension,
+            value: value.to_owned(),
+        }
+    }
+
+    #[test]
+    fn minute_rows_are_written_for_realtime_and_for_what_enabled_rules_read() {
+        let mut disabled = rule(json!({
+            "name": "installs", "metric": {"type": "count", "name": "install"},
+            "comparator": ">", "threshold": 5, "window_minutes": 5,
+        }));
+        disabled.enabled = false;
+        let sources = MinuteSources::of_rules([&ctr_rule(), &disabled]);
+        // The realtime view's dimensions, for every project.
+        for project in ["shop", "other"] {
+            assert!(sources.wants(&key(project, Dimension::All, "")));
+            assert!(sources.wants(&key(project, Dimension::Route, "/a")));
+            assert!(sources.wants(&key(project, Dimension::Source, "news")));
+        }
+        // The ratio's two pairs, in its project only.
+        for name in ["click", "open"] {
+            let pair = pair(name, "spring");
+            assert!(sources.wants(&key("shop", Dimension::NameCampaign, &pair)));
+            assert!(!sources.wants(&key("other", Dimension::NameCampaign, &pair)));
+        }
+        // Nothing else: other pairs, other dimensions, a disabled rule's name.
+        let pair = pair("buy", "spring");
+        assert!(!sources.wants(&key("shop", Dimension::NameCampaign, &pair)));
+        assert!(!sources.wants(&key("shop", Dimension::Campaign, "spring")));
+        assert!(!sources.wants(&key("shop", Dimension::Name, "click")));
+        assert!(!sources.wants(&key("shop", Dimension::Name, "install")));
+        assert!(!MinuteSources::default().wants(&key("shop", Dimension::Medium, "cpc")));
+        assert!(MinuteSources::every().wants(&key("shop", Dimension::Medium, "cpc")));
+    }
+
+    #[test]
+    fn a_rule_reads_from_the_first_minute_the_consumer_counted_for_it() {
+        // Created at NOW + 10 s: known to every consumer by NOW + 70 s, so the minute
+        // starting at NOW + 2 min is the first whose rows hold all its events.
+        let mut ctr = rule(json!({
+            "name": "few clicks", "metric": {"type": "count", "name": "click"},
+            "filter": {"dimension": "campaign", "value": "spring"},
+            "comparator": "<", "threshold": 10, "window_minutes": 15,
+        }));
+        ctr.updated_at = NOW + 10_000;
+        assert_eq!(ctr.counted_from(), Some(NOW + 2 * MINUTE_MS));
+        let now = NOW + 5 * MINUTE_MS + 30_000;
+        assert_eq!(ctr.window_start(now), now - 30_000 - 14 * MINUTE_MS);
+        assert_eq!(ctr.read_from(now), NOW + 2 * MINUTE_MS);
+        // Once the window lies past it, the window is whole.
+        let later = NOW + 20 * MINUTE_MS;
+        assert_eq!(ctr.read_from(later), ctr.window_start(later));
+        // A ratio's rows present are a smaller sample, not a skewed one: the whole
+        // window.
+        let mut ratio = ctr_rule();
+        ratio.updated_at = NOW + 10_000;
+        assert_eq!(ratio.counted_from(), None);
+        assert_eq!(ratio.read_from(now), ratio.window_start(now));
+        // A rule whose rows are written for every project reads its whole window.
+        let errors = rule(json!({
+            "name": "errors", "metric": {"type": "error_rate"},
+            "filter": {"dimension": "source", "value": "news"},
+            "comparator": ">", "threshold": 0.05, "window_minutes": 5,
+        }));
+        assert_eq!(errors.counted_from(), None);
+        assert_eq!(errors.read_from(now), errors.window_start(now));
+    }
+
+    #[test]
+    fn part_of_a_window_decides_only_what_the_missing_minutes_cannot_undo() {
+        let count = |comparator: &str| {
+            rule(json!({
+                "name": "installs", "metric": {"type": "count", "name": "install"},
+                "comparator": comparator, "threshold": 10, "window_minutes": 60,
+            }))
+        };
+        let seen = |n: u64| Observation {
+            value: Some(n as f64),
+            volume: n,
+        };
+        let ok = at(State::Ok, None);
+        let firing = at(State::Firing, Some(NOW - 3_600_000));
+        // More than ten already: more minutes only add to it.
+        assert_eq!(
+            step_on_part(&count(">"), &ok, seen(11), NOW),
+            Transition::Fire
+        );
+        assert_eq!(
+            step_on_part(&count(">="), &ok, seen(10), NOW),
+            Transition::Fire
+        );
+        // Three so far may be thirty over the whole hour: neither fire nor resolve.
+        assert_eq!(
+            step_on_part(&count("<"), &ok, seen(3), NOW),
+            Transition::Stay
+        );
+        assert_eq!(step(&count("<"), &ok, seen(3), NOW), Transition::Fire);
+        assert_eq!(
+            step_on_part(&count(">"), &firing, seen(3), NOW),
+            Transition::Stay
+        );
+        // Eleven so far is past a `< 10`: resolved whatever the missing minutes held.
+        assert_eq!(
+            step_on_part(&count("<"), &firing, seen(11), NOW),
+            Transition::Resolve
+        );
+        // A ratio over part of its window says nothing of the whole.
+        let ctr = ctr_rule();
+        let low = Observation {
+            value: Some(0.0),
+            volume: 500,
+        };
+        assert_eq!(step(&ctr, &ok, low, NOW), Transition::Fire);
+        assert_eq!(step_on_part(&ctr, &ok, low, NOW), Transition::Stay);
+        let high = Observation {
+            value: Some(0.5),
+            volume: 500,
+        };
+        assert_eq!(step(&ctr, &firing, high, NOW), Transition::Resolve);
+        assert_eq!(step_on_part(&ctr, &firing, high, NOW), Transition::Stay);
     }
 
     #[test]

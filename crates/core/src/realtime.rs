@@ -19,6 +19,12 @@ pub const VISITOR_WINDOW_MS: i64 = 5 * MINUTE_MS;
 /// Values listed per top list.
 pub const TOP_VALUES: usize = 10;
 
+/// The dimensions of the minute rows the view reads: the series of `all`, and the top
+/// routes and sources. The consumer writes these minute rows for every project; minute
+/// rows of other dimensions only where an alert rule reads them
+/// ([`crate::alerts::MinuteSources`]).
+pub const DIMENSIONS: [Dimension; 3] = [Dimension::All, Dimension::Route, Dimension::Source];
+
 /// The most raw events one realtime answer reads to count visitors. Minute rows keep
 /// no users, so visitors come from raw events through their time index; past this many
 /// events in the five minutes the count covers only the most recent ones and the

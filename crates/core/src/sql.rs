@@ -247,6 +247,38 @@ SELECT
     (SELECT count(*) FROM (SELECT 1 FROM rollups LIMIT ?1)) AS rollups,
     (SELECT count(*) FROM (SELECT 1 FROM session_events LIMIT ?1)) AS session_marks";
 
+/// Every dimension's name, as an SQL list. The rollups' primary key begins with
+/// `(project, period, dimension, start)`, so a statement over every dimension of a
+/// period's starts names them all and SQLite seeks each one's starts rather than
+/// reading every start of the project. A test keeps it equal to `Dimension`'s names.
+macro_rules! every_dimension {
+    () => {
+        "('all', 'name', 'route', 'status', 'error_class', 'version', 'colo', 'country',
+  'source', 'medium', 'campaign', 'term', 'content', 'item', 'variant', 'item_variant',
+  'item_country', 'error_route', 'name_route', 'name_campaign', 'name_source',
+  'name_medium', 'revenue_name', 'revenue_source', 'revenue_campaign')"
+    };
+}
+
+/// The minutes from `?from` (rounded up to a minute) to before `?to`, as a recursive
+/// table `minutes(start)`: an alert rule's window, read one minute at a time by the
+/// rollups' whole key.
+macro_rules! minutes_of_window {
+    ($from:literal, $to:literal) => {
+        concat!(
+            "WITH RECURSIVE minutes(start) AS (
+    SELECT ((",
+            $from,
+            ") + 59999) / 60000 * 60000
+    UNION ALL
+    SELECT start + 60000 FROM minutes WHERE start + 60000 < ",
+            $to,
+            ")
+"
+        )
+    };
+}
+
 /// Stored rollup rows for a JSON array of `[project, period, start, dimension, value]`
 /// keys (`?1`).
 pub const ROLLUPS_BY_KEY: &str = "\
@@ -273,61 +305,63 @@ SELECT g.value ->> '$[0]' AS project, g.value ->> '$[1]' AS start,
           AND r.value <> '' AND substr(r.value, -4) <> ',\"\"]') AS n
 FROM json_each(?1) AS g";
 
-/// Every rollup row of a project (`?1`) and period (`?2`) with `?3 <= start < ?4`.
-pub const ROLLUPS_BETWEEN: &str = "\
-SELECT project, period, start, dimension, value, count, errors, bytes, revenue,
+/// Every rollup row of a project (`?1`) and period (`?2`) with `?3 <= start < ?4`, each
+/// dimension's through the primary key.
+pub const ROLLUPS_BETWEEN: &str = concat!(
+    "SELECT project, period, start, dimension, value, count, errors, bytes, revenue,
        hex(durations) AS durations, hex(users) AS users, hex(instances) AS instances, version
 FROM rollups
-WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4";
+WHERE project = ?1 AND period = ?2 AND dimension IN ",
+    every_dimension!(),
+    "
+  AND start >= ?3 AND start < ?4"
+);
 
 /// Rows of one dimension (`?5`) of a project (`?1`) and period (`?2`) with
-/// `?3 <= start < ?4`. Named to use `rollups_by_dimension`: without statistics SQLite
-/// prefers the primary key (no lookup back into the table), which reads every
-/// dimension's rows of the range to keep one's.
+/// `?3 <= start < ?4`: one search of the primary key, which is ordered by dimension
+/// before start.
 pub const ROLLUPS_OF_DIMENSION: &str = "\
 SELECT project, period, start, dimension, value, count, errors, bytes, revenue,
        hex(durations) AS durations, hex(users) AS users, hex(instances) AS instances, version
-FROM rollups INDEXED BY rollups_by_dimension
+FROM rollups
 WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4 AND dimension = ?5";
 
 /// Rows of the dimensions named in the JSON array `?5` of a project (`?1`) and period
 /// (`?2`) with `?3 <= start < ?4`: [`ROLLUPS_OF_DIMENSION`] for several dimensions in
-/// one query, each searched through the dimension index.
+/// one query, each searched through the primary key.
 pub const ROLLUPS_OF_DIMENSIONS: &str = "\
 SELECT project, period, start, dimension, value, count, errors, bytes, revenue,
        hex(durations) AS durations, hex(users) AS users, hex(instances) AS instances, version
-FROM rollups INDEXED BY rollups_by_dimension
+FROM rollups
 WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4
   AND dimension IN (SELECT value FROM json_each(?5))";
 
 /// The event counts of one dimension's (`?5`) rows of a project (`?1`) and period (`?2`)
-/// with `?3 <= start < ?4`, through the dimension index as [`ROLLUPS_OF_DIMENSION`]:
-/// the same rows without their summaries (kilobytes of hex each on a busy project),
-/// for answers that show counts only (the dashboard's heatmap).
+/// with `?3 <= start < ?4`, through the primary key as [`ROLLUPS_OF_DIMENSION`]: the
+/// same rows without their summaries (kilobytes of hex each on a busy project), for
+/// answers that show counts only (the dashboard's heatmap).
 pub const ROLLUP_COUNTS_OF_DIMENSION: &str = "\
 SELECT start, value, count
-FROM rollups INDEXED BY rollups_by_dimension
+FROM rollups
 WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4 AND dimension = ?5";
 
 /// Rows of one dimension (`?5`) and value (`?6`) of a project (`?1`) and period (`?2`)
-/// with `?3 <= start < ?4`. Through the dimension index (whose entries hold the value,
-/// a column of the primary key), so it reads the dimension's entries of the range, not
-/// every dimension's rows: without `INDEXED BY` SQLite, lacking statistics, picks the
-/// primary key's range over all dimensions.
+/// with `?3 <= start < ?4`. Through the primary key, ordered by dimension before start,
+/// so it reads the dimension's rows of the range, not every dimension's.
 pub const ROLLUPS_OF_VALUE: &str = "\
 SELECT project, period, start, dimension, value, count, errors, bytes, revenue,
        hex(durations) AS durations, hex(users) AS users, hex(instances) AS instances, version
-FROM rollups INDEXED BY rollups_by_dimension
+FROM rollups
 WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4 AND dimension = ?5
   AND value = ?6";
 
 /// Rows of one dimension (`?5`) whose value starts with `?6` (the values of a cross
 /// dimension that share their first value) of a project (`?1`) and period (`?2`) with
-/// `?3 <= start < ?4`, through the dimension index as [`ROLLUPS_OF_VALUE`].
+/// `?3 <= start < ?4`, through the primary key as [`ROLLUPS_OF_VALUE`].
 pub const ROLLUPS_OF_VALUE_PREFIX: &str = "\
 SELECT project, period, start, dimension, value, count, errors, bytes, revenue,
        hex(durations) AS durations, hex(users) AS users, hex(instances) AS instances, version
-FROM rollups INDEXED BY rollups_by_dimension
+FROM rollups
 WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4 AND dimension = ?5
   AND substr(value, 1, length(?6)) = ?6";
 
@@ -352,7 +386,7 @@ pub const PUT_ROLLUP: &str = "\
 INSERT INTO rollups (project, period, start, dimension, value, count, errors, bytes,
                      duration_sum_us, durations, users, instances, revenue, version)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, unhex(?10), unhex(?11), unhex(?12), ?13, 1)
-ON CONFLICT (project, period, start, dimension, value) DO UPDATE SET
+ON CONFLICT (project, period, dimension, start, value) DO UPDATE SET
     count = excluded.count, errors = excluded.errors, bytes = excluded.bytes,
     duration_sum_us = excluded.duration_sum_us, durations = excluded.durations,
     users = excluded.users, instances = excluded.instances, revenue = excluded.revenue,
@@ -360,11 +394,16 @@ ON CONFLICT (project, period, start, dimension, value) DO UPDATE SET
 
 /// Deletes the rows of a project (`?1`), period (`?2`) and start (`?3`) that a fresh
 /// roll did not produce: the keys to keep are a JSON array of `[dimension, value]` (`?4`).
-pub const DELETE_STALE_ROLLUPS: &str = "\
-DELETE FROM rollups
-WHERE project = ?1 AND period = ?2 AND start = ?3
+/// Each dimension's rows of the start are found through the primary key.
+pub const DELETE_STALE_ROLLUPS: &str = concat!(
+    "DELETE FROM rollups
+WHERE project = ?1 AND period = ?2 AND dimension IN ",
+    every_dimension!(),
+    "
+  AND start = ?3
   AND (dimension, value) NOT IN (
-    SELECT k.value ->> '$[0]', k.value ->> '$[1]' FROM json_each(?4) AS k)";
+    SELECT k.value ->> '$[0]', k.value ->> '$[1]' FROM json_each(?4) AS k)"
+);
 
 /// Marks a day or month (`?2`) of a project (`?1`) starting at `?3` as needing a roll.
 pub const MARK_DIRTY: &str = "\
@@ -688,29 +727,45 @@ FROM (SELECT user FROM raw_events INDEXED BY raw_events_by_time
       LIMIT ?4)";
 
 /// The minute rows of one dimension value of a project (`?1`, `?2`, `?3`) with
-/// `?4 <= start < ?5`: what an alert rule reads, through an index of minute rows only.
-pub const MINUTE_ROWS_OF_VALUE: &str = "\
-SELECT project, period, start, dimension, value, count, errors, bytes, revenue,
-       hex(durations) AS durations, hex(users) AS users, hex(instances) AS instances, version
-FROM rollups INDEXED BY rollups_minutes
-WHERE project = ?1 AND period = 'minute' AND dimension = ?2 AND value = ?3
-  AND start >= ?4 AND start < ?5";
+/// `?4 <= start < ?5`: what an alert rule reads, each minute of the range found by the
+/// rollups' whole key, so a value of a dimension with many (a route) reads its own rows
+/// only, at most one a minute.
+pub const MINUTE_ROWS_OF_VALUE: &str = concat!(
+    minutes_of_window!("?4", "?5"),
+    "SELECT r.project, r.period, r.start, r.dimension, r.value, r.count, r.errors, r.bytes,
+       r.revenue, hex(r.durations) AS durations, hex(r.users) AS users,
+       hex(r.instances) AS instances, r.version
+FROM minutes AS m CROSS JOIN rollups AS r
+WHERE r.project = ?1 AND r.period = 'minute' AND r.dimension = ?2 AND r.start = m.start
+  AND r.value = ?3 AND r.start < ?5"
+);
 
 /// The minute rows of a project (`?1`) for a JSON array (`?2`) of sources, each
-/// `[dimension, value, from]`, with `from <= start < ?3`: what one evaluation reads for
-/// every rule of the project, one index search per source.
-pub const MINUTE_ROWS_OF_SOURCES: &str = "\
-SELECT r.project, r.period, r.start, r.dimension, r.value, r.count, r.errors, r.bytes,
-       r.revenue, hex(r.durations) AS durations, hex(r.users) AS users, hex(r.instances) AS instances,
-       r.version
-FROM json_each(?2) AS s CROSS JOIN rollups AS r INDEXED BY rollups_minutes
-WHERE r.project = ?1 AND r.period = 'minute'
-  AND r.dimension = s.value ->> '$[0]' AND r.value = s.value ->> '$[1]'
-  AND r.start >= s.value ->> '$[2]' AND r.start < ?3";
+/// `[dimension, value, from]` (`from` a minute's start), with `from <= start < ?3`: what
+/// one evaluation reads for every rule of the project, each source's minutes found by
+/// the rollups' whole key (at most one row a minute and source, as
+/// [`MINUTE_ROWS_OF_VALUE`]).
+pub const MINUTE_ROWS_OF_SOURCES: &str = concat!(
+    minutes_of_window!(
+        "SELECT min(s.value ->> '$[2]') FROM json_each(?2) AS s",
+        "?3"
+    ),
+    "SELECT r.project, r.period, r.start, r.dimension, r.value, r.count, r.errors, r.bytes,
+       r.revenue, hex(r.durations) AS durations, hex(r.users) AS users,
+       hex(r.instances) AS instances, r.version
+FROM json_each(?2) AS s CROSS JOIN minutes AS m CROSS JOIN rollups AS r
+WHERE m.start >= s.value ->> '$[2]'
+  AND r.project = ?1 AND r.period = 'minute' AND r.dimension = s.value ->> '$[0]'
+  AND r.start = m.start AND r.value = s.value ->> '$[1]'"
+);
 
-/// Deletes a project's (`?1`) minute rows older than `?2`.
-pub const PURGE_MINUTE_ROLLUPS: &str = "\
-DELETE FROM rollups WHERE project = ?1 AND period = 'minute' AND start < ?2";
+/// Deletes a project's (`?1`) minute rows older than `?2`, each dimension's through the
+/// primary key.
+pub const PURGE_MINUTE_ROLLUPS: &str = concat!(
+    "DELETE FROM rollups WHERE project = ?1 AND period = 'minute' AND dimension IN ",
+    every_dimension!(),
+    " AND start < ?2"
+);
 
 /// The columns an alert rule is read with.
 macro_rules! alert_rule_columns {
@@ -731,6 +786,14 @@ pub const ALERT_RULES_OF_PROJECT: &str = concat!(
 pub const ENABLED_ALERT_RULES: &str = concat!(
     alert_rule_columns!(),
     "WHERE enabled = 1 ORDER BY project, id"
+);
+
+/// The enabled rules of the projects of a JSON array of slugs (`?1`), through
+/// `alert_rules_by_project`: what the consumer reads (at most once a minute per
+/// project) to learn which minute rows the rules read.
+pub const ENABLED_ALERT_RULES_OF_PROJECTS: &str = concat!(
+    alert_rule_columns!(),
+    "WHERE project IN (SELECT value FROM json_each(?1)) AND enabled = 1 ORDER BY project, id"
 );
 
 /// Adds a rule (`?1` id, `?2` project, `?3` definition, `?4` secret, `?5` enabled,
@@ -1213,16 +1276,17 @@ pub const SET_PLACEMENT: &str = "\
 UPDATE projects SET shard = ?2, also_shard = ?3 WHERE slug = ?1";
 
 /// A page of project `?1`'s rollup rows of periods that end by the cut (hours and days
-/// starting before `?2`, months before `?3`), after `(?4, ?5, ?6, ?7)` in key order, at
-/// most `?8`. Minute rows are left out: the replay of recent events writes them.
+/// starting before `?2`, months before `?3`), after the row of period `?4`, start `?5`,
+/// dimension `?6` and value `?7` in the primary key's order (period, dimension, start,
+/// value: so a page is a range of the key, never a sort), at most `?8`. Minute rows are left out: the replay of recent events writes them.
 pub const MOVE_ROLLUPS_PAGE: &str = "\
 SELECT period, start, dimension, value, count, errors, bytes, duration_sum_us,
        hex(durations) AS durations, hex(users) AS users, hex(instances) AS instances, revenue
 FROM rollups
 WHERE project = ?1 AND period IN ('day', 'hour', 'month')
   AND start < CASE period WHEN 'month' THEN ?3 ELSE ?2 END
-  AND (period, start, dimension, value) > (?4, ?5, ?6, ?7)
-ORDER BY period, start, dimension, value
+  AND (period, dimension, start, value) > (?4, ?6, ?5, ?7)
+ORDER BY period, dimension, start, value
 LIMIT ?8";
 
 /// Writes a JSON array (`?2`) of rollup rows of project `?1` as [`MOVE_ROLLUPS_PAGE`]
@@ -1435,3 +1499,28 @@ DELETE FROM erasures
 WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND id IN (
     SELECT id FROM erasures
     WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) LIMIT ?2)";
+
+#[cfg(test)]
+mod tests {
+    use crate::rollup::Dimension;
+
+    #[test]
+    fn every_dimension_names_each_dimension_once() {
+        let listed: Vec<&str> = every_dimension!()
+            .trim_matches(|c| c == '(' || c == ')')
+            .split(',')
+            .map(|name| name.trim().trim_matches('\''))
+            .collect();
+        let mut names: Vec<&str> = Dimension::ALL
+            .iter()
+            .chain(Dimension::MINUTE.iter())
+            .map(|d| d.name())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut sorted = listed.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, names);
+        assert_eq!(listed.len(), names.len(), "each once");
+    }
+}

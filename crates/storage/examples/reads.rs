@@ -13,6 +13,7 @@
 
 use std::time::{Duration, Instant};
 
+use tally_core::alerts::MinuteSources;
 use tally_core::rollup::{Dimension, Period, Rollup};
 use tally_core::time::{DAY_MS, Interval};
 use tally_core::workload::Workload;
@@ -235,6 +236,7 @@ fn seed(store: &SqliteStore, events: u64) {
         workload.iter(),
         10_000,
         workload.now_ms,
+        &MinuteSources::default(),
     ))
     .unwrap_or_else(|e| panic!("seeding failed: {e}"));
     println!(

@@ -18,6 +18,7 @@
 
 use std::time::Instant;
 
+use tally_core::alerts::MinuteSources;
 use tally_core::workload::Workload;
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{AdminStore, pipeline};
@@ -62,6 +63,7 @@ fn main() {
         workload.iter(),
         BATCH,
         workload.now_ms,
+        &MinuteSources::default(),
     ))
     .unwrap_or_else(|e| panic!("seeding failed: {e}"));
     let seconds = start.elapsed().as_secs_f64();

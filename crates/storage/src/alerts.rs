@@ -2,12 +2,13 @@
 //! states: the reads ([`AlertStore`], written once over [`Executor`]), the writes
 //! alerting commits and the rows they read; and alerting itself over those traits.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 use tally_core::alerts::{
-    Alert, CampaignStatus, MINUTE_ROWS_KEPT_MS, Observation, Rule, State, Status, StoredRule,
-    Transition, step,
+    Alert, CampaignStatus, MINUTE_ROWS_KEPT_MS, MinuteSources, Observation,
+    RULES_LEARNED_WITHIN_MS, Rule, State, Status, StoredRule, Transition, step, step_on_part,
 };
 use tally_core::rollup::{Dimension, Rollup};
 use tally_core::sql;
@@ -551,6 +552,87 @@ impl RuleRow {
     }
 }
 
+/// The minute rows each project's enabled rules read ([`Rule::sources`]), read from the
+/// control database and kept for [`RULES_LEARNED_WITHIN_MS`]: what the consumer hands
+/// [`crate::pipeline::store_events`] as [`MinuteSources`]. One per isolate. A project
+/// without rules is kept too (with none), so a batch of projects known a minute costs
+/// no read; the others of a batch are read in one query.
+#[derive(Debug, Default)]
+pub struct KnownRules {
+    known: RefCell<HashMap<String, RulesRead>>,
+}
+
+/// What a project's enabled rules read, and when that was read from the control
+/// database.
+type RulesRead = (Vec<(Dimension, String)>, i64);
+
+/// Most projects whose rules are kept per isolate: past it, the oldest half is
+/// forgotten (and read again when next seen).
+const MAX_KNOWN_RULES: usize = 10_000;
+
+impl KnownRules {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The minute rows to write for events of `projects` at `now_ms`: the rules of
+    /// projects read less than [`RULES_LEARNED_WITHIN_MS`] ago from the cache, the
+    /// others in one read of `control` ([`sql::ENABLED_ALERT_RULES_OF_PROJECTS`]). A
+    /// stored rule that does not parse is left out: its evaluation reports it.
+    ///
+    /// # Errors
+    ///
+    /// The control database's error (the caller then writes every minute row:
+    /// [`MinuteSources::every`]).
+    pub async fn minute_sources<E: Executor>(
+        &self,
+        control: &E,
+        projects: &[&str],
+        now_ms: i64,
+    ) -> Result<MinuteSources, Error> {
+        let mut sources = MinuteSources::default();
+        let mut missing: Vec<&str> = Vec::new();
+        {
+            let known = self.known.borrow();
+            for project in projects {
+                match known.get(*project) {
+                    Some((read, at)) if now_ms - at < RULES_LEARNED_WITHIN_MS => {
+                        sources.add(project, read.iter().cloned());
+                    }
+                    _ => missing.push(*project),
+                }
+            }
+        }
+        if !missing.is_empty() {
+            missing.sort_unstable();
+            missing.dedup();
+            let slugs = serde_json::Value::from(missing.clone()).to_string();
+            let rows: Vec<RuleRow> = control
+                .query(sql::ENABLED_ALERT_RULES_OF_PROJECTS, vec![slugs.into()])
+                .await?;
+            let mut read: HashMap<String, Vec<(Dimension, String)>> = HashMap::new();
+            for entry in rows.into_iter().filter_map(|row| row.decode().ok()) {
+                read.entry(entry.rule.project.clone())
+                    .or_default()
+                    .extend(entry.rule.sources());
+            }
+            let mut known = self.known.borrow_mut();
+            if known.len() + missing.len() > MAX_KNOWN_RULES {
+                let mut ages: Vec<i64> = known.values().map(|(_, at)| *at).collect();
+                ages.sort_unstable();
+                let cut = ages[ages.len() / 2];
+                known.retain(|_, (_, at)| *at > cut);
+            }
+            for project in missing {
+                let rules_read = read.remove(project).unwrap_or_default();
+                sources.add(project, rules_read.iter().cloned());
+                known.insert(project.to_owned(), (rules_read, now_ms));
+            }
+        }
+        Ok(sources)
+    }
+}
+
 /// An `alert_attempts` row.
 #[derive(Debug, Deserialize)]
 pub(crate) struct AttemptRow {
@@ -801,7 +883,7 @@ pub async fn evaluate_within<S: Executor>(
     for (index, (project, entries)) in projects.iter().enumerate() {
         let mut sources = Sources::new();
         for entry in entries {
-            let from = entry.rule.window_start(now_ms);
+            let from = entry.rule.read_from(now_ms);
             for source in entry.rule.sources() {
                 let earliest = sources.entry(source).or_insert(from);
                 *earliest = (*earliest).min(from);
@@ -821,7 +903,9 @@ pub async fn evaluate_within<S: Executor>(
         let mut changes: Vec<Change> = Vec::new();
         for RuleEntry { rule, status, .. } in entries {
             let mut merged = BTreeMap::new();
-            let start = rule.window_start(now_ms);
+            // A rule created or changed less than its window ago reads the minutes the
+            // consumer counted for it, and decides on them only what they settle.
+            let start = rule.read_from(now_ms);
             let mut failed = None;
             for source in rule.sources() {
                 match windows.get(&(source.clone(), start)) {
@@ -837,7 +921,11 @@ pub async fn evaluate_within<S: Executor>(
                 continue;
             }
             let observation = rule.observe(&merged);
-            let transition = step(rule, status, observation, now_ms);
+            let transition = if start == rule.window_start(now_ms) {
+                step(rule, status, observation, now_ms)
+            } else {
+                step_on_part(rule, status, observation, now_ms)
+            };
             let to = match transition {
                 Transition::Fire => State::Firing,
                 Transition::Resolve => State::Ok,
@@ -1137,7 +1225,7 @@ fn windows(
 ) -> BTreeMap<((Dimension, String), i64), Result<Rollup, String>> {
     let mut starts: BTreeMap<(Dimension, String), Vec<i64>> = BTreeMap::new();
     for entry in entries {
-        let start = entry.rule.window_start(now_ms);
+        let start = entry.rule.read_from(now_ms);
         for source in entry.rule.sources() {
             starts.entry(source).or_default().push(start);
         }

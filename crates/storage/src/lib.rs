@@ -149,6 +149,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0019_project_moves.sql",
         include_str!("../../../migrations/0019_project_moves.sql"),
     ),
+    (
+        "0020_rollups_keyed_by_dimension.sql",
+        include_str!("../../../migrations/0020_rollups_keyed_by_dimension.sql"),
+    ),
 ];
 
 /// The `events_between` cursor before every row: no event time is negative, and the

@@ -44,6 +44,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use tally_core::Event;
+use tally_core::alerts::MinuteSources;
 use tally_core::rollup::Period;
 use tally_core::sql;
 use tally_core::time::{DAY_MS, Interval};
@@ -730,7 +731,12 @@ impl<E: Executor> Stepper<'_, E> {
                         data: &self.to,
                         shard: self.mv.to_shard,
                     };
-                    let stored = pipeline::store_events(&on_new, &recent, self.now_ms).await?;
+                    // Every minute row of the replayed events (only those of the last
+                    // day have any): a move does not read the project's rules, and a
+                    // rule must find its minutes on the new shard whatever it reads.
+                    let every = MinuteSources::every();
+                    let stored =
+                        pipeline::store_events(&on_new, &recent, self.now_ms, &every).await?;
                     next.progress.replayed_new += stored.new as u64;
                 }
                 next.progress.raw_events += (old.len() + recent.len()) as u64;

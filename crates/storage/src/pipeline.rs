@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use tally_core::Event;
-use tally_core::alerts::MINUTE_ROWS_KEPT_MS;
+use tally_core::alerts::{MINUTE_ROWS_KEPT_MS, MinuteSources};
 use tally_core::queue::{Dropped, Message};
 use tally_core::rollup::{self, Key, Period, Rollup, ValueGroup};
 use tally_core::time::{DAY_MS, Interval};
@@ -37,34 +37,46 @@ pub struct Stored {
     pub received: usize,
     /// Events stored now; the rest were stored before or repeated in the batch.
     pub new: usize,
-    /// Rollup rows written: hour rows, and minute rows for alert rules.
+    /// Rollup rows written: hour rows, and minute rows for realtime and alert rules.
     pub rollup_rows: usize,
     /// Attempts it took (more than one after a lost race).
     pub attempts: u32,
 }
 
 /// Stores events exactly once and folds the new ones into their hourly rollup rows,
-/// marking their days dirty for [`roll_dirty`].
+/// marking their days dirty for [`roll_dirty`], and the recent ones into the minute rows
+/// that `minutes` says are read (the realtime view's, and those of enabled alert rules:
+/// the caller reads the rules, this takes them as data).
 ///
 /// # Errors
 ///
 /// The store's error when a read or the commit fails (nothing was applied then), or
 /// [`Error::Conflict`] after [`MAX_ATTEMPTS`] lost races.
-pub async fn store_events<S>(store: &S, events: &[Event], now_ms: i64) -> Result<Stored, Error>
+pub async fn store_events<S>(
+    store: &S,
+    events: &[Event],
+    now_ms: i64,
+    minutes: &MinuteSources,
+) -> Result<Stored, Error>
 where
     S: EventStore + RollupStore + Writer,
 {
     let mut attempts = 0;
     loop {
         attempts += 1;
-        match try_store(store, events, now_ms).await {
+        match try_store(store, events, now_ms, minutes).await {
             Err(Error::Conflict(_)) if attempts < MAX_ATTEMPTS => continue,
             result => return result.map(|stored| Stored { attempts, ..stored }),
         }
     }
 }
 
-async fn try_store<S>(store: &S, events: &[Event], now_ms: i64) -> Result<Stored, Error>
+async fn try_store<S>(
+    store: &S,
+    events: &[Event],
+    now_ms: i64,
+    minutes: &MinuteSources,
+) -> Result<Stored, Error>
 where
     S: EventStore + RollupStore + Writer,
 {
@@ -96,8 +108,9 @@ where
         return Ok(stored);
     }
 
-    // Hour rows for every event; minute rows, which alert rules read, for events recent
-    // enough to fall in a rule's window before the rows are purged.
+    // Hour rows for every event; minute rows for events recent enough to fall in a
+    // rule's window before the rows are purged, and only those that the realtime view or
+    // an enabled rule reads: each row written is billed, read or not.
     let recent = new
         .iter()
         .filter(|e| e.timestamp >= now_ms - MINUTE_ROWS_KEPT_MS);
@@ -109,9 +122,12 @@ where
         .iter()
         .filter(|k| !hours.1.contains_key(*k))
         .collect();
-    let minutes =
-        rollup::fold_minutes_past_hour(rollup::roll_minutes(recent), |k| folded.contains(k));
-    let deltas = [hours, bounded(store, Period::Minute, minutes).await?];
+    let read: BTreeMap<Key, Rollup> = rollup::roll_minutes(recent)
+        .into_iter()
+        .filter(|(key, _)| minutes.wants(key))
+        .collect();
+    let read = rollup::fold_minutes_past_hour(read, |k| folded.contains(k));
+    let deltas = [hours, bounded(store, Period::Minute, read).await?];
     let mut merged: Vec<(Period, &Key, Rollup, Option<i64>)> = Vec::new();
     for (period, deltas, current) in &deltas {
         merged.extend(deltas.iter().map(|(key, delta)| match current.get(key) {
@@ -267,7 +283,12 @@ pub struct Consumed {
 ///
 /// Exactly once still: a failed call applied nothing, and [`store_events`] skips events
 /// stored before, so a message stored in one part and sent again counts once.
-pub async fn store_messages<S>(store: &S, messages: &[Message], now_ms: i64) -> Consumed
+pub async fn store_messages<S>(
+    store: &S,
+    messages: &[Message],
+    now_ms: i64,
+    minutes: &MinuteSources,
+) -> Consumed
 where
     S: EventStore + RollupStore + Writer,
 {
@@ -291,7 +312,7 @@ where
     let mut split_calls = 0;
     while let Some(part) = parts.pop() {
         consumed.calls += 1;
-        match store_part(store, &messages[part.clone()], now_ms).await {
+        match store_part(store, &messages[part.clone()], now_ms, minutes).await {
             Ok(stored) => {
                 consumed.stored.received += stored.received;
                 consumed.stored.new += stored.new;
@@ -340,19 +361,10 @@ pub async fn store_messages_on_shards<E: Executor>(
     placements: &Placements,
     messages: &[Message],
     now_ms: i64,
+    minutes: &MinuteSources,
 ) -> Consumed {
     let mut consumed = Consumed::default();
-    let mut slugs: Vec<&str> = messages
-        .iter()
-        .flat_map(|m| {
-            m.events
-                .iter()
-                .map(|e| e.project.as_str())
-                .chain(m.dropped.iter().map(|d| d.project.as_str()))
-        })
-        .collect();
-    slugs.sort_unstable();
-    slugs.dedup();
+    let slugs = projects_of(messages);
     let placed = match placements.placements_of(control, &slugs, now_ms).await {
         Ok(placed) => placed,
         Err(e) => {
@@ -375,7 +387,7 @@ pub async fn store_messages_on_shards<E: Executor>(
                         data,
                         shard,
                     };
-                    let part = store_messages(&on_shard, &group, now_ms).await;
+                    let part = store_messages(&on_shard, &group, now_ms, minutes).await;
                     consumed.calls += part.calls;
                     consumed.stored.received += part.stored.received;
                     consumed.stored.new += part.stored.new;
@@ -450,6 +462,23 @@ fn parts_by_shard(
     parts
 }
 
+/// The projects that messages' events and dropped records name, sorted, each once:
+/// whose placement and rules a consumer batch needs.
+pub fn projects_of(messages: &[Message]) -> Vec<&str> {
+    let mut slugs: Vec<&str> = messages
+        .iter()
+        .flat_map(|m| {
+            m.events
+                .iter()
+                .map(|e| e.project.as_str())
+                .chain(m.dropped.iter().map(|d| d.project.as_str()))
+        })
+        .collect();
+    slugs.sort_unstable();
+    slugs.dedup();
+    slugs
+}
+
 /// The same error again, for each message of a part that failed.
 fn same(e: &Error) -> Error {
     match e {
@@ -461,7 +490,12 @@ fn same(e: &Error) -> Error {
 
 /// Stores one part of a batch: its dropped-request records, then its events in one
 /// [`store_events`] call.
-async fn store_part<S>(store: &S, part: &[Message], now_ms: i64) -> Result<Stored, Error>
+async fn store_part<S>(
+    store: &S,
+    part: &[Message],
+    now_ms: i64,
+    minutes: &MinuteSources,
+) -> Result<Stored, Error>
 where
     S: EventStore + RollupStore + Writer,
 {
@@ -471,7 +505,7 @@ where
         store.commit(&[Write::InsertDropped(&dropped)]).await?;
     }
     let events: Vec<Event> = part.iter().flat_map(|m| m.events.clone()).collect();
-    store_events(store, &events, now_ms).await
+    store_events(store, &events, now_ms, minutes).await
 }
 
 /// What [`backfill`] did.
@@ -500,6 +534,7 @@ const BACKFILL_ROLL_LIMIT: u32 = 1000;
 /// and then no month is left dirty, then the session days that are over are paired
 /// ([`crate::sessions::roll_session_days`]). For loading a benchmark's workload or an import
 /// straight into a store; the rollups equal those of any other delivery of the events.
+/// `minutes` says which minute rows the recent events write, as for [`store_events`].
 ///
 /// # Errors
 ///
@@ -510,6 +545,7 @@ pub async fn backfill<S, I>(
     events: I,
     batch: usize,
     now_ms: i64,
+    minutes: &MinuteSources,
 ) -> Result<Backfilled, Error>
 where
     S: EventStore + RollupStore + Writer + Executor,
@@ -527,7 +563,7 @@ where
             _ => true,
         };
         if (pending.len() >= batch.max(1) && hour_ends) || events.peek().is_none() {
-            let stored = store_events(store, &pending, now_ms).await?;
+            let stored = store_events(store, &pending, now_ms, minutes).await?;
             done.received += stored.received;
             done.new += stored.new;
             done.hour_rows += stored.rollup_rows;

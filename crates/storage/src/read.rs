@@ -492,7 +492,7 @@ fn ceil(ms: i64, unit: i64) -> i64 {
 }
 
 /// The realtime view of `project` over `window`: the minute rows of `all`, `route` and
-/// `source` in the window (each read through `rollups_by_dimension`, so at most 30 rows
+/// `source` in the window (each one search of the rollups' primary key, so at most 30 rows
 /// of `all` and 30 × 101 of the others, whatever the project's volume), and the
 /// visitors of the last five minutes over at most [`realtime::VISITOR_ROWS_BUDGET`]
 /// raw events. Minute rows are written for every project's recent events, alert rules

@@ -178,6 +178,7 @@ pub const ROLES: &[(&str, Role)] = &[
     // Alerting and digests: rules, their state and history, campaigns.
     (sql::ALERT_RULES_OF_PROJECT, Control),
     (sql::ENABLED_ALERT_RULES, Control),
+    (sql::ENABLED_ALERT_RULES_OF_PROJECTS, Control),
     (sql::INSERT_ALERT_RULE, Control),
     (sql::UPDATE_ALERT_RULE, Control),
     (sql::DELETE_ALERT_RULE, Control),

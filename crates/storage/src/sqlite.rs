@@ -421,7 +421,7 @@ mod tests {
     }
 
     #[test]
-    fn one_dimension_is_read_through_its_index() {
+    fn one_dimension_is_read_through_the_primary_key() {
         let store = SqliteStore::open_in_memory().unwrap();
         let plan: Vec<String> = store.with_connection(|c| {
             let mut stmt = c
@@ -434,7 +434,7 @@ mod tests {
         });
         assert_eq!(
             plan,
-            ["SEARCH rollups USING INDEX rollups_by_dimension \
+            ["SEARCH rollups USING PRIMARY KEY \
               (project=? AND period=? AND dimension=? AND start>? AND start<?)"]
         );
     }

@@ -7,12 +7,12 @@ mod support;
 use std::cell::RefCell;
 
 use serde_json::{Value, json};
-use tally_core::alerts::{self, Fresh, Rule, State};
-use tally_core::rollup::Period;
+use tally_core::alerts::{self, Fresh, MinuteSources, Rule, State};
+use tally_core::rollup::{Dimension, Key, Period, pair};
 use tally_core::time::{HOUR_MS, MINUTE_MS};
 use tally_core::{Context, Event, RawEvent, Settings, validate};
 use tally_storage::alerts::{
-    AlertStore, AlertWrite, Delivering, Handled, Sent, evaluate, give_up, handle_alert,
+    AlertStore, AlertWrite, Delivering, Handled, KnownRules, Sent, evaluate, give_up, handle_alert,
     purge_minutes,
 };
 use tally_storage::sqlite::{SqliteStore, block_on};
@@ -50,25 +50,42 @@ fn mail(first_id: u64, at: i64, campaign: &str, opens: u64, clicks: u64) -> Vec<
         .collect()
 }
 
+/// A store holding `events`, written with every minute row: as a consumer that could
+/// not read the rules writes them, or one that knew the rules the test adds next (they
+/// are created an hour before `T0`).
 fn store(events: &[Event], now: i64) -> SqliteStore {
     let store = SqliteStore::open_in_memory().unwrap();
-    deliver(&store, events, now);
+    block_on(pipeline::store_events(
+        &store,
+        events,
+        now,
+        &MinuteSources::every(),
+    ))
+    .unwrap();
     store
 }
 
-/// Stores `events` as the consumer would at `now`.
+/// Stores `events` as the consumer would at `now`: with the minute rows of the rules it
+/// reads from the store (the control database and the shard in one).
 fn deliver(store: &SqliteStore, events: &[Event], now: i64) {
-    block_on(pipeline::store_events(store, events, now)).unwrap();
+    let projects: Vec<&str> = events.iter().map(|e| e.project.as_str()).collect();
+    let minutes = block_on(KnownRules::new().minute_sources(store, &projects, now)).unwrap();
+    block_on(pipeline::store_events(store, events, now, &minutes)).unwrap();
 }
 
 fn add_rule(store: &SqliteStore, body: Value, seed: u8) -> Rule {
+    add_rule_at(store, body, seed, T0 - HOUR_MS)
+}
+
+/// Adds a rule created at `at`.
+fn add_rule_at(store: &SqliteStore, body: Value, seed: u8, at: i64) -> Rule {
     let fresh = Fresh {
         id: [seed; alerts::ID_BYTES],
         secret: [seed; alerts::SECRET_BYTES],
     };
     let rule = alerts::parse_input(body.to_string().as_bytes())
         .unwrap()
-        .create("shop", &fresh, T0 - HOUR_MS)
+        .create("shop", &fresh, at)
         .unwrap();
     let changed = block_on(store.commit(&[Write::Alert(AlertWrite::InsertRule {
         rule: &rule,
@@ -544,4 +561,154 @@ fn alerts_and_their_attempts_leave_with_the_raw_events_past_retention() {
     assert_eq!((count("alerts"), count("alert_attempts")), (0, 0));
     // The rule stays.
     assert_eq!(block_on(store.alert_rules(Some("shop"))).unwrap().len(), 1);
+}
+
+/// The (dimension, value) of every minute row in the store, the realtime view's
+/// dimensions apart.
+fn minute_rows_beyond_realtime(store: &SqliteStore) -> Vec<(String, String)> {
+    store.with_connection(|c| {
+        let mut statement = c
+            .prepare(
+                "SELECT DISTINCT dimension, value FROM rollups WHERE period = 'minute'
+                 AND dimension NOT IN ('all', 'route', 'source') ORDER BY 1, 2",
+            )
+            .unwrap();
+        statement
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    })
+}
+
+fn minute_dimensions(store: &SqliteStore) -> Vec<String> {
+    store.with_connection(|c| {
+        let mut statement = c
+            .prepare("SELECT DISTINCT dimension FROM rollups WHERE period = 'minute' ORDER BY 1")
+            .unwrap();
+        statement
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    })
+}
+
+#[test]
+fn a_project_without_rules_writes_only_the_minute_rows_realtime_reads() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let mut events = mail(0, T0, "spring", 30, 5);
+    events.push(event(100, T0, json!({"name": "request", "route": "/pay"})));
+    deliver(&store, &events, T0);
+    assert_eq!(minute_dimensions(&store), ["all", "route", "source"]);
+    assert!(minute_rows_beyond_realtime(&store).is_empty());
+    // The hour rows keep every dimension.
+    let hour = block_on(tally_storage::RollupStore::rollups_between(
+        &store,
+        "shop",
+        Period::Hour,
+        T0,
+        T0 + HOUR_MS,
+        Some(Dimension::Campaign),
+    ))
+    .unwrap();
+    assert_eq!(hour.values().next().unwrap().value.count, 35);
+}
+
+#[test]
+fn a_rules_pairs_are_written_and_no_others() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    ctr_rule(&store);
+    deliver(&store, &mail(0, T0, "spring", 30, 5), T0);
+    deliver(&store, &mail(100, T0, "autumn", 30, 5), T0);
+    assert_eq!(
+        minute_rows_beyond_realtime(&store),
+        [
+            ("name_campaign".to_owned(), pair("click", "spring")),
+            ("name_campaign".to_owned(), pair("open", "spring")),
+        ]
+    );
+    let rows = block_on(store.minute_rows(
+        "shop",
+        &[(Dimension::NameCampaign, pair("open", "spring"))],
+        T0,
+        T0 + MINUTE_MS,
+    ))
+    .unwrap();
+    assert_eq!(rows.values().next().unwrap().count, 30);
+}
+
+#[test]
+fn the_consumer_learns_a_new_rule_within_a_minute() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let known = KnownRules::new();
+    let key = Key {
+        project: "shop".to_owned(),
+        start: T0,
+        dimension: Dimension::NameCampaign,
+        value: pair("open", "spring"),
+    };
+    let wants = |now: i64| {
+        block_on(known.minute_sources(&store, &["shop"], now))
+            .unwrap()
+            .wants(&key)
+    };
+    assert!(!wants(T0));
+    ctr_rule(&store);
+    // The project's rules (none) were read a moment ago: kept, not read again.
+    assert!(!wants(T0 + alerts::RULES_LEARNED_WITHIN_MS - 1));
+    assert!(wants(T0 + alerts::RULES_LEARNED_WITHIN_MS));
+}
+
+#[test]
+fn a_new_rule_never_fires_on_minutes_counted_before_the_consumer_knew_it() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let installs = |first: u64, minute: i64| -> Vec<Event> {
+        (0..20)
+            .map(|i| {
+                event(
+                    first + i,
+                    minute + i as i64 * 1000,
+                    json!({"name": "install"}),
+                )
+            })
+            .collect()
+    };
+    // Twenty installs a minute for ten minutes, before any rule reads them.
+    for m in 0..10 {
+        let minute = T0 - (10 - m) * MINUTE_MS;
+        deliver(&store, &installs(m as u64 * 100, minute), minute + 30_000);
+    }
+    // Created at T0: fewer than 100 installs in 15 minutes is an alert. The whole
+    // window holds 260 by T0 + 3 min, but only the last three minutes were counted.
+    let rule = add_rule_at(
+        &store,
+        json!({"name": "few installs", "metric": {"type": "count", "name": "install"},
+               "comparator": "<", "threshold": 100, "window_minutes": 15}),
+        5,
+        T0,
+    );
+    for m in 1..=3 {
+        let minute = T0 + m * MINUTE_MS;
+        deliver(
+            &store,
+            &installs(1000 + m as u64 * 100, minute),
+            minute + 30_000,
+        );
+    }
+    let now = T0 + 3 * MINUTE_MS + 40_000;
+    let read =
+        block_on(store.minute_rows("shop", &rule.sources(), rule.window_start(now), now)).unwrap();
+    assert_eq!(
+        read.values().next().unwrap().count,
+        60,
+        "three minutes counted"
+    );
+    let run = block_on(evaluate(&store, now)).unwrap();
+    assert_eq!((run.fired, run.evaluated), (0, 1));
+    assert_eq!(state(&store, &rule), State::Ok);
+    // Once the window is whole, what it counts decides: nothing in the last 15 minutes.
+    let quiet = T0 + 40 * MINUTE_MS;
+    assert_eq!(block_on(evaluate(&store, quiet)).unwrap().fired, 1);
+    assert_eq!(state(&store, &rule), State::Firing);
 }

@@ -7,6 +7,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use tally_core::Event;
+use tally_core::alerts::MinuteSources;
 use tally_core::rollup::{Dimension, FOLDED_LABEL, FOLDED_VALUE, Period};
 use tally_core::time::{DAY_MS, HOUR_MS};
 use tally_storage::sqlite::{SqliteStore, block_on};
@@ -57,13 +58,25 @@ fn a_flood_of_unique_values_adds_bounded_rows_and_counts_stay_exact() {
     let known: Vec<Event> = (0..10)
         .map(|_| next("/home".into(), "spring".into()))
         .collect();
-    block_on(pipeline::store_events(&store, &known, NOW)).unwrap();
+    block_on(pipeline::store_events(
+        &store,
+        &known,
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     let mut rows_per_batch = Vec::new();
     for batch in 0..3 {
         let events: Vec<Event> = (0..1_000)
             .map(|j| next(format!("/p/{batch}/{j}"), format!("c-{batch}-{j}")))
             .collect();
-        let stored = block_on(pipeline::store_events(&store, &events, NOW)).unwrap();
+        let stored = block_on(pipeline::store_events(
+            &store,
+            &events,
+            NOW,
+            &MinuteSources::default(),
+        ))
+        .unwrap();
         assert_eq!(stored.new, 1_000);
         rows_per_batch.push(stored.rollup_rows);
     }
@@ -71,7 +84,13 @@ fn a_flood_of_unique_values_adds_bounded_rows_and_counts_stay_exact() {
     let again: Vec<Event> = (0..5)
         .map(|_| next("/home".into(), "spring".into()))
         .collect();
-    block_on(pipeline::store_events(&store, &again, NOW)).unwrap();
+    block_on(pipeline::store_events(
+        &store,
+        &again,
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
 
     let total = block_on(store.count_events("flood", 0, i64::MAX))
         .unwrap()
@@ -191,7 +210,13 @@ fn values_past_the_hours_bound_get_no_minute_rows_of_their_own() {
             )
         })
         .collect();
-    block_on(pipeline::store_events(&store, &fill, NOW)).unwrap();
+    block_on(pipeline::store_events(
+        &store,
+        &fill,
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     let spread: Vec<Event> = (0..1_000u64)
         .map(|i| {
             let at = hour + (i % 50) as i64 * 60_000 + 2_000;
@@ -204,7 +229,13 @@ fn values_past_the_hours_bound_get_no_minute_rows_of_their_own() {
             )
         })
         .collect();
-    let stored = block_on(pipeline::store_events(&store, &spread, NOW)).unwrap();
+    let stored = block_on(pipeline::store_events(
+        &store,
+        &spread,
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     assert_eq!(stored.new, 1_000);
     assert!(stored.rollup_rows < 500, "{} rows", stored.rollup_rows);
     let minutes = block_on(store.rollups_between(
@@ -243,7 +274,13 @@ fn a_rolled_day_keeps_its_values_with_most_events() {
                 ));
             }
         }
-        block_on(pipeline::store_events(&store, &events, NOW)).unwrap();
+        block_on(pipeline::store_events(
+            &store,
+            &events,
+            NOW,
+            &MinuteSources::default(),
+        ))
+        .unwrap();
     }
     let total = block_on(store.count_events("rolled", 0, i64::MAX))
         .unwrap()

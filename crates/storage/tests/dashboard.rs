@@ -8,6 +8,7 @@
 //! renders, plus the worker's own: the gate's project and session, the funnel
 //! (`funnels::funnel`) and the alerts section.
 
+use tally_core::alerts::MinuteSources;
 use tally_core::filter::{self, Filters, SAMPLE_BUCKETS};
 use tally_core::project::ProjectInput;
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
@@ -59,9 +60,22 @@ fn seeded() -> SqliteStore {
         workload.iter().enumerate().partition(|(i, _)| i % 40 == 0);
     let early: Vec<_> = early.into_iter().map(|(_, e)| e).collect();
     let late: Vec<_> = late.into_iter().map(|(_, e)| e).collect();
-    block_on(pipeline::backfill(&store, early, 1_000, NOW)).unwrap();
+    block_on(pipeline::backfill(
+        &store,
+        early,
+        1_000,
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     for chunk in late.chunks(500) {
-        block_on(pipeline::store_events(&store, chunk, NOW)).unwrap();
+        block_on(pipeline::store_events(
+            &store,
+            chunk,
+            NOW,
+            &MinuteSources::default(),
+        ))
+        .unwrap();
     }
     store
 }

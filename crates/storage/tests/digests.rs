@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 
 use serde_json::{Value, json};
-use tally_core::alerts::verify_signature;
+use tally_core::alerts::{MinuteSources, verify_signature};
 use tally_core::digest::{self, Digest};
 use tally_core::rollup::Dimension;
 use tally_core::time::{DAY_MS, HOUR_MS};
@@ -60,7 +60,13 @@ fn seed(store: &SqliteStore, project: &str) {
             raw,
         ));
     }
-    block_on(pipeline::store_events(store, &events, DAY)).unwrap();
+    block_on(pipeline::store_events(
+        store,
+        &events,
+        DAY,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
 }
 
 fn configure(store: &SqliteStore, project: &str, hour_utc: u8) -> Digest {

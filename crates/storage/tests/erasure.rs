@@ -3,6 +3,7 @@
 
 mod support;
 
+use tally_core::alerts::MinuteSources;
 use tally_core::hash;
 use tally_core::time::DAY_MS;
 use tally_core::{Context, RawEvent, Settings, validate};
@@ -35,7 +36,13 @@ fn store_one(store: &SqliteStore, project: &str, user: &str, i: u64) {
         id_secret: SECRET,
     };
     let event = validate(raw, &ctx, &mut || unreachable!()).unwrap().event;
-    block_on(pipeline::store_events(store, &[event], NOW)).unwrap();
+    block_on(pipeline::store_events(
+        store,
+        &[event],
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
 }
 
 /// Seeds `n` raw events of `project` in SQL, the i-th by `users[i % len]`, each with a

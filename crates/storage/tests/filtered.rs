@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use tally_core::alerts::MinuteSources;
 use tally_core::hash::identifier;
 use tally_core::rollup::{Dimension, Period, pair_prefix, pair_second};
 use tally_core::sessions::{self, Mark};
@@ -70,9 +71,21 @@ fn workload() -> Vec<Event> {
 fn stored(events: &[Event]) -> SqliteStore {
     let store = SqliteStore::open_in_memory().unwrap();
     let (late, early) = events.split_at(1);
-    block_on(pipeline::store_events(&store, early, NOW)).unwrap();
+    block_on(pipeline::store_events(
+        &store,
+        early,
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     block_on(pipeline::roll_dirty(&store, Period::Day, 1000, NOW)).unwrap();
-    block_on(pipeline::store_events(&store, late, NOW)).unwrap();
+    block_on(pipeline::store_events(
+        &store,
+        late,
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     store
 }
 

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 use tally_core::Event;
+use tally_core::alerts::MinuteSources;
 use tally_core::filter::{self, Filters, SAMPLE_BUCKETS};
 use tally_core::funnel::{self, Hit};
 use tally_core::realtime::{self, Window};
@@ -42,7 +43,13 @@ fn event(i: u64, timestamp: i64, raw: serde_json::Value) -> Event {
 fn stored(events: &[Event]) -> SqliteStore {
     let store = SqliteStore::open_in_memory().unwrap();
     for chunk in events.chunks(5_000) {
-        block_on(pipeline::store_events(&store, chunk, NOW)).unwrap();
+        block_on(pipeline::store_events(
+            &store,
+            chunk,
+            NOW,
+            &MinuteSources::default(),
+        ))
+        .unwrap();
     }
     block_on(pipeline::roll_dirty(&store, Period::Day, 1000, NOW)).unwrap();
     store

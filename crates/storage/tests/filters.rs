@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 use tally_core::Event;
+use tally_core::alerts::MinuteSources;
 use tally_core::filter::{self, Filters, SAMPLE_BUCKETS};
 use tally_core::rollup::{Dimension, Period, Rollup};
 use tally_core::testing::SplitMix64 as Rng;
@@ -89,11 +90,23 @@ fn store_all(store: &SqliteStore, events: &[Event]) {
         .cloned()
         .partition(|e| e.timestamp < DAY0 + DAY_MS);
     for chunk in first.chunks(5_000) {
-        block_on(pipeline::store_events(store, chunk, NOW)).unwrap();
+        block_on(pipeline::store_events(
+            store,
+            chunk,
+            NOW,
+            &MinuteSources::default(),
+        ))
+        .unwrap();
     }
     block_on(pipeline::roll_dirty(store, Period::Day, 1000, NOW)).unwrap();
     for chunk in rest.chunks(5_000) {
-        block_on(pipeline::store_events(store, chunk, NOW)).unwrap();
+        block_on(pipeline::store_events(
+            store,
+            chunk,
+            NOW,
+            &MinuteSources::default(),
+        ))
+        .unwrap();
     }
 }
 
@@ -492,7 +505,9 @@ fn filtered_statements_bind_few_parameters_seek_their_indexes_and_never_sort() {
     ] {
         let p = plan(statement);
         assert!(
-            p.contains("USING INDEX rollups_by_dimension (project=? AND period=? AND dimension=? AND start>? AND start<?)"),
+            p.contains(
+                "USING PRIMARY KEY (project=? AND period=? AND dimension=? AND start>? AND start<?)"
+            ),
             "{p}"
         );
     }

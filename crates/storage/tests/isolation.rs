@@ -8,7 +8,7 @@ use std::cell::Cell;
 
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use tally_core::alerts::{self, Fresh, Rule, State};
+use tally_core::alerts::{self, Fresh, MinuteSources, Rule, State};
 use tally_core::rollup::Period;
 use tally_core::time::{DAY_MS, HOUR_MS, MINUTE_MS};
 use tally_core::{Context, Event, RawEvent, Settings, validate};
@@ -105,6 +105,7 @@ fn a_rule_that_fails_is_recorded_and_the_others_are_evaluated() {
             &store,
             &events(project, i as u64 * 1000, 20, T0),
             now,
+            &MinuteSources::default(),
         ))
         .unwrap();
     }
@@ -185,6 +186,7 @@ fn a_rule_that_fails_is_recorded_and_the_others_are_evaluated() {
         &store,
         &events("bad", 100, 20, T0),
         now,
+        &MinuteSources::default(),
     ))
     .unwrap();
     let run = block_on(evaluate(&store, now + MINUTE_MS)).unwrap();
@@ -206,6 +208,7 @@ fn a_thousand_rules_are_evaluated_within_the_query_budget() {
             &store,
             &events(project, p as u64 * 1000, 5, T0),
             now,
+            &MinuteSources::default(),
         ))
         .unwrap();
     }
@@ -234,6 +237,7 @@ fn a_thousand_rules_are_evaluated_within_the_query_budget() {
             &store,
             &events(project, 100_000 + p as u64 * 1000, 20, T0),
             now,
+            &MinuteSources::default(),
         ))
         .unwrap();
     }
@@ -263,6 +267,7 @@ fn state_changes_whose_write_fails_are_written_one_by_one_within_the_budget() {
             &store,
             &events(project, p as u64 * 1000, 20, T0),
             now,
+            &MinuteSources::default(),
         ))
         .unwrap();
     }
@@ -365,13 +370,20 @@ fn a_day_that_cannot_be_rolled_holds_up_no_other() {
     // "aaa"'s hour rows are poisoned; its days are the oldest marks, so read first.
     let mut all = days_of("aaa", 0, 3);
     all.iter_mut().for_each(|e| e.timestamp -= 10 * DAY_MS);
-    block_on(pipeline::store_events(&store, &all, T0)).unwrap();
+    block_on(pipeline::store_events(
+        &store,
+        &all,
+        T0,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     poison_rows(&store, "aaa", Period::Hour);
     for (i, project) in ["bbb", "ccc"].into_iter().enumerate() {
         block_on(pipeline::store_events(
             &store,
             &days_of(project, 1000 * (i as u64 + 1), 3),
             T0,
+            &MinuteSources::default(),
         ))
         .unwrap();
     }
@@ -403,6 +415,7 @@ fn a_day_that_cannot_be_rolled_holds_up_no_other() {
         &store,
         &events("bbb", 5000, 2, T0),
         T0,
+        &MinuteSources::default(),
     ))
     .unwrap();
     let next = block_on(pipeline::roll_dirty(&store, Period::Day, 100, T0 + 60_000)).unwrap();
@@ -415,6 +428,7 @@ fn a_day_that_cannot_be_rolled_holds_up_no_other() {
         &store,
         &events("ccc", 6000, 2, T0),
         T0,
+        &MinuteSources::default(),
     ))
     .unwrap();
     let one = block_on(pipeline::roll_dirty(&store, Period::Day, 1, later)).unwrap();
@@ -446,7 +460,13 @@ fn overview_count(store: &SqliteStore, project: &str) -> u64 {
 fn a_bad_message_fails_alone_and_the_good_ones_are_stored_once() {
     let store = SqliteStore::open_in_memory().unwrap();
     // "bad" has an hour row no one can read: any message touching it fails.
-    block_on(pipeline::store_events(&store, &events("bad", 0, 3, T0), T0)).unwrap();
+    block_on(pipeline::store_events(
+        &store,
+        &events("bad", 0, 3, T0),
+        T0,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     poison_rows(&store, "bad", Period::Hour);
     // A full batch (max_batch_size 100): 99 good messages and one bad.
     let mut batch: Vec<_> = (0..99u64)
@@ -454,7 +474,12 @@ fn a_bad_message_fails_alone_and_the_good_ones_are_stored_once() {
         .collect();
     batch.insert(63, message(events("bad", 500, 2, T0)));
 
-    let consumed = block_on(pipeline::store_messages(&store, &batch, T0 + 1000));
+    let consumed = block_on(pipeline::store_messages(
+        &store,
+        &batch,
+        T0 + 1000,
+        &MinuteSources::default(),
+    ));
     let failed: Vec<usize> = consumed
         .outcomes
         .iter()
@@ -477,7 +502,12 @@ fn a_bad_message_fails_alone_and_the_good_ones_are_stored_once() {
         assert_eq!(overview_count(&store, &format!("good{p}")), 33 * 5);
     }
     // Redelivered (the queue retries the bad one, and may resend any): counted once.
-    let again = block_on(pipeline::store_messages(&store, &batch, T0 + 2000));
+    let again = block_on(pipeline::store_messages(
+        &store,
+        &batch,
+        T0 + 2000,
+        &MinuteSources::default(),
+    ));
     assert_eq!(again.outcomes.iter().filter(|o| o.is_err()).count(), 1);
     assert_eq!(again.stored.new, 0);
     for p in 0..3 {
@@ -486,26 +516,32 @@ fn a_bad_message_fails_alone_and_the_good_ones_are_stored_once() {
 }
 
 #[test]
-fn a_projects_sources_are_read_through_the_minute_index() {
+fn a_projects_sources_are_read_minute_by_minute_by_the_whole_key() {
+    // A source of a dimension with many values a minute (a route) reads its own row of
+    // each minute and no other value's.
     let store = SqliteStore::open_in_memory().unwrap();
-    let plan: Vec<String> = store.with_connection(|c| {
-        let sql = format!(
-            "EXPLAIN QUERY PLAN {}",
-            tally_core::sql::MINUTE_ROWS_OF_SOURCES
+    for statement in [
+        tally_core::sql::MINUTE_ROWS_OF_SOURCES,
+        tally_core::sql::MINUTE_ROWS_OF_VALUE,
+    ] {
+        let plan: Vec<String> = store.with_connection(|c| {
+            let sql = format!("EXPLAIN QUERY PLAN {statement}");
+            let mut stmt = c.prepare(&sql).unwrap();
+            let nulls = vec![rusqlite::types::Null; stmt.parameter_count()];
+            stmt.query_map(rusqlite::params_from_iter(nulls), |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        });
+        let rollups: Vec<&String> = plan.iter().filter(|s| s.contains(" r ")).collect();
+        assert_eq!(
+            rollups,
+            [
+                "SEARCH r USING PRIMARY KEY (project=? AND period=? AND dimension=? AND start=? AND value=?)"
+            ],
+            "{plan:?}"
         );
-        let mut stmt = c.prepare(&sql).unwrap();
-        stmt.query_map(rusqlite::params!["p", r#"[["all","",0]]"#, 1], |r| r.get(3))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
-    });
-    assert_eq!(
-        plan,
-        [
-            "SCAN s VIRTUAL TABLE INDEX 1:",
-            "SEARCH r USING INDEX rollups_minutes (project=? AND dimension=? AND value=? AND start>? AND start<?)"
-        ]
-    );
+    }
 }
 
 /// An executor whose first write lets another evaluation run and commit first.
@@ -536,7 +572,13 @@ impl Executor for Overlapped<'_> {
 fn overlapping_runs_record_one_alert_per_change() {
     let store = SqliteStore::open_in_memory().unwrap();
     let now = T0 + 30_000;
-    block_on(pipeline::store_events(&store, &events("p", 0, 20, T0), now)).unwrap();
+    block_on(pipeline::store_events(
+        &store,
+        &events("p", 0, 20, T0),
+        now,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     add_rules(&store, &[busy_rule("p", 1), busy_rule("p", 2)]);
     let overlapped = Overlapped {
         inner: &store,

@@ -11,6 +11,7 @@ use std::rc::Rc;
 
 use serde_json::json;
 use tally_core::Event;
+use tally_core::alerts::MinuteSources;
 use tally_core::project::{Project, ProjectInput};
 use tally_core::queue::{Dropped, Message, VERSION};
 use tally_core::rollup::Period;
@@ -115,11 +116,17 @@ impl Stack {
             &Placements::new(),
             batch,
             now_ms,
+            &MinuteSources::every(),
         ));
         for outcome in &consumed.outcomes {
             outcome.as_ref().unwrap();
         }
-        let reference = block_on(pipeline::store_messages(&self.reference, batch, now_ms));
+        let reference = block_on(pipeline::store_messages(
+            &self.reference,
+            batch,
+            now_ms,
+            &MinuteSources::every(),
+        ));
         assert!(reference.outcomes.iter().all(Result::is_ok));
     }
 

@@ -8,6 +8,7 @@ mod support;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use tally_core::alerts::MinuteSources;
 use tally_core::rollup::{self, Dimension, Key, Period, Rollup};
 use tally_core::sessions;
 use tally_core::testing::SplitMix64 as Rng;
@@ -92,7 +93,13 @@ fn deliver(store: &SqliteStore, delivery: &[Event], seed: u64) -> Stored {
     while !rest.is_empty() {
         let n = (1 + rng.below(500) as usize).min(rest.len());
         let (batch, tail) = rest.split_at(n);
-        let stored = block_on(pipeline::store_events(store, batch, NOW)).unwrap();
+        let stored = block_on(pipeline::store_events(
+            store,
+            batch,
+            NOW,
+            &MinuteSources::default(),
+        ))
+        .unwrap();
         total.received += stored.received;
         total.new += stored.new;
         rest = tail;
@@ -238,7 +245,13 @@ fn a_failing_commit_loses_and_duplicates_nothing() {
     let store = SqliteStore::open_in_memory().unwrap();
     for fail_at in [0, 1, 7, 40] {
         store.fail_commit_at(fail_at);
-        let err = block_on(pipeline::store_events(&store, &unique, NOW)).unwrap_err();
+        let err = block_on(pipeline::store_events(
+            &store,
+            &unique,
+            NOW,
+            &MinuteSources::default(),
+        ))
+        .unwrap_err();
         assert!(err.to_string().contains("injected failure"), "{err}");
         let total: u64 = ["alpha", "beta", "gamma"]
             .iter()
@@ -250,9 +263,21 @@ fn a_failing_commit_loses_and_duplicates_nothing() {
         );
         assert!(hour_rows(&store, "alpha").is_empty());
     }
-    let stored = block_on(pipeline::store_events(&store, &unique, NOW)).unwrap();
+    let stored = block_on(pipeline::store_events(
+        &store,
+        &unique,
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     assert_eq!(stored.new, unique.len());
-    let redelivered = block_on(pipeline::store_events(&store, &unique, NOW)).unwrap();
+    let redelivered = block_on(pipeline::store_events(
+        &store,
+        &unique,
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     assert_eq!(redelivered.new, 0);
     let alpha: Vec<&Event> = unique.iter().filter(|e| e.project == "alpha").collect();
     assert_eq!(
@@ -280,7 +305,13 @@ impl Executor for Racing<'_> {
     async fn batch(&self, groups: Vec<Vec<Statement>>) -> Result<Vec<u64>, Error> {
         let interloper = self.interloper.borrow_mut().take();
         if let Some(events) = interloper {
-            block_on(pipeline::store_events(self.inner, &events, NOW)).unwrap();
+            block_on(pipeline::store_events(
+                self.inner,
+                &events,
+                NOW,
+                &MinuteSources::default(),
+            ))
+            .unwrap();
         }
         self.inner.batch(groups).await
     }
@@ -298,7 +329,13 @@ fn a_lost_race_is_retried_and_counts_stay_exact() {
         inner: &store,
         interloper: RefCell::new(Some(interloper)),
     };
-    let stored = block_on(pipeline::store_events(&racing, first, NOW)).unwrap();
+    let stored = block_on(pipeline::store_events(
+        &racing,
+        first,
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     assert_eq!(stored.attempts, 2, "the first commit lost the race");
     assert_eq!(
         stored.new, 1_400,
@@ -318,7 +355,13 @@ fn a_lost_race_is_retried_and_counts_stay_exact() {
 fn retention_purges_raw_events_in_chunks_and_keeps_rollups() {
     let (unique, _) = workload(3_000, 9);
     let store = SqliteStore::open_in_memory().unwrap();
-    block_on(pipeline::store_events(&store, &unique, NOW)).unwrap();
+    block_on(pipeline::store_events(
+        &store,
+        &unique,
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     let before = hour_rows(&store, "alpha");
     let alpha = block_on(store.count_events("alpha", 0, i64::MAX))
         .unwrap()
@@ -436,7 +479,13 @@ fn sessions_pair_from_stored_marks_whatever_the_arrival_order() {
         named(9003, "custom", "play", Some("u"), DAY0 + 70_000),
         named(9004, "custom", "stop", Some("u"), DAY0 + 80_000),
     ];
-    block_on(pipeline::store_events(&store, &custom, NOW)).unwrap();
+    block_on(pipeline::store_events(
+        &store,
+        &custom,
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     let got = block_on(tally_storage::sessions::session_stats(
         &store,
         "custom",
@@ -458,7 +507,13 @@ fn sessions_pair_from_stored_marks_whatever_the_arrival_order() {
 fn reads_over_any_range_equal_merging_the_hours() {
     let (unique, _) = workload(6_000, 13);
     let store = SqliteStore::open_in_memory().unwrap();
-    block_on(pipeline::store_events(&store, &unique, NOW)).unwrap();
+    block_on(pipeline::store_events(
+        &store,
+        &unique,
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     block_on(pipeline::roll_dirty(&store, Period::Day, 1000, NOW)).unwrap();
     // One more event makes the middle day dirty: its day row now lags its hours.
     let late = named(
@@ -468,7 +523,13 @@ fn reads_over_any_range_equal_merging_the_hours() {
         None,
         DAY0 + DAY_MS + 5 * HOUR_MS + 7,
     );
-    block_on(pipeline::store_events(&store, &[late], NOW)).unwrap();
+    block_on(pipeline::store_events(
+        &store,
+        &[late],
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     let dirty = block_on(store.dirty_starts("alpha", Period::Day, 0, i64::MAX)).unwrap();
     assert_eq!(dirty, BTreeSet::from([DAY0 + DAY_MS]));
 
@@ -605,7 +666,14 @@ fn a_backfill_writes_what_the_consumer_and_cron_write() {
     };
 
     let loaded = SqliteStore::open_in_memory().unwrap();
-    let done = block_on(pipeline::backfill(&loaded, w.iter(), 500, NOW)).unwrap();
+    let done = block_on(pipeline::backfill(
+        &loaded,
+        w.iter(),
+        500,
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     assert_eq!((done.received, done.new), (6_000, 6_000));
     assert!(done.batches >= 10 && done.batches <= 12, "{done:?}");
     assert!(done.days_rolled >= 40, "{done:?}");
@@ -652,7 +720,14 @@ fn a_backfill_writes_what_the_consumer_and_cron_write() {
     }
 
     // Loading the same events again changes nothing.
-    let again = block_on(pipeline::backfill(&loaded, w.iter(), 500, NOW)).unwrap();
+    let again = block_on(pipeline::backfill(
+        &loaded,
+        w.iter(),
+        500,
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     assert_eq!((again.received, again.new), (6_000, 0));
     assert!(dump(&loaded) == a);
 }
@@ -701,7 +776,13 @@ fn retention_removes_150_thousand_expired_events_within_one_day_of_runs() {
     // with 100K events a day fell 80K further behind every day.
     let store = SqliteStore::open_in_memory().unwrap();
     let (unique, _) = workload(600, 4);
-    block_on(pipeline::store_events(&store, &unique, NOW)).unwrap();
+    block_on(pipeline::store_events(
+        &store,
+        &unique,
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     let later = DAY0 + 91 * DAY_MS;
     // The last run's cutoff: the workload's third day is still within retention then.
     let cutoff = later + DAY_MS - 90 * DAY_MS;
@@ -742,7 +823,13 @@ fn retention_removes_150_thousand_expired_events_within_one_day_of_runs() {
 fn a_purge_out_of_budget_resumes_where_it_stopped_and_reports_the_backlog() {
     let store = SqliteStore::open_in_memory().unwrap();
     let (unique, _) = workload(300, 5);
-    block_on(pipeline::store_events(&store, &unique, NOW)).unwrap();
+    block_on(pipeline::store_events(
+        &store,
+        &unique,
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     let later = DAY0 + 120 * DAY_MS;
     for (i, project) in ["alpha", "beta", "gamma"].into_iter().enumerate() {
         seed_raw(
@@ -807,7 +894,13 @@ fn dead_letters_are_purged_with_their_projects_retention() {
     // Dead letters keep whole event bodies and were never purged.
     let store = SqliteStore::open_in_memory().unwrap();
     let (unique, _) = workload(300, 6);
-    block_on(pipeline::store_events(&store, &unique, NOW)).unwrap();
+    block_on(pipeline::store_events(
+        &store,
+        &unique,
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     let alpha: Vec<Event> = unique
         .iter()
         .filter(|e| e.project == "alpha")

@@ -7,6 +7,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
+use tally_core::alerts::MinuteSources;
 use tally_core::funnel;
 use tally_core::realtime::{self, Window};
 use tally_core::rollup::{Dimension, Period, parse_error_route};
@@ -52,7 +53,13 @@ fn workload(n: u64, seed: u64) -> Vec<Event> {
 
 fn store_in_batches(store: &SqliteStore, events: &[Event], batch: usize) {
     for chunk in events.chunks(batch) {
-        block_on(pipeline::store_events(store, chunk, NOW)).unwrap();
+        block_on(pipeline::store_events(
+            store,
+            chunk,
+            NOW,
+            &MinuteSources::default(),
+        ))
+        .unwrap();
     }
 }
 
@@ -119,8 +126,20 @@ fn the_last_message_breaks_ties_by_text_and_is_purged_with_raw_events() {
         )
     };
     // Same instant: the greater text wins in either order.
-    block_on(pipeline::store_events(&store, &[e(1, "b", t)], NOW)).unwrap();
-    block_on(pipeline::store_events(&store, &[e(2, "a", t)], NOW)).unwrap();
+    block_on(pipeline::store_events(
+        &store,
+        &[e(1, "b", t)],
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
+    block_on(pipeline::store_events(
+        &store,
+        &[e(2, "a", t)],
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     let kept = |store: &SqliteStore| block_on(store.error_messages("site")).unwrap();
     let at = |timestamp, message: &str| ErrorMessage {
         timestamp,
@@ -128,16 +147,34 @@ fn the_last_message_breaks_ties_by_text_and_is_purged_with_raw_events() {
     };
     assert_eq!(kept(&store)["E"], at(t, "b"));
     // An older message changes nothing; a newer one replaces it.
-    block_on(pipeline::store_events(&store, &[e(3, "old", t - 1)], NOW)).unwrap();
+    block_on(pipeline::store_events(
+        &store,
+        &[e(3, "old", t - 1)],
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     assert_eq!(kept(&store)["E"], at(t, "b"));
-    block_on(pipeline::store_events(&store, &[e(4, "new", t + 1)], NOW)).unwrap();
+    block_on(pipeline::store_events(
+        &store,
+        &[e(4, "new", t + 1)],
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     assert_eq!(kept(&store)["E"], at(t + 1, "new"));
     // An error without a message leaves it too.
     let silent = event(
         5,
         json!({"name": "request", "error_class": "E", "timestamp": t + 9}),
     );
-    block_on(pipeline::store_events(&store, &[silent], NOW)).unwrap();
+    block_on(pipeline::store_events(
+        &store,
+        &[silent],
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     assert_eq!(kept(&store)["E"], at(t + 1, "new"));
 
     let purge = |before_ms| {
@@ -169,6 +206,7 @@ fn first_and_last_hours_equal_scanning_the_hours() {
         &store,
         std::slice::from_ref(&late),
         NOW,
+        &MinuteSources::default(),
     ))
     .unwrap();
 
@@ -285,7 +323,13 @@ fn realtime_reads_minute_rows_and_recent_visitors_of_the_window_only() {
         at(7, 40 * MINUTE_MS, Some("eve"), "/old", true),
         at(8, 3 * HOUR_MS, Some("fay"), "/old", false),
     ];
-    block_on(pipeline::store_events(&store, &events, now)).unwrap();
+    block_on(pipeline::store_events(
+        &store,
+        &events,
+        now,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
 
     let view = block_on(read::realtime(&store, "site", window)).unwrap();
     let minutes = &view.minutes;
@@ -349,7 +393,7 @@ fn realtime_statements_search_their_indexes_and_never_sort() {
     assert_eq!(
         minutes,
         [
-            "SEARCH rollups USING INDEX rollups_by_dimension (project=? AND period=? AND dimension=? AND start>? AND start<?)"
+            "SEARCH rollups USING PRIMARY KEY (project=? AND period=? AND dimension=? AND start>? AND start<?)"
         ],
     );
     // The distinct count's own B-tree and the scan of the subquery hold at most the
@@ -405,7 +449,13 @@ fn realtime_reads_cost_the_same_whatever_the_older_volume() {
             event(1_000_000 + i as u64, raw)
         })
         .collect();
-    block_on(pipeline::store_events(&store, &recent, now)).unwrap();
+    block_on(pipeline::store_events(
+        &store,
+        &recent,
+        now,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     store_in_batches_at(&store, &older(5_000, &mut rng), now);
 
     let text = |v: &str| rusqlite::types::Value::Text(v.to_owned());
@@ -451,7 +501,13 @@ fn realtime_reads_cost_the_same_whatever_the_older_volume() {
 
 fn store_in_batches_at(store: &SqliteStore, events: &[Event], now: i64) {
     for chunk in events.chunks(5_000) {
-        block_on(pipeline::store_events(store, chunk, now)).unwrap();
+        block_on(pipeline::store_events(
+            store,
+            chunk,
+            now,
+            &MinuteSources::default(),
+        ))
+        .unwrap();
     }
 }
 
@@ -490,12 +546,25 @@ fn a_year_with_every_other_day_dirty_is_covered_within_a_fixed_number_of_queries
             ]
         })
         .collect();
-    block_on(pipeline::backfill(&store, year, 500, now)).unwrap();
+    block_on(pipeline::backfill(
+        &store,
+        year,
+        500,
+        now,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     let late: Vec<Event> = (0..YEAR_DAYS)
         .step_by(2)
         .map(|day| at(10_000 + day as u64, day, 12, "/late"))
         .collect();
-    block_on(pipeline::store_events(&store, &late, now)).unwrap();
+    block_on(pipeline::store_events(
+        &store,
+        &late,
+        now,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     let (from, to) = (DAY0 + 5 * HOUR_MS, DAY0 + YEAR_DAYS * DAY_MS);
     let dirty = block_on(store.dirty_starts("site", Period::Day, DAY0, to)).unwrap();
     assert_eq!(
@@ -543,7 +612,14 @@ fn several_dimensions_are_covered_in_the_queries_of_one_read() {
     let mut events = workload(3_000, 17);
     // Late events of the first day, after its roll: that day is dirty, read from hours.
     let late = events.split_off(2_700);
-    block_on(pipeline::backfill(&store, events, 500, NOW)).unwrap();
+    block_on(pipeline::backfill(
+        &store,
+        events,
+        500,
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     store_in_batches(&store, &late, 300);
     let dimensions = [
         Dimension::All,
@@ -624,9 +700,9 @@ fn several_dimensions_are_covered_in_the_queries_of_one_read() {
 }
 
 #[test]
-fn multi_dimension_and_count_reads_search_the_dimension_index_and_never_sort() {
+fn multi_dimension_and_count_reads_search_the_primary_key_and_never_sort() {
     let store = SqliteStore::open_in_memory().unwrap();
-    let search = "SEARCH rollups USING INDEX rollups_by_dimension (project=? AND period=? AND dimension=? AND start>? AND start<?)";
+    let search = "SEARCH rollups USING PRIMARY KEY (project=? AND period=? AND dimension=? AND start>? AND start<?)";
     let counts = support::query_plan(&store, tally_core::sql::ROLLUP_COUNTS_OF_DIMENSION);
     assert_eq!(counts, [search]);
     let several = support::query_plan(&store, tally_core::sql::ROLLUPS_OF_DIMENSIONS);
@@ -637,4 +713,28 @@ fn multi_dimension_and_count_reads_search_the_dimension_index_and_never_sort() {
             .any(|s| s.contains("FOR ORDER BY") || s.starts_with("SCAN rollups")),
         "{several:?}"
     );
+}
+
+#[test]
+fn statements_over_every_dimension_seek_each_through_the_primary_key() {
+    // The primary key orders by dimension before start: a statement over a period's
+    // starts that named no dimension would read every row of the project and period.
+    let store = SqliteStore::open_in_memory().unwrap();
+    for statement in [
+        tally_core::sql::ROLLUPS_BETWEEN,
+        tally_core::sql::DELETE_STALE_ROLLUPS,
+        tally_core::sql::PURGE_MINUTE_ROLLUPS,
+    ] {
+        let plan = support::query_plan(&store, statement);
+        assert!(
+            plan.iter().any(|s| s.starts_with(
+                "SEARCH rollups USING PRIMARY KEY (project=? AND period=? AND dimension=? AND start"
+            )),
+            "{plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|s| s.starts_with("SCAN rollups")),
+            "{plan:?}"
+        );
+    }
 }

@@ -7,6 +7,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use tally_core::Event;
+use tally_core::alerts::MinuteSources;
 use tally_core::rollup::{self, Dimension, Period};
 use tally_core::time::{DAY_MS, HOUR_MS};
 use tally_storage::sqlite::{SqliteStore, block_on};
@@ -68,7 +69,13 @@ fn revenue_sums_are_exact_per_currency_in_hours_days_and_rebuilds() {
     let store = SqliteStore::open_in_memory().unwrap();
     let events = shop();
     for batch in events.chunks(97) {
-        block_on(pipeline::store_events(&store, batch, NOW)).unwrap();
+        block_on(pipeline::store_events(
+            &store,
+            batch,
+            NOW,
+            &MinuteSources::default(),
+        ))
+        .unwrap();
     }
     // Exact: every euro amount in thousandths, summed as integers.
     let mut expected_eur = 0u64;
@@ -158,7 +165,13 @@ fn ordinary_events_write_no_revenue_term_or_content_rows() {
         .into_iter()
         .filter(|e| e.name == "pageview")
         .collect();
-    let stored = block_on(pipeline::store_events(&store, &plain, NOW)).unwrap();
+    let stored = block_on(pipeline::store_events(
+        &store,
+        &plain,
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     assert_eq!(stored.new, 400);
     // The rows written are those of the dimensions there were before: the new ones add
     // none for events without revenue, a term or a content.
@@ -184,7 +197,13 @@ fn ordinary_events_write_no_revenue_term_or_content_rows() {
             "metadata": {"revenue": {"currency": "EUR", "amount": 5}}}),
     );
     let before = all.len();
-    block_on(pipeline::store_events(&store, &[purchase], NOW)).unwrap();
+    block_on(pipeline::store_events(
+        &store,
+        &[purchase],
+        NOW,
+        &MinuteSources::default(),
+    ))
+    .unwrap();
     let after =
         block_on(store.rollups_between("shop", Period::Hour, DAY0, DAY0 + DAY_MS, None)).unwrap();
     assert_eq!(after.len(), before + 4);
@@ -209,7 +228,13 @@ fn a_flood_of_unique_campaigns_with_revenue_stays_bounded_and_sums_stay_exact() 
         })
         .collect();
     for batch in events.chunks(400) {
-        block_on(pipeline::store_events(&store, batch, NOW)).unwrap();
+        block_on(pipeline::store_events(
+            &store,
+            batch,
+            NOW,
+            &MinuteSources::default(),
+        ))
+        .unwrap();
     }
     let rows = sums(&store, Period::Hour, Dimension::RevenueCampaign);
     // The bound's values, plus one folded row per currency.

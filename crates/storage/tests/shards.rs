@@ -13,7 +13,7 @@ use std::rc::Rc;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use tally_core::Event;
-use tally_core::alerts::{self, Fresh};
+use tally_core::alerts::{self, Fresh, MinuteSources};
 use tally_core::digest;
 use tally_core::project::{Project, ProjectInput};
 use tally_core::queue::{Message, VERSION};
@@ -115,6 +115,7 @@ fn each_projects_statements_go_to_its_shard_and_nowhere_else() {
         &placements,
         &batch,
         T0,
+        &MinuteSources::default(),
     ));
     assert!(consumed.outcomes.iter().all(Result::is_ok));
     assert_eq!(consumed.stored.new, 85);
@@ -225,6 +226,7 @@ fn a_failing_shard_holds_back_only_its_projects_and_they_count_once_when_it_heal
             &placements,
             batch,
             T0,
+            &MinuteSources::default(),
         ))
     };
     let first = store(&batch);
@@ -305,6 +307,7 @@ fn a_single_database_deployment_keeps_its_data_on_shard_0_when_a_shard_is_added(
         &db,
         &[message(events("old", 0, 25))],
         T0,
+        &MinuteSources::default(),
     ));
     assert!(before.outcomes.iter().all(Result::is_ok));
 
@@ -323,6 +326,7 @@ fn a_single_database_deployment_keeps_its_data_on_shard_0_when_a_shard_is_added(
         &placements,
         &batch,
         T0,
+        &MinuteSources::default(),
     ));
     assert!(consumed.outcomes.iter().all(Result::is_ok));
     let router = Router {
@@ -552,6 +556,7 @@ fn a_new_project_goes_to_the_shard_storing_the_fewest_bytes() {
             &placements,
             batch,
             T0,
+            &MinuteSources::default(),
         ));
         assert!(consumed.outcomes.iter().all(Result::is_ok));
     };

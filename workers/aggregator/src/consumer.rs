@@ -9,6 +9,7 @@
 //! [`crate::dead_letters`] keeps); a message that cannot be decoded is retried alone
 //! too. Redelivery never double-counts: the pipeline skips events already stored.
 
+use tally_core::alerts::MinuteSources;
 use tally_core::queue::{self, Message};
 use tally_storage::d1::D1Store;
 use tally_storage::pipeline;
@@ -45,8 +46,22 @@ pub async fn consume(
         return;
     }
     let (raw, messages): (Vec<RawMessage>, Vec<Message>) = decoded.into_iter().unzip();
+    let now = now_ms();
+    // Minute rows are written only where the realtime view or an enabled rule reads
+    // them; without the rules, every one (dearer, never blind).
+    let minutes = match crate::known_rules()
+        .minute_sources(control, &pipeline::projects_of(&messages), now)
+        .await
+    {
+        Ok(minutes) => minutes,
+        Err(e) => {
+            worker::console_error!("alert rules unread ({e}): writing every minute row");
+            MinuteSources::every()
+        }
+    };
     let consumed =
-        pipeline::store_messages_on_shards(control, shards, placements, &messages, now_ms()).await;
+        pipeline::store_messages_on_shards(control, shards, placements, &messages, now, &minutes)
+            .await;
     let stored = &consumed.stored;
     worker::console_log!(
         "stored {} of {} events ({} rollup rows) in {} calls",

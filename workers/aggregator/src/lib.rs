@@ -16,6 +16,7 @@ mod dead_letters;
 use std::rc::Rc;
 
 use tally_edge::ApiError;
+use tally_storage::alerts::KnownRules;
 use tally_storage::d1::D1Store;
 use tally_storage::shard::Placements;
 use worker::{Context, Date, Env, MessageBatch, Request, Response, Result, event};
@@ -64,6 +65,17 @@ pub fn placements(env: &Env) -> Rc<Placements> {
     let placements = PLACEMENTS.with(Rc::clone);
     placements.set_ttl(placement_ttl_ms(env));
     placements
+}
+
+thread_local! {
+    /// The minute rows projects' alert rules read, from the control database, kept for
+    /// a minute (`tally_core::alerts::RULES_LEARNED_WITHIN_MS`).
+    static KNOWN_RULES: Rc<KnownRules> = Rc::new(KnownRules::new());
+}
+
+/// The isolate's cache of what alert rules read.
+pub fn known_rules() -> Rc<KnownRules> {
+    KNOWN_RULES.with(Rc::clone)
 }
 /// The alerts queue producer binding: the minutely cron sends alerts to act on.
 pub const ALERTS: &str = "ALERTS";

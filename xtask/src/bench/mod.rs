@@ -686,8 +686,10 @@ fn mixed_markdown(m: &Value) -> String {
         "\n### Rows written per event, mixed workload\n\n\
          {} events of `tally_core::workload` (API requests, page views, CDN images, \
          installs, funnel steps, play/stop sessions) over a day, stored in batches of {} \
-         as the consumer stores them; table rows as SQLite counts them, plus the raw \
-         rows' index entries (the name index holds events with a user only).\n\n\
+         as the consumer stores them, with no alert rule; table rows as SQLite counts \
+         them, plus every index entry written (counted from the indexes' b-tree cells \
+         at the end: nothing is deleted meanwhile and no update sets an indexed column), \
+         as D1 bills them.\n\n\
          | rows per event | value |\n|---|---:|\n",
         m["events"], m["batch"]
     );
@@ -704,20 +706,34 @@ fn mixed_markdown(m: &Value) -> String {
         ),
         ("session marks", "session_marks"),
         ("hour rollup rows", "hour_rows"),
-        ("minute rollup rows (alert rules)", "minute_rows"),
+        (
+            "minute rollup rows (realtime; alert rules' sources)",
+            "minute_rows",
+        ),
         (
             "bookkeeping (dirty days, meta, error messages)",
             "bookkeeping_rows",
         ),
-        ("**total**", "total_with_raw_index"),
+        ("index entries of new rollup rows", "rollup_index_entries"),
+        ("**total**", "total_billed"),
     ] {
         md += &format!("| {what} | {} |\n", two(&m[key]));
     }
     md += &format!(
-        "\nOf the rollup rows written, {} per event were new rows (each also adds an \
-         entry to the rollups' second index); the rest updated rows of the same hour or \
-         minute.\n",
-        two(&m["rollup_rows_inserted"])
+        "\nOf the rollup rows written, {} per event were new rows (each adding an entry \
+         to each rollups index it is in); the rest updated rows of the same hour or \
+         minute. Entries per event by index: {}.\n",
+        two(&m["rollup_rows_inserted"]),
+        m["index_entries"]
+            .as_object()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|(index, n)| format!("`{index}` {}", two(n)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_else(|| "?".into())
     );
     md
 }
@@ -877,7 +893,7 @@ mod tests {
     fn storage_figures_of_rows_bounds_and_purges_are_tabled() {
         let storage = json!({"events": 10, "machine": {}, "runs": 1,
             "mixed_workload": {"events": 100, "batch": 10, "minute_rows": 1.8,
-                "total_with_raw_index": 4.29},
+                "total_billed": 4.29, "index_entries": {"raw_events_by_time": 1.0}},
             "cardinality": {"events_per_request": 1000, "one_minute": {
                 "unbounded_rollup_rows": 8006, "unbounded_table_rows": 9008,
                 "requests": [{"rollup_rows": 4410, "table_rows": 5413},
@@ -887,10 +903,11 @@ mod tests {
                 "hourly": {"raw_events_per_s": 171_732.4}}});
         let md = storage_markdown(&storage);
         assert!(
-            md.contains("| minute rollup rows (alert rules) | 1.80 |"),
+            md.contains("| minute rollup rows (realtime; alert rules' sources) | 1.80 |"),
             "{md}"
         );
         assert!(md.contains("| **total** | 4.29 |"), "{md}");
+        assert!(md.contains("`raw_events_by_time` 1.00"), "{md}");
         assert!(md.contains("without the bound | 8006 | 9008 |"), "{md}");
         assert!(
             md.contains("| the next, in the same minute | 14 | 1016 |"),
