@@ -501,8 +501,17 @@ where
 {
     let dropped: Vec<Dropped> = part.iter().flat_map(|m| m.dropped.clone()).collect();
     if !dropped.is_empty() {
-        // Idempotent by id: a redelivered record counts once.
-        store.commit(&[Write::InsertDropped(&dropped)]).await?;
+        // The records join `projects` by slug, so their projects are recorded first, as
+        // `store_events` records its events' projects: a shard learns of a project from
+        // its first message, which may carry only dropped requests. Idempotent by id: a
+        // redelivered record counts once.
+        let projects: BTreeSet<&str> = dropped.iter().map(|d| d.project.as_str()).collect();
+        let mut writes: Vec<Write<'_>> = projects
+            .iter()
+            .map(|slug| Write::EnsureProject { slug, now_ms })
+            .collect();
+        writes.push(Write::InsertDropped(&dropped));
+        store.commit(&writes).await?;
     }
     let events: Vec<Event> = part.iter().flat_map(|m| m.events.clone()).collect();
     store_events(store, &events, now_ms, minutes).await

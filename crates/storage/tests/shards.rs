@@ -254,6 +254,47 @@ fn a_failing_shard_holds_back_only_its_projects_and_they_count_once_when_it_heal
 }
 
 #[test]
+fn dropped_requests_of_a_project_its_shard_does_not_name_yet_are_kept() {
+    // The admin API records a new project in its shard's directory after creating it,
+    // and only logs a failure there: the project's first message then records it. That
+    // message may carry only dropped requests (a bot's), which must count all the same.
+    let (control, shards, placements) = two_shards();
+    assert!(block_on(control.create_project_on(&project("c"), 1)).unwrap());
+    let bot = |id: u64| tally_core::queue::Dropped {
+        event_id: format!("00000000-0000-4000-8000-{id:012x}"),
+        project: "c".to_owned(),
+        timestamp: T0 - MINUTE_MS,
+        reason: "bot".to_owned(),
+    };
+    let batch = [Message {
+        v: VERSION,
+        events: Vec::new(),
+        dropped: vec![bot(1), bot(2)],
+    }];
+    for _ in 0..2 {
+        let consumed = block_on(pipeline::store_messages_on_shards(
+            &control,
+            &shards,
+            &placements,
+            &batch,
+            T0,
+            &MinuteSources::default(),
+        ));
+        assert!(consumed.outcomes.iter().all(Result::is_ok));
+    }
+    let router = Router {
+        control: &control,
+        shards: shards.iter().collect(),
+        placements: Rc::clone(&placements),
+        now_ms: T0,
+    };
+    let dropped = block_on(router.dropped_counts("c", T0 - DAY_MS, T0)).unwrap();
+    assert_eq!(dropped.get("bot"), Some(&2), "{dropped:?}");
+    assert_eq!(count(&shards[1], "SELECT count(*) FROM dropped_events"), 2);
+    assert_eq!(count(&shards[0], "SELECT count(*) FROM dropped_events"), 0);
+}
+
+#[test]
 fn a_transaction_never_spans_two_databases() {
     let (control, shards, placements) = two_shards();
     let router = Router {
