@@ -116,7 +116,6 @@ impl Job {
 /// What separates a job's name from its shard in [`Job::shard_run_name`].
 const SHARD_RUN_INFIX: &str = "/shard-";
 
-
 /// D1 queries one Worker invocation may make (Workers Paid): a job of the jobs queue
 /// runs alone in its invocation (`max_batch_size = 1`), so this is each job's budget.
 pub const D1_QUERIES_PER_INVOCATION: u32 = 1_000;
@@ -291,7 +290,12 @@ mod tests {
             },
         ];
         for m in &messages {
-            assert_eq!(JobMessage::decode(&m.encode()).as_ref(), Ok(m), "{}", m.encode());
+            assert_eq!(
+                JobMessage::decode(&m.encode()).as_ref(),
+                Ok(m),
+                "{}",
+                m.encode()
+            );
         }
         assert_eq!(
             messages[0].encode(),
@@ -350,7 +354,11 @@ mod tests {
             assert!(first.continuation(at + job.period_ms() - 1).is_some());
             assert_eq!(first.continuation(at + job.period_ms()), None, "{job:?}");
         }
-        let step = JobMessage::Move { id: 9, at, round: 0 };
+        let step = JobMessage::Move {
+            id: 9,
+            at,
+            round: 0,
+        };
         let mut rounds = 0;
         let mut m = step.clone();
         while let Some(next) = m.continuation(at + 30_000) {
