@@ -3,9 +3,9 @@
 //!
 //! # Brief overview
 //!
-//! A move is a row of `project_moves` in the control database, stepped by the
-//! aggregator's cron ([`advance`], within a [`MoveBudget`] of D1 queries a run), through
-//! these [`Phase`]s:
+//! A move is a row of `project_moves` in the control database, stepped on the
+//! aggregator's jobs queue ([`step`], within [`JOB_MOVES`] a step, sent again as soon as
+//! the move has work: [`Stopped::work_in_ms`]), through these [`Phase`]s:
 //!
 //! - `starting` ([`start`], the admin API): the project's events are committed on both
 //!   shards from now on (`projects.also_shard`, which the consumer reads through
@@ -176,32 +176,25 @@ impl From<MoveRow> for Move {
 /// the two shards, so ten in a row mean the copy is wrong, not late.
 pub const MAX_MISMATCHES: u32 = 10;
 
-/// What one cron run may spend on moves: D1 queries (D1 allows 1,000 per invocation;
-/// the minutely run spends up to 300 on alerts and some 140 on rolls and session days
-/// beside this) and rows per page read or deleted.
+/// What one run may spend on moves: D1 queries (D1 allows 1,000 per invocation) and
+/// rows per page read or deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MoveBudget {
     pub queries: u32,
     pub rows: u32,
 }
 
-/// The minutely run's budget for moves. A page of 500 raw events, read in time order,
+/// The budget of one step of a move on the aggregator's jobs queue: a whole
+/// invocation's D1 queries (1,000) but for the read of the moves and a margin, since a
+/// job runs alone in its invocation. A page of 500 raw events, read in time order,
 /// falls in an hour or a few, and its replay writes one statement per rollup row it
 /// touches (the hour's dimensions and values: tens to a few hundred), plus a few reads;
-/// the page's measured cost decides whether the next one fits. So a run replays some
-/// 500 to 3,000 events, rollup rows copy 500 a query, and deletion takes 9 queries per
-/// 500 rows of each table. A project of a million raw events moves in hours; the
-/// move's progress says how far it is.
-pub const MINUTELY_MOVES: MoveBudget = MoveBudget {
-    queries: 300,
-    rows: 500,
-};
-
-/// The budget of one step of a move on the aggregator's jobs queue: a whole
-/// invocation's D1 queries (1,000) but for the reads of the moves and the step's own
-/// record, since a job runs alone in its invocation. Steps follow one another as fast
-/// as the queue delivers them, so a move copies continuously rather than 300 queries a
-/// minute.
+/// the page's measured cost decides whether the next one fits. So a step replays some
+/// 1,500 to 9,000 events, rollup rows copy 500 a query, and deletion takes 9 queries per
+/// 500 rows of each table. Steps follow one another as fast as the queue delivers them
+/// (the minutely cron's 300 queries a minute before the jobs queue), so a project of a
+/// million raw events copies in some hundreds of steps; the move's progress says how far
+/// it is.
 pub const JOB_MOVES: MoveBudget = MoveBudget {
     queries: 900,
     rows: 500,
