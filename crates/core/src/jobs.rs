@@ -118,6 +118,8 @@ const SHARD_RUN_INFIX: &str = "/shard-";
 
 /// D1 queries one Worker invocation may make (Workers Paid): a job of the jobs queue
 /// runs alone in its invocation (`max_batch_size = 1`), so this is each job's budget.
+/// D1 counts subrequests: a read is one, and so is a batch of statements, which is how
+/// the costs below count (a roll is a read and a commit).
 pub const D1_QUERIES_PER_INVOCATION: u32 = 1_000;
 
 /// Queries a shard job keeps out of its work's budgets: reading the project list twice

@@ -87,11 +87,13 @@ pub async fn consume(control: &D1Store, env: &Env, batch: &MessageBatch<String>)
 }
 
 /// What one shard's job did: its line for `job_runs`, whether work is left that a
-/// continuation should take, and the D1 queries it made.
+/// continuation should take, and the D1 calls it made (what D1's 1,000 queries per
+/// invocation count: a read or a whole batch) and the statements in them.
 struct ShardRun {
     detail: String,
     backlog: bool,
-    queries: u32,
+    calls: u32,
+    statements: u32,
 }
 
 /// Runs one shard's part of a job, records the run, and sends its continuation when the
@@ -141,8 +143,8 @@ async fn run_shard_job(control: &D1Store, env: &Env, job: &JobMessage) -> Result
                 None => String::new(),
             };
             let detail = format!(
-                "round {round}: {}; {} D1 queries{continued}",
-                run.detail, run.queries
+                "round {round}: {}; {} D1 queries ({} statements){continued}",
+                run.detail, run.calls, run.statements
             );
             (Ok(()), "ok", detail)
         }
@@ -244,7 +246,8 @@ async fn run_shard(
     Ok(ShardRun {
         detail: parts.join("; "),
         backlog,
-        queries: control.take_queries() + data.take_queries(),
+        calls: control.take_calls() + data.take_calls(),
+        statements: control.take_queries() + data.take_queries(),
     })
 }
 
