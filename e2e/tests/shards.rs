@@ -303,3 +303,179 @@ fn a_failing_shard_holds_back_only_its_projects_and_they_arrive_once_it_heals() 
     assert_eq!(raw_rows_in_shard_of(&b, &b.slug), 25);
     assert_eq!(b.exported_ids(1).len(), 25);
 }
+
+/// Two events of `p` in each of the two whole days before yesterday.
+fn events_on_past_days(p: &Project, run: u32, first: u32) -> Value {
+    let (d0, _) = two_whole_days();
+    (0..4)
+        .map(|i| {
+            json!({"event_id": event_id(run, first + i), "project": p.slug, "name": "view",
+                   "timestamp": d0 + i64::from(i / 2) * 86_400_000 + 3_600_000,
+                   "route": "/"})
+        })
+        .collect()
+}
+
+/// The admin's health's last run of `job` on shard `shard`, if it started at `since` or
+/// later.
+fn shard_run(health: &Value, shard: usize, job: &str, since: i64) -> Option<Value> {
+    health["shards"][shard]["jobs"]
+        .as_array()?
+        .iter()
+        .find(|r| r["job"] == job && r["started_at"].as_i64() >= Some(since))
+        .cloned()
+}
+
+/// Each trigger hands every shard its part of the job on the jobs queue, where it runs
+/// in an invocation of its own and is recorded with its shard: the hourly roll, purge
+/// and erasure work of both shards after one trigger, shown in the admin's health
+/// beside the trigger's own run.
+#[test]
+fn each_shards_cron_work_runs_on_the_jobs_queue_and_is_shown_with_its_shard() {
+    let before = now_ms();
+    let trigger = get(&format!(
+        "{}/cdn-cgi/handler/scheduled?cron=5+*+*+*+*",
+        url("aggregator")
+    ));
+    assert!(trigger.status < 300, "{} {}", trigger.status, trigger.json);
+    let runs = eventually(
+        "both shards' hourly jobs are recorded",
+        Duration::from_secs(60),
+        || {
+            let health = admin_health();
+            let runs: Vec<Value> = (0..2)
+                .filter_map(|n| shard_run(&health, n, &format!("hourly/shard-{n}"), before))
+                .collect();
+            if runs.len() == 2 {
+                Ok((health, runs))
+            } else {
+                Err(health.to_string())
+            }
+        },
+    );
+    let (health, runs) = runs;
+    for run in &runs {
+        assert_eq!(run["outcome"], "ok", "{run}");
+        assert_eq!(run["cron"], "5 * * * *", "{run}");
+        let detail = run["detail"].as_str().unwrap();
+        for part in [
+            "rolled",
+            "months",
+            "purged",
+            "expired rows",
+            "erased",
+            "D1 queries",
+        ] {
+            assert!(detail.contains(part), "{part}: {detail}");
+        }
+        println!("{}: {detail}", run["job"]);
+    }
+    // The trigger's own run says it handed the work on; shards' runs are not among the
+    // triggers' (the meaning of `jobs` is unchanged).
+    let hourly = health["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job"] == "hourly" && j["started_at"].as_i64() >= Some(before))
+        .cloned()
+        .unwrap_or_else(|| panic!("the trigger's run: {health}"));
+    assert!(
+        hourly["detail"]
+            .as_str()
+            .unwrap()
+            .contains("sent a job to each of 2 shards"),
+        "{hourly}"
+    );
+    for job in health["jobs"].as_array().unwrap() {
+        assert!(!job["job"].as_str().unwrap().contains("/shard-"), "{job}");
+    }
+}
+
+/// Runs alone (`xtask`'s `RUN_ALONE`): it makes shard 0's (the control database's) day
+/// rolls fail for a while. Before the jobs queue, the minutely trigger walked the shards
+/// in turn and the first one's error ended the run, so shard 1's days were never rolled.
+#[test]
+fn a_shard_whose_cron_work_fails_holds_back_no_other_shard() {
+    let broken = on_shard("cronfail", 0);
+    let healthy = on_shard("cronok", 1);
+    let run = run_id();
+    assert_eq!(
+        send_events(&broken, &events_on_past_days(&broken, run, 0)).status,
+        202
+    );
+    assert_eq!(
+        send_events(&healthy, &events_on_past_days(&healthy, run, 100)).status,
+        202
+    );
+    let stored = |p: &Project| stored_raw_events(&p.slug);
+    eventually("the events are stored", Duration::from_secs(30), || {
+        let n = (stored(&broken), stored(&healthy));
+        if n == (4, 4) {
+            Ok(())
+        } else {
+            Err(format!("{n:?}"))
+        }
+    });
+    // Shard 0's roll of days fails every time it records its run (meta `roll.day`),
+    // after its days are rolled: the error a shard's work ends with.
+    with_d1_writable(&broken.slug, |db| {
+        db.execute_batch(
+            "CREATE TRIGGER e2e_roll_down_insert BEFORE INSERT ON meta WHEN NEW.key = 'roll.day'
+             BEGIN SELECT RAISE(ABORT, 'roll down'); END;
+             CREATE TRIGGER e2e_roll_down_update BEFORE UPDATE ON meta WHEN NEW.key = 'roll.day'
+             BEGIN SELECT RAISE(ABORT, 'roll down'); END;",
+        )
+        .unwrap();
+    });
+    let heal = || {
+        with_d1_writable(&broken.slug, |db| {
+            db.execute_batch(
+                "DROP TRIGGER IF EXISTS e2e_roll_down_insert;
+                 DROP TRIGGER IF EXISTS e2e_roll_down_update;",
+            )
+            .unwrap();
+        });
+    };
+    let since = now_ms();
+    let while_broken = std::panic::catch_unwind(|| {
+        // The healthy shard's days are rolled by its own job.
+        wait_days_rolled(&healthy.slug, 2);
+        eventually(
+            "each shard's minutely run is shown with its outcome",
+            Duration::from_secs(30),
+            || {
+                let health = admin_health();
+                let failed = shard_run(&health, 0, "minutely/shard-0", since);
+                let ok = shard_run(&health, 1, "minutely/shard-1", since);
+                match (failed, ok) {
+                    (Some(failed), Some(ok))
+                        if failed["outcome"] == "error" && ok["outcome"] == "ok" =>
+                    {
+                        Ok((failed, ok, health))
+                    }
+                    other => Err(format!("{other:?}")),
+                }
+            },
+        )
+    });
+    heal();
+    let (failed, ok, health) = while_broken.unwrap();
+    assert!(
+        failed["detail"].as_str().unwrap().contains("roll down"),
+        "{failed}"
+    );
+    assert!(ok["detail"].as_str().unwrap().contains("rolled"), "{ok}");
+    let minutely = health["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job"] == "minutely")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        minutely["outcome"], "ok",
+        "the trigger's own part: {minutely}"
+    );
+    // Healed, the broken shard's days roll too.
+    wait_days_rolled(&broken.slug, 2);
+}

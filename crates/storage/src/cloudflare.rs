@@ -101,6 +101,22 @@ impl EventQueue for CfQueue {
 }
 
 impl CfQueue {
+    /// Sends one text body that the queue delivers no sooner than `delay_seconds` from
+    /// now (Cloudflare allows up to 12 hours): a job continuing after a wait.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] with the queue's refusal.
+    pub async fn send_delayed(&self, body: &str, delay_seconds: u32) -> Result<(), Error> {
+        let message = RawMessageBuilder::new(JsValue::from_str(body))
+            .delay_seconds(delay_seconds)
+            .build_with_content_type(QueueContentType::Text);
+        self.queue
+            .send_raw(message)
+            .await
+            .map_err(|e| Error::Database(format!("queue send: {e}")))
+    }
+
     async fn flush(&self, batch: Vec<SendMessage<JsValue>>) -> Result<(), Error> {
         self.queue
             .send_raw_batch(batch)

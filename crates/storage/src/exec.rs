@@ -172,8 +172,11 @@ impl<E: Executor> Executor for &E {
 /// an invocation for (one per read, one per statement of a batch) and the table rows the
 /// batches changed. Budgets (D1's 1,000 queries per invocation) and rows written per
 /// event are measured with it rather than taken from what the code reports of itself.
+/// It also counts calls (a read, or a whole batch): what D1's limit of 1,000 queries
+/// per invocation counts, being a limit of subrequests.
 pub struct Counted<'a, E> {
     inner: &'a E,
+    calls: std::cell::Cell<u32>,
     queries: std::cell::Cell<u32>,
     rows_changed: std::cell::Cell<u64>,
 }
@@ -182,6 +185,7 @@ impl<'a, E: Executor> Counted<'a, E> {
     pub fn new(inner: &'a E) -> Self {
         Self {
             inner,
+            calls: std::cell::Cell::new(0),
             queries: std::cell::Cell::new(0),
             rows_changed: std::cell::Cell::new(0),
         }
@@ -190,6 +194,11 @@ impl<'a, E: Executor> Counted<'a, E> {
     /// The queries counted since the last call.
     pub fn take_queries(&self) -> u32 {
         self.queries.replace(0)
+    }
+
+    /// The calls to the database (each read, each batch) since the last call.
+    pub fn take_calls(&self) -> u32 {
+        self.calls.replace(0)
     }
 
     /// The rows changed since the last call.
@@ -204,11 +213,13 @@ impl<E: Executor> Executor for Counted<'_, E> {
         sql: &'static str,
         values: Vec<Bound>,
     ) -> Result<Vec<T>, Error> {
+        self.calls.set(self.calls.get().saturating_add(1));
         self.queries.set(self.queries.get().saturating_add(1));
         self.inner.query(sql, values).await
     }
 
     async fn batch(&self, groups: Vec<Vec<Statement>>) -> Result<Vec<u64>, Error> {
+        self.calls.set(self.calls.get().saturating_add(1));
         let statements =
             u32::try_from(groups.iter().map(Vec::len).sum::<usize>()).unwrap_or(u32::MAX);
         self.queries

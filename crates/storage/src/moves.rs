@@ -3,9 +3,9 @@
 //!
 //! # Brief overview
 //!
-//! A move is a row of `project_moves` in the control database, stepped by the
-//! aggregator's cron ([`advance`], within a [`MoveBudget`] of D1 queries a run), through
-//! these [`Phase`]s:
+//! A move is a row of `project_moves` in the control database, stepped on the
+//! aggregator's jobs queue ([`step`], within [`JOB_MOVES`] a step, sent again as soon as
+//! the move has work: [`Stopped::work_in_ms`]), through these [`Phase`]s:
 //!
 //! - `starting` ([`start`], the admin API): the project's events are committed on both
 //!   shards from now on (`projects.also_shard`, which the consumer reads through
@@ -176,24 +176,27 @@ impl From<MoveRow> for Move {
 /// the two shards, so ten in a row mean the copy is wrong, not late.
 pub const MAX_MISMATCHES: u32 = 10;
 
-/// What one cron run may spend on moves: D1 queries (D1 allows 1,000 per invocation;
-/// the minutely run spends up to 300 on alerts and some 140 on rolls and session days
-/// beside this) and rows per page read or deleted.
+/// What one run may spend on moves: D1 queries (D1 allows 1,000 per invocation) and
+/// rows per page read or deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MoveBudget {
     pub queries: u32,
     pub rows: u32,
 }
 
-/// The minutely run's budget for moves. A page of 500 raw events, read in time order,
+/// The budget of one step of a move on the aggregator's jobs queue: a whole
+/// invocation's D1 queries (1,000) but for the read of the moves and a margin, since a
+/// job runs alone in its invocation. A page of 500 raw events, read in time order,
 /// falls in an hour or a few, and its replay writes one statement per rollup row it
 /// touches (the hour's dimensions and values: tens to a few hundred), plus a few reads;
-/// the page's measured cost decides whether the next one fits. So a run replays some
-/// 500 to 3,000 events, rollup rows copy 500 a query, and deletion takes 9 queries per
-/// 500 rows of each table. A project of a million raw events moves in hours; the
-/// move's progress says how far it is.
-pub const MINUTELY_MOVES: MoveBudget = MoveBudget {
-    queries: 300,
+/// the page's measured cost decides whether the next one fits. So a step replays some
+/// 1,500 to 9,000 events, rollup rows copy 500 a query, and deletion takes 9 queries per
+/// 500 rows of each table. Steps follow one another as fast as the queue delivers them
+/// (the minutely cron's 300 queries a minute before the jobs queue), so a project of a
+/// million raw events copies in some hundreds of steps; the move's progress says how far
+/// it is.
+pub const JOB_MOVES: MoveBudget = MoveBudget {
+    queries: 900,
     rows: 500,
 };
 
@@ -334,36 +337,116 @@ pub async fn advance<E: Executor>(
     let mut spent = control.take_queries();
     let mut out = Vec::new();
     for m in moves {
-        let (Some(from), Some(to)) = (
-            shards.get(m.from_shard as usize),
-            shards.get(m.to_shard as usize),
-        ) else {
-            out.push(m);
-            continue;
-        };
-        let mut stepper = Stepper {
-            control: &control,
-            from: Counted::new(from),
-            to: Counted::new(to),
-            budget,
-            spent,
-            committed: spent,
-            now_ms,
-            ttl_ms: placement_ttl_ms,
-            mv: m,
-        };
-        stepper.mv.progress.runs += 1;
-        let result = stepper.run().await;
-        spent = stepper.spent + stepper.taken();
-        let mut mv = stepper.mv;
-        if let Err(e) = result {
-            // The phase and cursor stay; the error says why the move stands still.
-            mv.error = Some(e.to_string());
-            let _ = store(&control, &mv, &mv.clone()).await;
-        }
+        let (mv, _, used) =
+            step_within(&control, shards, m, now_ms, budget, spent, placement_ttl_ms).await;
+        spent = used;
         out.push(mv);
     }
     Ok(out)
+}
+
+/// Why a step of a move stopped, which says when the move has work again: what the
+/// aggregator's jobs queue uses to step a move continuously rather than once a minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// The budget is spent and the move has work now.
+    Budget,
+    /// The move waits for isolates to forget a placement, until `until_ms`.
+    Waiting { until_ms: i64 },
+    /// A verification found the shards apart: the next is tried a trigger (a minute)
+    /// later, as [`MAX_MISMATCHES`] assumes, not at once.
+    Mismatch,
+    /// Another run stepped the move meanwhile; that run goes on with it.
+    Overtaken,
+    /// Nothing to do: done, failed with its copy deleted, or its shards are not bound.
+    Idle,
+    /// The step failed; the error is on the move and the next trigger tries again.
+    Failed,
+}
+
+impl Stopped {
+    /// In how many milliseconds from `now_ms` the move has work for another step, if it
+    /// has any before the next trigger would step it anyway.
+    pub fn work_in_ms(self, now_ms: i64) -> Option<i64> {
+        match self {
+            Stopped::Budget => Some(0),
+            Stopped::Waiting { until_ms } => Some((until_ms - now_ms).max(0)),
+            Stopped::Mismatch | Stopped::Overtaken | Stopped::Idle | Stopped::Failed => None,
+        }
+    }
+}
+
+/// Steps the running move `id` as far as `budget` allows at `now_ms`, as [`advance`]
+/// steps each: the move as it now stands and why the step stopped, or `None` when no
+/// such move is running. Safe to run twice at once: each step is stored only if the
+/// move is still where the step read it, so of two runs one goes on and the other
+/// stops ([`Stopped::Overtaken`]) having rewritten at most a page the other wrote too
+/// (every page is idempotent).
+///
+/// # Errors
+///
+/// The control database's error when the moves cannot be read; a failed step is
+/// recorded on the move and reported as [`Stopped::Failed`].
+pub async fn step<E: Executor>(
+    control: &E,
+    shards: &[E],
+    id: i64,
+    now_ms: i64,
+    budget: MoveBudget,
+    placement_ttl_ms: i64,
+) -> Result<Option<(Move, Stopped)>, Error> {
+    let control = Counted::new(control);
+    let Some(m) = running(&control).await?.into_iter().find(|m| m.id == id) else {
+        return Ok(None);
+    };
+    let spent = control.take_queries();
+    let (mv, stopped, _) =
+        step_within(&control, shards, m, now_ms, budget, spent, placement_ttl_ms).await;
+    Ok(Some((mv, stopped)))
+}
+
+/// Steps `m` with `spent` of `budget` spent already; returns it as it now stands, why
+/// it stopped and the queries spent in all.
+async fn step_within<E: Executor>(
+    control: &Counted<'_, E>,
+    shards: &[E],
+    m: Move,
+    now_ms: i64,
+    budget: MoveBudget,
+    spent: u32,
+    placement_ttl_ms: i64,
+) -> (Move, Stopped, u32) {
+    let (Some(from), Some(to)) = (
+        shards.get(m.from_shard as usize),
+        shards.get(m.to_shard as usize),
+    ) else {
+        return (m, Stopped::Idle, spent);
+    };
+    let mut stepper = Stepper {
+        control,
+        from: Counted::new(from),
+        to: Counted::new(to),
+        budget,
+        spent,
+        committed: spent,
+        now_ms,
+        ttl_ms: placement_ttl_ms,
+        mv: m,
+    };
+    stepper.mv.progress.runs += 1;
+    let result = stepper.run().await;
+    let spent = stepper.spent + stepper.taken();
+    let mut mv = stepper.mv;
+    let stopped = match result {
+        Ok(stopped) => stopped,
+        Err(e) => {
+            // The phase and cursor stay; the error says why the move stands still.
+            mv.error = Some(e.to_string());
+            let _ = store(control, &mv, &mv.clone()).await;
+            Stopped::Failed
+        }
+    };
+    (mv, stopped, spent)
 }
 
 /// Stores `next` in place of `read`, if the move is still where `read` was.
@@ -465,6 +548,22 @@ impl<E: Executor> Stepper<'_, E> {
         self.now_ms - self.mv.phase_at >= self.ttl_ms
     }
 
+    /// The move waits the placement TTL from its phase's start.
+    fn waiting(&self) -> Stopped {
+        Stopped::Waiting {
+            until_ms: self.mv.phase_at + self.ttl_ms,
+        }
+    }
+
+    /// A failed move waits the TTL before deleting its copy, then has nothing to do.
+    fn waiting_or_idle(&self) -> Stopped {
+        if self.mv.finished_at.is_some() {
+            Stopped::Idle
+        } else {
+            self.waiting()
+        }
+    }
+
     fn with_phase(&self, phase: Phase) -> Move {
         Move {
             phase,
@@ -482,19 +581,19 @@ impl<E: Executor> Stepper<'_, E> {
         self.budget.queries.saturating_sub(self.spent)
     }
 
-    async fn run(&mut self) -> Result<(), Error> {
+    async fn run(&mut self) -> Result<Stopped, Error> {
         // A step's cost is measured, not predicted: the next runs only if as much is
         // left as the last one cost.
         let mut last_cost = 1;
         loop {
             let before = self.budget.queries - self.left();
             if self.left() < last_cost {
-                return Ok(());
+                return Ok(Stopped::Budget);
             }
             let advanced = match self.mv.phase {
                 Phase::Starting => {
                     if !self.ttl_over() {
-                        return Ok(());
+                        return Ok(self.waiting());
                     }
                     self.to
                         .batch(vec![vec![Statement::new(
@@ -512,13 +611,13 @@ impl<E: Executor> Stepper<'_, E> {
                     // which the next run (a minute later) should not meet again.
                     let stored = self.verify().await?;
                     if self.mv.phase == Phase::Verifying {
-                        return Ok(());
+                        return Ok(Stopped::Mismatch);
                     }
                     stored
                 }
                 Phase::Switched => {
                     if !self.ttl_over() {
-                        return Ok(());
+                        return Ok(self.waiting());
                     }
                     let next = self.with_phase(Phase::Draining);
                     let stop = placement(&self.mv.project, self.mv.to_shard, None);
@@ -526,7 +625,7 @@ impl<E: Executor> Stepper<'_, E> {
                 }
                 Phase::Draining => {
                     if !self.ttl_over() {
-                        return Ok(());
+                        return Ok(self.waiting());
                     }
                     let next = self.with_phase(Phase::Deleting);
                     self.commit(next, vec![]).await?
@@ -546,7 +645,7 @@ impl<E: Executor> Stepper<'_, E> {
                 }
                 Phase::Failed => {
                     if self.mv.finished_at.is_some() || !self.ttl_over() {
-                        return Ok(());
+                        return Ok(self.waiting_or_idle());
                     }
                     let done = self.delete_chunk(false).await?;
                     let mut next = self.mv.clone();
@@ -555,11 +654,11 @@ impl<E: Executor> Stepper<'_, E> {
                     }
                     self.commit(next, vec![]).await?
                 }
-                Phase::Done => return Ok(()),
+                Phase::Done => return Ok(Stopped::Idle),
             };
             if !advanced {
                 // Another run stepped it meanwhile: leave it to that one.
-                return Ok(());
+                return Ok(Stopped::Overtaken);
             }
             last_cost = (self.budget.queries - self.left())
                 .saturating_sub(before)

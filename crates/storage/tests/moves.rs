@@ -564,3 +564,104 @@ fn a_move_whose_copy_never_matches_fails_and_deletes_its_copy() {
         "after the failed move",
     );
 }
+
+/// The aggregator's jobs queue steps a move again as soon as its step says it has work
+/// (at once after a spent budget, when a wait ends), not once a minute: a move of many
+/// pages ends within its three waits and the time its steps take, however many steps
+/// it needs, with every guarantee of [`moves::advance`] (some messages delivered twice).
+#[test]
+fn a_move_stepped_whenever_it_has_work_ends_within_its_waits() {
+    let stack = Stack::new();
+    stack.deliver(
+        &[message(events("m", 0, 300, T0 - 2 * DAY_MS, T0), vec![])],
+        T0,
+    );
+    stack.cron(T0, false);
+    let Started::Started(first) = block_on(moves::start(&stack.control, 2, "m", 1, T0)).unwrap()
+    else {
+        panic!("not started")
+    };
+    let budget = MoveBudget {
+        queries: 30,
+        rows: 20,
+    };
+    let mut now = T0;
+    let mut steps = 0;
+    let mut waits = 0;
+    let mut last = first.clone();
+    loop {
+        steps += 1;
+        assert!(steps < 500, "the move ends: {last:?}");
+        let stepped = block_on(moves::step(
+            &stack.control,
+            &stack.shards,
+            first.id,
+            now,
+            budget,
+            PLACEMENT_TTL_MS,
+        ))
+        .unwrap();
+        let Some((m, stopped)) = stepped else {
+            break;
+        };
+        // A message delivered twice: the duplicate finds the move where the first left
+        // it and goes on from there.
+        if steps % 7 == 0 {
+            block_on(moves::step(
+                &stack.control,
+                &stack.shards,
+                first.id,
+                now,
+                budget,
+                PLACEMENT_TTL_MS,
+            ))
+            .unwrap();
+        }
+        last = m;
+        match stopped.work_in_ms(now) {
+            Some(0) => now += 50,
+            Some(wait) => {
+                assert!(
+                    matches!(stopped, moves::Stopped::Waiting { until_ms } if until_ms == last.phase_at + PLACEMENT_TTL_MS),
+                    "{stopped:?} {last:?}"
+                );
+                waits += 1;
+                now += wait;
+            }
+            None => {
+                assert!(
+                    matches!(stopped, moves::Stopped::Idle) && last.phase == Phase::Done,
+                    "no work but not done: {stopped:?} {last:?}"
+                );
+                break;
+            }
+        }
+    }
+    let last = block_on(moves::latest(&stack.control, "m"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(last.phase, Phase::Done, "{last:?}");
+    assert!(last.progress.runs > 10, "many steps: {:?}", last.progress);
+    assert_eq!(
+        waits, 3,
+        "starting, switched and draining each wait the TTL once"
+    );
+    assert!(
+        now - T0 < 3 * PLACEMENT_TTL_MS + 60_000,
+        "ended {} s after it started, its waits being {} s",
+        (now - T0) / 1000,
+        3 * PLACEMENT_TTL_MS / 1000
+    );
+    let placed = block_on(stack.control.project_shards(&["m"])).unwrap()["m"];
+    assert_eq!((placed.shard, placed.also), (1, None));
+    assert_eq!(
+        stack.rows_of(0, "m"),
+        0,
+        "the old shard keeps nothing of it"
+    );
+    assert_same_reads(
+        &reads(&stack.router(now), "m", now),
+        &reads(&stack.reference, "m", now),
+        "after the move",
+    );
+}

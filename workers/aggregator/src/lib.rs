@@ -1,6 +1,7 @@
 //! Tally's aggregator worker: the only writer of events to D1. It consumes the `events`
 //! queue ([`consumer`]), keeps dead letters ([`dead_letters`]), runs the cron jobs
-//! ([`cron`]) and acts on alerts ([`alerting`]).
+//! ([`cron`]), each data shard's part of them on the jobs queue ([`jobs`]), and acts on
+//! alerts ([`alerting`]).
 //!
 //! This module owns what the worker takes from its environment: every binding and var
 //! name, the clock, and the queue dispatch. A batch says only the name of its queue, and
@@ -12,6 +13,7 @@ mod alerting;
 mod consumer;
 mod cron;
 mod dead_letters;
+mod jobs;
 
 use std::rc::Rc;
 
@@ -79,6 +81,11 @@ pub fn known_rules() -> Rc<KnownRules> {
 }
 /// The alerts queue producer binding: the minutely cron sends alerts to act on.
 pub const ALERTS: &str = "ALERTS";
+/// The jobs queue producer binding: cron sends each shard's part of a job, and a job
+/// its continuation.
+pub const JOBS: &str = "JOBS";
+/// The var naming the jobs queue, which this worker produces and consumes.
+pub const JOBS_QUEUE: &str = "JOBS_QUEUE";
 /// The var naming the `events` queue, which ingest fills.
 pub const EVENTS_QUEUE: &str = "EVENTS_QUEUE";
 /// The var naming the dead-letter queue of `events`.
@@ -104,6 +111,7 @@ enum Queue {
     EventDeadLetters,
     Alerts,
     AlertDeadLetters,
+    Jobs,
 }
 
 /// The names the consumed queues have in this deployment, from `[vars]`.
@@ -113,6 +121,7 @@ struct QueueNames {
     events_dlq: String,
     alerts: String,
     alerts_dlq: String,
+    jobs: String,
 }
 
 impl QueueNames {
@@ -128,6 +137,7 @@ impl QueueNames {
             events_dlq: var(EVENTS_DLQ)?,
             alerts: var(ALERTS_QUEUE)?,
             alerts_dlq: var(ALERTS_DLQ)?,
+            jobs: var(JOBS_QUEUE)?,
         })
     }
 
@@ -139,6 +149,7 @@ impl QueueNames {
             (&self.events_dlq, Queue::EventDeadLetters),
             (&self.alerts, Queue::Alerts),
             (&self.alerts_dlq, Queue::AlertDeadLetters),
+            (&self.jobs, Queue::Jobs),
         ]
         .into_iter()
         .find_map(|(configured, queue)| (configured == name).then_some(queue))
@@ -156,9 +167,9 @@ async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<(
         Ok(names) => names.queue_of(&name).ok_or_else(|| {
             format!(
                 "queue {name} is none of {EVENTS_QUEUE}={}, {EVENTS_DLQ}={}, \
-                 {ALERTS_QUEUE}={}, {ALERTS_DLQ}={}; check [vars] in the deployed \
-                 wrangler config",
-                names.events, names.events_dlq, names.alerts, names.alerts_dlq
+                 {ALERTS_QUEUE}={}, {ALERTS_DLQ}={}, {JOBS_QUEUE}={}; check [vars] in the \
+                 deployed wrangler config",
+                names.events, names.events_dlq, names.alerts, names.alerts_dlq, names.jobs
             )
         }),
         Err(e) => Err(format!("{e}; the deployed wrangler config lacks [vars]")),
@@ -190,6 +201,7 @@ async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<(
             alerting::give_up(&store, &batch).await;
             dead_letters::keep(&store, &batch).await;
         }
+        Queue::Jobs => jobs::consume(&store, &env, &batch).await,
     }
     Ok(())
 }
@@ -253,6 +265,7 @@ mod tests {
             events_dlq: format!("tally-events-dlq{suffix}"),
             alerts: format!("tally-alerts{suffix}"),
             alerts_dlq: format!("tally-alerts-dlq{suffix}"),
+            jobs: format!("tally-jobs{suffix}"),
         }
     }
 
@@ -273,6 +286,7 @@ mod tests {
                 &format!("tally-alerts-dlq{suffix}"),
                 Some(Queue::AlertDeadLetters),
             );
+            check(&format!("tally-jobs{suffix}"), Some(Queue::Jobs));
         }
     }
 
@@ -285,6 +299,7 @@ mod tests {
             "tally-events",
             "tally-alerts",
             "tally-alerts-dlq",
+            "tally-jobs",
             "",
             "other",
         ] {

@@ -7,19 +7,25 @@
 //! every few seconds whatever the rate. With the admin token the answer is read fresh
 //! and adds each job's detail, the dead letters waiting, which rules and periods failed
 //! and why, the rate-limit bindings ingest reported missing, each data shard's stored
-//! bytes, rows and projects (`shard_view`), and the moves of projects between shards
-//! that are running (as `GET /v1/admin/projects/{p}/move` shows each).
+//! bytes, rows, projects and last job runs (`shard_view`), and the moves of projects
+//! between shards that are running (as `GET /v1/admin/projects/{p}/move` shows each).
+//!
+//! `jobs` lists the triggers' own runs (`minutely`, `hourly`, `daily`: alert evaluation,
+//! digests, and sending each shard its part to the jobs queue); each shard's part runs
+//! apart and is recorded under `hourly/shard-1` and the like
+//! (`tally_core::jobs::Job::shard_run_name`), shown with its shard.
 
 use std::cell::RefCell;
 
 use serde_json::{Value, json};
+use tally_core::jobs::Job;
 use tally_core::project::MISSING_BINDINGS_KEY;
 use tally_edge::ApiError;
 use tally_storage::cloudflare::KvCache;
 use tally_storage::d1::D1Store;
 use tally_storage::pipeline::Progress;
 use tally_storage::shard::{self, ShardLoad};
-use tally_storage::{Cache, JobLog};
+use tally_storage::{Cache, JobLog, JobRun};
 use worker::{Request, Response};
 
 use crate::access;
@@ -64,10 +70,23 @@ fn remembered(slot: &Option<(i64, Value)>, now: i64) -> Option<Value> {
         .map(|(_, body)| body.clone())
 }
 
+/// The latest runs split into the triggers' own and each shard's (by shard number).
+fn split_runs(runs: Vec<JobRun>) -> (Vec<JobRun>, Vec<(u32, JobRun)>) {
+    let mut triggers = Vec::new();
+    let mut shards = Vec::new();
+    for run in runs {
+        match Job::of_shard_run(&run.job) {
+            Some((_, shard)) => shards.push((shard, run)),
+            None => triggers.push(run),
+        }
+    }
+    (triggers, shards)
+}
+
 /// What anyone may see: each job's last run without its detail, and counts only.
 async fn public(env: &RequestEnv) -> Result<Value, ApiError> {
     let store = store(env)?;
-    let jobs = store.latest_job_runs().await.map_err(internal)?;
+    let (jobs, _) = split_runs(store.latest_job_runs().await.map_err(internal)?);
     let meta = store.meta().await.map_err(internal)?;
     let progress = Progress::from_meta(&meta).counts_only();
     let jobs: Vec<Value> = jobs
@@ -92,7 +111,7 @@ async fn public(env: &RequestEnv) -> Result<Value, ApiError> {
 /// The admin's view: everything, read now.
 async fn whole(env: &RequestEnv) -> Result<Value, ApiError> {
     let store = store(env)?;
-    let jobs = store.latest_job_runs().await.map_err(internal)?;
+    let (jobs, mut shard_runs) = split_runs(store.latest_job_runs().await.map_err(internal)?);
     let dead_letters = store.dead_letters().await.map_err(internal)?;
     let meta = store.meta().await.map_err(internal)?;
     let progress = Progress::from_meta(&meta);
@@ -116,7 +135,11 @@ async fn whole(env: &RequestEnv) -> Result<Value, ApiError> {
     let mut shards = Vec::new();
     for (load, on) in loads.into_iter().zip(&store.shards) {
         let projects = named.remove(&load.shard).unwrap_or_default();
-        shards.push(shard_view(load, on, projects).await);
+        let runs = shard_runs
+            .extract_if(.., |(shard, _)| *shard == load.shard)
+            .map(|(_, run)| run)
+            .collect();
+        shards.push(shard_view(load, on, projects, runs).await);
     }
     let moves: Vec<Value> = tally_storage::moves::running(&store.control)
         .await
@@ -139,9 +162,14 @@ async fn whole(env: &RequestEnv) -> Result<Value, ApiError> {
 
 /// One shard as the admin sees it: its bytes (D1's own measure, free to ask), its rows
 /// counted up to [`shard::ROWS_COUNTED_UP_TO`] a table, its projects (the count and the
-/// first [`shard::PROJECTS_NAMED_PER_SHARD`] slugs) and its rolls; what could not be
-/// read, as its error.
-async fn shard_view(load: ShardLoad, on: &D1Store, projects: Vec<String>) -> Value {
+/// first [`shard::PROJECTS_NAMED_PER_SHARD`] slugs), its rolls and the last run of each
+/// of its jobs (from the jobs queue); what could not be read, as its error.
+async fn shard_view(
+    load: ShardLoad,
+    on: &D1Store,
+    projects: Vec<String>,
+    jobs: Vec<JobRun>,
+) -> Value {
     let mut errors: Vec<String> = load.error.into_iter().collect();
     let rows = match shard::stored_rows(on).await {
         Ok(rows) => Some(rows),
@@ -168,6 +196,7 @@ async fn shard_view(load: ShardLoad, on: &D1Store, projects: Vec<String>) -> Val
         "projects": load.projects,
         "project_slugs": projects,
         "rolls": rolls,
+        "jobs": jobs,
         "error": (!errors.is_empty()).then(|| errors.join("; ")),
     })
 }
@@ -175,6 +204,37 @@ async fn shard_view(load: ShardLoad, on: &D1Store, projects: Vec<String>) -> Val
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shard_runs_are_shown_with_their_shard_and_not_among_the_triggers() {
+        let run = |job: &str| JobRun {
+            job: job.to_owned(),
+            cron: "5 * * * *".into(),
+            scheduled_at: 1,
+            started_at: 1,
+            finished_at: 2,
+            outcome: "ok".into(),
+            detail: None,
+        };
+        let (triggers, shards) = split_runs(vec![
+            run("daily"),
+            run("hourly"),
+            run("hourly/shard-0"),
+            run("hourly/shard-1"),
+            run("minutely/shard-1"),
+        ]);
+        let names = |runs: &[JobRun]| runs.iter().map(|r| r.job.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&triggers), ["daily", "hourly"]);
+        let of = |n: u32| -> Vec<String> {
+            shards
+                .iter()
+                .filter(|(s, _)| *s == n)
+                .map(|(_, r)| r.job.clone())
+                .collect()
+        };
+        assert_eq!(of(0), ["hourly/shard-0"]);
+        assert_eq!(of(1), ["hourly/shard-1", "minutely/shard-1"]);
+    }
 
     #[test]
     fn the_public_answer_is_reused_for_a_few_seconds() {

@@ -174,6 +174,7 @@ fn nothing_exists_so_everything_is_created_and_the_ids_reach_the_configs() {
             ("queue", "tally-alerts-dlq", true),
             ("queue", "tally-events", true),
             ("queue", "tally-events-dlq", true),
+            ("queue", "tally-jobs", true),
         ]
     );
     let state = stand_in.state().clone();
@@ -187,6 +188,7 @@ fn nothing_exists_so_everything_is_created_and_the_ids_reach_the_configs() {
             format!(r#"{a}/queues {{"queue_name":"tally-alerts-dlq"}}"#),
             format!(r#"{a}/queues {{"queue_name":"tally-events"}}"#),
             format!(r#"{a}/queues {{"queue_name":"tally-events-dlq"}}"#),
+            format!(r#"{a}/queues {{"queue_name":"tally-jobs"}}"#),
         ]
     );
     let (uuid, kv) = (&state.databases[0].0, &state.kv[0].0);
@@ -250,6 +252,7 @@ fn everything_exists_so_nothing_is_created_and_the_ids_are_the_existing_ones() {
         "other",
         "tally-alerts",
         "tally-alerts-dlq",
+        "tally-jobs",
     ]
     .iter()
     .map(|q| (format!("id-{q}"), (*q).to_owned()))
@@ -363,10 +366,11 @@ fn a_queue_exists_but_the_database_does_not_so_only_the_missing_are_created() {
             ("queue", "tally-alerts-dlq", true),
             ("queue", "tally-events", false),
             ("queue", "tally-events-dlq", true),
+            ("queue", "tally-jobs", true),
         ]
     );
     let posts = stand_in.state().creations();
-    assert_eq!(posts.len(), 5, "{posts:?}");
+    assert_eq!(posts.len(), 6, "{posts:?}");
     assert!(
         !posts.iter().any(|p| p.contains(r#""tally-events""#)),
         "{posts:?}"
@@ -379,7 +383,7 @@ fn a_queue_exists_but_the_database_does_not_so_only_the_missing_are_created() {
     assert_eq!(events.id, "existing-events");
     assert_eq!(
         stand_in.state().queues.len(),
-        4,
+        5,
         "one queue of each name, no duplicate"
     );
 }
@@ -459,6 +463,7 @@ fn staging_has_its_own_names_and_resources() {
             ("queue", "tally-alerts-dlq-staging", true),
             ("queue", "tally-events-staging", true),
             ("queue", "tally-events-dlq-staging", true),
+            ("queue", "tally-jobs-staging", true),
         ]
     );
     assert_ne!(database_id(&plan, "ingest"), "uuid-of-tally");

@@ -674,11 +674,20 @@ dead_letter_queue = "tally-alerts-dlq"
 [[queues.consumers]]
 queue = "tally-alerts-dlq"
 
+[[queues.producers]]
+binding = "JOBS"
+queue = "tally-jobs"
+
+[[queues.consumers]]
+queue = "tally-jobs"
+max_batch_size = 1
+
 [vars]
 EVENTS_QUEUE = "tally-events"
 EVENTS_DLQ = "tally-events-dlq"
 ALERTS_QUEUE = "tally-alerts"
 ALERTS_DLQ = "tally-alerts-dlq"
+JOBS_QUEUE = "tally-jobs"
 GREETING = "tally-events is not renamed here"
 
 [[d1_databases]]
@@ -777,10 +786,14 @@ mod tests {
                 "tally-alerts",
                 "tally-alerts-dlq",
                 "tally-events",
-                "tally-events-dlq"
+                "tally-events-dlq",
+                "tally-jobs"
             ])
         );
-        assert_eq!(configs[0].produces().unwrap(), ["tally-alerts"]);
+        assert_eq!(
+            configs[0].produces().unwrap(),
+            ["tally-alerts", "tally-jobs"]
+        );
         check_order(&configs).unwrap();
     }
 
@@ -995,6 +1008,7 @@ mod tests {
                     Some("tally-alerts-dlq-staging")
                 ),
                 (Some("tally-alerts-dlq-staging"), None),
+                (Some("tally-jobs-staging"), None),
             ]
         );
 
@@ -1041,6 +1055,7 @@ mod tests {
         assert_eq!(var("EVENTS_DLQ"), "tally-events-dlq-staging");
         assert_eq!(var("ALERTS_QUEUE"), "tally-alerts-staging");
         assert_eq!(var("ALERTS_DLQ"), "tally-alerts-dlq-staging");
+        assert_eq!(var("JOBS_QUEUE"), "tally-jobs-staging");
         // A var that is not exactly a queue's name keeps its value.
         assert_eq!(var("GREETING"), "tally-events is not renamed here");
         let (consumed, named) = consumed_and_named(&t);
@@ -1084,7 +1099,7 @@ mod tests {
                 .parse()
                 .unwrap();
             let (consumed, named) = consumed_and_named(&t);
-            assert_eq!(consumed.len(), 4, "{consumed:?}");
+            assert_eq!(consumed.len(), 5, "{consumed:?}");
             assert_eq!(named, consumed, "{}", env.as_str());
         }
     }
