@@ -592,21 +592,7 @@ fn a_move_stepped_whenever_it_has_work_ends_within_its_waits() {
     loop {
         steps += 1;
         assert!(steps < 500, "the move ends: {last:?}");
-        let stepped = block_on(moves::step(
-            &stack.control,
-            &stack.shards,
-            first.id,
-            now,
-            budget,
-            PLACEMENT_TTL_MS,
-        ))
-        .unwrap();
-        let Some((m, stopped)) = stepped else {
-            break;
-        };
-        // A message delivered twice: the duplicate finds the move where the first left
-        // it and goes on from there.
-        if steps % 7 == 0 {
+        let step = || {
             block_on(moves::step(
                 &stack.control,
                 &stack.shards,
@@ -615,7 +601,15 @@ fn a_move_stepped_whenever_it_has_work_ends_within_its_waits() {
                 budget,
                 PLACEMENT_TTL_MS,
             ))
-            .unwrap();
+            .unwrap()
+        };
+        let Some((m, stopped)) = step() else {
+            break;
+        };
+        // A message delivered twice: the duplicate finds the move where the first left
+        // it and goes on from there.
+        if steps % 7 == 0 {
+            step();
         }
         last = m;
         match stopped.work_in_ms(now) {
