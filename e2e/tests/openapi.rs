@@ -641,10 +641,8 @@ fn real_answers_match_the_openapi_document() {
     let a = admin(
         "POST",
         &rules,
-        Some(
-            &json!({"name": "any", "metric": {"type": "count"},
-            "comparator": ">=", "threshold": 1, "window_minutes": 5}),
-        ),
+        Some(&json!({"name": "any", "metric": {"type": "count"},
+            "comparator": ">=", "threshold": 1, "window_minutes": 5})),
     );
     assert_eq!(a.status, 201, "{}", a.json);
     let history = after_cron(
