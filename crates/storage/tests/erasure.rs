@@ -3,15 +3,15 @@
 
 mod support;
 
-use tally_core::alerts::MinuteSources;
 use tally_core::hash;
 use tally_core::time::DAY_MS;
 use tally_core::{Context, RawEvent, Settings, validate};
 use tally_storage::erasure::{self, EraseBudget};
 use tally_storage::exec::Counted;
-use tally_storage::pipeline;
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{Write, Writer};
+
+use support::store_batch;
 
 /// 2025-01-10T00:00:00Z.
 const NOW: i64 = 1_736_467_200_000;
@@ -36,13 +36,7 @@ fn store_one(store: &SqliteStore, project: &str, user: &str, i: u64) {
         id_secret: SECRET,
     };
     let event = validate(raw, &ctx, &mut || unreachable!()).unwrap().event;
-    block_on(pipeline::store_events(
-        store,
-        &[event],
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(store, &[event], NOW);
 }
 
 /// Seeds `n` raw events of `project` in SQL, the i-th by `users[i % len]`, each with a

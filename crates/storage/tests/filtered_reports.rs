@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 use tally_core::Event;
-use tally_core::alerts::MinuteSources;
 use tally_core::filter::{self, Filters, SAMPLE_BUCKETS};
 use tally_core::funnel::{self, Hit};
 use tally_core::realtime::{self, Window};
@@ -25,6 +24,8 @@ use tally_storage::funnels::{self, Funnel};
 use tally_storage::sessions::{FilteredSessions, filtered_session_stats, session_stats};
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{pipeline, read};
+
+use support::store_batch;
 
 /// 2025-01-10T00:00:00Z.
 const DAY0: i64 = 1_736_467_200_000;
@@ -43,13 +44,7 @@ fn event(i: u64, timestamp: i64, raw: serde_json::Value) -> Event {
 fn stored(events: &[Event]) -> SqliteStore {
     let store = SqliteStore::open_in_memory().unwrap();
     for chunk in events.chunks(5_000) {
-        block_on(pipeline::store_events(
-            &store,
-            chunk,
-            NOW,
-            &MinuteSources::default(),
-        ))
-        .unwrap();
+        store_batch(&store, chunk, NOW);
     }
     block_on(pipeline::roll_dirty(&store, Period::Day, 1000, NOW)).unwrap();
     store
