@@ -544,20 +544,12 @@ fn alerts_and_their_attempts_leave_with_the_raw_events_past_retention() {
         })
     };
     assert_eq!((count("alerts"), count("alert_attempts")), (1, 2));
+    let purge_at =
+        |now| block_on(pipeline::purge_expired(&store, now, pipeline::HOURLY_PURGE)).unwrap();
     // 89 days later the default retention of 90 days keeps them.
-    block_on(pipeline::purge_expired(
-        &store,
-        T0 + 89 * 24 * HOUR_MS,
-        pipeline::HOURLY_PURGE,
-    ))
-    .unwrap();
+    purge_at(T0 + 89 * 24 * HOUR_MS);
     assert_eq!((count("alerts"), count("alert_attempts")), (1, 2));
-    block_on(pipeline::purge_expired(
-        &store,
-        T0 + 91 * 24 * HOUR_MS,
-        pipeline::HOURLY_PURGE,
-    ))
-    .unwrap();
+    purge_at(T0 + 91 * 24 * HOUR_MS);
     assert_eq!((count("alerts"), count("alert_attempts")), (0, 0));
     // The rule stays.
     assert_eq!(block_on(store.alert_rules(Some("shop"))).unwrap().len(), 1);

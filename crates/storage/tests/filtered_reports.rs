@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::json;
 use tally_core::Event;
 use tally_core::filter::{self, Filters, SAMPLE_BUCKETS};
-use tally_core::funnel::{self, Hit};
+use tally_core::funnel;
 use tally_core::realtime::{self, Window};
 use tally_core::rollup::Period;
 use tally_core::sessions::{self, Session, Stats};
@@ -75,14 +75,7 @@ fn funnel_users(
     let hits = events
         .iter()
         .filter(|e| (from..to).contains(&e.timestamp) && filters.matches(e))
-        .filter_map(|e| {
-            Some(Hit {
-                user: e.user.clone()?[..16].to_owned(),
-                timestamp: e.timestamp,
-                event_id: e.event_id.replace('-', ""),
-                name: e.name.clone(),
-            })
-        })
+        .filter_map(support::hit)
         .collect();
     funnel::count(hits, steps, window)
 }

@@ -85,15 +85,20 @@ pub fn direct_hits(events: &[Event], from: i64, to: i64) -> Vec<Hit> {
     events
         .iter()
         .filter(|e| (from..to).contains(&e.timestamp))
-        .filter_map(|e| {
-            Some(Hit {
-                user: e.user.clone()?[..16].to_owned(),
-                timestamp: e.timestamp,
-                event_id: e.event_id.replace('-', ""),
-                name: e.name.clone(),
-            })
-        })
+        .filter_map(hit)
         .collect()
+}
+
+/// The funnel hit `event` is as the store reads it (the user hash's first 16 hex digits,
+/// the id without dashes), or none for an event without a user, which no funnel counts.
+#[allow(dead_code)] // Each test binary uses what it needs of this module.
+pub fn hit(event: &Event) -> Option<Hit> {
+    Some(Hit {
+        user: event.user.clone()?[..16].to_owned(),
+        timestamp: event.timestamp,
+        event_id: event.event_id.replace('-', ""),
+        name: event.name.clone(),
+    })
 }
 
 /// The state `store` holds for `rule`.
