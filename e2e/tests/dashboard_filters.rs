@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::browser::Browser;
+use crate::support::browser::{Browser, assert_pngs};
 use crate::support::*;
 
 /// A route of 300 characters with everything the grammar or a URL could misread (a
@@ -186,11 +186,7 @@ fn dashboard_filters_follow_value_links_and_chips_and_equal_the_apis_filtered_ov
 
     let browser = Browser::start();
     let page = format!("{}/dashboard/{}?days=7", url("query"), p.slug);
-    browser.goto(&page);
-    browser.type_into("input[name=token]", &p.read_token);
-    browser.click("form.login button[type=submit]");
-    browser.wait_for("#events .v");
-    browser.goto(&page);
+    browser.open_signed_in(&page, &p.read_token);
     browser.wait_for("#route-table");
     assert_eq!(browser.count("#filters"), 0);
     assert_eq!(browser.text("#events .v"), n.to_string());
@@ -223,14 +219,7 @@ fn dashboard_filters_follow_value_links_and_chips_and_equal_the_apis_filtered_ov
     browser.wait_for("#filters .chip");
     browser.assert_nothing_overflows("390 px, filtered");
     let phone = browser.screenshot("dashboard-filtered-390.png");
-    for shot in [&wide, &phone] {
-        let png = std::fs::read(shot).unwrap();
-        assert!(
-            png.starts_with(b"\x89PNG") && png.len() > 10_000,
-            "{}",
-            shot.display()
-        );
-    }
+    assert_pngs(&[&wide, &phone], 10_000);
 
     // Removing the route's chip leaves the country's.
     let removed = browser.script(

@@ -115,11 +115,7 @@ fn the_dashboard_funnel_table_is_the_apis_answer_per_user() {
 
     let browser = Browser::start();
     let page = format!("{query}/dashboard/{}?{asked}", p.slug);
-    browser.goto(&page);
-    browser.type_into("input[name=token]", &p.read_token);
-    browser.click("form.login button[type=submit]");
-    browser.wait_for("#events .v");
-    browser.goto(&page);
+    browser.open_signed_in(&page, &p.read_token);
     browser.wait_for("#funnel-steps td");
     let rows = browser.script(
         "return [...document.querySelectorAll('#funnel-steps tbody tr')]\
