@@ -286,34 +286,48 @@ fn a_funnel_past_100000_step_events_is_answered_from_a_sample_within_the_budget(
     assert_eq!(over, Funnel::OverBudget { events: 130_000 });
 }
 
-/// Play/stop sessions of a hundred users over three days, with other events between a
-/// play and its stop (requests on routes, from countries), some sessions never stopped.
-fn session_workload(seed: u64) -> Vec<Event> {
-    let mut rng = Rng(seed);
+/// What a play/stop session workload is made of: `sessions` sessions of `users` users
+/// over three days from `seed`, each from one of `countries`, with fewer than
+/// `requests_below` requests on `routes` between a play and its stop, and one session
+/// in `unstopped_one_in` (if any) never stopped.
+struct SessionShape {
+    seed: u64,
+    sessions: usize,
+    users: u64,
+    countries: &'static [&'static str],
+    routes: &'static [&'static str],
+    requests_below: u64,
+    unstopped_one_in: Option<u64>,
+}
+
+/// The events of a session workload of `shape`.
+fn sessions_of(shape: &SessionShape) -> Vec<Event> {
+    let mut rng = Rng(shape.seed);
     let mut events = Vec::new();
     let mut i = 0;
     let mut push = |t: i64, raw: serde_json::Value| {
         i += 1;
         events.push(event(i, t, raw));
     };
-    for _ in 0..1_500 {
-        let user = format!("u{}", rng.below(100));
+    let pick = |rng: &mut Rng, list: &[&'static str]| list[rng.below(list.len() as u64) as usize];
+    for _ in 0..shape.sessions {
+        let user = format!("u{}", rng.below(shape.users));
         let start = DAY0 + rng.below(3 * DAY_MS as u64) as i64;
-        let country = ["US", "DE", "FR"][rng.below(3) as usize];
+        let country = pick(&mut rng, shape.countries);
         push(
             start,
             json!({"name": "play", "user": user, "country": country}),
         );
         let length = rng.below(3_600_000) as i64;
-        for _ in 0..rng.below(4) {
-            let route = ["/watch", "/browse", "/api/x"][rng.below(3) as usize];
+        for _ in 0..rng.below(shape.requests_below) {
+            let route = pick(&mut rng, shape.routes);
             let at = start + rng.below(length as u64 + 1) as i64;
             push(
                 at,
                 json!({"name": "request", "route": route, "user": user, "country": country}),
             );
         }
-        if rng.below(10) > 0 {
+        if shape.unstopped_one_in.is_none_or(|n| rng.below(n) > 0) {
             push(
                 start + length,
                 json!({"name": "stop", "user": user, "country": country}),
@@ -321,6 +335,20 @@ fn session_workload(seed: u64) -> Vec<Event> {
         }
     }
     events
+}
+
+/// Play/stop sessions of a hundred users over three days, with other events between a
+/// play and its stop (requests on routes, from countries), some sessions never stopped.
+fn session_workload(seed: u64) -> Vec<Event> {
+    sessions_of(&SessionShape {
+        seed,
+        sessions: 1_500,
+        users: 100,
+        countries: &["US", "DE", "FR"],
+        routes: &["/watch", "/browse", "/api/x"],
+        requests_below: 4,
+        unstopped_one_in: Some(10),
+    })
 }
 
 /// The sessions the sample of `buckets` buckets keeps under `f`, scaled to all users: what
@@ -443,35 +471,15 @@ fn filtered_sessions_keep_sessions_with_a_matching_event_counted_whole() {
 fn filtered_sessions_past_the_budget_read_a_sample_within_it_at_volume() {
     // 45,000 play/stop sessions of 20,000 users over three days, with requests between
     // (some 160,000 events): more than the default budget reads exactly.
-    let mut rng = Rng(11);
-    let mut events = Vec::new();
-    let mut i = 0;
-    let mut push = |t: i64, raw: serde_json::Value| {
-        i += 1;
-        events.push(event(i, t, raw));
-    };
-    for _ in 0..45_000 {
-        let user = format!("u{}", rng.below(20_000));
-        let start = DAY0 + rng.below(3 * DAY_MS as u64) as i64;
-        let country = ["US", "DE", "FR", "BR"][rng.below(4) as usize];
-        push(
-            start,
-            json!({"name": "play", "user": user, "country": country}),
-        );
-        let length = rng.below(3_600_000) as i64;
-        for _ in 0..rng.below(3) {
-            let route = ["/watch", "/browse"][rng.below(2) as usize];
-            let at = start + rng.below(length as u64 + 1) as i64;
-            push(
-                at,
-                json!({"name": "request", "route": route, "user": user, "country": country}),
-            );
-        }
-        push(
-            start + length,
-            json!({"name": "stop", "user": user, "country": country}),
-        );
-    }
+    let events = sessions_of(&SessionShape {
+        seed: 11,
+        sessions: 45_000,
+        users: 20_000,
+        countries: &["US", "DE", "FR", "BR"],
+        routes: &["/watch", "/browse"],
+        requests_below: 3,
+        unstopped_one_in: None,
+    });
     assert!(events.len() > 130_000, "{}", events.len());
     let store = stored(&events);
     let range = (DAY0, DAY0 + 3 * DAY_MS);
