@@ -88,16 +88,7 @@ fn overview_under(p: &Project, filters: &[String]) -> Value {
         .iter()
         .map(|f| format!("&filter={}", encode(f)))
         .collect();
-    let a = request(
-        "GET",
-        &format!(
-            "{}/v1/projects/{}/overview?days=7{query}",
-            url("query"),
-            p.slug
-        ),
-        &[("authorization", &p.read_auth())],
-        None,
-    );
+    let a = p.read(&format!("overview?days=7{query}"));
     assert_eq!(a.status, 200, "{}", a.json);
     a.json
 }
@@ -338,16 +329,7 @@ fn a_sampled_dashboard_says_so_with_the_apis_rate_and_numbers() {
     // The funnel section follows the filters as the API's `/funnels` does, sampled
     // alike (every event is a step here, more than the budget reads).
     let steps = "steps=request,request&window=1h";
-    let funnel = request(
-        "GET",
-        &format!(
-            "{}/v1/projects/{}/funnels?days=7&{steps}&filter=country%21%3DFR",
-            url("query"),
-            p.slug
-        ),
-        &[("authorization", &p.read_auth())],
-        None,
-    );
+    let funnel = p.read(&format!("funnels?days=7&{steps}&filter=country%21%3DFR"));
     assert_eq!(funnel.status, 200, "{}", funnel.json);
     assert_eq!(funnel.json["served_by"], "sampled", "{}", funnel.json);
     let page = p.dashboard(&format!("?days=7&{steps}&filter=country%21%3DFR"));
