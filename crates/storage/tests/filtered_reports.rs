@@ -63,6 +63,17 @@ fn in_sample(e: &Event, buckets: u32) -> bool {
     u32::from(filter::sample_bucket(e)) < buckets
 }
 
+/// The events in the first `buckets` sample buckets, and what each of their users
+/// stands for: the sample a sampled answer is computed on, and its scale.
+fn sample_of(events: &[Event], buckets: u32) -> (Vec<Event>, u64) {
+    let sample = events
+        .iter()
+        .filter(|e| in_sample(e, buckets))
+        .cloned()
+        .collect();
+    (sample, u64::from(SAMPLE_BUCKETS / buckets))
+}
+
 /// The funnel's users per step recomputed from the events: those with a user, in the
 /// range, meeting the filters, as hits keyed as stored (16 hex digits of the user).
 fn funnel_users(
@@ -143,12 +154,7 @@ fn filtered_funnels_count_only_matching_events_as_steps_on_every_path() {
         let Path::Sampled { buckets } = path else {
             panic!("{texts:?}: {path:?}")
         };
-        let sample: Vec<Event> = events
-            .iter()
-            .filter(|e| in_sample(e, buckets))
-            .cloned()
-            .collect();
-        let scale = u64::from(SAMPLE_BUCKETS / buckets);
+        let (sample, scale) = sample_of(&events, buckets);
         let want: Vec<u64> = funnel_users(&sample, range, &f, &steps, window)
             .iter()
             .map(|u| u * scale)
@@ -359,12 +365,7 @@ fn sampled_sessions(
     range: (i64, i64),
     buckets: u32,
 ) -> BTreeMap<i64, Stats> {
-    let sample: Vec<Event> = events
-        .iter()
-        .filter(|e| in_sample(e, buckets))
-        .cloned()
-        .collect();
-    let scale = u64::from(SAMPLE_BUCKETS / buckets);
+    let (sample, scale) = sample_of(events, buckets);
     kept_sessions(&sample, f, range)
         .into_iter()
         .map(|(day, s)| {
