@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::browser::Browser;
+use crate::support::browser::{Browser, assert_pngs};
 use crate::support::*;
 
 /// An HTTP answer with its body as text. Redirects are not followed, so a login's 303
@@ -183,9 +183,7 @@ fn the_dashboard_in_a_browser_shows_the_workload_and_its_range_picker_works() {
         "{}",
         browser.source()
     );
-    browser.type_into("input[name=token]", &p.read_token);
-    browser.click("form.login button[type=submit]");
-    browser.wait_for("#events .v");
+    browser.sign_in(&p.read_token, "#events .v");
 
     // Signed in: the headline numbers of the workload.
     assert!(
@@ -283,14 +281,7 @@ fn the_dashboard_in_a_browser_shows_the_workload_and_its_range_picker_works() {
     );
     assert_eq!(overflow, 0, "the page fits a 390 px screen");
     let phone = browser.screenshot("dashboard-390.png");
-    for shot in [&wide, &phone] {
-        let png = std::fs::read(shot).unwrap();
-        assert!(
-            png.starts_with(b"\x89PNG") && png.len() > 10_000,
-            "{}",
-            shot.display()
-        );
-    }
+    assert_pngs(&[&wide, &phone], 10_000);
 
     // Signing out forgets the token.
     browser.click("header button[type=submit]");

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::browser::Browser;
+use crate::support::browser::{Browser, assert_pngs};
 use crate::support::*;
 
 /// A route of 300 characters with everything the grammar or a URL could misread (a
@@ -88,16 +88,7 @@ fn overview_under(p: &Project, filters: &[String]) -> Value {
         .iter()
         .map(|f| format!("&filter={}", encode(f)))
         .collect();
-    let a = request(
-        "GET",
-        &format!(
-            "{}/v1/projects/{}/overview?days=7{query}",
-            url("query"),
-            p.slug
-        ),
-        &[("authorization", &p.read_auth())],
-        None,
-    );
+    let a = p.read(&format!("overview?days=7{query}"));
     assert_eq!(a.status, 200, "{}", a.json);
     a.json
 }
@@ -186,11 +177,7 @@ fn dashboard_filters_follow_value_links_and_chips_and_equal_the_apis_filtered_ov
 
     let browser = Browser::start();
     let page = format!("{}/dashboard/{}?days=7", url("query"), p.slug);
-    browser.goto(&page);
-    browser.type_into("input[name=token]", &p.read_token);
-    browser.click("form.login button[type=submit]");
-    browser.wait_for("#events .v");
-    browser.goto(&page);
+    browser.open_signed_in(&page, &p.read_token);
     browser.wait_for("#route-table");
     assert_eq!(browser.count("#filters"), 0);
     assert_eq!(browser.text("#events .v"), n.to_string());
@@ -223,14 +210,7 @@ fn dashboard_filters_follow_value_links_and_chips_and_equal_the_apis_filtered_ov
     browser.wait_for("#filters .chip");
     browser.assert_nothing_overflows("390 px, filtered");
     let phone = browser.screenshot("dashboard-filtered-390.png");
-    for shot in [&wide, &phone] {
-        let png = std::fs::read(shot).unwrap();
-        assert!(
-            png.starts_with(b"\x89PNG") && png.len() > 10_000,
-            "{}",
-            shot.display()
-        );
-    }
+    assert_pngs(&[&wide, &phone], 10_000);
 
     // Removing the route's chip leaves the country's.
     let removed = browser.script(
@@ -349,16 +329,7 @@ fn a_sampled_dashboard_says_so_with_the_apis_rate_and_numbers() {
     // The funnel section follows the filters as the API's `/funnels` does, sampled
     // alike (every event is a step here, more than the budget reads).
     let steps = "steps=request,request&window=1h";
-    let funnel = request(
-        "GET",
-        &format!(
-            "{}/v1/projects/{}/funnels?days=7&{steps}&filter=country%21%3DFR",
-            url("query"),
-            p.slug
-        ),
-        &[("authorization", &p.read_auth())],
-        None,
-    );
+    let funnel = p.read(&format!("funnels?days=7&{steps}&filter=country%21%3DFR"));
     assert_eq!(funnel.status, 200, "{}", funnel.json);
     assert_eq!(funnel.json["served_by"], "sampled", "{}", funnel.json);
     let page = p.dashboard(&format!("?days=7&{steps}&filter=country%21%3DFR"));

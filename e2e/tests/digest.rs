@@ -31,18 +31,11 @@ fn digest_path(project: &Project) -> String {
 
 /// The project's overview over `[from, to)`, read with its read token.
 fn overview(project: &Project, from: i64, to: i64) -> Value {
-    let a = request(
-        "GET",
-        &format!(
-            "{}/v1/projects/{}/overview?from={}&to={}",
-            url("query"),
-            project.slug,
-            format_ms(from),
-            format_ms(to)
-        ),
-        &[("authorization", &project.read_auth())],
-        None,
-    );
+    let a = project.read(&format!(
+        "overview?from={}&to={}",
+        format_ms(from),
+        format_ms(to)
+    ));
     assert_eq!(a.status, 200, "{}", a.json);
     a.json
 }

@@ -272,16 +272,13 @@ fn filtered_funnels_and_sessions_equal_a_recomputation_from_the_export() {
     ] {
         check_funnel(&p, &range, &rows, filters, "raw");
     }
-    check_sessions(&p, &range, &rows, d0, &[], "rollups");
-    check_sessions(&p, &range, &rows, d0, &["route:/api/x"], "raw");
-    check_sessions(
-        &p,
-        &range,
-        &rows,
-        d0,
-        &["route:/web/*", "country!=FR"],
-        "raw",
-    );
+    for (filters, path) in [
+        (&[][..], "rollups"),
+        (&["route:/api/x"][..], "raw"),
+        (&["route:/web/*", "country!=FR"][..], "raw"),
+    ] {
+        check_sessions(&p, &range, &rows, d0, filters, path);
+    }
 
     // Past it: the steps' events alone fit (one row each, some 1,100), the filtered ones
     // do not (two rows each), and the sessions' window does not: a sample of users, the
@@ -291,24 +288,16 @@ fn filtered_funnels_and_sessions_equal_a_recomputation_from_the_export() {
     p.send_all_counted(&events, &range);
     let rows = export(&p, &range);
     assert_eq!(rows.len(), events.len());
-    check_funnel(&p, &range, &rows, &[], "raw");
-    check_funnel(&p, &range, &rows, &["country:DE"], "sampled");
-    check_funnel(
-        &p,
-        &range,
-        &rows,
-        &["route:/web/*", "country!=FR"],
-        "sampled",
-    );
-    check_sessions(&p, &range, &rows, d0, &["route:/api/x"], "sampled");
-    check_sessions(
-        &p,
-        &range,
-        &rows,
-        d0,
-        &["route:/web/*", "country!=FR"],
-        "sampled",
-    );
+    for (filters, path) in [
+        (&[][..], "raw"),
+        (&["country:DE"][..], "sampled"),
+        (&["route:/web/*", "country!=FR"][..], "sampled"),
+    ] {
+        check_funnel(&p, &range, &rows, filters, path);
+    }
+    for filters in [&["route:/api/x"][..], &["route:/web/*", "country!=FR"][..]] {
+        check_sessions(&p, &range, &rows, d0, filters, "sampled");
+    }
     let overview = p.read(&format!("overview?{range}{}", query_of(&["country!=FR"])));
     let funnel = p.read(&format!(
         "funnels?{range}&steps=visit,signup,buy{}",

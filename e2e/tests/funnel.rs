@@ -77,12 +77,7 @@ fn the_dashboard_funnel_table_is_the_apis_answer_per_user() {
     let query = url("query");
     let asked = "days=7&steps=visit,signup,purchase&window=1h";
 
-    let answer = request(
-        "GET",
-        &format!("{query}/v1/projects/{}/funnels?{asked}", p.slug),
-        &[("authorization", &p.read_auth())],
-        None,
-    );
+    let answer = p.read(&format!("funnels?{asked}"));
     assert_eq!(answer.status, 200, "{}", answer.json);
     let steps = answer.json["steps"].as_array().unwrap();
     let users: Vec<u64> = steps.iter().map(|s| s["users"].as_u64().unwrap()).collect();
@@ -115,11 +110,7 @@ fn the_dashboard_funnel_table_is_the_apis_answer_per_user() {
 
     let browser = Browser::start();
     let page = format!("{query}/dashboard/{}?{asked}", p.slug);
-    browser.goto(&page);
-    browser.type_into("input[name=token]", &p.read_token);
-    browser.click("form.login button[type=submit]");
-    browser.wait_for("#events .v");
-    browser.goto(&page);
+    browser.open_signed_in(&page, &p.read_token);
     browser.wait_for("#funnel-steps td");
     let rows = browser.script(
         "return [...document.querySelectorAll('#funnel-steps tbody tr')]\

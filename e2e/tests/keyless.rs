@@ -163,12 +163,7 @@ fn keyless_plausible_events_are_taken_only_for_a_projects_domain_from_its_origin
     // Exactly the three accepted events are counted, in the domain's project only.
     wait_for_count(&site, 3);
     let routes: Vec<String> = {
-        let a = request(
-            "GET",
-            &format!("{}/v1/projects/{}/breakdown/route", url("query"), site.slug),
-            &[("authorization", &site.read_auth())],
-            None,
-        );
+        let a = site.read("breakdown/route");
         let mut routes: Vec<String> = a.json["values"]
             .as_array()
             .unwrap_or_else(|| panic!("{}", a.json))
@@ -300,12 +295,7 @@ async function read() {{
     // Exactly one pageview, on the page's route, from the tracker's campaign source.
     wait_for_count(&p, 1);
     let by = |dimension: &str| {
-        let a = request(
-            "GET",
-            &format!("{query}/v1/projects/{}/breakdown/{dimension}", p.slug),
-            &[("authorization", &p.read_auth())],
-            None,
-        );
+        let a = p.read(&format!("breakdown/{dimension}"));
         a.json["values"][0]["value"].clone()
     };
     assert_eq!(by("route"), "/pricing");

@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::browser::Browser;
+use crate::support::browser::{Browser, assert_pngs};
 use crate::support::*;
 
 /// A value of exactly `len` characters with no space to break it at, unique by `i`.
@@ -86,11 +86,7 @@ fn long_values_overflow_nothing_at_desktop_and_phone_width_in_light_and_dark() {
         p.slug,
         steps.join(",")
     );
-    browser.goto(&page);
-    browser.type_into("input[name=token]", &p.read_token);
-    browser.click("form.login button[type=submit]");
-    browser.wait_for("#events .v");
-    browser.goto(&page);
+    browser.open_signed_in(&page, &p.read_token);
     browser.wait_for("#funnel-steps td");
     assert_eq!(browser.text("#events .v"), n.to_string());
 
@@ -132,12 +128,5 @@ fn long_values_overflow_nothing_at_desktop_and_phone_width_in_light_and_dark() {
     browser.wait_for("#funnel-steps td");
     browser.assert_nothing_overflows("390 px");
     let phone = browser.screenshot("layout-390.png");
-    for shot in [&light, &dark, &phone] {
-        let png = std::fs::read(shot).unwrap();
-        assert!(
-            png.starts_with(b"\x89PNG") && png.len() > 10_000,
-            "{}",
-            shot.display()
-        );
-    }
+    assert_pngs(&[&light, &dark, &phone], 10_000);
 }

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::browser::Browser;
+use crate::support::browser::{Browser, assert_pngs};
 use crate::support::*;
 
 /// A project with `n` events over the last three days, `errors` of them failing.
@@ -94,12 +94,8 @@ fn the_project_list_is_the_admins_and_its_numbers_are_the_apis() {
     let browser = Browser::start();
     let query = url("query");
     browser.goto(&format!("{query}/dashboard"));
-    browser.type_into("input[name=token]", "not the admin token");
-    browser.click("form.login button[type=submit]");
-    browser.wait_for("#login-error");
-    browser.type_into("input[name=token]", &admin_token());
-    browser.click("form.login button[type=submit]");
-    browser.wait_for("#range");
+    browser.sign_in("not the admin token", "#login-error");
+    browser.sign_in(&admin_token(), "#range");
     browser.goto(&format!("{query}/dashboard?days=7&q=plist-"));
     browser.wait_for("#project-list");
     assert_eq!(browser.text(&format!("#p-{} td.events", busy.slug)), "40");
@@ -116,14 +112,7 @@ fn the_project_list_is_the_admins_and_its_numbers_are_the_apis() {
     browser.wait_for("#project-list");
     browser.assert_nothing_overflows("project list, 390 px");
     let phone = browser.screenshot("projects-390.png");
-    for shot in [&wide, &phone] {
-        let png = std::fs::read(shot).unwrap();
-        assert!(
-            png.starts_with(b"\x89PNG") && png.len() > 5_000,
-            "{}",
-            shot.display()
-        );
-    }
+    assert_pngs(&[&wide, &phone], 5_000);
 
     // Signing out ends the admin session: the list and the private dashboards ask again.
     browser.click("header button[name=logout]");

@@ -226,9 +226,7 @@ fn the_realtime_page_shows_a_fresh_event_after_reloading_itself_without_a_csp_vi
     let query = url("query");
     // Signing in on the realtime view returns to it, not to the dashboard.
     browser.goto(&format!("{query}/dashboard/{}/realtime", p.slug));
-    browser.type_into("input[name=token]", &p.read_token);
-    browser.click("form.login button[type=submit]");
-    browser.wait_for("#rt-events .v");
+    browser.sign_in(&p.read_token, "#rt-events .v");
     let on_realtime = || {
         assert!(
             browser

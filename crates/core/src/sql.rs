@@ -6,13 +6,14 @@
 //! hex text (`unhex(?)` in, `hex(column)` out): D1 and its local emulation have
 //! disagreed on how BLOB parameters are passed, and text means the same everywhere.
 
-/// Inserts a JSON array of [`crate::Event`]s (`?1`) into `raw_events`, converting ids
-/// and hashes to BLOBs and durations to microseconds. A plain `INSERT`: an event that is
-/// already stored fails the statement, and with it the whole transaction, because the
-/// caller has just checked that these events are new (see [`EXISTING_EVENTS`]). So does
-/// an event of a project not in `projects` (its id is NULL): never a silent drop.
-pub const INSERT_EVENTS: &str = "\
-INSERT INTO raw_events (
+/// The head of every statement that copies a JSON array of [`crate::Event`]s (`?1`,
+/// one row `e` each) into `raw_events`: the columns and how each is converted (ids and
+/// hashes to BLOBs, durations to microseconds). The statement then joins `projects AS p`
+/// by slug for `p.id`; [`INSERT_EVENTS`] and [`MOVE_INSERT_RAW_EVENTS`] differ only there
+/// and in what a stored event does.
+macro_rules! insert_raw_events {
+    () => {
+        "INSERT INTO raw_events (
     project_id, event_id, timestamp, name, method, route, status, duration_us, error_class,
     error_message, instance, user, session, version, colo, country, source, medium,
     campaign, item, variant, bytes, metadata, term, content)
@@ -29,19 +30,39 @@ SELECT
     e.value ->> '$.variant', e.value ->> '$.bytes', e.value -> '$.metadata',
     e.value ->> '$.term', e.value ->> '$.content'
 FROM json_each(?1) AS e
-LEFT JOIN projects AS p ON p.slug = e.value ->> '$.project'";
+"
+    };
+}
 
-/// Copies the session start and stop events among a JSON array of new
-/// [`crate::Event`]s (`?1`) into `session_events`, by each project's session names.
-/// Events without a user cannot be paired and are left out.
-pub const INSERT_SESSION_EVENTS: &str = "\
-INSERT INTO session_events (project_id, timestamp, event_id, user, is_start)
+/// Inserts a JSON array of [`crate::Event`]s (`?1`) into `raw_events`, converting ids
+/// and hashes to BLOBs and durations to microseconds. A plain `INSERT`: an event that is
+/// already stored fails the statement, and with it the whole transaction, because the
+/// caller has just checked that these events are new (see [`EXISTING_EVENTS`]). So does
+/// an event of a project not in `projects` (its id is NULL): never a silent drop.
+pub const INSERT_EVENTS: &str = concat!(
+    insert_raw_events!(),
+    "LEFT JOIN projects AS p ON p.slug = e.value ->> '$.project'"
+);
+
+/// Copies the session start and stop events among a JSON array of [`crate::Event`]s
+/// (`?1`) into `session_events`, by each project's session names: the statement
+/// [`INSERT_SESSION_EVENTS`] and [`MOVE_INSERT_SESSION_EVENTS`] share.
+macro_rules! insert_session_events {
+    () => {
+        "INSERT INTO session_events (project_id, timestamp, event_id, user, is_start)
 SELECT p.id, e.value ->> '$.timestamp', unhex(replace(e.value ->> '$.event_id', '-', '')),
        unhex(substr(e.value ->> '$.user', 1, 16)), (e.value ->> '$.name') = p.session_start
 FROM json_each(?1) AS e
 JOIN projects AS p ON p.slug = e.value ->> '$.project'
 WHERE e.value ->> '$.user' IS NOT NULL
-  AND (e.value ->> '$.name') IN (p.session_start, p.session_stop)";
+  AND (e.value ->> '$.name') IN (p.session_start, p.session_stop)"
+    };
+}
+
+/// Copies the session start and stop events among a JSON array of new
+/// [`crate::Event`]s (`?1`) into `session_events`, by each project's session names.
+/// Events without a user cannot be paired and are left out.
+pub const INSERT_SESSION_EVENTS: &str = insert_session_events!();
 
 /// The event names that open and close a project's (`?1`) sessions: what the consumer
 /// stores as marks ([`INSERT_SESSION_EVENTS`]), and what a filtered sessions read takes
@@ -439,13 +460,51 @@ pub const CLEAR_DIRTY: &str = "\
 DELETE FROM dirty_periods
 WHERE project = ?1 AND period = ?2 AND start = ?3 AND generation = ?4";
 
+/// Deletes a page of rows of table `$table` of project `?1` (by its id), each named by
+/// its `$key` within the project (`$columns` in a `SELECT`), among those that the
+/// `$rest` of the inner `WHERE` and its `LIMIT` select: a page of a retention purge
+/// ([`purge_page`]) or of a move's deletion from the shard it leaves (up to `?2` rows
+/// when no `$rest` is given). Every table keyed by a project's id deletes its pages
+/// alike, so each one's work is bounded whatever the table's size.
+macro_rules! delete_page_by_project_id {
+    ($table:literal, $key:literal, $columns:literal) => {
+        delete_page_by_project_id!($table, $key, $columns, " LIMIT ?2)")
+    };
+    ($table:literal, $key:literal, $columns:literal, $rest:literal) => {
+        concat!(
+            "DELETE FROM ",
+            $table,
+            "
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND ",
+            $key,
+            " IN (
+    SELECT ",
+            $columns,
+            " FROM ",
+            $table,
+            "
+    WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)",
+            $rest
+        )
+    };
+}
+
+/// Deletes up to `?3` rows of table `$table` of a project (`?1`) older than `?2`, each
+/// named by its `$key`: one page of a retention purge.
+macro_rules! purge_page {
+    ($table:literal, $key:literal) => {
+        delete_page_by_project_id!(
+            $table,
+            $key,
+            $key,
+            " AND timestamp < ?2
+    LIMIT ?3)"
+        )
+    };
+}
+
 /// Deletes up to `?3` raw events of a project (`?1`) older than `?2`.
-pub const PURGE_RAW_EVENTS: &str = "\
-DELETE FROM raw_events
-WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND event_id IN (
-    SELECT event_id FROM raw_events
-    WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND timestamp < ?2
-    LIMIT ?3)";
+pub const PURGE_RAW_EVENTS: &str = purge_page!("raw_events", "event_id");
 
 /// Sets a meta value.
 pub const PUT_META: &str = "\
@@ -645,29 +704,36 @@ WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
 GROUP BY reason ORDER BY reason";
 
 /// Deletes up to `?3` dropped-request records of a project (`?1`) older than `?2`.
-pub const PURGE_DROPPED: &str = "\
-DELETE FROM dropped_events
-WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND event_id IN (
-    SELECT event_id FROM dropped_events
-    WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND timestamp < ?2
-    LIMIT ?3)";
+pub const PURGE_DROPPED: &str = purge_page!("dropped_events", "event_id");
+
+/// How a stored last error message of a class meets a new one: it is replaced only by
+/// one with a later event time, or at the same time by the greater text, so the outcome
+/// does not depend on the order or the number of times messages are applied, and a
+/// moved project keeps the same message as it would have kept.
+macro_rules! keep_later_error_message {
+    () => {
+        "ON CONFLICT (project_id, error_class) DO UPDATE SET
+    timestamp = excluded.timestamp, message = excluded.message
+WHERE excluded.timestamp > error_messages.timestamp
+   OR (excluded.timestamp = error_messages.timestamp
+       AND excluded.message > error_messages.message)"
+    };
+}
 
 /// Keeps the latest message of each error class among a JSON array of new
 /// [`crate::Event`]s (`?1`): a stored message is replaced only by one with a later event
 /// time, or at the same time by the greater text, so the outcome does not depend on the
 /// order or the number of times events are applied.
-pub const KEEP_ERROR_MESSAGES: &str = "\
-INSERT INTO error_messages (project_id, error_class, timestamp, message)
+pub const KEEP_ERROR_MESSAGES: &str = concat!(
+    "INSERT INTO error_messages (project_id, error_class, timestamp, message)
 SELECT p.id, e.value ->> '$.error_class', e.value ->> '$.timestamp',
        e.value ->> '$.error_message'
 FROM json_each(?1) AS e
 JOIN projects AS p ON p.slug = e.value ->> '$.project'
 WHERE e.value ->> '$.error_class' IS NOT NULL AND e.value ->> '$.error_message' IS NOT NULL
-ON CONFLICT (project_id, error_class) DO UPDATE SET
-    timestamp = excluded.timestamp, message = excluded.message
-WHERE excluded.timestamp > error_messages.timestamp
-   OR (excluded.timestamp = error_messages.timestamp
-       AND excluded.message > error_messages.message)";
+",
+    keep_later_error_message!()
+);
 
 /// The last message of every error class of a project (`?1`).
 pub const ERROR_MESSAGES: &str = "\
@@ -676,12 +742,7 @@ WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
 ORDER BY error_class";
 
 /// Deletes up to `?3` last messages of a project (`?1`) older than `?2`.
-pub const PURGE_ERROR_MESSAGES: &str = "\
-DELETE FROM error_messages
-WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND error_class IN (
-    SELECT error_class FROM error_messages
-    WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND timestamp < ?2
-    LIMIT ?3)";
+pub const PURGE_ERROR_MESSAGES: &str = purge_page!("error_messages", "error_class");
 
 /// Deletes the delivery attempts of up to `?3` alerts of a project (`?1`) older than
 /// `?2`: the alerts [`PURGE_ALERTS`] deletes next, in the same order.
@@ -1310,40 +1371,21 @@ ON CONFLICT (project, period, start, dimension, value) DO UPDATE SET
 
 /// Copies a JSON array of [`crate::Event`]s (`?1`) into `raw_events` as rows only (their
 /// rollups are copied as rows); ones stored already are left as they are.
-pub const MOVE_INSERT_RAW_EVENTS: &str = "\
-INSERT INTO raw_events (
-    project_id, event_id, timestamp, name, method, route, status, duration_us, error_class,
-    error_message, instance, user, session, version, colo, country, source, medium,
-    campaign, item, variant, bytes, metadata, term, content)
-SELECT
-    p.id, unhex(replace(e.value ->> '$.event_id', '-', '')),
-    e.value ->> '$.timestamp', e.value ->> '$.name', e.value ->> '$.method',
-    e.value ->> '$.route', e.value ->> '$.status',
-    CAST(round((e.value ->> '$.duration_ms') * 1000) AS INTEGER),
-    e.value ->> '$.error_class', e.value ->> '$.error_message',
-    unhex(substr(e.value ->> '$.instance', 1, 16)), unhex(substr(e.value ->> '$.user', 1, 16)),
-    unhex(substr(e.value ->> '$.session', 1, 16)), e.value ->> '$.version',
-    e.value ->> '$.colo', e.value ->> '$.country', e.value ->> '$.source',
-    e.value ->> '$.medium', e.value ->> '$.campaign', e.value ->> '$.item',
-    e.value ->> '$.variant', e.value ->> '$.bytes', e.value -> '$.metadata',
-    e.value ->> '$.term', e.value ->> '$.content'
-FROM json_each(?1) AS e
-JOIN projects AS p ON p.slug = e.value ->> '$.project'
+pub const MOVE_INSERT_RAW_EVENTS: &str = concat!(
+    insert_raw_events!(),
+    "JOIN projects AS p ON p.slug = e.value ->> '$.project'
 WHERE true
-ON CONFLICT (project_id, event_id) DO NOTHING";
+ON CONFLICT (project_id, event_id) DO NOTHING"
+);
 
 /// Copies the session marks among a JSON array of [`crate::Event`]s (`?1`) as
 /// [`INSERT_SESSION_EVENTS`] does, ones stored already left as they are, without marking
 /// their days (their session days are copied as rows).
-pub const MOVE_INSERT_SESSION_EVENTS: &str = "\
-INSERT INTO session_events (project_id, timestamp, event_id, user, is_start)
-SELECT p.id, e.value ->> '$.timestamp', unhex(replace(e.value ->> '$.event_id', '-', '')),
-       unhex(substr(e.value ->> '$.user', 1, 16)), (e.value ->> '$.name') = p.session_start
-FROM json_each(?1) AS e
-JOIN projects AS p ON p.slug = e.value ->> '$.project'
-WHERE e.value ->> '$.user' IS NOT NULL
-  AND (e.value ->> '$.name') IN (p.session_start, p.session_stop)
-ON CONFLICT (project_id, timestamp, event_id) DO NOTHING";
+pub const MOVE_INSERT_SESSION_EVENTS: &str = concat!(
+    insert_session_events!(),
+    "
+ON CONFLICT (project_id, timestamp, event_id) DO NOTHING"
+);
 
 /// A page of project `?1`'s stored session days before `?2`, after day `?3`, at most `?4`.
 pub const MOVE_SESSION_DAYS_PAGE: &str = "\
@@ -1394,16 +1436,14 @@ LIMIT ?3";
 
 /// Copies a JSON array (`?2`) of last error messages of project `?1`, keeping the later
 /// one of each class as [`KEEP_ERROR_MESSAGES`] does.
-pub const MOVE_PUT_ERROR_MESSAGES: &str = "\
-INSERT INTO error_messages (project_id, error_class, timestamp, message)
+pub const MOVE_PUT_ERROR_MESSAGES: &str = concat!(
+    "INSERT INTO error_messages (project_id, error_class, timestamp, message)
 SELECT p.id, m.value ->> '$.error_class', m.value ->> '$.timestamp', m.value ->> '$.message'
 FROM json_each(?2) AS m JOIN projects AS p ON p.slug = ?1
 WHERE true
-ON CONFLICT (project_id, error_class) DO UPDATE SET
-    timestamp = excluded.timestamp, message = excluded.message
-WHERE excluded.timestamp > error_messages.timestamp
-   OR (excluded.timestamp = error_messages.timestamp
-       AND excluded.message > error_messages.message)";
+",
+    keep_later_error_message!()
+);
 
 /// A page of project `?1`'s erasure requests after the id `?2`, at most `?3`.
 pub const MOVE_ERASURES_PAGE: &str = "\
@@ -1439,66 +1479,64 @@ WHERE project = ?1
 GROUP BY period, dimension
 ORDER BY period, dimension";
 
+/// [`delete_page_by_project_id`] for a table keyed by the project's slug (`?1`).
+macro_rules! delete_page_by_project {
+    ($table:literal, $key:literal, $columns:literal) => {
+        concat!(
+            "DELETE FROM ",
+            $table,
+            "
+WHERE project = ?1 AND ",
+            $key,
+            " IN (
+    SELECT ",
+            $columns,
+            " FROM ",
+            $table,
+            " WHERE project = ?1 LIMIT ?2)"
+        )
+    };
+}
+
 /// Deletes up to `?2` raw events of project `?1` (a move's deletion from a shard).
-pub const MOVE_DELETE_RAW_EVENTS: &str = "\
-DELETE FROM raw_events
-WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND event_id IN (
-    SELECT event_id FROM raw_events
-    WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) LIMIT ?2)";
+pub const MOVE_DELETE_RAW_EVENTS: &str =
+    delete_page_by_project_id!("raw_events", "event_id", "event_id");
 
 /// Deletes up to `?2` rollup rows of project `?1`, minute rows included.
-pub const MOVE_DELETE_ROLLUPS: &str = "\
-DELETE FROM rollups
-WHERE project = ?1 AND (period, start, dimension, value) IN (
-    SELECT period, start, dimension, value FROM rollups WHERE project = ?1 LIMIT ?2)";
+pub const MOVE_DELETE_ROLLUPS: &str = delete_page_by_project!(
+    "rollups",
+    "(period, start, dimension, value)",
+    "period, start, dimension, value"
+);
 
 /// Deletes up to `?2` session marks of project `?1`.
-pub const MOVE_DELETE_SESSION_EVENTS: &str = "\
-DELETE FROM session_events
-WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND (timestamp, event_id) IN (
-    SELECT timestamp, event_id FROM session_events
-    WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) LIMIT ?2)";
+pub const MOVE_DELETE_SESSION_EVENTS: &str = delete_page_by_project_id!(
+    "session_events",
+    "(timestamp, event_id)",
+    "timestamp, event_id"
+);
 
 /// Deletes up to `?2` stored session days of project `?1`.
-pub const MOVE_DELETE_SESSION_DAYS: &str = "\
-DELETE FROM session_days
-WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND day IN (
-    SELECT day FROM session_days
-    WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) LIMIT ?2)";
+pub const MOVE_DELETE_SESSION_DAYS: &str = delete_page_by_project_id!("session_days", "day", "day");
 
 /// Deletes up to `?2` session days marked dirty of project `?1`.
-pub const MOVE_DELETE_DIRTY_SESSION_DAYS: &str = "\
-DELETE FROM session_days_dirty
-WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND day IN (
-    SELECT day FROM session_days_dirty
-    WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) LIMIT ?2)";
+pub const MOVE_DELETE_DIRTY_SESSION_DAYS: &str =
+    delete_page_by_project_id!("session_days_dirty", "day", "day");
 
 /// Deletes up to `?2` dirty periods of project `?1`.
-pub const MOVE_DELETE_DIRTY_PERIODS: &str = "\
-DELETE FROM dirty_periods
-WHERE project = ?1 AND (period, start) IN (
-    SELECT period, start FROM dirty_periods WHERE project = ?1 LIMIT ?2)";
+pub const MOVE_DELETE_DIRTY_PERIODS: &str =
+    delete_page_by_project!("dirty_periods", "(period, start)", "period, start");
 
 /// Deletes up to `?2` last error messages of project `?1`.
-pub const MOVE_DELETE_ERROR_MESSAGES: &str = "\
-DELETE FROM error_messages
-WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND error_class IN (
-    SELECT error_class FROM error_messages
-    WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) LIMIT ?2)";
+pub const MOVE_DELETE_ERROR_MESSAGES: &str =
+    delete_page_by_project_id!("error_messages", "error_class", "error_class");
 
 /// Deletes up to `?2` dropped-request records of project `?1`.
-pub const MOVE_DELETE_DROPPED: &str = "\
-DELETE FROM dropped_events
-WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND event_id IN (
-    SELECT event_id FROM dropped_events
-    WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) LIMIT ?2)";
+pub const MOVE_DELETE_DROPPED: &str =
+    delete_page_by_project_id!("dropped_events", "event_id", "event_id");
 
 /// Deletes up to `?2` erasure requests of project `?1`.
-pub const MOVE_DELETE_ERASURES: &str = "\
-DELETE FROM erasures
-WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND id IN (
-    SELECT id FROM erasures
-    WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) LIMIT ?2)";
+pub const MOVE_DELETE_ERASURES: &str = delete_page_by_project_id!("erasures", "id", "id");
 
 #[cfg(test)]
 mod tests {

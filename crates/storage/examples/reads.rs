@@ -58,9 +58,11 @@ fn main() {
     let to = Interval::Hour.floor(NOW_MS) + 3_600_000;
     let from = Interval::Day.floor(NOW_MS) - (RANGE_DAYS - 1) * DAY_MS;
 
-    let breakdown = |store: &SqliteStore| -> Result<Rows, Error> {
+    // Each dimension's own covering read, one after another, as the pages read them
+    // before the dashboard's one read.
+    let each_of = |store: &SqliteStore, dimensions: &[Dimension]| -> Result<Rows, Error> {
         let mut rows = Vec::new();
-        for d in [Dimension::All, Dimension::Route] {
+        for &d in dimensions {
             rows.extend(block_on(read::covering_rows(
                 store,
                 PROJECT,
@@ -72,39 +74,19 @@ fn main() {
         }
         Ok(rows)
     };
-    let installs = |store: &SqliteStore| -> Result<Rows, Error> {
-        let mut rows = Vec::new();
-        for d in [
-            Dimension::All,
-            Dimension::Version,
-            Dimension::Colo,
-            Dimension::Country,
-        ] {
-            rows.extend(block_on(read::covering_rows(
-                store,
-                PROJECT,
-                from,
-                to,
-                Some(d),
-                false,
-            ))?);
-        }
-        Ok(rows)
+    let breakdown = |store: &SqliteStore| each_of(store, &[Dimension::All, Dimension::Route]);
+    let installs = |store: &SqliteStore| {
+        each_of(
+            store,
+            &[
+                Dimension::All,
+                Dimension::Version,
+                Dimension::Colo,
+                Dimension::Country,
+            ],
+        )
     };
-    let dashboard = |store: &SqliteStore| -> Result<Rows, Error> {
-        let mut rows = Vec::new();
-        for d in DASHBOARD {
-            rows.extend(block_on(read::covering_rows(
-                store,
-                PROJECT,
-                from,
-                to,
-                Some(d),
-                false,
-            ))?);
-        }
-        Ok(rows)
-    };
+    let dashboard = |store: &SqliteStore| each_of(store, &DASHBOARD);
     let heatmap = |store: &SqliteStore| -> Result<Rows, Error> {
         block_on(read::covering_rows(
             store,

@@ -172,125 +172,81 @@ impl AlertWrite<'_> {
     /// The statements of this write, in order, with their parameters.
     pub fn statements(&self) -> Vec<Statement> {
         match self {
-            Self::InsertRule { rule, max_rules } => vec![Statement::new(
-                sql::INSERT_ALERT_RULE,
-                vec![
-                    rule.id.as_str().into(),
-                    rule.project.as_str().into(),
-                    rule.definition().as_str().into(),
-                    rule.webhook.as_ref().map(|w| w.secret.as_str()).into(),
-                    int(i64::from(rule.enabled)),
-                    rule.updated_at.into(),
-                    int(*max_rules),
-                ],
-            )],
-            Self::UpdateRule { rule } => vec![Statement::new(
-                sql::UPDATE_ALERT_RULE,
-                vec![
-                    rule.id.as_str().into(),
-                    rule.project.as_str().into(),
-                    rule.definition().as_str().into(),
-                    rule.webhook.as_ref().map(|w| w.secret.as_str()).into(),
-                    int(i64::from(rule.enabled)),
-                    rule.updated_at.into(),
-                ],
-            )],
+            Self::InsertRule { rule, max_rules } => {
+                let mut values = rule_values(rule);
+                values.push(int(*max_rules));
+                vec![Statement::new(sql::INSERT_ALERT_RULE, values)]
+            }
+            Self::UpdateRule { rule } => {
+                vec![Statement::new(sql::UPDATE_ALERT_RULE, rule_values(rule))]
+            }
             Self::DeleteRule { project, id } => {
                 vec![Statement::new(
                     sql::DELETE_ALERT_RULE,
                     vec![(*id).into(), (*project).into()],
                 )]
             }
-            Self::Transitions { changes, now_ms } => changes
-                .chunks(CHANGE_CHUNK)
-                .map(|chunk| {
-                    let json: Vec<serde_json::Value> = chunk
-                        .iter()
-                        .map(|c| {
-                            serde_json::json!([
-                                c.alert.rule_id,
-                                c.from.state.name(),
-                                c.from.since_ms,
-                                c.to.name(),
-                                c.observation.value.filter(|v| v.is_finite()),
-                                c.observation
-                                    .volume
-                                    .min(tally_core::rollup::MAX_STORED_INTEGER),
-                            ])
-                        })
-                        .collect();
-                    Statement::new(
-                        sql::ALERT_TRANSITIONS,
-                        vec![
-                            serde_json::Value::from(json).to_string().into(),
-                            (*now_ms).into(),
-                        ],
-                    )
-                })
-                .collect(),
-            Self::InsertAlerts { changes } => changes
-                .chunks(CHANGE_CHUNK)
-                .map(|chunk| {
-                    let json: Vec<serde_json::Value> = chunk
-                        .iter()
-                        .map(|c| {
-                            let a = &c.alert;
-                            serde_json::json!([
-                                a.id,
-                                a.rule_id,
-                                a.project,
-                                a.kind_name(),
-                                a.at_ms,
-                                a.value.filter(|v| v.is_finite()),
-                                a.volume.min(tally_core::rollup::MAX_STORED_INTEGER),
-                                c.payload,
-                                c.delivery.name(),
-                                c.to.name(),
-                            ])
-                        })
-                        .collect();
-                    Statement::new(
-                        sql::INSERT_ALERTS,
-                        vec![serde_json::Value::from(json).to_string().into()],
-                    )
-                })
-                .collect(),
-            Self::Evaluated { records, now_ms } => records
-                .chunks(RECORD_CHUNK)
-                .map(|chunk| {
-                    let json: Vec<serde_json::Value> = chunk
-                        .iter()
-                        .map(|r| match &r.outcome {
-                            Ok(o) => serde_json::json!([
-                                r.rule_id,
-                                o.value.filter(|v| v.is_finite()),
-                                o.volume.min(tally_core::rollup::MAX_STORED_INTEGER),
-                                null
-                            ]),
-                            Err(error) => serde_json::json!([r.rule_id, null, null, error]),
-                        })
-                        .collect();
-                    Statement::new(
-                        sql::ALERTS_EVALUATED,
-                        vec![
-                            serde_json::Value::from(json).to_string().into(),
-                            (*now_ms).into(),
-                        ],
-                    )
-                })
-                .collect(),
-            Self::Queued { alert_ids, now_ms } => alert_ids
-                .chunks(RECORD_CHUNK)
-                .map(|chunk| {
-                    Statement::new(
-                        sql::ALERTS_QUEUED,
-                        vec![
-                            serde_json::Value::from(chunk).to_string().into(),
-                            (*now_ms).into(),
-                        ],
-                    )
-                })
-                .collect(),
+            Self::Transitions { changes, now_ms } => json_chunks(
+                sql::ALERT_TRANSITIONS,
+                changes,
+                CHANGE_CHUNK,
+                |c| {
+                    serde_json::json!([
+                        c.alert.rule_id,
+                        c.from.state.name(),
+                        c.from.since_ms,
+                        c.to.name(),
+                        c.observation.value.filter(|v| v.is_finite()),
+                        c.observation
+                            .volume
+                            .min(tally_core::rollup::MAX_STORED_INTEGER),
+                    ])
+                },
+                &[(*now_ms).into()],
+            ),
+            Self::InsertAlerts { changes } => json_chunks(
+                sql::INSERT_ALERTS,
+                changes,
+                CHANGE_CHUNK,
+                |c| {
+                    let a = &c.alert;
+                    serde_json::json!([
+                        a.id,
+                        a.rule_id,
+                        a.project,
+                        a.kind_name(),
+                        a.at_ms,
+                        a.value.filter(|v| v.is_finite()),
+                        a.volume.min(tally_core::rollup::MAX_STORED_INTEGER),
+                        c.payload,
+                        c.delivery.name(),
+                        c.to.name(),
+                    ])
+                },
+                &[],
+            ),
+            Self::Evaluated { records, now_ms } => json_chunks(
+                sql::ALERTS_EVALUATED,
+                records,
+                RECORD_CHUNK,
+                |r| match &r.outcome {
+                    Ok(o) => serde_json::json!([
+                        r.rule_id,
+                        o.value.filter(|v| v.is_finite()),
+                        o.volume.min(tally_core::rollup::MAX_STORED_INTEGER),
+                        null
+                    ]),
+                    Err(error) => serde_json::json!([r.rule_id, null, null, error]),
+                },
+                &[(*now_ms).into()],
+            ),
+            Self::Queued { alert_ids, now_ms } => json_chunks(
+                sql::ALERTS_QUEUED,
+                alert_ids,
+                RECORD_CHUNK,
+                |id| serde_json::json!(id),
+                &[(*now_ms).into()],
+            ),
             Self::Attempted {
                 alert_id,
                 attempt,
@@ -361,6 +317,39 @@ impl AlertWrite<'_> {
             )],
         }
     }
+}
+
+/// A rule's values as [`sql::INSERT_ALERT_RULE`] and [`sql::UPDATE_ALERT_RULE`] both
+/// take them first: id, project, definition, webhook secret, enabled, updated at.
+fn rule_values(rule: &Rule) -> Vec<Bound> {
+    vec![
+        rule.id.as_str().into(),
+        rule.project.as_str().into(),
+        rule.definition().as_str().into(),
+        rule.webhook.as_ref().map(|w| w.secret.as_str()).into(),
+        int(i64::from(rule.enabled)),
+        rule.updated_at.into(),
+    ]
+}
+
+/// One `sql` statement per `chunk` of `items`: the chunk as one JSON array of `row`s
+/// (`?1`, so a chunk of any size is one bound parameter), then the values of `rest`.
+fn json_chunks<T>(
+    sql: &'static str,
+    items: &[T],
+    chunk: usize,
+    row: impl Fn(&T) -> serde_json::Value,
+    rest: &[Bound],
+) -> Vec<Statement> {
+    items
+        .chunks(chunk)
+        .map(|chunk| {
+            let json: Vec<serde_json::Value> = chunk.iter().map(&row).collect();
+            let mut values = vec![serde_json::Value::from(json).to_string().into()];
+            values.extend_from_slice(rest);
+            Statement::new(sql, values)
+        })
+        .collect()
 }
 
 /// Reads of alerting data.

@@ -109,6 +109,20 @@ pub struct Filtered {
     pub events_read: u64,
 }
 
+impl Filtered {
+    /// Rows read from rollups over the whole asked range: exact, no raw event read.
+    fn of_rollups(rows: Rows, from_ms: i64, to_ms: i64) -> Self {
+        Self {
+            rows,
+            path: Path::Rollups,
+            from_ms,
+            to_ms,
+            scale: 1,
+            events_read: 0,
+        }
+    }
+}
+
 /// What a filtered read gives.
 #[derive(Debug, Clone)]
 pub enum Read {
@@ -151,14 +165,7 @@ pub async fn read<S: RollupStore + FilteredReads + QueryStore>(
     if filters.is_empty() {
         // Every wanted dimension's own rows, in the queries of one covering read.
         let rows = covering_rows_of(store, project, from_ms, to_ms, wanted, finest).await?;
-        return Ok(Read::Rows(Filtered {
-            rows,
-            path: Path::Rollups,
-            from_ms,
-            to_ms,
-            scale: 1,
-            events_read: 0,
-        }));
+        return Ok(Read::Rows(Filtered::of_rollups(rows, from_ms, to_ms)));
     }
     if let Some(reads) = filter::rollup_reads(filters, wanted) {
         let mut rows = Rows::new();
@@ -173,14 +180,7 @@ pub async fn read<S: RollupStore + FilteredReads + QueryStore>(
             }
         }
         if exact {
-            return Ok(Read::Rows(Filtered {
-                rows,
-                path: Path::Rollups,
-                from_ms,
-                to_ms,
-                scale: 1,
-                events_read: 0,
-            }));
+            return Ok(Read::Rows(Filtered::of_rollups(rows, from_ms, to_ms)));
         }
     }
     let from_ms = from_ms.max(limits.raw_from_ms);

@@ -73,6 +73,21 @@ fn deliver(store: &SqliteStore, events: &[Event], now: i64) {
     block_on(pipeline::store_events(store, events, now, &minutes)).unwrap();
 }
 
+/// The events counted in the first campaign's hour row of project `shop` in the hour
+/// from `T0`: what the hour rows keep whatever minute rows are written.
+fn first_campaign_hour_count(store: &SqliteStore) -> u64 {
+    let hour = block_on(tally_storage::RollupStore::rollups_between(
+        store,
+        "shop",
+        Period::Hour,
+        T0,
+        T0 + HOUR_MS,
+        Some(Dimension::Campaign),
+    ))
+    .unwrap();
+    hour.values().next().unwrap().value.count
+}
+
 fn add_rule(store: &SqliteStore, body: Value, seed: u8) -> Rule {
     add_rule_at(store, body, seed, T0 - HOUR_MS)
 }
@@ -139,16 +154,7 @@ fn minute_rows_hold_the_names_within_each_campaign() {
         rows.values()
             .all(|r| r.users.is_empty() && r.instances.is_empty())
     );
-    let hour = block_on(tally_storage::RollupStore::rollups_between(
-        &store,
-        "shop",
-        Period::Hour,
-        T0,
-        T0 + HOUR_MS,
-        Some(tally_core::rollup::Dimension::Campaign),
-    ))
-    .unwrap();
-    assert_eq!(hour.values().next().unwrap().value.count, 302);
+    assert_eq!(first_campaign_hour_count(&store), 302);
 }
 
 #[test]
@@ -544,20 +550,12 @@ fn alerts_and_their_attempts_leave_with_the_raw_events_past_retention() {
         })
     };
     assert_eq!((count("alerts"), count("alert_attempts")), (1, 2));
+    let purge_at =
+        |now| block_on(pipeline::purge_expired(&store, now, pipeline::HOURLY_PURGE)).unwrap();
     // 89 days later the default retention of 90 days keeps them.
-    block_on(pipeline::purge_expired(
-        &store,
-        T0 + 89 * 24 * HOUR_MS,
-        pipeline::HOURLY_PURGE,
-    ))
-    .unwrap();
+    purge_at(T0 + 89 * 24 * HOUR_MS);
     assert_eq!((count("alerts"), count("alert_attempts")), (1, 2));
-    block_on(pipeline::purge_expired(
-        &store,
-        T0 + 91 * 24 * HOUR_MS,
-        pipeline::HOURLY_PURGE,
-    ))
-    .unwrap();
+    purge_at(T0 + 91 * 24 * HOUR_MS);
     assert_eq!((count("alerts"), count("alert_attempts")), (0, 0));
     // The rule stays.
     assert_eq!(block_on(store.alert_rules(Some("shop"))).unwrap().len(), 1);
@@ -603,16 +601,7 @@ fn a_project_without_rules_writes_only_the_minute_rows_realtime_reads() {
     assert_eq!(minute_dimensions(&store), ["all", "route", "source"]);
     assert!(minute_rows_beyond_realtime(&store).is_empty());
     // The hour rows keep every dimension.
-    let hour = block_on(tally_storage::RollupStore::rollups_between(
-        &store,
-        "shop",
-        Period::Hour,
-        T0,
-        T0 + HOUR_MS,
-        Some(Dimension::Campaign),
-    ))
-    .unwrap();
-    assert_eq!(hour.values().next().unwrap().value.count, 35);
+    assert_eq!(first_campaign_hour_count(&store), 35);
 }
 
 #[test]

@@ -7,12 +7,13 @@ mod support;
 use std::collections::BTreeMap;
 
 use tally_core::Event;
-use tally_core::alerts::MinuteSources;
 use tally_core::rollup::{Dimension, FOLDED_LABEL, FOLDED_VALUE, Period};
 use tally_core::time::{DAY_MS, HOUR_MS};
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{EventStore, RollupStore};
 use tally_storage::{pipeline, read};
+
+use support::store_batch;
 
 /// 2025-01-10T00:00:00Z.
 const DAY0: i64 = 1_736_467_200_000;
@@ -58,25 +59,13 @@ fn a_flood_of_unique_values_adds_bounded_rows_and_counts_stay_exact() {
     let known: Vec<Event> = (0..10)
         .map(|_| next("/home".into(), "spring".into()))
         .collect();
-    block_on(pipeline::store_events(
-        &store,
-        &known,
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &known, NOW);
     let mut rows_per_batch = Vec::new();
     for batch in 0..3 {
         let events: Vec<Event> = (0..1_000)
             .map(|j| next(format!("/p/{batch}/{j}"), format!("c-{batch}-{j}")))
             .collect();
-        let stored = block_on(pipeline::store_events(
-            &store,
-            &events,
-            NOW,
-            &MinuteSources::default(),
-        ))
-        .unwrap();
+        let stored = store_batch(&store, &events, NOW);
         assert_eq!(stored.new, 1_000);
         rows_per_batch.push(stored.rollup_rows);
     }
@@ -84,13 +73,7 @@ fn a_flood_of_unique_values_adds_bounded_rows_and_counts_stay_exact() {
     let again: Vec<Event> = (0..5)
         .map(|_| next("/home".into(), "spring".into()))
         .collect();
-    block_on(pipeline::store_events(
-        &store,
-        &again,
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &again, NOW);
 
     let total = block_on(store.count_events("flood", 0, i64::MAX))
         .unwrap()
@@ -210,13 +193,7 @@ fn values_past_the_hours_bound_get_no_minute_rows_of_their_own() {
             )
         })
         .collect();
-    block_on(pipeline::store_events(
-        &store,
-        &fill,
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &fill, NOW);
     let spread: Vec<Event> = (0..1_000u64)
         .map(|i| {
             let at = hour + (i % 50) as i64 * 60_000 + 2_000;
@@ -229,13 +206,7 @@ fn values_past_the_hours_bound_get_no_minute_rows_of_their_own() {
             )
         })
         .collect();
-    let stored = block_on(pipeline::store_events(
-        &store,
-        &spread,
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    let stored = store_batch(&store, &spread, NOW);
     assert_eq!(stored.new, 1_000);
     assert!(stored.rollup_rows < 500, "{} rows", stored.rollup_rows);
     let minutes = block_on(store.rollups_between(
@@ -274,13 +245,7 @@ fn a_rolled_day_keeps_its_values_with_most_events() {
                 ));
             }
         }
-        block_on(pipeline::store_events(
-            &store,
-            &events,
-            NOW,
-            &MinuteSources::default(),
-        ))
-        .unwrap();
+        store_batch(&store, &events, NOW);
     }
     let total = block_on(store.count_events("rolled", 0, i64::MAX))
         .unwrap()

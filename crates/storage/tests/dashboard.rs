@@ -8,6 +8,8 @@
 //! renders, plus the worker's own: the gate's project and session, the funnel
 //! (`funnels::funnel`) and the alerts section.
 
+mod support;
+
 use tally_core::alerts::MinuteSources;
 use tally_core::filter::{self, Filters, SAMPLE_BUCKETS};
 use tally_core::project::ProjectInput;
@@ -21,6 +23,8 @@ use tally_storage::filtered::{DEFAULT_ROW_BUDGET, PAGE, Path, ROWS_PER_EVENT};
 use tally_storage::read::MAX_COVER_QUERIES;
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{AdminStore, funnels, pipeline};
+
+use support::store_batch;
 
 /// 2026-03-02T10:00:00Z.
 const NOW: i64 = 1_772_445_600_000;
@@ -69,13 +73,7 @@ fn seeded() -> SqliteStore {
     ))
     .unwrap();
     for chunk in late.chunks(500) {
-        block_on(pipeline::store_events(
-            &store,
-            chunk,
-            NOW,
-            &MinuteSources::default(),
-        ))
-        .unwrap();
+        store_batch(&store, chunk, NOW);
     }
     store
 }

@@ -3,10 +3,12 @@
 //! the query API's reads, it keeps within its query budget and carries the rest over,
 //! and delivery is signed, retried and recorded as alert deliveries are.
 
+mod support;
+
 use std::cell::RefCell;
 
 use serde_json::{Value, json};
-use tally_core::alerts::{MinuteSources, verify_signature};
+use tally_core::alerts::verify_signature;
 use tally_core::digest::{self, Digest};
 use tally_core::rollup::Dimension;
 use tally_core::time::{DAY_MS, HOUR_MS};
@@ -16,8 +18,10 @@ use tally_storage::digests::{
     self, DIGEST_QUERY_BUDGET, MAX_QUERIES_PER_DIGEST, compose_due, give_up, handle_digest,
 };
 use tally_storage::exec::Counted;
+use tally_storage::read;
 use tally_storage::sqlite::{SqliteStore, block_on};
-use tally_storage::{pipeline, read};
+
+use support::store_batch;
 
 /// 2026-03-10T00:00:00Z, a Tuesday.
 const DAY: i64 = 1_773_100_800_000;
@@ -60,13 +64,7 @@ fn seed(store: &SqliteStore, project: &str) {
             raw,
         ));
     }
-    block_on(pipeline::store_events(
-        store,
-        &events,
-        DAY,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(store, &events, DAY);
 }
 
 fn configure(store: &SqliteStore, project: &str, hour_utc: u8) -> Digest {

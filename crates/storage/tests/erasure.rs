@@ -3,15 +3,15 @@
 
 mod support;
 
-use tally_core::alerts::MinuteSources;
 use tally_core::hash;
 use tally_core::time::DAY_MS;
 use tally_core::{Context, RawEvent, Settings, validate};
 use tally_storage::erasure::{self, EraseBudget};
 use tally_storage::exec::Counted;
-use tally_storage::pipeline;
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{Write, Writer};
+
+use support::store_batch;
 
 /// 2025-01-10T00:00:00Z.
 const NOW: i64 = 1_736_467_200_000;
@@ -36,13 +36,7 @@ fn store_one(store: &SqliteStore, project: &str, user: &str, i: u64) {
         id_secret: SECRET,
     };
     let event = validate(raw, &ctx, &mut || unreachable!()).unwrap().event;
-    block_on(pipeline::store_events(
-        store,
-        &[event],
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(store, &[event], NOW);
 }
 
 /// Seeds `n` raw events of `project` in SQL, the i-th by `users[i % len]`, each with a
@@ -222,20 +216,28 @@ fn a_persons_data_is_erased_at_volume_within_budget_and_no_one_elses() {
     assert_eq!((idle.pending, idle.raw_deleted, idle.statements), (0, 0, 1));
 }
 
-#[test]
-fn an_interrupted_erasure_step_is_taken_again_and_counts_once() {
+/// A store of project `alpha` where `ann` and `bob` share `n` seeded events (and `ann`
+/// one stored by the pipeline), and `ann`'s erasure is requested as `id`: the start of
+/// every test of an erasure interrupted or resumed. Returns `ann`'s user hash.
+fn ann_requested(n: u32, id: &str) -> (SqliteStore, String) {
     let store = SqliteStore::open_in_memory().unwrap();
     store_one(&store, "alpha", "ann", 0);
     let ann = user_hash("alpha", "ann");
     seed(
         &store,
         "alpha",
-        20_000,
+        n,
         &[ann.clone(), user_hash("alpha", "bob")],
     );
-    let (ann_raw, ann_marks) = held(&store, "alpha", &ann);
-    let id = "00000000000000000000000000000001";
     assert!(block_on(erasure::request(&store, "alpha", id, &ann, NOW)).unwrap());
+    (store, ann)
+}
+
+#[test]
+fn an_interrupted_erasure_step_is_taken_again_and_counts_once() {
+    let id = "00000000000000000000000000000001";
+    let (store, ann) = ann_requested(20_000, id);
+    let (ann_raw, ann_marks) = held(&store, "alpha", &ann);
     let budget = EraseBudget {
         window: 3_000,
         chunk: 4_000,
@@ -322,18 +324,9 @@ fn an_erasure_reads_the_users_sample_bucket_not_the_project() {
 fn a_request_saved_with_a_primary_key_cursor_walks_its_bucket_from_the_start() {
     // Requests recorded before the walk went through the sample bucket hold a bare event
     // id as their cursor; they start again and still count each event once.
-    let store = SqliteStore::open_in_memory().unwrap();
-    store_one(&store, "alpha", "ann", 0);
-    let ann = user_hash("alpha", "ann");
-    seed(
-        &store,
-        "alpha",
-        2_000,
-        &[ann.clone(), user_hash("alpha", "bob")],
-    );
-    let (raw, _) = held(&store, "alpha", &ann);
     let id = "00000000000000000000000000000002";
-    assert!(block_on(erasure::request(&store, "alpha", id, &ann, NOW)).unwrap());
+    let (store, ann) = ann_requested(2_000, id);
+    let (raw, _) = held(&store, "alpha", &ann);
     store.with_connection(|c| {
         c.execute(
             "UPDATE erasures SET cursor = unhex('7fffffffffffffff0000000000000000'), marks_done = 1",

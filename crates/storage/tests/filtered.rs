@@ -1,9 +1,10 @@
 //! Reads narrowed to one item or one user, against real SQLite, checked against counts
 //! taken straight from the events.
 
+mod support;
+
 use std::collections::BTreeMap;
 
-use tally_core::alerts::MinuteSources;
 use tally_core::hash::identifier;
 use tally_core::rollup::{Dimension, Period, pair_prefix, pair_second};
 use tally_core::sessions::{self, Mark};
@@ -12,6 +13,8 @@ use tally_core::time::{DAY_MS, HOUR_MS, Interval};
 use tally_core::{Context, Event, RawEvent, Settings, validate};
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{DayCount, FilteredReads, ValueMatch, pipeline, read};
+
+use support::store_batch;
 
 /// 2025-01-10T00:00:00Z.
 const DAY0: i64 = 1_736_467_200_000;
@@ -71,21 +74,9 @@ fn workload() -> Vec<Event> {
 fn stored(events: &[Event]) -> SqliteStore {
     let store = SqliteStore::open_in_memory().unwrap();
     let (late, early) = events.split_at(1);
-    block_on(pipeline::store_events(
-        &store,
-        early,
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, early, NOW);
     block_on(pipeline::roll_dirty(&store, Period::Day, 1000, NOW)).unwrap();
-    block_on(pipeline::store_events(
-        &store,
-        late,
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, late, NOW);
     store
 }
 

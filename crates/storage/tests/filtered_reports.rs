@@ -11,9 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 use tally_core::Event;
-use tally_core::alerts::MinuteSources;
 use tally_core::filter::{self, Filters, SAMPLE_BUCKETS};
-use tally_core::funnel::{self, Hit};
+use tally_core::funnel;
 use tally_core::realtime::{self, Window};
 use tally_core::rollup::Period;
 use tally_core::sessions::{self, Session, Stats};
@@ -25,6 +24,8 @@ use tally_storage::funnels::{self, Funnel};
 use tally_storage::sessions::{FilteredSessions, filtered_session_stats, session_stats};
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{pipeline, read};
+
+use support::store_batch;
 
 /// 2025-01-10T00:00:00Z.
 const DAY0: i64 = 1_736_467_200_000;
@@ -43,13 +44,7 @@ fn event(i: u64, timestamp: i64, raw: serde_json::Value) -> Event {
 fn stored(events: &[Event]) -> SqliteStore {
     let store = SqliteStore::open_in_memory().unwrap();
     for chunk in events.chunks(5_000) {
-        block_on(pipeline::store_events(
-            &store,
-            chunk,
-            NOW,
-            &MinuteSources::default(),
-        ))
-        .unwrap();
+        store_batch(&store, chunk, NOW);
     }
     block_on(pipeline::roll_dirty(&store, Period::Day, 1000, NOW)).unwrap();
     store
@@ -68,6 +63,17 @@ fn in_sample(e: &Event, buckets: u32) -> bool {
     u32::from(filter::sample_bucket(e)) < buckets
 }
 
+/// The events in the first `buckets` sample buckets, and what each of their users
+/// stands for: the sample a sampled answer is computed on, and its scale.
+fn sample_of(events: &[Event], buckets: u32) -> (Vec<Event>, u64) {
+    let sample = events
+        .iter()
+        .filter(|e| in_sample(e, buckets))
+        .cloned()
+        .collect();
+    (sample, u64::from(SAMPLE_BUCKETS / buckets))
+}
+
 /// The funnel's users per step recomputed from the events: those with a user, in the
 /// range, meeting the filters, as hits keyed as stored (16 hex digits of the user).
 fn funnel_users(
@@ -80,14 +86,7 @@ fn funnel_users(
     let hits = events
         .iter()
         .filter(|e| (from..to).contains(&e.timestamp) && filters.matches(e))
-        .filter_map(|e| {
-            Some(Hit {
-                user: e.user.clone()?[..16].to_owned(),
-                timestamp: e.timestamp,
-                event_id: e.event_id.replace('-', ""),
-                name: e.name.clone(),
-            })
-        })
+        .filter_map(support::hit)
         .collect();
     funnel::count(hits, steps, window)
 }
@@ -155,12 +154,7 @@ fn filtered_funnels_count_only_matching_events_as_steps_on_every_path() {
         let Path::Sampled { buckets } = path else {
             panic!("{texts:?}: {path:?}")
         };
-        let sample: Vec<Event> = events
-            .iter()
-            .filter(|e| in_sample(e, buckets))
-            .cloned()
-            .collect();
-        let scale = u64::from(SAMPLE_BUCKETS / buckets);
+        let (sample, scale) = sample_of(&events, buckets);
         let want: Vec<u64> = funnel_users(&sample, range, &f, &steps, window)
             .iter()
             .map(|u| u * scale)
@@ -298,34 +292,48 @@ fn a_funnel_past_100000_step_events_is_answered_from_a_sample_within_the_budget(
     assert_eq!(over, Funnel::OverBudget { events: 130_000 });
 }
 
-/// Play/stop sessions of a hundred users over three days, with other events between a
-/// play and its stop (requests on routes, from countries), some sessions never stopped.
-fn session_workload(seed: u64) -> Vec<Event> {
-    let mut rng = Rng(seed);
+/// What a play/stop session workload is made of: `sessions` sessions of `users` users
+/// over three days from `seed`, each from one of `countries`, with fewer than
+/// `requests_below` requests on `routes` between a play and its stop, and one session
+/// in `unstopped_one_in` (if any) never stopped.
+struct SessionShape {
+    seed: u64,
+    sessions: usize,
+    users: u64,
+    countries: &'static [&'static str],
+    routes: &'static [&'static str],
+    requests_below: u64,
+    unstopped_one_in: Option<u64>,
+}
+
+/// The events of a session workload of `shape`.
+fn sessions_of(shape: &SessionShape) -> Vec<Event> {
+    let mut rng = Rng(shape.seed);
     let mut events = Vec::new();
     let mut i = 0;
     let mut push = |t: i64, raw: serde_json::Value| {
         i += 1;
         events.push(event(i, t, raw));
     };
-    for _ in 0..1_500 {
-        let user = format!("u{}", rng.below(100));
+    let pick = |rng: &mut Rng, list: &[&'static str]| list[rng.below(list.len() as u64) as usize];
+    for _ in 0..shape.sessions {
+        let user = format!("u{}", rng.below(shape.users));
         let start = DAY0 + rng.below(3 * DAY_MS as u64) as i64;
-        let country = ["US", "DE", "FR"][rng.below(3) as usize];
+        let country = pick(&mut rng, shape.countries);
         push(
             start,
             json!({"name": "play", "user": user, "country": country}),
         );
         let length = rng.below(3_600_000) as i64;
-        for _ in 0..rng.below(4) {
-            let route = ["/watch", "/browse", "/api/x"][rng.below(3) as usize];
+        for _ in 0..rng.below(shape.requests_below) {
+            let route = pick(&mut rng, shape.routes);
             let at = start + rng.below(length as u64 + 1) as i64;
             push(
                 at,
                 json!({"name": "request", "route": route, "user": user, "country": country}),
             );
         }
-        if rng.below(10) > 0 {
+        if shape.unstopped_one_in.is_none_or(|n| rng.below(n) > 0) {
             push(
                 start + length,
                 json!({"name": "stop", "user": user, "country": country}),
@@ -333,6 +341,20 @@ fn session_workload(seed: u64) -> Vec<Event> {
         }
     }
     events
+}
+
+/// Play/stop sessions of a hundred users over three days, with other events between a
+/// play and its stop (requests on routes, from countries), some sessions never stopped.
+fn session_workload(seed: u64) -> Vec<Event> {
+    sessions_of(&SessionShape {
+        seed,
+        sessions: 1_500,
+        users: 100,
+        countries: &["US", "DE", "FR"],
+        routes: &["/watch", "/browse", "/api/x"],
+        requests_below: 4,
+        unstopped_one_in: Some(10),
+    })
 }
 
 /// The sessions the sample of `buckets` buckets keeps under `f`, scaled to all users: what
@@ -343,12 +365,7 @@ fn sampled_sessions(
     range: (i64, i64),
     buckets: u32,
 ) -> BTreeMap<i64, Stats> {
-    let sample: Vec<Event> = events
-        .iter()
-        .filter(|e| in_sample(e, buckets))
-        .cloned()
-        .collect();
-    let scale = u64::from(SAMPLE_BUCKETS / buckets);
+    let (sample, scale) = sample_of(events, buckets);
     kept_sessions(&sample, f, range)
         .into_iter()
         .map(|(day, s)| {
@@ -455,35 +472,15 @@ fn filtered_sessions_keep_sessions_with_a_matching_event_counted_whole() {
 fn filtered_sessions_past_the_budget_read_a_sample_within_it_at_volume() {
     // 45,000 play/stop sessions of 20,000 users over three days, with requests between
     // (some 160,000 events): more than the default budget reads exactly.
-    let mut rng = Rng(11);
-    let mut events = Vec::new();
-    let mut i = 0;
-    let mut push = |t: i64, raw: serde_json::Value| {
-        i += 1;
-        events.push(event(i, t, raw));
-    };
-    for _ in 0..45_000 {
-        let user = format!("u{}", rng.below(20_000));
-        let start = DAY0 + rng.below(3 * DAY_MS as u64) as i64;
-        let country = ["US", "DE", "FR", "BR"][rng.below(4) as usize];
-        push(
-            start,
-            json!({"name": "play", "user": user, "country": country}),
-        );
-        let length = rng.below(3_600_000) as i64;
-        for _ in 0..rng.below(3) {
-            let route = ["/watch", "/browse"][rng.below(2) as usize];
-            let at = start + rng.below(length as u64 + 1) as i64;
-            push(
-                at,
-                json!({"name": "request", "route": route, "user": user, "country": country}),
-            );
-        }
-        push(
-            start + length,
-            json!({"name": "stop", "user": user, "country": country}),
-        );
-    }
+    let events = sessions_of(&SessionShape {
+        seed: 11,
+        sessions: 45_000,
+        users: 20_000,
+        countries: &["US", "DE", "FR", "BR"],
+        routes: &["/watch", "/browse"],
+        requests_below: 3,
+        unstopped_one_in: None,
+    });
     assert!(events.len() > 130_000, "{}", events.len());
     let store = stored(&events);
     let range = (DAY0, DAY0 + 3 * DAY_MS);

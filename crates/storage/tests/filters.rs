@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 use tally_core::Event;
-use tally_core::alerts::MinuteSources;
 use tally_core::filter::{self, Filters, SAMPLE_BUCKETS};
 use tally_core::rollup::{Dimension, Period, Rollup};
 use tally_core::testing::SplitMix64 as Rng;
@@ -18,6 +17,8 @@ use tally_core::time::{DAY_MS, HOUR_MS, Interval};
 use tally_storage::filtered::{self, Bucket, Filtered, Limits, Path, Read};
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{pipeline, read};
+
+use support::store_batch;
 
 /// 2025-01-10T00:00:00Z.
 const DAY0: i64 = 1_736_467_200_000;
@@ -90,23 +91,11 @@ fn store_all(store: &SqliteStore, events: &[Event]) {
         .cloned()
         .partition(|e| e.timestamp < DAY0 + DAY_MS);
     for chunk in first.chunks(5_000) {
-        block_on(pipeline::store_events(
-            store,
-            chunk,
-            NOW,
-            &MinuteSources::default(),
-        ))
-        .unwrap();
+        store_batch(store, chunk, NOW);
     }
     block_on(pipeline::roll_dirty(store, Period::Day, 1000, NOW)).unwrap();
     for chunk in rest.chunks(5_000) {
-        block_on(pipeline::store_events(
-            store,
-            chunk,
-            NOW,
-            &MinuteSources::default(),
-        ))
-        .unwrap();
+        store_batch(store, chunk, NOW);
     }
 }
 

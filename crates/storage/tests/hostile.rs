@@ -5,6 +5,8 @@
 //! injected commit failures, as the queue would. Every event is counted exactly once,
 //! the bad message alone is dead-lettered, and no row exceeds its bound.
 
+mod support;
+
 use std::collections::{BTreeMap, VecDeque};
 
 use serde_json::json;
@@ -17,6 +19,8 @@ use tally_core::{Context, Event, RawEvent, Settings, validate};
 use tally_storage::pipeline;
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{EventStore, RollupStore};
+
+use support::store_batch;
 
 /// 2026-03-02T10:20:00Z.
 const NOW: i64 = 1_772_446_800_000;
@@ -207,13 +211,7 @@ fn hostile_delivery_with_failing_commits_counts_every_event_once() {
             )
         })
         .collect();
-    block_on(pipeline::store_events(
-        &store,
-        &bad_before,
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &bad_before, NOW);
     store.with_connection(|c| {
         c.execute(
             "UPDATE rollups SET durations = x'ffffffffffffffffff', version = version + 1 \

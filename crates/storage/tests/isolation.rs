@@ -4,20 +4,17 @@
 
 mod support;
 
-use std::cell::Cell;
-
-use serde::de::DeserializeOwned;
 use serde_json::json;
 use tally_core::alerts::{self, Fresh, MinuteSources, Rule, State};
 use tally_core::rollup::Period;
 use tally_core::time::{DAY_MS, HOUR_MS, MINUTE_MS};
 use tally_core::{Context, Event, RawEvent, Settings, validate};
 use tally_storage::alerts::{AlertStore, AlertWrite, evaluate};
-use tally_storage::exec::{Bound, Counted, Executor, Statement};
+use tally_storage::exec::Counted;
 use tally_storage::sqlite::{SqliteStore, block_on};
-use tally_storage::{Error, RollupStore, Write, Writer, pipeline};
+use tally_storage::{RollupStore, Write, Writer, pipeline};
 
-use support::state;
+use support::{Interrupted, state, store_batch};
 
 /// 2026-03-02T10:00:00Z.
 const T0: i64 = 1_772_445_600_000;
@@ -101,13 +98,7 @@ fn a_rule_that_fails_is_recorded_and_the_others_are_evaluated() {
     let store = SqliteStore::open_in_memory().unwrap();
     let now = T0 + 30_000;
     for (i, project) in ["alpha", "bad", "zulu"].into_iter().enumerate() {
-        block_on(pipeline::store_events(
-            &store,
-            &events(project, i as u64 * 1000, 20, T0),
-            now,
-            &MinuteSources::default(),
-        ))
-        .unwrap();
+        store_batch(&store, &events(project, i as u64 * 1000, 20, T0), now);
     }
     // "bad"'s minute rows cannot be read (as a row D1 refuses to decode would be).
     poison_rows(&store, "bad", Period::Minute);
@@ -182,13 +173,7 @@ fn a_rule_that_fails_is_recorded_and_the_others_are_evaluated() {
         c.execute("DELETE FROM rollups WHERE project = 'bad'", [])
             .unwrap()
     });
-    block_on(pipeline::store_events(
-        &store,
-        &events("bad", 100, 20, T0),
-        now,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &events("bad", 100, 20, T0), now);
     let run = block_on(evaluate(&store, now + MINUTE_MS)).unwrap();
     assert_eq!((run.fired, run.failed), (1, 1));
     let bad = &block_on(store.alert_rules(Some("bad"))).unwrap()[0];
@@ -204,13 +189,7 @@ fn a_thousand_rules_are_evaluated_within_the_query_budget() {
     let now = T0 + 30_000;
     let projects: Vec<String> = (0..10).map(|p| format!("p{p:02}")).collect();
     for (p, project) in projects.iter().enumerate() {
-        block_on(pipeline::store_events(
-            &store,
-            &events(project, p as u64 * 1000, 5, T0),
-            now,
-            &MinuteSources::default(),
-        ))
-        .unwrap();
+        store_batch(&store, &events(project, p as u64 * 1000, 5, T0), now);
     }
     let rules: Vec<Rule> = (0..1000)
         .map(|i| busy_rule(&projects[i as usize / 100], i))
@@ -233,13 +212,11 @@ fn a_thousand_rules_are_evaluated_within_the_query_budget() {
     // than one run's budget, so the changes are spread over the next runs, each within
     // it, starting where the last one stopped.
     for (p, project) in projects.iter().enumerate().filter(|(p, _)| p % 2 == 0) {
-        block_on(pipeline::store_events(
+        store_batch(
             &store,
             &events(project, 100_000 + p as u64 * 1000, 20, T0),
             now,
-            &MinuteSources::default(),
-        ))
-        .unwrap();
+        );
     }
     let run = block_on(evaluate(&counting, now + 1000)).unwrap();
     let queries = counting.take_queries();
@@ -263,13 +240,7 @@ fn state_changes_whose_write_fails_are_written_one_by_one_within_the_budget() {
     let now = T0 + 30_000;
     let projects = ["p0", "p1", "p2"];
     for (p, project) in projects.iter().enumerate() {
-        block_on(pipeline::store_events(
-            &store,
-            &events(project, p as u64 * 1000, 20, T0),
-            now,
-            &MinuteSources::default(),
-        ))
-        .unwrap();
+        store_batch(&store, &events(project, p as u64 * 1000, 20, T0), now);
     }
     let rules: Vec<Rule> = (0..300)
         .map(|i| busy_rule(projects[i as usize / 100], i))
@@ -370,22 +341,10 @@ fn a_day_that_cannot_be_rolled_holds_up_no_other() {
     // "aaa"'s hour rows are poisoned; its days are the oldest marks, so read first.
     let mut all = days_of("aaa", 0, 3);
     all.iter_mut().for_each(|e| e.timestamp -= 10 * DAY_MS);
-    block_on(pipeline::store_events(
-        &store,
-        &all,
-        T0,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &all, T0);
     poison_rows(&store, "aaa", Period::Hour);
     for (i, project) in ["bbb", "ccc"].into_iter().enumerate() {
-        block_on(pipeline::store_events(
-            &store,
-            &days_of(project, 1000 * (i as u64 + 1), 3),
-            T0,
-            &MinuteSources::default(),
-        ))
-        .unwrap();
+        store_batch(&store, &days_of(project, 1000 * (i as u64 + 1), 3), T0);
     }
 
     let run = block_on(pipeline::roll_dirty(&store, Period::Day, 100, T0)).unwrap();
@@ -411,26 +370,14 @@ fn a_day_that_cannot_be_rolled_holds_up_no_other() {
     assert_eq!(recorded, run);
 
     // The next minute does not try them again; the others' new days roll.
-    block_on(pipeline::store_events(
-        &store,
-        &events("bbb", 5000, 2, T0),
-        T0,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &events("bbb", 5000, 2, T0), T0);
     let next = block_on(pipeline::roll_dirty(&store, Period::Day, 100, T0 + 60_000)).unwrap();
     assert_eq!((next.rolled, next.failed, next.failing), (1, 0, 3));
 
     // Later they are tried again, but after every mark that never failed: even a
     // window of one mark is never taken by them while good marks wait.
     let later = T0 + pipeline::ROLL_RETRY_MS + 60_000;
-    block_on(pipeline::store_events(
-        &store,
-        &events("ccc", 6000, 2, T0),
-        T0,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &events("ccc", 6000, 2, T0), T0);
     let one = block_on(pipeline::roll_dirty(&store, Period::Day, 1, later)).unwrap();
     assert_eq!((one.rolled, one.failed), (1, 0));
     assert!(one.more_pending, "the failed marks may be tried now");
@@ -460,13 +407,7 @@ fn overview_count(store: &SqliteStore, project: &str) -> u64 {
 fn a_bad_message_fails_alone_and_the_good_ones_are_stored_once() {
     let store = SqliteStore::open_in_memory().unwrap();
     // "bad" has an hour row no one can read: any message touching it fails.
-    block_on(pipeline::store_events(
-        &store,
-        &events("bad", 0, 3, T0),
-        T0,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &events("bad", 0, 3, T0), T0);
     poison_rows(&store, "bad", Period::Hour);
     // A full batch (max_batch_size 100): 99 good messages and one bad.
     let mut batch: Vec<_> = (0..99u64)
@@ -544,46 +485,17 @@ fn a_projects_sources_are_read_minute_by_minute_by_the_whole_key() {
     }
 }
 
-/// An executor whose first write lets another evaluation run and commit first.
-struct Overlapped<'a> {
-    inner: &'a SqliteStore,
-    other_at: Cell<Option<i64>>,
-}
-
-impl Executor for Overlapped<'_> {
-    async fn query<T: DeserializeOwned>(
-        &self,
-        sql: &'static str,
-        values: Vec<Bound>,
-    ) -> Result<Vec<T>, Error> {
-        self.inner.query(sql, values).await
-    }
-
-    async fn batch(&self, groups: Vec<Vec<Statement>>) -> Result<Vec<u64>, Error> {
-        if let Some(at) = self.other_at.take() {
-            let other = block_on(evaluate(self.inner, at)).unwrap();
-            assert_eq!(other.fired, 2);
-        }
-        self.inner.batch(groups).await
-    }
-}
-
 #[test]
 fn overlapping_runs_record_one_alert_per_change() {
     let store = SqliteStore::open_in_memory().unwrap();
     let now = T0 + 30_000;
-    block_on(pipeline::store_events(
-        &store,
-        &events("p", 0, 20, T0),
-        now,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &events("p", 0, 20, T0), now);
     add_rules(&store, &[busy_rule("p", 1), busy_rule("p", 2)]);
-    let overlapped = Overlapped {
-        inner: &store,
-        other_at: Cell::new(Some(now + 1)),
-    };
+    // Another evaluation runs and commits before this one's first write.
+    let overlapped = Interrupted::new(&store, || {
+        let other = block_on(evaluate(&store, now + 1)).unwrap();
+        assert_eq!(other.fired, 2);
+    });
     let run = block_on(evaluate(&overlapped, now)).unwrap();
     assert_eq!((run.fired, run.evaluated, run.failed), (0, 2, 0));
     assert!(run.to_queue.is_empty());

@@ -17,7 +17,7 @@ use tally_core::queue::{Dropped, Message, VERSION};
 use tally_core::rollup::Period;
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
 use tally_storage::exec::Executor;
-use tally_storage::moves::{self, MoveBudget, Phase, Started};
+use tally_storage::moves::{self, Move, MoveBudget, Phase, Started};
 use tally_storage::shard::{OnShard, PLACEMENT_TTL_MS, Placements, Router};
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{AdminStore, EventStore, QueryStore, Write, Writer, pipeline, read, sessions};
@@ -128,6 +128,30 @@ impl Stack {
             &MinuteSources::every(),
         ));
         assert!(reference.outcomes.iter().all(Result::is_ok));
+    }
+
+    /// One run of the moves at `now_ms` within `budget`, as the cron runs them: the
+    /// moves it advanced.
+    fn advance(&self, now_ms: i64, budget: MoveBudget) -> Vec<Move> {
+        block_on(moves::advance(
+            &self.control,
+            &self.shards,
+            now_ms,
+            budget,
+            PLACEMENT_TTL_MS,
+        ))
+        .unwrap()
+    }
+
+    /// One run of the moves, and where project `m`'s move stands after it (the latest
+    /// move once none is running).
+    fn step(&self, now_ms: i64, budget: MoveBudget) -> Move {
+        match self.advance(now_ms, budget).into_iter().next() {
+            Some(m) => m,
+            None => block_on(moves::latest(&self.control, "m"))
+                .unwrap()
+                .unwrap(),
+        }
     }
 
     fn on(&self, shard: usize) -> OnShard<'_, SqliteStore> {
@@ -375,35 +399,14 @@ fn a_project_moves_under_concurrent_events_and_reads_as_if_it_never_had() {
         if last.phase == Phase::Copying && last.stage == "events" && !failed_once {
             failed_once = true;
             stack.shards[1].fail_commit_at(0);
-            let failed = block_on(moves::advance(
-                &stack.control,
-                &stack.shards,
-                now,
-                budget,
-                PLACEMENT_TTL_MS,
-            ))
-            .unwrap()
-            .remove(0);
+            let failed = stack.advance(now, budget).remove(0);
             assert!(
                 failed.error.is_some(),
                 "the failure is recorded: {failed:?}"
             );
             assert_eq!(failed.phase, Phase::Copying);
         }
-        let stepped = block_on(moves::advance(
-            &stack.control,
-            &stack.shards,
-            now,
-            budget,
-            PLACEMENT_TTL_MS,
-        ))
-        .unwrap();
-        last = match stepped.into_iter().next() {
-            Some(m) => m,
-            None => block_on(moves::latest(&stack.control, "m"))
-                .unwrap()
-                .unwrap(),
-        };
+        last = stack.step(now, budget);
         if phases.last() != Some(&last.phase) {
             phases.push(last.phase);
         }
@@ -517,20 +520,7 @@ fn a_move_whose_copy_never_matches_fails_and_deletes_its_copy() {
             )
             .unwrap();
         });
-        let stepped = block_on(moves::advance(
-            &stack.control,
-            &stack.shards,
-            now,
-            budget,
-            PLACEMENT_TTL_MS,
-        ))
-        .unwrap();
-        let m = match stepped.into_iter().next() {
-            Some(m) => m,
-            None => block_on(moves::latest(&stack.control, "m"))
-                .unwrap()
-                .unwrap(),
-        };
+        let m = stack.step(now, budget);
         let done = m.finished_at.is_some();
         last = Some(m);
         if done {

@@ -1,11 +1,8 @@
 //! The aggregator pipeline against real SQLite: exactly-once storage, rollups equal to
 //! exact recomputation, rolls, rebuilds, failures, races and retention.
 
-use std::cell::RefCell;
-
 mod support;
 
-use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use tally_core::alerts::MinuteSources;
@@ -14,11 +11,12 @@ use tally_core::sessions;
 use tally_core::testing::SplitMix64 as Rng;
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
 use tally_core::{Context, Event, RawEvent, Settings, validate};
-use tally_storage::exec::{Bound, Executor, Statement};
 use tally_storage::pipeline::{self, PurgeBudget, Stored};
 use tally_storage::read;
 use tally_storage::sqlite::{SqliteStore, block_on};
-use tally_storage::{Error, EventStore, PURGE_RAW_STATEMENTS, RollupStore, Write, Writer};
+use tally_storage::{EventStore, PURGE_RAW_STATEMENTS, RollupStore, Write, Writer};
+
+use support::{Interrupted, store_batch};
 
 /// 2025-01-10T00:00:00Z.
 const DAY0: i64 = 1_736_467_200_000;
@@ -93,13 +91,7 @@ fn deliver(store: &SqliteStore, delivery: &[Event], seed: u64) -> Stored {
     while !rest.is_empty() {
         let n = (1 + rng.below(500) as usize).min(rest.len());
         let (batch, tail) = rest.split_at(n);
-        let stored = block_on(pipeline::store_events(
-            store,
-            batch,
-            NOW,
-            &MinuteSources::default(),
-        ))
-        .unwrap();
+        let stored = store_batch(store, batch, NOW);
         total.received += stored.received;
         total.new += stored.new;
         rest = tail;
@@ -263,58 +255,15 @@ fn a_failing_commit_loses_and_duplicates_nothing() {
         );
         assert!(hour_rows(&store, "alpha").is_empty());
     }
-    let stored = block_on(pipeline::store_events(
-        &store,
-        &unique,
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    let stored = store_batch(&store, &unique, NOW);
     assert_eq!(stored.new, unique.len());
-    let redelivered = block_on(pipeline::store_events(
-        &store,
-        &unique,
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    let redelivered = store_batch(&store, &unique, NOW);
     assert_eq!(redelivered.new, 0);
     let alpha: Vec<&Event> = unique.iter().filter(|e| e.project == "alpha").collect();
     assert_eq!(
         hour_rows(&store, "alpha"),
         rollup::roll(alpha, Interval::Hour)
     );
-}
-
-/// A store that lets another batch commit between a batch's reads and its commit.
-struct Racing<'a> {
-    inner: &'a SqliteStore,
-    interloper: RefCell<Option<Vec<Event>>>,
-}
-
-/// Only the executor is wrapped: every store trait comes with it.
-impl Executor for Racing<'_> {
-    async fn query<T: DeserializeOwned>(
-        &self,
-        sql: &'static str,
-        values: Vec<Bound>,
-    ) -> Result<Vec<T>, Error> {
-        self.inner.query(sql, values).await
-    }
-
-    async fn batch(&self, groups: Vec<Vec<Statement>>) -> Result<Vec<u64>, Error> {
-        let interloper = self.interloper.borrow_mut().take();
-        if let Some(events) = interloper {
-            block_on(pipeline::store_events(
-                self.inner,
-                &events,
-                NOW,
-                &MinuteSources::default(),
-            ))
-            .unwrap();
-        }
-        self.inner.batch(groups).await
-    }
 }
 
 #[test]
@@ -325,17 +274,11 @@ fn a_lost_race_is_retried_and_counts_stay_exact() {
     let mut interloper = second.to_vec();
     interloper.extend_from_slice(&first[..100]);
     let store = SqliteStore::open_in_memory().unwrap();
-    let racing = Racing {
-        inner: &store,
-        interloper: RefCell::new(Some(interloper)),
-    };
-    let stored = block_on(pipeline::store_events(
-        &racing,
-        first,
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    // Another batch commits between the first batch's reads and its commit.
+    let racing = Interrupted::new(&store, || {
+        store_batch(&store, &interloper, NOW);
+    });
+    let stored = store_batch(&racing, first, NOW);
     assert_eq!(stored.attempts, 2, "the first commit lost the race");
     assert_eq!(
         stored.new, 1_400,
@@ -355,13 +298,7 @@ fn a_lost_race_is_retried_and_counts_stay_exact() {
 fn retention_purges_raw_events_in_chunks_and_keeps_rollups() {
     let (unique, _) = workload(3_000, 9);
     let store = SqliteStore::open_in_memory().unwrap();
-    block_on(pipeline::store_events(
-        &store,
-        &unique,
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &unique, NOW);
     let before = hour_rows(&store, "alpha");
     let alpha = block_on(store.count_events("alpha", 0, i64::MAX))
         .unwrap()
@@ -479,13 +416,7 @@ fn sessions_pair_from_stored_marks_whatever_the_arrival_order() {
         named(9003, "custom", "play", Some("u"), DAY0 + 70_000),
         named(9004, "custom", "stop", Some("u"), DAY0 + 80_000),
     ];
-    block_on(pipeline::store_events(
-        &store,
-        &custom,
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &custom, NOW);
     let got = block_on(tally_storage::sessions::session_stats(
         &store,
         "custom",
@@ -507,13 +438,7 @@ fn sessions_pair_from_stored_marks_whatever_the_arrival_order() {
 fn reads_over_any_range_equal_merging_the_hours() {
     let (unique, _) = workload(6_000, 13);
     let store = SqliteStore::open_in_memory().unwrap();
-    block_on(pipeline::store_events(
-        &store,
-        &unique,
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &unique, NOW);
     block_on(pipeline::roll_dirty(&store, Period::Day, 1000, NOW)).unwrap();
     // One more event makes the middle day dirty: its day row now lags its hours.
     let late = named(
@@ -523,13 +448,7 @@ fn reads_over_any_range_equal_merging_the_hours() {
         None,
         DAY0 + DAY_MS + 5 * HOUR_MS + 7,
     );
-    block_on(pipeline::store_events(
-        &store,
-        &[late],
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &[late], NOW);
     let dirty = block_on(store.dirty_starts("alpha", Period::Day, 0, i64::MAX)).unwrap();
     assert_eq!(dirty, BTreeSet::from([DAY0 + DAY_MS]));
 
@@ -666,14 +585,18 @@ fn a_backfill_writes_what_the_consumer_and_cron_write() {
     };
 
     let loaded = SqliteStore::open_in_memory().unwrap();
-    let done = block_on(pipeline::backfill(
-        &loaded,
-        w.iter(),
-        500,
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    // The whole workload loaded in batches of 500, as the seed example loads one.
+    let backfill = || {
+        block_on(pipeline::backfill(
+            &loaded,
+            w.iter(),
+            500,
+            NOW,
+            &MinuteSources::default(),
+        ))
+        .unwrap()
+    };
+    let done = backfill();
     assert_eq!((done.received, done.new), (6_000, 6_000));
     assert!(done.batches >= 10 && done.batches <= 12, "{done:?}");
     assert!(done.days_rolled >= 40, "{done:?}");
@@ -720,14 +643,7 @@ fn a_backfill_writes_what_the_consumer_and_cron_write() {
     }
 
     // Loading the same events again changes nothing.
-    let again = block_on(pipeline::backfill(
-        &loaded,
-        w.iter(),
-        500,
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    let again = backfill();
     assert_eq!((again.received, again.new), (6_000, 0));
     assert!(dump(&loaded) == a);
 }
@@ -776,13 +692,7 @@ fn retention_removes_150_thousand_expired_events_within_one_day_of_runs() {
     // with 100K events a day fell 80K further behind every day.
     let store = SqliteStore::open_in_memory().unwrap();
     let (unique, _) = workload(600, 4);
-    block_on(pipeline::store_events(
-        &store,
-        &unique,
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &unique, NOW);
     let later = DAY0 + 91 * DAY_MS;
     // The last run's cutoff: the workload's third day is still within retention then.
     let cutoff = later + DAY_MS - 90 * DAY_MS;
@@ -823,13 +733,7 @@ fn retention_removes_150_thousand_expired_events_within_one_day_of_runs() {
 fn a_purge_out_of_budget_resumes_where_it_stopped_and_reports_the_backlog() {
     let store = SqliteStore::open_in_memory().unwrap();
     let (unique, _) = workload(300, 5);
-    block_on(pipeline::store_events(
-        &store,
-        &unique,
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &unique, NOW);
     let later = DAY0 + 120 * DAY_MS;
     for (i, project) in ["alpha", "beta", "gamma"].into_iter().enumerate() {
         seed_raw(
@@ -894,13 +798,7 @@ fn dead_letters_are_purged_with_their_projects_retention() {
     // Dead letters keep whole event bodies and were never purged.
     let store = SqliteStore::open_in_memory().unwrap();
     let (unique, _) = workload(300, 6);
-    block_on(pipeline::store_events(
-        &store,
-        &unique,
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &unique, NOW);
     let alpha: Vec<Event> = unique
         .iter()
         .filter(|e| e.project == "alpha")

@@ -18,6 +18,8 @@ use tally_storage::exec::Counted;
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{ErrorMessage, QueryStore, RollupStore, Write, Writer, pipeline, read};
 
+use support::store_batch;
+
 /// 2025-01-10T00:00:00Z.
 const DAY0: i64 = 1_736_467_200_000;
 const NOW: i64 = DAY0 + 4 * DAY_MS;
@@ -53,13 +55,7 @@ fn workload(n: u64, seed: u64) -> Vec<Event> {
 
 fn store_in_batches(store: &SqliteStore, events: &[Event], batch: usize) {
     for chunk in events.chunks(batch) {
-        block_on(pipeline::store_events(
-            store,
-            chunk,
-            NOW,
-            &MinuteSources::default(),
-        ))
-        .unwrap();
+        store_batch(store, chunk, NOW);
     }
 }
 
@@ -126,20 +122,8 @@ fn the_last_message_breaks_ties_by_text_and_is_purged_with_raw_events() {
         )
     };
     // Same instant: the greater text wins in either order.
-    block_on(pipeline::store_events(
-        &store,
-        &[e(1, "b", t)],
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
-    block_on(pipeline::store_events(
-        &store,
-        &[e(2, "a", t)],
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &[e(1, "b", t)], NOW);
+    store_batch(&store, &[e(2, "a", t)], NOW);
     let kept = |store: &SqliteStore| block_on(store.error_messages("site")).unwrap();
     let at = |timestamp, message: &str| ErrorMessage {
         timestamp,
@@ -147,34 +131,16 @@ fn the_last_message_breaks_ties_by_text_and_is_purged_with_raw_events() {
     };
     assert_eq!(kept(&store)["E"], at(t, "b"));
     // An older message changes nothing; a newer one replaces it.
-    block_on(pipeline::store_events(
-        &store,
-        &[e(3, "old", t - 1)],
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &[e(3, "old", t - 1)], NOW);
     assert_eq!(kept(&store)["E"], at(t, "b"));
-    block_on(pipeline::store_events(
-        &store,
-        &[e(4, "new", t + 1)],
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &[e(4, "new", t + 1)], NOW);
     assert_eq!(kept(&store)["E"], at(t + 1, "new"));
     // An error without a message leaves it too.
     let silent = event(
         5,
         json!({"name": "request", "error_class": "E", "timestamp": t + 9}),
     );
-    block_on(pipeline::store_events(
-        &store,
-        &[silent],
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &[silent], NOW);
     assert_eq!(kept(&store)["E"], at(t + 1, "new"));
 
     let purge = |before_ms| {
@@ -202,13 +168,7 @@ fn first_and_last_hours_equal_scanning_the_hours() {
         99_999,
         json!({"name": "request", "error_class": "Late", "timestamp": DAY0 + 7 * HOUR_MS + 5}),
     );
-    block_on(pipeline::store_events(
-        &store,
-        std::slice::from_ref(&late),
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, std::slice::from_ref(&late), NOW);
 
     let mut all = events.clone();
     all.push(late);
@@ -323,13 +283,7 @@ fn realtime_reads_minute_rows_and_recent_visitors_of_the_window_only() {
         at(7, 40 * MINUTE_MS, Some("eve"), "/old", true),
         at(8, 3 * HOUR_MS, Some("fay"), "/old", false),
     ];
-    block_on(pipeline::store_events(
-        &store,
-        &events,
-        now,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &events, now);
 
     let view = block_on(read::realtime(&store, "site", window)).unwrap();
     let minutes = &view.minutes;
@@ -449,13 +403,7 @@ fn realtime_reads_cost_the_same_whatever_the_older_volume() {
             event(1_000_000 + i as u64, raw)
         })
         .collect();
-    block_on(pipeline::store_events(
-        &store,
-        &recent,
-        now,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &recent, now);
     store_in_batches_at(&store, &older(5_000, &mut rng), now);
 
     let text = |v: &str| rusqlite::types::Value::Text(v.to_owned());
@@ -501,13 +449,7 @@ fn realtime_reads_cost_the_same_whatever_the_older_volume() {
 
 fn store_in_batches_at(store: &SqliteStore, events: &[Event], now: i64) {
     for chunk in events.chunks(5_000) {
-        block_on(pipeline::store_events(
-            store,
-            chunk,
-            now,
-            &MinuteSources::default(),
-        ))
-        .unwrap();
+        store_batch(store, chunk, now);
     }
 }
 
@@ -558,13 +500,7 @@ fn a_year_with_every_other_day_dirty_is_covered_within_a_fixed_number_of_queries
         .step_by(2)
         .map(|day| at(10_000 + day as u64, day, 12, "/late"))
         .collect();
-    block_on(pipeline::store_events(
-        &store,
-        &late,
-        now,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &late, now);
     let (from, to) = (DAY0 + 5 * HOUR_MS, DAY0 + YEAR_DAYS * DAY_MS);
     let dirty = block_on(store.dirty_starts("site", Period::Day, DAY0, to)).unwrap();
     assert_eq!(

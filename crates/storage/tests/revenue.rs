@@ -7,11 +7,12 @@ mod support;
 use std::collections::BTreeMap;
 
 use tally_core::Event;
-use tally_core::alerts::MinuteSources;
 use tally_core::rollup::{self, Dimension, Period};
 use tally_core::time::{DAY_MS, HOUR_MS};
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{EventStore, RollupStore, pipeline};
+
+use support::store_batch;
 
 /// 2025-01-10T00:00:00Z.
 const DAY0: i64 = 1_736_467_200_000;
@@ -69,13 +70,7 @@ fn revenue_sums_are_exact_per_currency_in_hours_days_and_rebuilds() {
     let store = SqliteStore::open_in_memory().unwrap();
     let events = shop();
     for batch in events.chunks(97) {
-        block_on(pipeline::store_events(
-            &store,
-            batch,
-            NOW,
-            &MinuteSources::default(),
-        ))
-        .unwrap();
+        store_batch(&store, batch, NOW);
     }
     // Exact: every euro amount in thousandths, summed as integers.
     let mut expected_eur = 0u64;
@@ -165,13 +160,7 @@ fn ordinary_events_write_no_revenue_term_or_content_rows() {
         .into_iter()
         .filter(|e| e.name == "pageview")
         .collect();
-    let stored = block_on(pipeline::store_events(
-        &store,
-        &plain,
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    let stored = store_batch(&store, &plain, NOW);
     assert_eq!(stored.new, 400);
     // The rows written are those of the dimensions there were before: the new ones add
     // none for events without revenue, a term or a content.
@@ -197,13 +186,7 @@ fn ordinary_events_write_no_revenue_term_or_content_rows() {
             "metadata": {"revenue": {"currency": "EUR", "amount": 5}}}),
     );
     let before = all.len();
-    block_on(pipeline::store_events(
-        &store,
-        &[purchase],
-        NOW,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &[purchase], NOW);
     let after =
         block_on(store.rollups_between("shop", Period::Hour, DAY0, DAY0 + DAY_MS, None)).unwrap();
     assert_eq!(after.len(), before + 4);
@@ -228,13 +211,7 @@ fn a_flood_of_unique_campaigns_with_revenue_stays_bounded_and_sums_stay_exact() 
         })
         .collect();
     for batch in events.chunks(400) {
-        block_on(pipeline::store_events(
-            &store,
-            batch,
-            NOW,
-            &MinuteSources::default(),
-        ))
-        .unwrap();
+        store_batch(&store, batch, NOW);
     }
     let rows = sums(&store, Period::Hour, Dimension::RevenueCampaign);
     // The bound's values, plus one folded row per currency.

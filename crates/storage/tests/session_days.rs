@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 mod support;
 
 use tally_core::Event;
-use tally_core::alerts::MinuteSources;
 use tally_core::sessions::{self, MAX_SESSION_MS, Stats};
 use tally_core::testing::SplitMix64 as Rng;
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
-use tally_storage::pipeline;
 use tally_storage::sessions::{pair_in_pages, roll_session_days, session_stats};
 use tally_storage::sqlite::{SqliteStore, block_on};
+
+use support::store_batch;
 
 /// 2025-01-10T00:00:00Z.
 const DAY0: i64 = 1_736_467_200_000;
@@ -107,13 +107,7 @@ fn reads_equal_pairing_every_mark_whatever_the_arrival_order_and_roll_timing() {
         for batch in arrivals.chunks(40) {
             let now = batch.last().unwrap().0;
             let batch: Vec<Event> = batch.iter().map(|(_, e)| (*e).clone()).collect();
-            block_on(pipeline::store_events(
-                &store,
-                &batch,
-                now,
-                &MinuteSources::default(),
-            ))
-            .unwrap();
+            store_batch(&store, &batch, now);
             delivered.extend(batch);
             let run = block_on(roll_session_days(&store, rng.below(3) as u32 * 2, now)).unwrap();
             rolled += run.rolled;
@@ -141,13 +135,7 @@ fn rolled_days_answer_from_their_rows_and_late_marks_reopen_them() {
     let (late, early): (Vec<Event>, Vec<Event>) =
         events.iter().cloned().partition(|e| e.timestamp % 13 == 0);
     let now = DAY0 + (DAYS + 3) * DAY_MS;
-    block_on(pipeline::store_events(
-        &store,
-        &early,
-        now,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &early, now);
     let everything = (Interval::Week, DAY0, DAY0 + DAYS * DAY_MS);
     let (interval, from, to) = everything;
     let before = oracle(&early, interval, from, to);
@@ -170,13 +158,7 @@ fn rolled_days_answer_from_their_rows_and_late_marks_reopen_them() {
 
     // Late marks make their days (and the day before each) dirty again: those days
     // are paired live until rolled, then stored again.
-    block_on(pipeline::store_events(
-        &store,
-        &late,
-        now,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &late, now);
     let after = oracle(&events, interval, from, to);
     assert_ne!(after, before, "the late marks change some days");
     assert_eq!(
@@ -205,13 +187,7 @@ fn a_roll_takes_only_days_whose_window_is_over_and_reports_the_backlog() {
     let store = SqliteStore::open_in_memory().unwrap();
     // At the start of the last day of marks, that day and the one before are still open.
     let now = DAY0 + (DAYS - 1) * DAY_MS;
-    block_on(pipeline::store_events(
-        &store,
-        &events,
-        now,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &events, now);
     // Each day's marks fit one page: a page and a commit a day, so 6 queries roll 3.
     let first = block_on(roll_session_days(&store, 6, now)).unwrap();
     assert_eq!((first.rolled, first.queries), (3, 8));
@@ -253,13 +229,7 @@ fn marks_read_in_small_pages_pair_as_all_at_once_even_when_they_share_an_instant
         ));
     }
     let store = SqliteStore::open_in_memory().unwrap();
-    block_on(pipeline::store_events(
-        &store,
-        &events,
-        VALIDATED_AT,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &events, VALIDATED_AT);
     let (from, to) = (DAY0 + DAY_MS / 3, DAY0 + 7 * DAY_MS);
     for page in [1, 2, 7, 100, 10_000] {
         for interval in [Interval::Day, Interval::Week] {
@@ -310,13 +280,7 @@ fn a_roll_stays_within_its_query_budget_whatever_a_day_holds() {
         events.push(mark_event(2 * i + 1, "stop", &user, t + 5_000));
     }
     let store = SqliteStore::open_in_memory().unwrap();
-    block_on(pipeline::store_events(
-        &store,
-        &events,
-        VALIDATED_AT,
-        &MinuteSources::default(),
-    ))
-    .unwrap();
+    store_batch(&store, &events, VALIDATED_AT);
     let now = DAY0 + 5 * DAY_MS;
     // The day before DAY0 (marked with it) costs a page and a commit; DAY0 needs four.
     let short = block_on(roll_session_days(&store, 4, now)).unwrap();

@@ -366,6 +366,22 @@ impl Browser {
         );
     }
 
+    /// Signs in on the login form the current page shows with `token`, and waits for
+    /// `signed_in` (a selector of the page the form returns to).
+    pub fn sign_in(&self, token: &str, signed_in: &str) {
+        self.type_into("input[name=token]", token);
+        self.click("form.login button[type=submit]");
+        self.wait_for(signed_in);
+    }
+
+    /// Opens the dashboard page `page` signed in with the read token `token`: its login
+    /// form returns to the dashboard, so the page is asked for again once signed in.
+    pub fn open_signed_in(&self, page: &str, token: &str) {
+        self.goto(page);
+        self.sign_in(token, "#events .v");
+        self.goto(page);
+    }
+
     /// Saves a PNG of the whole page (beyond the window) and answers its path.
     pub fn screenshot(&self, name: &str) -> PathBuf {
         let size = self.script(
@@ -386,6 +402,19 @@ impl Browser {
         std::fs::write(&path, base64(data)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         println!("screenshot: {}", path.display());
         path
+    }
+}
+
+/// Asserts that each of `shots` is a PNG of more than `min_bytes` (a page drawn, not a
+/// blank or an error).
+pub fn assert_pngs(shots: &[&PathBuf], min_bytes: usize) {
+    for shot in shots {
+        let png = std::fs::read(shot).unwrap();
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > min_bytes,
+            "{}",
+            shot.display()
+        );
     }
 }
 

@@ -1,21 +1,23 @@
-//! What the storage tests share: reading SQLite's plan for a statement, events
-//! validated as ingest validates them, the session marks among events, the funnel hits
-//! of events, an alert rule's stored state, and an executor that counts what each
-//! statement returned.
+//! What the storage tests share: reading SQLite's plan for a statement, a batch stored
+//! as the consumer stores it, events validated as ingest validates them, the session marks among events, the funnel hits
+//! of events, an alert rule's stored state, an executor that counts what each
+//! statement returned, and one that lets other work commit before its first batch.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
+use tally_core::alerts::MinuteSources;
 use tally_core::alerts::{Rule, State};
 use tally_core::funnel::Hit;
 use tally_core::sessions::Mark;
 use tally_core::{Context, Event, RawEvent, Settings, validate};
-use tally_storage::Error;
 use tally_storage::alerts::AlertStore;
 use tally_storage::exec::{Bound, Executor, Statement};
 use tally_storage::filtered;
+use tally_storage::pipeline::{self, Stored};
 use tally_storage::sqlite::{SqliteStore, block_on};
+use tally_storage::{Error, EventStore, RollupStore, Writer};
 
 /// The steps of SQLite's plan for `sql` (`EXPLAIN QUERY PLAN`, every parameter NULL),
 /// for tests that pin how a statement reads a table that only grows.
@@ -29,6 +31,22 @@ pub fn query_plan(store: &SqliteStore, sql: &str) -> Vec<String> {
             .collect::<Result<_, _>>()
             .unwrap()
     })
+}
+
+/// Stores `events` at `now_ms` as the consumer stores a batch while no alert rule reads
+/// minute rows, for the many tests whose subject is what a stored batch reads back as.
+#[allow(dead_code)] // Each test binary uses what it needs of this module.
+pub fn store_batch<S>(store: &S, events: &[Event], now_ms: i64) -> Stored
+where
+    S: EventStore + RollupStore + Writer,
+{
+    block_on(pipeline::store_events(
+        store,
+        events,
+        now_ms,
+        &MinuteSources::default(),
+    ))
+    .unwrap()
 }
 
 /// `raw` (an event as a client sends it, naming its project and id) validated at
@@ -67,15 +85,20 @@ pub fn direct_hits(events: &[Event], from: i64, to: i64) -> Vec<Hit> {
     events
         .iter()
         .filter(|e| (from..to).contains(&e.timestamp))
-        .filter_map(|e| {
-            Some(Hit {
-                user: e.user.clone()?[..16].to_owned(),
-                timestamp: e.timestamp,
-                event_id: e.event_id.replace('-', ""),
-                name: e.name.clone(),
-            })
-        })
+        .filter_map(hit)
         .collect()
+}
+
+/// The funnel hit `event` is as the store reads it (the user hash's first 16 hex digits,
+/// the id without dashes), or none for an event without a user, which no funnel counts.
+#[allow(dead_code)] // Each test binary uses what it needs of this module.
+pub fn hit(event: &Event) -> Option<Hit> {
+    Some(Hit {
+        user: event.user.clone()?[..16].to_owned(),
+        timestamp: event.timestamp,
+        event_id: event.event_id.replace('-', ""),
+        name: event.name.clone(),
+    })
 }
 
 /// The state `store` holds for `rule`.
@@ -131,6 +154,46 @@ impl Executor for RowsReturned<'_> {
     }
 
     async fn batch(&self, groups: Vec<Vec<Statement>>) -> Result<Vec<u64>, Error> {
+        self.inner.batch(groups).await
+    }
+}
+
+/// An executor that runs other work (another batch, another evaluation) once, just
+/// before its first batch commits: the race between one writer's reads and its commit
+/// that a store must lose without losing or doubling anything.
+#[allow(dead_code)] // Each test binary uses what it needs of this module.
+pub struct Interrupted<'a> {
+    inner: &'a SqliteStore,
+    first: RefCell<Option<Box<dyn FnOnce() + 'a>>>,
+}
+
+#[allow(dead_code)] // Each test binary uses what it needs of this module.
+impl<'a> Interrupted<'a> {
+    pub fn new(inner: &'a SqliteStore, before_first_batch: impl FnOnce() + 'a) -> Self {
+        Self {
+            inner,
+            first: RefCell::new(Some(Box::new(before_first_batch))),
+        }
+    }
+}
+
+/// Only the executor is wrapped: every store trait comes with it.
+impl Executor for Interrupted<'_> {
+    async fn query<T: DeserializeOwned>(
+        &self,
+        sql: &'static str,
+        values: Vec<Bound>,
+    ) -> Result<Vec<T>, Error> {
+        self.inner.query(sql, values).await
+    }
+
+    async fn batch(&self, groups: Vec<Vec<Statement>>) -> Result<Vec<u64>, Error> {
+        // Taken before it runs, so the work's own writes through `inner` do not
+        // re-enter it.
+        let first = self.first.borrow_mut().take();
+        if let Some(work) = first {
+            work();
+        }
         self.inner.batch(groups).await
     }
 }

@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 
 use tally_core::filter::Filters;
 use tally_core::funnel;
+use tally_core::project::Project;
 use tally_core::range::{Limits, Query, Range};
 use tally_core::rollup::Dimension;
 use tally_core::share;
@@ -197,21 +198,56 @@ fn see_other(path: &str, cookies: &[String]) -> Result<Response, ApiError> {
     Ok(response)
 }
 
+/// A viewer the gate let in to a dashboard page, with what the page read to ask it.
+struct Admitted {
+    params: Params,
+    now: i64,
+    store: Store,
+    project: Option<Project>,
+    access: Access,
+}
+
+/// Asks the gate whether the viewer of `req` may see project `slug`'s page `entry`:
+/// the viewer let in, or the login form (which returns to `entry`) for one who must
+/// sign in. Every dashboard page is gated alike.
+async fn admit(
+    req: &Request,
+    env: &RequestEnv,
+    slug: &str,
+    entry: Entry,
+) -> Result<Result<Admitted, Response>, ApiError> {
+    let params = Params::of(req)?;
+    let now = now_ms();
+    let store = store(env)?;
+    let project = store.project(slug).await.map_err(internal)?;
+    let share_token = params.trimmed("share");
+    match gate::decide(req, env, project.as_ref(), slug, share_token, now).await? {
+        Ok(access) => Ok(Ok(Admitted {
+            params,
+            now,
+            store,
+            project,
+            access,
+        })),
+        Err(denied) => login_page(slug, entry, &denied).map(Err),
+    }
+}
+
 async fn get(
     req: &Request,
     env: &RequestEnv,
     slug: &str,
     entry: Entry,
 ) -> Result<Response, ApiError> {
-    let params = Params::of(req)?;
-    let now = now_ms();
-    let store = store(env)?;
-    let project = store.project(slug).await.map_err(internal)?;
-    let share_token = params.trimmed("share");
-    let access = gate::decide(req, env, project.as_ref(), slug, share_token, now).await?;
-    let access = match access {
-        Ok(access) => access,
-        Err(denied) => return login_page(slug, entry, &denied),
+    let Admitted {
+        params,
+        now,
+        store,
+        project,
+        access,
+    } = match admit(req, env, slug, entry).await? {
+        Ok(admitted) => admitted,
+        Err(login) => return Ok(login),
     };
 
     let mut picked = Picked {
@@ -478,15 +514,15 @@ fn serve(served: Option<Served>, rows: &Filtered, covers: bool) -> Served {
 /// minutes. A viewer who must sign in gets the dashboard's login form, which returns to
 /// this page.
 async fn live(req: &Request, env: &RequestEnv, slug: &str) -> Result<Response, ApiError> {
-    let params = Params::of(req)?;
-    let now = now_ms();
-    let store = store(env)?;
-    let project = store.project(slug).await.map_err(internal)?;
-    let share_token = params.trimmed("share");
-    let access = gate::decide(req, env, project.as_ref(), slug, share_token, now).await?;
-    let access = match access {
-        Ok(access) => access,
-        Err(denied) => return login_page(slug, Entry::Realtime, &denied),
+    let Admitted {
+        params,
+        now,
+        store,
+        access,
+        ..
+    } = match admit(req, env, slug, Entry::Realtime).await? {
+        Ok(admitted) => admitted,
+        Err(login) => return Ok(login),
     };
     // A refused filter is the page's error, as on the dashboard.
     let filters = params.filters()?;
@@ -511,6 +547,27 @@ fn login_page(slug: &str, entry: Entry, denied: &Denied) -> Result<Response, Api
     Ok(response)
 }
 
+/// The fields of a form posted from this dashboard's own origin.
+struct Form(Vec<u8>);
+
+impl Form {
+    /// The form `req` posts, refused unless it came from this dashboard's own origin.
+    async fn posted(req: &mut Request) -> Result<Self, ApiError> {
+        check_origin(req)?;
+        let body = req.bytes().await.map_err(|e| {
+            ApiError::bad_request("unreadable_body", format!("could not read the form: {e}"))
+        })?;
+        Ok(Self(body))
+    }
+
+    /// The field `name`, trimmed, if the form has it.
+    fn field(&self, name: &str) -> Option<String> {
+        worker::url::form_urlencoded::parse(&self.0)
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim().to_owned())
+    }
+}
+
 /// Refuses a form post that did not come from this dashboard's own origin.
 fn check_origin(req: &Request) -> Result<(), ApiError> {
     let own = req.url().map_err(internal)?.origin().ascii_serialization();
@@ -526,17 +583,9 @@ fn check_origin(req: &Request) -> Result<(), ApiError> {
 /// a read token of the project opens a session (its id in the cookie, never the token)
 /// and returns to the page; anything else shows the form again.
 async fn login(mut req: Request, env: &RequestEnv, slug: &str) -> Result<Response, ApiError> {
-    check_origin(&req)?;
+    let form = Form::posted(&mut req).await?;
     let url = req.url().map_err(internal)?;
-    let body = req.bytes().await.map_err(|e| {
-        ApiError::bad_request("unreadable_body", format!("could not read the form: {e}"))
-    })?;
-    let field = |name: &str| {
-        worker::url::form_urlencoded::parse(&body)
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim().to_owned())
-            .unwrap_or_default()
-    };
+    let field = |name: &str| form.field(name).unwrap_or_default();
     let (token, next) = (field("token"), field("next"));
     let entry = Entry::named(&next);
     if token.is_empty() {

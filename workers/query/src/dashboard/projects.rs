@@ -21,7 +21,7 @@ use super::gate::{self, has_admin_session};
 use super::page::head;
 use super::report::{Totals, fold_all, interval_for};
 use super::svg::sparkline;
-use super::{check_origin, html_response, see_other};
+use super::{Form, html_response, see_other};
 use crate::access::{bearer, is_admin_token, new_admin_session};
 use crate::edge::error::internal;
 use crate::edge::html::{cut_link, escape, int, millis, percent};
@@ -153,16 +153,9 @@ pub async fn view(req: &Request, env: &RequestEnv) -> Result<Response, ApiError>
 ///
 /// 403 for a form from another origin; 503 when no admin token is set.
 pub async fn post(mut req: Request, env: &RequestEnv) -> Result<Response, ApiError> {
-    check_origin(&req)?;
+    let form = Form::posted(&mut req).await?;
     let secure = req.url().map_err(internal)?.scheme() == "https";
-    let body = req.bytes().await.map_err(|e| {
-        ApiError::bad_request("unreadable_body", format!("could not read the form: {e}"))
-    })?;
-    let field = |name: &str| {
-        worker::url::form_urlencoded::parse(&body)
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim().to_owned())
-    };
+    let field = |name: &str| form.field(name);
     if field("logout").is_some() {
         return see_other("/dashboard", &[gate::clear_admin_cookie(secure)]);
     }

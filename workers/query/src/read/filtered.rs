@@ -9,7 +9,7 @@ use tally_core::filter::Filters;
 use tally_core::range::Range;
 use tally_core::rollup::Dimension;
 use tally_edge::ApiError;
-use tally_storage::filtered::{Bucket, Filtered, Read};
+use tally_storage::filtered::{Bucket, Filtered, Path, Read};
 use worker::{Request, Response};
 
 use super::scope;
@@ -122,17 +122,29 @@ pub async fn one_dimension(
 /// Adds what every filtered answer carries to `body`: `filters`, `served_by`,
 /// `sample_rate` (when sampled) and the `from`/`to` the rows cover.
 pub fn describe(body: &mut Value, filters: &Filters, rows: &Filtered) {
-    body["filters"] = filters_json(filters);
-    body["served_by"] = rows.path.name().into();
-    if let Some(rate) = rows.path.sample_rate() {
-        body["sample_rate"] = rate.into();
-    }
     let range = Range {
         from_ms: rows.from_ms,
         to_ms: rows.to_ms,
     };
+    describe_served(body, filters, rows.path, range);
+}
+
+/// Adds what every filtered answer read along `path` over `range` carries to `body`:
+/// [`describe_path`]'s members and `from`/`to`.
+pub fn describe_served(body: &mut Value, filters: &Filters, path: Path, range: Range) {
+    describe_path(body, filters, path);
     for (k, v) in scope::range_json(range) {
         body[k] = v;
+    }
+}
+
+/// Adds `filters`, `served_by` and `sample_rate` (when sampled) to `body`: what every
+/// answer read along `path` says of how it was read.
+pub fn describe_path(body: &mut Value, filters: &Filters, path: Path) {
+    body["filters"] = filters_json(filters);
+    body["served_by"] = path.name().into();
+    if let Some(rate) = path.sample_rate() {
+        body["sample_rate"] = rate.into();
     }
 }
 

@@ -18,7 +18,7 @@ use tally_edge::ApiError;
 use tally_storage::funnels::{self, Funnel};
 use worker::{Request, Response};
 
-use super::filtered::filters_json;
+use super::filtered::describe_served;
 use super::scope;
 use crate::edge::error::{internal, refused};
 use crate::edge::params::{Params, within_retention};
@@ -75,15 +75,8 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
         "window_ms": window_ms,
         "retention_days": settings.retention_days,
         "steps": list,
-        "filters": filters_json(&filters),
-        "served_by": path.name(),
     });
-    if let Some(rate) = path.sample_rate() {
-        body["sample_rate"] = rate.into();
-    }
-    for (k, v) in scope::range_json(range) {
-        body[k] = v;
-    }
+    describe_served(&mut body, &filters, path, range);
     respond::json(req, body.to_string(), MAX_AGE_S)
 }
 

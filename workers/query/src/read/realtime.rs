@@ -16,7 +16,7 @@ use tally_core::time::{MINUTE_MS, format_ms};
 use tally_edge::ApiError;
 use worker::{Request, Response};
 
-use super::filtered::filters_json;
+use super::filtered::describe_path;
 use super::scope;
 use crate::edge::params::Params;
 use crate::edge::respond::json_value;
@@ -30,11 +30,7 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
     let store = store(env)?;
     let (view, path) = edge::filtered::realtime(env, &store, project, &filters, now_ms()).await?;
     let mut answer = body(project, &view);
-    answer["filters"] = filters_json(&filters);
-    answer["served_by"] = path.name().into();
-    if let Some(rate) = path.sample_rate() {
-        answer["sample_rate"] = rate.into();
-    }
+    describe_path(&mut answer, &filters, path);
     json_value(200, &answer, Some("no-store"))
 }
 

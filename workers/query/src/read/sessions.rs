@@ -19,7 +19,7 @@ use tally_storage::filtered::Path;
 use tally_storage::sessions::{self, FilteredSessions};
 use worker::{Request, Response};
 
-use super::filtered::filters_json;
+use super::filtered::describe_served;
 use super::scope;
 use crate::edge::error::internal;
 use crate::edge::params::{self, Params, within_retention};
@@ -91,14 +91,7 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
         "retention_days": settings.retention_days,
         "totals": point(total),
         "data": data,
-        "filters": filters_json(&filters),
-        "served_by": path.name(),
     });
-    if let Some(rate) = path.sample_rate() {
-        body["sample_rate"] = rate.into();
-    }
-    for (k, v) in scope::range_json(range) {
-        body[k] = v;
-    }
+    describe_served(&mut body, &filters, path, range);
     respond::json(req, body.to_string(), MAX_AGE_S)
 }
