@@ -127,6 +127,10 @@ pub const D1_QUERIES_PER_INVOCATION: u32 = 1_000;
 /// exactly (a roll's failure note, a purge's backlog counts of projects behind).
 pub const SHARD_JOB_RESERVE: u32 = 100;
 
+/// Commits (D1 calls) an hourly purge of minute rows makes at most: each deletes a chunk
+/// of rows of a few projects, and what is left is a backlog for a continuation.
+pub const MINUTE_PURGE_COMMITS: u32 = 10;
+
 /// Continuations one trigger's shard job may send after its own run, at most: each is
 /// a whole invocation, so a backlog drains at up to `MAX_CONTINUATIONS + 1` budgets per
 /// trigger and shard rather than one, and a job that always reports a backlog (a
@@ -148,8 +152,8 @@ pub struct ShardBudget {
     pub month_rolls: u32,
     /// D1 queries spent pairing session days (plus two a run).
     pub session_queries: u32,
-    /// Whether minute rows older than a day are purged (a statement per project of the
-    /// shard, in one batch).
+    /// Whether minute rows older than a day are purged, in at most
+    /// [`MINUTE_PURGE_COMMITS`] commits (storage's `alerts::HOURLY_MINUTE_PURGE`).
     pub minute_purge: bool,
     /// Statements of the retention purge (plus its job runs' two).
     pub purge_statements: u32,
@@ -158,9 +162,7 @@ pub struct ShardBudget {
 }
 
 impl ShardBudget {
-    /// The most D1 queries the budgeted parts make, the minute purge aside (it is a
-    /// statement per project, within [`SHARD_JOB_RESERVE`] for a shard of up to a few
-    /// dozen projects, and one batch).
+    /// The most D1 queries the budgeted parts make.
     pub fn budgeted_queries(&self) -> u32 {
         let rolls = |periods: u32| if periods == 0 { 0 } else { 2 * periods + 4 };
         rolls(self.day_rolls)
@@ -176,6 +178,11 @@ impl ShardBudget {
                 self.purge_statements + 2
             }
             + self.erase_statements
+            + if self.minute_purge {
+                MINUTE_PURGE_COMMITS
+            } else {
+                0
+            }
     }
 }
 

@@ -820,12 +820,15 @@ WHERE m.start >= s.value ->> '$[2]'
   AND r.start = m.start AND r.value = s.value ->> '$[1]'"
 );
 
-/// Deletes a project's (`?1`) minute rows older than `?2`, each dimension's through the
-/// primary key.
+/// Deletes up to `?3` of a project's (`?1`) minute rows older than `?2`, each dimension's
+/// found through the primary key.
 pub const PURGE_MINUTE_ROLLUPS: &str = concat!(
-    "DELETE FROM rollups WHERE project = ?1 AND period = 'minute' AND dimension IN ",
+    "DELETE FROM rollups WHERE (project, period, dimension, start, value) IN (
+  SELECT project, period, dimension, start, value FROM rollups
+  WHERE project = ?1 AND period = 'minute' AND dimension IN ",
     every_dimension!(),
-    " AND start < ?2"
+    " AND start < ?2
+  LIMIT ?3)"
 );
 
 /// The columns an alert rule is read with.

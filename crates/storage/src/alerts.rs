@@ -3,7 +3,7 @@
 //! alerting commits and the rows they read; and alerting itself over those traits.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::Deserialize;
 use tally_core::alerts::{
@@ -162,9 +162,11 @@ pub enum AlertWrite<'a> {
         now_ms: i64,
     },
     /// Deletes a project's minute rollup rows older than `before_ms`.
+    /// Up to `limit` of a project's minute rows older than `before_ms`.
     PurgeMinutes {
         project: &'a str,
         before_ms: i64,
+        limit: u32,
     },
 }
 
@@ -311,9 +313,13 @@ impl AlertWrite<'_> {
                 }
                 statements
             }
-            Self::PurgeMinutes { project, before_ms } => vec![Statement::new(
+            Self::PurgeMinutes {
+                project,
+                before_ms,
+                limit,
+            } => vec![Statement::new(
                 sql::PURGE_MINUTE_ROLLUPS,
-                vec![(*project).into(), (*before_ms).into()],
+                vec![(*project).into(), (*before_ms).into(), (*limit).into()],
             )],
         }
     }
@@ -1247,27 +1253,79 @@ fn windows(
     out
 }
 
-/// Deletes minute rows past [`MINUTE_ROWS_KEPT_MS`] for every project; returns how many.
+/// How much one run of [`purge_minutes`] deletes: minute rows are written for every
+/// project's recent events, so a shard of many busy projects has more expired each
+/// hour than one D1 transaction should delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinutePurge {
+    /// Rows one statement deletes at most.
+    pub chunk: u32,
+    /// Statements in one commit (one D1 call): a commit deletes at most
+    /// `chunk × per_commit` rows, well within D1's 30 s a query.
+    pub per_commit: u32,
+    /// Statements the run may execute in all.
+    pub statements: u32,
+}
+
+/// An hourly run's budget: [`tally_core::jobs::MINUTE_PURGE_COMMITS`] commits of 20
+/// statements of 5,000 rows, a million minute rows a run; a shard job with more left
+/// continues itself.
+pub const HOURLY_MINUTE_PURGE: MinutePurge = MinutePurge {
+    chunk: 5_000,
+    per_commit: 20,
+    statements: 20 * tally_core::jobs::MINUTE_PURGE_COMMITS,
+};
+
+/// What a run of [`purge_minutes`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MinutesPurged {
+    pub deleted: u64,
+    /// Whether expired rows may be left (a project's last statement deleted a whole
+    /// chunk when the budget ran out): the next run, or a continuation, goes on.
+    pub more_pending: bool,
+}
+
+/// Deletes minute rows past [`MINUTE_ROWS_KEPT_MS`] for every project, in chunks within
+/// `budget`: each commit takes a chunk of up to `per_commit` projects, and a project
+/// whose chunk came back whole is asked again in a later commit.
 ///
 /// # Errors
 ///
-/// The store's error.
-pub async fn purge_minutes<S: EventStore + Writer>(store: &S, now_ms: i64) -> Result<u64, Error> {
+/// The store's error; what was deleted stays deleted.
+pub async fn purge_minutes<S: EventStore + Writer>(
+    store: &S,
+    now_ms: i64,
+    budget: MinutePurge,
+) -> Result<MinutesPurged, Error> {
     let projects = store.projects().await?;
     let before_ms = now_ms - MINUTE_ROWS_KEPT_MS;
-    let writes: Vec<Write<'_>> = projects
-        .iter()
-        .map(|p| {
-            Write::Alert(AlertWrite::PurgeMinutes {
-                project: &p.slug,
-                before_ms,
+    let mut pending: VecDeque<&str> = projects.iter().map(|p| p.slug.as_str()).collect();
+    let mut purged = MinutesPurged::default();
+    let mut left = budget.statements;
+    while !pending.is_empty() && left > 0 {
+        let take = pending.len().min(budget.per_commit.min(left) as usize);
+        let asked: Vec<&str> = pending.drain(..take).collect();
+        let writes: Vec<Write<'_>> = asked
+            .iter()
+            .map(|project| {
+                Write::Alert(AlertWrite::PurgeMinutes {
+                    project,
+                    before_ms,
+                    limit: budget.chunk,
+                })
             })
-        })
-        .collect();
-    if writes.is_empty() {
-        return Ok(0);
+            .collect();
+        let deleted = store.commit(&writes).await?;
+        left = left.saturating_sub(u32::try_from(take).unwrap_or(u32::MAX));
+        for (project, rows) in asked.iter().zip(&deleted) {
+            purged.deleted += rows;
+            if *rows >= u64::from(budget.chunk) {
+                pending.push_back(project);
+            }
+        }
     }
-    Ok(store.commit(&writes).await?.iter().sum())
+    purged.more_pending = !pending.is_empty();
+    Ok(purged)
 }
 
 /// A webhook delivery to make.

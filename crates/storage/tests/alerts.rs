@@ -12,8 +12,8 @@ use tally_core::rollup::{Dimension, Key, Period, pair};
 use tally_core::time::{HOUR_MS, MINUTE_MS};
 use tally_core::{Context, Event, RawEvent, Settings, validate};
 use tally_storage::alerts::{
-    AlertStore, AlertWrite, Delivering, Handled, KnownRules, Sent, evaluate, give_up, handle_alert,
-    purge_minutes,
+    AlertStore, AlertWrite, Delivering, HOURLY_MINUTE_PURGE, Handled, KnownRules, MinutePurge,
+    MinutesPurged, Sent, evaluate, give_up, handle_alert, purge_minutes,
 };
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{Write, Writer, pipeline};
@@ -504,12 +504,63 @@ fn old_minute_rows_are_purged_and_late_events_make_none() {
     };
     let before = minutes(&store);
     assert!(before > 0);
-    assert_eq!(block_on(purge_minutes(&store, T0 + HOUR_MS)).unwrap(), 0);
+    let purge = |now_ms| block_on(purge_minutes(&store, now_ms, HOURLY_MINUTE_PURGE)).unwrap();
+    assert_eq!(purge(T0 + HOUR_MS).deleted, 0);
     assert_eq!(
-        block_on(purge_minutes(&store, T0 + 26 * HOUR_MS)).unwrap(),
-        before as u64
+        purge(T0 + 26 * HOUR_MS),
+        MinutesPurged {
+            deleted: before as u64,
+            more_pending: false
+        }
     );
     assert_eq!(minutes(&store), 0);
+}
+
+#[test]
+fn minute_rows_are_purged_in_chunks_within_the_budget_and_the_rest_is_said_to_be_left() {
+    // More expired minute rows than one run's budget deletes: each run stays within its
+    // statements and chunks, says rows are left, and the next runs finish the work.
+    let store = store(&mail(0, T0, "spring", 10, 0), T0);
+    let minutes = || {
+        store.with_connection(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM rollups WHERE period = 'minute'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap()
+        })
+    };
+    let before = u64::try_from(minutes()).unwrap();
+    assert!(before > 2, "{before}");
+    let budget = MinutePurge {
+        chunk: 1,
+        per_commit: 1,
+        statements: 2,
+    };
+    let first = block_on(purge_minutes(&store, T0 + 26 * HOUR_MS, budget)).unwrap();
+    assert_eq!(
+        first,
+        MinutesPurged {
+            deleted: 2,
+            more_pending: true
+        }
+    );
+    assert_eq!(u64::try_from(minutes()).unwrap(), before - 2);
+    let mut runs = 1;
+    let mut deleted = first.deleted;
+    loop {
+        let run = block_on(purge_minutes(&store, T0 + 26 * HOUR_MS, budget)).unwrap();
+        runs += 1;
+        deleted += run.deleted;
+        assert!(run.deleted <= 2);
+        if !run.more_pending {
+            break;
+        }
+        assert!(runs < 1000);
+    }
+    assert_eq!(deleted, before);
+    assert_eq!(minutes(), 0);
 }
 
 #[test]

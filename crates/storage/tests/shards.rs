@@ -444,6 +444,7 @@ fn every_write_is_in_its_role() {
         Write::Alert(tally_storage::alerts::AlertWrite::PurgeMinutes {
             project: "a",
             before_ms: T0,
+            limit: 10,
         }),
     ];
     for write in &writes {

@@ -214,8 +214,11 @@ async fn run_shard(
         ));
     }
     if budget.minute_purge {
-        let minutes = alerts::purge_minutes(&store, now).await.map_err(text)?;
-        parts.push(format!("purged {minutes} minute rows"));
+        let minutes = alerts::purge_minutes(&store, now, alerts::HOURLY_MINUTE_PURGE)
+            .await
+            .map_err(text)?;
+        backlog |= minutes.more_pending;
+        parts.push(format!("purged {} minute rows", minutes.deleted));
     }
     if budget.purge_statements > 0 {
         let purge = pipeline::PurgeBudget {
