@@ -78,6 +78,24 @@ fn counted<S: Executor>(store: &S, project: &str) -> u64 {
         .map_or(0, |row| row.count)
 }
 
+/// Stores `batch` on its projects' shards as the consumer does at `T0`, writing the
+/// minute rows of every project.
+fn consume<E: Executor>(
+    control: &E,
+    shards: &[E],
+    placements: &Placements,
+    batch: &[Message],
+) -> pipeline::Consumed {
+    block_on(pipeline::store_messages_on_shards(
+        control,
+        shards,
+        placements,
+        batch,
+        T0,
+        &MinuteSources::default(),
+    ))
+}
+
 /// A control database with projects `a` on shard 0 and `b` on shard 1, each recorded in
 /// its shard's directory as the admin API records it.
 fn two_shards() -> (SqliteStore, Vec<SqliteStore>, Rc<Placements>) {
@@ -109,14 +127,7 @@ fn each_projects_statements_go_to_its_shard_and_nowhere_else() {
         message(events("b", 1000, 50)),
         message(events("a", 30, 5)),
     ];
-    let consumed = block_on(pipeline::store_messages_on_shards(
-        &control,
-        &shards,
-        &placements,
-        &batch,
-        T0,
-        &MinuteSources::default(),
-    ));
+    let consumed = consume(&control, &shards, &placements, &batch);
     assert!(consumed.outcomes.iter().all(Result::is_ok));
     assert_eq!(consumed.stored.new, 85);
 
@@ -219,16 +230,7 @@ fn a_failing_shard_holds_back_only_its_projects_and_they_count_once_when_it_heal
         message(events("b", 1000, 40)),
         message(events("a", 20, 10)),
     ];
-    let store = |batch: &[Message]| {
-        block_on(pipeline::store_messages_on_shards(
-            &control,
-            &shards,
-            &placements,
-            batch,
-            T0,
-            &MinuteSources::default(),
-        ))
-    };
+    let store = |batch: &[Message]| consume(&control, &shards, &placements, batch);
     let first = store(&batch);
     let ok: Vec<bool> = first.outcomes.iter().map(Result::is_ok).collect();
     assert_eq!(
@@ -272,14 +274,7 @@ fn dropped_requests_of_a_project_its_shard_does_not_name_yet_are_kept() {
         dropped: vec![bot(1), bot(2)],
     }];
     for _ in 0..2 {
-        let consumed = block_on(pipeline::store_messages_on_shards(
-            &control,
-            &shards,
-            &placements,
-            &batch,
-            T0,
-            &MinuteSources::default(),
-        ));
+        let consumed = consume(&control, &shards, &placements, &batch);
         assert!(consumed.outcomes.iter().all(Result::is_ok));
     }
     let router = Router {
@@ -361,14 +356,7 @@ fn a_single_database_deployment_keeps_its_data_on_shard_0_when_a_shard_is_added(
         message(events("old", 25, 5)),
         message(events("new", 500, 12)),
     ];
-    let consumed = block_on(pipeline::store_messages_on_shards(
-        &&db,
-        &shards,
-        &placements,
-        &batch,
-        T0,
-        &MinuteSources::default(),
-    ));
+    let consumed = consume(&&db, &shards, &placements, &batch);
     assert!(consumed.outcomes.iter().all(Result::is_ok));
     let router = Router {
         control: &db,
@@ -592,14 +580,7 @@ fn a_new_project_goes_to_the_shard_storing_the_fewest_bytes() {
         assert!(block_on(control.create_project_on(&project(slug), 1)).unwrap());
     }
     let store = |batch: &[Message]| {
-        let consumed = block_on(pipeline::store_messages_on_shards(
-            &control,
-            &shards,
-            &placements,
-            batch,
-            T0,
-            &MinuteSources::default(),
-        ));
+        let consumed = consume(&control, &shards, &placements, batch);
         assert!(consumed.outcomes.iter().all(Result::is_ok));
     };
     store(&[message(events("a", 0, 3_000))]);
