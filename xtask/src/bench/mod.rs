@@ -46,21 +46,26 @@ const RUNS: u64 = 1;
 const STORAGE_EVENTS: &str = "1000000";
 
 const USAGE: &str = "usage: `cargo xtask bench` (everything), \
-                     `cargo xtask bench query [EVENTS...]` (query latency only, at 100000 and \
-                     1000000 raw events unless given) or `cargo xtask bench storage` (the \
+                     `cargo xtask bench query [--reuse] [EVENTS...]` (query latency only, at \
+                     100000 and 1000000 raw events unless given; `--reuse` measures on the state \
+                     the last run seeded) or `cargo xtask bench storage` (the \
                      storage figures only, natively)";
 
 /// What one `cargo xtask bench` measures.
 enum Only {
     Everything,
-    Query(Vec<u64>),
+    /// The volumes, and whether to reuse the state each was seeded into last.
+    Query(Vec<u64>, bool),
     Storage,
 }
 
 pub fn run(args: &[String]) -> Result<()> {
     let only = match args {
         [] => Only::Everything,
-        [query, volumes @ ..] if query == "query" => Only::Query(volumes_of(volumes)?),
+        [query, reuse, volumes @ ..] if query == "query" && reuse == "--reuse" => {
+            Only::Query(volumes_of(volumes)?, true)
+        }
+        [query, volumes @ ..] if query == "query" => Only::Query(volumes_of(volumes)?, false),
         [storage] if storage == "storage" => Only::Storage,
         _ => bail!("{USAGE}"),
     };
@@ -82,8 +87,8 @@ pub fn run(args: &[String]) -> Result<()> {
         .iter()
         .map(|s| json!({"worker": s.worker, "raw_bytes": s.raw, "gzip_bytes": s.gzip}))
         .collect();
-    if let Only::Query(volumes) = only {
-        let query = query::measure(&volumes, &machine)?;
+    if let Only::Query(volumes, reuse) = only {
+        let query = query::measure(&volumes, reuse, &machine)?;
         let mut results = last_results(&out);
         results["query"] = query;
         results["bundles"] = bundles.into();
@@ -121,7 +126,7 @@ pub fn run(args: &[String]) -> Result<()> {
     describe(&mut ingest, &machine);
     stack.stop();
 
-    let query = query::measure(&query::VOLUMES, &machine)?;
+    let query = query::measure(&query::VOLUMES, false, &machine)?;
     let results = json!({
         "machine": machine,
         "ingest": ingest,
