@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use futures_util::future::join_all;
 use tally_core::Event;
 use tally_core::alerts::{MINUTE_ROWS_KEPT_MS, MinuteSources};
 use tally_core::queue::{Dropped, Message};
@@ -343,7 +344,8 @@ where
 /// Stores a consumer batch whose projects live on several shards: each message's
 /// events and dropped records are grouped by their project's shard (placement read
 /// through `placements` from `control`), and each shard's group is stored by
-/// [`store_messages`] through an [`OnShard`] of its own, in its own transactions. A
+/// [`store_messages`] through an [`OnShard`] of its own, in its own transactions, all
+/// shards at once (a slow shard delays no other's commit). A
 /// message is stored when every part of it is (a message names one project in
 /// practice, so it has one part); a shard that fails holds back only its own messages,
 /// which the caller retries, and every other shard's are stored.
@@ -378,32 +380,40 @@ pub async fn store_messages_on_shards<E: Executor>(
     let own = |project: &str| Some(placed.get(project).copied().unwrap_or_default().shard);
     let also = |project: &str| placed.get(project).and_then(|p| p.also);
     for shard_of in [&own as &dyn Fn(&str) -> Option<u32>, &also] {
+        // Each shard's part is committed at the same time as the others': the shards are
+        // separate databases, so a slow or hanging one delays no other's commit, and a
+        // batch spread over N shards takes as long as its slowest part, not their sum.
         let parts = parts_by_shard(messages, &outcomes, shard_of);
-        for (shard, (owners, group)) in parts {
-            let results = match shards.get(shard as usize) {
+        let commits = parts.into_iter().map(|(shard, (owners, group))| async move {
+            let part = match shards.get(shard as usize) {
                 Some(data) => {
                     let on_shard = OnShard {
                         control,
                         data,
                         shard,
                     };
-                    let part = store_messages(&on_shard, &group, now_ms, minutes).await;
-                    consumed.calls += part.calls;
-                    consumed.stored.received += part.stored.received;
-                    consumed.stored.new += part.stored.new;
-                    consumed.stored.rollup_rows += part.stored.rollup_rows;
-                    consumed.stored.attempts = consumed.stored.attempts.max(part.stored.attempts);
-                    part.outcomes
+                    store_messages(&on_shard, &group, now_ms, minutes).await
                 }
                 None => {
                     let e = Error::Database(format!(
                         "shard {shard} is placed but not bound ({} shards are); bind SHARD_{shard}",
                         shards.len()
                     ));
-                    group.iter().map(|_| Err(same(&e))).collect()
+                    Consumed {
+                        outcomes: group.iter().map(|_| Err(same(&e))).collect(),
+                        ..Consumed::default()
+                    }
                 }
             };
-            for (owner, result) in owners.into_iter().zip(results) {
+            (owners, part)
+        });
+        for (owners, part) in join_all(commits).await {
+            consumed.calls += part.calls;
+            consumed.stored.received += part.stored.received;
+            consumed.stored.new += part.stored.new;
+            consumed.stored.rollup_rows += part.stored.rollup_rows;
+            consumed.stored.attempts = consumed.stored.attempts.max(part.stored.attempts);
+            for (owner, result) in owners.into_iter().zip(part.outcomes) {
                 if let Err(e) = result
                     && outcomes[owner].is_ok()
                 {

@@ -255,6 +255,76 @@ fn a_failing_shard_holds_back_only_its_projects_and_they_count_once_when_it_heal
     assert_eq!(count(&shards[1], "SELECT count(*) FROM raw_events"), 40);
 }
 
+/// A database whose commits wait, if it is `waits`, until another's commit has begun
+/// (`begun`, shared): a shard that answers only once another shard is written to.
+struct WaitsForAnother<'a> {
+    inner: &'a SqliteStore,
+    waits: bool,
+    begun: &'a Cell<bool>,
+}
+
+impl Executor for WaitsForAnother<'_> {
+    async fn query<T: DeserializeOwned>(
+        &self,
+        sql: &'static str,
+        values: Vec<Bound>,
+    ) -> Result<Vec<T>, tally_storage::Error> {
+        self.inner.query(sql, values).await
+    }
+
+    async fn batch(&self, groups: Vec<Vec<Statement>>) -> Result<Vec<u64>, tally_storage::Error> {
+        if self.waits {
+            std::future::poll_fn(|_| {
+                if self.begun.get() {
+                    std::task::Poll::Ready(())
+                } else {
+                    std::task::Poll::Pending
+                }
+            })
+            .await;
+        } else {
+            self.begun.set(true);
+        }
+        self.inner.batch(groups).await
+    }
+}
+
+#[test]
+fn a_slow_shard_delays_no_other_shards_commit() {
+    // Shard 0 commits only once shard 1's commit has begun: committed one after the
+    // other, the batch would wait on shard 0 for ever (as it would on a hosted shard
+    // that hangs until its 30 s timeout); committed at once, both are stored.
+    let (control, shards, placements) = two_shards();
+    let begun = Cell::new(false);
+    let wrap = |inner, waits| WaitsForAnother {
+        inner,
+        waits,
+        begun: &begun,
+    };
+    let gated = [wrap(&shards[0], true), wrap(&shards[1], false)];
+    let batch = [message(events("a", 0, 20)), message(events("b", 1000, 40))];
+    let (control, minutes) = (wrap(&control, false), MinuteSources::default());
+    let mut consumed = std::pin::pin!(pipeline::store_messages_on_shards(
+        &control,
+        &gated,
+        &placements,
+        &batch,
+        T0,
+        &minutes,
+    ));
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    // Each poll drives every part that can go on; a few suffice when none waits on a
+    // part that has not begun.
+    let outcome = (0..100).find_map(|_| match consumed.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(outcome) => Some(outcome),
+        std::task::Poll::Pending => None,
+    });
+    let outcome = outcome.expect("shard 0's commit waited for shard 1's, which never began");
+    assert!(outcome.outcomes.iter().all(Result::is_ok));
+    assert_eq!(count(&shards[0], "SELECT count(*) FROM raw_events"), 20);
+    assert_eq!(count(&shards[1], "SELECT count(*) FROM raw_events"), 40);
+}
+
 #[test]
 fn dropped_requests_of_a_project_its_shard_does_not_name_yet_are_kept() {
     // The admin API records a new project in its shard's directory after creating it,

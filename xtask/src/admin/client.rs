@@ -548,10 +548,16 @@ impl Admin {
 
     /// A project for a tool's own run (the bench, schemathesis), without a rate limit, so
     /// that its thousands of requests are never answered 429, and its write key and read
-    /// token, both named `name`.
-    pub fn unlimited_project(&self, slug: &str, name: &str) -> Result<(Key, Key)> {
+    /// token, both named `name`; on `shard`, or the least loaded one when `None`.
+    pub fn unlimited_project(
+        &self,
+        slug: &str,
+        shard: Option<u32>,
+        name: &str,
+    ) -> Result<(Key, Key)> {
         let off = Settings {
             rate_limit: Some(RateLimit::Off),
+            shard,
             ..Settings::default()
         };
         self.create_project(slug, &off)

@@ -4,15 +4,16 @@
 //! It measures, on a fresh local stack (real workerd): ingest throughput and latency at
 //! several batch sizes from concurrent connections (`load.rs`), against a native
 //! baseline of the same per-event work (`crates/core/examples/ingest_baseline.rs`); and
-//! the pipeline (events/s from ingest to visible in the query API). Natively it
+//! the pipeline (events/s from ingest to visible in the query API), with every event on
+//! one data shard and spread over two (`cargo xtask bench pipeline` measures only that). Natively it
 //! measures storage (`crates/storage/examples/figures.rs`: bytes and rows written per
 //! event, rolling and rebuilding a day, rollups against a raw scan; rows written per event
 //! of a mixed workload by kind; the rows of a request of unique values with the bound on
 //! a dimension's values; retention's purge rate and backlog for a 100K-a-day project).
 //! Last, query latency and rows read per endpoint at 100K and 1M raw events seeded into
-//! local D1 (`query.rs`); `cargo xtask bench query [EVENTS...]` measures only that, and
-//! `cargo xtask bench storage` only the storage figures, each keeping the other figures
-//! of `bench/results.json`.
+//! local D1 (`query.rs`); `cargo xtask bench query [--reuse] [EVENTS...]` measures only
+//! that, and `cargo xtask bench storage` only the storage figures, each keeping the other
+//! figures of `bench/results.json` and the other sections of `bench/RESULTS.md`.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -31,8 +32,12 @@ use crate::step;
 mod load;
 mod query;
 
-/// Events sent through the local stack.
-const PIPELINE_EVENTS: u64 = 50_000;
+/// Events sent through the local stack in each of the pipeline's runs: enough for
+/// some ten seconds of sending, so the stack reaches its steady pace.
+const PIPELINE_EVENTS: u64 = 200_000;
+/// Connections sending the pipeline's events at once: as many with one shard as with
+/// two, so the runs differ only in where the events are stored.
+const PIPELINE_CONNECTIONS: u64 = 2;
 /// Events per request.
 const PIPELINE_BATCH: u64 = 1000;
 /// The batch size measured natively beyond those of [`load::BATCHES`]: the largest
@@ -48,8 +53,9 @@ const STORAGE_EVENTS: &str = "1000000";
 const USAGE: &str = "usage: `cargo xtask bench` (everything), \
                      `cargo xtask bench query [--reuse] [EVENTS...]` (query latency only, at \
                      100000 and 1000000 raw events unless given; `--reuse` measures on the state \
-                     the last run seeded) or `cargo xtask bench storage` (the \
-                     storage figures only, natively)";
+                     the last run seeded), `cargo xtask bench pipeline` (end to end through a \
+                     local stack, on one data shard and on two) or `cargo xtask bench storage` \
+                     (the storage figures only, natively)";
 
 /// What one `cargo xtask bench` measures.
 enum Only {
@@ -57,6 +63,7 @@ enum Only {
     /// The volumes, and whether to reuse the state each was seeded into last.
     Query(Vec<u64>, bool),
     Storage,
+    Pipeline,
 }
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -67,6 +74,7 @@ pub fn run(args: &[String]) -> Result<()> {
         }
         [query, volumes @ ..] if query == "query" => Only::Query(volumes_of(volumes)?, false),
         [storage] if storage == "storage" => Only::Storage,
+        [pipeline] if pipeline == "pipeline" => Only::Pipeline,
         _ => bail!("{USAGE}"),
     };
     let out = root().join("bench");
@@ -78,7 +86,7 @@ pub fn run(args: &[String]) -> Result<()> {
         if results.get("machine").is_none() {
             results["machine"] = machine;
         }
-        return write(&out, &results);
+        return write(&out, &results, &["## Storage ("]);
     }
     tools::ensure()?;
     let sizes = bundle::build_all()?;
@@ -87,6 +95,19 @@ pub fn run(args: &[String]) -> Result<()> {
         .iter()
         .map(|s| json!({"worker": s.worker, "raw_bytes": s.raw, "gzip_bytes": s.gzip}))
         .collect();
+    if let Only::Pipeline = only {
+        let mut results = last_results(&out);
+        results["pipeline"] = measure_pipelines(&machine)?;
+        results["bundles"] = bundles.into();
+        if results.get("machine").is_none() {
+            results["machine"] = machine;
+        }
+        return write(
+            &out,
+            &results,
+            &["## Pipeline through local workerd", "## Bundles"],
+        );
+    }
     if let Only::Query(volumes, reuse) = only {
         let query = query::measure(&volumes, reuse, &machine)?;
         let mut results = last_results(&out);
@@ -95,7 +116,11 @@ pub fn run(args: &[String]) -> Result<()> {
         if results.get("machine").is_none() {
             results["machine"] = machine;
         }
-        return write(&out, &results);
+        return write(
+            &out,
+            &results,
+            &["## Queries through local workerd", "## Bundles"],
+        );
     }
 
     let storage = measure_storage(&machine)?;
@@ -103,25 +128,11 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut native = measure_native()?;
     describe(&mut native, &machine);
 
-    let dir = root().join("target/bench-stack");
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
-    }
-    let mut stack = Stack::start(Config {
-        dir,
-        ports: Ports::free()?,
-        echo: false,
-        env: Env::Production,
-        query_vars: Vec::new(),
-        shared_vars: Vec::new(),
-    })?;
+    let pipeline = measure_pipelines(&machine)?;
+
+    let mut stack = fresh_stack("target/bench-stack")?;
     let admin = Admin::new(&stack.url("query"), &stack.admin_token()?);
-    let bench = BenchProject::create(&admin, &stack.url("query"))?;
-    step(&format!(
-        "Pipeline through local workerd ({PIPELINE_EVENTS} events, {PIPELINE_BATCH} per request)"
-    ));
-    let mut pipeline = measure_pipeline(&bench, &stack.url("ingest"))?;
-    describe(&mut pipeline, &machine);
+    let bench = BenchProject::create(&admin, &stack.url("query"), PROJECT, None)?;
     let mut ingest = measure_ingest(&bench, &stack.url("ingest"), &native)?;
     describe(&mut ingest, &machine);
     stack.stop();
@@ -136,7 +147,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "query": query,
         "bundles": bundles,
     });
-    write(&out, &results)
+    write(&out, &results, &GENERATED_SECTIONS)
 }
 
 /// The figures of the last run, `{}` when there are none: a partial run keeps the rest.
@@ -199,16 +210,18 @@ fn volumes_of(args: &[String]) -> Result<Vec<u64>> {
         .collect()
 }
 
-/// Writes `bench/results.json` and `bench/RESULTS.md`, and prints the latter. The
-/// sections of the old RESULTS.md that this bench does not write (figures of other
-/// benches, written there by hand) are kept, after the ones it writes.
-fn write(out: &std::path::Path, results: &Value) -> Result<()> {
+/// Writes `bench/results.json` and `bench/RESULTS.md`, and prints the latter. Only the
+/// sections of `measured` (prefixes of [`GENERATED_SECTIONS`]) are written from
+/// `results`; every other section of the old RESULTS.md stays as it was, where it was —
+/// figures of other benches and of runs that measured something else, and notes written
+/// there by hand.
+fn write(out: &std::path::Path, results: &Value, measured: &[&str]) -> Result<()> {
     std::fs::write(
         out.join("results.json"),
         serde_json::to_string_pretty(results)? + "\n",
     )?;
     let old = std::fs::read_to_string(out.join("RESULTS.md")).unwrap_or_default();
-    let md = with_kept_sections(markdown(results), &old);
+    let md = with_sections_replaced(&old, &markdown(results), measured);
     std::fs::write(out.join("RESULTS.md"), &md)?;
     step("Results (bench/results.json, bench/RESULTS.md)");
     print!("{md}");
@@ -224,27 +237,60 @@ const GENERATED_SECTIONS: [&str; 5] = [
     "## Bundles",
 ];
 
-/// `md` followed by every `## ` section of `old` that [`markdown`] does not write, in
-/// their order: a run rewrites its own figures and leaves the others' alone.
-fn with_kept_sections(md: String, old: &str) -> String {
-    let mut kept = String::new();
-    let mut keeping = false;
-    for line in old.split_inclusive('\n') {
+/// The `## ` sections of `md` (the text before the first one is the first, headed ""),
+/// each with its heading line.
+fn sections(md: &str) -> Vec<(&str, String)> {
+    let mut out: Vec<(&str, String)> = vec![("", String::new())];
+    for line in md.split_inclusive('\n') {
         if line.starts_with("## ") {
-            keeping = !GENERATED_SECTIONS.iter().any(|g| line.starts_with(g));
+            out.push((line, String::new()));
         }
-        if keeping {
-            kept += line;
+        if let Some((_, text)) = out.last_mut() {
+            text.push_str(line);
         }
     }
-    if kept.is_empty() {
-        return md;
+    out
+}
+
+/// `old` with each section whose heading begins with one of `measured` replaced by the
+/// same section of `fresh`; a measured section `old` lacks goes before the first section
+/// this bench does not write. An empty `old` is `fresh`.
+fn with_sections_replaced(old: &str, fresh: &str, measured: &[&str]) -> String {
+    if old.trim().is_empty() {
+        return fresh.to_owned();
     }
-    let mut md = md;
-    while !md.ends_with("\n\n") {
-        md.push('\n');
+    let prefix_of = |heading: &str| measured.iter().find(|m| heading.starts_with(*m)).copied();
+    let generated = |heading: &str| GENERATED_SECTIONS.iter().any(|g| heading.starts_with(g));
+    let old = sections(old);
+    let mut fresh: Vec<(&str, String)> = sections(fresh)
+        .into_iter()
+        .filter_map(|(heading, text)| Some((prefix_of(heading)?, text)))
+        .collect();
+    // Measured sections the old file lacks, in their order, to go in before the first
+    // section this bench does not write.
+    let (mut present, mut missing): (Vec<_>, Vec<_>) = fresh
+        .drain(..)
+        .partition(|(prefix, _)| old.iter().any(|(heading, _)| heading.starts_with(prefix)));
+    let mut md = String::new();
+    for (heading, text) in &old {
+        if !heading.is_empty() && !generated(heading) {
+            for (_, new) in missing.drain(..) {
+                md += &new;
+            }
+        }
+        match prefix_of(heading) {
+            Some(prefix) => {
+                if let Some(i) = present.iter().position(|(p, _)| *p == prefix) {
+                    md += &present.remove(i).1;
+                }
+            }
+            None => md += text,
+        }
     }
-    md + kept.trim_end() + "\n"
+    for (_, new) in missing {
+        md += &new;
+    }
+    md
 }
 
 /// Adds the machine, the number of runs and the load average just after measuring to a
@@ -288,8 +334,25 @@ fn measure_native() -> Result<Value> {
     Ok(serde_json::from_slice(&std::fs::read(&report)?)?)
 }
 
-/// The bench's project on the local stack: no rate limit, a write key and a read token.
+/// A fresh local stack in `dir` (under the repository root), on free ports.
+fn fresh_stack(dir: &str) -> Result<Stack> {
+    let dir = root().join(dir);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    Stack::start(Config {
+        dir,
+        ports: Ports::free()?,
+        echo: false,
+        env: Env::Production,
+        query_vars: Vec::new(),
+        shared_vars: Vec::new(),
+    })
+}
+
+/// A bench project on the local stack: no rate limit, a write key and a read token.
 struct BenchProject {
+    slug: String,
     query: String,
     /// `Authorization` values.
     write: String,
@@ -298,9 +361,11 @@ struct BenchProject {
 }
 
 impl BenchProject {
-    fn create(admin: &Admin, query: &str) -> Result<Self> {
-        let (write, read) = admin.unlimited_project(PROJECT, "cargo xtask bench")?;
+    /// Creates `slug` on `shard` (the least loaded when `None`).
+    fn create(admin: &Admin, query: &str, slug: &str, shard: Option<u32>) -> Result<Self> {
+        let (write, read) = admin.unlimited_project(slug, shard, "cargo xtask bench")?;
         Ok(Self {
+            slug: slug.to_owned(),
             query: query.to_owned(),
             write: format!("Bearer {}", write.secret()?),
             read: format!("Bearer {}", read.secret()?),
@@ -313,8 +378,8 @@ impl BenchProject {
         let mut response = self
             .http
             .get(&format!(
-                "{}/v1/projects/{PROJECT}/overview?days=1",
-                self.query
+                "{}/v1/projects/{}/overview?days=1",
+                self.query, self.slug
             ))
             .header("authorization", &self.read)
             .call()?;
@@ -348,42 +413,100 @@ impl BenchProject {
     }
 }
 
-/// Sends events in batches with the project's write key and waits until the query API
-/// counts them all.
-fn measure_pipeline(bench: &BenchProject, ingest: &str) -> Result<Value> {
-    let http = agent(Duration::from_secs(30));
+/// The pipeline end to end, once with every event on one data shard and once spread
+/// over two, each on a fresh stack: [`measure_pipeline`] of [`PIPELINE_CONNECTIONS`]
+/// connections sending to one project, then to two projects placed on shards 0 and 1.
+fn measure_pipelines(machine: &Value) -> Result<Value> {
+    let mut runs = Vec::new();
+    for shards in [1u32, 2] {
+        step(&format!(
+            "Pipeline through local workerd on {shards} data shard(s) ({PIPELINE_EVENTS} \
+             events, {PIPELINE_BATCH} per request, {PIPELINE_CONNECTIONS} connections)"
+        ));
+        let stack = fresh_stack("target/bench-stack")?;
+        let admin = Admin::new(&stack.url("query"), &stack.admin_token()?);
+        let projects = (0..shards)
+            .map(|shard| {
+                let slug = format!("{PROJECT}-{shard}");
+                BenchProject::create(&admin, &stack.url("query"), &slug, Some(shard))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut figure = measure_pipeline(&projects, &stack.url("ingest"))?;
+        figure["shards"] = json!(shards);
+        describe(&mut figure, machine);
+        println!(
+            "{shards} shard(s): ingest {:.0} events/s (p50 {} ms, p99 {} ms), end to end {:.0} events/s, drain {} s",
+            figure["ingest_events_per_s"].as_f64().unwrap_or(0.0),
+            ms(&figure["request_ms_p50"]),
+            ms(&figure["request_ms_p99"]),
+            figure["end_to_end_events_per_s"].as_f64().unwrap_or(0.0),
+            ms(&figure["drain_after_last_accept_s"]),
+        );
+        runs.push(figure);
+    }
+    Ok(json!({ "runs": runs }))
+}
+
+/// Sends [`PIPELINE_EVENTS`] in batches from [`PIPELINE_CONNECTIONS`] connections, batch
+/// `b` to project `b % projects`, and waits until the query API counts them all.
+fn measure_pipeline(projects: &[BenchProject], ingest: &str) -> Result<Value> {
+    let batches = PIPELINE_EVENTS / PIPELINE_BATCH;
     let start = Instant::now();
+    let senders: Vec<_> = (0..PIPELINE_CONNECTIONS)
+        .map(|connection| {
+            let ingest = ingest.to_owned();
+            let keys: Vec<String> = projects.iter().map(|p| p.write.clone()).collect();
+            std::thread::spawn(move || -> Result<Vec<f64>> {
+                let http = agent(Duration::from_secs(30));
+                let mut request_ms = Vec::new();
+                for b in (connection..batches).step_by(PIPELINE_CONNECTIONS as usize) {
+                    let body = load::body(b * PIPELINE_BATCH, PIPELINE_BATCH);
+                    let sent = Instant::now();
+                    let mut response = http
+                        .post(&format!("{ingest}/v1/events"))
+                        .header("authorization", &keys[(b % keys.len() as u64) as usize])
+                        .header("content-type", "application/json")
+                        .send(body)
+                        .context("posting a batch to ingest")?;
+                    if response.status().as_u16() != 202 {
+                        bail!(
+                            "ingest answered {} to a bench batch: {}",
+                            response.status(),
+                            response.body_mut().read_to_string().unwrap_or_default()
+                        );
+                    }
+                    request_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
+                }
+                Ok(request_ms)
+            })
+        })
+        .collect();
     let mut request_ms = Vec::new();
-    for b in 0..PIPELINE_EVENTS / PIPELINE_BATCH {
-        let body = load::body(b * PIPELINE_BATCH, PIPELINE_BATCH);
-        let sent = Instant::now();
-        let mut response = http
-            .post(&format!("{ingest}/v1/events"))
-            .header("authorization", &bench.write)
-            .header("content-type", "application/json")
-            .send(body)
-            .context("posting a batch to ingest")?;
-        if response.status().as_u16() != 202 {
-            bail!(
-                "ingest answered {} to a bench batch: {}",
-                response.status(),
-                response.body_mut().read_to_string().unwrap_or_default()
-            );
-        }
-        request_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
+    for sender in senders {
+        let sent = sender
+            .join()
+            .map_err(|_| anyhow::anyhow!("a sending thread panicked"))??;
+        request_ms.extend(sent);
     }
     let accepted_s = start.elapsed().as_secs_f64();
     let accepted_at = Instant::now();
-    let (drained, seen) = bench.wait_for(PIPELINE_EVENTS, Duration::from_secs(600))?;
-    if !drained {
-        bail!("only {seen} of {PIPELINE_EVENTS} events visible after 10 minutes");
+    for (i, project) in projects.iter().enumerate() {
+        let its_batches = (i as u64..batches).step_by(projects.len()).count() as u64;
+        let events = its_batches * PIPELINE_BATCH;
+        let (drained, seen) = project.wait_for(events, Duration::from_secs(600))?;
+        if !drained {
+            bail!(
+                "only {seen} of {events} events of {} visible after 10 minutes",
+                project.slug
+            );
+        }
     }
     let total_s = start.elapsed().as_secs_f64();
     request_ms.sort_by(f64::total_cmp);
     Ok(json!({
         "events": PIPELINE_EVENTS,
         "batch": PIPELINE_BATCH,
-        "connections": 1,
+        "connections": PIPELINE_CONNECTIONS,
         "ingest_events_per_s": PIPELINE_EVENTS as f64 / accepted_s,
         "request_ms_p50": load::percentile(&request_ms, 0.5),
         "request_ms_p99": load::percentile(&request_ms, 0.99),
@@ -392,12 +515,11 @@ fn measure_pipeline(bench: &BenchProject, ingest: &str) -> Result<Value> {
     }))
 }
 
-/// Ingest throughput at each batch size of [`load::BATCHES`], after the pipeline's
-/// events. Before each batch size the stack drains what the last one queued, so every
+/// Ingest throughput at each batch size of [`load::BATCHES`], on a fresh stack. Before each batch size the stack drains what the last one queued, so every
 /// batch size starts on an idle aggregator; the ratio to the native baseline is added.
 fn measure_ingest(bench: &BenchProject, ingest: &str, native: &Value) -> Result<Value> {
-    let ids = Arc::new(AtomicU64::new(PIPELINE_EVENTS));
-    let mut expected = PIPELINE_EVENTS;
+    let ids = Arc::new(AtomicU64::new(0));
+    let mut expected = 0;
     let mut batches = Vec::new();
     for batch in load::BATCHES {
         step(&format!(
@@ -624,24 +746,58 @@ fn ingest_markdown(ingest: &Value, native: &Value) -> String {
     md
 }
 
+/// A row of a table of runs: its label and how a run's cell reads.
+type FigureRow<'a> = (&'a str, &'a dyn Fn(&Value) -> String);
+
 fn pipeline_markdown(p: &Value) -> String {
-    format!(
+    let Some(runs) = p["runs"].as_array().filter(|r| !r.is_empty()) else {
+        return String::new();
+    };
+    let first = &runs[0];
+    let mut md = format!(
         "## Pipeline through local workerd\n\n{}\
-         | figure | value |\n|---|---|\n\
-         | events sent ({} per request, one connection) | {} |\n\
-         | ingest accepted, events/s | {} |\n\
-         | request latency p50 / p99, ms | {} / {} |\n\
-         | ingest → visible in the query API, events/s | {} |\n\
-         | drain after the last accepted request, s | {} |\n\n",
-        provenance(p),
-        p["batch"],
-        p["events"],
-        ms(&p["ingest_events_per_s"]),
-        ms(&p["request_ms_p50"]),
-        ms(&p["request_ms_p99"]),
-        ms(&p["end_to_end_events_per_s"]),
-        ms(&p["drain_after_last_accept_s"]),
-    )
+         {} events sent in requests of {} from {} connections at once, on a fresh stack for \
+         each run: to one project on data shard 0, then to two projects on shards 0 and 1 \
+         (alternate requests). The rows written per event do not depend on the shards (a \
+         project's events commit on its own shard with the same statements): see the storage \
+         figures.\n\n| figure |",
+        provenance(first),
+        rate(&first["events"]),
+        first["batch"],
+        first["connections"],
+    );
+    for run in runs {
+        md += &format!(" {} shard(s) |", run["shards"]);
+    }
+    md += "\n|---|";
+    md += &"---:|".repeat(runs.len());
+    md += "\n";
+    let rows: [FigureRow; 4] = [
+        ("ingest accepted, events/s", &|r| {
+            rate(&r["ingest_events_per_s"])
+        }),
+        ("request latency p50 / p99, ms", &|r| {
+            format!(
+                "{} / {}",
+                ms(&r["request_ms_p50"]),
+                ms(&r["request_ms_p99"])
+            )
+        }),
+        ("ingest → visible in the query API, events/s", &|r| {
+            rate(&r["end_to_end_events_per_s"])
+        }),
+        ("drain after the last accepted request, s", &|r| {
+            ms(&r["drain_after_last_accept_s"])
+        }),
+    ];
+    for (label, cell) in rows {
+        md += &format!("| {label} |");
+        for run in runs {
+            md += &format!(" {} |", cell(run));
+        }
+        md += "\n";
+    }
+    md + "\n"
 }
 
 fn storage_markdown(s: &Value) -> String {
@@ -870,28 +1026,43 @@ mod tests {
     }
 
     #[test]
-    fn sections_written_by_hand_survive_a_run_and_generated_ones_are_replaced() {
+    fn a_run_replaces_only_the_sections_it_measured_and_keeps_the_rest_in_place() {
         let old = "# Tally benchmark results\n\nEverything runs on one machine (x).\n\n\
                    ## Queries through local workerd\n\nold figures\n\n\
-                   ## HLL error by cardinality (core, precision 12)\n\n| distinct | p50 |\n\
-                   | 10 | 0.00% |\n\n## Bundles\n\n| worker |\n\
+                   ## Storage (by hand)\n\nkept storage\n\n\
+                   ## HLL error by cardinality (core, precision 12)\n\n| 10 | 0.00% |\n\n\
+                   ## Bundles\n\nold bundles\n\n\
                    ## Notes by hand\n\nkept too\n";
-        let md = with_kept_sections("# Tally benchmark results\n\nnew\n".into(), old);
+        let fresh = "# Tally benchmark results\n\nnew header\n\n\
+                     ## Pipeline through local workerd\n\nnew pipeline\n\n\
+                     ## Storage (fresh)\n\nregenerated storage\n\n\
+                     ## Queries through local workerd\n\nnew figures\n\n\
+                     ## Bundles\n\nnew bundles\n";
+        let measured = [
+            "## Pipeline through local workerd",
+            "## Queries through local workerd",
+            "## Bundles",
+        ];
+        let md = with_sections_replaced(old, fresh, &measured);
         assert_eq!(
             md,
-            "# Tally benchmark results\n\nnew\n\n\
-             ## HLL error by cardinality (core, precision 12)\n\n| distinct | p50 |\n\
-             | 10 | 0.00% |\n\n## Notes by hand\n\nkept too\n"
+            "# Tally benchmark results\n\nEverything runs on one machine (x).\n\n\
+             ## Queries through local workerd\n\nnew figures\n\n\
+             ## Storage (by hand)\n\nkept storage\n\n\
+             ## Pipeline through local workerd\n\nnew pipeline\n\n\
+             ## HLL error by cardinality (core, precision 12)\n\n| 10 | 0.00% |\n\n\
+             ## Bundles\n\nnew bundles\n\
+             ## Notes by hand\n\nkept too\n"
         );
-        // A second run keeps them once.
-        assert_eq!(
-            with_kept_sections("# Tally benchmark results\n\nnew\n".into(), &md),
-            md
-        );
-        assert_eq!(with_kept_sections("only\n".into(), ""), "only\n");
-        // What this bench writes is replaced, whatever the old text said.
+        // A second run of the same leaves the file as it is.
+        assert_eq!(with_sections_replaced(&md, fresh, &measured), md);
+        // A first run writes everything.
+        assert_eq!(with_sections_replaced("", fresh, &measured), fresh);
+        // What a run measures is replaced, whatever the old text said.
         let generated = markdown(&json!({"machine": {"note": "x"}, "bundles": []}));
-        assert!(!with_kept_sections(generated, old).contains("old figures"));
+        assert!(
+            !with_sections_replaced(old, &generated, &GENERATED_SECTIONS).contains("old figures")
+        );
     }
 
     #[test]

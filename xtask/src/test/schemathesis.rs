@@ -59,7 +59,7 @@ pub fn run(stack: &Stack, tally: &mut Tally) -> Result<()> {
     let admin_token = stack.admin_token()?;
     let query = stack.url("query");
     let admin = Admin::new(&query, &admin_token);
-    let (write, read) = admin.unlimited_project(PROJECT, "schemathesis")?;
+    let (write, read) = admin.unlimited_project(PROJECT, None, "schemathesis")?;
     let (write_key, read_token) = (write.secret()?.to_owned(), read.secret()?.to_owned());
     // Public badges, so that the badge operation answers with one (checked against the
     // document) rather than 404.
