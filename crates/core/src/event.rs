@@ -41,7 +41,7 @@ pub struct RawEvent {
 /// A validated, normalized event: what travels on the `events` queue and lands in D1.
 ///
 /// Field names equal the column names of the `events` table, so a JSON array of these
-/// can be inserted with one bound parameter through `json_each` (see [`crate::sql`]).
+/// can be inserted with one bound parameter through `jsonb_each` (see [`crate::sql`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub event_id: String,

@@ -2,7 +2,12 @@
 //!
 //! Values are never formatted into SQL. D1 allows at most 100 bound parameters per
 //! statement, so bulk statements take one JSON array as a single parameter and expand
-//! it with `json_each`, which SQLite and D1 both provide. BLOBs cross the boundary as
+//! it with `jsonb_each`, which SQLite (3.45 on) and D1 both provide. `jsonb_each`, not
+//! `json_each`: its `value` of an object or array element is the binary JSONB slice that
+//! `->>` reads directly, where `json_each` renders each element back to text for `->>`
+//! to parse again (15% of the native store path's time, and its events/s up 25 to 30%
+//! without it; bench/RESULTS.md). A string or number element's `value` is the same SQL
+//! value either way. BLOBs cross the boundary as
 //! hex text (`unhex(?)` in, `hex(column)` out): D1 and its local emulation have
 //! disagreed on how BLOB parameters are passed, and text means the same everywhere.
 
@@ -29,7 +34,7 @@ SELECT
     e.value ->> '$.medium', e.value ->> '$.campaign', e.value ->> '$.item',
     e.value ->> '$.variant', e.value ->> '$.bytes', e.value -> '$.metadata',
     e.value ->> '$.term', e.value ->> '$.content'
-FROM json_each(?1) AS e
+FROM jsonb_each(?1) AS e
 "
     };
 }
@@ -52,7 +57,7 @@ macro_rules! insert_session_events {
         "INSERT INTO session_events (project_id, timestamp, event_id, user, is_start)
 SELECT p.id, e.value ->> '$.timestamp', unhex(replace(e.value ->> '$.event_id', '-', '')),
        unhex(substr(e.value ->> '$.user', 1, 16)), (e.value ->> '$.name') = p.session_start
-FROM json_each(?1) AS e
+FROM jsonb_each(?1) AS e
 JOIN projects AS p ON p.slug = e.value ->> '$.project'
 WHERE e.value ->> '$.user' IS NOT NULL
   AND (e.value ->> '$.name') IN (p.session_start, p.session_stop)"
@@ -76,7 +81,7 @@ SELECT session_start AS start, session_stop AS stop FROM projects WHERE slug = ?
 pub const MARK_SESSION_DAYS: &str = "\
 INSERT INTO session_days_dirty (project_id, day, generation)
 SELECT DISTINCT p.id, ((e.value ->> '$.timestamp') / 86400000) * 86400000 - b.back, 1
-FROM json_each(?1) AS e
+FROM jsonb_each(?1) AS e
 JOIN projects AS p ON p.slug = e.value ->> '$.project'
 JOIN (SELECT 0 AS back UNION ALL SELECT 86400000) AS b
 WHERE e.value ->> '$.user' IS NOT NULL
@@ -189,7 +194,7 @@ WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND timestamp < ?2
 /// Of a JSON array of `[project, event_id]` pairs (`?1`), the pairs already stored.
 pub const EXISTING_EVENTS: &str = "\
 SELECT e.value ->> '$[0]' AS project, e.value ->> '$[1]' AS event_id
-FROM json_each(?1) AS e
+FROM jsonb_each(?1) AS e
 WHERE EXISTS (
     SELECT 1 FROM raw_events AS r JOIN projects AS p ON p.id = r.project_id
     WHERE p.slug = e.value ->> '$[0]'
@@ -233,7 +238,7 @@ SELECT slug, retention_days FROM projects WHERE shard = ?1 AND also_shard IS NUL
 /// The shard of each project of a JSON array of slugs (`?1`) that exists, and the shard
 /// its events are also written on while it moves (NULL otherwise).
 pub const PROJECT_SHARDS: &str = "\
-SELECT slug, shard, also_shard FROM projects WHERE slug IN (SELECT value FROM json_each(?1))";
+SELECT slug, shard, also_shard FROM projects WHERE slug IN (SELECT value FROM jsonb_each(?1))";
 
 /// How many projects each shard holds (shards without one are left out).
 pub const PROJECTS_PER_SHARD: &str = "\
@@ -306,7 +311,7 @@ pub const ROLLUPS_BY_KEY: &str = "\
 SELECT r.project, r.period, r.start, r.dimension, r.value, r.count, r.errors, r.bytes,
        r.revenue, hex(r.durations) AS durations, hex(r.users) AS users, hex(r.instances) AS instances,
        r.version
-FROM json_each(?1) AS k
+FROM jsonb_each(?1) AS k
 JOIN rollups AS r
   ON r.project = k.value ->> '$[0]' AND r.period = k.value ->> '$[1]'
  AND r.start = k.value ->> '$[2]' AND r.dimension = k.value ->> '$[3]'
@@ -324,7 +329,7 @@ SELECT g.value ->> '$[0]' AS project, g.value ->> '$[1]' AS start,
         WHERE r.project = g.value ->> '$[0]' AND r.period = ?2
           AND r.start = g.value ->> '$[1]' AND r.dimension = g.value ->> '$[2]'
           AND r.value <> '' AND substr(r.value, -4) <> ',\"\"]') AS n
-FROM json_each(?1) AS g";
+FROM jsonb_each(?1) AS g";
 
 /// Every rollup row of a project (`?1`) and period (`?2`) with `?3 <= start < ?4`, each
 /// dimension's through the primary key.
@@ -355,7 +360,7 @@ SELECT project, period, start, dimension, value, count, errors, bytes, revenue,
        hex(durations) AS durations, hex(users) AS users, hex(instances) AS instances, version
 FROM rollups
 WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4
-  AND dimension IN (SELECT value FROM json_each(?5))";
+  AND dimension IN (SELECT value FROM jsonb_each(?5))";
 
 /// The event counts of one dimension's (`?5`) rows of a project (`?1`) and period (`?2`)
 /// with `?3 <= start < ?4`, through the primary key as [`ROLLUPS_OF_DIMENSION`]: the
@@ -423,7 +428,7 @@ WHERE project = ?1 AND period = ?2 AND dimension IN ",
     "
   AND start = ?3
   AND (dimension, value) NOT IN (
-    SELECT k.value ->> '$[0]', k.value ->> '$[1]' FROM json_each(?4) AS k)"
+    SELECT k.value ->> '$[0]', k.value ->> '$[1]' FROM jsonb_each(?4) AS k)"
 );
 
 /// Marks a day or month (`?2`) of a project (`?1`) starting at `?3` as needing a roll.
@@ -691,7 +696,7 @@ pub const INSERT_DROPPED: &str = "\
 INSERT INTO dropped_events (project_id, event_id, timestamp, reason)
 SELECT p.id, unhex(replace(e.value ->> '$.event_id', '-', '')), e.value ->> '$.timestamp',
        e.value ->> '$.reason'
-FROM json_each(?1) AS e
+FROM jsonb_each(?1) AS e
 JOIN projects AS p ON p.slug = e.value ->> '$.project'
 WHERE true
 ON CONFLICT (project_id, event_id) DO NOTHING";
@@ -728,7 +733,7 @@ pub const KEEP_ERROR_MESSAGES: &str = concat!(
     "INSERT INTO error_messages (project_id, error_class, timestamp, message)
 SELECT p.id, e.value ->> '$.error_class', e.value ->> '$.timestamp',
        e.value ->> '$.error_message'
-FROM json_each(?1) AS e
+FROM jsonb_each(?1) AS e
 JOIN projects AS p ON p.slug = e.value ->> '$.project'
 WHERE e.value ->> '$.error_class' IS NOT NULL AND e.value ->> '$.error_message' IS NOT NULL
 ",
@@ -808,13 +813,13 @@ WHERE r.project = ?1 AND r.period = 'minute' AND r.dimension = ?2 AND r.start = 
 /// [`MINUTE_ROWS_OF_VALUE`]).
 pub const MINUTE_ROWS_OF_SOURCES: &str = concat!(
     minutes_of_window!(
-        "SELECT min(s.value ->> '$[2]') FROM json_each(?2) AS s",
+        "SELECT min(s.value ->> '$[2]') FROM jsonb_each(?2) AS s",
         "?3"
     ),
     "SELECT r.project, r.period, r.start, r.dimension, r.value, r.count, r.errors, r.bytes,
        r.revenue, hex(r.durations) AS durations, hex(r.users) AS users,
        hex(r.instances) AS instances, r.version
-FROM json_each(?2) AS s CROSS JOIN minutes AS m CROSS JOIN rollups AS r
+FROM jsonb_each(?2) AS s CROSS JOIN minutes AS m CROSS JOIN rollups AS r
 WHERE m.start >= s.value ->> '$[2]'
   AND r.project = ?1 AND r.period = 'minute' AND r.dimension = s.value ->> '$[0]'
   AND r.start = m.start AND r.value = s.value ->> '$[1]'"
@@ -857,7 +862,7 @@ pub const ENABLED_ALERT_RULES: &str = concat!(
 /// project) to learn which minute rows the rules read.
 pub const ENABLED_ALERT_RULES_OF_PROJECTS: &str = concat!(
     alert_rule_columns!(),
-    "WHERE project IN (SELECT value FROM json_each(?1)) AND enabled = 1 ORDER BY project, id"
+    "WHERE project IN (SELECT value FROM jsonb_each(?1)) AND enabled = 1 ORDER BY project, id"
 );
 
 /// Adds a rule (`?1` id, `?2` project, `?3` definition, `?4` secret, `?5` enabled,
@@ -886,7 +891,7 @@ SET last_value = CASE WHEN e.value ->> '$[3]' IS NULL THEN e.value ->> '$[1]'
                        ELSE last_volume END,
     evaluated_at = ?2,
     last_error = e.value ->> '$[3]'
-FROM json_each(?1) AS e
+FROM jsonb_each(?1) AS e
 WHERE alert_rules.id = e.value ->> '$[0]'";
 
 /// Moves rules to a new state at `?2`, recording the value and volume, from a JSON
@@ -899,7 +904,7 @@ SET state = t.value ->> '$[3]', state_since = ?2, last_value = t.value ->> '$[4]
     last_volume = t.value ->> '$[5]', evaluated_at = ?2,
     last_fired_at = CASE WHEN t.value ->> '$[3]' = 'firing' THEN ?2 ELSE last_fired_at END,
     last_error = NULL
-FROM json_each(?1) AS t
+FROM jsonb_each(?1) AS t
 WHERE alert_rules.id = t.value ->> '$[0]' AND alert_rules.state = t.value ->> '$[1]'
   AND alert_rules.state_since = t.value ->> '$[2]'";
 
@@ -912,14 +917,14 @@ INSERT INTO alerts (id, rule_id, project, kind, at, value, volume, payload, deli
 SELECT a.value ->> '$[0]', a.value ->> '$[1]', a.value ->> '$[2]', a.value ->> '$[3]',
        a.value ->> '$[4]', a.value ->> '$[5]', a.value ->> '$[6]', a.value ->> '$[7]',
        a.value ->> '$[8]'
-FROM json_each(?1) AS a
+FROM jsonb_each(?1) AS a
 WHERE EXISTS (SELECT 1 FROM alert_rules AS r WHERE r.id = a.value ->> '$[1]'
               AND r.state = a.value ->> '$[9]' AND r.state_since = a.value ->> '$[4]')
 ON CONFLICT (id) DO NOTHING";
 
 /// Which of a JSON array (`?1`) of alert ids are recorded.
 pub const ALERTS_RECORDED: &str = "\
-SELECT id FROM alerts WHERE id IN (SELECT value FROM json_each(?1))";
+SELECT id FROM alerts WHERE id IN (SELECT value FROM jsonb_each(?1))";
 
 /// The columns an alert is read with, its rule's name joined.
 macro_rules! alert_columns {
@@ -944,7 +949,7 @@ pub const ALERT_BY_ID: &str = concat!(alert_columns!(), "WHERE a.id = ?1");
 /// The delivery attempts of the alerts in a JSON array of ids (`?1`).
 pub const ALERT_ATTEMPTS: &str = "\
 SELECT alert_id, attempt, at, status, error, duration_ms FROM alert_attempts
-WHERE alert_id IN (SELECT value FROM json_each(?1)) ORDER BY alert_id, attempt";
+WHERE alert_id IN (SELECT value FROM jsonb_each(?1)) ORDER BY alert_id, attempt";
 
 /// Up to `?2` alerts recorded before `?1` that were never handed to the queue.
 pub const UNQUEUED_ALERTS: &str = "\
@@ -952,7 +957,7 @@ SELECT id FROM alerts WHERE queued_at IS NULL AND at < ?1 ORDER BY at LIMIT ?2";
 
 /// Notes that the alerts of a JSON array of ids (`?1`) were queued at `?2`.
 pub const ALERTS_QUEUED: &str = "\
-UPDATE alerts SET queued_at = ?2 WHERE id IN (SELECT value FROM json_each(?1))";
+UPDATE alerts SET queued_at = ?2 WHERE id IN (SELECT value FROM jsonb_each(?1))";
 
 /// Records delivery attempt `?2` of alert `?1` (at `?3`, status `?4`, error `?5`,
 /// `?6` ms); the same attempt recorded twice is kept once.
@@ -1145,7 +1150,7 @@ ORDER BY created_at LIMIT ?2";
 
 /// Notes that the digest runs of a JSON array of ids (`?1`) were queued at `?2`.
 pub const DIGEST_RUNS_QUEUED: &str = "\
-UPDATE digest_runs SET queued_at = ?2 WHERE id IN (SELECT value FROM json_each(?1))";
+UPDATE digest_runs SET queued_at = ?2 WHERE id IN (SELECT value FROM jsonb_each(?1))";
 
 /// Records delivery attempt `?2` of run `?1` at `?3` (status `?4`, error `?5`) and its
 /// delivery state `?6`; a delivered run stays delivered.
@@ -1364,7 +1369,7 @@ SELECT ?1, r.value ->> '$.period', r.value ->> '$.start', r.value ->> '$.dimensi
        r.value ->> '$.bytes', r.value ->> '$.duration_sum_us',
        unhex(r.value ->> '$.durations'), unhex(r.value ->> '$.users'),
        unhex(r.value ->> '$.instances'), r.value ->> '$.revenue', 1
-FROM json_each(?2) AS r
+FROM jsonb_each(?2) AS r
 WHERE true
 ON CONFLICT (project, period, start, dimension, value) DO UPDATE SET
     count = excluded.count, errors = excluded.errors, bytes = excluded.bytes,
@@ -1401,7 +1406,7 @@ LIMIT ?4";
 pub const MOVE_PUT_SESSION_DAYS: &str = "\
 INSERT INTO session_days (project_id, day, sessions, total_ms)
 SELECT p.id, d.value ->> '$.day', d.value ->> '$.sessions', d.value ->> '$.total_ms'
-FROM json_each(?2) AS d JOIN projects AS p ON p.slug = ?1
+FROM jsonb_each(?2) AS d JOIN projects AS p ON p.slug = ?1
 WHERE true
 ON CONFLICT (project_id, day) DO UPDATE
 SET sessions = excluded.sessions, total_ms = excluded.total_ms";
@@ -1409,7 +1414,7 @@ SET sessions = excluded.sessions, total_ms = excluded.total_ms";
 /// Marks the session days of a JSON array (`?2`) of project `?1` as needing a roll.
 pub const MOVE_MARK_SESSION_DAYS: &str = "\
 INSERT INTO session_days_dirty (project_id, day, generation)
-SELECT p.id, d.value, 1 FROM json_each(?2) AS d JOIN projects AS p ON p.slug = ?1
+SELECT p.id, d.value, 1 FROM jsonb_each(?2) AS d JOIN projects AS p ON p.slug = ?1
 WHERE true
 ON CONFLICT (project_id, day) DO UPDATE SET generation = generation + 1";
 
@@ -1426,7 +1431,7 @@ LIMIT ?3";
 pub const MOVE_PUT_DROPPED: &str = "\
 INSERT INTO dropped_events (project_id, event_id, timestamp, reason)
 SELECT p.id, unhex(d.value ->> '$.event_id'), d.value ->> '$.timestamp', d.value ->> '$.reason'
-FROM json_each(?2) AS d JOIN projects AS p ON p.slug = ?1
+FROM jsonb_each(?2) AS d JOIN projects AS p ON p.slug = ?1
 WHERE true
 ON CONFLICT (project_id, event_id) DO NOTHING";
 
@@ -1442,7 +1447,7 @@ LIMIT ?3";
 pub const MOVE_PUT_ERROR_MESSAGES: &str = concat!(
     "INSERT INTO error_messages (project_id, error_class, timestamp, message)
 SELECT p.id, m.value ->> '$.error_class', m.value ->> '$.timestamp', m.value ->> '$.message'
-FROM json_each(?2) AS m JOIN projects AS p ON p.slug = ?1
+FROM jsonb_each(?2) AS m JOIN projects AS p ON p.slug = ?1
 WHERE true
 ",
     keep_later_error_message!()
@@ -1467,7 +1472,7 @@ SELECT e.value ->> '$.id', p.id, e.value ->> '$.user', e.value ->> '$.requested_
        CASE WHEN e.value ->> '$.done_at' IS NULL THEN 0 ELSE e.value ->> '$.marks_done' END,
        CASE WHEN e.value ->> '$.done_at' IS NULL THEN x'' ELSE unhex(e.value ->> '$.cursor') END,
        e.value ->> '$.raw_deleted', e.value ->> '$.marks_deleted', e.value ->> '$.done_at'
-FROM json_each(?2) AS e JOIN projects AS p ON p.slug = ?1
+FROM jsonb_each(?2) AS e JOIN projects AS p ON p.slug = ?1
 WHERE true
 ON CONFLICT (id) DO NOTHING";
 
