@@ -232,7 +232,7 @@ fn measure_seeded(stack: &Stack, auth: &str, events: u64, seed: Value) -> Result
     let now = now_ms();
     let mut results = Vec::new();
     for endpoint in endpoints() {
-        let figure = measure_endpoint(&http, &base, &auth, &endpoint, now)?;
+        let figure = measure_endpoint(&http, &base, auth, &endpoint, now)?;
         if let Some(refused) = figure["refused"].as_str() {
             println!("{:<28} refused: {refused}", endpoint.name);
             results.push(figure);
@@ -248,7 +248,7 @@ fn measure_seeded(stack: &Stack, auth: &str, events: u64, seed: Value) -> Result
         );
         results.push(figure);
     }
-    let export = measure_export(&http, &base, &auth)?;
+    let export = measure_export(&http, &base, auth)?;
     Ok(json!({
         "events": events,
         "seed": seed,
