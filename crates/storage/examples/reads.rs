@@ -4,9 +4,11 @@
 //! its merging (`read::merge`, `read::buckets`), with the hex text the rows carried.
 //! Runs on SQLite, the engine D1 runs; the worker does the same work in wasm, slower.
 //!
-//! `cargo run --release -p tally-storage --example reads -- <db.sqlite> [events] [runs]`
+//! `cargo run --release -p tally-storage --example reads -- <db.sqlite> [events] [runs] [now_ms]`
 //! seeds `events` (default 1,000,000) over 60 days into a new file at that path, or reads
-//! an existing one (seeded by this program: the project is `bench`, now is fixed).
+//! an existing one (seeded by this program: the project is `bench`, now is fixed; or the
+//! local D1 file of `cargo xtask bench query`, project `bench` too, with `now_ms` the
+//! time it was seeded, e.g. its latest raw event's timestamp).
 
 // A benchmark times itself: the clock ban of crates/clippy.toml is for the library.
 #![allow(clippy::disallowed_methods)]
@@ -55,8 +57,9 @@ fn main() {
         });
         store
     };
-    let to = Interval::Hour.floor(NOW_MS) + 3_600_000;
-    let from = Interval::Day.floor(NOW_MS) - (RANGE_DAYS - 1) * DAY_MS;
+    let now_ms: i64 = args.get(3).map_or(NOW_MS, |n| n.parse().unwrap());
+    let to = Interval::Hour.floor(now_ms) + 3_600_000;
+    let from = Interval::Day.floor(now_ms) - (RANGE_DAYS - 1) * DAY_MS;
 
     // Each dimension's own covering read, one after another, as the pages read them
     // before the dashboard's one read.
@@ -103,6 +106,17 @@ fn main() {
             store, PROJECT, from, to, &DASHBOARD, false,
         ))
     };
+    // As the page reads it without filters since issue 17: durations of `all` only.
+    let dashboard_timing = |store: &SqliteStore| -> Result<Rows, Error> {
+        block_on(read::covering_rows_timing(
+            store,
+            PROJECT,
+            from,
+            to,
+            &DASHBOARD,
+            tally_storage::dashboard::TIMED,
+        ))
+    };
     println!("{events} events, {RANGE_DAYS}-day range, best of {runs} runs");
     println!(
         "{:<22} {:>6} {:>10} {:>8} {:>8} {:>10} {:>10}",
@@ -118,6 +132,7 @@ fn main() {
         ("dashboard dimensions", &dashboard, None),
         ("dashboard heatmap", &heatmap, Some(Interval::Hour)),
         ("dashboard, one read", &dashboard_at_once, None),
+        ("dashboard, all timed", &dashboard_timing, None),
     ] {
         let mut best_read = Duration::MAX;
         let mut best_merge = Duration::MAX;

@@ -7,7 +7,9 @@
 //! Every read is [`filtered::read`], the read API's one access path, so the page's
 //! numbers are the API's under the same filters: the range's shown dimensions in one
 //! covering read, the previous period's `all` rows, the series (from the range's own
-//! `all` rows when they make it) and the heatmap's route counts.
+//! `all` rows when they make it) and the heatmap's route counts. Without filters the
+//! range's rows come without the durations sketches of other dimensions than
+//! [`TIMED`], whose percentiles the page alone shows.
 
 use tally_core::filter::Filters;
 use tally_core::rollup::Dimension;
@@ -33,6 +35,12 @@ pub const DIMENSIONS: [Dimension; 18] = {
     }
     shown
 };
+
+/// The dimensions whose percentiles the page shows: the others' rows over the range
+/// are read without their durations sketches when it has no filters (their tables
+/// show counts and unique counts), which at 10 M events is a sixth of the hex the
+/// range's rows carry.
+pub const TIMED: &[Dimension] = &[Dimension::All];
 
 /// Most days the heatmap covers: it reads hour rows, 24 per day and route.
 pub const HEATMAP_DAYS: i64 = 28;
@@ -145,9 +153,18 @@ pub async fn page<S: RollupStore + FilteredReads + QueryStore>(
         Read::Rows(rows) => Some(rows),
         Read::PastRetention | Read::OverBudget { .. } => None,
     };
-    let range = match read(q.from_ms, q.to_ms, &DIMENSIONS, Bucket::Whole).await? {
-        Read::Rows(rows) => rows,
-        refused => return Ok(Page::Refused(refused)),
+    let range = if q.filters.is_empty() {
+        // The page shows percentiles of `all` alone: the other rows' sketches are left
+        // in D1.
+        let rows =
+            read::covering_rows_timing(store, q.project, q.from_ms, q.to_ms, &DIMENSIONS, TIMED)
+                .await?;
+        Filtered::of_rollups(rows, q.from_ms, q.to_ms)
+    } else {
+        match read(q.from_ms, q.to_ms, &DIMENSIONS, Bucket::Whole).await? {
+            Read::Rows(rows) => rows,
+            refused => return Ok(Page::Refused(refused)),
+        }
     };
     let all: &'static [Dimension] = &[Dimension::All];
     let every = Bucket::Every(q.interval);

@@ -111,7 +111,7 @@ pub struct Filtered {
 
 impl Filtered {
     /// Rows read from rollups over the whole asked range: exact, no raw event read.
-    fn of_rollups(rows: Rows, from_ms: i64, to_ms: i64) -> Self {
+    pub(crate) fn of_rollups(rows: Rows, from_ms: i64, to_ms: i64) -> Self {
         Self {
             rows,
             path: Path::Rollups,

@@ -575,6 +575,23 @@ pub trait RollupStore {
         dimensions: &[Dimension],
     ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error>;
 
+    /// [`RollupStore::rollups_of_dimensions`] with the durations sketches of the rows of
+    /// the `timed` dimensions only: the other rows' are left empty, neither read out nor
+    /// decoded (an answer that shows their percentiles must not use this).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] or [`Error::Decode`].
+    async fn rollups_of_dimensions_timing(
+        &self,
+        project: &str,
+        period: Period,
+        from_ms: i64,
+        to_ms: i64,
+        dimensions: &[Dimension],
+        timed: &[Dimension],
+    ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error>;
+
     /// The event count of each row of `dimension` of `project` and `period` with
     /// `from_ms <= start < to_ms`, as `(start, value, count)`: the rows
     /// [`RollupStore::rollups_between`] reads, without decoding (or reading out) their

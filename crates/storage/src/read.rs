@@ -74,6 +74,30 @@ pub async fn covering_rows_of<S: RollupStore>(
     cover(store, project, from_ms, to_ms, finest_only, fetch).await
 }
 
+/// [`covering_rows_of`] over the whole range (no hourly series) with the durations
+/// sketches of the `timed` dimensions' rows only, the others left empty
+/// ([`RollupStore::rollups_of_dimensions_timing`]): for an answer that shows
+/// percentiles of those dimensions alone.
+///
+/// # Errors
+///
+/// The store's error.
+pub async fn covering_rows_timing<S: RollupStore>(
+    store: &S,
+    project: &str,
+    from_ms: i64,
+    to_ms: i64,
+    dimensions: &[Dimension],
+    timed: &[Dimension],
+) -> Result<Vec<(Period, Key, Rollup)>, Error> {
+    if dimensions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let fetch =
+        |period, a, b| store.rollups_of_dimensions_timing(project, period, a, b, dimensions, timed);
+    cover(store, project, from_ms, to_ms, false, fetch).await
+}
+
 /// [`covering_rows`] of the values of `dimension` that `value` matches.
 ///
 /// # Errors

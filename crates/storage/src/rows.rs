@@ -49,8 +49,14 @@ impl RollupRow {
             errors: self.errors,
             bytes: self.bytes,
             revenue: self.revenue,
-            durations: Sketch::decode(&unhex(&self.durations)?)
-                .map_err(|e| Error::Decode(e.to_string()))?,
+            // Empty when the read left the sketch out (`ROLLUPS_OF_DIMENSIONS_TIMING`):
+            // no stored sketch encodes to nothing.
+            durations: if self.durations.is_empty() {
+                Sketch::default()
+            } else {
+                Sketch::decode(&unhex(&self.durations)?)
+                    .map_err(|e| Error::Decode(e.to_string()))?
+            },
             users: Hll::decode(&unhex(&self.users)?).map_err(|e| Error::Decode(e.to_string()))?,
             instances: Hll::decode(&unhex(&self.instances)?)
                 .map_err(|e| Error::Decode(e.to_string()))?,

@@ -286,6 +286,12 @@ fn versioned(rows: Vec<RollupRow>) -> Result<BTreeMap<Key, Versioned<Rollup>>, E
         .collect()
 }
 
+/// The names of `dimensions` as a JSON array, for `json_each`.
+fn names_json(dimensions: &[Dimension]) -> Result<String, Error> {
+    let names: Vec<&str> = dimensions.iter().map(|d| d.name()).collect();
+    serde_json::to_string(&names).map_err(|e| Error::Decode(e.to_string()))
+}
+
 /// The values of a read of `project` over `[from_ms, to_ms)`, the shape most reads bind.
 fn range(project: &str, from_ms: i64, to_ms: i64) -> Vec<Bound> {
     vec![project.into(), from_ms.into(), to_ms.into()]
@@ -716,14 +722,27 @@ impl<S: Executor> RollupStore for S {
         to_ms: i64,
         dimensions: &[Dimension],
     ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error> {
-        let names: Vec<&str> = dimensions.iter().map(|d| d.name()).collect();
         let mut values = period_range(project, period, from_ms, to_ms);
-        values.push(
-            serde_json::to_string(&names)
-                .map_err(|e| Error::Decode(e.to_string()))?
-                .into(),
-        );
+        values.push(names_json(dimensions)?.into());
         versioned(self.query(sql::ROLLUPS_OF_DIMENSIONS, values).await?)
+    }
+
+    async fn rollups_of_dimensions_timing(
+        &self,
+        project: &str,
+        period: Period,
+        from_ms: i64,
+        to_ms: i64,
+        dimensions: &[Dimension],
+        timed: &[Dimension],
+    ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error> {
+        let mut values = period_range(project, period, from_ms, to_ms);
+        values.push(names_json(dimensions)?.into());
+        values.push(names_json(timed)?.into());
+        versioned(
+            self.query(sql::ROLLUPS_OF_DIMENSIONS_TIMING, values)
+                .await?,
+        )
     }
 
     async fn rollup_counts(

@@ -13,6 +13,8 @@ mod support;
 use tally_core::alerts::MinuteSources;
 use tally_core::filter::{self, Filters, SAMPLE_BUCKETS};
 use tally_core::project::ProjectInput;
+use tally_core::rollup::{Dimension, Key, Period, Rollup};
+use tally_core::sketch::Sketch;
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
 use tally_core::workload::{FUNNEL, Workload};
 use tally_storage::access::AccessStore;
@@ -20,7 +22,7 @@ use tally_storage::alerts::AlertStore;
 use tally_storage::dashboard::{self, HEATMAP_DAYS, Page, Question};
 use tally_storage::exec::Counted;
 use tally_storage::filtered::{DEFAULT_ROW_BUDGET, PAGE, Path, ROWS_PER_EVENT};
-use tally_storage::read::MAX_COVER_QUERIES;
+use tally_storage::read::{self, MAX_COVER_QUERIES};
 use tally_storage::sqlite::{SqliteStore, block_on};
 use tally_storage::{AdminStore, funnels, pipeline};
 
@@ -229,4 +231,59 @@ fn a_dashboard_page_costs_under_50_queries_whatever_its_range_and_within_its_bou
         ten_steps < 2 * PAGE_QUERIES,
         "{ten_steps} with a funnel of ten steps"
     );
+}
+
+/// Without filters the page reads the range's rows without the durations sketches of
+/// other dimensions than `all` (issue 17): every row is the whole row but for them,
+/// over ranges whose days are clean, dirty and partial.
+#[test]
+fn the_pages_range_is_the_whole_rows_but_other_dimensions_durations() {
+    let store = seeded();
+    let to = Interval::Hour.floor(NOW) + HOUR_MS;
+    for days in [2, 30, 90] {
+        let from = Interval::Hour.floor(to - days * DAY_MS);
+        let question = Question {
+            project: "site",
+            from_ms: from,
+            to_ms: to,
+            interval: interval_for(from, to),
+            previous: (from - (to - from), from),
+            heatmap_from_ms: from,
+            filters: &Filters::none(),
+            oldest_raw_ms: 0,
+            row_budget: DEFAULT_ROW_BUDGET,
+        };
+        let Page::Read(sections) = block_on(dashboard::page(&store, &question)).unwrap() else {
+            panic!("refused")
+        };
+        let whole = block_on(read::covering_rows_of(
+            &store,
+            "site",
+            from,
+            to,
+            &dashboard::DIMENSIONS,
+            false,
+        ))
+        .unwrap();
+        let sorted = |mut rows: Vec<(Period, Key, Rollup)>| {
+            rows.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+            rows
+        };
+        let expected: Vec<_> = whole
+            .into_iter()
+            .map(|(period, key, mut row)| {
+                if !dashboard::TIMED.contains(&key.dimension) {
+                    row.durations = Sketch::default();
+                }
+                (period, key, row)
+            })
+            .collect();
+        let got = sections.range.rows.clone();
+        assert!(
+            got.iter()
+                .any(|(_, k, r)| k.dimension == Dimension::All && r.durations.count() > 0)
+        );
+        assert!(got.len() > 100, "{} rows over {days} days", got.len());
+        assert_eq!(sorted(got), sorted(expected), "over {days} days");
+    }
 }

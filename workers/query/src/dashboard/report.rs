@@ -491,6 +491,60 @@ mod tests {
         assert_eq!(report(&shown), report(&every));
     }
 
+    /// Without filters storage reads the range's rows without the durations sketches of
+    /// other dimensions than `dashboard::TIMED` (issue 17): the report must not need them.
+    #[test]
+    fn the_report_shows_percentiles_of_the_timed_dimensions_only() {
+        let day = parse_date("2025-01-18").unwrap();
+        let merged: Merged = DIMENSIONS
+            .iter()
+            .enumerate()
+            .flat_map(|(i, d)| {
+                let n = i as u64 + 1;
+                let durations = [n as f64, 10.0 * n as f64, 300.0];
+                // `all` has one value, the empty one.
+                let (a, b) = if *d == Dimension::All {
+                    ("", "")
+                } else {
+                    ("a", "b")
+                };
+                [
+                    entry(*d, a, rollup(n, 1, 10 * n, &durations)),
+                    entry(*d, b, rollup(2 * n, 0, n, &durations[..1])),
+                ]
+            })
+            .collect();
+        let untimed: Merged = merged
+            .iter()
+            .map(|((d, value), r)| {
+                let mut r = r.clone();
+                if !tally_storage::dashboard::TIMED.contains(d) {
+                    r.durations = tally_core::sketch::Sketch::default();
+                }
+                ((*d, value.clone()), r)
+            })
+            .collect();
+        assert_ne!(untimed, merged);
+        let report = |merged: &Merged| {
+            Report::new(&Inputs {
+                from: day,
+                to: day + DAY_MS,
+                merged,
+                series: &BTreeMap::new(),
+                interval: Interval::Hour,
+                route_hours: &BTreeMap::new(),
+                heatmap_from: day,
+                funnel: &Funnel::Unasked,
+                previous: None,
+                scale: 1,
+                previous_scale: 1,
+            })
+        };
+        let whole = report(&merged);
+        assert!(whole.totals.p95.is_some());
+        assert_eq!(report(&untimed), whole);
+    }
+
     #[test]
     fn each_bucket_meets_the_same_bucket_one_period_earlier() {
         let day = parse_date("2025-01-18").unwrap();
