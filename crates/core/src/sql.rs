@@ -369,12 +369,12 @@ WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4
 /// carry.
 pub const ROLLUPS_OF_DIMENSIONS_TIMING: &str = "\
 SELECT project, period, start, dimension, value, count, errors, bytes, revenue,
-       CASE WHEN dimension IN (SELECT value FROM json_each(?6)) THEN hex(durations) ELSE ''
+       CASE WHEN dimension IN (SELECT value FROM jsonb_each(?6)) THEN hex(durations) ELSE ''
        END AS durations,
        hex(users) AS users, hex(instances) AS instances, version
 FROM rollups
 WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4
-  AND dimension IN (SELECT value FROM json_each(?5))";
+  AND dimension IN (SELECT value FROM jsonb_each(?5))";
 
 /// The event counts of one dimension's (`?5`) rows of a project (`?1`) and period (`?2`)
 /// with `?3 <= start < ?4`, through the primary key as [`ROLLUPS_OF_DIMENSION`]: the
