@@ -95,32 +95,23 @@ pub fn run(args: &[String]) -> Result<()> {
         .iter()
         .map(|s| json!({"worker": s.worker, "raw_bytes": s.raw, "gzip_bytes": s.gzip}))
         .collect();
-    if let Only::Pipeline = only {
+    // A run of one part keeps the other figures of the last run.
+    let with_bundles = |member: &str, figure: Value, section: &str| {
         let mut results = last_results(&out);
-        results["pipeline"] = measure_pipelines(&machine)?;
-        results["bundles"] = bundles.into();
+        results[member] = figure;
+        results["bundles"] = bundles.clone().into();
         if results.get("machine").is_none() {
-            results["machine"] = machine;
+            results["machine"] = machine.clone();
         }
-        return write(
-            &out,
-            &results,
-            &["## Pipeline through local workerd", "## Bundles"],
-        );
+        write(&out, &results, &[section, "## Bundles"])
+    };
+    if let Only::Pipeline = only {
+        let pipeline = measure_pipelines(&machine)?;
+        return with_bundles("pipeline", pipeline, "## Pipeline through local workerd");
     }
     if let Only::Query(volumes, reuse) = only {
         let query = query::measure(&volumes, reuse, &machine)?;
-        let mut results = last_results(&out);
-        results["query"] = query;
-        results["bundles"] = bundles.into();
-        if results.get("machine").is_none() {
-            results["machine"] = machine;
-        }
-        return write(
-            &out,
-            &results,
-            &["## Queries through local workerd", "## Bundles"],
-        );
+        return with_bundles("query", query, "## Queries through local workerd");
     }
 
     let storage = measure_storage(&machine)?;

@@ -473,22 +473,25 @@ mod tests {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         assert!(shown.len() < every.len());
-        let report = |merged: &Merged| {
-            Report::new(&Inputs {
-                from: day,
-                to: day + DAY_MS,
-                merged,
-                series: &BTreeMap::new(),
-                interval: Interval::Hour,
-                route_hours: &BTreeMap::new(),
-                heatmap_from: day,
-                funnel: &Funnel::Unasked,
-                previous: None,
-                scale: 1,
-                previous_scale: 1,
-            })
-        };
+        let report = |merged: &Merged| day_report(day, merged);
         assert_eq!(report(&shown), report(&every));
+    }
+
+    /// The report of one day of `merged` rows, with nothing else asked of it.
+    fn day_report(day: i64, merged: &Merged) -> Report {
+        Report::new(&Inputs {
+            from: day,
+            to: day + DAY_MS,
+            merged,
+            series: &BTreeMap::new(),
+            interval: Interval::Hour,
+            route_hours: &BTreeMap::new(),
+            heatmap_from: day,
+            funnel: &Funnel::Unasked,
+            previous: None,
+            scale: 1,
+            previous_scale: 1,
+        })
     }
 
     /// Without filters storage reads the range's rows without the durations sketches of
@@ -525,21 +528,7 @@ mod tests {
             })
             .collect();
         assert_ne!(untimed, merged);
-        let report = |merged: &Merged| {
-            Report::new(&Inputs {
-                from: day,
-                to: day + DAY_MS,
-                merged,
-                series: &BTreeMap::new(),
-                interval: Interval::Hour,
-                route_hours: &BTreeMap::new(),
-                heatmap_from: day,
-                funnel: &Funnel::Unasked,
-                previous: None,
-                scale: 1,
-                previous_scale: 1,
-            })
-        };
+        let report = |merged: &Merged| day_report(day, merged);
         let whole = report(&merged);
         assert!(whole.totals.p95.is_some());
         assert_eq!(report(&untimed), whole);
