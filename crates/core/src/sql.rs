@@ -354,20 +354,12 @@ WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4 AND dimension 
 
 /// Rows of the dimensions named in the JSON array `?5` of a project (`?1`) and period
 /// (`?2`) with `?3 <= start < ?4`: [`ROLLUPS_OF_DIMENSION`] for several dimensions in
-/// one query, each searched through the primary key.
+/// one query, each searched through the primary key. Only the rows of the dimensions
+/// named in the JSON array `?6` carry their durations sketch, the others' `''` (read
+/// back as an empty sketch): the dashboard shows percentiles of `all` alone, while a
+/// busy value's sketch is hundreds of bytes of hex a row, about a sixth of what its
+/// rows carry.
 pub const ROLLUPS_OF_DIMENSIONS: &str = "\
-SELECT project, period, start, dimension, value, count, errors, bytes, revenue,
-       hex(durations) AS durations, hex(users) AS users, hex(instances) AS instances, version
-FROM rollups
-WHERE project = ?1 AND period = ?2 AND start >= ?3 AND start < ?4
-  AND dimension IN (SELECT value FROM jsonb_each(?5))";
-
-/// [`ROLLUPS_OF_DIMENSIONS`] with the durations sketch of the rows of the dimensions
-/// named in the JSON array `?6` only, the others' as `''` (read back as an empty
-/// sketch): for the dashboard, which shows percentiles of `all` alone, while a busy
-/// value's sketch is hundreds of bytes of hex a row, about a sixth of what its rows
-/// carry.
-pub const ROLLUPS_OF_DIMENSIONS_TIMING: &str = "\
 SELECT project, period, start, dimension, value, count, errors, bytes, revenue,
        CASE WHEN dimension IN (SELECT value FROM jsonb_each(?6)) THEN hex(durations) ELSE ''
        END AS durations,

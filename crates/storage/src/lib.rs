@@ -561,28 +561,14 @@ pub trait RollupStore {
     ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error>;
 
     /// The rows of `project` and `period` with `from_ms <= start < to_ms` of the
-    /// `dimensions` named, in one query.
+    /// `dimensions` named, in one query, with the durations sketches of the `timed`
+    /// dimensions' rows only: the other rows' are left empty, neither read out nor
+    /// decoded (an answer that shows their percentiles must name them in `timed`).
     ///
     /// # Errors
     ///
     /// [`Error::Database`] or [`Error::Decode`].
     async fn rollups_of_dimensions(
-        &self,
-        project: &str,
-        period: Period,
-        from_ms: i64,
-        to_ms: i64,
-        dimensions: &[Dimension],
-    ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error>;
-
-    /// [`RollupStore::rollups_of_dimensions`] with the durations sketches of the rows of
-    /// the `timed` dimensions only: the other rows' are left empty, neither read out nor
-    /// decoded (an answer that shows their percentiles must not use this).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Database`] or [`Error::Decode`].
-    async fn rollups_of_dimensions_timing(
         &self,
         project: &str,
         period: Period,

@@ -70,13 +70,14 @@ pub async fn covering_rows_of<S: RollupStore>(
     if dimensions.is_empty() {
         return Ok(Vec::new());
     }
-    let fetch = |period, a, b| store.rollups_of_dimensions(project, period, a, b, dimensions);
+    let fetch =
+        |period, a, b| store.rollups_of_dimensions(project, period, a, b, dimensions, dimensions);
     cover(store, project, from_ms, to_ms, finest_only, fetch).await
 }
 
 /// [`covering_rows_of`] over the whole range (no hourly series) with the durations
 /// sketches of the `timed` dimensions' rows only, the others left empty
-/// ([`RollupStore::rollups_of_dimensions_timing`]): for an answer that shows
+/// ([`RollupStore::rollups_of_dimensions`]): for an answer that shows
 /// percentiles of those dimensions alone.
 ///
 /// # Errors
@@ -94,7 +95,7 @@ pub async fn covering_rows_timing<S: RollupStore>(
         return Ok(Vec::new());
     }
     let fetch =
-        |period, a, b| store.rollups_of_dimensions_timing(project, period, a, b, dimensions, timed);
+        |period, a, b| store.rollups_of_dimensions(project, period, a, b, dimensions, timed);
     cover(store, project, from_ms, to_ms, false, fetch).await
 }
 

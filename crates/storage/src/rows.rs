@@ -49,7 +49,7 @@ impl RollupRow {
             errors: self.errors,
             bytes: self.bytes,
             revenue: self.revenue,
-            // Empty when the read left the sketch out (`ROLLUPS_OF_DIMENSIONS_TIMING`):
+            // Empty when the read left the sketch out (`ROLLUPS_OF_DIMENSIONS`):
             // no stored sketch encodes to nothing.
             durations: if self.durations.is_empty() {
                 Sketch::default()

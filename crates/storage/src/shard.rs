@@ -110,7 +110,6 @@ pub const ROLES: &[(&str, Role)] = &[
     (sql::ROLLUPS_BETWEEN, Data(Param(1))),
     (sql::ROLLUPS_OF_DIMENSION, Data(Param(1))),
     (sql::ROLLUPS_OF_DIMENSIONS, Data(Param(1))),
-    (sql::ROLLUPS_OF_DIMENSIONS_TIMING, Data(Param(1))),
     (sql::ROLLUP_COUNTS_OF_DIMENSION, Data(Param(1))),
     (sql::ROLLUPS_OF_VALUE, Data(Param(1))),
     (sql::ROLLUPS_OF_VALUE_PREFIX, Data(Param(1))),

@@ -721,28 +721,12 @@ impl<S: Executor> RollupStore for S {
         from_ms: i64,
         to_ms: i64,
         dimensions: &[Dimension],
-    ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error> {
-        let mut values = period_range(project, period, from_ms, to_ms);
-        values.push(names_json(dimensions)?.into());
-        versioned(self.query(sql::ROLLUPS_OF_DIMENSIONS, values).await?)
-    }
-
-    async fn rollups_of_dimensions_timing(
-        &self,
-        project: &str,
-        period: Period,
-        from_ms: i64,
-        to_ms: i64,
-        dimensions: &[Dimension],
         timed: &[Dimension],
     ) -> Result<BTreeMap<Key, Versioned<Rollup>>, Error> {
         let mut values = period_range(project, period, from_ms, to_ms);
         values.push(names_json(dimensions)?.into());
         values.push(names_json(timed)?.into());
-        versioned(
-            self.query(sql::ROLLUPS_OF_DIMENSIONS_TIMING, values)
-                .await?,
-        )
+        versioned(self.query(sql::ROLLUPS_OF_DIMENSIONS, values).await?)
     }
 
     async fn rollup_counts(
