@@ -327,8 +327,9 @@ fn a_sampled_dashboard_says_so_with_the_apis_rate_and_numbers() {
     }
 
     // The funnel section follows the filters as the API's `/funnels` does, sampled
-    // alike (every event is a step here, more than the budget reads).
-    let steps = "steps=request,request&window=1h";
+    // alike (every event is a step here: at two rows each, and the seeks of three
+    // names, more than the funnel's budget reads).
+    let steps = "steps=request,signup,buy&window=1h";
     let funnel = p.read(&format!("funnels?days=7&{steps}&filter=country%21%3DFR"));
     assert_eq!(funnel.status, 200, "{}", funnel.json);
     assert_eq!(funnel.json["served_by"], "sampled", "{}", funnel.json);

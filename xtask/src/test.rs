@@ -183,6 +183,12 @@ const E2E_PLACEMENT_TTL_MS: u64 = 5_000;
 /// `filters.rs` reads it as `TALLY_FILTER_ROW_BUDGET`.
 const E2E_FILTER_ROW_BUDGET: u64 = 1_500;
 
+/// The rows one funnel may read on the end-to-end stack (`TALLY_FUNNEL_ROW_BUDGET` in
+/// e2e): an exact funnel of three steps costs its events and 1,794 rows of seeks
+/// (`tally_storage::funnels`), so the tests' funnels of a few hundred step events are
+/// exact, and those of some 1,000 with a filter (two rows an event) are sampled.
+const E2E_FUNNEL_ROW_BUDGET: u64 = 3_400;
+
 /// End-to-end tests that load the stack so heavily, or break it for a while, that they
 /// run alone, after the others.
 const RUN_ALONE: &[&str] = &[
@@ -218,7 +224,10 @@ fn end_to_end(tally: &mut Tally, tests: Option<E2e<'_>>, with_schemathesis: bool
         env: Env::Staging,
         // Small enough that a test's few thousand events are past it and answered from
         // a sample (e2e/tests/filters.rs), the path production takes past 200,000.
-        query_vars: vec![("FILTER_ROW_BUDGET", E2E_FILTER_ROW_BUDGET.to_string())],
+        query_vars: vec![
+            ("FILTER_ROW_BUDGET", E2E_FILTER_ROW_BUDGET.to_string()),
+            ("FUNNEL_ROW_BUDGET", E2E_FUNNEL_ROW_BUDGET.to_string()),
+        ],
         // Placements kept for 5 s rather than a minute, in both workers alike, so that a
         // move's three waits (e2e/tests/moves.rs) take seconds.
         shared_vars: vec![("PLACEMENT_TTL_MS", E2E_PLACEMENT_TTL_MS.to_string())],
@@ -242,7 +251,8 @@ fn end_to_end(tally: &mut Tally, tests: Option<E2e<'_>>, with_schemathesis: bool
             .env("TALLY_CHROMEDRIVER", tools::CHROMEDRIVER)
             .env("TALLY_ARTIFACTS_DIR", dir.join("artifacts"))
             .env("TALLY_STATE_DIR", dir.join("state"))
-            .env("TALLY_FILTER_ROW_BUDGET", E2E_FILTER_ROW_BUDGET.to_string());
+            .env("TALLY_FILTER_ROW_BUDGET", E2E_FILTER_ROW_BUDGET.to_string())
+            .env("TALLY_FUNNEL_ROW_BUDGET", E2E_FUNNEL_ROW_BUDGET.to_string());
         e2e
     };
     let result = match tests {

@@ -766,25 +766,43 @@ pub const PURGE_ALERTS: &str = "\
 DELETE FROM alerts WHERE id IN (
     SELECT id FROM alerts WHERE project = ?1 AND at < ?2 ORDER BY at, id LIMIT ?3)";
 
-/// Raw events of a project (`?1`) with `?2 <= timestamp < ?3`, a user and the name
-/// `?6`, as [`crate::funnel::Hit`] fields, ordered for keyset paging after
-/// `(timestamp, event_id) > (?4, ?5)`, at most `?7` rows.
-///
-/// One search of `raw_events_by_name` (partial on `user IS NOT NULL`, which the
-/// statement repeats so the index applies), which holds exactly the rows wanted in the
-/// order wanted: a page reads its rows and no other, and sorts nothing (the ORDER BY
-/// names the columns, not the hex aliases, so the index order serves it). A funnel
-/// reads each of its names this way; one statement over all of them would need a
-/// `UNION ALL` of one arm per name, and D1 allows five terms in a compound SELECT.
-pub const FUNNEL_HITS: &str = "\
-SELECT lower(hex(user)) AS user, timestamp, lower(hex(event_id)) AS event_id, name
-FROM raw_events INDEXED BY raw_events_by_name
-WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND name = ?6
-  AND timestamp >= max(?2, ?4) AND timestamp < ?3
-  AND (timestamp, event_id) > (?4, unhex(?5))
+/// The read behind [`FUNNEL_HITS`] and [`FILTERED_FUNNEL_HITS`], with `matched` (the
+/// tokens given) as its last column: for each sample bucket of the JSON array `?2` (as
+/// `tally_core::filter::sample_bucket` numbers them, each as two hex digits) and each
+/// name of the JSON array `?3`, one seek of `raw_events_by_name` (partial on
+/// `user IS NOT NULL`, which the statement repeats so the index applies) to that name's
+/// and bucket's events with `?4 <= timestamp < ?5`, at most `?6` of them. The joins are
+/// `CROSS JOIN`s so SQLite keeps this order.
+macro_rules! funnel_hits {
+    ($($matched:tt)*) => {
+        concat!(
+            "SELECT lower(hex(user)) AS user, timestamp, lower(hex(event_id)) AS event_id, name,
+       ",
+            $($matched)*,
+            " AS matched
+FROM jsonb_each(?2) AS buckets CROSS JOIN jsonb_each(?3) AS steps
+  CROSS JOIN raw_events INDEXED BY raw_events_by_name
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND name = steps.value
+  AND substr(user, -1, 1) = unhex(buckets.value)
+  AND timestamp >= ?4 AND timestamp < ?5
   AND user IS NOT NULL
-ORDER BY raw_events.timestamp, raw_events.event_id
-LIMIT ?7";
+LIMIT ?6"
+        )
+    };
+}
+
+/// Up to `?6` raw events of a project (`?1`) with a user, in one of the sample buckets
+/// of the JSON array `?2`, with one of the names of the JSON array `?3` and with
+/// `?4 <= timestamp < ?5`, as [`crate::funnel::Hit`] fields (and `matched`, always 1),
+/// in no useful order: a funnel's read of its steps' events, exact over all 256
+/// buckets, a sample of users over the first `k`.
+///
+/// One seek of `raw_events_by_name` per bucket and name (see `funnel_hits!`), whose
+/// entries hold every column returned: it reads the wanted events and no other, and
+/// visits no table row. A `LIMIT` rather than keyset pages bounds it: the caller sizes
+/// the buckets of one statement by the rollups' count of the names' events, and a
+/// statement that fills its limit tells it the buckets held more than it can read.
+pub const FUNNEL_HITS: &str = funnel_hits!("1");
 
 /// Of a project's (`?1`) raw events with `?2 <= timestamp < ?3`, the `?4` most recent:
 /// how many were read and how many distinct users they have. The realtime view's
@@ -1282,30 +1300,25 @@ ORDER BY timestamp, event_id
 LIMIT ?7"
 );
 
-/// [`FUNNEL_HITS`] of the events that meet every filter of ten slots (`?8`–`?37`, as
-/// in [`FILTERED_EVENTS`]): a filtered funnel's exact read. The same search of
-/// `raw_events_by_name`, in the same order with no sort; each entry's table row is read
-/// to evaluate the filters, so it reads two rows per event of the name instead of one.
-pub const FILTERED_FUNNEL_HITS: &str = concat!(
-    "SELECT lower(hex(user)) AS user, timestamp, lower(hex(event_id)) AS event_id, name
-FROM raw_events INDEXED BY raw_events_by_name
-WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND name = ?6
-  AND timestamp >= max(?2, ?4) AND timestamp < ?3
-  AND (timestamp, event_id) > (?4, unhex(?5))
-  AND user IS NOT NULL",
-    filter_slot!("?8", "?9", "?10"),
-    filter_slot!("?11", "?12", "?13"),
-    filter_slot!("?14", "?15", "?16"),
-    filter_slot!("?17", "?18", "?19"),
-    filter_slot!("?20", "?21", "?22"),
-    filter_slot!("?23", "?24", "?25"),
-    filter_slot!("?26", "?27", "?28"),
-    filter_slot!("?29", "?30", "?31"),
-    filter_slot!("?32", "?33", "?34"),
-    filter_slot!("?35", "?36", "?37"),
-    "
-ORDER BY raw_events.timestamp, raw_events.event_id
-LIMIT ?7"
+/// [`FUNNEL_HITS`] with `matched` 1 for the events that meet every filter of ten slots
+/// (`?7`–`?36`, as in [`FILTERED_EVENTS`]) and 0 for the others: a filtered funnel's
+/// read. It returns every event it reads, so that its `LIMIT` bounds the events read
+/// whatever share of them the filters keep (with the filters in its `WHERE`, a filter
+/// that keeps none would read every event of the buckets). Each entry's table row is
+/// read to evaluate the filters.
+pub const FILTERED_FUNNEL_HITS: &str = funnel_hits!(
+    "(1",
+    filter_slot!("?7", "?8", "?9"),
+    filter_slot!("?10", "?11", "?12"),
+    filter_slot!("?13", "?14", "?15"),
+    filter_slot!("?16", "?17", "?18"),
+    filter_slot!("?19", "?20", "?21"),
+    filter_slot!("?22", "?23", "?24"),
+    filter_slot!("?25", "?26", "?27"),
+    filter_slot!("?28", "?29", "?30"),
+    filter_slot!("?31", "?32", "?33"),
+    filter_slot!("?34", "?35", "?36"),
+    ")"
 );
 
 // Moving a project between data shards (issue 16, phase 2): the control database's

@@ -59,6 +59,7 @@ mod sql_store;
 pub use error::Error;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 use tally_core::Event;
@@ -152,6 +153,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0020_rollups_keyed_by_dimension.sql",
         include_str!("../../../migrations/0020_rollups_keyed_by_dimension.sql"),
+    ),
+    (
+        "0021_raw_events_by_name_and_sample.sql",
+        include_str!("../../../migrations/0021_raw_events_by_name_and_sample.sql"),
     ),
 ];
 
@@ -702,26 +707,28 @@ pub trait QueryStore {
     /// [`Error::Database`] when the read fails.
     async fn error_messages(&self, project: &str) -> Result<BTreeMap<String, ErrorMessage>, Error>;
 
-    /// Up to `limit` raw events of `project` in `[from_ms, to_ms)` that have a user and
-    /// the name `name` and meet every one of `filters`, ordered by time and id, after the
-    /// `(timestamp, event_id)` cursor when given; users and ids as stored hex. Reads only
-    /// events of that name (one index search), so its cost does not grow with the
-    /// project's other events; with filters it reads each one's row too.
+    /// Of the raw events of `project` in `[from_ms, to_ms)` that have a user in one of
+    /// the sample `buckets` (`tally_core::filter::sample_bucket`) and one of the `names`,
+    /// up to `limit` read in no particular order: those that meet every one of
+    /// `filters` as hits (users and ids as stored hex), and how many were read. Reads
+    /// only those events (one index seek per bucket and name), so its cost does not
+    /// grow with the project's other events or users; with filters it reads each one's
+    /// row too.
     ///
     /// # Errors
     ///
     /// [`Error::Database`] when the read fails.
-    #[allow(clippy::too_many_arguments)] // One page's question; a struct would only rename it.
+    #[allow(clippy::too_many_arguments)] // One read's question; a struct would only rename it.
     async fn funnel_hits(
         &self,
         project: &str,
         from_ms: i64,
         to_ms: i64,
-        name: &str,
+        names: &[&str],
+        buckets: Range<u32>,
         filters: &Filters,
-        after: Option<(i64, &str)>,
         limit: u32,
-    ) -> Result<Vec<Hit>, Error>;
+    ) -> Result<(Vec<Hit>, u64), Error>;
 
     /// The distinct users of `project`'s raw events in `[from_ms, to_ms)`, counted over
     /// at most `budget` of the most recent of them (through the time index, so the read

@@ -12,8 +12,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use tally_core::filter::Filters;
-use tally_core::funnel::{self, Hit};
 use tally_core::realtime::{self, Realtime, Window};
 use tally_core::rollup::{self, Dimension, Key, Period, Rollup};
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
@@ -50,6 +48,56 @@ pub async fn covering_rows<S: RollupStore>(
 ) -> Result<Vec<(Period, Key, Rollup)>, Error> {
     let fetch = |period, a, b| store.rollups_between(project, period, a, b, dimension);
     cover(store, project, from_ms, to_ms, finest_only, fetch).await
+}
+
+/// The event count of each value of `dimension` over `[from_ms, to_ms)` (rounded out to
+/// whole hours), from the rows [`covering_rows`] reads without their sketches and
+/// HyperLogLogs; the row of values past the dimension's bound counts under
+/// [`rollup::FOLDED_VALUE`].
+///
+/// # Errors
+///
+/// The store's error.
+pub async fn covering_counts<S: RollupStore>(
+    store: &S,
+    project: &str,
+    from_ms: i64,
+    to_ms: i64,
+    dimension: Dimension,
+) -> Result<BTreeMap<String, u64>, Error> {
+    let fetch = async |period, a, b| -> Result<BTreeMap<Key, Versioned<Rollup>>, Error> {
+        let rows = store
+            .rollup_counts(project, period, a, b, dimension)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(start, value, count)| {
+                let key = Key {
+                    project: project.to_owned(),
+                    start,
+                    dimension,
+                    value,
+                };
+                let row = Rollup {
+                    count,
+                    ..Rollup::default()
+                };
+                (
+                    key,
+                    Versioned {
+                        value: row,
+                        version: 0,
+                    },
+                )
+            })
+            .collect())
+    };
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, key, row) in cover(store, project, from_ms, to_ms, false, fetch).await? {
+        let total = counts.entry(key.value).or_default();
+        *total = total.saturating_add(row.count);
+    }
+    Ok(counts)
 }
 
 /// [`covering_rows`] of several dimensions at once: the dirty days read once and each
@@ -425,90 +473,6 @@ pub async fn first_last_hours<S: RollupStore>(
             (value, (first, last))
         })
         .collect())
-}
-
-/// The funnel hits of `project` in `[from_ms, to_ms)` for event names `names`, ordered
-/// by time and id: each distinct name's events read in pages of its own (one index
-/// search per page, so the read costs what the names' events cost, whatever else the
-/// project sends), then merged. It holds at most `max + 1` of them: when it returns more
-/// than `max`, the range holds more than the caller wants to hold in memory, and which
-/// of them came back is unspecified.
-///
-/// Queries: one per page of 5,000 events per name, plus one per name.
-///
-/// # Errors
-///
-/// The store's error.
-pub async fn funnel_hits<S: QueryStore>(
-    store: &S,
-    project: &str,
-    from_ms: i64,
-    to_ms: i64,
-    names: &[String],
-    max: usize,
-) -> Result<Vec<Hit>, Error> {
-    const PAGE: u32 = 5000;
-    let mut hits: Vec<Hit> = Vec::new();
-    let mut read: Vec<&str> = Vec::with_capacity(names.len());
-    // A funnel may repeat a step's name: its events are read once.
-    for name in names {
-        if read.contains(&name.as_str()) {
-            continue;
-        }
-        read.push(name);
-        let mut after: Option<(i64, String)> = None;
-        loop {
-            let page = store
-                .funnel_hits(
-                    project,
-                    from_ms,
-                    to_ms,
-                    name,
-                    &Filters::none(),
-                    after.as_ref().map(|(t, id)| (*t, id.as_str())),
-                    PAGE,
-                )
-                .await?;
-            let done = page.len() < PAGE as usize;
-            after = page.last().map(|h| (h.timestamp, h.event_id.clone()));
-            hits.extend(page);
-            if hits.len() > max {
-                hits.truncate(max + 1);
-                return Ok(hits);
-            }
-            if done {
-                break;
-            }
-        }
-    }
-    // Each name's events came in order: a stable sort merges the runs.
-    hits.sort_by(|a, b| (a.timestamp, &a.event_id).cmp(&(b.timestamp, &b.event_id)));
-    Ok(hits)
-}
-
-/// The funnel of `steps` over `project`'s raw events in `[from_ms, to_ms)`: the users who
-/// went through the steps in order within `window_ms` of their first, per step, with
-/// their conversion ([`funnel::conversions`]). `None` when the range holds more than
-/// [`funnel::MAX_HITS`] events of the steps. The one computation behind the query API's
-/// `/funnels` and the dashboard's funnel, so both answer alike.
-///
-/// # Errors
-///
-/// The store's error.
-pub async fn funnel<S: QueryStore>(
-    store: &S,
-    project: &str,
-    from_ms: i64,
-    to_ms: i64,
-    steps: &[String],
-    window_ms: i64,
-) -> Result<Option<Vec<funnel::Conversion>>, Error> {
-    let hits = funnel_hits(store, project, from_ms, to_ms, steps, funnel::MAX_HITS).await?;
-    if hits.len() > funnel::MAX_HITS {
-        return Ok(None);
-    }
-    let counts = funnel::count(hits, steps, window_ms);
-    Ok(Some(funnel::conversions(steps, &counts)))
 }
 
 fn ceil(ms: i64, unit: i64) -> i64 {

@@ -3,6 +3,7 @@
 //! column name. D1, SQLite and any later executor share this file.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::ops::Range;
 
 use serde::Deserialize;
 use tally_core::filter::{self, Filters};
@@ -411,19 +412,49 @@ impl<S: Executor> QueryStore for S {
         project: &str,
         from_ms: i64,
         to_ms: i64,
-        name: &str,
+        names: &[&str],
+        buckets: Range<u32>,
         filters: &Filters,
-        after: Option<(i64, &str)>,
         limit: u32,
-    ) -> Result<Vec<Hit>, Error> {
-        let (after_ts, after_id) = after.unwrap_or(crate::BEFORE_ALL);
-        let mut values = range(project, from_ms, to_ms);
-        values.extend([after_ts.into(), after_id.into(), name.into(), limit.into()]);
-        if filters.is_empty() {
-            return self.query(sql::FUNNEL_HITS, values).await;
+    ) -> Result<(Vec<Hit>, u64), Error> {
+        #[derive(Deserialize)]
+        struct Read {
+            user: String,
+            timestamp: i64,
+            event_id: String,
+            name: String,
+            matched: i64,
         }
-        values.extend(filter_slots(filters));
-        self.query(sql::FILTERED_FUNNEL_HITS, values).await
+        let buckets: Vec<String> = buckets.map(|b| format!("{b:02x}")).collect();
+        let buckets = serde_json::to_string(&buckets).map_err(|e| Error::Decode(e.to_string()))?;
+        let names = serde_json::to_string(names).map_err(|e| Error::Decode(e.to_string()))?;
+        let mut values: Vec<Bound> = vec![
+            project.into(),
+            buckets.into(),
+            names.into(),
+            from_ms.into(),
+            to_ms.into(),
+            limit.into(),
+        ];
+        let statement = if filters.is_empty() {
+            sql::FUNNEL_HITS
+        } else {
+            values.extend(filter_slots(filters));
+            sql::FILTERED_FUNNEL_HITS
+        };
+        let rows: Vec<Read> = self.query(statement, values).await?;
+        let read = rows.len() as u64;
+        let hits = rows
+            .into_iter()
+            .filter(|r| r.matched != 0)
+            .map(|r| Hit {
+                user: r.user,
+                timestamp: r.timestamp,
+                event_id: r.event_id,
+                name: r.name,
+            })
+            .collect();
+        Ok((hits, read))
     }
 
     async fn recent_visitors(

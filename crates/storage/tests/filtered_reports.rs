@@ -1,7 +1,8 @@
 //! Funnels, sessions and the realtime view under report filters, against real SQLite:
 //! each answer equals a recomputation over the stored events on every path (exact
 //! within the row budget, a sample of users past it), never reads more than its
-//! budget, and samples the same users the other filtered reports sample. A funnel over
+//! budget, and samples the users the other filtered reports sample (a funnel, reading
+//! only its steps' events, may afford more of them in the same order). A funnel over
 //! more than 100,000 step events, which was refused, is answered from that sample, and
 //! so are filtered sessions over some 160,000 events.
 
@@ -21,9 +22,9 @@ use tally_core::testing::SplitMix64 as Rng;
 use tally_core::time::{DAY_MS, Interval, MINUTE_MS};
 use tally_storage::filtered::{self, DEFAULT_ROW_BUDGET, FilteredRealtime, Path};
 use tally_storage::funnels::{self, Funnel};
+use tally_storage::pipeline;
 use tally_storage::sessions::{FilteredSessions, filtered_session_stats, session_stats};
 use tally_storage::sqlite::{SqliteStore, block_on};
-use tally_storage::{pipeline, read};
 
 use support::store_batch;
 
@@ -148,8 +149,8 @@ fn filtered_funnels_count_only_matching_events_as_steps_on_every_path() {
         if texts.is_empty() {
             assert!(want[2] > 50, "{want:?}");
         }
-        // Past a small budget, the sample's own funnel, scaled: the sample every other
-        // filtered report of the range reads.
+        // Past a small budget, the sample's own funnel, scaled: the first buckets of the
+        // sample every other filtered report of the range reads.
         let (got, path) = counted(funnel(&f, 6_000));
         let Path::Sampled { buckets } = path else {
             panic!("{texts:?}: {path:?}")
@@ -176,18 +177,71 @@ fn filtered_funnels_count_only_matching_events_as_steps_on_every_path() {
         let filtered::Read::Rows(rows) = block_on(overview).unwrap() else {
             panic!()
         };
-        if rows.path != Path::Rollups {
-            assert_eq!(rows.path, path, "{texts:?}: the overview's sample");
+        // The same users as the overview's sample, or more of them in the same order:
+        // the funnel reads only its steps' events of each user.
+        if let Path::Sampled { buckets: overview } = rows.path {
+            assert!(
+                buckets >= overview,
+                "{texts:?}: {buckets} against {overview}"
+            );
         }
     }
-    // The exact filtered read searches the name index, as the unfiltered one does, and
-    // sorts nothing.
+    // The filtered read seeks the name index per bucket and name, as the unfiltered one
+    // does, and sorts nothing.
     let plan = support::query_plan(&store, sql::FILTERED_FUNNEL_HITS);
     assert!(
-        plan[0].starts_with("SEARCH raw_events USING INDEX raw_events_by_name")
-            && !plan.iter().any(|s| s.contains("TEMP B-TREE")),
+        plan.iter().any(|s| s.starts_with(
+            "SEARCH raw_events USING INDEX raw_events_by_name \
+             (project_id=? AND name=? AND <expr>=? AND timestamp>? AND timestamp<?)"
+        )) && !plan.iter().any(|s| s.contains("TEMP B-TREE")),
         "{plan:?}"
     );
+}
+
+#[test]
+fn a_filter_that_keeps_no_step_event_reads_no_more_than_the_budget() {
+    // 9,000 step events: a filter that keeps none of them must not turn the budget's
+    // bound on what is read into a bound on what is kept (and so read them all).
+    let events = funnel_workload(12_000, 400, 2);
+    let store = stored(&events);
+    let steps = names(&["visit", "signup", "buy"]);
+    let range = (DAY0, DAY0 + 2 * DAY_MS);
+    let counting = support::RowsReturned::new(&store);
+    let budget = 6_000;
+    let answer = block_on(funnels::funnel(
+        &counting,
+        "site",
+        range.0,
+        range.1,
+        &steps,
+        DAY_MS,
+        &filters(&["country:ZZ"]),
+        budget,
+    ))
+    .unwrap();
+    let Funnel::Counted {
+        steps: got,
+        path,
+        events_read,
+    } = answer
+    else {
+        panic!("{answer:?}")
+    };
+    assert_eq!(got.iter().map(|s| s.users).collect::<Vec<_>>(), [0, 0, 0]);
+    let Path::Sampled { buckets } = path else {
+        panic!("{path:?}: the whole would read some 9,000 events at two rows each")
+    };
+    let read = counting.rows.borrow()[sql::FILTERED_FUNNEL_HITS];
+    let statements = counting.queries.borrow()[sql::FILTERED_FUNNEL_HITS];
+    let rows = read * filtered::ROWS_PER_EVENT
+        + u64::from(buckets) * (funnels::ROWS_PER_BUCKET + 3 * funnels::ROWS_PER_SEEK)
+        + statements * filtered::ROWS_PER_QUERY;
+    assert!(
+        rows <= budget,
+        "{rows} rows for {read} events in {buckets} buckets"
+    );
+    assert_eq!(events_read, read, "every event read is reported, none kept");
+    assert!(read > 1_000, "{read}: the sample read is not empty");
 }
 
 #[test]
@@ -212,15 +266,8 @@ fn a_funnel_past_100000_step_events_is_answered_from_a_sample_within_the_budget(
     let store = stored(&events);
     let range = (DAY0, DAY0 + DAY_MS);
     let window = DAY_MS;
-    assert_eq!(
-        block_on(read::funnel(
-            &store, "site", range.0, range.1, &steps, window
-        ))
-        .unwrap(),
-        None,
-        "the exact read refuses this range"
-    );
     let counting = support::RowsReturned::new(&store);
+    let budget = 80_000;
     let answer = block_on(funnels::funnel(
         &counting,
         "site",
@@ -229,7 +276,7 @@ fn a_funnel_past_100000_step_events_is_answered_from_a_sample_within_the_budget(
         &steps,
         window,
         &Filters::none(),
-        DEFAULT_ROW_BUDGET,
+        budget,
     ))
     .unwrap();
     let Funnel::Counted {
@@ -240,24 +287,27 @@ fn a_funnel_past_100000_step_events_is_answered_from_a_sample_within_the_budget(
     else {
         panic!("{answer:?}")
     };
-    // 130,000 events at two rows each against 180,000 (90% of 200,000): 128 buckets.
+    // 130,000 events at one row each, and seven rows per bucket of 3 names: 128 buckets
+    // (65,898 rows expected) fit 80,000, 256 do not.
     assert_eq!(path, Path::Sampled { buckets: 128 });
-    assert!(counting.sample_rows() <= DEFAULT_ROW_BUDGET);
     assert_eq!(
-        counting.rows.borrow()[sql::SAMPLE_EVENTS],
+        counting.rows.borrow()[sql::FUNNEL_HITS],
         events_read,
-        "every event of the sample, once"
-    );
-    assert!(
-        !counting.queries.borrow().contains_key(sql::FUNNEL_HITS),
-        "no exact read started"
+        "every step event of the sample, once"
     );
     let queries: u64 = counting.queries.borrow().values().sum();
-    assert!(queries < 300, "{queries} queries");
+    let rows = events_read * funnels::ROWS_PER_HIT
+        + 128 * (funnels::ROWS_PER_BUCKET + 3 * funnels::ROWS_PER_SEEK)
+        + counting.queries.borrow()[sql::FUNNEL_HITS] * filtered::ROWS_PER_QUERY;
+    assert!(rows <= budget, "{rows} rows as D1 counts them");
+    assert!(
+        !counting.queries.borrow().contains_key(sql::SAMPLE_EVENTS),
+        "no other event of the sampled users is read"
+    );
+    assert!(queries < 20, "{queries} queries");
     eprintln!(
-        "sampled funnel of 130,000 step events: {events_read} events read, {} rows as D1 \
-         counts them, {queries} queries",
-        counting.sample_rows()
+        "sampled funnel of 130,000 step events: {events_read} events read, {rows} rows as \
+         D1 counts them, {queries} queries"
     );
     let sample: Vec<Event> = events
         .iter()
@@ -277,6 +327,23 @@ fn a_funnel_past_100000_step_events_is_answered_from_a_sample_within_the_budget(
         let error = *estimate as f64 / *exact as f64 - 1.0;
         assert!(error.abs() < 0.05, "{users:?} against {exact:?}");
     }
+    // Past `MAX_HITS`, a budget of any size reads a sample: the whole would not fit in
+    // memory.
+    let unbounded = block_on(funnels::funnel(
+        &store,
+        "site",
+        range.0,
+        range.1,
+        &steps,
+        window,
+        &Filters::none(),
+        u64::MAX / 4,
+    ))
+    .unwrap();
+    let Funnel::Counted { path, .. } = unbounded else {
+        panic!("{unbounded:?}")
+    };
+    assert_eq!(path, Path::Sampled { buckets: 128 }, "130,000 step events");
     // A budget that not even one bucket fits is refused, not read past.
     let over = block_on(funnels::funnel(
         &store,

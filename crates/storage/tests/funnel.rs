@@ -1,27 +1,29 @@
-//! Funnels' raw-event read against real SQLite: it reads only the steps' events (a
-//! search of `raw_events_by_name` per name and page, merged in order), so its cost
-//! stays flat however many other events the project sends; it pages exactly across
-//! events that share a millisecond, within a name and across names; and it answers
-//! what the read it replaced (the time index, names filtered afterwards) answered.
+//! Funnels' raw-event read against real SQLite: it reads only the steps' events (one
+//! seek of `raw_events_by_name` per sample bucket and name), so its cost stays flat
+//! however many other events the project sends; its buckets are the sample buckets of
+//! filtered reads; and it answers what the read it replaced (the time index, names
+//! filtered afterwards) answered, exactly over all buckets and on a sample of users
+//! past the budget.
 
 mod support;
 
 use serde_json::json;
 use tally_core::Event;
+use tally_core::filter::{Filters, SAMPLE_BUCKETS};
 use tally_core::funnel::{self, Hit};
 use tally_core::sql::FUNNEL_HITS;
 use tally_core::testing::SplitMix64 as Rng;
 use tally_core::time::DAY_MS;
+use tally_storage::filtered::Path;
+use tally_storage::funnels::{self, Funnel};
 use tally_storage::sqlite::{SqliteStore, block_on};
-use tally_storage::{QueryStore, Write, Writer, read};
+use tally_storage::{QueryStore, Write, Writer};
 
 use support::direct_hits;
 
 /// 2025-01-10T00:00:00Z.
 const DAY0: i64 = 1_736_467_200_000;
 const NOW: i64 = DAY0 + 4 * DAY_MS;
-/// Most hits a read holds, as the query API asks.
-const MAX: usize = 100_000;
 
 /// The statement the funnel read used before `raw_events_by_name` (migration 0015):
 /// one search of the time index over the whole range, names filtered afterwards. The
@@ -101,46 +103,64 @@ fn time_index_hits(store: &SqliteStore, from: i64, to: i64, steps: &[String]) ->
     }
 }
 
-/// Reads every hit of one name through the store with pages of `limit`, the cursor the
-/// last hit.
-fn paged(store: &SqliteStore, from: i64, to: i64, name: &str, limit: u32) -> Vec<Hit> {
-    let mut hits: Vec<Hit> = Vec::new();
-    loop {
-        let after = hits.last().map(|h| (h.timestamp, h.event_id.clone()));
-        let page = block_on(store.funnel_hits(
-            "site",
-            from,
-            to,
-            name,
-            &tally_core::filter::Filters::none(),
-            after.as_ref().map(|(t, id)| (*t, id.as_str())),
-            limit,
-        ))
-        .unwrap();
-        let done = page.len() < limit as usize;
-        hits.extend(page);
-        if done {
-            return hits;
-        }
-    }
+/// The sample bucket of a hit: the last byte of its user's stored hash.
+fn bucket(hit: &Hit) -> u32 {
+    u32::from_str_radix(&hit.user[hit.user.len() - 2..], 16).unwrap()
+}
+
+/// `hits` in the order the reference read returns them.
+fn sorted(mut hits: Vec<Hit>) -> Vec<Hit> {
+    hits.sort_by(|a, b| (a.timestamp, &a.event_id).cmp(&(b.timestamp, &b.event_id)));
+    hits
+}
+
+/// The store's read of `steps`' events in `buckets`, in time order.
+fn read(
+    store: &SqliteStore,
+    (from, to): (i64, i64),
+    steps: &[String],
+    buckets: std::ops::Range<u32>,
+    limit: u32,
+) -> Vec<Hit> {
+    let names: Vec<&str> = steps.iter().map(String::as_str).collect();
+    let (hits, read) =
+        block_on(store.funnel_hits("site", from, to, &names, buckets, &Filters::none(), limit))
+            .unwrap();
+    assert_eq!(
+        read,
+        hits.len() as u64,
+        "without filters, every event read is a hit"
+    );
+    sorted(hits)
 }
 
 #[test]
-fn the_funnel_read_searches_the_name_index_and_never_sorts() {
+fn the_funnel_read_seeks_the_name_index_per_bucket_and_name_and_never_sorts() {
     // Raw events only grow: a plan that scanned the project's range, or sorted what it
     // found, would cost more with every event of any name the project sends.
     let store = SqliteStore::open_in_memory().unwrap();
     let plan = support::query_plan(&store, FUNNEL_HITS);
-    assert_eq!(
-        plan,
-        [
-            "SEARCH raw_events USING COVERING INDEX raw_events_by_name \
-             (project_id=? AND name=? AND timestamp>? AND timestamp<?)",
-            "SCALAR SUBQUERY 1",
-            "SEARCH projects USING COVERING INDEX sqlite_autoindex_projects_1 (slug=?)",
-        ],
-        "no table row visited, no temporary B-tree"
+    assert!(
+        plan.iter().any(|s| s
+            == "SEARCH raw_events USING COVERING INDEX raw_events_by_name \
+                (project_id=? AND name=? AND <expr>=? AND timestamp>? AND timestamp<?)"),
+        "one seek per bucket and name, no table row visited: {plan:?}"
     );
+    let order: Vec<usize> = ["buckets", "steps", "raw_events"]
+        .iter()
+        .map(|t| {
+            plan.iter()
+                .position(|s| {
+                    s.starts_with("SCAN ") && s.contains(t) || s.starts_with(&format!("SEARCH {t}"))
+                })
+                .unwrap_or_else(|| panic!("{t} in {plan:?}"))
+        })
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "buckets, then names, then the seek: {plan:?}"
+    );
+    assert!(!plan.iter().any(|s| s.contains("TEMP B-TREE")), "{plan:?}");
 }
 
 #[test]
@@ -148,9 +168,9 @@ fn the_funnel_read_costs_the_same_when_other_events_grow_tenfold() {
     let store = SqliteStore::open_in_memory().unwrap();
     let mut rng = Rng(11);
     let steps = names(&["open", "click", "buy"]);
-    let (from, to) = (DAY0, DAY0 + 2 * DAY_MS);
+    let range = (DAY0, DAY0 + 2 * DAY_MS);
     let at = |rng: &mut Rng| DAY0 + rng.below(2 * DAY_MS as u64 / 1000) as i64 * 1000;
-    // The steps' events: more than one page of the read (5,000), each with a user.
+    // The steps' events, each with a user.
     let step_events: Vec<Event> = (0..6_000)
         .map(|i| {
             let name = &steps[rng.below(3) as usize];
@@ -177,14 +197,14 @@ fn the_funnel_read_costs_the_same_when_other_events_grow_tenfold() {
     };
     insert(&store, &others(12_000, &mut rng));
 
-    // The VM steps of the read's statement over all its pages: a measure of the rows
-    // it touched that does not depend on timing.
+    // The VM steps of the read's statement: a measure of the rows it touched that does
+    // not depend on timing.
     let measure = || {
         store.with_connection(|c| {
             let stmt = c.prepare_cached(FUNNEL_HITS).unwrap();
             stmt.reset_status(rusqlite::StatementStatus::VmStep);
         });
-        let hits = block_on(read::funnel_hits(&store, "site", from, to, &steps, MAX)).unwrap();
+        let hits = read(&store, range, &steps, 0..SAMPLE_BUCKETS, 100_000);
         let steps = store.with_connection(|c| {
             let stmt = c.prepare_cached(FUNNEL_HITS).unwrap();
             stmt.get_status(rusqlite::StatementStatus::VmStep)
@@ -203,7 +223,7 @@ fn the_funnel_read_costs_the_same_when_other_events_grow_tenfold() {
 }
 
 #[test]
-fn funnel_hits_equal_the_time_index_read_and_the_pure_pairing_on_random_data() {
+fn funnel_hits_of_each_bucket_range_equal_the_time_index_read_and_the_pure_pairing() {
     for seed in 1..=6 {
         let store = SqliteStore::open_in_memory().unwrap();
         let mut rng = Rng(seed);
@@ -213,12 +233,12 @@ fn funnel_hits_equal_the_time_index_read_and_the_pure_pairing_on_random_data() {
                 // Few distinct milliseconds over a little more than the range, so names
                 // share timestamps and some events fall outside it.
                 let t = DAY0 + rng.below(400) as i64 * 250 - 5_000;
-                let user = (rng.below(10) < 7).then(|| rng.below(60));
+                let user = (rng.below(10) < 7).then(|| rng.below(600));
                 event(i, pool[rng.below(5) as usize], t, user)
             })
             .collect();
         insert(&store, &events);
-        let (from, to) = (DAY0, DAY0 + 90_000);
+        let range = (DAY0, DAY0 + 90_000);
         for steps in [
             names(&["open", "click", "buy"]),
             // A repeated step reads its name once.
@@ -226,35 +246,54 @@ fn funnel_hits_equal_the_time_index_read_and_the_pure_pairing_on_random_data() {
             names(&["buy", "view"]),
             names(&["open", "nothing", "buy", "pause", "view"]),
         ] {
-            let reference = time_index_hits(&store, from, to, &steps);
+            let reference = time_index_hits(&store, range.0, range.1, &steps);
             assert!(reference.len() > 200, "seed {seed}: {}", reference.len());
-            for name in &steps {
-                let of_name: Vec<Hit> = reference
-                    .iter()
-                    .filter(|h| h.name == *name)
-                    .cloned()
-                    .collect();
-                for limit in [1, 7, 64, 5000] {
-                    assert_eq!(
-                        paged(&store, from, to, name, limit),
-                        of_name,
-                        "seed {seed}, {name}, pages of {limit}"
-                    );
+            let mut distinct: Vec<String> = Vec::new();
+            for step in &steps {
+                if !distinct.contains(step) {
+                    distinct.push(step.clone());
                 }
             }
-            let hits = block_on(read::funnel_hits(&store, "site", from, to, &steps, MAX)).unwrap();
-            assert_eq!(hits, reference, "seed {seed}, {steps:?}");
+            for buckets in [0..SAMPLE_BUCKETS, 0..1, 0..16, 3..9, 128..256] {
+                let want: Vec<Hit> = reference
+                    .iter()
+                    .filter(|h| buckets.contains(&bucket(h)))
+                    .cloned()
+                    .collect();
+                assert_eq!(
+                    read(&store, range, &distinct, buckets.clone(), 100_000),
+                    want,
+                    "seed {seed}, {steps:?}, buckets {buckets:?}"
+                );
+            }
             let window = 20_000;
-            let counts = funnel::count(direct_hits(&events, from, to), &steps, window);
+            let counts = funnel::count(direct_hits(&events, range.0, range.1), &steps, window);
             assert_eq!(
-                funnel::count(hits, &steps, window),
+                funnel::count(reference.clone(), &steps, window),
                 counts,
                 "seed {seed}, {steps:?}"
             );
-            // The answer the API and the dashboard both give.
+            // The answer the API and the dashboard both give: raw events only are stored
+            // here, so no rollup counts the names and the read starts at one bucket,
+            // doubling to all of them within a large budget.
+            let answer = block_on(funnels::funnel(
+                &store,
+                "site",
+                range.0,
+                range.1,
+                &steps,
+                window,
+                &Filters::none(),
+                1_000_000,
+            ))
+            .unwrap();
             assert_eq!(
-                block_on(read::funnel(&store, "site", from, to, &steps, window)).unwrap(),
-                Some(funnel::conversions(&steps, &counts)),
+                answer,
+                Funnel::Counted {
+                    steps: funnel::conversions(&steps, &counts),
+                    path: Path::Raw,
+                    events_read: reference.len() as u64,
+                },
                 "seed {seed}, {steps:?}"
             );
         }
@@ -262,35 +301,26 @@ fn funnel_hits_equal_the_time_index_read_and_the_pure_pairing_on_random_data() {
 }
 
 #[test]
-fn funnel_hits_page_exactly_past_page_boundaries_and_stop_at_the_cap() {
+fn a_limit_returns_at_most_that_many_hits_each_once() {
     let store = SqliteStore::open_in_memory().unwrap();
     let mut rng = Rng(5);
     let steps = names(&["open", "click", "buy"]);
     let events: Vec<Event> = (0..16_000)
         .map(|i| {
-            // 1,500 distinct seconds for 16,000 events: pages end inside runs of
-            // events of several names at one millisecond.
             let t = DAY0 + rng.below(1_500) as i64 * 1000;
             let name = ["open", "click", "buy", "other"][rng.below(4) as usize];
             event(i, name, t, (rng.below(20) > 0).then(|| rng.below(300)))
         })
         .collect();
     insert(&store, &events);
-    let (from, to) = (DAY0, DAY0 + DAY_MS);
-    let reference = time_index_hits(&store, from, to, &steps);
+    let range = (DAY0, DAY0 + DAY_MS);
+    let reference = time_index_hits(&store, range.0, range.1, &steps);
     assert!(reference.len() > 10_000, "{}", reference.len());
-    let hits = block_on(read::funnel_hits(&store, "site", from, to, &steps, MAX)).unwrap();
-    assert_eq!(hits, reference);
-    let window = 60_000;
-    let counts = funnel::count(hits, &steps, window);
     assert_eq!(
-        counts,
-        funnel::count(direct_hits(&events, from, to), &steps, window)
+        read(&store, range, &steps, 0..SAMPLE_BUCKETS, 100_000),
+        reference
     );
-    assert!(counts[2] > 0, "{counts:?}");
-
-    // A cap: one more than it is read, each hit once and none that is not one.
-    let capped = block_on(read::funnel_hits(&store, "site", from, to, &steps, 6_000)).unwrap();
+    let capped = read(&store, range, &steps, 0..SAMPLE_BUCKETS, 6_001);
     assert_eq!(capped.len(), 6_001);
     let ids: std::collections::BTreeSet<&str> =
         capped.iter().map(|h| h.event_id.as_str()).collect();

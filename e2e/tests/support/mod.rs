@@ -41,6 +41,15 @@ pub fn filter_row_budget() -> u64 {
         .expect("TALLY_FILTER_ROW_BUDGET is a whole number")
 }
 
+/// The query worker's `FUNNEL_ROW_BUDGET` in this stack, which `cargo xtask test` makes
+/// small (and passes as `TALLY_FUNNEL_ROW_BUDGET`) so that sampled funnels are reachable.
+pub fn funnel_row_budget() -> u64 {
+    std::env::var("TALLY_FUNNEL_ROW_BUDGET")
+        .expect("run with cargo xtask test")
+        .parse()
+        .expect("TALLY_FUNNEL_ROW_BUDGET is a whole number")
+}
+
 /// The UTC calendar date `(year, month, day)` of a day number (days since 1970-01-01),
 /// by Howard Hinnant's `civil_from_days`, written here so that tests do not lean on
 /// Tally's own dates.

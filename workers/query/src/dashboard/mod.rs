@@ -116,7 +116,7 @@ async fn funnel(
              {retention_days} days): pick a more recent range."
         )));
     };
-    let budget = edge::filtered::row_budget(env);
+    let budget = edge::filtered::funnel_row_budget(env);
     let counted = funnels::funnel(
         store,
         slug,

@@ -13,10 +13,11 @@ use tally_edge::ApiError;
 use tally_storage::filtered::{
     self, Bucket, DEFAULT_ROW_BUDGET, FilteredRealtime, Limits, Path, Read,
 };
+use tally_storage::funnels::DEFAULT_FUNNEL_ROW_BUDGET;
 use tally_storage::read;
 
 use super::error::internal;
-use super::{FILTER_ROW_BUDGET, RequestEnv, now_ms, params};
+use super::{FILTER_ROW_BUDGET, FUNNEL_ROW_BUDGET, RequestEnv, now_ms, params};
 
 /// The rows of the `wanted` dimensions of `project` over `range` (whole hours) under
 /// `filters`, with the project's raw retention: `Read::PastRetention` and
@@ -63,10 +64,19 @@ pub async fn read(
 /// The row budget: the `FILTER_ROW_BUDGET` var when it is a whole number, else the
 /// default.
 pub fn row_budget(env: &RequestEnv) -> u64 {
-    env.var(FILTER_ROW_BUDGET)
+    budget_var(env, FILTER_ROW_BUDGET).unwrap_or(DEFAULT_ROW_BUDGET)
+}
+
+/// A funnel's row budget: the `FUNNEL_ROW_BUDGET` var when it is a whole number, else
+/// the default.
+pub fn funnel_row_budget(env: &RequestEnv) -> u64 {
+    budget_var(env, FUNNEL_ROW_BUDGET).unwrap_or(DEFAULT_FUNNEL_ROW_BUDGET)
+}
+
+fn budget_var(env: &RequestEnv, name: &str) -> Option<u64> {
+    env.var(name)
         .ok()
         .and_then(|v| v.to_string().trim().parse().ok())
-        .unwrap_or(DEFAULT_ROW_BUDGET)
 }
 
 /// The answer for a range wholly older than raw retention.

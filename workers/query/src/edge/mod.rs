@@ -60,10 +60,12 @@ pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 pub const ID_SECRET: &str = "ID_SECRET";
 /// The secret share links are signed with (changing it revokes every link).
 pub const SHARE_SECRET: &str = "SHARE_SECRET";
-/// The var that sets the rows one filtered read, or one funnel, may read before it
-/// answers from a sample of users (see `tally_storage::filtered`); its default when
-/// absent.
+/// The var that sets the rows one filtered read may read before it answers from a
+/// sample of users (see `tally_storage::filtered`); its default when absent.
 pub const FILTER_ROW_BUDGET: &str = "FILTER_ROW_BUDGET";
+/// The var that sets the rows one funnel may read before it answers from a sample of
+/// users (see `tally_storage::funnels`); its default when absent.
+pub const FUNNEL_ROW_BUDGET: &str = "FUNNEL_ROW_BUDGET";
 
 /// The environment of one request: the worker's bindings (it dereferences to
 /// [`worker::Env`]) and the meter every D1 store made for this request adds to. Each

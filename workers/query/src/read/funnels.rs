@@ -5,9 +5,9 @@
 //!
 //! Funnels need each user's events in order, which rollups do not keep, so this reads
 //! raw events, bounded by raw retention (the range starts no earlier than the project's
-//! retention allows; `from` says where it started) and by the row budget of filtered
-//! reads (`FILTER_ROW_BUDGET`): the steps' events exactly when they fit, else a sample
-//! of users (`tally_storage::funnels`). `filter` parameters keep only the events that
+//! retention allows; `from` says where it started) and by the funnel's row budget
+//! (`FUNNEL_ROW_BUDGET`): the steps' events exactly when they fit, else those of a
+//! sample of users (`tally_storage::funnels`). `filter` parameters keep only the events that
 //! meet every filter as steps. Only events with a `user` count; all steps must fall in
 //! the range.
 
@@ -39,7 +39,7 @@ pub async fn get(req: &Request, env: &RequestEnv, project: &str) -> Result<Respo
     let range = within_retention(asked, settings.retention_days, now)
         .ok_or_else(|| scope::past_retention(settings.retention_days))?;
     let store = store(env)?;
-    let budget = edge::filtered::row_budget(env);
+    let budget = edge::filtered::funnel_row_budget(env);
     let counted = funnels::funnel(
         &store,
         project,
