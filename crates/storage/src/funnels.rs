@@ -107,11 +107,17 @@ pub async fn funnel<S: RollupStore + QueryStore>(
             events.saturating_mul(u64::from(buckets)) / u64::from(SAMPLE_BUCKETS)
         })
     };
-    let max_hits = funnel::MAX_HITS as u64;
-    let mut target = SAMPLE_BUCKETS;
-    if counted.is_none() {
-        target = 1;
+    if counted == Some(0) {
+        // No step event in the range: nothing to read (rollups and raw rows are
+        // committed together).
+        return Ok(Funnel::Counted {
+            steps: funnel::conversions(steps, &vec![0; steps.len()]),
+            path: Path::Raw,
+            events_read: 0,
+        });
     }
+    let max_hits = funnel::MAX_HITS as u64;
+    let mut target = if counted.is_some() { SAMPLE_BUCKETS } else { 1 };
     while target > 1
         && (expected(target).saturating_mul(per_hit) + overhead(target) > row_budget
             || expected(target) > max_hits)
