@@ -1245,6 +1245,25 @@ macro_rules! filter_slot {
     };
 }
 
+/// The ten filter slots (`tally_core::filter::MAX_FILTERS`) of the filtered reads, bound
+/// as `?7`–`?36`.
+macro_rules! filter_slots {
+    () => {
+        concat!(
+            filter_slot!("?7", "?8", "?9"),
+            filter_slot!("?10", "?11", "?12"),
+            filter_slot!("?13", "?14", "?15"),
+            filter_slot!("?16", "?17", "?18"),
+            filter_slot!("?19", "?20", "?21"),
+            filter_slot!("?22", "?23", "?24"),
+            filter_slot!("?25", "?26", "?27"),
+            filter_slot!("?28", "?29", "?30"),
+            filter_slot!("?31", "?32", "?33"),
+            filter_slot!("?34", "?35", "?36"),
+        )
+    };
+}
+
 /// The columns a filtered read returns: every column, as [`EVENTS_BETWEEN`] returns
 /// them (ids and hashes as lower-case hex), so a filtered export is an export.
 macro_rules! filtered_columns {
@@ -1268,16 +1287,7 @@ pub const FILTERED_EVENTS: &str = concat!(
 WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
   AND timestamp >= max(?2, ?4) AND timestamp < ?3
   AND (timestamp, event_id) > (?4, unhex(?5))",
-    filter_slot!("?7", "?8", "?9"),
-    filter_slot!("?10", "?11", "?12"),
-    filter_slot!("?13", "?14", "?15"),
-    filter_slot!("?16", "?17", "?18"),
-    filter_slot!("?19", "?20", "?21"),
-    filter_slot!("?22", "?23", "?24"),
-    filter_slot!("?25", "?26", "?27"),
-    filter_slot!("?28", "?29", "?30"),
-    filter_slot!("?31", "?32", "?33"),
-    filter_slot!("?34", "?35", "?36"),
+    filter_slots!(),
     "
 ORDER BY timestamp, event_id
 LIMIT ?6"
@@ -1306,20 +1316,7 @@ LIMIT ?7"
 /// whatever share of them the filters keep (with the filters in its `WHERE`, a filter
 /// that keeps none would read every event of the buckets). Each entry's table row is
 /// read to evaluate the filters.
-pub const FILTERED_FUNNEL_HITS: &str = funnel_hits!(
-    "(1",
-    filter_slot!("?7", "?8", "?9"),
-    filter_slot!("?10", "?11", "?12"),
-    filter_slot!("?13", "?14", "?15"),
-    filter_slot!("?16", "?17", "?18"),
-    filter_slot!("?19", "?20", "?21"),
-    filter_slot!("?22", "?23", "?24"),
-    filter_slot!("?25", "?26", "?27"),
-    filter_slot!("?28", "?29", "?30"),
-    filter_slot!("?31", "?32", "?33"),
-    filter_slot!("?34", "?35", "?36"),
-    ")"
-);
+pub const FILTERED_FUNNEL_HITS: &str = funnel_hits!("(1", filter_slots!(), ")");
 
 // Moving a project between data shards (issue 16, phase 2): the control database's
 // record of each move, and the pages a move copies from one shard to another and

@@ -128,10 +128,7 @@ fn filtered_funnels_count_only_matching_events_as_steps_on_every_path() {
     let range = (DAY0, DAY0 + 2 * DAY_MS);
     let window = 6 * 3_600_000;
     let funnel = |filters: &Filters, budget| {
-        block_on(funnels::funnel(
-            &store, "site", range.0, range.1, &steps, window, filters, budget,
-        ))
-        .unwrap()
+        support::funnel_of(&store, range, &steps, window, filters, budget)
     };
     for texts in [
         &[][..],
@@ -208,17 +205,14 @@ fn a_filter_that_keeps_no_step_event_reads_no_more_than_the_budget() {
     let range = (DAY0, DAY0 + 2 * DAY_MS);
     let counting = support::RowsReturned::new(&store);
     let budget = 6_000;
-    let answer = block_on(funnels::funnel(
+    let answer = support::funnel_of(
         &counting,
-        "site",
-        range.0,
-        range.1,
+        range,
         &steps,
         DAY_MS,
         &filters(&["country:ZZ"]),
         budget,
-    ))
-    .unwrap();
+    );
     let Funnel::Counted {
         steps: got,
         path,
@@ -268,17 +262,7 @@ fn a_funnel_past_100000_step_events_is_answered_from_a_sample_within_the_budget(
     let window = DAY_MS;
     let counting = support::RowsReturned::new(&store);
     let budget = 80_000;
-    let answer = block_on(funnels::funnel(
-        &counting,
-        "site",
-        range.0,
-        range.1,
-        &steps,
-        window,
-        &Filters::none(),
-        budget,
-    ))
-    .unwrap();
+    let answer = support::funnel_of(&counting, range, &steps, window, &Filters::none(), budget);
     let Funnel::Counted {
         steps: got,
         path,
@@ -329,33 +313,20 @@ fn a_funnel_past_100000_step_events_is_answered_from_a_sample_within_the_budget(
     }
     // Past `MAX_HITS`, a budget of any size reads a sample: the whole would not fit in
     // memory.
-    let unbounded = block_on(funnels::funnel(
+    let unbounded = support::funnel_of(
         &store,
-        "site",
-        range.0,
-        range.1,
+        range,
         &steps,
         window,
         &Filters::none(),
         u64::MAX / 4,
-    ))
-    .unwrap();
+    );
     let Funnel::Counted { path, .. } = unbounded else {
         panic!("{unbounded:?}")
     };
     assert_eq!(path, Path::Sampled { buckets: 128 }, "130,000 step events");
     // A budget that not even one bucket fits is refused, not read past.
-    let over = block_on(funnels::funnel(
-        &store,
-        "site",
-        range.0,
-        range.1,
-        &steps,
-        window,
-        &Filters::none(),
-        500,
-    ))
-    .unwrap();
+    let over = support::funnel_of(&store, range, &steps, window, &Filters::none(), 500);
     assert_eq!(over, Funnel::OverBudget { events: 130_000 });
 }
 

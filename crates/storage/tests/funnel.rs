@@ -278,17 +278,8 @@ fn funnel_hits_of_each_bucket_range_equal_the_time_index_read_and_the_pure_pairi
             );
             // The answer the API and the dashboard both give: all buckets within a large
             // budget.
-            let answer = block_on(funnels::funnel(
-                &store,
-                "site",
-                range.0,
-                range.1,
-                &steps,
-                window,
-                &Filters::none(),
-                1_000_000,
-            ))
-            .unwrap();
+            let answer =
+                support::funnel_of(&store, range, &steps, window, &Filters::none(), 1_000_000);
             assert_eq!(
                 answer,
                 Funnel::Counted {
@@ -339,17 +330,14 @@ fn a_funnel_of_names_without_events_in_the_range_reads_no_raw_event() {
     support::store_batch(&store, &events, NOW);
     let counting = support::RowsReturned::new(&store);
     let steps = names(&["signup", "buy"]);
-    let answer = block_on(funnels::funnel(
+    let answer = support::funnel_of(
         &counting,
-        "site",
-        DAY0,
-        DAY0 + DAY_MS,
+        (DAY0, DAY0 + DAY_MS),
         &steps,
         DAY_MS,
         &Filters::none(),
         funnels::DEFAULT_FUNNEL_ROW_BUDGET,
-    ))
-    .unwrap();
+    );
     assert_eq!(
         answer,
         Funnel::Counted {
@@ -363,17 +351,15 @@ fn a_funnel_of_names_without_events_in_the_range_reads_no_raw_event() {
         "the rollups said there is nothing to seek"
     );
     // Events of the steps' names out of the range count neither.
-    let later = block_on(funnels::funnel(
+    let later = support::funnel_of(
         &counting,
-        "site",
-        DAY0 + DAY_MS,
-        DAY0 + 2 * DAY_MS,
+        (DAY0 + DAY_MS, DAY0 + 2 * DAY_MS),
         &names(&["open", "buy"]),
         DAY_MS,
         &Filters::none(),
         funnels::DEFAULT_FUNNEL_ROW_BUDGET,
-    ));
-    let Funnel::Counted { steps, .. } = later.unwrap() else {
+    );
+    let Funnel::Counted { steps, .. } = later else {
         panic!()
     };
     assert_eq!(steps[0].users, 0);

@@ -17,7 +17,7 @@ use tally_storage::exec::{Bound, Executor, Statement};
 use tally_storage::filtered;
 use tally_storage::pipeline::{self, Stored};
 use tally_storage::sqlite::{SqliteStore, block_on};
-use tally_storage::{Error, EventStore, RollupStore, Writer};
+use tally_storage::{Error, EventStore, QueryStore, RollupStore, Writer};
 
 /// The steps of SQLite's plan for `sql` (`EXPLAIN QUERY PLAN`, every parameter NULL),
 /// for tests that pin how a statement reads a table that only grows.
@@ -196,4 +196,21 @@ impl Executor for Interrupted<'_> {
         }
         self.inner.batch(groups).await
     }
+}
+
+/// The funnel of `steps` over project `site`'s events in `range`, as the read API asks
+/// for it (`tally_storage::funnels::funnel`).
+#[allow(dead_code)] // Each test binary uses what it needs of this module.
+pub fn funnel_of<S: RollupStore + QueryStore>(
+    store: &S,
+    range: (i64, i64),
+    steps: &[String],
+    window_ms: i64,
+    filters: &tally_core::filter::Filters,
+    row_budget: u64,
+) -> tally_storage::funnels::Funnel {
+    block_on(tally_storage::funnels::funnel(
+        store, "site", range.0, range.1, steps, window_ms, filters, row_budget,
+    ))
+    .unwrap()
 }
