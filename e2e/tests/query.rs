@@ -855,6 +855,8 @@ fn sessions_of_past_days_are_paired_once_and_read_back_the_same() {
     let d0 = (now_ms().div_euclid(DAY) - 6) * DAY;
     let mut events = Vec::new();
     let mut expected: BTreeMap<i64, (u64, i64)> = BTreeMap::new();
+    // Each closed session's start and length.
+    let mut closed: Vec<(i64, i64)> = Vec::new();
     let mut mark = |name: &str, user: u32, t: i64| {
         let i = events.len() as u32;
         events.push(json!({"event_id": event_id(run, i), "name": name,
@@ -870,6 +872,7 @@ fn sessions_of_past_days_are_paired_once_and_read_back_the_same() {
                 mark("stop", user, start + length);
                 let sum = expected.entry(d0 + day * DAY).or_default();
                 *sum = (sum.0 + 1, sum.1 + length);
+                closed.push((start, length));
             }
         }
     }
@@ -940,5 +943,42 @@ fn sessions_of_past_days_are_paired_once_and_read_back_the_same() {
     assert!(
         stored_rows * 4 < live_rows,
         "stored days read {stored_rows} rows, pairing live read {live_rows}"
+    );
+
+    // A range that starts and ends within days, on whole hours: its partial days are
+    // added up from the stored days' hours, not paired from their marks.
+    let (from, to) = (d0 + 6 * HOUR, d0 + DAY + 20 * HOUR);
+    let rfc3339 = |ms: i64| format!("{}T{:02}:00:00Z", date(ms), ms.rem_euclid(DAY) / HOUR);
+    let path = format!("sessions?from={}&to={}", rfc3339(from), rfc3339(to));
+    let partial = read(&p.slug, token, &path);
+    let partial_rows = rows_read(&partial, "sessions of partial days");
+    let partial = ok(partial, &path);
+    let mut want: BTreeMap<i64, (u64, i64)> = BTreeMap::new();
+    for &(start, length) in closed
+        .iter()
+        .filter(|(start, _)| (from..to).contains(start))
+    {
+        let sum = want.entry(start.div_euclid(DAY) * DAY).or_default();
+        *sum = (sum.0 + 1, sum.1 + length);
+    }
+    let got: BTreeMap<i64, (u64, i64)> = partial["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            (
+                d0 + i as i64 * DAY,
+                (
+                    d["sessions"].as_u64().unwrap(),
+                    d["total_duration_ms"].as_i64().unwrap(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(got, want, "{partial}");
+    assert!(
+        partial_rows * 4 < live_rows,
+        "partial days read {partial_rows} rows, pairing live read {live_rows}"
     );
 }

@@ -106,18 +106,20 @@ pub const DIRTY_SESSION_DAYS_OF_PROJECT: &str = "\
 SELECT day FROM session_days_dirty
 WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND day >= ?2 AND day < ?3";
 
-/// The stored session days of a project (`?1`) with `?2 <= day < ?3`.
+/// The stored session days of a project (`?1`) with `?2 <= day < ?3`, with their
+/// sessions per hour when stored.
 pub const SESSION_DAYS: &str = "\
-SELECT day, sessions, total_ms FROM session_days
+SELECT day, sessions, total_ms, hours FROM session_days
 WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND day >= ?2 AND day < ?3";
 
 /// Stores the sessions of a project (`?1`) starting on day `?2`: `?3` sessions lasting
-/// `?4` milliseconds in all.
+/// `?4` milliseconds in all, and per hour of their start `?5` (a JSON array of 24
+/// `[sessions, total_ms]`).
 pub const PUT_SESSION_DAY: &str = "\
-INSERT INTO session_days (project_id, day, sessions, total_ms)
-SELECT id, ?2, ?3, ?4 FROM projects WHERE slug = ?1
+INSERT INTO session_days (project_id, day, sessions, total_ms, hours)
+SELECT id, ?2, ?3, ?4, ?5 FROM projects WHERE slug = ?1
 ON CONFLICT (project_id, day) DO UPDATE
-SET sessions = excluded.sessions, total_ms = excluded.total_ms";
+SET sessions = excluded.sessions, total_ms = excluded.total_ms, hours = excluded.hours";
 
 /// Clears the dirty mark of a project's (`?1`) session day `?2` if its generation is
 /// still `?3`.
@@ -1413,19 +1415,20 @@ ON CONFLICT (project_id, timestamp, event_id) DO NOTHING"
 
 /// A page of project `?1`'s stored session days before `?2`, after day `?3`, at most `?4`.
 pub const MOVE_SESSION_DAYS_PAGE: &str = "\
-SELECT day, sessions, total_ms FROM session_days
+SELECT day, sessions, total_ms, hours FROM session_days
 WHERE project_id = (SELECT id FROM projects WHERE slug = ?1) AND day < ?2 AND day > ?3
 ORDER BY day
 LIMIT ?4";
 
 /// Writes a JSON array (`?2`) of session days of project `?1`, whatever is stored.
 pub const MOVE_PUT_SESSION_DAYS: &str = "\
-INSERT INTO session_days (project_id, day, sessions, total_ms)
-SELECT p.id, d.value ->> '$.day', d.value ->> '$.sessions', d.value ->> '$.total_ms'
+INSERT INTO session_days (project_id, day, sessions, total_ms, hours)
+SELECT p.id, d.value ->> '$.day', d.value ->> '$.sessions', d.value ->> '$.total_ms',
+       d.value ->> '$.hours'
 FROM jsonb_each(?2) AS d JOIN projects AS p ON p.slug = ?1
 WHERE true
 ON CONFLICT (project_id, day) DO UPDATE
-SET sessions = excluded.sessions, total_ms = excluded.total_ms";
+SET sessions = excluded.sessions, total_ms = excluded.total_ms, hours = excluded.hours";
 
 /// Marks the session days of a JSON array (`?2`) of project `?1` as needing a roll.
 pub const MOVE_MARK_SESSION_DAYS: &str = "\

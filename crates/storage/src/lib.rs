@@ -158,6 +158,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0021_raw_events_by_name_and_sample.sql",
         include_str!("../../../migrations/0021_raw_events_by_name_and_sample.sql"),
     ),
+    (
+        "0022_session_day_hours.sql",
+        include_str!("../../../migrations/0022_session_day_hours.sql"),
+    ),
 ];
 
 /// The `events_between` cursor before every row: no event time is negative, and the
@@ -226,6 +230,8 @@ pub enum Write<'a> {
         project: &'a str,
         day: i64,
         stats: tally_core::sessions::Stats,
+        /// Its sessions per hour of their start (`sessions::hours_json`).
+        hours: &'a str,
     },
     /// Clears a session day's dirty mark unless it changed since it was read.
     ClearSessionDay(&'a sessions::DirtyDay),

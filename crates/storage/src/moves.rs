@@ -1086,6 +1086,7 @@ struct SessionDayCopy {
     day: i64,
     sessions: i64,
     total_ms: i64,
+    hours: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]

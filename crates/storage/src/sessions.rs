@@ -1,6 +1,7 @@
 //! Sessions per day: paired once per day into `session_days` by the cron
-//! ([`roll_session_days`]), and read back by adding those rows up, with only the days not
-//! stored yet paired live ([`session_stats`]).
+//! ([`roll_session_days`]), with the day's sessions per hour of their start, and read
+//! back by adding those rows (or, for a partial day at a range's end, their hours) up,
+//! with only the days not stored yet paired live ([`session_stats`]).
 //!
 //! The invariant that makes the two agree: the sessions starting on day `D` are a
 //! function of the marks in `[D, D + 1 day + MAX_SESSION_MS)` alone (see
@@ -18,7 +19,7 @@ use tally_core::Event;
 use tally_core::filter::Filters;
 use tally_core::sessions::{MAX_SESSION_MS, Mark, Pairing, Stats, stats_of_sessions_with};
 use tally_core::sql;
-use tally_core::time::{DAY_MS, Interval};
+use tally_core::time::{DAY_MS, HOUR_MS, Interval};
 
 use crate::exec::Executor;
 use crate::filtered::{self, Path, Scan};
@@ -65,6 +66,48 @@ struct StoredDay {
     day: i64,
     sessions: i64,
     total_ms: i64,
+    /// Per hour of the sessions' start, as [`hours_json`] writes it; none in rows
+    /// stored before migration 0022.
+    hours: Option<String>,
+}
+
+impl StoredDay {
+    /// The sessions of this day starting in `[from_ms, to_ms)` (within the day), when
+    /// the row tells: the whole day, or whole hours of a row that holds its hours.
+    fn part(&self, (from_ms, to_ms): (i64, i64)) -> Option<Stats> {
+        if (from_ms, to_ms) == (self.day, self.day + DAY_MS) {
+            return Some(Stats {
+                sessions: u64::try_from(self.sessions).unwrap_or(0),
+                total_ms: self.total_ms,
+            });
+        }
+        if from_ms % HOUR_MS != 0 || to_ms % HOUR_MS != 0 {
+            return None;
+        }
+        let hours: Vec<(u64, i64)> = serde_json::from_str(self.hours.as_deref()?).ok()?;
+        let first = usize::try_from((from_ms - self.day) / HOUR_MS).ok()?;
+        let end = usize::try_from((to_ms - self.day) / HOUR_MS).ok()?;
+        let mut stats = Stats::default();
+        for &(sessions, total_ms) in hours.get(first..end)? {
+            add(&mut stats, Stats { sessions, total_ms });
+        }
+        Some(stats)
+    }
+}
+
+/// A day's sessions per hour of their start (`by_hour`, keyed by the hour's start), as
+/// `session_days.hours` holds them: 24 `[sessions, total_ms]`.
+fn hours_json(day: i64, by_hour: &BTreeMap<i64, Stats>) -> Result<String, Error> {
+    let hours: Vec<(u64, i64)> = (0..24)
+        .map(|h| {
+            let stats = by_hour
+                .get(&(day + h * HOUR_MS))
+                .copied()
+                .unwrap_or_default();
+            (stats.sessions, stats.total_ms)
+        })
+        .collect();
+    serde_json::to_string(&hours).map_err(|e| Error::Decode(e.to_string()))
 }
 
 #[derive(Deserialize)]
@@ -111,22 +154,27 @@ where
             &day.project,
             None,
             window,
-            Interval::Day,
+            Interval::Hour,
             MARKS_PAGE,
             pages,
         )
         .await?;
         spent += paired.queries;
-        let Some(by_day) = paired.stats else {
+        let Some(by_hour) = paired.stats else {
             break;
         };
-        let stats = by_day.get(&day.day).copied().unwrap_or_default();
+        let mut stats = Stats::default();
+        for hour in by_hour.values() {
+            add(&mut stats, *hour);
+        }
+        let hours = hours_json(day.day, &by_hour)?;
         store
             .commit(&[
                 Write::PutSessionDay {
                     project: &day.project,
                     day: day.day,
                     stats,
+                    hours: &hours,
                 },
                 Write::ClearSessionDay(day),
             ])
@@ -153,10 +201,11 @@ fn window_end(to_ms: i64) -> i64 {
     to_ms.saturating_add(MAX_SESSION_MS)
 }
 
-/// Sessions of `project` that start in `[from_ms, to_ms)`, per `interval` bucket: the
-/// stored days of the range added up, and the rest (partial days at its ends, days not
-/// rolled or changed since) paired live from their marks, in at most
-/// [`MAX_LIVE_STRETCHES`] reads.
+/// Sessions of `project` that start in `[from_ms, to_ms)`, per `interval` bucket (a
+/// day or longer): the stored days of the range added up (the parts of its first and
+/// last day from their hours, when those parts are whole hours), and the rest (days not
+/// rolled or changed since, parts of days the rows cannot tell) paired live from their
+/// marks, in at most [`MAX_LIVE_STRETCHES`] reads.
 ///
 /// # Errors
 ///
@@ -168,37 +217,49 @@ pub async fn session_stats<S: EventStore + Executor>(
     to_ms: i64,
     interval: Interval,
 ) -> Result<BTreeMap<i64, Stats>, Error> {
-    let first_day = Interval::Day.floor(from_ms.saturating_add(DAY_MS - 1));
-    let end_day = Interval::Day.floor(to_ms);
     let mut out: BTreeMap<i64, Stats> = BTreeMap::new();
+    if from_ms >= to_ms {
+        return Ok(out);
+    }
+    let first_day = Interval::Day.floor(from_ms);
+    let end_day = Interval::Day.floor(to_ms.saturating_sub(1)) + DAY_MS;
+    let days = || vec![project.into(), first_day.into(), end_day.into()];
+    let dirty: BTreeSet<i64> = store
+        .query::<Day>(sql::DIRTY_SESSION_DAYS_OF_PROJECT, days())
+        .await?
+        .into_iter()
+        .map(|d| d.day)
+        .collect();
+    let stored: BTreeMap<i64, StoredDay> = store
+        .query::<StoredDay>(sql::SESSION_DAYS, days())
+        .await?
+        .into_iter()
+        .map(|row| (row.day, row))
+        .collect();
+    // Each day's part of the range, and what its stored row says of it: a day neither
+    // stored nor dirty has no sessions (see the module doc).
     let mut live: Vec<(i64, i64)> = Vec::new();
-    if first_day >= end_day {
-        live.push((from_ms, to_ms));
-    } else {
-        let days = || vec![project.into(), first_day.into(), end_day.into()];
-        let dirty: BTreeSet<i64> = store
-            .query::<Day>(sql::DIRTY_SESSION_DAYS_OF_PROJECT, days())
-            .await?
-            .into_iter()
-            .map(|d| d.day)
-            .collect();
-        let stored: Vec<StoredDay> = store.query(sql::SESSION_DAYS, days()).await?;
-        live.push((from_ms, first_day));
-        live.extend(dirty.iter().map(|&day| (day, day + DAY_MS)));
-        live.push((end_day, to_ms));
-        live = stretches(live, MAX_LIVE_STRETCHES);
-        for row in stored {
-            let paired_live = live.iter().any(|&(a, b)| (a..b).contains(&row.day));
-            if !paired_live && row.sessions > 0 {
-                add_stats(
-                    &mut out,
-                    interval.floor(row.day),
-                    Stats {
-                        sessions: row.sessions as u64,
-                        total_ms: row.total_ms,
-                    },
-                );
-            }
+    let mut told: Vec<(i64, Stats)> = Vec::new();
+    let mut day = first_day;
+    while day < end_day {
+        let part = (from_ms.max(day), to_ms.min(day + DAY_MS));
+        let row = stored.get(&day).filter(|_| !dirty.contains(&day));
+        match row.map(|row| row.part(part)) {
+            Some(Some(stats)) => told.push((day, stats)),
+            Some(None) => live.push(part),
+            None if dirty.contains(&day) => live.push(part),
+            None => {}
+        }
+        day += DAY_MS;
+    }
+    let live = stretches(live, MAX_LIVE_STRETCHES);
+    for (day, stats) in told {
+        // Stretches joined over it pair it live.
+        let paired_live = live
+            .iter()
+            .any(|&(a, b)| (a..b).contains(&day.max(from_ms)));
+        if !paired_live && stats.sessions > 0 {
+            add_stats(&mut out, interval.floor(day), stats);
         }
     }
     for (from, to) in live {
@@ -423,7 +484,10 @@ async fn pair_pages<S: EventStore>(
 }
 
 fn add_stats(out: &mut BTreeMap<i64, Stats>, bucket: i64, stats: Stats) {
-    let sum = out.entry(bucket).or_default();
+    add(out.entry(bucket).or_default(), stats);
+}
+
+fn add(sum: &mut Stats, stats: Stats) {
     sum.sessions += stats.sessions;
     sum.total_ms += stats.total_ms;
 }

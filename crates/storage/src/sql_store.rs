@@ -55,6 +55,7 @@ impl Write<'_> {
                 project,
                 day,
                 stats,
+                hours,
             } => one(
                 sql::PUT_SESSION_DAY,
                 vec![
@@ -62,6 +63,7 @@ impl Write<'_> {
                     (*day).into(),
                     i64::try_from(stats.sessions).unwrap_or(i64::MAX).into(),
                     stats.total_ms.into(),
+                    (*hours).into(),
                 ],
             ),
             Self::ClearSessionDay(dirty) => one(

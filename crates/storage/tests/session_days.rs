@@ -172,12 +172,29 @@ fn rolled_days_answer_from_their_rows_and_late_marks_reopen_them() {
         after
     );
 
-    // Without their marks, rolled days still answer, from their rows alone.
+    // Without their marks, rolled days still answer, from their rows alone, and so do
+    // parts of them that start and end on whole hours (a range of the last 30 days
+    // starts mid-day), from the rows' hours.
     store.with_connection(|c| c.execute("DELETE FROM session_events", []).unwrap());
     assert_eq!(
         block_on(session_stats(&store, "music", from, to, interval)).unwrap(),
         after
     );
+    for (from, to) in [
+        (DAY0 + 7 * HOUR_MS, DAY0 + 3 * DAY_MS + 5 * HOUR_MS),
+        (DAY0 + DAY_MS + 13 * HOUR_MS, DAY0 + DAY_MS + 14 * HOUR_MS),
+        (DAY0 + 2 * DAY_MS + 23 * HOUR_MS, DAY0 + 4 * DAY_MS),
+    ] {
+        for interval in [Interval::Day, Interval::Week, Interval::Month] {
+            let want = oracle(&events, interval, from, to);
+            assert!(!want.is_empty(), "{from}..{to}");
+            assert_eq!(
+                block_on(session_stats(&store, "music", from, to, interval)).unwrap(),
+                want,
+                "{from}..{to} by {interval:?}"
+            );
+        }
+    }
 }
 
 #[test]
