@@ -886,20 +886,23 @@ fn sessions_of_past_days_are_paired_once_and_read_back_the_same() {
     let live = read(&p.slug, token, &path);
     let live_rows = rows_read(&live, "sessions paired live");
     let live = ok(live, &path);
-    let got: BTreeMap<i64, (u64, i64)> = live["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let sessions = d["sessions"].as_u64().unwrap();
-            (
-                d0 + i as i64 * DAY,
-                (sessions, d["total_duration_ms"].as_i64().unwrap()),
-            )
-        })
-        .collect();
-    assert_eq!(got, expected, "{live}");
+    // An answer's sessions and total duration per day, its days from `d0` on.
+    let by_day = |answer: &Value| -> BTreeMap<i64, (u64, i64)> {
+        answer["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let sessions = d["sessions"].as_u64().unwrap();
+                (
+                    d0 + i as i64 * DAY,
+                    (sessions, d["total_duration_ms"].as_i64().unwrap()),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(by_day(&live), expected, "{live}");
 
     let stored_days = || {
         with_d1(&p.slug, |c| {
@@ -961,22 +964,7 @@ fn sessions_of_past_days_are_paired_once_and_read_back_the_same() {
         let sum = want.entry(start.div_euclid(DAY) * DAY).or_default();
         *sum = (sum.0 + 1, sum.1 + length);
     }
-    let got: BTreeMap<i64, (u64, i64)> = partial["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            (
-                d0 + i as i64 * DAY,
-                (
-                    d["sessions"].as_u64().unwrap(),
-                    d["total_duration_ms"].as_i64().unwrap(),
-                ),
-            )
-        })
-        .collect();
-    assert_eq!(got, want, "{partial}");
+    assert_eq!(by_day(&partial), want, "{partial}");
     assert!(
         partial_rows * 4 < live_rows,
         "partial days read {partial_rows} rows, pairing live read {live_rows}"
