@@ -64,19 +64,18 @@ pub async fn read(
 /// The row budget: the `FILTER_ROW_BUDGET` var when it is a whole number, else the
 /// default.
 pub fn row_budget(env: &RequestEnv) -> u64 {
-    budget_var(env, FILTER_ROW_BUDGET).unwrap_or(DEFAULT_ROW_BUDGET)
+    whole_number(env.var(FILTER_ROW_BUDGET)).unwrap_or(DEFAULT_ROW_BUDGET)
 }
 
 /// A funnel's row budget: the `FUNNEL_ROW_BUDGET` var when it is a whole number, else
 /// the default.
 pub fn funnel_row_budget(env: &RequestEnv) -> u64 {
-    budget_var(env, FUNNEL_ROW_BUDGET).unwrap_or(DEFAULT_FUNNEL_ROW_BUDGET)
+    whole_number(env.var(FUNNEL_ROW_BUDGET)).unwrap_or(DEFAULT_FUNNEL_ROW_BUDGET)
 }
 
-fn budget_var(env: &RequestEnv, name: &str) -> Option<u64> {
-    env.var(name)
-        .ok()
-        .and_then(|v| v.to_string().trim().parse().ok())
+/// A var's value as a whole number, if it is one.
+fn whole_number(var: worker::Result<worker::Var>) -> Option<u64> {
+    var.ok().and_then(|v| v.to_string().trim().parse().ok())
 }
 
 /// The answer for a range wholly older than raw retention.
