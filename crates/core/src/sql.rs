@@ -135,38 +135,38 @@ FROM session_events"
     };
 }
 
-/// The rest of a page of session marks after [`mark_columns`]: of a project (`?1`) with
-/// `?2 <= timestamp < ?3`, after the cursor `(?4 timestamp, ?5 = 1 - is_start, ?6 event
-/// id in hex)` in `sessions::stream_order` (time, starts first, event id), at most `?7`.
-/// The first page's cursor is `(?2, -1, '')`. The primary key gives the time order; only
-/// marks of one instant are sorted.
-macro_rules! marks_page {
-    ($index:literal, $user:literal) => {
-        concat!(
-            mark_columns!(),
-            $index,
-            "
+/// A page of the session marks of a project (`?1`) with `?2 <= timestamp < ?3`, after
+/// the cursor `(?4 timestamp, ?6 event id in hex)`, at most `?7`, in the primary key's
+/// order (time, then event id; the `ORDER BY` names the columns, not the hex alias): it
+/// sorts nothing, so D1 counts one row per mark (a sorter's rows count again as they
+/// leave it). `?5` is not read. The first page's
+/// cursor is `(?2, '')`. Pairing wants starts first at one instant
+/// (`sessions::stream_order`): the reader reorders each instant's marks.
+pub const SESSION_MARKS_PAGE: &str = concat!(
+    mark_columns!(),
+    "
 WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
-  AND timestamp >= max(?2, ?4) AND timestamp < ?3",
-            $user,
-            "
+  AND timestamp >= max(?2, ?4) AND timestamp < ?3
+  AND (timestamp, event_id) > (?4, unhex(?6))
+ORDER BY session_events.timestamp, session_events.event_id
+LIMIT ?7"
+);
+
+/// A page of the session marks of one user of a project (`?1`) with
+/// `?2 <= timestamp < ?3`, after the cursor `(?4 timestamp, ?5 = 1 - is_start, ?6 event
+/// id in hex)` in `sessions::stream_order` (time, starts first, event id), at most `?7`;
+/// `?8` is the user's identifier hash in hex, of which rows keep the first 8 bytes. The
+/// first page's cursor is `(?2, -1, '')`. It reads the user's marks only, through
+/// `session_events_by_user` (named: the planner would rather walk the primary key for
+/// its time order, over every user's marks); only marks of one instant are sorted.
+pub const USER_SESSION_MARKS_PAGE: &str = concat!(
+    mark_columns!(),
+    " INDEXED BY session_events_by_user
+WHERE project_id = (SELECT id FROM projects WHERE slug = ?1)
+  AND timestamp >= max(?2, ?4) AND timestamp < ?3 AND user = unhex(substr(?8, 1, 16))
   AND (timestamp, 1 - is_start, event_id) > (?4, ?5, unhex(?6))
 ORDER BY timestamp, 1 - is_start, event_id
 LIMIT ?7"
-        )
-    };
-}
-
-/// A page of the session marks of a project (see [`marks_page`]).
-pub const SESSION_MARKS_PAGE: &str = marks_page!("", "");
-
-/// A page of the session marks of one user of a project (see [`marks_page`]); `?8` is
-/// the user's identifier hash in hex, of which rows keep the first 8 bytes. It reads
-/// the user's marks only, through `session_events_by_user` (named: the planner would
-/// rather walk the primary key for its time order, over every user's marks).
-pub const USER_SESSION_MARKS_PAGE: &str = marks_page!(
-    " INDEXED BY session_events_by_user",
-    " AND user = unhex(substr(?8, 1, 16))"
 );
 
 /// Counts the raw events of one user of a project (`?1`) with `?2 <= timestamp < ?3`,

@@ -389,10 +389,12 @@ pub trait EventStore {
     async fn projects(&self) -> Result<Vec<ProjectSettings>, Error>;
 
     /// Up to `limit` session start/stop marks of `project` with `from_ms <= timestamp <
-    /// to_ms` that come after `after` in `tally_core::sessions::stream_order` (time,
-    /// starts first, event id), in that order; users as the stored 16 hex digits.
-    /// `user_hash` (the identifier hash as [`tally_core::hash::identifier`] returns it)
-    /// narrows them to one user, read through that user's index.
+    /// to_ms`, in time order, after `after` (the last mark of the page before, as this
+    /// returned it); users as the stored 16 hex digits. At one instant a project's marks
+    /// come by event id (the primary key's order, so nothing is sorted), one user's in
+    /// `tally_core::sessions::stream_order` (starts first). `user_hash` (the identifier
+    /// hash as [`tally_core::hash::identifier`] returns it) narrows them to one user,
+    /// read through that user's index.
     ///
     /// # Errors
     ///

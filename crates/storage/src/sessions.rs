@@ -17,7 +17,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use tally_core::Event;
 use tally_core::filter::Filters;
-use tally_core::sessions::{MAX_SESSION_MS, Mark, Pairing, Stats, stats_of_sessions_with};
+use tally_core::sessions::{
+    MAX_SESSION_MS, Mark, Pairing, Stats, stats_of_sessions_with, stream_order,
+};
 use tally_core::sql;
 use tally_core::time::{DAY_MS, HOUR_MS, Interval};
 
@@ -456,6 +458,19 @@ async fn pair_pages<S: EventStore>(
     let mut pairing = Pairing::new(interval, from_ms, to_ms);
     let end = window_end(to_ms);
     let mut after: Option<Mark> = None;
+    // The marks of the latest instant read, held until the next instant begins (it may
+    // go on in the next page): the store gives an instant's marks by event id, pairing
+    // takes them in `stream_order`.
+    let mut instant: Vec<Mark> = Vec::new();
+    let add_instant = |pairing: &mut Pairing, instant: &mut Vec<Mark>| -> Result<(), Error> {
+        instant.sort_by(|a, b| stream_order(a).cmp(&stream_order(b)));
+        for mark in instant.drain(..) {
+            pairing
+                .add(&mark)
+                .map_err(|e| Error::Decode(e.to_string()))?;
+        }
+        Ok(())
+    };
     let mut queries = 0;
     loop {
         if queries == max_pages {
@@ -468,18 +483,24 @@ async fn pair_pages<S: EventStore>(
             .session_marks(project, user_hash, from_ms, end, after.as_ref(), page)
             .await?;
         queries += 1;
-        for mark in &marks {
-            pairing
-                .add(mark)
-                .map_err(|e| Error::Decode(e.to_string()))?;
+        let full = marks.len() == page as usize;
+        after = marks.last().cloned();
+        for mark in marks {
+            if instant
+                .first()
+                .is_some_and(|m| m.timestamp != mark.timestamp)
+            {
+                add_instant(&mut pairing, &mut instant)?;
+            }
+            instant.push(mark);
         }
-        if marks.len() < page as usize {
+        if !full {
+            add_instant(&mut pairing, &mut instant)?;
             return Ok(Paired {
                 stats: Some(pairing.finish()),
                 queries,
             });
         }
-        after = marks.into_iter().last();
     }
 }
 

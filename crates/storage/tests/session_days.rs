@@ -319,3 +319,16 @@ fn a_roll_stays_within_its_query_budget_whatever_a_day_holds() {
     let stored = block_on(session_stats(&store, "music", from, to, Interval::Day)).unwrap();
     assert_eq!(stored, expected);
 }
+
+#[test]
+fn a_page_of_a_projects_marks_walks_the_primary_key_and_sorts_nothing() {
+    // D1 counts a row again as it leaves a sorter: sorting each instant's marks (starts
+    // first) doubled the rows a live pairing read. The reader orders an instant instead.
+    let store = SqliteStore::open_in_memory().unwrap();
+    let plan = support::query_plan(&store, tally_core::sql::SESSION_MARKS_PAGE);
+    assert_eq!(
+        plan[0],
+        "SEARCH session_events USING PRIMARY KEY (project_id=? AND timestamp>? AND timestamp<?)"
+    );
+    assert!(!plan.iter().any(|s| s.contains("TEMP B-TREE")), "{plan:?}");
+}
