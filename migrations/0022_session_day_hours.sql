@@ -3,10 +3,9 @@
 --
 -- A sessions read pairs live, from their marks, the days it cannot add up from stored
 -- rows: today, yesterday and days a late mark changed, and until now also the range's
--- partial first and last days, since a `session_days` row held the whole day only. A
--- range of the last 30 days starts mid-day, so its first day was paired from the marks
--- of a day and a half (10,000 of the 29,000 rows such a read took at the bench's 10 M
--- events). `hours` holds the day's sessions per hour of their start, as a JSON array of
+-- partial first and last days, since a `session_days` row held the whole day only: a
+-- range that starts within a day (`from` in RFC 3339, or no range at all, which is the
+-- 30 days up to now) paired its first day from the marks of a day and a half. `hours` holds the day's sessions per hour of their start, as a JSON array of
 -- 24 `[sessions, total_ms]`, so a part of a stored day that starts and ends on whole
 -- hours is added up from it. Rows stored before this migration have none, and their
 -- partial days are paired live as before, until a late mark makes the cron roll them.

@@ -1,9 +1,9 @@
 //! Funnels, sessions and the realtime view under filters against the running stack
 //! (local D1): each answer equals an exact recomputation from the export's rows for a
-//! single and a combined filter, on the exact path within the stack's small row budget
-//! (`TALLY_FILTER_ROW_BUDGET`) and past it on a sample of users that says so; a funnel
-//! over more step events than the budget reads answers from that sample, no longer a
-//! 400.
+//! single and a combined filter, on the exact path within the stack's small row budgets
+//! (`TALLY_FUNNEL_ROW_BUDGET` for funnels, `TALLY_FILTER_ROW_BUDGET` for the others) and
+//! past them on a sample of users that says so; a funnel over more step events than its
+//! budget reads answers from that sample, no longer a 400.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -139,9 +139,9 @@ FROM session_events"
 /// the cursor `(?4 timestamp, ?6 event id in hex)`, at most `?7`, in the primary key's
 /// order (time, then event id; the `ORDER BY` names the columns, not the hex alias): it
 /// sorts nothing, so D1 counts one row per mark (a sorter's rows count again as they
-/// leave it). `?5` is not read. The first page's
-/// cursor is `(?2, '')`. Pairing wants starts first at one instant
-/// (`sessions::stream_order`): the reader reorders each instant's marks.
+/// leave it). `?5` is not read. The first page's cursor is `(?2, '')`. Pairing wants
+/// starts first at one instant (`sessions::stream_order`): the reader reorders each
+/// instant's marks.
 pub const SESSION_MARKS_PAGE: &str = concat!(
     mark_columns!(),
     "

@@ -37,9 +37,9 @@ pub const ROWS_PER_HIT: u64 = 1;
 
 /// The rows D1 counts per seek of `raw_events_by_name` (one per bucket and name) besides
 /// the events it finds: the seek itself and the name's row of the statement's JSON
-/// array. Measured on local D1 (each name more in a funnel of no events costs 594 rows
-/// over 256 buckets, 82 of them the name's rollup rows), which counts a row per cursor
-/// step (workerd's `patches/sqlite/0001-row-counts-plain.patch`).
+/// array. Measured on local D1, which counts a row per cursor step (workerd's
+/// `patches/sqlite/0001-row-counts-plain.patch`): each step name more, over 256 buckets
+/// that hold none of its events, cost 512 rows of the statement.
 pub const ROWS_PER_SEEK: u64 = 2;
 
 /// The rows D1 counts per sample bucket a statement reads besides its seeks: the
@@ -48,7 +48,7 @@ pub const ROWS_PER_BUCKET: u64 = 1;
 
 /// The rows a funnel may read by default. A funnel answers from a sample of users past
 /// it; 10,000 rows keep its time at 10 M raw events what it is at 100 K (the bench's
-/// funnel at 10 M reads 4 of 256 buckets, ~7,400 rows) at the cost of sampling error on
+/// funnel at 10 M reads 4 of 256 buckets, ~5,700 rows) at the cost of sampling error on
 /// late steps (5–15% at the bench's users); a deployment may trade otherwise with the
 /// query worker's `FUNNEL_ROW_BUDGET` var.
 pub const DEFAULT_FUNNEL_ROW_BUDGET: u64 = 10_000;
@@ -59,8 +59,9 @@ pub enum Funnel {
     Counted {
         steps: Vec<Conversion>,
         path: Path,
-        /// The step events read, those that met the filters and those that did not
-        /// (those of the sampled users on the sampled path).
+        /// The step events of the buckets the answer is computed on, those that met the
+        /// filters and those that did not (those of the sampled users on the sampled
+        /// path).
         events_read: u64,
     },
     /// Even one sample bucket of the range holds more step events than the budget.
@@ -128,6 +129,8 @@ pub async fn funnel<S: RollupStore + QueryStore>(
     // Buckets read whole (`0..whole`), the step events they hold, and rows spent as D1
     // counts them (in statements dropped too).
     let (mut whole, mut events_read, mut spent) = (0u32, 0u64, 0u64);
+    // Step events read by every statement, dropped ones too.
+    let mut events_seen = 0u64;
     while target > whole {
         let fresh = target - whole;
         let left = row_budget.saturating_sub(spent);
@@ -150,6 +153,7 @@ pub async fn funnel<S: RollupStore + QueryStore>(
             )
             .await?;
         spent += overhead(fresh) + read * per_hit;
+        events_seen += read;
         if read > room {
             // The buckets held more than the budget left: read half as many, if that
             // still adds some.
@@ -166,7 +170,7 @@ pub async fn funnel<S: RollupStore + QueryStore>(
     }
     if whole == 0 {
         return Ok(Funnel::OverBudget {
-            events: counted.unwrap_or(spent / per_hit),
+            events: counted.unwrap_or(events_seen),
         });
     }
     let scale = u64::from(SAMPLE_BUCKETS / whole);

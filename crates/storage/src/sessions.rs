@@ -241,13 +241,13 @@ pub async fn session_stats<S: EventStore + Executor>(
     // Each day's part of the range, and what its stored row says of it: a day neither
     // stored nor dirty has no sessions (see the module doc).
     let mut live: Vec<(i64, i64)> = Vec::new();
-    let mut told: Vec<(i64, Stats)> = Vec::new();
+    let mut from_stored_rows: Vec<(i64, Stats)> = Vec::new();
     let mut day = first_day;
     while day < end_day {
         let part = (from_ms.max(day), to_ms.min(day + DAY_MS));
         let row = stored.get(&day).filter(|_| !dirty.contains(&day));
         match row.map(|row| row.part(part)) {
-            Some(Some(stats)) => told.push((day, stats)),
+            Some(Some(stats)) => from_stored_rows.push((day, stats)),
             Some(None) => live.push(part),
             None if dirty.contains(&day) => live.push(part),
             None => {}
@@ -255,7 +255,7 @@ pub async fn session_stats<S: EventStore + Executor>(
         day += DAY_MS;
     }
     let live = stretches(live, MAX_LIVE_STRETCHES);
-    for (day, stats) in told {
+    for (day, stats) in from_stored_rows {
         // Stretches joined over it pair it live.
         let paired_live = live
             .iter()

@@ -363,4 +363,8 @@ fn a_funnel_of_names_without_events_in_the_range_reads_no_raw_event() {
         panic!()
     };
     assert_eq!(steps[0].users, 0);
+    assert!(
+        !counting.queries.borrow().contains_key(FUNNEL_HITS),
+        "none of the range's step events, nothing to seek"
+    );
 }

@@ -1163,7 +1163,7 @@ fn revenue(out: &mut String, page: &Page<'_>, report: &Report) {
 
 /// The funnel section: the users who went through the steps in order within the
 /// window, with their conversion from the first step and from the one before, as
-/// `tally_storage::read::funnel` counted them (what the API's `/funnels` answers).
+/// `tally_storage::funnels::funnel` counted them (what the API's `/funnels` answers).
 fn funnel(out: &mut String, page: &Page<'_>, funnel: &Funnel) {
     out.push_str(
         r#"</section><section class="panel" id="funnel"><h2>Funnel: users through the steps</h2>"#,

@@ -1,6 +1,6 @@
 //! What the dashboard shows, computed from merged rollups: headline numbers, series,
 //! the endpoint × hour-of-day heatmap and breakdowns; and the funnel, as
-//! `tally_storage::read::funnel` counted it (the query API's `/funnels` computation).
+//! `tally_storage::funnels::funnel` counted it (the query API's `/funnels` computation).
 //! Pure, so every number on the page is tested natively.
 
 use std::collections::BTreeMap;

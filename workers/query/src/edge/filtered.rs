@@ -95,7 +95,7 @@ pub fn over_budget(events: u64, row_budget: u64) -> ApiError {
         "range_too_large",
         format!(
             "the range holds {events} events; even a sample of 1/256 of their users is more \
-             than a filtered read may scan ({row_budget} rows); ask for a shorter range"
+             than this read may scan ({row_budget} rows); ask for a shorter range"
         ),
     )
 }
