@@ -473,12 +473,13 @@ mod tests {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         assert!(shown.len() < every.len());
-        let report = |merged: &Merged| day_report(day, merged);
+        let report = |merged: &Merged| day_report(day, merged, 1);
         assert_eq!(report(&shown), report(&every));
     }
 
-    /// The report of one day of `merged` rows, with nothing else asked of it.
-    fn day_report(day: i64, merged: &Merged) -> Report {
+    /// The report of one day of `merged` rows, with nothing else asked of it (the rows
+    /// a sample scaled by `scale`, 1 when exact).
+    fn day_report(day: i64, merged: &Merged, scale: u64) -> Report {
         Report::new(&Inputs {
             from: day,
             to: day + DAY_MS,
@@ -489,7 +490,7 @@ mod tests {
             heatmap_from: day,
             funnel: &Funnel::Unasked,
             previous: None,
-            scale: 1,
+            scale,
             previous_scale: 1,
         })
     }
@@ -528,7 +529,7 @@ mod tests {
             })
             .collect();
         assert_ne!(untimed, merged);
-        let report = |merged: &Merged| day_report(day, merged);
+        let report = |merged: &Merged| day_report(day, merged, 1);
         let whole = report(&merged);
         assert!(whole.totals.p95.is_some());
         assert_eq!(report(&untimed), whole);
@@ -712,19 +713,7 @@ mod tests {
             .map(|i| entry(Dimension::Route, &format!("/r{i:02}"), with_users(i, i)))
             .chain([entry(Dimension::Status, "2xx", with_users(5, 3))])
             .collect();
-        let report = Report::new(&Inputs {
-            from: day,
-            to: day + DAY_MS,
-            merged: &merged,
-            series: &BTreeMap::new(),
-            interval: Interval::Hour,
-            route_hours: &Counts::new(),
-            heatmap_from: day,
-            funnel: &Funnel::Unasked,
-            previous: None,
-            scale: 2,
-            previous_scale: 1,
-        });
+        let report = day_report(day, &merged, 2);
         let shown: Vec<(String, u64, u64)> = report
             .routes
             .iter()
